@@ -1,0 +1,5 @@
+"""
+Configuration: pgagroal's file family read into one immutable L{Configuration}.
+"""
+
+__all__ = ["loader", "model", "values"]

@@ -1,0 +1,170 @@
+# -*- test-case-name: tests.unit.test_config_loader -*-
+"""
+The immutable configuration model.
+
+Keys are snake_case in the files and camelCase here; L{pgtwist.config.loader}
+is the only place that maps one to the other.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+#: A pool is keyed by (database, user) as the client named them.
+PoolKey = tuple[str, str]
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class MainSettings:
+    """
+    The main section (C{[pgtwist]}, alias C{[pgagroal]}). Durations are
+    seconds as floats; C{0} means "off" where pgagroal says so.
+    """
+
+    host: str = "*"
+    port: int = 2345
+    unixSocketDir: str | None = None
+    logType: str = "console"
+    logLevel: str = "info"
+    logPath: str = "pgtwist.log"
+    logConnections: bool = False
+    logDisconnections: bool = False
+    maxConnections: int = 100
+    idleTimeout: float = 0.0
+    blockingTimeout: float = 30.0
+    authenticationTimeout: float = 5.0
+    maxConnectionAge: float = 0.0
+    pipeline: str = "auto"
+    validation: str = "off"
+    backgroundInterval: float = 300.0
+    maxRetries: int = 5
+    allowUnknownUsers: bool = True
+    failover: bool = False
+    failoverScript: str | None = None
+    disconnectClient: float = 0.0
+    disconnectClientForce: bool = False
+    keepAlive: bool = True
+    nodelay: bool = True
+    backlog: int = 0
+    tls: bool = False
+    metrics: str | None = None
+    management: int = 0
+    #: pgtwist additions (never renames of pgagroal keys):
+    #: extra strports listen endpoints, e.g. C{("tcp:6433:interface=::1",)}.
+    listen: tuple[str, ...] = ()
+    manhole: str | None = None
+    maxPreparedStatements: int = 200
+    workers: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """
+    One PostgreSQL server section. A C{host} starting with C{/} is a unix
+    socket directory.
+    """
+
+    name: str
+    host: str
+    port: int
+    primary: bool | None = None
+    tls: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class HbaRule:
+    """
+    One line of C{pgtwist_hba.conf}: C{TYPE DATABASE USER ADDRESS METHOD}.
+
+    @ivar address: C{None} for C{all}, else the network a client must be in.
+    """
+
+    type: str
+    database: str
+    user: str
+    address: Network | None
+    method: str
+    path: str = ""
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseLimit:
+    """
+    One line of C{pgtwist_databases.conf}:
+    C{DATABASE[=ALIAS,...] USER MAX_SIZE [INITIAL_SIZE [MIN_SIZE [PIPELINE]]]}.
+
+    @ivar maxSize: C{None} for C{all} (the rest of C{max_connections}).
+    """
+
+    database: str
+    user: str
+    maxSize: int | None
+    initialSize: int = 0
+    minSize: int = 0
+    aliases: tuple[str, ...] = ()
+    pipeline: str | None = None
+    path: str = ""
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class UserEntry:
+    """
+    A user pgtwist knows: from the vault (C{password} set), or an unknown
+    user admitted by C{allow_unknown_users} (C{password} is C{None}).
+    """
+
+    name: str
+    password: str | None = None
+
+    def __repr__(self) -> str:
+        # Never let a password reach a log line or a traceback.
+        return f"UserEntry(name={self.name!r}, password={'***' if self.password else None})"
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigPaths:
+    """
+    Where each file of the family was read from (for reload and C{conf ls}).
+    """
+
+    config: str | None = None
+    hba: str | None = None
+    limits: str | None = None
+    users: str | None = None
+    frontendUsers: str | None = None
+    admins: str | None = None
+    superuser: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Configuration:
+    """
+    Everything pgtwist was configured with, validated as a whole.
+    """
+
+    main: MainSettings = field(default_factory=MainSettings)
+    servers: tuple[ServerSettings, ...] = ()
+    hba: tuple[HbaRule, ...] = ()
+    limits: tuple[DatabaseLimit, ...] = ()
+    users: Mapping[str, UserEntry] = field(default_factory=dict)
+    frontendUsers: Mapping[str, UserEntry] = field(default_factory=dict)
+    admins: Mapping[str, UserEntry] = field(default_factory=dict)
+    superuser: UserEntry | None = None
+    paths: ConfigPaths = field(default_factory=ConfigPaths)
+
+    @property
+    def primary(self) -> ServerSettings:
+        """
+        The server new backends connect to: the one marked C{primary = on},
+        else the first section.
+        """
+        for server in self.servers:
+            if server.primary:
+                return server
+        return self.servers[0]
