@@ -1,0 +1,517 @@
+# -*- test-case-name: tests.unit.test_backend -*-
+"""
+The PostgreSQL-facing side: one L{BackendProtocol} per server connection.
+
+A backend is I{owned} by the pool while it logs in, idles, resets or
+validates; then it decodes every message itself. While I{attached} to a
+pipeline session it hands each received chunk to the session untouched.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.protocol import ClientFactory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from pgtwist._eager import eagerWrite
+from pgtwist.auth.steps import Outcome
+from pgtwist.config.model import PoolKey, ServerSettings
+from pgtwist.interfaces import IAuthExchange, IAuthMethod, IBackendLink, IFrontendLink, IPipelineSession
+from pgtwist.wire import codec, constants, errors
+from pgtwist.wire.framing import MessageFramer
+from pgtwist.wire.messages import (
+    AuthenticationRequest,
+    BackendKeyData,
+    ErrorResponse,
+    Message,
+    ParameterStatus,
+    Query,
+    ReadyForQuery,
+    StartupMessage,
+    Terminate,
+)
+
+
+class BackendError(Exception):
+    """
+    PostgreSQL refused something pgtwist asked of a backend.
+
+    @ivar error: PostgreSQL's ErrorResponse, to be shown to the client.
+    """
+
+    def __init__(self, error: ErrorResponse) -> None:
+        super().__init__(f"{error.severity} {error.code} {error.message}")
+        self.error = error
+
+
+class BackendGone(Exception):
+    """
+    The connection closed before the operation finished.
+    """
+
+
+def _backendFor(
+    request: AuthenticationRequest, methods: Sequence[IAuthMethod]
+) -> IAuthMethod | None:
+    for method in methods:
+        if request.code in method.backendRequestCodes:
+            return method
+    return None
+
+
+@implementer(IBackendLink)
+class BackendProtocol(Protocol):
+    """
+    One connection to PostgreSQL.
+
+    @ivar processId: The backend pid (from BackendKeyData).
+    @ivar secretKey: The backend's cancel secret.
+    @ivar parameters: Latest ParameterStatus values, by name as reported.
+    @ivar transactionStatus: From the last ReadyForQuery.
+    @ivar clean: Set by the attached session: no request in flight.
+    @ivar authRequestCode: The first AuthenticationRequest code PostgreSQL sent
+        (what the HBA method C{all} resolves to).
+    @ivar poolState: Owned by L{pgtwist.pool}; never set it elsewhere.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        key: PoolKey,
+        server: ServerSettings,
+        password: str | None,
+        authMethods: Sequence[IAuthMethod],
+        clock: IReactorTime,
+    ) -> None:
+        self.key = key
+        self.server = server
+        self._password = password
+        self._authMethods = authMethods
+        self._clock = clock
+        self.processId = 0
+        self.secretKey = 0
+        self.parameters: dict[str, str] = {}
+        self.transactionStatus = constants.TRANSACTION_IDLE
+        self.clean = True
+        self.authRequestCode: int | None = None
+        self.createdAt = clock.seconds()
+        self.lastUsedAt = self.createdAt
+        self.poolState: Any = None
+        self.idleTimer: Any = None
+        self.connected = False
+        self.closing = False
+        self._framer = MessageFramer()
+        self._session: IPipelineSession | None = None
+        self._frontend: IFrontendLink | None = None
+        self._exchange: IAuthExchange | None = None
+        self._login: Deferred[BackendProtocol] | None = Deferred()
+        self._loginError: ErrorResponse | None = None
+        self._queries: list[_PendingQuery] = []
+        self.lostCallback: Callable[[BackendProtocol, Failure], None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<BackendProtocol {self.server.name} pid={self.processId} {self.key}>"
+
+    # -- login ----------------------------------------------------------------
+
+    def whenLoggedIn(self) -> Deferred[BackendProtocol]:
+        """
+        Fires with this protocol once PostgreSQL sent ReadyForQuery after
+        login; fails with L{BackendError} or the connection failure.
+        """
+        assert self._login is not None
+        return self._login
+
+    def connectionMade(self) -> None:
+        """
+        Send the StartupMessage: only user and database, so that every client
+        setting applied later is undone by C{DISCARD ALL}.
+        """
+        self.connected = True
+        transport: Any = self.transport
+        if hasattr(transport, "setTcpNoDelay"):
+            transport.setTcpNoDelay(True)
+        database, user = self.key
+        self.transport.write(codec.encode(StartupMessage({"user": user, "database": database})))  # type: ignore[union-attr]
+
+    def _loginFrame(self, message: Message) -> None:
+        if isinstance(message, AuthenticationRequest):
+            self._authenticate(message)
+        elif isinstance(message, ParameterStatus):
+            self.parameters[message.name] = message.value
+        elif isinstance(message, BackendKeyData):
+            self.processId = message.processId
+            self.secretKey = message.secretKey
+        elif isinstance(message, ReadyForQuery):
+            self.transactionStatus = message.status
+            login, self._login = self._login, None
+            assert login is not None
+            login.callback(self)
+        elif isinstance(message, ErrorResponse):
+            self._loginError = message
+            self._failLogin(BackendError(message))
+
+    def _authenticate(self, request: AuthenticationRequest) -> None:
+        if self.authRequestCode is None:
+            self.authRequestCode = request.code
+        if self._exchange is None:
+            if request.code == constants.AUTH_OK:
+                return
+            method = _backendFor(request, self._authMethods)
+            if method is None:
+                self._failLogin(
+                    BackendError(
+                        errors.fatal(
+                            constants.SQLSTATE_FEATURE_NOT_SUPPORTED,
+                            f"authentication method {request.code} requested by the server is "
+                            "not supported by pgtwist",
+                        )
+                    )
+                )
+                return
+            self._exchange = method.backendExchange(self.key[1], self._password, request)
+            step = self._exchange.start()
+        else:
+            step = self._exchange.receive(request)
+        if step.messages:
+            self.transport.write(codec.encodeAll(step.messages))  # type: ignore[union-attr]
+        if step.outcome is Outcome.FAILED:
+            self.log.warn(
+                "Cannot log into {server} as {user!r}: {reason}",
+                server=self.server.name,
+                user=self.key[1],
+                reason=step.reason,
+            )
+            error = step.error or errors.fatal(
+                constants.SQLSTATE_INVALID_PASSWORD,
+                f'password authentication failed for user "{self.key[1]}"',
+                detail=step.reason or None,
+            )
+            self._failLogin(BackendError(error))
+
+    def _failLogin(self, reason: Exception) -> None:
+        login, self._login = self._login, None
+        if login is not None:
+            self.closing = True
+            self.transport.loseConnection()  # type: ignore[union-attr]
+            login.errback(reason)
+
+    # -- owned mode: simple queries pgtwist runs itself -----------------------
+
+    def simpleQuery(self, sql: str) -> Deferred[ErrorResponse | None]:
+        """
+        Run C{sql} (one Query message) and fire with the first ErrorResponse
+        PostgreSQL sent, or C{None}; ParameterStatus changes are recorded.
+        Several calls may be pipelined.
+        """
+        pending = _PendingQuery()
+        self._queries.append(pending)
+        self.write(codec.encode(Query(sql)))
+        return pending.deferred
+
+    def _queryFrame(self, message: Message) -> None:
+        if isinstance(message, ParameterStatus):
+            self.parameters[message.name] = message.value
+            return
+        if not self._queries:
+            if isinstance(message, ErrorResponse):
+                # An idle backend told something, typically a FATAL before
+                # closing (pg_terminate_backend, shutdown).
+                self.log.info(
+                    "Idle backend {backendPid} on {server}: {sqlstate} {message}",
+                    backendPid=self.processId,
+                    server=self.server.name,
+                    sqlstate=message.code,
+                    message=message.message,
+                )
+                self.closing = True
+            return
+        pending = self._queries[0]
+        if isinstance(message, ErrorResponse):
+            if pending.error is None:
+                pending.error = message
+        elif isinstance(message, ReadyForQuery):
+            self.transactionStatus = message.status
+            self._queries.pop(0)
+            pending.deferred.callback(pending.error)
+
+    # -- attached mode --------------------------------------------------------
+
+    def attach(self, session: IPipelineSession, frontend: IFrontendLink) -> None:
+        """
+        See L{IBackendLink.attach}.
+        """
+        assert self._framer.pending == 0 and not self._queries, "backend attached mid-message"
+        self._session = session
+        self._frontend = frontend
+        self.clean = True
+        peer: Any = getattr(frontend, "transport", None)
+        if peer is not None and self.transport is not None:
+            peer.registerProducer(self.transport, True)
+            self.transport.registerProducer(peer, True)  # type: ignore[attr-defined]
+
+    def detach(self) -> None:
+        """
+        See L{IBackendLink.detach}.
+        """
+        frontend, self._frontend = self._frontend, None
+        self._session = None
+        peer: Any = getattr(frontend, "transport", None)
+        if peer is not None:
+            if getattr(peer, "producer", None) is self.transport:
+                peer.unregisterProducer()
+            if self.transport is not None:
+                transport: Any = self.transport
+                if transport.producer is peer:
+                    transport.unregisterProducer()
+                # A paused backend must read again now that it is ours.
+                if getattr(transport, "connected", False):
+                    transport.resumeProducing()
+
+    def write(self, data: bytes) -> None:
+        """
+        See L{IBackendLink.write}.
+        """
+        eagerWrite(self.transport, data)
+
+    # -- Protocol -------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Hand data to the attached session, or decode it ourselves.
+        """
+        session = self._session
+        if session is not None:
+            session.backendDataReceived(data)
+            return
+        try:
+            frames = self._framer.feed(data)
+            handle = self._loginFrame if self._login is not None else self._queryFrame
+            for type, body in frames:
+                handle(codec.decodeBackend(type, body))
+                if self._session is not None:
+                    # Attached by a callback of this very frame: the rest is the session's.
+                    rest = self._framer.takeRemainder()
+                    if rest:
+                        self._session.backendDataReceived(rest)
+                    return
+                handle = self._loginFrame if self._login is not None else self._queryFrame
+        except errors.ProtocolViolation as e:
+            self.log.error(
+                "Backend {server} broke the protocol: {message}",
+                server=self.server.name,
+                message=e.message,
+            )
+            self.closing = True
+            self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        """
+        Say goodbye to PostgreSQL (Terminate) and close.
+        """
+        if self.closing or not self.connected:
+            self.closing = True
+            if self.transport is not None:
+                self.transport.loseConnection()
+            return
+        self.closing = True
+        self.transport.write(codec.encode(Terminate()))  # type: ignore[union-attr]
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: Failure = Failure(BackendGone())) -> None:  # noqa: B008
+        """
+        Tell whoever depends on this backend.
+        """
+        self.connected = False
+        self.closing = True
+        if self._login is not None:
+            login, self._login = self._login, None
+            login.errback(reason)
+        queries, self._queries = self._queries, []
+        for pending in queries:
+            pending.deferred.errback(Failure(BackendGone(str(reason.value))))
+        session, self._session = self._session, None
+        if session is not None:
+            session.backendLost(reason)
+        if self.lostCallback is not None:
+            self.lostCallback(self, reason)
+
+
+class _PendingQuery:
+    """
+    A query pgtwist sent itself and its first error.
+    """
+
+    __slots__ = ("deferred", "error")
+
+    def __init__(self) -> None:
+        self.deferred: Deferred[ErrorResponse | None] = Deferred()
+        self.error: ErrorResponse | None = None
+
+
+class _BackendFactory(ClientFactory):
+    """
+    Builds exactly one protocol and reports connection failures to it.
+    """
+
+    noisy = False
+
+    def __init__(self, protocol: BackendProtocol) -> None:
+        self.protocol_ = protocol
+
+    def buildProtocol(self, addr: IAddress) -> BackendProtocol:
+        """
+        The protocol given at construction.
+        """
+        return self.protocol_
+
+    def clientConnectionFailed(self, connector: object, reason: Failure) -> None:
+        """
+        Fail the login.
+        """
+        login = self.protocol_._login
+        if login is not None:
+            self.protocol_._login = None
+            login.errback(reason)
+
+
+def connectBackend(
+    reactor: Any,
+    server: ServerSettings,
+    key: PoolKey,
+    password: str | None,
+    authMethods: Sequence[IAuthMethod],
+    timeout: float = 15.0,
+) -> tuple[BackendProtocol, Deferred[BackendProtocol]]:
+    """
+    Open a connection to C{server} and log in as C{key}'s user.
+
+    @return: The protocol (so its state can be tracked at once) and a
+        Deferred that fires with it once it is ready for queries.
+    """
+    protocol = BackendProtocol(key, server, password, authMethods, reactor)
+    factory = _BackendFactory(protocol)
+    if server.host.startswith("/"):
+        reactor.connectUNIX(os.path.join(server.host, f".s.PGSQL.{server.port}"), factory, timeout)
+    else:
+        host = "127.0.0.1" if server.host == "localhost" else server.host
+        reactor.connectTCP(host, server.port, factory, timeout)
+    return protocol, protocol.whenLoggedIn()
+
+
+def setStatements(parameters: Mapping[str, str], current: Mapping[str, str]) -> list[str]:
+    """
+    The C{SET} statements that make a reused backend look as if the client had
+    sent C{parameters} in its own StartupMessage. Values already in effect
+    (same spelling as PostgreSQL reported) are skipped.
+    """
+    currentLower = {name.lower(): value for name, value in current.items()}
+    statements = []
+    for name, value in effectiveParameters(parameters):
+        if currentLower.get(name.lower()) == value:
+            continue
+        statements.append(f"SET {quoteIdentifier(name)} = {quoteLiteral(value)}")
+    return statements
+
+
+#: Startup parameters that are not run-time settings.
+NOT_SETTINGS = frozenset({"user", "database", "options", "replication"})
+
+
+def effectiveParameters(parameters: Mapping[str, str]) -> list[tuple[str, str]]:
+    """
+    The settings a StartupMessage asks for, C{options} (C{-c name=value},
+    C{--name=value}) expanded the way PostgreSQL expands it, later ones winning.
+    """
+    result: dict[str, tuple[str, str]] = {}
+    for name, value in parameters.items():
+        if name in NOT_SETTINGS or name.startswith("_pq_."):
+            continue
+        result[name.lower()] = (name, value)
+    for name, value in parseOptions(parameters.get("options", "")):
+        result[name.lower()] = (name, value)
+    return list(result.values())
+
+
+def splitOptions(options: str) -> list[str]:
+    """
+    Split C{options} on whitespace, honouring backslash escapes
+    (PostgreSQL's C{pg_split_opts}).
+    """
+    words: list[str] = []
+    current: list[str] = []
+    inWord = False
+    escaped = False
+    for char in options:
+        if escaped:
+            current.append(char)
+            escaped = False
+            inWord = True
+        elif char == "\\":
+            escaped = True
+            inWord = True
+        elif char.isspace():
+            if inWord:
+                words.append("".join(current))
+                current = []
+                inWord = False
+        else:
+            current.append(char)
+            inWord = True
+    if inWord:
+        words.append("".join(current))
+    return words
+
+
+def parseOptions(options: str) -> list[tuple[str, str]]:
+    """
+    The C{name=value} settings in a StartupMessage C{options} string.
+
+    @raise ValueError: With PostgreSQL's wording, for switches pgtwist cannot
+        apply (anything but C{-c} and C{--name=value}).
+    """
+    settings: list[tuple[str, str]] = []
+    words = splitOptions(options)
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word == "-c" and i + 1 < len(words):
+            assignment = words[i + 1]
+            i += 2
+        elif word.startswith("-c") and len(word) > 2:
+            assignment = word[2:]
+            i += 1
+        elif word.startswith("--") and "=" in word:
+            assignment = word[2:]
+            i += 1
+        else:
+            raise ValueError(f'invalid command-line argument for server process: "{word}"')
+        name, sep, value = assignment.partition("=")
+        if not sep:
+            raise ValueError(f"--{name} requires a value")
+        settings.append((name.replace("-", "_"), value))
+    return settings
+
+
+def quoteIdentifier(name: str) -> str:
+    """
+    Quote an identifier for SQL.
+    """
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quoteLiteral(value: str) -> str:
+    """
+    Quote a string literal for SQL whatever C{standard_conforming_strings} is.
+    """
+    if "\\" in value:
+        return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+    return "'" + value.replace("'", "''") + "'"

@@ -1,0 +1,113 @@
+# -*- test-case-name: tests.unit.test_cancel -*-
+"""
+CancelRequest routing: the keys pgtwist gave its clients, and forwarding a
+cancel to the backend a client is using right now.
+
+Each client gets a BackendKeyData of pgtwist's own: in session mode the pid
+is its backend's real pid (so C{pg_stat_activity}, C{pg_terminate_backend}
+and NOTIFY pids agree with what the driver reports) and the secret is
+pgtwist's. A key is forgotten when its client disconnects, so a stale key
+never reaches a backend that now serves someone else.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.interfaces import IAddress
+from twisted.internet.protocol import ClientFactory, Protocol
+from twisted.logger import Logger
+
+from pgtwist.wire import codec
+from pgtwist.wire.messages import CancelRequest
+
+#: Something that can tell which backend a client is using now:
+#: returns (server, processId, secretKey) or None.
+CancelTarget = Callable[[], Any]
+
+
+class CancelRegistry:
+    """
+    Client cancel keys, and forwarding of CancelRequests.
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor: Any, randomInt: Callable[[], int] | None = None) -> None:
+        self._reactor = reactor
+        self._randomInt = randomInt or (lambda: secrets.randbits(31))
+        self._targets: dict[tuple[int, int], CancelTarget] = {}
+
+    def __len__(self) -> int:
+        return len(self._targets)
+
+    def register(self, processId: int, target: CancelTarget) -> int:
+        """
+        Give a client the key (C{processId}, secret); return the secret.
+        """
+        while True:
+            secret = self._randomInt()
+            if (processId, secret) not in self._targets:
+                break
+        self._targets[(processId, secret)] = target
+        return secret
+
+    def unregister(self, processId: int, secretKey: int) -> None:
+        """
+        Forget a key (its client disconnected).
+        """
+        self._targets.pop((processId, secretKey), None)
+
+    def cancel(self, request: CancelRequest) -> bool:
+        """
+        Forward C{request} to the backend its key names. Returns whether the key
+        was known and its client had a backend.
+        """
+        target = self._targets.get((request.processId, request.secretKey))
+        if target is None:
+            self.log.info(
+                "CancelRequest with an unknown key for pid {backendPid}", backendPid=request.processId
+            )
+            return False
+        current = target()
+        if current is None:
+            return False
+        server, processId, secretKey = current
+        packet = codec.encode(CancelRequest(processId, secretKey))
+        factory = _CancelFactory(packet)
+        if server.host.startswith("/"):
+            self._reactor.connectUNIX(os.path.join(server.host, f".s.PGSQL.{server.port}"), factory)
+        else:
+            host = "127.0.0.1" if server.host == "localhost" else server.host
+            self._reactor.connectTCP(host, server.port, factory)
+        return True
+
+
+class _CancelSender(Protocol):
+    """
+    Sends one CancelRequest packet and closes, as libpq's PQcancel does.
+    """
+
+    def __init__(self, packet: bytes) -> None:
+        self._packet = packet
+
+    def connectionMade(self) -> None:
+        """
+        Send and close.
+        """
+        assert self.transport is not None
+        self.transport.write(self._packet)
+        self.transport.loseConnection()
+
+
+class _CancelFactory(ClientFactory):
+    noisy = False
+
+    def __init__(self, packet: bytes) -> None:
+        self._packet = packet
+
+    def buildProtocol(self, addr: IAddress) -> Protocol:
+        return _CancelSender(self._packet)

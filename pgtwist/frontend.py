@@ -1,0 +1,530 @@
+# -*- test-case-name: tests.unit.test_frontend -*-
+"""
+The client-facing side: startup, TLS refusal, HBA and authentication, then
+hand-over to a pipeline session.
+
+The startup phase mirrors PostgreSQL's C{ProcessStartupPacket} and
+C{ClientAuthentication}: same SQLSTATEs, same messages, so drivers and
+operators see what they would see talking to PostgreSQL itself.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IAddress
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from pgtwist._eager import eagerWrite
+from pgtwist.auth.hba import matchHba
+from pgtwist.auth.steps import AuthStep, Outcome
+from pgtwist.cancel import CancelRegistry
+from pgtwist.config.model import Configuration, PoolKey, UserEntry
+from pgtwist.interfaces import (
+    IAuthExchange,
+    IAuthMethod,
+    IBackendLink,
+    IBackendPool,
+    IFrontendLink,
+    IPipeline,
+    IPipelineSession,
+)
+from pgtwist.wire import codec, constants, errors
+from pgtwist.wire.framing import MessageFramer, StartupFramer
+from pgtwist.wire.messages import (
+    AuthenticationRequest,
+    BackendKeyData,
+    CancelRequest,
+    ErrorResponse,
+    GSSENCRequest,
+    Message,
+    ParameterStatus,
+    ReadyForQuery,
+    SSLRequest,
+    StartupMessage,
+)
+
+#: AuthenticationRequest code -> the HBA method that answers it (for C{all}).
+_METHOD_FOR_CODE = {
+    constants.AUTH_OK: "trust",
+    constants.AUTH_CLEARTEXT_PASSWORD: "password",
+    constants.AUTH_MD5_PASSWORD: "md5",
+    constants.AUTH_SASL: "scram-sha-256",
+}
+
+
+class FrontendState(enum.Enum):
+    """
+    Where a client connection is in its life.
+    """
+
+    STARTUP = "startup"
+    AUTHENTICATING = "authenticating"
+    LOGGING_IN = "logging in"  # authenticated, the pipeline is finishing the login
+    READY = "ready"
+    CLOSED = "closed"
+
+
+@implementer(IFrontendLink)
+class FrontendProtocol(Protocol):
+    """
+    One client connection.
+    """
+
+    log = Logger()
+
+    def __init__(self, factory: FrontendFactory, address: IAddress) -> None:
+        self.factory = factory
+        self.address = address
+        self.state = FrontendState.STARTUP
+        self.key: PoolKey = ("", "")
+        self.startupParameters: Mapping[str, str] = {}
+        self.session: IPipelineSession | None = None
+        self.backend: IBackendLink | None = None
+        self.processId = 0
+        self.secretKey = 0
+        self._startupFramer: StartupFramer | None = StartupFramer()
+        self._framer: MessageFramer | None = None
+        self._exchange: IAuthExchange | None = None
+        self._authTimer: Any = None
+        self._pending = b""
+        self._resolving: Deferred[Any] | None = None
+
+    # -- Protocol -------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        """
+        Start the authentication timer.
+        """
+        self.factory.clients.add(self)
+        transport: Any = self.transport
+        if hasattr(transport, "setTcpNoDelay"):
+            try:
+                transport.setTcpNoDelay(self.factory.config.main.nodelay)
+                transport.setTcpKeepAlive(self.factory.config.main.keepAlive)
+            except OSError:
+                pass
+        timeout = self.factory.config.main.authenticationTimeout
+        if timeout > 0:
+            self._authTimer = self.factory.clock.callLater(timeout, self._authenticationTimedOut)
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Route bytes by state; after login they go straight to the session.
+        """
+        if self.state is FrontendState.READY:
+            self.session.frontendDataReceived(data)  # type: ignore[union-attr]
+            return
+        try:
+            if self.state is FrontendState.STARTUP:
+                self._startupData(data)
+            elif self.state is FrontendState.AUTHENTICATING:
+                self._authenticationData(data)
+            elif self.state is FrontendState.LOGGING_IN:
+                self._pending += data
+        except errors.ProtocolViolation as e:
+            self.log.warn(
+                "Protocol violation from {clientAddress}: {message}",
+                clientAddress=self._peer(),
+                message=e.message,
+            )
+            self.fail(e.toErrorResponse())
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
+        """
+        Release everything this client held.
+        """
+        previous = self.state
+        self.state = FrontendState.CLOSED
+        self.factory.clients.discard(self)
+        self._cancelAuthTimer()
+        if self._resolving is not None:
+            self._resolving.cancel()
+        if self.secretKey:
+            self.factory.cancels.unregister(self.processId, self.secretKey)
+        session, self.session = self.session, None
+        if session is not None:
+            session.frontendLost(reason)
+        if previous is FrontendState.READY and self.factory.config.main.logDisconnections:
+            self.log.info(
+                "Client {clientAddress} of {poolKey} disconnected",
+                clientAddress=self._peer(),
+                poolKey=self.key,
+            )
+
+    # -- startup phase ----------------------------------------------------------
+
+    def _startupData(self, data: bytes) -> None:
+        assert self._startupFramer is not None
+        frames = self._startupFramer.feed(data)
+        for index, (_, body) in enumerate(frames):
+            message = codec.decodeStartupPacket(body)
+            last = index == len(frames) - 1
+            if isinstance(message, (SSLRequest, GSSENCRequest)):
+                if not last or self._startupFramer.takeRemainder():
+                    # PgBouncer client.c / PostgreSQL: a possible MITM injection.
+                    raise errors.ProtocolViolation(
+                        "received unencrypted data after SSL request"
+                        if isinstance(message, SSLRequest)
+                        else "received unencrypted data after GSSAPI encryption request"
+                    )
+                self.transport.write(b"N")  # type: ignore[union-attr]
+            elif isinstance(message, CancelRequest):
+                self.factory.cancels.cancel(message)
+                self.state = FrontendState.CLOSED
+                self.transport.loseConnection()  # type: ignore[union-attr]
+                return
+            elif isinstance(message, StartupMessage):
+                rest = self._startupFramer.takeRemainder()
+                self._startupFramer = None
+                self._startup(message, rest)
+                return
+
+    def _startup(self, message: StartupMessage, rest: bytes) -> None:
+        parameters = message.parameters
+        user = parameters.get("user", "")
+        if not user:
+            raise errors.ProtocolViolation(
+                "no PostgreSQL user name specified in startup packet",
+                constants.SQLSTATE_INVALID_AUTHORIZATION,
+            )
+        if parameters.get("replication", "false").lower() not in ("false", "off", "no", "0"):
+            self.fail(
+                errors.fatal(
+                    constants.SQLSTATE_FEATURE_NOT_SUPPORTED,
+                    "pgtwist does not pool replication connections",
+                )
+            )
+            return
+        database = parameters.get("database") or user
+        self.key = (database, user)
+        self.startupParameters = parameters
+        self.state = FrontendState.AUTHENTICATING
+        self._framer = MessageFramer()
+        self._pending = rest
+        if self.factory.config.main.logConnections:
+            self.log.info(
+                "Connection from {clientAddress} for {poolKey}",
+                clientAddress=self._peer(),
+                poolKey=self.key,
+            )
+        self._chooseMethod()
+
+    def _peer(self) -> str:
+        if isinstance(self.address, (IPv4Address, IPv6Address)):
+            return self.address.host
+        return "[local]"
+
+    def _hbaAddress(self) -> str | None:
+        if isinstance(self.address, (IPv4Address, IPv6Address)):
+            return self.address.host
+        return None
+
+    def _chooseMethod(self) -> None:
+        database, user = self.key
+        rule = matchHba(self.factory.config.hba, self._hbaAddress(), database, user, False)
+        if rule is None:
+            self._authFailed(
+                errors.fatal(
+                    constants.SQLSTATE_INVALID_AUTHORIZATION,
+                    f'no pg_hba.conf entry for host "{self._peer()}", user "{user}", '
+                    f'database "{database}", no encryption',
+                ),
+                "no HBA entry",
+            )
+            return
+        if rule.method == "reject":
+            self._authFailed(
+                errors.fatal(
+                    constants.SQLSTATE_INVALID_AUTHORIZATION,
+                    f'pg_hba.conf rejects connection for host "{self._peer()}", user "{user}", '
+                    f'database "{database}", no encryption',
+                ),
+                f"rejected by {rule.path}:{rule.line}",
+            )
+            return
+        if rule.method == "all":
+            code = self.factory.pool.authRequestCode(self.key)  # type: ignore[attr-defined]
+            if code is None:
+                self._resolveAll()
+                return
+            self._startExchange(_METHOD_FOR_CODE.get(code, "scram-sha-256"))
+            return
+        self._startExchange(rule.method)
+
+    def _resolveAll(self) -> None:
+        """
+        HBA method C{all}: ask PostgreSQL what it wants by logging in once
+        (the backend then stays in the pool).
+        """
+        self.transport.pauseProducing()  # type: ignore[union-attr]
+        d = self.factory.pool.acquire(self.key, {})
+        self._resolving = d
+
+        def resolved(backend: IBackendLink) -> None:
+            self._resolving = None
+            self.factory.pool.release(backend)
+            if self.state is FrontendState.CLOSED:
+                return
+            self.transport.resumeProducing()  # type: ignore[union-attr]
+            code = self.factory.pool.authRequestCode(self.key)  # type: ignore[attr-defined]
+            self._startExchange(_METHOD_FOR_CODE.get(code, "scram-sha-256"))
+
+        def failed(reason: Failure) -> None:
+            self._resolving = None
+            if self.state is FrontendState.CLOSED:
+                return
+            self._failFromPool(reason)
+
+        d.addCallbacks(resolved, failed)
+
+    def _lookupUser(self) -> UserEntry | None:
+        user = self.key[1]
+        config = self.factory.config
+        entry = config.frontendUsers.get(user) or config.users.get(user)
+        return entry
+
+    def _startExchange(self, methodName: str) -> None:
+        method = self.factory.authMethods.get(methodName)
+        if method is None:
+            self._authFailed(
+                errors.fatal(
+                    constants.SQLSTATE_INVALID_AUTHORIZATION,
+                    f'authentication method "{methodName}" is not available',
+                ),
+                "unknown method",
+            )
+            return
+        user = self._lookupUser()
+        if user is None:
+            if not self.factory.config.main.allowUnknownUsers and methodName == "trust":
+                self._authFailed(
+                    errors.fatal(
+                        constants.SQLSTATE_INVALID_AUTHORIZATION,
+                        f'role "{self.key[1]}" does not exist',
+                    ),
+                    "unknown user",
+                )
+                return
+            user = UserEntry(self.key[1], None)
+        self._exchange = method.frontendExchange(user, None)
+        self._step(self._exchange.start())
+
+    def _step(self, step: AuthStep) -> None:
+        if step.outcome is Outcome.FAILED:
+            database, user = self.key
+            error = step.error or errors.fatal(
+                constants.SQLSTATE_INVALID_PASSWORD,
+                f'password authentication failed for user "{user}"',
+            )
+            self._authFailed(error, step.reason)
+            return
+        if step.messages:
+            self.transport.write(codec.encodeAll(step.messages))  # type: ignore[union-attr]
+        if step.outcome is Outcome.SUCCEEDED:
+            self._authenticated()
+        elif self._pending:
+            pending, self._pending = self._pending, b""
+            self._authenticationData(pending)
+
+    def _authenticationData(self, data: bytes) -> None:
+        assert self._framer is not None
+        for index, (type, body) in enumerate(self._framer.feed(data)):
+            if self.state is not FrontendState.AUTHENTICATING or self._exchange is None:
+                # Pipelined after the password: keep it for the session.
+                self._pending += codec.frame(type, body)
+                continue
+            if type != constants.PASSWORD_MESSAGE:
+                raise errors.ProtocolViolation(
+                    f"expected password response, got message type {type[0]}"
+                )
+            self._step(self._exchange.receive(codec.decodeFrontend(type, body)))
+        if self.state is not FrontendState.AUTHENTICATING and self._framer is not None:
+            self._pending += self._framer.takeRemainder()
+
+    def _authFailed(self, error: ErrorResponse, reason: str) -> None:
+        database, user = self.key
+        self.log.warn(
+            "Authentication of {user!r} for {database!r} from {clientAddress} failed: {reason}",
+            user=user,
+            database=database,
+            clientAddress=self._peer(),
+            reason=reason,
+        )
+        self.fail(error)
+
+    def _authenticated(self) -> None:
+        self._cancelAuthTimer()
+        self._exchange = None
+        self.state = FrontendState.LOGGING_IN
+        self.transport.write(codec.encode(AuthenticationRequest(constants.AUTH_OK)))  # type: ignore[union-attr]
+        self.transport.pauseProducing()  # type: ignore[union-attr]
+        pipeline = self.factory.pipelineFor(self.key)
+        self.session = pipeline.newSession(self, self.factory.pool, self.factory.clock)
+        self.session.begin()
+
+    def _failFromPool(self, reason: Failure) -> None:
+        from pgtwist.backend import BackendError
+        from pgtwist.pool import PoolTimeout
+
+        if reason.check(BackendError):
+            self.fail(reason.value.error)
+        elif reason.check(PoolTimeout):
+            self.fail(
+                errors.fatal(
+                    constants.SQLSTATE_TOO_MANY_CONNECTIONS,
+                    "connection pool exhausted: no backend became available within "
+                    f"blocking_timeout ({self.factory.config.main.blockingTimeout:g}s)",
+                    hint="Raise max_connections or blocking_timeout, or use fewer client sessions.",
+                )
+            )
+        else:
+            self.fail(
+                errors.fatal(constants.SQLSTATE_CONNECTION_FAILURE, reason.getErrorMessage())
+            )
+
+    def _authenticationTimedOut(self) -> None:
+        self._authTimer = None
+        if self.state in (FrontendState.STARTUP, FrontendState.AUTHENTICATING):
+            self.log.info(
+                "Client {clientAddress} did not authenticate within {timeout}s",
+                clientAddress=self._peer(),
+                timeout=self.factory.config.main.authenticationTimeout,
+            )
+            # PostgreSQL closes without a word (the client may not even speak the protocol).
+            self.state = FrontendState.CLOSED
+            self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def _cancelAuthTimer(self) -> None:
+        if self._authTimer is not None and self._authTimer.active():
+            self._authTimer.cancel()
+        self._authTimer = None
+
+    # -- IFrontendLink ------------------------------------------------------------
+
+    def completeLogin(self, parameters: Mapping[str, str], processId: int) -> None:
+        """
+        See L{IFrontendLink.completeLogin}.
+        """
+        if self.state is not FrontendState.LOGGING_IN:
+            return
+        self.processId = processId
+        self.secretKey = self.factory.cancels.register(processId, self._cancelTarget)
+        messages: list[Message] = [ParameterStatus(k, v) for k, v in parameters.items()]
+        messages.append(BackendKeyData(processId, self.secretKey))
+        messages.append(ReadyForQuery(constants.TRANSACTION_IDLE))
+        self.state = FrontendState.READY
+        eagerWrite(self.transport, codec.encodeAll(messages))
+        self.transport.resumeProducing()  # type: ignore[union-attr]
+        if self._pending:
+            pending, self._pending = self._pending, b""
+            self.session.frontendDataReceived(pending)  # type: ignore[union-attr]
+
+    def _cancelTarget(self) -> Any:
+        backend = self.backend
+        if backend is None:
+            return None
+        return (backend.server, backend.processId, backend.secretKey)
+
+    def setCancelTarget(self, backend: IBackendLink | None) -> None:
+        """
+        See L{IFrontendLink.setCancelTarget}.
+        """
+        self.backend = backend
+
+    def write(self, data: bytes) -> None:
+        """
+        See L{IFrontendLink.write}.
+        """
+        eagerWrite(self.transport, data)
+
+    def pauseReading(self) -> None:
+        """
+        See L{IFrontendLink.pauseReading}.
+        """
+        self.transport.pauseProducing()  # type: ignore[union-attr]
+
+    def resumeReading(self) -> None:
+        """
+        See L{IFrontendLink.resumeReading}.
+        """
+        self.transport.resumeProducing()  # type: ignore[union-attr]
+
+    def fail(self, error: ErrorResponse | None) -> None:
+        """
+        See L{IFrontendLink.fail}.
+        """
+        if self.state is FrontendState.CLOSED:
+            return
+        self.state = FrontendState.CLOSED
+        self._cancelAuthTimer()
+        if self.transport is not None:
+            if error is not None:
+                self.transport.write(codec.encode(error))
+            self.transport.loseConnection()
+
+    def failFromPool(self, reason: Failure) -> None:
+        """
+        Refuse the login because the pool could not provide a backend.
+        """
+        self._failFromPool(reason)
+
+
+class FrontendFactory(Factory):
+    """
+    Builds L{FrontendProtocol}s sharing the configuration, the pool, the
+    cancel keys and the plugins.
+    """
+
+    noisy = False
+
+    def __init__(
+        self,
+        config: Configuration,
+        pool: IBackendPool,
+        clock: Any,
+        authMethods: Mapping[str, IAuthMethod],
+        pipelines: Mapping[str, IPipeline],
+        cancels: CancelRegistry,
+    ) -> None:
+        self.config = config
+        self.pool = pool
+        self.clock = clock
+        self.authMethods = authMethods
+        self.pipelines = pipelines
+        self.cancels = cancels
+        self.clients: set[FrontendProtocol] = set()
+
+    def reconfigure(self, config: Configuration) -> None:
+        """
+        Use C{config} for new clients.
+        """
+        self.config = config
+
+    def pipelineFor(self, key: PoolKey) -> IPipeline:
+        """
+        The pipeline for a pool: the databases file's override, else the main
+        C{pipeline} (C{auto} resolves to session until performance lands).
+        """
+        name = self.config.main.pipeline
+        for limit in self.config.limits:
+            if limit.pipeline and limit.database in (key[0], "all") and limit.user in (key[1], "all"):
+                name = limit.pipeline
+                break
+        if name == "auto" or name not in self.pipelines:
+            name = "session"
+        return self.pipelines[name]
+
+    def buildProtocol(self, addr: IAddress) -> FrontendProtocol:
+        """
+        A new client.
+        """
+        protocol = FrontendProtocol(self, addr)
+        return protocol

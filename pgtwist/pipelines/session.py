@@ -1,0 +1,245 @@
+# -*- test-case-name: tests.unit.test_pipeline_session -*-
+"""
+Session pooling: a client keeps one backend from login to disconnect; the
+backend is reset with C{DISCARD ALL} and reused by the next client of the
+same (database, user).
+
+Bytes are relayed chunk by chunk. Two scanners read only message headers:
+the client side counts requests (Query, Sync, FunctionCall) and spots
+Terminate; the backend side reads ReadyForQuery's status and ParameterStatus.
+That is all the policy needs: whether the backend can be reused safely.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.logger import Logger
+from twisted.plugin import IPlugin
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from pgtwist.config.model import Configuration
+from pgtwist.interfaces import (
+    IBackendLink,
+    IBackendPool,
+    IFrontendLink,
+    IPipeline,
+    IPipelineSession,
+)
+from pgtwist.wire import codec, constants, errors
+from pgtwist.wire.errors import ProtocolViolation
+from pgtwist.wire.scan import MessageScanner
+
+#: Client messages that each get exactly one ReadyForQuery.
+_REQUESTS = frozenset({constants.QUERY, constants.SYNC, constants.FUNCTION_CALL})
+#: Extended-protocol messages that leave work pending until the next Sync.
+_UNSYNCED = frozenset(
+    {
+        constants.PARSE,
+        constants.BIND,
+        constants.DESCRIBE,
+        constants.EXECUTE,
+        constants.CLOSE,
+        constants.FLUSH,
+    }
+)
+_FRONTEND_WATCH = _REQUESTS | _UNSYNCED | {constants.TERMINATE}
+_BACKEND_COLLECT = frozenset(
+    {constants.READY_FOR_QUERY, constants.PARAMETER_STATUS, constants.ERROR_RESPONSE}
+)
+
+
+@implementer(IPipelineSession)
+class SessionPipelineSession:
+    """
+    Session-mode policy for one client.
+    """
+
+    log = Logger()
+
+    def __init__(self, frontend: IFrontendLink, pool: IBackendPool, clock: Any) -> None:
+        self.frontend = frontend
+        self.pool = pool
+        self.clock = clock
+        self.backend: IBackendLink | None = None
+        self._pending = b""
+        self._outstanding = 0
+        self._unsynced = False
+        self._terminateAt: int | None = None
+        self._fatalSeen = False
+        self._done = False
+        self._acquiring: Any = None
+        self._frontendScanner = MessageScanner(self._frontendMessage, watch=_FRONTEND_WATCH)
+        self._backendScanner = MessageScanner(self._backendMessage, collect=_BACKEND_COLLECT)
+
+    # -- login --------------------------------------------------------------------
+
+    def begin(self) -> None:
+        """
+        Acquire this client's backend; its pid becomes the client's.
+        """
+        self.frontend.pauseReading()
+        d = self.pool.acquire(self.frontend.key, self.frontend.startupParameters)
+        self._acquiring = d
+        d.addCallbacks(self._cbAcquired, self._ebAcquired)
+
+    def _cbAcquired(self, backend: IBackendLink) -> None:
+        self._acquiring = None
+        if self._done:
+            self.pool.release(backend)
+            return
+        self.backend = backend
+        backend.attach(self, self.frontend)
+        self.frontend.setCancelTarget(backend)
+        self.frontend.completeLogin(backend.parameters, backend.processId)
+
+    def _ebAcquired(self, reason: Failure) -> None:
+        self._acquiring = None
+        if self._done:
+            return
+        self._done = True
+        self.frontend.failFromPool(reason)
+
+    # -- relay ----------------------------------------------------------------------
+
+    def _frontendMessage(self, type: bytes, body: bytes | None, end: int) -> None:
+        if type in _REQUESTS:
+            self._outstanding += 1
+            if type == constants.SYNC:
+                self._unsynced = False
+        elif type == constants.TERMINATE:
+            self._terminateAt = end - 5
+        else:
+            self._unsynced = True
+
+    def frontendDataReceived(self, data: bytes) -> None:
+        """
+        Relay client bytes, keeping Terminate for ourselves.
+        """
+        backend = self.backend
+        if backend is None:
+            return
+        try:
+            self._frontendScanner.feed(data)
+        except ProtocolViolation as e:
+            self._protocolViolation(e)
+            return
+        if self._terminateAt is not None:
+            if self._terminateAt > 0:
+                backend.write(data[: self._terminateAt])
+            elif self._terminateAt < 0:
+                self._unsynced = True  # part of Terminate already went to the backend
+            self._finish()
+            return
+        backend.write(data)
+
+    def _backendMessage(self, type: bytes, body: bytes | None, end: int) -> None:
+        assert body is not None
+        backend = self.backend
+        assert backend is not None
+        if type == constants.READY_FOR_QUERY:
+            backend.transactionStatus = body
+            if self._outstanding:
+                self._outstanding -= 1
+        elif type == constants.PARAMETER_STATUS:
+            message: Any = codec.decodeBackend(type, body)
+            backend.parameters[message.name] = message.value
+        else:
+            error: Any = codec.decodeBackend(type, body)
+            if error.severity in (constants.SEVERITY_FATAL, constants.SEVERITY_PANIC):
+                self._fatalSeen = True
+
+    def backendDataReceived(self, data: bytes) -> None:
+        """
+        Relay backend bytes, noting transaction status and parameter changes.
+        """
+        try:
+            self._backendScanner.feed(data)
+        except ProtocolViolation as e:
+            self._protocolViolation(e)
+            return
+        self.frontend.write(data)
+
+    # -- endings --------------------------------------------------------------------
+
+    def _clean(self) -> bool:
+        return (
+            self._outstanding == 0
+            and not self._unsynced
+            and self._frontendScanner.atBoundary
+            and self._backendScanner.atBoundary
+        )
+
+    def _finish(self) -> None:
+        """
+        The client is done: give the backend back (the pool resets or closes it).
+        """
+        if self._done:
+            return
+        self._done = True
+        if self._acquiring is not None:
+            self._acquiring.cancel()
+        backend, self.backend = self.backend, None
+        if backend is not None:
+            backend.detach()
+            backend.clean = self._clean()
+            self.frontend.setCancelTarget(None)
+            self.pool.release(backend)
+
+    def frontendLost(self, reason: Failure) -> None:
+        """
+        See L{IPipelineSession.frontendLost}.
+        """
+        self._finish()
+
+    def backendLost(self, reason: Failure) -> None:
+        """
+        The backend died under the client: tell it, as PostgreSQL's own
+        FATAL would have if one was not relayed already.
+        """
+        self.backend = None
+        self._done = True
+        self.frontend.setCancelTarget(None)
+        if self._fatalSeen:
+            self.frontend.fail(None)
+            return
+        self.frontend.fail(
+            errors.fatal(
+                constants.SQLSTATE_CONNECTION_FAILURE,
+                "server closed the connection unexpectedly",
+                detail="The PostgreSQL backend of this session terminated.",
+            )
+        )
+
+    def _protocolViolation(self, error: ProtocolViolation) -> None:
+        backend, self.backend = self.backend, None
+        self._done = True
+        if backend is not None:
+            backend.detach()
+            self.pool.discard(backend, error.message)
+        self.frontend.fail(error.toErrorResponse())
+
+
+@implementer(IPlugin, IPipeline)
+class SessionPipeline:
+    """
+    The C{session} pipeline: one backend per client connection.
+    """
+
+    name = "session"
+    description = "One backend per client for the whole connection; DISCARD ALL on return."
+
+    def checkConfiguration(self, config: Configuration) -> list[str]:
+        """
+        Session pooling works with every configuration.
+        """
+        return []
+
+    def newSession(
+        self, frontend: IFrontendLink, pool: IBackendPool, clock: Any
+    ) -> IPipelineSession:
+        """
+        See L{IPipeline.newSession}.
+        """
+        return SessionPipelineSession(frontend, pool, clock)

@@ -1,0 +1,7 @@
+"""
+The built-in pipelines, as plugins.
+"""
+
+from pgtwist.pipelines.session import SessionPipeline
+
+sessionPipeline = SessionPipeline()

@@ -1,0 +1,167 @@
+# -*- test-case-name: tests.unit.test_pipeline_session -*-
+"""
+Public fakes for testing pipelines and plugins without sockets or PostgreSQL.
+
+L{FakeFrontendLink} records what a pipeline sends to its client,
+L{FakeBackendLink} what it sends to PostgreSQL, and L{FakeBackendPool} hands
+out fake backends and records releases and discards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from pgtwist.config.model import PoolKey, ServerSettings
+from pgtwist.interfaces import IBackendLink, IBackendPool, IFrontendLink, IPipelineSession
+from pgtwist.wire import constants
+from pgtwist.wire.messages import ErrorResponse
+
+
+@implementer(IFrontendLink)
+class FakeFrontendLink:
+    """
+    A client connection that records everything.
+
+    @ivar written: Bytes sent to the client.
+    @ivar failedWith: The error passed to L{fail} (C{None} if not failed).
+    @ivar loginParameters: What L{completeLogin} was given.
+    """
+
+    def __init__(
+        self, key: PoolKey = ("db", "user"), startupParameters: Mapping[str, str] | None = None
+    ) -> None:
+        self.key = key
+        self.startupParameters = dict(startupParameters or {"user": key[1], "database": key[0]})
+        self.written = bytearray()
+        self.failed = False
+        self.failedWith: ErrorResponse | None = None
+        self.failedFromPool: Failure | None = None
+        self.loginParameters: Mapping[str, str] | None = None
+        self.loginProcessId: int | None = None
+        self.reading = True
+        self.cancelTarget: IBackendLink | None = None
+
+    def completeLogin(self, parameters: Mapping[str, str], processId: int) -> None:
+        """
+        Record the login.
+        """
+        self.loginParameters = dict(parameters)
+        self.loginProcessId = processId
+
+    def write(self, data: bytes) -> None:
+        """
+        Record bytes for the client.
+        """
+        self.written += data
+
+    def pauseReading(self) -> None:
+        """
+        Record that reading is paused.
+        """
+        self.reading = False
+
+    def resumeReading(self) -> None:
+        """
+        Record that reading resumed.
+        """
+        self.reading = True
+
+    def fail(self, error: ErrorResponse | None) -> None:
+        """
+        Record the failure.
+        """
+        self.failed = True
+        self.failedWith = error
+
+    def failFromPool(self, reason: Failure) -> None:
+        """
+        Record the pool failure.
+        """
+        self.failed = True
+        self.failedFromPool = reason
+
+    def setCancelTarget(self, backend: IBackendLink | None) -> None:
+        """
+        Record where cancels would go.
+        """
+        self.cancelTarget = backend
+
+
+@implementer(IBackendLink)
+class FakeBackendLink:
+    """
+    A PostgreSQL connection that records what it is sent.
+    """
+
+    def __init__(self, processId: int = 4242, secretKey: int = 99) -> None:
+        self.processId = processId
+        self.secretKey = secretKey
+        self.server = ServerSettings("primary", "127.0.0.1", 5432, True)
+        self.parameters: dict[str, str] = {"client_encoding": "UTF8", "server_version": "15.0"}
+        self.transactionStatus = constants.TRANSACTION_IDLE
+        self.clean = True
+        self.written = bytearray()
+        self.session: IPipelineSession | None = None
+
+    def attach(self, session: IPipelineSession, frontend: IFrontendLink) -> None:
+        """
+        Record the attached session.
+        """
+        self.session = session
+
+    def detach(self) -> None:
+        """
+        Forget the session.
+        """
+        self.session = None
+
+    def write(self, data: bytes) -> None:
+        """
+        Record bytes for PostgreSQL.
+        """
+        self.written += data
+
+
+@implementer(IBackendPool)
+class FakeBackendPool:
+    """
+    Hands out L{FakeBackendLink}s (or a pending Deferred when C{immediate} is
+    false) and records returns.
+    """
+
+    def __init__(self, immediate: bool = True) -> None:
+        self.immediate = immediate
+        self.acquired: list[tuple[Any, Mapping[str, str]]] = []
+        self.pending: list[Deferred[IBackendLink]] = []
+        self.released: list[IBackendLink] = []
+        self.discarded: list[tuple[IBackendLink, str]] = []
+        self.cancelled: list[Deferred[IBackendLink]] = []
+        self.backend = FakeBackendLink()
+
+    def acquire(self, key: Any, parameters: Mapping[str, str]) -> Deferred[IBackendLink]:
+        """
+        Record the request; answer at once or later.
+        """
+        self.acquired.append((key, parameters))
+        if self.immediate:
+            return succeed(self.backend)
+        d: Deferred[IBackendLink] = Deferred(self.cancelled.append)
+        self.pending.append(d)
+        return d
+
+    def release(self, backend: IBackendLink) -> None:
+        """
+        Record a release.
+        """
+        self.released.append(backend)
+
+    def discard(self, backend: IBackendLink, reason: str) -> None:
+        """
+        Record a discard.
+        """
+        self.discarded.append((backend, reason))

@@ -1,0 +1,3 @@
+"""
+pgtwist's test suite.
+"""

@@ -1,0 +1,3 @@
+"""
+Unit tests: no sockets, no real reactor, no sleeping.
+"""

@@ -1,0 +1,172 @@
+"""
+Tests for L{pgtwist.pipelines.session}: pure frame-in/frame-out, against the
+fakes of L{pgtwist.testing}.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from pgtwist.pipelines.session import SessionPipeline, SessionPipelineSession
+from pgtwist.testing import FakeBackendPool, FakeFrontendLink
+from pgtwist.wire import codec, errors
+from pgtwist.wire.messages import (
+    Bind,
+    CommandComplete,
+    ErrorResponse,
+    Execute,
+    ParameterStatus,
+    Parse,
+    Query,
+    ReadyForQuery,
+    Sync,
+    Terminate,
+)
+
+
+class SessionPipelineTests(SynchronousTestCase):
+    """
+    The session pipeline relays bytes and decides whether a backend is reusable.
+    """
+
+    def setUp(self) -> None:
+        self.frontend = FakeFrontendLink()
+        self.pool = FakeBackendPool()
+        self.session = SessionPipeline().newSession(self.frontend, self.pool, Clock())
+        self.session.begin()
+        self.backend = self.pool.backend
+
+    def test_loginUsesBackendPid(self) -> None:
+        """
+        The client's key carries its backend's real pid, and cancels route there.
+        """
+        self.assertEqual(self.frontend.loginProcessId, self.backend.processId)
+        self.assertIs(self.frontend.cancelTarget, self.backend)
+        self.assertEqual(self.pool.acquired[0][0], ("db", "user"))
+
+    def test_relayBothWays(self) -> None:
+        """
+        Bytes go through untouched in both directions.
+        """
+        query = codec.encode(Query("SELECT 1"))
+        self.session.frontendDataReceived(query)
+        self.assertEqual(bytes(self.backend.written), query)
+        reply = codec.encodeAll([CommandComplete("SELECT 1"), ReadyForQuery()])
+        self.session.backendDataReceived(reply)
+        self.assertEqual(bytes(self.frontend.written), reply)
+
+    def test_terminateNotForwarded(self) -> None:
+        """
+        Terminate ends the session and the backend goes back clean.
+        """
+        query = codec.encode(Query("SELECT 1"))
+        self.session.frontendDataReceived(query)
+        self.session.backendDataReceived(codec.encode(ReadyForQuery()))
+        self.session.frontendDataReceived(codec.encode(Terminate()))
+        self.assertEqual(bytes(self.backend.written), query)
+        self.assertEqual(self.pool.released, [self.backend])
+        self.assertTrue(self.backend.clean)
+
+    def test_disconnectMidQuery(self) -> None:
+        """
+        A client gone before its ReadyForQuery leaves an unclean backend,
+        which the pool will close rather than reuse.
+        """
+        self.session.frontendDataReceived(codec.encode(Query("SELECT pg_sleep(10)")))
+        self.session.frontendLost(Failure(ConnectionError()))
+        self.assertEqual(self.pool.released, [self.backend])
+        self.assertFalse(self.backend.clean)
+
+    def test_disconnectWithUnsyncedExtended(self) -> None:
+        """
+        Parse/Bind/Execute without Sync leave the backend unclean.
+        """
+        self.session.frontendDataReceived(
+            codec.encodeAll([Parse("", "SELECT 1"), Bind("", ""), Execute("")])
+        )
+        self.session.frontendLost(Failure(ConnectionError()))
+        self.assertFalse(self.backend.clean)
+
+    def test_pipelinedSyncs(self) -> None:
+        """
+        Each Sync needs its ReadyForQuery before the backend is clean.
+        """
+        self.session.frontendDataReceived(
+            codec.encodeAll([Parse("", "SELECT 1"), Sync(), Bind("", ""), Execute(""), Sync()])
+        )
+        self.session.backendDataReceived(codec.encode(ReadyForQuery()))
+        self.session.frontendLost(Failure(ConnectionError()))
+        self.assertFalse(self.backend.clean)
+
+    def test_transactionStatusTracked(self) -> None:
+        """
+        ReadyForQuery's status and ParameterStatus values reach the backend link.
+        """
+        self.session.frontendDataReceived(codec.encode(Query("BEGIN; SET TimeZone = 'UTC'")))
+        self.session.backendDataReceived(
+            codec.encodeAll([ParameterStatus("TimeZone", "UTC"), ReadyForQuery(b"T")])
+        )
+        self.assertEqual(self.backend.transactionStatus, b"T")
+        self.assertEqual(self.backend.parameters["TimeZone"], "UTC")
+
+    def test_backendLostTellsClient(self) -> None:
+        """
+        A backend that dies gets the client a FATAL ErrorResponse.
+        """
+        self.session.backendLost(Failure(ConnectionError()))
+        self.assertTrue(self.frontend.failed)
+        assert self.frontend.failedWith is not None
+        self.assertEqual(self.frontend.failedWith.severity, "FATAL")
+        self.assertEqual(self.frontend.failedWith.code, "08006")
+
+    def test_backendFatalRelayedOnce(self) -> None:
+        """
+        When PostgreSQL's own FATAL was relayed, the client is just closed.
+        """
+        self.session.backendDataReceived(
+            codec.encode(errors.fatal("57P01", "terminating connection due to administrator command"))
+        )
+        self.session.backendLost(Failure(ConnectionError()))
+        self.assertTrue(self.frontend.failed)
+        self.assertIsNone(self.frontend.failedWith)
+
+    def test_protocolViolationDiscards(self) -> None:
+        """
+        A malformed client stream fails the client and discards the backend.
+        """
+        self.session.frontendDataReceived(b"Q\x00\x00\x00\x01")
+        self.assertTrue(self.frontend.failed)
+        self.assertEqual(len(self.pool.discarded), 1)
+
+    def test_acquireFailure(self) -> None:
+        """
+        A pool failure refuses the login.
+        """
+        frontend = FakeFrontendLink()
+        pool = FakeBackendPool(immediate=False)
+        session = SessionPipelineSession(frontend, pool, Clock())
+        session.begin()
+        self.assertFalse(frontend.reading)
+        pool.pending[0].errback(RuntimeError("no"))
+        self.assertIsNotNone(frontend.failedFromPool)
+
+    def test_clientGoneWhileWaiting(self) -> None:
+        """
+        A client that leaves while waiting cancels its acquire.
+        """
+        frontend = FakeFrontendLink()
+        pool = FakeBackendPool(immediate=False)
+        session = SessionPipelineSession(frontend, pool, Clock())
+        session.begin()
+        session.frontendLost(Failure(ConnectionError()))
+        self.assertEqual(pool.cancelled, pool.pending)
+        self.assertFalse(frontend.failed)
+
+    def test_errorResponseType(self) -> None:
+        """
+        The fatal error built for a lost backend is an ErrorResponse.
+        """
+        self.session.backendLost(Failure(ConnectionError()))
+        self.assertIsInstance(self.frontend.failedWith, ErrorResponse)
