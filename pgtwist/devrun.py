@@ -1,0 +1,120 @@
+# -*- test-case-name: tests.unit.test_devrun -*-
+"""
+C{make run}: pgtwist in front of a throwaway PostgreSQL, ready for psql.
+
+Starts an embedded cluster with a role C{test} (password C{test},
+SCRAM-SHA-256) owning database C{test}, writes a configuration family into a
+temporary directory (vault encrypted under a generated master key), and runs
+pgtwist on 127.0.0.1:6432 and a unix socket until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+
+from twisted.internet.defer import Deferred
+from twisted.logger import globalLogBeginner, textFileLogObserver
+
+
+def writeConfiguration(directory: str, pgPort: int, port: int, socketDir: str) -> str:
+    """
+    Write pgtwist.conf and pgtwist_hba.conf for a local playground; return the
+    main file's path.
+    """
+    conf = os.path.join(directory, "pgtwist.conf")
+    with open(conf, "w") as f:
+        f.write(
+            "[pgtwist]\n"
+            "host = 127.0.0.1\n"
+            f"port = {port}\n"
+            f"unix_socket_dir = {socketDir}\n"
+            "log_type = console\n"
+            "log_level = info\n"
+            "max_connections = 20\n"
+            "idle_timeout = 600\n"
+            "pipeline = session\n"
+            "\n"
+            "[primary]\n"
+            "host = 127.0.0.1\n"
+            f"port = {pgPort}\n"
+            "primary = on\n"
+        )
+    with open(os.path.join(directory, "pgtwist_hba.conf"), "w") as f:
+        f.write("# TYPE  DATABASE USER  ADDRESS  METHOD\nhost    all      all   all      scram-sha-256\n")
+    return conf
+
+
+def main(argv: list[str] | None = None) -> int:
+    """
+    Run the playground until interrupted.
+    """
+    parser = argparse.ArgumentParser(prog="python -m pgtwist.devrun", description=__doc__)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PGTWIST_PORT", "6432")))
+    options = parser.parse_args(argv)
+
+    from twisted.internet import reactor
+
+    from pgtwist.config.loader import loadConfiguration
+    from pgtwist.embedded import PostgresCluster
+    from pgtwist.service import buildService
+    from pgtwist.vault import writeUsersFile
+
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
+    directory = tempfile.mkdtemp(prefix="pgtwist-run-")
+    os.chmod(directory, 0o755)
+    cluster = PostgresCluster()
+    try:
+        print("Starting a throwaway PostgreSQL ...", flush=True)
+        cluster.start()
+        cluster.createRole("test", "test", "scram-sha-256")
+        cluster.createDatabase("test", "test")
+        conf = writeConfiguration(directory, cluster.port, options.port, directory)
+        masterKey = secrets.token_urlsafe(32).encode()
+        users = os.path.join(directory, "pgtwist_users.conf")
+        writeUsersFile(users, {"test": "test"}, masterKey=masterKey)
+
+        def load() -> object:
+            return loadConfiguration(
+                conf,
+                hbaPath=os.path.join(directory, "pgtwist_hba.conf"),
+                usersPath=users,
+                masterKey=masterKey,
+            )
+
+        config = load()
+        service = buildService(config, reactor, reloadConfiguration=load)  # type: ignore[arg-type]
+        service.startService()
+
+        def ready(_: object) -> None:
+            print(
+                "\npgtwist is running in front of PostgreSQL "
+                f"{cluster.host}:{cluster.port} (configuration in {directory}).\n"
+                "Connect with:\n\n"
+                f"    PGPASSWORD=test psql -h 127.0.0.1 -p {options.port} -U test test\n"
+                f"    PGPASSWORD=test psql -h {directory} -p {options.port} -U test test\n\n"
+                "Press Ctrl-C to stop both.\n",
+                flush=True,
+            )
+
+        def failed(reason: object) -> None:
+            print(f"pgtwist could not listen: {reason}", file=sys.stderr)
+            reactor.stop()  # type: ignore[attr-defined]
+
+        waiting: Deferred[object] = service.whenListening()  # type: ignore[assignment]
+        waiting.addCallbacks(ready, failed)
+        reactor.addSystemEventTrigger("before", "shutdown", service.stopService)  # type: ignore[attr-defined]
+        reactor.run()  # type: ignore[attr-defined]
+    finally:
+        cluster.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+        print("Stopped pgtwist and PostgreSQL.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

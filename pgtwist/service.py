@@ -1,0 +1,251 @@
+# -*- test-case-name: tests.unit.test_service -*-
+"""
+The service tree of a running pgtwist, built from one L{Configuration}.
+
+    PoolerService "pgtwist"      reload() on SIGHUP; stops listeners, clients, then backends
+    ├─ PoolSet "pools"
+    └─ ListenerService "listen:<endpoint>"  one per listening endpoint
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from twisted.application.service import MultiService, Service
+from twisted.internet import endpoints
+from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+from twisted.plugin import getPlugins
+from twisted.python.failure import Failure
+
+import pgtwist.plugins
+from pgtwist.cancel import CancelRegistry
+from pgtwist.config.model import Configuration, MainSettings
+from pgtwist.frontend import FrontendFactory
+from pgtwist.interfaces import IAuthMethod, IPipeline
+from pgtwist.pool import PoolSet
+
+
+def loadPlugins() -> tuple[dict[str, IAuthMethod], dict[str, IPipeline]]:
+    """
+    The auth methods and pipelines found with C{getPlugins}, by name.
+
+    @raise ValueError: Two plugins claim the same name.
+    """
+    methods: dict[str, IAuthMethod] = {}
+    for method in getPlugins(IAuthMethod, pgtwist.plugins):
+        if method.name in methods:
+            raise ValueError(f"two auth method plugins are named {method.name!r}")
+        methods[method.name] = method
+    pipelines: dict[str, IPipeline] = {}
+    for pipeline in getPlugins(IPipeline, pgtwist.plugins):
+        if pipeline.name in pipelines:
+            raise ValueError(f"two pipeline plugins are named {pipeline.name!r}")
+        pipelines[pipeline.name] = pipeline
+    return methods, pipelines
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
+
+
+def listenEndpoints(main: MainSettings) -> list[str]:
+    """
+    The strports descriptions pgtwist listens on: C{host}/C{port} (C{*} is
+    every address, IPv4 and IPv6), the unix socket C{.s.PGSQL.<port>} in
+    C{unix_socket_dir}, and any extra C{listen} endpoints.
+    """
+    backlog = main.backlog or max(128, main.maxConnections // 4)
+    result = []
+    if main.host == "*":
+        result.append(f"tcp6:{main.port}:interface=\\:\\::backlog={backlog}")
+    elif main.host == "localhost":
+        result.append(f"tcp:{main.port}:interface=127.0.0.1:backlog={backlog}")
+    elif ":" in main.host:
+        result.append(f"tcp6:{main.port}:interface={_escape(main.host)}:backlog={backlog}")
+    else:
+        result.append(f"tcp:{main.port}:interface={main.host}:backlog={backlog}")
+    if main.unixSocketDir:
+        path = os.path.join(main.unixSocketDir, f".s.PGSQL.{main.port}")
+        result.append(f"unix:{_escape(path)}:mode=777:lockfile=1")
+    result.extend(main.listen)
+    return result
+
+
+class ListenerService(Service):
+    """
+    Listen on one endpoint; remember the port so tests can use port 0.
+    """
+
+    def __init__(self, reactor: Any, description: str, factory: FrontendFactory) -> None:
+        self._reactor = reactor
+        self.description = description
+        self.factory = factory
+        self.port: IListeningPort | None = None
+        self.name = f"listen:{description}"
+        self._listening: Deferred[IListeningPort] | None = None
+
+    def privilegedStartService(self) -> None:
+        """
+        Listen before privileges are dropped (twistd's order).
+        """
+        super().privilegedStartService()
+        endpoint = endpoints.serverFromString(self._reactor, self.description)
+        self._listening = endpoint.listen(self.factory)
+        self._listening.addCallback(self._cbListening)
+
+    def _cbListening(self, port: IListeningPort) -> IListeningPort:
+        self.port = port
+        return port
+
+    def startService(self) -> None:
+        """
+        Start listening unless L{privilegedStartService} did.
+        """
+        if self._listening is None:
+            self.privilegedStartService()
+        super().startService()
+
+    def whenListening(self) -> Deferred[IListeningPort]:
+        """
+        Fires with the listening port (or the failure to listen).
+        """
+        if self.port is not None:
+            return succeed(self.port)
+        assert self._listening is not None
+        d: Deferred[IListeningPort] = Deferred()
+
+        def relay(result: Any) -> Any:
+            d.callback(result) if not isinstance(result, Failure) else d.errback(result)
+            return result
+
+        self._listening.addBoth(relay)
+        return d
+
+    def stopService(self) -> Deferred[None] | None:
+        """
+        Stop listening.
+        """
+        super().stopService()
+        listening, self._listening = self._listening, None
+        port, self.port = self.port, None
+        if port is not None:
+            return port.stopListening()  # type: ignore[no-any-return]
+        if listening is not None:
+            listening.cancel()
+        return None
+
+
+class PoolerService(MultiService):
+    """
+    The root of a running pgtwist.
+    """
+
+    log = Logger()
+    name = "pgtwist"
+
+    def __init__(
+        self,
+        config: Configuration,
+        reactor: Any,
+        reloadConfiguration: Callable[[], Configuration] | None = None,
+        installSignalHandlers: bool = False,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self._reactor = reactor
+        self._reloadConfiguration = reloadConfiguration
+        self._installSignalHandlers = installSignalHandlers
+        self.authMethods, self.pipelines = loadPlugins()
+        self.pools = PoolSet(config, reactor, list(self.authMethods.values()))
+        self.pools.setServiceParent(self)
+        self.cancels = CancelRegistry(reactor)
+        self.factory = FrontendFactory(
+            config, self.pools, reactor, self.authMethods, self.pipelines, self.cancels
+        )
+        self.listeners: list[ListenerService] = []
+        for description in listenEndpoints(config.main):
+            listener = ListenerService(reactor, description, self.factory)
+            listener.setServiceParent(self)
+            self.listeners.append(listener)
+
+    def startService(self) -> None:
+        """
+        Start everything; route SIGHUP to L{reload}.
+        """
+        super().startService()
+        if self._installSignalHandlers and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGHUP, lambda *_: self._reactor.callFromThread(self.reload))
+        main = self.config.main
+        self.log.info(
+            "pgtwist listening on {endpoints} for {server} ({host}:{port}), max_connections "
+            "{maxConnections}",
+            endpoints=", ".join(listenEndpoints(main)),
+            server=self.config.primary.name,
+            host=self.config.primary.host,
+            port=self.config.primary.port,
+            maxConnections=main.maxConnections,
+        )
+
+    def reload(self) -> bool:
+        """
+        Re-read the configuration; apply it if it is valid, keep the old one
+        (and say why) otherwise.
+        """
+        if self._reloadConfiguration is None:
+            return False
+        try:
+            config = self._reloadConfiguration()
+        except Exception as e:
+            self.log.error("Reload failed, keeping the running configuration: {error}", error=str(e))
+            return False
+        self.config = config
+        self.pools.reconfigure(config)
+        self.factory.reconfigure(config)
+        self.log.info("Configuration reloaded")
+        return True
+
+    def stopService(self) -> Deferred[None]:
+        """
+        Stop listening, disconnect clients, then close backends.
+        """
+        self.running = False
+        listeners = [
+            d for d in (listener.stopService() for listener in self.listeners) if d is not None
+        ]
+
+        def clientsThenPools(_: object) -> Deferred[None] | None:
+            for client in list(self.factory.clients):
+                if client.transport is not None:
+                    client.transport.loseConnection()
+            return self.pools.stopService()
+
+        d: Deferred[Any] = DeferredList(listeners)
+        d.addCallback(clientsThenPools)
+        return d
+
+    def whenListening(self) -> Deferred[list[IListeningPort]]:
+        """
+        Fires with every listening port once all listen.
+        """
+        d: Deferred[Any] = DeferredList(
+            [listener.whenListening() for listener in self.listeners], fireOnOneErrback=True
+        )
+        return d.addCallback(lambda results: [port for _, port in results])
+
+
+def buildService(
+    config: Configuration,
+    reactor: Any,
+    reloadConfiguration: Callable[[], Configuration] | None = None,
+    installSignalHandlers: bool = False,
+) -> PoolerService:
+    """
+    The service tree for C{config}.
+    """
+    return PoolerService(config, reactor, reloadConfiguration, installSignalHandlers)
