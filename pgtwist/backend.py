@@ -23,7 +23,13 @@ from zope.interface import implementer
 from pgtwist._eager import eagerWrite
 from pgtwist.auth.steps import Outcome
 from pgtwist.config.model import PoolKey, ServerSettings
-from pgtwist.interfaces import IAuthExchange, IAuthMethod, IBackendLink, IFrontendLink, IPipelineSession
+from pgtwist.interfaces import (
+    IAuthExchange,
+    IAuthMethod,
+    IBackendLink,
+    IFrontendLink,
+    IPipelineSession,
+)
 from pgtwist.wire import codec, constants, errors
 from pgtwist.wire.framing import MessageFramer
 from pgtwist.wire.messages import (
@@ -367,7 +373,7 @@ class _BackendFactory(ClientFactory):
     def __init__(self, protocol: BackendProtocol) -> None:
         self.protocol_ = protocol
 
-    def buildProtocol(self, addr: IAddress) -> BackendProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> BackendProtocol:
         """
         The protocol given at construction.
         """

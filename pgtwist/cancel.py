@@ -69,7 +69,8 @@ class CancelRegistry:
         target = self._targets.get((request.processId, request.secretKey))
         if target is None:
             self.log.info(
-                "CancelRequest with an unknown key for pid {backendPid}", backendPid=request.processId
+                "CancelRequest with an unknown key for pid {backendPid}",
+                backendPid=request.processId,
             )
             return False
         current = target()
@@ -109,5 +110,5 @@ class _CancelFactory(ClientFactory):
     def __init__(self, packet: bytes) -> None:
         self._packet = packet
 
-    def buildProtocol(self, addr: IAddress) -> Protocol:
+    def buildProtocol(self, addr: IAddress | None) -> Protocol:
         return _CancelSender(self._packet)

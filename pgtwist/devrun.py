@@ -45,7 +45,9 @@ def writeConfiguration(directory: str, pgPort: int, port: int, socketDir: str) -
             "primary = on\n"
         )
     with open(os.path.join(directory, "pgtwist_hba.conf"), "w") as f:
-        f.write("# TYPE  DATABASE USER  ADDRESS  METHOD\nhost    all      all   all      scram-sha-256\n")
+        f.write(
+            "# TYPE  DATABASE USER  ADDRESS  METHOD\nhost    all      all   all      scram-sha-256\n"
+        )
     return conf
 
 

@@ -80,7 +80,7 @@ class FrontendProtocol(Protocol):
 
     log = Logger()
 
-    def __init__(self, factory: FrontendFactory, address: IAddress) -> None:
+    def __init__(self, factory: FrontendFactory, address: IAddress | None) -> None:
         self.factory = factory
         self.address = address
         self.state = FrontendState.STARTUP
@@ -288,7 +288,7 @@ class FrontendProtocol(Protocol):
     def _lookupUser(self) -> UserEntry | None:
         user = self.key[1]
         config = self.factory.config
-        entry = config.frontendUsers.get(user) or config.users.get(user)
+        entry: UserEntry | None = config.frontendUsers.get(user) or config.users.get(user)
         return entry
 
     def _startExchange(self, methodName: str) -> None:
@@ -336,7 +336,7 @@ class FrontendProtocol(Protocol):
 
     def _authenticationData(self, data: bytes) -> None:
         assert self._framer is not None
-        for index, (type, body) in enumerate(self._framer.feed(data)):
+        for type, body in self._framer.feed(data):
             if self.state is not FrontendState.AUTHENTICATING or self._exchange is None:
                 # Pipelined after the password: keep it for the session.
                 self._pending += codec.frame(type, body)
@@ -374,9 +374,9 @@ class FrontendProtocol(Protocol):
         from pgtwist.backend import BackendError
         from pgtwist.pool import PoolTimeout
 
-        if reason.check(BackendError):
+        if isinstance(reason.value, BackendError):
             self.fail(reason.value.error)
-        elif reason.check(PoolTimeout):
+        elif isinstance(reason.value, PoolTimeout):
             self.fail(
                 errors.fatal(
                     constants.SQLSTATE_TOO_MANY_CONNECTIONS,
@@ -386,9 +386,7 @@ class FrontendProtocol(Protocol):
                 )
             )
         else:
-            self.fail(
-                errors.fatal(constants.SQLSTATE_CONNECTION_FAILURE, reason.getErrorMessage())
-            )
+            self.fail(errors.fatal(constants.SQLSTATE_CONNECTION_FAILURE, reason.getErrorMessage()))
 
     def _authenticationTimedOut(self) -> None:
         self._authTimer = None
@@ -515,14 +513,18 @@ class FrontendFactory(Factory):
         """
         name = self.config.main.pipeline
         for limit in self.config.limits:
-            if limit.pipeline and limit.database in (key[0], "all") and limit.user in (key[1], "all"):
+            if (
+                limit.pipeline
+                and limit.database in (key[0], "all")
+                and limit.user in (key[1], "all")
+            ):
                 name = limit.pipeline
                 break
         if name == "auto" or name not in self.pipelines:
             name = "session"
         return self.pipelines[name]
 
-    def buildProtocol(self, addr: IAddress) -> FrontendProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> FrontendProtocol:
         """
         A new client.
         """

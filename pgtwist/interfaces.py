@@ -10,7 +10,18 @@ C{getPlugins(I..., pgtwist.plugins)}.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+    from twisted.python.failure import Failure
+
+    from pgtwist.auth.steps import AuthStep
+    from pgtwist.config.model import Configuration, PoolKey, UserEntry
+    from pgtwist.wire.messages import AuthenticationRequest, ErrorResponse, Message
 
 
 class IAuthExchange(Interface):
@@ -20,14 +31,14 @@ class IAuthExchange(Interface):
     the peer's replies to L{receive} until a step is final.
     """
 
-    def start() -> object:
+    def start() -> AuthStep:
         """
         The first step.
 
         @return: A L{pgtwist.auth.steps.AuthStep}.
         """
 
-    def receive(message: object) -> object:
+    def receive(message: Message) -> AuthStep:
         """
         Consume the peer's next message (a L{pgtwist.wire.messages.Message}).
 
@@ -47,7 +58,7 @@ class IAuthMethod(Interface):
         "frozenset[int] of AuthenticationRequest codes (AUTH_*) this method answers for PostgreSQL."
     )
 
-    def frontendExchange(user: object, channelBinding: bytes | None) -> IAuthExchange:
+    def frontendExchange(user: UserEntry, channelBinding: bytes | None) -> IAuthExchange:
         """
         Start verifying a client. pgtwist plays the server.
 
@@ -55,7 +66,9 @@ class IAuthMethod(Interface):
         @param channelBinding: TLS channel-binding data, or C{None} without TLS.
         """
 
-    def backendExchange(user: str, password: str | None, request: object) -> IAuthExchange:
+    def backendExchange(
+        user: str, password: str | None, request: AuthenticationRequest
+    ) -> IAuthExchange:
         """
         Start proving identity to PostgreSQL. pgtwist plays the client.
 
@@ -71,7 +84,7 @@ class IFrontendLink(Interface):
     key = Attribute("The (database, user) pool key the client logged in for.")
     startupParameters = Attribute("Mapping[str, str]: the StartupMessage parameters.")
 
-    def completeLogin(parameters: object, processId: int) -> None:
+    def completeLogin(parameters: Mapping[str, str], processId: int) -> None:
         """
         Finish the login: send every ParameterStatus in C{parameters}, a
         BackendKeyData with C{processId} and a secret of pgtwist's own, and
@@ -93,13 +106,13 @@ class IFrontendLink(Interface):
         Resume delivering client data.
         """
 
-    def fail(error: object) -> None:
+    def fail(error: ErrorResponse | None) -> None:
         """
         Send the L{pgtwist.wire.messages.ErrorResponse} (FATAL), then close.
         C{None} closes without a message (one was relayed already).
         """
 
-    def failFromPool(reason: object) -> None:
+    def failFromPool(reason: Failure) -> None:
         """
         Refuse the login with the right error for a failed
         L{IBackendPool.acquire} (a L{twisted.python.failure.Failure}).
@@ -148,7 +161,7 @@ class IBackendPool(Interface):
     Backends by pool key, bounded by the configured limits.
     """
 
-    def acquire(key: object, parameters: object) -> object:
+    def acquire(key: PoolKey, parameters: Mapping[str, str]) -> Deferred[IBackendLink]:
         """
         Get a backend for C{key} with the client's startup parameters in effect.
 
@@ -191,12 +204,12 @@ class IPipelineSession(Interface):
         The attached backend sent bytes.
         """
 
-    def frontendLost(reason: object) -> None:
+    def frontendLost(reason: Failure) -> None:
         """
         The client went away; release or discard the backend.
         """
 
-    def backendLost(reason: object) -> None:
+    def backendLost(reason: Failure) -> None:
         """
         The attached backend went away; tell the client with an ErrorResponse.
         """
@@ -210,13 +223,13 @@ class IPipeline(Interface):
     name = Attribute("Config keyword: 'session', 'transaction', 'performance'. Unique.")
     description = Attribute("One line for --list-plugins.")
 
-    def checkConfiguration(config: object) -> list[str]:
+    def checkConfiguration(config: Configuration) -> list[str]:
         """
         Problems this pipeline has with a L{pgtwist.config.model.Configuration};
         empty when it can run with it.
         """
 
-    def newSession(frontend: IFrontendLink, pool: IBackendPool, clock: object) -> IPipelineSession:
+    def newSession(frontend: IFrontendLink, pool: IBackendPool, clock: Any) -> IPipelineSession:
         """
         Create the policy object for one authenticated client.
         """
@@ -227,7 +240,7 @@ class IUserDirectory(Interface):
     Where client and backend credentials come from.
     """
 
-    def lookup(user: str) -> object:
+    def lookup(user: str) -> UserEntry | None:
         """
         The L{pgtwist.config.model.UserEntry} for C{user}, or C{None}.
         """

@@ -38,7 +38,8 @@ def logLevel(name: str) -> LogLevel:
     The twisted.logger level for a pgagroal C{log_level} (DEBUG1..5 and TRACE
     are all C{debug}).
     """
-    return _LEVELS.get(name.lower(), LogLevel.debug)
+    level: LogLevel = _LEVELS.get(name.lower(), LogLevel.debug)
+    return level
 
 
 def observerFor(main: MainSettings) -> ILogObserver:
@@ -48,12 +49,12 @@ def observerFor(main: MainSettings) -> ILogObserver:
     if main.logType == "file":
         from twisted.python.logfile import LogFile
 
-        observer = textFileLogObserver(LogFile.fromFullPath(main.logPath))
+        observer: ILogObserver = textFileLogObserver(LogFile.fromFullPath(main.logPath))
     elif main.logType == "syslog":
         from twisted.logger import LegacyLogObserverWrapper
         from twisted.python.syslog import SyslogObserver
 
-        observer = LegacyLogObserverWrapper(SyslogObserver("pgtwist").emit)
+        observer = LegacyLogObserverWrapper(SyslogObserver("pgtwist").emit)  # type: ignore[arg-type]
     else:
         observer = textFileLogObserver(sys.stdout)
     predicate = LogLevelFilterPredicate(defaultLogLevel=logLevel(main.logLevel))

@@ -20,7 +20,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pgtwist.backend import BackendError, BackendGone, BackendProtocol, connectBackend, setStatements
+from pgtwist.backend import (
+    BackendError,
+    BackendGone,
+    BackendProtocol,
+    connectBackend,
+    setStatements,
+)
 from pgtwist.config.model import Configuration, PoolKey, ServerSettings
 from pgtwist.interfaces import IAuthMethod, IBackendLink, IBackendPool
 from pgtwist.wire import constants, errors
@@ -320,7 +326,7 @@ class PoolSet(Service):
     def _ebOpened(self, reason: Failure, backend: BackendProtocol) -> None:
         pool = self.pool(backend.key)
         self._moveTo(backend, BackendState.CLOSED)
-        if reason.check(BackendError):
+        if isinstance(reason.value, BackendError):
             error = reason.value.error
         else:
             self.log.error(
@@ -355,7 +361,7 @@ class PoolSet(Service):
             self._serveAll(first=self.pool(backend.key))
             return
         if not statements:
-            self._handOver(backend, waiter, None)
+            self._handOver(None, backend, waiter)
             return
         backend.simpleQuery("; ".join(statements)).addCallbacks(
             self._handOver,
@@ -424,7 +430,12 @@ class PoolSet(Service):
             for waiter in list(pool.waiters):
                 self._forgetWaiter(pool, waiter)
                 waiter.deferred.errback(CancelledError())
-            for state in (BackendState.IDLE, BackendState.RESETTING, BackendState.ACTIVE, BackendState.CONNECTING):
+            for state in (
+                BackendState.IDLE,
+                BackendState.RESETTING,
+                BackendState.ACTIVE,
+                BackendState.CONNECTING,
+            ):
                 for backend in list(pool.backends[state]):
                     self._moveTo(backend, BackendState.CLOSED)
                     backend.close()

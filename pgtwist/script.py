@@ -75,7 +75,7 @@ def twistdArguments(argv: list[str]) -> list[str] | None:
     else:
         arguments += ["--nodaemon", "--pidfile="]
     arguments.append("pgtwist")
-    for short, long in _FLAGS:
+    for _, long in _FLAGS:
         value = getattr(options, long[2:])
         if value is not None:
             arguments += [long, value]

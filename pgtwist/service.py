@@ -202,7 +202,9 @@ class PoolerService(MultiService):
         try:
             config = self._reloadConfiguration()
         except Exception as e:
-            self.log.error("Reload failed, keeping the running configuration: {error}", error=str(e))
+            self.log.error(
+                "Reload failed, keeping the running configuration: {error}", error=str(e)
+            )
             return False
         self.config = config
         self.pools.reconfigure(config)

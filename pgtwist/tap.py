@@ -123,6 +123,7 @@ class Options(usage.Options):
         methods, pipelines = loadPlugins()
         paths = self.paths
         try:
+            assert paths["config"] is not None
             config = loadConfiguration(
                 paths["config"],
                 hbaPath=paths["hba"],

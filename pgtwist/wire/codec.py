@@ -134,7 +134,7 @@ class Reader:
         self._offset += 1
         return value
 
-    def bytes(self, n: int) -> bytes:
+    def read(self, n: int) -> bytes:
         """
         Read C{n} bytes.
         """
@@ -256,7 +256,9 @@ def _encodeBody(message: Message) -> bytes:  # noqa: C901 - one branch per messa
             else:
                 parts.append(INT32.pack(len(value)) + value)
         return b"".join(parts)
-    if isinstance(message, (EmptyQueryResponse, ParseComplete, BindComplete, CloseComplete, NoData)):
+    if isinstance(
+        message, (EmptyQueryResponse, ParseComplete, BindComplete, CloseComplete, NoData)
+    ):
         return b""
     if isinstance(message, NegotiateProtocolVersion):
         return (
@@ -371,7 +373,7 @@ def _decodeValues(reader: Reader) -> tuple[bytes | None, ...]:
     values: list[bytes | None] = []
     for _ in range(count):
         length = reader.int32()
-        values.append(None if length == -1 else reader.bytes(length))
+        values.append(None if length == -1 else reader.read(length))
     return tuple(values)
 
 
@@ -475,7 +477,7 @@ def parseSASLInitialResponse(data: bytes) -> tuple[str, bytes | None]:
     reader = Reader(data)
     mechanism = reader.cstring()
     length = reader.int32()
-    payload = None if length == -1 else reader.bytes(length)
+    payload = None if length == -1 else reader.read(length)
     reader.end()
     return mechanism, payload
 
@@ -492,7 +494,7 @@ def parseSASLMechanisms(data: bytes) -> list[str]:
     The mechanism names of an AuthenticationSASL request body.
     """
     reader = Reader(data)
-    mechanisms = []
+    mechanisms: list[str] = []
     while True:
         name = reader.cstring()
         if not name:

@@ -53,14 +53,18 @@ def errorResponse(
     return ErrorResponse(tuple(fields))
 
 
-def fatal(sqlstate: str, message: str, detail: str | None = None, hint: str | None = None) -> ErrorResponse:
+def fatal(
+    sqlstate: str, message: str, detail: str | None = None, hint: str | None = None
+) -> ErrorResponse:
     """
     A FATAL ErrorResponse: the connection closes after it.
     """
     return errorResponse(constants.SEVERITY_FATAL, sqlstate, message, detail, hint)
 
 
-def error(sqlstate: str, message: str, detail: str | None = None, hint: str | None = None) -> ErrorResponse:
+def error(
+    sqlstate: str, message: str, detail: str | None = None, hint: str | None = None
+) -> ErrorResponse:
     """
     An ERROR-level ErrorResponse: the current statement fails, the session goes on.
     """

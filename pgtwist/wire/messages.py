@@ -246,9 +246,7 @@ class ErrorResponse(Message):
         """
         The non-localized severity (C{V}), falling back to C{S}.
         """
-        return self.get(constants.FIELD_SEVERITY_NONLOCALIZED) or self.get(
-            constants.FIELD_SEVERITY
-        )
+        return self.get(constants.FIELD_SEVERITY_NONLOCALIZED) or self.get(constants.FIELD_SEVERITY)
 
     @property
     def code(self) -> str:

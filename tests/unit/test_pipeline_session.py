@@ -126,7 +126,9 @@ class SessionPipelineTests(SynchronousTestCase):
         When PostgreSQL's own FATAL was relayed, the client is just closed.
         """
         self.session.backendDataReceived(
-            codec.encode(errors.fatal("57P01", "terminating connection due to administrator command"))
+            codec.encode(
+                errors.fatal("57P01", "terminating connection due to administrator command")
+            )
         )
         self.session.backendLost(Failure(ConnectionError()))
         self.assertTrue(self.frontend.failed)

@@ -35,7 +35,12 @@ class MessageFramerTests(SynchronousTestCase):
     """
 
     stream = codec.encodeAll(
-        [DataRow((b"1", None)), DataRow((b"x" * 300,)), CommandComplete("SELECT 2"), ReadyForQuery()]
+        [
+            DataRow((b"1", None)),
+            DataRow((b"x" * 300,)),
+            CommandComplete("SELECT 2"),
+            ReadyForQuery(),
+        ]
     )
 
     def test_oneChunk(self) -> None:
@@ -50,7 +55,9 @@ class MessageFramerTests(SynchronousTestCase):
         """
         The same frames come out when the stream arrives byte by byte.
         """
-        self.assertEqual(byteByByte(MessageFramer(), self.stream), MessageFramer().feed(self.stream))
+        self.assertEqual(
+            byteByByte(MessageFramer(), self.stream), MessageFramer().feed(self.stream)
+        )
 
     def test_partialKept(self) -> None:
         """
