@@ -1,0 +1,184 @@
+"""
+pgtwist as a real process in front of the suite's PostgreSQL: the
+configuration family written to a directory, the C{pgtwist} console script
+started on it, and helpers to connect through it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from pgtwist.embedded import PostgresCluster
+from pgtwist.vault import writeMasterKey, writeUsersFile
+
+BIN = Path(sys.executable).parent
+
+
+def freePort() -> int:
+    """
+    A free TCP port on 127.0.0.1 below Linux's ephemeral range (32768-60999),
+    where outgoing connections never take it from under a listener.
+    """
+    for _ in range(200):
+        port = random.randrange(20000, 32000)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port between 20000 and 32000")
+
+
+class Pooler:
+    """
+    One pgtwist process and its configuration files.
+
+    @ivar port: The TCP port it listens on (127.0.0.1).
+    @ivar socketDir: Its unix socket directory.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        cluster: PostgresCluster,
+        main: Mapping[str, object] | None = None,
+        hba: Sequence[str] = ("host all all all all",),
+        users: Mapping[str, str] | None = None,
+        serverSections: str | None = None,
+    ) -> None:
+        self.directory = directory
+        self.cluster = cluster
+        self.port = freePort()
+        self.socketDir = str(directory)
+        self.home = directory / "home"
+        self.home.mkdir(exist_ok=True)
+        settings: dict[str, object] = {
+            "host": "127.0.0.1",
+            "port": self.port,
+            "unix_socket_dir": self.socketDir,
+            "log_type": "file",
+            "log_path": str(directory / "pgtwist.log"),
+            "log_level": "debug",
+            "max_connections": 10,
+            "blocking_timeout": 5,
+        }
+        settings.update(main or {})
+        lines = ["[pgtwist]"] + [f"{k} = {v}" for k, v in settings.items()]
+        servers = serverSections or (
+            f"[primary]\nhost = {cluster.host}\nport = {cluster.port}\nprimary = on\n"
+        )
+        self.configPath = directory / "pgtwist.conf"
+        self.configPath.write_text("\n".join(lines) + "\n\n" + servers)
+        self.hbaPath = directory / "pgtwist_hba.conf"
+        self.hbaPath.write_text("\n".join(hba) + "\n")
+        self.usersPath = directory / "pgtwist_users.conf"
+        self.environ = dict(os.environ, HOME=str(self.home))
+        keyPath = str(self.home / ".pgtwist" / "master.key")
+        if not os.path.exists(keyPath):
+            writeMasterKey(b"integration-master-key", keyPath)
+        writeUsersFile(str(self.usersPath), dict(users or {}), masterKey=b"integration-master-key")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def logPath(self) -> Path:
+        """
+        Where pgtwist logs.
+        """
+        return self.directory / "pgtwist.log"
+
+    def log(self) -> str:
+        """
+        Everything logged so far.
+        """
+        return self.logPath.read_text() if self.logPath.exists() else ""
+
+    def arguments(self) -> list[str]:
+        """
+        The console script's command line.
+        """
+        return [
+            str(BIN / "pgtwist"),
+            "-c",
+            str(self.configPath),
+            "-a",
+            str(self.hbaPath),
+            "-u",
+            str(self.usersPath),
+        ]
+
+    def start(self, timeout: float = 20.0) -> Pooler:
+        """
+        Start pgtwist and wait until it accepts connections.
+        """
+        self.process = subprocess.Popen(
+            self.arguments(),
+            env=self.environ,
+            stdout=open(self.directory / "stdout.txt", "wb"),
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"pgtwist exited with {self.process.returncode}:\n"
+                    + (self.directory / "stdout.txt").read_text()
+                    + self.log()
+                )
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("pgtwist did not start listening:\n" + self.log())
+
+    def reload(self) -> None:
+        """
+        Send SIGHUP.
+        """
+        assert self.process is not None
+        self.process.send_signal(signal.SIGHUP)
+
+    def stop(self) -> int | None:
+        """
+        SIGTERM, then wait (kill after 10 s). Returns the exit status.
+        """
+        process, self.process = self.process, None
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        return process.returncode
+
+    def dsn(
+        self, user: str, password: str | None, database: str | None = None, **extra: str
+    ) -> str:
+        """
+        A libpq connection string to pgtwist over TCP.
+        """
+        parts = {
+            "host": "127.0.0.1",
+            "port": str(self.port),
+            "user": user,
+            "dbname": database or user,
+            "sslmode": "disable",
+            "connect_timeout": "10",
+        }
+        if password is not None:
+            parts["password"] = password
+        parts.update(extra)
+        return " ".join(f"{k}='{v}'" for k, v in parts.items())
