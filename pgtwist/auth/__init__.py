@@ -1,0 +1,3 @@
+"""
+Authentication: HBA matching, auth exchanges and methods.
+"""

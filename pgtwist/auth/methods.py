@@ -1,0 +1,672 @@
+# -*- test-case-name: tests.unit.test_auth_methods -*-
+"""
+The built-in authentication methods: C{trust}, C{reject}, C{password},
+C{md5} and C{scram-sha-256}.
+
+Each method is an L{IAuthMethod} whose exchanges are sans-IO
+L{IAuthExchange}s: the caller (the frontend or backend protocol) sends the
+messages of every L{AuthStep} and feeds the peer's replies back.
+
+On the frontend side pgtwist plays PostgreSQL. Like PostgreSQL, a
+password-based method runs its whole exchange even for a user it knows no
+password for, and then fails with the same FATAL 28P01 error as for a wrong
+password, so that clients cannot probe which users exist.
+
+On the backend side pgtwist plays libpq, and never trusts a SCRAM server that
+cannot prove it knows the password (the server signature is checked).
+
+The plugin instances live in L{pgtwist.plugins.pgtwist_auth}; L{authMethods}
+collects them with any third-party ones.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+import os
+from collections.abc import Callable, Iterable
+
+from twisted.plugin import IPlugin, getPlugins
+from zope.interface import implementer
+
+import pgtwist.plugins
+from pgtwist.auth import _md5, _scram
+from pgtwist.auth.steps import (
+    AuthStep,
+    continued,
+    failed,
+    passwordAuthenticationFailed,
+    succeeded,
+)
+from pgtwist.config.model import UserEntry
+from pgtwist.interfaces import IAuthExchange, IAuthMethod
+from pgtwist.wire import codec, constants
+from pgtwist.wire.errors import ProtocolViolation, fatal
+from pgtwist.wire.messages import (
+    AuthenticationRequest,
+    ErrorResponse,
+    Message,
+    NoticeResponse,
+    PasswordMessage,
+)
+
+RandomBytes = Callable[[int], bytes]
+
+_ENCODING = "utf-8"
+_ERRORS = "surrogateescape"
+
+
+def _secretEquals(given: str, expected: str) -> bool:
+    """
+    Compare two secrets in constant time (any characters).
+    """
+    return hmac.compare_digest(
+        given.encode(_ENCODING, _ERRORS), expected.encode(_ENCODING, _ERRORS)
+    )
+
+
+def _messageTypeNumber(message: Message) -> int:
+    """
+    The type byte of C{message} as a number, for errors worded like PostgreSQL's
+    C{"expected password response, got message type %d"}.
+    """
+    return message.type[0] if message.type else 0
+
+
+@implementer(IAuthExchange)
+class _Exchange:
+    """
+    Shared bookkeeping of every exchange: L{start} once, then L{receive}
+    until a final step; anything else is a L{ProtocolViolation}.
+    """
+
+    def __init__(self) -> None:
+        """
+        Remember what the exchange needs.
+        """
+        self._started = False
+        self._finished = False
+
+    def start(self) -> AuthStep:
+        """
+        See L{IAuthExchange.start}.
+        """
+        if self._started:
+            raise ProtocolViolation("authentication exchange already started")
+        self._started = True
+        try:
+            step = self._start()
+        except ProtocolViolation:
+            self._finished = True
+            raise
+        return self._track(step)
+
+    def receive(self, message: Message) -> AuthStep:
+        """
+        See L{IAuthExchange.receive}.
+        """
+        if not self._started:
+            raise ProtocolViolation("unexpected message before authentication started")
+        if self._finished:
+            raise ProtocolViolation("unexpected message after authentication completed")
+        try:
+            step = self._receive(message)
+        except ProtocolViolation:
+            self._finished = True
+            raise
+        return self._track(step)
+
+    def _track(self, step: AuthStep) -> AuthStep:
+        """
+        Note that the exchange is over when C{step} is final.
+        """
+        if step.final:
+            self._finished = True
+        return step
+
+    def _start(self) -> AuthStep:
+        """
+        The first step of this exchange.
+        """
+        raise NotImplementedError()
+
+    def _receive(self, message: Message) -> AuthStep:
+        """
+        The step after the peer's C{message}.
+        """
+        raise ProtocolViolation("unexpected message during authentication")
+
+
+# -- frontend exchanges (pgtwist plays the server) ---------------------------------
+
+
+class _FixedFrontend(_Exchange):
+    """
+    An exchange decided before any message: C{trust} or C{reject}.
+    """
+
+    def __init__(self, step: AuthStep) -> None:
+        """
+        Remember what the exchange needs.
+        """
+        super().__init__()
+        self._step = step
+
+    def _start(self) -> AuthStep:
+        """
+        The first step of this exchange.
+        """
+        return self._step
+
+
+class _PasswordFrontend(_Exchange):
+    """
+    Ask for a password (cleartext or md5-hashed) and check it.
+    """
+
+    def __init__(self, user: UserEntry, request: AuthenticationRequest) -> None:
+        """
+        Remember what the exchange needs.
+        """
+        super().__init__()
+        self._user = user
+        self._request = request
+
+    def _start(self) -> AuthStep:
+        """
+        The first step of this exchange.
+        """
+        return continued(self._request)
+
+    def _receive(self, message: Message) -> AuthStep:
+        """
+        The step after the peer's C{message}.
+        """
+        if not isinstance(message, PasswordMessage):
+            raise ProtocolViolation(
+                f"expected password response, got message type {_messageTypeNumber(message)}"
+            )
+        if not message.data.endswith(b"\x00") or b"\x00" in message.data[:-1]:
+            raise ProtocolViolation("invalid password packet size")
+        given = codec.parsePassword(message.data)
+        if not given:
+            return failed(
+                "empty password returned by client",
+                fatal(constants.SQLSTATE_INVALID_PASSWORD, "empty password returned by client"),
+            )
+        error = passwordAuthenticationFailed(self._user.name)
+        if self._user.password is None:
+            return failed("no password known for the user", error)
+        if not _secretEquals(given, self._expected(self._user.password)):
+            return failed("wrong password", error)
+        return succeeded()
+
+    def _expected(self, password: str) -> str:
+        """
+        The answer a client that knows C{password} sends.
+        """
+        return password
+
+
+class _Md5Frontend(_PasswordFrontend):
+    """
+    Send a salt, expect C{"md5" + md5hex(md5hex(password + user) + salt)}.
+    """
+
+    def __init__(self, user: UserEntry, salt: bytes) -> None:
+        """
+        Remember what the exchange needs.
+        """
+        super().__init__(user, AuthenticationRequest(constants.AUTH_MD5_PASSWORD, salt))
+        self._salt = salt
+
+    def _expected(self, password: str) -> str:
+        """
+        The answer a client that knows C{password} sends.
+        """
+        return _md5.md5Response(password, self._user.name, self._salt)
+
+
+class _ScramStage(enum.Enum):
+    """
+    Which SCRAM message a L{_ScramFrontend} expects next.
+    """
+
+    INITIAL_RESPONSE = enum.auto()
+    CLIENT_FIRST = enum.auto()
+    CLIENT_FINAL = enum.auto()
+
+
+class _ScramFrontend(_Exchange):
+    """
+    SASL with the one mechanism SCRAM-SHA-256 (PostgreSQL's auth-sasl.c
+    wrapped around auth-scram.c).
+    """
+
+    def __init__(self, user: UserEntry, randomBytes: RandomBytes, iterations: int) -> None:
+        """
+        Remember what the exchange needs.
+        """
+        super().__init__()
+        self._user = user
+        self._randomBytes = randomBytes
+        self._iterations = iterations
+        self._stage = _ScramStage.INITIAL_RESPONSE
+        self._server: _scram.ScramServer | None = None
+
+    def _start(self) -> AuthStep:
+        """
+        The first step of this exchange.
+        """
+        mechanisms = codec.encodeSASLMechanisms([_scram.SCRAM_SHA_256])
+        return continued(AuthenticationRequest(constants.AUTH_SASL, mechanisms))
+
+    def _receive(self, message: Message) -> AuthStep:
+        """
+        The step after the peer's C{message}.
+        """
+        if not isinstance(message, PasswordMessage):
+            raise ProtocolViolation(
+                f"expected SASL response, got message type {_messageTypeNumber(message)}"
+            )
+        if self._stage is _ScramStage.INITIAL_RESPONSE:
+            mechanism, payload = codec.parseSASLInitialResponse(message.data)
+            if mechanism != _scram.SCRAM_SHA_256:
+                raise ProtocolViolation("client selected an invalid SASL authentication mechanism")
+            if payload is None:
+                # No initial response: an empty challenge asks for the client-first-message.
+                self._stage = _ScramStage.CLIENT_FIRST
+                return continued(AuthenticationRequest(constants.AUTH_SASL_CONTINUE, b""))
+            return self._clientFirst(payload)
+        if self._stage is _ScramStage.CLIENT_FIRST:
+            return self._clientFirst(message.data)
+        return self._clientFinal(message.data)
+
+    def _clientFirst(self, payload: bytes) -> AuthStep:
+        """
+        Answer the client-first-message with the server-first-message.
+        """
+        if self._user.password is None:
+            secret = _scram.mockSecret(self._user.name, self._iterations)
+        else:
+            secret = _scram.serverSecret(
+                self._user.name, self._user.password, self._randomBytes, self._iterations
+            )
+        self._server = _scram.ScramServer(
+            secret, _scram.makeNonce(self._randomBytes), doomed=self._user.password is None
+        )
+        serverFirst = self._server.clientFirst(payload)
+        self._stage = _ScramStage.CLIENT_FINAL
+        return continued(AuthenticationRequest(constants.AUTH_SASL_CONTINUE, serverFirst))
+
+    def _clientFinal(self, payload: bytes) -> AuthStep:
+        """
+        Verify the client-final-message: SASLFinal on success, 28P01 otherwise.
+        """
+        assert self._server is not None
+        serverFinal = self._server.clientFinal(payload)
+        if serverFinal is None:
+            reason = "no password known for the user" if self._server.doomed else "wrong password"
+            return failed(reason, passwordAuthenticationFailed(self._user.name))
+        return succeeded(AuthenticationRequest(constants.AUTH_SASL_FINAL, serverFinal))
+
+
+# -- backend exchanges (pgtwist plays the client) -----------------------------------
+
+
+def _noPassword(user: str) -> AuthStep:
+    """
+    The failure when PostgreSQL wants a password the vault does not have.
+    """
+    return failed(f"no password for user {user} in the users vault")
+
+
+class _Backend(_Exchange):
+    """
+    The client side: answer PostgreSQL's request, then wait for
+    AuthenticationOk (or an ErrorResponse).
+    """
+
+    def __init__(self, user: str, password: str | None, request: AuthenticationRequest) -> None:
+        """
+        Remember what the exchange needs.
+        """
+        super().__init__()
+        self._user = user
+        self._password = password
+        self._request = request
+
+    def _receive(self, message: Message) -> AuthStep:
+        """
+        The step after the peer's C{message}.
+        """
+        if isinstance(message, ErrorResponse):
+            return failed(
+                f"PostgreSQL refused the login: {message.code} {message.message}", message
+            )
+        if isinstance(message, NoticeResponse):
+            return continued()
+        if not isinstance(message, AuthenticationRequest):
+            raise ProtocolViolation(
+                f"expected authentication request, got message type {_messageTypeNumber(message)}"
+            )
+        return self._authenticationRequest(message)
+
+    def _authenticationRequest(self, request: AuthenticationRequest) -> AuthStep:
+        """
+        The step after PostgreSQL's C{request}.
+        """
+        if request.code == constants.AUTH_OK:
+            return succeeded()
+        raise ProtocolViolation(f"unexpected authentication request {request.code}")
+
+
+class _TrustBackend(_Backend):
+    """
+    PostgreSQL already said AuthenticationOk.
+    """
+
+    def _start(self) -> AuthStep:
+        """
+        The first step of this exchange.
+        """
+        return succeeded()
+
+
+class _RejectBackend(_Backend):
+    """
+    C{reject} cannot log into anything.
+    """
+
+    def _start(self) -> AuthStep:
+        """
+        The first step of this exchange.
+        """
+        return failed("the reject method cannot log into PostgreSQL")
+
+
+class _CleartextBackend(_Backend):
+    """
+    Answer AuthenticationCleartextPassword with the password.
+    """
+
+    def _start(self) -> AuthStep:
+        """
+        The first step of this exchange.
+        """
+        if self._password is None:
+            return _noPassword(self._user)
+        return continued(PasswordMessage(codec.encodeString(self._password)))
+
+
+class _Md5Backend(_Backend):
+    """
+    Answer AuthenticationMD5Password with the salted md5 hash.
+    """
+
+    def _start(self) -> AuthStep:
+        """
+        The first step of this exchange.
+        """
+        if self._password is None:
+            return _noPassword(self._user)
+        salt = self._request.data
+        if len(salt) != _md5.MD5_SALT_LENGTH:
+            raise ProtocolViolation("invalid message format")
+        response = _md5.md5Response(self._password, self._user, salt)
+        return continued(PasswordMessage(codec.encodeString(response)))
+
+
+class _ScramBackend(_Backend):
+    """
+    SASL SCRAM-SHA-256 as libpq does it, without channel binding.
+    """
+
+    def __init__(
+        self,
+        user: str,
+        password: str | None,
+        request: AuthenticationRequest,
+        randomBytes: RandomBytes,
+    ) -> None:
+        """
+        Remember what the exchange needs.
+        """
+        super().__init__(user, password, request)
+        self._randomBytes = randomBytes
+        self._client: _scram.ScramClient | None = None
+
+    def _start(self) -> AuthStep:
+        """
+        The first step of this exchange.
+        """
+        if self._password is None:
+            return _noPassword(self._user)
+        mechanisms = codec.parseSASLMechanisms(self._request.data)
+        if _scram.SCRAM_SHA_256 not in mechanisms:
+            offered = ", ".join(_scram.sanitize(m) for m in mechanisms) or "none"
+            return failed(f"PostgreSQL offers no supported SASL mechanism ({offered})")
+        self._client = _scram.ScramClient(self._password, _scram.makeNonce(self._randomBytes))
+        return continued(
+            codec.encodeSASLInitialResponse(_scram.SCRAM_SHA_256, self._client.clientFirst())
+        )
+
+    def _authenticationRequest(self, request: AuthenticationRequest) -> AuthStep:
+        """
+        The step after PostgreSQL's C{request}.
+        """
+        assert self._client is not None
+        try:
+            if request.code == constants.AUTH_SASL_CONTINUE:
+                return continued(PasswordMessage(self._client.serverFirst(request.data)))
+            if request.code == constants.AUTH_SASL_FINAL:
+                self._client.serverFinal(request.data)
+                return continued()
+        except _scram.ScramError as e:
+            return failed(f"SCRAM authentication with PostgreSQL failed: {e}")
+        if request.code == constants.AUTH_OK and not self._client.verified:
+            # A server that skips SASLFinal never proved it knows the password.
+            return failed("PostgreSQL sent AuthenticationOk before completing SCRAM")
+        return super()._authenticationRequest(request)
+
+
+# -- the methods -------------------------------------------------------------------
+
+
+class _Method:
+    """
+    What every built-in method shares: checking the request it is asked to
+    answer.
+    """
+
+    name: str
+    backendRequestCodes: frozenset[int]
+
+    def _checkRequest(self, request: AuthenticationRequest) -> AuthenticationRequest:
+        """
+        C{request}, checked to be one this method answers.
+
+        @raise ValueError: It is not (the caller picked the wrong method).
+        """
+        if request.code not in self.backendRequestCodes:
+            raise ValueError(
+                f"the {self.name} method cannot answer authentication request {request.code}"
+            )
+        return request
+
+
+@implementer(IPlugin, IAuthMethod)
+class TrustAuthMethod(_Method):
+    """
+    C{trust}: the client is admitted without a password; toward PostgreSQL,
+    what answers AuthenticationOk.
+    """
+
+    name = "trust"
+    backendRequestCodes: frozenset[int] = frozenset({constants.AUTH_OK})
+
+    def frontendExchange(self, user: UserEntry, channelBinding: bytes | None) -> IAuthExchange:
+        """
+        Succeed at once; the caller sends AuthenticationOk.
+        """
+        return _FixedFrontend(succeeded())
+
+    def backendExchange(
+        self, user: str, password: str | None, request: AuthenticationRequest
+    ) -> IAuthExchange:
+        """
+        PostgreSQL admitted us without a password.
+        """
+        return _TrustBackend(user, password, self._checkRequest(request))
+
+
+@implementer(IPlugin, IAuthMethod)
+class RejectAuthMethod(_Method):
+    """
+    C{reject}: matching clients are refused. PostgreSQL never asks for it.
+    """
+
+    name = "reject"
+    backendRequestCodes: frozenset[int] = frozenset()
+
+    def frontendExchange(self, user: UserEntry, channelBinding: bytes | None) -> IAuthExchange:
+        """
+        Fail at once; the caller words the error.
+        """
+        return _FixedFrontend(failed("rejected by HBA"))
+
+    def backendExchange(
+        self, user: str, password: str | None, request: AuthenticationRequest
+    ) -> IAuthExchange:
+        """
+        An exchange that fails at once: C{reject} answers no request.
+        """
+        return _RejectBackend(user, password, AuthenticationRequest(constants.AUTH_OK))
+
+
+@implementer(IPlugin, IAuthMethod)
+class PasswordAuthMethod(_Method):
+    """
+    C{password}: the password in cleartext (use it over TLS only).
+    """
+
+    name = "password"
+    backendRequestCodes: frozenset[int] = frozenset({constants.AUTH_CLEARTEXT_PASSWORD})
+
+    def frontendExchange(self, user: UserEntry, channelBinding: bytes | None) -> IAuthExchange:
+        """
+        Send AuthenticationCleartextPassword and compare the answer.
+        """
+        return _PasswordFrontend(user, AuthenticationRequest(constants.AUTH_CLEARTEXT_PASSWORD))
+
+    def backendExchange(
+        self, user: str, password: str | None, request: AuthenticationRequest
+    ) -> IAuthExchange:
+        """
+        Send the password in cleartext.
+        """
+        return _CleartextBackend(user, password, self._checkRequest(request))
+
+
+@implementer(IPlugin, IAuthMethod)
+class Md5AuthMethod(_Method):
+    """
+    C{md5}: a salted md5 hash of the password (PostgreSQL's legacy method).
+    """
+
+    name = "md5"
+    backendRequestCodes: frozenset[int] = frozenset({constants.AUTH_MD5_PASSWORD})
+
+    def __init__(self, randomBytes: RandomBytes = os.urandom) -> None:
+        """
+        @param randomBytes: Where salts come from (injectable for tests).
+        """
+        self.randomBytes = randomBytes
+
+    def frontendExchange(self, user: UserEntry, channelBinding: bytes | None) -> IAuthExchange:
+        """
+        Send AuthenticationMD5Password with a fresh salt and check the hash.
+        """
+        return _Md5Frontend(user, self.randomBytes(_md5.MD5_SALT_LENGTH))
+
+    def backendExchange(
+        self, user: str, password: str | None, request: AuthenticationRequest
+    ) -> IAuthExchange:
+        """
+        Answer with the md5 hash salted by PostgreSQL's salt.
+        """
+        return _Md5Backend(user, password, self._checkRequest(request))
+
+
+@implementer(IPlugin, IAuthMethod)
+class ScramSha256AuthMethod(_Method):
+    """
+    C{scram-sha-256}: SASL SCRAM-SHA-256, without channel binding (so
+    C{SCRAM-SHA-256-PLUS} is never offered).
+
+    PBKDF2 runs once per user (server side) and once per backend secret
+    (client side); see L{pgtwist.auth._scram}.
+    """
+
+    name = "scram-sha-256"
+    backendRequestCodes: frozenset[int] = frozenset({constants.AUTH_SASL})
+
+    def __init__(
+        self,
+        randomBytes: RandomBytes = os.urandom,
+        iterations: int = _scram.DEFAULT_ITERATIONS,
+    ) -> None:
+        """
+        @param randomBytes: Where nonces and salts come from (injectable for tests).
+        @param iterations: The iteration count of the secrets pgtwist derives
+            to verify clients.
+        """
+        self.randomBytes = randomBytes
+        self.iterations = iterations
+
+    def frontendExchange(self, user: UserEntry, channelBinding: bytes | None) -> IAuthExchange:
+        """
+        Offer SCRAM-SHA-256 and verify the client's proof. C{channelBinding}
+        is ignored: channel binding is not implemented.
+        """
+        return _ScramFrontend(user, self.randomBytes, self.iterations)
+
+    def backendExchange(
+        self, user: str, password: str | None, request: AuthenticationRequest
+    ) -> IAuthExchange:
+        """
+        Log into PostgreSQL with SCRAM-SHA-256, checking its signature.
+        """
+        return _ScramBackend(user, password, self._checkRequest(request), self.randomBytes)
+
+
+# -- discovery ---------------------------------------------------------------------
+
+
+def backendMethodFor(
+    request: AuthenticationRequest, methods: Iterable[IAuthMethod]
+) -> IAuthMethod | None:
+    """
+    The method that answers PostgreSQL's C{request}: the first of C{methods}
+    whose C{backendRequestCodes} contain its code, or C{None}.
+    """
+    for method in methods:
+        if request.code in method.backendRequestCodes:
+            return method
+    return None
+
+
+def authMethods() -> dict[str, IAuthMethod]:
+    """
+    Every installed auth method by name: the built-ins and any dropins in a
+    C{pgtwist/plugins/} directory on C{sys.path}.
+
+    @raise ValueError: Two plugins share a name.
+    """
+    methods: dict[str, IAuthMethod] = {}
+    for method in getPlugins(IAuthMethod, pgtwist.plugins):
+        name = method.name
+        if name in methods:
+            raise ValueError(f"two auth method plugins are named {name!r}")
+        methods[name] = method
+    return methods

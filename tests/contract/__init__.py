@@ -1,0 +1,3 @@
+"""
+Contract tests: mixins every implementation of an interface must pass.
+"""
