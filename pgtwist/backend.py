@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pgtwist._eager import eagerWrite
+from pgtwist.auth.methods import backendMethodFor
 from pgtwist.auth.steps import Outcome
 from pgtwist.config.model import PoolKey, ServerSettings
 from pgtwist.interfaces import (
@@ -61,15 +62,6 @@ class BackendGone(Exception):
     """
     The connection closed before the operation finished.
     """
-
-
-def _backendFor(
-    request: AuthenticationRequest, methods: Sequence[IAuthMethod]
-) -> IAuthMethod | None:
-    for method in methods:
-        if request.code in method.backendRequestCodes:
-            return method
-    return None
 
 
 @implementer(IBackendLink)
@@ -171,7 +163,7 @@ class BackendProtocol(Protocol):
         if self._exchange is None:
             if request.code == constants.AUTH_OK:
                 return
-            method = _backendFor(request, self._authMethods)
+            method = backendMethodFor(request, self._authMethods)
             if method is None:
                 self._failLogin(
                     BackendError(

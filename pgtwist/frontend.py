@@ -163,12 +163,10 @@ class FrontendProtocol(Protocol):
 
     def _startupData(self, data: bytes) -> None:
         assert self._startupFramer is not None
-        frames = self._startupFramer.feed(data)
-        for index, (_, body) in enumerate(frames):
+        for _, body in self._startupFramer.feed(data):
             message = codec.decodeStartupPacket(body)
-            last = index == len(frames) - 1
             if isinstance(message, (SSLRequest, GSSENCRequest)):
-                if not last or self._startupFramer.takeRemainder():
+                if self._startupFramer.takeRemainder():
                     # PgBouncer client.c / PostgreSQL: a possible MITM injection.
                     raise errors.ProtocolViolation(
                         "received unencrypted data after SSL request"
@@ -346,8 +344,12 @@ class FrontendProtocol(Protocol):
                     f"expected password response, got message type {type[0]}"
                 )
             self._step(self._exchange.receive(codec.decodeFrontend(type, body)))
-        if self.state is not FrontendState.AUTHENTICATING and self._framer is not None:
+        if self.state is not FrontendState.AUTHENTICATING:
             self._pending += self._framer.takeRemainder()
+            if self.state is FrontendState.READY and self._pending:
+                # The pipeline finished the login synchronously.
+                pending, self._pending = self._pending, b""
+                self.session.frontendDataReceived(pending)  # type: ignore[union-attr]
 
     def _authFailed(self, error: ErrorResponse, reason: str) -> None:
         database, user = self.key

@@ -16,9 +16,6 @@ from pgtwist.wire.errors import ProtocolViolation
 
 _LENGTH = struct.Struct("!i")
 _HEADER = struct.Struct("!ci")
-_NEGOTIATION_CODES = frozenset(
-    {constants.SSL_REQUEST_CODE, constants.GSSENC_REQUEST_CODE, constants.CANCEL_REQUEST_CODE}
-)
 
 
 class Frame(NamedTuple):
@@ -44,8 +41,8 @@ class StartupFramer:
 
     def feed(self, data: bytes) -> list[Frame]:
         """
-        Add bytes; return the complete packets they finish, stopping after a
-        StartupMessage.
+        Add bytes; return the first complete packet (at most one: the caller
+        decides what the bytes after it may be).
 
         @raise ProtocolViolation: A length outside PostgreSQL's bounds.
         """
@@ -62,10 +59,10 @@ class StartupFramer:
             body = bytes(buffer[offset + 4 : offset + length])
             frames.append(Frame(b"", body))
             offset += length
-            if _LENGTH.unpack_from(body, 0)[0] not in _NEGOTIATION_CODES:
-                # A StartupMessage ends the untyped phase: what follows is
-                # typed messages, for MessageFramer (see takeRemainder).
-                break
+            # One packet per call: after a negotiation request nothing may
+            # arrive before our reply, and after a StartupMessage what follows
+            # is typed messages for MessageFramer (see takeRemainder).
+            break
         if offset:
             del buffer[:offset]
         return frames

@@ -1,0 +1,249 @@
+"""
+Tests for L{pgtwist.backend}: logging into a scripted PostgreSQL over a
+C{StringTransport}, owned-mode queries, and the startup-parameter helpers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+
+from pgtwist.backend import (
+    BackendError,
+    BackendGone,
+    BackendProtocol,
+    effectiveParameters,
+    parseOptions,
+    quoteIdentifier,
+    quoteLiteral,
+    setStatements,
+    splitOptions,
+)
+from pgtwist.config.model import ServerSettings
+from pgtwist.service import loadPlugins
+from pgtwist.wire import codec, constants, errors
+from pgtwist.wire.framing import MessageFramer, StartupFramer
+from pgtwist.wire.messages import (
+    AuthenticationRequest,
+    BackendKeyData,
+    CommandComplete,
+    ParameterStatus,
+    ReadyForQuery,
+    StartupMessage,
+)
+
+SERVER = ServerSettings("primary", "127.0.0.1", 5432, True)
+
+
+class BackendLoginTests(SynchronousTestCase):
+    """
+    The login conversation with PostgreSQL.
+    """
+
+    def setUp(self) -> None:
+        methods, _ = loadPlugins()
+        self.backend = BackendProtocol(
+            ("db", "alice"), SERVER, "secret", list(methods.values()), Clock()
+        )
+        self.transport = StringTransport()
+        self.backend.makeConnection(self.transport)
+        self.login = self.backend.whenLoggedIn()
+
+    def sent(self) -> bytes:
+        """
+        What pgtwist sent PostgreSQL since the last call.
+        """
+        data = self.transport.value()
+        self.transport.clear()
+        return data
+
+    def test_startupCarriesOnlyUserAndDatabase(self) -> None:
+        """
+        The StartupMessage names only user and database, so that every client
+        setting applied later is undone by DISCARD ALL.
+        """
+        (frame,) = StartupFramer().feed(self.sent())
+        self.assertEqual(
+            codec.decodeStartupPacket(frame.body),
+            StartupMessage({"user": "alice", "database": "db"}),
+        )
+
+    def test_trustLogin(self) -> None:
+        """
+        AuthenticationOk, parameters, key and ReadyForQuery complete the login.
+        """
+        self.sent()
+        self.backend.dataReceived(
+            codec.encodeAll(
+                [
+                    AuthenticationRequest(constants.AUTH_OK),
+                    ParameterStatus("client_encoding", "UTF8"),
+                    BackendKeyData(321, 654),
+                    ReadyForQuery(),
+                ]
+            )
+        )
+        self.assertIs(self.successResultOf(self.login), self.backend)
+        self.assertEqual(self.backend.parameters, {"client_encoding": "UTF8"})
+        self.assertEqual((self.backend.processId, self.backend.secretKey), (321, 654))
+        self.assertEqual(self.backend.authRequestCode, constants.AUTH_OK)
+
+    def test_md5Login(self) -> None:
+        """
+        An md5 request is answered with the vault password's hash.
+        """
+        self.sent()
+        salt = b"\x01\x02\x03\x04"
+        self.backend.dataReceived(
+            codec.encode(AuthenticationRequest(constants.AUTH_MD5_PASSWORD, salt))
+        )
+        (frame,) = MessageFramer().feed(self.sent())
+        inner = hashlib.md5(b"secretalice").hexdigest().encode()
+        expected = b"md5" + hashlib.md5(inner + salt).hexdigest().encode() + b"\x00"
+        self.assertEqual(frame.body, expected)
+        self.assertEqual(self.backend.authRequestCode, constants.AUTH_MD5_PASSWORD)
+
+    def test_loginRefused(self) -> None:
+        """
+        PostgreSQL's ErrorResponse fails the login with that very error.
+        """
+        error = errors.fatal("3D000", 'database "db" does not exist')
+        self.backend.dataReceived(codec.encode(error))
+        failure = self.failureResultOf(self.login, BackendError)
+        self.assertEqual(failure.value.error, error)
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_connectionLostDuringLogin(self) -> None:
+        """
+        A connection lost during login fails it.
+        """
+        self.backend.connectionLost(Failure(ConnectionError("gone")))
+        self.failureResultOf(self.login, ConnectionError)
+
+
+class OwnedQueryTests(SynchronousTestCase):
+    """
+    Queries pgtwist runs itself on an idle backend.
+    """
+
+    def setUp(self) -> None:
+        self.backend = BackendProtocol(("db", "alice"), SERVER, None, [], Clock())
+        self.transport = StringTransport()
+        self.backend.makeConnection(self.transport)
+        self.backend.dataReceived(
+            codec.encodeAll([AuthenticationRequest(constants.AUTH_OK), ReadyForQuery()])
+        )
+        self.transport.clear()
+
+    def test_pipelinedQueries(self) -> None:
+        """
+        Two pipelined queries fire in order with their first error, and
+        ParameterStatus changes are recorded.
+        """
+        first = self.backend.simpleQuery("DISCARD ALL")
+        second = self.backend.simpleQuery("SET bad = 1")
+        error = errors.error("42704", 'unrecognized configuration parameter "bad"')
+        self.backend.dataReceived(
+            codec.encodeAll(
+                [
+                    CommandComplete("DISCARD ALL"),
+                    ParameterStatus("application_name", ""),
+                    ReadyForQuery(),
+                    error,
+                    ReadyForQuery(),
+                ]
+            )
+        )
+        self.assertIsNone(self.successResultOf(first))
+        self.assertEqual(self.successResultOf(second), error)
+        self.assertEqual(self.backend.parameters["application_name"], "")
+
+    def test_lostFailsQueries(self) -> None:
+        """
+        A lost connection fails pending queries with L{BackendGone}.
+        """
+        d = self.backend.simpleQuery("DISCARD ALL")
+        self.backend.connectionLost(Failure(ConnectionError()))
+        self.failureResultOf(d, BackendGone)
+
+    def test_closeSendsTerminate(self) -> None:
+        """
+        Closing says Terminate first.
+        """
+        self.backend.close()
+        self.assertEqual(self.transport.value(), b"X\x00\x00\x00\x04")
+        self.assertTrue(self.transport.disconnecting)
+
+
+class StartupParameterTests(SynchronousTestCase):
+    """
+    Client startup parameters become SET statements.
+    """
+
+    def test_optionsSplitLikePostgres(self) -> None:
+        """
+        Backslash escapes keep spaces inside a value (pg_split_opts).
+        """
+        self.assertEqual(splitOptions(r"-c a=b\ c  -c  d=e"), ["-c", "a=b c", "-c", "d=e"])
+
+    def test_parseOptions(self) -> None:
+        """
+        C{-c name=value}, C{-cname=value} and C{--name=value} are settings;
+        dashes in names become underscores.
+        """
+        self.assertEqual(
+            parseOptions("-c search_path=s1 -cstatement_timeout=5 --work-mem=64kB"),
+            [("search_path", "s1"), ("statement_timeout", "5"), ("work_mem", "64kB")],
+        )
+
+    def test_unsupportedSwitch(self) -> None:
+        """
+        Other switches are refused with PostgreSQL's wording.
+        """
+        with self.assertRaises(ValueError) as caught:
+            parseOptions("-d 5")
+        self.assertEqual(
+            str(caught.exception), 'invalid command-line argument for server process: "-d"'
+        )
+
+    def test_effectiveParameters(self) -> None:
+        """
+        user, database and options are not settings; options win over plain
+        parameters of the same name (case-insensitively).
+        """
+        self.assertEqual(
+            effectiveParameters(
+                {
+                    "user": "u",
+                    "database": "d",
+                    "datestyle": "ISO",
+                    "options": "-c DateStyle=German",
+                    "application_name": "a",
+                }
+            ),
+            [("DateStyle", "German"), ("application_name", "a")],
+        )
+
+    def test_setStatementsSkipCurrentValues(self) -> None:
+        """
+        Values already in effect, as PostgreSQL spells them, need no SET.
+        """
+        self.assertEqual(
+            setStatements(
+                {"client_encoding": "UTF8", "application_name": "x"},
+                {"client_encoding": "UTF8", "application_name": ""},
+            ),
+            ["SET \"application_name\" = 'x'"],
+        )
+
+    def test_quoting(self) -> None:
+        """
+        Quotes and backslashes cannot break out of the literal or identifier.
+        """
+        self.assertEqual(quoteIdentifier('a"b'), '"a""b"')
+        self.assertEqual(quoteLiteral("it's"), "'it''s'")
+        self.assertEqual(quoteLiteral("a\\'b"), "E'a\\\\''b'")
