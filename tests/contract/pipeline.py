@@ -1,0 +1,111 @@
+"""
+The contract every L{pgtwist.interfaces.IPipeline} plugin must meet, as a
+mixin (txacme's store-contract pattern). A third-party pipeline gets the same
+checks by subclassing L{PipelineContractMixin} with its own C{makePipeline}.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from zope.interface.verify import verifyObject
+
+from pgtwist.config.model import Configuration, MainSettings, ServerSettings
+from pgtwist.interfaces import IPipeline, IPipelineSession
+from pgtwist.testing import FakeBackendPool, FakeFrontendLink
+from pgtwist.wire import codec
+from pgtwist.wire.messages import CommandComplete, Query, ReadyForQuery, Terminate
+
+
+class PipelineContractMixin:
+    """
+    Mix into a C{SynchronousTestCase} and define L{makePipeline}.
+    """
+
+    def makePipeline(self) -> IPipeline:
+        """
+        The pipeline under test.
+        """
+        raise NotImplementedError()
+
+    def openSession(self) -> tuple[IPipelineSession, FakeFrontendLink, FakeBackendPool]:
+        """
+        A begun session over the fakes, with one query answered.
+        """
+        frontend = FakeFrontendLink()
+        pool = FakeBackendPool()
+        session = self.makePipeline().newSession(frontend, pool, Clock())
+        session.begin()
+        session.frontendDataReceived(codec.encode(Query("SELECT 1")))
+        session.backendDataReceived(
+            codec.encodeAll([CommandComplete("SELECT 1"), ReadyForQuery(b"I")])
+        )
+        return session, frontend, pool
+
+    def test_providesInterfaces(self) -> None:
+        """
+        The plugin and its sessions provide their interfaces.
+        """
+        pipeline = self.makePipeline()
+        verifyObject(IPipeline, pipeline)
+        session, _, _ = self.openSession()
+        verifyObject(IPipelineSession, session)
+        self.assertIsInstance(pipeline.name, str)  # type: ignore[attr-defined]
+        self.assertIsInstance(pipeline.description, str)  # type: ignore[attr-defined]
+
+    def test_acceptsDefaultConfiguration(self) -> None:
+        """
+        A default configuration raises no problem.
+        """
+        config = Configuration(
+            main=MainSettings(), servers=(ServerSettings("primary", "localhost", 5432),)
+        )
+        self.assertEqual(self.makePipeline().checkConfiguration(config), [])  # type: ignore[attr-defined]
+
+    def test_loginCompleted(self) -> None:
+        """
+        A begun session completes the client's login (or fails it).
+        """
+        _, frontend, _ = self.openSession()
+        self.assertIsNotNone(frontend.loginParameters)  # type: ignore[attr-defined]
+
+    def test_releasesOnDisconnect(self) -> None:
+        """
+        A client that leaves between transactions gives its backend back clean.
+        """
+        session, _, pool = self.openSession()
+        session.frontendLost(Failure(ConnectionError()))
+        self.assertEqual(pool.released, [pool.backend])  # type: ignore[attr-defined]
+        self.assertTrue(pool.backend.clean)  # type: ignore[attr-defined]
+
+    def test_releasesOnTerminate(self) -> None:
+        """
+        Terminate gives the backend back and is not forwarded.
+        """
+        session, _, pool = self.openSession()
+        written = bytes(pool.backend.written)
+        session.frontendDataReceived(codec.encode(Terminate()))
+        self.assertEqual(bytes(pool.backend.written), written)
+        self.assertEqual(pool.released, [pool.backend])  # type: ignore[attr-defined]
+
+    def test_neverReleasesCleanInsideTransaction(self) -> None:
+        """
+        A backend left inside a transaction is never returned as reusable.
+        """
+        session, _, pool = self.openSession()
+        session.frontendDataReceived(codec.encode(Query("BEGIN")))
+        session.backendDataReceived(
+            codec.encodeAll([CommandComplete("BEGIN"), ReadyForQuery(b"T")])
+        )
+        session.frontendLost(Failure(ConnectionError()))
+        backend = pool.backend
+        reusable = backend.clean and backend.transactionStatus == b"I"
+        self.assertFalse(reusable and backend in pool.released)  # type: ignore[attr-defined]
+
+    def test_backendLossReported(self) -> None:
+        """
+        A backend that dies is reported to the client.
+        """
+        session, frontend, _ = self.openSession()
+        session.backendLost(Failure(ConnectionError()))
+        self.assertTrue(frontend.failed)  # type: ignore[attr-defined]

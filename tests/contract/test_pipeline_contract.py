@@ -1,0 +1,23 @@
+"""
+Every built-in pipeline plugin meets L{PipelineContractMixin}.
+"""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pgtwist.interfaces import IPipeline
+from pgtwist.service import loadPlugins
+from tests.contract.pipeline import PipelineContractMixin
+
+
+class SessionPipelineContractTests(PipelineContractMixin, SynchronousTestCase):
+    """
+    The C{session} pipeline.
+    """
+
+    def makePipeline(self) -> IPipeline:
+        """
+        The plugin instance getPlugins finds.
+        """
+        return loadPlugins()[1]["session"]

@@ -1,0 +1,120 @@
+"""
+Tests for L{pgtwist.service}: endpoints, plugins, listening and reload.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.testing import MemoryReactor
+from twisted.trial.unittest import SynchronousTestCase
+from zope.interface.verify import verifyObject
+
+from pgtwist.config.model import Configuration, MainSettings, ServerSettings
+from pgtwist.interfaces import IAuthMethod, IPipeline
+from pgtwist.service import buildService, listenEndpoints, loadPlugins
+
+SERVERS = (ServerSettings("primary", "127.0.0.1", 5432, True),)
+
+
+class ListenEndpointTests(SynchronousTestCase):
+    """
+    pgagroal's C{host}/C{port}/C{unix_socket_dir} become strports endpoints.
+    """
+
+    def test_allInterfaces(self) -> None:
+        """
+        C{host = *} listens on every IPv4 and IPv6 address.
+        """
+        self.assertEqual(
+            listenEndpoints(MainSettings(host="*", port=2345))[0],
+            "tcp6:2345:interface=\\:\\::backlog=128",
+        )
+
+    def test_localhostAndSocket(self) -> None:
+        """
+        C{localhost} is loopback; the unix socket is C{.s.PGSQL.<port>}.
+        """
+        self.assertEqual(
+            listenEndpoints(MainSettings(host="localhost", port=6432, unixSocketDir="/tmp/")),
+            [
+                "tcp:6432:interface=127.0.0.1:backlog=128",
+                "unix:/tmp/.s.PGSQL.6432:mode=777:lockfile=1",
+            ],
+        )
+
+    def test_extraListen(self) -> None:
+        """
+        C{listen} adds endpoints; an IPv6 host is escaped for strports.
+        """
+        self.assertEqual(
+            listenEndpoints(
+                MainSettings(host="::1", port=1, listen=("tcp:2:interface=127.0.0.2",))
+            ),
+            ["tcp6:1:interface=\\:\\:1:backlog=128", "tcp:2:interface=127.0.0.2"],
+        )
+
+
+class PluginTests(SynchronousTestCase):
+    """
+    The built-in plugins are found and provide their interfaces.
+    """
+
+    def test_builtins(self) -> None:
+        """
+        Every plugin verifies against its interface; names are the expected ones.
+        """
+        methods, pipelines = loadPlugins()
+        self.assertEqual(sorted(methods), ["md5", "password", "reject", "scram-sha-256", "trust"])
+        self.assertIn("session", pipelines)
+        for method in methods.values():
+            verifyObject(IAuthMethod, method)
+        for pipeline in pipelines.values():
+            verifyObject(IPipeline, pipeline)
+
+
+class PoolerServiceTests(SynchronousTestCase):
+    """
+    The root service.
+    """
+
+    def makeService(self, reload: object = None) -> object:
+        """
+        A service over a MemoryReactor.
+        """
+        config = Configuration(main=MainSettings(host="127.0.0.1", port=0), servers=SERVERS)
+        return buildService(config, MemoryReactor(), reloadConfiguration=reload)  # type: ignore[arg-type]
+
+    def test_startListens(self) -> None:
+        """
+        Starting listens on the configured endpoint.
+        """
+        reactor = MemoryReactor()
+        config = Configuration(main=MainSettings(host="127.0.0.1", port=0), servers=SERVERS)
+        service = buildService(config, reactor)
+        service.startService()
+        self.assertEqual(len(reactor.tcpServers), 1)
+        self.assertEqual(reactor.tcpServers[0][3], "127.0.0.1")
+        self.successResultOf(service.whenListening())
+        self.successResultOf(service.stopService())
+
+    def test_reloadKeepsOldOnError(self) -> None:
+        """
+        A failing reload keeps the running configuration.
+        """
+
+        def broken() -> Configuration:
+            raise ValueError("pgtwist.conf:3: nope")
+
+        service = self.makeService(broken)
+        old = service.config  # type: ignore[attr-defined]
+        self.assertFalse(service.reload())  # type: ignore[attr-defined]
+        self.assertIs(service.config, old)  # type: ignore[attr-defined]
+
+    def test_reloadApplies(self) -> None:
+        """
+        A valid reload reaches the pools and the frontend factory.
+        """
+        new = Configuration(main=MainSettings(maxConnections=7), servers=SERVERS)
+        service = self.makeService(lambda: new)
+        self.assertTrue(service.reload())  # type: ignore[attr-defined]
+        self.assertIs(service.pools.config, new)  # type: ignore[attr-defined]
+        self.assertIs(service.factory.config, new)  # type: ignore[attr-defined]

@@ -1,0 +1,113 @@
+"""
+Tests for L{pgtwist.tap}: options are parsed and the service tree is built
+without starting anything.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from pathlib import Path
+
+from twisted.application.service import IServiceMaker
+from twisted.internet.testing import MemoryReactor
+from twisted.plugin import getPlugins
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+
+from pgtwist import tap
+from pgtwist.pool import PoolSet
+from pgtwist.service import ListenerService, PoolerService, buildService, listenEndpoints
+from tests.unit._tempdir import temporaryDirectory
+
+
+class TapTests(SynchronousTestCase):
+    """
+    C{twistd pgtwist} options and service.
+    """
+
+    def writeFiles(self, main: str = "") -> Path:
+        """
+        A minimal configuration family in a temporary directory.
+        """
+        directory = temporaryDirectory(self)
+        (directory / "pgtwist.conf").write_text(
+            "[pgtwist]\nhost = 127.0.0.1\nport = 16543\n"
+            f"unix_socket_dir = {directory}\n{main}\n[primary]\nhost = localhost\nport = 5432\n"
+        )
+        (directory / "pgtwist_hba.conf").write_text("host all all all trust\n")
+        return directory
+
+    def test_dropinFound(self) -> None:
+        """
+        C{twistd --help} finds the C{pgtwist} service maker.
+        """
+        names = [maker.tapname for maker in getPlugins(IServiceMaker)]
+        self.assertIn("pgtwist", names)
+
+    def test_filesNextToConfig(self) -> None:
+        """
+        Files not named on the command line are found next to the main file.
+        """
+        directory = self.writeFiles()
+        options = tap.Options()
+        options.parseOptions(["-c", str(directory / "pgtwist.conf")])
+        self.assertEqual(options.paths["hba"], str(directory / "pgtwist_hba.conf"))
+        self.assertEqual(options.configuration.main.port, 16543)
+        self.assertEqual(options.configuration.hba[0].method, "trust")
+
+    def test_badConfigIsUsageError(self) -> None:
+        """
+        A bad value stops twistd with C{path:line: message}.
+        """
+        directory = self.writeFiles("max_connections = abc")
+        options = tap.Options()
+        with self.assertRaises(usage.UsageError) as caught:
+            options.parseOptions(["-c", str(directory / "pgtwist.conf")])
+        self.assertIn(f"{directory / 'pgtwist.conf'}:5:", str(caught.exception))
+
+    def test_unknownPipeline(self) -> None:
+        """
+        A pipeline no plugin provides is refused at start.
+        """
+        directory = self.writeFiles("pipeline = statement")
+        with self.assertRaises(usage.UsageError) as caught:
+            tap.Options().parseOptions(["-c", str(directory / "pgtwist.conf")])
+        self.assertIn("unknown pipeline 'statement'", str(caught.exception))
+
+    def test_noConfig(self) -> None:
+        """
+        Without -c (or -D) there is nothing to run.
+        """
+        self.patch(tap.os.path, "exists", lambda path: False)
+        self.assertRaises(usage.UsageError, tap.Options().parseOptions, [])
+
+    def test_listPlugins(self) -> None:
+        """
+        C{--list-plugins} prints the pipelines and auth methods.
+        """
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        self.assertRaises(SystemExit, tap.Options().parseOptions, ["--list-plugins"])
+        self.assertIn("session", out.getvalue())
+        self.assertIn("scram-sha-256", out.getvalue())
+
+    def test_serviceTree(self) -> None:
+        """
+        The tree holds the pools and one listener per endpoint (TCP + unix).
+        """
+        directory = self.writeFiles()
+        options = tap.Options()
+        options.parseOptions(["-c", str(directory / "pgtwist.conf")])
+        service = buildService(options.configuration, MemoryReactor())
+        self.assertIsInstance(service, PoolerService)
+        self.assertIsInstance(service.getServiceNamed("pools"), PoolSet)
+        listeners = [s for s in service if isinstance(s, ListenerService)]
+        self.assertEqual(
+            [listener.description for listener in listeners],
+            listenEndpoints(options.configuration.main),
+        )
+        self.assertEqual(
+            listeners[1].description,
+            f"unix:{directory}/.s.PGSQL.16543:mode=777:lockfile=1".replace(":", ":", 1),
+        )
