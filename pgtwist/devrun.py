@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     from twisted.internet import reactor
 
     from pgtwist.config.loader import loadConfiguration
-    from pgtwist.embedded import PostgresCluster
+    from pgtwist.embedded import PostgresCluster, hbaForRoles
     from pgtwist.service import buildService
     from pgtwist.vault import writeUsersFile
 
@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         cluster.start()
         cluster.createRole("test", "test", "scram-sha-256")
         cluster.createDatabase("test", "test")
+        cluster.setHba(["local all all trust", *hbaForRoles({"test": "scram-sha-256"})])
         conf = writeConfiguration(directory, cluster.port, options.port, directory)
         masterKey = secrets.token_urlsafe(32).encode()
         users = os.path.join(directory, "pgtwist_users.conf")

@@ -328,6 +328,13 @@ class PoolSet(Service):
         self._moveTo(backend, BackendState.CLOSED)
         if isinstance(reason.value, BackendError):
             error = reason.value.error
+            self.log.warn(
+                "PostgreSQL {server} refused a login for {poolKey}: {sqlstate} {message}",
+                server=backend.server.name,
+                poolKey=pool.key,
+                sqlstate=error.code,
+                message=error.message,
+            )
         else:
             self.log.error(
                 "Cannot connect to {server} for {poolKey}: {reason}",
