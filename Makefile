@@ -20,8 +20,8 @@ run: venv
 	$(BIN)/python -m pgtwist.devrun
 
 lint: venv
-	$(BIN)/ruff check pgtwist tests twisted benchmarks
-	$(BIN)/ruff format --check pgtwist tests twisted benchmarks
+	$(BIN)/ruff check pgtwist tests twisted
+	$(BIN)/ruff format --check pgtwist tests twisted
 
 typecheck: venv
 	$(BIN)/mypy
