@@ -152,7 +152,9 @@ class FrontendProtocol(Protocol):
         session, self.session = self.session, None
         if session is not None:
             session.frontendLost(reason)
-        if previous is FrontendState.READY and self.factory.config.main.logDisconnections:
+        # processId is set once login completed (a Terminate closes via fail()).
+        loggedIn = previous is FrontendState.READY or self.processId != 0
+        if loggedIn and self.factory.config.main.logDisconnections:
             self.log.info(
                 "Client {clientAddress} of {poolKey} disconnected",
                 clientAddress=self._peer(),
@@ -249,6 +251,11 @@ class FrontendProtocol(Protocol):
             )
             return
         if rule.method == "all":
+            if self._lookupUser() is None and not self.factory.config.main.allowUnknownUsers:
+                # No password to log into PostgreSQL with, so do not ask it:
+                # refuse as it refuses an unknown role (SCRAM exchange, 28P01).
+                self._startExchange("scram-sha-256")
+                return
             code = self.factory.pool.authRequestCode(self.key)  # type: ignore[attr-defined]
             if code is None:
                 self._resolveAll()

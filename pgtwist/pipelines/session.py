@@ -131,6 +131,8 @@ class SessionPipelineSession:
             elif self._terminateAt < 0:
                 self._unsynced = True  # part of Terminate already went to the backend
             self._finish()
+            # PostgreSQL closes the connection on Terminate; so do we.
+            self.frontend.fail(None)
             return
         backend.write(data)
 

@@ -59,7 +59,8 @@ class SessionPipelineTests(SynchronousTestCase):
 
     def test_terminateNotForwarded(self) -> None:
         """
-        Terminate ends the session and the backend goes back clean.
+        Terminate ends the session, the backend goes back clean and the
+        client connection is closed without an error, as PostgreSQL does.
         """
         query = codec.encode(Query("SELECT 1"))
         self.session.frontendDataReceived(query)
@@ -68,6 +69,8 @@ class SessionPipelineTests(SynchronousTestCase):
         self.assertEqual(bytes(self.backend.written), query)
         self.assertEqual(self.pool.released, [self.backend])
         self.assertTrue(self.backend.clean)
+        self.assertTrue(self.frontend.failed)
+        self.assertIsNone(self.frontend.failedWith)
 
     def test_disconnectMidQuery(self) -> None:
         """
