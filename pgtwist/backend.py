@@ -10,6 +10,7 @@ pipeline session it hands each received chunk to the session untouched.
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -100,6 +101,15 @@ class BackendProtocol(Protocol):
         self.transactionStatus = constants.TRANSACTION_IDLE
         self.clean = True
         self.authRequestCode: int | None = None
+        #: Server-side prepared statements (name -> anything), least recently
+        #: used first; maintained by the transaction pipeline.
+        self.prepared: OrderedDict[str, object] = OrderedDict()
+        #: Settings PostgreSQL does not report (no ParameterStatus) that a
+        #: pipeline applied with SET, by lowercase name.
+        self.applied: dict[str, str] = {}
+        #: Identifies the client settings last synced onto this backend, so a
+        #: client with the same settings needs no SET (transaction pipeline).
+        self.settingsFingerprint: object = None
         self.createdAt = clock.seconds()
         self.lastUsedAt = self.createdAt
         self.poolState: Any = None
@@ -201,6 +211,14 @@ class BackendProtocol(Protocol):
             self.closing = True
             self.transport.loseConnection()  # type: ignore[union-attr]
             login.errback(reason)
+
+    def forgetSessionState(self) -> None:
+        """
+        C{DISCARD ALL} ran: no prepared statements, no applied settings remain.
+        """
+        self.prepared.clear()
+        self.applied.clear()
+        self.settingsFingerprint = None
 
     # -- owned mode: simple queries pgtwist runs itself -----------------------
 

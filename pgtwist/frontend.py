@@ -36,6 +36,7 @@ from pgtwist.interfaces import (
     IPipeline,
     IPipelineSession,
 )
+from pgtwist.pipelines.performance import sessionFeatures
 from pgtwist.wire import codec, constants, errors
 from pgtwist.wire.framing import MessageFramer, StartupFramer
 from pgtwist.wire.messages import (
@@ -85,6 +86,10 @@ class FrontendProtocol(Protocol):
         self.address = address
         self.state = FrontendState.STARTUP
         self.key: PoolKey = ("", "")
+        #: The configuration in force when this client connected.
+        self.configuration = factory.config
+        #: The configuration in force when this client connected.
+        self.configuration = factory.config
         self.startupParameters: Mapping[str, str] = {}
         self.session: IPipelineSession | None = None
         self.backend: IBackendLink | None = None
@@ -518,7 +523,8 @@ class FrontendFactory(Factory):
     def pipelineFor(self, key: PoolKey) -> IPipeline:
         """
         The pipeline for a pool: the databases file's override, else the main
-        C{pipeline} (C{auto} resolves to session until performance lands).
+        C{pipeline}. C{auto} is pgagroal's rule: performance, unless a
+        configured feature needs session.
         """
         name = self.config.main.pipeline
         for limit in self.config.limits:
@@ -529,9 +535,10 @@ class FrontendFactory(Factory):
             ):
                 name = limit.pipeline
                 break
-        if name == "auto" or name not in self.pipelines:
-            name = "session"
-        return self.pipelines[name]
+        if name == "auto":
+            name = "session" if sessionFeatures(self.config) else "performance"
+        pipeline = self.pipelines.get(name)
+        return pipeline if pipeline is not None else self.pipelines["session"]
 
     def buildProtocol(self, addr: IAddress | None) -> FrontendProtocol:
         """

@@ -82,6 +82,7 @@ class IFrontendLink(Interface):
     """
 
     key = Attribute("The (database, user) pool key the client logged in for.")
+    configuration = Attribute("The Configuration in force when the client connected.")
     startupParameters = Attribute("Mapping[str, str]: the StartupMessage parameters.")
 
     def completeLogin(parameters: Mapping[str, str], processId: int) -> None:
@@ -139,6 +140,12 @@ class IBackendLink(Interface):
         "by a ReadyForQuery, no partial message sent). A backend released unclean is closed."
     )
 
+    prepared = Attribute(
+        "OrderedDict[str, object]: server-side prepared statements, least recently used first."
+    )
+    applied = Attribute("dict[str, str]: unreported settings applied with SET, by lowercase name.")
+    settingsFingerprint = Attribute("Which client settings were last synced onto this backend.")
+
     def attach(session: IPipelineSession, frontend: IFrontendLink) -> None:
         """
         Route this backend's data to C{session.backendDataReceived} and
@@ -161,19 +168,22 @@ class IBackendPool(Interface):
     Backends by pool key, bounded by the configured limits.
     """
 
-    def acquire(key: PoolKey, parameters: Mapping[str, str]) -> Deferred[IBackendLink]:
+    def acquire(key: PoolKey, parameters: Mapping[str, str] | None) -> Deferred[IBackendLink]:
         """
-        Get a backend for C{key} with the client's startup parameters in effect.
+        Get a backend for C{key} with the client's startup parameters in effect
+        (C{None}: as it is; the pipeline applies settings itself).
 
         @return: A cancellable C{Deferred[IBackendLink]}; fails with
             L{pgtwist.pool.PoolTimeout} after C{blocking_timeout}, or with
             L{pgtwist.pool.BackendError} carrying PostgreSQL's ErrorResponse.
         """
 
-    def release(backend: IBackendLink) -> None:
+    def release(backend: IBackendLink, reset: bool = True) -> None:
         """
-        Take a backend back: reset it (C{DISCARD ALL}) for reuse when it is
-        clean and idle, close it otherwise.
+        Take a backend back: when it is clean and idle, reset it
+        (C{DISCARD ALL}) for reuse, or with C{reset=False} keep its session
+        state (prepared statements, settings) for the next transaction;
+        close it otherwise.
         """
 
     def discard(backend: IBackendLink, reason: str) -> None:

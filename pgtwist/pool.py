@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -92,7 +92,7 @@ class _Waiter:
 
     __slots__ = ("deferred", "parameters", "timer", "since")
 
-    def __init__(self, parameters: Mapping[str, str], since: float) -> None:
+    def __init__(self, parameters: Mapping[str, str] | None, since: float) -> None:
         self.parameters = parameters
         self.deferred: Deferred[IBackendLink] = Deferred()
         self.timer: Any = None
@@ -173,11 +173,16 @@ class PoolSet(Service):
 
     # -- IBackendPool ---------------------------------------------------------
 
-    def acquire(self, key: PoolKey, parameters: Mapping[str, str]) -> Deferred[IBackendLink]:
+    def acquire(self, key: PoolKey, parameters: Mapping[str, str] | None) -> Deferred[IBackendLink]:
         """
         See L{IBackendPool.acquire}.
         """
         pool = self.pool(key)
+        if parameters is None and pool.idle and not pool.waiters:
+            # The transaction pipeline's hot path: no timer, no waiter.
+            backend = pool.idle[-1]
+            self._moveTo(backend, BackendState.ACTIVE)
+            return succeed(backend)
         waiter = _Waiter(parameters, self._reactor.seconds())
 
         def cancel(d: Deferred[IBackendLink]) -> None:
@@ -191,7 +196,7 @@ class PoolSet(Service):
         self._serve(pool)
         return waiter.deferred
 
-    def release(self, backend: IBackendLink) -> None:
+    def release(self, backend: IBackendLink, reset: bool = True) -> None:
         """
         See L{IBackendPool.release}.
         """
@@ -204,6 +209,10 @@ class PoolSet(Service):
             or backend.transactionStatus != constants.TRANSACTION_IDLE
         ):
             self.discard(backend, "released in a transaction or with a request in flight")
+            return
+        if not reset:
+            self._moveTo(backend, BackendState.IDLE)
+            self._serveAll(first=self.pool(backend.key))
             return
         self._moveTo(backend, BackendState.RESETTING)
         backend.simpleQuery("DISCARD ALL").addCallbacks(
@@ -235,6 +244,7 @@ class PoolSet(Service):
         if error is not None or backend.closing:
             self.discard(backend, f"reset failed: {error.message if error else 'closing'}")
             return
+        backend.forgetSessionState()
         self._moveTo(backend, BackendState.IDLE)
         self._serveAll(first=self.pool(backend.key))
 
@@ -358,6 +368,9 @@ class PoolSet(Service):
         """
         Apply the waiter's startup parameters to C{backend}, then hand it over.
         """
+        if waiter.parameters is None:
+            self._handOver(None, backend, waiter)
+            return
         try:
             statements = setStatements(waiter.parameters, backend.parameters)
         except ValueError as e:

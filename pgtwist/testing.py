@@ -9,6 +9,7 @@ out fake backends and records releases and discards.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,6 +37,7 @@ class FakeFrontendLink:
         self, key: PoolKey = ("db", "user"), startupParameters: Mapping[str, str] | None = None
     ) -> None:
         self.key = key
+        self.configuration: Any = None
         self.startupParameters = dict(startupParameters or {"user": key[1], "database": key[0]})
         self.written = bytearray()
         self.failed = False
@@ -105,8 +107,28 @@ class FakeBackendLink:
         self.parameters: dict[str, str] = {"client_encoding": "UTF8", "server_version": "15.0"}
         self.transactionStatus = constants.TRANSACTION_IDLE
         self.clean = True
+        self.prepared: OrderedDict[str, object] = OrderedDict()
+        self.applied: dict[str, str] = {}
+        self.settingsFingerprint: object = None
         self.written = bytearray()
+        self.queries: list[str] = []
+        self.queryError: ErrorResponse | None = None
         self.session: IPipelineSession | None = None
+
+    def simpleQuery(self, sql: str) -> Deferred[ErrorResponse | None]:
+        """
+        Record a query pgtwist runs itself; it succeeds at once unless
+        C{queryError} is set.
+        """
+        self.queries.append(sql)
+        return succeed(self.queryError)
+
+    def forgetSessionState(self) -> None:
+        """
+        DISCARD ALL ran.
+        """
+        self.prepared.clear()
+        self.applied.clear()
 
     def attach(self, session: IPipelineSession, frontend: IFrontendLink) -> None:
         """
@@ -136,14 +158,15 @@ class FakeBackendPool:
 
     def __init__(self, immediate: bool = True) -> None:
         self.immediate = immediate
-        self.acquired: list[tuple[Any, Mapping[str, str]]] = []
+        self.acquired: list[tuple[Any, Mapping[str, str] | None]] = []
+        self.releasedWithoutReset: list[IBackendLink] = []
         self.pending: list[Deferred[IBackendLink]] = []
         self.released: list[IBackendLink] = []
         self.discarded: list[tuple[IBackendLink, str]] = []
         self.cancelled: list[Deferred[IBackendLink]] = []
         self.backend = FakeBackendLink()
 
-    def acquire(self, key: Any, parameters: Mapping[str, str]) -> Deferred[IBackendLink]:
+    def acquire(self, key: Any, parameters: Mapping[str, str] | None) -> Deferred[IBackendLink]:
         """
         Record the request; answer at once or later.
         """
@@ -154,11 +177,13 @@ class FakeBackendPool:
         self.pending.append(d)
         return d
 
-    def release(self, backend: IBackendLink) -> None:
+    def release(self, backend: IBackendLink, reset: bool = True) -> None:
         """
         Record a release.
         """
         self.released.append(backend)
+        if not reset:
+            self.releasedWithoutReset.append(backend)
 
     def discard(self, backend: IBackendLink, reason: str) -> None:
         """

@@ -1,6 +1,6 @@
 """
-Pooling modes (L{pgtwist.interfaces.IPipeline} plugins): session, and later
+Pooling modes (L{pgtwist.interfaces.IPipeline} plugins): session,
 transaction and performance.
 """
 
-__all__ = ["session"]
+__all__ = ["performance", "session", "transaction"]

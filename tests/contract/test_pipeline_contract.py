@@ -21,3 +21,27 @@ class SessionPipelineContractTests(PipelineContractMixin, SynchronousTestCase):
         The plugin instance getPlugins finds.
         """
         return loadPlugins()[1]["session"]
+
+
+class TransactionPipelineContractTests(PipelineContractMixin, SynchronousTestCase):
+    """
+    The C{transaction} pipeline.
+    """
+
+    def makePipeline(self) -> IPipeline:
+        """
+        The plugin instance getPlugins finds.
+        """
+        return loadPlugins()[1]["transaction"]
+
+
+class PerformancePipelineContractTests(PipelineContractMixin, SynchronousTestCase):
+    """
+    The C{performance} pipeline.
+    """
+
+    def makePipeline(self) -> IPipeline:
+        """
+        The plugin instance getPlugins finds.
+        """
+        return loadPlugins()[1]["performance"]
