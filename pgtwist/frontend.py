@@ -88,8 +88,6 @@ class FrontendProtocol(Protocol):
         self.key: PoolKey = ("", "")
         #: The configuration in force when this client connected.
         self.configuration = factory.config
-        #: The configuration in force when this client connected.
-        self.configuration = factory.config
         self.startupParameters: Mapping[str, str] = {}
         self.session: IPipelineSession | None = None
         self.backend: IBackendLink | None = None

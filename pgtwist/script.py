@@ -33,6 +33,7 @@ Options:
   -d, --daemon                       Run as a daemon
   -V, --version                      Display version information
   -?, --help                         Display help
+      --list-plugins                 List the pipelines and auth methods found
 
 Also available as: twistd -n pgtwist -c CONFIG_FILE ...
 """
@@ -62,6 +63,7 @@ def twistdArguments(argv: list[str]) -> list[str] | None:
     parser.add_argument("-d", "--daemon", action="store_true")
     parser.add_argument("-V", "--version", action="store_true")
     parser.add_argument("-?", "--help", action="store_true", dest="help")
+    parser.add_argument("--list-plugins", action="store_true", dest="listPlugins")
     options = parser.parse_args(argv)
     if options.help:
         print(_USAGE.format(version=__version__))
@@ -75,6 +77,8 @@ def twistdArguments(argv: list[str]) -> list[str] | None:
     else:
         arguments += ["--nodaemon", "--pidfile="]
     arguments.append("pgtwist")
+    if options.listPlugins:
+        arguments.append("--list-plugins")
     for _, long in _FLAGS:
         value = getattr(options, long[2:])
         if value is not None:

@@ -47,6 +47,9 @@ class StatementRegistry:
         self._names: OrderedDict[StatementKey, str] = OrderedDict()
         self._counter = 0
         self.maxSize = maxSize
+        #: Keys PostgreSQL accepted a Parse for (so a client's Parse of one
+        #: can be answered without a backend).
+        self.verified: set[StatementKey] = set()
 
     def __len__(self) -> int:
         return len(self._names)
@@ -60,7 +63,8 @@ class StatementRegistry:
             self._counter += 1
             name = self._names[key] = f"{PREFIX}{self._counter}"
             if len(self._names) > self.maxSize:
-                self._names.popitem(last=False)
+                forgotten, _ = self._names.popitem(last=False)
+                self.verified.discard(forgotten)
         return name
 
 

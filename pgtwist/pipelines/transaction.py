@@ -71,9 +71,11 @@ from pgtwist.wire.messages import (
     NoticeResponse,
     Parse,
     ParseComplete,
+    ReadyForQuery,
 )
 
 _HEADER = struct.Struct("!ci")
+_LENGTH = struct.Struct("!i")
 
 # What a request waits for.
 _PARSE = 1  # ParseComplete
@@ -87,6 +89,7 @@ _QUERY = 8  # anything, until ReadyForQuery (simple query, FunctionCall)
 _FAKE = 9  # nothing: pgtwist sends C{data} itself when this entry comes up
 
 _PARSE_COMPLETE = codec.encode(ParseComplete())
+_READY_IDLE = codec.encode(ReadyForQuery(constants.TRANSACTION_IDLE))
 _CLOSE_COMPLETE = codec.encode(CloseComplete())
 
 _EXTENDED = frozenset({_PARSE, _BIND, _DESCRIBE_STATEMENT, _DESCRIBE_PORTAL, _EXECUTE, _CLOSE})
@@ -114,7 +117,8 @@ class _Expect:
     @ivar name: The server-side statement concerned, if any.
     @ivar client: The client statement name a Parse or Close entry
         registered or removed (to undo it if PostgreSQL skips the message).
-    @ivar key: The statement key removed by a client Close (to restore).
+    @ivar key: The statement key of a Parse (to mark it verified), or the one
+        removed by a client Close (to restore).
     @ivar data: For C{_FAKE}: the bytes to send.
     """
 
@@ -299,13 +303,79 @@ class TransactionPipelineSession:
             data = self._held + data
             self._held = b""
         if self.backend is None:
-            if self._done:
+            if self._done or self._acquiring is not None:
+                self._held = data
                 return
-            self._held = data
-            if self._acquiring is None and len(data) >= 5:
+            try:
+                offset = self._answerLocally(data)
+            except (ProtocolViolation, ValueError) as e:
+                violation = e if isinstance(e, ProtocolViolation) else ProtocolViolation(str(e))
+                self._protocolViolation(violation)
+                return
+            self._held = data[offset:]
+            if self._held and not self._done and self._needsBackend(self._held):
                 self._acquire()
             return
         self._relayFrontend(data, [])
+
+    def _needsBackend(self, held: bytes) -> bool:
+        """
+        Whether C{held} starts with a complete message only a backend can answer.
+        """
+        if len(held) < 5:
+            return False
+        length: int = _LENGTH.unpack_from(held, 1)[0]
+        return len(held) >= 1 + length
+
+    def _answerLocally(self, data: bytes) -> int:
+        """
+        Between transactions, answer what needs no backend: Parse of a
+        statement PostgreSQL already accepted, Close of a statement, Flush,
+        Sync, Terminate. This is what keeps a client that prepares a
+        statement (libpq's PQprepare blocks) from waiting for a backend while
+        others hold them all. Returns where the first message needing a
+        backend starts.
+        """
+        size = len(data)
+        offset = 0
+        replies: list[bytes] = []
+        while size - offset >= 5:
+            type, length = _HEADER.unpack_from(data, offset)
+            if length < 4:
+                raise ProtocolViolation(f"invalid message length {length}")
+            end = offset + 1 + length
+            if end > size:
+                break
+            if type == constants.TERMINATE:
+                if replies:
+                    self.frontend.write(b"".join(replies))
+                self._finish()
+                self.frontend.fail(None)
+                return size
+            if type == constants.PARSE:
+                parse: Any = codec.decodeFrontend(type, data[offset + 5 : end])
+                key = StatementKey(parse.query, parse.parameterTypes, self.settings.searchPath)
+                if key not in self.registry.verified or (
+                    parse.name and parse.name in self.statements
+                ):
+                    break
+                self.statements[parse.name] = key
+                self._unsynced = True
+                replies.append(_PARSE_COMPLETE)
+            elif type == constants.CLOSE and data[offset + 5 : offset + 6] == b"S":
+                name, _ = splitName(data, offset + 6)
+                self.statements.pop(name, None)
+                self._unsynced = True
+                replies.append(_CLOSE_COMPLETE)
+            elif type == constants.SYNC:
+                self._unsynced = False
+                replies.append(_READY_IDLE)
+            elif type != constants.FLUSH:
+                break
+            offset = end
+        if replies:
+            self.frontend.write(b"".join(replies))
+        return offset
 
     def _relayFrontend(self, data: bytes, out: list[bytes]) -> None:
         backend = self.backend
@@ -470,7 +540,7 @@ class TransactionPipelineSession:
         backend = self.backend
         assert backend is not None
         out.append(codec.encode(Parse(server, key.query, key.parameterTypes)))
-        self._expected.append(_Expect(_PARSE, forward=forward, name=server, client=client))
+        self._expected.append(_Expect(_PARSE, forward=forward, name=server, client=client, key=key))
         for evicted in remember(backend.prepared, server, self.maxPrepared):
             out.append(codec.encode(Close(b"S", evicted)))
             self._expected.append(_Expect(_CLOSE, forward=False, name=evicted))
@@ -588,6 +658,8 @@ class TransactionPipelineSession:
             return head.forward, False
         if _ENDS.get(kind) == type:
             expected.popleft()
+            if kind == _PARSE and head.key is not None:
+                self.registry.verified.add(head.key)
             return head.forward, True
         self.log.warn(
             "Backend {backendPid} sent {type!r} while pgtwist expected {kind}",
@@ -643,7 +715,7 @@ class TransactionPipelineSession:
         elif entry.kind == _CLOSE and not entry.forward and entry.name:
             backend.prepared[entry.name] = True
         elif entry.kind == _FAKE:
-            if entry.data == _PARSE_COMPLETE and entry.client is not None:
+            if entry.data == _PARSE_COMPLETE and entry.client is not None and entry.key is None:
                 self.statements.pop(entry.client, None)
             elif entry.data == _CLOSE_COMPLETE and entry.client is not None and entry.key:
                 self.statements[entry.client] = entry.key
@@ -666,8 +738,9 @@ class TransactionPipelineSession:
         backend.detach()
         self.frontend.setCancelTarget(None)
         self.pool.release(backend, reset=False)
-        if self._held and len(self._held) >= 5 and not self._done:
-            self._acquire()
+        if self._held and not self._done:
+            held, self._held = self._held, b""
+            self.frontendDataReceived(held)
 
     def _finish(self) -> None:
         if self._done:
