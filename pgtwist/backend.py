@@ -113,6 +113,8 @@ class BackendProtocol(Protocol):
         self.createdAt = clock.seconds()
         self.lastUsedAt = self.createdAt
         self.poolState: Any = None
+        #: Set by a graceful flush: close instead of reusing when given back.
+        self.closeOnRelease = False
         self.idleTimer: Any = None
         self.connected = False
         self.closing = False

@@ -27,8 +27,9 @@ from pgtwist.backend import (
     connectBackend,
     setStatements,
 )
-from pgtwist.config.model import Configuration, PoolKey, ServerSettings
+from pgtwist.config.model import Configuration, DatabaseLimit, PoolKey, ServerSettings
 from pgtwist.interfaces import IAuthMethod, IBackendLink, IBackendPool
+from pgtwist.servers import ServerSet
 from pgtwist.wire import constants, errors
 from pgtwist.wire.messages import ErrorResponse
 
@@ -45,6 +46,12 @@ class BackendState(enum.Enum):
     CLOSED = "closed"  # gone; no longer counted
 
 
+#: Foreground validation skips backends idle for less than this (seconds): one
+#: used that recently has just proved itself, and checking it would add a
+#: round trip to every transaction of a busy pool.
+VALIDATION_DELAY = 1.0
+
+
 class PoolTimeout(Exception):
     """
     No backend became available within C{blocking_timeout}.
@@ -57,13 +64,43 @@ Connector = Callable[
 ]
 
 
+def matchLimit(limits: Sequence[DatabaseLimit], database: str, user: str) -> int | None:
+    """
+    The index of the C{pgtwist_databases.conf} line governing (database,
+    user), in pgagroal's order: exact pair, then the user with database
+    C{all}, then the database with user C{all}, then C{all all}.
+    """
+    for wanted in ((database, user), ("all", user), (database, "all"), ("all", "all")):
+        for index, limit in enumerate(limits):
+            if (limit.database, limit.user) == wanted:
+                return index
+    return None
+
+
+def resolveAlias(limits: Sequence[DatabaseLimit], database: str) -> str:
+    """
+    The real database behind an alias of the databases file (or C{database}).
+    """
+    for limit in limits:
+        if database in limit.aliases:
+            return limit.database
+    return database
+
+
 class Pool:
     """
     The backends and waiting clients of one (database, user) pair.
+
+    @ivar limitIndex: The databases-file line that governs it, if any.
     """
 
-    def __init__(self, key: PoolKey) -> None:
+    def __init__(self, key: PoolKey, limitIndex: int | None = None) -> None:
         self.key = key
+        self.limitIndex = limitIndex
+        #: Failed connection attempts in a row, and when to try again.
+        self.connectFailures = 0
+        self.retryAt = 0.0
+        self.prefilled = False
         self.backends: dict[BackendState, set[BackendProtocol]] = {s: set() for s in BackendState}
         #: Idle backends, most recently used last (handed out LIFO).
         self.idle: list[BackendProtocol] = []
@@ -121,6 +158,7 @@ class PoolSet(Service):
         self._connector: Connector = connector or self._connect
         self.pools: dict[PoolKey, Pool] = {}
         self.total = 0
+        self.servers = ServerSet(config.servers, reactor)
 
     def _connect(
         self, server: ServerSettings, key: PoolKey, password: str | None
@@ -129,9 +167,13 @@ class PoolSet(Service):
 
     def reconfigure(self, config: Configuration) -> None:
         """
-        Use C{config} from now on (limits, timeouts, passwords).
+        Use C{config} from now on (limits, timeouts, passwords, servers).
         """
         self.config = config
+        self.servers.reconfigure(config.servers)
+        for pool in self.pools.values():
+            pool.limitIndex = matchLimit(config.limits, *pool.key)
+        self._serveAll()
 
     def pool(self, key: PoolKey) -> Pool:
         """
@@ -139,7 +181,7 @@ class PoolSet(Service):
         """
         pool = self.pools.get(key)
         if pool is None:
-            pool = self.pools[key] = Pool(key)
+            pool = self.pools[key] = Pool(key, matchLimit(self.config.limits, *key))
         return pool
 
     # -- the single state mutator --------------------------------------------
@@ -209,6 +251,13 @@ class PoolSet(Service):
             or backend.transactionStatus != constants.TRANSACTION_IDLE
         ):
             self.discard(backend, "released in a transaction or with a request in flight")
+            return
+        if backend.closeOnRelease:
+            self.discard(backend, "flushed")
+            return
+        age = self.config.main.maxConnectionAge
+        if age > 0 and self._reactor.seconds() - backend.createdAt >= age:
+            self.discard(backend, "max_connection_age")
             return
         if not reset:
             self._moveTo(backend, BackendState.IDLE)
@@ -289,24 +338,106 @@ class PoolSet(Service):
         while pool.waiters:
             if pool.idle:
                 backend = pool.idle[-1]
+                if not backend.connected or backend.closing:
+                    # Died in the pool before anyone noticed: replace it.
+                    self._moveTo(backend, BackendState.CLOSED)
+                    backend.close()
+                    continue
                 waiter = pool.waiters.popleft()
                 if waiter.timer is not None and waiter.timer.active():
                     waiter.timer.cancel()
+                idleFor = self._reactor.seconds() - backend.lastUsedAt
                 self._moveTo(backend, BackendState.RESETTING)
-                self._prepare(backend, waiter)
+                if self.config.main.validation == "foreground" and idleFor >= VALIDATION_DELAY:
+                    backend.simpleQuery("").addCallbacks(
+                        self._cbValidatedForWaiter,
+                        self._ebValidatedForWaiter,
+                        callbackArgs=(backend, waiter),
+                        errbackArgs=(backend, waiter),
+                    )
+                else:
+                    self._prepare(backend, waiter)
                 continue
             connecting = pool.count(BackendState.CONNECTING)
             if connecting >= len(pool.waiters):
                 return
-            if self.total >= self.config.main.maxConnections and not self._evictIdle(pool):
+            if pool.connectFailures and (connecting or self._reactor.seconds() < pool.retryAt):
+                # Failing: probe with one connection at a time, after the back-off.
+                return
+            if not self._roomFor(pool) and not self._evictIdle(pool):
                 return
             self._open(pool)
 
+    def _lineCap(self, index: int) -> int:
+        limits = self.config.limits
+        maxSize = limits[index].maxSize
+        if maxSize is not None:
+            return maxSize
+        reserved = sum(
+            limit.maxSize for i, limit in enumerate(limits) if i != index and limit.maxSize
+        )
+        return max(0, self.config.main.maxConnections - reserved)
+
+    def _lineUsage(self, index: int) -> int:
+        return sum(p.size for p in self.pools.values() if p.limitIndex == index)
+
+    def _roomFor(self, pool: Pool) -> bool:
+        """
+        Whether a new backend for C{pool} fits both the global
+        C{max_connections} and its databases-file line.
+        """
+        if self.total >= self.config.main.maxConnections:
+            return False
+        index = pool.limitIndex
+        return index is None or self._lineUsage(index) < self._lineCap(index)
+
+    def _cbValidatedForWaiter(
+        self, error: ErrorResponse | None, backend: BackendProtocol, waiter: _Waiter
+    ) -> None:
+        if error is None and backend.poolState is BackendState.RESETTING:
+            self._prepare(backend, waiter)
+            return
+        self._ebValidatedForWaiter(Failure(BackendGone("validation failed")), backend, waiter)
+
+    def _ebValidatedForWaiter(
+        self, reason: Failure, backend: BackendProtocol, waiter: _Waiter
+    ) -> None:
+        """
+        A backend failed its check: close it and serve the client with
+        another, without the client noticing.
+        """
+        self.log.info(
+            "Backend {backendPid} of {poolKey} failed validation; replacing it",
+            backendPid=backend.processId,
+            poolKey=backend.key,
+        )
+        pool = self.pool(backend.key)
+        if backend.poolState is not BackendState.CLOSED:
+            self._moveTo(backend, BackendState.CLOSED)
+            backend.close()
+        if waiter.deferred.called:
+            return
+        timeout = self.config.main.blockingTimeout
+        if timeout > 0:
+            remaining = max(0.0, waiter.since + timeout - self._reactor.seconds())
+            waiter.timer = self._reactor.callLater(remaining, self._waiterTimedOut, pool, waiter)
+        pool.waiters.appendleft(waiter)
+        self._serveAll(first=pool)
+
     def _evictIdle(self, needy: Pool) -> bool:
         """
-        Close the least recently used idle backend of another pool.
+        Close the least recently used idle backend of another pool that frees
+        the budget C{needy} lacks.
         """
-        candidates = [b for p in self.pools.values() if p is not needy for b in p.idle]
+        sameLine = needy.limitIndex is not None and self._lineUsage(
+            needy.limitIndex
+        ) >= self._lineCap(needy.limitIndex)
+        candidates = [
+            b
+            for p in self.pools.values()
+            if p is not needy and (not sameLine or p.limitIndex == needy.limitIndex)
+            for b in p.idle
+        ]
         if not candidates:
             return False
         victim = min(candidates, key=lambda b: b.lastUsedAt)
@@ -318,13 +449,14 @@ class PoolSet(Service):
         database, user = pool.key
         entry = self.config.users.get(user)
         password = entry.password if entry is not None else None
-        backend, ready = self._connector(self.config.primary, pool.key, password)
+        backend, ready = self._connector(self.servers.current, pool.key, password)
         self._moveTo(backend, BackendState.CONNECTING)
         backend.lostCallback = self._backendLost
         ready.addCallbacks(self._cbOpened, self._ebOpened, errbackArgs=(backend,))
 
     def _cbOpened(self, backend: BackendProtocol) -> None:
         pool = self.pool(backend.key)
+        pool.connectFailures = 0
         if backend.authRequestCode is not None:
             pool.authRequestCode = backend.authRequestCode
         self.log.debug(
@@ -336,6 +468,12 @@ class PoolSet(Service):
     def _ebOpened(self, reason: Failure, backend: BackendProtocol) -> None:
         pool = self.pool(backend.key)
         self._moveTo(backend, BackendState.CLOSED)
+        transient = not isinstance(reason.value, BackendError) or reason.value.error.code in (
+            constants.SQLSTATE_TOO_MANY_CONNECTIONS,
+            constants.SQLSTATE_CANNOT_CONNECT_NOW,
+        )
+        if transient and self._retry(pool, backend, reason):
+            return
         if isinstance(reason.value, BackendError):
             error = reason.value.error
             self.log.warn(
@@ -357,12 +495,52 @@ class PoolSet(Service):
                 "pgtwist cannot connect to the PostgreSQL server",
                 detail=reason.getErrorMessage(),
             )
-        # The oldest waiter of that pool hears why; others keep waiting.
-        if pool.waiters:
-            waiter = pool.waiters.popleft()
+        if transient:
+            # The server cannot be reached: every client waiting now hears why.
+            failing = list(pool.waiters)
+        else:
+            # PostgreSQL refused this login (no such database...): the oldest
+            # waiter hears why; the others try their luck.
+            failing = list(pool.waiters)[:1]
+        for waiter in failing:
             self._forgetWaiter(pool, waiter)
             waiter.deferred.errback(BackendError(error))
         self._serveAll()
+
+    def _retry(self, pool: Pool, backend: BackendProtocol, reason: Failure) -> bool:
+        """
+        A connection attempt failed for a reason that may pass (server down,
+        restarting, out of connection slots): try again with back-off up to
+        C{max_retries} times, failing over to the next server if configured.
+        Returns whether a retry is scheduled.
+        """
+        pool.connectFailures += 1
+        main = self.config.main
+        if pool.connectFailures > main.maxRetries:
+            if main.failover and self.servers.current.name == backend.server.name:
+                if self.servers.failover(main.failoverScript) is not None:
+                    pool.connectFailures = 0
+                    self.flush("all", None, server=backend.server.name)
+                    self._reactor.callLater(0, self._serveAll)
+                    return True
+            # Give up on the clients waiting now; space out later attempts.
+            pool.connectFailures = main.maxRetries
+            delay = 5.0
+            pool.retryAt = self._reactor.seconds() + delay
+            self._reactor.callLater(delay, self._serveAll)
+            return False
+        delay = min(5.0, 0.1 * 2 ** (pool.connectFailures - 1))
+        pool.retryAt = self._reactor.seconds() + delay
+        self.log.info(
+            "Connecting to {server} for {poolKey} failed ({reason}); retry {attempt} in {delay}s",
+            server=backend.server.name,
+            poolKey=pool.key,
+            reason=reason.getErrorMessage(),
+            attempt=pool.connectFailures,
+            delay=delay,
+        )
+        self._reactor.callLater(delay, self._serveAll)
+        return True
 
     def _prepare(self, backend: BackendProtocol, waiter: _Waiter) -> None:
         """
@@ -460,6 +638,89 @@ class PoolSet(Service):
                     self._moveTo(backend, BackendState.CLOSED)
                     backend.close()
         return None
+
+    # -- maintenance (the janitor and the management API call these) ---------
+
+    def flush(self, mode: str, database: str | None, server: str | None = None) -> int:
+        """
+        pgagroal's flush: C{idle} closes idle backends; C{gracefully} also
+        closes the others as their clients give them back; C{all} closes
+        every backend at once (their clients get an error). Limited to one
+        C{database} (or one C{server}) when given. Returns how many backends
+        were closed or marked.
+        """
+        count = 0
+        for pool in list(self.pools.values()):
+            if database is not None and pool.key[0] != database:
+                continue
+            for state in list(BackendState):
+                for backend in list(pool.backends[state]):
+                    if server is not None and backend.server.name != server:
+                        continue
+                    if state is BackendState.IDLE or mode == "all":
+                        self._moveTo(backend, BackendState.CLOSED)
+                        backend.close()
+                        count += 1
+                    elif mode == "gracefully" and state is not BackendState.CLOSED:
+                        backend.closeOnRelease = True
+                        count += 1
+        return count
+
+    def maintain(self) -> None:
+        """
+        Open backends up to INITIAL_SIZE (once, at start) and MIN_SIZE for the
+        databases-file lines naming a database and a user whose password is in
+        the vault; close idle backends past C{max_connection_age}.
+        """
+        now = self._reactor.seconds()
+        age = self.config.main.maxConnectionAge
+        if age > 0:
+            for pool in self.pools.values():
+                for backend in list(pool.idle):
+                    if now - backend.createdAt >= age:
+                        self._moveTo(backend, BackendState.CLOSED)
+                        backend.close()
+        for limit in self.config.limits:
+            if "all" in (limit.database, limit.user):
+                continue
+            entry = self.config.users.get(limit.user)
+            if entry is None or entry.password is None:
+                continue
+            pool = self.pool((limit.database, limit.user))
+            target = limit.minSize if pool.prefilled else max(limit.initialSize, limit.minSize)
+            pool.prefilled = True
+            if pool.connectFailures and now < pool.retryAt:
+                continue
+            missing = target - pool.size
+            while missing > 0 and self._roomFor(pool):
+                self._open(pool)
+                missing -= 1
+
+    def validateIdle(self) -> None:
+        """
+        Background validation: an empty query on every idle backend.
+        """
+        for pool in self.pools.values():
+            for backend in list(pool.idle):
+                self._moveTo(backend, BackendState.RESETTING)
+                backend.simpleQuery("").addCallbacks(
+                    self._cbValidated,
+                    self._ebValidated,
+                    callbackArgs=(backend,),
+                    errbackArgs=(backend,),
+                )
+
+    def _cbValidated(self, error: ErrorResponse | None, backend: BackendProtocol) -> None:
+        if backend.poolState is not BackendState.RESETTING:
+            return
+        if error is not None:
+            self.discard(backend, f"validation failed: {error.message}")
+            return
+        self._moveTo(backend, BackendState.IDLE)
+        self._serveAll(first=self.pool(backend.key))
+
+    def _ebValidated(self, reason: Failure, backend: BackendProtocol) -> None:
+        self.discard(backend, f"validation failed: {reason.getErrorMessage()}")
 
     def authRequestCode(self, key: PoolKey) -> int | None:
         """

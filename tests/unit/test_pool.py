@@ -9,9 +9,16 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pgtwist.backend import BackendError, BackendProtocol
-from pgtwist.config.model import Configuration, MainSettings, PoolKey, ServerSettings, UserEntry
-from pgtwist.pool import BackendState, PoolSet, PoolTimeout
+from pgtwist.backend import BackendError, BackendGone, BackendProtocol
+from pgtwist.config.model import (
+    Configuration,
+    DatabaseLimit,
+    MainSettings,
+    PoolKey,
+    ServerSettings,
+    UserEntry,
+)
+from pgtwist.pool import BackendState, PoolSet, PoolTimeout, matchLimit, resolveAlias
 from pgtwist.wire import errors
 from pgtwist.wire.messages import ErrorResponse
 
@@ -26,6 +33,7 @@ class ScriptedBackend(BackendProtocol):
     def __init__(self, key: PoolKey, clock: Clock, pid: int) -> None:
         super().__init__(key, SERVER, None, [], clock)
         self.processId = pid
+        self.connected = True
         self.queries: list[tuple[str, Deferred[ErrorResponse | None]]] = []
         self.closed = False
 
@@ -45,9 +53,9 @@ class ScriptedBackend(BackendProtocol):
         self.closing = True
 
 
-class PoolSetTests(SynchronousTestCase):
+class PoolTestCase(SynchronousTestCase):
     """
-    Acquire, release, limits and timeouts.
+    A PoolSet over a scripted connector.
     """
 
     key: PoolKey = ("db", "alice")
@@ -89,6 +97,12 @@ class PoolSetTests(SynchronousTestCase):
         backend, d = self.connects[index]
         d.callback(backend)
         return backend
+
+
+class PoolSetTests(PoolTestCase):
+    """
+    Acquire, release, limits and timeouts.
+    """
 
     def test_newBackend(self) -> None:
         """
@@ -255,11 +269,238 @@ class PoolSetTests(SynchronousTestCase):
         self.assertEqual(failure.value.error.code, "3D000")
         self.assertEqual(self.pools.total, 0)
 
-    def test_connectFailure(self) -> None:
+    def test_connectFailureRetried(self) -> None:
         """
-        An unreachable server fails the waiting client with 08001.
+        An unreachable server is retried C{max_retries} times with back-off;
+        then every waiting client fails with 08001, and the pool does not spin.
         """
         d = self.pools.acquire(self.key, {})
-        self.connects[0][1].errback(ConnectionRefusedError())
-        failure = self.failureResultOf(d, BackendError)
-        self.assertEqual(failure.value.error.code, "08001")
+        for attempt in range(6):
+            self.assertEqual(len(self.connects), attempt + 1)
+            self.connects[-1][1].errback(ConnectionRefusedError())
+            if attempt == 0:
+                d2 = self.pools.acquire(self.key, {})
+            self.clock.advance(0.1 * 2**attempt)
+        self.assertEqual(self.failureResultOf(d, BackendError).value.error.code, "08001")
+        self.failureResultOf(d2, BackendError)
+        self.assertEqual(len(self.connects), 6)
+        self.assertEqual(self.pools.total, 0)
+
+    def test_tooManyConnectionsRetried(self) -> None:
+        """
+        PostgreSQL's "too many clients" is retried like an unreachable server.
+        """
+        d = self.pools.acquire(self.key, {})
+        self.connects[0][1].errback(
+            BackendError(errors.fatal("53300", "sorry, too many clients already"))
+        )
+        self.assertNoResult(d)
+        self.clock.advance(0.1)
+        self.login()
+        self.successResultOf(d)
+
+
+class PoolSetOperationsTests(PoolTestCase):
+    """
+    Limits, aliases, failover, validation, lifetimes, flush and prefill.
+    """
+
+    def configure(self, **kwargs: object) -> None:
+        """
+        Replace the configuration (with two servers).
+        """
+        main = {"maxConnections": 4, "blockingTimeout": 5.0}
+        main.update(kwargs.pop("main", {}))  # type: ignore[arg-type]
+        config = Configuration(
+            main=MainSettings(**main),  # type: ignore[arg-type]
+            servers=(SERVER, ServerSettings("standby", "127.0.0.2", 5432)),
+            users={"alice": UserEntry("alice", "pw")},
+            **kwargs,  # type: ignore[arg-type]
+        )
+        self.pools = PoolSet(config, self.clock, [], connector=self.connect)
+
+    def connect(
+        self, server: ServerSettings, key: PoolKey, password: str | None
+    ) -> tuple[BackendProtocol, Deferred[BackendProtocol]]:
+        """
+        Record which server each connection went to.
+        """
+        backend, d = super().connect(server, key, password)
+        backend.server = server
+        return backend, d
+
+    def test_matchOrder(self) -> None:
+        """
+        pgagroal's order: exact pair, user with all, database with all.
+        """
+        limits = (
+            DatabaseLimit("all", "alice", 1),
+            DatabaseLimit("db", "all", 2),
+            DatabaseLimit("db", "alice", 3),
+            DatabaseLimit("all", "all", 4),
+        )
+        self.assertEqual(matchLimit(limits, "db", "alice"), 2)
+        self.assertEqual(matchLimit(limits, "other", "alice"), 0)
+        self.assertEqual(matchLimit(limits, "db", "bob"), 1)
+        self.assertEqual(matchLimit(limits, "x", "y"), 3)
+        self.assertIsNone(matchLimit(limits[:3], "x", "y"))
+
+    def test_alias(self) -> None:
+        """
+        An alias names the real database.
+        """
+        limits = (DatabaseLimit("production", "all", 5, aliases=("prod", "main")),)
+        self.assertEqual(resolveAlias(limits, "prod"), "production")
+        self.assertEqual(resolveAlias(limits, "other"), "other")
+
+    def test_lineLimit(self) -> None:
+        """
+        A line's MAX_SIZE bounds the backends of the pools it governs.
+        """
+        self.configure(limits=(DatabaseLimit("db", "alice", 1),))
+        self.pools.acquire(self.key, {})
+        self.login()
+        waiting = self.pools.acquire(self.key, {})
+        self.assertEqual(len(self.connects), 1)
+        self.assertNoResult(waiting)
+
+    def test_allTakesTheRest(self) -> None:
+        """
+        MAX_SIZE C{all} is what the explicit lines leave of max_connections.
+        """
+        self.configure(
+            limits=(DatabaseLimit("other", "alice", 3), DatabaseLimit("db", "alice", None))
+        )
+        self.pools.acquire(self.key, {})
+        self.login()
+        self.pools.acquire(self.key, {})
+        self.assertEqual(len(self.connects), 1)
+
+    def test_failover(self) -> None:
+        """
+        With failover on, a primary that stays unreachable is marked failed
+        and new backends go to the next server.
+        """
+        self.configure(main={"failover": True, "maxRetries": 1})
+        d = self.pools.acquire(self.key, {})
+        for _ in range(2):
+            self.connects[-1][1].errback(ConnectionRefusedError())
+            self.clock.advance(1)
+        self.assertEqual(self.connects[-1][0].server.name, "standby")
+        self.login()
+        self.successResultOf(d)
+        self.assertEqual(self.pools.servers.current.name, "standby")
+
+    def test_foregroundValidationReplacesDeadBackend(self) -> None:
+        """
+        With foreground validation, a backend failing its empty query is
+        replaced without the client noticing.
+        """
+        self.configure(main={"validation": "foreground"})
+        d = self.pools.acquire(self.key, {})
+        backend = self.login()
+        self.successResultOf(d)
+        self.pools.release(backend)
+        backend.queries[0][1].callback(None)
+        self.clock.advance(5)
+        d2 = self.pools.acquire(self.key, {})
+        self.assertEqual(backend.queries[1][0], "")
+        backend.queries[1][1].errback(BackendGone())
+        self.assertTrue(backend.closed)
+        fresh = self.login()
+        self.assertIs(self.successResultOf(d2), fresh)
+
+    def test_recentlyUsedNotValidated(self) -> None:
+        """
+        A backend used within the last second has just proved itself: no
+        extra round trip.
+        """
+        self.configure(main={"validation": "foreground"})
+        d = self.pools.acquire(self.key, {})
+        backend = self.login()
+        self.successResultOf(d)
+        self.pools.release(backend)
+        backend.queries[0][1].callback(None)
+        self.successResultOf(self.pools.acquire(self.key, {}))
+        self.assertEqual(len(backend.queries), 1)
+
+    def test_deadIdleBackendReplaced(self) -> None:
+        """
+        With validation off, an idle backend found dead is replaced.
+        """
+        d = self.pools.acquire(self.key, {})
+        backend = self.login()
+        self.successResultOf(d)
+        self.pools.release(backend)
+        backend.queries[0][1].callback(None)
+        backend.connected = False
+        d2 = self.pools.acquire(self.key, {})
+        self.assertEqual(len(self.connects), 2)
+        self.assertIs(self.successResultOf(self.loginThen(d2)), self.connects[-1][0])
+
+    def loginThen(self, d: Deferred[object]) -> Deferred[object]:
+        """
+        Complete the latest login, return C{d}.
+        """
+        self.login()
+        return d
+
+    def test_maxConnectionAge(self) -> None:
+        """
+        A backend older than max_connection_age is closed when given back.
+        """
+        self.configure(main={"maxConnectionAge": 60.0})
+        d = self.pools.acquire(self.key, {})
+        backend = self.login()
+        self.successResultOf(d)
+        self.clock.advance(61)
+        self.pools.release(backend)
+        self.assertTrue(backend.closed)
+
+    def test_flushGracefully(self) -> None:
+        """
+        A graceful flush closes idle backends now and active ones on return.
+        """
+        d = self.pools.acquire(self.key, {})
+        active = self.login()
+        self.successResultOf(d)
+        self.assertEqual(self.pools.flush("gracefully", None), 1)
+        self.assertFalse(active.closed)
+        self.pools.release(active)
+        self.assertTrue(active.closed)
+
+    def test_flushAllOneDatabase(self) -> None:
+        """
+        Flushing all of one database leaves the others alone.
+        """
+        d = self.pools.acquire(self.key, {})
+        mine = self.login()
+        self.successResultOf(d)
+        other = self.pools.acquire(("elsewhere", "alice"), {})
+        theirs = self.login()
+        self.successResultOf(other)
+        self.assertEqual(self.pools.flush("all", "db"), 1)
+        self.assertTrue(mine.closed)
+        self.assertFalse(theirs.closed)
+
+    def test_prefillAndMinimum(self) -> None:
+        """
+        INITIAL_SIZE backends open at start, MIN_SIZE ones are kept up.
+        """
+        self.configure(limits=(DatabaseLimit("db", "alice", 4, initialSize=3, minSize=1),))
+        self.pools.maintain()
+        self.assertEqual(len(self.connects), 3)
+        for backend, d in self.connects:
+            d.callback(backend)
+        for backend in list(self.pools.pool(self.key).idle):
+            self.pools.discard(backend, "test")
+        self.pools.maintain()
+        self.assertEqual(len(self.connects), 4)
+
+    def test_prefillNeedsVaultPassword(self) -> None:
+        """
+        Pairs without a vault password are not prefilled.
+        """
+        self.configure(limits=(DatabaseLimit("db", "bob", 4, initialSize=2),))
+        self.pools.maintain()
+        self.assertEqual(self.connects, [])
