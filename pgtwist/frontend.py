@@ -37,6 +37,7 @@ from pgtwist.interfaces import (
     IPipelineSession,
 )
 from pgtwist.pipelines.performance import sessionFeatures
+from pgtwist.pool import resolveAlias
 from pgtwist.wire import codec, constants, errors
 from pgtwist.wire.framing import MessageFramer, StartupFramer
 from pgtwist.wire.messages import (
@@ -99,6 +100,7 @@ class FrontendProtocol(Protocol):
         self._authTimer: Any = None
         self._pending = b""
         self._resolving: Deferred[Any] | None = None
+        self.lastActivity = factory.clock.seconds()
 
     # -- Protocol -------------------------------------------------------------
 
@@ -122,6 +124,7 @@ class FrontendProtocol(Protocol):
         """
         Route bytes by state; after login they go straight to the session.
         """
+        self.lastActivity = self.factory.clock.seconds()
         if self.state is FrontendState.READY:
             self.session.frontendDataReceived(data)  # type: ignore[union-attr]
             return
@@ -206,7 +209,7 @@ class FrontendProtocol(Protocol):
                 )
             )
             return
-        database = parameters.get("database") or user
+        database = resolveAlias(self.factory.config.limits, parameters.get("database") or user)
         self.key = (database, user)
         self.startupParameters = parameters
         self.state = FrontendState.AUTHENTICATING
@@ -219,6 +222,19 @@ class FrontendProtocol(Protocol):
                 poolKey=self.key,
             )
         self._chooseMethod()
+
+    def peer(self) -> str:
+        """
+        The client's address as PostgreSQL's messages show it.
+        """
+        return self._peer()
+
+    def busy(self) -> bool:
+        """
+        Whether the client has a request running on a backend.
+        """
+        check = getattr(self.session, "busy", None)
+        return bool(check()) if check is not None else False
 
     def _peer(self) -> str:
         if isinstance(self.address, (IPv4Address, IPv6Address)):
@@ -375,6 +391,17 @@ class FrontendProtocol(Protocol):
     def _authenticated(self) -> None:
         self._cancelAuthTimer()
         self._exchange = None
+        database = self.key[0]
+        disabled = self.factory.disabled
+        if database in disabled or ("*" in disabled and database not in self.factory.enabled):
+            self.fail(
+                errors.fatal(
+                    "55000",
+                    f'database "{database}" is not currently accepting connections',
+                    detail="pgtwist disabled this database (enable it again to allow connections).",
+                )
+            )
+            return
         self.state = FrontendState.LOGGING_IN
         self.transport.write(codec.encode(AuthenticationRequest(constants.AUTH_OK)))  # type: ignore[union-attr]
         self.transport.pauseProducing()  # type: ignore[union-attr]
@@ -511,6 +538,9 @@ class FrontendFactory(Factory):
         self.pipelines = pipelines
         self.cancels = cancels
         self.clients: set[FrontendProtocol] = set()
+        #: Databases refused to new clients (C{"*"}: all but C{enabled}).
+        self.disabled: set[str] = set()
+        self.enabled: set[str] = set()
 
     def reconfigure(self, config: Configuration) -> None:
         """

@@ -4,7 +4,10 @@ The service tree of a running pgtwist, built from one L{Configuration}.
 
     PoolerService "pgtwist"      reload() on SIGHUP; stops listeners, clients, then backends
     ├─ PoolSet "pools"
-    └─ ListenerService "listen:<endpoint>"  one per listening endpoint
+    ├─ ListenerService "listen:<endpoint>"  one per listening endpoint
+    └─ Janitor "janitor"          prefill, lifetimes, validation, idle clients
+
+The management API (L{pgtwist.management.Management}) is C{service.management}.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from pgtwist.cancel import CancelRegistry
 from pgtwist.config.model import Configuration, MainSettings
 from pgtwist.frontend import FrontendFactory
 from pgtwist.interfaces import IAuthMethod, IPipeline
+from pgtwist.janitor import Janitor
+from pgtwist.management import Management
 from pgtwist.pool import PoolSet
 
 
@@ -173,6 +178,10 @@ class PoolerService(MultiService):
             listener = ListenerService(reactor, description, self.factory)
             listener.setServiceParent(self)
             self.listeners.append(listener)
+        self.janitor = Janitor(self.pools, self.factory, reactor)
+        self.janitor.clock = reactor
+        self.janitor.setServiceParent(self)
+        self.management = Management(self, reactor)
 
     def startService(self) -> None:
         """
@@ -192,33 +201,63 @@ class PoolerService(MultiService):
             maxConnections=main.maxConnections,
         )
 
-    def reload(self) -> bool:
+    def reload(self) -> tuple[bool, list[str]]:
         """
-        Re-read the configuration; apply it if it is valid, keep the old one
-        (and say why) otherwise.
+        Re-read every file; if the whole new configuration is valid, apply
+        what can change at runtime (no client is dropped) and log the changed
+        keys that need a restart. Otherwise keep the running configuration and
+        log why.
+
+        @return: Whether it was applied, and the keys that need a restart.
         """
         if self._reloadConfiguration is None:
-            return False
+            return False, []
         try:
             config = self._reloadConfiguration()
         except Exception as e:
             self.log.error(
                 "Reload failed, keeping the running configuration: {error}", error=str(e)
             )
-            return False
+            return False, []
+        restart = restartRequired(self.config, config)
         self.config = config
         self.pools.reconfigure(config)
         self.factory.reconfigure(config)
-        self.log.info("Configuration reloaded")
-        return True
+        if restart:
+            self.log.warn(
+                "Configuration reloaded; changes to {keys} take effect after a restart",
+                keys=", ".join(restart),
+            )
+        else:
+            self.log.info("Configuration reloaded")
+        return True, restart
+
+    def stopListening(self) -> None:
+        """
+        Stop accepting clients (graceful shutdown); connected ones stay.
+        """
+        for listener in self.listeners:
+            if listener.running:
+                listener.stopService()
+
+    def startListening(self) -> None:
+        """
+        Accept clients again.
+        """
+        for listener in self.listeners:
+            if not listener.running:
+                listener.startService()
 
     def stopService(self) -> Deferred[None]:
         """
         Stop listening, disconnect clients, then close backends.
         """
         self.running = False
+        self.janitor.stopService()
         listeners = [
-            d for d in (listener.stopService() for listener in self.listeners) if d is not None
+            d
+            for d in (listener.stopService() for listener in self.listeners if listener.running)
+            if d is not None
         ]
 
         def clientsThenPools(_: object) -> Deferred[None] | None:
@@ -239,6 +278,36 @@ class PoolerService(MultiService):
             [listener.whenListening() for listener in self.listeners], fireOnOneErrback=True
         )
         return d.addCallback(lambda results: [port for _, port in results])
+
+
+#: Keys (as in the file) whose change a reload cannot apply: listeners,
+#: logging and worker processes are set up once at start.
+RESTART_KEYS = {
+    "host": "host",
+    "port": "port",
+    "unixSocketDir": "unix_socket_dir",
+    "listen": "listen",
+    "backlog": "backlog",
+    "logType": "log_type",
+    "logLevel": "log_level",
+    "logPath": "log_path",
+    "metrics": "metrics",
+    "management": "management",
+    "manhole": "manhole",
+    "workers": "workers",
+    "tls": "tls",
+}
+
+
+def restartRequired(old: Configuration, new: Configuration) -> list[str]:
+    """
+    The changed main-section keys that only take effect after a restart.
+    """
+    return [
+        key
+        for field, key in RESTART_KEYS.items()
+        if getattr(old.main, field) != getattr(new.main, field)
+    ]
 
 
 def buildService(

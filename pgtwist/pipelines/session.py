@@ -163,6 +163,12 @@ class SessionPipelineSession:
             return
         self.frontend.write(data)
 
+    def busy(self) -> bool:
+        """
+        Whether a request of the client is running on its backend.
+        """
+        return self._outstanding > 0 or self._unsynced
+
     # -- endings --------------------------------------------------------------------
 
     def _clean(self) -> bool:

@@ -4,7 +4,7 @@ Tests for L{pgtwist.service}: endpoints, plugins, listening and reload.
 
 from __future__ import annotations
 
-from twisted.internet.testing import MemoryReactor
+from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -81,13 +81,13 @@ class PoolerServiceTests(SynchronousTestCase):
         A service over a MemoryReactor.
         """
         config = Configuration(main=MainSettings(host="127.0.0.1", port=0), servers=SERVERS)
-        return buildService(config, MemoryReactor(), reloadConfiguration=reload)  # type: ignore[arg-type]
+        return buildService(config, MemoryReactorClock(), reloadConfiguration=reload)  # type: ignore[arg-type]
 
     def test_startListens(self) -> None:
         """
         Starting listens on the configured endpoint.
         """
-        reactor = MemoryReactor()
+        reactor = MemoryReactorClock()
         config = Configuration(main=MainSettings(host="127.0.0.1", port=0), servers=SERVERS)
         service = buildService(config, reactor)
         service.startService()
@@ -106,15 +106,96 @@ class PoolerServiceTests(SynchronousTestCase):
 
         service = self.makeService(broken)
         old = service.config  # type: ignore[attr-defined]
-        self.assertFalse(service.reload())  # type: ignore[attr-defined]
+        self.assertEqual(service.reload(), (False, []))  # type: ignore[attr-defined]
         self.assertIs(service.config, old)  # type: ignore[attr-defined]
 
     def test_reloadApplies(self) -> None:
         """
         A valid reload reaches the pools and the frontend factory.
         """
-        new = Configuration(main=MainSettings(maxConnections=7), servers=SERVERS)
+        new = Configuration(main=MainSettings(maxConnections=7, port=9999), servers=SERVERS)
         service = self.makeService(lambda: new)
-        self.assertTrue(service.reload())  # type: ignore[attr-defined]
+        self.assertEqual(service.reload(), (True, ["host", "port"]))  # type: ignore[attr-defined]
         self.assertIs(service.pools.config, new)  # type: ignore[attr-defined]
         self.assertIs(service.factory.config, new)  # type: ignore[attr-defined]
+
+
+class ManagementTests(SynchronousTestCase):
+    """
+    The management API over a service that is not listening.
+    """
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        config = Configuration(
+            main=MainSettings(host="127.0.0.1", port=0),
+            servers=SERVERS + (ServerSettings("standby", "127.0.0.2", 5432),),
+        )
+        self.service = buildService(config, self.reactor)
+        self.management = self.service.management
+
+    def test_disableEnable(self) -> None:
+        """
+        Disabling one database or all, and enabling back.
+        """
+        self.management.disable("db")
+        self.assertFalse(self.management.isEnabled("db"))
+        self.assertTrue(self.management.isEnabled("other"))
+        self.management.disable("*")
+        self.management.enable("other")
+        self.assertFalse(self.management.isEnabled("db"))
+        self.assertTrue(self.management.isEnabled("other"))
+        self.management.enable("*")
+        self.assertTrue(self.management.isEnabled("db"))
+
+    def test_switchTo(self) -> None:
+        """
+        switch-to makes another server the primary and marks the old one failed.
+        """
+        self.assertTrue(self.management.switchTo("standby"))
+        status = self.management.status()
+        self.assertEqual(
+            [(s["name"], s["state"]) for s in status["servers"]],
+            [("primary", "failed"), ("standby", "primary")],
+        )
+        self.assertFalse(self.management.switchTo("nonexistent"))
+        self.assertTrue(self.management.clearServer("primary"))
+        self.assertEqual(self.management.status()["servers"][0]["state"], "standby")
+
+    def test_gracefulShutdownAndCancel(self) -> None:
+        """
+        A graceful shutdown stops listening and exits once no client is left;
+        cancelling it listens again.
+        """
+        stopped: list[bool] = []
+        self.patch(self.reactor, "stop", lambda: stopped.append(True))
+        client = object()
+        self.service.factory.clients.add(client)  # type: ignore[arg-type]
+        self.service.startService()
+        self.assertEqual(len(self.reactor.tcpServers), 1)
+        self.management.shutdown("gracefully")
+        self.assertEqual(self.management.status()["status"], "gracefully")
+        self.management.shutdown("cancel")
+        self.assertEqual(len(self.reactor.tcpServers), 2)
+        self.management.shutdown("gracefully")
+        self.reactor.advance(0.1)
+        self.assertEqual(stopped, [])
+        self.service.factory.clients.discard(client)  # type: ignore[arg-type]
+        self.reactor.advance(0.1)
+        self.assertEqual(stopped, [True])
+
+    def test_badModes(self) -> None:
+        """
+        Unknown flush and shutdown modes are refused.
+        """
+        self.assertRaises(ValueError, self.management.flush, "some")
+        self.assertRaises(ValueError, self.management.shutdown, "later")
+
+    def test_status(self) -> None:
+        """
+        Status carries pgagroal-cli's figures.
+        """
+        status = self.management.status()
+        self.assertEqual(status["status"], "running")
+        self.assertEqual(status["max_connections"], 100)
+        self.assertEqual(status["total_connections"], 0)

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from twisted.application.service import IServiceMaker
-from twisted.internet.testing import MemoryReactor
+from twisted.internet.testing import MemoryReactorClock
 from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
@@ -99,7 +99,7 @@ class TapTests(SynchronousTestCase):
         directory = self.writeFiles()
         options = tap.Options()
         options.parseOptions(["-c", str(directory / "pgtwist.conf")])
-        service = buildService(options.configuration, MemoryReactor())
+        service = buildService(options.configuration, MemoryReactorClock())
         self.assertIsInstance(service, PoolerService)
         self.assertIsInstance(service.getServiceNamed("pools"), PoolSet)
         listeners = [s for s in service if isinstance(s, ListenerService)]
