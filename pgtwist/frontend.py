@@ -37,7 +37,7 @@ from pgtwist.interfaces import (
     IPipelineSession,
 )
 from pgtwist.pipelines.performance import sessionFeatures
-from pgtwist.pool import resolveAlias
+from pgtwist.pool import matchLimit, resolveAlias
 from pgtwist.wire import codec, constants, errors
 from pgtwist.wire.framing import MessageFramer, StartupFramer
 from pgtwist.wire.messages import (
@@ -550,19 +550,14 @@ class FrontendFactory(Factory):
 
     def pipelineFor(self, key: PoolKey) -> IPipeline:
         """
-        The pipeline for a pool: the databases file's override, else the main
-        C{pipeline}. C{auto} is pgagroal's rule: performance, unless a
+        The pipeline for a pool: the PIPELINE column of the databases-file line
+        governing it, else the main C{pipeline}. C{auto} is pgagroal's rule: performance, unless a
         configured feature needs session.
         """
         name = self.config.main.pipeline
-        for limit in self.config.limits:
-            if (
-                limit.pipeline
-                and limit.database in (key[0], "all")
-                and limit.user in (key[1], "all")
-            ):
-                name = limit.pipeline
-                break
+        index = matchLimit(self.config.limits, *key)
+        if index is not None and self.config.limits[index].pipeline:
+            name = self.config.limits[index].pipeline or name
         if name == "auto":
             name = "session" if sessionFeatures(self.config) else "performance"
         pipeline = self.pipelines.get(name)
