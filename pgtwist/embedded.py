@@ -626,6 +626,24 @@ class PostgresCluster:
             self._createdBaseDir = False
             self.log.info("Removed PostgreSQL cluster in {baseDir}", baseDir=self._baseDir)
 
+    def restart(self, downFor: float = 0.0) -> None:
+        """
+        Stop the server (C{pg_ctl -m fast stop}: every session is terminated)
+        and start it again on the same data directory and port, keeping roles,
+        databases and C{pg_hba.conf}; returns once it accepts connections.
+        Unlike L{stop} and L{start}, nothing is deleted.
+
+        @param downFor: Seconds to stay down between stop and start (an
+            outage, for fault tests).
+        @raise RuntimeError: The cluster is not running.
+        @raise PostgresStartError: The server did not start again.
+        """
+        if not self._running:
+            raise RuntimeError("the cluster is not running")
+        self._stopServer()
+        time.sleep(downFor)
+        self._startServer()
+
     def __enter__(self) -> PostgresCluster:
         """
         Start the cluster.

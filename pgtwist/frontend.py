@@ -234,7 +234,11 @@ class FrontendProtocol(Protocol):
         Whether the client has a request running on a backend.
         """
         check = getattr(self.session, "busy", None)
-        return bool(check()) if check is not None else False
+        if check is None:
+            # A pipeline without busy() (transaction): linked to a backend
+            # means a request or a transaction is running.
+            return self.backend is not None
+        return bool(check())
 
     def _peer(self) -> str:
         if isinstance(self.address, (IPv4Address, IPv6Address)):

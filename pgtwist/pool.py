@@ -221,10 +221,19 @@ class PoolSet(Service):
         """
         pool = self.pool(key)
         if parameters is None and pool.idle and not pool.waiters:
-            # The transaction pipeline's hot path: no timer, no waiter.
+            # The transaction pipeline's hot path: no timer, no waiter, as
+            # long as the backend needs neither replacing nor checking.
             backend = pool.idle[-1]
-            self._moveTo(backend, BackendState.ACTIVE)
-            return succeed(backend)
+            if (
+                backend.connected
+                and not backend.closing
+                and (
+                    self.config.main.validation != "foreground"
+                    or self._reactor.seconds() - backend.lastUsedAt < VALIDATION_DELAY
+                )
+            ):
+                self._moveTo(backend, BackendState.ACTIVE)
+                return succeed(backend)
         waiter = _Waiter(parameters, self._reactor.seconds())
 
         def cancel(d: Deferred[IBackendLink]) -> None:
@@ -525,7 +534,7 @@ class PoolSet(Service):
                     return True
             # Give up on the clients waiting now; space out later attempts.
             pool.connectFailures = main.maxRetries
-            delay = 5.0
+            delay = 1.0
             pool.retryAt = self._reactor.seconds() + delay
             self._reactor.callLater(delay, self._serveAll)
             return False
@@ -601,8 +610,26 @@ class PoolSet(Service):
         if not waiter.deferred.called:
             waiter.deferred.errback(reason)
 
+    def _minSize(self, pool: Pool) -> int:
+        """
+        The MIN_SIZE L{maintain} keeps up for C{pool} (0 when none applies).
+        """
+        index = pool.limitIndex
+        if index is None or index >= len(self.config.limits):
+            return 0
+        limit = self.config.limits[index]
+        entry = self.config.users.get(limit.user)
+        if "all" in (limit.database, limit.user) or entry is None or entry.password is None:
+            return 0
+        return limit.minSize
+
     def _idleExpired(self, backend: BackendProtocol) -> None:
         backend.idleTimer = None
+        pool = self.pool(backend.key)
+        if backend.poolState is BackendState.IDLE and pool.size <= self._minSize(pool):
+            # MIN_SIZE backends stay, however long they idle: closing them
+            # would only make the janitor open new ones.
+            return
         if backend.poolState is BackendState.IDLE:
             self.log.debug(
                 "Backend {backendPid} of {poolKey} idle for {timeout}s; closing",
@@ -706,17 +733,24 @@ class PoolSet(Service):
                 backend.simpleQuery("").addCallbacks(
                     self._cbValidated,
                     self._ebValidated,
-                    callbackArgs=(backend,),
+                    callbackArgs=(backend, backend.lastUsedAt),
                     errbackArgs=(backend,),
                 )
 
-    def _cbValidated(self, error: ErrorResponse | None, backend: BackendProtocol) -> None:
+    def _cbValidated(
+        self, error: ErrorResponse | None, backend: BackendProtocol, lastUsedAt: float
+    ) -> None:
         if backend.poolState is not BackendState.RESETTING:
             return
         if error is not None:
             self.discard(backend, f"validation failed: {error.message}")
             return
         self._moveTo(backend, BackendState.IDLE)
+        # A check is not a use: keep the idle time (and idle_timeout) running.
+        backend.lastUsedAt = lastUsedAt
+        if backend.idleTimer is not None:
+            remaining = lastUsedAt + self.config.main.idleTimeout - self._reactor.seconds()
+            backend.idleTimer.reset(max(0.0, remaining))
         self._serveAll(first=self.pool(backend.key))
 
     def _ebValidated(self, reason: Failure, backend: BackendProtocol) -> None:

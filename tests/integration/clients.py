@@ -280,15 +280,26 @@ def runningPooler(
     main: Mapping[str, object] | None = None,
     hba: Sequence[str] = ("host all all all scram-sha-256",),
     users: Mapping[str, str] | None = None,
+    limits: Sequence[str] | None = None,
+    serverSections: str | None = None,
 ) -> Iterator[Pooler]:
     """
     Start a L{Pooler} (by default SCRAM for everyone, with C{pgt_scram} and
     C{pgt_trust} known), yield it, and stop it; on failure print its log so
-    that pytest shows it.
+    that pytest shows it. C{limits} are the lines of a
+    C{pgtwist_databases.conf}; C{serverSections} replaces the single server.
     """
     if users is None:
         users = {"pgt_scram": "scram-secret", "pgt_trust": "trust-secret"}
-    pooler = Pooler(directory, cluster, main=main, hba=hba, users=users).start()
+    pooler = Pooler(
+        directory,
+        cluster,
+        main=main,
+        hba=hba,
+        users=users,
+        limits=limits,
+        serverSections=serverSections,
+    ).start()
     try:
         yield pooler
     except BaseException:

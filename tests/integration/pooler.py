@@ -54,6 +54,7 @@ class Pooler:
         hba: Sequence[str] = ("host all all all all",),
         users: Mapping[str, str] | None = None,
         serverSections: str | None = None,
+        limits: Sequence[str] | None = None,
     ) -> None:
         self.directory = directory
         self.cluster = cluster
@@ -81,6 +82,10 @@ class Pooler:
         self.hbaPath = directory / "pgtwist_hba.conf"
         self.hbaPath.write_text("\n".join(hba) + "\n")
         self.usersPath = directory / "pgtwist_users.conf"
+        self.limitsPath: Path | None = None
+        if limits is not None:
+            self.limitsPath = directory / "pgtwist_databases.conf"
+            self.limitsPath.write_text("\n".join(limits) + "\n")
         self.environ = dict(os.environ, HOME=str(self.home))
         keyPath = str(self.home / ".pgtwist" / "master.key")
         if not os.path.exists(keyPath):
@@ -113,6 +118,7 @@ class Pooler:
             str(self.hbaPath),
             "-u",
             str(self.usersPath),
+            *(["-l", str(self.limitsPath)] if self.limitsPath is not None else []),
         ]
 
     def start(self, timeout: float = 20.0) -> Pooler:

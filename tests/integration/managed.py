@@ -1,0 +1,84 @@
+"""
+pgtwist in a process of its own, with its management API driven over stdin:
+the API has no network surface yet (the admin console comes later), so the
+integration tests reach the real L{pgtwist.management.Management} of a real
+service this way.
+
+Run as C{python -m tests.integration.managed -c FILE -a FILE -u FILE [-l FILE]}.
+Each line read is a JSON list C{[method, *arguments]} naming a method of
+L{Management}; each is answered with one JSON line, C{{"result": ...}} or
+C{{"error": "..."}}. The process exits when the reactor stops (graceful or
+immediate shutdown, SIGTERM) or when stdin closes.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from twisted.internet.stdio import StandardIO
+from twisted.logger import globalLogBeginner
+from twisted.protocols.basic import LineReceiver
+from twisted.python.failure import Failure
+
+from pgtwist.logs import observerFor
+from pgtwist.management import Management
+from pgtwist.service import buildService
+from pgtwist.tap import Options
+
+
+class Commands(LineReceiver):
+    """
+    Calls L{Management} methods named by JSON lines, answering each with one
+    JSON line.
+    """
+
+    delimiter = b"\n"
+
+    def __init__(self, management: Management, reactor: Any) -> None:
+        """
+        Serve C{management}; stop C{reactor} when stdin closes.
+        """
+        self.management = management
+        self.reactor = reactor
+
+    def lineReceived(self, line: bytes) -> None:
+        """
+        Run one command.
+        """
+        name, *arguments = json.loads(line)
+        try:
+            answer = {"result": getattr(self.management, name)(*arguments)}
+        except Exception as e:
+            answer = {"error": f"{type(e).__name__}: {e}"}
+        self.sendLine(json.dumps(answer).encode())
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        """
+        stdin closed: stop, as SIGTERM would.
+        """
+        if self.reactor.running:
+            self.reactor.stop()
+
+
+def main(argv: list[str]) -> None:
+    """
+    Load the configuration as C{pgtwist} does, log where it says, start the
+    service tree, and serve commands on stdin until the reactor stops.
+    """
+    from twisted.internet import reactor
+
+    options = Options()
+    options.parseOptions(argv)
+    config = options.configuration
+    globalLogBeginner.beginLoggingTo([observerFor(config.main)], redirectStandardIO=False)
+    service = buildService(config, reactor, reloadConfiguration=options.load)
+    service.startService()
+    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    StandardIO(Commands(service.management, reactor), reactor=reactor)
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
