@@ -390,11 +390,19 @@ class FrontendProtocol(Protocol):
             clientAddress=self._peer(),
             reason=reason,
         )
+        self._poolStats().authFailure += 1
         self.fail(error)
+
+    def _poolStats(self) -> Any:
+        pools: Any = self.factory.pool
+        return pools.pool(self.key).stats
 
     def _authenticated(self) -> None:
         self._cancelAuthTimer()
         self._exchange = None
+        stats = self._poolStats()
+        stats.authSuccess += 1
+        stats.clientLoginCount += 1
         database = self.key[0]
         disabled = self.factory.disabled
         if database in disabled or ("*" in disabled and database not in self.factory.enabled):

@@ -30,6 +30,7 @@ from pgtwist.backend import (
 from pgtwist.config.model import Configuration, DatabaseLimit, PoolKey, ServerSettings
 from pgtwist.interfaces import IAuthMethod, IBackendLink, IBackendPool
 from pgtwist.servers import ServerSet
+from pgtwist.stats import PoolStats
 from pgtwist.wire import constants, errors
 from pgtwist.wire.messages import ErrorResponse
 
@@ -101,6 +102,9 @@ class Pool:
         self.connectFailures = 0
         self.retryAt = 0.0
         self.prefilled = False
+        self.stats = PoolStats()
+        #: While paused (console PAUSE), waiters are not served.
+        self.paused = False
         self.backends: dict[BackendState, set[BackendProtocol]] = {s: set() for s in BackendState}
         #: Idle backends, most recently used last (handed out LIFO).
         self.idle: list[BackendProtocol] = []
@@ -200,6 +204,7 @@ class PoolSet(Service):
                 backend.idleTimer = None
             if old is not BackendState.CLOSED and state is BackendState.CLOSED:
                 self.total -= 1
+                pool.stats.connectionsClosed += 1
         elif state is not BackendState.CLOSED:
             self.total += 1
         backend.poolState = state
@@ -220,7 +225,7 @@ class PoolSet(Service):
         See L{IBackendPool.acquire}.
         """
         pool = self.pool(key)
-        if parameters is None and pool.idle and not pool.waiters:
+        if parameters is None and pool.idle and not pool.waiters and not pool.paused:
             # The transaction pipeline's hot path: no timer, no waiter, as
             # long as the backend needs neither replacing nor checking.
             backend = pool.idle[-1]
@@ -233,6 +238,7 @@ class PoolSet(Service):
                 )
             ):
                 self._moveTo(backend, BackendState.ACTIVE)
+                pool.stats.serverAssignmentCount += 1
                 return succeed(backend)
         waiter = _Waiter(parameters, self._reactor.seconds())
 
@@ -319,6 +325,7 @@ class PoolSet(Service):
 
     def _waiterTimedOut(self, pool: Pool, waiter: _Waiter) -> None:
         waiter.timer = None
+        pool.stats.timeouts += 1
         self._forgetWaiter(pool, waiter)
         self.log.warn(
             "A client of {poolKey} waited {timeout}s for a backend; giving up",
@@ -344,7 +351,7 @@ class PoolSet(Service):
         connections within the budget, then room made by closing another
         pool's idle backends.
         """
-        while pool.waiters:
+        while pool.waiters and not pool.paused:
             if pool.idle:
                 backend = pool.idle[-1]
                 if not backend.connected or backend.closing:
@@ -460,6 +467,7 @@ class PoolSet(Service):
         password = entry.password if entry is not None else None
         backend, ready = self._connector(self.servers.current, pool.key, password)
         self._moveTo(backend, BackendState.CONNECTING)
+        pool.stats.connectionsOpened += 1
         backend.lostCallback = self._backendLost
         ready.addCallbacks(self._cbOpened, self._ebOpened, errbackArgs=(backend,))
 
@@ -476,6 +484,7 @@ class PoolSet(Service):
 
     def _ebOpened(self, reason: Failure, backend: BackendProtocol) -> None:
         pool = self.pool(backend.key)
+        pool.stats.connectionErrors += 1
         self._moveTo(backend, BackendState.CLOSED)
         transient = not isinstance(reason.value, BackendError) or reason.value.error.code in (
             constants.SQLSTATE_TOO_MANY_CONNECTIONS,
@@ -603,6 +612,7 @@ class PoolSet(Service):
             self.release(backend)
             return
         self._moveTo(backend, BackendState.ACTIVE)
+        self.pool(backend.key).stats.addWait(self._reactor.seconds() - waiter.since)
         waiter.deferred.callback(backend)
 
     def _ebPrepare(self, reason: Failure, backend: BackendProtocol, waiter: _Waiter) -> None:

@@ -19,6 +19,7 @@ from zope.interface import implementer
 
 from pgtwist.config.model import PoolKey, ServerSettings
 from pgtwist.interfaces import IBackendLink, IBackendPool, IFrontendLink, IPipelineSession
+from pgtwist.stats import PoolStats
 from pgtwist.wire import constants
 from pgtwist.wire.messages import ErrorResponse
 
@@ -165,6 +166,7 @@ class FakeBackendPool:
         self.discarded: list[tuple[IBackendLink, str]] = []
         self.cancelled: list[Deferred[IBackendLink]] = []
         self.backend = FakeBackendLink()
+        self.stats = PoolStats()
 
     def acquire(self, key: Any, parameters: Mapping[str, str] | None) -> Deferred[IBackendLink]:
         """
@@ -176,6 +178,12 @@ class FakeBackendPool:
         d: Deferred[IBackendLink] = Deferred(self.cancelled.append)
         self.pending.append(d)
         return d
+
+    def pool(self, key: Any) -> FakeBackendPool:
+        """
+        The per-key pool (this object: one set of statistics for all keys).
+        """
+        return self
 
     def release(self, backend: IBackendLink, reset: bool = True) -> None:
         """
