@@ -41,6 +41,7 @@ from pgtwist.config.model import (
 )
 from pgtwist.config.values import (
     expandVariables,
+    parseByteSize,
     parseBool,
     parseChoice,
     parseDuration,
@@ -77,8 +78,8 @@ DEFAULT_AUTH_METHODS = ("trust", "reject", "password", "md5", "scram-sha-256", "
 #: pgagroal keys pgtwist reads without using (yet): accepted silently.
 _IGNORED_MAIN_KEYS = frozenset(
     """
-    auth_query ev_backend hugepage log_line_prefix log_mode log_rotation_age
-    log_rotation_size metrics_ca_file metrics_cache_max_age metrics_cache_max_size
+    auth_query ev_backend hugepage log_line_prefix log_mode
+    metrics_ca_file metrics_cache_max_age metrics_cache_max_size
     metrics_cert_file metrics_key_file pidfile rotate_frontend_password_length
     rotate_frontend_password_timeout tls_ca_file tls_cert_file tls_key_file
     track_prepared_statements tracker update_process_title
@@ -262,6 +263,13 @@ def _parseSections(path: str, lines: list[str], warn: _Warn) -> list[_Section]:
     return sections
 
 
+def _parseNames(value: str) -> tuple[str, ...]:
+    """
+    A comma-separated list of names (C{stats_users}).
+    """
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
 def _mainParsers(environ: Mapping[str, str]) -> dict[str, tuple[str, _Parser]]:
     """
     The keys of the main section: key -> (L{MainSettings} field, parser).
@@ -316,6 +324,12 @@ def _mainParsers(environ: Mapping[str, str]) -> dict[str, tuple[str, _Parser]]:
         "manhole": ("manhole", parseEndpoint),
         "max_prepared_statements": ("maxPreparedStatements", nonNegative),
         "workers": ("workers", lambda v: parseInt(v, 1)),
+        "log_rotation_size": ("logRotationSize", parseByteSize),
+        "log_rotation_age": ("logRotationAge", parseDuration),
+        "log_format": ("logFormat", lambda v: parseChoice(v, ("text", "json"))),
+        "stats_users": ("statsUsers", _parseNames),
+        "stats_period": ("statsPeriod", parseDuration),
+        "manhole_keys_dir": ("manholeKeysDir", optionalPath),
     }
 
 

@@ -59,6 +59,17 @@ class MainSettings:
     manhole: str | None = None
     maxPreparedStatements: int = 200
     workers: int = 1
+    #: Logging: rotate the log file past this many bytes / this age (0: never),
+    #: and write text lines or JSON (twisted.logger's jsonFileLogObserver).
+    logRotationSize: int = 0
+    logRotationAge: float = 0.0
+    logFormat: str = "text"
+    #: Admin console: users (beside the admins file's) allowed read-only SHOWs.
+    statsUsers: tuple[str, ...] = ()
+    #: Seconds between the snapshots SHOW STATS_AVERAGES compares.
+    statsPeriod: float = 60.0
+    #: Where the manhole's SSH host key is created on first start.
+    manholeKeysDir: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
