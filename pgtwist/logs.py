@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.unit.test_logs -*-
 """
-Log observers honouring pgagroal's C{log_type}, C{log_level} and C{log_path}.
+Log observers honouring pgagroal's C{log_type}, C{log_level}, C{log_path},
+C{log_rotation_size} and C{log_rotation_age}, and pgtwist's C{log_format}.
 
 twistd owns the observers: when the command line names none (C{-l},
 C{--syslog}, C{--logger}), L{pgtwist.tap.Options} points twistd's
@@ -11,14 +12,19 @@ asks for.
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable
+from typing import IO, Any
 
 from twisted.logger import (
     FilteringLogObserver,
     ILogObserver,
     LogLevel,
     LogLevelFilterPredicate,
+    jsonFileLogObserver,
     textFileLogObserver,
 )
+from twisted.python.logfile import LogFile
 
 from pgtwist.config.model import MainSettings
 
@@ -42,22 +48,103 @@ def logLevel(name: str) -> LogLevel:
     return level
 
 
+class RotatingLogFile(LogFile):
+    """
+    A log file rotated by size, by age, or both (pgagroal's
+    C{log_rotation_size} and C{log_rotation_age}): C{pgtwist.log} becomes
+    C{pgtwist.log.1}, older ones move up (C{.2}, C{.3}...), none is deleted.
+
+    The age counts from when pgtwist opened the file (at start), or from
+    its first line when it was empty (after a rotation); the check is made
+    when a line is written, so a silent log is not rotated into empty files.
+
+    @ivar maxAge: Seconds after which the file is rotated (0: never).
+    @ivar openedAt: When the current file's age started (C{clock} time).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        directory: str,
+        rotateLength: int | None = None,
+        maxAge: float = 0.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """
+        @param rotateLength: Bytes after which the file is rotated
+            (C{None} or 0: never; Twisted's own default is 1 MB).
+        @param clock: The time source (tests pass a fake one).
+        """
+        self.maxAge = maxAge
+        self._clock = clock
+        self.openedAt = clock()
+        super().__init__(name, directory, rotateLength=rotateLength or None)
+
+    def _openFile(self) -> None:
+        super()._openFile()  # type: ignore[no-untyped-call]
+        self.openedAt = self._clock()
+
+    def write(self, data: str | bytes) -> None:
+        """
+        Write C{data}; the first line of an empty file starts its age.
+        """
+        if self.size == 0:
+            self.openedAt = self._clock()
+        super().write(data)  # type: ignore[no-untyped-call]
+
+    def shouldRotate(self) -> bool:
+        """
+        Rotate past C{rotateLength} bytes, or once the file is C{maxAge}
+        old and not empty.
+        """
+        if super().shouldRotate():  # type: ignore[no-untyped-call]
+            return True
+        return bool(self.maxAge) and self.size > 0 and self._clock() - self.openedAt >= self.maxAge
+
+
+def logFileFor(main: MainSettings, clock: Callable[[], float] = time.time) -> RotatingLogFile:
+    """
+    The C{log_path} file, rotated as C{log_rotation_size} and
+    C{log_rotation_age} say (both 0 by default: never).
+    """
+    return RotatingLogFile.fromFullPath(  # type: ignore[no-any-return]
+        main.logPath,
+        rotateLength=main.logRotationSize or None,
+        maxAge=main.logRotationAge,
+        clock=clock,
+    )
+
+
+def _formatted(outFile: IO[Any], logFormat: str) -> ILogObserver:
+    """
+    Text lines, or with C{log_format = json} one JSON object per line
+    (twisted.logger's jsonFileLogObserver with no record separator, which
+    C{twisted.logger.eventsFromJSONLogFile} reads back).
+    """
+    if logFormat == "json":
+        return jsonFileLogObserver(outFile, recordSeparator="")
+    return textFileLogObserver(outFile)
+
+
 def observerFor(main: MainSettings) -> ILogObserver:
     """
     Build the observer C{main} describes.
     """
     if main.logType == "file":
-        from twisted.python.logfile import LogFile
-
-        observer: ILogObserver = textFileLogObserver(LogFile.fromFullPath(main.logPath))
+        observer = _formatted(logFileFor(main), main.logFormat)  # type: ignore[arg-type]
     elif main.logType == "syslog":
         from twisted.logger import LegacyLogObserverWrapper
         from twisted.python.syslog import SyslogObserver
 
         observer = LegacyLogObserverWrapper(SyslogObserver("pgtwist").emit)  # type: ignore[arg-type]
     else:
-        observer = textFileLogObserver(sys.stdout)
-    predicate = LogLevelFilterPredicate(defaultLogLevel=logLevel(main.logLevel))
+        observer = _formatted(sys.stdout, main.logFormat)
+    level = logLevel(main.logLevel)
+    predicate = LogLevelFilterPredicate(defaultLogLevel=level)
+    if level is LogLevel.info:
+        # conch narrates each manhole session at info (every channel request);
+        # its warnings and errors still show.
+        predicate.setLogLevelForNamespace("twisted.conch", LogLevel.warn)
     return FilteringLogObserver(observer, [predicate])
 
 

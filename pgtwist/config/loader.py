@@ -22,6 +22,7 @@ fields of L{pgtwist.config.model}.
 from __future__ import annotations
 
 import importlib
+import ipaddress
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -41,8 +42,8 @@ from pgtwist.config.model import (
 )
 from pgtwist.config.values import (
     expandVariables,
-    parseByteSize,
     parseBool,
+    parseByteSize,
     parseChoice,
     parseDuration,
     parseEndpoint,
@@ -60,6 +61,7 @@ __all__ = [
     "MAIN_SECTIONS",
     "MAX_SERVERS",
     "ConfigError",
+    "checkManholeEndpoint",
     "findConfigFiles",
     "loadConfiguration",
 ]
@@ -270,6 +272,85 @@ def _parseNames(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
+def _splitEndpoint(description: str) -> tuple[str, list[str], dict[str, str]]:
+    """
+    A strports description as (type, positional arguments, keyword
+    arguments), with C{\\} escapes undone as Twisted's parser does.
+    """
+    parts: list[str] = [""]
+    escaped = False
+    keyAt: list[int | None] = [None]
+    for char in description:
+        if escaped:
+            parts[-1] += char
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ":":
+            parts.append("")
+            keyAt.append(None)
+        else:
+            if char == "=" and keyAt[-1] is None:
+                keyAt[-1] = len(parts[-1])
+            parts[-1] += char
+    args: list[str] = []
+    kwargs: dict[str, str] = {}
+    for part, at in zip(parts[1:], keyAt[1:], strict=True):
+        if at is None:
+            args.append(part)
+        else:
+            kwargs[part[:at]] = part[at + 1 :]
+    return parts[0].lower(), args, kwargs
+
+
+def _isLoopback(interface: str) -> bool:
+    if interface.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(interface).is_loopback
+    except ValueError:
+        return False
+
+
+def checkManholeEndpoint(description: str) -> str:
+    """
+    Check that a C{manhole} endpoint can only be reached from this machine:
+    a C{unix:} socket, or C{tcp}/C{tcp6} with an C{interface} of
+    127.0.0.1 (any 127.x address), C{::1} or C{localhost}. Whoever logs in
+    to the manhole controls the process.
+
+    @return: C{description}, unchanged.
+    @raise ValueError: For anything else (no interface means every address).
+    """
+    kind, args, kwargs = _splitEndpoint(description)
+    if kind == "unix":
+        return description
+    if kind in ("tcp", "tcp6"):
+        interface = kwargs.get("interface", args[1] if len(args) > 1 else "")
+        if _isLoopback(interface):
+            return description
+    raise ValueError(
+        f"the manhole must listen on a unix socket or on loopback only, such as "
+        f"tcp:2222:interface=127.0.0.1 or unix:/run/pgtwist/manhole.sock; got {description!r}"
+    )
+
+
+def parseManhole(value: str) -> str | None:
+    """
+    Parse C{manhole}: off as L{parseEndpoint} says; a bare port C{N} is
+    C{tcp:N:interface=127.0.0.1}; any other endpoint must pass
+    L{checkManholeEndpoint}.
+
+    @raise ValueError: For a bad endpoint or one reachable from elsewhere.
+    """
+    endpoint = parseEndpoint(value)
+    if endpoint is None:
+        return None
+    if value.strip().isdigit():
+        return f"{endpoint}:interface=127.0.0.1"
+    return checkManholeEndpoint(endpoint)
+
+
 def _mainParsers(environ: Mapping[str, str]) -> dict[str, tuple[str, _Parser]]:
     """
     The keys of the main section: key -> (L{MainSettings} field, parser).
@@ -321,7 +402,7 @@ def _mainParsers(environ: Mapping[str, str]) -> dict[str, tuple[str, _Parser]]:
         "metrics": ("metrics", parseEndpoint),
         "management": ("management", port),
         "listen": ("listen", parseEndpointList),
-        "manhole": ("manhole", parseEndpoint),
+        "manhole": ("manhole", parseManhole),
         "max_prepared_statements": ("maxPreparedStatements", nonNegative),
         "workers": ("workers", lambda v: parseInt(v, 1)),
         "log_rotation_size": ("logRotationSize", parseByteSize),

@@ -1,14 +1,20 @@
 """
-Tests for L{pgtwist.logs}: pgagroal's logging keys become an observer.
+Tests for L{pgtwist.logs}: pgagroal's logging keys (and C{log_format})
+become an observer.
 """
 
 from __future__ import annotations
 
-from twisted.logger import LogLevel
+import io
+import json
+import sys
+
+from twisted.logger import LogLevel, eventsFromJSONLogFile, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from pgtwist import logs
-from pgtwist.config.model import MainSettings
+from pgtwist.config.model import Configuration, MainSettings, ServerSettings
+from pgtwist.service import restartRequired
 from tests.unit._tempdir import temporaryDirectory
 
 
@@ -59,3 +65,169 @@ class LogsTests(SynchronousTestCase):
             }
         )
         self.assertIn("hello", path.read_text())
+
+
+def _event(text: str, level: LogLevel = LogLevel.info, **fields: object) -> dict[str, object]:
+    """
+    A minimal twisted.logger event.
+    """
+    return {
+        "log_time": 0.0,
+        "log_namespace": "t",
+        "log_system": "-",
+        "log_level": level,
+        "log_format": text,
+        **fields,
+    }
+
+
+class RotationTests(SynchronousTestCase):
+    """
+    C{log_rotation_size} and C{log_rotation_age} for C{log_type = file}.
+    """
+
+    def test_neverByDefault(self) -> None:
+        """
+        With both keys at 0 the file is never rotated (Twisted's own
+        LogFile default would rotate at 1 MB).
+        """
+        path = temporaryDirectory(self) / "pgtwist.log"
+        logFile = logs.logFileFor(MainSettings(logType="file", logPath=str(path)))
+        self.addCleanup(logFile.close)
+        self.assertIsNone(logFile.rotateLength)
+        logFile.write("x" * 2_000_000)
+        logFile.write("y")
+        self.assertEqual(logFile.listLogs(), [])
+
+    def test_bySize(self) -> None:
+        """
+        Past C{log_rotation_size} bytes the next line goes to a new file and
+        the old one becomes C{.1}, then C{.2}.
+        """
+        path = temporaryDirectory(self) / "pgtwist.log"
+        observer = logs.observerFor(
+            MainSettings(logType="file", logPath=str(path), logRotationSize=100)
+        )
+        for number in range(3):
+            observer(_event("line {number} " + "x" * 100, number=number))
+        self.assertIn("line 2", path.read_text())
+        self.assertIn("line 1", (path.parent / "pgtwist.log.1").read_text())
+        self.assertIn("line 0", (path.parent / "pgtwist.log.2").read_text())
+
+    def test_byAge(self) -> None:
+        """
+        Once the file is C{log_rotation_age} old, the next line starts a new
+        file; an empty file is not rotated however old.
+        """
+        now = [1000.0]
+        path = temporaryDirectory(self) / "pgtwist.log"
+        logFile = logs.logFileFor(
+            MainSettings(logType="file", logPath=str(path), logRotationAge=3600.0),
+            clock=lambda: now[0],
+        )
+        self.addCleanup(logFile.close)
+        now[0] += 7200
+        self.assertFalse(logFile.shouldRotate())
+        logFile.write("first\n")
+        now[0] += 3599
+        logFile.write("second\n")
+        self.assertEqual(logFile.listLogs(), [])
+        now[0] += 1
+        logFile.write("third\n")
+        self.assertEqual(logFile.listLogs(), [1])
+        self.assertEqual((path.parent / "pgtwist.log.1").read_text(), "first\nsecond\n")
+        self.assertEqual(path.read_text(), "third\n")
+        self.assertEqual(logFile.openedAt, now[0])
+
+
+class JSONFormatTests(SynchronousTestCase):
+    """
+    C{log_format = json}: one JSON object per line, read back by
+    twisted.logger.
+    """
+
+    def test_file(self) -> None:
+        """
+        The file holds events twisted.logger can read back, fields included.
+        """
+        path = temporaryDirectory(self) / "pgtwist.log"
+        observer = logs.observerFor(
+            MainSettings(logType="file", logPath=str(path), logFormat="json")
+        )
+        observer(_event("Client {clientAddress} connected", clientAddress="127.0.0.1:5"))
+        observer(_event("dropped", LogLevel.debug))
+        lines = path.read_text().splitlines()
+        self.assertEqual(len(lines), 1)
+        self.assertEqual(json.loads(lines[0])["clientAddress"], "127.0.0.1:5")
+        with path.open() as f:
+            events = list(eventsFromJSONLogFile(f))
+        self.assertEqual(formatEvent(events[0]), "Client 127.0.0.1:5 connected")
+        self.assertEqual(events[0]["log_level"], LogLevel.info)
+
+    def test_console(self) -> None:
+        """
+        On the console too, each event is one JSON line.
+        """
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        observer = logs.observerFor(MainSettings(logFormat="json"))
+        observer(_event("hello {who}", who="operator"))
+        record = json.loads(out.getvalue())
+        self.assertEqual(record["who"], "operator")
+        self.assertEqual(record["log_format"], "hello {who}")
+
+    def test_textDefault(self) -> None:
+        """
+        Without C{log_format}, console lines are text.
+        """
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        logs.observerFor(MainSettings())(_event("hello {who}", who="operator"))
+        self.assertIn("hello operator", out.getvalue())
+        self.assertNotIn("{", out.getvalue())
+
+
+class ReloadTests(SynchronousTestCase):
+    """
+    The observer is built once, at start.
+    """
+
+    def test_restartRequired(self) -> None:
+        """
+        A reload that changes the logging keys says they need a restart.
+        """
+        servers = (ServerSettings("primary", "127.0.0.1", 5432, True),)
+        old = Configuration(main=MainSettings(), servers=servers)
+        new = Configuration(
+            main=MainSettings(logRotationSize=1024, logRotationAge=60.0, logFormat="json"),
+            servers=servers,
+        )
+        self.assertEqual(
+            restartRequired(old, new), ["log_rotation_size", "log_rotation_age", "log_format"]
+        )
+
+
+class ConchQuietTests(SynchronousTestCase):
+    """
+    The SSH manhole does not flood an C{info} log.
+    """
+
+    def test_conchInfoDropped(self) -> None:
+        """
+        At C{info}, conch's own info lines are dropped and its warnings kept;
+        at C{debug} everything is kept.
+        """
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        observer = logs.observerFor(MainSettings(logLevel="info"))
+        conch = "twisted.conch.ssh.session.SSHSession"
+        observer({**_event("requesting shell"), "log_namespace": conch})
+        observer({**_event("odd client", LogLevel.warn), "log_namespace": conch})
+        observer(_event("pgtwist lifecycle"))
+        self.assertNotIn("requesting shell", out.getvalue())
+        self.assertIn("odd client", out.getvalue())
+        self.assertIn("pgtwist lifecycle", out.getvalue())
+        logs.observerFor(MainSettings(logLevel="debug"))(
+            {**_event("requesting shell"), "log_namespace": conch}
+        )
+        self.assertIn("requesting shell", out.getvalue())

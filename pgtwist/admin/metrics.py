@@ -1,0 +1,492 @@
+# -*- test-case-name: tests.unit.test_metrics -*-
+"""
+Prometheus metrics: C{metrics = <port or endpoint>} serves C{/metrics}.
+
+Nothing here runs on the hot path. The pools keep plain integer counters and
+cheap histograms (L{pgtwist.stats.PoolStats}); L{PoolerCollector} reads them,
+and the pool and server state, only when Prometheus scrapes. The collector is
+registered in a L{CollectorRegistry} of its own per service (never
+prometheus_client's global C{REGISTRY}), so tests and several services in one
+process stay apart.
+
+Metric names are pgagroal's (C{src/libpgagroal/prometheus.c}) with the
+C{pgagroal_} prefix replaced by C{pgtwist_}; per-pool series carry the
+labels C{database} and C{user}. Counters get the C{_total} suffix
+prometheus_client gives every counter (C{pgtwist_query_count_total}).
+pgtwist adds per-pool histograms neither pgagroal nor PgBouncer has: the
+time a client waited for a backend, transaction and query durations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client.core import (
+    CollectorRegistry,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.exposition import choose_encoder
+from twisted.application.service import Service
+from twisted.internet import endpoints
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import http, pages
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import Request, Site
+
+from pgtwist.config.model import MainSettings
+from pgtwist.pool import BackendState
+from pgtwist.servers import ServerState
+
+if TYPE_CHECKING:
+    from pgtwist.service import PoolerService
+
+#: pgagroal's C{pgagroal_pipeline_mode} values.
+PIPELINE_MODES = {"performance": 0, "session": 1, "transaction": 2}
+
+#: Per-pool counters: (metric name, help, L{PoolStats} attribute).
+POOL_COUNTERS: tuple[tuple[str, str, str], ...] = (
+    (
+        "pgtwist_connection_success",
+        "Clients given a backend (pgagroal's successful connection gets)",
+        "serverAssignmentCount",
+    ),
+    (
+        "pgtwist_connection_error",
+        "Backend connections that failed to open or log in",
+        "connectionErrors",
+    ),
+    (
+        "pgtwist_connection_timeout",
+        "Clients that waited blocking_timeout for a backend and gave up",
+        "timeouts",
+    ),
+    ("pgtwist_connection_open", "Backend connections opened (attempts)", "connectionsOpened"),
+    ("pgtwist_connection_remove", "Backend connections closed", "connectionsClosed"),
+    ("pgtwist_auth_user_success", "Successful client authentications", "authSuccess"),
+    (
+        "pgtwist_auth_user_bad_password",
+        "Failed client authentications (bad password or refused)",
+        "authFailure",
+    ),
+    ("pgtwist_network_sent", "Bytes sent by pgtwist (PgBouncer's total_sent)", "bytesSent"),
+    (
+        "pgtwist_network_received",
+        "Bytes received by pgtwist (PgBouncer's total_received)",
+        "bytesReceived",
+    ),
+    ("pgtwist_query_count", "Queries (a Query, or an extended batch up to Sync)", "queryCount"),
+    ("pgtwist_tx_count", "Transactions (or autocommit statements)", "xactCount"),
+)
+
+#: Per-pool histograms: (metric name, help, L{PoolStats} attribute).
+POOL_HISTOGRAMS: tuple[tuple[str, str, str], ...] = (
+    (
+        "pgtwist_client_wait_seconds",
+        "Time a client waited for a backend, seconds",
+        "waitHistogram",
+    ),
+    (
+        "pgtwist_transaction_duration_seconds",
+        "Transaction durations, seconds",
+        "xactHistogram",
+    ),
+    ("pgtwist_query_duration_seconds", "Query durations, seconds", "queryHistogram"),
+)
+
+_POOL_LABELS = ["database", "user"]
+
+
+class PoolerCollector:
+    """
+    A prometheus_client custom collector reading a running pgtwist at
+    scrape time.
+
+    @ivar service: The root service: its C{pools}, C{factory},
+        C{management} and C{config} are read on every L{collect}.
+    """
+
+    def __init__(self, service: PoolerService, clock: Any) -> None:
+        """
+        @param clock: An C{IReactorTime}, for the age of the oldest waiter.
+        """
+        self.service = service
+        self._clock = clock
+
+    def describe(self) -> list[Metric]:
+        """
+        Nothing up front: registering must not run L{collect}, whose metric
+        set depends on which pools exist.
+        """
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """
+        Every metric, built from the current state.
+        """
+        yield from self._general()
+        yield from self._connections()
+        yield from self._pools()
+
+    def _general(self) -> Iterator[Metric]:
+        service = self.service
+        gracefully = service.management.state == "gracefully"
+        yield GaugeMetricFamily(
+            "pgtwist_state",
+            "The state of pgtwist: 1 running, 2 graceful shutdown",
+            value=2 if gracefully else 1,
+        )
+        pipeline = service.factory.pipelineFor(("", "")).name
+        mode = GaugeMetricFamily(
+            "pgtwist_pipeline_mode",
+            "The default pipeline: 0 performance, 1 session, 2 transaction, -1 other",
+            labels=["pipeline"],
+        )
+        mode.add_metric([pipeline], PIPELINE_MODES.get(pipeline, -1))
+        yield mode
+        servers = service.pools.servers
+        yield GaugeMetricFamily(
+            "pgtwist_failed_servers",
+            "The number of servers marked failed",
+            value=sum(1 for s in servers.states.values() if s is ServerState.FAILED),
+        )
+        state = GaugeMetricFamily(
+            "pgtwist_server_state",
+            "1 for each server in its current state (primary, standby or failed)",
+            labels=["name", "state"],
+        )
+        for server in servers.servers:
+            state.add_metric([server.name, servers.states[server.name].value], 1)
+        yield state
+        yield GaugeMetricFamily(
+            "pgtwist_client_sockets",
+            "Client connections open to pgtwist",
+            value=len(service.factory.clients),
+        )
+
+    def _connections(self) -> Iterator[Metric]:
+        pools = self.service.pools
+        config = self.service.config
+        allPools = list(pools.pools.values())
+        yield GaugeMetricFamily(
+            "pgtwist_active_connections",
+            "Backend connections lent to a client",
+            value=sum(p.count(BackendState.ACTIVE) for p in allPools),
+        )
+        yield GaugeMetricFamily(
+            "pgtwist_total_connections",
+            "Backend connections open or opening",
+            value=pools.total,
+        )
+        yield GaugeMetricFamily(
+            "pgtwist_max_connections",
+            "The maximum number of backend connections (max_connections)",
+            value=config.main.maxConnections,
+        )
+        yield GaugeMetricFamily(
+            "pgtwist_connection_awaiting",
+            "Clients waiting for a backend",
+            value=sum(len(p.waiters) for p in allPools),
+        )
+        if not config.limits:
+            return
+        limit = GaugeMetricFamily(
+            "pgtwist_limit",
+            "pgtwist_databases.conf lines: min, initial and max size, and backends in use",
+            labels=["database", "user", "type"],
+        )
+        awaiting = GaugeMetricFamily(
+            "pgtwist_limit_awaiting",
+            "Clients waiting for a backend, per pgtwist_databases.conf line",
+            labels=_POOL_LABELS,
+        )
+        for index, line in enumerate(config.limits):
+            governed = [p for p in allPools if p.limitIndex == index]
+            maxSize = line.maxSize if line.maxSize is not None else config.main.maxConnections
+            for kind, value in (
+                ("min", line.minSize),
+                ("initial", line.initialSize),
+                ("max", maxSize),
+                ("active", sum(p.size for p in governed)),
+            ):
+                limit.add_metric([line.database, line.user, kind], value)
+            awaiting.add_metric([line.database, line.user], sum(len(p.waiters) for p in governed))
+        yield limit
+        yield awaiting
+
+    def _pools(self) -> Iterator[Metric]:
+        now = self._clock.seconds()
+        pools = sorted(self.service.pools.pools.items())
+        active = GaugeMetricFamily(
+            "pgtwist_client_active", "Clients holding a backend", labels=_POOL_LABELS
+        )
+        wait = GaugeMetricFamily(
+            "pgtwist_client_wait", "Clients waiting for a backend", labels=_POOL_LABELS
+        )
+        maxwait = GaugeMetricFamily(
+            "pgtwist_client_maxwait_seconds",
+            "How long the oldest waiting client has waited, seconds",
+            labels=_POOL_LABELS,
+        )
+        backends = GaugeMetricFamily(
+            "pgtwist_pool_connections",
+            "Backend connections by state (connecting, idle, active, resetting)",
+            labels=[*_POOL_LABELS, "state"],
+        )
+        paused = GaugeMetricFamily(
+            "pgtwist_pool_paused", "1 while the pool is paused", labels=_POOL_LABELS
+        )
+        counters = [
+            CounterMetricFamily(name, doc, labels=_POOL_LABELS) for name, doc, _ in POOL_COUNTERS
+        ]
+        histograms = [
+            HistogramMetricFamily(name, doc, labels=_POOL_LABELS)
+            for name, doc, _ in POOL_HISTOGRAMS
+        ]
+        for (database, user), pool in pools:
+            labels = [database, user]
+            active.add_metric(labels, pool.count(BackendState.ACTIVE))
+            wait.add_metric(labels, len(pool.waiters))
+            maxwait.add_metric(labels, max(0.0, now - pool.waiters[0].since) if pool.waiters else 0)
+            for state in BackendState:
+                if state is not BackendState.CLOSED:
+                    backends.add_metric([*labels, state.value], pool.count(state))
+            paused.add_metric(labels, 1 if pool.paused else 0)
+            stats = pool.stats
+            for family, (_, _, attribute) in zip(counters, POOL_COUNTERS, strict=True):
+                family.add_metric(labels, getattr(stats, attribute))
+            for histogram, (_, _, attribute) in zip(histograms, POOL_HISTOGRAMS, strict=True):
+                observed = getattr(stats, attribute)
+                histogram.add_metric(labels, observed.cumulative(), observed.sum)
+        yield from (active, wait, maxwait, backends, paused, *counters, *histograms)
+
+
+def makeRegistry(service: PoolerService, clock: Any) -> CollectorRegistry:
+    """
+    A registry of its own holding a L{PoolerCollector} for C{service}.
+    """
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PoolerCollector(service, clock))
+    return registry
+
+
+class MetricsResource(Resource):
+    """
+    C{GET /metrics}: the registry in Prometheus' text format (or
+    OpenMetrics when the scraper asks for it).
+
+    Unlike C{prometheus_client.twisted.MetricsResource}, which runs the
+    collectors in the global reactor's thread pool, this renders in the
+    reactor thread (as Synapse's does): the collector reads pool state that
+    only the reactor thread may touch, and it is cheap.
+    """
+
+    isLeaf = True
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        super().__init__()
+        self.registry = registry
+
+    def render_GET(self, request: Request) -> bytes:
+        """
+        Encode every metric now.
+        """
+        accept = request.getHeader(b"accept")
+        encoder, contentType = choose_encoder(accept.decode("latin-1") if accept else "")
+        request.setHeader(b"Content-Type", contentType.encode("ascii"))
+        result: bytes = encoder(self.registry)
+        return result
+
+
+class _Index(Resource):
+    """
+    C{GET /}: where the metrics are (pgagroal answers C{/} with a help page).
+    """
+
+    isLeaf = False
+
+    def getChild(self, path: bytes, request: Request) -> IResource:
+        """
+        C{/} is this page; anything but C{/metrics} is not found.
+        """
+        if path == b"":
+            return self
+        return pages.notFound()
+
+    def render_GET(self, request: Request) -> bytes:
+        """
+        A one-line pointer to C{/metrics}.
+        """
+        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+        return b"pgtwist: Prometheus metrics are at /metrics\n"
+
+
+class MetricsSite(Site):
+    """
+    A site that keeps scrapes out of the log (one access line every few
+    seconds would drown everything else).
+    """
+
+    def log(self, request: http.Request) -> None:
+        """
+        Log nothing.
+        """
+
+
+def metricsSite(registry: CollectorRegistry) -> Site:
+    """
+    The HTTP site: C{/metrics} and a pointer at C{/}.
+    """
+    root = _Index()
+    root.putChild(b"metrics", MetricsResource(registry))
+    site = MetricsSite(root)
+    site.noisy = False
+    return site
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
+
+
+def metricsEndpoint(description: str, main: MainSettings) -> str:
+    """
+    Where to listen for C{metrics}. A bare port (C{metrics = 9187}, which the
+    loader turns into C{tcp:9187}) binds the main C{host} address, as
+    pgagroal binds its metrics port to C{host}: C{*} is every address, IPv4
+    and IPv6, and C{localhost} is 127.0.0.1. Any other endpoint (C{tcp:9187:
+    interface=0.0.0.0}, C{unix:/run/pgtwist/metrics.sock}) is used as given.
+    """
+    kind, _, port = description.partition(":")
+    if kind != "tcp" or not port.isdigit():
+        return description
+    host = main.host
+    if host == "*":
+        return f"tcp6:{port}:interface=\\:\\:"
+    if host == "localhost":
+        return f"tcp:{port}:interface=127.0.0.1"
+    if host.startswith("/"):
+        return description
+    if ":" in host:
+        return f"tcp6:{port}:interface={_escape(host)}"
+    return f"tcp:{port}:interface={host}"
+
+
+class EndpointService(Service):
+    """
+    Listen on one strports endpoint with a factory; remember the port (tests
+    listen on port 0). Used for the metrics and manhole listeners.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self, reactor: Any, description: str, factory: IProtocolFactory, name: str
+    ) -> None:
+        self._reactor = reactor
+        self.description = description
+        self.factory = factory
+        self.name = name
+        self.port: IListeningPort | None = None
+        self._listening: Deferred[IListeningPort] | None = None
+
+    def privilegedStartService(self) -> None:
+        """
+        Listen before privileges are dropped (twistd's order).
+        """
+        super().privilegedStartService()
+        endpoint = endpoints.serverFromString(self._reactor, self.description)
+        self._listening = endpoint.listen(self.factory)
+        self._listening.addCallbacks(self._cbListening, self._ebListening)
+
+    def _cbListening(self, port: IListeningPort) -> IListeningPort:
+        self.port = port
+        self.log.info(
+            "{service} listening on {endpoint}", service=self.name, endpoint=self.description
+        )
+        return port
+
+    def _ebListening(self, reason: Failure) -> Failure:
+        self.log.error(
+            "{service} cannot listen on {endpoint}: {reason}",
+            service=self.name,
+            endpoint=self.description,
+            reason=reason.getErrorMessage(),
+        )
+        return reason
+
+    def startService(self) -> None:
+        """
+        Start listening unless L{privilegedStartService} did.
+        """
+        if self._listening is None:
+            self.privilegedStartService()
+        super().startService()
+
+    def whenListening(self) -> Deferred[IListeningPort]:
+        """
+        Fires with the listening port (or the failure to listen).
+        """
+        if self.port is not None:
+            return succeed(self.port)
+        assert self._listening is not None, "not started"
+        d: Deferred[IListeningPort] = Deferred()
+
+        def relay(result: Any) -> Any:
+            if isinstance(result, Failure):
+                d.errback(result)
+                return None
+            d.callback(result)
+            return result
+
+        self._listening.addBoth(relay)
+        return d
+
+    def stopService(self) -> Deferred[None] | None:
+        """
+        Stop listening.
+        """
+        super().stopService()
+        listening, self._listening = self._listening, None
+        port, self.port = self.port, None
+        if port is not None:
+            return port.stopListening()  # type: ignore[no-any-return]
+        if listening is not None:
+            listening.cancel()
+        return None
+
+
+class MetricsService(EndpointService):
+    """
+    The C{metrics} child service: C{/metrics} over HTTP on the configured
+    endpoint (see L{metricsEndpoint}).
+
+    @ivar registry: This service's own registry.
+    """
+
+    def __init__(self, service: PoolerService, reactor: Any) -> None:
+        main = service.config.main
+        assert main.metrics is not None, "metrics is off"
+        self.registry = makeRegistry(service, reactor)
+        super().__init__(
+            reactor, metricsEndpoint(main.metrics, main), metricsSite(self.registry), "metrics"
+        )
+
+
+def sampleValues(registry: CollectorRegistry, name: str) -> dict[tuple[str, ...], float]:
+    """
+    The samples called C{name} by their label values (for tests and the
+    manhole: C{sampleValues(registry, "pgtwist_client_wait")}).
+    """
+    result: dict[tuple[str, ...], float] = {}
+    families: Iterable[Metric] = registry.collect()
+    for family in families:
+        for sample in family.samples:
+            if sample.name == name:
+                result[tuple(sample.labels.values())] = sample.value
+    return result
