@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_frontend -*-
+# -*- test-case-name: tests.unit.test_frontend,tests.unit.test_admin_control -*-
 """
 The client-facing side: startup, TLS refusal, HBA and authentication, then
 hand-over to a pipeline session.
@@ -11,7 +11,10 @@ operators see what they would see talking to PostgreSQL itself.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+import os
+import socket
+import struct
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -53,6 +56,10 @@ from pgtwist.wire.messages import (
     StartupMessage,
 )
 
+#: Database names that open the admin console instead of a pool (PgBouncer's
+#: virtual C{pgbouncer} database, and pgtwist's own name).
+CONSOLE_DATABASES = frozenset({"pgbouncer", "pgtwist"})
+
 #: AuthenticationRequest code -> the HBA method that answers it (for C{all}).
 _METHOD_FOR_CODE = {
     constants.AUTH_OK: "trust",
@@ -60,6 +67,26 @@ _METHOD_FOR_CODE = {
     constants.AUTH_MD5_PASSWORD: "md5",
     constants.AUTH_SASL: "scram-sha-256",
 }
+
+
+def peerUid(transport: Any) -> int | None:
+    """
+    The uid of the process at the other end of a unix socket connection
+    (C{SO_PEERCRED}), or C{None} for other transports or systems.
+    """
+    option = getattr(socket, "SO_PEERCRED", None)
+    getHandle = getattr(transport, "getHandle", None)
+    if option is None or getHandle is None:
+        return None
+    try:
+        handle = getHandle()
+        if handle.family != socket.AF_UNIX:
+            return None
+        credentials = handle.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i"))
+    except (OSError, AttributeError):
+        return None
+    _, uid, _ = struct.unpack("3i", credentials)
+    return int(uid)
 
 
 class FrontendState(enum.Enum):
@@ -86,6 +113,14 @@ class FrontendProtocol(Protocol):
         self.factory = factory
         self.address = address
         self.state = FrontendState.STARTUP
+        #: A small number naming this client in SHOW CLIENTS and KILL_CLIENT.
+        self.id = factory.nextId()
+        self.connectedAt = factory.clock.seconds()
+        #: Only the admin console may be opened (the management listener).
+        self.consoleOnly = False
+        #: Once routed to the admin console: C{"admin"} (every command) or
+        #: C{"stats"} (SHOW only), PgBouncer's C{admin_users}/C{stats_users}.
+        self.consoleRole: str | None = None
         self.key: PoolKey = ("", "")
         #: The configuration in force when this client connected.
         self.configuration = factory.config
@@ -150,6 +185,7 @@ class FrontendProtocol(Protocol):
         previous = self.state
         self.state = FrontendState.CLOSED
         self.factory.clients.discard(self)
+        self.factory.consoles.discard(self)
         self._cancelAuthTimer()
         if self._resolving is not None:
             self._resolving.cancel()
@@ -209,7 +245,18 @@ class FrontendProtocol(Protocol):
                 )
             )
             return
-        database = resolveAlias(self.factory.config.limits, parameters.get("database") or user)
+        requested = parameters.get("database") or user
+        if self.consoleOnly or requested in CONSOLE_DATABASES:
+            self._startConsole(requested, user, parameters, rest)
+            return
+        if not self.factory.accepting:
+            self.fail(
+                errors.fatal(
+                    constants.SQLSTATE_CANNOT_CONNECT_NOW, "the database system is shutting down"
+                )
+            )
+            return
+        database = resolveAlias(self.factory.config.limits, requested)
         self.key = (database, user)
         self.startupParameters = parameters
         self.state = FrontendState.AUTHENTICATING
@@ -222,6 +269,50 @@ class FrontendProtocol(Protocol):
                 poolKey=self.key,
             )
         self._chooseMethod()
+
+    def _startConsole(
+        self, database: str, user: str, parameters: Mapping[str, str], rest: bytes
+    ) -> None:
+        """
+        Route to the admin console: HBA and pools do not apply. A unix socket
+        peer running as pgtwist's own uid is trusted; admins (the admins
+        file) and C{stats_users} log in with SCRAM-SHA-256; anyone else is
+        refused.
+        """
+        self.factory.clients.discard(self)
+        self.factory.consoles.add(self)
+        self.key = (database if database in CONSOLE_DATABASES else "pgbouncer", user)
+        self.startupParameters = parameters
+        self.state = FrontendState.AUTHENTICATING
+        self._framer = MessageFramer()
+        self._pending = rest
+        if self.factory.config.main.logConnections:
+            self.log.info(
+                "Admin console connection from {clientAddress} for {user!r}",
+                clientAddress=self._peer(),
+                user=user,
+            )
+        if not isinstance(self.address, (IPv4Address, IPv6Address)):
+            if peerUid(self.transport) == os.getuid():
+                self.consoleRole = "admin"
+                self._authenticated()
+                return
+        config = self.factory.config
+        entry = config.admins.get(user)
+        if entry is not None:
+            self.consoleRole = "admin"
+        elif user in config.main.statsUsers:
+            self.consoleRole = "stats"
+            entry = config.admins.get(user) or config.users.get(user) or UserEntry(user, None)
+        else:
+            self._authFailed(
+                errors.fatal(constants.SQLSTATE_INVALID_AUTHORIZATION, "not allowed"),
+                "not an admin or a stats user",
+            )
+            return
+        method = self.factory.authMethods["scram-sha-256"]
+        self._exchange = method.frontendExchange(entry, None)
+        self._step(self._exchange.start())
 
     def peer(self) -> str:
         """
@@ -390,7 +481,8 @@ class FrontendProtocol(Protocol):
             clientAddress=self._peer(),
             reason=reason,
         )
-        self._poolStats().authFailure += 1
+        if self.consoleRole is None:
+            self._poolStats().authFailure += 1
         self.fail(error)
 
     def _poolStats(self) -> Any:
@@ -400,6 +492,9 @@ class FrontendProtocol(Protocol):
     def _authenticated(self) -> None:
         self._cancelAuthTimer()
         self._exchange = None
+        if self.consoleRole is not None:
+            self._consoleAuthenticated()
+            return
         stats = self._poolStats()
         stats.authSuccess += 1
         stats.clientLoginCount += 1
@@ -419,6 +514,22 @@ class FrontendProtocol(Protocol):
         self.transport.pauseProducing()  # type: ignore[union-attr]
         pipeline = self.factory.pipelineFor(self.key)
         self.session = pipeline.newSession(self, self.factory.pool, self.factory.clock)
+        self.session.begin()
+
+    def _consoleAuthenticated(self) -> None:
+        console = self.factory.console
+        if console is None:
+            self.fail(
+                errors.fatal(
+                    constants.SQLSTATE_FEATURE_NOT_SUPPORTED, "the admin console is not available"
+                )
+            )
+            return
+        assert self.consoleRole is not None
+        self.state = FrontendState.LOGGING_IN
+        self.transport.write(codec.encode(AuthenticationRequest(constants.AUTH_OK)))  # type: ignore[union-attr]
+        self.transport.pauseProducing()  # type: ignore[union-attr]
+        self.session = console(self, self.consoleRole)
         self.session.begin()
 
     def _failFromPool(self, reason: Failure) -> None:
@@ -550,6 +661,15 @@ class FrontendFactory(Factory):
         self.pipelines = pipelines
         self.cancels = cancels
         self.clients: set[FrontendProtocol] = set()
+        #: Admin console sessions (not counted as clients: a graceful
+        #: shutdown does not wait for them).
+        self.consoles: set[FrontendProtocol] = set()
+        #: Builds the admin console session for a client and its role
+        #: (set by the service; C{None}: no console).
+        self.console: Callable[[FrontendProtocol, str], IPipelineSession] | None = None
+        #: False while shutting down: only the admin console is served.
+        self.accepting = True
+        self._lastId = 0
         #: Databases refused to new clients (C{"*"}: all but C{enabled}).
         self.disabled: set[str] = set()
         self.enabled: set[str] = set()
@@ -559,6 +679,14 @@ class FrontendFactory(Factory):
         Use C{config} for new clients.
         """
         self.config = config
+
+    def nextId(self) -> int:
+        """
+        A new small integer id (clients and backends share the sequence, as
+        PgBouncer's socket ids do).
+        """
+        self._lastId += 1
+        return self._lastId
 
     def pipelineFor(self, key: PoolKey) -> IPipeline:
         """
@@ -580,4 +708,24 @@ class FrontendFactory(Factory):
         A new client.
         """
         protocol = FrontendProtocol(self, addr)
+        return protocol
+
+
+class ConsoleOnlyFactory(Factory):
+    """
+    The management listener's factory: clients of a L{FrontendFactory} that
+    get the admin console whatever database they name.
+    """
+
+    noisy = False
+
+    def __init__(self, frontends: FrontendFactory) -> None:
+        self.frontends = frontends
+
+    def buildProtocol(self, addr: IAddress | None) -> FrontendProtocol:
+        """
+        A new console-only client.
+        """
+        protocol = self.frontends.buildProtocol(addr)
+        protocol.consoleOnly = True
         return protocol

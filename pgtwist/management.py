@@ -10,16 +10,22 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from pgtwist.pool import BackendState
+from pgtwist.wire import constants, errors
 
 if TYPE_CHECKING:
     from pgtwist.service import PoolerService
 
 FLUSH_MODES = ("idle", "gracefully", "all")
 SHUTDOWN_MODES = ("gracefully", "immediate", "cancel")
+
+#: How often a PAUSE or a SHUTDOWN WAIT_FOR_SERVERS checks whether the
+#: backends it waits for were given back (seconds).
+POLL_INTERVAL = 0.05
 
 
 class Management:
@@ -37,6 +43,8 @@ class Management:
         self._reactor = reactor
         self.state = "running"
         self._watch: LoopingCall | None = None
+        #: A SHUTDOWN WAIT_FOR_SERVERS paused everything (cancel resumes).
+        self._pausedToStop = False
 
     def flush(self, mode: str = "gracefully", database: str | None = None) -> int:
         """
@@ -149,7 +157,127 @@ class Management:
             self.state = "running"
             if self._watch is not None and self._watch.running:
                 self._watch.stop()
+            if self._pausedToStop:
+                self._pausedToStop = False
+                self.service.pools.resume(None)
             self.service.startListening()
+
+    def pause(self, database: str | None = None) -> Deferred[None]:
+        """
+        PgBouncer's PAUSE: hand out no more backends for C{database}
+        (C{None}: all), wait until every backend in use was given back
+        (session clients keep theirs until they leave), then close the idle
+        ones. Fires when done (or when RESUMEd first); cancelling it stops
+        the wait, not the pause.
+        """
+        pools = self.service.pools
+        pools.pause(database)
+        self.log.info("PAUSE of {database}", database=database or "*")
+
+        def check() -> None:
+            paused = pools.isPaused(database)
+            if paused and pools.inUse(database):
+                return
+            if paused:
+                pools.flush("idle", database)
+            watch.stop()
+
+        def cancel(d: Deferred[None]) -> None:
+            if watch.running:
+                watch.stop()
+
+        done: Deferred[None] = Deferred(cancel)
+
+        def finished(_: object) -> None:
+            if not done.called:
+                done.callback(None)
+
+        watch = LoopingCall(check)
+        watch.clock = self._reactor
+        watch.start(POLL_INTERVAL, now=True).addCallback(finished)
+        return done
+
+    def resume(self, database: str | None = None) -> None:
+        """
+        PgBouncer's RESUME: serve C{database} (C{None}: everything paused)
+        again.
+        """
+        self.log.info("RESUME of {database}", database=database or "*")
+        self.service.pools.resume(database)
+
+    def reconnect(self, database: str | None = None) -> int:
+        """
+        PgBouncer's RECONNECT: close idle backends now and busy ones when
+        given back, so that every client gets a fresh connection.
+        """
+        return self.flush("gracefully", database)
+
+    def kill(self, database: str | None = None) -> int:
+        """
+        PgBouncer's KILL: pause C{database} (C{None}: every database in use)
+        and drop its clients and backends at once. Returns how many clients
+        were dropped.
+        """
+        pools = self.service.pools
+        factory = self.service.factory
+        if database is None:
+            databases = {key[0] for key in pools.pools} | {
+                client.key[0] for client in factory.clients if client.key[0]
+            }
+        else:
+            databases = {database}
+        for name in databases:
+            pools.pause(name)
+        dropped = 0
+        for client in list(factory.clients):
+            if database is None or client.key[0] == database:
+                client.fail(
+                    errors.fatal(
+                        constants.SQLSTATE_ADMIN_SHUTDOWN,
+                        "database removed",
+                        detail="pgtwist's admin console killed this database's connections.",
+                    )
+                )
+                dropped += 1
+        pools.flush("all", database)
+        self.log.info(
+            "KILL of {database}: {count} clients dropped", database=database or "*", count=dropped
+        )
+        return dropped
+
+    def killClient(self, clientId: int) -> bool:
+        """
+        PgBouncer's KILL_CLIENT: drop the client (or console session) with
+        this id. Returns whether one was found.
+        """
+        factory = self.service.factory
+        for client in [*factory.clients, *factory.consoles]:
+            if client.id == clientId:
+                client.fail(
+                    errors.fatal(constants.SQLSTATE_ADMIN_SHUTDOWN, "admin forced disconnect")
+                )
+                self.log.info("KILL_CLIENT {clientId}", clientId=clientId)
+                return True
+        return False
+
+    def shutdownWaitForServers(self) -> Deferred[None]:
+        """
+        PgBouncer's SHUTDOWN WAIT_FOR_SERVERS: stop accepting clients, PAUSE
+        everything, and exit once every backend was given back. Returns the
+        PAUSE (it fires just before the reactor is stopped).
+        """
+        self.log.info("Shutdown once every backend is given back")
+        self.state = "gracefully"
+        self.service.stopListening()
+        self._pausedToStop = True
+        paused = self.pause(None)
+
+        def stop(_: object) -> None:
+            if self.state == "gracefully":
+                self._reactor.callLater(0, self._reactor.stop)
+
+        paused.addCallback(stop)
+        return paused
 
     def _checkDrained(self) -> None:
         if self.state == "gracefully" and not self.service.factory.clients:

@@ -163,6 +163,9 @@ class PoolSet(Service):
         self.pools: dict[PoolKey, Pool] = {}
         self.total = 0
         self.servers = ServerSet(config.servers, reactor)
+        #: Console PAUSE: every pool (C{pausedAll}) or those of some databases.
+        self.pausedAll = False
+        self.pausedDatabases: set[str] = set()
 
     def _connect(
         self, server: ServerSettings, key: PoolKey, password: str | None
@@ -186,7 +189,47 @@ class PoolSet(Service):
         pool = self.pools.get(key)
         if pool is None:
             pool = self.pools[key] = Pool(key, matchLimit(self.config.limits, *key))
+            pool.paused = self.isPaused(key[0])
         return pool
+
+    # -- PAUSE / RESUME (the admin console) ----------------------------------
+
+    def isPaused(self, database: str | None = None) -> bool:
+        """
+        Whether C{database}'s waiters go unserved (C{None}: whether all do).
+        """
+        return self.pausedAll or (database is not None and database in self.pausedDatabases)
+
+    def pause(self, database: str | None = None) -> None:
+        """
+        Serve no waiter of C{database} (C{None}: of any); lent backends stay lent.
+        """
+        if database is None:
+            self.pausedAll = True
+        else:
+            self.pausedDatabases.add(database)
+        for pool in self.pools.values():
+            pool.paused = self.isPaused(pool.key[0])
+
+    def resume(self, database: str | None = None) -> None:
+        """
+        Undo L{pause} of C{database} (C{None}: every pause) and serve the waiters.
+        """
+        if database is None:
+            self.pausedAll = False
+            self.pausedDatabases.clear()
+        self.pausedDatabases.discard(database or "")
+        for pool in self.pools.values():
+            pool.paused = self.isPaused(pool.key[0])
+        self._serveAll()
+
+    def inUse(self, database: str | None = None) -> int:
+        """
+        Backends of C{database} (C{None}: all) lent, resetting or logging in.
+        """
+        busy = (BackendState.ACTIVE, BackendState.RESETTING, BackendState.CONNECTING)
+        pools = [p for p in self.pools.values() if database in (None, p.key[0])]
+        return sum(pool.count(state) for pool in pools for state in busy)
 
     # -- the single state mutator --------------------------------------------
 
@@ -724,6 +767,8 @@ class PoolSet(Service):
             if entry is None or entry.password is None:
                 continue
             pool = self.pool((limit.database, limit.user))
+            if pool.paused:
+                continue
             target = limit.minSize if pool.prefilled else max(limit.initialSize, limit.minSize)
             pool.prefilled = True
             if pool.connectFailures and now < pool.retryAt:

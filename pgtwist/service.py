@@ -5,7 +5,11 @@ The service tree of a running pgtwist, built from one L{Configuration}.
     PoolerService "pgtwist"      reload() on SIGHUP; stops listeners, clients, then backends
     ├─ PoolSet "pools"
     ├─ ListenerService "listen:<endpoint>"  one per listening endpoint
-    └─ Janitor "janitor"          prefill, lifetimes, validation, idle clients
+    ├─ ListenerService "management:<endpoint>"  the admin console (C{management} port)
+    ├─ TimerService "stats"       SHOW STATS_AVERAGES snapshots every C{stats_period}
+    ├─ Janitor "janitor"          prefill, lifetimes, validation, idle clients
+    ├─ MetricsService "metrics"   /metrics for Prometheus, when C{metrics} is set
+    └─ EndpointService "manhole"  the SSH manhole, when C{manhole} is set
 
 The management API (L{pgtwist.management.Management}) is C{service.management}.
 """
@@ -18,18 +22,21 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from twisted.application.internet import TimerService
 from twisted.application.service import MultiService, Service
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.plugin import getPlugins
 from twisted.python.failure import Failure
 
 import pgtwist.plugins
+from pgtwist.admin.console import Console
 from pgtwist.cancel import CancelRegistry
 from pgtwist.config.model import Configuration, MainSettings
-from pgtwist.frontend import FrontendFactory
+from pgtwist.frontend import ConsoleOnlyFactory, FrontendFactory
 from pgtwist.interfaces import IAuthMethod, IPipeline
 from pgtwist.janitor import Janitor
 from pgtwist.management import Management
@@ -66,15 +73,7 @@ def listenEndpoints(main: MainSettings) -> list[str]:
     C{unix_socket_dir}, and any extra C{listen} endpoints.
     """
     backlog = main.backlog or max(128, main.maxConnections // 4)
-    result = []
-    if main.host == "*":
-        result.append(f"tcp6:{main.port}:interface=\\:\\::backlog={backlog}")
-    elif main.host == "localhost":
-        result.append(f"tcp:{main.port}:interface=127.0.0.1:backlog={backlog}")
-    elif ":" in main.host:
-        result.append(f"tcp6:{main.port}:interface={_escape(main.host)}:backlog={backlog}")
-    else:
-        result.append(f"tcp:{main.port}:interface={main.host}:backlog={backlog}")
+    result = [_tcpEndpoint(main.host, main.port, backlog)]
     if main.unixSocketDir:
         path = os.path.join(main.unixSocketDir, f".s.PGSQL.{main.port}")
         result.append(f"unix:{_escape(path)}:mode=777:lockfile=1")
@@ -82,17 +81,43 @@ def listenEndpoints(main: MainSettings) -> list[str]:
     return result
 
 
+def _tcpEndpoint(host: str, port: int, backlog: int) -> str:
+    """
+    The strports description for C{host}/C{port}: C{*} is every address
+    (IPv4 and IPv6), C{localhost} is 127.0.0.1.
+    """
+    if host == "*":
+        return f"tcp6:{port}:interface=\\:\\::backlog={backlog}"
+    if host == "localhost":
+        return f"tcp:{port}:interface=127.0.0.1:backlog={backlog}"
+    if ":" in host:
+        return f"tcp6:{port}:interface={_escape(host)}:backlog={backlog}"
+    return f"tcp:{port}:interface={host}:backlog={backlog}"
+
+
+def managementEndpoint(main: MainSettings) -> str | None:
+    """
+    The strports description of the remote admin console (C{management}
+    port on the main C{host}), or C{None} when C{management} is off.
+    """
+    if main.management <= 0:
+        return None
+    return _tcpEndpoint(main.host, main.management, 128)
+
+
 class ListenerService(Service):
     """
     Listen on one endpoint; remember the port so tests can use port 0.
     """
 
-    def __init__(self, reactor: Any, description: str, factory: FrontendFactory) -> None:
+    def __init__(
+        self, reactor: Any, description: str, factory: Factory, prefix: str = "listen"
+    ) -> None:
         self._reactor = reactor
         self.description = description
         self.factory = factory
         self.port: IListeningPort | None = None
-        self.name = f"listen:{description}"
+        self.name = f"{prefix}:{description}"
         self._listening: Deferred[IListeningPort] | None = None
 
     def privilegedStartService(self) -> None:
@@ -178,10 +203,47 @@ class PoolerService(MultiService):
             listener = ListenerService(reactor, description, self.factory)
             listener.setServiceParent(self)
             self.listeners.append(listener)
+        #: The admin console (a virtual database on every listener, and the
+        #: only thing the C{management} port serves).
+        self.console = Console(self, reactor)
+        self.factory.console = self.console.newSession
+        self.managementListener: ListenerService | None = None
+        management = managementEndpoint(config.main)
+        if management is not None:
+            self.managementListener = ListenerService(
+                reactor, management, ConsoleOnlyFactory(self.factory), prefix="management"
+            )
+            self.managementListener.setServiceParent(self)
+        period = config.main.statsPeriod if config.main.statsPeriod > 0 else 60.0
+        self.statsTimer = TimerService(period, self.console.refreshAverages)
+        self.statsTimer.clock = reactor
+        self.statsTimer.setName("stats")
+        self.statsTimer.setServiceParent(self)
         self.janitor = Janitor(self.pools, self.factory, reactor)
         self.janitor.clock = reactor
         self.janitor.setServiceParent(self)
         self.management = Management(self, reactor)
+        # Observability (issue 5): the metrics and manhole listeners, off
+        # unless configured; imported here so that neither prometheus_client
+        # nor conch is loaded when unused.
+        self.observability: list[Service] = []
+        if config.main.metrics:
+            from pgtwist.admin.metrics import MetricsService
+
+            self.observability.append(MetricsService(self, reactor))
+        if config.main.manhole:
+            from pgtwist.admin.manhole import makeManholeService
+
+            self.observability.append(
+                makeManholeService(
+                    config,
+                    lambda: {"service": self, "pools": self.pools, "config": self.config},
+                    reactor,
+                    admins=lambda: self.config.admins,
+                )
+            )
+        for child in self.observability:
+            child.setServiceParent(self)
 
     def startService(self) -> None:
         """
@@ -220,9 +282,7 @@ class PoolerService(MultiService):
             )
             return False, []
         restart = restartRequired(self.config, config)
-        self.config = config
-        self.pools.reconfigure(config)
-        self.factory.reconfigure(config)
+        self.reconfigure(config)
         if restart:
             self.log.warn(
                 "Configuration reloaded; changes to {keys} take effect after a restart",
@@ -232,18 +292,32 @@ class PoolerService(MultiService):
             self.log.info("Configuration reloaded")
         return True, restart
 
+    def reconfigure(self, config: Configuration) -> None:
+        """
+        Apply C{config} at runtime (a reload, or the console's C{SET}): the
+        pools and new clients use it; keys in L{RESTART_KEYS} keep their
+        running value until a restart.
+        """
+        self.config = config
+        self.pools.reconfigure(config)
+        self.factory.reconfigure(config)
+
     def stopListening(self) -> None:
         """
-        Stop accepting clients (graceful shutdown); connected ones stay.
+        Stop accepting clients (graceful shutdown); connected ones stay. Unix
+        sockets stay open for the admin console only (PgBouncer closes only
+        its TCP sockets), so a local C{pgtwist-cli} can still cancel.
         """
+        self.factory.accepting = False
         for listener in self.listeners:
-            if listener.running:
+            if listener.running and not listener.description.startswith("unix:"):
                 listener.stopService()
 
     def startListening(self) -> None:
         """
         Accept clients again.
         """
+        self.factory.accepting = True
         for listener in self.listeners:
             if not listener.running:
                 listener.startService()
@@ -254,14 +328,22 @@ class PoolerService(MultiService):
         """
         self.running = False
         self.janitor.stopService()
+        if self.statsTimer.running:
+            self.statsTimer.stopService()
+        every = [*self.listeners, *filter(None, [self.managementListener])]
         listeners = [
             d
-            for d in (listener.stopService() for listener in self.listeners if listener.running)
+            for d in (listener.stopService() for listener in every if listener.running)
             if d is not None
         ]
+        listeners.extend(
+            d
+            for d in (child.stopService() for child in self.observability if child.running)
+            if d is not None
+        )
 
         def clientsThenPools(_: object) -> Deferred[None] | None:
-            for client in list(self.factory.clients):
+            for client in [*self.factory.clients, *self.factory.consoles]:
                 if client.transport is not None:
                     client.transport.loseConnection()
             return self.pools.stopService()
@@ -291,11 +373,16 @@ RESTART_KEYS = {
     "logType": "log_type",
     "logLevel": "log_level",
     "logPath": "log_path",
+    "logRotationSize": "log_rotation_size",
+    "logRotationAge": "log_rotation_age",
+    "logFormat": "log_format",
     "metrics": "metrics",
     "management": "management",
     "manhole": "manhole",
+    "manholeKeysDir": "manhole_keys_dir",
     "workers": "workers",
     "tls": "tls",
+    "statsPeriod": "stats_period",
 }
 
 

@@ -55,6 +55,7 @@ class Pooler:
         users: Mapping[str, str] | None = None,
         serverSections: str | None = None,
         limits: Sequence[str] | None = None,
+        admins: Mapping[str, str] | None = None,
     ) -> None:
         self.directory = directory
         self.cluster = cluster
@@ -91,6 +92,11 @@ class Pooler:
         if not os.path.exists(keyPath):
             writeMasterKey(b"integration-master-key", keyPath)
         writeUsersFile(str(self.usersPath), dict(users or {}), masterKey=b"integration-master-key")
+        #: The admins file (C{-A}), written when C{admins} is given.
+        self.adminsPath: Path | None = None
+        if admins is not None:
+            self.adminsPath = directory / "pgtwist_admins.conf"
+            writeUsersFile(str(self.adminsPath), dict(admins), masterKey=b"integration-master-key")
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -119,6 +125,7 @@ class Pooler:
             "-u",
             str(self.usersPath),
             *(["-l", str(self.limitsPath)] if self.limitsPath is not None else []),
+            *(["-A", str(self.adminsPath)] if self.adminsPath is not None else []),
         ]
 
     def start(self, timeout: float = 20.0) -> Pooler:
