@@ -27,6 +27,7 @@ class ScriptTests(SynchronousTestCase):
             twistdArguments(["-c", "a.conf", "-a", "hba.conf", "-u", "users.conf"]),
             [
                 "twistd",
+                "--reactor=pgtwist",
                 "--nodaemon",
                 "--pidfile=",
                 "pgtwist",
@@ -45,7 +46,7 @@ class ScriptTests(SynchronousTestCase):
         """
         arguments = twistdArguments(["-d", "-c", "a.conf", "-l", "db.conf", "-A", "admins"])
         assert arguments is not None
-        self.assertEqual(arguments[1], f"--pidfile={os.path.abspath('pgtwist.pid')}")
+        self.assertEqual(arguments[2], f"--pidfile={os.path.abspath('pgtwist.pid')}")
         self.assertNotIn("--nodaemon", arguments)
         self.assertEqual(arguments[-4:], ["--limit", "db.conf", "--admins", "admins"])
 
