@@ -112,8 +112,9 @@ _SESSION_FEATURES = re.compile(
     r"""
     ^\s*(?:
         (?P<listen>LISTEN)\b
-      | (?P<prepare>PREPARE)\b
+      | (?P<prepare>PREPARE)\b(?!\s+TRANSACTION\b)
       | (?P<temp>CREATE\s+(?:(?:GLOBAL|LOCAL)\s+)?TEMP(?:ORARY)?\s+(?:TABLE|VIEW|SEQUENCE))\b
+        (?![^;]*\bON\s+COMMIT\s+DROP\b)
       | (?P<hold>DECLARE\b[^;]*\bWITH\s+HOLD)\b
     )
     | (?P<lock>\bpg_(?:try_)?advisory_lock(?:_shared)?\s*\()

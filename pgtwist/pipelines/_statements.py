@@ -67,6 +67,15 @@ class StatementRegistry:
                 self.verified.discard(forgotten)
         return name
 
+    def forget(self, key: StatementKey, name: str) -> None:
+        """
+        Give C{key} a new server-side name next time, if it is still called
+        C{name}: every backend's C{name} is unusable (its result type
+        changed), and a new name is prepared afresh wherever it is used.
+        """
+        if self._names.get(key) == name:
+            del self._names[key]
+
 
 def splitName(body: bytes, start: int = 0) -> tuple[str, int]:
     """

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_pipeline_transaction -*-
+# -*- test-case-name: tests.unit.test_pipeline_transaction,tests.unit.test_pipeline_transaction_state,tests.unit.test_pipeline_transaction_statements,tests.unit.test_pipeline_transaction_errors,tests.unit.test_pipeline_transaction_model -*-
 """
 Transaction pooling: a client holds a backend only while a transaction (or
 an extended-protocol batch up to its Sync) is open; between transactions
@@ -17,7 +17,10 @@ What makes that transparent to the client:
  - every response pgtwist caused is swallowed, and every response it owes is
    synthesized, at exactly the position the client expects: an I{expected}
    queue holds one entry per request, in order (PgBouncer's outstanding
-   requests).
+   requests). After an error PostgreSQL skips to the Sync; pgtwist drops
+   what it owed for the skipped messages and undoes, newest first, what
+   they changed. A pipelined batch that names a statement an earlier,
+   still unanswered batch parsed or closed waits for that answer.
 
 Bytes are relayed in spans: a chunk of backend messages is written with one
 write, minus what is swallowed; DataRows are never looked at beyond their
@@ -26,6 +29,7 @@ header.
 
 from __future__ import annotations
 
+import itertools
 import random
 import struct
 from collections import deque
@@ -53,6 +57,7 @@ from pgtwist.pipelines._settings import (
     syncStatements,
 )
 from pgtwist.pipelines._statements import (
+    PREFIX,
     STALE,
     StatementKey,
     StatementRegistry,
@@ -106,6 +111,12 @@ _PASSTHROUGH = frozenset(
     {constants.COPY_DATA, constants.COPY_DONE, constants.COPY_FAIL, constants.FLUSH}
 )
 _CACHED_PLAN = "cached plan must not change result type"
+_UNDEFINED_STATEMENT = "26000"  # invalid_sql_statement_name
+_DUPLICATE_STATEMENT = "42P05"  # duplicate_prepared_statement
+# The backend's own unnamed statement is pgtwist's (see _raise): a client
+# without one must get PostgreSQL's error, never pgtwist's statement.
+_NO_UNNAMED = "unnamed prepared statement does not exist"
+_RAISE_PORTAL = PREFIX + "RAISE"
 
 
 class _Expect:
@@ -117,12 +128,19 @@ class _Expect:
     @ivar name: The server-side statement concerned, if any.
     @ivar client: The client statement name a Parse or Close entry
         registered or removed (to undo it if PostgreSQL skips the message).
-    @ivar key: The statement key of a Parse (to mark it verified), or the one
-        removed by a client Close (to restore).
+    @ivar key: The statement key of a Parse (to mark it verified), the one
+        removed by a client Close (to restore), or for pgtwist's Close of a
+        stale statement, that statement's (skipped, the statement is still
+        there, still stale).
     @ivar data: For C{_FAKE}: the bytes to send.
+    @ivar copyEnds: For Query, Execute and Sync: how many CopyDone/CopyFail
+        the client had sent before this message (PostgreSQL ignores a Sync
+        sent between a COPY FROM STDIN and its end).
+    @ivar previous: For a client Parse: the statement the client name stood
+        for before (the unnamed statement survives a skipped Parse).
     """
 
-    __slots__ = ("kind", "forward", "name", "client", "key", "data")
+    __slots__ = ("kind", "forward", "name", "client", "key", "data", "copyEnds", "previous")
 
     def __init__(
         self,
@@ -132,6 +150,8 @@ class _Expect:
         client: str | None = None,
         key: StatementKey | None = None,
         data: bytes = b"",
+        copyEnds: int = 0,
+        previous: StatementKey | None = None,
     ) -> None:
         self.kind = kind
         self.forward = forward
@@ -139,6 +159,8 @@ class _Expect:
         self.client = client
         self.key = key
         self.data = data
+        self.copyEnds = copyEnds
+        self.previous = previous
 
     def __repr__(self) -> str:
         return f"<_Expect {self.kind} forward={self.forward} name={self.name}>"
@@ -156,6 +178,17 @@ def _warning(feature: str) -> bytes:
         ).fields
     )
     return codec.encode(notice)
+
+
+def _canReset(sql: bytes, status: bytes) -> bool:
+    """
+    Whether C{DEALLOCATE ALL} or C{DISCARD ALL} will succeed: nothing runs
+    in a failed transaction, and C{DISCARD ALL} not inside a transaction
+    block at all.
+    """
+    if status == constants.TRANSACTION_FAILED:
+        return False
+    return status == constants.TRANSACTION_IDLE or sql.lstrip()[:7].upper() != b"DISCARD"
 
 
 @implementer(IPipelineSession)
@@ -187,6 +220,13 @@ class TransactionPipelineSession:
         self._carry = b""
         self._unsynced = False
         self._discarding = False
+        self._copyIn = False
+        self._copyEnds = 0
+        # Syncs relayed so far, and for each client statement name the batch
+        # (Sync count) of each change to it PostgreSQL has not confirmed yet.
+        self._syncs = 0
+        self._unsettled: dict[str, deque[int]] = {}
+        self._waiting = False
         self._fatalSeen = False
         self._done = False
         self._loggedIn = False
@@ -282,7 +322,7 @@ class TransactionPipelineSession:
             backend.settingsFingerprint = self.settings.fingerprint
         held, self._held = self._held, b""
         self._relayFrontend(held, out)
-        if not self._done:
+        if not self._done and not self._waiting:
             self.frontend.resumeReading()
 
     def _ebAcquired(self, reason: Failure) -> None:
@@ -315,6 +355,9 @@ class TransactionPipelineSession:
             self._held = data[offset:]
             if self._held and not self._done and self._needsBackend(self._held):
                 self._acquire()
+            return
+        if self._waiting:
+            self._held = data
             return
         self._relayFrontend(data, [])
 
@@ -361,6 +404,9 @@ class TransactionPipelineSession:
                     break
                 self.statements[parse.name] = key
                 self._unsynced = True
+                feature = sessionFeature(parse.query.encode())
+                if feature is not None:
+                    replies.append(_warning(feature))
                 replies.append(_PARSE_COMPLETE)
             elif type == constants.CLOSE and data[offset + 5 : offset + 6] == b"S":
                 name, _ = splitName(data, offset + 6)
@@ -393,38 +439,50 @@ class TransactionPipelineSession:
                 if end > size:
                     break
                 if type in _PASSTHROUGH:
-                    pass
+                    if type == constants.COPY_DONE or type == constants.COPY_FAIL:
+                        self._copyEnds += 1
+                        self._copyIn = False
                 elif type == constants.QUERY:
-                    body = data[offset + 5 : end]
-                    feature = sessionFeature(body)
-                    if feature is not None:
-                        self._fake(_warning(feature))
-                    if resetsStatements(body):
-                        self.statements.clear()
-                        backend.prepared.clear()
-                    expected.append(_Expect(_QUERY))
+                    # After an error in an extended batch PostgreSQL skips
+                    # a Query too, up to the Sync.
+                    if not self._discarding:
+                        body = data[offset + 5 : end]
+                        feature = sessionFeature(body)
+                        if feature is not None:
+                            self._fake(_warning(feature))
+                        if resetsStatements(body) and _canReset(body, backend.transactionStatus):
+                            self._resetStatements()
+                        expected.append(_Expect(_QUERY, copyEnds=self._copyEnds))
                 elif type == constants.SYNC:
-                    expected.append(_Expect(_SYNC))
-                    self._unsynced = False
-                    self._discarding = False
+                    # During COPY FROM STDIN PostgreSQL ignores Sync.
+                    if not self._copyIn:
+                        expected.append(_Expect(_SYNC, copyEnds=self._copyEnds))
+                        self._syncs += 1
+                        self._unsynced = False
+                        self._discarding = False
                 elif type == constants.EXECUTE:
                     self._unsynced = True
                     if not self._discarding:
-                        expected.append(_Expect(_EXECUTE))
+                        expected.append(_Expect(_EXECUTE, copyEnds=self._copyEnds))
                 elif type in (
                     constants.PARSE,
                     constants.BIND,
                     constants.DESCRIBE,
                     constants.CLOSE,
                 ):
-                    self._unsynced = True
                     if not self._discarding:
+                        if self._unsettled and self._mustWait(type, data[offset + 5 : end]):
+                            self._waiting = True
+                            self.frontend.pauseReading()
+                            break
                         if spanStart < offset:
                             out.append(data[spanStart:offset])
                         spanStart = end
                         self._extended(type, data[offset + 5 : end], out)
+                    self._unsynced = True
                 elif type == constants.FUNCTION_CALL:
-                    expected.append(_Expect(_QUERY))
+                    if not self._discarding:
+                        expected.append(_Expect(_QUERY))
                 elif type == constants.TERMINATE:
                     terminate = True
                     break
@@ -443,6 +501,8 @@ class TransactionPipelineSession:
             backend.write(b"".join(out))
         if terminate:
             self._finish()
+            # PostgreSQL closes the connection on Terminate; so do we.
+            self.frontend.fail(None)
         elif self._releasable():
             self._release()
 
@@ -455,6 +515,75 @@ class TransactionPipelineSession:
         else:
             self.frontend.write(data)
 
+    def _resetStatements(self) -> None:
+        """
+        C{DEALLOCATE ALL} or C{DISCARD ALL}: PostgreSQL drops every named
+        statement of the backend (pgtwist's included); of the client's, only
+        the unnamed one survives.
+        """
+        backend = self.backend
+        assert backend is not None
+        unnamed = self.statements.get("")
+        self.statements.clear()
+        if unnamed is not None:
+            self.statements[""] = unnamed
+        backend.prepared.clear()
+
+    def _queueChange(self, entry: _Expect) -> None:
+        """
+        Expect the response to a message that changes the client statement
+        C{entry.client} (if any) unless PostgreSQL skips it.
+        """
+        self._expected.append(entry)
+        if entry.client is not None:
+            self._unsettled.setdefault(entry.client, deque()).append(self._syncs)
+
+    def _settled(self, entry: _Expect) -> None:
+        """
+        PostgreSQL ran or skipped the message behind C{entry}.
+        """
+        if entry.client is not None and (entry.kind == _PARSE or entry.kind == _FAKE):
+            batches = self._unsettled.get(entry.client)
+            if batches:
+                batches.popleft()
+                if not batches:
+                    del self._unsettled[entry.client]
+
+    def _mustWait(self, type: bytes, body: bytes) -> bool:
+        """
+        Whether the statement a Parse, Bind, Describe or Close names was
+        changed by an earlier batch whose outcome is not known yet: an error
+        there makes PostgreSQL skip the change, so the name may mean
+        something else (or nothing); the message waits for the answer.
+        """
+        try:
+            if type == constants.BIND:
+                name, _ = splitName(body, body.index(b"\x00") + 1)
+            elif type == constants.PARSE:
+                name, _ = splitName(body)
+            elif body[:1] == b"S":
+                name, _ = splitName(body, 1)
+            else:
+                return False
+        except ValueError:
+            return False
+        batches = self._unsettled.get(name)
+        return batches is not None and batches[0] < self._syncs
+
+    def _resumeIfSettled(self) -> None:
+        """
+        Relay what waited behind an earlier batch once that batch settled.
+        """
+        held = self._held
+        if len(held) >= 5:
+            type, length = _HEADER.unpack_from(held, 0)
+            if self._mustWait(type, held[5 : 1 + length]):
+                return
+        self._waiting = False
+        self._held = b""
+        self.frontend.resumeReading()
+        self._relayFrontend(held, [])
+
     def _extended(self, type: bytes, body: bytes, out: list[bytes]) -> None:
         backend = self.backend
         assert backend is not None
@@ -462,31 +591,45 @@ class TransactionPipelineSession:
         if type == constants.PARSE:
             parse: Any = codec.decodeFrontend(type, body)
             if parse.name and parse.name in self.statements:
-                self._raise(out, "42P05", f'prepared statement "{parse.name}" already exists')
+                message = f'prepared statement "{parse.name}" already exists'
+                self._raise(out, _DUPLICATE_STATEMENT, message)
                 return
+            feature = sessionFeature(parse.query.encode())
+            if feature is not None:
+                self._fake(_warning(feature))
             key = StatementKey(parse.query, parse.parameterTypes, self.settings.searchPath)
             server = self.registry.nameFor(key)
+            previous = self.statements.get(parse.name)
             self.statements[parse.name] = key
             if backend.prepared.get(server) is True:
                 backend.prepared.move_to_end(server)
                 if expected:
-                    expected.append(_Expect(_FAKE, client=parse.name, data=_PARSE_COMPLETE))
+                    self._queueChange(
+                        _Expect(_FAKE, client=parse.name, data=_PARSE_COMPLETE, previous=previous)
+                    )
                 else:
                     self.frontend.write(_PARSE_COMPLETE)
             else:
-                self._prepare(out, server, key, forward=True, client=parse.name)
+                self._prepare(out, server, key, True, parse.name, previous)
         elif type == constants.BIND:
             portalEnd = body.index(b"\x00") + 1
             name, _ = splitName(body, portalEnd)
             key = self.statements.get(name)  # type: ignore[assignment]
             if key is None:
+                if not name:
+                    self._raise(out, _UNDEFINED_STATEMENT, _NO_UNNAMED)
+                    return
                 out.append(codec.frame(type, body))
                 expected.append(_Expect(_BIND))
                 return
             server = self.registry.nameFor(key)
             self._ensurePrepared(out, server, key)
             out.append(codec.frame(type, renameBind(body, server)))
-            expected.append(_Expect(_BIND, name=server))
+            expected.append(_Expect(_BIND, name=server, key=key))
+            if resetsStatements(key.query.encode()) and _canReset(
+                key.query.encode(), backend.transactionStatus
+            ):
+                self._resetStatements()
         elif type == constants.DESCRIBE:
             kind = body[:1]
             if kind != b"S":
@@ -496,13 +639,16 @@ class TransactionPipelineSession:
             name, _ = splitName(body, 1)
             key = self.statements.get(name)  # type: ignore[assignment]
             if key is None:
+                if not name:
+                    self._raise(out, _UNDEFINED_STATEMENT, _NO_UNNAMED)
+                    return
                 out.append(codec.frame(type, body))
                 expected.append(_Expect(_DESCRIBE_STATEMENT))
                 return
             server = self.registry.nameFor(key)
             self._ensurePrepared(out, server, key)
             out.append(codec.frame(type, b"S" + codec.encodeString(server)))
-            expected.append(_Expect(_DESCRIBE_STATEMENT, name=server))
+            expected.append(_Expect(_DESCRIBE_STATEMENT, name=server, key=key))
         else:  # Close
             kind = body[:1]
             if kind != b"S":
@@ -512,7 +658,7 @@ class TransactionPipelineSession:
             name, _ = splitName(body, 1)
             removed = self.statements.pop(name, None)
             if expected:
-                expected.append(_Expect(_FAKE, client=name, key=removed, data=_CLOSE_COMPLETE))
+                self._queueChange(_Expect(_FAKE, client=name, key=removed, data=_CLOSE_COMPLETE))
             else:
                 self.frontend.write(_CLOSE_COMPLETE)
 
@@ -523,10 +669,6 @@ class TransactionPipelineSession:
         if state is True:
             backend.prepared.move_to_end(server)
             return
-        if state is STALE:
-            del backend.prepared[server]
-            out.append(codec.encode(Close(b"S", server)))
-            self._expected.append(_Expect(_CLOSE, forward=False))
         self._prepare(out, server, key, forward=False)
 
     def _prepare(
@@ -536,11 +678,19 @@ class TransactionPipelineSession:
         key: StatementKey,
         forward: bool,
         client: str | None = None,
+        previous: StatementKey | None = None,
     ) -> None:
         backend = self.backend
         assert backend is not None
+        if backend.prepared.get(server) is STALE:
+            # PostgreSQL still holds it: close it before preparing it again.
+            del backend.prepared[server]
+            out.append(codec.encode(Close(b"S", server)))
+            self._expected.append(_Expect(_CLOSE, forward=False, name=server, key=key))
         out.append(codec.encode(Parse(server, key.query, key.parameterTypes)))
-        self._expected.append(_Expect(_PARSE, forward=forward, name=server, client=client, key=key))
+        self._queueChange(
+            _Expect(_PARSE, forward=forward, name=server, client=client, key=key, previous=previous)
+        )
         for evicted in remember(backend.prepared, server, self.maxPrepared):
             out.append(codec.encode(Close(b"S", evicted)))
             self._expected.append(_Expect(_CLOSE, forward=False, name=evicted))
@@ -559,9 +709,10 @@ class TransactionPipelineSession:
             + text
             + "'; END$pgtwist$"
         )
+        # A portal of pgtwist's own: the client's unnamed one stays as it was.
         out.append(codec.encode(Parse("", block)))
-        out.append(codec.encode(Bind("", "")))
-        out.append(codec.encode(Execute("")))
+        out.append(codec.encode(Bind(_RAISE_PORTAL, "")))
+        out.append(codec.encode(Execute(_RAISE_PORTAL)))
         self._expected.append(_Expect(_PARSE, forward=False))
         self._expected.append(_Expect(_BIND, forward=False))
         self._expected.append(_Expect(_EXECUTE))
@@ -582,6 +733,14 @@ class TransactionPipelineSession:
         offset = spanStart = 0
         while size - offset >= 5:
             type, length = _HEADER.unpack_from(data, offset)
+            if length < 4:
+                self._protocolViolation(
+                    ProtocolViolation(
+                        f"server sent an invalid message length {length}",
+                        constants.SQLSTATE_CONNECTION_FAILURE,
+                    )
+                )
+                return
             end = offset + 1 + length
             if end > size:
                 break
@@ -598,7 +757,9 @@ class TransactionPipelineSession:
                     out.append(data[spanStart:end])
                 spanStart = end
                 while expected and expected[0].kind == _FAKE:
-                    out.append(expected.popleft().data)
+                    fake = expected.popleft()
+                    self._settled(fake)
+                    out.append(fake.data)
             offset = end
         if spanStart < offset:
             out.append(data[spanStart:offset])
@@ -606,6 +767,8 @@ class TransactionPipelineSession:
             self._carry = data[offset:]
         if out:
             self.frontend.write(b"".join(out))
+        if self._waiting and self.backend is not None:
+            self._resumeIfSettled()
         if self._releasable():
             self._release()
 
@@ -637,6 +800,8 @@ class TransactionPipelineSession:
             )
             return True, False
         kind = head.kind
+        if type == constants.COPY_IN_RESPONSE and (kind == _QUERY or kind == _EXECUTE):
+            self._startCopyIn(head)
         if type == constants.READY_FOR_QUERY:
             backend.transactionStatus = data[offset + 5 : end]
             if kind == _SYNC or kind == _QUERY:
@@ -658,8 +823,10 @@ class TransactionPipelineSession:
             return head.forward, False
         if _ENDS.get(kind) == type:
             expected.popleft()
-            if kind == _PARSE and head.key is not None:
-                self.registry.verified.add(head.key)
+            if kind == _PARSE:
+                self._settled(head)
+                if head.key is not None:
+                    self.registry.verified.add(head.key)
             return head.forward, True
         self.log.warn(
             "Backend {backendPid} sent {type!r} while pgtwist expected {kind}",
@@ -669,7 +836,30 @@ class TransactionPipelineSession:
         )
         return True, False
 
+    def _startCopyIn(self, head: _Expect) -> None:
+        """
+        PostgreSQL entered COPY FROM STDIN for C{head}: until the client's
+        CopyDone or CopyFail it ignores Sync (libpq and pg8000 send one after
+        Execute, and another after CopyDone), so no ReadyForQuery comes for
+        the Syncs sent in between.
+        """
+        if self._copyEnds == head.copyEnds:
+            self._copyIn = True
+        expected = self._expected
+        ignored = []
+        for entry in itertools.islice(expected, 1, None):
+            if entry.kind == _SYNC and entry.copyEnds == head.copyEnds:
+                ignored.append(entry)
+            elif entry.kind != _FAKE:
+                break
+        for entry in ignored:
+            expected.remove(entry)
+        if ignored and not any(entry.kind == _SYNC for entry in expected):
+            self._unsynced = True
+
     def _error(self, error: ErrorResponse, head: _Expect | None) -> tuple[bool, bool]:
+        # An error ends COPY FROM STDIN, if one was running.
+        self._copyIn = False
         if error.severity in (constants.SEVERITY_FATAL, constants.SEVERITY_PANIC):
             self._fatalSeen = True
             return True, False
@@ -690,35 +880,66 @@ class TransactionPipelineSession:
         assert backend is not None
         expected = self._expected
         expected.popleft()
-        self._undo(head)
+        skipped = []
+        while expected and expected[0].kind != _SYNC:
+            skipped.append(expected.popleft())
+        # Undo in reverse, so that each change is undone onto the state it
+        # was made on.
+        for entry in reversed(skipped):
+            self._undo(entry)
+            self._settled(entry)
+        self._undo(head, failed=True)
+        self._settled(head)
         if error.code == constants.SQLSTATE_FEATURE_NOT_SUPPORTED and head.name:
             if error.message == _CACHED_PLAN:
-                # The next use closes and prepares it again, with the new shape.
+                # Every backend that has it has the old shape: the key gets a
+                # new server-side name, prepared afresh wherever it is used
+                # next; this backend closes the old one when it next needs it.
                 backend.prepared[head.name] = STALE
-        while expected and expected[0].kind != _SYNC:
-            self._undo(expected.popleft())
+                if head.key is not None:
+                    self.registry.forget(head.key, head.name)
+        elif error.code == _UNDEFINED_STATEMENT and head.name and head.kind != _PARSE:
+            # Gone behind pgtwist's back (SQL DEALLOCATE, DISCARD ALL through
+            # the extended protocol), or its Parse in an earlier pipelined
+            # batch was skipped: the next use prepares it again.
+            backend.prepared.pop(head.name, None)
+        elif error.code == _DUPLICATE_STATEMENT and head.name and head.kind == _PARSE:
+            # There after all (a Close in an earlier pipelined batch was
+            # skipped): the next use closes it and prepares it again.
+            backend.prepared[head.name] = STALE
         if not expected:
             self._discarding = True
         return True, True
 
-    def _undo(self, entry: _Expect) -> None:
+    def _undo(self, entry: _Expect, failed: bool = False) -> None:
         """
-        PostgreSQL skipped the message behind C{entry}: forget what sending it
-        changed.
+        PostgreSQL skipped the message behind C{entry} (or, C{failed}, it
+        failed): forget what sending it changed.
         """
         backend = self.backend
         assert backend is not None
         if entry.kind == _PARSE and entry.name:
             backend.prepared.pop(entry.name, None)
             if entry.client is not None:
-                self.statements.pop(entry.client, None)
+                # A failed Parse drops the unnamed statement; a skipped one
+                # leaves the client's statement as it was.
+                self._restore(entry.client, None if failed else entry.previous)
         elif entry.kind == _CLOSE and not entry.forward and entry.name:
-            backend.prepared[entry.name] = True
+            backend.prepared[entry.name] = STALE if entry.key is not None else True
         elif entry.kind == _FAKE:
-            if entry.data == _PARSE_COMPLETE and entry.client is not None and entry.key is None:
-                self.statements.pop(entry.client, None)
+            if entry.data == _PARSE_COMPLETE and entry.client is not None:
+                self._restore(entry.client, entry.previous)
             elif entry.data == _CLOSE_COMPLETE and entry.client is not None and entry.key:
                 self.statements[entry.client] = entry.key
+
+    def _restore(self, client: str, key: StatementKey | None) -> None:
+        """
+        Make the client's statement C{client} C{key} again (C{None}: none).
+        """
+        if key is None:
+            self.statements.pop(client, None)
+        else:
+            self.statements[client] = key
 
     # -- giving the backend back --------------------------------------------------------
 

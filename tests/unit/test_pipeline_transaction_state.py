@@ -1,0 +1,507 @@
+"""
+Tests for L{pgtwist.pipelines.transaction}: session settings carried from
+backend to backend, warnings for session-only features, what pgtwist answers
+without a backend, and the same scenario fed in every possible cut.
+"""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pgtwist.pipelines.transaction import _warning
+from pgtwist.wire import codec, errors
+from pgtwist.wire.messages import (
+    Bind,
+    BindComplete,
+    Close,
+    CloseComplete,
+    CommandComplete,
+    DataRow,
+    Execute,
+    Flush,
+    NoticeResponse,
+    ParameterStatus,
+    Parse,
+    ParseComplete,
+    Query,
+    Sync,
+)
+from tests.unit._pipelinescript import (
+    DEFAULTS,
+    STARTUP,
+    Chopper,
+    Step,
+    TransactionScript,
+    byteByByte,
+    copyData,
+    copyDone,
+    copyInResponse,
+    fromClient,
+    fromServer,
+    makeBackend,
+    one,
+    raising,
+    ready,
+    splitAt,
+    whole,
+)
+
+SYNC = Query(
+    "SET \"application_name\" = 'app'; SET \"TimeZone\" = 'Europe/Paris'; "
+    "SET \"search_path\" = 's1'; SET \"statement_timeout\" = '5s'"
+)
+
+
+class SettingsTests(SynchronousTestCase):
+    """
+    A backend whose settings differ from the client's gets C{SET}s first;
+    their responses are pgtwist's.
+    """
+
+    def setUp(self) -> None:
+        self.script = TransactionScript(self, startup=STARTUP, backend=makeBackend(1001, DEFAULTS))
+        self.a = self.script.backends[0]
+        self.b = makeBackend(1002, DEFAULTS)
+        self.script.useBackend(self.b)
+
+    def test_setInjected(self) -> None:
+        """
+        Reported parameters that differ, and unreported startup settings
+        never applied there, are set before the client's query; the
+        ParameterStatus, CommandComplete and ReadyForQuery they cause are
+        swallowed.
+        """
+        self.script.play(
+            [
+                fromClient([Query("SELECT now()")], toServer=[SYNC, Query("SELECT now()")]),
+                fromServer(
+                    [ParameterStatus("application_name", "app")]
+                    + [ParameterStatus("TimeZone", "Europe/Paris"), CommandComplete("SET")]
+                    + [ready(), *one(), ready()],
+                    toClient=[*one(), ready()],
+                ),
+            ]
+        )
+        self.assertEqual(self.b.parameters["TimeZone"], "Europe/Paris")
+        self.assertEqual(self.b.applied, {"search_path": "s1", "statement_timeout": "5s"})
+        self.assertEqual(self.b.settingsFingerprint, self.script.session.settings.fingerprint)
+        self.assertIsNone(self.script.session.backend)
+
+    def test_unreportedReset(self) -> None:
+        """
+        An unreported setting another client applied to the backend is
+        reset.
+        """
+        script = TransactionScript(self, backend=makeBackend(1001, DEFAULTS))
+        self.b.applied = {"work_mem": "1GB"}
+        script.useBackend(self.b)
+        script.play(
+            [
+                fromClient(
+                    [Query("SELECT 1")],
+                    toServer=[Query('RESET "work_mem"'), Query("SELECT 1")],
+                ),
+                fromServer(
+                    [CommandComplete("RESET"), ready(), *one(), ready()],
+                    toClient=[*one(), ready()],
+                ),
+            ]
+        )
+        self.assertEqual(self.b.applied, {})
+
+    def test_sameFingerprintNoSet(self) -> None:
+        """
+        A backend last synced for equal settings gets no C{SET}.
+        """
+        self.script.play(
+            [
+                fromClient([Query("SELECT 1")], toServer=[SYNC, Query("SELECT 1")]),
+                fromServer(
+                    [ParameterStatus("application_name", "app")]
+                    + [ParameterStatus("TimeZone", "Europe/Paris"), CommandComplete("SET")]
+                    + [ready(), *one(), ready()],
+                    toClient=[*one(), ready()],
+                ),
+            ]
+        )
+        twin = TransactionScript(self, startup=STARTUP, backend=self.a)
+        twin.useBackend(self.b)
+        twin.play(
+            [
+                fromClient([Query("SELECT 2")], toServer=[Query("SELECT 2")]),
+                fromServer([*one(b"2"), ready()], toClient=[*one(b"2"), ready()]),
+            ]
+        )
+
+    def test_clientParameterStatus(self) -> None:
+        """
+        A ParameterStatus caused by the client's own query is relayed and
+        becomes the client's setting, which the next backend is given.
+        """
+        script = self.script
+        script.useBackend(self.a)
+        script.play(
+            [
+                fromClient(
+                    [Query("SET DateStyle = German")], toServer=[Query("SET DateStyle = German")]
+                ),
+                fromServer(
+                    [CommandComplete("SET"), ParameterStatus("DateStyle", "German, DMY"), ready()],
+                    toClient=[CommandComplete("SET"), ParameterStatus("DateStyle", "German, DMY")]
+                    + [ready()],
+                ),
+            ]
+        )
+        self.assertEqual(script.session.settings.reported["DateStyle"], "German, DMY")
+        self.assertEqual(self.a.parameters["DateStyle"], "German, DMY")
+        self.assertEqual(self.a.settingsFingerprint, script.session.settings.fingerprint)
+        other = makeBackend(1003, dict(self.a.parameters, DateStyle="ISO, MDY"))
+        other.applied = dict(self.a.applied)
+        script.useBackend(other)
+        script.play(
+            [
+                fromClient(
+                    [Query("SELECT now()")],
+                    toServer=[Query("SET \"DateStyle\" = 'German, DMY'"), Query("SELECT now()")],
+                ),
+            ]
+        )
+
+    def test_failedSyncSwallowed(self) -> None:
+        """
+        A C{SET} PostgreSQL refuses on that backend is logged and its error
+        swallowed; the client's own query still runs and is answered.
+        """
+        refused = errors.error("22023", 'invalid value for parameter "TimeZone"')
+        self.script.play(
+            [
+                fromClient([Query("SELECT 1")], toServer=[SYNC, Query("SELECT 1")]),
+                fromServer([refused, ready(), *one(), ready()], toClient=[*one(), ready()]),
+            ]
+        )
+        self.assertIsNone(self.script.session.backend)
+
+
+class WarningTests(SynchronousTestCase):
+    """
+    Session features that do not survive a transaction get a WARNING notice
+    ahead of their results.
+    """
+
+    def test_warned(self) -> None:
+        """
+        Each session-only feature is warned about before the query's
+        results, and the query still runs.
+        """
+        cases = [
+            ("LISTEN chan", "LISTEN"),
+            ("PREPARE p AS SELECT 1", "SQL-level PREPARE"),
+            ("CREATE TEMP TABLE t (a int)", "temporary objects"),
+            ("DECLARE c CURSOR WITH HOLD FOR SELECT 1", "WITH HOLD cursors"),
+            ("SELECT pg_advisory_lock(1)", "session-level advisory locks"),
+        ]
+        for sql, feature in cases:
+            script = TransactionScript(self)
+            script.play(
+                [
+                    fromClient([Query(sql)], toServer=[Query(sql)], toClient=[_warning(feature)]),
+                    fromServer(
+                        [CommandComplete("OK"), ready()],
+                        toClient=[CommandComplete("OK"), ready()],
+                    ),
+                ]
+            )
+
+    def test_warningFields(self) -> None:
+        """
+        The notice is a WARNING (01000) that names the feature and says what
+        to do.
+        """
+        script = TransactionScript(self)
+        script.session.frontendDataReceived(codec.encode(Query("LISTEN chan")))
+        frames = script.newClientOutput()
+        notice = codec.decodeBackend(frames[:1], frames[5:])
+        assert isinstance(notice, NoticeResponse)
+        fields = dict(notice.fields)
+        self.assertEqual(
+            (fields[b"S"], fields[b"V"], fields[b"C"]), ("WARNING", "WARNING", "01000")
+        )
+        self.assertIn("LISTEN", fields[b"M"])
+        self.assertIn("pipeline = session", fields[b"H"])
+
+    def test_warningQueuedInPosition(self) -> None:
+        """
+        Behind a query still running, the warning comes right before the
+        warned query's own results.
+        """
+        script = TransactionScript(self)
+        queries = [Query("SELECT 1"), Query("LISTEN chan")]
+        script.play(
+            [
+                fromClient(queries, toServer=queries),
+                fromServer(
+                    [*one(), ready(), CommandComplete("LISTEN"), ready()],
+                    toClient=[*one(), ready(), _warning("LISTEN"), CommandComplete("LISTEN")]
+                    + [ready()],
+                ),
+            ]
+        )
+
+    def test_warnedExtended(self) -> None:
+        """
+        The same statements sent with the extended protocol are warned
+        about at their Parse, whether it goes to PostgreSQL or pgtwist
+        answers it.
+        """
+        script = TransactionScript(self)
+        script.play(
+            [
+                fromClient(
+                    [Parse("", "LISTEN chan"), Bind("", ""), Execute(""), Sync()],
+                    toServer=[Parse("PGTWIST_1", "LISTEN chan"), Bind("", "PGTWIST_1")]
+                    + [Execute(""), Sync()],
+                    toClient=[_warning("LISTEN")],
+                ),
+                fromServer(
+                    [ParseComplete(), BindComplete(), CommandComplete("LISTEN"), ready()],
+                    toClient=[ParseComplete(), BindComplete(), CommandComplete("LISTEN"), ready()],
+                ),
+                fromClient(
+                    [Parse("", "LISTEN chan"), Sync()],
+                    toClient=[_warning("LISTEN"), ParseComplete(), ready()],
+                ),
+            ]
+        )
+
+    def test_warnedExtendedInPosition(self) -> None:
+        """
+        Behind responses still owed, the warning comes right before the
+        warned statement's ParseComplete.
+        """
+        script = TransactionScript(self)
+        script.play(
+            [
+                fromClient(
+                    [Query("SELECT 1"), Parse("", "SELECT pg_advisory_lock(1)"), Sync()],
+                    toServer=[Query("SELECT 1"), Parse("PGTWIST_1", "SELECT pg_advisory_lock(1)")]
+                    + [Sync()],
+                ),
+                fromServer(
+                    [*one(), ready(), ParseComplete(), ready()],
+                    toClient=[*one(), ready(), _warning("session-level advisory locks")]
+                    + [ParseComplete(), ready()],
+                ),
+            ]
+        )
+
+    def test_notWarned(self) -> None:
+        """
+        Transaction-scoped locks and look-alike text are not warned about.
+        """
+        for sql in (
+            "SELECT pg_advisory_xact_lock(1)",
+            "SELECT 'listen'",
+            "CREATE TABLE temperatures (a int)",
+            "DECLARE c CURSOR FOR SELECT 1",
+        ):
+            script = TransactionScript(self)
+            script.play([fromClient([Query(sql)], toServer=[Query(sql)])])
+
+
+class LocalAnswerTests(SynchronousTestCase):
+    """
+    Between transactions pgtwist answers Parse of a statement PostgreSQL
+    already accepted, Close, Flush and Sync without borrowing a backend.
+    """
+
+    def setUp(self) -> None:
+        self.script = TransactionScript(self)
+        self.a = self.script.backends[0]
+        self.script.play(
+            [
+                fromClient(
+                    [Parse("s1", "SELECT 1"), Sync()],
+                    toServer=[Parse("PGTWIST_1", "SELECT 1"), Sync()],
+                ),
+                fromServer(
+                    [ParseComplete(), ready()],
+                    toClient=[ParseComplete(), ready()],
+                ),
+            ]
+        )
+        self.acquired = len(self.script.pool.acquired)
+
+    def test_verifiedParse(self) -> None:
+        """
+        Parse of a known-good statement and Sync are answered at once.
+        """
+        self.script.play(
+            [fromClient([Parse("s2", "SELECT 1"), Sync()], toClient=[ParseComplete(), ready()])]
+        )
+        self.assertEqual(len(self.script.pool.acquired), self.acquired)
+        self.assertIn("s2", self.script.session.statements)
+
+    def test_closeFlushSync(self) -> None:
+        """
+        Close of a statement, Flush and Sync need no backend either.
+        """
+
+        self.script.play(
+            [
+                fromClient([Parse("s2", "SELECT 1"), Flush()], toClient=[ParseComplete()]),
+                fromClient([Close(b"S", "s1"), Sync()], toClient=[CloseComplete(), ready()]),
+            ]
+        )
+        self.assertEqual(len(self.script.pool.acquired), self.acquired)
+        self.assertEqual(list(self.script.session.statements), ["s2"])
+
+    def test_unverifiedParseAcquires(self) -> None:
+        """
+        A statement PostgreSQL never accepted needs a backend.
+        """
+        self.script.play(
+            [
+                fromClient(
+                    [Parse("s2", "SELECT 2"), Sync()],
+                    toServer=[Parse("PGTWIST_2", "SELECT 2"), Sync()],
+                ),
+            ]
+        )
+        self.assertEqual(len(self.script.pool.acquired), self.acquired + 1)
+
+    def test_answeredThenAcquired(self) -> None:
+        """
+        What follows the locally answered messages goes to a backend, after
+        the answers.
+        """
+        self.script.play(
+            [
+                fromClient(
+                    [Parse("s2", "SELECT 1"), Bind("", "s2"), Execute(""), Sync()],
+                    toServer=[Bind("", "PGTWIST_1"), Execute(""), Sync()],
+                    toClient=[ParseComplete()],
+                ),
+                fromServer(
+                    [BindComplete(), DataRow((b"1",)), CommandComplete("SELECT 1"), ready()],
+                    toClient=[
+                        BindComplete(),
+                        DataRow((b"1",)),
+                        CommandComplete("SELECT 1"),
+                        ready(),
+                    ],
+                ),
+            ]
+        )
+
+    def test_duplicateNameNeedsBackend(self) -> None:
+        """
+        A Parse of a name the client already has is PostgreSQL's error to
+        raise, so it goes to a backend.
+        """
+        self.script.play(
+            [
+                fromClient(
+                    [Parse("s1", "SELECT 1"), Sync()],
+                    toServer=[*raising("42P05", 'prepared statement "s1" already exists'), Sync()],
+                )
+            ]
+        )
+        self.assertEqual(len(self.script.pool.acquired), self.acquired + 1)
+        self.assertIs(self.script.session.backend, self.a)
+
+    def test_partialMessageWaits(self) -> None:
+        """
+        Half a message borrows nothing until the rest arrives.
+        """
+        data = codec.encode(Query("SELECT 1"))
+        self.script.session.frontendDataReceived(data[:7])
+        self.assertEqual(len(self.script.pool.acquired), self.acquired)
+        self.script.session.frontendDataReceived(data[7:])
+        self.assertEqual(len(self.script.pool.acquired), self.acquired + 1)
+        self.assertEqual(self.script.newBackendOutput(), {1001: data})
+
+
+def _splitScenario(case: SynchronousTestCase, chop: Chopper) -> TransactionScript:
+    """
+    Play a scenario touching every part of the pipeline with each step's
+    bytes cut by C{chop}.
+    """
+    q = "SELECT $1::int"
+    missing = errors.error("26000", 'prepared statement "nope" does not exist')
+    script = TransactionScript(
+        case, startup={"TimeZone": "Europe/Paris"}, backend=makeBackend(1001, DEFAULTS)
+    )
+    script.useBackend(makeBackend(1002, DEFAULTS))
+    steps: list[Step] = [
+        fromClient(
+            [Parse("s1", q, (23,)), Bind("", "s1", (), (b"7",), ()), Execute(""), Sync()],
+            toServer=[Query("SET \"TimeZone\" = 'Europe/Paris'"), Parse("PGTWIST_1", q, (23,))]
+            + [Bind("", "PGTWIST_1", (), (b"7",), ()), Execute(""), Sync()],
+        ),
+        fromServer(
+            [ParameterStatus("TimeZone", "Europe/Paris"), CommandComplete("SET"), ready()]
+            + [ParseComplete(), BindComplete(), DataRow((b"7",)), CommandComplete("SELECT 1")]
+            + [ready()],
+            toClient=[ParseComplete(), BindComplete(), DataRow((b"7",))]
+            + [CommandComplete("SELECT 1"), ready()],
+        ),
+        fromClient([Query("COPY t FROM STDIN")], toServer=[Query("COPY t FROM STDIN")]),
+        fromServer([copyInResponse()], toClient=[copyInResponse()]),
+        fromClient(
+            [copyData(b"1\n"), copyData(b"2\n"), copyDone()],
+            toServer=[copyData(b"1\n"), copyData(b"2\n"), copyDone()],
+        ),
+        fromServer(
+            [CommandComplete("COPY 2"), ready()], toClient=[CommandComplete("COPY 2"), ready()]
+        ),
+        fromClient(
+            [Parse("s2", q, (23,)), Bind("", "s2", (), (b"8",), ()), Execute(""), Sync()],
+            toServer=[Bind("", "PGTWIST_1", (), (b"8",), ()), Execute(""), Sync()],
+            toClient=[ParseComplete()],
+        ),
+        fromServer(
+            [BindComplete(), DataRow((b"8",)), CommandComplete("SELECT 1"), ready()],
+            toClient=[BindComplete(), DataRow((b"8",)), CommandComplete("SELECT 1"), ready()],
+        ),
+        fromClient(
+            [Query("LISTEN chan")], toServer=[Query("LISTEN chan")], toClient=[_warning("LISTEN")]
+        ),
+        fromServer(
+            [CommandComplete("LISTEN"), ready()], toClient=[CommandComplete("LISTEN"), ready()]
+        ),
+        fromClient(
+            [Bind("", "nope"), Execute(""), Parse("s3", q, (23,)), Sync()],
+            toServer=[Bind("", "nope"), Execute(""), Sync()],
+        ),
+        fromServer([missing, ready()], toClient=[missing, ready()]),
+    ]
+    script.play(steps, chop)
+    case.assertIsNone(script.session.backend)
+    case.assertEqual(sorted(script.session.statements), ["s1", "s2"])
+    return script
+
+
+class SplitTests(SynchronousTestCase):
+    """
+    TCP may cut messages anywhere: the same scenario gives the same output
+    whatever the cuts.
+    """
+
+    def test_whole(self) -> None:
+        """
+        Each step in one chunk.
+        """
+        _splitScenario(self, whole)
+
+    def test_byteByByte(self) -> None:
+        """
+        One byte per C{dataReceived}, both sides.
+        """
+        _splitScenario(self, byteByByte)
+
+    def test_everyPosition(self) -> None:
+        """
+        Each step cut in two at every position.
+        """
+        for position in range(1, 120):
+            _splitScenario(self, splitAt(position))
