@@ -29,9 +29,7 @@ header.
 
 from __future__ import annotations
 
-import itertools
 import random
-import struct
 from collections import deque
 from typing import Any
 
@@ -49,6 +47,31 @@ from pgtwist.interfaces import (
     IPipeline,
     IPipelineSession,
 )
+from pgtwist.pipelines._expect import (
+    _BIND,
+    _CLOSE,
+    _CLOSE_COMPLETE,
+    _DESCRIBE_PORTAL,
+    _DESCRIBE_STATEMENT,
+    _DUPLICATE_STATEMENT,
+    _EXECUTE,
+    _FAKE,
+    _HEADER,
+    _LENGTH,
+    _NO_UNNAMED,
+    _PARSE,
+    _PARSE_COMPLETE,
+    _PASSTHROUGH,
+    _QUERY,
+    _RAISE_PORTAL,
+    _READY_IDLE,
+    _SYNC,
+    _UNDEFINED_STATEMENT,
+    _canReset,
+    _Expect,
+    _warning,
+)
+from pgtwist.pipelines._responses import ResponseRelay
 from pgtwist.pipelines._settings import (
     ClientSettings,
     resetsStatements,
@@ -57,7 +80,6 @@ from pgtwist.pipelines._settings import (
     syncStatements,
 )
 from pgtwist.pipelines._statements import (
-    PREFIX,
     STALE,
     StatementKey,
     StatementRegistry,
@@ -70,129 +92,14 @@ from pgtwist.wire.errors import ProtocolViolation
 from pgtwist.wire.messages import (
     Bind,
     Close,
-    CloseComplete,
     ErrorResponse,
     Execute,
-    NoticeResponse,
     Parse,
-    ParseComplete,
-    ReadyForQuery,
 )
-
-_HEADER = struct.Struct("!ci")
-_LENGTH = struct.Struct("!i")
-
-# What a request waits for.
-_PARSE = 1  # ParseComplete
-_BIND = 2  # BindComplete
-_DESCRIBE_STATEMENT = 3  # ParameterDescription, then RowDescription or NoData
-_DESCRIBE_PORTAL = 4  # RowDescription or NoData
-_EXECUTE = 5  # rows..., then CommandComplete, EmptyQueryResponse or PortalSuspended
-_CLOSE = 6  # CloseComplete
-_SYNC = 7  # ReadyForQuery
-_QUERY = 8  # anything, until ReadyForQuery (simple query, FunctionCall)
-_FAKE = 9  # nothing: pgtwist sends C{data} itself when this entry comes up
-
-_PARSE_COMPLETE = codec.encode(ParseComplete())
-_READY_IDLE = codec.encode(ReadyForQuery(constants.TRANSACTION_IDLE))
-_CLOSE_COMPLETE = codec.encode(CloseComplete())
-
-_EXTENDED = frozenset({_PARSE, _BIND, _DESCRIBE_STATEMENT, _DESCRIBE_PORTAL, _EXECUTE, _CLOSE})
-_ENDS = {
-    _PARSE: constants.PARSE_COMPLETE,
-    _BIND: constants.BIND_COMPLETE,
-    _CLOSE: constants.CLOSE_COMPLETE,
-}
-_DESCRIBE_ENDS = frozenset({constants.ROW_DESCRIPTION, constants.NO_DATA})
-_EXECUTE_ENDS = frozenset(
-    {constants.COMMAND_COMPLETE, constants.EMPTY_QUERY_RESPONSE, constants.PORTAL_SUSPENDED}
-)
-_PASSTHROUGH = frozenset(
-    {constants.COPY_DATA, constants.COPY_DONE, constants.COPY_FAIL, constants.FLUSH}
-)
-_CACHED_PLAN = "cached plan must not change result type"
-_UNDEFINED_STATEMENT = "26000"  # invalid_sql_statement_name
-_DUPLICATE_STATEMENT = "42P05"  # duplicate_prepared_statement
-# The backend's own unnamed statement is pgtwist's (see _raise): a client
-# without one must get PostgreSQL's error, never pgtwist's statement.
-_NO_UNNAMED = "unnamed prepared statement does not exist"
-_RAISE_PORTAL = PREFIX + "RAISE"
-
-
-class _Expect:
-    """
-    One entry of the expected-responses queue.
-
-    @ivar forward: Whether the responses go to the client (C{False}: pgtwist
-        asked, pgtwist swallows).
-    @ivar name: The server-side statement concerned, if any.
-    @ivar client: The client statement name a Parse or Close entry
-        registered or removed (to undo it if PostgreSQL skips the message).
-    @ivar key: The statement key of a Parse (to mark it verified), the one
-        removed by a client Close (to restore), or for pgtwist's Close of a
-        stale statement, that statement's (skipped, the statement is still
-        there, still stale).
-    @ivar data: For C{_FAKE}: the bytes to send.
-    @ivar copyEnds: For Query, Execute and Sync: how many CopyDone/CopyFail
-        the client had sent before this message (PostgreSQL ignores a Sync
-        sent between a COPY FROM STDIN and its end).
-    @ivar previous: For a client Parse: the statement the client name stood
-        for before (the unnamed statement survives a skipped Parse).
-    """
-
-    __slots__ = ("kind", "forward", "name", "client", "key", "data", "copyEnds", "previous")
-
-    def __init__(
-        self,
-        kind: int,
-        forward: bool = True,
-        name: str | None = None,
-        client: str | None = None,
-        key: StatementKey | None = None,
-        data: bytes = b"",
-        copyEnds: int = 0,
-        previous: StatementKey | None = None,
-    ) -> None:
-        self.kind = kind
-        self.forward = forward
-        self.name = name
-        self.client = client
-        self.key = key
-        self.data = data
-        self.copyEnds = copyEnds
-        self.previous = previous
-
-    def __repr__(self) -> str:
-        return f"<_Expect {self.kind} forward={self.forward} name={self.name}>"
-
-
-def _warning(feature: str) -> bytes:
-    notice = NoticeResponse(
-        errors.errorResponse(
-            constants.SEVERITY_WARNING,
-            "01000",
-            f"pgtwist: {feature} do not survive the transaction in transaction pooling",
-            detail="The next transaction of this client may run on another PostgreSQL "
-            "connection, and this one may serve another client.",
-            hint="Use a session pool for this client (pipeline = session).",
-        ).fields
-    )
-    return codec.encode(notice)
-
-
-def _canReset(sql: bytes, status: bytes) -> bool:
-    """
-    Whether C{DEALLOCATE ALL} or C{DISCARD ALL} will succeed: nothing runs
-    in a failed transaction, and C{DISCARD ALL} not inside a transaction
-    block at all.
-    """
-    if status == constants.TRANSACTION_FAILED:
-        return False
-    return status == constants.TRANSACTION_IDLE or sql.lstrip()[:7].upper() != b"DISCARD"
 
 
 @implementer(IPipelineSession)
-class TransactionPipelineSession:
+class TransactionPipelineSession(ResponseRelay):
     """
     Transaction-mode policy for one client.
     """
@@ -716,230 +623,6 @@ class TransactionPipelineSession:
         self._expected.append(_Expect(_PARSE, forward=False))
         self._expected.append(_Expect(_BIND, forward=False))
         self._expected.append(_Expect(_EXECUTE))
-
-    # -- PostgreSQL to client ----------------------------------------------------------
-
-    def backendDataReceived(self, data: bytes) -> None:
-        """
-        Relay responses, swallowing those pgtwist caused and inserting those
-        it owes, then give the backend back at the end of a transaction.
-        """
-        if self._carry:
-            data = self._carry + data
-            self._carry = b""
-        expected = self._expected
-        out: list[bytes] = []
-        size = len(data)
-        offset = spanStart = 0
-        while size - offset >= 5:
-            type, length = _HEADER.unpack_from(data, offset)
-            if length < 4:
-                self._protocolViolation(
-                    ProtocolViolation(
-                        f"server sent an invalid message length {length}",
-                        constants.SQLSTATE_CONNECTION_FAILURE,
-                    )
-                )
-                return
-            end = offset + 1 + length
-            if end > size:
-                break
-            if type == constants.DATA_ROW and expected and expected[0].forward:
-                offset = end
-                continue
-            keep, popped = self._response(type, data, offset, end)
-            if not keep:
-                if spanStart < offset:
-                    out.append(data[spanStart:offset])
-                spanStart = end
-            if popped and expected and expected[0].kind == _FAKE:
-                if spanStart < end:
-                    out.append(data[spanStart:end])
-                spanStart = end
-                while expected and expected[0].kind == _FAKE:
-                    fake = expected.popleft()
-                    self._settled(fake)
-                    out.append(fake.data)
-            offset = end
-        if spanStart < offset:
-            out.append(data[spanStart:offset])
-        if offset < size:
-            self._carry = data[offset:]
-        if out:
-            self.frontend.write(b"".join(out))
-        if self._waiting and self.backend is not None:
-            self._resumeIfSettled()
-        if self._releasable():
-            self._release()
-
-    def _response(self, type: bytes, data: bytes, offset: int, end: int) -> tuple[bool, bool]:
-        """
-        Account for one backend message; return (forward it, an entry ended).
-        """
-        backend = self.backend
-        assert backend is not None
-        expected = self._expected
-        head = expected[0] if expected else None
-        if type == constants.NOTICE_RESPONSE or type == constants.NOTIFICATION_RESPONSE:
-            return head is None or head.forward, False
-        if type == constants.PARAMETER_STATUS:
-            status: Any = codec.decodeBackend(type, data[offset + 5 : end])
-            backend.parameters[status.name] = status.value
-            if head is not None and not head.forward and head.kind == _QUERY:
-                return False, False
-            self.settings.update(status.name, status.value)
-            backend.settingsFingerprint = self.settings.fingerprint
-            return True, False
-        if type == constants.ERROR_RESPONSE:
-            return self._error(codec.decodeBackend(type, data[offset + 5 : end]), head)  # type: ignore[arg-type]
-        if head is None:
-            self.log.warn(
-                "Unexpected message {type!r} from backend {backendPid}",
-                type=type,
-                backendPid=backend.processId,
-            )
-            return True, False
-        kind = head.kind
-        if type == constants.COPY_IN_RESPONSE and (kind == _QUERY or kind == _EXECUTE):
-            self._startCopyIn(head)
-        if type == constants.READY_FOR_QUERY:
-            backend.transactionStatus = data[offset + 5 : end]
-            if kind == _SYNC or kind == _QUERY:
-                expected.popleft()
-                return head.forward, True
-            self.log.warn("ReadyForQuery while waiting for {kind}", kind=kind)
-            return True, False
-        if kind == _QUERY:
-            return head.forward, False
-        if kind == _EXECUTE:
-            if type in _EXECUTE_ENDS:
-                expected.popleft()
-                return head.forward, True
-            return head.forward, False
-        if kind == _DESCRIBE_STATEMENT or kind == _DESCRIBE_PORTAL:
-            if type in _DESCRIBE_ENDS:
-                expected.popleft()
-                return head.forward, True
-            return head.forward, False
-        if _ENDS.get(kind) == type:
-            expected.popleft()
-            if kind == _PARSE:
-                self._settled(head)
-                if head.key is not None:
-                    self.registry.verified.add(head.key)
-            return head.forward, True
-        self.log.warn(
-            "Backend {backendPid} sent {type!r} while pgtwist expected {kind}",
-            backendPid=backend.processId,
-            type=type,
-            kind=kind,
-        )
-        return True, False
-
-    def _startCopyIn(self, head: _Expect) -> None:
-        """
-        PostgreSQL entered COPY FROM STDIN for C{head}: until the client's
-        CopyDone or CopyFail it ignores Sync (libpq and pg8000 send one after
-        Execute, and another after CopyDone), so no ReadyForQuery comes for
-        the Syncs sent in between.
-        """
-        if self._copyEnds == head.copyEnds:
-            self._copyIn = True
-        expected = self._expected
-        ignored = []
-        for entry in itertools.islice(expected, 1, None):
-            if entry.kind == _SYNC and entry.copyEnds == head.copyEnds:
-                ignored.append(entry)
-            elif entry.kind != _FAKE:
-                break
-        for entry in ignored:
-            expected.remove(entry)
-        if ignored and not any(entry.kind == _SYNC for entry in expected):
-            self._unsynced = True
-
-    def _error(self, error: ErrorResponse, head: _Expect | None) -> tuple[bool, bool]:
-        # An error ends COPY FROM STDIN, if one was running.
-        self._copyIn = False
-        if error.severity in (constants.SEVERITY_FATAL, constants.SEVERITY_PANIC):
-            self._fatalSeen = True
-            return True, False
-        if head is None:
-            return True, False
-        if head.kind == _QUERY:
-            if not head.forward:
-                self.log.warn(
-                    "Re-applying the settings of a client failed: {sqlstate} {message}",
-                    sqlstate=error.code,
-                    message=error.message,
-                )
-            return head.forward, False
-        if head.kind not in _EXTENDED and head.kind != _FAKE:
-            return True, False
-        # PostgreSQL now skips every message up to the next Sync: so must we.
-        backend = self.backend
-        assert backend is not None
-        expected = self._expected
-        expected.popleft()
-        skipped = []
-        while expected and expected[0].kind != _SYNC:
-            skipped.append(expected.popleft())
-        # Undo in reverse, so that each change is undone onto the state it
-        # was made on.
-        for entry in reversed(skipped):
-            self._undo(entry)
-            self._settled(entry)
-        self._undo(head, failed=True)
-        self._settled(head)
-        if error.code == constants.SQLSTATE_FEATURE_NOT_SUPPORTED and head.name:
-            if error.message == _CACHED_PLAN:
-                # Every backend that has it has the old shape: the key gets a
-                # new server-side name, prepared afresh wherever it is used
-                # next; this backend closes the old one when it next needs it.
-                backend.prepared[head.name] = STALE
-                if head.key is not None:
-                    self.registry.forget(head.key, head.name)
-        elif error.code == _UNDEFINED_STATEMENT and head.name and head.kind != _PARSE:
-            # Gone behind pgtwist's back (SQL DEALLOCATE, DISCARD ALL through
-            # the extended protocol), or its Parse in an earlier pipelined
-            # batch was skipped: the next use prepares it again.
-            backend.prepared.pop(head.name, None)
-        elif error.code == _DUPLICATE_STATEMENT and head.name and head.kind == _PARSE:
-            # There after all (a Close in an earlier pipelined batch was
-            # skipped): the next use closes it and prepares it again.
-            backend.prepared[head.name] = STALE
-        if not expected:
-            self._discarding = True
-        return True, True
-
-    def _undo(self, entry: _Expect, failed: bool = False) -> None:
-        """
-        PostgreSQL skipped the message behind C{entry} (or, C{failed}, it
-        failed): forget what sending it changed.
-        """
-        backend = self.backend
-        assert backend is not None
-        if entry.kind == _PARSE and entry.name:
-            backend.prepared.pop(entry.name, None)
-            if entry.client is not None:
-                # A failed Parse drops the unnamed statement; a skipped one
-                # leaves the client's statement as it was.
-                self._restore(entry.client, None if failed else entry.previous)
-        elif entry.kind == _CLOSE and not entry.forward and entry.name:
-            backend.prepared[entry.name] = STALE if entry.key is not None else True
-        elif entry.kind == _FAKE:
-            if entry.data == _PARSE_COMPLETE and entry.client is not None:
-                self._restore(entry.client, entry.previous)
-            elif entry.data == _CLOSE_COMPLETE and entry.client is not None and entry.key:
-                self.statements[entry.client] = entry.key
-
-    def _restore(self, client: str, key: StatementKey | None) -> None:
-        """
-        Make the client's statement C{client} C{key} again (C{None}: none).
-        """
-        if key is None:
-            self.statements.pop(client, None)
-        else:
-            self.statements[client] = key
 
     # -- giving the backend back --------------------------------------------------------
 

@@ -1,0 +1,295 @@
+# -*- test-case-name: tests.unit.test_pipeline_transaction_errors -*-
+"""
+The PostgreSQL-to-client half of the transaction pipeline: relaying
+responses in spans, swallowing what pgtwist caused, synthesizing what it
+owes, and keeping its record of statements right when PostgreSQL skips
+messages after an error.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from twisted.logger import Logger
+
+from pgtwist.interfaces import IBackendLink, IFrontendLink
+from pgtwist.pipelines._expect import (
+    _CACHED_PLAN,
+    _CLOSE,
+    _CLOSE_COMPLETE,
+    _DESCRIBE_ENDS,
+    _DESCRIBE_PORTAL,
+    _DESCRIBE_STATEMENT,
+    _DUPLICATE_STATEMENT,
+    _ENDS,
+    _EXECUTE,
+    _EXECUTE_ENDS,
+    _EXTENDED,
+    _FAKE,
+    _HEADER,
+    _PARSE,
+    _PARSE_COMPLETE,
+    _QUERY,
+    _SYNC,
+    _UNDEFINED_STATEMENT,
+    _Expect,
+)
+from pgtwist.pipelines._settings import ClientSettings
+from pgtwist.pipelines._statements import STALE, StatementKey, StatementRegistry
+from pgtwist.wire import codec, constants
+from pgtwist.wire.errors import ProtocolViolation
+from pgtwist.wire.messages import ErrorResponse
+
+
+class ResponseRelay:
+    """
+    Mixed into L{pgtwist.pipelines.transaction.TransactionPipelineSession}:
+    everything that happens when the attached backend sends bytes.
+    """
+
+    log = Logger()
+
+    if TYPE_CHECKING:
+        frontend: IFrontendLink
+        backend: IBackendLink | None
+        registry: StatementRegistry
+        settings: ClientSettings
+        statements: dict[str, StatementKey]
+        _expected: deque[_Expect]
+        _carry: bytes
+        _fatalSeen: bool
+        _discarding: bool
+        _unsynced: bool
+        _copyIn: Any
+        _copyEnds: int
+        _waiting: Any
+
+        def _settled(self, entry: _Expect) -> None: ...
+        def _resumeIfSettled(self) -> None: ...
+        def _releasable(self) -> bool: ...
+        def _release(self) -> None: ...
+        def _protocolViolation(self, error: ProtocolViolation) -> None: ...
+
+    def backendDataReceived(self, data: bytes) -> None:
+        """
+        Relay responses, swallowing those pgtwist caused and inserting those
+        it owes, then give the backend back at the end of a transaction.
+        """
+        if self._carry:
+            data = self._carry + data
+            self._carry = b""
+        expected = self._expected
+        out: list[bytes] = []
+        size = len(data)
+        offset = spanStart = 0
+        while size - offset >= 5:
+            type, length = _HEADER.unpack_from(data, offset)
+            if length < 4:
+                self._protocolViolation(
+                    ProtocolViolation(
+                        f"server sent an invalid message length {length}",
+                        constants.SQLSTATE_CONNECTION_FAILURE,
+                    )
+                )
+                return
+            end = offset + 1 + length
+            if end > size:
+                break
+            if type == constants.DATA_ROW and expected and expected[0].forward:
+                offset = end
+                continue
+            keep, popped = self._response(type, data, offset, end)
+            if not keep:
+                if spanStart < offset:
+                    out.append(data[spanStart:offset])
+                spanStart = end
+            if popped and expected and expected[0].kind == _FAKE:
+                if spanStart < end:
+                    out.append(data[spanStart:end])
+                spanStart = end
+                while expected and expected[0].kind == _FAKE:
+                    fake = expected.popleft()
+                    self._settled(fake)
+                    out.append(fake.data)
+            offset = end
+        if spanStart < offset:
+            out.append(data[spanStart:offset])
+        if offset < size:
+            self._carry = data[offset:]
+        if out:
+            self.frontend.write(b"".join(out))
+        if self._waiting and self.backend is not None:
+            self._resumeIfSettled()
+        if self._releasable():
+            self._release()
+
+    def _response(self, type: bytes, data: bytes, offset: int, end: int) -> tuple[bool, bool]:
+        """
+        Account for one backend message; return (forward it, an entry ended).
+        """
+        backend = self.backend
+        assert backend is not None
+        expected = self._expected
+        head = expected[0] if expected else None
+        if type == constants.NOTICE_RESPONSE or type == constants.NOTIFICATION_RESPONSE:
+            return head is None or head.forward, False
+        if type == constants.PARAMETER_STATUS:
+            status: Any = codec.decodeBackend(type, data[offset + 5 : end])
+            backend.parameters[status.name] = status.value
+            if head is not None and not head.forward and head.kind == _QUERY:
+                return False, False
+            self.settings.update(status.name, status.value)
+            backend.settingsFingerprint = self.settings.fingerprint
+            return True, False
+        if type == constants.ERROR_RESPONSE:
+            return self._error(codec.decodeBackend(type, data[offset + 5 : end]), head)  # type: ignore[arg-type]
+        if head is None:
+            self.log.warn(
+                "Unexpected message {type!r} from backend {backendPid}",
+                type=type,
+                backendPid=backend.processId,
+            )
+            return True, False
+        kind = head.kind
+        if type == constants.COPY_IN_RESPONSE and (kind == _QUERY or kind == _EXECUTE):
+            self._startCopyIn(head)
+        if type == constants.READY_FOR_QUERY:
+            backend.transactionStatus = data[offset + 5 : end]
+            if kind == _SYNC or kind == _QUERY:
+                expected.popleft()
+                return head.forward, True
+            self.log.warn("ReadyForQuery while waiting for {kind}", kind=kind)
+            return True, False
+        if kind == _QUERY:
+            return head.forward, False
+        if kind == _EXECUTE:
+            if type in _EXECUTE_ENDS:
+                expected.popleft()
+                return head.forward, True
+            return head.forward, False
+        if kind == _DESCRIBE_STATEMENT or kind == _DESCRIBE_PORTAL:
+            if type in _DESCRIBE_ENDS:
+                expected.popleft()
+                return head.forward, True
+            return head.forward, False
+        if _ENDS.get(kind) == type:
+            expected.popleft()
+            if kind == _PARSE:
+                self._settled(head)
+                if head.key is not None:
+                    self.registry.verified.add(head.key)
+            return head.forward, True
+        self.log.warn(
+            "Backend {backendPid} sent {type!r} while pgtwist expected {kind}",
+            backendPid=backend.processId,
+            type=type,
+            kind=kind,
+        )
+        return True, False
+
+    def _startCopyIn(self, head: _Expect) -> None:
+        """
+        PostgreSQL entered COPY FROM STDIN for C{head}: until the client's
+        CopyDone or CopyFail it ignores Sync (libpq and pg8000 send one after
+        Execute, and another after CopyDone), so no ReadyForQuery comes for
+        the Syncs sent in between.
+        """
+        if self._copyEnds == head.copyEnds:
+            self._copyIn = True
+        expected = self._expected
+        ignored = []
+        for entry in itertools.islice(expected, 1, None):
+            if entry.kind == _SYNC and entry.copyEnds == head.copyEnds:
+                ignored.append(entry)
+            elif entry.kind != _FAKE:
+                break
+        for entry in ignored:
+            expected.remove(entry)
+        if ignored and not any(entry.kind == _SYNC for entry in expected):
+            self._unsynced = True
+
+    def _error(self, error: ErrorResponse, head: _Expect | None) -> tuple[bool, bool]:
+        # An error ends COPY FROM STDIN, if one was running.
+        self._copyIn = False
+        if error.severity in (constants.SEVERITY_FATAL, constants.SEVERITY_PANIC):
+            self._fatalSeen = True
+            return True, False
+        if head is None:
+            return True, False
+        if head.kind == _QUERY:
+            if not head.forward:
+                self.log.warn(
+                    "Re-applying the settings of a client failed: {sqlstate} {message}",
+                    sqlstate=error.code,
+                    message=error.message,
+                )
+            return head.forward, False
+        if head.kind not in _EXTENDED and head.kind != _FAKE:
+            return True, False
+        # PostgreSQL now skips every message up to the next Sync: so must we.
+        backend = self.backend
+        assert backend is not None
+        expected = self._expected
+        expected.popleft()
+        skipped = []
+        while expected and expected[0].kind != _SYNC:
+            skipped.append(expected.popleft())
+        # Undo in reverse, so that each change is undone onto the state it
+        # was made on.
+        for entry in reversed(skipped):
+            self._undo(entry)
+            self._settled(entry)
+        self._undo(head, failed=True)
+        self._settled(head)
+        if error.code == constants.SQLSTATE_FEATURE_NOT_SUPPORTED and head.name:
+            if error.message == _CACHED_PLAN:
+                # Every backend that has it has the old shape: the key gets a
+                # new server-side name, prepared afresh wherever it is used
+                # next; this backend closes the old one when it next needs it.
+                backend.prepared[head.name] = STALE
+                if head.key is not None:
+                    self.registry.forget(head.key, head.name)
+        elif error.code == _UNDEFINED_STATEMENT and head.name and head.kind != _PARSE:
+            # Gone behind pgtwist's back (SQL DEALLOCATE, DISCARD ALL through
+            # the extended protocol), or its Parse in an earlier pipelined
+            # batch was skipped: the next use prepares it again.
+            backend.prepared.pop(head.name, None)
+        elif error.code == _DUPLICATE_STATEMENT and head.name and head.kind == _PARSE:
+            # There after all (a Close in an earlier pipelined batch was
+            # skipped): the next use closes it and prepares it again.
+            backend.prepared[head.name] = STALE
+        if not expected:
+            self._discarding = True
+        return True, True
+
+    def _undo(self, entry: _Expect, failed: bool = False) -> None:
+        """
+        PostgreSQL skipped the message behind C{entry} (or, C{failed}, it
+        failed): forget what sending it changed.
+        """
+        backend = self.backend
+        assert backend is not None
+        if entry.kind == _PARSE and entry.name:
+            backend.prepared.pop(entry.name, None)
+            if entry.client is not None:
+                # A failed Parse drops the unnamed statement; a skipped one
+                # leaves the client's statement as it was.
+                self._restore(entry.client, None if failed else entry.previous)
+        elif entry.kind == _CLOSE and not entry.forward and entry.name:
+            backend.prepared[entry.name] = STALE if entry.key is not None else True
+        elif entry.kind == _FAKE:
+            if entry.data == _PARSE_COMPLETE and entry.client is not None:
+                self._restore(entry.client, entry.previous)
+            elif entry.data == _CLOSE_COMPLETE and entry.client is not None and entry.key:
+                self.statements[entry.client] = entry.key
+
+    def _restore(self, client: str, key: StatementKey | None) -> None:
+        """
+        Make the client's statement C{client} C{key} again (C{None}: none).
+        """
+        if key is None:
+            self.statements.pop(client, None)
+        else:
+            self.statements[client] = key
