@@ -21,7 +21,6 @@ fields of L{pgtwist.config.model}.
 
 from __future__ import annotations
 
-import importlib
 import ipaddress
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -36,7 +35,6 @@ from pgtwist.config.model import (
     DatabaseLimit,
     HbaRule,
     MainSettings,
-    Network,
     ServerSettings,
     UserEntry,
 )
@@ -52,7 +50,6 @@ from pgtwist.config.values import (
     parseInt,
     parseLogLevel,
     parseName,
-    parseNetwork,
     stripQuotes,
 )
 
@@ -65,6 +62,9 @@ __all__ = [
     "findConfigFiles",
     "loadConfiguration",
 ]
+
+from pgtwist.config.errors import ConfigError, Warn, readText, stripComment
+from pgtwist.config.tables import readHbaFile, readLimitsFile, readUsers
 
 _log = Logger()
 
@@ -89,7 +89,6 @@ _IGNORED_MAIN_KEYS = frozenset(
 )
 _IGNORED_SERVER_KEYS = frozenset({"tls_ca_file", "tls_cert_file", "tls_key_file"})
 
-_Warn = Callable[[str], None]
 _Parser = Callable[[str], Any]
 
 #: The files C{findConfigFiles} looks for, as C{loadConfiguration} argument
@@ -107,32 +106,6 @@ _STANDARD_FILES = {
 #: The defaults, for keys whose empty value means "the default"
 #: (pgagroal's own sample has C{log_path =}).
 _DEFAULT_MAIN = MainSettings()
-
-
-class ConfigError(Exception):
-    """
-    The configuration cannot be used. Printed as C{path:line: message}
-    (or C{path: message} when no single line is at fault).
-
-    @ivar message: What is wrong, naming the key and the expected form.
-    @ivar path: The file at fault.
-    @ivar line: The 1-based line number, or C{None}.
-    @ivar key: The configuration key at fault, or C{None}.
-    """
-
-    def __init__(
-        self, message: str, path: str, line: int | None = None, key: str | None = None
-    ) -> None:
-        super().__init__(message, path, line, key)
-        self.message = message
-        self.path = path
-        self.line = line
-        self.key = key
-
-    def __str__(self) -> str:
-        if self.line is None:
-            return f"{self.path}: {self.message}"
-        return f"{self.path}:{self.line}: {self.message}"
 
 
 def _defaultWarn(message: str) -> None:
@@ -167,29 +140,6 @@ class _Section:
     entries: dict[str, _Entry] = field(default_factory=dict)
 
 
-def _readText(path: str) -> list[str]:
-    """
-    Read a whole file as lines, turning I/O errors into L{ConfigError}.
-    """
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            return f.read().splitlines()
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"not valid UTF-8 ({e.reason})", path) from e
-    except OSError as e:
-        raise ConfigError(f"cannot read the file: {e.strerror}", path) from e
-
-
-def _stripComment(text: str, markers: str) -> str:
-    """
-    Cut a line at the first comment marker.
-    """
-    for index, char in enumerate(text):
-        if char in markers:
-            return text[:index]
-    return text
-
-
 def _parseValue(text: str, path: str, line: int) -> str:
     """
     The value of a C{key = value} line: the text after C{=} without its
@@ -211,10 +161,10 @@ def _parseValue(text: str, path: str, line: int) -> str:
             if rest and rest[0] not in "#;":
                 raise ConfigError(f"unexpected text after the closing quote: {rest!r}", path, line)
             return stripQuotes(value[: end + 1])
-    return _stripComment(value, "#;").strip()
+    return stripComment(value, "#;").strip()
 
 
-def _parseSections(path: str, lines: list[str], warn: _Warn) -> list[_Section]:
+def _parseSections(path: str, lines: list[str], warn: Warn) -> list[_Section]:
     """
     Split the main file into sections of C{key = value} entries.
 
@@ -232,7 +182,7 @@ def _parseSections(path: str, lines: list[str], warn: _Warn) -> list[_Section]:
         if not text or text[0] in "#;":
             continue
         if text.startswith("["):
-            text = _stripComment(text, "#;").strip()
+            text = stripComment(text, "#;").strip()
             if not text.endswith("]") or not text[1:-1].strip():
                 raise ConfigError(
                     f"expected a section header such as [primary], got {text!r}", path, number
@@ -249,7 +199,7 @@ def _parseSections(path: str, lines: list[str], warn: _Warn) -> list[_Section]:
         key, equals, rest = text.partition("=")
         key = key.strip().lower()
         if not equals or not key:
-            text = _stripComment(text, "#;").strip()
+            text = stripComment(text, "#;").strip()
             raise ConfigError(f"expected 'key = value', got {text!r}", path, number)
         if current is None:
             raise ConfigError(
@@ -428,7 +378,7 @@ def _applySection(
     parsers: Mapping[str, tuple[str, _Parser]],
     ignored: frozenset[str],
     required: Iterable[str],
-    warn: _Warn,
+    warn: Warn,
 ) -> dict[str, Any]:
     """
     Parse a section's entries into dataclass keyword arguments.
@@ -454,12 +404,12 @@ def _applySection(
 
 
 def _readMainFile(
-    path: str, warn: _Warn, environ: Mapping[str, str]
+    path: str, warn: Warn, environ: Mapping[str, str]
 ) -> tuple[MainSettings, tuple[ServerSettings, ...]]:
     """
     Read the main file: the main section and the server sections.
     """
-    sections = _parseSections(path, _readText(path), warn)
+    sections = _parseSections(path, readText(path), warn)
     mains = [s for s in sections if s.name.lower() in MAIN_SECTIONS]
     if not mains:
         raise ConfigError("no [pgtwist] (or [pgagroal]) main section", path)
@@ -518,233 +468,6 @@ def _readMainFile(
 
 
 # --- pgtwist_hba.conf ------------------------------------------------------
-
-
-def _readHbaFile(path: str, authMethods: Iterable[str], warn: _Warn) -> tuple[HbaRule, ...]:
-    """
-    Read C{pgtwist_hba.conf}: C{TYPE DATABASE USER ADDRESS METHOD} per line.
-
-    TYPE is C{host} (TLS or not), C{hostssl} (TLS only) or, as a pgtwist
-    addition, C{local} (unix-socket clients; its ADDRESS may be left out or
-    be C{all}). DATABASE and USER are a name or C{all}. ADDRESS is C{all},
-    an IPv4 or IPv6 network (C{127.0.0.1/32}, C{::1/128}) or a bare address.
-    METHOD must be one of C{authMethods}. Unlike pgagroal, the number of
-    rules is not limited (pgagroal stops at 64).
-    """
-    methods = {name.lower() for name in authMethods}
-    rules = []
-    for number, raw in enumerate(_readText(path), 1):
-        fields = _stripComment(raw, "#").split()
-        if not fields:
-            continue
-        kind = fields[0].lower()
-        if kind == "local" and len(fields) == 4:
-            fields.insert(3, "all")
-        if len(fields) != 5:
-            raise ConfigError(
-                f"expected TYPE DATABASE USER ADDRESS METHOD, got {len(fields)} fields",
-                path,
-                number,
-            )
-        _, database, user, address, method = fields
-        if kind not in ("host", "hostssl", "local"):
-            raise ConfigError(
-                f"unknown connection type {fields[0]!r}: expected host, hostssl or local",
-                path,
-                number,
-            )
-        network: Network | None = None
-        if address.lower() != "all":
-            if kind == "local":
-                raise ConfigError(f"a local rule takes no address, got {address!r}", path, number)
-            try:
-                network = parseNetwork(address)
-            except ValueError:
-                raise ConfigError(
-                    f"invalid address {address!r}: expected all, an IP address "
-                    f"or a network such as 127.0.0.1/32 or ::1/128",
-                    path,
-                    number,
-                ) from None
-        if method.lower() not in methods:
-            raise ConfigError(f"unknown auth method {method!r}", path, number)
-        rules.append(
-            HbaRule(
-                type=kind,
-                database=database,
-                user=user,
-                address=network,
-                method=method.lower(),
-                path=path,
-                line=number,
-            )
-        )
-    if not rules:
-        warn(f"{path}: no HBA rules: every client will be rejected")
-    return tuple(rules)
-
-
-# --- pgtwist_databases.conf ------------------------------------------------
-
-
-def _parseSize(text: str, name: str, path: str, line: int, allowAll: bool) -> int | None:
-    """
-    Parse one size column of the databases file; C{all} gives C{None}.
-    """
-    if allowAll and text.lower() == "all":
-        return None
-    try:
-        return parseInt(text, 0)
-    except ValueError:
-        expected = "an integer >= 0 or all" if allowAll else "an integer >= 0"
-        raise ConfigError(f"{name}: expected {expected}, got {text!r}", path, line, name) from None
-
-
-def _readLimitLine(path: str, number: int, fields: list[str], warn: _Warn) -> DatabaseLimit:
-    """
-    Parse one line of the databases file, correcting incoherent sizes.
-    """
-    if not 3 <= len(fields) <= 6:
-        raise ConfigError(
-            f"expected DATABASE[=ALIAS,...] USER MAX_SIZE [INITIAL_SIZE [MIN_SIZE "
-            f"[PIPELINE]]], got {len(fields)} fields",
-            path,
-            number,
-        )
-    database, hasAliases, aliasText = fields[0].partition("=")
-    if not database:
-        raise ConfigError("missing database name", path, number)
-    aliases: tuple[str, ...] = ()
-    if hasAliases:
-        if database == "all":
-            raise ConfigError("'all' cannot have aliases", path, number)
-        aliases = tuple(alias.strip() for alias in aliasText.split(","))
-        if "" in aliases:
-            raise ConfigError(f"empty alias in {fields[0]!r}", path, number)
-        for index, alias in enumerate(aliases):
-            if alias in aliases[:index]:
-                raise ConfigError(f"alias {alias!r} is listed twice", path, number)
-    maxSize = _parseSize(fields[2], "max_size", path, number, True)
-    initialSize = 0
-    if len(fields) > 3:
-        initial = _parseSize(fields[3], "initial_size", path, number, True)
-        if initial is None and maxSize is None:
-            warn(
-                f"{path}:{number}: initial_size 'all' needs a numeric max_size; "
-                f"using 0 (no prefill)"
-            )
-        initialSize = (maxSize or 0) if initial is None else initial
-    minSize = 0
-    if len(fields) > 4:
-        minSize = _parseSize(fields[4], "min_size", path, number, False) or 0
-    pipeline = None
-    if len(fields) > 5:
-        try:
-            pipeline = parseName(fields[5])
-        except ValueError as e:
-            raise ConfigError(f"pipeline: {e}", path, number, "pipeline") from e
-    # Correct incoherent sizes in pgagroal's order, with pgagroal's wording.
-    if initialSize and initialSize < minSize:
-        warn(
-            f"{path}:{number}: initial_size {initialSize} is smaller than min_size {minSize}; using {minSize}"
-        )
-        initialSize = minSize
-    if maxSize is not None and initialSize > maxSize:
-        warn(
-            f"{path}:{number}: initial_size {initialSize} is greater than max_size {maxSize}; using {maxSize}"
-        )
-        initialSize = maxSize
-    if maxSize is not None and minSize > maxSize:
-        warn(
-            f"{path}:{number}: min_size {minSize} is greater than max_size {maxSize}; using {maxSize}"
-        )
-        minSize = maxSize
-    return DatabaseLimit(
-        database=database,
-        user=fields[1],
-        maxSize=maxSize,
-        initialSize=initialSize,
-        minSize=minSize,
-        aliases=aliases,
-        pipeline=pipeline,
-        path=path,
-        line=number,
-    )
-
-
-def _readLimitsFile(path: str, maxConnections: int, warn: _Warn) -> tuple[DatabaseLimit, ...]:
-    """
-    Read C{pgtwist_databases.conf}.
-
-    Sizes are integers >= 0; C{all} as MAX_SIZE means "the rest of
-    C{max_connections}" (C{None}) and as INITIAL_SIZE means MAX_SIZE.
-    Aliases must not name a database of the file, nor another database's
-    alias (an alias may be repeated on several lines of its own database).
-    The numeric MAX_SIZEs must add up to at most C{max_connections}.
-    Incoherent sizes are corrected with a warning, as pgagroal does.
-    """
-    limits: list[DatabaseLimit] = []
-    for number, raw in enumerate(_readText(path), 1):
-        fields = _stripComment(raw, "#").split()
-        if fields:
-            limits.append(_readLimitLine(path, number, fields, warn))
-
-    pairs: dict[tuple[str, str], int] = {}
-    databases = {limit.database for limit in limits}
-    aliasOwners: dict[str, DatabaseLimit] = {}
-    for limit in limits:
-        pair = (limit.database, limit.user)
-        if pair in pairs:
-            raise ConfigError(
-                f"duplicate entry for database {limit.database!r} and user {limit.user!r} "
-                f"(first at line {pairs[pair]})",
-                path,
-                limit.line,
-            )
-        pairs[pair] = limit.line
-        for alias in limit.aliases:
-            if alias in databases:
-                raise ConfigError(f"alias {alias!r} is also a database name", path, limit.line)
-            owner = aliasOwners.setdefault(alias, limit)
-            if owner.database != limit.database:
-                raise ConfigError(
-                    f"alias {alias!r} already names database {owner.database!r} "
-                    f"(line {owner.line})",
-                    path,
-                    limit.line,
-                )
-    total = sum(limit.maxSize for limit in limits if limit.maxSize is not None)
-    if total > maxConnections:
-        raise ConfigError(
-            f"the max_size values add up to {total}, more than max_connections ({maxConnections})",
-            path,
-        )
-    return tuple(limits)
-
-
-# --- user vaults -----------------------------------------------------------
-
-
-def _readUsers(path: str, masterKey: bytes | None) -> dict[str, UserEntry]:
-    """
-    Read a user vault through L{pgtwist.vault.readUsersFile}.
-
-    The vault module is imported here, not at the top, so loading a
-    configuration without user files does not need it.
-    """
-    vault = importlib.import_module("pgtwist.vault")
-    try:
-        passwords: Mapping[str, str] = vault.readUsersFile(path, masterKey)
-    except vault.VaultError as e:
-        raise ConfigError(
-            getattr(e, "message", str(e)),
-            getattr(e, "path", None) or path,
-            getattr(e, "line", None),
-        ) from e
-    return {name: UserEntry(name, password) for name, password in passwords.items()}
-
-
-# --- the whole -------------------------------------------------------------
 
 
 def findConfigFiles(directory: str) -> dict[str, str]:
@@ -808,24 +531,24 @@ def loadConfiguration(
     hba: tuple[HbaRule, ...] = ()
     if hbaPath is not None:
         methods = DEFAULT_AUTH_METHODS if authMethods is None else authMethods
-        hba = _readHbaFile(hbaPath, methods, report)
+        hba = readHbaFile(hbaPath, methods, report)
     limits: tuple[DatabaseLimit, ...] = ()
     if limitsPath is not None:
-        limits = _readLimitsFile(limitsPath, main.maxConnections, report)
-    users = _readUsers(usersPath, masterKey) if usersPath is not None else {}
+        limits = readLimitsFile(limitsPath, main.maxConnections, report)
+    users = readUsers(usersPath, masterKey) if usersPath is not None else {}
     frontendUsers: dict[str, UserEntry] = {}
     if frontendUsersPath is not None:
-        frontendUsers = _readUsers(frontendUsersPath, masterKey)
+        frontendUsers = readUsers(frontendUsersPath, masterKey)
         for name in frontendUsers:
             if name not in users:
                 where = f"the users file {usersPath}" if usersPath else "a users file (-u)"
                 raise ConfigError(
                     f"frontend user {name!r} must also be in {where}", frontendUsersPath
                 )
-    admins = _readUsers(adminsPath, masterKey) if adminsPath is not None else {}
+    admins = readUsers(adminsPath, masterKey) if adminsPath is not None else {}
     superuser = None
     if superuserPath is not None:
-        entries = list(_readUsers(superuserPath, masterKey).values())
+        entries = list(readUsers(superuserPath, masterKey).values())
         if len(entries) != 1:
             raise ConfigError(
                 f"expected exactly one user in the superuser file, found {len(entries)}",
