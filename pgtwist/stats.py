@@ -178,6 +178,17 @@ class PoolStats:
         self.xactHistogram.observe(seconds)
 
 
+def statsFor(pool: object, key: object) -> PoolStats:
+    """
+    The statistics of C{key}'s pool in C{pool} (an L{IBackendPool}); pools
+    without statistics (plugins' own, test fakes) get a private throwaway
+    object, so pipelines never need to check.
+    """
+    lookup = getattr(pool, "pool", None)
+    stats = getattr(lookup(key), "stats", None) if lookup is not None else None
+    return stats if isinstance(stats, PoolStats) else PoolStats()
+
+
 class Averages:
     """
     PgBouncer's per-second averages over the last C{stats_period}: the

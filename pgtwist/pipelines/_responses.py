@@ -38,6 +38,7 @@ from pgtwist.pipelines._expect import (
 )
 from pgtwist.pipelines._settings import ClientSettings
 from pgtwist.pipelines._statements import STALE, StatementKey, StatementRegistry
+from pgtwist.stats import PoolStats
 from pgtwist.wire import codec, constants
 from pgtwist.wire.errors import ProtocolViolation
 from pgtwist.wire.messages import ErrorResponse
@@ -65,6 +66,7 @@ class ResponseRelay:
         _copyIn: Any
         _copyEnds: int
         _waiting: Any
+        stats: PoolStats
 
         def _settled(self, entry: _Expect) -> None: ...
         def _resumeIfSettled(self) -> None: ...
@@ -77,6 +79,7 @@ class ResponseRelay:
         Relay responses, swallowing those pgtwist caused and inserting those
         it owes, then give the backend back at the end of a transaction.
         """
+        self.stats.bytesSent += len(data)
         if self._carry:
             data = self._carry + data
             self._carry = b""
@@ -159,6 +162,8 @@ class ResponseRelay:
             backend.transactionStatus = data[offset + 5 : end]
             if kind == _SYNC or kind == _QUERY:
                 expected.popleft()
+                if head.forward:
+                    self.stats.queryCount += 1
                 return head.forward, True
             self.log.warn("ReadyForQuery while waiting for {kind}", kind=kind)
             return True, False

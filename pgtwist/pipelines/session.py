@@ -27,6 +27,7 @@ from pgtwist.interfaces import (
     IPipeline,
     IPipelineSession,
 )
+from pgtwist.stats import statsFor
 from pgtwist.wire import codec, constants, errors
 from pgtwist.wire.errors import ProtocolViolation
 from pgtwist.wire.scan import MessageScanner
@@ -70,6 +71,9 @@ class SessionPipelineSession:
         self._fatalSeen = False
         self._done = False
         self._acquiring: Any = None
+        self.stats = statsFor(pool, frontend.key)
+        self._queryStart = 0.0
+        self._xactStart: float | None = None
         self._frontendScanner = MessageScanner(self._frontendMessage, watch=_FRONTEND_WATCH)
         self._backendScanner = MessageScanner(self._backendMessage, collect=_BACKEND_COLLECT)
 
@@ -105,6 +109,10 @@ class SessionPipelineSession:
 
     def _frontendMessage(self, type: bytes, body: bytes | None, end: int) -> None:
         if type in _REQUESTS:
+            if not self._outstanding:
+                self._queryStart = self.clock.seconds()
+                if self._xactStart is None:
+                    self._xactStart = self._queryStart
             self._outstanding += 1
             if type == constants.SYNC:
                 self._unsynced = False
@@ -120,6 +128,7 @@ class SessionPipelineSession:
         backend = self.backend
         if backend is None:
             return
+        self.stats.bytesReceived += len(data)
         try:
             self._frontendScanner.feed(data)
         except ProtocolViolation as e:
@@ -144,6 +153,12 @@ class SessionPipelineSession:
             backend.transactionStatus = body
             if self._outstanding:
                 self._outstanding -= 1
+                if not self._outstanding:
+                    now = self.clock.seconds()
+                    self.stats.addQuery(now - self._queryStart)
+                    if body == constants.TRANSACTION_IDLE and self._xactStart is not None:
+                        self.stats.addTransaction(now - self._xactStart)
+                        self._xactStart = None
         elif type == constants.PARAMETER_STATUS:
             message: Any = codec.decodeBackend(type, body)
             backend.parameters[message.name] = message.value
@@ -156,6 +171,7 @@ class SessionPipelineSession:
         """
         Relay backend bytes, noting transaction status and parameter changes.
         """
+        self.stats.bytesSent += len(data)
         try:
             self._backendScanner.feed(data)
         except ProtocolViolation as e:

@@ -87,6 +87,7 @@ from pgtwist.pipelines._statements import (
     renameBind,
     splitName,
 )
+from pgtwist.stats import statsFor
 from pgtwist.wire import codec, constants, errors
 from pgtwist.wire.errors import ProtocolViolation
 from pgtwist.wire.messages import (
@@ -118,6 +119,8 @@ class TransactionPipelineSession(ResponseRelay):
         self.pool = pool
         self.clock = clock
         self.registry = registry
+        self.stats = statsFor(pool, frontend.key)
+        self._xactStart = 0.0
         self.maxPrepared = maxPrepared
         self.backend: IBackendLink | None = None
         self.settings = ClientSettings({}, {})
@@ -218,6 +221,7 @@ class TransactionPipelineSession(ResponseRelay):
         self.backend = backend
         backend.attach(self, self.frontend)
         self.frontend.setCancelTarget(backend)
+        self._xactStart = self.clock.seconds()
         out: list[bytes] = []
         if backend.settingsFingerprint != self.settings.fingerprint:
             statements, applied = syncStatements(self.settings, backend.parameters, backend.applied)
@@ -246,6 +250,7 @@ class TransactionPipelineSession(ResponseRelay):
         Relay client messages, rewriting statement names; borrow a backend
         first when none is attached.
         """
+        self.stats.bytesReceived += len(data)
         if self._held:
             data = self._held + data
             self._held = b""
@@ -496,6 +501,7 @@ class TransactionPipelineSession(ResponseRelay):
         assert backend is not None
         expected = self._expected
         if type == constants.PARSE:
+            self.stats.clientParseCount += 1
             parse: Any = codec.decodeFrontend(type, body)
             if parse.name and parse.name in self.statements:
                 message = f'prepared statement "{parse.name}" already exists'
@@ -519,6 +525,7 @@ class TransactionPipelineSession(ResponseRelay):
             else:
                 self._prepare(out, server, key, True, parse.name, previous)
         elif type == constants.BIND:
+            self.stats.bindCount += 1
             portalEnd = body.index(b"\x00") + 1
             name, _ = splitName(body, portalEnd)
             key = self.statements.get(name)  # type: ignore[assignment]
@@ -594,6 +601,7 @@ class TransactionPipelineSession(ResponseRelay):
             del backend.prepared[server]
             out.append(codec.encode(Close(b"S", server)))
             self._expected.append(_Expect(_CLOSE, forward=False, name=server, key=key))
+        self.stats.serverParseCount += 1
         out.append(codec.encode(Parse(server, key.query, key.parameterTypes)))
         self._queueChange(
             _Expect(_PARSE, forward=forward, name=server, client=client, key=key, previous=previous)
@@ -641,6 +649,7 @@ class TransactionPipelineSession(ResponseRelay):
         assert backend is not None
         backend.detach()
         self.frontend.setCancelTarget(None)
+        self.stats.addTransaction(self.clock.seconds() - self._xactStart)
         self.pool.release(backend, reset=False)
         if self._held and not self._done:
             held, self._held = self._held, b""

@@ -97,7 +97,7 @@ def test_scrapeWhileInUse(tmp_path: Path, pgCluster: PostgresCluster) -> None:
         "pgtwist_query_duration_seconds_count",
         "pgtwist_transaction_duration_seconds_count",
     ):
-        assert POOL in after[name], name
+        assert after[name][POOL] > 0, name
 
 
 def test_onlyMetricsPath(tmp_path: Path, pgCluster: PostgresCluster) -> None:

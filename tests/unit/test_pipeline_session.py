@@ -175,3 +175,36 @@ class SessionPipelineTests(SynchronousTestCase):
         """
         self.session.backendLost(Failure(ConnectionError()))
         self.assertIsInstance(self.frontend.failedWith, ErrorResponse)
+
+
+class SessionStatisticsTests(SynchronousTestCase):
+    """
+    The session pipeline feeds the pool's statistics.
+    """
+
+    def test_queriesTransactionsBytes(self) -> None:
+        """
+        A query answered by ReadyForQuery 'I' counts as a query and a
+        transaction, with its duration; bytes are counted both ways.
+        """
+        clock = Clock()
+        frontend = FakeFrontendLink()
+        pool = FakeBackendPool()
+        session = SessionPipeline().newSession(frontend, pool, clock)
+        session.begin()
+        query = codec.encode(Query("BEGIN"))
+        session.frontendDataReceived(query)
+        clock.advance(0.002)
+        session.backendDataReceived(codec.encode(ReadyForQuery(b"T")))
+        commit = codec.encode(Query("COMMIT"))
+        session.frontendDataReceived(commit)
+        clock.advance(0.001)
+        reply = codec.encodeAll([CommandComplete("COMMIT"), ReadyForQuery(b"I")])
+        session.backendDataReceived(reply)
+        stats = pool.stats
+        self.assertEqual((stats.queryCount, stats.xactCount), (2, 1))
+        self.assertEqual(stats.xactTime, 3000)
+        self.assertEqual(stats.queryTime, 3000)
+        self.assertEqual(stats.bytesReceived, len(query) + len(commit))
+        self.assertEqual(stats.bytesSent, 6 + len(reply))
+        self.assertEqual(stats.xactHistogram.count, 1)
