@@ -29,6 +29,10 @@ from pgtwist.wire.messages import CancelRequest
 CancelTarget = Callable[[], Any]
 
 
+#: The low bits of a cancel secret that name its worker process (16 at most).
+WORKER_MASK = 0xF
+
+
 class CancelRegistry:
     """
     Client cancel keys, and forwarding of CancelRequests.
@@ -36,10 +40,23 @@ class CancelRegistry:
 
     log = Logger()
 
-    def __init__(self, reactor: Any, randomInt: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        randomInt: Callable[[], int] | None = None,
+        workerIndex: int = 0,
+        workers: int = 1,
+        forward: Callable[[int, bytes], None] | None = None,
+    ) -> None:
         self._reactor = reactor
         self._randomInt = randomInt or (lambda: secrets.randbits(31))
         self._targets: dict[tuple[int, int], CancelTarget] = {}
+        #: With several worker processes, a secret's low bits name the worker
+        #: that owns the key, and C{forward(worker, packet)} sends a
+        #: CancelRequest that reached the wrong worker to the right one.
+        self.workerIndex = workerIndex
+        self.workers = workers
+        self._forward = forward
 
     def __len__(self) -> int:
         return len(self._targets)
@@ -50,6 +67,8 @@ class CancelRegistry:
         """
         while True:
             secret = self._randomInt()
+            if self.workers > 1:
+                secret = (secret & ~WORKER_MASK) | self.workerIndex
             if (processId, secret) not in self._targets:
                 break
         self._targets[(processId, secret)] = target
@@ -66,6 +85,12 @@ class CancelRegistry:
         Forward C{request} to the backend its key names. Returns whether the key
         was known and its client had a backend.
         """
+        if self.workers > 1 and self._forward is not None:
+            owner = request.secretKey & WORKER_MASK
+            if owner != self.workerIndex:
+                if owner < self.workers:
+                    self._forward(owner, codec.encode(request))
+                return False
         target = self._targets.get((request.processId, request.secretKey))
         if target is None:
             self.log.info(

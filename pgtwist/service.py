@@ -125,8 +125,14 @@ class ListenerService(Service):
         Listen before privileges are dropped (twistd's order).
         """
         super().privilegedStartService()
-        endpoint = endpoints.serverFromString(self._reactor, self.description)
-        self._listening = endpoint.listen(self.factory)
+        if self.description.startswith("adopt:"):
+            # A socket the worker supervisor listened on and handed down.
+            _, fd, family = self.description.split(":")
+            port = self._reactor.adoptStreamPort(int(fd), int(family), self.factory)
+            self._listening = succeed(port)
+        else:
+            endpoint = endpoints.serverFromString(self._reactor, self.description)
+            self._listening = endpoint.listen(self.factory)
         self._listening.addCallback(self._cbListening)
 
     def _cbListening(self, port: IListeningPort) -> IListeningPort:
@@ -185,21 +191,33 @@ class PoolerService(MultiService):
         reactor: Any,
         reloadConfiguration: Callable[[], Configuration] | None = None,
         installSignalHandlers: bool = False,
+        worker: WorkerRole | None = None,
     ) -> None:
         super().__init__()
         self.config = config
+        self.worker = worker
         self._reactor = reactor
         self._reloadConfiguration = reloadConfiguration
         self._installSignalHandlers = installSignalHandlers
         self.authMethods, self.pipelines = loadPlugins()
         self.pools = PoolSet(config, reactor, list(self.authMethods.values()))
         self.pools.setServiceParent(self)
-        self.cancels = CancelRegistry(reactor)
+        if worker is None:
+            self.cancels = CancelRegistry(reactor)
+        else:
+            self.cancels = CancelRegistry(
+                reactor, workerIndex=worker.index, workers=worker.count, forward=worker.forward
+            )
         self.factory = FrontendFactory(
             config, self.pools, reactor, self.authMethods, self.pipelines, self.cancels
         )
         self.listeners: list[ListenerService] = []
-        for description in listenEndpoints(config.main):
+        descriptions = worker.listen if worker is not None else listenEndpoints(config.main)
+        if worker is not None:
+            # The supervisor owns the shared listeners; this worker also takes
+            # CancelRequests other workers forward to it.
+            descriptions = [*descriptions, worker.cancelEndpoint]
+        for description in descriptions:
             listener = ListenerService(reactor, description, self.factory)
             listener.setServiceParent(self)
             self.listeners.append(listener)
@@ -209,6 +227,8 @@ class PoolerService(MultiService):
         self.factory.console = self.console.newSession
         self.managementListener: ListenerService | None = None
         management = managementEndpoint(config.main)
+        if worker is not None and worker.index != 0:
+            management = None
         if management is not None:
             self.managementListener = ListenerService(
                 reactor, management, ConsoleOnlyFactory(self.factory), prefix="management"
@@ -227,11 +247,12 @@ class PoolerService(MultiService):
         # unless configured; imported here so that neither prometheus_client
         # nor conch is loaded when unused.
         self.observability: list[Service] = []
-        if config.main.metrics:
+        observed = worker is None or worker.index == 0
+        if config.main.metrics and observed:
             from pgtwist.admin.metrics import MetricsService
 
             self.observability.append(MetricsService(self, reactor))
-        if config.main.manhole:
+        if config.main.manhole and observed:
             from pgtwist.admin.manhole import makeManholeService
 
             self.observability.append(
@@ -397,13 +418,40 @@ def restartRequired(old: Configuration, new: Configuration) -> list[str]:
     ]
 
 
+class WorkerRole:
+    """
+    What a worker process of a C{workers = N} pgtwist needs to know.
+
+    @ivar index: This worker's number, 0 to C{count - 1}; worker 0 also
+        serves the management port, metrics and the manhole.
+    @ivar listen: The listeners to adopt (C{adopt:<fd>:<family>}).
+    @ivar cancelEndpoint: Where this worker takes forwarded CancelRequests.
+    @ivar forward: Sends a CancelRequest packet to another worker.
+    """
+
+    def __init__(
+        self,
+        index: int,
+        count: int,
+        listen: list[str],
+        cancelEndpoint: str,
+        forward: Callable[[int, bytes], None],
+    ) -> None:
+        self.index = index
+        self.count = count
+        self.listen = listen
+        self.cancelEndpoint = cancelEndpoint
+        self.forward = forward
+
+
 def buildService(
     config: Configuration,
     reactor: Any,
     reloadConfiguration: Callable[[], Configuration] | None = None,
     installSignalHandlers: bool = False,
+    worker: WorkerRole | None = None,
 ) -> PoolerService:
     """
     The service tree for C{config}.
     """
-    return PoolerService(config, reactor, reloadConfiguration, installSignalHandlers)
+    return PoolerService(config, reactor, reloadConfiguration, installSignalHandlers, worker)

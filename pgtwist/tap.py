@@ -162,6 +162,31 @@ def makeService(options: Options) -> Any:
 
     from pgtwist.service import buildService
 
+    if options.configuration.main.workers > 1:
+        return _supervisorTree(options, reactor)
     return buildService(
         options.configuration, reactor, reloadConfiguration=options.load, installSignalHandlers=True
     )
+
+
+def _supervisorTree(options: Options, reactor: Any) -> Any:
+    """
+    With C{workers = N}, this process only supervises: the workers run the
+    pooler, each with the same file arguments; SIGHUP is passed on to them.
+    """
+    import signal
+
+    from twisted.application.service import MultiService
+
+    from pgtwist.workers import WorkerSupervisor
+
+    arguments = []
+    for option, (flag, _) in _FILES.items():
+        path = options.paths.get(option)
+        if path is not None:
+            arguments += [f"-{flag}", os.path.abspath(path)]
+    root = MultiService()
+    supervisor = WorkerSupervisor(options.configuration, arguments, reactor)
+    supervisor.setServiceParent(root)
+    signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(supervisor.signalWorkers, "HUP"))
+    return root
