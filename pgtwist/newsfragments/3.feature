@@ -1,0 +1,1 @@
+Transaction pooling (pipeline = transaction) with transparent named and unnamed prepared statements, session settings that follow a client from backend to backend, and warnings for features that do not survive a transaction; the performance pipeline and pipeline = auto, as in pgagroal.

@@ -1,0 +1,1 @@
+Pool operations from pgtwist_databases.conf (limits, aliases, prefill, minimum sizes), validation, max_connection_age, connect retries with back-off, failover with failover_script, disconnect_client, reload on SIGHUP that names the keys needing a restart, and graceful shutdown.

@@ -1,0 +1,1 @@
+A PgBouncer-compatible admin console (database pgbouncer or pgtwist), pgtwist-cli with pgagroal-cli's commands, a Prometheus endpoint with wait, query and transaction latency histograms and a Grafana dashboard, an SSH manhole, and log rotation and JSON logs.

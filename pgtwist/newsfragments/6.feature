@@ -1,0 +1,1 @@
+make bench compares pgtwist with PgBouncer and direct PostgreSQL in one run; workers = N runs several reactor processes sharing the listeners; the pgtwist command uses an epoll reactor without per-event logging contexts.
