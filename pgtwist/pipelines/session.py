@@ -27,8 +27,9 @@ from pgtwist.interfaces import (
     IPipeline,
     IPipelineSession,
 )
+from pgtwist.pipelines._base import PipelineSessionBase
 from pgtwist.stats import statsFor
-from pgtwist.wire import codec, constants, errors
+from pgtwist.wire import codec, constants
 from pgtwist.wire.errors import ProtocolViolation
 from pgtwist.wire.scan import MessageScanner
 
@@ -52,7 +53,7 @@ _BACKEND_COLLECT = frozenset(
 
 
 @implementer(IPipelineSession)
-class SessionPipelineSession:
+class SessionPipelineSession(PipelineSessionBase):
     """
     Session-mode policy for one client.
     """
@@ -216,33 +217,6 @@ class SessionPipelineSession:
         See L{IPipelineSession.frontendLost}.
         """
         self._finish()
-
-    def backendLost(self, reason: Failure) -> None:
-        """
-        The backend died under the client: tell it, as PostgreSQL's own
-        FATAL would have if one was not relayed already.
-        """
-        self.backend = None
-        self._done = True
-        self.frontend.setCancelTarget(None)
-        if self._fatalSeen:
-            self.frontend.fail(None)
-            return
-        self.frontend.fail(
-            errors.fatal(
-                constants.SQLSTATE_CONNECTION_FAILURE,
-                "server closed the connection unexpectedly",
-                detail="The PostgreSQL backend of this session terminated.",
-            )
-        )
-
-    def _protocolViolation(self, error: ProtocolViolation) -> None:
-        backend, self.backend = self.backend, None
-        self._done = True
-        if backend is not None:
-            backend.detach()
-            self.pool.discard(backend, error.message)
-        self.frontend.fail(error.toErrorResponse())
 
 
 @implementer(IPlugin, IPipeline)

@@ -47,6 +47,7 @@ from pgtwist.interfaces import (
     IPipeline,
     IPipelineSession,
 )
+from pgtwist.pipelines._base import PipelineSessionBase
 from pgtwist.pipelines._expect import (
     _BIND,
     _CLOSE,
@@ -100,12 +101,13 @@ from pgtwist.wire.messages import (
 
 
 @implementer(IPipelineSession)
-class TransactionPipelineSession(ResponseRelay):
+class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
     """
     Transaction-mode policy for one client.
     """
 
     log = Logger()
+    lostDetail = "The PostgreSQL backend running this transaction terminated."
 
     def __init__(
         self,
@@ -674,32 +676,6 @@ class TransactionPipelineSession(ResponseRelay):
         transaction is closed, never handed to someone else.
         """
         self._finish()
-
-    def backendLost(self, reason: Failure) -> None:
-        """
-        See L{IPipelineSession.backendLost}.
-        """
-        self.backend = None
-        self._done = True
-        self.frontend.setCancelTarget(None)
-        if self._fatalSeen:
-            self.frontend.fail(None)
-            return
-        self.frontend.fail(
-            errors.fatal(
-                constants.SQLSTATE_CONNECTION_FAILURE,
-                "server closed the connection unexpectedly",
-                detail="The PostgreSQL backend running this transaction terminated.",
-            )
-        )
-
-    def _protocolViolation(self, error: ProtocolViolation) -> None:
-        backend, self.backend = self.backend, None
-        self._done = True
-        if backend is not None:
-            backend.detach()
-            self.pool.discard(backend, error.message)
-        self.frontend.fail(error.toErrorResponse())
 
 
 @implementer(IPlugin, IPipeline)

@@ -1,0 +1,59 @@
+# -*- test-case-name: tests.contract.test_pipeline_contract -*-
+"""
+What every built-in pipeline session does the same way: tell the client
+when its backend dies, and drop both sides on a protocol violation.
+"""
+
+from __future__ import annotations
+
+from twisted.python.failure import Failure
+
+from pgtwist.interfaces import IBackendLink, IBackendPool, IFrontendLink
+from pgtwist.wire import constants, errors
+from pgtwist.wire.errors import ProtocolViolation
+
+
+class PipelineSessionBase:
+    """
+    Shared endings of a pipeline session.
+
+    @cvar lostDetail: The DETAIL of the error a client gets when its backend
+        terminates.
+    @ivar _fatalSeen: Whether a FATAL from PostgreSQL was already relayed
+        (then the client is just closed).
+    """
+
+    lostDetail = "The PostgreSQL backend of this session terminated."
+
+    frontend: IFrontendLink
+    pool: IBackendPool
+    backend: IBackendLink | None
+    _done: bool
+    _fatalSeen: bool
+
+    def backendLost(self, reason: Failure) -> None:
+        """
+        The backend died under the client: tell it, as PostgreSQL's own
+        FATAL would have if one was not relayed already.
+        """
+        self.backend = None
+        self._done = True
+        self.frontend.setCancelTarget(None)
+        if self._fatalSeen:
+            self.frontend.fail(None)
+            return
+        self.frontend.fail(
+            errors.fatal(
+                constants.SQLSTATE_CONNECTION_FAILURE,
+                "server closed the connection unexpectedly",
+                detail=self.lostDetail,
+            )
+        )
+
+    def _protocolViolation(self, error: ProtocolViolation) -> None:
+        backend, self.backend = self.backend, None
+        self._done = True
+        if backend is not None:
+            backend.detach()
+            self.pool.discard(backend, error.message)
+        self.frontend.fail(error.toErrorResponse())
