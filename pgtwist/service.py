@@ -9,7 +9,7 @@ The service tree of a running pgtwist, built from one L{Configuration}.
     ├─ TimerService "stats"       SHOW STATS_AVERAGES snapshots every C{stats_period}
     ├─ Janitor "janitor"          prefill, lifetimes, validation, idle clients
     ├─ MetricsService "metrics"   /metrics for Prometheus, when C{metrics} is set
-    └─ EndpointService "manhole"  the SSH manhole, when C{manhole} is set
+    └─ ListenerService "manhole"  the SSH manhole, when C{manhole} is set
 
 The management API (L{pgtwist.management.Management}) is C{service.management}.
 """
@@ -24,13 +24,10 @@ from typing import Any
 
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService, Service
-from twisted.internet import endpoints
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IListeningPort
-from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.plugin import getPlugins
-from twisted.python.failure import Failure
 
 import pgtwist.plugins
 from pgtwist.admin.console import Console
@@ -39,6 +36,7 @@ from pgtwist.config.model import Configuration, MainSettings
 from pgtwist.frontend import ConsoleOnlyFactory, FrontendFactory
 from pgtwist.interfaces import IAuthMethod, IPipeline
 from pgtwist.janitor import Janitor
+from pgtwist.listeners import ListenerService
 from pgtwist.management import Management
 from pgtwist.pool import PoolSet
 
@@ -103,78 +101,6 @@ def managementEndpoint(main: MainSettings) -> str | None:
     if main.management <= 0:
         return None
     return _tcpEndpoint(main.host, main.management, 128)
-
-
-class ListenerService(Service):
-    """
-    Listen on one endpoint; remember the port so tests can use port 0.
-    """
-
-    def __init__(
-        self, reactor: Any, description: str, factory: Factory, prefix: str = "listen"
-    ) -> None:
-        self._reactor = reactor
-        self.description = description
-        self.factory = factory
-        self.port: IListeningPort | None = None
-        self.name = f"{prefix}:{description}"
-        self._listening: Deferred[IListeningPort] | None = None
-
-    def privilegedStartService(self) -> None:
-        """
-        Listen before privileges are dropped (twistd's order).
-        """
-        super().privilegedStartService()
-        if self.description.startswith("adopt:"):
-            # A socket the worker supervisor listened on and handed down.
-            _, fd, family = self.description.split(":")
-            port = self._reactor.adoptStreamPort(int(fd), int(family), self.factory)
-            self._listening = succeed(port)
-        else:
-            endpoint = endpoints.serverFromString(self._reactor, self.description)
-            self._listening = endpoint.listen(self.factory)
-        self._listening.addCallback(self._cbListening)
-
-    def _cbListening(self, port: IListeningPort) -> IListeningPort:
-        self.port = port
-        return port
-
-    def startService(self) -> None:
-        """
-        Start listening unless L{privilegedStartService} did.
-        """
-        if self._listening is None:
-            self.privilegedStartService()
-        super().startService()
-
-    def whenListening(self) -> Deferred[IListeningPort]:
-        """
-        Fires with the listening port (or the failure to listen).
-        """
-        if self.port is not None:
-            return succeed(self.port)
-        assert self._listening is not None
-        d: Deferred[IListeningPort] = Deferred()
-
-        def relay(result: Any) -> Any:
-            d.callback(result) if not isinstance(result, Failure) else d.errback(result)
-            return result
-
-        self._listening.addBoth(relay)
-        return d
-
-    def stopService(self) -> Deferred[None] | None:
-        """
-        Stop listening.
-        """
-        super().stopService()
-        listening, self._listening = self._listening, None
-        port, self.port = self.port, None
-        if port is not None:
-            return port.stopListening()  # type: ignore[no-any-return]
-        if listening is not None:
-            listening.cancel()
-        return None
 
 
 class PoolerService(MultiService):

@@ -44,9 +44,9 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from pgtwist.admin.metrics import EndpointService
 from pgtwist.config.loader import checkManholeEndpoint
 from pgtwist.config.model import Configuration, UserEntry
+from pgtwist.listeners import ListenerService
 
 #: The host key's file name in the keys directory (the public key adds C{.pub}).
 HOST_KEY_FILE = "ssh_host_ed25519_key"
@@ -274,7 +274,7 @@ def makeManholeService(
     namespace: Namespace,
     reactor: Any,
     admins: Callable[[], Mapping[str, UserEntry]] | None = None,
-) -> EndpointService:
+) -> ListenerService:
     """
     The C{manhole} child service: SSH on C{config.main.manhole}.
 
@@ -289,6 +289,6 @@ def makeManholeService(
     checkManholeEndpoint(main.manhole)
     key = loadOrCreateHostKey(main.manholeKeysDir or defaultKeysDirectory())
     checker = AdminChecker(admins or (lambda: config.admins))
-    return EndpointService(
-        reactor, main.manhole, manholeFactory(key, checker, namespace), "manhole"
+    return ListenerService(
+        reactor, main.manhole, manholeFactory(key, checker, namespace), name="manhole"
     )

@@ -30,17 +30,12 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.exposition import choose_encoder
-from twisted.application.service import Service
-from twisted.internet import endpoints
-from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IListeningPort, IProtocolFactory
-from twisted.logger import Logger
-from twisted.python.failure import Failure
 from twisted.web import http, pages
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
 from pgtwist.config.model import MainSettings
+from pgtwist.listeners import ListenerService
 from pgtwist.pool import BackendState
 from pgtwist.servers import ServerState
 
@@ -377,91 +372,7 @@ def metricsEndpoint(description: str, main: MainSettings) -> str:
     return f"tcp:{port}:interface={host}"
 
 
-class EndpointService(Service):
-    """
-    Listen on one strports endpoint with a factory; remember the port (tests
-    listen on port 0). Used for the metrics and manhole listeners.
-    """
-
-    log = Logger()
-
-    def __init__(
-        self, reactor: Any, description: str, factory: IProtocolFactory, name: str
-    ) -> None:
-        self._reactor = reactor
-        self.description = description
-        self.factory = factory
-        self.name = name
-        self.port: IListeningPort | None = None
-        self._listening: Deferred[IListeningPort] | None = None
-
-    def privilegedStartService(self) -> None:
-        """
-        Listen before privileges are dropped (twistd's order).
-        """
-        super().privilegedStartService()
-        endpoint = endpoints.serverFromString(self._reactor, self.description)
-        self._listening = endpoint.listen(self.factory)
-        self._listening.addCallbacks(self._cbListening, self._ebListening)
-
-    def _cbListening(self, port: IListeningPort) -> IListeningPort:
-        self.port = port
-        self.log.info(
-            "{service} listening on {endpoint}", service=self.name, endpoint=self.description
-        )
-        return port
-
-    def _ebListening(self, reason: Failure) -> Failure:
-        self.log.error(
-            "{service} cannot listen on {endpoint}: {reason}",
-            service=self.name,
-            endpoint=self.description,
-            reason=reason.getErrorMessage(),
-        )
-        return reason
-
-    def startService(self) -> None:
-        """
-        Start listening unless L{privilegedStartService} did.
-        """
-        if self._listening is None:
-            self.privilegedStartService()
-        super().startService()
-
-    def whenListening(self) -> Deferred[IListeningPort]:
-        """
-        Fires with the listening port (or the failure to listen).
-        """
-        if self.port is not None:
-            return succeed(self.port)
-        assert self._listening is not None, "not started"
-        d: Deferred[IListeningPort] = Deferred()
-
-        def relay(result: Any) -> Any:
-            if isinstance(result, Failure):
-                d.errback(result)
-                return None
-            d.callback(result)
-            return result
-
-        self._listening.addBoth(relay)
-        return d
-
-    def stopService(self) -> Deferred[None] | None:
-        """
-        Stop listening.
-        """
-        super().stopService()
-        listening, self._listening = self._listening, None
-        port, self.port = self.port, None
-        if port is not None:
-            return port.stopListening()  # type: ignore[no-any-return]
-        if listening is not None:
-            listening.cancel()
-        return None
-
-
-class MetricsService(EndpointService):
+class MetricsService(ListenerService):
     """
     The C{metrics} child service: C{/metrics} over HTTP on the configured
     endpoint (see L{metricsEndpoint}).
@@ -474,7 +385,10 @@ class MetricsService(EndpointService):
         assert main.metrics is not None, "metrics is off"
         self.registry = makeRegistry(service, reactor)
         super().__init__(
-            reactor, metricsEndpoint(main.metrics, main), metricsSite(self.registry), "metrics"
+            reactor,
+            metricsEndpoint(main.metrics, main),
+            metricsSite(self.registry),
+            name="metrics",
         )
 
 
