@@ -530,16 +530,10 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
             self.stats.bindCount += 1
             portalEnd = body.index(b"\x00") + 1
             name, _ = splitName(body, portalEnd)
-            key = self.statements.get(name)  # type: ignore[assignment]
-            if key is None:
-                if not name:
-                    self._raise(out, _UNDEFINED_STATEMENT, _NO_UNNAMED)
-                    return
-                out.append(codec.frame(type, body))
-                expected.append(_Expect(_BIND))
+            found = self._useStatement(out, type, body, name, _BIND)
+            if found is None:
                 return
-            server = self.registry.nameFor(key)
-            self._ensurePrepared(out, server, key)
+            server, key = found
             out.append(codec.frame(type, renameBind(body, server)))
             expected.append(_Expect(_BIND, name=server, key=key))
             if resetsStatements(key.query.encode()) and _canReset(
@@ -553,16 +547,10 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
                 expected.append(_Expect(_DESCRIBE_PORTAL))
                 return
             name, _ = splitName(body, 1)
-            key = self.statements.get(name)  # type: ignore[assignment]
-            if key is None:
-                if not name:
-                    self._raise(out, _UNDEFINED_STATEMENT, _NO_UNNAMED)
-                    return
-                out.append(codec.frame(type, body))
-                expected.append(_Expect(_DESCRIBE_STATEMENT))
+            found = self._useStatement(out, type, body, name, _DESCRIBE_STATEMENT)
+            if found is None:
                 return
-            server = self.registry.nameFor(key)
-            self._ensurePrepared(out, server, key)
+            server, key = found
             out.append(codec.frame(type, b"S" + codec.encodeString(server)))
             expected.append(_Expect(_DESCRIBE_STATEMENT, name=server, key=key))
         else:  # Close
@@ -577,6 +565,29 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
                 self._queueChange(_Expect(_FAKE, client=name, key=removed, data=_CLOSE_COMPLETE))
             else:
                 self.frontend.write(_CLOSE_COMPLETE)
+
+    def _useStatement(
+        self, out: list[bytes], type: bytes, body: bytes, name: str, kind: int
+    ) -> tuple[str, StatementKey] | None:
+        """
+        The server-side name and key of the client statement a Bind or
+        Describe names, prepared on this backend. When the client has no such
+        statement, the message goes on as sent (PostgreSQL answers 26000
+        with the client's own name), or for the unnamed statement, the error
+        is raised here (the backend's unnamed statement is pgtwist's); then
+        C{None}.
+        """
+        key = self.statements.get(name)
+        if key is None:
+            if not name:
+                self._raise(out, _UNDEFINED_STATEMENT, _NO_UNNAMED)
+            else:
+                out.append(codec.frame(type, body))
+                self._expected.append(_Expect(kind))
+            return None
+        server = self.registry.nameFor(key)
+        self._ensurePrepared(out, server, key)
+        return server, key
 
     def _ensurePrepared(self, out: list[bytes], server: str, key: StatementKey) -> None:
         backend = self.backend
