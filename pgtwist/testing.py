@@ -51,8 +51,9 @@ class FakeFrontendLink:
 
     def completeLogin(self, parameters: Mapping[str, str], processId: int) -> None:
         """
-        Record the login.
+        Record the login; like the real link, resume reading.
         """
+        self.reading = True
         self.loginParameters = dict(parameters)
         self.loginProcessId = processId
 

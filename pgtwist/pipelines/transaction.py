@@ -139,6 +139,9 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
         self._syncs = 0
         self._unsettled: dict[str, deque[int]] = {}
         self._waiting = False
+        #: Replies owed from before the backend came (see L{_answerLocally}).
+        self._owed = b""
+        self._pausedForBackend = False
         self._fatalSeen = False
         self._done = False
         self._loggedIn = False
@@ -211,8 +214,15 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
     # -- acquiring per transaction ------------------------------------------------
 
     def _acquire(self) -> None:
+        d = self.pool.acquire(self.frontend.key, None)
+        if d.called:
+            # A backend was at hand: no need to stop reading the client (two
+            # epoll_ctl calls per transaction).
+            d.addCallbacks(self._cbAcquired, self._ebAcquired)
+            return
         self.frontend.pauseReading()
-        d = self._acquiring = self.pool.acquire(self.frontend.key, None)
+        self._pausedForBackend = True
+        self._acquiring = d
         d.addCallbacks(self._cbAcquired, self._ebAcquired)
 
     def _cbAcquired(self, backend: IBackendLink) -> None:
@@ -224,6 +234,11 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
         backend.attach(self, self.frontend)
         self.frontend.setCancelTarget(backend)
         self._xactStart = self.clock.seconds()
+        if self._owed:
+            # Replies pgtwist gave before this backend came: they go out in
+            # the same write as the backend's first answer.
+            self._expected.append(_Expect(_FAKE, data=self._owed))
+            self._owed = b""
         out: list[bytes] = []
         if backend.settingsFingerprint != self.settings.fingerprint:
             statements, applied = syncStatements(self.settings, backend.parameters, backend.applied)
@@ -235,7 +250,8 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
             backend.settingsFingerprint = self.settings.fingerprint
         held, self._held = self._held, b""
         self._relayFrontend(held, out)
-        if not self._done and not self._waiting:
+        if self._pausedForBackend and not self._done and not self._waiting:
+            self._pausedForBackend = False
             self.frontend.resumeReading()
 
     def _ebAcquired(self, reason: Failure) -> None:
@@ -304,8 +320,6 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
             if end > size:
                 break
             if type == constants.TERMINATE:
-                if replies:
-                    self.frontend.write(b"".join(replies))
                 self._finish()
                 self.frontend.fail(None)
                 return size
@@ -327,14 +341,20 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
                 self.statements.pop(name, None)
                 self._unsynced = True
                 replies.append(_CLOSE_COMPLETE)
-            elif type == constants.SYNC:
-                self._unsynced = False
-                replies.append(_READY_IDLE)
-            elif type != constants.FLUSH:
+            elif type == constants.SYNC or type == constants.FLUSH:
+                if type == constants.SYNC:
+                    self._unsynced = False
+                    replies.append(_READY_IDLE)
+                # PostgreSQL sends its output at Sync and Flush: so do we.
+                self.frontend.write(self._owed + b"".join(replies))
+                self._owed = b""
+                replies = []
+            else:
                 break
             offset = end
-        if replies:
-            self.frontend.write(b"".join(replies))
+        # Anything else answered goes out with the next Sync or Flush, or in
+        # the same write as the first answer of the backend the rest needs.
+        self._owed += b"".join(replies)
         return offset
 
     def _relayFrontend(self, data: bytes, out: list[bytes]) -> None:

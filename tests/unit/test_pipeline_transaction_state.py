@@ -371,24 +371,55 @@ class LocalAnswerTests(SynchronousTestCase):
 
     def test_answeredThenAcquired(self) -> None:
         """
-        What follows the locally answered messages goes to a backend, after
-        the answers.
+        What follows the locally answered messages goes to a backend; the
+        answers go out in one write with the backend's first answer, before
+        it.
         """
         self.script.play(
             [
                 fromClient(
                     [Parse("s2", "SELECT 1"), Bind("", "s2"), Execute(""), Sync()],
                     toServer=[Bind("", "PGTWIST_1"), Execute(""), Sync()],
-                    toClient=[ParseComplete()],
+                    toClient=[],
                 ),
                 fromServer(
                     [BindComplete(), DataRow((b"1",)), CommandComplete("SELECT 1"), ready()],
                     toClient=[
+                        ParseComplete(),
                         BindComplete(),
                         DataRow((b"1",)),
                         CommandComplete("SELECT 1"),
                         ready(),
                     ],
+                ),
+            ]
+        )
+
+    def test_owedRepliesSettleStatements(self) -> None:
+        """
+        Replies owed from before the backend came lead its first answer,
+        ahead of what the rest of the batch synthesizes, and the next batch
+        naming a statement parsed in it is forwarded at once, not held.
+        """
+        self.script.play(
+            [
+                fromClient(
+                    [Parse("s2", "SELECT 1"), Bind("", "s2"), Execute("")]
+                    + [Parse("s3", "SELECT 1"), Bind("", "s3"), Execute(""), Sync()],
+                    toServer=[Bind("", "PGTWIST_1"), Execute("")]
+                    + [Bind("", "PGTWIST_1"), Execute(""), Sync()],
+                    toClient=[],
+                ),
+                fromServer(
+                    [BindComplete(), DataRow((b"1",)), CommandComplete("SELECT 1")]
+                    + [BindComplete(), DataRow((b"1",)), CommandComplete("SELECT 1"), ready()],
+                    toClient=[ParseComplete(), BindComplete(), DataRow((b"1",))]
+                    + [CommandComplete("SELECT 1"), ParseComplete(), BindComplete()]
+                    + [DataRow((b"1",)), CommandComplete("SELECT 1"), ready()],
+                ),
+                fromClient(
+                    [Bind("", "s3"), Execute(""), Sync()],
+                    toServer=[Bind("", "PGTWIST_1"), Execute(""), Sync()],
                 ),
             ]
         )
@@ -457,11 +488,11 @@ def _splitScenario(case: SynchronousTestCase, chop: Chopper) -> TransactionScrip
         fromClient(
             [Parse("s2", q, (23,)), Bind("", "s2", (), (b"8",), ()), Execute(""), Sync()],
             toServer=[Bind("", "PGTWIST_1", (), (b"8",), ()), Execute(""), Sync()],
-            toClient=[ParseComplete()],
         ),
         fromServer(
             [BindComplete(), DataRow((b"8",)), CommandComplete("SELECT 1"), ready()],
-            toClient=[BindComplete(), DataRow((b"8",)), CommandComplete("SELECT 1"), ready()],
+            toClient=[ParseComplete(), BindComplete(), DataRow((b"8",))]
+            + [CommandComplete("SELECT 1"), ready()],
         ),
         fromClient(
             [Query("LISTEN chan")], toServer=[Query("LISTEN chan")], toClient=[_warning("LISTEN")]

@@ -108,18 +108,19 @@ class NamedStatementTests(SynchronousTestCase):
     def test_parseOfPreparedStatementAnsweredLocally(self) -> None:
         """
         A Parse of a statement the backend already has is not forwarded; the
-        client gets its ParseComplete first, before BindComplete.
+        client gets its ParseComplete first, before BindComplete, in the same
+        write.
         """
         self.script.play(
             [
                 fromClient(
                     [Parse("s2", Q1, (23,)), bind("s2"), Execute(""), Sync()],
                     toServer=[bind("PGTWIST_1"), Execute(""), Sync()],
-                    toClient=[ParseComplete()],
+                    toClient=[],
                 ),
                 fromServer(
                     [BindComplete(), *selected(), ReadyForQuery(b"I")],
-                    toClient=[BindComplete(), *selected(), ReadyForQuery(b"I")],
+                    toClient=[ParseComplete(), BindComplete(), *selected(), ReadyForQuery(b"I")],
                 ),
             ]
         )
