@@ -20,8 +20,8 @@ run: venv
 	$(BIN)/python -m pgtwist.devrun
 
 lint: venv
-	$(BIN)/ruff check pgtwist tests twisted
-	$(BIN)/ruff format --check pgtwist tests twisted
+	$(BIN)/ruff check pgtwist tests twisted benchmarks
+	$(BIN)/ruff format --check pgtwist tests twisted benchmarks
 
 typecheck: venv
 	$(BIN)/mypy
@@ -32,7 +32,10 @@ unit: venv
 test: venv lint typecheck
 	$(BIN)/pytest
 
+# `make bench BENCHFLAGS=--quick` for a 2-minute check; see benchmarks/README.rst.
 bench: venv
+	command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends pgbouncer)
 	$(BIN)/python -m benchmarks.run $(BENCHFLAGS)
 
 clean:

@@ -1,0 +1,498 @@
+# -*- test-case-name: tests.unit.test_bench -*-
+"""
+The arithmetic of a benchmark run, with no I/O: reading pgbench's report and
+C{/proc}, medians of per-round ratios, the issue's targets, and the table.
+
+Only ratios measured in the same round count: absolute TPS moves by tens of
+percent between rounds on a shared 2-core machine (PERFORMANCE.md), so every
+ratio is computed per round first and the median of those is reported.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from benchmarks.plan import (
+    CONNECT,
+    DIRECT,
+    LATENCY,
+    PGBOUNCER,
+    PGTWIST,
+    SELECT,
+    Target,
+    Workload,
+)
+
+#: The issue's limits.
+MIN_TPS_RATIO = 1.0
+MAX_CPU_RATIO = 1.5
+MAX_ADDED_LATENCY_RATIO = 1.5
+MAX_KIB_PER_CONNECTION = 10.0
+
+
+# -- pgbench and /proc ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PgbenchResult:
+    """
+    What one pgbench run reported.
+
+    @ivar tps: Transactions per second (without the initial connection time,
+        or including reconnections with C{-C}).
+    @ivar latencyMs: Average latency in milliseconds.
+    @ivar transactions: Transactions processed.
+    @ivar failed: Failed transactions.
+    @ivar connectionMs: Initial connection time, or the average connection
+        time with C{-C}, in milliseconds.
+    """
+
+    tps: float
+    latencyMs: float | None
+    transactions: int
+    failed: int = 0
+    connectionMs: float | None = None
+
+
+_TPS = re.compile(r"^tps = ([0-9.]+)", re.M)
+_LATENCY = re.compile(r"^latency average = ([0-9.]+) ms", re.M)
+_PROCESSED = re.compile(r"^number of transactions actually processed: (\d+)", re.M)
+_FAILED = re.compile(r"^number of failed transactions: (\d+)", re.M)
+_CONNECTION = re.compile(r"^(?:initial|average) connection time = ([0-9.]+) ms", re.M)
+
+
+def parsePgbench(output: str) -> PgbenchResult:
+    """
+    Read pgbench's (PostgreSQL 12 to 17) end-of-run report.
+
+    @raise ValueError: The report has no C{tps} or transaction count (the
+        run failed before reporting).
+    """
+    tps = _TPS.search(output)
+    processed = _PROCESSED.search(output)
+    if tps is None or processed is None:
+        raise ValueError("pgbench reported no tps")
+    latency = _LATENCY.search(output)
+    failed = _FAILED.search(output)
+    connection = _CONNECTION.search(output)
+    return PgbenchResult(
+        tps=float(tps.group(1)),
+        latencyMs=float(latency.group(1)) if latency else None,
+        transactions=int(processed.group(1)),
+        failed=int(failed.group(1)) if failed else 0,
+        connectionMs=float(connection.group(1)) if connection else None,
+    )
+
+
+def parseCpuTicks(stat: str) -> int:
+    """
+    C{utime + stime + cutime + cstime} from a C{/proc/PID/stat} line, in
+    clock ticks. The command name (field 2) may hold spaces and parentheses,
+    so fields are counted after its last C{)}.
+    """
+    fields = stat[stat.rfind(")") + 2 :].split()
+    # After the name: state(3) ppid(4) ... utime(14) stime(15) cutime(16) cstime(17).
+    return sum(int(value) for value in fields[11:15])
+
+
+def parseVmRssKiB(status: str) -> int | None:
+    """
+    C{VmRSS} from a C{/proc/PID/status} text, in KiB; C{None} when absent
+    (a zombie or a kernel thread).
+    """
+    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+    return int(match.group(1)) if match else None
+
+
+def microsPerTransaction(ticks: int, ticksPerSecond: int, transactions: int) -> float | None:
+    """
+    CPU microseconds per transaction, or C{None} without transactions.
+    """
+    if transactions <= 0:
+        return None
+    return ticks * 1_000_000 / ticksPerSecond / transactions
+
+
+# -- records and summaries --------------------------------------------------
+
+
+@dataclass
+class RunRecord:
+    """
+    One pgbench run of the schedule, as written to the JSON file.
+
+    @ivar cpuMicros: The pooler's CPU per transaction (C{None} for direct).
+    @ivar error: Why the run gave no result, or C{None}.
+    """
+
+    round: int
+    workload: str
+    target: str
+    pooler: str
+    pipeline: str | None
+    workers: int
+    tps: float | None = None
+    latencyMs: float | None = None
+    transactions: int = 0
+    failed: int = 0
+    connectionMs: float | None = None
+    cpuMicros: float | None = None
+    processes: int = 1
+    seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """
+        Whether the run produced a usable result.
+        """
+        return self.error is None and self.tps is not None
+
+
+def median(values: Iterable[float | None]) -> float | None:
+    """
+    The median of the values that are not C{None}, or C{None} when none is.
+    """
+    present = [value for value in values if value is not None]
+    return statistics.median(present) if present else None
+
+
+def _byRound(records: Sequence[RunRecord], workload: str, target: str) -> dict[int, RunRecord]:
+    """
+    C{target}'s successful runs of C{workload}, by round.
+    """
+    return {r.round: r for r in records if r.ok and r.workload == workload and r.target == target}
+
+
+def roundRatios(
+    records: Sequence[RunRecord], workload: str, numerator: str, denominator: str, key: str
+) -> list[float]:
+    """
+    C{numerator / denominator} of attribute C{key} (C{tps}, C{cpuMicros},
+    C{latencyMs}) for every round in which both targets have a result.
+    """
+    tops = _byRound(records, workload, numerator)
+    bottoms = _byRound(records, workload, denominator)
+    ratios = []
+    for round in sorted(tops.keys() & bottoms.keys()):
+        top = getattr(tops[round], key)
+        bottom = getattr(bottoms[round], key)
+        if top is not None and bottom:
+            ratios.append(top / bottom)
+    return ratios
+
+
+@dataclass
+class Row:
+    """
+    One line of the table: a target in a workload, medians over rounds.
+
+    @ivar vsPgbouncer: Median per-round TPS ratio to PgBouncer in the same
+        pipeline (pgtwist rows only).
+    @ivar vsDirect: Median per-round TPS ratio to direct (pooler rows).
+    @ivar cpuVsPgbouncer: Median per-round ratio of CPU per transaction to
+        PgBouncer's (pgtwist rows only).
+    """
+
+    workload: str
+    target: str
+    pooler: str
+    pipeline: str | None
+    rounds: int
+    tps: float | None
+    latencyMs: float | None
+    cpuMicros: float | None
+    vsPgbouncer: float | None = None
+    vsDirect: float | None = None
+    cpuVsPgbouncer: float | None = None
+    failures: int = 0
+
+
+def summarize(
+    records: Sequence[RunRecord], workloads: Sequence[Workload], targets: dict[str, list[Target]]
+) -> list[Row]:
+    """
+    One L{Row} per workload and target, in schedule order.
+
+    @param targets: Workload name to its targets, as L{benchmarks.plan.targetsFor}
+        gave them.
+    """
+    rows = []
+    for workload in workloads:
+        for target in targets.get(workload.name, []):
+            mine = [r for r in records if r.workload == workload.name and r.target == target.name]
+            good = [r for r in mine if r.ok]
+            row = Row(
+                workload=workload.name,
+                target=target.name,
+                pooler=target.pooler,
+                pipeline=target.pipeline,
+                rounds=len(good),
+                tps=median(r.tps for r in good),
+                latencyMs=median(r.latencyMs for r in good),
+                cpuMicros=median(r.cpuMicros for r in good),
+                failures=len(mine) - len(good),
+            )
+            if target.pooler != DIRECT:
+                row.vsDirect = median(
+                    roundRatios(records, workload.name, target.name, DIRECT, "tps")
+                )
+            if target.pooler == PGTWIST and target.pipeline is not None:
+                bouncer = Target(PGBOUNCER, target.pipeline).name
+                row.vsPgbouncer = median(
+                    roundRatios(records, workload.name, target.name, bouncer, "tps")
+                )
+                row.cpuVsPgbouncer = median(
+                    roundRatios(records, workload.name, target.name, bouncer, "cpuMicros")
+                )
+            rows.append(row)
+    return rows
+
+
+def addedLatency(records: Sequence[RunRecord], workload: str, target: str) -> float | None:
+    """
+    The median over rounds of C{target}'s average latency minus direct's, in
+    milliseconds.
+    """
+    mine = _byRound(records, workload, target)
+    direct = _byRound(records, workload, DIRECT)
+    added = []
+    for round in sorted(mine.keys() & direct.keys()):
+        latency, base = mine[round].latencyMs, direct[round].latencyMs
+        if latency is not None and base is not None:
+            added.append(latency - base)
+    return median(added)
+
+
+@dataclass(frozen=True)
+class Check:
+    """
+    One of the issue's targets, judged: C{ok} is C{None} when it could not
+    be measured.
+    """
+
+    name: str
+    value: float | None
+    limit: float
+    ok: bool | None
+    atLeast: bool = False
+
+
+def _check(name: str, value: float | None, limit: float, atLeast: bool = False) -> Check:
+    """
+    Judge C{value} against C{limit}: at least (TPS ratios) or at most.
+    """
+    ok = None if value is None else (value >= limit if atLeast else value <= limit)
+    return Check(name, value, limit, ok, atLeast)
+
+
+@dataclass
+class Latencies:
+    """
+    The 1-client latency over direct, per pipeline: PgBouncer's and
+    pgtwist's median added milliseconds.
+    """
+
+    pipeline: str
+    pgbouncer: float | None
+    pgtwist: float | None
+
+    @property
+    def ratio(self) -> float | None:
+        """
+        pgtwist's added latency over PgBouncer's (C{None} when either is
+        missing or PgBouncer added nothing measurable).
+        """
+        if self.pgtwist is None or self.pgbouncer is None or self.pgbouncer <= 0:
+            return None
+        return self.pgtwist / self.pgbouncer
+
+
+def latencyTable(records: Sequence[RunRecord], workloads: Sequence[Workload]) -> list[Latencies]:
+    """
+    L{Latencies} for every pipeline of the L{LATENCY} workloads.
+    """
+    found = []
+    for workload in workloads:
+        if workload.kind != LATENCY:
+            continue
+        for pipeline in workload.pipelines:
+            found.append(
+                Latencies(
+                    pipeline,
+                    addedLatency(records, workload.name, Target(PGBOUNCER, pipeline).name),
+                    addedLatency(records, workload.name, Target(PGTWIST, pipeline).name),
+                )
+            )
+    return found
+
+
+def checkTargets(
+    rows: Sequence[Row],
+    workloads: Sequence[Workload],
+    latencies: Sequence[Latencies],
+    kibPerConnection: float | None,
+) -> list[Check]:
+    """
+    The issue's targets for a single-worker pgtwist: TPS ratio to PgBouncer
+    on every select-only and C{-C} row, CPU per transaction on every row
+    PgBouncer also ran, the 1-client added latency per pipeline, and memory
+    per idle connection.
+    """
+    kinds = {w.name: w.kind for w in workloads}
+    mine = [r for r in rows if r.pooler == PGTWIST and "-w" not in r.target]
+    checks = [
+        _check(
+            f"TPS pgtwist/PgBouncer {row.workload} {row.pipeline}",
+            row.vsPgbouncer,
+            MIN_TPS_RATIO,
+            atLeast=True,
+        )
+        for row in mine
+        if kinds.get(row.workload) in (SELECT, CONNECT) and row.vsPgbouncer is not None
+    ]
+    checks += [
+        _check(
+            f"CPU/txn pgtwist/PgBouncer {row.workload} {row.pipeline}",
+            row.cpuVsPgbouncer,
+            MAX_CPU_RATIO,
+        )
+        for row in mine
+        if row.cpuVsPgbouncer is not None
+    ]
+    checks += [
+        _check(
+            f"1-client added latency pgtwist/PgBouncer {latency.pipeline}",
+            latency.ratio,
+            MAX_ADDED_LATENCY_RATIO,
+        )
+        for latency in latencies
+    ]
+    checks.append(
+        _check("memory KiB per idle client connection", kibPerConnection, MAX_KIB_PER_CONNECTION)
+    )
+    return checks
+
+
+# -- rendering ----------------------------------------------------------------
+
+
+def formatNumber(value: float | None, digits: int = 2, width: int = 0) -> str:
+    """
+    C{value} with C{digits} decimals (none from 1000 up: C{55476}), C{-}
+    for C{None}, right-justified to C{width}.
+    """
+    if value is None:
+        text = "-"
+    elif abs(value) >= 1000:
+        text = f"{value:.0f}"
+    else:
+        text = f"{value:.{digits}f}"
+    return text.rjust(width)
+
+
+@dataclass
+class Table:
+    """
+    A plain-text table rendered as a reStructuredText simple table, so the
+    same text reads in a terminal and in C{RESULTS.rst}.
+    """
+
+    headers: Sequence[str]
+    rows: list[Sequence[str]] = field(default_factory=list)
+    #: How many leading columns are left-aligned (names); the rest are numbers.
+    textColumns: int = 1
+
+    def render(self) -> str:
+        """
+        The table: header, C{=} rules, rows (the L{textColumns} first
+        columns left-aligned, the others right-aligned).
+        """
+        widths = [len(h) for h in self.headers]
+        for row in self.rows:
+            widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+        rule = "  ".join("=" * w for w in widths)
+
+        def line(cells: Sequence[str]) -> str:
+            """
+            One row, padded to the column widths.
+            """
+            parts = [
+                cell.ljust(w) if i < self.textColumns else cell.rjust(w)
+                for i, (cell, w) in enumerate(zip(cells, widths, strict=True))
+            ]
+            return "  ".join(parts).rstrip()
+
+        return "\n".join([rule, line(self.headers), rule, *map(line, self.rows), rule])
+
+
+def renderRows(rows: Sequence[Row]) -> str:
+    """
+    The main table: per workload and target, median TPS and latency, the
+    median per-round ratios, and the pooler's CPU per transaction.
+    """
+    table = Table(
+        [
+            "workload",
+            "target",
+            "n",
+            "TPS",
+            "lat ms",
+            "÷PgB",
+            "÷direct",
+            "CPU µs/txn",
+            "CPU ÷PgB",
+        ],
+        textColumns=2,
+    )
+    for row in rows:
+        table.rows.append(
+            [
+                row.workload,
+                row.target,
+                str(row.rounds) + (f"!{row.failures}" if row.failures else ""),
+                formatNumber(row.tps, 0),
+                formatNumber(row.latencyMs, 3),
+                formatNumber(row.vsPgbouncer),
+                formatNumber(row.vsDirect),
+                formatNumber(row.cpuMicros, 1),
+                formatNumber(row.cpuVsPgbouncer),
+            ]
+        )
+    return table.render()
+
+
+def renderLatencies(latencies: Sequence[Latencies]) -> str:
+    """
+    The 1-client latency added over direct, per pipeline and pooler.
+    """
+    table = Table(["1 client -S", "PgBouncer +ms", "pgtwist +ms", "pgtwist ÷PgB"])
+    for latency in latencies:
+        table.rows.append(
+            [
+                latency.pipeline,
+                formatNumber(latency.pgbouncer, 4),
+                formatNumber(latency.pgtwist, 4),
+                formatNumber(latency.ratio),
+            ]
+        )
+    return table.render()
+
+
+def renderChecks(checks: Sequence[Check]) -> str:
+    """
+    One line per target: C{PASS}, C{FAIL} or C{n/a}, the value and the limit.
+    """
+    lines = []
+    for check in checks:
+        verdict = {True: "PASS", False: "FAIL", None: "n/a "}[check.ok]
+        sign = "≥" if check.atLeast else "≤"
+        value = formatNumber(check.value)
+        lines.append(f"{verdict}  {check.name}: {value} (target {sign} {check.limit:g})")
+    passed = sum(1 for c in checks if c.ok)
+    failed = sum(1 for c in checks if c.ok is False)
+    lines.append(f"{passed} of {len(checks)} targets met, {failed} missed.")
+    return "\n".join(lines)

@@ -1,0 +1,799 @@
+"""
+Tests for the C{make bench} harness (L{benchmarks}): the schedule, pgbench
+and C{/proc} parsing, per-round ratios, target checks, the table, and the
+configuration text the poolers get. Nothing here runs a benchmark, a
+program or a socket.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from benchmarks import memory, plan, results, run, servers
+from benchmarks.plan import (
+    DIRECT,
+    PGBOUNCER,
+    PGTWIST,
+    SESSION,
+    TRANSACTION,
+    Target,
+    Workload,
+)
+from benchmarks.results import RunRecord
+from pgtwist.config.loader import loadConfiguration
+from tests.unit._tempdir import temporaryDirectory
+
+SELECT_REPORT = """\
+pgbench (15.18 (Debian 15.18-0+deb12u1))
+transaction type: <builtin: select only>
+scaling factor: 1
+query mode: simple
+number of clients: 10
+number of threads: 2
+maximum number of tries: 1
+duration: 2 s
+number of transactions actually processed: 29054
+number of failed transactions: 0 (0.000%)
+latency average = 0.663 ms
+initial connection time = 79.131 ms
+tps = 15092.187323 (without initial connection time)
+"""
+
+CONNECT_REPORT = """\
+pgbench (15.18 (Debian 15.18-0+deb12u1))
+transaction type: <builtin: select only>
+number of transactions actually processed: 158
+number of failed transactions: 2 (1.250%)
+latency average = 128.708 ms
+average connection time = 25.250 ms
+tps = 77.695416 (including reconnection times)
+"""
+
+
+def record(
+    round: int,
+    workload: str,
+    target: Target,
+    tps: float | None,
+    latencyMs: float | None = None,
+    cpuMicros: float | None = None,
+    error: str | None = None,
+) -> RunRecord:
+    """
+    A L{RunRecord} for C{target}, as the harness would have made it.
+    """
+    return RunRecord(
+        round,
+        workload,
+        target.name,
+        target.pooler,
+        target.pipeline,
+        target.workers,
+        tps=tps,
+        latencyMs=latencyMs,
+        cpuMicros=cpuMicros,
+        error=error,
+    )
+
+
+D = Target(DIRECT)
+BS = Target(PGBOUNCER, SESSION)
+TS = Target(PGTWIST, SESSION)
+BT = Target(PGBOUNCER, TRANSACTION)
+TT = Target(PGTWIST, TRANSACTION)
+
+
+class PlanTests(SynchronousTestCase):
+    """
+    Tests for L{benchmarks.plan}.
+    """
+
+    def test_defaultWorkloads(self) -> None:
+        """
+        The issue's matrix: three query modes at 10 and 100 clients,
+        TPC-B at 10, C{-C} at 10 and one client for latency.
+        """
+        workloads = {w.name: w for w in plan.defaultWorkloads()}
+        self.assertEqual(
+            sorted(workloads),
+            sorted(
+                [
+                    "S-simple-c10",
+                    "S-simple-c100",
+                    "S-ext-c10",
+                    "S-ext-c100",
+                    "S-prep-c10",
+                    "S-prep-c100",
+                    "tpcb-c10",
+                    "S-simple-c10-C",
+                    "S-simple-c1",
+                ]
+            ),
+        )
+        self.assertEqual(workloads["S-prep-c100"].options, ("-S", "-M", "prepared"))
+        self.assertEqual(workloads["S-simple-c10-C"].kind, plan.CONNECT)
+        self.assertIn("-C", workloads["S-simple-c10-C"].options)
+        self.assertEqual(workloads["S-simple-c1"].clients, 1)
+        self.assertEqual(workloads["tpcb-c10"].options, ())
+
+    def test_targetsOrder(self) -> None:
+        """
+        Direct first, then per pipeline PgBouncer and pgtwist.
+        """
+        workload = Workload("w", ("-S",), 10, plan.SELECT)
+        self.assertEqual(plan.targetsFor(workload, 1), [D, BS, TS, BT, TT])
+
+    def test_preparedWithoutPgbouncerTransaction(self) -> None:
+        """
+        PgBouncer 1.18 cannot serve prepared statements in transaction
+        mode: that workload runs pgtwist alone there.
+        """
+        prepared = {w.name: w for w in plan.defaultWorkloads()}["S-prep-c10"]
+        self.assertEqual(plan.targetsFor(prepared, 1), [D, BS, TS, TT])
+
+    def test_workersTargets(self) -> None:
+        """
+        With C{workers > 1}, workloads that ask for it get a pgtwist target
+        with that many workers after the single-worker one.
+        """
+        workload = Workload("w", (), 100, plan.SELECT, workersPipelines=(TRANSACTION,))
+        targets = plan.targetsFor(workload, 2)
+        self.assertEqual(targets, [D, BS, TS, BT, TT, Target(PGTWIST, TRANSACTION, 2)])
+        self.assertEqual(targets[-1].name, "pgtwist-w2/transaction")
+        self.assertEqual(plan.targetsFor(workload, 1), [D, BS, TS, BT, TT])
+
+    def test_targetNames(self) -> None:
+        """
+        Names are C{pooler/pipeline}, or C{direct}.
+        """
+        self.assertEqual(D.name, "direct")
+        self.assertEqual(BT.name, "pgbouncer/transaction")
+
+    def test_scheduleInterleavesAndRotates(self) -> None:
+        """
+        Each round runs every workload's targets back to back; the order of
+        targets rotates by one per round.
+        """
+        first = Workload("a", (), 10, plan.SELECT, pipelines=(SESSION,))
+        second = Workload("b", (), 10, plan.SELECT, pipelines=(SESSION,))
+        steps = plan.schedule([first, second], 2, 1)
+        self.assertEqual(
+            [(s.round, s.workload.name, s.target.name) for s in steps],
+            [
+                (0, "a", "direct"),
+                (0, "a", "pgbouncer/session"),
+                (0, "a", "pgtwist/session"),
+                (0, "b", "direct"),
+                (0, "b", "pgbouncer/session"),
+                (0, "b", "pgtwist/session"),
+                (1, "a", "pgbouncer/session"),
+                (1, "a", "pgtwist/session"),
+                (1, "a", "direct"),
+                (1, "b", "pgbouncer/session"),
+                (1, "b", "pgtwist/session"),
+                (1, "b", "direct"),
+            ],
+        )
+
+    def test_rotatedEmpty(self) -> None:
+        """
+        Rotating nothing gives nothing.
+        """
+        self.assertEqual(plan.rotated([], 3), [])
+
+    def test_poolSize(self) -> None:
+        """
+        Transaction pools are 20; session pools grow to the client count,
+        since each session client holds its backend.
+        """
+        many = Workload("w", (), 100, plan.SELECT)
+        few = Workload("w", (), 10, plan.SELECT)
+        self.assertEqual(plan.poolSize(many, TT), 20)
+        self.assertEqual(plan.poolSize(many, BS), 100)
+        self.assertEqual(plan.poolSize(few, TS), 20)
+
+    def test_poolSizeWorkers(self) -> None:
+        """
+        Multi-worker pgtwist gets N session pools, since each worker may
+        receive every client; transaction workers share the 20.
+        """
+        many = Workload("w", (), 100, plan.SELECT)
+        self.assertEqual(plan.poolSize(many, Target(PGTWIST, SESSION, 2)), 200)
+        self.assertEqual(plan.poolSize(many, Target(PGTWIST, TRANSACTION, 2)), 20)
+
+    def test_threads(self) -> None:
+        """
+        One pgbench thread per core, never more than clients.
+        """
+        self.assertEqual(plan.threadsFor(1), 1)
+        self.assertEqual(plan.threadsFor(10), 2)
+        self.assertEqual(plan.threadsFor(100, cores=4), 4)
+
+    def test_pgbenchArguments(self) -> None:
+        """
+        The workload's options, then C{-n}, clients, threads, duration and
+        the connection.
+        """
+        workload = Workload("w", ("-S", "-M", "prepared"), 100, plan.SELECT)
+        self.assertEqual(
+            plan.pgbenchArguments(workload, 5, "127.0.0.1", 20001, "bench", "db"),
+            "-S -M prepared -n -c 100 -j 2 -T 5 -h 127.0.0.1 -p 20001 -U bench db".split(),
+        )
+
+
+class ParsingTests(SynchronousTestCase):
+    """
+    Tests for reading pgbench's report and C{/proc}.
+    """
+
+    def test_selectReport(self) -> None:
+        """
+        TPS, latency, transactions and the initial connection time.
+        """
+        parsed = results.parsePgbench(SELECT_REPORT)
+        self.assertEqual(parsed, results.PgbenchResult(15092.187323, 0.663, 29054, 0, 79.131))
+
+    def test_connectReport(self) -> None:
+        """
+        With C{-C}, TPS includes reconnections and the connection time is
+        the average per connection; failures are counted.
+        """
+        parsed = results.parsePgbench(CONNECT_REPORT)
+        self.assertEqual(parsed, results.PgbenchResult(77.695416, 128.708, 158, 2, 25.25))
+
+    def test_abortedReport(self) -> None:
+        """
+        A run that never reported raises L{ValueError}.
+        """
+        self.assertRaises(ValueError, results.parsePgbench, "pgbench: error: connection refused\n")
+
+    def test_cpuTicks(self) -> None:
+        """
+        utime, stime, cutime and cstime are summed; a command name with
+        spaces and parentheses does not shift the fields.
+        """
+        fields = ["S", "1"] + ["0"] * 9 + ["100", "20", "3", "4"] + ["0"] * 30
+        stat = "4242 (twistd (x) y) " + " ".join(fields)
+        self.assertEqual(results.parseCpuTicks(stat), 127)
+
+    def test_vmRss(self) -> None:
+        """
+        C{VmRSS} in KiB, or C{None} when the process has none.
+        """
+        self.assertEqual(results.parseVmRssKiB("Name:\tx\nVmRSS:\t   56916 kB\n"), 56916)
+        self.assertIsNone(results.parseVmRssKiB("Name:\tkthreadd\n"))
+
+    def test_microsPerTransaction(self) -> None:
+        """
+        Ticks over transactions, in microseconds; C{None} without any.
+        """
+        self.assertEqual(results.microsPerTransaction(50, 100, 25_000), 20.0)
+        self.assertIsNone(results.microsPerTransaction(50, 100, 0))
+
+
+class RatioTests(SynchronousTestCase):
+    """
+    Tests for medians and per-round ratios.
+    """
+
+    def test_median(self) -> None:
+        """
+        The median ignores C{None}; nothing gives C{None}.
+        """
+        self.assertEqual(results.median([3.0, None, 1.0, 2.0]), 2.0)
+        self.assertIsNone(results.median([None]))
+
+    def test_roundRatios(self) -> None:
+        """
+        Ratios pair results of the same round; rounds missing either side,
+        or failed, are left out.
+        """
+        records = [
+            record(0, "w", TS, 50.0),
+            record(0, "w", BS, 100.0),
+            record(1, "w", TS, 90.0),
+            record(1, "w", BS, 60.0, error="boom"),
+            record(2, "w", TS, 30.0),
+            record(2, "w", BS, 40.0),
+            record(3, "w", BS, 40.0),
+            record(2, "other", BS, 1.0),
+        ]
+        self.assertEqual(results.roundRatios(records, "w", TS.name, BS.name, "tps"), [0.5, 0.75])
+
+    def test_medianOfRatiosNotRatioOfMedians(self) -> None:
+        """
+        The reported ratio is the median of per-round ratios, which differs
+        from the ratio of the medians when rounds drift.
+        """
+        records = [
+            record(0, "w", D, 100.0),
+            record(0, "w", TS, 90.0, cpuMicros=20.0),
+            record(0, "w", BS, 100.0, cpuMicros=10.0),
+            record(1, "w", D, 200.0),
+            record(1, "w", TS, 180.0, cpuMicros=30.0),
+            record(1, "w", BS, 120.0, cpuMicros=10.0),
+            record(2, "w", D, 50.0),
+            record(2, "w", TS, 50.0, cpuMicros=25.0),
+            record(2, "w", BS, 50.0, cpuMicros=10.0),
+        ]
+        workload = Workload("w", (), 10, plan.SELECT, pipelines=(SESSION,))
+        rows = results.summarize(records, [workload], {"w": [D, BS, TS]})
+        direct, bouncer, twist = rows
+        self.assertEqual((direct.tps, direct.vsDirect, direct.vsPgbouncer), (100.0, None, None))
+        self.assertEqual(bouncer.vsDirect, 1.0)
+        self.assertIsNone(bouncer.vsPgbouncer)
+        self.assertEqual(twist.tps, 90.0)
+        self.assertEqual(twist.vsPgbouncer, 1.0)  # ratios 0.9, 1.5, 1.0
+        self.assertEqual(twist.vsDirect, 0.9)  # ratios 0.9, 0.9, 1.0
+        self.assertEqual(twist.cpuMicros, 25.0)
+        self.assertEqual(twist.cpuVsPgbouncer, 2.5)
+        self.assertEqual(twist.rounds, 3)
+
+    def test_summaryCountsFailures(self) -> None:
+        """
+        Failed runs are counted and kept out of the medians.
+        """
+        records = [record(0, "w", D, 10.0), record(1, "w", D, None, error="refused")]
+        workload = Workload("w", (), 10, plan.SELECT)
+        (row,) = results.summarize(records, [workload], {"w": [D]})
+        self.assertEqual((row.rounds, row.failures, row.tps), (1, 1, 10.0))
+
+    def test_addedLatency(self) -> None:
+        """
+        Per round, the pooler's latency minus direct's; the median of those.
+        """
+        records = [
+            record(0, "c1", D, 1.0, latencyMs=0.10),
+            record(0, "c1", BS, 1.0, latencyMs=0.15),
+            record(1, "c1", D, 1.0, latencyMs=0.20),
+            record(1, "c1", BS, 1.0, latencyMs=0.26),
+            record(2, "c1", BS, 1.0, latencyMs=9.0),
+        ]
+        added = results.addedLatency(records, "c1", BS.name)
+        assert added is not None
+        self.assertAlmostEqual(added, 0.055)
+
+    def test_latencyTable(self) -> None:
+        """
+        One line per pipeline of each latency workload, with pgtwist's
+        added latency over PgBouncer's.
+        """
+        records = [
+            record(0, "c1", D, 1.0, latencyMs=0.10),
+            record(0, "c1", BS, 1.0, latencyMs=0.14),
+            record(0, "c1", TS, 1.0, latencyMs=0.16),
+        ]
+        workloads = [
+            Workload("c1", (), 1, plan.LATENCY, pipelines=(SESSION,)),
+            Workload("other", (), 10, plan.SELECT),
+        ]
+        (line,) = results.latencyTable(records, workloads)
+        self.assertEqual(line.pipeline, SESSION)
+        assert line.ratio is not None
+        self.assertAlmostEqual(line.ratio, 1.5)
+
+    def test_latencyRatioUndefined(self) -> None:
+        """
+        Without a positive PgBouncer latency there is no ratio.
+        """
+        self.assertIsNone(results.Latencies(SESSION, 0.0, 0.1).ratio)
+        self.assertIsNone(results.Latencies(SESSION, None, 0.1).ratio)
+
+
+class TargetTests(SynchronousTestCase):
+    """
+    Tests for L{results.checkTargets} and L{results.renderChecks}.
+    """
+
+    def rows(self) -> list[results.Row]:
+        """
+        A select row that passes, a C{-C} row that fails, a TPC-B row (no
+        TPS target) and a multi-worker row (never judged).
+        """
+        return [
+            results.Row("s", TS.name, PGTWIST, SESSION, 3, 1, 1, 12.0, 1.05, 0.8, 1.2),
+            results.Row("c", TT.name, PGTWIST, TRANSACTION, 3, 1, 1, 90.0, 0.9, 9.0, 1.6),
+            results.Row("t", TT.name, PGTWIST, TRANSACTION, 3, 1, 1, 70.0, 0.5, 0.4, 1.0),
+            results.Row("s", "pgtwist-w2/session", PGTWIST, SESSION, 3, 1, 1, 9, 0.1, 0.1, 9),
+            results.Row("s", BS.name, PGBOUNCER, SESSION, 3, 1, 1, 10.0, None, 0.8, None),
+        ]
+
+    def test_checks(self) -> None:
+        """
+        TPS on select and C{-C} rows, CPU on every pgtwist row PgBouncer
+        also ran, added latency per pipeline, and memory.
+        """
+        workloads = [
+            Workload("s", (), 10, plan.SELECT),
+            Workload("c", (), 10, plan.CONNECT),
+            Workload("t", (), 10, plan.TPCB),
+        ]
+        latencies = [results.Latencies(SESSION, 0.04, 0.05), results.Latencies(TRANSACTION, 0, 1)]
+        checks = results.checkTargets(self.rows(), workloads, latencies, 12.5)
+        self.assertEqual(
+            [(c.name, c.ok) for c in checks],
+            [
+                ("TPS pgtwist/PgBouncer s session", True),
+                ("TPS pgtwist/PgBouncer c transaction", False),
+                ("CPU/txn pgtwist/PgBouncer s session", True),
+                ("CPU/txn pgtwist/PgBouncer c transaction", False),
+                ("CPU/txn pgtwist/PgBouncer t transaction", True),
+                ("1-client added latency pgtwist/PgBouncer session", True),
+                ("1-client added latency pgtwist/PgBouncer transaction", None),
+                ("memory KiB per idle client connection", False),
+            ],
+        )
+
+    def test_renderChecks(self) -> None:
+        """
+        One verdict line per target and a count.
+        """
+        checks = [
+            results.Check("TPS x", 1.05, 1.0, True, atLeast=True),
+            results.Check("CPU y", 2.0, 1.5, False),
+            results.Check("memory", None, 10.0, None),
+        ]
+        self.assertEqual(
+            results.renderChecks(checks).splitlines(),
+            [
+                "PASS  TPS x: 1.05 (target ≥ 1)",
+                "FAIL  CPU y: 2.00 (target ≤ 1.5)",
+                "n/a   memory: - (target ≤ 10)",
+                "1 of 3 targets met, 1 missed.",
+            ],
+        )
+
+
+class TableTests(SynchronousTestCase):
+    """
+    Tests for the table rendering.
+    """
+
+    def test_formatNumber(self) -> None:
+        """
+        Decimals below 1000, none above, C{-} for nothing.
+        """
+        self.assertEqual(results.formatNumber(0.5), "0.50")
+        self.assertEqual(results.formatNumber(55476.4, 3), "55476")
+        self.assertEqual(results.formatNumber(None, width=3), "  -")
+
+    def test_render(self) -> None:
+        """
+        A reStructuredText simple table: text columns left, numbers right.
+        """
+        table = results.Table(["name", "kind", "n"], textColumns=2)
+        table.rows.append(["a", "long kind", "1"])
+        table.rows.append(["bb", "k", "100"])
+        self.assertEqual(
+            table.render(),
+            "====  =========  ===\n"
+            "name  kind         n\n"
+            "====  =========  ===\n"
+            "a     long kind    1\n"
+            "bb    k          100\n"
+            "====  =========  ===",
+        )
+
+    def test_renderRows(self) -> None:
+        """
+        The main table has a line per row, with C{n!k} when k runs failed.
+        """
+        row = results.Row("S-x", TS.name, PGTWIST, SESSION, 2, 1234.5, 0.8, 19.44, 0.9, 0.5, 1.9)
+        row.failures = 1
+        lines = results.renderRows([row]).splitlines()
+        self.assertEqual(len(lines), 5)
+        self.assertEqual(
+            lines[3].split(), ["S-x", "pgtwist/session", "2!1", "1234", "0.800", "0.90", "0.50",
+                               "19.4", "1.90"]
+        )  # fmt: skip
+
+    def test_renderLatencies(self) -> None:
+        """
+        The latency table shows added milliseconds and the ratio.
+        """
+        text = results.renderLatencies([results.Latencies(SESSION, 0.04, 0.05)])
+        self.assertEqual(text.splitlines()[3].split(), ["session", "0.0400", "0.0500", "1.25"])
+
+
+class ServerConfigurationTests(SynchronousTestCase):
+    """
+    Tests for the configuration text of the poolers and the C{/proc} walk.
+    """
+
+    def test_pgbouncerIni(self) -> None:
+        """
+        PgBouncer listens on loopback TCP only, with SCRAM from an auth_file
+        in its directory, the pool mode and size asked for, and no TLS.
+        """
+        ini = servers.pgbouncerIni("/d", 20001, 5432, "bench", "transaction", 20)
+        lines = ini.splitlines()
+        self.assertEqual(
+            lines[:2], ["[databases]", "bench = host=127.0.0.1 port=5432 dbname=bench"]
+        )
+        for line in (
+            "listen_addr = 127.0.0.1",
+            "listen_port = 20001",
+            "unix_socket_dir = ",
+            "auth_type = scram-sha-256",
+            "auth_file = /d/userlist.txt",
+            "pool_mode = transaction",
+            "default_pool_size = 20",
+            "max_client_conn = 1000",
+            "server_tls_sslmode = disable",
+            "log_connections = 0",
+        ):
+            self.assertIn(line, lines)
+
+    def test_authFile(self) -> None:
+        """
+        Names and secrets are double-quoted, inner quotes doubled.
+        """
+        self.assertEqual(
+            servers.pgbouncerAuthFile('be"nch', "SCRAM-SHA-256$4096:s$a:b"),
+            '"be""nch" "SCRAM-SHA-256$4096:s$a:b"\n',
+        )
+
+    def test_pgtwistConfLoads(self) -> None:
+        """
+        The generated pgtwist.conf and pgtwist_hba.conf load with pgtwist's
+        own loader, with the settings asked for.
+        """
+        directory = temporaryDirectory(self)
+        conf = directory / "pgtwist.conf"
+        hba = directory / "pgtwist_hba.conf"
+        conf.write_text(servers.pgtwistConf(20002, 5433, "transaction", 20, workers=2))
+        hba.write_text(servers.pgtwistHba())
+        warnings: list[str] = []
+        config = loadConfiguration(str(conf), hbaPath=str(hba), warn=warnings.append)
+        self.assertEqual(warnings, [])
+        main = config.main
+        self.assertEqual(
+            (main.host, main.port, main.pipeline, main.maxConnections, main.workers),
+            ("127.0.0.1", 20002, "transaction", 20, 2),
+        )
+        self.assertEqual(main.logLevel, "warn")
+        self.assertEqual([(s.host, s.port) for s in config.servers], [("127.0.0.1", 5433)])
+        self.assertEqual([rule.method for rule in config.hba], ["scram-sha-256"])
+
+    def test_pickLowPort(self) -> None:
+        """
+        Ports come from below the ephemeral range, skipping taken and busy
+        ones.
+        """
+        offered = iter([20005, 20006, 20007])
+        port = servers.pickLowPort(
+            taken=[20005], isFree=lambda p: p != 20006, choice=lambda ports: next(offered)
+        )
+        self.assertEqual(port, 20007)
+        self.assertLess(max(servers.LOW_PORTS), 32768)
+
+    def test_pickLowPortGivesUp(self) -> None:
+        """
+        With no free port, L{servers.ServerError}.
+        """
+        self.assertRaises(
+            servers.ServerError, servers.pickLowPort, isFree=lambda p: False, choice=min
+        )
+
+    def test_childPids(self) -> None:
+        """
+        Descendants are found through the parent pid of each C{stat}.
+        """
+        root = temporaryDirectory(self)
+        for pid, parent in ((10, 1), (11, 10), (12, 11), (13, 1), (14, 10)):
+            (root / str(pid)).mkdir()
+            (root / str(pid) / "stat").write_text(f"{pid} (a b) S {parent} 0 0\n")
+        (root / "self").mkdir()
+        (root / "15").mkdir()  # vanished before its stat was read
+        self.assertEqual(sorted(servers.childPids(10, procRoot=str(root))), [11, 12, 14])
+
+    def test_snapshotCheckout(self) -> None:
+        """
+        The snapshot holds the pgtwist package and the twistd dropins,
+        without bytecode or plugin caches.
+        """
+        checkout = temporaryDirectory(self)
+        (checkout / "pgtwist" / "wire" / "__pycache__").mkdir(parents=True)
+        (checkout / "pgtwist" / "__init__.py").write_text("version = 1\n")
+        (checkout / "pgtwist" / "wire" / "codec.py").write_text("")
+        (checkout / "pgtwist" / "wire" / "__pycache__" / "codec.pyc").write_text("")
+        (checkout / "twisted" / "plugins").mkdir(parents=True)
+        (checkout / "twisted" / "plugins" / "pgtwist_plugin.py").write_text("")
+        (checkout / "twisted" / "plugins" / "dropin.cache").write_text("")
+        (checkout / "README.rst").write_text("")
+        snapshot = servers.snapshotCheckout(str(checkout))
+        self.addCleanup(shutil.rmtree, snapshot, True)
+        found = sorted(
+            os.path.relpath(os.path.join(path, name), snapshot)
+            for path, _, names in os.walk(snapshot)
+            for name in names
+        )
+        self.assertEqual(
+            found,
+            ["pgtwist/__init__.py", "pgtwist/wire/codec.py", "twisted/plugins/pgtwist_plugin.py"],
+        )
+        (checkout / "pgtwist" / "__init__.py").write_text("version = 2\n")
+        with open(os.path.join(snapshot, "pgtwist", "__init__.py")) as f:
+            self.assertEqual(f.read(), "version = 1\n")
+
+    def test_pgtwistCommand(self) -> None:
+        """
+        The console script next to the interpreter when it exists, else
+        C{python -m twisted pgtwist}.
+        """
+        directory = temporaryDirectory(self)
+        python = str(directory / "python")
+        self.assertEqual(servers.pgtwistCommand(python), [python, "-m", "twisted", "pgtwist"])
+        script = directory / "pgtwist"
+        script.write_text("#!/bin/sh\n")
+        os.chmod(script, 0o755)
+        self.assertEqual(servers.pgtwistCommand(python), [str(script)])
+
+
+class FakeLimits:
+    """
+    C{getrlimit}/C{setrlimit} stand-ins that record what was set.
+    """
+
+    def __init__(self, soft: int, hard: int, canRaiseHard: bool) -> None:
+        """
+        @param canRaiseHard: Whether raising the hard limit is allowed (root).
+        """
+        self.limits = (soft, hard)
+        self.canRaiseHard = canRaiseHard
+        self.calls: list[tuple[int, int]] = []
+
+    def get(self, which: int) -> tuple[int, int]:
+        """
+        The current limits.
+        """
+        return self.limits
+
+    def set(self, which: int, value: tuple[int, int]) -> None:
+        """
+        Record C{value}; refuse to raise the hard limit unless allowed.
+        """
+        if value[1] > self.limits[1] and not self.canRaiseHard:
+            raise ValueError("not permitted")
+        self.calls.append(value)
+        self.limits = value
+
+
+class FileLimitTests(SynchronousTestCase):
+    """
+    Tests for L{memory.raiseFileLimit} and L{memory.kibPerConnection}.
+    """
+
+    def test_enough(self) -> None:
+        """
+        Nothing changes when the soft limit already suffices.
+        """
+        limits = FakeLimits(20000, 20000, canRaiseHard=False)
+        self.assertEqual(memory.raiseFileLimit(11000, limits.get, limits.set), 20000)
+        self.assertEqual(limits.calls, [])
+
+    def test_raiseSoft(self) -> None:
+        """
+        The soft limit goes up to what is needed under the hard limit.
+        """
+        limits = FakeLimits(1024, 20000, canRaiseHard=False)
+        self.assertEqual(memory.raiseFileLimit(11000, limits.get, limits.set), 11000)
+        self.assertEqual(limits.calls, [(11000, 20000)])
+
+    def test_raiseHard(self) -> None:
+        """
+        Above the hard limit, both are raised when allowed (root)...
+        """
+        limits = FakeLimits(1024, 4096, canRaiseHard=True)
+        self.assertEqual(memory.raiseFileLimit(11000, limits.get, limits.set), 11000)
+        self.assertEqual(limits.calls, [(11000, 11000)])
+
+    def test_hardLimitCaps(self) -> None:
+        """
+        ... else the soft limit goes as far as the hard one.
+        """
+        limits = FakeLimits(1024, 4096, canRaiseHard=False)
+        self.assertEqual(memory.raiseFileLimit(11000, limits.get, limits.set), 4096)
+        self.assertEqual(limits.calls, [(4096, 4096)])
+
+    def test_unlimited(self) -> None:
+        """
+        An infinite hard limit allows any soft limit.
+        """
+        infinity = resource.RLIM_INFINITY
+        limits = FakeLimits(1024, infinity, canRaiseHard=False)
+        self.assertEqual(memory.raiseFileLimit(11000, limits.get, limits.set), 11000)
+        self.assertEqual(limits.calls, [(11000, infinity)])
+
+    def test_kibPerConnection(self) -> None:
+        """
+        RSS growth over the connection count; C{None} for no connections.
+        """
+        self.assertEqual(memory.kibPerConnection(50_000, 130_000, 10_000), 8.0)
+        self.assertIsNone(memory.kibPerConnection(1, 2, 0))
+
+
+class CommandLineTests(SynchronousTestCase):
+    """
+    Tests for L{run.parseArguments} and the report helpers.
+    """
+
+    def test_fullDefaults(self) -> None:
+        """
+        A full run: 3 rounds of 5 s at scale 10, 10,000 idle connections,
+        and a workers = 2 run.
+        """
+        options = run.parseArguments([])
+        self.assertEqual(
+            (options.rounds, options.duration, options.scale, options.connections),
+            (3, 5, 10, 10_000),
+        )
+        self.assertEqual(options.workers, 2)
+        self.assertIsNone(options.json)
+
+    def test_quickDefaults(self) -> None:
+        """
+        C{--quick} shortens what was not given explicitly.
+        """
+        options = run.parseArguments(["--quick", "--rounds", "2", "--json", "out.json"])
+        self.assertEqual(
+            (options.rounds, options.duration, options.scale, options.connections),
+            (2, 2, 1, 2_000),
+        )
+        self.assertEqual(options.json, "out.json")
+
+    def test_rejectsZero(self) -> None:
+        """
+        Rounds, durations and worker counts below 1 are usage errors.
+        """
+        self.assertRaises(SystemExit, run.parseArguments, ["--rounds", "0"])
+        self.assertRaises(SystemExit, run.parseArguments, ["--workers", "0"])
+
+    def test_selectWorkloads(self) -> None:
+        """
+        C{--only REGEX} keeps the workloads whose name it matches.
+        """
+        names = [w.name for w in run.selectWorkloads(["prep", "^S-simple-c1$"])]
+        self.assertEqual(names, ["S-prep-c10", "S-prep-c100", "S-simple-c1"])
+        self.assertEqual(len(run.selectWorkloads([])), 9)
+
+    def test_workersNote(self) -> None:
+        """
+        The report says whether pgtwist ran more than one process for the
+        C{workers} rows.
+        """
+        single = record(0, "w", Target(PGTWIST, SESSION, 2), 10.0)
+        note = run.workersNote([single], 2)
+        assert note is not None
+        self.assertIn("single process", note)
+        single.processes = 3
+        self.assertEqual(
+            run.workersNote([single], 2),
+            "workers = 2: pgtwist ran 3 processes (supervisor and workers).",
+        )
+        self.assertIsNone(run.workersNote([single], 1))
+        self.assertEqual(run.workersNote([], 2), "workers = 2: no successful run.")
+
+    def test_describeRecord(self) -> None:
+        """
+        A progress line per run, with the error when it failed.
+        """
+        good = record(0, "w", TS, 1234.4, latencyMs=0.81, cpuMicros=19.44)
+        good.seconds = 5.3
+        self.assertEqual(
+            run.describeRecord(3, 9, good),
+            "[3/9 r1] w pgtwist/session: 1234 tps, 0.810 ms, 19.4 µs/txn (5.3s)",
+        )
+        bad = record(1, "w", D, None, error="refused")
+        self.assertEqual(run.describeRecord(4, 9, bad), "[4/9 r2] w direct: FAILED (0.0s): refused")
+
+    def test_loadAverage(self) -> None:
+        """
+        The load average prints as three numbers, or C{?} when unknown.
+        """
+        self.assertEqual(run._load((1.0, 0.5, 0.25)), "1.00/0.50/0.25")
+        self.assertEqual(run._load(None), "?")
