@@ -157,3 +157,38 @@ def resetsStatements(sql: bytes) -> bool:
     (C{DEALLOCATE ALL}, C{DISCARD ALL}).
     """
     return _RESETS.match(sql.rstrip(b"\x00")) is not None
+
+
+class LoginCache:
+    """
+    The ParameterStatus values a login reports, by pool key and startup
+    settings: logging a client in needs a backend only when this pool has
+    not seen those settings in the last L{ttl} seconds (a client
+    reconnecting per transaction would otherwise cost a round trip to
+    PostgreSQL per connection). Entries age out so that role or server
+    changes show within a minute.
+    """
+
+    def __init__(self, ttl: float = 60.0, maxSize: int = 4096) -> None:
+        self.ttl = ttl
+        self.maxSize = maxSize
+        self._entries: dict[object, tuple[float, dict[str, str], dict[str, str]]] = {}
+
+    def get(self, key: object, now: float) -> tuple[dict[str, str], dict[str, str]] | None:
+        """
+        The (reported, unreported) settings for C{key}, if fresh.
+        """
+        entry = self._entries.get(key)
+        if entry is None or now - entry[0] >= self.ttl:
+            return None
+        return entry[1], entry[2]
+
+    def put(
+        self, key: object, now: float, reported: Mapping[str, str], unreported: Mapping[str, str]
+    ) -> None:
+        """
+        Remember what a login with these settings reported.
+        """
+        if len(self._entries) >= self.maxSize:
+            self._entries.clear()
+        self._entries[key] = (now, dict(reported), dict(unreported))

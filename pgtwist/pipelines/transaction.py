@@ -75,6 +75,7 @@ from pgtwist.pipelines._expect import (
 from pgtwist.pipelines._responses import ResponseRelay
 from pgtwist.pipelines._settings import (
     ClientSettings,
+    LoginCache,
     resetsStatements,
     sessionFeature,
     splitStartupSettings,
@@ -116,6 +117,7 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
         clock: Any,
         registry: StatementRegistry,
         maxPrepared: int,
+        logins: LoginCache | None = None,
     ) -> None:
         self.frontend = frontend
         self.pool = pool
@@ -124,6 +126,7 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
         self.stats = statsFor(pool, frontend.key)
         self._xactStart = 0.0
         self.maxPrepared = maxPrepared
+        self.logins = logins if logins is not None else LoginCache()
         self.backend: IBackendLink | None = None
         self.settings = ClientSettings({}, {})
         self.statements: dict[str, StatementKey] = {}
@@ -159,6 +162,13 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
         except ValueError as e:
             self._done = True
             self.frontend.fail(errors.fatal(constants.SQLSTATE_PROTOCOL_VIOLATION, str(e)))
+            return
+        self._loginKey = (self.frontend.key, tuple(self._startup))
+        known = self.logins.get(self._loginKey, self.clock.seconds())
+        if known is not None:
+            self.settings = ClientSettings(*known)
+            self._loggedIn = True
+            self.frontend.completeLogin(self.settings.reported, random.getrandbits(31) or 1)
             return
         self.frontend.pauseReading()
         d = self._acquiring = self.pool.acquire(self.frontend.key, None)
@@ -196,6 +206,7 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
             return
         unreported = splitStartupSettings(self._startup, backend.parameters)
         self.settings = ClientSettings(backend.parameters, unreported)
+        self.logins.put(self._loginKey, self.clock.seconds(), backend.parameters, unreported)
         backend.applied.clear()
         backend.applied.update(unreported)
         backend.settingsFingerprint = self.settings.fingerprint
@@ -723,6 +734,7 @@ class TransactionPipeline:
 
     def __init__(self) -> None:
         self.registry = StatementRegistry()
+        self.logins = LoginCache()
 
     def checkConfiguration(self, config: Configuration) -> list[str]:
         """
@@ -738,4 +750,4 @@ class TransactionPipeline:
         """
         config: Any = getattr(frontend, "configuration", None)
         limit = config.main.maxPreparedStatements if config is not None else 200
-        return TransactionPipelineSession(frontend, pool, clock, self.registry, limit)
+        return TransactionPipelineSession(frontend, pool, clock, self.registry, limit, self.logins)

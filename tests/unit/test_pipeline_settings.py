@@ -6,15 +6,22 @@ transaction pooling warns about or tracks.
 
 from __future__ import annotations
 
+from typing import Any
+
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pgtwist.pipelines._settings import (
     ClientSettings,
+    LoginCache,
     resetsStatements,
     sessionFeature,
     splitStartupSettings,
     syncStatements,
 )
+from pgtwist.pipelines._statements import StatementRegistry
+from pgtwist.pipelines.transaction import TransactionPipelineSession
+from pgtwist.testing import FakeBackendPool, FakeFrontendLink
 
 
 class ClientSettingsTests(SynchronousTestCase):
@@ -232,3 +239,44 @@ class ResetsStatementsTests(SynchronousTestCase):
         """
         for sql in (b"DEALLOCATE p", b"DISCARD PLANS", b"SELECT 1", b"DISCARD ALL; SELECT 1"):
             self.assertFalse(resetsStatements(sql), sql)
+
+
+class LoginCacheTests(SynchronousTestCase):
+    """
+    Transaction-mode logins reuse what a recent login with the same settings
+    reported, instead of borrowing a backend.
+    """
+
+    def session(
+        self, pool: FakeBackendPool, clock: Clock, cache: LoginCache, **startup: str
+    ) -> Any:
+        """
+        A begun transaction-mode session.
+        """
+        frontend = FakeFrontendLink(startupParameters={"user": "u", "database": "d", **startup})
+        session = TransactionPipelineSession(frontend, pool, clock, StatementRegistry(), 200, cache)
+        session.begin()
+        return frontend
+
+    def test_secondLoginNeedsNoBackend(self) -> None:
+        """
+        Same pool and settings within the TTL: no acquire, same parameters.
+        """
+        clock, cache, pool = Clock(), LoginCache(ttl=60), FakeBackendPool()
+        first = self.session(pool, clock, cache, application_name="a")
+        self.assertEqual(len(pool.acquired), 1)
+        second = self.session(pool, clock, cache, application_name="a")
+        self.assertEqual(len(pool.acquired), 1)
+        self.assertEqual(second.loginParameters, first.loginParameters)
+
+    def test_otherSettingsOrExpired(self) -> None:
+        """
+        Other settings, or an entry older than the TTL, borrow a backend.
+        """
+        clock, cache, pool = Clock(), LoginCache(ttl=60), FakeBackendPool()
+        self.session(pool, clock, cache, application_name="a")
+        self.session(pool, clock, cache, application_name="b")
+        self.assertEqual(len(pool.acquired), 2)
+        clock.advance(61)
+        self.session(pool, clock, cache, application_name="a")
+        self.assertEqual(len(pool.acquired), 3)
