@@ -28,6 +28,7 @@ from zope.interface import implementer
 from pgtwist._eager import eagerWrite
 from pgtwist.auth.hba import matchHba
 from pgtwist.auth.steps import AuthStep, Outcome
+from pgtwist.backend import BackendError
 from pgtwist.cancel import CancelRegistry
 from pgtwist.config.model import Configuration, PoolKey, UserEntry
 from pgtwist.interfaces import (
@@ -40,7 +41,7 @@ from pgtwist.interfaces import (
     IPipelineSession,
 )
 from pgtwist.pipelines.performance import sessionFeatures
-from pgtwist.pool import matchLimit, resolveAlias
+from pgtwist.pool import PoolTimeout, matchLimit, resolveAlias
 from pgtwist.wire import codec, constants, errors
 from pgtwist.wire.framing import MessageFramer, StartupFramer
 from pgtwist.wire.messages import (
@@ -533,9 +534,6 @@ class FrontendProtocol(Protocol):
         self.session.begin()
 
     def _failFromPool(self, reason: Failure) -> None:
-        from pgtwist.backend import BackendError
-        from pgtwist.pool import PoolTimeout
-
         if isinstance(reason.value, BackendError):
             self.fail(reason.value.error)
         elif isinstance(reason.value, PoolTimeout):
