@@ -4,8 +4,9 @@ C{make run}: pgtwist in front of a throwaway PostgreSQL, ready for psql.
 
 Starts an embedded cluster with a role C{test} (password C{test},
 SCRAM-SHA-256) owning database C{test}, writes a configuration family into a
-temporary directory (vault encrypted under a generated master key), and runs
-pgtwist on 127.0.0.1:6432 and a unix socket until Ctrl-C.
+temporary directory (vault and admins file encrypted under a generated master
+key; console admin C{admin}/C{admin}), and runs pgtwist on 127.0.0.1:6432
+and a unix socket until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -80,12 +81,15 @@ def main(argv: list[str] | None = None) -> int:
         masterKey = secrets.token_urlsafe(32).encode()
         users = os.path.join(directory, "pgtwist_users.conf")
         writeUsersFile(users, {"test": "test"}, masterKey=masterKey)
+        admins = os.path.join(directory, "pgtwist_admins.conf")
+        writeUsersFile(admins, {"admin": "admin"}, masterKey=masterKey)
 
         def load() -> object:
             return loadConfiguration(
                 conf,
                 hbaPath=os.path.join(directory, "pgtwist_hba.conf"),
                 usersPath=users,
+                adminsPath=admins,
                 masterKey=masterKey,
             )
 
@@ -100,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                 "Connect with:\n\n"
                 f"    PGPASSWORD=test psql -h 127.0.0.1 -p {options.port} -U test test\n"
                 f"    PGPASSWORD=test psql -h {directory} -p {options.port} -U test test\n\n"
+                "The admin console (SHOW POOLS, SHOW STATS, ...):\n\n"
+                f"    PGPASSWORD=admin psql -h 127.0.0.1 -p {options.port} -U admin pgbouncer\n\n"
                 "Press Ctrl-C to stop both.\n",
                 flush=True,
             )
