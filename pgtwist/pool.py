@@ -571,12 +571,7 @@ class PoolSet(Service):
         if error is not None:
             # The client asked for a setting PostgreSQL refuses: at startup
             # PostgreSQL reports that as FATAL. The backend itself is fine.
-            fatalError = ErrorResponse(
-                tuple(
-                    (code, constants.SEVERITY_FATAL if code in (b"S", b"V") else value)
-                    for code, value in error.fields
-                )
-            )
+            fatalError = errors.asFatal(error)
             self._moveTo(backend, BackendState.ACTIVE)
             backend.clean = True
             self.release(backend)

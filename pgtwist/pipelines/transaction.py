@@ -195,14 +195,7 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
             self.pool.release(backend, reset=False)
             if not self._done:
                 self._done = True
-                self.frontend.fail(
-                    ErrorResponse(
-                        tuple(
-                            (code, constants.SEVERITY_FATAL if code in (b"S", b"V") else value)
-                            for code, value in error.fields
-                        )
-                    )
-                )
+                self.frontend.fail(errors.asFatal(error))
             return
         unreported = splitStartupSettings(self._startup, backend.parameters)
         self.settings = ClientSettings(backend.parameters, unreported)

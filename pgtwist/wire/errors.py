@@ -53,6 +53,21 @@ def errorResponse(
     return ErrorResponse(tuple(fields))
 
 
+def asFatal(error: ErrorResponse) -> ErrorResponse:
+    """
+    C{error} with its severity raised to FATAL: a setting PostgreSQL refuses
+    in a SET is an ERROR, but the same setting in a StartupMessage is FATAL,
+    and that is what a client whose settings are applied at login must see.
+    """
+    severity = (constants.FIELD_SEVERITY, constants.FIELD_SEVERITY_NONLOCALIZED)
+    return ErrorResponse(
+        tuple(
+            (code, constants.SEVERITY_FATAL if code in severity else value)
+            for code, value in error.fields
+        )
+    )
+
+
 def fatal(
     sqlstate: str, message: str, detail: str | None = None, hint: str | None = None
 ) -> ErrorResponse:
