@@ -178,6 +178,14 @@ class IBackendPool(Interface):
             L{pgtwist.pool.BackendError} carrying PostgreSQL's ErrorResponse.
         """
 
+    def acquireIdle(key: PoolKey) -> IBackendLink | None:
+        """
+        An idle backend for C{key} lent at once, as it is, or C{None} when
+        none is ready (no waiting, no connecting, no check): the per-transaction
+        path of a pipeline that applies settings itself and falls back to
+        L{acquire}.
+        """
+
     def release(backend: IBackendLink, reset: bool = True) -> None:
         """
         Take a backend back: when it is clean and idle, reset it

@@ -46,6 +46,10 @@ from pgtwist.wire.messages import ErrorResponse
 #: round trip to every transaction of a busy pool.
 VALIDATION_DELAY = 1.0
 
+#: An idle timer that finds less than this left of a backend's idle time
+#: counts it as expired (float rounding must not re-arm it for nothing).
+_TIMER_SLACK = 1e-6
+
 
 class PoolTimeout(Exception):
     """
@@ -167,17 +171,20 @@ class PoolSet(Service):
     # -- the single state mutator --------------------------------------------
 
     def _moveTo(self, backend: BackendProtocol, state: BackendState) -> None:
-        pool = self.pool(backend.key)
+        # Runs twice per transaction in transaction pooling: kept lean (no
+        # timer per move, the idle list popped from its end).
+        pool = self.pools.get(backend.key) or self.pool(backend.key)
         old: BackendState | None = backend.poolState
         if old is state:
             return
         if old is not None:
             pool.backends[old].discard(backend)
             if old is BackendState.IDLE:
-                pool.idle.remove(backend)
-                if backend.idleTimer is not None and backend.idleTimer.active():
-                    backend.idleTimer.cancel()
-                backend.idleTimer = None
+                idle = pool.idle
+                if idle[-1] is backend:
+                    idle.pop()
+                else:
+                    idle.remove(backend)
             if old is not BackendState.CLOSED and state is BackendState.CLOSED:
                 self.total -= 1
                 pool.stats.connectionsClosed += 1
@@ -185,14 +192,19 @@ class PoolSet(Service):
             self.total += 1
         backend.poolState = state
         if state is BackendState.CLOSED:
+            if backend.idleTimer is not None:
+                if backend.idleTimer.active():
+                    backend.idleTimer.cancel()
+                backend.idleTimer = None
             return
         pool.backends[state].add(backend)
         if state is BackendState.IDLE:
             pool.idle.append(backend)
             backend.lastUsedAt = self._reactor.seconds()
-            timeout = self.config.main.idleTimeout
-            if timeout > 0:
-                backend.idleTimer = self._reactor.callLater(timeout, self._idleExpired, backend)
+            if backend.idleTimer is None:
+                timeout = self.config.main.idleTimeout
+                if timeout > 0:
+                    backend.idleTimer = self._reactor.callLater(timeout, self._idleExpired, backend)
 
     # -- IBackendPool ---------------------------------------------------------
 
@@ -200,22 +212,11 @@ class PoolSet(Service):
         """
         See L{IBackendPool.acquire}.
         """
-        pool = self.pool(key)
-        if parameters is None and pool.idle and not pool.waiters and not pool.paused:
-            # The transaction pipeline's hot path: no timer, no waiter, as
-            # long as the backend needs neither replacing nor checking.
-            backend = pool.idle[-1]
-            if (
-                backend.connected
-                and not backend.closing
-                and (
-                    self.config.main.validation != "foreground"
-                    or self._reactor.seconds() - backend.lastUsedAt < VALIDATION_DELAY
-                )
-            ):
-                self._moveTo(backend, BackendState.ACTIVE)
-                pool.stats.serverAssignmentCount += 1
+        if parameters is None:
+            backend = self.acquireIdle(key)
+            if backend is not None:
                 return succeed(backend)
+        pool = self.pool(key)
         waiter = _Waiter(parameters, self._reactor.seconds())
 
         def cancel(d: Deferred[IBackendLink]) -> None:
@@ -228,6 +229,27 @@ class PoolSet(Service):
         pool.waiters.append(waiter)
         self._serve(pool)
         return waiter.deferred
+
+    def acquireIdle(self, key: PoolKey) -> IBackendLink | None:
+        """
+        See L{IBackendPool.acquireIdle}: the transaction pipeline's hot path,
+        with no Deferred, timer or waiter, as long as the backend needs
+        neither replacing nor checking.
+        """
+        pool = self.pools.get(key)
+        if pool is None or not pool.idle or pool.waiters or pool.paused:
+            return None
+        backend = pool.idle[-1]
+        if not backend.connected or backend.closing:
+            return None
+        if (
+            self.config.main.validation == "foreground"
+            and self._reactor.seconds() - backend.lastUsedAt >= VALIDATION_DELAY
+        ):
+            return None
+        self._moveTo(backend, BackendState.ACTIVE)
+        pool.stats.serverAssignmentCount += 1
+        return backend
 
     def release(self, backend: IBackendLink, reset: bool = True) -> None:
         """
@@ -605,20 +627,35 @@ class PoolSet(Service):
         return limit.minSize
 
     def _idleExpired(self, backend: BackendProtocol) -> None:
+        """
+        The idle timer of C{backend} ran out. One timer serves a backend
+        across many uses (arming one per transaction would cost a
+        C{callLater} and a cancel each time): a backend in use drops it
+        (the next move to idle arms a new one), one used since it was armed
+        waits the rest of its idle time.
+        """
         backend.idleTimer = None
+        if backend.poolState is not BackendState.IDLE:
+            return
+        timeout = self.config.main.idleTimeout
+        if timeout <= 0:
+            return
+        remaining = backend.lastUsedAt + timeout - self._reactor.seconds()
+        if remaining > _TIMER_SLACK:
+            backend.idleTimer = self._reactor.callLater(remaining, self._idleExpired, backend)
+            return
         pool = self.pool(backend.key)
-        if backend.poolState is BackendState.IDLE and pool.size <= self._minSize(pool):
+        if pool.size <= self._minSize(pool):
             # MIN_SIZE backends stay, however long they idle: closing them
             # would only make the janitor open new ones.
             return
-        if backend.poolState is BackendState.IDLE:
-            self.log.debug(
-                "Backend {backendPid} of {poolKey} idle for {timeout}s; closing",
-                backendPid=backend.processId,
-                poolKey=backend.key,
-                timeout=self.config.main.idleTimeout,
-            )
-            self.discard(backend, "idle_timeout")
+        self.log.debug(
+            "Backend {backendPid} of {poolKey} idle for {timeout}s; closing",
+            backendPid=backend.processId,
+            poolKey=backend.key,
+            timeout=timeout,
+        )
+        self.discard(backend, "idle_timeout")
 
     def _backendLost(self, backend: BackendProtocol, reason: Failure) -> None:
         if backend.poolState not in (None, BackendState.CLOSED, BackendState.CONNECTING):
@@ -731,9 +768,10 @@ class PoolSet(Service):
         self._moveTo(backend, BackendState.IDLE)
         # A check is not a use: keep the idle time (and idle_timeout) running.
         backend.lastUsedAt = lastUsedAt
-        if backend.idleTimer is not None:
+        timer = backend.idleTimer
+        if timer is not None and timer.active():
             remaining = lastUsedAt + self.config.main.idleTimeout - self._reactor.seconds()
-            backend.idleTimer.reset(max(0.0, remaining))
+            timer.reset(max(0.0, remaining))
         self._serveAll(first=self.pool(backend.key))
 
     def _ebValidated(self, reason: Failure, backend: BackendProtocol) -> None:

@@ -31,6 +31,10 @@ class BackendState(enum.Enum):
     RESETTING = "resetting"  # running DISCARD ALL / SETs before reuse
     CLOSED = "closed"  # gone; no longer counted
 
+    # Members are singletons: hashing by identity is right, and unlike
+    # Enum's own __hash__ (Python code) it costs nothing on the hot path.
+    __hash__ = object.__hash__
+
 
 def matchLimit(limits: Sequence[DatabaseLimit], database: str, user: str) -> int | None:
     """

@@ -180,6 +180,15 @@ class FakeBackendPool:
         self.pending.append(d)
         return d
 
+    def acquireIdle(self, key: Any) -> IBackendLink | None:
+        """
+        Record the request and lend the backend when answering at once.
+        """
+        if not self.immediate:
+            return None
+        self.acquired.append((key, None))
+        return self.backend
+
     def pool(self, key: Any) -> FakeBackendPool:
         """
         The per-key pool (this object: one set of statistics for all keys).

@@ -218,10 +218,14 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
     # -- acquiring per transaction ------------------------------------------------
 
     def _acquire(self) -> None:
+        backend = self.pool.acquireIdle(self.frontend.key)
+        if backend is not None:
+            # A backend was at hand: no Deferred, and no need to stop reading
+            # the client (two epoll_ctl calls per transaction).
+            self._cbAcquired(backend)
+            return
         d = self.pool.acquire(self.frontend.key, None)
         if d.called:
-            # A backend was at hand: no need to stop reading the client (two
-            # epoll_ctl calls per transaction).
             d.addCallbacks(self._cbAcquired, self._ebAcquired)
             return
         self.frontend.pauseReading()

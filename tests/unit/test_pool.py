@@ -258,6 +258,95 @@ class PoolSetTests(PoolTestCase):
         self.assertTrue(backend.closed)
         self.assertEqual(self.pools.total, 0)
 
+    def test_idleTimeoutCountsFromLastUse(self) -> None:
+        """
+        A backend used again before its idle time ran out is closed
+        C{idle_timeout} after its last use, and its uses arm no new timers:
+        one timer serves it while it stays busy.
+        """
+        self.pools = self.makePools(idleTimeout=10.0)
+        d = self.pools.acquire(self.key, None)
+        backend = self.login()
+        self.successResultOf(d)
+        self.pools.release(backend, reset=False)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        for _ in range(5):
+            self.clock.advance(1.0)
+            self.assertIs(self.pools.acquireIdle(self.key), backend)
+            self.pools.release(backend, reset=False)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.clock.advance(9.9)
+        self.assertFalse(backend.closed)
+        self.clock.advance(0.1)
+        self.assertTrue(backend.closed)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_idleTimerDroppedWhileInUse(self) -> None:
+        """
+        A backend still lent when its idle timer runs out stays open, and
+        going idle again starts a full C{idle_timeout}.
+        """
+        self.pools = self.makePools(idleTimeout=10.0)
+        d = self.pools.acquire(self.key, None)
+        backend = self.login()
+        self.successResultOf(d)
+        self.pools.release(backend, reset=False)
+        self.assertIs(self.pools.acquireIdle(self.key), backend)
+        self.clock.advance(15.0)
+        self.assertFalse(backend.closed)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.pools.release(backend, reset=False)
+        self.clock.advance(9.9)
+        self.assertFalse(backend.closed)
+        self.clock.advance(0.1)
+        self.assertTrue(backend.closed)
+
+    def test_closedBackendCancelsIdleTimer(self) -> None:
+        """
+        Closing an idle backend cancels its idle timer.
+        """
+        self.pools = self.makePools(idleTimeout=10.0)
+        d = self.pools.acquire(self.key, None)
+        backend = self.login()
+        self.successResultOf(d)
+        self.pools.release(backend, reset=False)
+        self.pools.discard(backend, "test")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_acquireIdle(self) -> None:
+        """
+        L{PoolSet.acquireIdle} lends the most recently used idle backend at
+        once, and answers C{None} (never queueing or connecting) when there
+        is none, when clients wait, or when the pool is paused.
+        """
+        self.assertIsNone(self.pools.acquireIdle(self.key))
+        self.assertEqual(self.connects, [])
+        d = self.pools.acquire(self.key, None)
+        backend = self.login()
+        self.successResultOf(d)
+        self.assertIsNone(self.pools.acquireIdle(self.key))
+        self.pools.release(backend, reset=False)
+        self.pools.pause()
+        self.assertIsNone(self.pools.acquireIdle(self.key))
+        self.pools.resume()
+        self.assertIs(self.pools.acquireIdle(self.key), backend)
+        self.assertIs(backend.poolState, BackendState.ACTIVE)
+        self.assertEqual(self.pools.pool(self.key).stats.serverAssignmentCount, 2)
+        self.assertEqual(len(self.connects), 1)
+
+    def test_acquireIdleSkipsDeadBackend(self) -> None:
+        """
+        An idle backend whose connection is gone is not lent by
+        L{PoolSet.acquireIdle}; L{PoolSet.acquire} replaces it.
+        """
+        d = self.pools.acquire(self.key, None)
+        backend = self.login()
+        self.successResultOf(d)
+        self.pools.release(backend, reset=False)
+        backend.closing = True
+        self.assertIsNone(self.pools.acquireIdle(self.key))
+        self.assertIs(backend.poolState, BackendState.IDLE)
+
     def test_loginErrorReachesWaiter(self) -> None:
         """
         PostgreSQL's refusal (e.g. unknown database) reaches the waiting client.
