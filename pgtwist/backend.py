@@ -32,6 +32,7 @@ from pgtwist.interfaces import (
     IFrontendLink,
     IPipelineSession,
 )
+from pgtwist.throttle import Throttle
 from pgtwist.wire import codec, constants, errors
 from pgtwist.wire.framing import MessageFramer
 from pgtwist.wire.messages import (
@@ -121,6 +122,9 @@ class BackendProtocol(Protocol):
         self._framer = MessageFramer()
         self._session: IPipelineSession | None = None
         self._frontend: IFrontendLink | None = None
+        #: The throttles pointed at while attached (see L{pgtwist.throttle}).
+        self._ownThrottle: Throttle | None = None
+        self._peerThrottle: Throttle | None = None
         self._exchange: IAuthExchange | None = None
         self._login: Deferred[BackendProtocol] | None = Deferred()
         self._loginError: ErrorResponse | None = None
@@ -272,27 +276,37 @@ class BackendProtocol(Protocol):
         self._frontend = frontend
         self.clean = True
         peer: Any = getattr(frontend, "transport", None)
-        if peer is not None and self.transport is not None:
-            peer.registerProducer(self.transport, True)
-            self.transport.registerProducer(peer, True)  # type: ignore[attr-defined]
+        transport = self.transport
+        if peer is not None and transport is not None:
+            # A full buffer towards PostgreSQL stops reading the client, and
+            # one towards the client stops reading PostgreSQL.
+            own = self._ownThrottle
+            if own is None:
+                own = self._ownThrottle = Throttle.of(transport)
+            if own is not None:
+                own.follow(peer)
+            theirs = self._peerThrottle = Throttle.of(peer)
+            if theirs is not None:
+                theirs.follow(transport)
 
     def detach(self) -> None:
         """
         See L{IBackendLink.detach}.
         """
-        frontend, self._frontend = self._frontend, None
+        self._frontend = None
         self._session = None
-        peer: Any = getattr(frontend, "transport", None)
-        if peer is not None:
-            if getattr(peer, "producer", None) is self.transport:
-                peer.unregisterProducer()
-            if self.transport is not None:
-                transport: Any = self.transport
-                if transport.producer is peer:
-                    transport.unregisterProducer()
-                # A paused backend must read again now that it is ours.
-                if getattr(transport, "connected", False):
-                    transport.resumeProducing()
+        if self._ownThrottle is not None:
+            self._ownThrottle.release()
+        theirs, self._peerThrottle = self._peerThrottle, None
+        if theirs is None or theirs.peer is not self.transport:
+            return
+        theirs.release()
+        if theirs.paused:
+            # Paused by the client's full buffer: a pooled backend must read
+            # again now that it is ours.
+            transport: Any = self.transport
+            if getattr(transport, "connected", False):
+                transport.resumeProducing()
 
     def write(self, data: bytes) -> None:
         """

@@ -148,13 +148,14 @@ class IBackendLink(Interface):
 
     def attach(session: IPipelineSession, frontend: IFrontendLink) -> None:
         """
-        Route this backend's data to C{session.backendDataReceived} and
-        register producers both ways with C{frontend}'s connection.
+        Route this backend's data to C{session.backendDataReceived}, with
+        backpressure both ways between this backend and C{frontend}'s
+        connection (see L{pgtwist.throttle}).
         """
 
     def detach() -> None:
         """
-        Stop routing data to the session; unregister the producers.
+        Stop routing data to the session, and end the backpressure link.
         """
 
     def write(data: bytes) -> None:
