@@ -64,7 +64,7 @@ class Histogram:
         """
         result = []
         total = 0
-        for bound, count in zip(self.bounds, self.counts, strict=False):
+        for bound, count in zip(self.bounds, self.counts):
             total += count
             result.append((repr(bound), total))
         result.append(("+Inf", self.count))
@@ -210,8 +210,8 @@ class Averages:
             averages = {}
             for name, values in totals.items():
                 old = self.previous.get(name, [0] * len(values))
-                delta = [new - before for new, before in zip(values, old, strict=False)]
-                d = dict(zip(COUNTERS, delta, strict=False))
+                delta = [new - before for new, before in zip(values, old)]
+                d = dict(zip(COUNTERS, delta))
                 averages[name] = [
                     int(d["serverAssignmentCount"] / elapsed),
                     int(d["xactCount"] / elapsed),

@@ -49,6 +49,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from pgtwist._compat import SLOTS
+
 __all__ = [
     "MAX_LINE_LENGTH",
     "VaultError",
@@ -321,7 +323,7 @@ def validateUserName(name: str) -> None:
         raise VaultError(f"user name {name!r} has leading or trailing white space")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class _Entry:
     """
     One C{user:value} line, not yet decrypted.
@@ -339,7 +341,7 @@ class _Entry:
         return f"_Entry(user={self.user!r}, line={self.line})"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class _ParsedVault:
     """
     A users file split into its header salt and its entries.

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from pgtwist._compat import SLOTS
 from pgtwist.admin._client import CommandFailed, ConsoleClient, ConsoleUnavailable, Reply, ResultSet
 from pgtwist.config import values
 from pgtwist.wire import constants
@@ -100,7 +101,7 @@ class UsageError(Exception):
 # -- commands -------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Request:
     """
     One parsed command.
@@ -290,12 +291,12 @@ def formatTable(names: Sequence[str], rows: Sequence[Sequence[object]]) -> list[
     """
     cells = [["" if value is None else str(value) for value in row] for row in rows]
     widths = [max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(names)]
-    lines = [" " + " | ".join(_centre(n, w) for n, w in zip(names, widths, strict=True))]
+    lines = [" " + " | ".join(_centre(n, w) for n, w in zip(names, widths))]
     lines.append("-" + "-+-".join("-" * width for width in widths) + "-")
-    for typed, row in zip(rows, cells, strict=True):
+    for typed, row in zip(rows, cells):
         aligned = [
-            cell.rjust(width) if isinstance(value, int | float) else cell.ljust(width)
-            for value, cell, width in zip(typed, row, widths, strict=False)
+            cell.rjust(width) if isinstance(value, (int, float)) else cell.ljust(width)
+            for value, cell, width in zip(typed, row, widths)
         ]
         lines.append(" " + " | ".join(aligned))
     lines.append(f"({len(cells)} row{'' if len(cells) == 1 else 's'})")

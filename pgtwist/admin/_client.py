@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from pgtwist._compat import SLOTS
 from pgtwist.auth._md5 import md5Response
 from pgtwist.auth._scram import SCRAM_SHA_256, ScramClient, ScramError, makeNonce
 from pgtwist.wire import codec, constants
@@ -150,7 +151,7 @@ def _typedValue(field: FieldDescription, value: bytes | None) -> object:
     return text
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class ResultSet:
     """
     What one statement returned: its columns and rows (both empty for a
@@ -182,15 +183,12 @@ class ResultSet:
         The rows as column name to typed value (see L{_typedValue}).
         """
         return [
-            {
-                field.name: _typedValue(field, value)
-                for field, value in zip(self.columns, row, strict=False)
-            }
+            {field.name: _typedValue(field, value) for field, value in zip(self.columns, row)}
             for row in self.rows
         ]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Reply:
     """
     Everything the console sent for one query string: a L{ResultSet} per

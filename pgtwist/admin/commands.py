@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
 
+from pgtwist._compat import SLOTS
 from pgtwist.admin import control, show
 from pgtwist.admin.results import Completion, ConsoleCommandError, Notice, Reply, ResultSet
 
@@ -44,7 +45,7 @@ Handler = Callable[["Console", Sequence[str]], "Reply | Deferred[Reply]"]
 SUBJECT_VERBS = frozenset({"SHOW", "CLEAR"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Command:
     """
     One console command.
@@ -290,7 +291,7 @@ _TOKEN = re.compile(r"""\s*(?:"((?:[^"]|"")*)"|'((?:[^']|'')*)'|(=)|([^\s="';]+)
 _STATEMENT = re.compile(r"""(?:"(?:[^"]|"")*"|'(?:[^']|'')*'|[^;"'])+|;""")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Token:
     """
     One word of a statement; C{quoted} for C{"name"} or C{'string'}.

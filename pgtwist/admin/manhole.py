@@ -28,7 +28,7 @@ import inspect
 import os
 import stat
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Union
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from twisted.conch import manhole, manhole_ssh
@@ -51,7 +51,7 @@ from pgtwist.listeners import ListenerService
 #: The host key's file name in the keys directory (the public key adds C{.pub}).
 HOST_KEY_FILE = "ssh_host_ed25519_key"
 
-Namespace = Mapping[str, object] | Callable[[], Mapping[str, object]]
+Namespace = Union[Mapping[str, object], Callable[[], Mapping[str, object]]]
 
 
 def defaultKeysDirectory() -> str:

@@ -254,9 +254,9 @@ class PoolerCollector:
                     backends.add_metric([*labels, state.value], pool.count(state))
             paused.add_metric(labels, 1 if pool.paused else 0)
             stats = pool.stats
-            for family, (_, _, attribute) in zip(counters, POOL_COUNTERS, strict=True):
+            for family, (_, _, attribute) in zip(counters, POOL_COUNTERS):
                 family.add_metric(labels, getattr(stats, attribute))
-            for histogram, (_, _, attribute) in zip(histograms, POOL_HISTOGRAMS, strict=True):
+            for histogram, (_, _, attribute) in zip(histograms, POOL_HISTOGRAMS):
                 observed = getattr(stats, attribute)
                 histogram.add_metric(labels, observed.cumulative(), observed.sum)
         yield from (active, wait, maxwait, backends, paused, *counters, *histograms)

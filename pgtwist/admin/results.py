@@ -13,7 +13,9 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Union
 
+from pgtwist._compat import SLOTS
 from pgtwist.wire import codec, constants, errors
 from pgtwist.wire.messages import (
     CommandComplete,
@@ -42,10 +44,10 @@ COLUMN_TYPES: dict[str, tuple[int, int]] = {
 #: The SQLSTATE PgBouncer's console uses for its errors (C{send_pooler_error}).
 CONSOLE_SQLSTATE = constants.SQLSTATE_PROTOCOL_VIOLATION
 
-Value = str | int | float | None
+Value = Union[str, int, float, None]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Notice:
     """
     A NoticeResponse sent before a command's result.
@@ -55,7 +57,7 @@ class Notice:
     detail: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class ResultSet:
     """
     Rows for the client: C{types} has one PgBouncer type letter per column.
@@ -72,7 +74,7 @@ class ResultSet:
             raise ValueError(f"{len(self.types)} types for {len(self.names)} columns")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Completion:
     """
     A command without rows: its CommandComplete tag and any notices.
@@ -82,7 +84,7 @@ class Completion:
     notices: tuple[Notice, ...] = field(default=())
 
 
-Reply = ResultSet | Completion
+Reply = Union[ResultSet, Completion]
 
 
 class ConsoleCommandError(Exception):
@@ -156,18 +158,13 @@ def replyMessages(reply: Reply) -> list[Message]:
                     FieldDescription(
                         name, typeOid=COLUMN_TYPES[letter][0], typeSize=COLUMN_TYPES[letter][1]
                     )
-                    for letter, name in zip(reply.types, reply.names, strict=True)
+                    for letter, name in zip(reply.types, reply.names)
                 )
             )
         )
         for row in reply.rows:
             messages.append(
-                DataRow(
-                    tuple(
-                        _render(letter, value)
-                        for letter, value in zip(reply.types, row, strict=True)
-                    )
-                )
+                DataRow(tuple(_render(letter, value) for letter, value in zip(reply.types, row)))
             )
     messages.append(CommandComplete(reply.tag))
     return messages

@@ -223,7 +223,7 @@ def databaseTotals(console: Console) -> dict[str, list[int]]:
         for i, value in enumerate(values):
             current[i] += value
     totals[ADMIN_DATABASE] = console.adminStats.totals()
-    totals[ALL_DATABASES] = [sum(column) for column in zip(_ZERO, *totals.values(), strict=False)]
+    totals[ALL_DATABASES] = [sum(column) for column in zip(_ZERO, *totals.values())]
     return totals
 
 
@@ -675,8 +675,8 @@ def showTotals(console: Console, args: Sequence[str]) -> ResultSet:
     """
     totals = databaseTotals(console)[ALL_DATABASES]
     averages = console.averages.averages.get(ALL_DATABASES, _ZERO)
-    rows = [(f"total_{n}", v) for n, v in zip(TOTALS_ROWS, totals, strict=True)]
-    rows += [(f"avg_{n}", v) for n, v in zip(TOTALS_ROWS, averages, strict=True)]
+    rows = [(f"total_{n}", v) for n, v in zip(TOTALS_ROWS, totals)]
+    rows += [(f"avg_{n}", v) for n, v in zip(TOTALS_ROWS, averages)]
     return ResultSet("sN", ("name", "value"), rows)
 
 

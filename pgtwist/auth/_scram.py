@@ -40,7 +40,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from scramp.utils import saslprep
+from pgtwist._compat import SLOTS
+
+try:
+    from scramp.utils import saslprep
+except ImportError:  # scramp < 1.5, the last for Python 3.9 (PyPy)
+    from scramp.core import saslprep  # type: ignore[no-redef,attr-defined]
 
 from pgtwist.wire import constants
 from pgtwist.wire.errors import ProtocolViolation
@@ -129,7 +134,7 @@ class BoundedCache(Generic[_K, _V]):
         return len(self._entries)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class ScramSecret:
     """
     What a SCRAM server needs to verify a client (PostgreSQL's
@@ -186,7 +191,7 @@ def _xor(left: bytes, right: bytes) -> bytes:
     """
     Bytewise exclusive or of two equally long strings.
     """
-    return bytes(a ^ b for a, b in zip(left, right, strict=True))
+    return bytes(a ^ b for a, b in zip(left, right))
 
 
 def _b64encode(data: bytes) -> str:

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from typing import Union
 
 from pgtwist.config.model import HbaRule
 
 __all__ = ["matchHba"]
 
-_IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 
 #: The addresses a unix-socket client is taken to have for C{host} rules.
 _LOOPBACKS: tuple[_IPAddress, ...] = (

@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from pgtwist._compat import SLOTS
 from pgtwist.wire import constants
 from pgtwist.wire.errors import fatal
 from pgtwist.wire.messages import ErrorResponse, Message
@@ -31,7 +32,7 @@ class Outcome(enum.Enum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class AuthStep:
     """
     One step of an authentication exchange.

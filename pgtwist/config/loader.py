@@ -245,7 +245,7 @@ def _splitEndpoint(description: str) -> tuple[str, list[str], dict[str, str]]:
             parts[-1] += char
     args: list[str] = []
     kwargs: dict[str, str] = {}
-    for part, at in zip(parts[1:], keyAt[1:], strict=True):
+    for part, at in zip(parts[1:], keyAt[1:]):
         if at is None:
             args.append(part)
         else:

@@ -11,14 +11,17 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Union
+
+from pgtwist._compat import SLOTS
 
 #: A pool is keyed by (database, user) as the client named them.
 PoolKey = tuple[str, str]
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class MainSettings:
     """
     The main section (C{[pgtwist]}, alias C{[pgagroal]}). Durations are
@@ -72,7 +75,7 @@ class MainSettings:
     manholeKeysDir: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class ServerSettings:
     """
     One PostgreSQL server section. A C{host} starting with C{/} is a unix
@@ -86,7 +89,7 @@ class ServerSettings:
     tls: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class HbaRule:
     """
     One line of C{pgtwist_hba.conf}: C{TYPE DATABASE USER ADDRESS METHOD}.
@@ -103,7 +106,7 @@ class HbaRule:
     line: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class DatabaseLimit:
     """
     One line of C{pgtwist_databases.conf}:
@@ -123,7 +126,7 @@ class DatabaseLimit:
     line: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class UserEntry:
     """
     A user pgtwist knows: from the vault (C{password} set), or an unknown
@@ -138,7 +141,7 @@ class UserEntry:
         return f"UserEntry(name={self.name!r}, password={'***' if self.password else None})"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class ConfigPaths:
     """
     Where each file of the family was read from (for reload and C{conf ls}).
@@ -153,7 +156,7 @@ class ConfigPaths:
     superuser: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Configuration:
     """
     Everything pgtwist was configured with, validated as a whole.

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from pgtwist._compat import SLOTS
 from pgtwist.wire import codec
 
 #: Server-side names start with this; clients may not use it.
@@ -25,7 +26,7 @@ PREFIX = "PGTWIST_"
 STALE = object()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class StatementKey:
     """
     What makes two Parse messages the same statement.

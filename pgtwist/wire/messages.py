@@ -13,10 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from pgtwist._compat import SLOTS
 from pgtwist.wire import constants
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Message:
     """
     Base class of every message. C{type} is the type byte (C{b""} for the
@@ -29,7 +30,7 @@ class Message:
 # -- Untyped startup-phase packets (frontend) --------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class StartupMessage(Message):
     """
     The first packet of a session: protocol version and parameters such as
@@ -40,21 +41,21 @@ class StartupMessage(Message):
     protocol: int = constants.PROTOCOL_3_0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class SSLRequest(Message):
     """
     Ask the server whether it will negotiate TLS.
     """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class GSSENCRequest(Message):
     """
     Ask the server whether it will negotiate GSSAPI encryption.
     """
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class CancelRequest(Message):
     """
     Cancel the query running on the backend identified by the key.
@@ -67,7 +68,7 @@ class CancelRequest(Message):
 # -- Typed frontend messages --------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class PasswordMessage(Message):
     """
     A C{p} message. Its body is a cleartext or md5 password, a
@@ -80,7 +81,7 @@ class PasswordMessage(Message):
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Query(Message):
     """
     A simple-protocol query string (possibly several statements).
@@ -90,7 +91,7 @@ class Query(Message):
     sql: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Terminate(Message):
     """
     The client is closing the session.
@@ -99,7 +100,7 @@ class Terminate(Message):
     type: ClassVar[bytes] = constants.TERMINATE
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Sync(Message):
     """
     End of an extended-protocol batch.
@@ -108,7 +109,7 @@ class Sync(Message):
     type: ClassVar[bytes] = constants.SYNC
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Flush(Message):
     """
     Ask the backend to send pending extended-protocol output.
@@ -117,7 +118,7 @@ class Flush(Message):
     type: ClassVar[bytes] = constants.FLUSH
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Parse(Message):
     """
     Prepare C{query} as statement C{name} (C{""}: the unnamed statement).
@@ -129,7 +130,7 @@ class Parse(Message):
     parameterTypes: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Bind(Message):
     """
     Bind parameters of a prepared statement into a portal.
@@ -143,7 +144,7 @@ class Bind(Message):
     resultFormats: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Describe(Message):
     """
     Describe a statement (C{kind} C{b"S"}) or a portal (C{b"P"}).
@@ -154,7 +155,7 @@ class Describe(Message):
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Execute(Message):
     """
     Run a portal, returning at most C{maxRows} rows (0: all).
@@ -165,7 +166,7 @@ class Execute(Message):
     maxRows: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class Close(Message):
     """
     Close a statement (C{kind} C{b"S"}) or a portal (C{b"P"}).
@@ -179,7 +180,7 @@ class Close(Message):
 # -- Backend messages ---------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class AuthenticationRequest(Message):
     """
     An C{R} message: C{code} is one of the C{AUTH_*} constants, C{data} the
@@ -191,7 +192,7 @@ class AuthenticationRequest(Message):
     data: bytes = b""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class ParameterStatus(Message):
     """
     The backend reports the current value of a run-time parameter.
@@ -202,7 +203,7 @@ class ParameterStatus(Message):
     value: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class BackendKeyData(Message):
     """
     The key a client needs to cancel queries of this session.
@@ -213,7 +214,7 @@ class BackendKeyData(Message):
     secretKey: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class ReadyForQuery(Message):
     """
     The backend is ready; C{status} is C{b"I"}, C{b"T"} or C{b"E"}.
@@ -223,7 +224,7 @@ class ReadyForQuery(Message):
     status: bytes = constants.TRANSACTION_IDLE
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class ErrorResponse(Message):
     """
     An error; C{fields} are (field code byte, value) pairs in wire order.
@@ -263,7 +264,7 @@ class ErrorResponse(Message):
         return self.get(constants.FIELD_MESSAGE)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class NoticeResponse(Message):
     """
     A notice; same layout as L{ErrorResponse}.
@@ -273,7 +274,7 @@ class NoticeResponse(Message):
     fields: tuple[tuple[bytes, str], ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class CommandComplete(Message):
     """
     A statement finished; C{tag} is e.g. C{"SELECT 1"}.
@@ -283,7 +284,7 @@ class CommandComplete(Message):
     tag: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class FieldDescription:
     """
     One column of a L{RowDescription}.
@@ -298,7 +299,7 @@ class FieldDescription:
     formatCode: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class RowDescription(Message):
     """
     The shape of the rows that follow.
@@ -308,7 +309,7 @@ class RowDescription(Message):
     fields: tuple[FieldDescription, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class DataRow(Message):
     """
     One row; C{None} is SQL NULL.
@@ -318,7 +319,7 @@ class DataRow(Message):
     values: tuple[bytes | None, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class EmptyQueryResponse(Message):
     """
     The query string was empty.
@@ -327,7 +328,7 @@ class EmptyQueryResponse(Message):
     type: ClassVar[bytes] = constants.EMPTY_QUERY_RESPONSE
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class ParseComplete(Message):
     """
     A Parse succeeded.
@@ -336,7 +337,7 @@ class ParseComplete(Message):
     type: ClassVar[bytes] = constants.PARSE_COMPLETE
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class BindComplete(Message):
     """
     A Bind succeeded.
@@ -345,7 +346,7 @@ class BindComplete(Message):
     type: ClassVar[bytes] = constants.BIND_COMPLETE
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class CloseComplete(Message):
     """
     A Close succeeded.
@@ -354,7 +355,7 @@ class CloseComplete(Message):
     type: ClassVar[bytes] = constants.CLOSE_COMPLETE
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class NoData(Message):
     """
     The described statement or portal returns no rows.
@@ -363,7 +364,7 @@ class NoData(Message):
     type: ClassVar[bytes] = constants.NO_DATA
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, **SLOTS)
 class NegotiateProtocolVersion(Message):
     """
     The server supports an older minor version and not these options.

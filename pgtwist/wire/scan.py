@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable
+from typing import Optional
 
 from pgtwist.wire import constants
 from pgtwist.wire.errors import ProtocolViolation
@@ -22,7 +23,7 @@ _HEADER = struct.Struct("!ci")
 #: C{(type, body or None, end)}: C{end} is the offset in the fed chunk just
 #: past the message (it may be smaller than the message's length when the
 #: message began in an earlier chunk).
-ScanCallback = Callable[[bytes, bytes | None, int], None]
+ScanCallback = Callable[[bytes, Optional[bytes], int], None]
 
 
 class MessageScanner:
