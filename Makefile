@@ -4,8 +4,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Debian's PyPy (Python 3.9) with pgtwist's dependencies: `make bench` runs
+# pgtwist on it too (the pgtwist-pypy rows); pgtwist itself comes from PYTHONPATH.
+PYPY_VENV := .venv-pypy
+PYPY_STAMP := $(PYPY_VENV)/.installed
 
-.PHONY: venv run test lint typecheck unit bench clean
+.PHONY: venv pypy run test lint typecheck unit bench clean
 
 venv: $(STAMP)
 
@@ -15,6 +19,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	$(BIN)/python -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
 	touch $(STAMP)
+
+pypy: $(PYPY_STAMP)
+
+$(PYPY_STAMP): pyproject.toml | $(STAMP)
+	command -v pypy3 >/dev/null || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends pypy3 pypy3-venv)
+	test -x $(PYPY_VENV)/bin/python || pypy3 -m venv $(PYPY_VENV)
+	$(PYPY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > $(PYPY_VENV)/requirements.txt
+	# cryptography 43 is the last with a wheel for PyPy 3.9 (newer ones need a Rust build).
+	echo 'cryptography<44' >> $(PYPY_VENV)/requirements.txt
+	$(PYPY_VENV)/bin/python -m pip install --quiet --prefer-binary -r $(PYPY_VENV)/requirements.txt
+	touch $(PYPY_STAMP)
 
 run: venv
 	$(BIN)/python -m pgtwist.devrun
@@ -32,11 +49,13 @@ unit: venv
 test: venv lint typecheck
 	$(BIN)/pytest
 
-# `make bench BENCHFLAGS=--quick` for a 2-minute check; see benchmarks/README.rst.
+# `make bench BENCHFLAGS=--quick` for a 3-minute check; see benchmarks/README.rst.
+# Without PyPy (no root for apt-get, say) it runs without the pgtwist-pypy rows.
 bench: venv
 	command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || \
 		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends pgbouncer)
+	$(MAKE) pypy || echo "PyPy could not be set up: no pgtwist-pypy rows"
 	$(BIN)/python -m benchmarks.run $(BENCHFLAGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache twisted/plugins/dropin.cache
+	rm -rf $(VENV) $(PYPY_VENV) .mypy_cache .ruff_cache .pytest_cache twisted/plugins/dropin.cache

@@ -24,6 +24,10 @@ PGTWIST = "pgtwist"
 SESSION = "session"
 TRANSACTION = "transaction"
 
+#: The interpreters pgtwist runs on in a benchmark.
+CPYTHON = "cpython"
+PYPY = "pypy"
+
 #: How the table abbreviates pgbench's C{-M} query modes.
 _SHORT_MODES = {"simple": "simple", "extended": "ext", "prepared": "prep"}
 
@@ -67,21 +71,25 @@ class Target:
     @ivar pooler: L{DIRECT}, L{PGBOUNCER} or L{PGTWIST}.
     @ivar pipeline: C{None} for direct, else L{SESSION} or L{TRANSACTION}.
     @ivar workers: pgtwist's C{workers} setting (1 for the others).
+    @ivar runtime: The interpreter pgtwist runs on: L{CPYTHON} or L{PYPY}.
     """
 
     pooler: str
     pipeline: str | None = None
     workers: int = 1
+    runtime: str = CPYTHON
 
     @property
     def name(self) -> str:
         """
         The label in the table and the JSON: C{direct}, C{pgbouncer/session},
-        C{pgtwist/transaction}, C{pgtwist-w2/session}.
+        C{pgtwist/transaction}, C{pgtwist-w2/session}, C{pgtwist-pypy/session}.
         """
         if self.pipeline is None:
             return self.pooler
-        pooler = self.pooler if self.workers == 1 else f"{self.pooler}-w{self.workers}"
+        pooler = self.pooler if self.runtime == CPYTHON else f"{self.pooler}-{self.runtime}"
+        if self.workers != 1:
+            pooler += f"-w{self.workers}"
         return f"{pooler}/{self.pipeline}"
 
 
@@ -112,17 +120,20 @@ def defaultWorkloads() -> list[Workload]:
     return workloads
 
 
-def targetsFor(workload: Workload, workers: int) -> list[Target]:
+def targetsFor(workload: Workload, workers: int, pypy: bool = False) -> list[Target]:
     """
     The targets C{workload} runs against, in the order of one round: direct
-    first, then per pipeline PgBouncer, pgtwist and (when C{workers > 1} and
-    the workload asks for it) pgtwist with C{workers}.
+    first, then per pipeline PgBouncer, pgtwist, pgtwist on PyPy (with
+    C{pypy}) and (when C{workers > 1} and the workload asks for it) pgtwist
+    with C{workers}.
     """
     targets = [Target(DIRECT)]
     for pipeline in workload.pipelines:
         if pipeline in workload.pgbouncerPipelines:
             targets.append(Target(PGBOUNCER, pipeline))
         targets.append(Target(PGTWIST, pipeline))
+        if pypy:
+            targets.append(Target(PGTWIST, pipeline, runtime=PYPY))
         if workers > 1 and pipeline in workload.workersPipelines:
             targets.append(Target(PGTWIST, pipeline, workers))
     return targets
@@ -150,7 +161,9 @@ class Step:
     target: Target
 
 
-def schedule(workloads: Sequence[Workload], rounds: int, workers: int) -> list[Step]:
+def schedule(
+    workloads: Sequence[Workload], rounds: int, workers: int, pypy: bool = False
+) -> list[Step]:
     """
     The interleaved order: for each round, for each workload, every target
     back to back (rotated by the round number).
@@ -158,7 +171,7 @@ def schedule(workloads: Sequence[Workload], rounds: int, workers: int) -> list[S
     steps: list[Step] = []
     for round in range(rounds):
         for workload in workloads:
-            for target in rotated(targetsFor(workload, workers), round):
+            for target in rotated(targetsFor(workload, workers, pypy), round):
                 steps.append(Step(round, workload, target))
     return steps
 

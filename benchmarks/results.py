@@ -299,6 +299,8 @@ class Latencies:
     pipeline: str
     pgbouncer: float | None
     pgtwist: float | None
+    #: Which pgtwist: C{pgtwist} (CPython) or C{pgtwist-pypy}.
+    label: str = PGTWIST
 
     @property
     def ratio(self) -> float | None:
@@ -313,21 +315,44 @@ class Latencies:
 
 def latencyTable(records: Sequence[RunRecord], workloads: Sequence[Workload]) -> list[Latencies]:
     """
-    L{Latencies} for every pipeline of the L{LATENCY} workloads.
+    L{Latencies} for every pipeline of the L{LATENCY} workloads, for pgtwist
+    and for each other single-worker pgtwist the records hold (on PyPy).
     """
     found = []
     for workload in workloads:
         if workload.kind != LATENCY:
             continue
         for pipeline in workload.pipelines:
-            found.append(
-                Latencies(
-                    pipeline,
-                    addedLatency(records, workload.name, Target(PGBOUNCER, pipeline).name),
-                    addedLatency(records, workload.name, Target(PGTWIST, pipeline).name),
-                )
+            main = Target(PGTWIST, pipeline).name
+            others = sorted(
+                {
+                    r.target
+                    for r in records
+                    if r.workload == workload.name
+                    and r.pooler == PGTWIST
+                    and r.pipeline == pipeline
+                    and r.workers == 1
+                }
+                - {main}
             )
+            bouncer = addedLatency(records, workload.name, Target(PGBOUNCER, pipeline).name)
+            for name in [main, *others]:
+                found.append(
+                    Latencies(
+                        pipeline,
+                        bouncer,
+                        addedLatency(records, workload.name, name),
+                        name.split("/")[0],
+                    )
+                )
     return found
+
+
+def _label(row: Row) -> str:
+    """
+    Which pgtwist a row measures: C{pgtwist}, C{pgtwist-pypy}.
+    """
+    return row.target.split("/")[0]
 
 
 def checkTargets(
@@ -346,7 +371,7 @@ def checkTargets(
     mine = [r for r in rows if r.pooler == PGTWIST and "-w" not in r.target]
     checks = [
         _check(
-            f"TPS pgtwist/PgBouncer {row.workload} {row.pipeline}",
+            f"TPS {_label(row)}/PgBouncer {row.workload} {row.pipeline}",
             row.vsPgbouncer,
             MIN_TPS_RATIO,
             atLeast=True,
@@ -356,7 +381,7 @@ def checkTargets(
     ]
     checks += [
         _check(
-            f"CPU/txn pgtwist/PgBouncer {row.workload} {row.pipeline}",
+            f"CPU/txn {_label(row)}/PgBouncer {row.workload} {row.pipeline}",
             row.cpuVsPgbouncer,
             MAX_CPU_RATIO,
         )
@@ -365,7 +390,7 @@ def checkTargets(
     ]
     checks += [
         _check(
-            f"1-client added latency pgtwist/PgBouncer {latency.pipeline}",
+            f"1-client added latency {latency.label}/PgBouncer {latency.pipeline}",
             latency.ratio,
             MAX_ADDED_LATENCY_RATIO,
         )
@@ -471,9 +496,12 @@ def renderLatencies(latencies: Sequence[Latencies]) -> str:
     """
     table = Table(["1 client -S", "PgBouncer +ms", "pgtwist +ms", "pgtwist ÷PgB"])
     for latency in latencies:
+        where = latency.pipeline
+        if latency.label != PGTWIST:
+            where += f" ({latency.label})"
         table.rows.append(
             [
-                latency.pipeline,
+                where,
                 formatNumber(latency.pgbouncer, 4),
                 formatNumber(latency.pgtwist, 4),
                 formatNumber(latency.ratio),

@@ -42,6 +42,8 @@ DATABASE = "bench"
 PG_MAX_CONNECTIONS = 300
 #: The checkout whose pgtwist is measured.
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+#: The PyPy interpreter C{make pypy} prepares (pgtwist's dependencies only).
+PYPY = os.path.join(CHECKOUT, ".venv-pypy", "bin", "python")
 
 
 def parseArguments(argv: Sequence[str]) -> argparse.Namespace:
@@ -73,13 +75,30 @@ def parseArguments(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--skip-memory", action="store_true", help="leave out the memory step")
     parser.add_argument("--pgbouncer", default=servers.PGBOUNCER_BINARY, help="PgBouncer binary")
+    parser.add_argument(
+        "--pypy",
+        metavar="PYTHON",
+        help="add pgtwist-pypy rows run by this PyPy (default: .venv-pypy/bin/python if present)",
+    )
+    parser.add_argument("--no-pypy", action="store_true", help="leave out the pgtwist-pypy rows")
+    parser.add_argument(
+        "--jit-warmup",
+        type=int,
+        metavar="S",
+        help="pgbench seconds before each pgtwist-pypy run, not measured (default 3; quick 1)",
+    )
     options = parser.parse_args(list(argv))
     quick = options.quick
+    if options.no_pypy:
+        options.pypy = None
+    elif options.pypy is None and os.access(PYPY, os.X_OK):
+        options.pypy = PYPY
     for name, full, short in (
         ("rounds", 3, 1),
         ("duration", 5, 2),
         ("scale", 10, 1),
         ("connections", 10_000, 2_000),
+        ("jit_warmup", 3, 1),
     ):
         if getattr(options, name) is None:
             setattr(options, name, short if quick else full)
@@ -110,6 +129,12 @@ def _firstLine(args: Sequence[str]) -> str:
     return (result.stdout or result.stderr).strip().splitlines()[0] if result.stdout else "?"
 
 
+#: Prints the PyPy and Twisted versions of the pgtwist-pypy rows on one line.
+_PYPY_VERSION = (
+    "import sys, twisted; print(' '.join(sys.version.split()) + '; Twisted ' + twisted.__version__)"
+)
+
+
 def describeCommit(checkout: str = CHECKOUT) -> str:
     """
     The checkout's commit, noting uncommitted changes to pgtwist's code.
@@ -124,7 +149,9 @@ def describeCommit(checkout: str = CHECKOUT) -> str:
     return commit
 
 
-def machineDescription(pgBin: str, pgbouncer: str, commit: str) -> dict[str, Any]:
+def machineDescription(
+    pgBin: str, pgbouncer: str, commit: str, pypy: str | None = None
+) -> dict[str, Any]:
     """
     Date, machine and versions, for the report and C{RESULTS.rst}.
     """
@@ -151,6 +178,7 @@ def machineDescription(pgBin: str, pgbouncer: str, commit: str) -> dict[str, Any
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "twisted": twisted.__version__,
         "pgtwist": f"{pgtwist.__version__} ({commit})",
+        "pypy": None if pypy is None else _firstLine([pypy, "-c", _PYPY_VERSION]),
     }
 
 
@@ -252,9 +280,10 @@ class Bench:
                 self.options.pgbouncer,
             )  # fmt: skip
         else:
+            python = self.options.pypy if target.runtime == plan.PYPY else sys.executable
             server = servers.startPgtwist(
                 self.credentials, self.cluster.port, target.pipeline, poolSize, target.workers,
-                self.code,
+                self.code, python=python,
             )  # fmt: skip
         self.live.add(server)
         creds = self.credentials
@@ -298,6 +327,13 @@ class Bench:
                 server = self.startServer(target, plan.poolSize(workload, target))
                 record.processes = len(servers.processTree(server.pid))
             port = server.port if server is not None else self.cluster.port
+            if target.runtime == plan.PYPY and self.options.jit_warmup > 0:
+                # PyPy compiles the hot path after a few thousand loops: a
+                # long-running pooler runs compiled, so the run measures that.
+                warmUp = plan.pgbenchArguments(
+                    workload, self.options.jit_warmup, servers.LOOPBACK, port, ROLE, DATABASE
+                )
+                self.pgbench(warmUp, timeout=self.options.jit_warmup + 300)
             args = plan.pgbenchArguments(
                 workload, self.options.duration, servers.LOOPBACK, port, ROLE, DATABASE
             )
@@ -416,7 +452,8 @@ def report(
     The printed report and the JSON document.
     """
     options = bench.options
-    targets = {w.name: plan.targetsFor(w, options.workers) for w in workloads}
+    pypy = options.pypy is not None
+    targets = {w.name: plan.targetsFor(w, options.workers, pypy) for w in workloads}
     rows = results.summarize(bench.records, workloads, targets)
     latencies = results.latencyTable(bench.records, workloads)
     kib = bench.memory.kibPerConnection if bench.memory is not None else None
@@ -429,6 +466,13 @@ def report(
         "medians over rounds; ratios are medians of per-round ratios.",
         f"Load average {_load(meta.get('loadavg'))} at the start, "
         f"{_load(meta.get('loadavgEnd'))} at the end (other work on the machine skews results).",
+    ]
+    if meta.get("pypy"):
+        parts.append(
+            f"pgtwist-pypy rows: pgtwist on {meta['pypy']}; each run follows "
+            f"{options.jit_warmup} s of the same workload, not measured, for the JIT."
+        )
+    parts += [
         "",
         results.renderRows(rows),
         "",
@@ -484,7 +528,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"PgBouncer not found at {options.pgbouncer} (apt-get install pgbouncer)")
         return 1
     workloads = selectWorkloads(options.only)
-    steps = plan.schedule(workloads, options.rounds, options.workers)
+    steps = plan.schedule(workloads, options.rounds, options.workers, options.pypy is not None)
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
     memory.raiseFileLimit(options.connections + memory.SPARE_DESCRIPTORS)
@@ -494,7 +538,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         say(f"Starting PostgreSQL (max_connections {PG_MAX_CONNECTIONS}) ...")
         bench.setUp()
-        meta = machineDescription(bench.cluster.binDir, options.pgbouncer, bench.commit)
+        meta = machineDescription(
+            bench.cluster.binDir, options.pgbouncer, bench.commit, options.pypy
+        )
         say(f"{len(steps)} pgbench runs of {options.duration}s in {options.rounds} round(s).")
         for index, step in enumerate(steps, 1):
             record = bench.runStep(step)

@@ -441,13 +441,14 @@ def snapshotCheckout(checkout: str) -> str:
 def pgtwistCommand(python: str = sys.executable) -> list[str]:
     """
     How to run pgtwist: the C{pgtwist} console script next to C{python}
-    when installed, else C{python -m twisted pgtwist} (whose options are
-    twistd's).
+    when installed, else the same script's entry point run by C{python}
+    (an interpreter with pgtwist's dependencies but pgtwist only on
+    C{PYTHONPATH}, such as C{make pypy}'s).
     """
     script = os.path.join(os.path.dirname(python), "pgtwist")
     if os.access(script, os.X_OK):
         return [script]
-    return [python, "-m", "twisted", "pgtwist"]
+    return [python, "-c", "from pgtwist.script import main; main()"]
 
 
 def startPgtwist(
@@ -458,6 +459,7 @@ def startPgtwist(
     workers: int = 1,
     code: str | None = None,
     environ: Mapping[str, str] = os.environ,
+    python: str = sys.executable,
 ) -> RunningServer:
     """
     Start pgtwist in the foreground with C{HOME} pointed at a private
@@ -466,6 +468,7 @@ def startPgtwist(
 
     @param code: A L{snapshotCheckout} to import pgtwist from, or C{None}
         for the installed one.
+    @param python: The interpreter to run it on (see L{pgtwistCommand}).
     """
     from pgtwist.vault import writeMasterKey, writeUsersFile
 
@@ -487,12 +490,12 @@ def startPgtwist(
     logFile = open(logPath, "wb")
     try:
         process = subprocess.Popen(
-            [*pgtwistCommand(), "-c", conf, "-a", hba, "-u", users],
+            [*pgtwistCommand(python), "-c", conf, "-a", hba, "-u", users],
             stdin=subprocess.DEVNULL, stdout=logFile, stderr=subprocess.STDOUT,
             cwd=directory, env=env, preexec_fn=dieWithParent,
         )  # fmt: skip
     except BaseException:
         logFile.close()
         raise
-    label = f"pgtwist ({pipeline}, workers={workers})"
+    label = f"pgtwist ({pipeline}, workers={workers}, {os.path.basename(python)})"
     return _started(RunningServer(label, process, port, logPath, directory, logFile))

@@ -604,7 +604,8 @@ def _sizeOf(objects: Iterable[object]) -> tuple[int, int]:
     if not items:
         return 0, 0
     sample = items[0]
-    size = sys.getsizeof(sample) + sys.getsizeof(getattr(sample, "__dict__", {}))
+    # PyPy has no object sizes: its getsizeof raises unless given a default.
+    size = sys.getsizeof(sample, 0) + sys.getsizeof(getattr(sample, "__dict__", {}), 0)
     return size, len(items)
 
 

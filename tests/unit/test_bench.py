@@ -622,12 +622,15 @@ class ServerConfigurationTests(SynchronousTestCase):
 
     def test_pgtwistCommand(self) -> None:
         """
-        The console script next to the interpreter when it exists, else
-        C{python -m twisted pgtwist}.
+        The console script next to the interpreter when it exists, else the
+        script's entry point run by that interpreter.
         """
         directory = temporaryDirectory(self)
         python = str(directory / "python")
-        self.assertEqual(servers.pgtwistCommand(python), [python, "-m", "twisted", "pgtwist"])
+        self.assertEqual(
+            servers.pgtwistCommand(python),
+            [python, "-c", "from pgtwist.script import main; main()"],
+        )
         script = directory / "pgtwist"
         script.write_text("#!/bin/sh\n")
         os.chmod(script, 0o755)
