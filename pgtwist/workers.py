@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import shutil
 import signal
 import socket
 import stat
@@ -233,6 +234,8 @@ class WorkerSupervisor(Service):
                     os.unlink(path)
                 except OSError:
                     pass
+            # The workers' cancel sockets lived here.
+            shutil.rmtree(self.runtime, ignore_errors=True)
 
         d: Deferred[Any] = DeferredList(waits)
         d.addCallback(closeSockets)

@@ -1,6 +1,7 @@
 """
 C{workers = 2}: two reactor processes share the listeners; cancels find the
-worker that owns the key; stopping the supervisor stops the workers.
+worker that owns the key; stopping the supervisor stops the workers and
+removes their runtime directory.
 """
 
 from __future__ import annotations
@@ -81,8 +82,13 @@ def test_twoWorkers(tmp_path: Path, pgCluster: PostgresCluster) -> None:
         assert codes == ["57014"], messages
         client.close()
         children = workerPids(pooler)
+        arguments = Path(f"/proc/{min(children)}/cmdline").read_bytes().split(b"\0")
+        runtime = arguments[arguments.index(b"--runtime") + 1].decode()
+        assert os.path.isdir(runtime)
     finally:
         pooler.stop()
+    # The directory of the workers' cancel sockets goes with them.
+    assert not os.path.exists(runtime)
     for pid in children:
         assert (
             not os.path.exists(f"/proc/{pid}")
