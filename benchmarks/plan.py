@@ -24,9 +24,11 @@ PGTWIST = "pgtwist"
 SESSION = "session"
 TRANSACTION = "transaction"
 
-#: The interpreters pgtwist runs on in a benchmark.
+#: How pgtwist runs in a benchmark: on CPython with its own reactor, on
+#: PyPy, or on CPython with Twisted's asyncio reactor on uvloop.
 CPYTHON = "cpython"
 PYPY = "pypy"
+UVLOOP = "uvloop"
 
 #: How the table abbreviates pgbench's C{-M} query modes.
 _SHORT_MODES = {"simple": "simple", "extended": "ext", "prepared": "prep"}
@@ -71,7 +73,7 @@ class Target:
     @ivar pooler: L{DIRECT}, L{PGBOUNCER} or L{PGTWIST}.
     @ivar pipeline: C{None} for direct, else L{SESSION} or L{TRANSACTION}.
     @ivar workers: pgtwist's C{workers} setting (1 for the others).
-    @ivar runtime: The interpreter pgtwist runs on: L{CPYTHON} or L{PYPY}.
+    @ivar runtime: How pgtwist runs: L{CPYTHON}, L{PYPY} or L{UVLOOP}.
     """
 
     pooler: str
@@ -120,12 +122,14 @@ def defaultWorkloads() -> list[Workload]:
     return workloads
 
 
-def targetsFor(workload: Workload, workers: int, pypy: bool = False) -> list[Target]:
+def targetsFor(
+    workload: Workload, workers: int, pypy: bool = False, uvloop: bool = False
+) -> list[Target]:
     """
     The targets C{workload} runs against, in the order of one round: direct
     first, then per pipeline PgBouncer, pgtwist, pgtwist on PyPy (with
-    C{pypy}) and (when C{workers > 1} and the workload asks for it) pgtwist
-    with C{workers}.
+    C{pypy}), pgtwist on uvloop (with C{uvloop}) and (when C{workers > 1}
+    and the workload asks for it) pgtwist with C{workers}.
     """
     targets = [Target(DIRECT)]
     for pipeline in workload.pipelines:
@@ -134,6 +138,8 @@ def targetsFor(workload: Workload, workers: int, pypy: bool = False) -> list[Tar
         targets.append(Target(PGTWIST, pipeline))
         if pypy:
             targets.append(Target(PGTWIST, pipeline, runtime=PYPY))
+        if uvloop:
+            targets.append(Target(PGTWIST, pipeline, runtime=UVLOOP))
         if workers > 1 and pipeline in workload.workersPipelines:
             targets.append(Target(PGTWIST, pipeline, workers))
     return targets
@@ -162,7 +168,11 @@ class Step:
 
 
 def schedule(
-    workloads: Sequence[Workload], rounds: int, workers: int, pypy: bool = False
+    workloads: Sequence[Workload],
+    rounds: int,
+    workers: int,
+    pypy: bool = False,
+    uvloop: bool = False,
 ) -> list[Step]:
     """
     The interleaved order: for each round, for each workload, every target
@@ -171,7 +181,7 @@ def schedule(
     steps: list[Step] = []
     for round in range(rounds):
         for workload in workloads:
-            for target in rotated(targetsFor(workload, workers, pypy), round):
+            for target in rotated(targetsFor(workload, workers, pypy, uvloop), round):
                 steps.append(Step(round, workload, target))
     return steps
 

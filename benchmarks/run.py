@@ -82,6 +82,11 @@ def parseArguments(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--no-pypy", action="store_true", help="leave out the pgtwist-pypy rows")
     parser.add_argument(
+        "--uvloop",
+        action="store_true",
+        help="add pgtwist-uvloop rows: pgtwist on Twisted's asyncio reactor on uvloop",
+    )
+    parser.add_argument(
         "--jit-warmup",
         type=int,
         metavar="S",
@@ -281,9 +286,10 @@ class Bench:
             )  # fmt: skip
         else:
             python = self.options.pypy if target.runtime == plan.PYPY else sys.executable
+            reactor = "uvloop" if target.runtime == plan.UVLOOP else None
             server = servers.startPgtwist(
                 self.credentials, self.cluster.port, target.pipeline, poolSize, target.workers,
-                self.code, python=python,
+                self.code, python=python, reactor=reactor,
             )  # fmt: skip
         self.live.add(server)
         creds = self.credentials
@@ -453,7 +459,7 @@ def report(
     """
     options = bench.options
     pypy = options.pypy is not None
-    targets = {w.name: plan.targetsFor(w, options.workers, pypy) for w in workloads}
+    targets = {w.name: plan.targetsFor(w, options.workers, pypy, options.uvloop) for w in workloads}
     rows = results.summarize(bench.records, workloads, targets)
     latencies = results.latencyTable(bench.records, workloads)
     kib = bench.memory.kibPerConnection if bench.memory is not None else None
@@ -528,7 +534,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"PgBouncer not found at {options.pgbouncer} (apt-get install pgbouncer)")
         return 1
     workloads = selectWorkloads(options.only)
-    steps = plan.schedule(workloads, options.rounds, options.workers, options.pypy is not None)
+    steps = plan.schedule(
+        workloads, options.rounds, options.workers, options.pypy is not None, options.uvloop
+    )
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
     memory.raiseFileLimit(options.connections + memory.SPARE_DESCRIPTORS)

@@ -460,6 +460,7 @@ def startPgtwist(
     code: str | None = None,
     environ: Mapping[str, str] = os.environ,
     python: str = sys.executable,
+    reactor: str | None = None,
 ) -> RunningServer:
     """
     Start pgtwist in the foreground with C{HOME} pointed at a private
@@ -469,6 +470,7 @@ def startPgtwist(
     @param code: A L{snapshotCheckout} to import pgtwist from, or C{None}
         for the installed one.
     @param python: The interpreter to run it on (see L{pgtwistCommand}).
+    @param reactor: A Twisted reactor other than pgtwist's own (C{uvloop}).
     """
     from pgtwist.vault import writeMasterKey, writeUsersFile
 
@@ -490,12 +492,14 @@ def startPgtwist(
     logFile = open(logPath, "wb")
     try:
         process = subprocess.Popen(
-            [*pgtwistCommand(python), "-c", conf, "-a", hba, "-u", users],
+            [*pgtwistCommand(python), *(["--reactor", reactor] if reactor else []),
+             "-c", conf, "-a", hba, "-u", users],
             stdin=subprocess.DEVNULL, stdout=logFile, stderr=subprocess.STDOUT,
             cwd=directory, env=env, preexec_fn=dieWithParent,
         )  # fmt: skip
     except BaseException:
         logFile.close()
         raise
-    label = f"pgtwist ({pipeline}, workers={workers}, {os.path.basename(python)})"
+    label = f"pgtwist ({pipeline}, workers={workers}, {os.path.basename(python)}"
+    label += f", {reactor})" if reactor else ")"
     return _started(RunningServer(label, process, port, logPath, directory, logFile))

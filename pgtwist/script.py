@@ -35,6 +35,7 @@ Options:
   -V, --version                      Display version information
   -?, --help                         Display help
       --list-plugins                 List the pipelines and auth methods found
+      --reactor NAME                 Run on another Twisted reactor (twistd --help-reactors)
 
 Also available as: twistd -n pgtwist -c CONFIG_FILE ...
 (the pgtwist command adds --reactor=pgtwist, the epoll reactor without
@@ -67,6 +68,7 @@ def twistdArguments(argv: list[str]) -> list[str] | None:
     parser.add_argument("-V", "--version", action="store_true")
     parser.add_argument("-?", "--help", action="store_true", dest="help")
     parser.add_argument("--list-plugins", action="store_true", dest="listPlugins")
+    parser.add_argument("--reactor")
     options = parser.parse_args(argv)
     if options.help:
         print(_USAGE.format(version=__version__))
@@ -75,7 +77,9 @@ def twistdArguments(argv: list[str]) -> list[str] | None:
         print(f"pgtwist {__version__}")
         return None
     arguments = ["twistd"]
-    if hasattr(select, "epoll"):
+    if options.reactor:
+        arguments.append(f"--reactor={options.reactor}")
+    elif hasattr(select, "epoll"):
         arguments.append("--reactor=pgtwist")
     if options.daemon:
         arguments.append(f"--pidfile={os.path.abspath('pgtwist.pid')}")

@@ -5,6 +5,8 @@ Tests for L{pgtwist.reactor}.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 from twisted.application.reactors import getReactorTypes
 from twisted.internet.protocol import Protocol
@@ -39,6 +41,12 @@ class PgtwistReactorTests(SynchronousTestCase):
         """
         self.assertIn("pgtwist", [r.shortName for r in getReactorTypes()])
 
+    def test_uvloopPluginListed(self) -> None:
+        """
+        C{twistd --help-reactors} lists C{uvloop} too.
+        """
+        self.assertIn("uvloop", [r.shortName for r in getReactorTypes()])
+
     def test_dispatchesReads(self) -> None:
         """
         Bytes written to a pipe reach their reader after one poll.
@@ -65,3 +73,27 @@ class PgtwistReactorTests(SynchronousTestCase):
         os.write(writer, b"hello")
         reactor.doPoll(1.0)
         self.assertEqual(recorder.received, b"hello")
+
+
+class UvloopReactorTests(SynchronousTestCase):
+    """
+    C{--reactor=uvloop} installs Twisted's asyncio reactor on uvloop.
+    """
+
+    def test_installs(self) -> None:
+        """
+        In a fresh interpreter (installing a reactor is global), the
+        installed reactor runs on a uvloop loop and runs a delayed call.
+        """
+        script = (
+            "from pgtwist.uvloopreactor import install\n"
+            "reactor = install()\n"
+            "reactor.callLater(0, reactor.stop)\n"
+            "reactor.run()\n"
+            "print(type(reactor).__name__, type(reactor._asyncioEventloop).__module__)\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(result.stdout.split(), ["AsyncioSelectorReactor", "uvloop"])

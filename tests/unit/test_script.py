@@ -40,6 +40,15 @@ class ScriptTests(SynchronousTestCase):
             ],
         )
 
+    def test_otherReactor(self) -> None:
+        """
+        C{--reactor NAME} replaces the default reactor.
+        """
+        arguments = twistdArguments(["--reactor", "uvloop", "-c", "a.conf"])
+        assert arguments is not None
+        self.assertEqual(arguments[:2], ["twistd", "--reactor=uvloop"])
+        self.assertNotIn("--reactor=pgtwist", arguments)
+
     def test_daemon(self) -> None:
         """
         C{-d} lets twistd daemonize with a pidfile.

@@ -1,9 +1,14 @@
 # Copyright (c) pgtwist contributors. See LICENSE for details.
 """
 C{twistd --reactor=pgtwist}: the epoll reactor without per-event logging
-contexts (see L{pgtwist.reactor}).
+contexts (see L{pgtwist.reactor}); C{twistd --reactor=uvloop}: Twisted's
+asyncio reactor on uvloop (see L{pgtwist.uvloopreactor}).
 """
 
 from twisted.application.reactors import Reactor
 
 pgtwist = Reactor("pgtwist", "pgtwist.reactor", "epoll without a logging context per event (Linux)")
+
+uvloop = Reactor(
+    "uvloop", "pgtwist.uvloopreactor", "asyncio reactor on uvloop's event loop (pip install uvloop)"
+)

@@ -1,7 +1,8 @@
 """
-Tests for the pgtwist-pypy rows of C{make bench}: pgtwist run by PyPy
-beside the CPython one, in the schedule, the options, the latency table and
-the target verdicts.
+Tests for the pgtwist-pypy and pgtwist-uvloop rows of C{make bench}:
+pgtwist run by PyPy, or on Twisted's asyncio reactor on uvloop, beside the
+default one, in the schedule, the options, the latency table and the target
+verdicts.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from benchmarks.plan import (
     PYPY,
     SESSION,
     TRANSACTION,
+    UVLOOP,
     Target,
     Workload,
 )
@@ -60,6 +62,21 @@ class PypyPlanTests(SynchronousTestCase):
         )
         self.assertNotIn(PYPY_SESSION, plan.targetsFor(workload, 1))
 
+    def test_targetsWithUvloop(self) -> None:
+        """
+        With C{uvloop}, each pipeline gets a C{pgtwist-uvloop} target after
+        the other pgtwist ones.
+        """
+        workload = Workload("w", ("-S",), 10, plan.SELECT, pipelines=(SESSION,))
+        self.assertEqual(
+            [t.name for t in plan.targetsFor(workload, 1, pypy=True, uvloop=True)],
+            ["direct", "pgbouncer/session", "pgtwist/session", "pgtwist-pypy/session",
+             "pgtwist-uvloop/session"],
+        )  # fmt: skip
+        self.assertEqual(Target(PGTWIST, SESSION, runtime=UVLOOP).name, "pgtwist-uvloop/session")
+        steps = plan.schedule([workload], 1, 1, uvloop=True)
+        self.assertIn(Target(PGTWIST, SESSION, runtime=UVLOOP), [s.target for s in steps])
+
     def test_schedule(self) -> None:
         """
         The schedule runs the PyPy targets in every round.
@@ -92,6 +109,13 @@ class PypyOptionsTests(SynchronousTestCase):
         self.assertEqual(options.jit_warmup, 3)
         self.assertEqual(run.parseArguments(["--quick"]).jit_warmup, 1)
         self.assertEqual(run.parseArguments(["--jit-warmup", "7"]).jit_warmup, 7)
+
+    def test_uvloopOptIn(self) -> None:
+        """
+        The uvloop rows run only when asked for.
+        """
+        self.assertFalse(run.parseArguments([]).uvloop)
+        self.assertTrue(run.parseArguments(["--uvloop"]).uvloop)
 
     def test_defaultPypy(self) -> None:
         """
