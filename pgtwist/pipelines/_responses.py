@@ -43,6 +43,10 @@ from pgtwist.wire import codec, constants
 from pgtwist.wire.errors import ProtocolViolation
 from pgtwist.wire.messages import ErrorResponse
 
+#: Messages relayed without accounting while the client's own request is
+#: answered (see L{ResponseRelay.backendDataReceived}).
+_RELAYED = frozenset({constants.DATA_ROW, constants.ROW_DESCRIPTION, constants.COMMAND_COMPLETE})
+
 
 class ResponseRelay:
     """
@@ -106,9 +110,14 @@ class ResponseRelay:
             end = offset + 1 + length
             if end > size:
                 break
-            if type == constants.DATA_ROW and expected and expected[0].forward:
-                offset = end
-                continue
+            if type in _RELAYED and expected:
+                # The bulk of every answer: relayed as it is, nothing to
+                # account for (rows of anything; a simple query's row
+                # description and command tag).
+                head = expected[0]
+                if head.forward and (type == constants.DATA_ROW or head.kind == _QUERY):
+                    offset = end
+                    continue
             keep, popped = self._response(type, data, offset, end)
             if not keep:
                 if spanStart < offset:
