@@ -78,7 +78,8 @@ def parseArguments(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--pypy",
         metavar="PYTHON",
-        help="add pgtwist-pypy rows run by this PyPy (default: .venv-pypy/bin/python if present)",
+        help="add pgtwist-pypy rows run by this PyPy (default without --quick: "
+        ".venv-pypy/bin/python if present)",
     )
     parser.add_argument("--no-pypy", action="store_true", help="leave out the pgtwist-pypy rows")
     parser.add_argument(
@@ -96,7 +97,9 @@ def parseArguments(argv: Sequence[str]) -> argparse.Namespace:
     quick = options.quick
     if options.no_pypy:
         options.pypy = None
-    elif options.pypy is None and os.access(PYPY, os.X_OK):
+    elif options.pypy is None and not quick and os.access(PYPY, os.X_OK):
+        # --quick leaves PyPy out unless asked for: its rows and warm-ups
+        # would take it past its 3 minutes.
         options.pypy = PYPY
     for name, full, short in (
         ("rounds", 3, 1),

@@ -11,6 +11,7 @@ operators see what they would see talking to PostgreSQL itself.
 from __future__ import annotations
 
 import enum
+import functools
 import os
 import socket
 import struct
@@ -50,7 +51,6 @@ from pgtwist.wire.messages import (
     CancelRequest,
     ErrorResponse,
     GSSENCRequest,
-    Message,
     ParameterStatus,
     ReadyForQuery,
     SSLRequest,
@@ -102,6 +102,19 @@ class FrontendState(enum.Enum):
     CLOSED = "closed"
 
 
+_AUTH_OK = codec.encode(AuthenticationRequest(constants.AUTH_OK))
+_READY = codec.encode(ReadyForQuery(constants.TRANSACTION_IDLE))
+
+
+@functools.lru_cache(maxsize=256)
+def _parameterStatuses(parameters: tuple[tuple[str, str], ...]) -> bytes:
+    """
+    The ParameterStatus messages of a login, encoded once per distinct set
+    (clients of one pool mostly log in with the same few sets).
+    """
+    return codec.encodeAll([ParameterStatus(name, value) for name, value in parameters])
+
+
 @implementer(IFrontendLink)
 class FrontendProtocol(Protocol):
     """
@@ -135,6 +148,9 @@ class FrontendProtocol(Protocol):
         self._exchange: IAuthExchange | None = None
         self._authTimer: Any = None
         self._pending = b""
+        #: AuthenticationOk, held back to go out in one write with the rest
+        #: of the login (see L{_authenticated}).
+        self._loginReply = b""
         self._resolving: Deferred[Any] | None = None
         self.lastActivity = factory.clock.seconds()
 
@@ -218,7 +234,7 @@ class FrontendProtocol(Protocol):
                         if isinstance(message, SSLRequest)
                         else "received unencrypted data after GSSAPI encryption request"
                     )
-                self.transport.write(b"N")  # type: ignore[union-attr]
+                eagerWrite(self.transport, b"N")
             elif isinstance(message, CancelRequest):
                 self.factory.cancels.cancel(message)
                 self.state = FrontendState.CLOSED
@@ -447,7 +463,7 @@ class FrontendProtocol(Protocol):
             self._authFailed(error, step.reason)
             return
         if step.messages:
-            self.transport.write(codec.encodeAll(step.messages))  # type: ignore[union-attr]
+            eagerWrite(self.transport, codec.encodeAll(step.messages))
         if step.outcome is Outcome.SUCCEEDED:
             self._authenticated()
         elif self._pending:
@@ -511,11 +527,17 @@ class FrontendProtocol(Protocol):
             )
             return
         self.state = FrontendState.LOGGING_IN
-        self.transport.write(codec.encode(AuthenticationRequest(constants.AUTH_OK)))  # type: ignore[union-attr]
-        self.transport.pauseProducing()  # type: ignore[union-attr]
+        # A pipeline that logs the client in at once (the transaction
+        # pipeline's login cache) sends AuthenticationOk, the parameters and
+        # ReadyForQuery in one write, without pausing the client.
+        self._loginReply = _AUTH_OK
         pipeline = self.factory.pipelineFor(self.key)
         self.session = pipeline.newSession(self, self.factory.pool, self.factory.clock)
         self.session.begin()
+        if self.state is FrontendState.LOGGING_IN:
+            reply, self._loginReply = self._loginReply, b""
+            eagerWrite(self.transport, reply)
+            self.transport.pauseProducing()  # type: ignore[union-attr]
 
     def _consoleAuthenticated(self) -> None:
         console = self.factory.console
@@ -575,11 +597,14 @@ class FrontendProtocol(Protocol):
             return
         self.processId = processId
         self.secretKey = self.factory.cancels.register(processId, self._cancelTarget)
-        messages: list[Message] = [ParameterStatus(k, v) for k, v in parameters.items()]
-        messages.append(BackendKeyData(processId, self.secretKey))
-        messages.append(ReadyForQuery(constants.TRANSACTION_IDLE))
+        key = codec.encode(BackendKeyData(processId, self.secretKey))
+        reply, self._loginReply = self._loginReply, b""
         self.state = FrontendState.READY
-        eagerWrite(self.transport, codec.encodeAll(messages))
+        eagerWrite(
+            self.transport, reply + _parameterStatuses(tuple(parameters.items())) + key + _READY
+        )
+        # The pipeline or _authenticated may have paused the client (a
+        # resume of a client never paused makes no system call).
         self.transport.resumeProducing()  # type: ignore[union-attr]
         if self._pending:
             pending, self._pending = self._pending, b""
@@ -623,9 +648,14 @@ class FrontendProtocol(Protocol):
             return
         self.state = FrontendState.CLOSED
         self._cancelAuthTimer()
+        # AuthenticationOk comes first, as from PostgreSQL, when the login
+        # failed after authentication (database disabled, no backend).
+        reply, self._loginReply = self._loginReply, b""
         if self.transport is not None:
             if error is not None:
-                self.transport.write(codec.encode(error))
+                reply += codec.encode(error)
+            if reply:
+                self.transport.write(reply)
             self.transport.loseConnection()
 
     def failFromPool(self, reason: Failure) -> None:

@@ -191,7 +191,8 @@ def _xor(left: bytes, right: bytes) -> bytes:
     """
     Bytewise exclusive or of two equally long strings.
     """
-    return bytes(a ^ b for a, b in zip(left, right))
+    size = len(left)
+    return (int.from_bytes(left, "big") ^ int.from_bytes(right, "big")).to_bytes(size, "big")
 
 
 def _b64encode(data: bytes) -> str:

@@ -120,11 +120,14 @@ class PypyOptionsTests(SynchronousTestCase):
     def test_defaultPypy(self) -> None:
         """
         Without C{--pypy}, the interpreter C{make pypy} prepares is used
-        when it exists.
+        when it exists, except with C{--quick} (which must stay short).
         """
         options = run.parseArguments([])
         expected = run.PYPY if os.access(run.PYPY, os.X_OK) else None
         self.assertEqual(options.pypy, expected)
+        self.assertIsNone(run.parseArguments(["--quick"]).pypy)
+        quick = run.parseArguments(["--quick", "--pypy", "/usr/bin/pypy3"])
+        self.assertEqual(quick.pypy, "/usr/bin/pypy3")
 
 
 class PypyResultsTests(SynchronousTestCase):
