@@ -40,13 +40,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from pgtwist._compat import SLOTS
-
 try:
     from scramp.utils import saslprep
 except ImportError:  # scramp < 1.5, the last for Python 3.9 (PyPy)
     from scramp.core import saslprep  # type: ignore[no-redef,attr-defined]
 
+from pgtwist._compat import SLOTS
 from pgtwist.wire import constants
 from pgtwist.wire.errors import ProtocolViolation
 
