@@ -6,6 +6,7 @@ C{twistd pgtwist}: command-line options (pgagroal's flags) and the service.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from twisted.python import usage
@@ -89,7 +90,8 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         """
         Load and validate the whole configuration now, so a bad file stops
-        twistd with C{path:line: message} before anything starts.
+        twistd with C{path:line: message} (and exit status 1) before
+        anything starts.
         """
         from pgtwist.service import loadPlugins
 
@@ -103,7 +105,13 @@ class Options(usage.Options):
         self.paths = self.resolvePaths()
         if self.paths["config"] is None:
             raise usage.UsageError("no configuration file: give -c PATH (or -D DIR)")
-        self.configuration = self.load()
+        try:
+            self.configuration = self.load()
+        except usage.UsageError as e:
+            # A broken file is not a mistake on the command line: one line
+            # naming file and line, without twistd's whole usage text.
+            sys.stderr.write(f"pgtwist: {e}\n")
+            raise SystemExit(1) from None
         parent: Any = getattr(self, "parent", None)
         if parent is not None and not (
             parent.get("logfile") or parent.get("syslog") or parent.get("logger")

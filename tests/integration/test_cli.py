@@ -166,8 +166,8 @@ def test_help(tmp_path: Path, flag: str) -> None:
 
 def test_badConfiguration(tmp_path: Path, pgCluster: PostgresCluster) -> None:
     """
-    A value that does not parse stops start-up with C{path:line: ...} and a
-    non-zero exit status.
+    A value that does not parse stops start-up with one line,
+    C{pgtwist: path:line: ...}, no usage text, and exit status 1.
     """
     pooler = Pooler(tmp_path, pgCluster, users=USERS)
     pooler.configPath.write_text(
@@ -185,9 +185,11 @@ def test_badConfiguration(tmp_path: Path, pgCluster: PostgresCluster) -> None:
     )
     result = runScript(*fileArguments(pooler), cwd=tmp_path)
     output = result.stdout + result.stderr
-    assert result.returncode != 0, output
-    assert f"{pooler.configPath}:7:" in output
-    assert "max_connections" in output
+    assert result.returncode == 1, output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, output
+    assert lines[0].startswith(f"pgtwist: {pooler.configPath}:7: max_connections: "), output
+    assert "Usage:" not in output
     assert not accepting(pooler.port)
 
 

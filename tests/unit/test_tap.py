@@ -56,24 +56,36 @@ class TapTests(SynchronousTestCase):
         self.assertEqual(options.configuration.main.port, 16543)
         self.assertEqual(options.configuration.hba[0].method, "trust")
 
-    def test_badConfigIsUsageError(self) -> None:
+    def badConfiguration(self, line: str) -> str:
         """
-        A bad value stops twistd with C{path:line: message}.
+        Parse options naming a main file with C{line} in it; return what was
+        printed on stderr, after checking that start-up stopped with status 1.
         """
-        directory = self.writeFiles("max_connections = abc")
-        options = tap.Options()
-        with self.assertRaises(usage.UsageError) as caught:
-            options.parseOptions(["-c", str(directory / "pgtwist.conf")])
-        self.assertIn(f"{directory / 'pgtwist.conf'}:5:", str(caught.exception))
+        directory = self.writeFiles(line)
+        err = io.StringIO()
+        self.patch(sys, "stderr", err)
+        with self.assertRaises(SystemExit) as caught:
+            tap.Options().parseOptions(["-c", str(directory / "pgtwist.conf")])
+        self.assertEqual(caught.exception.code, 1)
+        return err.getvalue()
+
+    def test_badConfigOneLine(self) -> None:
+        """
+        A bad value stops start-up with one line, C{pgtwist: path:line:
+        message}, and no usage text.
+        """
+        printed = self.badConfiguration("max_connections = abc")
+        self.assertTrue(printed.startswith("pgtwist: "), printed)
+        self.assertIn("pgtwist.conf:5: max_connections", printed)
+        self.assertEqual(printed.count("\n"), 1)
 
     def test_unknownPipeline(self) -> None:
         """
         A pipeline no plugin provides is refused at start.
         """
-        directory = self.writeFiles("pipeline = statement")
-        with self.assertRaises(usage.UsageError) as caught:
-            tap.Options().parseOptions(["-c", str(directory / "pgtwist.conf")])
-        self.assertIn("unknown pipeline 'statement'", str(caught.exception))
+        printed = self.badConfiguration("pipeline = statement")
+        self.assertIn("unknown pipeline 'statement'", printed)
+        self.assertEqual(printed.count("\n"), 1)
 
     def test_noConfig(self) -> None:
         """
