@@ -295,8 +295,13 @@ class BackendProtocol(Protocol):
         """
         self._frontend = None
         self._session = None
-        if self._ownThrottle is not None:
-            self._ownThrottle.release()
+        own = self._ownThrottle
+        if own is not None:
+            client = own.release()
+            if own.paused and client is not None:
+                # Paused because PostgreSQL was not reading: that pause was
+                # this link's, and the client is no longer behind this backend.
+                client.resumeProducing()
         theirs, self._peerThrottle = self._peerThrottle, None
         if theirs is None or theirs.peer is not self.transport:
             return

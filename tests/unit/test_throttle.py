@@ -157,6 +157,25 @@ class AttachedBackpressureTests(SynchronousTestCase):
         self.frontend.transport.producer.pauseProducing()
         self.assertEqual(self.backendTransport.producerState, "producing")
 
+    def test_detachWhileBackendFullResumesClient(self) -> None:
+        """
+        A backend given back while its buffer towards PostgreSQL is full
+        lets its client read again, and pauses the next client it serves
+        until that buffer drains.
+        """
+        self.backend.attach(object(), self.frontend)  # type: ignore[arg-type]
+        throttle = self.backendTransport.producer
+        throttle.pauseProducing()
+        self.assertEqual(self.frontend.transport.producerState, "paused")
+        self.backend.detach()
+        self.assertEqual(self.frontend.transport.producerState, "producing")
+        other = _Frontend()
+        self.backend.attach(object(), other)  # type: ignore[arg-type]
+        self.assertEqual(other.transport.producerState, "paused")
+        throttle.resumeProducing()
+        self.assertEqual(other.transport.producerState, "producing")
+        self.assertEqual(self.frontend.transport.producerState, "producing")
+
     def test_nextBackendInheritsPause(self) -> None:
         """
         The next backend lent to a client whose buffer is still full starts
