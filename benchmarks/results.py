@@ -313,6 +313,14 @@ class Latencies:
         return self.pgtwist / self.pgbouncer
 
 
+def _label(target: str) -> str:
+    """
+    Which pooler a target name stands for, without its pipeline:
+    C{pgtwist}, C{pgtwist-pypy}.
+    """
+    return target.split("/")[0]
+
+
 def latencyTable(records: Sequence[RunRecord], workloads: Sequence[Workload]) -> list[Latencies]:
     """
     L{Latencies} for every pipeline of the L{LATENCY} workloads, for pgtwist
@@ -342,17 +350,10 @@ def latencyTable(records: Sequence[RunRecord], workloads: Sequence[Workload]) ->
                         pipeline,
                         bouncer,
                         addedLatency(records, workload.name, name),
-                        name.split("/")[0],
+                        _label(name),
                     )
                 )
     return found
-
-
-def _label(row: Row) -> str:
-    """
-    Which pgtwist a row measures: C{pgtwist}, C{pgtwist-pypy}.
-    """
-    return row.target.split("/")[0]
 
 
 def checkTargets(
@@ -371,7 +372,7 @@ def checkTargets(
     mine = [r for r in rows if r.pooler == PGTWIST and "-w" not in r.target]
     checks = [
         _check(
-            f"TPS {_label(row)}/PgBouncer {row.workload} {row.pipeline}",
+            f"TPS {_label(row.target)}/PgBouncer {row.workload} {row.pipeline}",
             row.vsPgbouncer,
             MIN_TPS_RATIO,
             atLeast=True,
@@ -381,7 +382,7 @@ def checkTargets(
     ]
     checks += [
         _check(
-            f"CPU/txn {_label(row)}/PgBouncer {row.workload} {row.pipeline}",
+            f"CPU/txn {_label(row.target)}/PgBouncer {row.workload} {row.pipeline}",
             row.cpuVsPgbouncer,
             MAX_CPU_RATIO,
         )

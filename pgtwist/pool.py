@@ -173,7 +173,7 @@ class PoolSet(Service):
     def _moveTo(self, backend: BackendProtocol, state: BackendState) -> None:
         # Runs twice per transaction in transaction pooling: kept lean (no
         # timer per move, the idle list popped from its end).
-        pool = self.pools.get(backend.key) or self.pool(backend.key)
+        pool = self.pool(backend.key)
         old: BackendState | None = backend.poolState
         if old is state:
             return
