@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -111,6 +112,28 @@ class Pooler:
         Everything logged so far.
         """
         return self.logPath.read_text() if self.logPath.exists() else ""
+
+    def logCount(self, pattern: str) -> int:
+        """
+        How many lines of the log match the regular expression C{pattern}.
+        """
+        return sum(1 for line in self.log().splitlines() if re.search(pattern, line))
+
+    def waitForLog(self, pattern: str, count: int = 1, timeout: float = 10.0) -> None:
+        """
+        Wait until C{pattern} matches at least C{count} lines of the log.
+
+        A line reaches the file a moment after the event it reports (and
+        listeners start one after another), so a test that read the log once
+        could miss a line on its way.
+        """
+        deadline = time.monotonic() + timeout
+        while self.logCount(pattern) < count:
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"{pattern!r} matched fewer than {count} log lines:\n{self.log()}"
+                )
+            time.sleep(0.05)
 
     def arguments(self) -> list[str]:
         """

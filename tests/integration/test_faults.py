@@ -11,7 +11,6 @@ refusing connections is retried a bounded number of times, never in a loop.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections.abc import Iterator
@@ -88,13 +87,6 @@ def scalar(conn: psycopg.Connection, sql: str) -> object:
     row = conn.execute(sql).fetchone()
     assert row is not None
     return row[0]
-
-
-def logCount(pooler: Pooler, pattern: str) -> int:
-    """
-    How many lines of pgtwist's log match the regular expression C{pattern}.
-    """
-    return sum(1 for line in pooler.log().splitlines() if re.search(pattern, line))
 
 
 # -- PostgreSQL restarted under load --------------------------------------------
@@ -217,7 +209,7 @@ def test_idleBackendKilled(
         with connect(pooler) as second:
             assert scalar(second, "SELECT pg_backend_pid()") != pid
             assert scalar(second, "SELECT 2") == 2
-        assert logCount(pooler, rf"Idle backend {pid} .*57P01") == 1
+        assert pooler.logCount(rf"Idle backend {pid} .*57P01") == 1
 
 
 @pytest.mark.parametrize("pipeline", PIPELINES)
@@ -327,9 +319,9 @@ def test_tooManyConnectionsGivesUp(
         with pytest.raises(psycopg.OperationalError, match="too many connections for role"):
             connect(pooler, LIMITED, LIMITED_PASSWORD)
         assert time.monotonic() - started < 3
-        assert logCount(pooler, RETRY) == 2
+        assert pooler.logCount(RETRY) == 2
         time.sleep(1.5)
-        assert logCount(pooler, RETRY) == 2
+        assert pooler.logCount(RETRY) == 2
         holder.close()
         with connect(pooler, LIMITED, LIMITED_PASSWORD) as conn:
             assert scalar(conn, "SELECT pg_backend_pid()") == pid
@@ -361,8 +353,8 @@ def test_tooManyConnectionsWaits(
 
         thread = threading.Thread(target=second)
         thread.start()
-        waitFor(lambda: logCount(pooler, RETRY) >= 2, timeout=3)
+        waitFor(lambda: pooler.logCount(RETRY) >= 2, timeout=3)
         holder.close()
         thread.join(10)
         assert result == [pid]
-        assert logCount(pooler, RETRY) <= 4
+        assert pooler.logCount(RETRY) <= 4

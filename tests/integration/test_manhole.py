@@ -88,7 +88,7 @@ async def test_sessionAndKeyKept(tmp_path: Path, pgCluster: PostgresCluster) -> 
     )
     pooler.start()
     try:
-        assert f"manhole listening on tcp:{port}:interface=127.0.0.1" in pooler.log()
+        pooler.waitForLog(rf"manhole listening on tcp:{port}:interface=127\.0\.0\.1")
         keyPath = hostKeyFile(pooler)
         assert stat.S_IMODE(os.stat(keyPath).st_mode) == 0o600
         assert stat.S_IMODE(os.stat(keyPath.parent).st_mode) == 0o700
@@ -139,6 +139,6 @@ async def test_wrongPasswordRefused(tmp_path: Path, pgCluster: PostgresCluster) 
         await client.lost.addTimeout(15, reactor)
         assert not client.loggedIn
         assert client.channel is None
-        assert "Manhole login refused for 'admin'" in pooler.log()
+        pooler.waitForLog(r"Manhole login refused for 'admin'")
     finally:
         pooler.stop()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import select
 import signal
 import socket
@@ -151,20 +150,6 @@ def concurrently(
     return peak, failures
 
 
-def logCount(pooler: Pooler, pattern: str) -> int:
-    """
-    How many lines of pgtwist's log match the regular expression C{pattern}.
-    """
-    return sum(1 for line in pooler.log().splitlines() if re.search(pattern, line))
-
-
-def waitForLog(pooler: Pooler, pattern: str, count: int = 1, timeout: float = 10.0) -> None:
-    """
-    Wait until C{pattern} matches at least C{count} lines of pgtwist's log.
-    """
-    waitFor(lambda: logCount(pooler, pattern) >= count, timeout)
-
-
 # -- pgtwist_databases.conf ----------------------------------------------------
 
 
@@ -206,7 +191,7 @@ def test_aliasAllAndCorrectedSizes(
     limits = [f"{SHARED}=alias1 {USER} 3 5", "all pgt_trust all"]
     main = {**SESSION, "max_connections": 4}
     with runningPooler(tmp_path, pgCluster, main=main, limits=limits) as pooler:
-        assert logCount(pooler, r"initial_size 5 is greater than max_size 3; using 3") == 1
+        assert pooler.logCount(r"initial_size 5 is greater than max_size 3; using 3") == 1
         waitFor(lambda: len(pids(admin)) == 3)
         prefilled = set(pids(admin))
         time.sleep(1.2)  # at least one more janitor round
@@ -303,7 +288,7 @@ def test_deadIdleBackendReplaced(
             replacement = scalar(conn, "SELECT pg_backend_pid()")
             assert scalar(conn, "SELECT 42") == 42
         assert replacement != pid
-        assert logCount(pooler, r"Idle backend .*57P01") == 1
+        assert pooler.logCount(r"Idle backend .*57P01") == 1
 
 
 def test_backgroundValidation(
@@ -374,7 +359,7 @@ def test_maxConnectionAgeWaitsForTheTransaction(
             assert scalar(conn, "SELECT 7") == 7
             conn.commit()
         waitUntilGone(admin, pid, timeout=5)
-        assert logCount(pooler, rf"Closing backend {pid} .*max_connection_age") == 1
+        assert pooler.logCount(rf"Closing backend {pid} .*max_connection_age") == 1
 
 
 @pytest.mark.parametrize("pipeline", ["session", "transaction"])
@@ -458,10 +443,10 @@ def test_maxRetriesAgainstADownServer(tmp_path: Path, pgCluster: PostgresCluster
         error = caught.value.error
         assert (error.severity, error.code) == ("FATAL", "08001")
         assert "cannot connect" in error.message
-        assert logCount(pooler, r"retry \d+ in") == 2
+        assert pooler.logCount(r"retry \d+ in") == 2
         time.sleep(2)
-        assert logCount(pooler, r"retry \d+ in") == 2
-        assert logCount(pooler, r"Cannot connect to primary") == 1
+        assert pooler.logCount(r"retry \d+ in") == 2
+        assert pooler.logCount(r"Cannot connect to primary") == 1
 
 
 def test_failover(tmp_path: Path, pgCluster: PostgresCluster) -> None:
@@ -486,10 +471,10 @@ def test_failover(tmp_path: Path, pgCluster: PostgresCluster) -> None:
             assert scalar(conn, "SELECT inet_server_port()") == pgCluster.port
         waitFor(record.exists, timeout=5)
         assert record.read_text() == f"127.0.0.1 {closed} {pgCluster.host} {pgCluster.port}\n"
-        assert logCount(pooler, r"failing over to standby") == 1
+        assert pooler.logCount(r"failing over to standby") == 1
         with connect(pooler) as conn:
             assert scalar(conn, "SELECT 1") == 1
-        assert logCount(pooler, r"failing over to standby") == 1
+        assert pooler.logCount(r"failing over to standby") == 1
 
 
 # -- reload and stop ---------------------------------------------------------------
@@ -508,7 +493,7 @@ def test_reloadHba(tmp_path: Path, pgCluster: PostgresCluster, admin: psycopg.Co
                 f"host all {USER} all reject\nhost all all all scram-sha-256\n"
             )
             pooler.reload()
-            waitForLog(pooler, r"Configuration reloaded")
+            pooler.waitForLog(r"Configuration reloaded")
             with pytest.raises(psycopg.OperationalError, match="rejects connection"):
                 connect(pooler)
             with connect(pooler, database="pgt_trust", user="pgt_trust") as other:
@@ -527,7 +512,7 @@ def test_reloadReportsRestartKeys(tmp_path: Path, pgCluster: PostgresCluster) ->
             text.replace(f"port = {pooler.port}\n", f"port = {freePort()}\n", 1)
         )
         pooler.reload()
-        waitForLog(pooler, r"Configuration reloaded; changes to port take effect after a restart")
+        pooler.waitForLog(r"Configuration reloaded; changes to port take effect after a restart")
         with connect(pooler) as conn:
             assert scalar(conn, "SELECT 1") == 1
 
@@ -543,10 +528,10 @@ def test_reloadKeepsConfigurationOnError(tmp_path: Path, pgCluster: PostgresClus
         with open(pooler.configPath, "a") as f:
             f.write("[extra]\nhost = 127.0.0.1\nport = banana\n")
         pooler.reload()
-        waitForLog(pooler, r"Reload failed, keeping the running configuration: .*banana")
+        pooler.waitForLog(r"Reload failed, keeping the running configuration: .*banana")
         with connect(pooler) as conn:
             assert scalar(conn, "SELECT 1") == 1
-        assert logCount(pooler, r"Configuration reloaded") == 0
+        assert pooler.logCount(r"Configuration reloaded") == 0
 
 
 def test_sigtermStopsAtOnce(
@@ -565,7 +550,7 @@ def test_sigtermStopsAtOnce(
         started = time.monotonic()
         assert pooler.stop() == -signal.SIGTERM
         assert time.monotonic() - started < 5
-        assert logCount(pooler, r"Server Shut Down") == 1
+        assert pooler.logCount(r"Server Shut Down") == 1
         with pytest.raises(psycopg.OperationalError):
             conn.execute("SELECT 1")
         conn.close()
@@ -775,7 +760,7 @@ def test_managementGracefulShutdown(
         assert scalar(conn, "SELECT 3") == 3
         conn.close()
         assert managed.process.wait(5) == 0
-        assert logCount(pooler, r"All clients left; shutting down") == 1
+        assert pooler.logCount(r"All clients left; shutting down") == 1
 
 
 def test_managementImmediateShutdown(
