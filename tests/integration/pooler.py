@@ -39,6 +39,24 @@ def freePort() -> int:
     raise RuntimeError("no free port between 20000 and 32000")
 
 
+#: The main-section keys naming a listener of its own.
+_LISTENERS = ("management", "metrics", "manhole")
+
+
+def _tcpPort(value: object) -> int | None:
+    """
+    The port of a listener setting: a bare port number or a C{tcp:PORT:...}
+    endpoint description; C{None} for anything else (unset, disabled, unix).
+    """
+    text = str(value) if value is not None else ""
+    if text.isdigit():
+        return int(text) or None
+    if text.startswith("tcp:"):
+        port = text.split(":")[1]
+        return int(port) if port.isdigit() else None
+    return None
+
+
 class Pooler:
     """
     One pgtwist process and its configuration files.
@@ -75,6 +93,12 @@ class Pooler:
             "blocking_timeout": 5,
         }
         settings.update(main or {})
+        #: The other TCP ports it listens on, besides C{port}.
+        self.listenerPorts = [
+            port
+            for port in map(_tcpPort, (settings.get(k) for k in _LISTENERS))
+            if port is not None
+        ]
         lines = ["[pgtwist]"] + [f"{k} = {v}" for k, v in settings.items()]
         servers = serverSections or (
             f"[primary]\nhost = {cluster.host}\nport = {cluster.port}\nprimary = on\n"
@@ -153,7 +177,9 @@ class Pooler:
 
     def start(self, timeout: float = 20.0) -> Pooler:
         """
-        Start pgtwist and wait until it accepts connections.
+        Start pgtwist and wait until it accepts connections on its port and
+        on each other TCP port it was configured with (the management,
+        metrics and manhole listeners start after the PostgreSQL port).
         """
         self.process = subprocess.Popen(
             self.arguments(),
@@ -161,6 +187,7 @@ class Pooler:
             stdout=open(self.directory / "stdout.txt", "wb"),
             stderr=subprocess.STDOUT,
         )
+        waiting = [self.port, *self.listenerPorts]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -170,12 +197,15 @@ class Pooler:
                     + self.log()
                 )
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return self
+                socket.create_connection(("127.0.0.1", waiting[0]), timeout=0.5).close()
             except OSError:
                 time.sleep(0.05)
+                continue
+            del waiting[0]
+            if not waiting:
+                return self
         self.stop()
-        raise RuntimeError("pgtwist did not start listening:\n" + self.log())
+        raise RuntimeError(f"pgtwist did not start listening on {waiting}:\n" + self.log())
 
     def reload(self) -> None:
         """
