@@ -199,7 +199,7 @@ class ResponseRelay:
             if kind == _PARSE:
                 self._settled(head)
                 if head.key is not None:
-                    self.registry.verified.add(head.key)
+                    self.registry.verify(self.frontend.key, head.key)
             return head.forward, True
         self.log.warn(
             "Backend {backendPid} sent {type!r} while pgtwist expected {kind}",

@@ -16,6 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from pgtwist._compat import SLOTS
+from pgtwist.config.model import PoolKey
 from pgtwist.wire import codec
 
 #: Server-side names start with this; clients may not use it.
@@ -48,9 +49,11 @@ class StatementRegistry:
         self._names: OrderedDict[StatementKey, str] = OrderedDict()
         self._counter = 0
         self.maxSize = maxSize
-        #: Keys PostgreSQL accepted a Parse for (so a client's Parse of one
-        #: can be answered without a backend).
-        self.verified: set[StatementKey] = set()
+        #: For each key, the pools whose backends accepted a Parse of it: a
+        #: client's Parse of one is answered without a backend only in such
+        #: a pool (another database may lack the table; under another user
+        #: C{"$user"} in the search_path names another schema).
+        self.verified: dict[StatementKey, set[PoolKey]] = {}
 
     def __len__(self) -> int:
         return len(self._names)
@@ -65,8 +68,25 @@ class StatementRegistry:
             name = self._names[key] = f"{PREFIX}{self._counter}"
             if len(self._names) > self.maxSize:
                 forgotten, _ = self._names.popitem(last=False)
-                self.verified.discard(forgotten)
+                self.verified.pop(forgotten, None)
         return name
+
+    def verify(self, pool: PoolKey, key: StatementKey) -> None:
+        """
+        PostgreSQL accepted a Parse of C{key} on a backend of C{pool}.
+        """
+        pools = self.verified.get(key)
+        if pools is None:
+            self.verified[key] = {pool}
+        else:
+            pools.add(pool)
+
+    def isVerified(self, pool: PoolKey, key: StatementKey) -> bool:
+        """
+        Whether a backend of C{pool} accepted a Parse of C{key}.
+        """
+        pools = self.verified.get(key)
+        return pools is not None and pool in pools
 
     def forget(self, key: StatementKey, name: str) -> None:
         """

@@ -334,7 +334,7 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
             if type == constants.PARSE:
                 parse: Any = codec.decodeFrontend(type, data[offset + 5 : end])
                 key = StatementKey(parse.query, parse.parameterTypes, self.settings.searchPath)
-                if key not in self.registry.verified or (
+                if not self.registry.isVerified(self.frontend.key, key) or (
                     parse.name and parse.name in self.statements
                 ):
                     break

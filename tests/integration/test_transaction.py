@@ -27,6 +27,7 @@ from pgtwist.embedded import PostgresCluster
 from pgtwist.wire import constants
 from pgtwist.wire.messages import Close, Describe, Execute, Sync
 from tests.integration.clients import runningPooler
+from tests.integration.conftest import SHARED_DATABASE
 from tests.integration.pooler import Pooler
 from tests.integration.pooling import (
     CLIENTS,
@@ -351,6 +352,34 @@ def test_errorInExtendedBatch(tmp_path: Path, pgCluster: PostgresCluster) -> Non
                 reference.close()
 
         concurrently(CLIENTS, work)
+
+
+def test_statementVerifiedPerDatabase(tmp_path: Path, pgCluster: PostgresCluster) -> None:
+    """
+    A statement PostgreSQL accepted in one database is not answered without
+    a backend for a client of another database: there its Parse fails as
+    PostgreSQL fails it, at the Parse.
+    """
+    sql = "SELECT a FROM only_here"
+    with (
+        table(pgCluster, "only_here", "a int", role=TRUST),
+        runningPooler(tmp_path, pgCluster, main=TRANSACTION, hba=HBA) as pooler,
+    ):
+        here = ExtendedClient(pooler.port, TRUST)
+        elsewhere = ExtendedClient(pooler.port, TRUST, database=SHARED_DATABASE)
+        reference = ExtendedClient(pgCluster.port, TRUST, database=SHARED_DATABASE)
+        try:
+            messages = [parse("s", sql), Sync()]
+            assert exchange(here, messages, 1) == [["ParseComplete", "ready I"]]
+            # Now verified in pgt_trust's database, and answered there at once.
+            assert exchange(here, [parse("t", sql), Sync()], 1) == [["ParseComplete", "ready I"]]
+            expected = exchange(reference, messages, 1)
+            assert expected == [['error 42P01 relation "only_here" does not exist', "ready I"]]
+            assert exchange(elsewhere, messages, 1) == expected
+        finally:
+            here.close()
+            elsewhere.close()
+            reference.close()
 
 
 def test_statementSkippedAfterErrorInSameWrite(tmp_path: Path, pgCluster: PostgresCluster) -> None:

@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pgtwist.config.model import Configuration, MainSettings
+from pgtwist.config.model import Configuration, MainSettings, PoolKey
 from pgtwist.pipelines._statements import StatementRegistry
 from pgtwist.pipelines.transaction import TransactionPipeline, TransactionPipelineSession
 from pgtwist.testing import FakeBackendLink, FakeBackendPool, FakeFrontendLink
@@ -292,9 +292,10 @@ class TransactionScript:
         backend: FakeBackendLink | None = None,
         pipeline: TransactionPipeline | None = None,
         login: bool = True,
+        key: PoolKey = ("db", "user"),
     ) -> None:
         self.case = case
-        self.frontend = FakeFrontendLink(startupParameters=startup)
+        self.frontend = FakeFrontendLink(key, startupParameters=startup)
         self.frontend.configuration = Configuration(
             main=MainSettings(maxPreparedStatements=maxPrepared)
         )

@@ -21,6 +21,9 @@ from pgtwist.pipelines._statements import (
 from pgtwist.wire import codec
 from pgtwist.wire.messages import Bind
 
+#: The pool a statement is verified in.
+POOL = ("db", "user")
+
 
 class StatementRegistryTests(SynchronousTestCase):
     """
@@ -61,12 +64,13 @@ class StatementRegistryTests(SynchronousTestCase):
         registry = StatementRegistry(maxSize=2)
         a, b, c = (StatementKey(f"SELECT {n}", (), "") for n in range(3))
         registry.nameFor(a)
-        registry.verified.add(a)
+        registry.verify(POOL, a)
         registry.nameFor(b)
-        registry.verified.add(b)
+        registry.verify(POOL, b)
         self.assertEqual(registry.nameFor(c), "PGTWIST_3")
         self.assertEqual(len(registry), 2)
-        self.assertEqual(registry.verified, {b})
+        self.assertFalse(registry.isVerified(POOL, a))
+        self.assertTrue(registry.isVerified(POOL, b))
         self.assertEqual(registry.nameFor(a), "PGTWIST_4")
         self.assertEqual(registry.nameFor(c), "PGTWIST_3")
 
@@ -82,10 +86,10 @@ class ForgetTests(SynchronousTestCase):
         """
         registry = StatementRegistry()
         key = StatementKey("SELECT * FROM t", (), "")
-        registry.verified.add(key)
+        registry.verify(POOL, key)
         registry.forget(key, registry.nameFor(key))
         self.assertEqual(registry.nameFor(key), "PGTWIST_2")
-        self.assertIn(key, registry.verified)
+        self.assertTrue(registry.isVerified(POOL, key))
 
     def test_alreadyRenamed(self) -> None:
         """

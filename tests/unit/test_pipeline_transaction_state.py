@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from pgtwist.pipelines._statements import StatementKey
 from pgtwist.pipelines.transaction import _warning
 from pgtwist.wire import codec, errors
 from pgtwist.wire.messages import (
@@ -340,6 +341,28 @@ class LocalAnswerTests(SynchronousTestCase):
         )
         self.assertEqual(len(self.script.pool.acquired), self.acquired)
         self.assertIn("s2", self.script.session.statements)
+
+    def test_verifiedInAnotherPool(self) -> None:
+        """
+        A statement PostgreSQL accepted in another pool (database, user)
+        needs a backend of this one: another database may lack its table, and
+        C{"$user"} in the search_path names another schema for another user.
+        """
+        for key in [("otherdb", "user"), ("db", "otheruser")]:
+            other = TransactionScript(self, pipeline=self.script.pipeline, key=key)
+            other.play(
+                [
+                    fromClient(
+                        [Parse("s1", "SELECT 1"), Sync()],
+                        toServer=[Parse("PGTWIST_1", "SELECT 1"), Sync()],
+                    ),
+                    fromServer(
+                        [ParseComplete(), ready()],
+                        toClient=[ParseComplete(), ready()],
+                    ),
+                ]
+            )
+            self.assertTrue(self.script.registry.isVerified(key, StatementKey("SELECT 1", (), "")))
 
     def test_closeFlushSync(self) -> None:
         """
