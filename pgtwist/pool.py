@@ -98,6 +98,10 @@ class PoolSet(Service):
         self._authMethods = authMethods
         self._connector: Connector = connector or self._connect
         self.pools: dict[PoolKey, Pool] = {}
+        #: Every pool with waiters, and perhaps a few whose waiters have gone
+        #: since (see L{_queueWaiter}): L{_serveAll} runs at each release,
+        #: and must not look at every pool of the process to find none.
+        self._waiting: dict[PoolKey, Pool] = {}
         self.total = 0
         self.servers = ServerSet(config.servers, reactor)
         #: Console PAUSE: every pool (C{pausedAll}) or those of some databases.
@@ -226,7 +230,7 @@ class PoolSet(Service):
         timeout = self.config.main.blockingTimeout
         if timeout > 0:
             waiter.timer = self._reactor.callLater(timeout, self._waiterTimedOut, pool, waiter)
-        pool.waiters.append(waiter)
+        self._queueWaiter(pool, waiter)
         self._serve(pool)
         return waiter.deferred
 
@@ -332,13 +336,31 @@ class PoolSet(Service):
         )
         waiter.deferred.errback(PoolTimeout())
 
+    def _queueWaiter(self, pool: Pool, waiter: _Waiter, first: bool = False) -> None:
+        """
+        Make C{waiter} wait in C{pool} (at the head of the queue if C{first}).
+
+        Waiters leave their queue in several places (served, timed out,
+        cancelled, failed); L{_serveAll} drops a pool from C{_waiting} once
+        its queue is found empty.
+        """
+        if first:
+            pool.waiters.appendleft(waiter)
+        else:
+            pool.waiters.append(waiter)
+        self._waiting[pool.key] = pool
+
     def _serveAll(self, first: Pool | None = None) -> None:
         """
         Something was freed: serve waiters, oldest first.
         """
         if first is not None and first.waiters:
             self._serve(first)
-        waiting = [p for p in self.pools.values() if p.waiters]
+        if not self._waiting:
+            return
+        waiting = [p for p in self._waiting.values() if p.waiters]
+        if len(waiting) < len(self._waiting):
+            self._waiting = {p.key: p for p in waiting}
         waiting.sort(key=lambda p: p.waiters[0].since)
         for pool in waiting:
             self._serve(pool)
@@ -435,7 +457,7 @@ class PoolSet(Service):
         if timeout > 0:
             remaining = max(0.0, waiter.since + timeout - self._reactor.seconds())
             waiter.timer = self._reactor.callLater(remaining, self._waiterTimedOut, pool, waiter)
-        pool.waiters.appendleft(waiter)
+        self._queueWaiter(pool, waiter, first=True)
         self._serveAll(first=pool)
 
     def _evictIdle(self, needy: Pool) -> bool:

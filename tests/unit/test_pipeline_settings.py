@@ -230,6 +230,7 @@ class ResetsStatementsTests(SynchronousTestCase):
             b"deallocate prepare all",
             b"  DISCARD ALL ; ",
             b"discard all\x00",
+            b"\n\tDeallocate All",
         ):
             self.assertTrue(resetsStatements(sql), sql)
 
@@ -237,7 +238,14 @@ class ResetsStatementsTests(SynchronousTestCase):
         """
         Other statements, or several statements, do not count.
         """
-        for sql in (b"DEALLOCATE p", b"DISCARD PLANS", b"SELECT 1", b"DISCARD ALL; SELECT 1"):
+        for sql in (
+            b"DEALLOCATE p",
+            b"DISCARD PLANS",
+            b"SELECT 1",
+            b"DISCARD ALL; SELECT 1",
+            b"",
+            b"\x00",
+        ):
             self.assertFalse(resetsStatements(sql), sql)
 
 

@@ -242,6 +242,30 @@ class PoolSetTests(PoolTestCase):
         self.successResultOf(d2)
         self.assertEqual(self.pools.total, 2)
 
+    def test_releaseServesOtherPool(self) -> None:
+        """
+        At the global limit, a backend given back to one pool serves the
+        client waiting in another (closing the idle one to make room), and
+        the queue index forgets the pool once its queue is empty.
+        """
+        other: PoolKey = ("db", "bob")
+        d = self.pools.acquire(self.key, None)
+        first = self.login()
+        self.successResultOf(d)
+        d = self.pools.acquire(self.key, None)
+        self.login()
+        self.successResultOf(d)
+        waiting = self.pools.acquire(other, None)
+        self.assertNoResult(waiting)
+        self.assertEqual(list(self.pools._waiting), [other])
+        self.pools.release(first, reset=False)
+        self.assertTrue(first.closed)
+        bobs = self.login()
+        self.assertIs(self.successResultOf(waiting), bobs)
+        self.assertEqual(bobs.key, other)
+        self.pools.release(bobs, reset=False)
+        self.assertEqual(self.pools._waiting, {})
+
     def test_idleTimeout(self) -> None:
         """
         An idle backend is closed after C{idle_timeout}.
