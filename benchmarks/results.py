@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import statistics
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from benchmarks.plan import (
@@ -313,7 +313,7 @@ class Latencies:
         return self.pgtwist / self.pgbouncer
 
 
-def _label(target: str) -> str:
+def poolerLabel(target: str) -> str:
     """
     Which pooler a target name stands for, without its pipeline:
     C{pgtwist}, C{pgtwist-pypy}.
@@ -350,7 +350,7 @@ def latencyTable(records: Sequence[RunRecord], workloads: Sequence[Workload]) ->
                         pipeline,
                         bouncer,
                         addedLatency(records, workload.name, name),
-                        _label(name),
+                        poolerLabel(name),
                     )
                 )
     return found
@@ -360,19 +360,20 @@ def checkTargets(
     rows: Sequence[Row],
     workloads: Sequence[Workload],
     latencies: Sequence[Latencies],
-    kibPerConnection: float | None,
+    memory: Mapping[str, float | None],
 ) -> list[Check]:
     """
     The issue's targets for a single-worker pgtwist: TPS ratio to PgBouncer
     on every select-only and C{-C} row, CPU per transaction on every row
     PgBouncer also ran, the 1-client added latency per pipeline, and memory
-    per idle connection.
+    per idle connection (C{memory}: KiB by L{poolerLabel}, C{None} where the
+    step failed).
     """
     kinds = {w.name: w.kind for w in workloads}
     mine = [r for r in rows if r.pooler == PGTWIST and "-w" not in r.target]
     checks = [
         _check(
-            f"TPS {_label(row.target)}/PgBouncer {row.workload} {row.pipeline}",
+            f"TPS {poolerLabel(row.target)}/PgBouncer {row.workload} {row.pipeline}",
             row.vsPgbouncer,
             MIN_TPS_RATIO,
             atLeast=True,
@@ -382,7 +383,7 @@ def checkTargets(
     ]
     checks += [
         _check(
-            f"CPU/txn {_label(row.target)}/PgBouncer {row.workload} {row.pipeline}",
+            f"CPU/txn {poolerLabel(row.target)}/PgBouncer {row.workload} {row.pipeline}",
             row.cpuVsPgbouncer,
             MAX_CPU_RATIO,
         )
@@ -397,9 +398,14 @@ def checkTargets(
         )
         for latency in latencies
     ]
-    checks.append(
-        _check("memory KiB per idle client connection", kibPerConnection, MAX_KIB_PER_CONNECTION)
-    )
+    checks += [
+        _check(
+            "memory KiB per idle client connection" + ("" if label == PGTWIST else f" ({label})"),
+            kib,
+            MAX_KIB_PER_CONNECTION,
+        )
+        for label, kib in memory.items()
+    ]
     return checks
 
 

@@ -204,7 +204,9 @@ class Bench:
         self.credentials: servers.Credentials | None = None
         self.live: set[servers.RunningServer] = set()
         self.records: list[RunRecord] = []
-        self.memory: memory.MemoryResult | None = None
+        #: The memory step's result per runtime label (C{pgtwist},
+        #: C{pgtwist-pypy}).
+        self.memory: dict[str, memory.MemoryResult] = {}
         #: The copy of pgtwist every pooler run imports (see L{setUp}).
         self.code: str | None = None
         #: The commit the copy was taken from.
@@ -378,10 +380,10 @@ class Bench:
 
     # -- memory --
 
-    def memoryStep(self) -> memory.MemoryResult:
+    def memoryStep(self, runtime: str = plan.CPYTHON) -> memory.MemoryResult:
         """
         Hold C{--connections} idle logged-in connections on pgtwist
-        (transaction pipeline) and measure its RSS growth.
+        (transaction pipeline, on C{runtime}) and measure its RSS growth.
         """
         assert self.credentials is not None
         count = self.options.connections
@@ -389,7 +391,7 @@ class Bench:
         if limit < count + memory.SPARE_DESCRIPTORS:
             count = max(1, limit - memory.SPARE_DESCRIPTORS)
             say(f"RLIMIT_NOFILE is {limit}: the memory step opens {count} connections")
-        target = plan.Target(PGTWIST, TRANSACTION)
+        target = plan.Target(PGTWIST, TRANSACTION, runtime=runtime)
         server = self.startServer(target, plan.POOL_SIZE)
         creds = self.credentials
         try:
@@ -405,6 +407,14 @@ class Bench:
             return memory.MemoryResult(count, 0, 0, 0.0, None, detail)
         finally:
             self.stopServer(server)
+
+
+def memoryRuntimes(options: argparse.Namespace) -> list[str]:
+    """
+    The runtimes the memory step measures: CPython, and PyPy when its rows
+    are in the run.
+    """
+    return [plan.CPYTHON] + ([plan.PYPY] if options.pypy is not None else [])
 
 
 def say(text: str) -> None:
@@ -465,7 +475,7 @@ def report(
     targets = {w.name: plan.targetsFor(w, options.workers, pypy, options.uvloop) for w in workloads}
     rows = results.summarize(bench.records, workloads, targets)
     latencies = results.latencyTable(bench.records, workloads)
-    kib = bench.memory.kibPerConnection if bench.memory is not None else None
+    kib = {label: m.kibPerConnection for label, m in bench.memory.items()} or {PGTWIST: None}
     checks = results.checkTargets(rows, workloads, latencies, kib)
     parts = [
         f"{meta['date']}; {meta['nproc']} x {meta['cpu']}; {meta['postgresql']}; "
@@ -488,16 +498,15 @@ def report(
     ]
     if latencies:
         parts += [results.renderLatencies(latencies), ""]
-    if bench.memory is not None:
-        m = bench.memory
+    for label, m in bench.memory.items():
         if m.error is None:
             parts.append(
-                f"Memory: {m.connections} idle connections on pgtwist: RSS {m.rssBeforeKiB} -> "
+                f"Memory: {m.connections} idle connections on {label}: RSS {m.rssBeforeKiB} -> "
                 f"{m.rssAfterKiB} KiB, {results.formatNumber(m.kibPerConnection)} KiB each "
                 f"(logins took {m.loginSeconds:.1f}s)."
             )
         else:
-            parts.append(f"Memory step failed: {m.error}")
+            parts.append(f"Memory step on {label} failed: {m.error}")
     note = workersNote(bench.records, options.workers)
     if note:
         parts.append(note)
@@ -513,7 +522,7 @@ def report(
         "runs": [asdict(r) for r in bench.records],
         "rows": [asdict(r) for r in rows],
         "addedLatencyMs": [asdict(x) | {"ratio": x.ratio} for x in latencies],
-        "memory": asdict(bench.memory) if bench.memory is not None else None,
+        "memory": {label: asdict(m) for label, m in bench.memory.items()},
         "workers": note,
         "targets": [asdict(c) for c in checks],
     }
@@ -558,8 +567,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench.records.append(record)
             say(describeRecord(index, len(steps), record))
         if not options.skip_memory:
-            say(f"Memory step: {options.connections} idle connections on pgtwist ...")
-            bench.memory = bench.memoryStep()
+            for runtime in memoryRuntimes(options):
+                label = results.poolerLabel(plan.Target(PGTWIST, TRANSACTION, runtime=runtime).name)
+                say(f"Memory step: {options.connections} idle connections on {label} ...")
+                bench.memory[label] = bench.memoryStep(runtime)
     finally:
         bench.close()
         atexit.unregister(bench.close)

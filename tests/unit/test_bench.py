@@ -413,7 +413,7 @@ class TargetTests(SynchronousTestCase):
             Workload("t", (), 10, plan.TPCB),
         ]
         latencies = [results.Latencies(SESSION, 0.04, 0.05), results.Latencies(TRANSACTION, 0, 1)]
-        checks = results.checkTargets(self.rows(), workloads, latencies, 12.5)
+        checks = results.checkTargets(self.rows(), workloads, latencies, {"pgtwist": 12.5})
         self.assertEqual(
             [(c.name, c.ok) for c in checks],
             [

@@ -164,7 +164,12 @@ class PypyResultsTests(SynchronousTestCase):
             vsPgbouncer=1.1, vsDirect=0.9, cpuVsPgbouncer=1.2,
         )  # fmt: skip
         latency = results.Latencies(TRANSACTION, 0.04, 0.05, "pgtwist-pypy")
-        checks = results.checkTargets([row], [Workload("s", (), 10, plan.SELECT)], [latency], None)
+        checks = results.checkTargets(
+            [row],
+            [Workload("s", (), 10, plan.SELECT)],
+            [latency],
+            {"pgtwist": None, "pgtwist-pypy": 12.0},
+        )
         self.assertEqual(
             [(c.name, c.ok) for c in checks],
             [
@@ -172,5 +177,46 @@ class PypyResultsTests(SynchronousTestCase):
                 ("CPU/txn pgtwist-pypy/PgBouncer s transaction", True),
                 ("1-client added latency pgtwist-pypy/PgBouncer transaction", True),
                 ("memory KiB per idle client connection", None),
+                ("memory KiB per idle client connection (pgtwist-pypy)", False),
             ],
         )
+
+
+class PypyMemoryTests(SynchronousTestCase):
+    """
+    The memory step measures PyPy too when the PyPy rows are in the run, and
+    the report and the verdicts name the runtime.
+    """
+
+    def test_runtimes(self) -> None:
+        """
+        CPython always; PyPy with C{--pypy}, not with C{--no-pypy}.
+        """
+        options = run.parseArguments(["--pypy", "/usr/bin/pypy3"])
+        self.assertEqual(run.memoryRuntimes(options), [plan.CPYTHON, PYPY])
+        options = run.parseArguments(["--pypy", "/usr/bin/pypy3", "--no-pypy"])
+        self.assertEqual(run.memoryRuntimes(options), [plan.CPYTHON])
+
+    def test_report(self) -> None:
+        """
+        One memory line per runtime (or why it failed), a verdict for each,
+        and each result in the JSON under its label.
+        """
+        bench = run.Bench(run.parseArguments(["--no-pypy"]))
+        bench.memory = {
+            "pgtwist": run.memory.MemoryResult(10_000, 50_000, 110_000, 6.0, 6.0),
+            "pgtwist-pypy": run.memory.MemoryResult(10_000, 0, 0, 0.0, None, "login failed"),
+        }
+        meta = dict.fromkeys(
+            ["date", "nproc", "cpu", "postgresql", "pgbouncer", "python", "twisted", "pgtwist"], "?"
+        )
+        text, document = run.report(bench, [], meta)
+        self.assertIn(
+            "Memory: 10000 idle connections on pgtwist: RSS 50000 -> 110000 KiB, 6.00 KiB each",
+            text,
+        )
+        self.assertIn("Memory step on pgtwist-pypy failed: login failed", text)
+        self.assertIn("PASS  memory KiB per idle client connection: 6.00", text)
+        self.assertIn("n/a   memory KiB per idle client connection (pgtwist-pypy)", text)
+        self.assertEqual(sorted(document["memory"]), ["pgtwist", "pgtwist-pypy"])
+        self.assertEqual(document["memory"]["pgtwist"]["kibPerConnection"], 6.0)
