@@ -318,7 +318,15 @@ class LocalAnswerTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.script = TransactionScript(self)
         self.a = self.script.backends[0]
-        self.script.play(
+        self.prepareOnBackend(self.script)
+        self.acquired = len(self.script.pool.acquired)
+
+    def prepareOnBackend(self, script: TransactionScript) -> None:
+        """
+        The client of C{script} prepares C{s1} (C{SELECT 1}) on a backend,
+        and PostgreSQL accepts it.
+        """
+        script.play(
             [
                 fromClient(
                     [Parse("s1", "SELECT 1"), Sync()],
@@ -330,7 +338,6 @@ class LocalAnswerTests(SynchronousTestCase):
                 ),
             ]
         )
-        self.acquired = len(self.script.pool.acquired)
 
     def test_verifiedParse(self) -> None:
         """
@@ -349,19 +356,7 @@ class LocalAnswerTests(SynchronousTestCase):
         C{"$user"} in the search_path names another schema for another user.
         """
         for key in [("otherdb", "user"), ("db", "otheruser")]:
-            other = TransactionScript(self, pipeline=self.script.pipeline, key=key)
-            other.play(
-                [
-                    fromClient(
-                        [Parse("s1", "SELECT 1"), Sync()],
-                        toServer=[Parse("PGTWIST_1", "SELECT 1"), Sync()],
-                    ),
-                    fromServer(
-                        [ParseComplete(), ready()],
-                        toClient=[ParseComplete(), ready()],
-                    ),
-                ]
-            )
+            self.prepareOnBackend(TransactionScript(self, pipeline=self.script.pipeline, key=key))
             self.assertTrue(self.script.registry.isVerified(key, StatementKey("SELECT 1", (), "")))
 
     def test_closeFlushSync(self) -> None:
