@@ -147,9 +147,8 @@ class Pooler:
         """
         Wait until C{pattern} matches at least C{count} lines of the log.
 
-        A line reaches the file a moment after the event it reports (and
-        listeners start one after another), so a test that read the log once
-        could miss a line on its way.
+        pgtwist runs beside the test: when the test looks, the line may not
+        be written yet, so reading the log once could miss it.
         """
         deadline = time.monotonic() + timeout
         while self.logCount(pattern) < count:
