@@ -50,6 +50,19 @@ class PipelineSessionBase:
             )
         )
 
+    def _serverViolation(self, error: ProtocolViolation) -> None:
+        """
+        PostgreSQL sent something pgtwist cannot read: drop the backend and
+        tell the client the connection to the server failed (08006), not
+        that the client broke the protocol.
+        """
+        self._protocolViolation(
+            ProtocolViolation(
+                f"server sent a malformed message: {error.message}",
+                constants.SQLSTATE_CONNECTION_FAILURE,
+            )
+        )
+
     def _protocolViolation(self, error: ProtocolViolation) -> None:
         backend, self.backend = self.backend, None
         self._done = True

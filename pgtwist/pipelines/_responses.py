@@ -77,6 +77,7 @@ class ResponseRelay:
         def _releasable(self) -> bool: ...
         def _release(self) -> None: ...
         def _protocolViolation(self, error: ProtocolViolation) -> None: ...
+        def _serverViolation(self, error: ProtocolViolation) -> None: ...
 
     def backendDataReceived(self, data: bytes) -> None:
         """
@@ -100,12 +101,7 @@ class ResponseRelay:
         while size - offset >= 5:
             type, length = _HEADER.unpack_from(data, offset)
             if length < 4:
-                self._protocolViolation(
-                    ProtocolViolation(
-                        f"server sent an invalid message length {length}",
-                        constants.SQLSTATE_CONNECTION_FAILURE,
-                    )
-                )
+                self._serverViolation(ProtocolViolation(f"invalid message length {length}"))
                 return
             end = offset + 1 + length
             if end > size:
@@ -118,7 +114,12 @@ class ResponseRelay:
                 if head.forward and (type == constants.DATA_ROW or head.kind == _QUERY):
                     offset = end
                     continue
-            keep, popped = self._response(type, data, offset, end)
+            try:
+                keep, popped = self._response(type, data, offset, end)
+            except ProtocolViolation as e:
+                # A ParameterStatus or ErrorResponse that does not decode.
+                self._serverViolation(e)
+                return
             if not keep:
                 if spanStart < offset:
                     out.append(data[spanStart:offset])

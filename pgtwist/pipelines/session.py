@@ -176,7 +176,7 @@ class SessionPipelineSession(PipelineSessionBase):
         try:
             self._backendScanner.feed(data)
         except ProtocolViolation as e:
-            self._protocolViolation(e)
+            self._serverViolation(e)
             return
         self.frontend.write(data)
 

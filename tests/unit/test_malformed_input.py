@@ -1,10 +1,11 @@
 """
-Garbage from a client never breaks pgtwist: random byte streams (bad
-lengths, unknown message types, truncated bodies, messages out of place,
-split at random points) fed to the login phase and to each pipeline's relay
-raise nothing, and whatever pgtwist writes to the client is still a
-well-formed stream of backend messages, ending with an ErrorResponse when
-the connection is closed for cause.
+Garbage never breaks pgtwist: random byte streams (bad lengths, unknown
+message types, truncated bodies, messages out of place, split at random
+points) from a client, fed to the login phase and to each pipeline's relay,
+or from PostgreSQL, fed to each relay, raise nothing. What pgtwist writes to
+a client that sent garbage is still a well-formed stream of backend
+messages, and a connection closed for cause ends with an ErrorResponse that
+blames the right side.
 """
 
 from __future__ import annotations
@@ -157,6 +158,47 @@ class PipelineGarbageTests(SynchronousTestCase):
             error = getattr(frontend, "failedWith", None)
             if error is not None:
                 self.assertIsInstance(error, ErrorResponse, (seed, kind))
+
+
+class ServerGarbageTests(PipelineGarbageTests):
+    """
+    Well-formed client requests answered by random server bytes: unknown
+    types, lying lengths, bodies that do not decode.
+    """
+
+    def _serverBytes(self, rng: random.Random) -> bytes:
+        if rng.random() < 0.4:
+            return _reply(rng)
+        type = bytes([rng.choice(b"123nsCDTIEZNASKtGHWdcvR\x00")])
+        body = bytes(rng.randrange(256) for _ in range(rng.randrange(20)))
+        length = len(body) + 4 if rng.random() < 0.8 else rng.choice([-1, 0, 3, 2**31 - 1])
+        return type + struct.pack("!i", length) + body
+
+    def test_randomStreams(self) -> None:
+        """
+        No exception escapes, and when the server's bytes end the session
+        the client is told the connection to the server failed (08006).
+        What reaches the client is not checked here: a relay forwards the
+        messages it has no reason to decode (rows, descriptions) as they
+        come, garbage included.
+        """
+        for seed in range(CONVERSATIONS):
+            rng = random.Random(seed)
+            kind = rng.choice(["transaction", "session", "performance"])
+            session, frontend = self._session(kind)
+            for _ in range(rng.randrange(1, 10)):
+                if rng.random() < 0.5 or session.backend is None:
+                    valid = [m for m in (_message(rng) for _ in range(4)) if m[:1] in b"PBEDCSQH"]
+                    _feed(rng, b"".join(valid[:2]), session.frontendDataReceived)
+                    blame = "08P01"
+                else:
+                    _feed(rng, self._serverBytes(rng), session.backendDataReceived)
+                    blame = "08006"
+                if frontend.failed:
+                    error = getattr(frontend, "failedWith", None)
+                    if error is not None:
+                        self.assertEqual(error.code, blame, (seed, kind))
+                    break
 
 
 class LoginGarbageTests(FrontendTestCase):

@@ -114,6 +114,19 @@ class SessionPipelineTests(SynchronousTestCase):
         self.assertEqual(self.backend.transactionStatus, b"T")
         self.assertEqual(self.backend.parameters["TimeZone"], "UTC")
 
+    def test_backendUndecodable(self) -> None:
+        """
+        A ParameterStatus that does not decode is the server's fault: the
+        backend is discarded and the client gets 08006, not 08P01.
+        """
+        self.session.backendDataReceived(codec.frame(b"S", b"TimeZone"))
+        self.assertTrue(self.frontend.failed)
+        assert self.frontend.failedWith is not None
+        self.assertEqual(
+            (self.frontend.failedWith.code, self.frontend.failedWith.message),
+            ("08006", "server sent a malformed message: invalid string in message"),
+        )
+
     def test_backendLostTellsClient(self) -> None:
         """
         A backend that dies gets the client a FATAL ErrorResponse.

@@ -764,6 +764,24 @@ class EndingTests(SynchronousTestCase):
         self.assertTrue(self.script.frontend.failed)
         self.assertEqual(len(self.pool.discarded), 1)
 
+    def test_backendUndecodable(self) -> None:
+        """
+        A ParameterStatus that does not decode (no string terminator) is
+        the server's fault: the backend is discarded and the client told
+        the connection to the server failed (08006), not that it broke the
+        protocol itself.
+        """
+        self.begin()
+        self.script.session.frontendDataReceived(codec.encode(Query("SET TimeZone = 'UTC'")))
+        self.script.session.backendDataReceived(codec.frame(b"S", b"TimeZone"))
+        self.assertEqual([backend for backend, _ in self.pool.discarded], [self.a])
+        error = self.script.frontend.failedWith
+        assert error is not None
+        self.assertEqual((error.severity, error.code), ("FATAL", "08006"))
+        self.assertEqual(
+            error.message, "server sent a malformed message: invalid string in message"
+        )
+
     def test_backendInvalidLength(self) -> None:
         """
         A backend message with a length below 4 cannot be framed: the
