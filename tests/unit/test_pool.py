@@ -5,6 +5,8 @@ scripted connector and a C{Clock} (no sockets).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -90,6 +92,19 @@ class PoolTestCase(SynchronousTestCase):
         self.connects.append((backend, d))
         return backend, d
 
+    def lendNew(
+        self, parameters: Mapping[str, str] | None = None, key: PoolKey | None = None
+    ) -> ScriptedBackend:
+        """
+        Acquire from the pool of C{key} (this case's by default) when it
+        must connect: complete the new login and return the backend, which
+        the client got.
+        """
+        d = self.pools.acquire(key or self.key, parameters)
+        backend = self.login()
+        self.assertIs(self.successResultOf(d), backend)
+        return backend
+
     def login(self, index: int = -1) -> ScriptedBackend:
         """
         Complete the login of a pending connect.
@@ -120,9 +135,7 @@ class PoolSetTests(PoolTestCase):
         A released backend is reset with DISCARD ALL and handed to the next
         client without a new connection.
         """
-        d = self.pools.acquire(self.key, {})
-        backend = self.login()
-        self.successResultOf(d)
+        backend = self.lendNew({})
         self.pools.release(backend)
         self.assertEqual(backend.queries[0][0], "DISCARD ALL")
         self.assertIs(backend.poolState, BackendState.RESETTING)
@@ -137,9 +150,7 @@ class PoolSetTests(PoolTestCase):
         A reused backend gets the client's settings with SET, skipping values
         already in effect.
         """
-        d = self.pools.acquire(self.key, {})
-        backend = self.login()
-        self.successResultOf(d)
+        backend = self.lendNew({})
         backend.parameters["application_name"] = "same"
         self.pools.release(backend)
         backend.queries[0][1].callback(None)
@@ -171,9 +182,7 @@ class PoolSetTests(PoolTestCase):
         A backend released with a request in flight or in a transaction is closed.
         """
         for clean, status in ((False, b"I"), (True, b"T")):
-            d = self.pools.acquire(self.key, {})
-            backend = self.login()
-            self.successResultOf(d)
+            backend = self.lendNew({})
             backend.clean = clean
             backend.transactionStatus = status
             self.pools.release(backend)
@@ -229,9 +238,7 @@ class PoolSetTests(PoolTestCase):
         room.
         """
         other: PoolKey = ("db", "bob")
-        d = self.pools.acquire(other, {})
-        bobs = self.login()
-        self.successResultOf(d)
+        bobs = self.lendNew({}, key=other)
         self.pools.release(bobs)
         bobs.queries[0][1].callback(None)
         self.pools.acquire(self.key, {})
@@ -249,12 +256,8 @@ class PoolSetTests(PoolTestCase):
         the queue index forgets the pool once its queue is empty.
         """
         other: PoolKey = ("db", "bob")
-        d = self.pools.acquire(self.key, None)
-        first = self.login()
-        self.successResultOf(d)
-        d = self.pools.acquire(self.key, None)
-        self.login()
-        self.successResultOf(d)
+        first = self.lendNew()
+        self.lendNew()
         waiting = self.pools.acquire(other, None)
         self.assertNoResult(waiting)
         self.assertEqual(list(self.pools._waiting), [other])
@@ -271,9 +274,7 @@ class PoolSetTests(PoolTestCase):
         An idle backend is closed after C{idle_timeout}.
         """
         self.pools = self.makePools(idleTimeout=10.0)
-        d = self.pools.acquire(self.key, {})
-        backend = self.login()
-        self.successResultOf(d)
+        backend = self.lendNew({})
         self.pools.release(backend)
         backend.queries[0][1].callback(None)
         self.clock.advance(9.9)
@@ -289,9 +290,7 @@ class PoolSetTests(PoolTestCase):
         one timer serves it while it stays busy.
         """
         self.pools = self.makePools(idleTimeout=10.0)
-        d = self.pools.acquire(self.key, None)
-        backend = self.login()
-        self.successResultOf(d)
+        backend = self.lendNew()
         self.pools.release(backend, reset=False)
         self.assertEqual(len(self.clock.getDelayedCalls()), 1)
         for _ in range(5):
@@ -311,9 +310,7 @@ class PoolSetTests(PoolTestCase):
         going idle again starts a full C{idle_timeout}.
         """
         self.pools = self.makePools(idleTimeout=10.0)
-        d = self.pools.acquire(self.key, None)
-        backend = self.login()
-        self.successResultOf(d)
+        backend = self.lendNew()
         self.pools.release(backend, reset=False)
         self.assertIs(self.pools.acquireIdle(self.key), backend)
         self.clock.advance(15.0)
@@ -330,9 +327,7 @@ class PoolSetTests(PoolTestCase):
         Closing an idle backend cancels its idle timer.
         """
         self.pools = self.makePools(idleTimeout=10.0)
-        d = self.pools.acquire(self.key, None)
-        backend = self.login()
-        self.successResultOf(d)
+        backend = self.lendNew()
         self.pools.release(backend, reset=False)
         self.pools.discard(backend, "test")
         self.assertEqual(self.clock.getDelayedCalls(), [])
@@ -345,9 +340,7 @@ class PoolSetTests(PoolTestCase):
         """
         self.assertIsNone(self.pools.acquireIdle(self.key))
         self.assertEqual(self.connects, [])
-        d = self.pools.acquire(self.key, None)
-        backend = self.login()
-        self.successResultOf(d)
+        backend = self.lendNew()
         self.assertIsNone(self.pools.acquireIdle(self.key))
         self.pools.release(backend, reset=False)
         self.pools.pause()
@@ -363,9 +356,7 @@ class PoolSetTests(PoolTestCase):
         An idle backend whose connection is gone is not lent by
         L{PoolSet.acquireIdle}; L{PoolSet.acquire} replaces it.
         """
-        d = self.pools.acquire(self.key, None)
-        backend = self.login()
-        self.successResultOf(d)
+        backend = self.lendNew()
         self.pools.release(backend, reset=False)
         backend.closing = True
         self.assertIsNone(self.pools.acquireIdle(self.key))
@@ -510,9 +501,7 @@ class PoolSetOperationsTests(PoolTestCase):
         replaced without the client noticing.
         """
         self.configure(main={"validation": "foreground"})
-        d = self.pools.acquire(self.key, {})
-        backend = self.login()
-        self.successResultOf(d)
+        backend = self.lendNew({})
         self.pools.release(backend)
         backend.queries[0][1].callback(None)
         self.clock.advance(5)
@@ -529,9 +518,7 @@ class PoolSetOperationsTests(PoolTestCase):
         extra round trip.
         """
         self.configure(main={"validation": "foreground"})
-        d = self.pools.acquire(self.key, {})
-        backend = self.login()
-        self.successResultOf(d)
+        backend = self.lendNew({})
         self.pools.release(backend)
         backend.queries[0][1].callback(None)
         self.successResultOf(self.pools.acquire(self.key, {}))
@@ -541,9 +528,7 @@ class PoolSetOperationsTests(PoolTestCase):
         """
         With validation off, an idle backend found dead is replaced.
         """
-        d = self.pools.acquire(self.key, {})
-        backend = self.login()
-        self.successResultOf(d)
+        backend = self.lendNew({})
         self.pools.release(backend)
         backend.queries[0][1].callback(None)
         backend.connected = False
@@ -563,9 +548,7 @@ class PoolSetOperationsTests(PoolTestCase):
         A backend older than max_connection_age is closed when given back.
         """
         self.configure(main={"maxConnectionAge": 60.0})
-        d = self.pools.acquire(self.key, {})
-        backend = self.login()
-        self.successResultOf(d)
+        backend = self.lendNew({})
         self.clock.advance(61)
         self.pools.release(backend)
         self.assertTrue(backend.closed)
@@ -574,9 +557,7 @@ class PoolSetOperationsTests(PoolTestCase):
         """
         A graceful flush closes idle backends now and active ones on return.
         """
-        d = self.pools.acquire(self.key, {})
-        active = self.login()
-        self.successResultOf(d)
+        active = self.lendNew({})
         self.assertEqual(self.pools.flush("gracefully", None), 1)
         self.assertFalse(active.closed)
         self.pools.release(active)
@@ -586,9 +567,7 @@ class PoolSetOperationsTests(PoolTestCase):
         """
         Flushing all of one database leaves the others alone.
         """
-        d = self.pools.acquire(self.key, {})
-        mine = self.login()
-        self.successResultOf(d)
+        mine = self.lendNew({})
         other = self.pools.acquire(("elsewhere", "alice"), {})
         theirs = self.login()
         self.successResultOf(other)
