@@ -34,7 +34,7 @@ $(PYPY_STAMP): pyproject.toml | $(STAMP)
 	touch $(PYPY_STAMP)
 
 run: venv
-	$(BIN)/python -m pgtwist.devrun
+	$(BIN)/python -m pgtwist.testing.devrun
 
 lint: venv
 	$(BIN)/ruff check pgtwist tests twisted benchmarks

@@ -3,7 +3,7 @@
 C{make bench} (C{python -m benchmarks.run}): pgtwist against PgBouncer and
 direct PostgreSQL, interleaved, in one run.
 
-It starts one throwaway PostgreSQL (L{pgtwist.embedded.PostgresCluster},
+It starts one throwaway PostgreSQL (L{pgtwist.testing.embedded.PostgresCluster},
 C{max_connections} 300), creates the role C{bench} (SCRAM-SHA-256) and its
 database, runs C{pgbench -i}, then for every round, workload and target
 starts the pooler, runs pgbench, reads the pooler's CPU time from C{/proc}
@@ -219,7 +219,7 @@ class Bench:
         Start PostgreSQL, create the role and database, load pgbench's
         tables, and read the role's SCRAM secret for PgBouncer's auth_file.
         """
-        from pgtwist.embedded import PostgresCluster, hbaForRoles
+        from pgtwist.testing.embedded import PostgresCluster, hbaForRoles
 
         self.commit = describeCommit()
         self.code = servers.snapshotCheckout(CHECKOUT)

@@ -448,7 +448,7 @@ def pgtwistCommand(python: str = sys.executable) -> list[str]:
     script = os.path.join(os.path.dirname(python), "pgtwist")
     if os.access(script, os.X_OK):
         return [script]
-    return [python, "-c", "from pgtwist.script import main; main()"]
+    return [python, "-c", "from pgtwist.app.script import main; main()"]
 
 
 def startPgtwist(
@@ -472,7 +472,7 @@ def startPgtwist(
     @param python: The interpreter to run it on (see L{pgtwistCommand}).
     @param reactor: A Twisted reactor other than pgtwist's own (C{uvloop}).
     """
-    from pgtwist.vault import writeMasterKey, writeUsersFile
+    from pgtwist.config.vault import writeMasterKey, writeUsersFile
 
     directory = _privateDirectory("pgtwist-bench-pgtwist-")
     port = pickLowPort()

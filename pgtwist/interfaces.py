@@ -150,7 +150,7 @@ class IBackendLink(Interface):
         """
         Route this backend's data to C{session.backendDataReceived}, with
         backpressure both ways between this backend and C{frontend}'s
-        connection (see L{pgtwist.throttle}).
+        connection (see L{pgtwist.net.throttle}).
         """
 
     def detach() -> None:
@@ -175,8 +175,8 @@ class IBackendPool(Interface):
         (C{None}: as it is; the pipeline applies settings itself).
 
         @return: A cancellable C{Deferred[IBackendLink]}; fails with
-            L{pgtwist.pool.PoolTimeout} after C{blocking_timeout}, or with
-            L{pgtwist.pool.BackendError} carrying PostgreSQL's ErrorResponse.
+            L{pgtwist.pool.poolset.PoolTimeout} after C{blocking_timeout}, or with
+            L{pgtwist.pool.poolset.BackendError} carrying PostgreSQL's ErrorResponse.
         """
 
     def acquireIdle(key: PoolKey) -> IBackendLink | None:

@@ -24,15 +24,15 @@ from pgtwist import __version__
 from pgtwist.admin import commands, show
 from pgtwist.admin.results import ConsoleCommandError, Reply, encodeReply
 from pgtwist.interfaces import IFrontendLink, IPipelineSession
-from pgtwist.stats import Averages, PoolStats
+from pgtwist.pool.stats import Averages, PoolStats
 from pgtwist.wire import codec, constants, errors
 from pgtwist.wire.errors import ProtocolViolation
 from pgtwist.wire.framing import Frame, MessageFramer
 from pgtwist.wire.messages import EmptyQueryResponse, ReadyForQuery
 
 if TYPE_CHECKING:
-    from pgtwist.backend import BackendProtocol
-    from pgtwist.service import PoolerService
+    from pgtwist.app.service import PoolerService
+    from pgtwist.net.backend import BackendProtocol
 
 #: Extended-protocol messages: refused once per batch, until Sync.
 _EXTENDED = frozenset(

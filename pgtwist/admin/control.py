@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.unit.test_admin_control,tests.unit.test_admin_console -*-
 """
 The console's control commands (PAUSE, RESUME, KILL, RELOAD, SET, SHUTDOWN,
-...), thin layers over L{pgtwist.management.Management} that answer with
+...), thin layers over L{pgtwist.admin.management.Management} that answer with
 PgBouncer's tags and error texts (C{src/admin.c}).
 """
 
@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
 
+from pgtwist.admin.management import FLUSH_MODES
 from pgtwist.admin.results import Completion, ConsoleCommandError, Notice, Reply
 from pgtwist.config.loader import _mainParsers
-from pgtwist.frontend import CONSOLE_DATABASES
-from pgtwist.management import FLUSH_MODES
+from pgtwist.net.frontend import CONSOLE_DATABASES
 
 if TYPE_CHECKING:
     from pgtwist.admin.console import Console
@@ -182,7 +182,7 @@ def setting(console: Console, args: Sequence[str]) -> Reply:
     SET key = value: change a main-section key at runtime (not in the
     file: the next RELOAD reads the file again).
     """
-    from pgtwist.service import RESTART_KEYS
+    from pgtwist.app.service import RESTART_KEYS
 
     key, value = args[0].lower(), args[1]
     parsers = _mainParsers(os.environ)

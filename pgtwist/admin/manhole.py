@@ -13,8 +13,8 @@ The SSH host key is generated on first start in C{manhole_keys_dir}
 (default C{~/.pgtwist/manhole}, mode 0700; the key file 0600) and reused
 after; no key ships with pgtwist.
 
-The namespace holds C{service} (the root L{pgtwist.service.PoolerService}),
-C{pools} (its L{pgtwist.pool.PoolSet}) and C{config} (the configuration in
+The namespace holds C{service} (the root L{pgtwist.app.service.PoolerService}),
+C{pools} (its L{pgtwist.pool.poolset.PoolSet}) and C{config} (the configuration in
 force when the session opened). A Deferred (or a coroutine, made a
 Deferred) typed at the prompt is shown as C{<Deferred #n>}, then its result
 once it fires.
@@ -46,7 +46,7 @@ from zope.interface import implementer
 
 from pgtwist.config.loader import checkManholeEndpoint
 from pgtwist.config.model import Configuration, UserEntry
-from pgtwist.listeners import ListenerService
+from pgtwist.net.listeners import ListenerService
 
 #: The host key's file name in the keys directory (the public key adds C{.pub}).
 HOST_KEY_FILE = "ssh_host_ed25519_key"

@@ -3,7 +3,7 @@
 Prometheus metrics: C{metrics = <port or endpoint>} serves C{/metrics}.
 
 Nothing here runs on the hot path. The pools keep plain integer counters and
-cheap histograms (L{pgtwist.stats.PoolStats}); L{PoolerCollector} reads them,
+cheap histograms (L{pgtwist.pool.stats.PoolStats}); L{PoolerCollector} reads them,
 and the pool and server state, only when Prometheus scrapes. The collector is
 registered in a L{CollectorRegistry} of its own per service (never
 prometheus_client's global C{REGISTRY}), so tests and several services in one
@@ -35,12 +35,12 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
 from pgtwist.config.model import MainSettings
-from pgtwist.listeners import ListenerService
-from pgtwist.pool import BackendState
-from pgtwist.servers import ServerState
+from pgtwist.net.listeners import ListenerService
+from pgtwist.pool.poolset import BackendState
+from pgtwist.pool.servers import ServerState
 
 if TYPE_CHECKING:
-    from pgtwist.service import PoolerService
+    from pgtwist.app.service import PoolerService
 
 #: pgagroal's C{pgagroal_pipeline_mode} values.
 PIPELINE_MODES = {"performance": 0, "session": 1, "transaction": 2}

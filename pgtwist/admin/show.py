@@ -20,13 +20,13 @@ from pgtwist import __version__
 from pgtwist.admin.results import ResultSet, Value
 from pgtwist.config.loader import _mainParsers
 from pgtwist.config.model import MainSettings
-from pgtwist.frontend import FrontendProtocol, FrontendState
-from pgtwist.pool import BackendState, Pool, matchLimit, resolveAlias
-from pgtwist.stats import COUNTERS
+from pgtwist.net.frontend import FrontendProtocol, FrontendState
+from pgtwist.pool.poolset import BackendState, Pool, matchLimit, resolveAlias
+from pgtwist.pool.stats import COUNTERS
 
 if TYPE_CHECKING:
     from pgtwist.admin.console import Console
-    from pgtwist.backend import BackendProtocol
+    from pgtwist.net.backend import BackendProtocol
 
 #: The admin console's own database, as PgBouncer lists it.
 ADMIN_DATABASE = "pgbouncer"
@@ -559,7 +559,7 @@ def showConfig(console: Console, args: Sequence[str]) -> ResultSet:
     SHOW CONFIG: every main-section key with its value, default and
     whether C{SET} (or a reload) can change it.
     """
-    from pgtwist.service import RESTART_KEYS
+    from pgtwist.app.service import RESTART_KEYS
 
     main = console.service.config.main
     defaults = MainSettings()

@@ -8,7 +8,7 @@ The files, each with its pgagroal command-line flag:
     - C{pgtwist_hba.conf} (C{-a}): C{TYPE DATABASE USER ADDRESS METHOD};
     - C{pgtwist_databases.conf} (C{-l}):
       C{DATABASE[=ALIAS,...] USER MAX_SIZE [INITIAL_SIZE [MIN_SIZE [PIPELINE]]]};
-    - the user vaults C{-u}, C{-F}, C{-A} and C{-S}, read by L{pgtwist.vault}.
+    - the user vaults C{-u}, C{-F}, C{-A} and C{-S}, read by L{pgtwist.config.vault}.
 
 A C{pgagroal.conf} and its companions load unchanged. Every problem is a
 L{ConfigError} naming the file and line (C{etc/pgtwist.conf:7: ...});
@@ -515,7 +515,7 @@ def loadConfiguration(
     Only C{configPath} is required; a file not given leaves its part of the
     configuration empty (no HBA rules, no limits, no users).
 
-    @param masterKey: The vault master key; C{None} lets L{pgtwist.vault}
+    @param masterKey: The vault master key; C{None} lets L{pgtwist.config.vault}
         read C{~/.pgtwist/master.key}.
     @param warn: Called with one C{path:line: message} string per warning;
         by default warnings go to twisted.logger.

@@ -234,12 +234,12 @@ def readLimitsFile(path: str, maxConnections: int, warn: Warn) -> tuple[Database
 
 def readUsers(path: str, masterKey: bytes | None) -> dict[str, UserEntry]:
     """
-    Read a user vault through L{pgtwist.vault.readUsersFile}.
+    Read a user vault through L{pgtwist.config.vault.readUsersFile}.
 
     The vault module is imported here, not at the top, so loading a
     configuration without user files does not need it.
     """
-    vault = importlib.import_module("pgtwist.vault")
+    vault = importlib.import_module("pgtwist.config.vault")
     try:
         passwords: Mapping[str, str] = vault.readUsersFile(path, masterKey)
     except vault.VaultError as e:

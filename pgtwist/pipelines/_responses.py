@@ -38,7 +38,7 @@ from pgtwist.pipelines._expect import (
 )
 from pgtwist.pipelines._settings import ClientSettings
 from pgtwist.pipelines._statements import STALE, StatementKey, StatementRegistry
-from pgtwist.stats import PoolStats
+from pgtwist.pool.stats import PoolStats
 from pgtwist.wire import codec, constants
 from pgtwist.wire.errors import ProtocolViolation
 from pgtwist.wire.messages import ErrorResponse

@@ -28,7 +28,7 @@ from pgtwist.interfaces import (
     IPipelineSession,
 )
 from pgtwist.pipelines._base import PipelineSessionBase
-from pgtwist.stats import statsFor
+from pgtwist.pool.stats import statsFor
 from pgtwist.wire import codec, constants
 from pgtwist.wire.errors import ProtocolViolation
 from pgtwist.wire.scan import MessageScanner

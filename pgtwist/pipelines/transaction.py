@@ -38,7 +38,6 @@ from twisted.plugin import IPlugin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pgtwist.backend import effectiveParameters, quoteIdentifier, quoteLiteral
 from pgtwist.config.model import Configuration
 from pgtwist.interfaces import (
     IBackendLink,
@@ -47,6 +46,7 @@ from pgtwist.interfaces import (
     IPipeline,
     IPipelineSession,
 )
+from pgtwist.net.backend import effectiveParameters, quoteIdentifier, quoteLiteral
 from pgtwist.pipelines._base import PipelineSessionBase
 from pgtwist.pipelines._expect import (
     _BIND,
@@ -89,7 +89,7 @@ from pgtwist.pipelines._statements import (
     renameBind,
     splitName,
 )
-from pgtwist.stats import statsFor
+from pgtwist.pool.stats import statsFor
 from pgtwist.wire import codec, constants, errors
 from pgtwist.wire.errors import ProtocolViolation
 from pgtwist.wire.messages import (

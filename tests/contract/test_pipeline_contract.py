@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from pgtwist.app.service import loadPlugins
 from pgtwist.interfaces import IPipeline
-from pgtwist.service import loadPlugins
 from tests.contract.pipeline import PipelineContractMixin
 
 

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import psycopg
 
-from pgtwist.embedded import PostgresCluster
+from pgtwist.testing.embedded import PostgresCluster
 from pgtwist.wire import codec, constants
 from pgtwist.wire.framing import MessageFramer
 from pgtwist.wire.messages import (

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pgtwist.embedded import PostgresCluster, hbaForRoles, quoteIdent
+from pgtwist.testing.embedded import PostgresCluster, hbaForRoles, quoteIdent
 
 _HERE = Path(__file__).parent
 

@@ -1,7 +1,7 @@
 """
 pgtwist in a process of its own, with its management API driven over stdin:
 the API has no network surface yet (the admin console comes later), so the
-integration tests reach the real L{pgtwist.management.Management} of a real
+integration tests reach the real L{pgtwist.admin.management.Management} of a real
 service this way.
 
 Run as C{python -m tests.integration.managed -c FILE -a FILE -u FILE [-l FILE]}.
@@ -22,10 +22,10 @@ from twisted.logger import globalLogBeginner
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
-from pgtwist.logs import observerFor
-from pgtwist.management import Management
-from pgtwist.service import buildService
-from pgtwist.tap import Options
+from pgtwist.admin.management import Management
+from pgtwist.app.logs import observerFor
+from pgtwist.app.service import buildService
+from pgtwist.app.tap import Options
 
 
 class Commands(LineReceiver):

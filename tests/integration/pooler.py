@@ -17,8 +17,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from pgtwist.embedded import PostgresCluster
-from pgtwist.vault import writeMasterKey, writeUsersFile
+from pgtwist.config.vault import writeMasterKey, writeUsersFile
+from pgtwist.testing.embedded import PostgresCluster
 
 BIN = Path(sys.executable).parent
 

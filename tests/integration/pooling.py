@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import psycopg
 
-from pgtwist.embedded import PostgresCluster
+from pgtwist.testing.embedded import PostgresCluster
 from pgtwist.wire import codec
 from pgtwist.wire.messages import (
     Bind,

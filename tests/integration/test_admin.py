@@ -21,7 +21,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgtwist.embedded import PostgresCluster
+from pgtwist.testing.embedded import PostgresCluster
 from tests.integration.clients import adminConnect, backendsOf, waitFor
 from tests.integration.pooler import Pooler, freePort
 

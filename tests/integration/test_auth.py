@@ -21,7 +21,7 @@ import pg8000.native
 import psycopg
 import pytest
 
-from pgtwist.embedded import PostgresCluster, quoteIdent, quoteLiteral
+from pgtwist.testing.embedded import PostgresCluster, quoteIdent, quoteLiteral
 from pgtwist.wire import codec, constants
 from pgtwist.wire.framing import MessageFramer
 from pgtwist.wire.messages import AuthenticationRequest, StartupMessage

@@ -21,7 +21,7 @@ import psycopg
 import pytest
 
 from pgtwist import __version__
-from pgtwist.embedded import PostgresCluster
+from pgtwist.testing.embedded import PostgresCluster
 from tests.integration.conftest import ROLES
 from tests.integration.pooler import BIN, Pooler
 

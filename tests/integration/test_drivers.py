@@ -23,7 +23,7 @@ import pg8000.native
 import psycopg
 import pytest
 
-from pgtwist.embedded import PostgresCluster
+from pgtwist.testing.embedded import PostgresCluster
 from tests.integration.clients import adminConnect, backendsOf, runningPooler, waitFor
 from tests.integration.conftest import SHARED_DATABASE
 from tests.integration.pooler import Pooler

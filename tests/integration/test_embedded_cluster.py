@@ -1,5 +1,5 @@
 """
-Tests for L{pgtwist.embedded.PostgresCluster} against a real server: the
+Tests for L{pgtwist.testing.embedded.PostgresCluster} against a real server: the
 session cluster from C{conftest.py}, plus a few short-lived clusters for
 the start/stop life cycle.
 """
@@ -15,7 +15,7 @@ import tempfile
 import psycopg
 import pytest
 
-from pgtwist.embedded import PostgresCluster, PostgresStartError, hbaForRoles
+from pgtwist.testing.embedded import PostgresCluster, PostgresStartError, hbaForRoles
 from pgtwist.wire import constants
 
 SHARED_DATABASE = "pgtwist_test"
@@ -155,7 +155,7 @@ def test_storedHashes(pgCluster: PostgresCluster) -> None:
 def test_serverSettings(pgCluster: PostgresCluster) -> None:
     """
     The server listens on loopback only, at the cluster's port and socket
-    directory, with the settings L{pgtwist.embedded} writes.
+    directory, with the settings L{pgtwist.testing.embedded} writes.
     """
     output = pgCluster.psql(
         "SHOW listen_addresses; SHOW port; SHOW unix_socket_directories; "

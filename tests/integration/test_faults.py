@@ -21,7 +21,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pgtwist.embedded import PostgresCluster, hbaForRoles
+from pgtwist.testing.embedded import PostgresCluster, hbaForRoles
 from tests.integration.clients import adminConnect, runningPooler, waitFor, waitUntilGone
 from tests.integration.pooler import Pooler
 

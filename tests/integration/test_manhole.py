@@ -18,7 +18,7 @@ from twisted.internet.protocol import ClientFactory
 from twisted.internet.task import deferLater
 
 from pgtwist.admin.manhole import HOST_KEY_FILE
-from pgtwist.embedded import PostgresCluster
+from pgtwist.testing.embedded import PostgresCluster
 from tests.integration.pooler import Pooler, freePort
 from tests.unit.test_manhole import ManholeClient
 

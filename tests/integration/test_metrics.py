@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pgtwist.embedded import PostgresCluster
+from pgtwist.testing.embedded import PostgresCluster
 from tests.integration.clients import runningPooler
 from tests.integration.pooler import freePort
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pgtwist.embedded import PostgresCluster
+from pgtwist.testing.embedded import PostgresCluster
 from tests.integration.clients import adminConnect, backendsOf, runningPooler, waitUntilPooled
 from tests.integration.pooler import Pooler
 

@@ -18,8 +18,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgtwist.embedded import PostgresCluster
-from pgtwist.vault import writeUsersFile
+from pgtwist.config.vault import writeUsersFile
+from pgtwist.testing.embedded import PostgresCluster
 from tests.integration.clients import runningPooler, waitFor
 from tests.integration.pooler import BIN, Pooler, freePort
 

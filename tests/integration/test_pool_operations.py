@@ -30,7 +30,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pgtwist.embedded import PostgresCluster
+from pgtwist.testing.embedded import PostgresCluster
 from pgtwist.wire.messages import ErrorResponse
 from tests.integration.clients import (
     RawClient,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psycopg
 
-from pgtwist.embedded import PostgresCluster
+from pgtwist.testing.embedded import PostgresCluster
 from tests.integration.pooler import Pooler
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pgtwist.embedded import PostgresCluster
+from pgtwist.testing.embedded import PostgresCluster
 from pgtwist.wire import codec, constants
 from pgtwist.wire.framing import MessageFramer
 from pgtwist.wire.messages import (

@@ -23,7 +23,7 @@ import pg8000.native
 import psycopg
 import pytest
 
-from pgtwist.embedded import PostgresCluster
+from pgtwist.testing.embedded import PostgresCluster
 from pgtwist.wire import constants
 from pgtwist.wire.messages import Close, Describe, Execute, Sync
 from tests.integration.clients import runningPooler

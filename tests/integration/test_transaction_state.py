@@ -15,7 +15,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pgtwist.embedded import PostgresCluster
+from pgtwist.testing.embedded import PostgresCluster
 from pgtwist.wire import constants
 from pgtwist.wire.messages import ErrorResponse, Execute, Flush, Query, Sync
 from tests.integration.clients import adminConnect, runningPooler, waitUntilGone

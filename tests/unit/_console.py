@@ -15,7 +15,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from pgtwist.admin.console import ConsoleSession
-from pgtwist.backend import BackendProtocol
+from pgtwist.app.service import PoolerService, buildService
 from pgtwist.config.model import (
     Configuration,
     DatabaseLimit,
@@ -24,8 +24,8 @@ from pgtwist.config.model import (
     ServerSettings,
     UserEntry,
 )
-from pgtwist.frontend import FrontendProtocol, FrontendState
-from pgtwist.service import PoolerService, buildService
+from pgtwist.net.backend import BackendProtocol
+from pgtwist.net.frontend import FrontendProtocol, FrontendState
 from pgtwist.testing import FakeFrontendLink
 from pgtwist.wire import codec
 from pgtwist.wire.framing import MessageFramer

@@ -1,7 +1,7 @@
 """
 Tests for L{pgtwist.admin.control} (PAUSE, RESUME, KILL, SET, SHUTDOWN...)
 over a real service on a C{MemoryReactorClock}, and for routing clients to
-the console in L{pgtwist.frontend} and L{pgtwist.service}.
+the console in L{pgtwist.net.frontend} and L{pgtwist.app.service}.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import os
 from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
-from pgtwist import frontend as frontendModule
+from pgtwist.app.service import buildService, managementEndpoint
 from pgtwist.auth._scram import SCRAM_SHA_256, ScramClient
-from pgtwist.frontend import FrontendProtocol, FrontendState
-from pgtwist.pool import BackendState
-from pgtwist.service import buildService, managementEndpoint
+from pgtwist.net import frontend as frontendModule
+from pgtwist.net.frontend import FrontendProtocol, FrontendState
+from pgtwist.pool.poolset import BackendState
 from pgtwist.wire import codec
 from pgtwist.wire.framing import MessageFramer
 from pgtwist.wire.messages import (

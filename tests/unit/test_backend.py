@@ -1,5 +1,5 @@
 """
-Tests for L{pgtwist.backend}: logging into a scripted PostgreSQL over a
+Tests for L{pgtwist.net.backend}: logging into a scripted PostgreSQL over a
 C{StringTransport}, owned-mode queries, and the startup-parameter helpers.
 """
 
@@ -12,7 +12,9 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from pgtwist.backend import (
+from pgtwist.app.service import loadPlugins
+from pgtwist.config.model import ServerSettings
+from pgtwist.net.backend import (
     BackendError,
     BackendGone,
     BackendProtocol,
@@ -23,8 +25,6 @@ from pgtwist.backend import (
     setStatements,
     splitOptions,
 )
-from pgtwist.config.model import ServerSettings
-from pgtwist.service import loadPlugins
 from pgtwist.wire import codec, constants, errors
 from pgtwist.wire.framing import MessageFramer, StartupFramer
 from pgtwist.wire.messages import (

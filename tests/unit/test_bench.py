@@ -629,7 +629,7 @@ class ServerConfigurationTests(SynchronousTestCase):
         python = str(directory / "python")
         self.assertEqual(
             servers.pgtwistCommand(python),
-            [python, "-c", "from pgtwist.script import main; main()"],
+            [python, "-c", "from pgtwist.app.script import main; main()"],
         )
         script = directory / "pgtwist"
         script.write_text("#!/bin/sh\n")

@@ -1,5 +1,5 @@
 """
-Tests for L{pgtwist.cancel.CancelRegistry}.
+Tests for L{pgtwist.net.cancel.CancelRegistry}.
 """
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from __future__ import annotations
 from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from pgtwist.cancel import CancelRegistry
 from pgtwist.config.model import ServerSettings
+from pgtwist.net.cancel import CancelRegistry
 from pgtwist.wire import codec
 from pgtwist.wire.messages import CancelRequest
 

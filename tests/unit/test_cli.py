@@ -1,6 +1,6 @@
 """
-Tests for C{pgtwist-cli}: L{pgtwist.admin.cli}, L{pgtwist.admin._clicommands}
-and the console client L{pgtwist.admin._client}, run in-process against
+Tests for C{pgtwist-cli}: L{pgtwist.cli.control}, L{pgtwist.cli._commands}
+and the console client L{pgtwist.cli._client}, run in-process against
 L{FakeConsole}, an in-memory socket that plays pgtwist's admin console with
 L{pgtwist.wire} (no network, no threads).
 """
@@ -20,8 +20,12 @@ from pathlib import Path
 from twisted.trial.unittest import SynchronousTestCase
 
 from pgtwist import __version__
-from pgtwist.admin import _client, cli
-from pgtwist.admin._clicommands import (
+from pgtwist.auth._md5 import md5Response
+from pgtwist.auth._scram import ScramServer, makeSecret
+from pgtwist.cli import _client
+from pgtwist.cli import control as cli
+from pgtwist.cli._client import CommandFailed, ConsoleClient, ConsoleUnavailable
+from pgtwist.cli._commands import (
     ALIASES,
     Request,
     UsageError,
@@ -31,9 +35,6 @@ from pgtwist.admin._clicommands import (
     quoteName,
     sameValue,
 )
-from pgtwist.admin._client import CommandFailed, ConsoleClient, ConsoleUnavailable
-from pgtwist.auth._md5 import md5Response
-from pgtwist.auth._scram import ScramServer, makeSecret
 from pgtwist.wire import codec, constants
 from pgtwist.wire.framing import MessageFramer, StartupFramer
 from pgtwist.wire.messages import (
@@ -684,7 +685,7 @@ class OptionsTests(_CliTestCase):
         pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
         with pyproject.open("rb") as f:
             scripts = tomllib.load(f)["project"]["scripts"]
-        self.assertEqual(scripts["pgtwist-cli"], "pgtwist.admin.cli:main")
+        self.assertEqual(scripts["pgtwist-cli"], "pgtwist.cli.control:main")
 
     def test_help(self) -> None:
         """

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from pgtwist import vault
+from pgtwist.config import vault
 from pgtwist.config.loader import ConfigError
 from pgtwist.config.model import DatabaseLimit, UserEntry
 from tests.unit._configfiles import MINIMAL, FilesTestCase
@@ -180,7 +180,7 @@ class LimitsFileTests(FilesTestCase):
 class UserFilesTests(FilesTestCase):
     """
     Tests for reading the user vaults (C{-u}, C{-F}, C{-A}, C{-S}) through
-    L{pgtwist.vault}.
+    L{pgtwist.config.vault}.
     """
 
     def vault(self, name: str, users: dict[str, str]) -> str:

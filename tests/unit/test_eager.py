@@ -1,5 +1,5 @@
 """
-Tests for L{pgtwist._eager.eagerWrite}.
+Tests for L{pgtwist.net.eager.eagerWrite}.
 """
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from pgtwist._eager import eagerWrite
+from pgtwist.net.eager import eagerWrite
 
 
 class FakeSocket:

@@ -1,5 +1,5 @@
 """
-Tests for L{pgtwist.embedded}: binary discovery, the unprivileged account,
+Tests for L{pgtwist.testing.embedded}: binary discovery, the unprivileged account,
 and the configuration, SQL and DSN text it generates. Nothing here runs a
 program or opens a socket; the cluster itself is exercised by
 C{tests/integration/test_embedded_cluster.py}.
@@ -16,8 +16,8 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pgtwist import embedded
-from pgtwist.embedded import (
+from pgtwist.testing import embedded
+from pgtwist.testing.embedded import (
     PostgresCluster,
     PostgresNotFound,
     RunAs,

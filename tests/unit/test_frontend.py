@@ -1,5 +1,5 @@
 """
-Tests for L{pgtwist.frontend.FrontendProtocol} with C{StringTransport} and a
+Tests for L{pgtwist.net.frontend.FrontendProtocol} with C{StringTransport} and a
 C{Clock}: startup, refusals with PostgreSQL's wording, authentication,
 hand-over to the pipeline.
 """
@@ -13,7 +13,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from pgtwist.cancel import CancelRegistry
+from pgtwist.app.service import loadPlugins
 from pgtwist.config.model import (
     Configuration,
     HbaRule,
@@ -21,8 +21,8 @@ from pgtwist.config.model import (
     ServerSettings,
     UserEntry,
 )
-from pgtwist.frontend import FrontendFactory, FrontendProtocol, FrontendState
-from pgtwist.service import loadPlugins
+from pgtwist.net.cancel import CancelRegistry
+from pgtwist.net.frontend import FrontendFactory, FrontendProtocol, FrontendState
 from pgtwist.testing import FakeBackendPool
 from pgtwist.wire import codec, constants
 from pgtwist.wire.framing import MessageFramer

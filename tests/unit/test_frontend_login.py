@@ -1,5 +1,5 @@
 """
-Tests for how L{pgtwist.frontend.FrontendProtocol} finishes a login: one
+Tests for how L{pgtwist.net.frontend.FrontendProtocol} finishes a login: one
 write when the pipeline logs the client in at once, AuthenticationOk first
 and the client paused while it waits, and AuthenticationOk before a FATAL
 that comes after authentication.
@@ -11,9 +11,9 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, fail
 
-from pgtwist.backend import BackendError
-from pgtwist.frontend import FrontendState
 from pgtwist.interfaces import IBackendLink
+from pgtwist.net.backend import BackendError
+from pgtwist.net.frontend import FrontendState
 from pgtwist.wire import codec, constants, errors
 from pgtwist.wire.framing import MessageFramer
 from pgtwist.wire.messages import (

@@ -1,5 +1,5 @@
 """
-Tests for L{pgtwist.logs}: pgagroal's logging keys (and C{log_format})
+Tests for L{pgtwist.app.logs}: pgagroal's logging keys (and C{log_format})
 become an observer.
 """
 
@@ -12,9 +12,9 @@ import sys
 from twisted.logger import LogLevel, eventsFromJSONLogFile, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
-from pgtwist import logs
+from pgtwist.app import logs
+from pgtwist.app.service import restartRequired
 from pgtwist.config.model import Configuration, MainSettings, ServerSettings
-from pgtwist.service import restartRequired
 from tests.unit._tempdir import temporaryDirectory
 
 

@@ -42,8 +42,8 @@ from pgtwist.admin.manhole import (
     makeManholeService,
     manholeFactory,
 )
+from pgtwist.app.service import buildService
 from pgtwist.config.model import Configuration, MainSettings, ServerSettings, UserEntry
-from pgtwist.service import buildService
 from tests.unit._configfiles import FilesTestCase
 from tests.unit._tempdir import temporaryDirectory
 

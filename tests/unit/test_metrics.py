@@ -26,9 +26,9 @@ from pgtwist.admin.metrics import (
     metricsSite,
     sampleValues,
 )
+from pgtwist.app.service import buildService
 from pgtwist.config.model import Configuration, DatabaseLimit, MainSettings, ServerSettings
-from pgtwist.pool import BackendState, _Waiter
-from pgtwist.service import buildService
+from pgtwist.pool.poolset import BackendState, _Waiter
 
 SERVERS = (
     ServerSettings("primary", "127.0.0.1", 5432, True),

@@ -15,7 +15,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from pgtwist.backend import BackendGone
+from pgtwist.net.backend import BackendGone
 from pgtwist.pipelines._statements import StatementRegistry
 from pgtwist.pipelines.transaction import TransactionPipelineSession
 from pgtwist.testing import FakeBackendPool, FakeFrontendLink

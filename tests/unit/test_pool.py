@@ -1,5 +1,5 @@
 """
-Tests for L{pgtwist.pool.PoolSet}: limits, waiting, reuse and reset, with a
+Tests for L{pgtwist.pool.poolset.PoolSet}: limits, waiting, reuse and reset, with a
 scripted connector and a C{Clock} (no sockets).
 """
 
@@ -11,7 +11,6 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pgtwist.backend import BackendError, BackendGone, BackendProtocol
 from pgtwist.config.model import (
     Configuration,
     DatabaseLimit,
@@ -20,7 +19,8 @@ from pgtwist.config.model import (
     ServerSettings,
     UserEntry,
 )
-from pgtwist.pool import BackendState, PoolSet, PoolTimeout, matchLimit, resolveAlias
+from pgtwist.net.backend import BackendError, BackendGone, BackendProtocol
+from pgtwist.pool.poolset import BackendState, PoolSet, PoolTimeout, matchLimit, resolveAlias
 from pgtwist.wire import errors
 from pgtwist.wire.messages import ErrorResponse
 

@@ -1,5 +1,5 @@
 """
-Tests for L{pgtwist.reactor}.
+Tests for L{pgtwist.net.reactor}.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from twisted.application.reactors import getReactorTypes
 from twisted.internet.protocol import Protocol
 from twisted.trial.unittest import SynchronousTestCase
 
-from pgtwist.reactor import PgtwistReactor
+from pgtwist.net.reactor import PgtwistReactor
 
 
 class Recorder(Protocol):
@@ -86,7 +86,7 @@ class UvloopReactorTests(SynchronousTestCase):
         installed reactor runs on a uvloop loop and runs a delayed call.
         """
         script = (
-            "from pgtwist.uvloopreactor import install\n"
+            "from pgtwist.net.uvloopreactor import install\n"
             "reactor = install()\n"
             "reactor.callLater(0, reactor.stop)\n"
             "reactor.run()\n"

@@ -1,5 +1,5 @@
 """
-Tests for L{pgtwist.script}: pgagroal's command line becomes twistd's.
+Tests for L{pgtwist.app.script}: pgagroal's command line becomes twistd's.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 from twisted.trial.unittest import SynchronousTestCase
 
 from pgtwist import __version__
-from pgtwist.script import twistdArguments
+from pgtwist.app.script import twistdArguments
 
 
 class ScriptTests(SynchronousTestCase):

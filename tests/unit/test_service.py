@@ -1,5 +1,5 @@
 """
-Tests for L{pgtwist.service}: endpoints, plugins, listening and reload.
+Tests for L{pgtwist.app.service}: endpoints, plugins, listening and reload.
 """
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
+from pgtwist.app.service import buildService, listenEndpoints, loadPlugins
 from pgtwist.config.model import Configuration, MainSettings, ServerSettings
 from pgtwist.interfaces import IAuthMethod, IPipeline
-from pgtwist.service import buildService, listenEndpoints, loadPlugins
 
 SERVERS = (ServerSettings("primary", "127.0.0.1", 5432, True),)
 

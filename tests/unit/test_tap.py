@@ -1,5 +1,5 @@
 """
-Tests for L{pgtwist.tap}: options are parsed and the service tree is built
+Tests for L{pgtwist.app.tap}: options are parsed and the service tree is built
 without starting anything.
 """
 
@@ -15,9 +15,9 @@ from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from pgtwist import tap
-from pgtwist.pool import PoolSet
-from pgtwist.service import ListenerService, PoolerService, buildService, listenEndpoints
+from pgtwist.app import tap
+from pgtwist.app.service import ListenerService, PoolerService, buildService, listenEndpoints
+from pgtwist.pool.poolset import PoolSet
 from tests.unit._tempdir import temporaryDirectory
 
 

@@ -1,5 +1,5 @@
 """
-Tests for L{pgtwist.throttle}: backpressure between a client connection
+Tests for L{pgtwist.net.throttle}: backpressure between a client connection
 and the backends lent to it, through L{BackendProtocol.attach} and
 L{BackendProtocol.detach}.
 """
@@ -13,9 +13,9 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from pgtwist.backend import BackendProtocol
 from pgtwist.config.model import ServerSettings
-from pgtwist.throttle import Throttle
+from pgtwist.net.backend import BackendProtocol
+from pgtwist.net.throttle import Throttle
 from pgtwist.wire import codec, constants
 from pgtwist.wire.messages import AuthenticationRequest, ReadyForQuery
 

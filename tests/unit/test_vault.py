@@ -1,5 +1,5 @@
 """
-Tests for L{pgtwist.vault}: the master key and the encrypted users files.
+Tests for L{pgtwist.config.vault}: the master key and the encrypted users files.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pgtwist import vault
-from pgtwist.vault import (
+from pgtwist.config import vault
+from pgtwist.config.vault import (
     MAX_LINE_LENGTH,
     VaultError,
     masterKeyPath,

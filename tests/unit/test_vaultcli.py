@@ -1,5 +1,5 @@
 """
-Tests for L{pgtwist.admin.vaultcli}, the C{pgtwist-admin} console script,
+Tests for L{pgtwist.cli.vaultadmin}, the C{pgtwist-admin} console script,
 run in-process with C{$HOME} and the working directory in a temporary
 directory.
 """
@@ -20,8 +20,8 @@ from collections.abc import Callable
 from twisted.trial.unittest import SynchronousTestCase
 
 from pgtwist import __version__
-from pgtwist.admin import vaultcli
-from pgtwist.vault import readMasterKey, readUserNames, readUsersFile, writeMasterKey
+from pgtwist.cli import vaultadmin as vaultcli
+from pgtwist.config.vault import readMasterKey, readUserNames, readUsersFile, writeMasterKey
 
 MASTER_KEY = "secretsecret"
 
@@ -174,7 +174,7 @@ class HelpAndVersionTests(_CliTestCase):
         root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         with open(os.path.join(root, "pyproject.toml"), "rb") as f:
             scripts = tomllib.load(f)["project"]["scripts"]
-        self.assertEqual(scripts["pgtwist-admin"], "pgtwist.admin.vaultcli:main")
+        self.assertEqual(scripts["pgtwist-admin"], "pgtwist.cli.vaultadmin:main")
 
     def test_argvDefault(self) -> None:
         """

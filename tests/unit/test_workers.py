@@ -1,5 +1,5 @@
 """
-Tests for L{pgtwist.workers} and the worker bits of cancel keys.
+Tests for L{pgtwist.app.workers} and the worker bits of cancel keys.
 """
 
 from __future__ import annotations
@@ -7,11 +7,11 @@ from __future__ import annotations
 from twisted.internet.testing import MemoryReactor
 from twisted.trial.unittest import SynchronousTestCase
 
-from pgtwist.cancel import WORKER_MASK, CancelRegistry
+from pgtwist.app.workers import shareOf
 from pgtwist.config.model import ServerSettings
+from pgtwist.net.cancel import WORKER_MASK, CancelRegistry
 from pgtwist.wire import codec
 from pgtwist.wire.messages import CancelRequest
-from pgtwist.workers import shareOf
 
 SERVER = ServerSettings("primary", "127.0.0.1", 5432, True)
 

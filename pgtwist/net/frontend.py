@@ -26,11 +26,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pgtwist._eager import eagerWrite
 from pgtwist.auth.hba import matchHba
 from pgtwist.auth.steps import AuthStep, Outcome
-from pgtwist.backend import BackendError
-from pgtwist.cancel import CancelRegistry
 from pgtwist.config.model import Configuration, PoolKey, UserEntry
 from pgtwist.interfaces import (
     IAuthExchange,
@@ -41,8 +38,11 @@ from pgtwist.interfaces import (
     IPipeline,
     IPipelineSession,
 )
+from pgtwist.net.backend import BackendError
+from pgtwist.net.cancel import CancelRegistry
+from pgtwist.net.eager import eagerWrite
 from pgtwist.pipelines.performance import sessionFeatures
-from pgtwist.pool import PoolTimeout, matchLimit, resolveAlias
+from pgtwist.pool.poolset import PoolTimeout, matchLimit, resolveAlias
 from pgtwist.wire import codec, constants, errors
 from pgtwist.wire.framing import MessageFramer, StartupFramer
 from pgtwist.wire.messages import (

@@ -14,11 +14,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from pgtwist.pool import BackendState
+from pgtwist.pool.poolset import BackendState
 from pgtwist.wire import constants, errors
 
 if TYPE_CHECKING:
-    from pgtwist.service import PoolerService
+    from pgtwist.app.service import PoolerService
 
 FLUSH_MODES = ("idle", "gracefully", "all")
 SHUTDOWN_MODES = ("gracefully", "immediate", "cancel")

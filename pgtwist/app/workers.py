@@ -33,8 +33,8 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from pgtwist.cancel import WORKER_MASK, _CancelFactory
 from pgtwist.config.model import Configuration, MainSettings
+from pgtwist.net.cancel import WORKER_MASK, _CancelFactory
 
 #: The most workers: their index must fit the cancel secret's low bits.
 MAX_WORKERS = WORKER_MASK + 1
@@ -170,7 +170,7 @@ class WorkerSupervisor(Service):
         arguments = [
             sys.executable,
             "-m",
-            "pgtwist.workers",
+            "pgtwist.app.workers",
             "--index",
             str(index),
             "--count",
@@ -263,14 +263,14 @@ def workerMain(argv: list[str] | None = None) -> None:
     options = parser.parse_args(argv)
     rest = options.rest[1:] if options.rest[:1] == ["--"] else options.rest
 
-    from pgtwist import logs
-    from pgtwist.reactor import install
+    from pgtwist.app import logs
+    from pgtwist.net.reactor import install
 
     reactor = install()
     from twisted.logger import globalLogBeginner
 
-    from pgtwist.service import WorkerRole, buildService
-    from pgtwist.tap import Options
+    from pgtwist.app.service import WorkerRole, buildService
+    from pgtwist.app.tap import Options
 
     tapOptions = Options()
     tapOptions.parseOptions(rest)

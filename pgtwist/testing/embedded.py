@@ -36,7 +36,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from pgtwist.pgbin import (
+from pgtwist.testing.pgbin import (
     DEBIAN_PATTERN,
     REQUIRED_PROGRAMS,
     PostgresNotFound,
@@ -254,7 +254,7 @@ def hbaText(superuser: str, lines: Iterable[str], method: str = "trust") -> str:
     The whole C{pg_hba.conf}: a C{local} line for the superuser first, so
     that L{PostgresCluster.psql} always works, then C{lines}.
     """
-    head = ["# Written by pgtwist.embedded.", f"local all {_hbaName(superuser)} {method}"]
+    head = ["# Written by pgtwist.testing.embedded.", f"local all {_hbaName(superuser)} {method}"]
     return "\n".join([*head, *lines]) + "\n"
 
 
@@ -670,7 +670,7 @@ class PostgresCluster:
             hasInclude = "include = 'pgtwist.conf'" in f.read()
         if not hasInclude:
             with open(conf, "a") as f:
-                f.write("\n# pgtwist.embedded settings\ninclude = 'pgtwist.conf'\n")
+                f.write("\n# pgtwist.testing.embedded settings\ninclude = 'pgtwist.conf'\n")
 
     def _writeOwned(self, path: str, text: str, mode: int) -> None:
         """

@@ -12,8 +12,8 @@ from typing import Any
 from twisted.application.internet import TimerService
 from twisted.logger import Logger
 
-from pgtwist.frontend import FrontendFactory
-from pgtwist.pool import PoolSet
+from pgtwist.net.frontend import FrontendFactory
+from pgtwist.pool.poolset import PoolSet
 from pgtwist.wire import constants, errors
 
 #: How often the janitor runs (seconds).

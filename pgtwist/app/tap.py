@@ -11,7 +11,8 @@ from typing import Any
 
 from twisted.python import usage
 
-from pgtwist import __version__, logs
+from pgtwist import __version__
+from pgtwist.app import logs
 from pgtwist.config.model import Configuration
 
 #: Option name -> (short flag, file name in a configuration directory).
@@ -93,7 +94,7 @@ class Options(usage.Options):
         twistd with C{path:line: message} (and exit status 1) before
         anything starts.
         """
-        from pgtwist.service import loadPlugins
+        from pgtwist.app.service import loadPlugins
 
         methods, pipelines = loadPlugins()
         if self["list-plugins"]:
@@ -117,7 +118,7 @@ class Options(usage.Options):
             parent.get("logfile") or parent.get("syslog") or parent.get("logger")
         ):
             logs.configure(self.configuration.main)
-            parent["logger"] = "pgtwist.logs.makeObserver"
+            parent["logger"] = "pgtwist.app.logs.makeObserver"
 
     def load(self) -> Configuration:
         """
@@ -125,8 +126,8 @@ class Options(usage.Options):
 
         @raise usage.UsageError: With C{path:line: message}.
         """
+        from pgtwist.app.service import loadPlugins
         from pgtwist.config.loader import ConfigError, loadConfiguration
-        from pgtwist.service import loadPlugins
 
         methods, pipelines = loadPlugins()
         paths = self.paths
@@ -168,7 +169,7 @@ def makeService(options: Options) -> Any:
     """
     from twisted.internet import reactor
 
-    from pgtwist.service import buildService
+    from pgtwist.app.service import buildService
 
     if options.configuration.main.workers > 1:
         return _supervisorTree(options, reactor)
@@ -186,7 +187,7 @@ def _supervisorTree(options: Options, reactor: Any) -> Any:
 
     from twisted.application.service import MultiService
 
-    from pgtwist.workers import WorkerSupervisor
+    from pgtwist.app.workers import WorkerSupervisor
 
     arguments = []
     for option, (flag, _) in _FILES.items():

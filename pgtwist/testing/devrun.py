@@ -56,16 +56,16 @@ def main(argv: list[str] | None = None) -> int:
     """
     Run the playground until interrupted.
     """
-    parser = argparse.ArgumentParser(prog="python -m pgtwist.devrun", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m pgtwist.testing.devrun", description=__doc__)
     parser.add_argument("--port", type=int, default=int(os.environ.get("PGTWIST_PORT", "6432")))
     options = parser.parse_args(argv)
 
     from twisted.internet import reactor
 
+    from pgtwist.app.service import buildService
     from pgtwist.config.loader import loadConfiguration
-    from pgtwist.embedded import PostgresCluster, hbaForRoles
-    from pgtwist.service import buildService
-    from pgtwist.vault import writeUsersFile
+    from pgtwist.config.vault import writeUsersFile
+    from pgtwist.testing.embedded import PostgresCluster, hbaForRoles
 
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
     directory = tempfile.mkdtemp(prefix="pgtwist-run-")

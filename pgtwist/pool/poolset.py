@@ -27,18 +27,18 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pgtwist.backend import (
+from pgtwist.config.model import Configuration, PoolKey, ServerSettings
+from pgtwist.interfaces import IAuthMethod, IBackendLink, IBackendPool
+from pgtwist.net.backend import (
     BackendError,
     BackendGone,
     BackendProtocol,
     connectBackend,
     setStatements,
 )
-from pgtwist.config.model import Configuration, PoolKey, ServerSettings
-from pgtwist.interfaces import IAuthMethod, IBackendLink, IBackendPool
-from pgtwist.poolmaintenance import PoolMaintenance
-from pgtwist.poolstate import BackendState, Pool, matchLimit, resolveAlias
-from pgtwist.servers import ServerSet
+from pgtwist.pool.maintenance import PoolMaintenance
+from pgtwist.pool.servers import ServerSet
+from pgtwist.pool.state import BackendState, Pool, matchLimit, resolveAlias
 from pgtwist.wire import constants, errors
 from pgtwist.wire.messages import ErrorResponse
 

@@ -11,7 +11,7 @@ The service tree of a running pgtwist, built from one L{Configuration}.
     ├─ MetricsService "metrics"   /metrics for Prometheus, when C{metrics} is set
     └─ ListenerService "manhole"  the SSH manhole, when C{manhole} is set
 
-The management API (L{pgtwist.management.Management}) is C{service.management}.
+The management API (L{pgtwist.admin.management.Management}) is C{service.management}.
 """
 
 from __future__ import annotations
@@ -31,14 +31,14 @@ from twisted.plugin import getPlugins
 
 import pgtwist.plugins
 from pgtwist.admin.console import Console
-from pgtwist.cancel import CancelRegistry
+from pgtwist.admin.management import Management
 from pgtwist.config.model import Configuration, MainSettings
-from pgtwist.frontend import ConsoleOnlyFactory, FrontendFactory
 from pgtwist.interfaces import IAuthMethod, IPipeline
-from pgtwist.janitor import Janitor
-from pgtwist.listeners import ListenerService
-from pgtwist.management import Management
-from pgtwist.pool import PoolSet
+from pgtwist.net.cancel import CancelRegistry
+from pgtwist.net.frontend import ConsoleOnlyFactory, FrontendFactory
+from pgtwist.net.listeners import ListenerService
+from pgtwist.pool.janitor import Janitor
+from pgtwist.pool.poolset import PoolSet
 
 
 def loadPlugins() -> tuple[dict[str, IAuthMethod], dict[str, IPipeline]]:

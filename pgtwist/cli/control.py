@@ -8,7 +8,7 @@ pgagroal's C{pgagroal-cli}.
 
 Every command is one or a few queries to pgtwist's admin console (the
 virtual database C{pgtwist}), sent with a small blocking client
-(L{pgtwist.admin._client}):
+(L{pgtwist.cli._client}):
 
     - locally, over the unix socket C{<unix_socket_dir>/.s.PGSQL.<port>}
       read from the configuration file (C{-c}, else C{pgtwist.conf} or
@@ -41,8 +41,9 @@ from typing import IO, NoReturn
 from twisted.logger import ILogObserver, Logger, LogPublisher, textFileLogObserver
 
 from pgtwist import __version__
-from pgtwist.admin import _client
-from pgtwist.admin._clicommands import (
+from pgtwist.cli import _client
+from pgtwist.cli._client import CommandFailed, ConsoleClient, ConsoleUnavailable
+from pgtwist.cli._commands import (
     EXIT_CONNECTION_ERROR,
     EXIT_DATA_ERROR,
     EXIT_OK,
@@ -54,7 +55,6 @@ from pgtwist.admin._clicommands import (
     commandFor,
     parseCommand,
 )
-from pgtwist.admin._client import CommandFailed, ConsoleClient, ConsoleUnavailable
 
 __all__ = ["main"]
 

@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.unit.test_cli -*-
 """
-The commands of C{pgtwist-cli} (L{pgtwist.admin.cli}): parsing the command
+The commands of C{pgtwist-cli} (L{pgtwist.cli.control}): parsing the command
 words with pgagroal-cli's defaults and aliases, the console queries each
 command sends, and what it prints (text lines, and the C{output} object of
 pgagroal's JSON document).
@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from pgtwist._compat import SLOTS
-from pgtwist.admin._client import CommandFailed, ConsoleClient, ConsoleUnavailable, Reply, ResultSet
+from pgtwist.cli._client import CommandFailed, ConsoleClient, ConsoleUnavailable, Reply, ResultSet
 from pgtwist.config import values
 from pgtwist.wire import constants
 

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.unit.test_pool -*-
 """
 The state of pools: backend states, one pool's bookkeeping, and which line
-of C{pgtwist_databases.conf} governs a pool. L{pgtwist.pool.PoolSet} changes
+of C{pgtwist_databases.conf} governs a pool. L{pgtwist.pool.poolset.PoolSet} changes
 this state; the admin console and metrics read it.
 """
 
@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from pgtwist.config.model import DatabaseLimit, PoolKey
-from pgtwist.stats import PoolStats
+from pgtwist.pool.stats import PoolStats
 
 if TYPE_CHECKING:
-    from pgtwist.backend import BackendProtocol
-    from pgtwist.pool import _Waiter
+    from pgtwist.net.backend import BackendProtocol
+    from pgtwist.pool.poolset import _Waiter
 
 
 class BackendState(enum.Enum):

@@ -3,7 +3,7 @@
 Pool maintenance: what the janitor and the management API ask of the pools
 between client requests (flush, minimum sizes and connection age,
 background validation), apart from the lending and taking back that
-L{pgtwist.pool.PoolSet} does per request.
+L{pgtwist.pool.poolset.PoolSet} does per request.
 """
 
 from __future__ import annotations
@@ -12,18 +12,18 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.python.failure import Failure
 
-from pgtwist.poolstate import BackendState
+from pgtwist.pool.state import BackendState
 from pgtwist.wire.messages import ErrorResponse
 
 if TYPE_CHECKING:
-    from pgtwist.backend import BackendProtocol
     from pgtwist.config.model import Configuration, PoolKey
-    from pgtwist.poolstate import Pool
+    from pgtwist.net.backend import BackendProtocol
+    from pgtwist.pool.state import Pool
 
 
 class PoolMaintenance:
     """
-    Mixed into L{pgtwist.pool.PoolSet}: the maintenance entry points.
+    Mixed into L{pgtwist.pool.poolset.PoolSet}: the maintenance entry points.
     """
 
     if TYPE_CHECKING:

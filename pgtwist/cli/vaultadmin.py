@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from pgtwist import __version__
-from pgtwist.vault import (
+from pgtwist.config.vault import (
     VaultError,
     masterKeyPath,
     readMasterKey,

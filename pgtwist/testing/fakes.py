@@ -19,7 +19,7 @@ from zope.interface import implementer
 
 from pgtwist.config.model import PoolKey, ServerSettings
 from pgtwist.interfaces import IBackendLink, IBackendPool, IFrontendLink, IPipelineSession
-from pgtwist.stats import PoolStats
+from pgtwist.pool.stats import PoolStats
 from pgtwist.wire import constants
 from pgtwist.wire.messages import ErrorResponse
 

@@ -21,7 +21,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pgtwist._eager import eagerWrite
 from pgtwist.auth.methods import backendMethodFor
 from pgtwist.auth.steps import Outcome
 from pgtwist.config.model import PoolKey, ServerSettings
@@ -32,7 +31,8 @@ from pgtwist.interfaces import (
     IFrontendLink,
     IPipelineSession,
 )
-from pgtwist.throttle import Throttle
+from pgtwist.net.eager import eagerWrite
+from pgtwist.net.throttle import Throttle
 from pgtwist.wire import codec, constants, errors
 from pgtwist.wire.framing import MessageFramer
 from pgtwist.wire.messages import (
@@ -78,7 +78,7 @@ class BackendProtocol(Protocol):
     @ivar clean: Set by the attached session: no request in flight.
     @ivar authRequestCode: The first AuthenticationRequest code PostgreSQL sent
         (what the HBA method C{all} resolves to).
-    @ivar poolState: Owned by L{pgtwist.pool}; never set it elsewhere.
+    @ivar poolState: Owned by L{pgtwist.pool.poolset}; never set it elsewhere.
     """
 
     log = Logger()
@@ -122,7 +122,7 @@ class BackendProtocol(Protocol):
         self._framer = MessageFramer()
         self._session: IPipelineSession | None = None
         self._frontend: IFrontendLink | None = None
-        #: The throttles pointed at while attached (see L{pgtwist.throttle}).
+        #: The throttles pointed at while attached (see L{pgtwist.net.throttle}).
         self._ownThrottle: Throttle | None = None
         self._peerThrottle: Throttle | None = None
         self._exchange: IAuthExchange | None = None
