@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred
 from pgtwist.admin.management import FLUSH_MODES
 from pgtwist.admin.results import Completion, ConsoleCommandError, Notice, Reply
 from pgtwist.config.loader import _mainParsers
-from pgtwist.net.frontend import CONSOLE_DATABASES
+from pgtwist.net.startup import CONSOLE_DATABASES
 
 if TYPE_CHECKING:
     from pgtwist.admin.console import Console

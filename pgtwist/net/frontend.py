@@ -1,11 +1,13 @@
-# -*- test-case-name: tests.unit.test_frontend,tests.unit.test_admin_control -*-
+# -*- test-case-name: tests.unit.test_frontend,tests.unit.test_frontend_login,tests.unit.test_net_startup -*-
 """
 The client-facing side: startup, TLS refusal, HBA and authentication, then
 hand-over to a pipeline session.
 
 The startup phase mirrors PostgreSQL's C{ProcessStartupPacket} and
 C{ClientAuthentication}: same SQLSTATEs, same messages, so drivers and
-operators see what they would see talking to PostgreSQL itself.
+operators see what they would see talking to PostgreSQL itself. The
+negotiation before the StartupMessage and the routing it implies are
+sans-IO, in L{pgtwist.net.startup}; this module applies them to a transport.
 """
 
 from __future__ import annotations
@@ -41,25 +43,26 @@ from pgtwist.interfaces import (
 from pgtwist.net.backend import BackendError
 from pgtwist.net.cancel import CancelRegistry
 from pgtwist.net.eager import eagerWrite
+from pgtwist.net.startup import (
+    Cancel,
+    Refused,
+    Reply,
+    StartupNegotiation,
+    ToConsole,
+    routeStartup,
+)
 from pgtwist.pipelines.performance import sessionFeatures
 from pgtwist.pool.poolset import PoolTimeout, matchLimit, resolveAlias
 from pgtwist.wire import codec, constants, errors
-from pgtwist.wire.framing import MessageFramer, StartupFramer
+from pgtwist.wire.framing import MessageFramer
 from pgtwist.wire.messages import (
     AuthenticationRequest,
     BackendKeyData,
-    CancelRequest,
     ErrorResponse,
-    GSSENCRequest,
     ParameterStatus,
     ReadyForQuery,
-    SSLRequest,
     StartupMessage,
 )
-
-#: Database names that open the admin console instead of a pool (PgBouncer's
-#: virtual C{pgbouncer} database, and pgtwist's own name).
-CONSOLE_DATABASES = frozenset({"pgbouncer", "pgtwist"})
 
 #: AuthenticationRequest code -> the HBA method that answers it (for C{all}).
 _METHOD_FOR_CODE = {
@@ -143,7 +146,7 @@ class FrontendProtocol(Protocol):
         self.backend: IBackendLink | None = None
         self.processId = 0
         self.secretKey = 0
-        self._startupFramer: StartupFramer | None = StartupFramer()
+        self._negotiation: StartupNegotiation | None = StartupNegotiation()
         self._framer: MessageFramer | None = None
         self._exchange: IAuthExchange | None = None
         self._authTimer: Any = None
@@ -223,48 +226,27 @@ class FrontendProtocol(Protocol):
     # -- startup phase ----------------------------------------------------------
 
     def _startupData(self, data: bytes) -> None:
-        assert self._startupFramer is not None
-        for _, body in self._startupFramer.feed(data):
-            message = codec.decodeStartupPacket(body)
-            if isinstance(message, (SSLRequest, GSSENCRequest)):
-                if self._startupFramer.takeRemainder():
-                    # PgBouncer client.c / PostgreSQL: a possible MITM injection.
-                    raise errors.ProtocolViolation(
-                        "received unencrypted data after SSL request"
-                        if isinstance(message, SSLRequest)
-                        else "received unencrypted data after GSSAPI encryption request"
-                    )
-                eagerWrite(self.transport, b"N")
-            elif isinstance(message, CancelRequest):
-                self.factory.cancels.cancel(message)
+        assert self._negotiation is not None
+        for event in self._negotiation.receiveData(data):
+            if isinstance(event, Reply):
+                eagerWrite(self.transport, event.data)
+            elif isinstance(event, Cancel):
+                self._negotiation = None
+                self.factory.cancels.cancel(event.request)
                 self.state = FrontendState.CLOSED
                 self.transport.loseConnection()  # type: ignore[union-attr]
-                return
-            elif isinstance(message, StartupMessage):
-                rest = self._startupFramer.takeRemainder()
-                self._startupFramer = None
-                self._startup(message, rest)
-                return
+            else:
+                self._negotiation = None
+                self._startup(event.message, event.rest)
 
     def _startup(self, message: StartupMessage, rest: bytes) -> None:
-        parameters = message.parameters
-        user = parameters.get("user", "")
-        if not user:
-            raise errors.ProtocolViolation(
-                "no PostgreSQL user name specified in startup packet",
-                constants.SQLSTATE_INVALID_AUTHORIZATION,
-            )
-        if parameters.get("replication", "false").lower() not in ("false", "off", "no", "0"):
-            self.fail(
-                errors.fatal(
-                    constants.SQLSTATE_FEATURE_NOT_SUPPORTED,
-                    "pgtwist does not pool replication connections",
-                )
-            )
+        route = routeStartup(message, self.consoleOnly)
+        if isinstance(route, Refused):
+            self.fail(route.error)
             return
-        requested = parameters.get("database") or user
-        if self.consoleOnly or requested in CONSOLE_DATABASES:
-            self._startConsole(requested, user, parameters, rest)
+        parameters = message.parameters
+        if isinstance(route, ToConsole):
+            self._startConsole(route.database, route.user, parameters, rest)
             return
         if not self.factory.accepting:
             self.fail(
@@ -273,8 +255,8 @@ class FrontendProtocol(Protocol):
                 )
             )
             return
-        database = resolveAlias(self.factory.config.limits, requested)
-        self.key = (database, user)
+        database = resolveAlias(self.factory.config.limits, route.database)
+        self.key = (database, route.user)
         self.startupParameters = parameters
         self.state = FrontendState.AUTHENTICATING
         self._framer = MessageFramer()
@@ -298,7 +280,7 @@ class FrontendProtocol(Protocol):
         """
         self.factory.clients.discard(self)
         self.factory.consoles.add(self)
-        self.key = (database if database in CONSOLE_DATABASES else "pgbouncer", user)
+        self.key = (database, user)
         self.startupParameters = parameters
         self.state = FrontendState.AUTHENTICATING
         self._framer = MessageFramer()

@@ -1,0 +1,177 @@
+"""
+Tests for L{pgtwist.net.startup}: the negotiation before a StartupMessage and
+where it sends the client, without a transport.
+"""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pgtwist.net.startup import (
+    Cancel,
+    Refused,
+    Reply,
+    Startup,
+    StartupNegotiation,
+    ToConsole,
+    ToPool,
+    routeStartup,
+)
+from pgtwist.wire import codec, constants
+from pgtwist.wire.errors import ProtocolViolation
+from pgtwist.wire.messages import (
+    CancelRequest,
+    GSSENCRequest,
+    PasswordMessage,
+    SSLRequest,
+    StartupMessage,
+)
+
+STARTUP = StartupMessage({"user": "alice", "database": "app"})
+
+
+def feedBytewise(negotiation: StartupNegotiation, data: bytes) -> list[object]:
+    """
+    Feed C{data} one byte at a time and collect every event.
+    """
+    events: list[object] = []
+    for index in range(len(data)):
+        events.extend(negotiation.receiveData(data[index : index + 1]))
+    return events
+
+
+class StartupNegotiationTests(SynchronousTestCase):
+    """
+    L{StartupNegotiation} answers the negotiation requests and ends with a
+    StartupMessage or a CancelRequest.
+    """
+
+    def test_startupBytewise(self) -> None:
+        """
+        A StartupMessage fed one byte at a time gives one L{Startup} event,
+        after its last byte only.
+        """
+        negotiation = StartupNegotiation()
+        events = feedBytewise(negotiation, codec.encode(STARTUP))
+        self.assertEqual(events, [Startup(STARTUP, b"")])
+        self.assertTrue(negotiation.finished)
+
+    def test_restAfterStartup(self) -> None:
+        """
+        Bytes that follow the StartupMessage in the same read come with it,
+        for the authentication phase.
+        """
+        password = codec.encode(PasswordMessage(b"secret\x00"))
+        negotiation = StartupNegotiation()
+        events = negotiation.receiveData(codec.encode(STARTUP) + password)
+        self.assertEqual(events, [Startup(STARTUP, password)])
+
+    def test_sslAndGssRefused(self) -> None:
+        """
+        SSLRequest and GSSENCRequest are each answered C{N}; the client may
+        then send its StartupMessage.
+        """
+        negotiation = StartupNegotiation()
+        self.assertEqual(negotiation.receiveData(codec.encode(GSSENCRequest())), [Reply(b"N")])
+        self.assertEqual(feedBytewise(negotiation, codec.encode(SSLRequest())), [Reply(b"N")])
+        self.assertFalse(negotiation.finished)
+        self.assertEqual(negotiation.receiveData(codec.encode(STARTUP)), [Startup(STARTUP, b"")])
+
+    def test_dataAfterSSLRequest(self) -> None:
+        """
+        Bytes that arrive with an SSLRequest, before its answer, are refused
+        (CVE-2021-23214: they may be a man in the middle's).
+        """
+        negotiation = StartupNegotiation()
+        with self.assertRaises(ProtocolViolation) as caught:
+            negotiation.receiveData(codec.encode(SSLRequest()) + codec.encode(STARTUP))
+        self.assertEqual(caught.exception.message, "received unencrypted data after SSL request")
+
+    def test_dataAfterGSSENCRequest(self) -> None:
+        """
+        The same holds for a GSSENCRequest.
+        """
+        negotiation = StartupNegotiation()
+        with self.assertRaises(ProtocolViolation) as caught:
+            negotiation.receiveData(codec.encode(GSSENCRequest()) + b"\x00")
+        self.assertEqual(
+            caught.exception.message,
+            "received unencrypted data after GSSAPI encryption request",
+        )
+
+    def test_cancel(self) -> None:
+        """
+        A CancelRequest ends the negotiation with a L{Cancel} event.
+        """
+        request = CancelRequest(1234, 5678)
+        negotiation = StartupNegotiation()
+        self.assertEqual(feedBytewise(negotiation, codec.encode(request)), [Cancel(request)])
+        self.assertTrue(negotiation.finished)
+
+    def test_badLength(self) -> None:
+        """
+        A length outside PostgreSQL's bounds is a protocol violation, before
+        the packet's body arrives.
+        """
+        for length in (3, constants.MAX_STARTUP_PACKET_LENGTH + 1):
+            with self.assertRaises(ProtocolViolation):
+                StartupNegotiation().receiveData(length.to_bytes(4, "big"))
+
+    def test_finished(self) -> None:
+        """
+        After a StartupMessage the negotiation takes no more bytes: they
+        belong to the authentication phase.
+        """
+        negotiation = StartupNegotiation()
+        negotiation.receiveData(codec.encode(STARTUP))
+        self.assertRaises(ValueError, negotiation.receiveData, b"p")
+
+
+class RouteStartupTests(SynchronousTestCase):
+    """
+    L{routeStartup} decides from the StartupMessage alone.
+    """
+
+    def test_pool(self) -> None:
+        """
+        A database of PostgreSQL's goes to a pool; it defaults to the user
+        name, as in PostgreSQL.
+        """
+        self.assertEqual(routeStartup(STARTUP, False), ToPool("app", "alice"))
+        self.assertEqual(
+            routeStartup(StartupMessage({"user": "alice"}), False), ToPool("alice", "alice")
+        )
+
+    def test_console(self) -> None:
+        """
+        C{pgbouncer} and C{pgtwist} open the admin console; the console-only
+        listener gives any other name C{pgbouncer}.
+        """
+        for name in ("pgbouncer", "pgtwist"):
+            message = StartupMessage({"user": "admin", "database": name})
+            self.assertEqual(routeStartup(message, False), ToConsole(name, "admin"))
+            self.assertEqual(routeStartup(message, True), ToConsole(name, "admin"))
+        self.assertEqual(routeStartup(STARTUP, True), ToConsole("pgbouncer", "alice"))
+
+    def test_noUser(self) -> None:
+        """
+        A StartupMessage without a user name is PostgreSQL's 28000.
+        """
+        with self.assertRaises(ProtocolViolation) as caught:
+            routeStartup(StartupMessage({"database": "app"}), False)
+        self.assertEqual(caught.exception.sqlstate, constants.SQLSTATE_INVALID_AUTHORIZATION)
+
+    def test_replication(self) -> None:
+        """
+        Replication connections are refused with 0A000; C{replication=false}
+        and its spellings are ordinary connections.
+        """
+        for value in ("true", "database", "on", "1"):
+            route = routeStartup(StartupMessage({"user": "u", "replication": value}), False)
+            assert isinstance(route, Refused)
+            self.assertEqual(
+                route.error.get(constants.FIELD_CODE), constants.SQLSTATE_FEATURE_NOT_SUPPORTED
+            )
+        for value in ("false", "off", "no", "0", "FALSE"):
+            route = routeStartup(StartupMessage({"user": "u", "replication": value}), False)
+            self.assertEqual(route, ToPool("u", "u"))
