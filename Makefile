@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 PYPY_VENV := .venv-pypy
 PYPY_STAMP := $(PYPY_VENV)/.installed
 
-.PHONY: venv pypy run test lint typecheck unit bench clean
+.PHONY: venv pypy run test lint typecheck unit package-check bench clean
 
 venv: $(STAMP)
 
@@ -46,7 +46,12 @@ typecheck: venv
 unit: venv
 	$(BIN)/pytest tests/unit tests/contract
 
-test: venv lint typecheck
+# Builds the sdist and the wheel, checks what they carry, and runs the
+# commands of a wheel installed into a fresh virtualenv (.ci/package-check).
+package-check: venv
+	.ci/package-check $(BIN)/python
+
+test: venv lint typecheck package-check
 	$(BIN)/pytest
 
 # `make bench BENCHFLAGS=--quick` for a 3-minute check; see benchmarks/README.rst.

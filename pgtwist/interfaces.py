@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_plugins -*-
+# -*- test-case-name: tests.contract.test_pipeline_contract,tests.contract.test_auth_contract -*-
 """
 Every zope.interface of pgtwist: the seams between the Twisted shell, the
 pooling policy (pipelines) and authentication (auth methods).

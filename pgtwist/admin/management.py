@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_management -*-
+# -*- test-case-name: tests.unit.test_service,tests.unit.test_admin_control -*-
 """
 The local management API: what pgagroal-cli and PgBouncer's console can ask
 of a running pgtwist (flush, enable/disable, switch-to, shutdown, reload,

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_janitor -*-
+# -*- test-case-name: tests.unit.test_admin_control,tests.integration.test_pool_operations -*-
 """
 Periodic maintenance (PgBouncer's janitor.c): prefill and minimum pool sizes,
 lifetimes of idle backends, background validation, and disconnecting idle

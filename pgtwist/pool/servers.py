@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_servers -*-
+# -*- test-case-name: tests.unit.test_pool,tests.unit.test_service -*-
 """
 The PostgreSQL servers pgtwist knows, which one gets new backends, and
 failover (pgagroal's C{failover}, C{failover_script} and C{switch-to}).

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_stats -*-
+# -*- test-case-name: tests.unit.test_pipeline_session,tests.unit.test_metrics,tests.unit.test_admin_console -*-
 """
 Statistics per pool, cheap enough for the hot path: plain integer counters
 and fixed-bucket histograms updated in place, read at scrape time by the

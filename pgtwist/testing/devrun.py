@@ -1,4 +1,3 @@
-# -*- test-case-name: tests.unit.test_devrun -*-
 """
 C{make run}: pgtwist in front of a throwaway PostgreSQL, ready for psql.
 
