@@ -35,6 +35,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
 from pgtwist.config.model import MainSettings
+from pgtwist.net.endpoints import tcpEndpoint
 from pgtwist.net.listeners import ListenerService
 from pgtwist.pool.poolset import BackendState
 from pgtwist.pool.servers import ServerState
@@ -345,10 +346,6 @@ def metricsSite(registry: CollectorRegistry) -> Site:
     return site
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
-
-
 def metricsEndpoint(description: str, main: MainSettings) -> str:
     """
     Where to listen for C{metrics}. A bare port (C{metrics = 9187}, which the
@@ -358,18 +355,9 @@ def metricsEndpoint(description: str, main: MainSettings) -> str:
     interface=0.0.0.0}, C{unix:/run/pgtwist/metrics.sock}) is used as given.
     """
     kind, _, port = description.partition(":")
-    if kind != "tcp" or not port.isdigit():
+    if kind != "tcp" or not port.isdigit() or main.host.startswith("/"):
         return description
-    host = main.host
-    if host == "*":
-        return f"tcp6:{port}:interface=\\:\\:"
-    if host == "localhost":
-        return f"tcp:{port}:interface=127.0.0.1"
-    if host.startswith("/"):
-        return description
-    if ":" in host:
-        return f"tcp6:{port}:interface={_escape(host)}"
-    return f"tcp:{port}:interface={host}"
+    return tcpEndpoint(main.host, port)
 
 
 class MetricsService(ListenerService):

@@ -16,7 +16,6 @@ The management API (L{pgtwist.admin.management.Management}) is C{service.managem
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from collections.abc import Callable
@@ -32,9 +31,10 @@ from twisted.plugin import getPlugins
 import pgtwist.plugins
 from pgtwist.admin.console import Console
 from pgtwist.admin.management import Management
-from pgtwist.config.model import Configuration, MainSettings
+from pgtwist.config.model import Configuration
 from pgtwist.interfaces import IAuthMethod, IPipeline
 from pgtwist.net.cancel import CancelRegistry
+from pgtwist.net.endpoints import listenEndpoints, managementEndpoint
 from pgtwist.net.frontend import ConsoleOnlyFactory, FrontendFactory
 from pgtwist.net.listeners import ListenerService
 from pgtwist.pool.janitor import Janitor
@@ -58,49 +58,6 @@ def loadPlugins() -> tuple[dict[str, IAuthMethod], dict[str, IPipeline]]:
             raise ValueError(f"two pipeline plugins are named {pipeline.name!r}")
         pipelines[pipeline.name] = pipeline
     return methods, pipelines
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
-
-
-def listenEndpoints(main: MainSettings) -> list[str]:
-    """
-    The strports descriptions pgtwist listens on: C{host}/C{port} (C{*} is
-    every address, IPv4 and IPv6), the unix socket C{.s.PGSQL.<port>} in
-    C{unix_socket_dir}, and any extra C{listen} endpoints.
-    """
-    backlog = main.backlog or max(128, main.maxConnections // 4)
-    result = [_tcpEndpoint(main.host, main.port, backlog)]
-    if main.unixSocketDir:
-        path = os.path.join(main.unixSocketDir, f".s.PGSQL.{main.port}")
-        result.append(f"unix:{_escape(path)}:mode=777:lockfile=1")
-    result.extend(main.listen)
-    return result
-
-
-def _tcpEndpoint(host: str, port: int, backlog: int) -> str:
-    """
-    The strports description for C{host}/C{port}: C{*} is every address
-    (IPv4 and IPv6), C{localhost} is 127.0.0.1.
-    """
-    if host == "*":
-        return f"tcp6:{port}:interface=\\:\\::backlog={backlog}"
-    if host == "localhost":
-        return f"tcp:{port}:interface=127.0.0.1:backlog={backlog}"
-    if ":" in host:
-        return f"tcp6:{port}:interface={_escape(host)}:backlog={backlog}"
-    return f"tcp:{port}:interface={host}:backlog={backlog}"
-
-
-def managementEndpoint(main: MainSettings) -> str | None:
-    """
-    The strports description of the remote admin console (C{management}
-    port on the main C{host}), or C{None} when C{management} is off.
-    """
-    if main.management <= 0:
-        return None
-    return _tcpEndpoint(main.host, main.management, 128)
 
 
 class PoolerService(MultiService):

@@ -35,6 +35,7 @@ from twisted.python.failure import Failure
 
 from pgtwist.config.model import Configuration, MainSettings
 from pgtwist.net.cancel import WORKER_MASK, _CancelFactory
+from pgtwist.net.endpoints import listenBacklog, socketPath, tcpHost
 
 #: The most workers: their index must fit the cancel secret's low bits.
 MAX_WORKERS = WORKER_MASK + 1
@@ -46,10 +47,6 @@ def shareOf(maxConnections: int, index: int, count: int) -> int:
     """
     share, remainder = divmod(maxConnections, count)
     return max(1, share + (1 if index < remainder else 0))
-
-
-def _backlog(main: MainSettings) -> int:
-    return main.backlog or max(128, main.maxConnections // 4)
 
 
 def tcpListeningSocket(main: MainSettings) -> socket.socket:
@@ -67,11 +64,11 @@ def tcpListeningSocket(main: MainSettings) -> socket.socket:
         address = (main.host, main.port)
     else:
         tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        address = ("127.0.0.1" if main.host == "localhost" else main.host, main.port)
+        address = (tcpHost(main.host), main.port)
     tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     tcp.bind(address)
-    tcp.listen(_backlog(main))
+    tcp.listen(listenBacklog(main))
     tcp.setblocking(False)
     return tcp
 
@@ -83,7 +80,7 @@ def listeningSockets(main: MainSettings) -> list[socket.socket]:
     """
     sockets = []
     if main.unixSocketDir:
-        path = os.path.join(main.unixSocketDir, f".s.PGSQL.{main.port}")
+        path = socketPath(main.unixSocketDir, main.port)
         try:
             if stat.S_ISSOCK(os.stat(path).st_mode):
                 os.unlink(path)
@@ -92,7 +89,7 @@ def listeningSockets(main: MainSettings) -> list[socket.socket]:
         unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         unix.bind(path)
         os.chmod(path, 0o777)
-        unix.listen(_backlog(main))
+        unix.listen(listenBacklog(main))
         sockets.append(unix)
     for sock in sockets:
         sock.setblocking(False)
@@ -227,9 +224,7 @@ class WorkerSupervisor(Service):
             for sock in self.sockets:
                 sock.close()
             if self.config.main.unixSocketDir:
-                path = os.path.join(
-                    self.config.main.unixSocketDir, f".s.PGSQL.{self.config.main.port}"
-                )
+                path = socketPath(self.config.main.unixSocketDir, self.config.main.port)
                 try:
                     os.unlink(path)
                 except OSError:

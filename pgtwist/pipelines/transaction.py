@@ -46,7 +46,7 @@ from pgtwist.interfaces import (
     IPipeline,
     IPipelineSession,
 )
-from pgtwist.net.backend import effectiveParameters, quoteIdentifier, quoteLiteral
+from pgtwist.net.backend import effectiveParameters
 from pgtwist.pipelines._base import PipelineSessionBase
 from pgtwist.pipelines._expect import (
     _BIND,
@@ -99,6 +99,7 @@ from pgtwist.wire.messages import (
     Execute,
     Parse,
 )
+from pgtwist.wire.sql import quoteIdentifier, quoteLiteral
 
 
 @implementer(IPipelineSession)

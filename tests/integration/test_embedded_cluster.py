@@ -17,6 +17,7 @@ import pytest
 
 from pgtwist.testing.embedded import PostgresCluster, PostgresStartError, hbaForRoles
 from pgtwist.wire import constants
+from pgtwist.wire.sql import quoteIdentifier, quoteLiteral
 
 SHARED_DATABASE = "pgtwist_test"
 """
@@ -169,6 +170,25 @@ def test_serverSettings(pgCluster: PostgresCluster) -> None:
         "off",
         "scram-sha-256",
     ]
+
+
+@pytest.mark.parametrize("conforming", ["on", "off"])
+def test_quotingRoundTrips(pgCluster: PostgresCluster, conforming: str) -> None:
+    """
+    PostgreSQL reads back exactly what L{quoteLiteral} and
+    L{quoteIdentifier} wrote, quotes and backslashes included, whatever
+    C{standard_conforming_strings} is.
+    """
+    value = "it's a \\ back\\slash \\' and \\\\ two"
+    name = 'od"d \\ name'
+    output = pgCluster.psql(
+        f"SET standard_conforming_strings = {conforming};\n"
+        f"SELECT {quoteLiteral(value)};\n"
+        f"SELECT {quoteLiteral('plain')} = 'plain';\n"
+        f"CREATE TEMP TABLE quoted ({quoteIdentifier(name)} int);\n"
+        "SELECT attname FROM pg_attribute WHERE attrelid = 'quoted'::regclass AND attnum = 1;\n"
+    )
+    assert output.splitlines() == [value, "t", name]
 
 
 def test_psqlAsOtherUser(pgCluster: PostgresCluster) -> None:
