@@ -7,8 +7,6 @@ PgBouncer's tags and error texts (C{src/admin.c}).
 
 from __future__ import annotations
 
-import dataclasses
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -16,7 +14,7 @@ from twisted.internet.defer import Deferred
 
 from pgtwist.admin.management import FLUSH_MODES
 from pgtwist.admin.results import Completion, ConsoleCommandError, Notice, Reply
-from pgtwist.config.loader import _mainParsers
+from pgtwist.config.errors import ConfigError
 from pgtwist.net.frontend import CONSOLE_DATABASES
 
 if TYPE_CHECKING:
@@ -180,28 +178,14 @@ def shutdown(console: Console, args: Sequence[str]) -> Reply:
 def setting(console: Console, args: Sequence[str]) -> Reply:
     """
     SET key = value: change a main-section key at runtime (not in the
-    file: the next RELOAD reads the file again).
+    file: the next RELOAD reads the file again). A value the file would be
+    refused for is refused with the same message, in the DETAIL.
     """
-    from pgtwist.app.service import RESTART_KEYS
-
     key, value = args[0].lower(), args[1]
-    parsers = _mainParsers(os.environ)
-    if key not in parsers:
-        raise ConsoleCommandError("SET failed", detail=f"unknown parameter: {key}")
-    field, parse = parsers[key]
-    if field in RESTART_KEYS:
-        raise ConsoleCommandError(
-            "SET failed", detail=f"{key} cannot be changed at runtime; edit the file and restart"
-        )
     try:
-        parsed = parse(value)
-    except ValueError as e:
-        raise ConsoleCommandError("SET failed", detail=f"{key}: {e}") from None
-    service = console.service
-    config = service.config
-    service.reconfigure(
-        dataclasses.replace(config, main=dataclasses.replace(config.main, **{field: parsed}))
-    )
+        console.service.management.set(key, value)
+    except ConfigError as e:
+        raise ConsoleCommandError("SET failed", detail=e.message) from None
     return Completion(f"SET {key}={value}")
 
 

@@ -41,7 +41,7 @@ from pgtwist.pool.poolset import BackendState
 from pgtwist.pool.servers import ServerState
 
 if TYPE_CHECKING:
-    from pgtwist.app.service import PoolerService
+    from pgtwist.admin.management import Pooler
 
 #: pgagroal's C{pgagroal_pipeline_mode} values.
 PIPELINE_MODES = {"performance": 0, "session": 1, "transaction": 2}
@@ -108,7 +108,7 @@ class PoolerCollector:
         C{management} and C{config} are read on every L{collect}.
     """
 
-    def __init__(self, service: PoolerService, clock: Any) -> None:
+    def __init__(self, service: Pooler, clock: Any) -> None:
         """
         @param clock: An C{IReactorTime}, for the age of the oldest waiter.
         """
@@ -263,7 +263,7 @@ class PoolerCollector:
         yield from (active, wait, maxwait, backends, paused, *counters, *histograms)
 
 
-def makeRegistry(service: PoolerService, clock: Any) -> CollectorRegistry:
+def makeRegistry(service: Pooler, clock: Any) -> CollectorRegistry:
     """
     A registry of its own holding a L{PoolerCollector} for C{service}.
     """
@@ -368,7 +368,7 @@ class MetricsService(ListenerService):
     @ivar registry: This service's own registry.
     """
 
-    def __init__(self, service: PoolerService, reactor: Any) -> None:
+    def __init__(self, service: Pooler, reactor: Any) -> None:
         main = service.config.main
         assert main.metrics is not None, "metrics is off"
         self.registry = makeRegistry(service, reactor)

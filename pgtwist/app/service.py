@@ -16,8 +16,6 @@ The management API (L{pgtwist.admin.management.Management}) is C{service.managem
 
 from __future__ import annotations
 
-import signal
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -26,38 +24,18 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
-from twisted.plugin import getPlugins
 
-import pgtwist.plugins
 from pgtwist.admin.console import Console
 from pgtwist.admin.management import Management
+from pgtwist.app import bootstrap
 from pgtwist.config.model import Configuration
-from pgtwist.interfaces import IAuthMethod, IPipeline
+from pgtwist.config.restart import restartRequired
 from pgtwist.net.cancel import CancelRegistry
 from pgtwist.net.endpoints import listenEndpoints, managementEndpoint
 from pgtwist.net.frontend import ConsoleOnlyFactory, FrontendFactory
 from pgtwist.net.listeners import ListenerService
 from pgtwist.pool.janitor import Janitor
 from pgtwist.pool.poolset import PoolSet
-
-
-def loadPlugins() -> tuple[dict[str, IAuthMethod], dict[str, IPipeline]]:
-    """
-    The auth methods and pipelines found with C{getPlugins}, by name.
-
-    @raise ValueError: Two plugins claim the same name.
-    """
-    methods: dict[str, IAuthMethod] = {}
-    for method in getPlugins(IAuthMethod, pgtwist.plugins):
-        if method.name in methods:
-            raise ValueError(f"two auth method plugins are named {method.name!r}")
-        methods[method.name] = method
-    pipelines: dict[str, IPipeline] = {}
-    for pipeline in getPlugins(IPipeline, pgtwist.plugins):
-        if pipeline.name in pipelines:
-            raise ValueError(f"two pipeline plugins are named {pipeline.name!r}")
-        pipelines[pipeline.name] = pipeline
-    return methods, pipelines
 
 
 class PoolerService(MultiService):
@@ -73,16 +51,22 @@ class PoolerService(MultiService):
         config: Configuration,
         reactor: Any,
         reloadConfiguration: Callable[[], Configuration] | None = None,
-        installSignalHandlers: bool = False,
         worker: WorkerRole | None = None,
+        plugins: bootstrap.Plugins | None = None,
     ) -> None:
+        """
+        @param reloadConfiguration: Reads the files again (for L{reload}).
+        @param plugins: The installed plugins; by default this process's
+            (L{bootstrap.plugins}).
+        """
         super().__init__()
         self.config = config
         self.worker = worker
         self._reactor = reactor
         self._reloadConfiguration = reloadConfiguration
-        self._installSignalHandlers = installSignalHandlers
-        self.authMethods, self.pipelines = loadPlugins()
+        self.plugins = plugins if plugins is not None else bootstrap.plugins()
+        self.authMethods = dict(self.plugins.authMethods)
+        self.pipelines = dict(self.plugins.pipelines)
         self.pools = PoolSet(config, reactor, list(self.authMethods.values()))
         self.pools.setServiceParent(self)
         if worker is None:
@@ -151,11 +135,9 @@ class PoolerService(MultiService):
 
     def startService(self) -> None:
         """
-        Start everything; route SIGHUP to L{reload}.
+        Start everything.
         """
         super().startService()
-        if self._installSignalHandlers and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGHUP, lambda *_: self._reactor.callFromThread(self.reload))
         main = self.config.main
         self.log.info(
             "pgtwist listening on {endpoints} for {server} ({host}:{port}), max_connections "
@@ -178,15 +160,15 @@ class PoolerService(MultiService):
         """
         if self._reloadConfiguration is None:
             return False, []
+        old = self.config
         try:
-            config = self._reloadConfiguration()
+            self.reconfigure(self._reloadConfiguration())
         except Exception as e:
             self.log.error(
                 "Reload failed, keeping the running configuration: {error}", error=str(e)
             )
             return False, []
-        restart = restartRequired(self.config, config)
-        self.reconfigure(config)
+        restart = restartRequired(old, self.config)
         if restart:
             self.log.warn(
                 "Configuration reloaded; changes to {keys} take effect after a restart",
@@ -199,9 +181,15 @@ class PoolerService(MultiService):
     def reconfigure(self, config: Configuration) -> None:
         """
         Apply C{config} at runtime (a reload, or the console's C{SET}): the
-        pools and new clients use it; keys in L{RESTART_KEYS} keep their
-        running value until a restart.
+        pools and new clients use it; keys in
+        L{pgtwist.config.restart.RESTART_KEYS} keep their running value
+        until a restart. C{config} is validated as a whole first, so a
+        refused one changes nothing.
+
+        @raise pgtwist.config.errors.ConfigError: C{config} is not valid;
+            the running one stays.
         """
+        bootstrap.validate(config, self.plugins)
         self.config = config
         self.pools.reconfigure(config)
         self.factory.reconfigure(config)
@@ -266,41 +254,6 @@ class PoolerService(MultiService):
         return d.addCallback(lambda results: [port for _, port in results])
 
 
-#: Keys (as in the file) whose change a reload cannot apply: listeners,
-#: logging and worker processes are set up once at start.
-RESTART_KEYS = {
-    "host": "host",
-    "port": "port",
-    "unixSocketDir": "unix_socket_dir",
-    "listen": "listen",
-    "backlog": "backlog",
-    "logType": "log_type",
-    "logLevel": "log_level",
-    "logPath": "log_path",
-    "logRotationSize": "log_rotation_size",
-    "logRotationAge": "log_rotation_age",
-    "logFormat": "log_format",
-    "metrics": "metrics",
-    "management": "management",
-    "manhole": "manhole",
-    "manholeKeysDir": "manhole_keys_dir",
-    "workers": "workers",
-    "tls": "tls",
-    "statsPeriod": "stats_period",
-}
-
-
-def restartRequired(old: Configuration, new: Configuration) -> list[str]:
-    """
-    The changed main-section keys that only take effect after a restart.
-    """
-    return [
-        key
-        for field, key in RESTART_KEYS.items()
-        if getattr(old.main, field) != getattr(new.main, field)
-    ]
-
-
 class WorkerRole:
     """
     What a worker process of a C{workers = N} pgtwist needs to know.
@@ -331,10 +284,10 @@ def buildService(
     config: Configuration,
     reactor: Any,
     reloadConfiguration: Callable[[], Configuration] | None = None,
-    installSignalHandlers: bool = False,
     worker: WorkerRole | None = None,
+    plugins: bootstrap.Plugins | None = None,
 ) -> PoolerService:
     """
     The service tree for C{config}.
     """
-    return PoolerService(config, reactor, reloadConfiguration, installSignalHandlers, worker)
+    return PoolerService(config, reactor, reloadConfiguration, worker, plugins)

@@ -20,7 +20,6 @@ import argparse
 import dataclasses
 import os
 import shutil
-import signal
 import socket
 import stat
 import sys
@@ -33,6 +32,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pgtwist.app import bootstrap
 from pgtwist.config.model import Configuration, MainSettings
 from pgtwist.net.cancel import WORKER_MASK, _CancelFactory
 from pgtwist.net.endpoints import listenBacklog, socketPath, tcpHost
@@ -258,20 +258,15 @@ def workerMain(argv: list[str] | None = None) -> None:
     options = parser.parse_args(argv)
     rest = options.rest[1:] if options.rest[:1] == ["--"] else options.rest
 
-    from pgtwist.app import logs
     from pgtwist.net.reactor import install
 
     reactor = install()
-    from twisted.logger import globalLogBeginner
-
     from pgtwist.app.service import WorkerRole, buildService
-    from pgtwist.app.tap import Options
 
-    tapOptions = Options()
-    tapOptions.parseOptions(rest)
+    files = bootstrap.filesFromArguments(rest)
 
     def load() -> Configuration:
-        config = tapOptions.load()
+        config = files.load()
         main = dataclasses.replace(
             config.main,
             maxConnections=shareOf(config.main.maxConnections, options.index, options.count),
@@ -282,7 +277,6 @@ def workerMain(argv: list[str] | None = None) -> None:
         return dataclasses.replace(config, main=main)
 
     config = load()
-    globalLogBeginner.beginLoggingTo([logs.observerFor(config.main)], redirectStandardIO=False)
     tcp = tcpListeningSocket(config.main)
     listen = [f"{tcp.fileno()}:{tcp.family.value}", *options.listen]
 
@@ -296,20 +290,10 @@ def workerMain(argv: list[str] | None = None) -> None:
         f"unix:{cancelPath(options.runtime, options.index)}:mode=600",
         forward,
     )
-    service = buildService(
-        config, reactor, reloadConfiguration=load, installSignalHandlers=True, worker=role
-    )
+    service = buildService(config, reactor, reloadConfiguration=load, worker=role)
+    bootstrap.setUpProcess(config.main, reactor, service.reload)
     service.startService()
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
-
-    def stop(*_: object) -> None:
-        # The supervisor's SIGTERM and a terminal's may both arrive: stop once.
-        if reactor.running and not getattr(reactor, "_pgtwistStopping", False):
-            reactor._pgtwistStopping = True
-            reactor.stop()
-
-    signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(stop))
-    signal.signal(signal.SIGINT, lambda *_: reactor.callFromThread(stop))
     reactor.run(installSignalHandlers=False)
 
 

@@ -19,7 +19,6 @@ import sys
 import tempfile
 
 from twisted.internet.defer import Deferred
-from twisted.logger import globalLogBeginner, textFileLogObserver
 
 
 def writeConfiguration(directory: str, pgPort: int, port: int, socketDir: str) -> str:
@@ -62,12 +61,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from twisted.internet import reactor
 
+    from pgtwist.app import bootstrap
     from pgtwist.app.service import buildService
-    from pgtwist.config.loader import loadConfiguration
     from pgtwist.config.vault import writeUsersFile
     from pgtwist.testing.embedded import PostgresCluster, hbaForRoles
 
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
     directory = tempfile.mkdtemp(prefix="pgtwist-run-")
     os.chmod(directory, 0o755)
     cluster = PostgresCluster()
@@ -84,17 +82,17 @@ def main(argv: list[str] | None = None) -> int:
         admins = os.path.join(directory, "pgtwist_admins.conf")
         writeUsersFile(admins, {"admin": "admin"}, masterKey=masterKey)
 
-        def load() -> object:
-            return loadConfiguration(
-                conf,
-                hbaPath=os.path.join(directory, "pgtwist_hba.conf"),
-                usersPath=users,
-                adminsPath=admins,
-                masterKey=masterKey,
-            )
-
-        config = load()
-        service = buildService(config, reactor, reloadConfiguration=load)  # type: ignore[arg-type]
+        # Loaded and checked as twistd pgtwist loads its files.
+        files = bootstrap.ConfigurationFiles(
+            conf,
+            hba=os.path.join(directory, "pgtwist_hba.conf"),
+            users=users,
+            admins=admins,
+            masterKey=masterKey,
+        )
+        config = files.load()
+        service = buildService(config, reactor, reloadConfiguration=files.load)
+        bootstrap.setUpProcess(config.main, reactor, service.reload)
         service.startService()
 
         def ready(_: object) -> None:
@@ -117,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         waiting: Deferred[object] = service.whenListening()  # type: ignore[assignment]
         waiting.addCallbacks(ready, failed)
         reactor.addSystemEventTrigger("before", "shutdown", service.stopService)  # type: ignore[attr-defined]
-        reactor.run()  # type: ignore[attr-defined]
+        reactor.run(installSignalHandlers=False)  # type: ignore[call-arg]
     finally:
         cluster.stop()
         shutil.rmtree(directory, ignore_errors=True)

@@ -12,7 +12,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from pgtwist.app.service import loadPlugins
+from pgtwist.app.bootstrap import loadPlugins
 from pgtwist.config.model import ServerSettings
 from pgtwist.net.backend import (
     BackendError,

@@ -8,7 +8,8 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from pgtwist.app.service import buildService, loadPlugins
+from pgtwist.app.bootstrap import loadPlugins
+from pgtwist.app.service import buildService
 from pgtwist.config.model import Configuration, MainSettings, ServerSettings
 from pgtwist.interfaces import IAuthMethod, IPipeline
 from pgtwist.net.endpoints import listenEndpoints
