@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_devrun -*-
+# -*- test-case-name: tests.unit.test_bootstrap -*-
 """
 C{make run}: pgtwist in front of a throwaway PostgreSQL, ready for psql.
 
@@ -17,8 +17,12 @@ import secrets
 import shutil
 import sys
 import tempfile
+from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
+
+if TYPE_CHECKING:
+    from pgtwist.app.bootstrap import ConfigurationFiles
 
 
 def writeConfiguration(directory: str, pgPort: int, port: int, socketDir: str) -> str:
@@ -51,6 +55,22 @@ def writeConfiguration(directory: str, pgPort: int, port: int, socketDir: str) -
     return conf
 
 
+def configurationFiles(directory: str, masterKey: bytes) -> ConfigurationFiles:
+    """
+    The files L{main} writes in C{directory}, to be loaded and checked as
+    C{twistd pgtwist} loads its own.
+    """
+    from pgtwist.app.bootstrap import ConfigurationFiles
+
+    return ConfigurationFiles(
+        os.path.join(directory, "pgtwist.conf"),
+        hba=os.path.join(directory, "pgtwist_hba.conf"),
+        users=os.path.join(directory, "pgtwist_users.conf"),
+        admins=os.path.join(directory, "pgtwist_admins.conf"),
+        masterKey=masterKey,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """
     Run the playground until interrupted.
@@ -75,21 +95,14 @@ def main(argv: list[str] | None = None) -> int:
         cluster.createRole("test", "test", "scram-sha-256")
         cluster.createDatabase("test", "test")
         cluster.setHba(["local all all trust", *hbaForRoles({"test": "scram-sha-256"})])
-        conf = writeConfiguration(directory, cluster.port, options.port, directory)
+        writeConfiguration(directory, cluster.port, options.port, directory)
         masterKey = secrets.token_urlsafe(32).encode()
         users = os.path.join(directory, "pgtwist_users.conf")
         writeUsersFile(users, {"test": "test"}, masterKey=masterKey)
         admins = os.path.join(directory, "pgtwist_admins.conf")
         writeUsersFile(admins, {"admin": "admin"}, masterKey=masterKey)
 
-        # Loaded and checked as twistd pgtwist loads its files.
-        files = bootstrap.ConfigurationFiles(
-            conf,
-            hba=os.path.join(directory, "pgtwist_hba.conf"),
-            users=users,
-            admins=admins,
-            masterKey=masterKey,
-        )
+        files = configurationFiles(directory, masterKey)
         config = files.load()
         service = buildService(config, reactor, reloadConfiguration=files.load)
         bootstrap.setUpProcess(config.main, reactor, service.reload)
