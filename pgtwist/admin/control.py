@@ -18,7 +18,7 @@ from pgtwist.config.errors import ConfigError
 from pgtwist.net.frontend import CONSOLE_DATABASES
 
 if TYPE_CHECKING:
-    from pgtwist.admin.console import Console
+    from pgtwist.admin.context import ConsoleContext as Console
 
 
 class InvalidCommand(ConsoleCommandError):

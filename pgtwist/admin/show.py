@@ -26,7 +26,7 @@ from pgtwist.pool.poolset import BackendState, Pool, matchLimit, resolveAlias
 from pgtwist.pool.stats import COUNTERS
 
 if TYPE_CHECKING:
-    from pgtwist.admin.console import Console
+    from pgtwist.admin.context import ConsoleContext as Console
     from pgtwist.net.backend import BackendProtocol
 
 #: The admin console's own database, as PgBouncer lists it.

@@ -292,16 +292,20 @@ class PluginsOnceTests(SynchronousTestCase):
 
     def test_duplicateNames(self) -> None:
         """
-        Two plugins with one name are refused.
+        Two plugins of a kind with one name are refused, not one silently
+        overriding the other.
         """
-        pipelines = list(getPlugins(IPipeline, pgtwist.plugins))
-        self.patch(
-            bootstrap,
-            "getPlugins",
-            lambda interface, package=None: pipelines * 2 if interface is IPipeline else [],
-        )
-        error = self.assertRaises(ValueError, bootstrap.discoverPlugins)
-        self.assertIn("two pipeline plugins are named", str(error))
+        for kind, words in ((IPipeline, "pipeline"), (IAuthMethod, "auth method")):
+            found = list(getPlugins(kind, pgtwist.plugins))
+            self.patch(
+                bootstrap,
+                "getPlugins",
+                lambda interface, package=None, kind=kind, found=found: (
+                    found * 2 if interface is kind else []
+                ),
+            )
+            error = self.assertRaises(ValueError, bootstrap.discoverPlugins)
+            self.assertIn(f"two {words} plugins are named", str(error))
 
 
 class FakeReactor:
