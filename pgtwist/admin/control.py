@@ -56,8 +56,8 @@ def pause(console: Console, args: Sequence[str]) -> Deferred[Reply]:
     """
     PAUSE [db]: answered once the backends in use were given back.
     """
-    pools = console.service.pools
-    if pools.pausedAll:
+    pausedAll, _ = console.service.management.paused()
+    if pausedAll:
         raise ConsoleCommandError("already suspended/paused")
     database = _database(args)
     _notAdminDatabase(database, "pause")
@@ -69,17 +69,17 @@ def resume(console: Console, args: Sequence[str]) -> Reply:
     RESUME [db]. Without a database it lifts every pause, global and per
     database (PgBouncer lifts only the global one).
     """
-    service = console.service
-    pools = service.pools
+    management = console.service.management
+    pausedAll, pausedDatabases = management.paused()
     database = _database(args)
     if database is None:
-        if service.management.state == "gracefully" and pools.pausedAll:
+        if management.state == "gracefully" and pausedAll:
             raise ConsoleCommandError("pooler is shutting down")
-        if not pools.pausedAll and not pools.pausedDatabases:
+        if not pausedAll and not pausedDatabases:
             raise ConsoleCommandError("pooler is not paused/suspended")
-    elif database not in pools.pausedDatabases:
+    elif database not in pausedDatabases:
         raise ConsoleCommandError(f"database {database} is not paused")
-    service.management.resume(database)
+    management.resume(database)
     return Completion("RESUME")
 
 
@@ -121,7 +121,8 @@ def kill(console: Console, args: Sequence[str]) -> Reply:
     """
     KILL [db]: drop clients and backends now; the database stays paused.
     """
-    if console.service.pools.pausedAll:
+    pausedAll, _ = console.service.management.paused()
+    if pausedAll:
         raise ConsoleCommandError("already suspended/paused")
     database = _database(args)
     _notAdminDatabase(database, "kill")

@@ -255,6 +255,14 @@ class Management:
         watch.start(POLL_INTERVAL, now=True).addCallback(finished)
         return done
 
+    def paused(self) -> tuple[bool, frozenset[str]]:
+        """
+        What is paused: whether everything is (a PAUSE without a database),
+        and the databases paused one by one.
+        """
+        pools = self.service.pools
+        return pools.pausedAll, frozenset(pools.pausedDatabases)
+
     def resume(self, database: str | None = None) -> None:
         """
         PgBouncer's RESUME: serve C{database} (C{None}: everything paused)
