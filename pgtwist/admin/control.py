@@ -184,7 +184,7 @@ def setting(console: Console, args: Sequence[str]) -> Reply:
     """
     key, value = args[0].lower(), args[1]
     try:
-        console.service.management.set(key, value)
+        console.service.management.configure(key, value)
     except ConfigError as e:
         raise ConsoleCommandError("SET failed", detail=e.message) from None
     return Completion(f"SET {key}={value}")

@@ -173,7 +173,7 @@ class Management:
         """
         return self.service.reload()
 
-    def set(self, key: str, value: str) -> None:
+    def configure(self, key: str, value: str) -> None:
         """
         Change the main-section C{key} to C{value} until the next reload, as
         the console's C{SET} does: parsed as the file's value would be, then

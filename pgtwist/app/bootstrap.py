@@ -24,6 +24,7 @@ from twisted.logger import globalLogBeginner
 from twisted.plugin import getPlugins
 
 import pgtwist.plugins
+from pgtwist._compat import SLOTS
 from pgtwist.app import logs
 from pgtwist.config.loader import loadConfiguration
 from pgtwist.config.model import Configuration, MainSettings
@@ -46,7 +47,7 @@ __all__ = [
 # -- plugins -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, **SLOTS)
 class Plugins:
     """
     The installed auth methods and pipelines, by name.
@@ -127,7 +128,7 @@ FILE_OPTIONS = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, **SLOTS)
 class ConfigurationFiles:
     """
     Where a pgtwist reads its configuration from; L{load} reads it (again,

@@ -27,7 +27,7 @@ from pgtwist.config.restart import RESTART_KEYS
 __all__ = ["PipelineCheck", "changeSetting", "validateConfiguration"]
 
 #: A pipeline's C{checkConfiguration}: the problems it has with a configuration.
-PipelineCheck = Callable[[Configuration], "list[str]"]
+PipelineCheck = Callable[[Configuration], list[str]]
 
 #: What L{ConfigError.path} says for a configuration not read from a file.
 _NO_FILE = "pgtwist.conf"

@@ -178,13 +178,13 @@ class EverySourceTests(ConsoleTestCase):
 
     def test_managementSet(self) -> None:
         """
-        The management API's C{set} raises the file's error and changes nothing.
+        The management API's C{configure} raises the file's error and changes nothing.
         """
         for key, value, base in BAD_VALUES:
             expected = fileError(self, key, value, base).message
             self.startFrom(base)
             running = self.service.config
-            error = self.assertRaises(ConfigError, self.service.management.set, key, value)
+            error = self.assertRaises(ConfigError, self.service.management.configure, key, value)
             self.assertEqual(error.message, expected)
             self.assertUnchanged(running)
 
@@ -226,7 +226,7 @@ class EverySourceTests(ConsoleTestCase):
         """
         self.startFrom("pipeline = performance")
         self.assertEqual(self.one("SET pipeline = session").tag, "SET pipeline=session")
-        self.service.management.set("failover", "on")
+        self.service.management.configure("failover", "on")
         self.assertTrue(self.service.factory.config.main.failover)
         self.assertEqual(self.service.pools.config.main.pipeline, "session")
 

@@ -14,9 +14,9 @@ from pgtwist.config.errors import ConfigError
 from tests.unit._console import ConsoleTestCase, makeConfiguration
 
 
-class ManagementSetTests(ConsoleTestCase):
+class ManagementConfigureTests(ConsoleTestCase):
     """
-    L{Management.set}: one main-section key at runtime.
+    L{Management.configure}: one main-section key at runtime.
     """
 
     def test_applied(self) -> None:
@@ -25,7 +25,7 @@ class ManagementSetTests(ConsoleTestCase):
         at once, and is logged.
         """
         events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
-        self.service.management.set("Idle_Timeout", "2m")
+        self.service.management.configure("Idle_Timeout", "2m")
         config = self.service.config
         self.assertEqual(config.main.idleTimeout, 120.0)
         self.assertIs(self.service.pools.config, config)
@@ -39,7 +39,7 @@ class ManagementSetTests(ConsoleTestCase):
         """
         running = self.service.config
         for key, value in (("nothing", "1"), ("port", "7000"), ("max_connections", "0")):
-            error = self.assertRaises(ConfigError, self.service.management.set, key, value)
+            error = self.assertRaises(ConfigError, self.service.management.configure, key, value)
             self.assertEqual(error.key, key)
         self.assertIs(self.service.config, running)
         self.assertIs(self.service.pools.config, running)
