@@ -15,7 +15,12 @@ import tempfile
 import psycopg
 import pytest
 
-from pgtwist.testing.embedded import PostgresCluster, PostgresStartError, hbaForRoles
+from pgtwist.testing.embedded import (
+    PostgresCluster,
+    PostgresCommandError,
+    PostgresStartError,
+    hbaForRoles,
+)
 from pgtwist.wire import constants
 from pgtwist.wire.sql import quoteIdentifier, quoteLiteral
 
@@ -189,6 +194,22 @@ def test_quotingRoundTrips(pgCluster: PostgresCluster, conforming: str) -> None:
         "SELECT attname FROM pg_attribute WHERE attrelid = 'quoted'::regclass AND attnum = 1;\n"
     )
     assert output.splitlines() == [value, "t", name]
+
+
+@pytest.mark.parametrize("conforming", ["on", "off"])
+def test_nestedQuoting(pgCluster: PostgresCluster, conforming: str) -> None:
+    """
+    A literal quoted inside a C{DO} body quoted in turn (what the
+    transaction pipeline sends to raise an error naming a client's
+    statement) raises exactly the message, whatever the name holds.
+    """
+    message = 'prepared statement "a\\\'$pgtwist$" already exists'
+    body = f"BEGIN RAISE EXCEPTION USING MESSAGE = {quoteLiteral(message)}; END"
+    with pytest.raises(PostgresCommandError) as caught:
+        pgCluster.psql(
+            f"SET standard_conforming_strings = {conforming};\nDO {quoteLiteral(body)};\n"
+        )
+    assert f"ERROR:  {message}\n" in caught.value.output
 
 
 def test_psqlAsOtherUser(pgCluster: PostgresCluster) -> None:
