@@ -25,7 +25,7 @@ from pgtwist.admin import control, show
 from pgtwist.admin.results import Completion, ConsoleCommandError, Notice, Reply, ResultSet
 
 if TYPE_CHECKING:
-    from pgtwist.admin.console import Console
+    from pgtwist.admin.context import ConsoleContext as Console
 
 __all__ = [
     "COMMANDS",

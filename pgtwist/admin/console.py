@@ -31,7 +31,7 @@ from pgtwist.wire.framing import Frame, MessageFramer
 from pgtwist.wire.messages import EmptyQueryResponse, ReadyForQuery
 
 if TYPE_CHECKING:
-    from pgtwist.app.service import PoolerService
+    from pgtwist.admin.management import Pooler
     from pgtwist.net.backend import BackendProtocol
 
 #: Extended-protocol messages: refused once per batch, until Sync.
@@ -53,7 +53,7 @@ _READY = codec.encode(ReadyForQuery(constants.TRANSACTION_IDLE))
 
 class Console:
     """
-    The console of one L{PoolerService}: what its sessions share.
+    The console of one running pooler: what its sessions share.
 
     @ivar averages: SHOW STATS_AVERAGES' snapshots, refreshed every
         C{stats_period} by L{refreshAverages}.
@@ -62,7 +62,7 @@ class Console:
 
     log = Logger()
 
-    def __init__(self, service: PoolerService, clock: Any) -> None:
+    def __init__(self, service: Pooler, clock: Any) -> None:
         self.service = service
         self.clock = clock
         self.averages = Averages()

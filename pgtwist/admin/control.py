@@ -7,8 +7,6 @@ PgBouncer's tags and error texts (C{src/admin.c}).
 
 from __future__ import annotations
 
-import dataclasses
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -16,11 +14,11 @@ from twisted.internet.defer import Deferred
 
 from pgtwist.admin.management import FLUSH_MODES
 from pgtwist.admin.results import Completion, ConsoleCommandError, Notice, Reply
-from pgtwist.config.loader import _mainParsers
+from pgtwist.config.errors import ConfigError
 from pgtwist.net.startup import CONSOLE_DATABASES
 
 if TYPE_CHECKING:
-    from pgtwist.admin.console import Console
+    from pgtwist.admin.context import ConsoleContext as Console
 
 
 class InvalidCommand(ConsoleCommandError):
@@ -58,8 +56,8 @@ def pause(console: Console, args: Sequence[str]) -> Deferred[Reply]:
     """
     PAUSE [db]: answered once the backends in use were given back.
     """
-    pools = console.service.pools
-    if pools.pausedAll:
+    pausedAll, _ = console.service.management.paused()
+    if pausedAll:
         raise ConsoleCommandError("already suspended/paused")
     database = _database(args)
     _notAdminDatabase(database, "pause")
@@ -71,17 +69,17 @@ def resume(console: Console, args: Sequence[str]) -> Reply:
     RESUME [db]. Without a database it lifts every pause, global and per
     database (PgBouncer lifts only the global one).
     """
-    service = console.service
-    pools = service.pools
+    management = console.service.management
+    pausedAll, pausedDatabases = management.paused()
     database = _database(args)
     if database is None:
-        if service.management.state == "gracefully" and pools.pausedAll:
+        if management.state == "gracefully" and pausedAll:
             raise ConsoleCommandError("pooler is shutting down")
-        if not pools.pausedAll and not pools.pausedDatabases:
+        if not pausedAll and not pausedDatabases:
             raise ConsoleCommandError("pooler is not paused/suspended")
-    elif database not in pools.pausedDatabases:
+    elif database not in pausedDatabases:
         raise ConsoleCommandError(f"database {database} is not paused")
-    service.management.resume(database)
+    management.resume(database)
     return Completion("RESUME")
 
 
@@ -123,7 +121,8 @@ def kill(console: Console, args: Sequence[str]) -> Reply:
     """
     KILL [db]: drop clients and backends now; the database stays paused.
     """
-    if console.service.pools.pausedAll:
+    pausedAll, _ = console.service.management.paused()
+    if pausedAll:
         raise ConsoleCommandError("already suspended/paused")
     database = _database(args)
     _notAdminDatabase(database, "kill")
@@ -180,28 +179,14 @@ def shutdown(console: Console, args: Sequence[str]) -> Reply:
 def setting(console: Console, args: Sequence[str]) -> Reply:
     """
     SET key = value: change a main-section key at runtime (not in the
-    file: the next RELOAD reads the file again).
+    file: the next RELOAD reads the file again). A value the file would be
+    refused for is refused with the same message, in the DETAIL.
     """
-    from pgtwist.app.service import RESTART_KEYS
-
     key, value = args[0].lower(), args[1]
-    parsers = _mainParsers(os.environ)
-    if key not in parsers:
-        raise ConsoleCommandError("SET failed", detail=f"unknown parameter: {key}")
-    field, parse = parsers[key]
-    if field in RESTART_KEYS:
-        raise ConsoleCommandError(
-            "SET failed", detail=f"{key} cannot be changed at runtime; edit the file and restart"
-        )
     try:
-        parsed = parse(value)
-    except ValueError as e:
-        raise ConsoleCommandError("SET failed", detail=f"{key}: {e}") from None
-    service = console.service
-    config = service.config
-    service.reconfigure(
-        dataclasses.replace(config, main=dataclasses.replace(config.main, **{field: parsed}))
-    )
+        console.service.management.configure(key, value)
+    except ConfigError as e:
+        raise ConsoleCommandError("SET failed", detail=e.message) from None
     return Completion(f"SET {key}={value}")
 
 

@@ -8,17 +8,20 @@ status). The admin console and C{pgtwist-cli} are thin layers over it.
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from pgtwist.config.model import Configuration
+from pgtwist.config.validate import changeSetting
 from pgtwist.pool.poolset import BackendState
 from pgtwist.wire import constants, errors
 
 if TYPE_CHECKING:
-    from pgtwist.app.service import PoolerService
+    from pgtwist.net.frontend import FrontendFactory
+    from pgtwist.pool.poolset import PoolSet
 
 FLUSH_MODES = ("idle", "gracefully", "all")
 SHUTDOWN_MODES = ("gracefully", "immediate", "cancel")
@@ -28,9 +31,47 @@ SHUTDOWN_MODES = ("gracefully", "immediate", "cancel")
 POLL_INTERVAL = 0.05
 
 
+class Pooler(Protocol):
+    """
+    What the management API, the console and the metrics use of a running
+    pgtwist (L{pgtwist.app.service.PoolerService} provides it). Declared
+    here so that admin/ depends on nothing of app/: the service builds the
+    admin surfaces, never the other way round.
+    """
+
+    #: The running configuration.
+    config: Configuration
+    #: The pools, for counts and state.
+    pools: PoolSet
+    #: The clients' factory: its clients, consoles and pipelines.
+    factory: FrontendFactory
+    #: This API.
+    management: Management
+
+    def reload(self) -> tuple[bool, list[str]]:
+        """
+        Read the files again; apply them if the whole is valid.
+        """
+
+    def reconfigure(self, config: Configuration) -> None:
+        """
+        Validate C{config} as a whole, then apply it.
+        """
+
+    def stopListening(self) -> None:
+        """
+        Stop accepting clients.
+        """
+
+    def startListening(self) -> None:
+        """
+        Accept clients again.
+        """
+
+
 class Management:
     """
-    Operations on a running L{PoolerService}.
+    Operations on a running pgtwist (a L{Pooler}).
 
     @ivar state: C{"running"}, or C{"gracefully"} while a graceful shutdown
         waits for clients to leave.
@@ -38,7 +79,7 @@ class Management:
 
     log = Logger()
 
-    def __init__(self, service: PoolerService, reactor: Any) -> None:
+    def __init__(self, service: Pooler, reactor: Any) -> None:
         self.service = service
         self._reactor = reactor
         self.state = "running"
@@ -124,9 +165,26 @@ class Management:
 
     def reload(self) -> tuple[bool, list[str]]:
         """
-        Re-read the configuration; see L{PoolerService.reload}.
+        Re-read the configuration files; applied only if the whole new
+        configuration is valid (see L{Pooler.reload}).
+
+        @return: Whether it was applied, and the changed keys that need a
+            restart.
         """
         return self.service.reload()
+
+    def configure(self, key: str, value: str) -> None:
+        """
+        Change the main-section C{key} to C{value} until the next reload, as
+        the console's C{SET} does: parsed as the file's value would be, then
+        the whole configuration validated, then applied.
+
+        @raise pgtwist.config.errors.ConfigError: For an unknown key, a key
+            only a restart can change, or a value the configuration file
+            would be refused for (with the same message); nothing changes.
+        """
+        self.service.reconfigure(changeSetting(self.service.config, key, value))
+        self.log.info("SET {key} = {value}", key=key.lower(), value=value)
 
     def shutdown(self, mode: str = "gracefully") -> None:
         """
@@ -196,6 +254,14 @@ class Management:
         watch.clock = self._reactor
         watch.start(POLL_INTERVAL, now=True).addCallback(finished)
         return done
+
+    def paused(self) -> tuple[bool, frozenset[str]]:
+        """
+        What is paused: whether everything is (a PAUSE without a database),
+        and the databases paused one by one.
+        """
+        pools = self.service.pools
+        return pools.pausedAll, frozenset(pools.pausedDatabases)
 
     def resume(self, database: str | None = None) -> None:
         """

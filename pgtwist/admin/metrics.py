@@ -35,12 +35,13 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 
 from pgtwist.config.model import MainSettings
+from pgtwist.net.endpoints import tcpEndpoint
 from pgtwist.net.listeners import ListenerService
 from pgtwist.pool.poolset import BackendState
 from pgtwist.pool.servers import ServerState
 
 if TYPE_CHECKING:
-    from pgtwist.app.service import PoolerService
+    from pgtwist.admin.management import Pooler
 
 #: pgagroal's C{pgagroal_pipeline_mode} values.
 PIPELINE_MODES = {"performance": 0, "session": 1, "transaction": 2}
@@ -107,7 +108,7 @@ class PoolerCollector:
         C{management} and C{config} are read on every L{collect}.
     """
 
-    def __init__(self, service: PoolerService, clock: Any) -> None:
+    def __init__(self, service: Pooler, clock: Any) -> None:
         """
         @param clock: An C{IReactorTime}, for the age of the oldest waiter.
         """
@@ -262,7 +263,7 @@ class PoolerCollector:
         yield from (active, wait, maxwait, backends, paused, *counters, *histograms)
 
 
-def makeRegistry(service: PoolerService, clock: Any) -> CollectorRegistry:
+def makeRegistry(service: Pooler, clock: Any) -> CollectorRegistry:
     """
     A registry of its own holding a L{PoolerCollector} for C{service}.
     """
@@ -345,10 +346,6 @@ def metricsSite(registry: CollectorRegistry) -> Site:
     return site
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
-
-
 def metricsEndpoint(description: str, main: MainSettings) -> str:
     """
     Where to listen for C{metrics}. A bare port (C{metrics = 9187}, which the
@@ -358,18 +355,9 @@ def metricsEndpoint(description: str, main: MainSettings) -> str:
     interface=0.0.0.0}, C{unix:/run/pgtwist/metrics.sock}) is used as given.
     """
     kind, _, port = description.partition(":")
-    if kind != "tcp" or not port.isdigit():
+    if kind != "tcp" or not port.isdigit() or main.host.startswith("/"):
         return description
-    host = main.host
-    if host == "*":
-        return f"tcp6:{port}:interface=\\:\\:"
-    if host == "localhost":
-        return f"tcp:{port}:interface=127.0.0.1"
-    if host.startswith("/"):
-        return description
-    if ":" in host:
-        return f"tcp6:{port}:interface={_escape(host)}"
-    return f"tcp:{port}:interface={host}"
+    return tcpEndpoint(main.host, port)
 
 
 class MetricsService(ListenerService):
@@ -380,7 +368,7 @@ class MetricsService(ListenerService):
     @ivar registry: This service's own registry.
     """
 
-    def __init__(self, service: PoolerService, reactor: Any) -> None:
+    def __init__(self, service: Pooler, reactor: Any) -> None:
         main = service.config.main
         assert main.metrics is not None, "metrics is off"
         self.registry = makeRegistry(service, reactor)

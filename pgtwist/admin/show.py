@@ -20,12 +20,13 @@ from pgtwist import __version__
 from pgtwist.admin.results import ResultSet, Value
 from pgtwist.config.loader import _mainParsers
 from pgtwist.config.model import MainSettings
+from pgtwist.config.restart import RESTART_KEYS
 from pgtwist.net.frontend import FrontendProtocol, FrontendState
 from pgtwist.pool.poolset import BackendState, Pool, matchLimit, resolveAlias
 from pgtwist.pool.stats import COUNTERS
 
 if TYPE_CHECKING:
-    from pgtwist.admin.console import Console
+    from pgtwist.admin.context import ConsoleContext as Console
     from pgtwist.net.backend import BackendProtocol
 
 #: The admin console's own database, as PgBouncer lists it.
@@ -559,8 +560,6 @@ def showConfig(console: Console, args: Sequence[str]) -> ResultSet:
     SHOW CONFIG: every main-section key with its value, default and
     whether C{SET} (or a reload) can change it.
     """
-    from pgtwist.app.service import RESTART_KEYS
-
     main = console.service.config.main
     defaults = MainSettings()
     fixed = set(RESTART_KEYS)

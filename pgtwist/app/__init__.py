@@ -1,4 +1,5 @@
 """
-Process assembly: the service tree, the twistd plugin's options, the
-C{pgtwist} console script, worker processes and logging set-up.
+Process assembly: the bootstrap (plugins discovered once, the one load +
+validate, logging and signals), the service tree, the twistd plugin's
+options, the C{pgtwist} console script, worker processes and log observers.
 """

@@ -3,10 +3,11 @@
 Log observers honouring pgagroal's C{log_type}, C{log_level}, C{log_path},
 C{log_rotation_size} and C{log_rotation_age}, and pgtwist's C{log_format}.
 
-twistd owns the observers: when the command line names none (C{-l},
-C{--syslog}, C{--logger}), L{pgtwist.app.tap.Options} points twistd's
-C{--logger} at L{makeObserver}, which builds the observer the configuration
-asks for.
+Under twistd, twistd owns the observers: when the command line names none
+(C{-l}, C{--syslog}, C{--logger}), L{pgtwist.app.bootstrap.setUpProcess}
+points twistd's C{--logger} at L{makeObserver}, which builds the observer the
+configuration asks for; the processes twistd does not start (workers,
+C{make run}) begin logging to L{observerFor} through the same function.
 """
 
 from __future__ import annotations

@@ -16,9 +16,6 @@ The management API (L{pgtwist.admin.management.Management}) is C{service.managem
 
 from __future__ import annotations
 
-import os
-import signal
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -27,80 +24,18 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
-from twisted.plugin import getPlugins
 
-import pgtwist.plugins
 from pgtwist.admin.console import Console
 from pgtwist.admin.management import Management
-from pgtwist.config.model import Configuration, MainSettings
-from pgtwist.interfaces import IAuthMethod, IPipeline
+from pgtwist.app import bootstrap
+from pgtwist.config.model import Configuration
+from pgtwist.config.restart import restartRequired
 from pgtwist.net.cancel import CancelRegistry
+from pgtwist.net.endpoints import listenEndpoints, managementEndpoint
 from pgtwist.net.frontend import ConsoleOnlyFactory, FrontendFactory
 from pgtwist.net.listeners import ListenerService
 from pgtwist.pool.janitor import Janitor
 from pgtwist.pool.poolset import PoolSet
-
-
-def loadPlugins() -> tuple[dict[str, IAuthMethod], dict[str, IPipeline]]:
-    """
-    The auth methods and pipelines found with C{getPlugins}, by name.
-
-    @raise ValueError: Two plugins claim the same name.
-    """
-    methods: dict[str, IAuthMethod] = {}
-    for method in getPlugins(IAuthMethod, pgtwist.plugins):
-        if method.name in methods:
-            raise ValueError(f"two auth method plugins are named {method.name!r}")
-        methods[method.name] = method
-    pipelines: dict[str, IPipeline] = {}
-    for pipeline in getPlugins(IPipeline, pgtwist.plugins):
-        if pipeline.name in pipelines:
-            raise ValueError(f"two pipeline plugins are named {pipeline.name!r}")
-        pipelines[pipeline.name] = pipeline
-    return methods, pipelines
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
-
-
-def listenEndpoints(main: MainSettings) -> list[str]:
-    """
-    The strports descriptions pgtwist listens on: C{host}/C{port} (C{*} is
-    every address, IPv4 and IPv6), the unix socket C{.s.PGSQL.<port>} in
-    C{unix_socket_dir}, and any extra C{listen} endpoints.
-    """
-    backlog = main.backlog or max(128, main.maxConnections // 4)
-    result = [_tcpEndpoint(main.host, main.port, backlog)]
-    if main.unixSocketDir:
-        path = os.path.join(main.unixSocketDir, f".s.PGSQL.{main.port}")
-        result.append(f"unix:{_escape(path)}:mode=777:lockfile=1")
-    result.extend(main.listen)
-    return result
-
-
-def _tcpEndpoint(host: str, port: int, backlog: int) -> str:
-    """
-    The strports description for C{host}/C{port}: C{*} is every address
-    (IPv4 and IPv6), C{localhost} is 127.0.0.1.
-    """
-    if host == "*":
-        return f"tcp6:{port}:interface=\\:\\::backlog={backlog}"
-    if host == "localhost":
-        return f"tcp:{port}:interface=127.0.0.1:backlog={backlog}"
-    if ":" in host:
-        return f"tcp6:{port}:interface={_escape(host)}:backlog={backlog}"
-    return f"tcp:{port}:interface={host}:backlog={backlog}"
-
-
-def managementEndpoint(main: MainSettings) -> str | None:
-    """
-    The strports description of the remote admin console (C{management}
-    port on the main C{host}), or C{None} when C{management} is off.
-    """
-    if main.management <= 0:
-        return None
-    return _tcpEndpoint(main.host, main.management, 128)
 
 
 class PoolerService(MultiService):
@@ -116,16 +51,22 @@ class PoolerService(MultiService):
         config: Configuration,
         reactor: Any,
         reloadConfiguration: Callable[[], Configuration] | None = None,
-        installSignalHandlers: bool = False,
         worker: WorkerRole | None = None,
+        plugins: bootstrap.Plugins | None = None,
     ) -> None:
+        """
+        @param reloadConfiguration: Reads the files again (for L{reload}).
+        @param plugins: The installed plugins; by default this process's
+            (L{bootstrap.plugins}).
+        """
         super().__init__()
         self.config = config
         self.worker = worker
         self._reactor = reactor
         self._reloadConfiguration = reloadConfiguration
-        self._installSignalHandlers = installSignalHandlers
-        self.authMethods, self.pipelines = loadPlugins()
+        self.plugins = plugins if plugins is not None else bootstrap.plugins()
+        self.authMethods = dict(self.plugins.authMethods)
+        self.pipelines = dict(self.plugins.pipelines)
         self.pools = PoolSet(config, reactor, list(self.authMethods.values()))
         self.pools.setServiceParent(self)
         if worker is None:
@@ -194,11 +135,9 @@ class PoolerService(MultiService):
 
     def startService(self) -> None:
         """
-        Start everything; route SIGHUP to L{reload}.
+        Start everything.
         """
         super().startService()
-        if self._installSignalHandlers and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGHUP, lambda *_: self._reactor.callFromThread(self.reload))
         main = self.config.main
         self.log.info(
             "pgtwist listening on {endpoints} for {server} ({host}:{port}), max_connections "
@@ -221,15 +160,15 @@ class PoolerService(MultiService):
         """
         if self._reloadConfiguration is None:
             return False, []
+        old = self.config
         try:
-            config = self._reloadConfiguration()
+            self.reconfigure(self._reloadConfiguration())
         except Exception as e:
             self.log.error(
                 "Reload failed, keeping the running configuration: {error}", error=str(e)
             )
             return False, []
-        restart = restartRequired(self.config, config)
-        self.reconfigure(config)
+        restart = restartRequired(old, self.config)
         if restart:
             self.log.warn(
                 "Configuration reloaded; changes to {keys} take effect after a restart",
@@ -242,9 +181,15 @@ class PoolerService(MultiService):
     def reconfigure(self, config: Configuration) -> None:
         """
         Apply C{config} at runtime (a reload, or the console's C{SET}): the
-        pools and new clients use it; keys in L{RESTART_KEYS} keep their
-        running value until a restart.
+        pools and new clients use it; keys in
+        L{pgtwist.config.restart.RESTART_KEYS} keep their running value
+        until a restart. C{config} is validated as a whole first, so a
+        refused one changes nothing.
+
+        @raise pgtwist.config.errors.ConfigError: C{config} is not valid;
+            the running one stays.
         """
+        bootstrap.validate(config, self.plugins)
         self.config = config
         self.pools.reconfigure(config)
         self.factory.reconfigure(config)
@@ -309,41 +254,6 @@ class PoolerService(MultiService):
         return d.addCallback(lambda results: [port for _, port in results])
 
 
-#: Keys (as in the file) whose change a reload cannot apply: listeners,
-#: logging and worker processes are set up once at start.
-RESTART_KEYS = {
-    "host": "host",
-    "port": "port",
-    "unixSocketDir": "unix_socket_dir",
-    "listen": "listen",
-    "backlog": "backlog",
-    "logType": "log_type",
-    "logLevel": "log_level",
-    "logPath": "log_path",
-    "logRotationSize": "log_rotation_size",
-    "logRotationAge": "log_rotation_age",
-    "logFormat": "log_format",
-    "metrics": "metrics",
-    "management": "management",
-    "manhole": "manhole",
-    "manholeKeysDir": "manhole_keys_dir",
-    "workers": "workers",
-    "tls": "tls",
-    "statsPeriod": "stats_period",
-}
-
-
-def restartRequired(old: Configuration, new: Configuration) -> list[str]:
-    """
-    The changed main-section keys that only take effect after a restart.
-    """
-    return [
-        key
-        for field, key in RESTART_KEYS.items()
-        if getattr(old.main, field) != getattr(new.main, field)
-    ]
-
-
 class WorkerRole:
     """
     What a worker process of a C{workers = N} pgtwist needs to know.
@@ -374,10 +284,10 @@ def buildService(
     config: Configuration,
     reactor: Any,
     reloadConfiguration: Callable[[], Configuration] | None = None,
-    installSignalHandlers: bool = False,
     worker: WorkerRole | None = None,
+    plugins: bootstrap.Plugins | None = None,
 ) -> PoolerService:
     """
     The service tree for C{config}.
     """
-    return PoolerService(config, reactor, reloadConfiguration, installSignalHandlers, worker)
+    return PoolerService(config, reactor, reloadConfiguration, worker, plugins)

@@ -7,24 +7,15 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from twisted.python import usage
 
 from pgtwist import __version__
-from pgtwist.app import logs
+from pgtwist.app import bootstrap
+from pgtwist.config.errors import ConfigError
 from pgtwist.config.model import Configuration
-
-#: Option name -> (short flag, file name in a configuration directory).
-_FILES = {
-    "config": ("c", "pgtwist.conf"),
-    "hba": ("a", "pgtwist_hba.conf"),
-    "limit": ("l", "pgtwist_databases.conf"),
-    "users": ("u", "pgtwist_users.conf"),
-    "frontend": ("F", "pgtwist_frontend_users.conf"),
-    "admins": ("A", "pgtwist_admins.conf"),
-    "superuser": ("S", "pgtwist_superuser.conf"),
-}
 
 
 class Options(usage.Options):
@@ -50,6 +41,9 @@ class Options(usage.Options):
     optFlags = [["list-plugins", None, "List the pipelines and auth methods found, then exit."]]
 
     configuration: Configuration
+    files: bootstrap.ConfigurationFiles
+    #: What SIGHUP does; L{makeService} sets it.
+    onHangup: Callable[[], object] | None = None
 
     def opt_version(self) -> None:
         """
@@ -74,7 +68,7 @@ class Options(usage.Options):
             directories.append(os.path.dirname(os.path.abspath(self["config"])))
         directories.append("/etc/pgtwist")
         paths: dict[str, str | None] = {}
-        for option, (_, fileName) in _FILES.items():
+        for option, (_, fileName) in bootstrap.FILE_OPTIONS.items():
             path = self[option]
             if path is None:
                 for directory in directories:
@@ -92,75 +86,59 @@ class Options(usage.Options):
         """
         Load and validate the whole configuration now, so a bad file stops
         twistd with C{path:line: message} (and exit status 1) before
-        anything starts.
+        anything starts; under twistd, set up logging and signals.
         """
-        from pgtwist.app.service import loadPlugins
-
-        methods, pipelines = loadPlugins()
+        found = bootstrap.plugins()
         if self["list-plugins"]:
-            for pipeline in pipelines.values():
+            for pipeline in found.pipelines.values():
                 print(f"pipeline     {pipeline.name:<16} {pipeline.description}")
-            for method in methods.values():
+            for method in found.authMethods.values():
                 print(f"auth method  {method.name}")
             raise SystemExit(0)
         self.paths = self.resolvePaths()
-        if self.paths["config"] is None:
+        config = self.paths["config"]
+        if config is None:
             raise usage.UsageError("no configuration file: give -c PATH (or -D DIR)")
+        paths = self.paths
+        self.files = bootstrap.ConfigurationFiles(
+            config,
+            hba=paths["hba"],
+            limit=paths["limit"],
+            users=paths["users"],
+            frontend=paths["frontend"],
+            admins=paths["admins"],
+            superuser=paths["superuser"],
+        )
         try:
-            self.configuration = self.load()
-        except usage.UsageError as e:
+            self.configuration = self.files.load()
+        except ConfigError as e:
             # A broken file is not a mistake on the command line: one line
             # naming file and line, without twistd's whole usage text.
             sys.stderr.write(f"pgtwist: {e}\n")
             raise SystemExit(1) from None
         parent: Any = getattr(self, "parent", None)
-        if parent is not None and not (
-            parent.get("logfile") or parent.get("syslog") or parent.get("logger")
-        ):
-            logs.configure(self.configuration.main)
-            parent["logger"] = "pgtwist.app.logs.makeObserver"
+        if parent is not None:
+            from twisted.internet import reactor
+
+            bootstrap.setUpProcess(
+                self.configuration.main, reactor, self.hangup, twistdOptions=parent
+            )
+
+    def hangup(self) -> None:
+        """
+        SIGHUP: whatever L{makeService} set (a reload, or passing the signal
+        on to the workers).
+        """
+        if self.onHangup is not None:
+            self.onHangup()
 
     def load(self) -> Configuration:
         """
-        Read the configuration files (again, on reload).
+        Read the configuration files again (on reload).
 
-        @raise usage.UsageError: With C{path:line: message}.
+        @raise ConfigError: With C{path:line: message}.
         """
-        from pgtwist.app.service import loadPlugins
-        from pgtwist.config.loader import ConfigError, loadConfiguration
-
-        methods, pipelines = loadPlugins()
-        paths = self.paths
-        try:
-            assert paths["config"] is not None
-            config = loadConfiguration(
-                paths["config"],
-                hbaPath=paths["hba"],
-                limitsPath=paths["limit"],
-                usersPath=paths["users"],
-                frontendUsersPath=paths["frontend"],
-                adminsPath=paths["admins"],
-                superuserPath=paths["superuser"],
-                authMethods=[*methods, "all"],
-            )
-        except ConfigError as e:
-            raise usage.UsageError(str(e)) from e
-        names = {*pipelines, "auto"}
-        if config.main.pipeline not in names:
-            raise usage.UsageError(
-                f"{paths['config']}: pipeline: unknown pipeline {config.main.pipeline!r} "
-                f"(known: {', '.join(sorted(names))})"
-            )
-        for limit in config.limits:
-            if limit.pipeline and limit.pipeline not in names:
-                raise usage.UsageError(
-                    f"{limit.path}:{limit.line}: unknown pipeline {limit.pipeline!r}"
-                )
-        for pipeline in pipelines.values():
-            problems = pipeline.checkConfiguration(config)
-            if problems and (config.main.pipeline == pipeline.name):
-                raise usage.UsageError(f"{paths['config']}: " + "; ".join(problems))
-        return config
+        return self.files.load()
 
 
 def makeService(options: Options) -> Any:
@@ -173,9 +151,9 @@ def makeService(options: Options) -> Any:
 
     if options.configuration.main.workers > 1:
         return _supervisorTree(options, reactor)
-    return buildService(
-        options.configuration, reactor, reloadConfiguration=options.load, installSignalHandlers=True
-    )
+    service = buildService(options.configuration, reactor, reloadConfiguration=options.load)
+    options.onHangup = service.reload
+    return service
 
 
 def _supervisorTree(options: Options, reactor: Any) -> Any:
@@ -183,19 +161,12 @@ def _supervisorTree(options: Options, reactor: Any) -> Any:
     With C{workers = N}, this process only supervises: the workers run the
     pooler, each with the same file arguments; SIGHUP is passed on to them.
     """
-    import signal
-
     from twisted.application.service import MultiService
 
     from pgtwist.app.workers import WorkerSupervisor
 
-    arguments = []
-    for option, (flag, _) in _FILES.items():
-        path = options.paths.get(option)
-        if path is not None:
-            arguments += [f"-{flag}", os.path.abspath(path)]
     root = MultiService()
-    supervisor = WorkerSupervisor(options.configuration, arguments, reactor)
+    supervisor = WorkerSupervisor(options.configuration, options.files.arguments(), reactor)
     supervisor.setServiceParent(root)
-    signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(supervisor.signalWorkers, "HUP"))
+    options.onHangup = lambda: supervisor.signalWorkers("HUP")
     return root

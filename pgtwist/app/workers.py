@@ -20,7 +20,6 @@ import argparse
 import dataclasses
 import os
 import shutil
-import signal
 import socket
 import stat
 import sys
@@ -33,8 +32,10 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pgtwist.app import bootstrap
 from pgtwist.config.model import Configuration, MainSettings
 from pgtwist.net.cancel import WORKER_MASK, _CancelFactory
+from pgtwist.net.endpoints import listenBacklog, socketPath, tcpHost
 
 #: The most workers: their index must fit the cancel secret's low bits.
 MAX_WORKERS = WORKER_MASK + 1
@@ -46,10 +47,6 @@ def shareOf(maxConnections: int, index: int, count: int) -> int:
     """
     share, remainder = divmod(maxConnections, count)
     return max(1, share + (1 if index < remainder else 0))
-
-
-def _backlog(main: MainSettings) -> int:
-    return main.backlog or max(128, main.maxConnections // 4)
 
 
 def tcpListeningSocket(main: MainSettings) -> socket.socket:
@@ -67,11 +64,11 @@ def tcpListeningSocket(main: MainSettings) -> socket.socket:
         address = (main.host, main.port)
     else:
         tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        address = ("127.0.0.1" if main.host == "localhost" else main.host, main.port)
+        address = (tcpHost(main.host), main.port)
     tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     tcp.bind(address)
-    tcp.listen(_backlog(main))
+    tcp.listen(listenBacklog(main))
     tcp.setblocking(False)
     return tcp
 
@@ -83,7 +80,7 @@ def listeningSockets(main: MainSettings) -> list[socket.socket]:
     """
     sockets = []
     if main.unixSocketDir:
-        path = os.path.join(main.unixSocketDir, f".s.PGSQL.{main.port}")
+        path = socketPath(main.unixSocketDir, main.port)
         try:
             if stat.S_ISSOCK(os.stat(path).st_mode):
                 os.unlink(path)
@@ -92,7 +89,7 @@ def listeningSockets(main: MainSettings) -> list[socket.socket]:
         unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         unix.bind(path)
         os.chmod(path, 0o777)
-        unix.listen(_backlog(main))
+        unix.listen(listenBacklog(main))
         sockets.append(unix)
     for sock in sockets:
         sock.setblocking(False)
@@ -227,9 +224,7 @@ class WorkerSupervisor(Service):
             for sock in self.sockets:
                 sock.close()
             if self.config.main.unixSocketDir:
-                path = os.path.join(
-                    self.config.main.unixSocketDir, f".s.PGSQL.{self.config.main.port}"
-                )
+                path = socketPath(self.config.main.unixSocketDir, self.config.main.port)
                 try:
                     os.unlink(path)
                 except OSError:
@@ -263,20 +258,15 @@ def workerMain(argv: list[str] | None = None) -> None:
     options = parser.parse_args(argv)
     rest = options.rest[1:] if options.rest[:1] == ["--"] else options.rest
 
-    from pgtwist.app import logs
     from pgtwist.net.reactor import install
 
     reactor = install()
-    from twisted.logger import globalLogBeginner
-
     from pgtwist.app.service import WorkerRole, buildService
-    from pgtwist.app.tap import Options
 
-    tapOptions = Options()
-    tapOptions.parseOptions(rest)
+    files = bootstrap.filesFromArguments(rest)
 
     def load() -> Configuration:
-        config = tapOptions.load()
+        config = files.load()
         main = dataclasses.replace(
             config.main,
             maxConnections=shareOf(config.main.maxConnections, options.index, options.count),
@@ -287,7 +277,6 @@ def workerMain(argv: list[str] | None = None) -> None:
         return dataclasses.replace(config, main=main)
 
     config = load()
-    globalLogBeginner.beginLoggingTo([logs.observerFor(config.main)], redirectStandardIO=False)
     tcp = tcpListeningSocket(config.main)
     listen = [f"{tcp.fileno()}:{tcp.family.value}", *options.listen]
 
@@ -301,20 +290,10 @@ def workerMain(argv: list[str] | None = None) -> None:
         f"unix:{cancelPath(options.runtime, options.index)}:mode=600",
         forward,
     )
-    service = buildService(
-        config, reactor, reloadConfiguration=load, installSignalHandlers=True, worker=role
-    )
+    service = buildService(config, reactor, reloadConfiguration=load, worker=role)
+    bootstrap.setUpProcess(config.main, reactor, service.reload)
     service.startService()
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
-
-    def stop(*_: object) -> None:
-        # The supervisor's SIGTERM and a terminal's may both arrive: stop once.
-        if reactor.running and not getattr(reactor, "_pgtwistStopping", False):
-            reactor._pgtwistStopping = True
-            reactor.stop()
-
-    signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(stop))
-    signal.signal(signal.SIGINT, lambda *_: reactor.callFromThread(stop))
     reactor.run(installSignalHandlers=False)
 
 

@@ -15,8 +15,8 @@ password, so that clients cannot probe which users exist.
 On the backend side pgtwist plays libpq, and never trusts a SCRAM server that
 cannot prove it knows the password (the server signature is checked).
 
-The plugin instances live in L{pgtwist.plugins.pgtwist_auth}; L{authMethods}
-collects them with any third-party ones.
+The plugin instances live in L{pgtwist.plugins.pgtwist_auth};
+L{pgtwist.app.bootstrap.plugins} collects them with any third-party ones.
 """
 
 from __future__ import annotations
@@ -26,10 +26,9 @@ import hmac
 import os
 from collections.abc import Callable, Iterable
 
-from twisted.plugin import IPlugin, getPlugins
+from twisted.plugin import IPlugin
 from zope.interface import implementer
 
-import pgtwist.plugins
 from pgtwist.auth import _md5, _scram
 from pgtwist.auth.steps import (
     AuthStep,
@@ -654,19 +653,3 @@ def backendMethodFor(
         if request.code in method.backendRequestCodes:
             return method
     return None
-
-
-def authMethods() -> dict[str, IAuthMethod]:
-    """
-    Every installed auth method by name: the built-ins and any dropins in a
-    C{pgtwist/plugins/} directory on C{sys.path}.
-
-    @raise ValueError: Two plugins share a name.
-    """
-    methods: dict[str, IAuthMethod] = {}
-    for method in getPlugins(IAuthMethod, pgtwist.plugins):
-        name = method.name
-        if name in methods:
-            raise ValueError(f"two auth method plugins are named {name!r}")
-        methods[name] = method
-    return methods

@@ -19,6 +19,7 @@ from pgtwist._compat import SLOTS
 from pgtwist.cli._client import CommandFailed, ConsoleClient, ConsoleUnavailable, Reply, ResultSet
 from pgtwist.config import values
 from pgtwist.wire import constants
+from pgtwist.wire.sql import quoteIdentifier, quoteStandardLiteral
 
 __all__ = [
     "ALIASES",
@@ -32,7 +33,6 @@ __all__ = [
     "commandFor",
     "formatTable",
     "parseCommand",
-    "quoteLiteral",
     "quoteName",
     "sameValue",
 ]
@@ -200,14 +200,7 @@ def quoteName(name: str) -> str:
     """
     if name == "*" or _PLAIN_WORD.fullmatch(name):
         return name
-    return '"' + name.replace('"', '""') + '"'
-
-
-def quoteLiteral(value: str) -> str:
-    """
-    A value for C{SET key = 'value'}: single-quoted, inner quotes doubled.
-    """
-    return "'" + value.replace("'", "''") + "'"
+    return quoteIdentifier(name)
 
 
 def _mainKey(key: str) -> str:
@@ -490,7 +483,7 @@ def _confSet(key: str, value: str) -> Callable[[ConsoleClient], Outcome]:
         wanted = _mainKey(key)
         before = _config(console).get(wanted, {}).get("value")
         try:
-            reply = console.query(f"SET {wanted} = {quoteLiteral(value)}")
+            reply = console.query(f"SET {wanted} = {quoteStandardLiteral(value)}")
         except CommandFailed as e:
             refusal = Refused(str(e), {"key": wanted, "expected": value})
             refusal.text = ["Configuration change failed", f"   {e}"]

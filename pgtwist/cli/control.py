@@ -222,6 +222,7 @@ def localSocketPath(configPath: str) -> str:
         C{unix_socket_dir}.
     """
     from pgtwist.config.loader import ConfigError, loadConfiguration
+    from pgtwist.net.endpoints import socketPath
 
     try:
         main = loadConfiguration(configPath, warn=lambda message: None).main
@@ -232,7 +233,7 @@ def localSocketPath(configPath: str) -> str:
             f"{configPath} sets no unix_socket_dir, so pgtwist has no local socket; "
             "use -h and -p with its management port"
         )
-    return os.path.join(main.unixSocketDir, f".s.PGSQL.{main.port}")
+    return socketPath(main.unixSocketDir, main.port)
 
 
 def _osUser() -> str:

@@ -1,5 +1,5 @@
 """
 The network layer: the Twisted protocols around the sans-IO codec (client
-side, PostgreSQL side, cancel requests), listeners, backpressure, eager
-writes and pgtwist's reactors.
+side, PostgreSQL side, cancel requests), endpoints and socket paths,
+listeners, backpressure, eager writes and pgtwist's reactors.
 """

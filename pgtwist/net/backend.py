@@ -9,7 +9,6 @@ pipeline session it hands each received chunk to the session untouched.
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -32,6 +31,7 @@ from pgtwist.interfaces import (
     IPipelineSession,
 )
 from pgtwist.net.eager import eagerWrite
+from pgtwist.net.endpoints import connectServer
 from pgtwist.net.throttle import Throttle
 from pgtwist.wire import codec, constants, errors
 from pgtwist.wire.framing import MessageFramer
@@ -46,6 +46,7 @@ from pgtwist.wire.messages import (
     StartupMessage,
     Terminate,
 )
+from pgtwist.wire.sql import quoteIdentifier, quoteLiteral
 
 
 class BackendError(Exception):
@@ -436,11 +437,7 @@ def connectBackend(
     """
     protocol = BackendProtocol(key, server, password, authMethods, reactor)
     factory = _BackendFactory(protocol)
-    if server.host.startswith("/"):
-        reactor.connectUNIX(os.path.join(server.host, f".s.PGSQL.{server.port}"), factory, timeout)
-    else:
-        host = "127.0.0.1" if server.host == "localhost" else server.host
-        reactor.connectTCP(host, server.port, factory, timeout)
+    connectServer(reactor, server, factory, timeout)
     return protocol, protocol.whenLoggedIn()
 
 
@@ -536,19 +533,3 @@ def parseOptions(options: str) -> list[tuple[str, str]]:
             raise ValueError(f"--{name} requires a value")
         settings.append((name.replace("-", "_"), value))
     return settings
-
-
-def quoteIdentifier(name: str) -> str:
-    """
-    Quote an identifier for SQL.
-    """
-    return '"' + name.replace('"', '""') + '"'
-
-
-def quoteLiteral(value: str) -> str:
-    """
-    Quote a string literal for SQL whatever C{standard_conforming_strings} is.
-    """
-    if "\\" in value:
-        return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
-    return "'" + value.replace("'", "''") + "'"

@@ -12,7 +12,6 @@ never reaches a backend that now serves someone else.
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +20,7 @@ from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.logger import Logger
 
+from pgtwist.net.endpoints import connectServer
 from pgtwist.wire import codec
 from pgtwist.wire.messages import CancelRequest
 
@@ -104,11 +104,7 @@ class CancelRegistry:
         server, processId, secretKey = current
         packet = codec.encode(CancelRequest(processId, secretKey))
         factory = _CancelFactory(packet)
-        if server.host.startswith("/"):
-            self._reactor.connectUNIX(os.path.join(server.host, f".s.PGSQL.{server.port}"), factory)
-        else:
-            host = "127.0.0.1" if server.host == "localhost" else server.host
-            self._reactor.connectTCP(host, server.port, factory)
+        connectServer(self._reactor, server, factory)
         return True
 
 

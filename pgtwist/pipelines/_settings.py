@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from pgtwist.net.backend import quoteIdentifier, quoteLiteral
+from pgtwist.wire.sql import quoteIdentifier, quoteLiteral
 
 #: Reported parameters a client cannot SET (or must not: session_authorization).
 READ_ONLY = frozenset(

@@ -46,7 +46,7 @@ from pgtwist.interfaces import (
     IPipeline,
     IPipelineSession,
 )
-from pgtwist.net.backend import effectiveParameters, quoteIdentifier, quoteLiteral
+from pgtwist.net.backend import effectiveParameters
 from pgtwist.pipelines._base import PipelineSessionBase
 from pgtwist.pipelines._expect import (
     _BIND,
@@ -99,6 +99,7 @@ from pgtwist.wire.messages import (
     Execute,
     Parse,
 )
+from pgtwist.wire.sql import quoteIdentifier, quoteLiteral
 
 
 @implementer(IPipelineSession)
@@ -657,14 +658,10 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
         that it skips to the next Sync and fails an open transaction exactly
         as it would have for the client's own message.
         """
-        text = message.replace("'", "''")
-        block = (
-            "DO $pgtwist$BEGIN RAISE EXCEPTION USING ERRCODE = '"
-            + sqlstate
-            + "', MESSAGE = '"
-            + text
-            + "'; END$pgtwist$"
-        )
+        # Quoted twice (the message inside the block, the block inside DO):
+        # a message naming a client's statement holds whatever it chose.
+        raise_ = f"RAISE EXCEPTION USING ERRCODE = {quoteLiteral(sqlstate)}, "
+        block = f"DO {quoteLiteral(f'BEGIN {raise_}MESSAGE = {quoteLiteral(message)}; END')}"
         # A portal of pgtwist's own: the client's unnamed one stays as it was.
         out.append(codec.encode(Parse("", block)))
         out.append(codec.encode(Bind(_RAISE_PORTAL, "")))

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.unit.test_bootstrap -*-
 """
 C{make run}: pgtwist in front of a throwaway PostgreSQL, ready for psql.
 
@@ -16,9 +17,12 @@ import secrets
 import shutil
 import sys
 import tempfile
+from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
-from twisted.logger import globalLogBeginner, textFileLogObserver
+
+if TYPE_CHECKING:
+    from pgtwist.app.bootstrap import ConfigurationFiles
 
 
 def writeConfiguration(directory: str, pgPort: int, port: int, socketDir: str) -> str:
@@ -51,6 +55,22 @@ def writeConfiguration(directory: str, pgPort: int, port: int, socketDir: str) -
     return conf
 
 
+def configurationFiles(directory: str, masterKey: bytes) -> ConfigurationFiles:
+    """
+    The files L{main} writes in C{directory}, to be loaded and checked as
+    C{twistd pgtwist} loads its own.
+    """
+    from pgtwist.app.bootstrap import ConfigurationFiles
+
+    return ConfigurationFiles(
+        os.path.join(directory, "pgtwist.conf"),
+        hba=os.path.join(directory, "pgtwist_hba.conf"),
+        users=os.path.join(directory, "pgtwist_users.conf"),
+        admins=os.path.join(directory, "pgtwist_admins.conf"),
+        masterKey=masterKey,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """
     Run the playground until interrupted.
@@ -61,12 +81,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from twisted.internet import reactor
 
+    from pgtwist.app import bootstrap
     from pgtwist.app.service import buildService
-    from pgtwist.config.loader import loadConfiguration
     from pgtwist.config.vault import writeUsersFile
     from pgtwist.testing.embedded import PostgresCluster, hbaForRoles
 
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
     directory = tempfile.mkdtemp(prefix="pgtwist-run-")
     os.chmod(directory, 0o755)
     cluster = PostgresCluster()
@@ -76,24 +95,17 @@ def main(argv: list[str] | None = None) -> int:
         cluster.createRole("test", "test", "scram-sha-256")
         cluster.createDatabase("test", "test")
         cluster.setHba(["local all all trust", *hbaForRoles({"test": "scram-sha-256"})])
-        conf = writeConfiguration(directory, cluster.port, options.port, directory)
+        writeConfiguration(directory, cluster.port, options.port, directory)
         masterKey = secrets.token_urlsafe(32).encode()
         users = os.path.join(directory, "pgtwist_users.conf")
         writeUsersFile(users, {"test": "test"}, masterKey=masterKey)
         admins = os.path.join(directory, "pgtwist_admins.conf")
         writeUsersFile(admins, {"admin": "admin"}, masterKey=masterKey)
 
-        def load() -> object:
-            return loadConfiguration(
-                conf,
-                hbaPath=os.path.join(directory, "pgtwist_hba.conf"),
-                usersPath=users,
-                adminsPath=admins,
-                masterKey=masterKey,
-            )
-
-        config = load()
-        service = buildService(config, reactor, reloadConfiguration=load)  # type: ignore[arg-type]
+        files = configurationFiles(directory, masterKey)
+        config = files.load()
+        service = buildService(config, reactor, reloadConfiguration=files.load)
+        bootstrap.setUpProcess(config.main, reactor, service.reload)
         service.startService()
 
         def ready(_: object) -> None:
@@ -116,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         waiting: Deferred[object] = service.whenListening()  # type: ignore[assignment]
         waiting.addCallbacks(ready, failed)
         reactor.addSystemEventTrigger("before", "shutdown", service.stopService)  # type: ignore[attr-defined]
-        reactor.run()  # type: ignore[attr-defined]
+        reactor.run(installSignalHandlers=False)  # type: ignore[call-arg]
     finally:
         cluster.stop()
         shutil.rmtree(directory, ignore_errors=True)

@@ -36,6 +36,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from pgtwist.net.endpoints import socketPath
 from pgtwist.testing.pgbin import (
     DEBIAN_PATTERN,
     REQUIRED_PROGRAMS,
@@ -45,6 +46,7 @@ from pgtwist.testing.pgbin import (
     pgConfigBindir,
     pgserverBinDir,
 )
+from pgtwist.wire.sql import quoteIdentifier, quoteLiteral
 
 __all__ = [
     "AUTH_METHODS",
@@ -180,20 +182,6 @@ def _isPostgresProcess(pid: int, procRoot: str = "/proc") -> bool:
 # --- configuration text ---------------------------------------------------
 
 
-def quoteIdent(name: str) -> str:
-    """
-    Quote an SQL identifier (role or database name).
-    """
-    return '"' + name.replace('"', '""') + '"'
-
-
-def quoteLiteral(value: str) -> str:
-    """
-    Quote an SQL string literal (C{standard_conforming_strings} is on).
-    """
-    return "'" + value.replace("'", "''") + "'"
-
-
 def serverSettings(port: int, socketDir: str, maxConnections: int) -> dict[str, str | int]:
     """
     The settings written into the cluster's C{postgresql.conf}: loopback
@@ -220,9 +208,19 @@ def settingsText(settings: Mapping[str, str | int]) -> str:
     strings quoted like SQL literals.
     """
     return "".join(
-        f"{key} = {value if isinstance(value, int) else quoteLiteral(value)}\n"
+        f"{key} = {value if isinstance(value, int) else _confLiteral(value)}\n"
         for key, value in settings.items()
     )
+
+
+def _confLiteral(value: str) -> str:
+    """
+    A string value for C{postgresql.conf}, which reads backslash escapes in
+    every quoted value as an C{E''} literal does: L{quoteLiteral} without
+    the C{E}.
+    """
+    quoted = quoteLiteral(value)
+    return quoted[1:] if quoted.startswith("E") else quoted
 
 
 def _hbaName(name: str) -> str:
@@ -269,7 +267,7 @@ def roleSql(name: str, password: str | None, method: str) -> str:
     if method not in AUTH_METHODS:
         raise ValueError(f"unknown auth method {method!r}; expected one of {sorted(AUTH_METHODS)}")
     encryption = "md5" if method == "md5" else "scram-sha-256"
-    statement = f"CREATE ROLE {quoteIdent(name)} LOGIN"
+    statement = f"CREATE ROLE {quoteIdentifier(name)} LOGIN"
     if password is not None:
         statement += f" PASSWORD {quoteLiteral(password)}"
     return f"SET password_encryption = {quoteLiteral(encryption)};\n{statement};\n"
@@ -552,7 +550,7 @@ class PostgresCluster:
         """
         Create database C{name} owned by C{owner}.
         """
-        self.psql(f"CREATE DATABASE {quoteIdent(name)} OWNER {quoteIdent(owner)};")
+        self.psql(f"CREATE DATABASE {quoteIdentifier(name)} OWNER {quoteIdentifier(owner)};")
 
     def setHba(self, lines: Sequence[str]) -> None:
         """
@@ -620,7 +618,7 @@ class PostgresCluster:
         self.dataDir = os.path.join(self._baseDir, "data")
         self._socketDir = os.path.join(self._baseDir, "sock")
         self.logFile = os.path.join(self.dataDir, "server.log")
-        if len(self._socketDir) + len("/.s.PGSQL.65535") > _SOCKET_PATH_MAX:
+        if len(socketPath(self._socketDir, 65535)) > _SOCKET_PATH_MAX:
             message = f"socket directory {self._socketDir} is too long; choose a shorter baseDir"
             raise PostgresStartError(message, 1, "")
         for path, mode in ((self.dataDir, 0o700), (self._socketDir, 0o755)):

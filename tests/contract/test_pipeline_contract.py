@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pgtwist.app.service import loadPlugins
+from pgtwist.app.bootstrap import loadPlugins
 from pgtwist.interfaces import IPipeline
 from tests.contract.pipeline import PipelineContractMixin
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from pgtwist.testing.embedded import PostgresCluster, hbaForRoles, quoteIdent
+from pgtwist.testing.embedded import PostgresCluster, hbaForRoles
+from pgtwist.wire.sql import quoteIdentifier
 
 _HERE = Path(__file__).parent
 
@@ -70,8 +71,8 @@ def pgCluster() -> Iterator[PostgresCluster]:
             cluster.createRole(name, password, method)
             cluster.createDatabase(name, owner=name)
         cluster.createDatabase(SHARED_DATABASE, owner=cluster.superuser)
-        grantees = ", ".join(quoteIdent(name) for name in ROLES)
-        cluster.psql(f"GRANT CONNECT ON DATABASE {quoteIdent(SHARED_DATABASE)} TO {grantees};")
+        grantees = ", ".join(quoteIdentifier(name) for name in ROLES)
+        cluster.psql(f"GRANT CONNECT ON DATABASE {quoteIdentifier(SHARED_DATABASE)} TO {grantees};")
         cluster.setHba(clusterHba())
         yield cluster
     finally:

@@ -18,12 +18,11 @@ import sys
 from typing import Any
 
 from twisted.internet.stdio import StandardIO
-from twisted.logger import globalLogBeginner
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 
 from pgtwist.admin.management import Management
-from pgtwist.app.logs import observerFor
+from pgtwist.app.bootstrap import setUpProcess
 from pgtwist.app.service import buildService
 from pgtwist.app.tap import Options
 
@@ -72,12 +71,12 @@ def main(argv: list[str]) -> None:
     options = Options()
     options.parseOptions(argv)
     config = options.configuration
-    globalLogBeginner.beginLoggingTo([observerFor(config.main)], redirectStandardIO=False)
     service = buildService(config, reactor, reloadConfiguration=options.load)
+    setUpProcess(config.main, reactor, service.reload)
     service.startService()
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     StandardIO(Commands(service.management, reactor), reactor=reactor)
-    reactor.run()
+    reactor.run(installSignalHandlers=False)
 
 
 if __name__ == "__main__":

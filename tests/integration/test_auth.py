@@ -21,10 +21,11 @@ import pg8000.native
 import psycopg
 import pytest
 
-from pgtwist.testing.embedded import PostgresCluster, quoteIdent, quoteLiteral
+from pgtwist.testing.embedded import PostgresCluster
 from pgtwist.wire import codec, constants
 from pgtwist.wire.framing import MessageFramer
 from pgtwist.wire.messages import AuthenticationRequest, StartupMessage
+from pgtwist.wire.sql import quoteIdentifier, quoteLiteral
 from tests.integration.conftest import ROLES, SHARED_DATABASE, clusterHba
 from tests.integration.pooler import Pooler
 
@@ -309,7 +310,7 @@ def _storePassword(cluster: PostgresCluster, encryption: str) -> None:
     """
     cluster.psql(
         f"SET password_encryption = {quoteLiteral(encryption)};\n"
-        f"ALTER ROLE {quoteIdent(SWITCH_ROLE)} PASSWORD {quoteLiteral(SWITCH_PASSWORD)};\n"
+        f"ALTER ROLE {quoteIdentifier(SWITCH_ROLE)} PASSWORD {quoteLiteral(SWITCH_PASSWORD)};\n"
     )
 
 
@@ -359,5 +360,5 @@ def test_backendMethodChanges(tmp_path: Path, pgCluster: PostgresCluster) -> Non
     finally:
         pooler.stop()
         pgCluster.setHba(clusterHba())
-        pgCluster.psql(f"DROP ROLE IF EXISTS {quoteIdent(SWITCH_ROLE)};")
+        pgCluster.psql(f"DROP ROLE IF EXISTS {quoteIdentifier(SWITCH_ROLE)};")
     assertNoSecrets(pooler, SECRETS + (SWITCH_PASSWORD,))

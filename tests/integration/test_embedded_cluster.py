@@ -15,8 +15,14 @@ import tempfile
 import psycopg
 import pytest
 
-from pgtwist.testing.embedded import PostgresCluster, PostgresStartError, hbaForRoles
+from pgtwist.testing.embedded import (
+    PostgresCluster,
+    PostgresCommandError,
+    PostgresStartError,
+    hbaForRoles,
+)
 from pgtwist.wire import constants
+from pgtwist.wire.sql import quoteIdentifier, quoteLiteral
 
 SHARED_DATABASE = "pgtwist_test"
 """
@@ -169,6 +175,41 @@ def test_serverSettings(pgCluster: PostgresCluster) -> None:
         "off",
         "scram-sha-256",
     ]
+
+
+@pytest.mark.parametrize("conforming", ["on", "off"])
+def test_quotingRoundTrips(pgCluster: PostgresCluster, conforming: str) -> None:
+    """
+    PostgreSQL reads back exactly what L{quoteLiteral} and
+    L{quoteIdentifier} wrote, quotes and backslashes included, whatever
+    C{standard_conforming_strings} is.
+    """
+    value = "it's a \\ back\\slash \\' and \\\\ two"
+    name = 'od"d \\ name'
+    output = pgCluster.psql(
+        f"SET standard_conforming_strings = {conforming};\n"
+        f"SELECT {quoteLiteral(value)};\n"
+        f"SELECT {quoteLiteral('plain')} = 'plain';\n"
+        f"CREATE TEMP TABLE quoted ({quoteIdentifier(name)} int);\n"
+        "SELECT attname FROM pg_attribute WHERE attrelid = 'quoted'::regclass AND attnum = 1;\n"
+    )
+    assert output.splitlines() == [value, "t", name]
+
+
+@pytest.mark.parametrize("conforming", ["on", "off"])
+def test_nestedQuoting(pgCluster: PostgresCluster, conforming: str) -> None:
+    """
+    A literal quoted inside a C{DO} body quoted in turn (what the
+    transaction pipeline sends to raise an error naming a client's
+    statement) raises exactly the message, whatever the name holds.
+    """
+    message = 'prepared statement "a\\\'$pgtwist$" already exists'
+    body = f"BEGIN RAISE EXCEPTION USING MESSAGE = {quoteLiteral(message)}; END"
+    with pytest.raises(PostgresCommandError) as caught:
+        pgCluster.psql(
+            f"SET standard_conforming_strings = {conforming};\nDO {quoteLiteral(body)};\n"
+        )
+    assert f"ERROR:  {message}\n" in caught.value.output
 
 
 def test_psqlAsOtherUser(pgCluster: PostgresCluster) -> None:

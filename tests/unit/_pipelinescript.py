@@ -34,6 +34,7 @@ from pgtwist.wire.messages import (
     ReadyForQuery,
     RowDescription,
 )
+from pgtwist.wire.sql import quoteLiteral
 
 #: Messages as the test writes them: wire objects, or raw frames for the
 #: types L{pgtwist.wire.messages} does not model (COPY, ParameterDescription).
@@ -101,10 +102,8 @@ def raising(sqlstate: str, message: str) -> list[Message]:
     What pgtwist sends to make PostgreSQL raise an error at that point of a
     batch: an unnamed C{DO} block, bound to pgtwist's own portal.
     """
-    block = (
-        f"DO $pgtwist$BEGIN RAISE EXCEPTION USING ERRCODE = '{sqlstate}', "
-        f"MESSAGE = '{message.replace(chr(39), chr(39) * 2)}'; END$pgtwist$"
-    )
+    inner = f"BEGIN RAISE EXCEPTION USING ERRCODE = '{sqlstate}', MESSAGE = {quoteLiteral(message)}; END"
+    block = f"DO {quoteLiteral(inner)}"
     return [Parse("", block), Bind("PGTWIST_RAISE", ""), Execute("PGTWIST_RAISE")]
 
 

@@ -12,9 +12,10 @@ import os
 from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 
-from pgtwist.app.service import buildService, managementEndpoint
+from pgtwist.app.service import buildService
 from pgtwist.auth._scram import SCRAM_SHA_256, ScramClient
 from pgtwist.net import frontend as frontendModule
+from pgtwist.net.endpoints import managementEndpoint
 from pgtwist.net.frontend import FrontendProtocol, FrontendState
 from pgtwist.pool.poolset import BackendState
 from pgtwist.wire import codec

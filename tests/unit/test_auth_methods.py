@@ -13,14 +13,14 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
 import pgtwist.plugins
-from pgtwist.auth import _scram, methods
+from pgtwist.app.bootstrap import discoverPlugins
+from pgtwist.auth import _scram
 from pgtwist.auth.methods import (
     Md5AuthMethod,
     PasswordAuthMethod,
     RejectAuthMethod,
     ScramSha256AuthMethod,
     TrustAuthMethod,
-    authMethods,
     backendMethodFor,
 )
 from pgtwist.auth.steps import (
@@ -150,27 +150,6 @@ class PluginTests(SynchronousTestCase):
         self.assertIsInstance(pgtwist_auth.md5AuthMethod, Md5AuthMethod)
         self.assertIsInstance(pgtwist_auth.scramSha256AuthMethod, ScramSha256AuthMethod)
 
-    def test_authMethods(self) -> None:
-        """
-        L{authMethods} maps each name to its plugin.
-        """
-        found = authMethods()
-        for name in ("trust", "reject", "password", "md5", "scram-sha-256"):
-            self.assertEqual(found[name].name, name)
-        self.assertIsInstance(found["md5"], Md5AuthMethod)
-
-    def test_authMethodsDuplicateName(self) -> None:
-        """
-        Two plugins with the same name are an error, not a silent override.
-        """
-        self.patch(
-            methods,
-            "getPlugins",
-            lambda interface, package: [TrustAuthMethod(), TrustAuthMethod()],
-        )
-        error = self.assertRaises(ValueError, authMethods)
-        self.assertIn("'trust'", str(error))
-
     def test_backendRequestCodes(self) -> None:
         """
         Each method answers the AuthenticationRequest codes of its kind.
@@ -188,7 +167,7 @@ class PluginTests(SynchronousTestCase):
         L{backendMethodFor} picks the method answering the request's code,
         or C{None} when none does.
         """
-        all = list(authMethods().values())
+        all = list(discoverPlugins().authMethods.values())
         self.assertEqual(backendMethodFor(OK, all).name, "trust")  # type: ignore[union-attr]
         self.assertEqual(backendMethodFor(CLEARTEXT, all).name, "password")  # type: ignore[union-attr]
         self.assertEqual(backendMethodFor(MD5, all).name, "md5")  # type: ignore[union-attr]

@@ -12,7 +12,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from pgtwist.app.service import loadPlugins
+from pgtwist.app.bootstrap import loadPlugins
 from pgtwist.config.model import ServerSettings
 from pgtwist.net.backend import (
     BackendError,
@@ -20,8 +20,6 @@ from pgtwist.net.backend import (
     BackendProtocol,
     effectiveParameters,
     parseOptions,
-    quoteIdentifier,
-    quoteLiteral,
     setStatements,
     splitOptions,
 )
@@ -239,11 +237,3 @@ class StartupParameterTests(SynchronousTestCase):
             ),
             ["SET \"application_name\" = 'x'"],
         )
-
-    def test_quoting(self) -> None:
-        """
-        Quotes and backslashes cannot break out of the literal or identifier.
-        """
-        self.assertEqual(quoteIdentifier('a"b'), '"a""b"')
-        self.assertEqual(quoteLiteral("it's"), "'it''s'")
-        self.assertEqual(quoteLiteral("a\\'b"), "E'a\\\\''b'")

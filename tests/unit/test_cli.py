@@ -31,7 +31,6 @@ from pgtwist.cli._commands import (
     UsageError,
     formatTable,
     parseCommand,
-    quoteLiteral,
     quoteName,
     sameValue,
 )
@@ -565,13 +564,6 @@ class HelperTests(SynchronousTestCase):
         self.assertEqual(quoteName("*"), "*")
         self.assertEqual(quoteName("My-DB"), '"My-DB"')
         self.assertEqual(quoteName('a"b'), '"a""b"')
-
-    def test_quoteLiteral(self) -> None:
-        """
-        SET values are single-quoted with inner quotes doubled.
-        """
-        self.assertEqual(quoteLiteral("5s"), "'5s'")
-        self.assertEqual(quoteLiteral("it's"), "'it''s'")
 
     def test_sameValue(self) -> None:
         """

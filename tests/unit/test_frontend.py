@@ -13,7 +13,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from pgtwist.app.service import loadPlugins
+from pgtwist.app.bootstrap import loadPlugins
 from pgtwist.config.model import (
     Configuration,
     HbaRule,

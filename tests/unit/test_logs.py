@@ -13,8 +13,8 @@ from twisted.logger import LogLevel, eventsFromJSONLogFile, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from pgtwist.app import logs
-from pgtwist.app.service import restartRequired
 from pgtwist.config.model import Configuration, MainSettings, ServerSettings
+from pgtwist.config.restart import restartRequired
 from tests.unit._tempdir import temporaryDirectory
 
 

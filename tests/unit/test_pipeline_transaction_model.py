@@ -42,7 +42,16 @@ from pgtwist.wire.messages import (
 )
 from tests.unit._pipelinescript import ReportingBackend, TransactionScript, readable, wire
 
-_RAISE = re.compile(r"ERRCODE = '(\w+)', MESSAGE = '(.*)'; END", re.DOTALL)
+_DO = re.compile(r"DO (E?)'(.*)'", re.DOTALL)
+_RAISE = re.compile(r"ERRCODE = '(\w+)', MESSAGE = (E?)'(.*)'; END", re.DOTALL)
+
+
+def _unquote(escaped: str, text: str) -> str:
+    """
+    The value of an SQL literal's text (C{E} prefix: with backslashes doubled).
+    """
+    text = text.replace("''", "'")
+    return text.replace("\\\\", "\\") if escaped else text
 
 
 class ModelPostgres:
@@ -143,9 +152,10 @@ class ModelPostgres:
         if isinstance(message, Execute):
             query, value = self._portal(message.portal)
             self._aborted()
-            match = _RAISE.search(query)
+            block = _DO.fullmatch(query)
+            match = _RAISE.search(_unquote(*block.groups())) if block is not None else None
             if match is not None:
-                raise _Failed(match.group(1), match.group(2).replace("''", "'"))
+                raise _Failed(match.group(1), _unquote(match.group(2), match.group(3)))
             return [DataRow((query.encode(), value)), CommandComplete("SELECT 1")]
         if isinstance(message, Close):
             if message.kind == b"S":

@@ -8,9 +8,11 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
-from pgtwist.app.service import buildService, listenEndpoints, loadPlugins
+from pgtwist.app.bootstrap import loadPlugins
+from pgtwist.app.service import buildService
 from pgtwist.config.model import Configuration, MainSettings, ServerSettings
 from pgtwist.interfaces import IAuthMethod, IPipeline
+from pgtwist.net.endpoints import listenEndpoints
 
 SERVERS = (ServerSettings("primary", "127.0.0.1", 5432, True),)
 

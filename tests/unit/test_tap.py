@@ -16,7 +16,8 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from pgtwist.app import tap
-from pgtwist.app.service import ListenerService, PoolerService, buildService, listenEndpoints
+from pgtwist.app.service import ListenerService, PoolerService, buildService
+from pgtwist.net.endpoints import listenEndpoints
 from pgtwist.pool.poolset import PoolSet
 from tests.unit._tempdir import temporaryDirectory
 

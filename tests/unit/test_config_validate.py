@@ -1,0 +1,169 @@
+"""
+Tests for L{pgtwist.config.validate} and L{pgtwist.config.restart}: checks
+of a whole configuration, and the console's C{SET} of one key.
+"""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pgtwist.config.errors import ConfigError
+from pgtwist.config.model import (
+    ConfigPaths,
+    Configuration,
+    DatabaseLimit,
+    MainSettings,
+    ServerSettings,
+)
+from pgtwist.config.restart import RESTART_KEYS, restartRequired
+from pgtwist.config.validate import changeSetting, validateConfiguration
+
+SERVERS = (ServerSettings("primary", "127.0.0.1", 5432, True),)
+
+
+def noFailover(config: Configuration) -> list[str]:
+    """
+    A pipeline check that refuses C{failover}, as the performance pipeline's does.
+    """
+    return ["fast does not support failover"] if config.main.failover else []
+
+
+#: The installed pipelines the tests validate against.
+PIPELINES = {"session": lambda config: [], "fast": noFailover}
+
+
+def configuration(limits: tuple[DatabaseLimit, ...] = (), **main: object) -> Configuration:
+    """
+    A configuration read from C{etc/pgtwist.conf} with C{main} settings.
+    """
+    return Configuration(
+        main=MainSettings(**main),  # type: ignore[arg-type]
+        servers=SERVERS,
+        limits=limits,
+        paths=ConfigPaths(config="etc/pgtwist.conf"),
+    )
+
+
+class ValidateConfigurationTests(SynchronousTestCase):
+    """
+    L{validateConfiguration}.
+    """
+
+    def test_valid(self) -> None:
+        """
+        A valid configuration is returned as it is.
+        """
+        config = configuration(pipeline="fast")
+        self.assertIs(validateConfiguration(config, PIPELINES), config)
+        auto = configuration(failover=True)
+        self.assertIs(validateConfiguration(auto, PIPELINES), auto)
+
+    def test_unknownPipeline(self) -> None:
+        """
+        A main C{pipeline} no plugin provides names the file, the key and
+        the pipelines known.
+        """
+        error = self.assertRaises(
+            ConfigError, validateConfiguration, configuration(pipeline="bogus"), PIPELINES
+        )
+        self.assertEqual(
+            str(error),
+            "etc/pgtwist.conf: pipeline: unknown pipeline 'bogus' (known: auto, fast, session)",
+        )
+        self.assertEqual(error.key, "pipeline")
+
+    def test_unknownLimitPipeline(self) -> None:
+        """
+        A databases-file line naming an unknown pipeline is refused at its line.
+        """
+        limit = DatabaseLimit("db", "all", 5, pipeline="bogus", path="etc/db.conf", line=3)
+        error = self.assertRaises(
+            ConfigError, validateConfiguration, configuration((limit,)), PIPELINES
+        )
+        self.assertEqual(str(error), "etc/db.conf:3: unknown pipeline 'bogus'")
+
+    def test_pipelineRefuses(self) -> None:
+        """
+        The main pipeline's own check is applied to the whole configuration.
+        """
+        error = self.assertRaises(
+            ConfigError,
+            validateConfiguration,
+            configuration(pipeline="fast", failover=True),
+            PIPELINES,
+        )
+        self.assertEqual(str(error), "etc/pgtwist.conf: fast does not support failover")
+
+    def test_limitPipelineRefuses(self) -> None:
+        """
+        So is the check of a pipeline a databases-file line names.
+        """
+        limit = DatabaseLimit("db", "all", 5, pipeline="fast", path="etc/db.conf", line=4)
+        error = self.assertRaises(
+            ConfigError,
+            validateConfiguration,
+            configuration((limit,), pipeline="session", failover=True),
+            PIPELINES,
+        )
+        self.assertEqual(str(error), "etc/db.conf:4: fast does not support failover")
+
+    def test_notFromAFile(self) -> None:
+        """
+        A configuration built in memory is blamed on C{pgtwist.conf}.
+        """
+        config = Configuration(main=MainSettings(pipeline="bogus"), servers=SERVERS)
+        error = self.assertRaises(ConfigError, validateConfiguration, config, PIPELINES)
+        self.assertEqual(error.path, "pgtwist.conf")
+
+
+class ChangeSettingTests(SynchronousTestCase):
+    """
+    L{changeSetting}.
+    """
+
+    def test_changed(self) -> None:
+        """
+        The value is parsed as the file's would be; the rest is kept.
+        """
+        config = configuration(maxConnections=9)
+        changed = changeSetting(config, "IDLE_TIMEOUT", "5m")
+        self.assertEqual(changed.main.idleTimeout, 300.0)
+        self.assertEqual(changed.main.maxConnections, 9)
+        self.assertEqual(config.main.idleTimeout, MainSettings().idleTimeout)
+
+    def test_refused(self) -> None:
+        """
+        Unknown keys, keys only a restart changes and bad values are refused,
+        a bad value with the words the file loader uses.
+        """
+        config = configuration()
+        for key, value, message in (
+            ("nothing", "1", "unknown parameter: nothing"),
+            ("port", "1", "port cannot be changed at runtime; edit the file and restart"),
+            ("max_connections", "lots", "max_connections: "),
+        ):
+            error = self.assertRaises(ConfigError, changeSetting, config, key, value)
+            self.assertTrue(error.message.startswith(message), error.message)
+            self.assertEqual(error.key, key)
+
+    def test_noCheckOfTheWhole(self) -> None:
+        """
+        A value every key parser accepts is set even if the whole is invalid:
+        L{validateConfiguration} is the next step.
+        """
+        self.assertEqual(changeSetting(configuration(), "pipeline", "bogus").main.pipeline, "bogus")
+
+
+class RestartKeysTests(SynchronousTestCase):
+    """
+    L{restartRequired}.
+    """
+
+    def test_changedRestartKeys(self) -> None:
+        """
+        Only changed restart-only keys are listed, by their file names.
+        """
+        old = configuration()
+        new = configuration(port=7000, maxConnections=3, logFormat="json")
+        self.assertEqual(restartRequired(old, new), ["port", "log_format"])
+        self.assertEqual(RESTART_KEYS["unixSocketDir"], "unix_socket_dir")
