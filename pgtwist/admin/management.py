@@ -108,12 +108,7 @@ class Management:
         if not pools.servers.switchTo(server):
             return False
         if old != server:
-            for pool in pools.pools.values():
-                for state in (BackendState.IDLE, BackendState.ACTIVE, BackendState.RESETTING):
-                    for backend in list(pool.backends[state]):
-                        if backend.server.name == old:
-                            backend.closeOnRelease = True
-            pools.flush("idle", None, server=old)
+            pools.flush("gracefully", None, server=old)
         return True
 
     def clearServer(self, server: str) -> bool:

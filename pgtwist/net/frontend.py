@@ -341,12 +341,7 @@ class FrontendProtocol(Protocol):
         """
         Whether the client has a request running on a backend.
         """
-        check = getattr(self.session, "busy", None)
-        if check is None:
-            # A pipeline without busy() (transaction): linked to a backend
-            # means a request or a transaction is running.
-            return self.backend is not None
-        return bool(check())
+        return self.session is not None and self.session.busy()
 
     def _peer(self) -> str:
         if isinstance(self.address, (IPv4Address, IPv6Address)):
@@ -387,7 +382,7 @@ class FrontendProtocol(Protocol):
                 # refuse as it refuses an unknown role (SCRAM exchange, 28P01).
                 self._startExchange("scram-sha-256")
                 return
-            code = self.factory.pool.authRequestCode(self.key)  # type: ignore[attr-defined]
+            code = self.factory.pool.authRequestCode(self.key)
             if code is None:
                 self._resolveAll()
                 return
@@ -410,7 +405,7 @@ class FrontendProtocol(Protocol):
             if self.state is FrontendState.CLOSED:
                 return
             self.transport.resumeProducing()  # type: ignore[union-attr]
-            code = self.factory.pool.authRequestCode(self.key)  # type: ignore[attr-defined]
+            code = self.factory.pool.authRequestCode(self.key)
             self._startExchange(_METHOD_FOR_CODE.get(code, "scram-sha-256"))
 
         def failed(reason: Failure) -> None:
@@ -499,12 +494,8 @@ class FrontendProtocol(Protocol):
             reason=reason,
         )
         if self.consoleRole is None:
-            self._poolStats().authFailure += 1
+            self.factory.pool.statsFor(self.key).authFailure += 1
         self.fail(error)
-
-    def _poolStats(self) -> Any:
-        pools: Any = self.factory.pool
-        return pools.pool(self.key).stats
 
     def _authenticated(self) -> None:
         self._cancelAuthTimer()
@@ -512,7 +503,7 @@ class FrontendProtocol(Protocol):
         if self.consoleRole is not None:
             self._consoleAuthenticated()
             return
-        stats = self._poolStats()
+        stats = self.factory.pool.statsFor(self.key)
         stats.authSuccess += 1
         stats.clientLoginCount += 1
         database = self.key[0]

@@ -5,12 +5,13 @@ Public fakes for testing pipelines and plugins without sockets or PostgreSQL.
 L{FakeFrontendLink} records what a pipeline sends to its client,
 L{FakeBackendLink} what it sends to PostgreSQL, and L{FakeBackendPool} hands
 out fake backends and records releases and discards.
+L{FakePooledConnection} is a backend as the pool sees it, for testing pools
+without PostgreSQL.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -18,7 +19,13 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pgtwist.config.model import PoolKey, ServerSettings
-from pgtwist.interfaces import IBackendLink, IBackendPool, IFrontendLink, IPipelineSession
+from pgtwist.interfaces import (
+    IBackendLink,
+    IBackendPool,
+    IFrontendLink,
+    IPipelineSession,
+    IPooledConnection,
+)
 from pgtwist.pool.stats import PoolStats
 from pgtwist.wire import constants
 from pgtwist.wire.messages import ErrorResponse
@@ -109,9 +116,7 @@ class FakeBackendLink:
         self.parameters: dict[str, str] = {"client_encoding": "UTF8", "server_version": "15.0"}
         self.transactionStatus = constants.TRANSACTION_IDLE
         self.clean = True
-        self.prepared: OrderedDict[str, object] = OrderedDict()
-        self.applied: dict[str, str] = {}
-        self.settingsFingerprint: object = None
+        self.sessionResets = 0
         self.written = bytearray()
         self.queries: list[str] = []
         self.queryError: ErrorResponse | None = None
@@ -124,13 +129,6 @@ class FakeBackendLink:
         """
         self.queries.append(sql)
         return succeed(self.queryError)
-
-    def forgetSessionState(self) -> None:
-        """
-        DISCARD ALL ran.
-        """
-        self.prepared.clear()
-        self.applied.clear()
 
     def attach(self, session: IPipelineSession, frontend: IFrontendLink) -> None:
         """
@@ -168,6 +166,8 @@ class FakeBackendPool:
         self.cancelled: list[Deferred[IBackendLink]] = []
         self.backend = FakeBackendLink()
         self.stats = PoolStats()
+        #: What L{authRequestCode} answers.
+        self.authCode: int | None = None
 
     def acquire(self, key: Any, parameters: Mapping[str, str] | None) -> Deferred[IBackendLink]:
         """
@@ -189,11 +189,17 @@ class FakeBackendPool:
         self.acquired.append((key, None))
         return self.backend
 
-    def pool(self, key: Any) -> FakeBackendPool:
+    def statsFor(self, key: Any) -> PoolStats:
         """
-        The per-key pool (this object: one set of statistics for all keys).
+        The statistics (one set, C{stats}, for all keys).
         """
-        return self
+        return self.stats
+
+    def authRequestCode(self, key: Any) -> int | None:
+        """
+        C{authCode}, for every key.
+        """
+        return self.authCode
 
     def release(self, backend: IBackendLink, reset: bool = True) -> None:
         """
@@ -208,3 +214,96 @@ class FakeBackendPool:
         Record a discard.
         """
         self.discarded.append((backend, reason))
+
+
+@implementer(IPooledConnection)
+class FakePooledConnection:
+    """
+    A backend as the pool sees it: the test answers its queries (each
+    L{simpleQuery} returns a Deferred kept in C{queries}) and loses its
+    connection with L{lose}.
+
+    @ivar queries: (SQL, Deferred) for each query run, oldest first.
+    @ivar closed: Whether L{close} was called.
+    """
+
+    def __init__(
+        self,
+        key: PoolKey = ("db", "user"),
+        processId: int = 4242,
+        server: ServerSettings | None = None,
+    ) -> None:
+        self.key = key
+        self.processId = processId
+        self.secretKey = 99
+        self.server = server or ServerSettings("primary", "127.0.0.1", 5432, True)
+        self.parameters: dict[str, str] = {"client_encoding": "UTF8", "server_version": "15.0"}
+        self.transactionStatus = constants.TRANSACTION_IDLE
+        self.clean = True
+        self.sessionResets = 0
+        self.connected = True
+        self.closing = False
+        self.closed = False
+        self.authRequestCode: int | None = None
+        self.transport: Any = None
+        self.lostCallback: Callable[[IPooledConnection, Failure], None] | None = None
+        self.queries: list[tuple[str, Deferred[ErrorResponse | None]]] = []
+        self.written = bytearray()
+        self.session: IPipelineSession | None = None
+
+    def __repr__(self) -> str:
+        return f"<FakePooledConnection pid={self.processId} {self.key}>"
+
+    def simpleQuery(self, sql: str) -> Deferred[ErrorResponse | None]:
+        """
+        Record the query; the test fires its Deferred.
+        """
+        d: Deferred[ErrorResponse | None] = Deferred()
+        self.queries.append((sql, d))
+        return d
+
+    def resetSession(self) -> Deferred[ErrorResponse | None]:
+        """
+        Count the reset and run C{DISCARD ALL} as L{simpleQuery}.
+        """
+        self.sessionResets += 1
+        return self.simpleQuery("DISCARD ALL")
+
+    def attach(self, session: IPipelineSession, frontend: IFrontendLink) -> None:
+        """
+        Record the attached session.
+        """
+        self.session = session
+
+    def detach(self) -> None:
+        """
+        Forget the session.
+        """
+        self.session = None
+
+    def write(self, data: bytes) -> None:
+        """
+        Record bytes for PostgreSQL.
+        """
+        self.written += data
+
+    def close(self) -> None:
+        """
+        Record the close.
+        """
+        self.closed = True
+        self.closing = True
+
+    def lose(self, reason: Failure | None = None) -> None:
+        """
+        The connection is lost, as the real one reports it: fail the
+        queries still waiting, then tell C{lostCallback}.
+        """
+        reason = reason or Failure(ConnectionError("connection lost"))
+        self.connected = False
+        self.closing = True
+        for _, d in self.queries:
+            if not d.called:
+                d.errback(reason)
+        if self.lostCallback is not None:
+            self.lostCallback(self, reason)

@@ -143,7 +143,7 @@ class DisableKillTests(ConsoleTestCase):
         self.service.pools.release(idle, reset=False)
         self.assertEqual(self.one("RECONNECT db").tag, "RECONNECT")
         self.assertTrue(idle.closed)
-        self.assertTrue(busy.closeOnRelease)
+        self.assertTrue(self.closesOnRelease(busy))
 
     def test_kill(self) -> None:
         """
@@ -326,9 +326,9 @@ class PgagroalCommandTests(ConsoleTestCase):
         self.service.pools.release(idle, reset=False)
         self.assertEqual(self.one("FLUSH IDLE *").tag, "FLUSH")
         self.assertTrue(idle.closed)
-        self.assertFalse(busy.closeOnRelease)
+        self.assertFalse(self.closesOnRelease(busy))
         self.one("FLUSH db")
-        self.assertTrue(busy.closeOnRelease)
+        self.assertTrue(self.closesOnRelease(busy))
         self.one("FLUSH ALL")
         self.assertTrue(busy.closed)
         self.assertIn("invalid command", self.one("FLUSH ALL db more").error.message)  # type: ignore[union-attr]
@@ -566,9 +566,9 @@ class ServiceTests(ConsoleTestCase):
         limits = (dataclasses.replace(config.limits[0], user="alice", minSize=1),)
         self.service.reconfigure(dataclasses.replace(config, limits=limits))
         self.service.pools.pause("db")
-        self.service.pools.maintain()
+        self.service.janitor.maintenance.maintain()
         self.assertEqual(self.connects, [])
         self.service.pools.resume("db")
-        self.service.pools.maintain()
+        self.service.janitor.maintenance.maintain()
         self.assertEqual(len(self.connects), 1)
         self.assertEqual(self.service.pools.pool(("db", "alice")).count(BackendState.CONNECTING), 1)

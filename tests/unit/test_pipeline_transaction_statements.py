@@ -10,6 +10,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from pgtwist.pipelines._statements import StatementKey
+from pgtwist.pipelines.serverstate import serverSession
 from pgtwist.wire.messages import (
     Bind,
     BindComplete,
@@ -75,7 +76,7 @@ class NamedStatementTests(SynchronousTestCase):
         """
         self.assertEqual(self.script.pool.releasedWithoutReset, [self.a, self.a])
         self.assertIsNone(self.script.session.backend)
-        self.assertEqual(list(self.a.prepared.items()), [("PGTWIST_1", True)])
+        self.assertEqual(list(serverSession(self.a).prepared.items()), [("PGTWIST_1", True)])
         self.assertIn(StatementKey(Q1, (23,), ""), self.script.registry.verified)
 
     def test_bindOnAnotherBackendInjectsParse(self) -> None:
@@ -102,7 +103,7 @@ class NamedStatementTests(SynchronousTestCase):
                 ),
             ]
         )
-        self.assertEqual(list(b.prepared), ["PGTWIST_1"])
+        self.assertEqual(list(serverSession(b).prepared), ["PGTWIST_1"])
         self.assertEqual(self.script.pool.releasedWithoutReset[-1], b)
 
     def test_parseOfPreparedStatementAnsweredLocally(self) -> None:
@@ -209,7 +210,7 @@ class NamedStatementTests(SynchronousTestCase):
             ]
         )
         self.assertNotIn("s1", self.script.session.statements)
-        self.assertIn("PGTWIST_1", self.a.prepared)
+        self.assertIn("PGTWIST_1", serverSession(self.a).prepared)
 
     def test_closeStatementQueuedInPosition(self) -> None:
         """
@@ -326,7 +327,7 @@ class NamedStatementTests(SynchronousTestCase):
                 ]
             )
             self.assertEqual(script.session.statements, {})
-            self.assertEqual(script.backends[0].prepared, {})
+            self.assertEqual(serverSession(script.backends[0]).prepared, {})
             script.play(
                 [
                     fromServer(
@@ -384,7 +385,7 @@ class ExtendedResetTests(SynchronousTestCase):
             self.script.session.statements,
             {"": StatementKey("DEALLOCATE ALL", (), ""), "s1": StatementKey("SELECT 42", (), "")},
         )
-        self.assertEqual(list(self.backend.prepared), ["PGTWIST_4"])
+        self.assertEqual(list(serverSession(self.backend).prepared), ["PGTWIST_4"])
 
     def test_unnamedSurvives(self) -> None:
         """
