@@ -69,34 +69,19 @@ class Management:
         Refuse new clients of C{database} (C{"*"}: all) with a FATAL error;
         connected clients stay.
         """
-        factory = self.service.factory
-        if database == "*":
-            factory.enabled.clear()
-        else:
-            factory.enabled.discard(database)
-        factory.disabled.add(database)
+        self.service.factory.access.disable(database)
 
     def enable(self, database: str = "*") -> None:
         """
         Accept new clients of C{database} (C{"*"}: all) again.
         """
-        factory = self.service.factory
-        if database == "*":
-            factory.disabled.clear()
-            factory.enabled.clear()
-        else:
-            factory.disabled.discard(database)
-            if "*" in factory.disabled:
-                factory.enabled.add(database)
+        self.service.factory.access.enable(database)
 
     def isEnabled(self, database: str) -> bool:
         """
         Whether new clients of C{database} are accepted.
         """
-        factory = self.service.factory
-        if database in factory.disabled:
-            return False
-        return "*" not in factory.disabled or database in factory.enabled
+        return self.service.factory.access.isEnabled(database)
 
     def switchTo(self, server: str) -> bool:
         """
@@ -315,6 +300,6 @@ class Management:
             "clients": len(self.service.factory.clients),
             "servers": servers,
             "pools": detail,
-            "disabled": sorted(self.service.factory.disabled),
+            "disabled": sorted(self.service.factory.access.disabled),
             "configuration": dataclasses.asdict(self.service.config.paths),
         }

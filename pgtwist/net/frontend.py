@@ -38,6 +38,7 @@ from pgtwist.interfaces import (
     IPipeline,
     IPipelineSession,
 )
+from pgtwist.net.access import DatabaseAccess
 from pgtwist.net.backend import BackendError
 from pgtwist.net.cancel import CancelRegistry
 from pgtwist.net.eager import eagerWrite
@@ -507,8 +508,7 @@ class FrontendProtocol(Protocol):
         stats.authSuccess += 1
         stats.clientLoginCount += 1
         database = self.key[0]
-        disabled = self.factory.disabled
-        if database in disabled or ("*" in disabled and database not in self.factory.enabled):
+        if not self.factory.access.isEnabled(database):
             self.fail(
                 errors.fatal(
                     "55000",
@@ -689,9 +689,8 @@ class FrontendFactory(Factory):
         #: False while shutting down: only the admin console is served.
         self.accepting = True
         self._lastId = 0
-        #: Databases refused to new clients (C{"*"}: all but C{enabled}).
-        self.disabled: set[str] = set()
-        self.enabled: set[str] = set()
+        #: Which databases accept new clients (ENABLE / DISABLE).
+        self.access = DatabaseAccess()
 
     def reconfigure(self, config: Configuration) -> None:
         """
