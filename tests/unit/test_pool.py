@@ -359,6 +359,33 @@ class PoolSetTests(PoolTestCase):
         self.assertIsNone(self.pools.acquireIdle(self.key))
         self.assertIs(self.stateOf(backend), BackendState.IDLE)
 
+    def test_lostIdleBackendForgotten(self) -> None:
+        """
+        An idle backend whose connection is lost is no longer counted or
+        lent; the next client gets a new one.
+        """
+        backend = self.lendNew({})
+        self.pools.release(backend, reset=False)
+        backend.lose()
+        self.assertIs(self.stateOf(backend), BackendState.CLOSED)
+        self.assertEqual(self.pools.total, 0)
+        self.assertEqual(self.pools.pool(self.key).stats.connectionsClosed, 1)
+        self.assertIsNone(self.pools.acquireIdle(self.key))
+        self.assertIsNot(self.lendNew({}), backend)
+
+    def test_lostLentBackendForgotten(self) -> None:
+        """
+        A lent backend whose connection is lost frees its place; giving it
+        back afterwards is harmless.
+        """
+        backend = self.lendNew({})
+        backend.lose()
+        self.assertEqual(self.pools.total, 0)
+        self.pools.release(backend)
+        self.pools.discard(backend, "gone")
+        self.assertEqual(backend.queries, [])
+        self.assertEqual(self.pools.total, 0)
+
     def test_loginErrorReachesWaiter(self) -> None:
         """
         PostgreSQL's refusal (e.g. unknown database) reaches the waiting client.
