@@ -346,6 +346,24 @@ class PgagroalCommandTests(ConsoleTestCase):
         )
         self.assertIsNotNone(self.one("CLEAR SERVER nowhere").error)
 
+    def test_switchToClosesOldServerBackends(self) -> None:
+        """
+        After SWITCH_TO, the old server's idle backends are closed at once
+        and its lent ones when given back; new ones go to the new server.
+        """
+        lent = self.activeBackend()
+        idle = self.activeBackend(("db", "bob"))
+        self.service.pools.release(idle, reset=False)
+        self.one("SWITCH_TO standby")
+        self.assertTrue(idle.closed)
+        self.assertFalse(lent.closed)
+        self.assertTrue(self.closesOnRelease(lent))
+        self.service.pools.release(lent, reset=False)
+        self.assertTrue(lent.closed)
+        fresh = self.activeBackend()
+        self.assertEqual(fresh.server.name, "standby")
+        self.assertFalse(self.closesOnRelease(fresh))
+
     def test_clearPrometheus(self) -> None:
         """
         CLEAR PROMETHEUS zeroes the statistics.

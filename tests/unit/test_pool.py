@@ -519,6 +519,48 @@ class PoolSetOperationsTests(PoolTestCase):
         self.successResultOf(d)
         self.assertEqual(self.pools.servers.current.name, "standby")
 
+    def test_failoverClosesOldServerBackends(self) -> None:
+        """
+        Failing over closes every backend of the failed server, idle and
+        lent (their server is gone), and new backends go to the next server.
+        """
+        self.configure(main={"failover": True, "maxRetries": 0})
+        idle = self.lendNew({})
+        lent = self.lendNew({})
+        self.pools.release(idle, reset=False)
+        d = self.pools.acquire(("db", "bob"), {})
+        self.connects[-1][1].errback(ConnectionRefusedError())
+        self.assertTrue(idle.closed)
+        self.assertTrue(lent.closed)
+        self.assertEqual(self.pools.servers.current.name, "standby")
+        self.clock.advance(0)
+        self.assertEqual(self.connects[-1][0].server.name, "standby")
+        self.login()
+        self.successResultOf(d)
+
+    def test_failoverNowhere(self) -> None:
+        """
+        When the other server failed too, the waiting clients hear that
+        pgtwist cannot connect, and the primary stays in use.
+        """
+        self.configure(main={"failover": True, "maxRetries": 0})
+        self.pools.servers.switchTo("standby")
+        self.pools.servers.switchTo("primary")
+        d = self.pools.acquire(self.key, {})
+        self.connects[-1][1].errback(ConnectionRefusedError())
+        self.assertEqual(self.failureResultOf(d, BackendError).value.error.code, "08001")
+        self.assertEqual(self.pools.servers.current.name, "primary")
+
+    def test_failoverOff(self) -> None:
+        """
+        Without failover, an unreachable primary stays the primary.
+        """
+        self.configure(main={"maxRetries": 0})
+        d = self.pools.acquire(self.key, {})
+        self.connects[-1][1].errback(ConnectionRefusedError())
+        self.failureResultOf(d, BackendError)
+        self.assertEqual(self.pools.servers.current.name, "primary")
+
     def test_foregroundValidationReplacesDeadBackend(self) -> None:
         """
         With foreground validation, a backend failing its empty query is
