@@ -13,12 +13,13 @@ C{getPlugins(I..., pgtwist.plugins)}.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
+    from twisted.internet.interfaces import IReactorTime
     from twisted.python.failure import Failure
 
     from pgtwist.auth.steps import AuthStep
@@ -340,7 +341,10 @@ class IPipeline(Interface):
         empty when it can run with it.
         """
 
-    def newSession(frontend: IFrontendLink, pool: IBackendPool, clock: Any) -> IPipelineSession:
+    def newSession(
+        frontend: IFrontendLink, pool: IBackendPool, clock: IReactorTime
+    ) -> IPipelineSession:
         """
-        Create the policy object for one authenticated client.
+        Create the policy object for one authenticated client; C{clock} is
+        the reactor, for timers and timings.
         """

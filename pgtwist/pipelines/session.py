@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.plugin import IPlugin
 from twisted.python.failure import Failure
@@ -60,7 +61,7 @@ class SessionPipelineSession(PipelineSessionBase):
 
     log = Logger()
 
-    def __init__(self, frontend: IFrontendLink, pool: IBackendPool, clock: Any) -> None:
+    def __init__(self, frontend: IFrontendLink, pool: IBackendPool, clock: IReactorTime) -> None:
         self.frontend = frontend
         self.pool = pool
         self.clock = clock
@@ -236,7 +237,7 @@ class SessionPipeline:
         return []
 
     def newSession(
-        self, frontend: IFrontendLink, pool: IBackendPool, clock: Any
+        self, frontend: IFrontendLink, pool: IBackendPool, clock: IReactorTime
     ) -> IPipelineSession:
         """
         See L{IPipeline.newSession}.

@@ -34,6 +34,7 @@ from collections import deque
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.plugin import IPlugin
 from twisted.python.failure import Failure
@@ -115,7 +116,7 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
         self,
         frontend: IFrontendLink,
         pool: IBackendPool,
-        clock: Any,
+        clock: IReactorTime,
         registry: StatementRegistry,
         maxPrepared: int,
         logins: LoginCache | None = None,
@@ -751,7 +752,7 @@ class TransactionPipeline:
         return []
 
     def newSession(
-        self, frontend: IFrontendLink, pool: IBackendPool, clock: Any
+        self, frontend: IFrontendLink, pool: IBackendPool, clock: IReactorTime
     ) -> IPipelineSession:
         """
         See L{IPipeline.newSession}.

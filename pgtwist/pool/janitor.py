@@ -7,9 +7,8 @@ clients (pgagroal's C{disconnect_client}).
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.application.internet import TimerService
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pgtwist.net.frontend import FrontendFactory
@@ -29,7 +28,7 @@ class Janitor(TimerService):
     log = Logger()
     name = "janitor"
 
-    def __init__(self, pools: PoolSet, factory: FrontendFactory, clock: Any) -> None:
+    def __init__(self, pools: PoolSet, factory: FrontendFactory, clock: IReactorTime) -> None:
         super().__init__(INTERVAL, self.runOnce)
         self.clock = clock
         self.pools = pools

@@ -11,9 +11,10 @@ from __future__ import annotations
 import enum
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall
 
 from pgtwist.config.model import DatabaseLimit, PoolKey
 from pgtwist.pool.stats import PoolStats
@@ -62,7 +63,7 @@ class PooledBackend:
         self.createdAt = now
         self.lastUsedAt = now
         self.closeOnRelease = False
-        self.idleTimer: Any = None
+        self.idleTimer: IDelayedCall | None = None
 
     def __repr__(self) -> str:
         state = self.state.value if self.state is not None else "new"
@@ -79,7 +80,7 @@ class Waiter:
     def __init__(self, parameters: Mapping[str, str] | None, since: float) -> None:
         self.parameters = parameters
         self.deferred: Deferred[IBackendLink] = Deferred()
-        self.timer: Any = None
+        self.timer: IDelayedCall | None = None
         self.since = since
 
 

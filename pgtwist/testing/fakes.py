@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_pipeline_session -*-
+# -*- test-case-name: tests.unit.test_fakes -*-
 """
 Public fakes for testing pipelines and plugins without sockets or PostgreSQL.
 
@@ -158,7 +158,7 @@ class FakeBackendPool:
 
     def __init__(self, immediate: bool = True) -> None:
         self.immediate = immediate
-        self.acquired: list[tuple[Any, Mapping[str, str] | None]] = []
+        self.acquired: list[tuple[PoolKey, Mapping[str, str] | None]] = []
         self.releasedWithoutReset: list[IBackendLink] = []
         self.pending: list[Deferred[IBackendLink]] = []
         self.released: list[IBackendLink] = []
@@ -169,7 +169,7 @@ class FakeBackendPool:
         #: What L{authRequestCode} answers.
         self.authCode: int | None = None
 
-    def acquire(self, key: Any, parameters: Mapping[str, str] | None) -> Deferred[IBackendLink]:
+    def acquire(self, key: PoolKey, parameters: Mapping[str, str] | None) -> Deferred[IBackendLink]:
         """
         Record the request; answer at once or later.
         """
@@ -180,7 +180,7 @@ class FakeBackendPool:
         self.pending.append(d)
         return d
 
-    def acquireIdle(self, key: Any) -> IBackendLink | None:
+    def acquireIdle(self, key: PoolKey) -> IBackendLink | None:
         """
         Record the request and lend the backend when answering at once.
         """
@@ -189,13 +189,13 @@ class FakeBackendPool:
         self.acquired.append((key, None))
         return self.backend
 
-    def statsFor(self, key: Any) -> PoolStats:
+    def statsFor(self, key: PoolKey) -> PoolStats:
         """
         The statistics (one set, C{stats}, for all keys).
         """
         return self.stats
 
-    def authRequestCode(self, key: Any) -> int | None:
+    def authRequestCode(self, key: PoolKey) -> int | None:
         """
         C{authCode}, for every key.
         """
