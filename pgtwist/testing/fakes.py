@@ -103,32 +103,22 @@ class FakeFrontendLink:
         self.cancelTarget = backend
 
 
-@implementer(IBackendLink)
-class FakeBackendLink:
+class _RecordingLink:
     """
-    A PostgreSQL connection that records what it is sent.
+    The state and the recording of bytes and sessions that both fake
+    backends share.
     """
 
-    def __init__(self, processId: int = 4242, secretKey: int = 99) -> None:
+    def __init__(self, processId: int, secretKey: int, server: ServerSettings | None) -> None:
         self.processId = processId
         self.secretKey = secretKey
-        self.server = ServerSettings("primary", "127.0.0.1", 5432, True)
+        self.server = server or ServerSettings("primary", "127.0.0.1", 5432, True)
         self.parameters: dict[str, str] = {"client_encoding": "UTF8", "server_version": "15.0"}
         self.transactionStatus = constants.TRANSACTION_IDLE
         self.clean = True
         self.sessionResets = 0
         self.written = bytearray()
-        self.queries: list[str] = []
-        self.queryError: ErrorResponse | None = None
         self.session: IPipelineSession | None = None
-
-    def simpleQuery(self, sql: str) -> Deferred[ErrorResponse | None]:
-        """
-        Record a query pgtwist runs itself; it succeeds at once unless
-        C{queryError} is set.
-        """
-        self.queries.append(sql)
-        return succeed(self.queryError)
 
     def attach(self, session: IPipelineSession, frontend: IFrontendLink) -> None:
         """
@@ -147,6 +137,26 @@ class FakeBackendLink:
         Record bytes for PostgreSQL.
         """
         self.written += data
+
+
+@implementer(IBackendLink)
+class FakeBackendLink(_RecordingLink):
+    """
+    A PostgreSQL connection that records what it is sent.
+    """
+
+    def __init__(self, processId: int = 4242, secretKey: int = 99) -> None:
+        super().__init__(processId, secretKey, None)
+        self.queries: list[str] = []
+        self.queryError: ErrorResponse | None = None
+
+    def simpleQuery(self, sql: str) -> Deferred[ErrorResponse | None]:
+        """
+        Record a query pgtwist runs itself; it succeeds at once unless
+        C{queryError} is set.
+        """
+        self.queries.append(sql)
+        return succeed(self.queryError)
 
 
 @implementer(IBackendPool)
@@ -217,7 +227,7 @@ class FakeBackendPool:
 
 
 @implementer(IPooledConnection)
-class FakePooledConnection:
+class FakePooledConnection(_RecordingLink):
     """
     A backend as the pool sees it: the test answers its queries (each
     L{simpleQuery} returns a Deferred kept in C{queries}) and loses its
@@ -233,14 +243,8 @@ class FakePooledConnection:
         processId: int = 4242,
         server: ServerSettings | None = None,
     ) -> None:
+        super().__init__(processId, 99, server)
         self.key = key
-        self.processId = processId
-        self.secretKey = 99
-        self.server = server or ServerSettings("primary", "127.0.0.1", 5432, True)
-        self.parameters: dict[str, str] = {"client_encoding": "UTF8", "server_version": "15.0"}
-        self.transactionStatus = constants.TRANSACTION_IDLE
-        self.clean = True
-        self.sessionResets = 0
         self.connected = True
         self.closing = False
         self.closed = False
@@ -248,8 +252,6 @@ class FakePooledConnection:
         self.transport: Any = None
         self.lostCallback: Callable[[IPooledConnection, Failure], None] | None = None
         self.queries: list[tuple[str, Deferred[ErrorResponse | None]]] = []
-        self.written = bytearray()
-        self.session: IPipelineSession | None = None
 
     def __repr__(self) -> str:
         return f"<FakePooledConnection pid={self.processId} {self.key}>"
@@ -268,24 +270,6 @@ class FakePooledConnection:
         """
         self.sessionResets += 1
         return self.simpleQuery("DISCARD ALL")
-
-    def attach(self, session: IPipelineSession, frontend: IFrontendLink) -> None:
-        """
-        Record the attached session.
-        """
-        self.session = session
-
-    def detach(self) -> None:
-        """
-        Forget the session.
-        """
-        self.session = None
-
-    def write(self, data: bytes) -> None:
-        """
-        Record bytes for PostgreSQL.
-        """
-        self.written += data
 
     def close(self) -> None:
         """
