@@ -87,6 +87,10 @@ class IFrontendLink(Interface):
     key = Attribute("The (database, user) pool key the client logged in for.")
     configuration = Attribute("The Configuration in force when the client connected.")
     startupParameters = Attribute("Mapping[str, str]: the StartupMessage parameters.")
+    transport = Attribute(
+        "The client connection's transport, or C{None} (a fake): L{IBackendLink.attach} links "
+        "backpressure to it. Pipelines never use it."
+    )
 
     def completeLogin(parameters: Mapping[str, str], processId: int) -> None:
         """

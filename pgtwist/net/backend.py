@@ -263,7 +263,7 @@ class BackendProtocol(Protocol):
         self._session = session
         self._frontend = frontend
         self.clean = True
-        peer: Any = getattr(frontend, "transport", None)
+        peer = frontend.transport
         transport = self.transport
         if peer is not None and transport is not None:
             # A full buffer towards PostgreSQL stops reading the client, and

@@ -55,6 +55,8 @@ class FakeFrontendLink:
         self.loginProcessId: int | None = None
         self.reading = True
         self.cancelTarget: IBackendLink | None = None
+        #: No transport: a backend attached to this link links no backpressure.
+        self.transport: Any = None
 
     def completeLogin(self, parameters: Mapping[str, str], processId: int) -> None:
         """
