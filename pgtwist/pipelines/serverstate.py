@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_pipeline_transaction_state -*-
+# -*- test-case-name: tests.unit.test_pipeline_serverstate -*-
 """
 What the transaction pipeline remembers of each backend's session between
 the clients it lends it to: the statements it prepared there and the

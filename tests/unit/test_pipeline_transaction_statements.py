@@ -106,6 +106,32 @@ class NamedStatementTests(SynchronousTestCase):
         self.assertEqual(list(serverSession(b).prepared), ["PGTWIST_1"])
         self.assertEqual(self.script.pool.releasedWithoutReset[-1], b)
 
+    def test_resetBackendPreparesAgain(self) -> None:
+        """
+        Once the pool has reset the backend's session (C{DISCARD ALL}, for
+        a client of another pipeline), the statement is prepared on it
+        again at its next use.
+        """
+        self.a.sessionResets += 1
+        self.script.play(
+            [
+                fromClient(
+                    [bind("s1", b"2"), Execute(""), Sync()],
+                    toServer=[
+                        Parse("PGTWIST_1", Q1, (23,)),
+                        bind("PGTWIST_1", b"2"),
+                        Execute(""),
+                        Sync(),
+                    ],
+                ),
+                fromServer(
+                    [ParseComplete(), BindComplete(), *selected(b"2"), ReadyForQuery(b"I")],
+                    toClient=[BindComplete(), *selected(b"2"), ReadyForQuery(b"I")],
+                ),
+            ]
+        )
+        self.assertEqual(list(serverSession(self.a).prepared), ["PGTWIST_1"])
+
     def test_parseOfPreparedStatementAnsweredLocally(self) -> None:
         """
         A Parse of a statement the backend already has is not forwarded; the
