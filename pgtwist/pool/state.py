@@ -124,8 +124,9 @@ class Pool:
         self.stats = PoolStats()
         #: While paused (console PAUSE), waiters are not served.
         self.paused = False
+        #: The pool's records of its backends, by state (none is kept as CLOSED).
         self.backends: dict[BackendState, set[PooledBackend]] = {s: set() for s in BackendState}
-        #: Idle backends, most recently used last (handed out LIFO).
+        #: The records of idle backends, most recently used last (handed out LIFO).
         self.idle: list[PooledBackend] = []
         self.waiters: deque[Waiter] = deque()
         #: What PostgreSQL asked for at login (resolves the HBA method C{all}).
