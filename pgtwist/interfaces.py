@@ -1,7 +1,9 @@
 # -*- test-case-name: tests.contract.test_pipeline_contract,tests.contract.test_auth_contract -*-
 """
 Every zope.interface of pgtwist: the seams between the Twisted shell, the
-pooling policy (pipelines) and authentication (auth methods).
+pooling policy (pipelines), the pools, their statistics and authentication
+(auth methods). Whatever one of these layers uses of another is declared
+here, so that a fake (L{pgtwist.testing}) or a plugin can stand in for it.
 
 Pipelines and auth methods are plugins: module-level instances providing
 L{twisted.plugin.IPlugin} and L{IPipeline} or L{IAuthMethod}, found with
@@ -11,12 +13,13 @@ C{getPlugins(I..., pgtwist.plugins)}.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
+    from twisted.internet.interfaces import IReactorTime
     from twisted.python.failure import Failure
 
     from pgtwist.auth.steps import AuthStep
@@ -84,6 +87,10 @@ class IFrontendLink(Interface):
     key = Attribute("The (database, user) pool key the client logged in for.")
     configuration = Attribute("The Configuration in force when the client connected.")
     startupParameters = Attribute("Mapping[str, str]: the StartupMessage parameters.")
+    transport = Attribute(
+        "The client connection's transport, or C{None} (a fake): L{IBackendLink.attach} links "
+        "backpressure to it. Pipelines never use it."
+    )
 
     def completeLogin(parameters: Mapping[str, str], processId: int) -> None:
         """
@@ -139,12 +146,11 @@ class IBackendLink(Interface):
         "bool: the pipeline's verdict that no request is in flight (every Query/Sync answered "
         "by a ReadyForQuery, no partial message sent). A backend released unclean is closed."
     )
-
-    prepared = Attribute(
-        "OrderedDict[str, object]: server-side prepared statements, least recently used first."
+    sessionResets = Attribute(
+        "int: how many times the pool reset this connection's session (C{DISCARD ALL}). "
+        "What a pipeline remembers of a backend's session (prepared statements, settings) "
+        "is void once this changes."
     )
-    applied = Attribute("dict[str, str]: unreported settings applied with SET, by lowercase name.")
-    settingsFingerprint = Attribute("Which client settings were last synced onto this backend.")
 
     def attach(session: IPipelineSession, frontend: IFrontendLink) -> None:
         """
@@ -163,6 +169,72 @@ class IBackendLink(Interface):
         Send bytes to PostgreSQL (sent at once when nothing is queued).
         """
 
+    def simpleQuery(sql: str) -> Deferred[ErrorResponse | None]:
+        """
+        Run C{sql} (one Query message) while no session is attached, and fire
+        with the first L{pgtwist.wire.messages.ErrorResponse} PostgreSQL sent,
+        or C{None}; ParameterStatus changes are recorded in C{parameters}.
+        Several calls may be pipelined. Fails when the connection is lost.
+        """
+
+
+class IPooledConnection(IBackendLink):
+    """
+    What the pool needs of a backend beyond what pipelines use: its identity,
+    whether it can still be lent, and closing it.
+    """
+
+    key = Attribute("The (database, user) pool key it logged in as.")
+    connected = Attribute("bool: the connection is up (set once connected, cleared when lost).")
+    closing = Attribute("bool: it is being closed, or PostgreSQL said it is going away.")
+    authRequestCode = Attribute(
+        "int or None: the first AuthenticationRequest code PostgreSQL sent at login."
+    )
+    transport = Attribute(
+        "The connection's transport (C{None} until connected): SHOW SERVERS shows its addresses."
+    )
+    lostCallback = Attribute(
+        "Callable[[IPooledConnection, Failure], None] or None: called when the connection "
+        "is lost; the pool sets it to forget the backend."
+    )
+
+    def resetSession() -> Deferred[ErrorResponse | None]:
+        """
+        Run C{DISCARD ALL} (as L{simpleQuery}) and count it in C{sessionResets}.
+        """
+
+    def close() -> None:
+        """
+        Say goodbye to PostgreSQL (Terminate) and close the connection.
+        """
+
+
+class IPoolStats(Interface):
+    """
+    The counters of one pool that the pipelines and the frontend add to
+    (SHOW STATS, the metrics). Plain integer attributes are added to in place.
+    """
+
+    bytesReceived = Attribute("int: bytes received from clients.")
+    bytesSent = Attribute("int: bytes sent to clients.")
+    queryCount = Attribute("int: requests answered.")
+    clientParseCount = Attribute("int: Parse messages from clients.")
+    serverParseCount = Attribute("int: Parse messages sent to PostgreSQL.")
+    bindCount = Attribute("int: Bind messages relayed.")
+    clientLoginCount = Attribute("int: clients that logged in.")
+    authSuccess = Attribute("int: clients that authenticated.")
+    authFailure = Attribute("int: clients that failed to authenticate.")
+
+    def addQuery(seconds: float) -> None:
+        """
+        A request (Query, or an extended batch up to Sync) took C{seconds}.
+        """
+
+    def addTransaction(seconds: float) -> None:
+        """
+        A transaction (or an autocommit statement) took C{seconds}.
+        """
+
 
 class IBackendPool(Interface):
     """
@@ -176,7 +248,7 @@ class IBackendPool(Interface):
 
         @return: A cancellable C{Deferred[IBackendLink]}; fails with
             L{pgtwist.pool.poolset.PoolTimeout} after C{blocking_timeout}, or with
-            L{pgtwist.pool.poolset.BackendError} carrying PostgreSQL's ErrorResponse.
+            L{pgtwist.net.backend.BackendError} carrying PostgreSQL's ErrorResponse.
         """
 
     def acquireIdle(key: PoolKey) -> IBackendLink | None:
@@ -198,6 +270,19 @@ class IBackendPool(Interface):
     def discard(backend: IBackendLink, reason: str) -> None:
         """
         Close a backend; never reuse it.
+        """
+
+    def statsFor(key: PoolKey) -> IPoolStats:
+        """
+        The statistics of C{key}'s pool, for the pipeline sessions and the
+        clients of that pool to add to.
+        """
+
+    def authRequestCode(key: PoolKey) -> int | None:
+        """
+        What PostgreSQL asked for when pgtwist last logged in for C{key}
+        (an C{AUTH_*} code), or C{None} before the first login: how the HBA
+        method C{all} resolves.
         """
 
 
@@ -233,6 +318,18 @@ class IPipelineSession(Interface):
         The attached backend went away; tell the client with an ErrorResponse.
         """
 
+    def busy() -> bool:
+        """
+        Whether a request of the client is running on a backend (a client
+        that is not busy may be disconnected as idle).
+        """
+
+    def waitingForBackend() -> bool:
+        """
+        Whether the session waits for the pool to lend it a backend
+        (SHOW CLIENTS' C{waiting}).
+        """
+
 
 class IPipeline(Interface):
     """
@@ -248,18 +345,10 @@ class IPipeline(Interface):
         empty when it can run with it.
         """
 
-    def newSession(frontend: IFrontendLink, pool: IBackendPool, clock: Any) -> IPipelineSession:
+    def newSession(
+        frontend: IFrontendLink, pool: IBackendPool, clock: IReactorTime
+    ) -> IPipelineSession:
         """
-        Create the policy object for one authenticated client.
-        """
-
-
-class IUserDirectory(Interface):
-    """
-    Where client and backend credentials come from.
-    """
-
-    def lookup(user: str) -> UserEntry | None:
-        """
-        The L{pgtwist.config.model.UserEntry} for C{user}, or C{None}.
+        Create the policy object for one authenticated client; C{clock} is
+        the reactor, for timers and timings.
         """

@@ -23,7 +23,7 @@ from zope.interface import implementer
 from pgtwist import __version__
 from pgtwist.admin import commands, show
 from pgtwist.admin.results import ConsoleCommandError, Reply, encodeReply
-from pgtwist.interfaces import IFrontendLink, IPipelineSession
+from pgtwist.interfaces import IBackendLink, IFrontendLink, IPipelineSession
 from pgtwist.pool.stats import Averages, PoolStats
 from pgtwist.wire import codec, constants, errors
 from pgtwist.wire.errors import ProtocolViolation
@@ -32,7 +32,6 @@ from pgtwist.wire.messages import EmptyQueryResponse, ReadyForQuery
 
 if TYPE_CHECKING:
     from pgtwist.admin.management import Pooler
-    from pgtwist.net.backend import BackendProtocol
 
 #: Extended-protocol messages: refused once per batch, until Sync.
 _EXTENDED = frozenset(
@@ -67,9 +66,7 @@ class Console:
         self.clock = clock
         self.averages = Averages()
         self.adminStats = PoolStats()
-        self._serverIds: weakref.WeakKeyDictionary[BackendProtocol, int] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._serverIds: weakref.WeakKeyDictionary[IBackendLink, int] = weakref.WeakKeyDictionary()
 
     def newSession(self, frontend: IFrontendLink, role: str) -> ConsoleSession:
         """
@@ -93,7 +90,7 @@ class Console:
         self.averages = Averages()
         self.refreshAverages()
 
-    def serverId(self, backend: BackendProtocol) -> int:
+    def serverId(self, backend: IBackendLink) -> int:
         """
         A stable small id for a backend, from the clients' sequence.
         """
@@ -109,11 +106,11 @@ class Console:
         """
         version = f"15.0 (pgtwist {__version__})"
         reported = (
-            backend.parameters["server_version"]
+            entry.backend.parameters["server_version"]
             for pool in self.service.pools.pools.values()
-            for backends in pool.backends.values()
-            for backend in backends
-            if "server_version" in backend.parameters
+            for entries in pool.backends.values()
+            for entry in entries
+            if "server_version" in entry.backend.parameters
         )
         version = next(reported, version)
         return {
@@ -179,6 +176,19 @@ class ConsoleSession:
         """
         Never called: the console has no backend.
         """
+
+    def busy(self) -> bool:
+        """
+        See L{IPipelineSession.busy}: a console session runs nothing on a
+        backend.
+        """
+        return False
+
+    def waitingForBackend(self) -> bool:
+        """
+        See L{IPipelineSession.waitingForBackend}: never.
+        """
+        return False
 
     def frontendLost(self, reason: Failure) -> None:
         """

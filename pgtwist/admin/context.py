@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from pgtwist.admin.management import Pooler
-    from pgtwist.net.backend import BackendProtocol
+    from pgtwist.interfaces import IBackendLink
     from pgtwist.pool.stats import Averages, PoolStats
 
 __all__ = ["ConsoleContext"]
@@ -38,7 +38,7 @@ class ConsoleContext(Protocol):
         Zero every pool's statistics, the console's and the averages.
         """
 
-    def serverId(self, backend: BackendProtocol) -> int:
+    def serverId(self, backend: IBackendLink) -> int:
         """
         A stable small id for a backend (SHOW SERVERS' C{ptr}).
         """

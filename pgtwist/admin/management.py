@@ -110,34 +110,19 @@ class Management:
         Refuse new clients of C{database} (C{"*"}: all) with a FATAL error;
         connected clients stay.
         """
-        factory = self.service.factory
-        if database == "*":
-            factory.enabled.clear()
-        else:
-            factory.enabled.discard(database)
-        factory.disabled.add(database)
+        self.service.factory.access.disable(database)
 
     def enable(self, database: str = "*") -> None:
         """
         Accept new clients of C{database} (C{"*"}: all) again.
         """
-        factory = self.service.factory
-        if database == "*":
-            factory.disabled.clear()
-            factory.enabled.clear()
-        else:
-            factory.disabled.discard(database)
-            if "*" in factory.disabled:
-                factory.enabled.add(database)
+        self.service.factory.access.enable(database)
 
     def isEnabled(self, database: str) -> bool:
         """
         Whether new clients of C{database} are accepted.
         """
-        factory = self.service.factory
-        if database in factory.disabled:
-            return False
-        return "*" not in factory.disabled or database in factory.enabled
+        return self.service.factory.access.isEnabled(database)
 
     def switchTo(self, server: str) -> bool:
         """
@@ -149,12 +134,7 @@ class Management:
         if not pools.servers.switchTo(server):
             return False
         if old != server:
-            for pool in pools.pools.values():
-                for state in (BackendState.IDLE, BackendState.ACTIVE, BackendState.RESETTING):
-                    for backend in list(pool.backends[state]):
-                        if backend.server.name == old:
-                            backend.closeOnRelease = True
-            pools.flush("idle", None, server=old)
+            pools.flush("gracefully", None, server=old)
         return True
 
     def clearServer(self, server: str) -> bool:
@@ -386,6 +366,6 @@ class Management:
             "clients": len(self.service.factory.clients),
             "servers": servers,
             "pools": detail,
-            "disabled": sorted(self.service.factory.disabled),
+            "disabled": sorted(self.service.factory.access.disabled),
             "configuration": dataclasses.asdict(self.service.config.paths),
         }

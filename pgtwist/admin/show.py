@@ -22,12 +22,12 @@ from pgtwist.config.loader import _mainParsers
 from pgtwist.config.model import MainSettings
 from pgtwist.config.restart import RESTART_KEYS
 from pgtwist.net.frontend import FrontendProtocol, FrontendState
-from pgtwist.pool.poolset import BackendState, Pool, matchLimit, resolveAlias
+from pgtwist.pipelines.serverstate import preparedCount
+from pgtwist.pool.poolset import BackendState, Pool, PooledBackend, matchLimit, resolveAlias
 from pgtwist.pool.stats import COUNTERS
 
 if TYPE_CHECKING:
     from pgtwist.admin.context import ConsoleContext as Console
-    from pgtwist.net.backend import BackendProtocol
 
 #: The admin console's own database, as PgBouncer lists it.
 ADMIN_DATABASE = "pgbouncer"
@@ -163,7 +163,7 @@ def isWaiting(client: FrontendProtocol) -> bool:
     Whether the client waits for a backend (its pipeline session is
     acquiring one).
     """
-    return getattr(client.session, "_acquiring", None) is not None
+    return client.session is not None and client.session.waitingForBackend()
 
 
 def clientState(client: FrontendProtocol) -> str:
@@ -345,8 +345,9 @@ def showClients(console: Console, args: Sequence[str]) -> ResultSet:
 
 
 def _serverRow(
-    console: Console, backend: BackendProtocol, state: str, client: FrontendProtocol | None
+    console: Console, entry: PooledBackend, state: str, client: FrontendProtocol | None
 ) -> tuple[Value, ...]:
+    backend = entry.backend
     transport = backend.transport
     peer = transport.getPeer() if transport is not None else None
     host = transport.getHost() if transport is not None else None
@@ -365,17 +366,17 @@ def _serverRow(
         port,
         localAddr,
         localPort,
-        backend.createdAt,
-        backend.lastUsedAt,
+        entry.createdAt,
+        entry.lastUsedAt,
         0,
         0,
-        1 if backend.closeOnRelease else 0,
+        1 if entry.closeOnRelease else 0,
         _ptr(backend),
         _ptr(client) if client is not None else "",
         backend.processId,
         "",
         backend.parameters.get("application_name", ""),
-        len(backend.prepared),
+        preparedCount(backend),
         console.serverId(backend),
     )
 
@@ -388,8 +389,9 @@ def showServers(console: Console, args: Sequence[str]) -> ResultSet:
     rows = []
     for pool in sortedPools(console):
         for state, name in SERVER_STATES.items():
-            for backend in sorted(pool.backends[state], key=lambda b: b.createdAt):
-                rows.append(_serverRow(console, backend, name, linked.get(id(backend))))
+            for entry in sorted(pool.backends[state], key=lambda e: e.createdAt):
+                client = linked.get(id(entry.backend))
+                rows.append(_serverRow(console, entry, name, client))
     return ResultSet(SOCKET_TYPES, SOCKET_COLUMNS, rows)
 
 

@@ -9,7 +9,6 @@ pipeline session it hands each received chunk to the session untouched.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -26,9 +25,9 @@ from pgtwist.config.model import PoolKey, ServerSettings
 from pgtwist.interfaces import (
     IAuthExchange,
     IAuthMethod,
-    IBackendLink,
     IFrontendLink,
     IPipelineSession,
+    IPooledConnection,
 )
 from pgtwist.net.eager import eagerWrite
 from pgtwist.net.endpoints import connectServer
@@ -67,7 +66,7 @@ class BackendGone(Exception):
     """
 
 
-@implementer(IBackendLink)
+@implementer(IPooledConnection)
 class BackendProtocol(Protocol):
     """
     One connection to PostgreSQL.
@@ -79,7 +78,11 @@ class BackendProtocol(Protocol):
     @ivar clean: Set by the attached session: no request in flight.
     @ivar authRequestCode: The first AuthenticationRequest code PostgreSQL sent
         (what the HBA method C{all} resolves to).
-    @ivar poolState: Owned by L{pgtwist.pool.poolset}; never set it elsewhere.
+    @ivar sessionResets: How many times L{resetSession} ran C{DISCARD ALL}.
+
+    The pool's bookkeeping of a backend lives in L{pgtwist.pool.state}, and
+    what the transaction pipeline remembers of its session (prepared
+    statements, settings) in that pipeline.
     """
 
     log = Logger()
@@ -103,21 +106,7 @@ class BackendProtocol(Protocol):
         self.transactionStatus = constants.TRANSACTION_IDLE
         self.clean = True
         self.authRequestCode: int | None = None
-        #: Server-side prepared statements (name -> anything), least recently
-        #: used first; maintained by the transaction pipeline.
-        self.prepared: OrderedDict[str, object] = OrderedDict()
-        #: Settings PostgreSQL does not report (no ParameterStatus) that a
-        #: pipeline applied with SET, by lowercase name.
-        self.applied: dict[str, str] = {}
-        #: Identifies the client settings last synced onto this backend, so a
-        #: client with the same settings needs no SET (transaction pipeline).
-        self.settingsFingerprint: object = None
-        self.createdAt = clock.seconds()
-        self.lastUsedAt = self.createdAt
-        self.poolState: Any = None
-        #: Set by a graceful flush: close instead of reusing when given back.
-        self.closeOnRelease = False
-        self.idleTimer: Any = None
+        self.sessionResets = 0
         self.connected = False
         self.closing = False
         self._framer = MessageFramer()
@@ -219,14 +208,6 @@ class BackendProtocol(Protocol):
             self.transport.loseConnection()  # type: ignore[union-attr]
             login.errback(reason)
 
-    def forgetSessionState(self) -> None:
-        """
-        C{DISCARD ALL} ran: no prepared statements, no applied settings remain.
-        """
-        self.prepared.clear()
-        self.applied.clear()
-        self.settingsFingerprint = None
-
     # -- owned mode: simple queries pgtwist runs itself -----------------------
 
     def simpleQuery(self, sql: str) -> Deferred[ErrorResponse | None]:
@@ -239,6 +220,13 @@ class BackendProtocol(Protocol):
         self._queries.append(pending)
         self.write(codec.encode(Query(sql)))
         return pending.deferred
+
+    def resetSession(self) -> Deferred[ErrorResponse | None]:
+        """
+        See L{IPooledConnection.resetSession}.
+        """
+        self.sessionResets += 1
+        return self.simpleQuery("DISCARD ALL")
 
     def _queryFrame(self, message: Message) -> None:
         if isinstance(message, ParameterStatus):
@@ -276,7 +264,7 @@ class BackendProtocol(Protocol):
         self._session = session
         self._frontend = frontend
         self.clean = True
-        peer: Any = getattr(frontend, "transport", None)
+        peer = frontend.transport
         transport = self.transport
         if peer is not None and transport is not None:
             # A full buffer towards PostgreSQL stops reading the client, and

@@ -40,6 +40,7 @@ from pgtwist.interfaces import (
     IPipeline,
     IPipelineSession,
 )
+from pgtwist.net.access import DatabaseAccess
 from pgtwist.net.backend import BackendError
 from pgtwist.net.cancel import CancelRegistry
 from pgtwist.net.eager import eagerWrite
@@ -323,12 +324,7 @@ class FrontendProtocol(Protocol):
         """
         Whether the client has a request running on a backend.
         """
-        check = getattr(self.session, "busy", None)
-        if check is None:
-            # A pipeline without busy() (transaction): linked to a backend
-            # means a request or a transaction is running.
-            return self.backend is not None
-        return bool(check())
+        return self.session is not None and self.session.busy()
 
     def _peer(self) -> str:
         if isinstance(self.address, (IPv4Address, IPv6Address)):
@@ -369,7 +365,7 @@ class FrontendProtocol(Protocol):
                 # refuse as it refuses an unknown role (SCRAM exchange, 28P01).
                 self._startExchange("scram-sha-256")
                 return
-            code = self.factory.pool.authRequestCode(self.key)  # type: ignore[attr-defined]
+            code = self.factory.pool.authRequestCode(self.key)
             if code is None:
                 self._resolveAll()
                 return
@@ -392,7 +388,7 @@ class FrontendProtocol(Protocol):
             if self.state is FrontendState.CLOSED:
                 return
             self.transport.resumeProducing()  # type: ignore[union-attr]
-            code = self.factory.pool.authRequestCode(self.key)  # type: ignore[attr-defined]
+            code = self.factory.pool.authRequestCode(self.key)
             self._startExchange(_METHOD_FOR_CODE.get(code, "scram-sha-256"))
 
         def failed(reason: Failure) -> None:
@@ -481,12 +477,8 @@ class FrontendProtocol(Protocol):
             reason=reason,
         )
         if self.consoleRole is None:
-            self._poolStats().authFailure += 1
+            self.factory.pool.statsFor(self.key).authFailure += 1
         self.fail(error)
-
-    def _poolStats(self) -> Any:
-        pools: Any = self.factory.pool
-        return pools.pool(self.key).stats
 
     def _authenticated(self) -> None:
         self._cancelAuthTimer()
@@ -494,12 +486,11 @@ class FrontendProtocol(Protocol):
         if self.consoleRole is not None:
             self._consoleAuthenticated()
             return
-        stats = self._poolStats()
+        stats = self.factory.pool.statsFor(self.key)
         stats.authSuccess += 1
         stats.clientLoginCount += 1
         database = self.key[0]
-        disabled = self.factory.disabled
-        if database in disabled or ("*" in disabled and database not in self.factory.enabled):
+        if not self.factory.access.isEnabled(database):
             self.fail(
                 errors.fatal(
                     "55000",
@@ -680,9 +671,8 @@ class FrontendFactory(Factory):
         #: False while shutting down: only the admin console is served.
         self.accepting = True
         self._lastId = 0
-        #: Databases refused to new clients (C{"*"}: all but C{enabled}).
-        self.disabled: set[str] = set()
-        self.enabled: set[str] = set()
+        #: Which databases accept new clients (ENABLE / DISABLE).
+        self.access = DatabaseAccess()
 
     def reconfigure(self, config: Configuration) -> None:
         """

@@ -1,11 +1,13 @@
 # -*- test-case-name: tests.contract.test_pipeline_contract -*-
 """
 What every built-in pipeline session does the same way: tell the client
-when its backend dies, and drop both sides on a protocol violation.
+when its backend dies, drop both sides on a protocol violation, and say
+whether it waits for a backend.
 """
 
 from __future__ import annotations
 
+from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 from pgtwist.interfaces import IBackendLink, IBackendPool, IFrontendLink
@@ -21,6 +23,7 @@ class PipelineSessionBase:
         terminates.
     @ivar _fatalSeen: Whether a FATAL from PostgreSQL was already relayed
         (then the client is just closed).
+    @ivar _acquiring: The pending L{IBackendPool.acquire}, while there is one.
     """
 
     lostDetail = "The PostgreSQL backend of this session terminated."
@@ -30,6 +33,13 @@ class PipelineSessionBase:
     backend: IBackendLink | None
     _done: bool
     _fatalSeen: bool
+    _acquiring: Deferred[IBackendLink] | None
+
+    def waitingForBackend(self) -> bool:
+        """
+        See L{IPipelineSession.waitingForBackend}.
+        """
+        return self._acquiring is not None
 
     def backendLost(self, reason: Failure) -> None:
         """

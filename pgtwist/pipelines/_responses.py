@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
 
-from pgtwist.interfaces import IBackendLink, IFrontendLink
+from pgtwist.interfaces import IBackendLink, IFrontendLink, IPoolStats
 from pgtwist.pipelines._expect import (
     _CACHED_PLAN,
     _CLOSE,
@@ -38,7 +38,7 @@ from pgtwist.pipelines._expect import (
 )
 from pgtwist.pipelines._settings import ClientSettings
 from pgtwist.pipelines._statements import STALE, StatementKey, StatementRegistry
-from pgtwist.pool.stats import PoolStats
+from pgtwist.pipelines.serverstate import ServerSession
 from pgtwist.wire import codec, constants
 from pgtwist.wire.errors import ProtocolViolation
 from pgtwist.wire.messages import ErrorResponse
@@ -70,7 +70,8 @@ class ResponseRelay:
         _copyIn: Any
         _copyEnds: int
         _waiting: Any
-        stats: PoolStats
+        stats: IPoolStats
+        serverState: ServerSession
 
         def _settled(self, entry: _Expect) -> None: ...
         def _resumeIfSettled(self) -> None: ...
@@ -160,7 +161,7 @@ class ResponseRelay:
             if head is not None and not head.forward and head.kind == _QUERY:
                 return False, False
             self.settings.update(status.name, status.value)
-            backend.settingsFingerprint = self.settings.fingerprint
+            self.serverState.fingerprint = self.settings.fingerprint
             return True, False
         if type == constants.ERROR_RESPONSE:
             return self._error(codec.decodeBackend(type, data[offset + 5 : end]), head)  # type: ignore[arg-type]
@@ -269,18 +270,18 @@ class ResponseRelay:
                 # Every backend that has it has the old shape: the key gets a
                 # new server-side name, prepared afresh wherever it is used
                 # next; this backend closes the old one when it next needs it.
-                backend.prepared[head.name] = STALE
+                self.serverState.prepared[head.name] = STALE
                 if head.key is not None:
                     self.registry.forget(head.key, head.name)
         elif error.code == _UNDEFINED_STATEMENT and head.name and head.kind != _PARSE:
             # Gone behind pgtwist's back (SQL DEALLOCATE, DISCARD ALL through
             # the extended protocol), or its Parse in an earlier pipelined
             # batch was skipped: the next use prepares it again.
-            backend.prepared.pop(head.name, None)
+            self.serverState.prepared.pop(head.name, None)
         elif error.code == _DUPLICATE_STATEMENT and head.name and head.kind == _PARSE:
             # There after all (a Close in an earlier pipelined batch was
             # skipped): the next use closes it and prepares it again.
-            backend.prepared[head.name] = STALE
+            self.serverState.prepared[head.name] = STALE
         if not expected:
             self._discarding = True
         return True, True
@@ -293,13 +294,13 @@ class ResponseRelay:
         backend = self.backend
         assert backend is not None
         if entry.kind == _PARSE and entry.name:
-            backend.prepared.pop(entry.name, None)
+            self.serverState.prepared.pop(entry.name, None)
             if entry.client is not None:
                 # A failed Parse drops the unnamed statement; a skipped one
                 # leaves the client's statement as it was.
                 self._restore(entry.client, None if failed else entry.previous)
         elif entry.kind == _CLOSE and not entry.forward and entry.name:
-            backend.prepared[entry.name] = STALE if entry.key is not None else True
+            self.serverState.prepared[entry.name] = STALE if entry.key is not None else True
         elif entry.kind == _FAKE:
             if entry.data == _PARSE_COMPLETE and entry.client is not None:
                 self._restore(entry.client, entry.previous)

@@ -14,8 +14,7 @@ failover, C{disconnect_client}).
 
 from __future__ import annotations
 
-from typing import Any
-
+from twisted.internet.interfaces import IReactorTime
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
@@ -33,7 +32,7 @@ class PerformancePipelineSession(SessionPipelineSession):
     A session-mode relay that does not decode ParameterStatus.
     """
 
-    def __init__(self, frontend: IFrontendLink, pool: IBackendPool, clock: Any) -> None:
+    def __init__(self, frontend: IFrontendLink, pool: IBackendPool, clock: IReactorTime) -> None:
         super().__init__(frontend, pool, clock)
         self._backendScanner = MessageScanner(self._backendMessage, collect=_BACKEND_COLLECT)
 
@@ -71,7 +70,7 @@ class PerformancePipeline:
         return [f"the performance pipeline does not support {f}" for f in sessionFeatures(config)]
 
     def newSession(
-        self, frontend: IFrontendLink, pool: IBackendPool, clock: Any
+        self, frontend: IFrontendLink, pool: IBackendPool, clock: IReactorTime
     ) -> IPipelineSession:
         """
         See L{IPipeline.newSession}.

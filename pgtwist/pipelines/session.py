@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.plugin import IPlugin
 from twisted.python.failure import Failure
@@ -28,7 +30,6 @@ from pgtwist.interfaces import (
     IPipelineSession,
 )
 from pgtwist.pipelines._base import PipelineSessionBase
-from pgtwist.pool.stats import statsFor
 from pgtwist.wire import codec, constants
 from pgtwist.wire.errors import ProtocolViolation
 from pgtwist.wire.scan import MessageScanner
@@ -60,7 +61,7 @@ class SessionPipelineSession(PipelineSessionBase):
 
     log = Logger()
 
-    def __init__(self, frontend: IFrontendLink, pool: IBackendPool, clock: Any) -> None:
+    def __init__(self, frontend: IFrontendLink, pool: IBackendPool, clock: IReactorTime) -> None:
         self.frontend = frontend
         self.pool = pool
         self.clock = clock
@@ -71,8 +72,8 @@ class SessionPipelineSession(PipelineSessionBase):
         self._terminateAt: int | None = None
         self._fatalSeen = False
         self._done = False
-        self._acquiring: Any = None
-        self.stats = statsFor(pool, frontend.key)
+        self._acquiring: Deferred[IBackendLink] | None = None
+        self.stats = pool.statsFor(frontend.key)
         self._queryStart = 0.0
         self._xactStart: float | None = None
         self._frontendScanner = MessageScanner(self._frontendMessage, watch=_FRONTEND_WATCH)
@@ -182,7 +183,8 @@ class SessionPipelineSession(PipelineSessionBase):
 
     def busy(self) -> bool:
         """
-        Whether a request of the client is running on its backend.
+        See L{IPipelineSession.busy}: whether a request of the client is
+        running on its backend.
         """
         return self._outstanding > 0 or self._unsynced
 
@@ -235,7 +237,7 @@ class SessionPipeline:
         return []
 
     def newSession(
-        self, frontend: IFrontendLink, pool: IBackendPool, clock: Any
+        self, frontend: IFrontendLink, pool: IBackendPool, clock: IReactorTime
     ) -> IPipelineSession:
         """
         See L{IPipeline.newSession}.

@@ -33,6 +33,8 @@ import random
 from collections import deque
 from typing import Any
 
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.plugin import IPlugin
 from twisted.python.failure import Failure
@@ -89,7 +91,7 @@ from pgtwist.pipelines._statements import (
     renameBind,
     splitName,
 )
-from pgtwist.pool.stats import statsFor
+from pgtwist.pipelines.serverstate import ServerSession, serverSession
 from pgtwist.wire import codec, constants, errors
 from pgtwist.wire.errors import ProtocolViolation
 from pgtwist.wire.messages import (
@@ -115,7 +117,7 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
         self,
         frontend: IFrontendLink,
         pool: IBackendPool,
-        clock: Any,
+        clock: IReactorTime,
         registry: StatementRegistry,
         maxPrepared: int,
         logins: LoginCache | None = None,
@@ -124,11 +126,13 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
         self.pool = pool
         self.clock = clock
         self.registry = registry
-        self.stats = statsFor(pool, frontend.key)
+        self.stats = pool.statsFor(frontend.key)
         self._xactStart = 0.0
         self.maxPrepared = maxPrepared
         self.logins = logins if logins is not None else LoginCache()
         self.backend: IBackendLink | None = None
+        #: What is known of C{backend}'s session (see L{serverSession}).
+        self.serverState = ServerSession(0)
         self.settings = ClientSettings({}, {})
         self.statements: dict[str, StatementKey] = {}
         self._expected: deque[_Expect] = deque()
@@ -149,7 +153,7 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
         self._fatalSeen = False
         self._done = False
         self._loggedIn = False
-        self._acquiring: Any = None
+        self._acquiring: Deferred[IBackendLink] | None = None
 
     # -- login ------------------------------------------------------------------
 
@@ -183,8 +187,7 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
         statements = ["RESET ALL"] + [
             f"SET {quoteIdentifier(name)} = {quoteLiteral(value)}" for name, value in self._startup
         ]
-        query: Any = backend
-        query.simpleQuery("; ".join(statements)).addCallbacks(
+        backend.simpleQuery("; ".join(statements)).addCallbacks(
             self._cbLoginSettings,
             self._ebLoginSettings,
             callbackArgs=(backend,),
@@ -201,9 +204,10 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
         unreported = splitStartupSettings(self._startup, backend.parameters)
         self.settings = ClientSettings(backend.parameters, unreported)
         self.logins.put(self._loginKey, self.clock.seconds(), backend.parameters, unreported)
-        backend.applied.clear()
-        backend.applied.update(unreported)
-        backend.settingsFingerprint = self.settings.fingerprint
+        state = serverSession(backend)
+        state.applied.clear()
+        state.applied.update(unreported)
+        state.fingerprint = self.settings.fingerprint
         self.pool.release(backend, reset=False)
         if self._done:
             return
@@ -240,6 +244,7 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
             self.pool.release(backend, reset=False)
             return
         self.backend = backend
+        state = self.serverState = serverSession(backend)
         backend.attach(self, self.frontend)
         self.frontend.setCancelTarget(backend)
         self._xactStart = self.clock.seconds()
@@ -249,14 +254,14 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
             self._expected.append(_Expect(_FAKE, data=self._owed))
             self._owed = b""
         out: list[bytes] = []
-        if backend.settingsFingerprint != self.settings.fingerprint:
-            statements, applied = syncStatements(self.settings, backend.parameters, backend.applied)
+        if state.fingerprint != self.settings.fingerprint:
+            statements, applied = syncStatements(self.settings, backend.parameters, state.applied)
             if statements:
                 out.append(codec.frame(constants.QUERY, codec.encodeString("; ".join(statements))))
                 self._expected.append(_Expect(_QUERY, forward=False))
-            backend.applied.clear()
-            backend.applied.update(applied)
-            backend.settingsFingerprint = self.settings.fingerprint
+            state.applied.clear()
+            state.applied.update(applied)
+            state.fingerprint = self.settings.fingerprint
         held, self._held = self._held, b""
         self._relayFrontend(held, out)
         if self._pausedForBackend and not self._done and not self._waiting:
@@ -470,7 +475,7 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
         self.statements.clear()
         if unnamed is not None:
             self.statements[""] = unnamed
-        backend.prepared.clear()
+        self.serverState.prepared.clear()
 
     def _queueChange(self, entry: _Expect) -> None:
         """
@@ -545,8 +550,8 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
             server = self.registry.nameFor(key)
             previous = self.statements.get(parse.name)
             self.statements[parse.name] = key
-            if backend.prepared.get(server) is True:
-                backend.prepared.move_to_end(server)
+            if self.serverState.prepared.get(server) is True:
+                self.serverState.prepared.move_to_end(server)
                 if expected:
                     self._queueChange(
                         _Expect(_FAKE, client=parse.name, data=_PARSE_COMPLETE, previous=previous)
@@ -621,9 +626,9 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
     def _ensurePrepared(self, out: list[bytes], server: str, key: StatementKey) -> None:
         backend = self.backend
         assert backend is not None
-        state = backend.prepared.get(server)
+        state = self.serverState.prepared.get(server)
         if state is True:
-            backend.prepared.move_to_end(server)
+            self.serverState.prepared.move_to_end(server)
             return
         self._prepare(out, server, key, forward=False)
 
@@ -638,9 +643,9 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
     ) -> None:
         backend = self.backend
         assert backend is not None
-        if backend.prepared.get(server) is STALE:
+        if self.serverState.prepared.get(server) is STALE:
             # PostgreSQL still holds it: close it before preparing it again.
-            del backend.prepared[server]
+            del self.serverState.prepared[server]
             out.append(codec.encode(Close(b"S", server)))
             self._expected.append(_Expect(_CLOSE, forward=False, name=server, key=key))
         self.stats.serverParseCount += 1
@@ -648,7 +653,7 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
         self._queueChange(
             _Expect(_PARSE, forward=forward, name=server, client=client, key=key, previous=previous)
         )
-        for evicted in remember(backend.prepared, server, self.maxPrepared):
+        for evicted in remember(self.serverState.prepared, server, self.maxPrepared):
             out.append(codec.encode(Close(b"S", evicted)))
             self._expected.append(_Expect(_CLOSE, forward=False, name=evicted))
 
@@ -713,6 +718,13 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
         """
         self._finish()
 
+    def busy(self) -> bool:
+        """
+        See L{IPipelineSession.busy}: a backend is lent only while a request
+        or a transaction of the client runs on it.
+        """
+        return self.backend is not None
+
 
 @implementer(IPlugin, IPipeline)
 class TransactionPipeline:
@@ -737,11 +749,11 @@ class TransactionPipeline:
         return []
 
     def newSession(
-        self, frontend: IFrontendLink, pool: IBackendPool, clock: Any
+        self, frontend: IFrontendLink, pool: IBackendPool, clock: IReactorTime
     ) -> IPipelineSession:
         """
         See L{IPipeline.newSession}.
         """
-        config: Any = getattr(frontend, "configuration", None)
+        config = frontend.configuration
         limit = config.main.maxPreparedStatements if config is not None else 200
         return TransactionPipelineSession(frontend, pool, clock, self.registry, limit, self.logins)

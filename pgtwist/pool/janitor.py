@@ -7,12 +7,12 @@ clients (pgagroal's C{disconnect_client}).
 
 from __future__ import annotations
 
-from typing import Any
-
 from twisted.application.internet import TimerService
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pgtwist.net.frontend import FrontendFactory
+from pgtwist.pool.maintenance import PoolMaintenance
 from pgtwist.pool.poolset import PoolSet
 from pgtwist.wire import constants, errors
 
@@ -28,10 +28,11 @@ class Janitor(TimerService):
     log = Logger()
     name = "janitor"
 
-    def __init__(self, pools: PoolSet, factory: FrontendFactory, clock: Any) -> None:
+    def __init__(self, pools: PoolSet, factory: FrontendFactory, clock: IReactorTime) -> None:
         super().__init__(INTERVAL, self.runOnce)
         self.clock = clock
         self.pools = pools
+        self.maintenance = PoolMaintenance(pools, clock)
         self.factory = factory
         self._lastValidation: float = clock.seconds()
 
@@ -40,14 +41,14 @@ class Janitor(TimerService):
         One round of maintenance.
         """
         main = self.pools.config.main
-        self.pools.maintain()
+        self.maintenance.maintain()
         now: float = self.factory.clock.seconds()
         if (
             main.validation == "background"
             and now - self._lastValidation >= main.backgroundInterval
         ):
             self._lastValidation = now
-            self.pools.validateIdle()
+            self.maintenance.validateIdle()
         if main.disconnectClient > 0:
             self.disconnectIdleClients(now, main.disconnectClient, main.disconnectClientForce)
 

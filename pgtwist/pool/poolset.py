@@ -2,9 +2,10 @@
 """
 Backends by (database, user), bounded by C{max_connections}.
 
-Every backend has one L{BackendState}; L{PoolSet._moveTo} is the only place
-that changes it, so the counts shown to operators cannot drift (PgBouncer's
-C{change_server_state}).
+Every backend has one L{PooledBackend} record, kept here (not on the
+connection) from its connect to its close, with its L{BackendState};
+L{PoolSet._moveTo} is the only place that changes that state, so the counts
+shown to operators cannot drift (PgBouncer's C{change_server_state}).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 __all__ = [
     "BackendState",
     "Pool",
+    "PooledBackend",
     "PoolSet",
     "PoolTimeout",
     "matchLimit",
@@ -19,7 +21,7 @@ __all__ = [
 ]
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, succeed
@@ -28,19 +30,23 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pgtwist.config.model import Configuration, PoolKey, ServerSettings
-from pgtwist.interfaces import IAuthMethod, IBackendLink, IBackendPool
-from pgtwist.net.backend import (
-    BackendError,
-    BackendGone,
-    BackendProtocol,
-    connectBackend,
-    setStatements,
-)
-from pgtwist.pool.maintenance import PoolMaintenance
+from pgtwist.interfaces import IAuthMethod, IBackendLink, IBackendPool, IPooledConnection
+from pgtwist.net.backend import BackendError, BackendGone, connectBackend, setStatements
 from pgtwist.pool.servers import ServerSet
-from pgtwist.pool.state import BackendState, Pool, matchLimit, resolveAlias
+from pgtwist.pool.state import (
+    BackendState,
+    Pool,
+    PooledBackend,
+    Waiter,
+    matchLimit,
+    resolveAlias,
+)
+from pgtwist.pool.stats import PoolStats
 from pgtwist.wire import constants, errors
 from pgtwist.wire.messages import ErrorResponse
+
+if TYPE_CHECKING:
+    from pgtwist.net.backend import BackendProtocol
 
 #: Foreground validation skips backends idle for less than this (seconds): one
 #: used that recently has just proved itself, and checking it would add a
@@ -58,30 +64,22 @@ class PoolTimeout(Exception):
     """
 
 
+#: Opens a backend: the connection at once (so that it is counted while it
+#: logs in) and a Deferred that fires with it once it is ready for queries.
 Connector = Callable[
     [ServerSettings, PoolKey, "str | None"],
-    "tuple[BackendProtocol, Deferred[BackendProtocol]]",
+    "tuple[IPooledConnection, Deferred[IPooledConnection]]",
 ]
 
 
-class _Waiter:
-    """
-    A client waiting for a backend.
-    """
-
-    __slots__ = ("deferred", "parameters", "timer", "since")
-
-    def __init__(self, parameters: Mapping[str, str] | None, since: float) -> None:
-        self.parameters = parameters
-        self.deferred: Deferred[IBackendLink] = Deferred()
-        self.timer: Any = None
-        self.since = since
-
-
 @implementer(IBackendPool)
-class PoolSet(PoolMaintenance, Service):
+class PoolSet(Service):
     """
     All pools, and the global C{max_connections} budget they share.
+
+    Besides L{IBackendPool}, its public operations (L{flush}, L{hasRoomFor},
+    L{openBackend}, L{validate}, L{closeAndForget}) are what maintenance
+    (L{pgtwist.pool.maintenance}) and the management API use.
     """
 
     log = Logger()
@@ -99,6 +97,8 @@ class PoolSet(PoolMaintenance, Service):
         self._authMethods = authMethods
         self._connector: Connector = connector or self._connect
         self.pools: dict[PoolKey, Pool] = {}
+        #: The record of every backend not closed yet.
+        self._entries: dict[IBackendLink, PooledBackend] = {}
         #: Every pool with waiters, and perhaps a few whose waiters have gone
         #: since (see L{_queueWaiter}): L{_serveAll} runs at each release,
         #: and must not look at every pool of the process to find none.
@@ -111,8 +111,9 @@ class PoolSet(PoolMaintenance, Service):
 
     def _connect(
         self, server: ServerSettings, key: PoolKey, password: str | None
-    ) -> tuple[BackendProtocol, Deferred[BackendProtocol]]:
-        return connectBackend(self._reactor, server, key, password, self._authMethods)
+    ) -> tuple[IPooledConnection, Deferred[IPooledConnection]]:
+        backend, ready = connectBackend(self._reactor, server, key, password, self._authMethods)
+        return backend, ready.addCallback(_pooled)
 
     def reconfigure(self, config: Configuration) -> None:
         """
@@ -165,6 +166,26 @@ class PoolSet(PoolMaintenance, Service):
             pool.paused = self.isPaused(pool.key[0])
         self._serveAll()
 
+    def statsFor(self, key: PoolKey) -> PoolStats:
+        """
+        See L{IBackendPool.statsFor}.
+        """
+        return self.pool(key).stats
+
+    def authRequestCode(self, key: PoolKey) -> int | None:
+        """
+        See L{IBackendPool.authRequestCode}.
+        """
+        pool = self.pools.get(key)
+        return pool.authRequestCode if pool is not None else None
+
+    def entryFor(self, backend: IBackendLink) -> PooledBackend | None:
+        """
+        The pool's record of C{backend}, or C{None} once it is closed (or
+        when it is none of this pool set's).
+        """
+        return self._entries.get(backend)
+
     def inUse(self, database: str | None = None) -> int:
         """
         Backends of C{database} (C{None}: all) lent, resetting or logging in.
@@ -175,41 +196,51 @@ class PoolSet(PoolMaintenance, Service):
 
     # -- the single state mutator --------------------------------------------
 
-    def _moveTo(self, backend: BackendProtocol, state: BackendState) -> None:
+    def _moveTo(self, entry: PooledBackend, state: BackendState) -> None:
         # Runs twice per transaction in transaction pooling: kept lean (no
         # timer per move, the idle list popped from its end).
-        pool = self.pool(backend.key)
-        old: BackendState | None = backend.poolState
+        old = entry.state
         if old is state:
             return
+        backend = entry.backend
+        pool = self.pool(backend.key)
         if old is not None:
-            pool.backends[old].discard(backend)
+            pool.backends[old].discard(entry)
             if old is BackendState.IDLE:
                 idle = pool.idle
-                if idle[-1] is backend:
+                if idle[-1] is entry:
                     idle.pop()
                 else:
-                    idle.remove(backend)
+                    idle.remove(entry)
             if old is not BackendState.CLOSED and state is BackendState.CLOSED:
                 self.total -= 1
                 pool.stats.connectionsClosed += 1
         elif state is not BackendState.CLOSED:
             self.total += 1
-        backend.poolState = state
+        entry.state = state
         if state is BackendState.CLOSED:
-            if backend.idleTimer is not None:
-                if backend.idleTimer.active():
-                    backend.idleTimer.cancel()
-                backend.idleTimer = None
+            self._entries.pop(backend, None)
+            if entry.idleTimer is not None:
+                if entry.idleTimer.active():
+                    entry.idleTimer.cancel()
+                entry.idleTimer = None
             return
-        pool.backends[state].add(backend)
+        pool.backends[state].add(entry)
         if state is BackendState.IDLE:
-            pool.idle.append(backend)
-            backend.lastUsedAt = self._reactor.seconds()
-            if backend.idleTimer is None:
+            pool.idle.append(entry)
+            entry.lastUsedAt = self._reactor.seconds()
+            if entry.idleTimer is None:
                 timeout = self.config.main.idleTimeout
                 if timeout > 0:
-                    backend.idleTimer = self._reactor.callLater(timeout, self._idleExpired, backend)
+                    entry.idleTimer = self._reactor.callLater(timeout, self._idleExpired, entry)
+
+    def closeAndForget(self, entry: PooledBackend) -> None:
+        """
+        Close C{entry}'s backend and stop counting it, without serving
+        waiters (the caller does, once it is done closing).
+        """
+        self._moveTo(entry, BackendState.CLOSED)
+        entry.backend.close()
 
     # -- IBackendPool ---------------------------------------------------------
 
@@ -222,7 +253,7 @@ class PoolSet(PoolMaintenance, Service):
             if backend is not None:
                 return succeed(backend)
         pool = self.pool(key)
-        waiter = _Waiter(parameters, self._reactor.seconds())
+        waiter = Waiter(parameters, self._reactor.seconds())
 
         def cancel(d: Deferred[IBackendLink]) -> None:
             self._forgetWaiter(pool, waiter)
@@ -244,15 +275,16 @@ class PoolSet(PoolMaintenance, Service):
         pool = self.pools.get(key)
         if pool is None or not pool.idle or pool.waiters or pool.paused:
             return None
-        backend = pool.idle[-1]
+        entry = pool.idle[-1]
+        backend = entry.backend
         if not backend.connected or backend.closing:
             return None
         if (
             self.config.main.validation == "foreground"
-            and self._reactor.seconds() - backend.lastUsedAt >= VALIDATION_DELAY
+            and self._reactor.seconds() - entry.lastUsedAt >= VALIDATION_DELAY
         ):
             return None
-        self._moveTo(backend, BackendState.ACTIVE)
+        self._moveTo(entry, BackendState.ACTIVE)
         pool.stats.serverAssignmentCount += 1
         return backend
 
@@ -260,9 +292,10 @@ class PoolSet(PoolMaintenance, Service):
         """
         See L{IBackendPool.release}.
         """
-        assert isinstance(backend, BackendProtocol)
-        if backend.poolState is BackendState.CLOSED:
+        entry = self._entries.get(backend)
+        if entry is None:
             return
+        backend = entry.backend
         if (
             not backend.clean
             or backend.closing
@@ -270,55 +303,54 @@ class PoolSet(PoolMaintenance, Service):
         ):
             self.discard(backend, "released in a transaction or with a request in flight")
             return
-        if backend.closeOnRelease:
+        if entry.closeOnRelease:
             self.discard(backend, "flushed")
             return
         age = self.config.main.maxConnectionAge
-        if age > 0 and self._reactor.seconds() - backend.createdAt >= age:
+        if age > 0 and self._reactor.seconds() - entry.createdAt >= age:
             self.discard(backend, "max_connection_age")
             return
         if not reset:
-            self._moveTo(backend, BackendState.IDLE)
+            self._moveTo(entry, BackendState.IDLE)
             self._serveAll(first=self.pool(backend.key))
             return
-        self._moveTo(backend, BackendState.RESETTING)
-        backend.simpleQuery("DISCARD ALL").addCallbacks(
-            self._cbReset, self._ebReset, callbackArgs=(backend,), errbackArgs=(backend,)
+        self._moveTo(entry, BackendState.RESETTING)
+        backend.resetSession().addCallbacks(
+            self._cbReset, self._ebReset, callbackArgs=(entry,), errbackArgs=(entry,)
         )
 
     def discard(self, backend: IBackendLink, reason: str) -> None:
         """
         See L{IBackendPool.discard}.
         """
-        assert isinstance(backend, BackendProtocol)
-        if backend.poolState is BackendState.CLOSED:
+        entry = self._entries.get(backend)
+        if entry is None:
             return
         self.log.debug(
             "Closing backend {backendPid} of {poolKey}: {reason}",
             backendPid=backend.processId,
-            poolKey=backend.key,
+            poolKey=entry.backend.key,
             reason=reason,
         )
-        self._moveTo(backend, BackendState.CLOSED)
-        backend.close()
+        self.closeAndForget(entry)
         self._serveAll()
 
     # -- internals ------------------------------------------------------------
 
-    def _cbReset(self, error: ErrorResponse | None, backend: BackendProtocol) -> None:
-        if backend.poolState is not BackendState.RESETTING:
+    def _cbReset(self, error: ErrorResponse | None, entry: PooledBackend) -> None:
+        if entry.state is not BackendState.RESETTING:
             return
+        backend = entry.backend
         if error is not None or backend.closing:
             self.discard(backend, f"reset failed: {error.message if error else 'closing'}")
             return
-        backend.forgetSessionState()
-        self._moveTo(backend, BackendState.IDLE)
+        self._moveTo(entry, BackendState.IDLE)
         self._serveAll(first=self.pool(backend.key))
 
-    def _ebReset(self, reason: Failure, backend: BackendProtocol) -> None:
-        self.discard(backend, f"reset failed: {reason.getErrorMessage()}")
+    def _ebReset(self, reason: Failure, entry: PooledBackend) -> None:
+        self.discard(entry.backend, f"reset failed: {reason.getErrorMessage()}")
 
-    def _forgetWaiter(self, pool: Pool, waiter: _Waiter) -> None:
+    def _forgetWaiter(self, pool: Pool, waiter: Waiter) -> None:
         try:
             pool.waiters.remove(waiter)
         except ValueError:
@@ -326,7 +358,7 @@ class PoolSet(PoolMaintenance, Service):
         if waiter.timer is not None and waiter.timer.active():
             waiter.timer.cancel()
 
-    def _waiterTimedOut(self, pool: Pool, waiter: _Waiter) -> None:
+    def _waiterTimedOut(self, pool: Pool, waiter: Waiter) -> None:
         waiter.timer = None
         pool.stats.timeouts += 1
         self._forgetWaiter(pool, waiter)
@@ -337,7 +369,7 @@ class PoolSet(PoolMaintenance, Service):
         )
         waiter.deferred.errback(PoolTimeout())
 
-    def _queueWaiter(self, pool: Pool, waiter: _Waiter, first: bool = False) -> None:
+    def _queueWaiter(self, pool: Pool, waiter: Waiter, first: bool = False) -> None:
         """
         Make C{waiter} wait in C{pool} (at the head of the queue if C{first}).
 
@@ -374,26 +406,26 @@ class PoolSet(PoolMaintenance, Service):
         """
         while pool.waiters and not pool.paused:
             if pool.idle:
-                backend = pool.idle[-1]
+                entry = pool.idle[-1]
+                backend = entry.backend
                 if not backend.connected or backend.closing:
                     # Died in the pool before anyone noticed: replace it.
-                    self._moveTo(backend, BackendState.CLOSED)
-                    backend.close()
+                    self.closeAndForget(entry)
                     continue
                 waiter = pool.waiters.popleft()
                 if waiter.timer is not None and waiter.timer.active():
                     waiter.timer.cancel()
-                idleFor = self._reactor.seconds() - backend.lastUsedAt
-                self._moveTo(backend, BackendState.RESETTING)
+                idleFor = self._reactor.seconds() - entry.lastUsedAt
+                self._moveTo(entry, BackendState.RESETTING)
                 if self.config.main.validation == "foreground" and idleFor >= VALIDATION_DELAY:
                     backend.simpleQuery("").addCallbacks(
                         self._cbValidatedForWaiter,
                         self._ebValidatedForWaiter,
-                        callbackArgs=(backend, waiter),
-                        errbackArgs=(backend, waiter),
+                        callbackArgs=(entry, waiter),
+                        errbackArgs=(entry, waiter),
                     )
                 else:
-                    self._prepare(backend, waiter)
+                    self._prepare(entry, waiter)
                 continue
             connecting = pool.count(BackendState.CONNECTING)
             if connecting >= len(pool.waiters):
@@ -401,9 +433,9 @@ class PoolSet(PoolMaintenance, Service):
             if pool.connectFailures and (connecting or self._reactor.seconds() < pool.retryAt):
                 # Failing: probe with one connection at a time, after the back-off.
                 return
-            if not self._roomFor(pool) and not self._evictIdle(pool):
+            if not self.hasRoomFor(pool) and not self._evictIdle(pool):
                 return
-            self._open(pool)
+            self.openBackend(pool)
 
     def _lineCap(self, index: int) -> int:
         limits = self.config.limits
@@ -418,7 +450,7 @@ class PoolSet(PoolMaintenance, Service):
     def _lineUsage(self, index: int) -> int:
         return sum(p.size for p in self.pools.values() if p.limitIndex == index)
 
-    def _roomFor(self, pool: Pool) -> bool:
+    def hasRoomFor(self, pool: Pool) -> bool:
         """
         Whether a new backend for C{pool} fits both the global
         C{max_connections} and its databases-file line.
@@ -429,29 +461,27 @@ class PoolSet(PoolMaintenance, Service):
         return index is None or self._lineUsage(index) < self._lineCap(index)
 
     def _cbValidatedForWaiter(
-        self, error: ErrorResponse | None, backend: BackendProtocol, waiter: _Waiter
+        self, error: ErrorResponse | None, entry: PooledBackend, waiter: Waiter
     ) -> None:
-        if error is None and backend.poolState is BackendState.RESETTING:
-            self._prepare(backend, waiter)
+        if error is None and entry.state is BackendState.RESETTING:
+            self._prepare(entry, waiter)
             return
-        self._ebValidatedForWaiter(Failure(BackendGone("validation failed")), backend, waiter)
+        self._ebValidatedForWaiter(Failure(BackendGone("validation failed")), entry, waiter)
 
-    def _ebValidatedForWaiter(
-        self, reason: Failure, backend: BackendProtocol, waiter: _Waiter
-    ) -> None:
+    def _ebValidatedForWaiter(self, reason: Failure, entry: PooledBackend, waiter: Waiter) -> None:
         """
         A backend failed its check: close it and serve the client with
         another, without the client noticing.
         """
+        backend = entry.backend
         self.log.info(
             "Backend {backendPid} of {poolKey} failed validation; replacing it",
             backendPid=backend.processId,
             poolKey=backend.key,
         )
         pool = self.pool(backend.key)
-        if backend.poolState is not BackendState.CLOSED:
-            self._moveTo(backend, BackendState.CLOSED)
-            backend.close()
+        if entry.state is not BackendState.CLOSED:
+            self.closeAndForget(entry)
         if waiter.deferred.called:
             return
         timeout = self.config.main.blockingTimeout
@@ -470,29 +500,35 @@ class PoolSet(PoolMaintenance, Service):
             needy.limitIndex
         ) >= self._lineCap(needy.limitIndex)
         candidates = [
-            b
+            e
             for p in self.pools.values()
             if p is not needy and (not sameLine or p.limitIndex == needy.limitIndex)
-            for b in p.idle
+            for e in p.idle
         ]
         if not candidates:
             return False
-        victim = min(candidates, key=lambda b: b.lastUsedAt)
-        self._moveTo(victim, BackendState.CLOSED)
-        victim.close()
+        self.closeAndForget(min(candidates, key=lambda e: e.lastUsedAt))
         return True
 
-    def _open(self, pool: Pool) -> None:
+    def openBackend(self, pool: Pool) -> None:
+        """
+        Connect a new backend for C{pool} (the caller checked
+        L{hasRoomFor}); it is counted as C{CONNECTING} at once, and idle
+        once logged in.
+        """
         database, user = pool.key
-        entry = self.config.users.get(user)
-        password = entry.password if entry is not None else None
+        credentials = self.config.users.get(user)
+        password = credentials.password if credentials is not None else None
         backend, ready = self._connector(self.servers.current, pool.key, password)
-        self._moveTo(backend, BackendState.CONNECTING)
+        entry = self._entries[backend] = PooledBackend(backend, self._reactor.seconds())
+        self._moveTo(entry, BackendState.CONNECTING)
         pool.stats.connectionsOpened += 1
         backend.lostCallback = self._backendLost
-        ready.addCallbacks(self._cbOpened, self._ebOpened, errbackArgs=(backend,))
+        ready.addCallbacks(
+            self._cbOpened, self._ebOpened, callbackArgs=(entry,), errbackArgs=(entry,)
+        )
 
-    def _cbOpened(self, backend: BackendProtocol) -> None:
+    def _cbOpened(self, backend: IPooledConnection, entry: PooledBackend) -> None:
         pool = self.pool(backend.key)
         pool.connectFailures = 0
         if backend.authRequestCode is not None:
@@ -500,13 +536,14 @@ class PoolSet(PoolMaintenance, Service):
         self.log.debug(
             "New backend {backendPid} for {poolKey}", backendPid=backend.processId, poolKey=pool.key
         )
-        self._moveTo(backend, BackendState.IDLE)
+        self._moveTo(entry, BackendState.IDLE)
         self._serveAll(first=pool)
 
-    def _ebOpened(self, reason: Failure, backend: BackendProtocol) -> None:
+    def _ebOpened(self, reason: Failure, entry: PooledBackend) -> None:
+        backend = entry.backend
         pool = self.pool(backend.key)
         pool.stats.connectionErrors += 1
-        self._moveTo(backend, BackendState.CLOSED)
+        self._moveTo(entry, BackendState.CLOSED)
         transient = not isinstance(reason.value, BackendError) or reason.value.error.code in (
             constants.SQLSTATE_TOO_MANY_CONNECTIONS,
             constants.SQLSTATE_CANNOT_CONNECT_NOW,
@@ -546,7 +583,7 @@ class PoolSet(PoolMaintenance, Service):
             waiter.deferred.errback(BackendError(error))
         self._serveAll()
 
-    def _retry(self, pool: Pool, backend: BackendProtocol, reason: Failure) -> bool:
+    def _retry(self, pool: Pool, backend: IPooledConnection, reason: Failure) -> bool:
         """
         A connection attempt failed for a reason that may pass (server down,
         restarting, out of connection slots): try again with back-off up to
@@ -581,64 +618,64 @@ class PoolSet(PoolMaintenance, Service):
         self._reactor.callLater(delay, self._serveAll)
         return True
 
-    def _prepare(self, backend: BackendProtocol, waiter: _Waiter) -> None:
+    def _prepare(self, entry: PooledBackend, waiter: Waiter) -> None:
         """
-        Apply the waiter's startup parameters to C{backend}, then hand it over.
+        Apply the waiter's startup parameters to C{entry}'s backend, then hand it over.
         """
         if waiter.parameters is None:
-            self._handOver(None, backend, waiter)
+            self._handOver(None, entry, waiter)
             return
+        backend = entry.backend
         try:
             statements = setStatements(waiter.parameters, backend.parameters)
         except ValueError as e:
-            self._moveTo(backend, BackendState.IDLE)
+            self._moveTo(entry, BackendState.IDLE)
             waiter.deferred.errback(
                 BackendError(errors.fatal(constants.SQLSTATE_PROTOCOL_VIOLATION, str(e)))
             )
             self._serveAll(first=self.pool(backend.key))
             return
         if not statements:
-            self._handOver(None, backend, waiter)
+            self._handOver(None, entry, waiter)
             return
         backend.simpleQuery("; ".join(statements)).addCallbacks(
             self._handOver,
             self._ebPrepare,
-            callbackArgs=(backend, waiter),
-            errbackArgs=(backend, waiter),
+            callbackArgs=(entry, waiter),
+            errbackArgs=(entry, waiter),
         )
 
-    def _handOver(
-        self, error: ErrorResponse | None, backend: BackendProtocol, waiter: _Waiter
-    ) -> None:
-        if backend.poolState is not BackendState.RESETTING:
+    def _handOver(self, error: ErrorResponse | None, entry: PooledBackend, waiter: Waiter) -> None:
+        if entry.state is not BackendState.RESETTING:
             waiter.deferred.errback(BackendGone())
             return
+        backend = entry.backend
         if error is not None:
             # The client asked for a setting PostgreSQL refuses: at startup
             # PostgreSQL reports that as FATAL. The backend itself is fine.
             fatalError = errors.asFatal(error)
-            self._moveTo(backend, BackendState.ACTIVE)
+            self._moveTo(entry, BackendState.ACTIVE)
             backend.clean = True
             self.release(backend)
             waiter.deferred.errback(BackendError(fatalError))
             return
         if waiter.deferred.called:
             # Cancelled while the SETs ran: keep the backend for someone else.
-            self._moveTo(backend, BackendState.ACTIVE)
+            self._moveTo(entry, BackendState.ACTIVE)
             self.release(backend)
             return
-        self._moveTo(backend, BackendState.ACTIVE)
+        self._moveTo(entry, BackendState.ACTIVE)
         self.pool(backend.key).stats.addWait(self._reactor.seconds() - waiter.since)
         waiter.deferred.callback(backend)
 
-    def _ebPrepare(self, reason: Failure, backend: BackendProtocol, waiter: _Waiter) -> None:
-        self.discard(backend, f"cannot apply settings: {reason.getErrorMessage()}")
+    def _ebPrepare(self, reason: Failure, entry: PooledBackend, waiter: Waiter) -> None:
+        self.discard(entry.backend, f"cannot apply settings: {reason.getErrorMessage()}")
         if not waiter.deferred.called:
             waiter.deferred.errback(reason)
 
-    def _minSize(self, pool: Pool) -> int:
+    def minSize(self, pool: Pool) -> int:
         """
-        The MIN_SIZE L{maintain} keeps up for C{pool} (0 when none applies).
+        The MIN_SIZE maintenance keeps up for C{pool} (0 when none applies).
         """
         index = pool.limitIndex
         if index is None or index >= len(self.config.limits):
@@ -649,26 +686,27 @@ class PoolSet(PoolMaintenance, Service):
             return 0
         return limit.minSize
 
-    def _idleExpired(self, backend: BackendProtocol) -> None:
+    def _idleExpired(self, entry: PooledBackend) -> None:
         """
-        The idle timer of C{backend} ran out. One timer serves a backend
+        The idle timer of C{entry} ran out. One timer serves a backend
         across many uses (arming one per transaction would cost a
         C{callLater} and a cancel each time): a backend in use drops it
         (the next move to idle arms a new one), one used since it was armed
         waits the rest of its idle time.
         """
-        backend.idleTimer = None
-        if backend.poolState is not BackendState.IDLE:
+        entry.idleTimer = None
+        if entry.state is not BackendState.IDLE:
             return
         timeout = self.config.main.idleTimeout
         if timeout <= 0:
             return
-        remaining = backend.lastUsedAt + timeout - self._reactor.seconds()
+        remaining = entry.lastUsedAt + timeout - self._reactor.seconds()
         if remaining > _TIMER_SLACK:
-            backend.idleTimer = self._reactor.callLater(remaining, self._idleExpired, backend)
+            entry.idleTimer = self._reactor.callLater(remaining, self._idleExpired, entry)
             return
+        backend = entry.backend
         pool = self.pool(backend.key)
-        if pool.size <= self._minSize(pool):
+        if pool.size <= self.minSize(pool):
             # MIN_SIZE backends stay, however long they idle: closing them
             # would only make the janitor open new ones.
             return
@@ -680,10 +718,71 @@ class PoolSet(PoolMaintenance, Service):
         )
         self.discard(backend, "idle_timeout")
 
-    def _backendLost(self, backend: BackendProtocol, reason: Failure) -> None:
-        if backend.poolState not in (None, BackendState.CLOSED, BackendState.CONNECTING):
-            self._moveTo(backend, BackendState.CLOSED)
+    def _backendLost(self, backend: IPooledConnection, reason: Failure) -> None:
+        entry = self._entries.get(backend)
+        if entry is not None and entry.state not in (None, BackendState.CONNECTING):
+            self._moveTo(entry, BackendState.CLOSED)
             self._serveAll()
+
+    # -- maintenance and management operations -------------------------------
+
+    def flush(self, mode: str, database: str | None, server: str | None = None) -> int:
+        """
+        pgagroal's flush: C{idle} closes idle backends; C{gracefully} also
+        closes the others as their clients give them back; C{all} closes
+        every backend at once (their clients get an error). Limited to one
+        C{database} (or one C{server}) when given. Returns how many backends
+        were closed or marked.
+        """
+        count = 0
+        for pool in list(self.pools.values()):
+            if database is not None and pool.key[0] != database:
+                continue
+            for state in list(BackendState):
+                for entry in list(pool.backends[state]):
+                    if server is not None and entry.backend.server.name != server:
+                        continue
+                    if state is BackendState.IDLE or mode == "all":
+                        self.closeAndForget(entry)
+                        count += 1
+                    elif mode == "gracefully":
+                        entry.closeOnRelease = True
+                        count += 1
+        return count
+
+    def validate(self, entry: PooledBackend) -> None:
+        """
+        Check an idle backend with an empty query, lending it to no one
+        meanwhile; it goes back to idle as it was (the check is not a use:
+        its idle time keeps running), or is closed if the check fails.
+        """
+        lastUsedAt = entry.lastUsedAt
+        self._moveTo(entry, BackendState.RESETTING)
+        entry.backend.simpleQuery("").addCallbacks(
+            self._cbValidated,
+            self._ebValidated,
+            callbackArgs=(entry, lastUsedAt),
+            errbackArgs=(entry,),
+        )
+
+    def _cbValidated(
+        self, error: ErrorResponse | None, entry: PooledBackend, lastUsedAt: float
+    ) -> None:
+        if entry.state is not BackendState.RESETTING:
+            return
+        if error is not None:
+            self.discard(entry.backend, f"validation failed: {error.message}")
+            return
+        self._moveTo(entry, BackendState.IDLE)
+        entry.lastUsedAt = lastUsedAt
+        timer = entry.idleTimer
+        if timer is not None and timer.active():
+            remaining = lastUsedAt + self.config.main.idleTimeout - self._reactor.seconds()
+            timer.reset(max(0.0, remaining))
+        self._serveAll(first=self.pool(entry.backend.key))
+
+    def _ebValidated(self, reason: Failure, entry: PooledBackend) -> None:
+        self.discard(entry.backend, f"validation failed: {reason.getErrorMessage()}")
 
     # -- service --------------------------------------------------------------
 
@@ -702,14 +801,10 @@ class PoolSet(PoolMaintenance, Service):
                 BackendState.ACTIVE,
                 BackendState.CONNECTING,
             ):
-                for backend in list(pool.backends[state]):
-                    self._moveTo(backend, BackendState.CLOSED)
-                    backend.close()
+                for entry in list(pool.backends[state]):
+                    self.closeAndForget(entry)
         return None
 
-    def authRequestCode(self, key: PoolKey) -> int | None:
-        """
-        What PostgreSQL asked for when pgtwist last logged in for C{key}.
-        """
-        pool = self.pools.get(key)
-        return pool.authRequestCode if pool is not None else None
+
+def _pooled(backend: BackendProtocol) -> IPooledConnection:
+    return backend

@@ -1,23 +1,26 @@
 # -*- test-case-name: tests.unit.test_pool -*-
 """
-The state of pools: backend states, one pool's bookkeeping, and which line
-of C{pgtwist_databases.conf} governs a pool. L{pgtwist.pool.poolset.PoolSet} changes
-this state; the admin console and metrics read it.
+The state of pools: backend states, the pool's record of each backend, one
+pool's bookkeeping, and which line of C{pgtwist_databases.conf} governs a
+pool. L{pgtwist.pool.poolset.PoolSet} changes this state; maintenance, the
+admin console and metrics read it.
 """
 
 from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall
 
 from pgtwist.config.model import DatabaseLimit, PoolKey
 from pgtwist.pool.stats import PoolStats
 
 if TYPE_CHECKING:
-    from pgtwist.net.backend import BackendProtocol
-    from pgtwist.pool.poolset import _Waiter
+    from pgtwist.interfaces import IBackendLink, IPooledConnection
 
 
 class BackendState(enum.Enum):
@@ -34,6 +37,51 @@ class BackendState(enum.Enum):
     # Members are singletons: hashing by identity is right, and unlike
     # Enum's own __hash__ (Python code) it costs nothing on the hot path.
     __hash__ = object.__hash__
+
+
+class PooledBackend:
+    """
+    The pool's record of one backend: its state and the pool's timestamps
+    and timer for it. Kept by L{pgtwist.pool.poolset.PoolSet} from the
+    moment it connects until it is closed; only the pool set changes it.
+
+    @ivar backend: The connection.
+    @ivar state: Its L{BackendState} (C{None} before it is first counted).
+    @ivar createdAt: When the pool opened it.
+    @ivar lastUsedAt: When it last went idle (what C{idle_timeout} and the
+        least-recently-used eviction go by).
+    @ivar closeOnRelease: Set by a graceful flush: close it instead of
+        reusing it when it is given back.
+    @ivar idleTimer: The C{idle_timeout} timer, while one is armed.
+    """
+
+    __slots__ = ("backend", "state", "createdAt", "lastUsedAt", "closeOnRelease", "idleTimer")
+
+    def __init__(self, backend: IPooledConnection, now: float) -> None:
+        self.backend = backend
+        self.state: BackendState | None = None
+        self.createdAt = now
+        self.lastUsedAt = now
+        self.closeOnRelease = False
+        self.idleTimer: IDelayedCall | None = None
+
+    def __repr__(self) -> str:
+        state = self.state.value if self.state is not None else "new"
+        return f"<PooledBackend {self.backend!r} {state}>"
+
+
+class Waiter:
+    """
+    A client waiting for a backend.
+    """
+
+    __slots__ = ("deferred", "parameters", "timer", "since")
+
+    def __init__(self, parameters: Mapping[str, str] | None, since: float) -> None:
+        self.parameters = parameters
+        self.deferred: Deferred[IBackendLink] = Deferred()
+        self.timer: IDelayedCall | None = None
+        self.since = since
 
 
 def matchLimit(limits: Sequence[DatabaseLimit], database: str, user: str) -> int | None:
@@ -76,10 +124,11 @@ class Pool:
         self.stats = PoolStats()
         #: While paused (console PAUSE), waiters are not served.
         self.paused = False
-        self.backends: dict[BackendState, set[BackendProtocol]] = {s: set() for s in BackendState}
-        #: Idle backends, most recently used last (handed out LIFO).
-        self.idle: list[BackendProtocol] = []
-        self.waiters: deque[_Waiter] = deque()
+        #: The pool's records of its backends, by state (none is kept as CLOSED).
+        self.backends: dict[BackendState, set[PooledBackend]] = {s: set() for s in BackendState}
+        #: The records of idle backends, most recently used last (handed out LIFO).
+        self.idle: list[PooledBackend] = []
+        self.waiters: deque[Waiter] = deque()
         #: What PostgreSQL asked for at login (resolves the HBA method C{all}).
         self.authRequestCode: int | None = None
 

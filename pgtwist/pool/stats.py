@@ -12,6 +12,10 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Sequence
 
+from zope.interface import implementer
+
+from pgtwist.interfaces import IPoolStats
+
 #: Histogram bucket upper bounds, seconds: 100 µs to 60 s.
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.0001,
@@ -97,6 +101,7 @@ COUNTERS = (
 )
 
 
+@implementer(IPoolStats)
 class PoolStats:
     """
     Counters and histograms of one (database, user) pool.
@@ -176,17 +181,6 @@ class PoolStats:
         self.xactCount += 1
         self.xactTime += int(seconds * 1e6)
         self.xactHistogram.observe(seconds)
-
-
-def statsFor(pool: object, key: object) -> PoolStats:
-    """
-    The statistics of C{key}'s pool in C{pool} (an L{IBackendPool}); pools
-    without statistics (plugins' own, test fakes) get a private throwaway
-    object, so pipelines never need to check.
-    """
-    lookup = getattr(pool, "pool", None)
-    stats = getattr(lookup(key), "stats", None) if lookup is not None else None
-    return stats if isinstance(stats, PoolStats) else PoolStats()
 
 
 class Averages:

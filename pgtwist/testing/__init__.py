@@ -6,6 +6,11 @@ The fakes live in L{pgtwist.testing.fakes}; they are re-exported here, where
 docs/plugins.rst promises them.
 """
 
-from pgtwist.testing.fakes import FakeBackendLink, FakeBackendPool, FakeFrontendLink
+from pgtwist.testing.fakes import (
+    FakeBackendLink,
+    FakeBackendPool,
+    FakeFrontendLink,
+    FakePooledConnection,
+)
 
-__all__ = ["FakeBackendLink", "FakeBackendPool", "FakeFrontendLink"]
+__all__ = ["FakeBackendLink", "FakeBackendPool", "FakeFrontendLink", "FakePooledConnection"]

@@ -1,16 +1,17 @@
-# -*- test-case-name: tests.unit.test_pipeline_session -*-
+# -*- test-case-name: tests.unit.test_fakes -*-
 """
 Public fakes for testing pipelines and plugins without sockets or PostgreSQL.
 
 L{FakeFrontendLink} records what a pipeline sends to its client,
 L{FakeBackendLink} what it sends to PostgreSQL, and L{FakeBackendPool} hands
 out fake backends and records releases and discards.
+L{FakePooledConnection} is a backend as the pool sees it, for testing pools
+without PostgreSQL.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -18,7 +19,13 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pgtwist.config.model import PoolKey, ServerSettings
-from pgtwist.interfaces import IBackendLink, IBackendPool, IFrontendLink, IPipelineSession
+from pgtwist.interfaces import (
+    IBackendLink,
+    IBackendPool,
+    IFrontendLink,
+    IPipelineSession,
+    IPooledConnection,
+)
 from pgtwist.pool.stats import PoolStats
 from pgtwist.wire import constants
 from pgtwist.wire.messages import ErrorResponse
@@ -48,6 +55,8 @@ class FakeFrontendLink:
         self.loginProcessId: int | None = None
         self.reading = True
         self.cancelTarget: IBackendLink | None = None
+        #: No transport: a backend attached to this link links no backpressure.
+        self.transport: Any = None
 
     def completeLogin(self, parameters: Mapping[str, str], processId: int) -> None:
         """
@@ -96,41 +105,22 @@ class FakeFrontendLink:
         self.cancelTarget = backend
 
 
-@implementer(IBackendLink)
-class FakeBackendLink:
+class _RecordingLink:
     """
-    A PostgreSQL connection that records what it is sent.
+    The state and the recording of bytes and sessions that both fake
+    backends share.
     """
 
-    def __init__(self, processId: int = 4242, secretKey: int = 99) -> None:
+    def __init__(self, processId: int, secretKey: int, server: ServerSettings | None) -> None:
         self.processId = processId
         self.secretKey = secretKey
-        self.server = ServerSettings("primary", "127.0.0.1", 5432, True)
+        self.server = server or ServerSettings("primary", "127.0.0.1", 5432, True)
         self.parameters: dict[str, str] = {"client_encoding": "UTF8", "server_version": "15.0"}
         self.transactionStatus = constants.TRANSACTION_IDLE
         self.clean = True
-        self.prepared: OrderedDict[str, object] = OrderedDict()
-        self.applied: dict[str, str] = {}
-        self.settingsFingerprint: object = None
+        self.sessionResets = 0
         self.written = bytearray()
-        self.queries: list[str] = []
-        self.queryError: ErrorResponse | None = None
         self.session: IPipelineSession | None = None
-
-    def simpleQuery(self, sql: str) -> Deferred[ErrorResponse | None]:
-        """
-        Record a query pgtwist runs itself; it succeeds at once unless
-        C{queryError} is set.
-        """
-        self.queries.append(sql)
-        return succeed(self.queryError)
-
-    def forgetSessionState(self) -> None:
-        """
-        DISCARD ALL ran.
-        """
-        self.prepared.clear()
-        self.applied.clear()
 
     def attach(self, session: IPipelineSession, frontend: IFrontendLink) -> None:
         """
@@ -151,6 +141,26 @@ class FakeBackendLink:
         self.written += data
 
 
+@implementer(IBackendLink)
+class FakeBackendLink(_RecordingLink):
+    """
+    A PostgreSQL connection that records what it is sent.
+    """
+
+    def __init__(self, processId: int = 4242, secretKey: int = 99) -> None:
+        super().__init__(processId, secretKey, None)
+        self.queries: list[str] = []
+        self.queryError: ErrorResponse | None = None
+
+    def simpleQuery(self, sql: str) -> Deferred[ErrorResponse | None]:
+        """
+        Record a query pgtwist runs itself; it succeeds at once unless
+        C{queryError} is set.
+        """
+        self.queries.append(sql)
+        return succeed(self.queryError)
+
+
 @implementer(IBackendPool)
 class FakeBackendPool:
     """
@@ -160,7 +170,7 @@ class FakeBackendPool:
 
     def __init__(self, immediate: bool = True) -> None:
         self.immediate = immediate
-        self.acquired: list[tuple[Any, Mapping[str, str] | None]] = []
+        self.acquired: list[tuple[PoolKey, Mapping[str, str] | None]] = []
         self.releasedWithoutReset: list[IBackendLink] = []
         self.pending: list[Deferred[IBackendLink]] = []
         self.released: list[IBackendLink] = []
@@ -168,8 +178,10 @@ class FakeBackendPool:
         self.cancelled: list[Deferred[IBackendLink]] = []
         self.backend = FakeBackendLink()
         self.stats = PoolStats()
+        #: What L{authRequestCode} answers.
+        self.authCode: int | None = None
 
-    def acquire(self, key: Any, parameters: Mapping[str, str] | None) -> Deferred[IBackendLink]:
+    def acquire(self, key: PoolKey, parameters: Mapping[str, str] | None) -> Deferred[IBackendLink]:
         """
         Record the request; answer at once or later.
         """
@@ -180,7 +192,7 @@ class FakeBackendPool:
         self.pending.append(d)
         return d
 
-    def acquireIdle(self, key: Any) -> IBackendLink | None:
+    def acquireIdle(self, key: PoolKey) -> IBackendLink | None:
         """
         Record the request and lend the backend when answering at once.
         """
@@ -189,11 +201,17 @@ class FakeBackendPool:
         self.acquired.append((key, None))
         return self.backend
 
-    def pool(self, key: Any) -> FakeBackendPool:
+    def statsFor(self, key: PoolKey) -> PoolStats:
         """
-        The per-key pool (this object: one set of statistics for all keys).
+        The statistics (one set, C{stats}, for all keys).
         """
-        return self
+        return self.stats
+
+    def authRequestCode(self, key: PoolKey) -> int | None:
+        """
+        C{authCode}, for every key.
+        """
+        return self.authCode
 
     def release(self, backend: IBackendLink, reset: bool = True) -> None:
         """
@@ -208,3 +226,70 @@ class FakeBackendPool:
         Record a discard.
         """
         self.discarded.append((backend, reason))
+
+
+@implementer(IPooledConnection)
+class FakePooledConnection(_RecordingLink):
+    """
+    A backend as the pool sees it: the test answers its queries (each
+    L{simpleQuery} returns a Deferred kept in C{queries}) and loses its
+    connection with L{lose}.
+
+    @ivar queries: (SQL, Deferred) for each query run, oldest first.
+    @ivar closed: Whether L{close} was called.
+    """
+
+    def __init__(
+        self,
+        key: PoolKey = ("db", "user"),
+        processId: int = 4242,
+        server: ServerSettings | None = None,
+    ) -> None:
+        super().__init__(processId, 99, server)
+        self.key = key
+        self.connected = True
+        self.closing = False
+        self.closed = False
+        self.authRequestCode: int | None = None
+        self.transport: Any = None
+        self.lostCallback: Callable[[IPooledConnection, Failure], None] | None = None
+        self.queries: list[tuple[str, Deferred[ErrorResponse | None]]] = []
+
+    def __repr__(self) -> str:
+        return f"<FakePooledConnection pid={self.processId} {self.key}>"
+
+    def simpleQuery(self, sql: str) -> Deferred[ErrorResponse | None]:
+        """
+        Record the query; the test fires its Deferred.
+        """
+        d: Deferred[ErrorResponse | None] = Deferred()
+        self.queries.append((sql, d))
+        return d
+
+    def resetSession(self) -> Deferred[ErrorResponse | None]:
+        """
+        Count the reset and run C{DISCARD ALL} as L{simpleQuery}.
+        """
+        self.sessionResets += 1
+        return self.simpleQuery("DISCARD ALL")
+
+    def close(self) -> None:
+        """
+        Record the close.
+        """
+        self.closed = True
+        self.closing = True
+
+    def lose(self, reason: Failure | None = None) -> None:
+        """
+        The connection is lost, as the real one reports it: fail the
+        queries still waiting, then tell C{lostCallback}.
+        """
+        reason = reason or Failure(ConnectionError("connection lost"))
+        self.connected = False
+        self.closing = True
+        for _, d in self.queries:
+            if not d.called:
+                d.errback(reason)
+        if self.lostCallback is not None:
+            self.lostCallback(self, reason)

@@ -110,3 +110,35 @@ class PipelineContractMixin:
         session.frontendDataReceived(codec.encode(Query("SELECT pg_sleep(1)")))
         session.backendLost(Failure(ConnectionError()))
         self.assertTrue(frontend.failed)  # type: ignore[attr-defined]
+
+    def test_busyWhileRequestRuns(self) -> None:
+        """
+        A session is busy from a client's Query to its ReadyForQuery, and
+        not between requests (the janitor disconnects only idle clients).
+        """
+        session, _, _ = self.openSession()
+        self.assertFalse(session.busy())
+        session.frontendDataReceived(codec.encode(Query("SELECT 2")))
+        self.assertTrue(session.busy())
+        session.backendDataReceived(
+            codec.encodeAll([CommandComplete("SELECT 1"), ReadyForQuery(b"I")])
+        )
+        self.assertFalse(session.busy())
+
+    def test_waitingForBackend(self) -> None:
+        """
+        A session waits for a backend while the pool has not answered its
+        C{acquire}, and no longer once it has.
+        """
+        frontend = FakeFrontendLink()
+        pool = FakeBackendPool(immediate=False)
+        session = self.makePipeline().newSession(frontend, pool, Clock())
+        self.assertFalse(session.waitingForBackend())
+        session.begin()
+        if not pool.pending:
+            # A pipeline that logs in without a backend waits for one at
+            # the first request.
+            session.frontendDataReceived(codec.encode(Query("SELECT 1")))
+        self.assertTrue(session.waitingForBackend())
+        pool.pending[0].callback(pool.backend)
+        self.assertFalse(session.waitingForBackend())

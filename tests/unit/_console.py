@@ -24,7 +24,7 @@ from pgtwist.config.model import (
     ServerSettings,
     UserEntry,
 )
-from pgtwist.net.backend import BackendProtocol
+from pgtwist.interfaces import IPooledConnection
 from pgtwist.net.frontend import FrontendProtocol, FrontendState
 from pgtwist.testing import FakeFrontendLink
 from pgtwist.wire import codec
@@ -129,7 +129,7 @@ class ConsoleTestCase(SynchronousTestCase):
         self.service: PoolerService = buildService(
             makeConfiguration(), self.reactor, reloadConfiguration=self.reloadConfiguration
         )
-        self.connects: list[tuple[ScriptedBackend, Deferred[BackendProtocol]]] = []
+        self.connects: list[tuple[ScriptedBackend, Deferred[IPooledConnection]]] = []
         self.service.pools._connector = self.connect
         self.stopped: list[bool] = []
         self.patch(self.reactor, "stop", lambda: self.stopped.append(True))
@@ -146,14 +146,14 @@ class ConsoleTestCase(SynchronousTestCase):
 
     def connect(
         self, server: ServerSettings, key: PoolKey, password: str | None
-    ) -> tuple[BackendProtocol, Deferred[BackendProtocol]]:
+    ) -> tuple[IPooledConnection, Deferred[IPooledConnection]]:
         """
         The scripted connector: the test logs backends in with L{login}.
         """
         backend = ScriptedBackend(key, self.reactor, 2000 + len(self.connects))  # type: ignore[arg-type]
         backend.server = server
         backend.parameters = {"server_version": "15.4", "application_name": "app"}
-        d: Deferred[BackendProtocol] = Deferred()
+        d: Deferred[IPooledConnection] = Deferred()
         self.connects.append((backend, d))
         return backend, d
 
@@ -229,10 +229,20 @@ class ConsoleTestCase(SynchronousTestCase):
         self.assertIs(self.successResultOf(d), backend)
         return backend
 
+    def closesOnRelease(self, backend: IPooledConnection) -> bool:
+        """
+        Whether the pool closes C{backend} when it is given back (a graceful
+        flush marked it).
+        """
+        entry = self.service.pools.entryFor(backend)
+        self.assertIsNotNone(entry)
+        assert entry is not None
+        return entry.closeOnRelease
+
     def client(
         self,
         key: PoolKey = ("db", "alice"),
-        backend: BackendProtocol | None = None,
+        backend: IPooledConnection | None = None,
         waiting: bool = False,
     ) -> FrontendProtocol:
         """
@@ -251,7 +261,11 @@ class ConsoleTestCase(SynchronousTestCase):
         protocol.backend = backend
 
         class Session:
-            _acquiring: object = object() if waiting else None
+            def waitingForBackend(self) -> bool:
+                return waiting
+
+            def busy(self) -> bool:
+                return backend is not None
 
         protocol.session = Session()  # type: ignore[assignment]
         return protocol

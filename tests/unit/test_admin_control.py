@@ -144,7 +144,7 @@ class DisableKillTests(ConsoleTestCase):
         self.service.pools.release(idle, reset=False)
         self.assertEqual(self.one("RECONNECT db").tag, "RECONNECT")
         self.assertTrue(idle.closed)
-        self.assertTrue(busy.closeOnRelease)
+        self.assertTrue(self.closesOnRelease(busy))
 
     def test_kill(self) -> None:
         """
@@ -327,9 +327,9 @@ class PgagroalCommandTests(ConsoleTestCase):
         self.service.pools.release(idle, reset=False)
         self.assertEqual(self.one("FLUSH IDLE *").tag, "FLUSH")
         self.assertTrue(idle.closed)
-        self.assertFalse(busy.closeOnRelease)
+        self.assertFalse(self.closesOnRelease(busy))
         self.one("FLUSH db")
-        self.assertTrue(busy.closeOnRelease)
+        self.assertTrue(self.closesOnRelease(busy))
         self.one("FLUSH ALL")
         self.assertTrue(busy.closed)
         self.assertIn("invalid command", self.one("FLUSH ALL db more").error.message)  # type: ignore[union-attr]
@@ -346,6 +346,24 @@ class PgagroalCommandTests(ConsoleTestCase):
             self.one("SHOW STATUS").asDict()["server.primary"], "standby 127.0.0.1:5432"
         )
         self.assertIsNotNone(self.one("CLEAR SERVER nowhere").error)
+
+    def test_switchToClosesOldServerBackends(self) -> None:
+        """
+        After SWITCH_TO, the old server's idle backends are closed at once
+        and its lent ones when given back; new ones go to the new server.
+        """
+        lent = self.activeBackend()
+        idle = self.activeBackend(("db", "bob"))
+        self.service.pools.release(idle, reset=False)
+        self.one("SWITCH_TO standby")
+        self.assertTrue(idle.closed)
+        self.assertFalse(lent.closed)
+        self.assertTrue(self.closesOnRelease(lent))
+        self.service.pools.release(lent, reset=False)
+        self.assertTrue(lent.closed)
+        fresh = self.activeBackend()
+        self.assertEqual(fresh.server.name, "standby")
+        self.assertFalse(self.closesOnRelease(fresh))
 
     def test_clearPrometheus(self) -> None:
         """
@@ -567,9 +585,9 @@ class ServiceTests(ConsoleTestCase):
         limits = (dataclasses.replace(config.limits[0], user="alice", minSize=1),)
         self.service.reconfigure(dataclasses.replace(config, limits=limits))
         self.service.pools.pause("db")
-        self.service.pools.maintain()
+        self.service.janitor.maintenance.maintain()
         self.assertEqual(self.connects, [])
         self.service.pools.resume("db")
-        self.service.pools.maintain()
+        self.service.janitor.maintenance.maintain()
         self.assertEqual(len(self.connects), 1)
         self.assertEqual(self.service.pools.pool(("db", "alice")).count(BackendState.CONNECTING), 1)

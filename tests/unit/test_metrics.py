@@ -28,7 +28,8 @@ from pgtwist.admin.metrics import (
 )
 from pgtwist.app.service import buildService
 from pgtwist.config.model import Configuration, DatabaseLimit, MainSettings, ServerSettings
-from pgtwist.pool.poolset import BackendState, _Waiter
+from pgtwist.pool.poolset import BackendState
+from pgtwist.pool.state import Waiter
 
 SERVERS = (
     ServerSettings("primary", "127.0.0.1", 5432, True),
@@ -84,8 +85,8 @@ class CollectorTests(SynchronousTestCase):
                 pool.backends[state].add(object())
         self.pools.total = 4
         self.reactor.advance(100)
-        pool.waiters.append(_Waiter(None, 97.5))
-        pool.waiters.append(_Waiter(None, 99.0))
+        pool.waiters.append(Waiter(None, 97.5))
+        pool.waiters.append(Waiter(None, 99.0))
         stats = pool.stats
         stats.addWait(0.0003)
         stats.addWait(2.0)
@@ -439,7 +440,7 @@ class DashboardTests(SynchronousTestCase):
         reactor = MemoryReactorClock()
         service = makeService(reactor)
         pool = service.pools.pool(("app", "alice"))
-        pool.waiters.append(_Waiter(None, 0.0))
+        pool.waiters.append(Waiter(None, 0.0))
         served = set()
         for family in makeRegistry(service, reactor).collect():
             served.add(family.name)

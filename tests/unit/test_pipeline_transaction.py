@@ -17,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pgtwist.net.backend import BackendGone
 from pgtwist.pipelines._statements import StatementRegistry
+from pgtwist.pipelines.serverstate import serverSession
 from pgtwist.pipelines.transaction import TransactionPipelineSession
 from pgtwist.testing import FakeBackendPool, FakeFrontendLink
 from pgtwist.wire import codec, constants, errors
@@ -83,8 +84,10 @@ class LoginTests(SynchronousTestCase):
         self.assertEqual(script.frontend.loginParameters, expected)
         self.assertIsInstance(script.frontend.loginProcessId, int)
         self.assertGreater(script.frontend.loginProcessId, 0)
-        self.assertEqual(backend.applied, {"search_path": "s1", "statement_timeout": "5s"})
-        self.assertEqual(backend.settingsFingerprint, script.session.settings.fingerprint)
+        self.assertEqual(
+            serverSession(backend).applied, {"search_path": "s1", "statement_timeout": "5s"}
+        )
+        self.assertEqual(serverSession(backend).fingerprint, script.session.settings.fingerprint)
         self.assertEqual(script.session.settings.searchPath, "s1")
 
     def test_backendReleasedAfterLogin(self) -> None:

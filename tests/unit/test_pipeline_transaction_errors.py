@@ -9,6 +9,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from pgtwist.pipelines._statements import STALE, StatementKey
+from pgtwist.pipelines.serverstate import serverSession
 from pgtwist.wire.messages import (
     Bind,
     BindComplete,
@@ -82,7 +83,7 @@ class BatchErrorTests(SynchronousTestCase):
             ]
         )
         self.assertEqual(sorted(script.session.statements), ["s1", "s2"])
-        self.assertEqual(sorted(self.a.prepared), ["PGTWIST_1", "PGTWIST_2"])
+        self.assertEqual(sorted(serverSession(self.a).prepared), ["PGTWIST_1", "PGTWIST_2"])
         self.assertIsNone(script.session.backend)
         self.assertEqual(script.pool.releasedWithoutReset[-1], self.a)
 
@@ -106,7 +107,7 @@ class BatchErrorTests(SynchronousTestCase):
                 fromServer([missing, ReadyForQuery(b"I")], toClient=[missing, ReadyForQuery(b"I")]),
             ]
         )
-        self.assertEqual(b.prepared, {})
+        self.assertEqual(serverSession(b).prepared, {})
         script.play(
             [
                 fromClient(
@@ -138,7 +139,7 @@ class BatchErrorTests(SynchronousTestCase):
             ]
         )
         self.assertNotIn("s4", script.session.statements)
-        self.assertNotIn("PGTWIST_2", self.a.prepared)
+        self.assertNotIn("PGTWIST_2", serverSession(self.a).prepared)
         self.assertNotIn(StatementKey("SELECT 4", (), ""), script.registry.verified)
 
     def test_errorAtParse(self) -> None:
@@ -162,7 +163,7 @@ class BatchErrorTests(SynchronousTestCase):
             ]
         )
         self.assertNotIn("s5", script.session.statements)
-        self.assertEqual(list(self.a.prepared), ["PGTWIST_1"])
+        self.assertEqual(list(serverSession(self.a).prepared), ["PGTWIST_1"])
         self.assertNotIn(StatementKey("SELEC 1", (), ""), script.registry.verified)
 
     def test_messagesAfterErrorUntilSync(self) -> None:
@@ -290,7 +291,7 @@ class EvictionTests(SynchronousTestCase):
                 ),
             ]
         )
-        self.assertEqual(list(backend.prepared), ["PGTWIST_1", "PGTWIST_3"])
+        self.assertEqual(list(serverSession(backend).prepared), ["PGTWIST_1", "PGTWIST_3"])
         self.assertEqual(sorted(script.session.statements), ["a", "b", "c"])
         script.play(
             [
@@ -306,7 +307,7 @@ class EvictionTests(SynchronousTestCase):
                 ),
             ]
         )
-        self.assertEqual(list(backend.prepared), ["PGTWIST_3", "PGTWIST_2"])
+        self.assertEqual(list(serverSession(backend).prepared), ["PGTWIST_3", "PGTWIST_2"])
 
     def test_skippedEvictionRestored(self) -> None:
         """
@@ -334,7 +335,7 @@ class EvictionTests(SynchronousTestCase):
                 fromServer([missing, ReadyForQuery(b"I")], toClient=[missing, ReadyForQuery(b"I")]),
             ]
         )
-        self.assertEqual(list(backend.prepared.items()), [("PGTWIST_1", True)])
+        self.assertEqual(list(serverSession(backend).prepared.items()), [("PGTWIST_1", True)])
 
 
 class StaleStatementTests(SynchronousTestCase):
@@ -393,7 +394,7 @@ class StaleStatementTests(SynchronousTestCase):
         The old statement is marked stale on that backend, and the key has
         a new server-side name.
         """
-        self.assertIs(self.a.prepared["PGTWIST_1"], STALE)
+        self.assertIs(serverSession(self.a).prepared["PGTWIST_1"], STALE)
         key = StatementKey("SELECT * FROM t", (), "")
         self.assertEqual(self.script.registry.nameFor(key), "PGTWIST_2")
 
@@ -415,7 +416,7 @@ class StaleStatementTests(SynchronousTestCase):
                 ),
             ]
         )
-        self.assertIs(self.a.prepared["PGTWIST_2"], True)
+        self.assertIs(serverSession(self.a).prepared["PGTWIST_2"], True)
 
     def test_retryOnAnotherBackend(self) -> None:
         """
@@ -483,7 +484,7 @@ class StaleStatementTests(SynchronousTestCase):
                 ),
             ]
         )
-        self.assertEqual(list(backend.prepared), ["PGTWIST_2"])
+        self.assertEqual(list(serverSession(backend).prepared), ["PGTWIST_2"])
 
 
 class VanishedStatementTests(SynchronousTestCase):
@@ -518,7 +519,7 @@ class VanishedStatementTests(SynchronousTestCase):
                 fromServer([gone, ReadyForQuery(b"I")], toClient=[gone, ReadyForQuery(b"I")]),
             ]
         )
-        self.assertNotIn("PGTWIST_1", backend.prepared)
+        self.assertNotIn("PGTWIST_1", serverSession(backend).prepared)
         script.play(
             [
                 fromClient(
@@ -545,7 +546,7 @@ class VanishedStatementTests(SynchronousTestCase):
                 fromServer([there, ReadyForQuery(b"I")], toClient=[there, ReadyForQuery(b"I")]),
             ]
         )
-        self.assertIs(backend.prepared["PGTWIST_1"], STALE)
+        self.assertIs(serverSession(backend).prepared["PGTWIST_1"], STALE)
         script.play(
             [
                 fromClient(
@@ -558,7 +559,7 @@ class VanishedStatementTests(SynchronousTestCase):
                 ),
             ]
         )
-        self.assertIs(backend.prepared["PGTWIST_1"], True)
+        self.assertIs(serverSession(backend).prepared["PGTWIST_1"], True)
 
     def test_skippedReprepareStaysStale(self) -> None:
         """
@@ -585,7 +586,7 @@ class VanishedStatementTests(SynchronousTestCase):
                 fromServer([missing, ReadyForQuery(b"I")], toClient=[missing, ReadyForQuery(b"I")]),
             ]
         )
-        self.assertIs(backend.prepared["PGTWIST_1"], STALE)
+        self.assertIs(serverSession(backend).prepared["PGTWIST_1"], STALE)
         script.play(
             [
                 fromClient(
@@ -635,7 +636,7 @@ class ResetTests(SynchronousTestCase):
             ]
         )
         self.assertIn("s1", self.script.session.statements)
-        self.assertIn("PGTWIST_1", self.script.backends[0].prepared)
+        self.assertIn("PGTWIST_1", serverSession(self.script.backends[0]).prepared)
 
     def test_deallocateAllInTransactionBlock(self) -> None:
         """

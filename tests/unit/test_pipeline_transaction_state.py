@@ -9,6 +9,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from pgtwist.pipelines._statements import StatementKey
+from pgtwist.pipelines.serverstate import serverSession
 from pgtwist.pipelines.transaction import _warning
 from pgtwist.wire import codec, errors
 from pgtwist.wire.messages import (
@@ -84,8 +85,12 @@ class SettingsTests(SynchronousTestCase):
             ]
         )
         self.assertEqual(self.b.parameters["TimeZone"], "Europe/Paris")
-        self.assertEqual(self.b.applied, {"search_path": "s1", "statement_timeout": "5s"})
-        self.assertEqual(self.b.settingsFingerprint, self.script.session.settings.fingerprint)
+        self.assertEqual(
+            serverSession(self.b).applied, {"search_path": "s1", "statement_timeout": "5s"}
+        )
+        self.assertEqual(
+            serverSession(self.b).fingerprint, self.script.session.settings.fingerprint
+        )
         self.assertIsNone(self.script.session.backend)
 
     def test_unreportedReset(self) -> None:
@@ -94,7 +99,7 @@ class SettingsTests(SynchronousTestCase):
         reset.
         """
         script = TransactionScript(self, backend=makeBackend(1001, DEFAULTS))
-        self.b.applied = {"work_mem": "1GB"}
+        serverSession(self.b).applied = {"work_mem": "1GB"}
         script.useBackend(self.b)
         script.play(
             [
@@ -108,7 +113,7 @@ class SettingsTests(SynchronousTestCase):
                 ),
             ]
         )
-        self.assertEqual(self.b.applied, {})
+        self.assertEqual(serverSession(self.b).applied, {})
 
     def test_sameFingerprintNoSet(self) -> None:
         """
@@ -155,9 +160,9 @@ class SettingsTests(SynchronousTestCase):
         )
         self.assertEqual(script.session.settings.reported["DateStyle"], "German, DMY")
         self.assertEqual(self.a.parameters["DateStyle"], "German, DMY")
-        self.assertEqual(self.a.settingsFingerprint, script.session.settings.fingerprint)
+        self.assertEqual(serverSession(self.a).fingerprint, script.session.settings.fingerprint)
         other = makeBackend(1003, dict(self.a.parameters, DateStyle="ISO, MDY"))
-        other.applied = dict(self.a.applied)
+        serverSession(other).applied = dict(serverSession(self.a).applied)
         script.useBackend(other)
         script.play(
             [

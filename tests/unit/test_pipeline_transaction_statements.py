@@ -10,6 +10,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from pgtwist.pipelines._statements import StatementKey
+from pgtwist.pipelines.serverstate import serverSession
 from pgtwist.wire.messages import (
     Bind,
     BindComplete,
@@ -75,7 +76,7 @@ class NamedStatementTests(SynchronousTestCase):
         """
         self.assertEqual(self.script.pool.releasedWithoutReset, [self.a, self.a])
         self.assertIsNone(self.script.session.backend)
-        self.assertEqual(list(self.a.prepared.items()), [("PGTWIST_1", True)])
+        self.assertEqual(list(serverSession(self.a).prepared.items()), [("PGTWIST_1", True)])
         self.assertIn(StatementKey(Q1, (23,), ""), self.script.registry.verified)
 
     def test_bindOnAnotherBackendInjectsParse(self) -> None:
@@ -102,8 +103,34 @@ class NamedStatementTests(SynchronousTestCase):
                 ),
             ]
         )
-        self.assertEqual(list(b.prepared), ["PGTWIST_1"])
+        self.assertEqual(list(serverSession(b).prepared), ["PGTWIST_1"])
         self.assertEqual(self.script.pool.releasedWithoutReset[-1], b)
+
+    def test_resetBackendPreparesAgain(self) -> None:
+        """
+        Once the pool has reset the backend's session (C{DISCARD ALL}, for
+        a client of another pipeline), the statement is prepared on it
+        again at its next use.
+        """
+        self.a.sessionResets += 1
+        self.script.play(
+            [
+                fromClient(
+                    [bind("s1", b"2"), Execute(""), Sync()],
+                    toServer=[
+                        Parse("PGTWIST_1", Q1, (23,)),
+                        bind("PGTWIST_1", b"2"),
+                        Execute(""),
+                        Sync(),
+                    ],
+                ),
+                fromServer(
+                    [ParseComplete(), BindComplete(), *selected(b"2"), ReadyForQuery(b"I")],
+                    toClient=[BindComplete(), *selected(b"2"), ReadyForQuery(b"I")],
+                ),
+            ]
+        )
+        self.assertEqual(list(serverSession(self.a).prepared), ["PGTWIST_1"])
 
     def test_parseOfPreparedStatementAnsweredLocally(self) -> None:
         """
@@ -209,7 +236,7 @@ class NamedStatementTests(SynchronousTestCase):
             ]
         )
         self.assertNotIn("s1", self.script.session.statements)
-        self.assertIn("PGTWIST_1", self.a.prepared)
+        self.assertIn("PGTWIST_1", serverSession(self.a).prepared)
 
     def test_closeStatementQueuedInPosition(self) -> None:
         """
@@ -326,7 +353,7 @@ class NamedStatementTests(SynchronousTestCase):
                 ]
             )
             self.assertEqual(script.session.statements, {})
-            self.assertEqual(script.backends[0].prepared, {})
+            self.assertEqual(serverSession(script.backends[0]).prepared, {})
             script.play(
                 [
                     fromServer(
@@ -384,7 +411,7 @@ class ExtendedResetTests(SynchronousTestCase):
             self.script.session.statements,
             {"": StatementKey("DEALLOCATE ALL", (), ""), "s1": StatementKey("SELECT 42", (), "")},
         )
-        self.assertEqual(list(self.backend.prepared), ["PGTWIST_4"])
+        self.assertEqual(list(serverSession(self.backend).prepared), ["PGTWIST_4"])
 
     def test_unnamedSurvives(self) -> None:
         """

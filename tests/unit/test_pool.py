@@ -1,6 +1,7 @@
 """
 Tests for L{pgtwist.pool.poolset.PoolSet}: limits, waiting, reuse and reset, with a
-scripted connector and a C{Clock} (no sockets).
+scripted connector of fake backends (L{FakePooledConnection}) and a C{Clock}
+(no sockets, no L{pgtwist.net.backend.BackendProtocol}).
 """
 
 from __future__ import annotations
@@ -19,40 +20,23 @@ from pgtwist.config.model import (
     ServerSettings,
     UserEntry,
 )
-from pgtwist.net.backend import BackendError, BackendGone, BackendProtocol
+from pgtwist.interfaces import IPooledConnection
+from pgtwist.net.backend import BackendError, BackendGone
+from pgtwist.pool.maintenance import PoolMaintenance
 from pgtwist.pool.poolset import BackendState, PoolSet, PoolTimeout, matchLimit, resolveAlias
+from pgtwist.testing import FakePooledConnection
 from pgtwist.wire import errors
-from pgtwist.wire.messages import ErrorResponse
 
 SERVER = ServerSettings("primary", "127.0.0.1", 5432, True)
 
 
-class ScriptedBackend(BackendProtocol):
+class ScriptedBackend(FakePooledConnection):
     """
-    A backend whose queries are answered by the test.
+    A fake backend of C{SERVER} whose queries are answered by the test.
     """
 
     def __init__(self, key: PoolKey, clock: Clock, pid: int) -> None:
-        super().__init__(key, SERVER, None, [], clock)
-        self.processId = pid
-        self.connected = True
-        self.queries: list[tuple[str, Deferred[ErrorResponse | None]]] = []
-        self.closed = False
-
-    def simpleQuery(self, sql: str) -> Deferred[ErrorResponse | None]:
-        """
-        Record the query; the test fires its Deferred.
-        """
-        d: Deferred[ErrorResponse | None] = Deferred()
-        self.queries.append((sql, d))
-        return d
-
-    def close(self) -> None:
-        """
-        Record the close.
-        """
-        self.closed = True
-        self.closing = True
+        super().__init__(key, pid, SERVER)
 
 
 class PoolTestCase(SynchronousTestCase):
@@ -64,7 +48,7 @@ class PoolTestCase(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.clock = Clock()
-        self.connects: list[tuple[ScriptedBackend, Deferred[BackendProtocol]]] = []
+        self.connects: list[tuple[ScriptedBackend, Deferred[IPooledConnection]]] = []
         self.pools = self.makePools()
 
     def makePools(self, **main: object) -> PoolSet:
@@ -82,15 +66,28 @@ class PoolTestCase(SynchronousTestCase):
 
     def connect(
         self, server: ServerSettings, key: PoolKey, password: str | None
-    ) -> tuple[BackendProtocol, Deferred[BackendProtocol]]:
+    ) -> tuple[IPooledConnection, Deferred[IPooledConnection]]:
         """
         The scripted connector: the test fires the login Deferred.
         """
         self.assertEqual(password, "pw" if key[1] == "alice" else None)
         backend = ScriptedBackend(key, self.clock, 1000 + len(self.connects))
-        d: Deferred[BackendProtocol] = Deferred()
+        d: Deferred[IPooledConnection] = Deferred()
         self.connects.append((backend, d))
         return backend, d
+
+    def stateOf(self, backend: IPooledConnection) -> BackendState:
+        """
+        The pool's state of C{backend} (C{CLOSED} once forgotten).
+        """
+        entry = self.pools.entryFor(backend)
+        return entry.state if entry is not None and entry.state else BackendState.CLOSED
+
+    def maintain(self) -> None:
+        """
+        One round of the janitor's pool maintenance.
+        """
+        PoolMaintenance(self.pools, self.clock).maintain()
 
     def lendNew(
         self, parameters: Mapping[str, str] | None = None, key: PoolKey | None = None
@@ -127,7 +124,7 @@ class PoolSetTests(PoolTestCase):
         self.assertNoResult(d)
         backend = self.login()
         self.assertIs(self.successResultOf(d), backend)
-        self.assertIs(backend.poolState, BackendState.ACTIVE)
+        self.assertIs(self.stateOf(backend), BackendState.ACTIVE)
         self.assertEqual(self.pools.total, 1)
 
     def test_reuseAfterReset(self) -> None:
@@ -138,9 +135,9 @@ class PoolSetTests(PoolTestCase):
         backend = self.lendNew({})
         self.pools.release(backend)
         self.assertEqual(backend.queries[0][0], "DISCARD ALL")
-        self.assertIs(backend.poolState, BackendState.RESETTING)
+        self.assertIs(self.stateOf(backend), BackendState.RESETTING)
         backend.queries[0][1].callback(None)
-        self.assertIs(backend.poolState, BackendState.IDLE)
+        self.assertIs(self.stateOf(backend), BackendState.IDLE)
         d2 = self.pools.acquire(self.key, {})
         self.assertIs(self.successResultOf(d2), backend)
         self.assertEqual(len(self.connects), 1)
@@ -187,7 +184,7 @@ class PoolSetTests(PoolTestCase):
             backend.transactionStatus = status
             self.pools.release(backend)
             self.assertTrue(backend.closed)
-            self.assertIs(backend.poolState, BackendState.CLOSED)
+            self.assertIs(self.stateOf(backend), BackendState.CLOSED)
         self.assertEqual(self.pools.total, 0)
 
     def test_blockingTimeout(self) -> None:
@@ -347,7 +344,7 @@ class PoolSetTests(PoolTestCase):
         self.assertIsNone(self.pools.acquireIdle(self.key))
         self.pools.resume()
         self.assertIs(self.pools.acquireIdle(self.key), backend)
-        self.assertIs(backend.poolState, BackendState.ACTIVE)
+        self.assertIs(self.stateOf(backend), BackendState.ACTIVE)
         self.assertEqual(self.pools.pool(self.key).stats.serverAssignmentCount, 2)
         self.assertEqual(len(self.connects), 1)
 
@@ -360,7 +357,34 @@ class PoolSetTests(PoolTestCase):
         self.pools.release(backend, reset=False)
         backend.closing = True
         self.assertIsNone(self.pools.acquireIdle(self.key))
-        self.assertIs(backend.poolState, BackendState.IDLE)
+        self.assertIs(self.stateOf(backend), BackendState.IDLE)
+
+    def test_lostIdleBackendForgotten(self) -> None:
+        """
+        An idle backend whose connection is lost is no longer counted or
+        lent; the next client gets a new one.
+        """
+        backend = self.lendNew({})
+        self.pools.release(backend, reset=False)
+        backend.lose()
+        self.assertIs(self.stateOf(backend), BackendState.CLOSED)
+        self.assertEqual(self.pools.total, 0)
+        self.assertEqual(self.pools.pool(self.key).stats.connectionsClosed, 1)
+        self.assertIsNone(self.pools.acquireIdle(self.key))
+        self.assertIsNot(self.lendNew({}), backend)
+
+    def test_lostLentBackendForgotten(self) -> None:
+        """
+        A lent backend whose connection is lost frees its place; giving it
+        back afterwards is harmless.
+        """
+        backend = self.lendNew({})
+        backend.lose()
+        self.assertEqual(self.pools.total, 0)
+        self.pools.release(backend)
+        self.pools.discard(backend, "gone")
+        self.assertEqual(backend.queries, [])
+        self.assertEqual(self.pools.total, 0)
 
     def test_loginErrorReachesWaiter(self) -> None:
         """
@@ -425,7 +449,7 @@ class PoolSetOperationsTests(PoolTestCase):
 
     def connect(
         self, server: ServerSettings, key: PoolKey, password: str | None
-    ) -> tuple[BackendProtocol, Deferred[BackendProtocol]]:
+    ) -> tuple[IPooledConnection, Deferred[IPooledConnection]]:
         """
         Record which server each connection went to.
         """
@@ -494,6 +518,48 @@ class PoolSetOperationsTests(PoolTestCase):
         self.login()
         self.successResultOf(d)
         self.assertEqual(self.pools.servers.current.name, "standby")
+
+    def test_failoverClosesOldServerBackends(self) -> None:
+        """
+        Failing over closes every backend of the failed server, idle and
+        lent (their server is gone), and new backends go to the next server.
+        """
+        self.configure(main={"failover": True, "maxRetries": 0})
+        idle = self.lendNew({})
+        lent = self.lendNew({})
+        self.pools.release(idle, reset=False)
+        d = self.pools.acquire(("db", "bob"), {})
+        self.connects[-1][1].errback(ConnectionRefusedError())
+        self.assertTrue(idle.closed)
+        self.assertTrue(lent.closed)
+        self.assertEqual(self.pools.servers.current.name, "standby")
+        self.clock.advance(0)
+        self.assertEqual(self.connects[-1][0].server.name, "standby")
+        self.login()
+        self.successResultOf(d)
+
+    def test_failoverNowhere(self) -> None:
+        """
+        When the other server failed too, the waiting clients hear that
+        pgtwist cannot connect, and the primary stays in use.
+        """
+        self.configure(main={"failover": True, "maxRetries": 0})
+        self.pools.servers.switchTo("standby")
+        self.pools.servers.switchTo("primary")
+        d = self.pools.acquire(self.key, {})
+        self.connects[-1][1].errback(ConnectionRefusedError())
+        self.assertEqual(self.failureResultOf(d, BackendError).value.error.code, "08001")
+        self.assertEqual(self.pools.servers.current.name, "primary")
+
+    def test_failoverOff(self) -> None:
+        """
+        Without failover, an unreachable primary stays the primary.
+        """
+        self.configure(main={"maxRetries": 0})
+        d = self.pools.acquire(self.key, {})
+        self.connects[-1][1].errback(ConnectionRefusedError())
+        self.failureResultOf(d, BackendError)
+        self.assertEqual(self.pools.servers.current.name, "primary")
 
     def test_foregroundValidationReplacesDeadBackend(self) -> None:
         """
@@ -580,13 +646,13 @@ class PoolSetOperationsTests(PoolTestCase):
         INITIAL_SIZE backends open at start, MIN_SIZE ones are kept up.
         """
         self.configure(limits=(DatabaseLimit("db", "alice", 4, initialSize=3, minSize=1),))
-        self.pools.maintain()
+        self.maintain()
         self.assertEqual(len(self.connects), 3)
         for backend, d in self.connects:
             d.callback(backend)
-        for backend in list(self.pools.pool(self.key).idle):
-            self.pools.discard(backend, "test")
-        self.pools.maintain()
+        for entry in list(self.pools.pool(self.key).idle):
+            self.pools.discard(entry.backend, "test")
+        self.maintain()
         self.assertEqual(len(self.connects), 4)
 
     def test_prefillNeedsVaultPassword(self) -> None:
@@ -594,5 +660,5 @@ class PoolSetOperationsTests(PoolTestCase):
         Pairs without a vault password are not prefilled.
         """
         self.configure(limits=(DatabaseLimit("db", "bob", 4, initialSize=2),))
-        self.pools.maintain()
+        self.maintain()
         self.assertEqual(self.connects, [])
