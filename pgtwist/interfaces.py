@@ -27,6 +27,13 @@ if TYPE_CHECKING:
     from pgtwist.wire.messages import AuthenticationRequest, ErrorResponse, Message
 
 
+class PoolTimeout(Exception):
+    """
+    No backend became available within C{blocking_timeout}: how
+    L{IBackendPool.acquire} fails when a client waited too long.
+    """
+
+
 class IAuthExchange(Interface):
     """
     One authentication conversation, sans-IO: no reactor, no transport, no
@@ -247,7 +254,7 @@ class IBackendPool(Interface):
         (C{None}: as it is; the pipeline applies settings itself).
 
         @return: A cancellable C{Deferred[IBackendLink]}; fails with
-            L{pgtwist.pool.poolset.PoolTimeout} after C{blocking_timeout}, or with
+            L{PoolTimeout} after C{blocking_timeout}, or with
             L{pgtwist.net.backend.BackendError} carrying PostgreSQL's ErrorResponse.
         """
 

@@ -37,8 +37,8 @@ from twisted.web.server import Request, Site
 from pgtwist.config.model import MainSettings
 from pgtwist.net.endpoints import tcpEndpoint
 from pgtwist.net.listeners import ListenerService
-from pgtwist.pool.poolset import BackendState
 from pgtwist.pool.servers import ServerState
+from pgtwist.pool.state import BackendState
 
 if TYPE_CHECKING:
     from pgtwist.admin.management import Pooler

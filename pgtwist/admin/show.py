@@ -18,12 +18,13 @@ from twisted.internet.address import IPv4Address, IPv6Address
 
 from pgtwist import __version__
 from pgtwist.admin.results import ResultSet, Value
+from pgtwist.config.limits import matchLimit, resolveAlias
 from pgtwist.config.loader import _mainParsers
 from pgtwist.config.model import MainSettings
 from pgtwist.config.restart import RESTART_KEYS
 from pgtwist.net.frontend import FrontendProtocol, FrontendState
 from pgtwist.pipelines.serverstate import preparedCount
-from pgtwist.pool.poolset import BackendState, Pool, PooledBackend, matchLimit, resolveAlias
+from pgtwist.pool.state import BackendState, Pool, PooledBackend
 from pgtwist.pool.stats import COUNTERS
 
 if TYPE_CHECKING:

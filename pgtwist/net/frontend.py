@@ -30,6 +30,7 @@ from zope.interface import implementer
 
 from pgtwist.auth.hba import matchHba
 from pgtwist.auth.steps import AuthStep, Outcome
+from pgtwist.config.limits import pipelineName, resolveAlias
 from pgtwist.config.model import Configuration, PoolKey, UserEntry
 from pgtwist.interfaces import (
     IAuthExchange,
@@ -39,6 +40,7 @@ from pgtwist.interfaces import (
     IFrontendLink,
     IPipeline,
     IPipelineSession,
+    PoolTimeout,
 )
 from pgtwist.net.access import DatabaseAccess
 from pgtwist.net.backend import BackendError
@@ -52,8 +54,6 @@ from pgtwist.net.startup import (
     ToConsole,
     routeStartup,
 )
-from pgtwist.pipelines.performance import sessionFeatures
-from pgtwist.pool.poolset import PoolTimeout, matchLimit, resolveAlias
 from pgtwist.wire import codec, constants, errors
 from pgtwist.wire.framing import MessageFramer
 from pgtwist.wire.messages import (
@@ -690,17 +690,10 @@ class FrontendFactory(Factory):
 
     def pipelineFor(self, key: PoolKey) -> IPipeline:
         """
-        The pipeline for a pool: the PIPELINE column of the databases-file line
-        governing it, else the main C{pipeline}. C{auto} is pgagroal's rule: performance, unless a
-        configured feature needs session.
+        The pipeline for a pool (L{pipelineName}); C{session} if that one is
+        not installed, which validation refuses before it can happen.
         """
-        name = self.config.main.pipeline
-        index = matchLimit(self.config.limits, *key)
-        if index is not None and self.config.limits[index].pipeline:
-            name = self.config.limits[index].pipeline or name
-        if name == "auto":
-            name = "session" if sessionFeatures(self.config) else "performance"
-        pipeline = self.pipelines.get(name)
+        pipeline = self.pipelines.get(pipelineName(self.config, key))
         return pipeline if pipeline is not None else self.pipelines["session"]
 
     def buildProtocol(self, addr: IAddress | None) -> FrontendProtocol:

@@ -18,6 +18,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
+from pgtwist.config.limits import sessionFeatures
 from pgtwist.config.model import Configuration
 from pgtwist.interfaces import IBackendPool, IFrontendLink, IPipeline, IPipelineSession
 from pgtwist.pipelines.session import SessionPipelineSession
@@ -35,21 +36,6 @@ class PerformancePipelineSession(SessionPipelineSession):
     def __init__(self, frontend: IFrontendLink, pool: IBackendPool, clock: IReactorTime) -> None:
         super().__init__(frontend, pool, clock)
         self._backendScanner = MessageScanner(self._backendMessage, collect=_BACKEND_COLLECT)
-
-
-def sessionFeatures(config: Configuration) -> list[str]:
-    """
-    The configured features the performance pipeline does not support.
-    """
-    main = config.main
-    problems = []
-    if main.tls:
-        problems.append("tls")
-    if main.failover:
-        problems.append("failover")
-    if main.disconnectClient > 0:
-        problems.append("disconnect_client")
-    return problems
 
 
 @implementer(IPlugin, IPipeline)

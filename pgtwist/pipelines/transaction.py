@@ -48,7 +48,6 @@ from pgtwist.interfaces import (
     IPipeline,
     IPipelineSession,
 )
-from pgtwist.net.backend import effectiveParameters
 from pgtwist.pipelines._base import PipelineSessionBase
 from pgtwist.pipelines._expect import (
     _BIND,
@@ -102,6 +101,7 @@ from pgtwist.wire.messages import (
     Parse,
 )
 from pgtwist.wire.sql import quoteIdentifier, quoteLiteral
+from pgtwist.wire.startupsettings import effectiveParameters
 
 
 @implementer(IPipelineSession)

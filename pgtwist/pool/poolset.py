@@ -15,9 +15,6 @@ __all__ = [
     "Pool",
     "PooledBackend",
     "PoolSet",
-    "PoolTimeout",
-    "matchLimit",
-    "resolveAlias",
 ]
 
 from collections.abc import Callable, Mapping, Sequence
@@ -29,21 +26,27 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from pgtwist.config.limits import matchLimit
 from pgtwist.config.model import Configuration, PoolKey, ServerSettings
-from pgtwist.interfaces import IAuthMethod, IBackendLink, IBackendPool, IPooledConnection
-from pgtwist.net.backend import BackendError, BackendGone, connectBackend, setStatements
+from pgtwist.interfaces import (
+    IAuthMethod,
+    IBackendLink,
+    IBackendPool,
+    IPooledConnection,
+    PoolTimeout,
+)
+from pgtwist.net.backend import BackendError, BackendGone, connectBackend
 from pgtwist.pool.servers import ServerSet
 from pgtwist.pool.state import (
     BackendState,
     Pool,
     PooledBackend,
     Waiter,
-    matchLimit,
-    resolveAlias,
 )
 from pgtwist.pool.stats import PoolStats
 from pgtwist.wire import constants, errors
 from pgtwist.wire.messages import ErrorResponse
+from pgtwist.wire.startupsettings import setStatements
 
 if TYPE_CHECKING:
     from pgtwist.net.backend import BackendProtocol
@@ -56,12 +59,6 @@ VALIDATION_DELAY = 1.0
 #: An idle timer that finds less than this left of a backend's idle time
 #: counts it as expired (float rounding must not re-arm it for nothing).
 _TIMER_SLACK = 1e-6
-
-
-class PoolTimeout(Exception):
-    """
-    No backend became available within C{blocking_timeout}.
-    """
 
 
 #: Opens a backend: the connection at once (so that it is counted while it

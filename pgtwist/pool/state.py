@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import enum
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 
-from pgtwist.config.model import DatabaseLimit, PoolKey
+from pgtwist.config.model import PoolKey
 from pgtwist.pool.stats import PoolStats
 
 if TYPE_CHECKING:
@@ -82,29 +82,6 @@ class Waiter:
         self.deferred: Deferred[IBackendLink] = Deferred()
         self.timer: IDelayedCall | None = None
         self.since = since
-
-
-def matchLimit(limits: Sequence[DatabaseLimit], database: str, user: str) -> int | None:
-    """
-    The index of the C{pgtwist_databases.conf} line governing (database,
-    user), in pgagroal's order: exact pair, then the user with database
-    C{all}, then the database with user C{all}, then C{all all}.
-    """
-    for wanted in ((database, user), ("all", user), (database, "all"), ("all", "all")):
-        for index, limit in enumerate(limits):
-            if (limit.database, limit.user) == wanted:
-                return index
-    return None
-
-
-def resolveAlias(limits: Sequence[DatabaseLimit], database: str) -> str:
-    """
-    The real database behind an alias of the databases file (or C{database}).
-    """
-    for limit in limits:
-        if database in limit.aliases:
-            return limit.database
-    return database
 
 
 class Pool:

@@ -20,10 +20,10 @@ from pgtwist.config.model import (
     ServerSettings,
     UserEntry,
 )
-from pgtwist.interfaces import IPooledConnection
+from pgtwist.interfaces import IPooledConnection, PoolTimeout
 from pgtwist.net.backend import BackendError, BackendGone
 from pgtwist.pool.maintenance import PoolMaintenance
-from pgtwist.pool.poolset import BackendState, PoolSet, PoolTimeout, matchLimit, resolveAlias
+from pgtwist.pool.poolset import BackendState, PoolSet
 from pgtwist.testing import FakePooledConnection
 from pgtwist.wire import errors
 
@@ -456,30 +456,6 @@ class PoolSetOperationsTests(PoolTestCase):
         backend, d = super().connect(server, key, password)
         backend.server = server
         return backend, d
-
-    def test_matchOrder(self) -> None:
-        """
-        pgagroal's order: exact pair, user with all, database with all.
-        """
-        limits = (
-            DatabaseLimit("all", "alice", 1),
-            DatabaseLimit("db", "all", 2),
-            DatabaseLimit("db", "alice", 3),
-            DatabaseLimit("all", "all", 4),
-        )
-        self.assertEqual(matchLimit(limits, "db", "alice"), 2)
-        self.assertEqual(matchLimit(limits, "other", "alice"), 0)
-        self.assertEqual(matchLimit(limits, "db", "bob"), 1)
-        self.assertEqual(matchLimit(limits, "x", "y"), 3)
-        self.assertIsNone(matchLimit(limits[:3], "x", "y"))
-
-    def test_alias(self) -> None:
-        """
-        An alias names the real database.
-        """
-        limits = (DatabaseLimit("production", "all", 5, aliases=("prod", "main")),)
-        self.assertEqual(resolveAlias(limits, "prod"), "production")
-        self.assertEqual(resolveAlias(limits, "other"), "other")
 
     def test_lineLimit(self) -> None:
         """
