@@ -8,6 +8,7 @@ status). The admin console and C{pgtwist-cli} are thin layers over it.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection, Set
 from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet.defer import Deferred
@@ -20,8 +21,11 @@ from pgtwist.pool.poolset import BackendState
 from pgtwist.wire import constants, errors
 
 if TYPE_CHECKING:
-    from pgtwist.net.frontend import FrontendFactory
+    from pgtwist.config.model import PoolKey, ServerSettings
+    from pgtwist.net.frontend import FrontendFactory, FrontendProtocol
     from pgtwist.pool.poolset import PoolSet
+    from pgtwist.pool.servers import ServerState
+    from pgtwist.pool.state import Pool
 
 FLUSH_MODES = ("idle", "gracefully", "all")
 SHUTDOWN_MODES = ("gracefully", "immediate", "cancel")
@@ -37,13 +41,19 @@ class Pooler(Protocol):
     pgtwist (L{pgtwist.app.service.PoolerService} provides it). Declared
     here so that admin/ depends on nothing of app/: the service builds the
     admin surfaces, never the other way round.
+
+    Only L{Management} reads C{pools} and C{factory}: the console, the
+    metrics and the manhole ask L{Management}'s queries, so that what they
+    may see of the pool set and the clients is written down in one place
+    (C{tests/unit/test_layers.py} holds them to it).
     """
 
     #: The running configuration.
     config: Configuration
-    #: The pools, for counts and state.
+    #: The pools, for counts and state (read by L{Management} only).
     pools: PoolSet
-    #: The clients' factory: its clients, consoles and pipelines.
+    #: The clients' factory: its clients, consoles and pipelines (read by
+    #: L{Management} only).
     factory: FrontendFactory
     #: This API.
     management: Management
@@ -71,7 +81,15 @@ class Pooler(Protocol):
 
 class Management:
     """
-    Operations on a running pgtwist (a L{Pooler}).
+    Operations on a running pgtwist (a L{Pooler}), and the read-only
+    queries the console's C{SHOW} commands, the metrics and the manhole
+    answer from.
+
+    The queries run on the reactor thread at each C{SHOW} or scrape, so they
+    copy nothing per row: they hand out the pool set's own records
+    (L{Pool}, whose C{backends} by L{BackendState}, C{waiters} and C{stats}
+    callers read and never change) and live read-only views of its
+    collections, valid until the reactor next runs.
 
     @ivar state: C{"running"}, or C{"gracefully"} while a graceful shutdown
         waits for clients to leave.
@@ -86,6 +104,79 @@ class Management:
         self._watch: LoopingCall | None = None
         #: A SHUTDOWN WAIT_FOR_SERVERS paused everything (cancel resumes).
         self._pausedToStop = False
+
+    # -- queries: what the console, metrics and manhole read ----------------
+
+    def allPools(self) -> Collection[Pool]:
+        """
+        Every pool, in the order the pool set made them (a live view).
+        """
+        return self.service.pools.pools.values()
+
+    def sortedPools(self) -> list[Pool]:
+        """
+        Every pool, by (database, user).
+        """
+        pools = self.service.pools.pools
+        return [pools[key] for key in sorted(pools)]
+
+    def totalBackends(self) -> int:
+        """
+        Backends open or opening, of every pool (what C{max_connections}
+        bounds).
+        """
+        return self.service.pools.total
+
+    def isPaused(self, database: str | None = None) -> bool:
+        """
+        Whether C{database}'s clients wait for a RESUME (C{None}: whether
+        everything is paused).
+        """
+        return self.service.pools.isPaused(database)
+
+    def clients(self) -> Set[FrontendProtocol]:
+        """
+        The clients connected to the pools (not the console sessions), in
+        any state from startup on (a live view).
+        """
+        return self.service.factory.clients
+
+    def consoles(self) -> Set[FrontendProtocol]:
+        """
+        The admin console's sessions (a live view).
+        """
+        return self.service.factory.consoles
+
+    def pipelineName(self, key: PoolKey) -> str:
+        """
+        The name of the pipeline a new client of C{key} (database, user)
+        gets.
+        """
+        name: str = self.service.factory.pipelineFor(key).name
+        return name
+
+    def currentServer(self) -> ServerSettings:
+        """
+        The server new backends connect to (the primary).
+        """
+        return self.service.pools.servers.current
+
+    def serverStates(self) -> list[tuple[ServerSettings, ServerState]]:
+        """
+        Every configured server with its state, in the configuration's
+        order.
+        """
+        servers = self.service.pools.servers
+        return [(server, servers.states[server.name]) for server in servers.servers]
+
+    def nextId(self) -> int:
+        """
+        A number from the clients' id sequence (the console's ids for
+        backends share it, as PgBouncer's do).
+        """
+        return self.service.factory.nextId()
+
+    # -- operations ------------------------------------------------------------
 
     def flush(self, mode: str = "gracefully", database: str | None = None) -> int:
         """
@@ -337,33 +428,32 @@ class Management:
         What pgagroal-cli's C{status} shows: state, connection counts, servers
         and per-pool detail.
         """
-        pools = self.service.pools
         main = self.service.config.main
         servers = [
             {
                 "name": server.name,
                 "host": server.host,
                 "port": server.port,
-                "state": pools.servers.states[server.name].value,
+                "state": state.value,
             }
-            for server in pools.servers.servers
+            for server, state in self.serverStates()
         ]
         detail = []
-        for key, pool in sorted(pools.pools.items()):
+        for pool in self.sortedPools():
             detail.append(
                 {
-                    "database": key[0],
-                    "user": key[1],
+                    "database": pool.key[0],
+                    "user": pool.key[1],
                     **{state.value: pool.count(state) for state in BackendState},
                     "waiting": len(pool.waiters),
                 }
             )
         return {
             "status": self.state,
-            "active_connections": sum(p.count(BackendState.ACTIVE) for p in pools.pools.values()),
-            "total_connections": pools.total,
+            "active_connections": sum(p.count(BackendState.ACTIVE) for p in self.allPools()),
+            "total_connections": self.totalBackends(),
             "max_connections": main.maxConnections,
-            "clients": len(self.service.factory.clients),
+            "clients": len(self.clients()),
             "servers": servers,
             "pools": detail,
             "disabled": sorted(self.service.factory.access.disabled),

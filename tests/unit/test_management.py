@@ -11,6 +11,8 @@ from twisted.logger import globalLogPublisher
 
 from pgtwist.admin.management import POLL_INTERVAL, Pooler
 from pgtwist.config.errors import ConfigError
+from pgtwist.pool.servers import ServerState
+from pgtwist.pool.state import BackendState
 from tests.unit._console import ConsoleTestCase, makeConfiguration
 
 
@@ -127,3 +129,108 @@ class ManagementPauseTests(ConsoleTestCase):
         self.assertTrue(done.called)
         self.assertEqual(self.service.management.paused()[0], True)
         self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+
+class ManagementQueryTests(ConsoleTestCase):
+    """
+    The read-only queries the console, the metrics and the manhole answer
+    from: the pool set's own records and live views, never copies.
+    """
+
+    def test_pools(self) -> None:
+        """
+        L{Management.allPools} is a live view of every pool in the order the
+        pool set made them; L{Management.sortedPools} orders them by
+        (database, user). Both hand out the pool set's own records.
+        """
+        management = self.service.management
+        everyPool = management.allPools()
+        self.assertEqual(len(everyPool), 0)
+        self.activeBackend(("zdb", "bob"))
+        self.activeBackend(("db", "alice"))
+        self.assertEqual([p.key for p in everyPool], [("zdb", "bob"), ("db", "alice")])
+        self.assertEqual(
+            [p.key for p in management.sortedPools()], [("db", "alice"), ("zdb", "bob")]
+        )
+        pool = self.service.pools.pool(("db", "alice"))
+        self.assertIn(pool, everyPool)
+        self.assertIs(management.sortedPools()[0], pool)
+        self.assertEqual(pool.count(BackendState.ACTIVE), 1)
+
+    def test_totalBackends(self) -> None:
+        """
+        L{Management.totalBackends} counts the backends open or opening in
+        every pool.
+        """
+        management = self.service.management
+        self.assertEqual(management.totalBackends(), 0)
+        self.activeBackend(("db", "alice"))
+        self.service.pools.acquire(("db", "bob"), None)
+        self.assertEqual(management.totalBackends(), 2)
+
+    def test_isPaused(self) -> None:
+        """
+        L{Management.isPaused} says whether a database, or everything
+        (C{None}), is paused.
+        """
+        management = self.service.management
+        self.successResultOf(management.pause("db"))
+        self.assertTrue(management.isPaused("db"))
+        self.assertFalse(management.isPaused("other"))
+        self.assertFalse(management.isPaused(None))
+        self.successResultOf(management.pause(None))
+        self.assertTrue(management.isPaused("other"))
+        self.assertTrue(management.isPaused(None))
+
+    def test_clients(self) -> None:
+        """
+        L{Management.clients} is a live view of the pool clients, without
+        the console sessions; L{Management.consoles} is the console sessions.
+        """
+        management = self.service.management
+        clients = management.clients()
+        client = self.client()
+        self.assertEqual(set(clients), {client})
+        self.assertNotIn(client, management.consoles())
+        self.assertIs(management.consoles(), self.service.factory.consoles)
+
+    def test_pipelineName(self) -> None:
+        """
+        L{Management.pipelineName} names the pipeline a new client of a pool
+        gets, as configured.
+        """
+        management = self.service.management
+        management.configure("pipeline", "transaction")
+        self.assertEqual(management.pipelineName(("db", "alice")), "transaction")
+        management.configure("pipeline", "session")
+        self.assertEqual(management.pipelineName(("", "")), "session")
+
+    def test_servers(self) -> None:
+        """
+        L{Management.currentServer} is the primary; L{Management.serverStates}
+        lists every server with its state, in the configuration's order.
+        """
+        management = self.service.management
+        primary, standby = self.service.config.servers
+        self.assertIs(management.currentServer(), primary)
+        self.assertEqual(
+            management.serverStates(),
+            [(primary, ServerState.PRIMARY), (standby, ServerState.STANDBY)],
+        )
+        management.switchTo("standby")
+        self.assertIs(management.currentServer(), standby)
+        self.assertEqual(
+            management.serverStates(),
+            [(primary, ServerState.FAILED), (standby, ServerState.PRIMARY)],
+        )
+
+    def test_nextId(self) -> None:
+        """
+        L{Management.nextId} draws from the clients' id sequence: a client
+        opened after it gets a larger id.
+        """
+        management = self.service.management
+        first = management.nextId()
+        second = management.nextId()
+        self.assertGreater(second, first)
+        self.assertGreater(self.client().id, second)
