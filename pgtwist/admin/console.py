@@ -84,7 +84,7 @@ class Console:
         """
         Zero every pool's statistics, the console's and the averages.
         """
-        for pool in self.service.pools.pools.values():
+        for pool in self.service.management.allPools():
             pool.stats.reset()
         self.adminStats.reset()
         self.averages = Averages()
@@ -96,7 +96,7 @@ class Console:
         """
         found = self._serverIds.get(backend)
         if found is None:
-            found = self._serverIds[backend] = self.service.factory.nextId()
+            found = self._serverIds[backend] = self.service.management.nextId()
         return found
 
     def loginParameters(self, frontend: IFrontendLink) -> dict[str, str]:
@@ -107,7 +107,7 @@ class Console:
         version = f"15.0 (pgtwist {__version__})"
         reported = (
             entry.backend.parameters["server_version"]
-            for pool in self.service.pools.pools.values()
+            for pool in self.service.management.allPools()
             for entries in pool.backends.values()
             for entry in entries
             if "server_version" in entry.backend.parameters

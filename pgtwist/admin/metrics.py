@@ -131,14 +131,14 @@ class PoolerCollector:
         yield from self._pools()
 
     def _general(self) -> Iterator[Metric]:
-        service = self.service
-        gracefully = service.management.state == "gracefully"
+        management = self.service.management
+        gracefully = management.state == "gracefully"
         yield GaugeMetricFamily(
             "pgtwist_state",
             "The state of pgtwist: 1 running, 2 graceful shutdown",
             value=2 if gracefully else 1,
         )
-        pipeline = service.factory.pipelineFor(("", "")).name
+        pipeline = management.pipelineName(("", ""))
         mode = GaugeMetricFamily(
             "pgtwist_pipeline_mode",
             "The default pipeline: 0 performance, 1 session, 2 transaction, -1 other",
@@ -146,30 +146,30 @@ class PoolerCollector:
         )
         mode.add_metric([pipeline], PIPELINE_MODES.get(pipeline, -1))
         yield mode
-        servers = service.pools.servers
+        servers = management.serverStates()
         yield GaugeMetricFamily(
             "pgtwist_failed_servers",
             "The number of servers marked failed",
-            value=sum(1 for s in servers.states.values() if s is ServerState.FAILED),
+            value=sum(1 for _, s in servers if s is ServerState.FAILED),
         )
         state = GaugeMetricFamily(
             "pgtwist_server_state",
             "1 for each server in its current state (primary, standby or failed)",
             labels=["name", "state"],
         )
-        for server in servers.servers:
-            state.add_metric([server.name, servers.states[server.name].value], 1)
+        for server, serverState in servers:
+            state.add_metric([server.name, serverState.value], 1)
         yield state
         yield GaugeMetricFamily(
             "pgtwist_client_sockets",
             "Client connections open to pgtwist",
-            value=len(service.factory.clients),
+            value=len(management.clients()),
         )
 
     def _connections(self) -> Iterator[Metric]:
-        pools = self.service.pools
+        management = self.service.management
         config = self.service.config
-        allPools = list(pools.pools.values())
+        allPools = list(management.allPools())
         yield GaugeMetricFamily(
             "pgtwist_active_connections",
             "Backend connections lent to a client",
@@ -178,7 +178,7 @@ class PoolerCollector:
         yield GaugeMetricFamily(
             "pgtwist_total_connections",
             "Backend connections open or opening",
-            value=pools.total,
+            value=management.totalBackends(),
         )
         yield GaugeMetricFamily(
             "pgtwist_max_connections",
@@ -218,7 +218,7 @@ class PoolerCollector:
 
     def _pools(self) -> Iterator[Metric]:
         now = self._clock.seconds()
-        pools = sorted(self.service.pools.pools.items())
+        pools = self.service.management.sortedPools()
         active = GaugeMetricFamily(
             "pgtwist_client_active", "Clients holding a backend", labels=_POOL_LABELS
         )
@@ -245,8 +245,8 @@ class PoolerCollector:
             HistogramMetricFamily(name, doc, labels=_POOL_LABELS)
             for name, doc, _ in POOL_HISTOGRAMS
         ]
-        for (database, user), pool in pools:
-            labels = [database, user]
+        for pool in pools:
+            labels = list(pool.key)
             active.add_metric(labels, pool.count(BackendState.ACTIVE))
             wait.add_metric(labels, len(pool.waiters))
             maxwait.add_metric(labels, max(0.0, now - pool.waiters[0].since) if pool.waiters else 0)

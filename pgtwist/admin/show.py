@@ -152,7 +152,7 @@ def poolClients(console: Console) -> list[FrontendProtocol]:
     return sorted(
         (
             c
-            for c in console.service.factory.clients
+            for c in console.service.management.clients()
             if c.state in (FrontendState.LOGGING_IN, FrontendState.READY)
         ),
         key=lambda c: c.id,
@@ -181,8 +181,7 @@ def sortedPools(console: Console) -> list[Pool]:
     """
     The pools by (database, user).
     """
-    pools = console.service.pools.pools
-    return [pools[key] for key in sorted(pools)]
+    return console.service.management.sortedPools()
 
 
 def databaseNames(console: Console) -> list[str]:
@@ -191,13 +190,14 @@ def databaseNames(console: Console) -> list[str]:
     those with a pool or a client, and the console's own.
     """
     service = console.service
+    management = service.management
     names = {ADMIN_DATABASE}
     for limit in service.config.limits:
         if limit.database != "all":
             names.add(limit.database)
         names.update(limit.aliases)
-    names.update(key[0] for key in service.pools.pools)
-    names.update(c.key[0] for c in service.factory.clients if c.key[0])
+    names.update(pool.key[0] for pool in management.allPools())
+    names.update(c.key[0] for c in management.clients() if c.key[0])
     return sorted(names)
 
 
@@ -206,9 +206,10 @@ def userNames(console: Console) -> list[str]:
     The users pgtwist knows: the vault's, and those with a pool or a client.
     """
     service = console.service
+    management = service.management
     names = set(service.config.users)
-    names.update(key[1] for key in service.pools.pools)
-    names.update(c.key[1] for c in service.factory.clients if c.key[1])
+    names.update(pool.key[1] for pool in management.allPools())
+    names.update(c.key[1] for c in management.clients() if c.key[1])
     return sorted(names)
 
 
@@ -219,7 +220,7 @@ def databaseTotals(console: Console) -> dict[str, list[int]]:
     L{ALL_DATABASES}.
     """
     totals: dict[str, list[int]] = {}
-    for pool in console.service.pools.pools.values():
+    for pool in console.service.management.allPools():
         values = pool.stats.totals()
         current = totals.setdefault(pool.key[0], [0] * len(values))
         for i, value in enumerate(values):
@@ -246,7 +247,7 @@ def showPools(console: Console, args: Sequence[str]) -> ResultSet:
     """
     SHOW POOLS: clients and backends per (database, user).
     """
-    service = console.service
+    management = console.service.management
     now = console.clock.seconds()
     clients = poolClients(console)
     rows: list[Sequence[Value]] = []
@@ -271,11 +272,11 @@ def showPools(console: Console, args: Sequence[str]) -> ResultSet:
                 pool.count(BackendState.CONNECTING),
                 int(maxWait),
                 int(round(maxWait * 1e6)) % 1000000,
-                service.factory.pipelineFor(pool.key).name,
+                management.pipelineName(pool.key),
                 None,
             )
         )
-    consoles = len(service.factory.consoles)
+    consoles = len(management.consoles())
     rows.append((ADMIN_DATABASE, ADMIN_DATABASE, consoles, *[0] * 12, "statement", None))
     return ResultSet(
         "ssiiiiiiiiiiiiiss",
@@ -340,7 +341,7 @@ def showClients(console: Console, args: Sequence[str]) -> ResultSet:
     SHOW CLIENTS: every client of a pool, then the console sessions.
     """
     rows = [_clientRow(console, c, clientState(c)) for c in poolClients(console)]
-    consoles = sorted(console.service.factory.consoles, key=lambda c: c.id)
+    consoles = sorted(console.service.management.consoles(), key=lambda c: c.id)
     rows.extend(_clientRow(console, c, "idle") for c in consoles if c.state is FrontendState.READY)
     return ResultSet(SOCKET_TYPES, SOCKET_COLUMNS, rows)
 
@@ -401,14 +402,15 @@ def showDatabases(console: Console, args: Sequence[str]) -> ResultSet:
     SHOW DATABASES: each database (or alias) with its limits and counts.
     """
     service = console.service
+    management = service.management
     config = service.config
     main = config.main
-    current = service.pools.servers.current
+    current = management.currentServer()
     lifetime = int(main.maxConnectionAge)
     rows: list[Sequence[Value]] = []
     for name in databaseNames(console):
         if name == ADMIN_DATABASE:
-            consoles = len(service.factory.consoles)
+            consoles = len(management.consoles())
             rows.append(
                 (name, None, main.port, name, name, 2, 0, 0, lifetime, "statement", None)
                 + (0, 0, 0, consoles, 0, 0)
@@ -420,8 +422,8 @@ def showDatabases(console: Console, args: Sequence[str]) -> ResultSet:
         cap = main.maxConnections
         if limit is not None and limit.maxSize is not None:
             cap = limit.maxSize
-        pools = [p for p in service.pools.pools.values() if p.key[0] == database]
-        clients = [c for c in service.factory.clients if c.key[0] == database]
+        pools = [p for p in management.allPools() if p.key[0] == database]
+        clients = [c for c in management.clients() if c.key[0] == database]
         rows.append(
             (
                 name,
@@ -433,14 +435,14 @@ def showDatabases(console: Console, args: Sequence[str]) -> ResultSet:
                 limit.minSize if limit is not None else 0,
                 0,
                 lifetime,
-                service.factory.pipelineFor((database, "all")).name,
+                management.pipelineName((database, "all")),
                 None,
                 cap,
                 sum(p.size for p in pools),
                 0,
                 len(clients),
-                1 if service.pools.isPaused(database) else 0,
-                0 if service.management.isEnabled(database) else 1,
+                1 if management.isPaused(database) else 0,
+                0 if management.isEnabled(database) else 1,
             )
         )
     return ResultSet(
@@ -473,6 +475,7 @@ def showUsers(console: Console, args: Sequence[str]) -> ResultSet:
     SHOW USERS: each user with the limits of its C{all USER} line.
     """
     service = console.service
+    management = service.management
     limits = service.config.limits
     rows: list[Sequence[Value]] = []
     for name in userNames(console):
@@ -485,9 +488,9 @@ def showUsers(console: Console, args: Sequence[str]) -> ResultSet:
                 "",
                 line.pipeline if line is not None else None,
                 0,
-                sum(p.size for p in service.pools.pools.values() if p.key[1] == name),
+                sum(p.size for p in management.allPools() if p.key[1] == name),
                 0,
-                sum(1 for c in service.factory.clients if c.key[1] == name),
+                sum(1 for c in management.clients() if c.key[1] == name),
             )
         )
     return ResultSet(
@@ -511,23 +514,22 @@ def showLists(console: Console, args: Sequence[str]) -> ResultSet:
     SHOW LISTS: counts of pgtwist's objects, as PgBouncer's lists (two
     columns: pgbouncer_exporter reads exactly two).
     """
-    service = console.service
-    factory = service.factory
-    inUse = len(poolClients(console)) + len(factory.consoles)
+    management = console.service.management
+    inUse = len(poolClients(console)) + len(management.consoles())
     logins = sum(
         1
-        for c in factory.clients
+        for c in management.clients()
         if c.state in (FrontendState.STARTUP, FrontendState.AUTHENTICATING)
     )
     items = (
         ("databases", len(databaseNames(console))),
         ("users", len(userNames(console))),
-        ("pools", len(service.pools.pools) + 1),
+        ("pools", len(management.allPools()) + 1),
         ("free_clients", 0),
         ("used_clients", inUse),
         ("login_clients", logins),
         ("free_servers", 0),
-        ("used_servers", service.pools.total),
+        ("used_servers", management.totalBackends()),
         ("dns_names", 0),
         ("dns_zones", 0),
         ("dns_queries", 0),
@@ -582,7 +584,7 @@ def showState(console: Console, args: Sequence[str]) -> ResultSet:
     """
     SHOW STATE: whether pgtwist is active or paused (never suspended).
     """
-    paused = console.service.pools.pausedAll
+    paused = console.service.management.isPaused(None)
     rows = (
         ("active", "no" if paused else "yes"),
         ("paused", "yes" if paused else "no"),
@@ -616,13 +618,13 @@ def showMem(console: Console, args: Sequence[str]) -> ResultSet:
     SHOW MEM: PgBouncer's slab caches become object kinds (size is one
     object's shallow size), plus the process's peak resident memory.
     """
-    service = console.service
-    pools = list(service.pools.pools.values())
+    management = console.service.management
+    pools = list(management.allPools())
     backends = [b for p in pools for s in SERVER_STATES for b in p.backends[s]]
     caches = (
         ("pool_cache", _sizeOf(pools)),
         ("server_cache", _sizeOf(backends)),
-        ("client_cache", _sizeOf([*service.factory.clients, *service.factory.consoles])),
+        ("client_cache", _sizeOf([*management.clients(), *management.consoles()])),
     )
     rows: list[Sequence[Value]] = [
         (name, size, count, 0, size * count) for name, (size, count) in caches
