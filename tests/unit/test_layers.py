@@ -54,8 +54,17 @@ server.
 
 ADMIN_POOL_GATE = "pgtwist.admin.management"
 """
-The one admin module that may import the pool set: the console, metrics and
-manhole reach pools through the management API.
+The one admin module that may import the pool set, or read the service's
+pool set and frontend factory: the console, metrics and manhole reach pools
+and clients through the management API.
+"""
+
+
+SERVICE_INTERNALS = frozenset({"pools", "factory"})
+"""
+The service's attributes that only the management API reads: the pool set
+and the frontend factory. The rest of admin/ asks
+L{pgtwist.admin.management.Management}'s queries.
 """
 
 
@@ -94,6 +103,19 @@ def importsOf(name: str, path: pathlib.Path, known: Mapping[str, pathlib.Path]) 
                 target = target.rpartition(".")[0]
             if target and target != name:
                 yield target
+
+
+def internalsRead(path: pathlib.Path) -> Iterator[str]:
+    """
+    Where the module at C{path} reads an attribute named as one of
+    L{SERVICE_INTERNALS} (C{service.pools}, C{x.factory.clients}, ...), as
+    C{"file:line: .name"}. Any object's attribute of that name counts: the
+    console, metrics and manhole have no other C{pools} or C{factory} to
+    read, so a name alone keeps the rule simple to state and to check.
+    """
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Attribute) and node.attr in SERVICE_INTERNALS:
+            yield f"{path.relative_to(ROOT.parent)}:{node.lineno}: .{node.attr}"
 
 
 def importGraph() -> dict[str, set[str]]:
@@ -222,3 +244,27 @@ class LayerTests(SynchronousTestCase):
             if target == "pgtwist.pool.poolset"
         ]
         self.assertEqual(against, [], "\n".join(against))
+
+    def test_adminReadsNoServiceInternals(self) -> None:
+        """
+        No admin module but the management API reads the service's pool set
+        or frontend factory (an attribute named C{pools} or C{factory}); the
+        console, metrics and manhole use the queries of
+        L{pgtwist.admin.management.Management}.
+        """
+        against = [
+            found
+            for name, path in sorted(modules().items())
+            if name.startswith("pgtwist.admin.") and name != ADMIN_POOL_GATE
+            for found in internalsRead(path)
+        ]
+        self.assertEqual(against, [], "\n".join(against))
+
+    def test_internalsReadFound(self) -> None:
+        """
+        L{internalsRead} finds the reads the management API makes, so the
+        test above is not vacuous.
+        """
+        found = list(internalsRead(modules()[ADMIN_POOL_GATE]))
+        self.assertTrue(any(line.endswith(": .pools") for line in found), found)
+        self.assertTrue(any(line.endswith(": .factory") for line in found), found)
