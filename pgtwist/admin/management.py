@@ -42,10 +42,10 @@ class Pooler(Protocol):
     here so that admin/ depends on nothing of app/: the service builds the
     admin surfaces, never the other way round.
 
-    Only L{Management} reads C{pools} and C{factory}: the console, the
-    metrics and the manhole ask L{Management}'s queries, so that what they
-    may see of the pool set and the clients is written down in one place
-    (C{tests/unit/test_layers.py} holds them to it).
+    Only L{Management} reads C{pools} and C{factory}: the console and the
+    metrics ask L{Management}'s queries, so that what they may see of the
+    pool set and the clients is written down in one place
+    (C{tests/unit/test_layers.py} holds admin/ to it).
     """
 
     #: The running configuration.
@@ -82,8 +82,7 @@ class Pooler(Protocol):
 class Management:
     """
     Operations on a running pgtwist (a L{Pooler}), and the read-only
-    queries the console's C{SHOW} commands, the metrics and the manhole
-    answer from.
+    queries the console's C{SHOW} commands and the metrics answer from.
 
     The queries run on the reactor thread at each C{SHOW} or scrape, so they
     copy nothing per row: they hand out the pool set's own records
