@@ -802,7 +802,7 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
             and not self._expected
             and not self._unsynced
             and self._fromServer.atBoundary
-            and not self._fromClient.passingOn
+            and self._fromClient.atBoundary
             and backend.transactionStatus == constants.TRANSACTION_IDLE
         )
 
