@@ -108,6 +108,9 @@ from pgtwist.wire.messages import (
 )
 from pgtwist.wire.walker import MessageWalker, invalidLength, tooLong
 
+#: The output list of a walk whose scan writes nothing.
+_UNUSED: list[bytes] = []
+
 
 @implementer(IPipelineSession)
 class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
@@ -302,41 +305,49 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
         self.stats.bytesReceived += len(data)
         if self._done:
             return
-        if self.backend is not None and not self._waiting and not self._queued:
+        if self._queued or self._acquiring is not None or self._waiting:
+            # Behind what already waits.
+            self._queued.append(data)
+            return
+        if self.backend is not None:
             self._walkToBackend(data)
             return
-        self._queued.append(data)
-        if not self._pumping and self._acquiring is None and not self._waiting:
-            self._pump()
+        self._pump(data)
 
-    def _pump(self) -> None:
+    def _pump(self, data: bytes | None = None) -> None:
         """
-        Walk what the client sent and is not walked yet, with or without a
-        backend, until it is all walked or the client must wait (for a
-        backend, or for an earlier batch's answer).
+        Walk C{data}, then what the client sent and is not walked yet, with
+        or without a backend, until it is all walked or the client must
+        wait (for a backend, or for an earlier batch's answer).
         """
         self._pumping = True
         queued = self._queued
         walker = self._fromClient
         try:
-            while not self._done and self._acquiring is None and not self._waiting:
-                if queued:
-                    data = queued.popleft()
-                elif walker.ready:
-                    data = b""
-                else:
-                    break
+            while not self._done:
+                if self._acquiring is not None or self._waiting:
+                    if data is not None:
+                        queued.appendleft(data)
+                    return
+                if data is None:
+                    if queued:
+                        data = queued.popleft()
+                    elif walker.ready:
+                        data = b""
+                    else:
+                        return
                 if self.backend is not None:
                     self._walkToBackend(data)
+                    data = None
                     continue
                 self._wantBackend = False
                 try:
-                    stop = walker.walk(data, self._scanLocal, [])
+                    stop = walker.walk(data, self._scanLocal, _UNUSED)
                 except (ProtocolViolation, ValueError) as e:
                     self._violation(e)
                     return
-                if stop < len(data):
-                    queued.appendleft(data[stop:])
+                # What follows the first message needing a backend waits for one.
+                data = data[stop:] if stop < len(data) else None
                 if self._wantBackend and not self._done:
                     self._acquire()
         finally:
