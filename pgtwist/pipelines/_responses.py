@@ -104,8 +104,15 @@ class ResponseRelay:
             fake = expected.popleft()
             self._settled(fake)
             out.append(fake.data)
+        walker = self._fromServer
         try:
-            self._fromServer.walk(data, self._scanBackend, out)
+            if walker.atBoundary:
+                # MessageWalker.walk's first step, without its call.
+                stop = self._scanBackend(data, 0, out)
+                if stop < len(data):
+                    walker.tail(data, stop)
+            else:
+                walker.walk(data, self._scanBackend, out)
         except ProtocolViolation as e:
             # A length out of bounds, a ParameterStatus or ErrorResponse that
             # does not decode.

@@ -338,11 +338,21 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
                         return
                 if self.backend is not None:
                     self._walkToBackend(data)
+                    if not queued:
+                        # Relaying keeps no message the walker holds whole:
+                        # only a stop (for a backend, or to wait) does.
+                        return
                     data = None
                     continue
                 self._wantBackend = False
                 try:
-                    stop = walker.walk(data, self._scanLocal, _UNUSED)
+                    if walker.atBoundary:
+                        # MessageWalker.walk's first step, without its call.
+                        stop = self._scanLocal(data, 0, _UNUSED)
+                        if stop < len(data):
+                            stop = walker.tail(data, stop)
+                    else:
+                        stop = walker.walk(data, self._scanLocal, _UNUSED)
                 except (ProtocolViolation, ValueError) as e:
                     self._violation(e)
                     return
@@ -434,8 +444,15 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
         assert backend is not None
         out, self._preamble = self._preamble, []
         self._terminate = False
+        walker = self._fromClient
         try:
-            stop = self._fromClient.walk(data, self._scanFrontend, out)
+            if walker.atBoundary:
+                # MessageWalker.walk's first step, without its call.
+                stop = self._scanFrontend(data, 0, out)
+                if stop < len(data):
+                    stop = walker.tail(data, stop)
+            else:
+                stop = walker.walk(data, self._scanFrontend, out)
         except (ProtocolViolation, ValueError) as e:
             self._violation(e)
             return
@@ -824,7 +841,7 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
         self.frontend.setCancelTarget(None)
         self.stats.addTransaction(self.clock.seconds() - self._xactStart)
         self.pool.release(backend, reset=False)
-        if not self._pumping and not self._done:
+        if self._queued and not self._pumping and not self._done:
             self._pump()
 
     def _finish(self) -> None:

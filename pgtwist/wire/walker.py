@@ -76,9 +76,13 @@ class MessageWalker:
     @ivar maxHeldLength: The most body bytes held of one message.
     @ivar forwarding: Whether the rest of the message being passed on goes
         to the peer (L{walk} appends it to C{out}) or is dropped.
+    @ivar atBoundary: Whether everything walked so far ends exactly at a
+        message boundary (an attribute, not a property: relays read it per
+        chunk).
     """
 
     __slots__ = (
+        "atBoundary",
         "watch",
         "collect",
         "maxMessageLength",
@@ -104,6 +108,7 @@ class MessageWalker:
         self.maxMessageLength = maxMessageLength
         self.maxHeldLength = maxHeldLength
         self.forwarding = True
+        self.atBoundary = True
         self._callback = callback
         #: A cut header (under five bytes), or a held message from its type byte.
         self._held = bytearray()
@@ -113,13 +118,6 @@ class MessageWalker:
         #: Bytes of the message being passed on still to come.
         self._remaining = 0
         self._type = b""
-
-    @property
-    def atBoundary(self) -> bool:
-        """
-        Whether everything walked so far ends exactly at a message boundary.
-        """
-        return not self._held and not self._remaining
 
     @property
     def heldBytes(self) -> int:
@@ -152,6 +150,7 @@ class MessageWalker:
         """
         self._remaining = remaining
         self.forwarding = forward
+        self.atBoundary = not remaining
 
     def _header(self, held: bytearray) -> tuple[bytes, int]:
         """
@@ -162,6 +161,7 @@ class MessageWalker:
             # Nothing of this stream can be trusted after it: whatever is fed
             # next starts afresh.
             self._held = bytearray()
+            self.atBoundary = True
             raise invalidLength()
         return type, length
 
@@ -175,6 +175,7 @@ class MessageWalker:
             want = self.maxHeldLength
         self._held = bytearray(data[offset:])
         self._need = want - body if body < want else 0
+        self.atBoundary = False
 
     def _fill(self, data: bytes, offset: int) -> int:
         """
@@ -206,7 +207,7 @@ class MessageWalker:
         collect = self.collect
         callback = self._callback
         assert callback is not None
-        while self._remaining or self._held:
+        while not self.atBoundary:
             if self._remaining:
                 take = self._remaining
                 if take > size - offset:
@@ -215,6 +216,7 @@ class MessageWalker:
                 offset += take
                 if self._remaining:
                     return
+                self.atBoundary = True
                 if self._type in watch:
                     callback(self._type, None, offset)
                 continue
@@ -232,8 +234,10 @@ class MessageWalker:
                     self._held = bytearray()
                     self._type = type
                     self._remaining = length - 4
-                    if not self._remaining and type in watch:
-                        callback(type, None, offset)
+                    if not self._remaining:
+                        self.atBoundary = True
+                        if type in watch:
+                            callback(type, None, offset)
                     continue
                 if length - 4 > self.maxHeldLength:
                     raise tooLong(type, self.maxHeldLength)
@@ -242,12 +246,14 @@ class MessageWalker:
             if self._need:
                 return
             self._held = bytearray()
+            self.atBoundary = True
             callback(bytes(held[:1]), bytes(held[5:]), offset)
         unpack = HEADER.unpack_from
         limit = self.maxMessageLength
         while offset < size:
             if size - offset < 5:
                 self._held = bytearray(data[offset:])
+                self.atBoundary = False
                 return
             type, length = unpack(data, offset)
             if length < 4 or length > limit:
@@ -268,6 +274,7 @@ class MessageWalker:
             else:
                 self._type = type
                 self._remaining = end - size
+                self.atBoundary = False
             return
 
     # -- walking: the caller's loop forwards, swallows and rewrites ----------
@@ -296,9 +303,12 @@ class MessageWalker:
         @raise ProtocolViolation: A length out of bounds, or a message
             longer than L{maxHeldLength} that C{scan} would not pass on.
         """
+        if self.atBoundary:
+            stop = scan(data, 0, out)
+            return stop if stop >= len(data) else self.tail(data, stop)
         size = len(data)
         offset = 0
-        while self._remaining or self._held:
+        while not self.atBoundary:
             if self._remaining:
                 take = self._remaining
                 if take > size - offset:
@@ -309,6 +319,7 @@ class MessageWalker:
                 offset += take
                 if self._remaining:
                     return size
+                self.atBoundary = True
                 continue
             held = self._held
             if len(held) < 5:
@@ -335,6 +346,8 @@ class MessageWalker:
             message = bytes(held)
             if scan(message, 0, out):
                 self._held = bytearray()
+                if not self._remaining:
+                    self.atBoundary = True
                 continue
             type, length = HEADER.unpack_from(message, 0)
             if len(message) == 1 + length:
@@ -344,10 +357,22 @@ class MessageWalker:
         if offset >= size:
             return size
         stop = scan(data, offset, out)
-        if stop >= size:
-            return size
+        return stop if stop >= size else self.tail(data, stop)
+
+    def tail(self, data: bytes, stop: int) -> int:
+        """
+        Deal with the end of C{data} from C{stop}, where a scan of C{data}
+        from a message boundary stopped (L{walk} calls it; so may a relay
+        that, the walker being L{atBoundary}, ran its scan itself). A cut
+        header, or a message that runs past C{data}, is held.
+
+        @return: C{len(data)}, or C{stop} when a whole message is there (the
+            scan stopped at it).
+        """
+        size = len(data)
         if size - stop < 5:
             self._held = bytearray(data[stop:])
+            self.atBoundary = False
             return size
         type, length = HEADER.unpack_from(data, stop)
         if length < 4 or length > self.maxMessageLength:
