@@ -344,14 +344,20 @@ class MessageWalker:
                 if self._need:
                     return size
             message = bytes(held)
+            type, length = HEADER.unpack_from(message, 0)
+            whole = len(message) == 1 + length
+            if whole:
+                # While the scan reads it, nothing is held: what it does
+                # (attach the stream to someone else...) starts at a boundary.
+                self._held = bytearray()
+                self.atBoundary = True
             if scan(message, 0, out):
                 self._held = bytearray()
-                if not self._remaining:
-                    self.atBoundary = True
                 continue
-            type, length = HEADER.unpack_from(message, 0)
-            if len(message) == 1 + length:
+            if whole:
                 # A whole message the scan stopped at: kept for the next walk.
+                self._held = held
+                self.atBoundary = False
                 return offset
             raise tooLong(type, self.maxHeldLength)
         if offset >= size:

@@ -380,3 +380,24 @@ class WalkTests(SynchronousTestCase):
         self.assertEqual(walker.walk(b"", relay.scan, out), 0)
         self.assertTrue(walker.atBoundary)
         self.assertEqual(b"".join(out), STREAM[: -len(z)] + z)
+
+    def test_boundaryWhileScanningHeld(self) -> None:
+        """
+        While the scan reads a whole message the walker held, the walker is
+        at a boundary: a callback of that message may hand the stream over.
+        """
+        walker = MessageWalker()
+        relay = Relay(walker, self.hold)
+        seen: list[bool] = []
+
+        def scan(data: bytes, offset: int, out: list[bytes]) -> int:
+            seen.append(walker.atBoundary)
+            return relay.scan(data, offset, out)
+
+        z = codec.encode(ReadyForQuery())
+        out: list[bytes] = []
+        walker.walk(z[:3], scan, out)
+        walker.walk(z[3:], scan, out)
+        # The cut chunk, the bare header (held), then the whole message.
+        self.assertEqual(seen, [True, False, True])
+        self.assertEqual(relay.seen, [(b"Z", b"I")])
