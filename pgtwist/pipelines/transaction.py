@@ -502,7 +502,7 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
                     self._copyEnds += 1
                     self._copyIn = False
             elif type == constants.QUERY:
-                # While discarding after an error in an extended batch PostgreSQL skips
+                # After an error in an extended batch PostgreSQL skips
                 # a Query too, up to the Sync.
                 if not self._discarding:
                     if end <= size:

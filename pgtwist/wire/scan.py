@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_wire_walker -*-
+# -*- test-case-name: tests.unit.test_wire_scan,tests.unit.test_wire_walker -*-
 """
 The name plugins import L{MessageScanner} by (C{docs/plugins.rst}): it is
 L{pgtwist.wire.walker.MessageWalker}, whose L{feed
