@@ -345,11 +345,12 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
                     data = None
                     continue
                 self._wantBackend = False
+                size = len(data)
                 try:
                     if walker.atBoundary:
                         # MessageWalker.walk's first step, without its call.
                         stop = self._scanLocal(data, 0, _UNUSED)
-                        if stop < len(data):
+                        if stop < size:
                             stop = walker.tail(data, stop)
                     else:
                         stop = walker.walk(data, self._scanLocal, _UNUSED)
@@ -357,7 +358,7 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
                     self._violation(e)
                     return
                 # What follows the first message needing a backend waits for one.
-                data = data[stop:] if stop < len(data) else None
+                data = data[stop:] if stop < size else None
                 if self._wantBackend and not self._done:
                     self._acquire()
         finally:
@@ -445,18 +446,19 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
         out, self._preamble = self._preamble, []
         self._terminate = False
         walker = self._fromClient
+        size = len(data)
         try:
             if walker.atBoundary:
                 # MessageWalker.walk's first step, without its call.
                 stop = self._scanFrontend(data, 0, out)
-                if stop < len(data):
+                if stop < size:
                     stop = walker.tail(data, stop)
             else:
                 stop = walker.walk(data, self._scanFrontend, out)
         except (ProtocolViolation, ValueError) as e:
             self._violation(e)
             return
-        if stop < len(data) and not self._terminate:
+        if stop < size and not self._terminate:
             self._queued.appendleft(data[stop:])
         if out:
             backend.write(b"".join(out))
@@ -704,7 +706,8 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
             if found is None:
                 return
             server, key = found
-            out.append(_frame(type, renameBind(body, server), tail))
+            renamed = renameBind(body, server)
+            out.append(codec.frame(type, renamed) if tail is None else _frame(type, renamed, tail))
             expected.append(_Expect(_BIND, name=server, key=key))
             if resetsStatements(key.query.encode()) and _canReset(
                 key.query.encode(), backend.transactionStatus
