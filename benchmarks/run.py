@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any, NoReturn
 
-from benchmarks import client, memory, plan, results, servers
+from benchmarks import client, large, memory, plan, results, servers
 from benchmarks.plan import DIRECT, PGBOUNCER, PGTWIST, TRANSACTION, Step
 from benchmarks.results import RunRecord
 
@@ -74,6 +74,9 @@ def parseArguments(argv: Sequence[str]) -> argparse.Namespace:
         help="run only the workloads whose name matches (re.search; repeatable)",
     )
     parser.add_argument("--skip-memory", action="store_true", help="leave out the memory step")
+    parser.add_argument(
+        "--skip-large", action="store_true", help="leave out the large-message step"
+    )
     parser.add_argument("--pgbouncer", default=servers.PGBOUNCER_BINARY, help="PgBouncer binary")
     parser.add_argument(
         "--pypy",
@@ -207,6 +210,8 @@ class Bench:
         #: The memory step's result per runtime label (C{pgtwist},
         #: C{pgtwist-pypy}).
         self.memory: dict[str, memory.MemoryResult] = {}
+        #: The large-message step's result per pipeline.
+        self.large: list[large.LargeResult] = []
         #: The copy of pgtwist every pooler run imports (see L{setUp}).
         self.code: str | None = None
         #: The commit the copy was taken from.
@@ -408,6 +413,41 @@ class Bench:
         finally:
             self.stopServer(server)
 
+    # -- large messages --
+
+    def largeStep(self, pipeline: str) -> large.LargeResult:
+        """
+        Relay 16 and 64 MiB messages each way through pgtwist in
+        C{pipeline} (or L{large.DIRECT}: straight to PostgreSQL), timing
+        them and reading pgtwist's peak RSS growth.
+        """
+        assert self.credentials is not None
+        creds = self.credentials
+        repeats = large.repeatsFor(self.options.quick, self.options.rounds)
+        if pipeline == large.DIRECT:
+            address = (
+                servers.LOOPBACK,
+                self.cluster.port,
+                creds.user,
+                creds.password,
+                creds.database,
+            )
+            try:
+                return asyncio.run(large.measurePipeline(pipeline, address, lambda: 0, repeats))
+            except (client.LoginError, OSError, TimeoutError, asyncio.TimeoutError) as e:
+                return large.LargeResult(pipeline, error=repr(e))
+        server = self.startServer(plan.Target(PGTWIST, pipeline), plan.POOL_SIZE)
+        address = (servers.LOOPBACK, server.port, creds.user, creds.password, creds.database)
+        try:
+            return asyncio.run(
+                large.measurePipeline(pipeline, address, lambda: large.peakKiB(server.pid), repeats)
+            )
+        except (client.LoginError, OSError, TimeoutError, asyncio.TimeoutError) as e:
+            detail = f"{e!r}\n--- {server.name} log ---\n{server.logTail(10)}"
+            return large.LargeResult(pipeline, error=detail)
+        finally:
+            self.stopServer(server)
+
 
 def memoryRuntimes(options: argparse.Namespace) -> list[str]:
     """
@@ -477,6 +517,7 @@ def report(
     latencies = results.latencyTable(bench.records, workloads)
     kib = {label: m.kibPerConnection for label, m in bench.memory.items()} or {PGTWIST: None}
     checks = results.checkTargets(rows, workloads, latencies, kib)
+    checks += large.checkLarge(bench.large)
     parts = [
         f"{meta['date']}; {meta['nproc']} x {meta['cpu']}; {meta['postgresql']}; "
         f"{meta['pgbouncer']}; {meta['python']}; Twisted {meta['twisted']}; "
@@ -507,6 +548,8 @@ def report(
             )
         else:
             parts.append(f"Memory step on {label} failed: {m.error}")
+    if bench.large:
+        parts.append(large.renderLarge(bench.large))
     note = workersNote(bench.records, options.workers)
     if note:
         parts.append(note)
@@ -523,6 +566,10 @@ def report(
         "rows": [asdict(r) for r in rows],
         "addedLatencyMs": [asdict(x) | {"ratio": x.ratio} for x in latencies],
         "memory": {label: asdict(m) for label, m in bench.memory.items()},
+        "large": [
+            asdict(r) | {"seconds": {f"{o} {s}": t for (o, s), t in r.seconds.items()}}
+            for r in bench.large
+        ],
         "workers": note,
         "targets": [asdict(c) for c in checks],
     }
@@ -571,6 +618,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 label = results.poolerLabel(plan.Target(PGTWIST, TRANSACTION, runtime=runtime).name)
                 say(f"Memory step: {options.connections} idle connections on {label} ...")
                 bench.memory[label] = bench.memoryStep(runtime)
+        if not options.skip_large:
+            for pipeline in (large.DIRECT, *large.PIPELINES):
+                say(f"Large messages: 16 and 64 MiB each way, {pipeline} ...")
+                bench.large.append(bench.largeStep(pipeline))
     finally:
         bench.close()
         atexit.unregister(bench.close)

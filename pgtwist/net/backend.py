@@ -33,7 +33,7 @@ from pgtwist.net.eager import eagerWrite
 from pgtwist.net.endpoints import connectServer
 from pgtwist.net.throttle import Throttle
 from pgtwist.wire import codec, constants, errors
-from pgtwist.wire.framing import MessageFramer
+from pgtwist.wire.codec import HEADER
 from pgtwist.wire.messages import (
     AuthenticationRequest,
     BackendKeyData,
@@ -45,6 +45,7 @@ from pgtwist.wire.messages import (
     StartupMessage,
     Terminate,
 )
+from pgtwist.wire.walker import MessageWalker, invalidLength
 
 
 class BackendError(Exception):
@@ -108,7 +109,7 @@ class BackendProtocol(Protocol):
         self.sessionResets = 0
         self.connected = False
         self.closing = False
-        self._framer = MessageFramer()
+        self._walker = MessageWalker()
         self._session: IPipelineSession | None = None
         self._frontend: IFrontendLink | None = None
         #: The throttles pointed at while attached (see L{pgtwist.net.throttle}).
@@ -259,7 +260,7 @@ class BackendProtocol(Protocol):
         """
         See L{IBackendLink.attach}.
         """
-        assert self._framer.pending == 0 and not self._queries, "backend attached mid-message"
+        assert self._walker.atBoundary and not self._queries, "backend attached mid-message"
         self._session = session
         self._frontend = frontend
         self.clean = True
@@ -318,17 +319,7 @@ class BackendProtocol(Protocol):
             session.backendDataReceived(data)
             return
         try:
-            frames = self._framer.feed(data)
-            handle = self._loginFrame if self._login is not None else self._queryFrame
-            for type, body in frames:
-                handle(codec.decodeBackend(type, body))
-                if self._session is not None:
-                    # Attached by a callback of this very frame: the rest is the session's.
-                    rest = self._framer.takeRemainder()
-                    if rest:
-                        self._session.backendDataReceived(rest)
-                    return
-                handle = self._loginFrame if self._login is not None else self._queryFrame
+            self._walker.walk(data, self._ownedScan, [])
         except errors.ProtocolViolation as e:
             self.log.error(
                 "Backend {server} broke the protocol: {message}",
@@ -337,6 +328,32 @@ class BackendProtocol(Protocol):
             )
             self.closing = True
             self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def _ownedScan(self, data: bytes, offset: int, out: list[bytes]) -> int:
+        """
+        Decode the whole messages of C{data} from C{offset} (a
+        L{MessageWalker.walk} scan); once a callback attached a session, the
+        rest is the session's.
+        """
+        size = len(data)
+        limit = self._walker.maxMessageLength
+        while size - offset >= 5:
+            if self._session is not None:
+                break
+            type, length = HEADER.unpack_from(data, offset)
+            if length < 4 or length > limit:
+                raise invalidLength()
+            end = offset + 1 + length
+            if end > size:
+                return offset
+            handle = self._loginFrame if self._login is not None else self._queryFrame
+            handle(codec.decodeBackend(type, data[offset + 5 : end]))
+            offset = end
+        if self._session is not None and offset < size:
+            # Attached by a callback of a message just decoded.
+            self._session.backendDataReceived(data[offset:])
+            return size
+        return offset
 
     def close(self) -> None:
         """

@@ -6,14 +6,10 @@ waits for, the replies pgtwist synthesizes, and the entry kept per request.
 
 from __future__ import annotations
 
-import struct
-
 from pgtwist.pipelines._statements import PREFIX, StatementKey
 from pgtwist.wire import codec, constants, errors
+from pgtwist.wire.codec import HEADER
 from pgtwist.wire.messages import CloseComplete, NoticeResponse, ParseComplete, ReadyForQuery
-
-_HEADER = struct.Struct("!ci")
-_LENGTH = struct.Struct("!i")
 
 # What a request waits for.
 _PARSE = 1  # ParseComplete
@@ -42,6 +38,17 @@ _EXECUTE_ENDS = frozenset(
 )
 _PASSTHROUGH = frozenset(
     {constants.COPY_DATA, constants.COPY_DONE, constants.COPY_FAIL, constants.FLUSH}
+)
+#: Client messages whose header says all pgtwist needs: relayed in pieces
+#: when they run past a chunk.
+_STREAMED = _PASSTHROUGH | {constants.SYNC, constants.EXECUTE, constants.FUNCTION_CALL}
+#: Client messages whose statement names pgtwist rewrites.
+_EXTENDED_REQUESTS = frozenset(
+    {constants.PARSE, constants.BIND, constants.DESCRIBE, constants.CLOSE}
+)
+#: Client messages pgtwist may answer between transactions without a backend.
+_LOCAL = frozenset(
+    {constants.PARSE, constants.CLOSE, constants.SYNC, constants.FLUSH, constants.TERMINATE}
 )
 _CACHED_PLAN = "cached plan must not change result type"
 _UNDEFINED_STATEMENT = "26000"  # invalid_sql_statement_name
@@ -97,6 +104,16 @@ class _Expect:
 
     def __repr__(self) -> str:
         return f"<_Expect {self.kind} forward={self.forward} name={self.name}>"
+
+
+def _frame(type: bytes, body: bytes, tail: int | None = None) -> bytes:
+    """
+    A message of C{type} with C{body}; with C{tail}, only the start of one
+    whose last C{tail} bytes follow separately.
+    """
+    if tail is None:
+        return codec.frame(type, body)
+    return HEADER.pack(type, 4 + len(body) + tail) + body
 
 
 def _warning(feature: str) -> bytes:

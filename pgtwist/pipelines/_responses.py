@@ -28,7 +28,6 @@ from pgtwist.pipelines._expect import (
     _EXECUTE_ENDS,
     _EXTENDED,
     _FAKE,
-    _HEADER,
     _PARSE,
     _PARSE_COMPLETE,
     _QUERY,
@@ -40,12 +39,24 @@ from pgtwist.pipelines._settings import ClientSettings
 from pgtwist.pipelines._statements import STALE, StatementKey, StatementRegistry
 from pgtwist.pipelines.serverstate import ServerSession
 from pgtwist.wire import codec, constants
+from pgtwist.wire.codec import HEADER
 from pgtwist.wire.errors import ProtocolViolation
 from pgtwist.wire.messages import ErrorResponse
+from pgtwist.wire.walker import MessageWalker, invalidLength
 
 #: Messages relayed without accounting while the client's own request is
 #: answered (see L{ResponseRelay.backendDataReceived}).
 _RELAYED = frozenset({constants.DATA_ROW, constants.ROW_DESCRIPTION, constants.COMMAND_COMPLETE})
+#: Responses relayed in pieces when they run past a chunk: the header says
+#: all pgtwist needs, and none ends what a request waits for.
+_STREAMED = frozenset(
+    {
+        constants.DATA_ROW,
+        constants.COPY_DATA,
+        constants.NOTICE_RESPONSE,
+        constants.NOTIFICATION_RESPONSE,
+    }
+)
 
 
 class ResponseRelay:
@@ -63,7 +74,7 @@ class ResponseRelay:
         settings: ClientSettings
         statements: dict[str, StatementKey]
         _expected: deque[_Expect]
-        _carry: bytes
+        _fromServer: MessageWalker
         _fatalSeen: bool
         _discarding: bool
         _unsynced: bool
@@ -86,9 +97,6 @@ class ResponseRelay:
         it owes, then give the backend back at the end of a transaction.
         """
         self.stats.bytesSent += len(data)
-        if self._carry:
-            data = self._carry + data
-            self._carry = b""
         expected = self._expected
         out: list[bytes] = []
         while expected and expected[0].kind == _FAKE:
@@ -97,15 +105,43 @@ class ResponseRelay:
             fake = expected.popleft()
             self._settled(fake)
             out.append(fake.data)
+        walker = self._fromServer
+        try:
+            if walker.atBoundary:
+                # MessageWalker.walk's first step, without its call.
+                stop = self._scanBackend(data, 0, out)
+                if stop < len(data):
+                    walker.tail(data, stop)
+            else:
+                walker.walk(data, self._scanBackend, out)
+        except ProtocolViolation as e:
+            # A length out of bounds, a ParameterStatus or ErrorResponse that
+            # does not decode.
+            self._serverViolation(e)
+            return
+        if out:
+            self.frontend.write(b"".join(out))
+        if self._waiting and self.backend is not None:
+            self._resumeIfSettled()
+        if self._releasable():
+            self._release()
+
+    def _scanBackend(self, data: bytes, offset: int, out: list[bytes]) -> int:
+        """
+        Relay the responses of C{data} from C{offset} in spans (a
+        L{MessageWalker.walk} scan). Rows, CopyData and notices that run
+        past C{data} are passed on in pieces; other messages are held whole.
+        """
+        expected = self._expected
         size = len(data)
-        offset = spanStart = 0
+        spanStart = offset
+        limit = self._fromServer.maxMessageLength
         while size - offset >= 5:
-            type, length = _HEADER.unpack_from(data, offset)
-            if length < 4:
-                self._serverViolation(ProtocolViolation(f"invalid message length {length}"))
-                return
+            type, length = HEADER.unpack_from(data, offset)
+            if length < 4 or length > limit:
+                raise invalidLength()
             end = offset + 1 + length
-            if end > size:
+            if end > size and type not in _STREAMED:
                 break
             if type in _RELAYED and expected:
                 # The bulk of every answer: relayed as it is, nothing to
@@ -113,18 +149,22 @@ class ResponseRelay:
                 # description and command tag).
                 head = expected[0]
                 if head.forward and (type == constants.DATA_ROW or head.kind == _QUERY):
+                    if end > size:
+                        self._fromServer.passing(end - size)
+                        offset = size
+                        break
                     offset = end
                     continue
-            try:
-                keep, popped = self._response(type, data, offset, end)
-            except ProtocolViolation as e:
-                # A ParameterStatus or ErrorResponse that does not decode.
-                self._serverViolation(e)
-                return
+            keep, popped = self._response(type, data, offset, end)
             if not keep:
                 if spanStart < offset:
                     out.append(data[spanStart:offset])
-                spanStart = end
+                spanStart = end if end < size else size
+            if end > size:
+                # A streamed message never ends an entry: the rest follows.
+                self._fromServer.passing(end - size, keep)
+                offset = size
+                break
             if popped and expected and expected[0].kind == _FAKE:
                 if spanStart < end:
                     out.append(data[spanStart:end])
@@ -136,14 +176,7 @@ class ResponseRelay:
             offset = end
         if spanStart < offset:
             out.append(data[spanStart:offset])
-        if offset < size:
-            self._carry = data[offset:]
-        if out:
-            self.frontend.write(b"".join(out))
-        if self._waiting and self.backend is not None:
-            self._resumeIfSettled()
-        if self._releasable():
-            self._release()
+        return offset
 
     def _response(self, type: bytes, data: bytes, offset: int, end: int) -> tuple[bool, bool]:
         """

@@ -23,7 +23,7 @@ from pgtwist.config.model import Configuration
 from pgtwist.interfaces import IBackendPool, IFrontendLink, IPipeline, IPipelineSession
 from pgtwist.pipelines.session import SessionPipelineSession
 from pgtwist.wire import constants
-from pgtwist.wire.scan import MessageScanner
+from pgtwist.wire.walker import MessageWalker
 
 _BACKEND_COLLECT = frozenset({constants.READY_FOR_QUERY, constants.ERROR_RESPONSE})
 
@@ -35,7 +35,7 @@ class PerformancePipelineSession(SessionPipelineSession):
 
     def __init__(self, frontend: IFrontendLink, pool: IBackendPool, clock: IReactorTime) -> None:
         super().__init__(frontend, pool, clock)
-        self._backendScanner = MessageScanner(self._backendMessage, collect=_BACKEND_COLLECT)
+        self._backendScanner = MessageWalker(self._backendMessage, collect=_BACKEND_COLLECT)
 
 
 @implementer(IPlugin, IPipeline)

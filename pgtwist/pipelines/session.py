@@ -32,7 +32,7 @@ from pgtwist.interfaces import (
 from pgtwist.pipelines._base import PipelineSessionBase
 from pgtwist.wire import codec, constants
 from pgtwist.wire.errors import ProtocolViolation
-from pgtwist.wire.scan import MessageScanner
+from pgtwist.wire.walker import MessageWalker
 
 #: Client messages that each get exactly one ReadyForQuery.
 _REQUESTS = frozenset({constants.QUERY, constants.SYNC, constants.FUNCTION_CALL})
@@ -76,8 +76,8 @@ class SessionPipelineSession(PipelineSessionBase):
         self.stats = pool.statsFor(frontend.key)
         self._queryStart = 0.0
         self._xactStart: float | None = None
-        self._frontendScanner = MessageScanner(self._frontendMessage, watch=_FRONTEND_WATCH)
-        self._backendScanner = MessageScanner(self._backendMessage, collect=_BACKEND_COLLECT)
+        self._frontendScanner = MessageWalker(self._frontendMessage, watch=_FRONTEND_WATCH)
+        self._backendScanner = MessageWalker(self._backendMessage, collect=_BACKEND_COLLECT)
 
     # -- login --------------------------------------------------------------------
 

@@ -24,7 +24,11 @@ What makes that transparent to the client:
 
 Bytes are relayed in spans: a chunk of backend messages is written with one
 write, minus what is swallowed; DataRows are never looked at beyond their
-header.
+header. Both directions are walked by L{pgtwist.wire.walker.MessageWalker}:
+rows, CopyData and other messages whose header says enough go on in the
+pieces they arrive in, and only the messages pgtwist rewrites or decodes
+are held whole (a Bind too long to hold is renamed from its start and
+streamed).
 """
 
 from __future__ import annotations
@@ -57,9 +61,9 @@ from pgtwist.pipelines._expect import (
     _DESCRIBE_STATEMENT,
     _DUPLICATE_STATEMENT,
     _EXECUTE,
+    _EXTENDED_REQUESTS,
     _FAKE,
-    _HEADER,
-    _LENGTH,
+    _LOCAL,
     _NO_UNNAMED,
     _PARSE,
     _PARSE_COMPLETE,
@@ -67,10 +71,12 @@ from pgtwist.pipelines._expect import (
     _QUERY,
     _RAISE_PORTAL,
     _READY_IDLE,
+    _STREAMED,
     _SYNC,
     _UNDEFINED_STATEMENT,
     _canReset,
     _Expect,
+    _frame,
     _warning,
 )
 from pgtwist.pipelines._responses import ResponseRelay
@@ -92,6 +98,7 @@ from pgtwist.pipelines._statements import (
 )
 from pgtwist.pipelines.serverstate import ServerSession, serverSession
 from pgtwist.wire import codec, constants, errors
+from pgtwist.wire.codec import HEADER
 from pgtwist.wire.errors import ProtocolViolation
 from pgtwist.wire.messages import (
     Bind,
@@ -102,6 +109,10 @@ from pgtwist.wire.messages import (
 )
 from pgtwist.wire.sql import quoteIdentifier, quoteLiteral
 from pgtwist.wire.startupsettings import effectiveParameters
+from pgtwist.wire.walker import MessageWalker, invalidLength, tooLong
+
+#: The output list of a walk whose scan writes nothing.
+_UNUSED: list[bytes] = []
 
 
 @implementer(IPipelineSession)
@@ -136,8 +147,17 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
         self.settings = ClientSettings({}, {})
         self.statements: dict[str, StatementKey] = {}
         self._expected: deque[_Expect] = deque()
-        self._held = b""
-        self._carry = b""
+        #: The client's and the server's messages, walked chunk by chunk.
+        self._fromClient = MessageWalker()
+        self._fromServer = MessageWalker()
+        #: Client chunks not walked yet: they wait for a backend, or behind
+        #: a message that waits for an earlier batch's answer.
+        self._queued: deque[bytes] = deque()
+        self._pumping = False
+        self._wantBackend = False
+        self._terminate = False
+        #: What goes to the next backend before the client's messages.
+        self._preamble: list[bytes] = []
         self._unsynced = False
         self._discarding = False
         self._copyIn = False
@@ -262,8 +282,14 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
             state.applied.clear()
             state.applied.update(applied)
             state.fingerprint = self.settings.fingerprint
-        held, self._held = self._held, b""
-        self._relayFrontend(held, out)
+        self._preamble = out
+        if self._pumping:
+            # The first chunk walked takes the preamble along.
+            return
+        self._pump()
+        if self._preamble and self.backend is backend:
+            preamble, self._preamble = self._preamble, []
+            backend.write(b"".join(preamble))
         if self._pausedForBackend and not self._done and not self._waiting:
             self._pausedForBackend = False
             self.frontend.resumeReading()
@@ -283,55 +309,98 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
         first when none is attached.
         """
         self.stats.bytesReceived += len(data)
-        if self._held:
-            data = self._held + data
-            self._held = b""
-        if self.backend is None:
-            if self._done or self._acquiring is not None:
-                self._held = data
-                return
-            try:
-                offset = self._answerLocally(data)
-            except (ProtocolViolation, ValueError) as e:
-                violation = e if isinstance(e, ProtocolViolation) else ProtocolViolation(str(e))
-                self._protocolViolation(violation)
-                return
-            self._held = data[offset:]
-            if self._held and not self._done and self._needsBackend(self._held):
-                self._acquire()
+        if self._done:
             return
-        if self._waiting:
-            self._held = data
+        if self._queued or self._acquiring is not None or self._waiting:
+            # Behind what already waits.
+            self._queued.append(data)
             return
-        self._relayFrontend(data, [])
+        if self.backend is not None:
+            self._walkToBackend(data)
+            return
+        self._pump(data)
 
-    def _needsBackend(self, held: bytes) -> bool:
+    def _pump(self, data: bytes | None = None) -> None:
         """
-        Whether C{held} starts with a complete message only a backend can answer.
+        Walk C{data}, then what the client sent and is not walked yet, with
+        or without a backend, until it is all walked or the client must
+        wait (for a backend, or for an earlier batch's answer).
         """
-        if len(held) < 5:
-            return False
-        length: int = _LENGTH.unpack_from(held, 1)[0]
-        return len(held) >= 1 + length
+        self._pumping = True
+        queued = self._queued
+        walker = self._fromClient
+        try:
+            while not self._done:
+                if self._acquiring is not None or self._waiting:
+                    if data is not None:
+                        queued.appendleft(data)
+                    return
+                if data is None:
+                    if queued:
+                        data = queued.popleft()
+                    elif walker.ready:
+                        data = b""
+                    else:
+                        return
+                if self.backend is not None:
+                    self._walkToBackend(data)
+                    if not queued:
+                        # Relaying keeps no message the walker holds whole:
+                        # only a stop (for a backend, or to wait) does.
+                        return
+                    data = None
+                    continue
+                self._wantBackend = False
+                size = len(data)
+                try:
+                    if walker.atBoundary:
+                        # MessageWalker.walk's first step, without its call.
+                        stop = self._scanLocal(data, 0, _UNUSED)
+                        if stop < size:
+                            stop = walker.tail(data, stop)
+                    else:
+                        stop = walker.walk(data, self._scanLocal, _UNUSED)
+                except (ProtocolViolation, ValueError) as e:
+                    self._violation(e)
+                    return
+                # What follows the first message needing a backend waits for one.
+                data = data[stop:] if stop < size else None
+                if self._wantBackend and not self._done:
+                    self._acquire()
+        finally:
+            self._pumping = False
 
-    def _answerLocally(self, data: bytes) -> int:
+    def _violation(self, error: Exception) -> None:
+        violation = error if isinstance(error, ProtocolViolation) else ProtocolViolation(str(error))
+        self._protocolViolation(violation)
+
+    def _scanLocal(self, data: bytes, offset: int, out: list[bytes]) -> int:
         """
         Between transactions, answer what needs no backend: Parse of a
         statement PostgreSQL already accepted, Close of a statement, Flush,
         Sync, Terminate. This is what keeps a client that prepares a
         statement (libpq's PQprepare blocks) from waiting for a backend while
         others hold them all. Returns where the first message needing a
-        backend starts.
+        backend starts (a L{MessageWalker.walk} scan).
         """
         size = len(data)
-        offset = 0
+        limit = self._fromClient.maxMessageLength
         replies: list[bytes] = []
         while size - offset >= 5:
-            type, length = _HEADER.unpack_from(data, offset)
-            if length < 4:
-                raise ProtocolViolation(f"invalid message length {length}")
+            type, length = HEADER.unpack_from(data, offset)
+            if length < 4 or length > limit:
+                raise invalidLength()
             end = offset + 1 + length
             if end > size:
+                # Held until whole; one too long to hold is relayed in
+                # pieces, and needs a backend now.
+                if length - 4 > self._fromClient.maxHeldLength:
+                    if type == constants.PARSE:
+                        raise tooLong(type, self._fromClient.maxHeldLength)
+                    self._wantBackend = True
+                break
+            if type not in _LOCAL:
+                self._wantBackend = True
                 break
             if type == constants.TERMINATE:
                 self._finish()
@@ -343,6 +412,7 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
                 if not self.registry.isVerified(self.frontend.key, key) or (
                     parse.name and parse.name in self.statements
                 ):
+                    self._wantBackend = True
                     break
                 self.statements[parse.name] = key
                 self._unsynced = True
@@ -350,12 +420,15 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
                 if feature is not None:
                     replies.append(_warning(feature))
                 replies.append(_PARSE_COMPLETE)
-            elif type == constants.CLOSE and data[offset + 5 : offset + 6] == b"S":
+            elif type == constants.CLOSE:
+                if data[offset + 5 : offset + 6] != b"S":
+                    self._wantBackend = True
+                    break
                 name, _ = splitName(data, offset + 6)
                 self.statements.pop(name, None)
                 self._unsynced = True
                 replies.append(_CLOSE_COMPLETE)
-            elif type == constants.SYNC or type == constants.FLUSH:
+            else:  # Sync or Flush
                 if type == constants.SYNC:
                     self._unsynced = False
                     replies.append(_READY_IDLE)
@@ -363,96 +436,164 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
                 self.frontend.write(self._owed + b"".join(replies))
                 self._owed = b""
                 replies = []
-            else:
-                break
             offset = end
         # Anything else answered goes out with the next Sync or Flush, or in
         # the same write as the first answer of the backend the rest needs.
-        self._owed += b"".join(replies)
+        if replies:
+            self._owed += b"".join(replies)
         return offset
 
-    def _relayFrontend(self, data: bytes, out: list[bytes]) -> None:
+    def _walkToBackend(self, data: bytes) -> None:
+        """
+        Relay one chunk of client messages to the attached backend.
+        """
         backend = self.backend
         assert backend is not None
+        out, self._preamble = self._preamble, []
+        self._terminate = False
+        walker = self._fromClient
+        size = len(data)
+        try:
+            if walker.atBoundary:
+                # MessageWalker.walk's first step, without its call.
+                stop = self._scanFrontend(data, 0, out)
+                if stop < size:
+                    stop = walker.tail(data, stop)
+            else:
+                stop = walker.walk(data, self._scanFrontend, out)
+        except (ProtocolViolation, ValueError) as e:
+            self._violation(e)
+            return
+        if stop < size and not self._terminate:
+            self._queued.appendleft(data[stop:])
+        if out:
+            backend.write(b"".join(out))
+        if self._terminate:
+            self._finish()
+            # PostgreSQL closes the connection on Terminate; so do we.
+            self.frontend.fail(None)
+        elif self._releasable():
+            self._release()
+
+    def _scanFrontend(self, data: bytes, offset: int, out: list[bytes]) -> int:
+        """
+        Relay the client messages of C{data} from C{offset} (a
+        L{MessageWalker.walk} scan): spans of them as they are, extended
+        protocol messages rewritten. A message that runs past C{data} is
+        passed on in pieces when its header says all pgtwist needs (CopyData,
+        Execute...), or its start names the statement (a Bind too long to
+        hold); the others are held whole.
+        """
+        backend = self.backend
+        assert backend is not None
+        walker = self._fromClient
         expected = self._expected
         size = len(data)
-        offset = spanStart = 0
-        terminate = False
-        try:
-            while size - offset >= 5:
-                type, length = _HEADER.unpack_from(data, offset)
-                if length < 4:
-                    raise ProtocolViolation(f"invalid message length {length}")
-                end = offset + 1 + length
-                if end > size:
+        spanStart = offset
+        limit = walker.maxMessageLength
+        while size - offset >= 5:
+            type, length = HEADER.unpack_from(data, offset)
+            if length < 4 or length > limit:
+                raise invalidLength()
+            end = offset + 1 + length
+            if end > size and type not in _STREAMED:
+                if length - 4 <= walker.maxHeldLength:
                     break
-                if type in _PASSTHROUGH:
-                    if type == constants.COPY_DONE or type == constants.COPY_FAIL:
-                        self._copyEnds += 1
-                        self._copyIn = False
-                elif type == constants.QUERY:
-                    # After an error in an extended batch PostgreSQL skips
-                    # a Query too, up to the Sync.
-                    if not self._discarding:
+                if type == constants.BIND:
+                    if not self._streamBind(data, offset, spanStart, length, out):
+                        break
+                    return size
+                if type != constants.QUERY:
+                    raise tooLong(type, walker.maxHeldLength)
+            if type in _PASSTHROUGH:
+                if type == constants.COPY_DONE or type == constants.COPY_FAIL:
+                    self._copyEnds += 1
+                    self._copyIn = False
+            elif type == constants.QUERY:
+                # After an error in an extended batch PostgreSQL skips
+                # a Query too, up to the Sync.
+                if not self._discarding:
+                    if end <= size:
                         body = data[offset + 5 : end]
                         feature = sessionFeature(body)
                         if feature is not None:
                             self._fake(_warning(feature))
                         if resetsStatements(body) and _canReset(body, backend.transactionStatus):
                             self._resetStatements()
-                        expected.append(_Expect(_QUERY, copyEnds=self._copyEnds))
-                elif type == constants.SYNC:
-                    # During COPY FROM STDIN PostgreSQL ignores Sync.
-                    if not self._copyIn:
-                        expected.append(_Expect(_SYNC, copyEnds=self._copyEnds))
-                        self._syncs += 1
-                        self._unsynced = False
-                        self._discarding = False
-                elif type == constants.EXECUTE:
-                    self._unsynced = True
-                    if not self._discarding:
-                        expected.append(_Expect(_EXECUTE, copyEnds=self._copyEnds))
-                elif type in (
-                    constants.PARSE,
-                    constants.BIND,
-                    constants.DESCRIBE,
-                    constants.CLOSE,
-                ):
-                    if not self._discarding:
-                        if self._unsettled and self._mustWait(type, data[offset + 5 : end]):
-                            self._waiting = True
-                            self.frontend.pauseReading()
-                            break
-                        if spanStart < offset:
-                            out.append(data[spanStart:offset])
-                        spanStart = end
-                        self._extended(type, data[offset + 5 : end], out)
-                    self._unsynced = True
-                elif type == constants.FUNCTION_CALL:
-                    if not self._discarding:
-                        expected.append(_Expect(_QUERY))
-                elif type == constants.TERMINATE:
-                    terminate = True
-                    break
-                else:
-                    raise ProtocolViolation(f"invalid frontend message type {type[0]}")
-                offset = end
-        except (ProtocolViolation, ValueError) as e:
-            violation = e if isinstance(e, ProtocolViolation) else ProtocolViolation(str(e))
-            self._protocolViolation(violation)
-            return
+                    expected.append(_Expect(_QUERY, copyEnds=self._copyEnds))
+            elif type == constants.SYNC:
+                # During COPY FROM STDIN PostgreSQL ignores Sync.
+                if not self._copyIn:
+                    expected.append(_Expect(_SYNC, copyEnds=self._copyEnds))
+                    self._syncs += 1
+                    self._unsynced = False
+                    self._discarding = False
+            elif type == constants.EXECUTE:
+                self._unsynced = True
+                if not self._discarding:
+                    expected.append(_Expect(_EXECUTE, copyEnds=self._copyEnds))
+            elif type in _EXTENDED_REQUESTS:
+                if not self._discarding:
+                    if self._unsettled and self._mustWait(type, data[offset + 5 : end]):
+                        self._waiting = True
+                        self.frontend.pauseReading()
+                        break
+                    if spanStart < offset:
+                        out.append(data[spanStart:offset])
+                    spanStart = end
+                    self._extended(type, data[offset + 5 : end], out)
+                self._unsynced = True
+            elif type == constants.FUNCTION_CALL:
+                if not self._discarding:
+                    expected.append(_Expect(_QUERY))
+            elif type == constants.TERMINATE:
+                self._terminate = True
+                break
+            else:
+                raise ProtocolViolation(f"invalid frontend message type {type[0]}")
+            if end > size:
+                # The rest of this message follows in later chunks.
+                walker.passing(end - size)
+                offset = size
+                break
+            offset = end
         if spanStart < offset:
             out.append(data[spanStart:offset])
-        if offset < size and not terminate:
-            self._held = data[offset:]
-        if out:
-            backend.write(b"".join(out))
-        if terminate:
-            self._finish()
-            # PostgreSQL closes the connection on Terminate; so do we.
-            self.frontend.fail(None)
-        elif self._releasable():
-            self._release()
+        return offset
+
+    def _streamBind(
+        self, data: bytes, offset: int, spanStart: int, length: int, out: list[bytes]
+    ) -> bool:
+        """
+        Relay a Bind too long to hold: its start, with the statement renamed,
+        then the rest in pieces as it comes. C{False} while its start does
+        not hold both names yet.
+        """
+        portalEnd = data.find(b"\x00", offset + 5) + 1
+        statementEnd = data.find(b"\x00", portalEnd) + 1 if portalEnd else 0
+        if not statementEnd:
+            return False
+        head = data[offset + 5 : statementEnd]
+        if not self._discarding and self._unsettled and self._mustWait(constants.BIND, head):
+            # Named by an earlier batch still unanswered: it waits, held
+            # (reading stops, so no more of it comes meanwhile).
+            self._waiting = True
+            self.frontend.pauseReading()
+            return False
+        if spanStart < offset:
+            out.append(data[spanStart:offset])
+        forward = True
+        if self._discarding:
+            out.append(data[offset:statementEnd])
+        else:
+            name, _ = splitName(head, portalEnd - offset - 5)
+            forward = bool(name) or "" in self.statements
+            self._extended(constants.BIND, head, out, length - 4 - len(head))
+        self._unsynced = True
+        if forward:
+            out.append(data[statementEnd:])
+        self._fromClient.passing(offset + 1 + length - len(data), forward)
+        return True
 
     def _fake(self, data: bytes) -> None:
         """
@@ -520,19 +661,22 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
 
     def _resumeIfSettled(self) -> None:
         """
-        Relay what waited behind an earlier batch once that batch settled.
+        Relay what waited behind an earlier batch once that batch settled
+        (walking it again stops again while it must still wait).
         """
-        held = self._held
-        if len(held) >= 5:
-            type, length = _HEADER.unpack_from(held, 0)
-            if self._mustWait(type, held[5 : 1 + length]):
-                return
         self._waiting = False
-        self._held = b""
-        self.frontend.resumeReading()
-        self._relayFrontend(held, [])
+        if not self._pumping:
+            self._pump()
+        if not self._waiting and not self._done:
+            self.frontend.resumeReading()
 
-    def _extended(self, type: bytes, body: bytes, out: list[bytes]) -> None:
+    def _extended(
+        self, type: bytes, body: bytes, out: list[bytes], tail: int | None = None
+    ) -> None:
+        """
+        Rewrite one Parse, Bind, Describe or Close; C{tail}: how many more
+        bytes of a Bind follow C{body}, relayed as they come.
+        """
         backend = self.backend
         assert backend is not None
         expected = self._expected
@@ -564,11 +708,12 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
             self.stats.bindCount += 1
             portalEnd = body.index(b"\x00") + 1
             name, _ = splitName(body, portalEnd)
-            found = self._useStatement(out, type, body, name, _BIND)
+            found = self._useStatement(out, type, body, name, _BIND, tail)
             if found is None:
                 return
             server, key = found
-            out.append(codec.frame(type, renameBind(body, server)))
+            renamed = renameBind(body, server)
+            out.append(codec.frame(type, renamed) if tail is None else _frame(type, renamed, tail))
             expected.append(_Expect(_BIND, name=server, key=key))
             if resetsStatements(key.query.encode()) and _canReset(
                 key.query.encode(), backend.transactionStatus
@@ -601,7 +746,13 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
                 self.frontend.write(_CLOSE_COMPLETE)
 
     def _useStatement(
-        self, out: list[bytes], type: bytes, body: bytes, name: str, kind: int
+        self,
+        out: list[bytes],
+        type: bytes,
+        body: bytes,
+        name: str,
+        kind: int,
+        tail: int | None = None,
     ) -> tuple[str, StatementKey] | None:
         """
         The server-side name and key of the client statement a Bind or
@@ -616,7 +767,7 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
             if not name:
                 self._raise(out, _UNDEFINED_STATEMENT, _NO_UNNAMED)
             else:
-                out.append(codec.frame(type, body))
+                out.append(_frame(type, body, tail))
                 self._expected.append(_Expect(kind))
             return None
         server = self.registry.nameFor(key)
@@ -683,7 +834,8 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
             backend is not None
             and not self._expected
             and not self._unsynced
-            and not self._carry
+            and self._fromServer.atBoundary
+            and self._fromClient.atBoundary
             and backend.transactionStatus == constants.TRANSACTION_IDLE
         )
 
@@ -694,9 +846,8 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
         self.frontend.setCancelTarget(None)
         self.stats.addTransaction(self.clock.seconds() - self._xactStart)
         self.pool.release(backend, reset=False)
-        if self._held and not self._done:
-            held, self._held = self._held, b""
-            self.frontendDataReceived(held)
+        if self._queued and not self._pumping and not self._done:
+            self._pump()
 
     def _finish(self) -> None:
         if self._done:
@@ -707,7 +858,12 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
         backend, self.backend = self.backend, None
         if backend is not None:
             backend.detach()
-            backend.clean = not self._expected and not self._unsynced and not self._carry
+            backend.clean = (
+                not self._expected
+                and not self._unsynced
+                and self._fromServer.atBoundary
+                and not self._fromClient.passingOn
+            )
             self.frontend.setCancelTarget(None)
             self.pool.release(backend, reset=False)
 

@@ -16,6 +16,9 @@ GSSENC_REQUEST_CODE = 80877104
 MAX_STARTUP_PACKET_LENGTH = 10000
 # The default limit for one typed message; PostgreSQL's PQ_LARGE_MESSAGE_LIMIT is 1 GB - 1.
 DEFAULT_MAX_MESSAGE_LENGTH = 0x3FFFFFFF
+# The most body bytes a relay holds of one message it must decode; longer
+# messages are relayed in pieces, or refused where they must be read whole.
+DEFAULT_MAX_HELD_LENGTH = 16 << 20
 
 # Frontend message types.
 BIND = b"B"

@@ -8,14 +8,11 @@ L{feed} call, so a chunk holding many messages costs no copy per message.
 
 from __future__ import annotations
 
-import struct
 from typing import NamedTuple
 
 from pgtwist.wire import constants
+from pgtwist.wire.codec import HEADER, INT32
 from pgtwist.wire.errors import ProtocolViolation
-
-_LENGTH = struct.Struct("!i")
-_HEADER = struct.Struct("!ci")
 
 
 class Frame(NamedTuple):
@@ -51,7 +48,7 @@ class StartupFramer:
         offset = 0
         buffer = self._buffer
         while len(buffer) - offset >= 4:
-            (length,) = _LENGTH.unpack_from(buffer, offset)
+            (length,) = INT32.unpack_from(buffer, offset)
             if length < 8 or length > constants.MAX_STARTUP_PACKET_LENGTH:
                 raise ProtocolViolation("invalid length of startup packet")
             if len(buffer) - offset < length:
@@ -101,7 +98,7 @@ class MessageFramer:
         offset = 0
         end = len(buffer)
         while end - offset >= 5:
-            type, length = _HEADER.unpack_from(buffer, offset)
+            type, length = HEADER.unpack_from(buffer, offset)
             if length < 4 or length > self.maxMessageLength:
                 raise ProtocolViolation(f"invalid message length {length}")
             stop = offset + 1 + length

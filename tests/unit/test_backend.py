@@ -19,6 +19,7 @@ from pgtwist.net.backend import (
     BackendGone,
     BackendProtocol,
 )
+from pgtwist.testing import FakeFrontendLink
 from pgtwist.wire import codec, constants, errors
 from pgtwist.wire.framing import MessageFramer, StartupFramer
 from pgtwist.wire.messages import (
@@ -31,6 +32,21 @@ from pgtwist.wire.messages import (
 )
 
 SERVER = ServerSettings("primary", "127.0.0.1", 5432, True)
+
+
+class FakeSession:
+    """
+    The bytes an attached session is handed.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+
+    def backendDataReceived(self, data: bytes) -> None:
+        """
+        Keep C{data}.
+        """
+        self.received.append(data)
 
 
 class BackendLoginTests(SynchronousTestCase):
@@ -85,6 +101,33 @@ class BackendLoginTests(SynchronousTestCase):
         self.assertEqual(self.backend.parameters, {"client_encoding": "UTF8"})
         self.assertEqual((self.backend.processId, self.backend.secretKey), (321, 654))
         self.assertEqual(self.backend.authRequestCode, constants.AUTH_OK)
+
+    def test_attachedByLoginCallback(self) -> None:
+        """
+        Login replies cut anywhere, ReadyForQuery included: a session
+        attached by the login's callback gets every byte after it, and the
+        backend is at a message boundary when attached.
+        """
+        login = codec.encodeAll(
+            [
+                AuthenticationRequest(constants.AUTH_OK),
+                ParameterStatus("client_encoding", "UTF8"),
+                BackendKeyData(321, 654),
+                ReadyForQuery(),
+            ]
+        )
+        after = codec.encode(CommandComplete("SELECT 1"))
+        stream = login + after
+        for cut in range(len(login) - 5, len(stream)):
+            backend = BackendProtocol(("db", "alice"), SERVER, "secret", [], Clock())
+            backend.makeConnection(StringTransport())
+            session = FakeSession()
+            backend.whenLoggedIn().addCallback(
+                lambda b, session=session: b.attach(session, FakeFrontendLink())  # type: ignore[misc]
+            )
+            backend.dataReceived(stream[:cut])
+            backend.dataReceived(stream[cut:])
+            self.assertEqual(b"".join(session.received), after, cut)
 
     def test_md5Login(self) -> None:
         """

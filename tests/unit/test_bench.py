@@ -7,13 +7,14 @@ program or a socket.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import resource
 import shutil
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from benchmarks import memory, plan, results, run, servers
+from benchmarks import client, large, memory, plan, results, run, servers
 from benchmarks.plan import (
     DIRECT,
     PGBOUNCER,
@@ -25,6 +26,9 @@ from benchmarks.plan import (
 )
 from benchmarks.results import RunRecord
 from pgtwist.config.loader import loadConfiguration
+from pgtwist.wire import codec, constants, errors
+from pgtwist.wire.framing import MessageFramer
+from pgtwist.wire.messages import CommandComplete, DataRow, Query, ReadyForQuery
 from tests.unit._tempdir import temporaryDirectory
 
 SELECT_REPORT = """\
@@ -800,3 +804,182 @@ class CommandLineTests(SynchronousTestCase):
         """
         self.assertEqual(run._load((1.0, 0.5, 0.25)), "1.00/0.50/0.25")
         self.assertEqual(run._load(None), "?")
+
+
+class FakeWriter:
+    """
+    What L{large._run} uses of an C{asyncio.StreamWriter}: each Query, and
+    each CopyDone, gets the next of C{replies} fed to C{reader}, as a
+    server would answer it.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, replies: list[bytes]) -> None:
+        self.reader = reader
+        self.replies = replies
+        self.written = bytearray()
+
+    def write(self, data: bytes) -> None:
+        """
+        Keep C{data}; answer a Query or CopyDone.
+        """
+        self.written += data
+        if data[:1] == constants.QUERY or data.endswith(codec.frame(constants.COPY_DONE, b"")):
+            self.reader.feed_data(self.replies.pop(0))
+
+    async def drain(self) -> None:
+        """
+        Nothing to wait for.
+        """
+
+
+def largeResult(
+    pipeline: str, small: float, big: float, growthKiB: int = 0, error: str | None = None
+) -> large.LargeResult:
+    """
+    A L{large.LargeResult} whose every operation took C{small} seconds at
+    16 MiB and C{big} at 64 MiB.
+    """
+    seconds = {}
+    for operation in large.OPERATIONS:
+        seconds[operation, large.SIZES[0]] = small
+        seconds[operation, large.SIZES[1]] = big
+    return large.LargeResult(pipeline, seconds, 70_000, 70_000 + growthKiB, error)
+
+
+class LargeMessageTests(SynchronousTestCase):
+    """
+    Tests for L{large}: the verdicts of the large-message step.
+    """
+
+    def test_parseVmHwm(self) -> None:
+        """
+        C{VmHWM} is read from C{/proc/PID/status}, in KiB.
+        """
+        status = "Name:\tpgtwist\nVmPeak:\t  300000 kB\nVmHWM:\t   71804 kB\nVmRSS:\t 1 kB\n"
+        self.assertEqual(large.parseVmHwmKiB(status), 71804)
+        self.assertIsNone(large.parseVmHwmKiB("Name:\tzombie\n"))
+
+    def test_peakOfMissingProcess(self) -> None:
+        """
+        A process that is gone reads as 0.
+        """
+        self.assertEqual(large.peakKiB(2**22 + 12345), 0)
+
+    def test_repeats(self) -> None:
+        """
+        Twice with C{--quick}, else at least three times.
+        """
+        self.assertEqual(large.repeatsFor(True, 1), 2)
+        self.assertEqual(large.repeatsFor(False, 3), 3)
+        self.assertEqual(large.repeatsFor(False, 5), 5)
+        self.assertEqual(large.repeatsFor(False, 1), 3)
+
+    def test_growth(self) -> None:
+        """
+        The growth is in MiB, and unknown when the step failed.
+        """
+        self.assertEqual(largeResult("session", 1, 4, growthKiB=2048).growthMiB, 2.0)
+        self.assertIsNone(largeResult("session", 1, 4, error="boom").growthMiB)
+
+    def test_checks(self) -> None:
+        """
+        Per pipeline: RSS growth under 8 MiB and 64 MiB time at most 4.5
+        times the 16 MiB time; per operation and size, transaction at most
+        1.2 times session. Direct runs are reference only.
+        """
+        checks = large.checkLarge(
+            [
+                largeResult(large.DIRECT, 1.0, 9.0),
+                largeResult("session", 1.0, 4.0, growthKiB=100),
+                largeResult("transaction", 1.1, 5.0, growthKiB=8 * 1024),
+                largeResult("performance", 1.0, 4.5),
+            ]
+        )
+        verdicts = {check.name: check.ok for check in checks}
+        self.assertEqual(len(checks), 3 * (1 + 3) + 2 * 3)
+        self.assertTrue(verdicts["large messages, session: peak RSS growth MiB (< 8)"])
+        self.assertFalse(verdicts["large messages, transaction: peak RSS growth MiB (< 8)"])
+        self.assertTrue(verdicts["large messages, performance select: 64 MiB time / 16 MiB time"])
+        self.assertFalse(verdicts["large messages, transaction copy-in: 64 MiB time / 16 MiB time"])
+        self.assertTrue(verdicts["large messages, select 16 MiB: transaction / session time"])
+        self.assertFalse(verdicts["large messages, copy-out 64 MiB: transaction / session time"])
+        self.assertFalse(any("direct" in name for name in verdicts))
+
+    def test_checksUnmeasured(self) -> None:
+        """
+        A failed pipeline's checks are C{n/a}; without both session and
+        transaction, no comparison is made.
+        """
+        checks = large.checkLarge([largeResult("transaction", 1, 4, error="boom")])
+        self.assertEqual(len(checks), 1 + 3)
+        self.assertEqual(checks[0].ok, None)
+        broken = large.LargeResult("session")
+        self.assertEqual({c.ok for c in large.checkLarge([broken])[1:]}, {None})
+
+    def test_render(self) -> None:
+        """
+        One line per target with each operation's times and ratio, and
+        pgtwist's peak RSS; a failure says why.
+        """
+        text = large.renderLarge(
+            [
+                largeResult(large.DIRECT, 0.5, 2.0),
+                largeResult("session", 0.25, 1.0, growthKiB=4),
+                largeResult("transaction", 0, 0, error="refused"),
+            ]
+        )
+        lines = text.splitlines()
+        self.assertEqual(
+            lines[0],
+            "Large messages, direct, 16 MiB/64 MiB: select 0.50s/2.00s (x4.00), "
+            "copy-out 0.50s/2.00s (x4.00), copy-in 0.50s/2.00s (x4.00).",
+        )
+        self.assertTrue(lines[1].endswith("; peak RSS 70000 -> 70004 KiB."), lines[1])
+        self.assertEqual(lines[2], "Large messages, pgtwist/transaction: failed: refused")
+
+    def test_copyInOverFakeStreams(self) -> None:
+        """
+        C{copy-in} truncates the table, waits for CopyInResponse, sends one
+        CopyData of the size asked in pieces and CopyDone, and returns at
+        ReadyForQuery; an error before it is raised.
+        """
+        replies = [
+            codec.encodeAll([CommandComplete("TRUNCATE TABLE"), ReadyForQuery()]),
+            codec.frame(constants.COPY_IN_RESPONSE, b"\x00\x00\x01\x00\x00"),
+            codec.encodeAll([CommandComplete("COPY 1"), ReadyForQuery()]),
+        ]
+        size = 3 * large.MIB + 5
+        sent, returned = asyncio.run(self.operation(replies, large.COPY_IN, size))
+        self.assertEqual(returned, size)
+        frames = MessageFramer().feed(sent)
+        self.assertEqual([f.type for f in frames], [b"Q", b"Q", b"d", b"c"])
+        self.assertEqual(frames[2].body, b"z" * size + b"\n")
+        failed = [codec.encodeAll([errors.error("42P01", "no such table"), ReadyForQuery()])]
+        with self.assertRaises(client.LoginError):
+            asyncio.run(self.operation(failed, large.SELECT, 10))
+
+    def test_selectOverFakeStreams(self) -> None:
+        """
+        C{select} returns the bytes that came back, a whole DataRow of them.
+        """
+        replies = [codec.encodeAll([DataRow((b"x" * 1000,)), ReadyForQuery()])]
+        sent, returned = asyncio.run(self.operation(replies, large.SELECT, 1000))
+        self.assertGreater(returned, 1000)
+        self.assertEqual(sent, codec.encode(Query("SELECT repeat('x', 1000)")))
+
+    async def operation(self, replies: list[bytes], operation: str, size: int) -> tuple[bytes, int]:
+        """
+        Run L{large._run} against a server that answers with C{replies};
+        return what it sent and what it returned.
+        """
+        reader = asyncio.StreamReader()
+        writer = FakeWriter(reader, replies)
+        returned = await large._run(reader, writer, operation, size)  # type: ignore[arg-type]
+        return bytes(writer.written), returned
+
+    def test_skipLarge(self) -> None:
+        """
+        C{--skip-large} leaves the step out; it runs by default.
+        """
+        self.assertFalse(run.parseArguments([]).skip_large)
+        self.assertTrue(run.parseArguments(["--quick", "--skip-large"]).skip_large)
