@@ -49,7 +49,6 @@ from pgtwist.wire.messages import (
 )
 
 INT16 = struct.Struct("!h")
-UINT16 = struct.Struct("!H")
 INT32 = struct.Struct("!i")
 UINT32 = struct.Struct("!I")
 HEADER = struct.Struct("!ci")  # type byte + length
