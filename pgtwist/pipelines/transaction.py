@@ -318,6 +318,21 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
         if self.backend is not None:
             self._walkToBackend(data)
             return
+        if self._fromClient.atBoundary and len(data) >= 5:
+            type, length = HEADER.unpack_from(data)
+            if type not in _LOCAL and 4 <= length < len(data):
+                # The common start of a transaction: its first message is
+                # whole and needs a backend (a Query, a Bind...), so borrow
+                # one before walking. Pumping, so that the settings preamble
+                # goes out in the same write as the request (_cbAcquired).
+                self._pumping = True
+                try:
+                    self._acquire()
+                finally:
+                    self._pumping = False
+                if self.backend is not None:
+                    self._walkToBackend(data)
+                    return
         self._pump(data)
 
     def _pump(self, data: bytes | None = None) -> None:
