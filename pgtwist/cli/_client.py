@@ -6,7 +6,14 @@ A command-line tool sends a query or three and exits, so it needs no
 reactor: this is a blocking L{socket} plus L{pgtwist.wire}'s framing and
 codec, and L{pgtwist.auth._scram.ScramClient} for remote logins. It speaks
 only what the console speaks: startup, authentication (trust, SCRAM-SHA-256,
-and for completeness cleartext and md5), and the simple query protocol.
+and, only when an L{AuthRequirement} allows them, cleartext and md5), and the
+simple query protocol.
+
+Which authentication methods the server may ask for is the client's choice,
+as libpq's C{require_auth}: by default a password is only ever used for
+SCRAM-SHA-256, whose server signature proves the server knows the password,
+so a server (or anything in between) that asks for a cleartext or md5
+password is refused before the password leaves this process.
 
 Failures are split by what the operator can do about them:
 L{ConsoleUnavailable} (pgtwist cannot be reached or refused the login:
@@ -49,6 +56,7 @@ from pgtwist.wire.messages import (
 )
 
 __all__ = [
+    "AuthRequirement",
     "CommandFailed",
     "ConsoleClient",
     "ConsoleError",
@@ -70,6 +78,34 @@ _BOOLEAN_TYPE = 16
 _AUTHENTICATION_CODES = frozenset(
     {constants.SQLSTATE_INVALID_PASSWORD, constants.SQLSTATE_INVALID_AUTHORIZATION}
 )
+
+
+#: The methods an L{AuthRequirement} may name: libpq's C{require_auth} words
+#: for what this client speaks (C{none} is a login without authentication).
+AUTH_METHODS = ("password", "md5", "scram-sha-256", "none")
+
+#: Why each authentication request breaks a requirement, in libpq's words.
+_REQUESTED = {
+    constants.AUTH_OK: "server did not complete authentication",
+    constants.AUTH_CLEARTEXT_PASSWORD: "server requested a cleartext password",
+    constants.AUTH_MD5_PASSWORD: "server requested a hashed password",
+    constants.AUTH_SASL: "server requested SASL authentication",
+    constants.AUTH_SASL_CONTINUE: "server requested SASL authentication",
+    constants.AUTH_SASL_FINAL: "server requested SASL authentication",
+    constants.AUTH_GSS: "server requested GSSAPI authentication",
+    constants.AUTH_GSS_CONTINUE: "server requested GSSAPI authentication",
+    constants.AUTH_SSPI: "server requested SSPI authentication",
+}
+
+#: The method (an L{AUTH_METHODS} word) each request asks for.
+_METHOD_OF = {
+    constants.AUTH_OK: "none",
+    constants.AUTH_CLEARTEXT_PASSWORD: "password",
+    constants.AUTH_MD5_PASSWORD: "md5",
+    constants.AUTH_SASL: "scram-sha-256",
+    constants.AUTH_SASL_CONTINUE: "scram-sha-256",
+    constants.AUTH_SASL_FINAL: "scram-sha-256",
+}
 
 
 class ConsoleError(Exception):
@@ -107,6 +143,62 @@ class CommandFailed(ConsoleError):
         super().__init__(f"{message}: {detail}" if detail else message)
         self.error = error
         self.notices = notices
+
+
+@dataclass(frozen=True, **SLOTS)
+class AuthRequirement:
+    """
+    The authentication methods the client lets the server use, as libpq's
+    C{require_auth}: a comma-separated list of L{AUTH_METHODS} the server
+    must use one of, or, with every name prefixed by C{!}, a list it must
+    not use.
+
+    @ivar spec: The list as written, for error messages.
+    @ivar methods: The names, without C{!}.
+    @ivar negated: Whether C{methods} are the forbidden ones.
+    """
+
+    spec: str
+    methods: frozenset[str]
+    negated: bool = False
+
+    @classmethod
+    def parse(cls, spec: str) -> AuthRequirement:
+        """
+        Read a C{require_auth} list.
+
+        @raise ValueError: An empty or unknown name, a name given twice, or
+            C{!} on some names but not all; the message says which.
+        """
+        names = [name.strip() for name in spec.split(",")]
+        negated = [name.startswith("!") for name in names]
+        if any(negated) and not all(negated):
+            raise ValueError(
+                f'negative require_auth method "{spec}" cannot be mixed with non-negative methods'
+            )
+        methods: set[str] = set()
+        for name in names:
+            method = name[1:] if name.startswith("!") else name
+            if method not in AUTH_METHODS:
+                raise ValueError(
+                    f'invalid require_auth method "{method}" (use {", ".join(AUTH_METHODS)})'
+                )
+            if method in methods:
+                raise ValueError(f'require_auth method "{method}" is specified more than once')
+            methods.add(method)
+        return cls(spec, frozenset(methods), all(negated))
+
+    def allows(self, method: str) -> bool:
+        """
+        Whether the server may use C{method} (an L{AUTH_METHODS} word).
+        """
+        return (method in self.methods) != self.negated
+
+
+#: Only SCRAM-SHA-256: the default whenever a password is given.
+SCRAM_ONLY = AuthRequirement("scram-sha-256", frozenset({"scram-sha-256"}))
+#: Only a login without authentication (a trusted local peer).
+NO_AUTHENTICATION = AuthRequirement("none", frozenset({"none"}))
 
 
 class _Socket(Protocol):
@@ -228,6 +320,10 @@ class ConsoleClient:
         self._socket = sock
         self._framer = MessageFramer()
         self._pending: deque[tuple[bytes, bytes]] = deque()
+        self._requirement = SCRAM_ONLY
+        #: The method the client answered, once it sent a password or
+        #: started SCRAM (libpq's C{client_finished_auth}, roughly).
+        self._answered: str | None = None
 
     # -- transport ---------------------------------------------------------------
 
@@ -274,6 +370,7 @@ class ConsoleClient:
         database: str,
         password: str | None = None,
         nonce: Callable[[], str] = makeNonce,
+        requireAuth: AuthRequirement | None = None,
     ) -> None:
         """
         Send the startup packet and authenticate, up to ReadyForQuery.
@@ -281,9 +378,18 @@ class ConsoleClient:
         @param password: Needed when pgtwist asks for one (remote logins);
             a local same-uid peer is trusted without.
         @param nonce: Makes the SCRAM client nonce (injectable for tests).
+        @param requireAuth: The methods the server may use; by default
+            L{SCRAM_ONLY} with a password and L{NO_AUTHENTICATION} without
+            (there is nothing to send).
         @raise ConsoleUnavailable: With C{authentication} set when the
-            credentials are refused or missing.
+            credentials are refused or missing; without it when the server
+            asks for a method C{requireAuth} does not allow (the password
+            is then never sent).
         """
+        if requireAuth is None:
+            requireAuth = NO_AUTHENTICATION if password is None else SCRAM_ONLY
+        self._requirement = requireAuth
+        self._answered = None
         self._send(
             StartupMessage({"user": user, "database": database, "application_name": "pgtwist-cli"})
         )
@@ -324,6 +430,8 @@ class ConsoleClient:
             if scram is not None and not scram.verified:
                 # A server that cannot prove it knows the password is not pgtwist.
                 raise ConsoleUnavailable("pgtwist ended SCRAM without proving its identity")
+            if self._answered is None:
+                self._check(code)
             return scram
         if code in (constants.AUTH_SASL_CONTINUE, constants.AUTH_SASL_FINAL):
             if scram is None:
@@ -342,21 +450,40 @@ class ConsoleClient:
             raise ConsoleUnavailable(
                 "pgtwist asks for a password (log in remotely with -h, -p, -U and -P)", True
             )
+        self._check(code)
         if code == constants.AUTH_SASL:
             mechanisms = codec.parseSASLMechanisms(request.data)
             if SCRAM_SHA_256 not in mechanisms:
                 raise ConsoleUnavailable(f"no supported SASL mechanism in {mechanisms}")
             scram = ScramClient(password, nonce())
+            self._answered = "scram-sha-256"
             self._send(codec.encodeSASLInitialResponse(SCRAM_SHA_256, scram.clientFirst()))
             return scram
         if code == constants.AUTH_CLEARTEXT_PASSWORD:
+            self._answered = "password"
             self._send(PasswordMessage(codec.encodeString(password)))
             return None
         if code == constants.AUTH_MD5_PASSWORD:
+            self._answered = "md5"
             response = md5Response(password, user, request.data)
             self._send(PasswordMessage(codec.encodeString(response)))
             return None
         raise ConsoleUnavailable(f"unsupported authentication request {code}")
+
+    def _check(self, code: int) -> None:
+        """
+        Refuse an authentication request the requirement does not allow,
+        before anything is sent (libpq's C{check_expected_areq}).
+
+        @raise ConsoleUnavailable: It is not allowed, or not a method this
+            client knows.
+        """
+        method = _METHOD_OF.get(code)
+        if method is None or not self._requirement.allows(method):
+            reason = _REQUESTED.get(code, "server requested an unknown authentication type")
+            raise ConsoleUnavailable(
+                f'authentication method requirement "{self._requirement.spec}" failed: {reason}'
+            )
 
     def query(self, sql: str) -> Reply:
         """

@@ -3,8 +3,9 @@
 C{pgtwist-cli}: steer a running pgtwist from the command line, after
 pgagroal's C{pgagroal-cli}.
 
-    pgtwist-cli [ -c CONFIG_FILE | -h HOST -p PORT [ -U USER ] [ -P PASSWORD ] ]
-                [ -F text|json ] [ -v ] [ -L LOGFILE ] COMMAND
+    pgtwist-cli [ -c CONFIG_FILE | -h HOST -p PORT [ -U USER ] [ -P PASSWORD ]
+                [ --require-auth METHODS ] ] [ -F text|json ] [ -v ] [ -L LOGFILE ]
+                COMMAND
 
 Every command is one or a few queries to pgtwist's admin console (the
 virtual database C{pgtwist}), sent with a small blocking client
@@ -15,7 +16,9 @@ virtual database C{pgtwist}), sent with a small blocking client
       C{pgagroal.conf} in C{$PGTWIST_CONFIG_DIR} or C{/etc/pgtwist}), as the
       current OS user, whom the console trusts as the same uid as pgtwist;
     - remotely, over TCP to C{-h}/C{-p} (pgtwist's C{management} port),
-      logging in with SCRAM-SHA-256 as a user of the admins file.
+      logging in with SCRAM-SHA-256 as a user of the admins file.  A server
+      that asks for another method is refused before the password is sent,
+      unless C{--require-auth} (libpq's C{require_auth}) allows it.
 
 Exit status, as pgagroal-cli's: 0 success; 1 a usage error, or pgtwist could
 not be reached or refused the login (a connection error); 2 pgtwist refused
@@ -42,7 +45,7 @@ from twisted.logger import ILogObserver, Logger, LogPublisher, textFileLogObserv
 
 from pgtwist import __version__
 from pgtwist.cli import _client
-from pgtwist.cli._client import CommandFailed, ConsoleClient, ConsoleUnavailable
+from pgtwist.cli._client import AuthRequirement, CommandFailed, ConsoleClient, ConsoleUnavailable
 from pgtwist.cli._commands import (
     EXIT_CONNECTION_ERROR,
     EXIT_DATA_ERROR,
@@ -57,8 +60,6 @@ from pgtwist.cli._commands import (
 )
 
 __all__ = ["main"]
-
-#: The console's database name (C{pgbouncer} works too).
 
 #: The console's database name (C{pgbouncer} works too).
 CONSOLE_DATABASE = "pgtwist"
@@ -83,6 +84,11 @@ Options:
   -p, --port PORT          Set the port number
   -U, --user USERNAME      Set the user name
   -P, --password PASSWORD  Set the password
+      --require-auth METHODS
+                           Authentication methods the server may ask for
+                           (remote mode): a comma list of password, md5,
+                           scram-sha-256 and none, or of !method to forbid
+                           Default: scram-sha-256
   -L, --logfile FILE       Set the log file
   -F, --format text|json   Set the output format
   -v, --verbose            Output text string of result
@@ -148,6 +154,7 @@ def _buildParser() -> _ArgumentParser:
     parser.add_argument("-p", "--port", default=None)
     parser.add_argument("-U", "--user", default=None)
     parser.add_argument("-P", "--password", default=None)
+    parser.add_argument("--require-auth", dest="requireAuth", default=None)
     parser.add_argument("-L", "--logfile", default=None)
     parser.add_argument("-F", "--format", choices=("text", "json"), default="text")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -291,9 +298,10 @@ class _Invocation:
         password = options.password
         if password is None:
             password = getpass.getpass("Password : ")
+        requirement = _requirement(options.requireAuth)
         console = ConsoleClient(_client.connectTcp(options.host, int(options.port), TIMEOUT))
         try:
-            console.login(user, CONSOLE_DATABASE, password)
+            console.login(user, CONSOLE_DATABASE, password, requireAuth=requirement)
         except ConsoleUnavailable as e:
             console.close()
             if e.authentication:
@@ -347,6 +355,21 @@ class _Invocation:
             print(f"{PROGRAM}: {word} ({outcome.exitStatus})", file=sys.stderr)
 
 
+def _requirement(spec: str | None) -> AuthRequirement:
+    """
+    The C{--require-auth} methods: SCRAM-SHA-256 only unless the option
+    says otherwise.
+
+    @raise UsageError: The list is not valid.
+    """
+    if spec is None:
+        return _client.SCRAM_ONLY
+    try:
+        return AuthRequirement.parse(spec)
+    except ValueError as e:
+        raise UsageError(f"--require-auth: {e}") from e
+
+
 def _checkOptions(options: argparse.Namespace) -> None:
     """
     pgagroal-cli's rules for local and remote options.
@@ -356,12 +379,15 @@ def _checkOptions(options: argparse.Namespace) -> None:
     remote = options.host is not None or options.port is not None
     if remote and (options.host is None or options.port is None):
         raise UsageError("you need both -h and -p options to perform a remote connection")
-    if not remote and (options.user is not None or options.password is not None):
+    if not remote and (
+        options.user is not None or options.password is not None or options.requireAuth is not None
+    ):
         raise UsageError("you need also -h and -p options to perform a remote connection")
     if remote and options.config is not None:
         raise UsageError("Use either -c or -h/-p to define endpoint")
     if remote and not (options.port.isdigit() and 0 < int(options.port) < 65536):
         raise UsageError(f"Specified port {options.port} out of range")
+    _requirement(options.requireAuth)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -24,7 +24,7 @@ from pgtwist.auth._md5 import md5Response
 from pgtwist.auth._scram import ScramServer, makeSecret
 from pgtwist.cli import _client
 from pgtwist.cli import control as cli
-from pgtwist.cli._client import CommandFailed, ConsoleClient, ConsoleUnavailable
+from pgtwist.cli._client import AuthRequirement, CommandFailed, ConsoleClient, ConsoleUnavailable
 from pgtwist.cli._commands import (
     ALIASES,
     Request,
@@ -137,16 +137,25 @@ def defaultAnswers() -> dict[str, list[Message]]:
     }
 
 
+#: The salt L{FakeConsole} sends with an md5 request.
+MD5_SALT = b"salt"
+
+
 class FakeConsole:
     """
     An in-memory socket playing pgtwist's admin console: it frames what the
-    client sends, answers the startup (trust, or SCRAM when C{password} is
-    set) and each query from C{answers} (unknown ones get PgBouncer's
-    error), and records everything.
+    client sends, answers the startup (trust, or when C{password} is set the
+    authentication C{method} asks for) and each query from C{answers}
+    (unknown ones get PgBouncer's error), and records everything.
 
     @ivar startup: The client's StartupMessage.
     @ivar queries: The SQL of every Query, in order.
+    @ivar passwords: The body of every PasswordMessage (SASL and password
+        answers), in order: what a hostile server would have learnt.
     @ivar chunk: The most bytes one C{recv} returns (1: a byte at a time).
+    @ivar method: What a password login asks for: C{"scram-sha-256"},
+        C{"password"} (cleartext) or C{"md5"}, libpq's C{require_auth}
+        words.
     """
 
     def __init__(
@@ -154,11 +163,14 @@ class FakeConsole:
         answers: dict[str, list[Message]] | None = None,
         password: str | None = None,
         chunk: int = 65536,
+        method: str = "scram-sha-256",
     ) -> None:
         self.answers = defaultAnswers()
         self.answers.update(answers or {})
         self.password = password
         self.chunk = chunk
+        self.method = method
+        self.passwords: list[bytes] = []
         self.startup: StartupMessage | None = None
         self.queries: list[str] = []
         self.terminated = False
@@ -196,6 +208,10 @@ class FakeConsole:
             self._startupFramer = None
             if self.password is None:
                 self._welcome()
+            elif self.method == "password":
+                self._reply(AuthenticationRequest(constants.AUTH_CLEARTEXT_PASSWORD))
+            elif self.method == "md5":
+                self._reply(AuthenticationRequest(constants.AUTH_MD5_PASSWORD, MD5_SALT))
             else:
                 mechanisms = codec.encodeSASLMechanisms(["SCRAM-SHA-256"])
                 self._reply(AuthenticationRequest(constants.AUTH_SASL, mechanisms))
@@ -219,6 +235,18 @@ class FakeConsole:
 
     def _authenticate(self, data: bytes) -> None:
         assert self.password is not None
+        self.passwords.append(data)
+        if self.method in ("password", "md5"):
+            expected = self.password
+            if self.method == "md5":
+                user = self.startup.parameters["user"] if self.startup else ""
+                expected = md5Response(self.password, user, MD5_SALT)
+            if data == codec.encodeString(expected):
+                self._welcome()
+            else:
+                self._reply(error('password authentication failed for user "admin"', "28P01"))
+                self.hungUp = True
+            return
         if self._scram is None:
             mechanism, payload = codec.parseSASLInitialResponse(data)
             assert mechanism == "SCRAM-SHA-256" and payload is not None
@@ -322,11 +350,6 @@ class ConsoleClientTests(SynchronousTestCase):
         console.sendall = [].append  # type: ignore[method-assign]
         client = ConsoleClient(console)
         mechanisms = codec.encodeSASLMechanisms(["SCRAM-SHA-256"])
-        self.assertIsNone(
-            client._authenticate(
-                AuthenticationRequest(constants.AUTH_OK), "u", "p", None, lambda: "n"
-            )
-        )
         scram = client._authenticate(
             AuthenticationRequest(constants.AUTH_SASL, mechanisms), "u", "p", None, lambda: "n"
         )
@@ -350,23 +373,144 @@ class ConsoleClientTests(SynchronousTestCase):
         self.assertTrue(e.authentication)
         self.assertIn("-P", str(e))
 
-    def test_cleartextAndMd5(self) -> None:
+    def test_cleartextRefused(self) -> None:
         """
-        Cleartext and md5 requests are answered as libpq does.
+        With a password, a server that asks for it in cleartext is refused
+        by default, in libpq's words, and never gets it.
         """
-        sent: list[bytes] = []
+        console = FakeConsole(password="s3cret", method="password")
+        e = self.assertRaises(
+            ConsoleUnavailable, ConsoleClient(console).login, "admin", "pgtwist", "s3cret"
+        )
+        self.assertEqual(
+            str(e),
+            'authentication method requirement "scram-sha-256" failed: '
+            "server requested a cleartext password",
+        )
+        self.assertFalse(e.authentication)
+        self.assertEqual(console.passwords, [])
+
+    def test_md5Refused(self) -> None:
+        """
+        With a password, a server that asks for an md5 hash of it is
+        refused by default and gets nothing.
+        """
+        console = FakeConsole(password="s3cret", method="md5")
+        e = self.assertRaises(
+            ConsoleUnavailable, ConsoleClient(console).login, "admin", "pgtwist", "s3cret"
+        )
+        self.assertIn("server requested a hashed password", str(e))
+        self.assertEqual(console.passwords, [])
+
+    def test_trustRefusedWithPassword(self) -> None:
+        """
+        With a password, a server that lets the client in without any
+        authentication is refused by default: it has not proven it knows
+        the password, so it may not be pgtwist.
+        """
         console = FakeConsole()
-        console.sendall = sent.append  # type: ignore[method-assign]
+        e = self.assertRaises(
+            ConsoleUnavailable, ConsoleClient(console).login, "admin", "pgtwist", "s3cret"
+        )
+        self.assertEqual(
+            str(e),
+            'authentication method requirement "scram-sha-256" failed: '
+            "server did not complete authentication",
+        )
+        self.assertEqual(console.queries, [])
+
+    def test_scramRefused(self) -> None:
+        """
+        A requirement that leaves out SCRAM refuses a SCRAM request too.
+        """
+        console = FakeConsole(password="s3cret")
+        requirement = AuthRequirement.parse("md5")
+        e = self.assertRaises(
+            ConsoleUnavailable,
+            ConsoleClient(console).login,
+            "admin",
+            "pgtwist",
+            "s3cret",
+            requireAuth=requirement,
+        )
+        self.assertIn('"md5" failed: server requested SASL authentication', str(e))
+        self.assertEqual(console.passwords, [])
+
+    def test_cleartextAndMd5Allowed(self) -> None:
+        """
+        Cleartext and md5 requests are answered as libpq does when the
+        requirement allows them.
+        """
+        requirement = AuthRequirement.parse("password,md5")
+        cleartext = FakeConsole(password="pw", method="password")
+        ConsoleClient(cleartext).login("u", "pgtwist", "pw", requireAuth=requirement)
+        self.assertEqual(cleartext.passwords, [b"pw\x00"])
+        md5 = FakeConsole(password="pw", method="md5")
+        ConsoleClient(md5).login("u", "pgtwist", "pw", requireAuth=requirement)
+        self.assertEqual(md5.passwords, [codec.encodeString(md5Response("pw", "u", MD5_SALT))])
+
+    def test_negatedRequirement(self) -> None:
+        """
+        C{!method} forbids that method and allows every other, C{none}
+        included.
+        """
+        requirement = AuthRequirement.parse("!password")
+        ConsoleClient(FakeConsole(password="pw", method="md5")).login(
+            "u", "pgtwist", "pw", requireAuth=requirement
+        )
+        ConsoleClient(FakeConsole()).login("u", "pgtwist", "pw", requireAuth=requirement)
+        console = FakeConsole(password="pw", method="password")
+        e = self.assertRaises(
+            ConsoleUnavailable,
+            ConsoleClient(console).login,
+            "u",
+            "pgtwist",
+            "pw",
+            requireAuth=requirement,
+        )
+        self.assertIn('"!password" failed: server requested a cleartext password', str(e))
+        self.assertEqual(console.passwords, [])
+
+    def test_unknownMethodRefused(self) -> None:
+        """
+        A method this client does not speak (GSSAPI) is refused by name.
+        """
+        console = FakeConsole()
+        console.sendall = [].append  # type: ignore[method-assign]
         client = ConsoleClient(console)
-        client._authenticate(
-            AuthenticationRequest(constants.AUTH_CLEARTEXT_PASSWORD), "u", "pw", None, str
+        e = self.assertRaises(
+            ConsoleUnavailable,
+            client._authenticate,
+            AuthenticationRequest(constants.AUTH_GSS),
+            "u",
+            "p",
+            None,
+            str,
         )
-        client._authenticate(
-            AuthenticationRequest(constants.AUTH_MD5_PASSWORD, b"salt"), "u", "pw", None, str
-        )
-        self.assertEqual(sent[0], codec.encode(PasswordMessage(b"pw\x00")))
-        expected = codec.encodeString(md5Response("pw", "u", b"salt"))
-        self.assertEqual(sent[1], codec.encode(PasswordMessage(expected)))
+        self.assertIn("server requested GSSAPI authentication", str(e))
+
+    def test_parseRequirement(self) -> None:
+        """
+        L{AuthRequirement.parse} reads libpq's lists and refuses unknown
+        names, repeats and a mix of C{!} and plain names.
+        """
+        requirement = AuthRequirement.parse("md5, scram-sha-256")
+        self.assertEqual(requirement.methods, frozenset({"md5", "scram-sha-256"}))
+        self.assertTrue(requirement.allows("md5"))
+        self.assertFalse(requirement.allows("password"))
+        self.assertFalse(requirement.allows("none"))
+        negated = AuthRequirement.parse("!none")
+        self.assertTrue(negated.negated)
+        self.assertFalse(negated.allows("none"))
+        self.assertTrue(negated.allows("scram-sha-256"))
+        for spec, fragment in (
+            ("gss", 'invalid require_auth method "gss"'),
+            ("", 'invalid require_auth method ""'),
+            ("md5,md5", "more than once"),
+            ("!md5,password", "cannot be mixed"),
+        ):
+            e = self.assertRaises(ValueError, AuthRequirement.parse, spec)
+            self.assertIn(fragment, str(e))
 
     def test_loginRefused(self) -> None:
         """
@@ -627,7 +771,7 @@ class _CliTestCase(SynchronousTestCase):
         """
         if self.console.startup is not None:
             used = self.console
-            self.console = FakeConsole(used.answers, used.password)
+            self.console = FakeConsole(used.answers, used.password, method=used.method)
         return self.console
 
     def invoke(self, *argv: str, local: bool = True) -> tuple[int, str, str]:
@@ -861,6 +1005,62 @@ class RemoteModeTests(_CliTestCase):
         assert self.console.startup is not None
         self.assertEqual(self.console.startup.parameters["user"], "admin")
         self.assertEqual(self.console.queries, ["SHOW STATUS"])
+
+    def test_downgradeRefused(self) -> None:
+        """
+        A server that asks for a cleartext or md5 password makes the CLI
+        exit 1 with one line naming what it asked for; the password is
+        never sent and no command runs.
+        """
+        for method, asked in (
+            ("password", "a cleartext password"),
+            ("md5", "a hashed password"),
+        ):
+            self.console = FakeConsole(password="s3cret", method=method)
+            argv = ["-h", "127.0.0.1", "-p", "6544", "-U", "admin", "-P", "s3cret", "status"]
+            status, out, err = self.invoke(*argv, local=False)
+            self.assertEqual((status, out), (1, ""), method)
+            self.assertEqual(
+                err,
+                'pgtwist-cli: authentication method requirement "scram-sha-256" failed: '
+                f"server requested {asked}\n",
+            )
+            self.assertEqual(self.console.passwords, [])
+            self.assertEqual(self.console.queries, [])
+            self.assertTrue(self.console.closed)
+
+    def test_requireAuthAllowsMd5(self) -> None:
+        """
+        C{--require-auth md5} (or a list with it) lets an md5 server in,
+        and still refuses cleartext.
+        """
+        self.console = FakeConsole(password="s3cret", method="md5")
+        argv = ["-h", "127.0.0.1", "-p", "6544", "-U", "admin", "-P", "s3cret"]
+        status, out, err = self.invoke(
+            *argv, "--require-auth", "scram-sha-256,md5", "ping", local=False
+        )
+        self.assertEqual((status, err), (0, ""))
+        self.assertEqual(len(self.console.passwords), 1)
+        self.assertEqual(self.console.queries, ["SHOW VERSION"])
+        self.console = FakeConsole(password="s3cret", method="password")
+        status, out, err = self.invoke(*argv, "--require-auth=md5", "ping", local=False)
+        self.assertEqual(status, 1)
+        self.assertIn('requirement "md5" failed: server requested a cleartext password', err)
+        self.assertEqual(self.console.passwords, [])
+
+    def test_requireAuthUsage(self) -> None:
+        """
+        An invalid C{--require-auth} list, or the option in local mode, is a
+        usage error before connecting.
+        """
+        remote = ["-h", "h", "-p", "1", "-U", "u", "-P", "p"]
+        status, out, err = self.invoke(*remote, "--require-auth", "kerberos", "ping", local=False)
+        self.assertEqual(status, 1)
+        self.assertIn('--require-auth: invalid require_auth method "kerberos"', err)
+        status, out, err = self.invoke("--require-auth", "md5", "ping")
+        self.assertEqual(status, 1)
+        self.assertIn("also -h and -p", err)
+        self.assertEqual(self.connections, [])
 
     def test_badCredentials(self) -> None:
         """
