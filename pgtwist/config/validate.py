@@ -11,6 +11,11 @@ reload, C{make run}, a worker) and before swapping in a configuration
 changed at runtime (C{SET}, the management API). Every source gets the
 same L{ConfigError}, so a value is refused with the same words wherever it
 comes from.
+
+A console admin is trusted with pgtwist's operation, not with the host:
+keys that name a program or a path (L{FILE_KEYS}) come from the files
+only, so that C{SET} cannot make pgtwist run a program, or write, read or
+listen where the operator did not say.
 """
 
 from __future__ import annotations
@@ -24,10 +29,24 @@ from pgtwist.config.loader import _mainParsers
 from pgtwist.config.model import Configuration
 from pgtwist.config.restart import RESTART_KEYS
 
-__all__ = ["PipelineCheck", "changeSetting", "validateConfiguration"]
+__all__ = ["FILE_KEYS", "PipelineCheck", "changeSetting", "validateConfiguration"]
 
 #: A pipeline's C{checkConfiguration}: the problems it has with a configuration.
 PipelineCheck = Callable[[Configuration], list[str]]
+
+#: Main-section keys that name a program or a path, and what they name:
+#: L{changeSetting} refuses them whether or not a restart would apply them.
+#: Endpoints are here because one may be a unix socket path
+#: (C{unix:/path:mode=666}).
+FILE_KEYS = {
+    "failover_script": "a program",
+    "log_path": "a file",
+    "unix_socket_dir": "a directory",
+    "manhole_keys_dir": "a directory",
+    "listen": "listening endpoints",
+    "metrics": "a listening endpoint",
+    "manhole": "a listening endpoint",
+}
 
 #: What L{ConfigError.path} says for a configuration not read from a file.
 _NO_FILE = "pgtwist.conf"
@@ -84,8 +103,10 @@ def changeSetting(
     file's value would be (the console's C{SET key = value}). The result
     still has to pass L{validateConfiguration} before it is used.
 
-    @raise ConfigError: For an unknown key, a key only a restart can
-        change, or a value the file would refuse (with the loader's words).
+    @raise ConfigError: For an unknown key, a key that names a program or
+        a path (L{FILE_KEYS}: only the file sets those), a key only a
+        restart can change, or a value the file would refuse (with the
+        loader's words).
     """
     key = key.lower()
     parsers = _mainParsers(os.environ if environ is None else environ)
@@ -93,6 +114,14 @@ def changeSetting(
     if key not in parsers:
         raise ConfigError(f"unknown parameter: {key}", path, key=key)
     field, parse = parsers[key]
+    if key in FILE_KEYS:
+        then = "restart" if field in RESTART_KEYS else "RELOAD"
+        raise ConfigError(
+            f"{key} names {FILE_KEYS[key]} and cannot be changed from the console; "
+            f"edit the file and {then}",
+            path,
+            key=key,
+        )
     if field in RESTART_KEYS:
         raise ConfigError(
             f"{key} cannot be changed at runtime; edit the file and restart", path, key=key

@@ -250,6 +250,26 @@ class ConfigurationCommandTests(ConsoleTestCase):
             self.assertIn(detail, result.error.get(b"D"))
         self.assertIsNotNone(self.one("SET max_connections 4").error)
 
+    def test_setProgramRefused(self) -> None:
+        """
+        C{SET failover_script} is refused, so an admin cannot make pgtwist
+        run a program of their choosing; C{SET failover = on} still works
+        and enables only the script the file configured.
+        """
+        before = self.service.config
+        result = self.one("SET failover_script = '/bin/sh'")
+        assert result.error is not None
+        self.assertEqual(result.error.message, "SET failed")
+        self.assertEqual(
+            result.error.get(b"D"),
+            "failover_script names a program and cannot be changed from the console; "
+            "edit the file and RELOAD",
+        )
+        self.assertIs(self.service.config, before)
+        self.assertEqual(self.one("SET failover = on").tag, "SET failover=on")
+        self.assertTrue(self.service.config.main.failover)
+        self.assertEqual(self.service.config.main.failoverScript, before.main.failoverScript)
+
 
 class ShutdownTests(ConsoleTestCase):
     """

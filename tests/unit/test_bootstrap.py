@@ -220,6 +220,30 @@ class EverySourceTests(ConsoleTestCase):
             self.assertEqual(errors, [str(expected).replace(expected.path, str(conf))] * 2)
             self.assertUnchanged(running)
 
+    def test_programOnlyFromTheFile(self) -> None:
+        """
+        C{failover_script} cannot be set from the console or the management
+        API, but a RELOAD of the file applies it.
+        """
+        conf = self.startFrom("failover_script = /usr/local/bin/failover.sh")
+        running = self.service.config
+        result = self.one("SET failover_script = '/bin/sh'")
+        assert result.error is not None
+        self.assertIn("cannot be changed from the console", result.error.get(b"D"))
+        error = self.assertRaises(
+            ConfigError, self.service.management.configure, "failover_script", "/bin/sh"
+        )
+        self.assertEqual(
+            error.message,
+            "failover_script names a program and cannot be changed from the console; "
+            "edit the file and RELOAD",
+        )
+        self.assertUnchanged(running)
+        conf.write_text(mainFile("failover_script = /opt/pg/promote.sh"))
+        self.assertEqual(self.one("RELOAD").tag, "RELOAD")
+        self.assertEqual(self.service.config.main.failoverScript, "/opt/pg/promote.sh")
+        self.assertEqual(self.service.factory.config.main.failoverScript, "/opt/pg/promote.sh")
+
     def test_goodValuesApply(self) -> None:
         """
         The same sources apply a valid value: C{SET} and the management API.

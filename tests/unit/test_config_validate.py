@@ -8,6 +8,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from pgtwist.config.errors import ConfigError
+from pgtwist.config.loader import _mainParsers
 from pgtwist.config.model import (
     ConfigPaths,
     Configuration,
@@ -16,7 +17,7 @@ from pgtwist.config.model import (
     ServerSettings,
 )
 from pgtwist.config.restart import RESTART_KEYS, restartRequired
-from pgtwist.config.validate import changeSetting, validateConfiguration
+from pgtwist.config.validate import FILE_KEYS, changeSetting, validateConfiguration
 
 SERVERS = (ServerSettings("primary", "127.0.0.1", 5432, True),)
 
@@ -145,6 +146,66 @@ class ChangeSettingTests(SynchronousTestCase):
             error = self.assertRaises(ConfigError, changeSetting, config, key, value)
             self.assertTrue(error.message.startswith(message), error.message)
             self.assertEqual(error.key, key)
+
+    def test_programsAndPathsRefused(self) -> None:
+        """
+        Keys that name a program or a path cannot be set: a console admin
+        must not make pgtwist run a program, or write or listen where the
+        file does not say. The message says how they do change: the file
+        and a RELOAD, or a restart for those only a restart applies.
+        """
+        config = configuration()
+        for key, value, message in (
+            (
+                "failover_script",
+                "/bin/sh",
+                "failover_script names a program and cannot be changed from the console; "
+                "edit the file and RELOAD",
+            ),
+            (
+                "FAILOVER_SCRIPT",
+                "",
+                "failover_script names a program and cannot be changed from the console; "
+                "edit the file and RELOAD",
+            ),
+            (
+                "log_path",
+                "/etc/passwd",
+                "log_path names a file and cannot be changed from the console; "
+                "edit the file and restart",
+            ),
+            ("unix_socket_dir", "/tmp", "unix_socket_dir names a directory and cannot"),
+            ("manhole_keys_dir", "/tmp", "manhole_keys_dir names a directory and cannot"),
+            ("listen", "unix:/tmp/x.sock:mode=666", "listen names listening endpoints and"),
+            ("metrics", "unix:/tmp/m.sock", "metrics names a listening endpoint and"),
+            ("manhole", "unix:/tmp/h.sock", "manhole names a listening endpoint and"),
+        ):
+            error = self.assertRaises(ConfigError, changeSetting, config, key, value)
+            self.assertTrue(error.message.startswith(message), error.message)
+            self.assertEqual(error.key, key.lower())
+            self.assertEqual(error.path, "etc/pgtwist.conf")
+
+    def test_everyPathKeyRefused(self) -> None:
+        """
+        Every main-section key whose name says it holds a program or a path
+        is in L{FILE_KEYS}, so a new one cannot slip through C{SET}; every
+        L{FILE_KEYS} entry is a real key.
+        """
+        keys = set(_mainParsers({}))
+        suffixes = ("_script", "_path", "_dir", "_file", "_program", "_command")
+        named = {key for key in keys if key.endswith(suffixes)}
+        self.assertLessEqual(named, set(FILE_KEYS))
+        self.assertLessEqual(set(FILE_KEYS), keys)
+
+    def test_failoverSettable(self) -> None:
+        """
+        C{failover} itself stays settable: it only enables the script the
+        file configured, which the console cannot change.
+        """
+        config = configuration(failoverScript="/usr/local/bin/failover.sh")
+        changed = changeSetting(config, "failover", "on")
+        self.assertTrue(changed.main.failover)
+        self.assertEqual(changed.main.failoverScript, "/usr/local/bin/failover.sh")
 
     def test_noCheckOfTheWhole(self) -> None:
         """
