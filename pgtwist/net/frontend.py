@@ -256,6 +256,18 @@ class FrontendProtocol(Protocol):
                 )
             )
             return
+        if self.factory.tooManyClients():
+            self.log.warn(
+                "Refused {clientAddress}: no more connections allowed (max_client_conn)",
+                clientAddress=self._peer(),
+            )
+            self.fail(
+                errors.fatal(
+                    constants.SQLSTATE_TOO_MANY_CONNECTIONS,
+                    "no more connections allowed (max_client_conn)",
+                )
+            )
+            return
         database = resolveAlias(self.factory.config.limits, route.database)
         self.key = (database, route.user)
         self.startupParameters = parameters
@@ -694,6 +706,17 @@ class FrontendFactory(Factory):
         Use C{config} for new clients.
         """
         self.config = config
+
+    def tooManyClients(self) -> bool:
+        """
+        Whether the client connections now open, this one included, are
+        more than C{max_client_conn}. Every connection counts, the admin
+        console's and those still in startup too, as in PgBouncer; the
+        caller refuses pool clients only, so an admin can always get in
+        to see what is going on (PgBouncer does not limit its admin
+        database either).
+        """
+        return len(self.clients) + len(self.consoles) > self.config.main.maxClientConn
 
     def nextId(self) -> int:
         """

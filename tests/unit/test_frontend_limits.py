@@ -1,17 +1,27 @@
 """
 Tests for the limits L{pgtwist.net.frontend.FrontendProtocol} puts on a
 client before it has logged in: PostgreSQL's length limits on the
-authentication messages, for pool clients and the admin console.
+authentication messages, for pool clients and the admin console, and
+PgBouncer's C{max_client_conn}.
 """
 
 from __future__ import annotations
 
-from twisted.internet.address import IPv4Address
+import dataclasses
+import os
+import tempfile
 
-from pgtwist.config.model import Configuration, UserEntry
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+
+from pgtwist.config.errors import ConfigError
+from pgtwist.config.loader import loadConfiguration
+from pgtwist.config.model import Configuration, HbaRule, MainSettings, UserEntry
+from pgtwist.config.restart import RESTART_KEYS
 from pgtwist.net.frontend import FrontendState
 from pgtwist.wire import codec, constants
-from pgtwist.wire.messages import AuthenticationRequest, PasswordMessage, Query
+from pgtwist.wire.messages import AuthenticationRequest, PasswordMessage, Query, StartupMessage
+from tests.unit._console import ConsoleTestCase
 from tests.unit.test_frontend import FrontendTestCase, makeConfiguration
 
 #: The longest authentication message PostgreSQL reads (length word included).
@@ -189,3 +199,154 @@ class ConsoleLengthTests(FrontendTestCase):
         reply = self.replies()[0]
         assert isinstance(reply, AuthenticationRequest)
         self.assertEqual(reply.code, constants.AUTH_SASL_CONTINUE)
+
+
+class MaxClientConnTests(FrontendTestCase):
+    """
+    C{max_client_conn}: PgBouncer's limit on client connections, answered
+    at startup with FATAL 53300.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.factory.config = makeConfiguration(maxClientConn=2)
+        self.first = self.protocol
+        self.firstTransport = self.transport
+
+    def test_defaultAndKey(self) -> None:
+        """
+        The default is 1000; C{max_client_conn} in the file sets it, and
+        values below 1 are refused.
+        """
+        self.assertEqual(MainSettings().maxClientConn, 1000)
+        self.assertEqual(mainFrom("max_client_conn = 5").maxClientConn, 5)
+        self.assertRaises(ConfigError, mainFrom, "max_client_conn = 0")
+
+    def test_refusedAtStartup(self) -> None:
+        """
+        Past the limit, a client is refused after its StartupMessage (not
+        before: it gets PostgreSQL's FATAL framing) with PgBouncer's text
+        and SQLSTATE 53300, and closed; those already in stay.
+        """
+        self.protocol = self.connect()
+        self.startup()
+        self.replies()
+        self.protocol = self.connect()
+        self.assertEqual(self.transport.value(), b"")
+        self.assertFalse(self.transport.disconnecting)
+        self.startup()
+        self.assertFatal("53300", "no more connections allowed (max_client_conn)")
+        self.assertIs(self.protocol.state, FrontendState.CLOSED)
+        self.assertFalse(self.firstTransport.disconnecting)
+        self.assertEqual(self.pool.acquired, [])
+
+    def test_roomAfterDisconnect(self) -> None:
+        """
+        Once a client leaves, the next one gets in.
+        """
+        second = self.connect()
+        second.connectionLost()
+        self.protocol = self.connect()
+        self.startup()
+        reply = self.replies()[0]
+        assert isinstance(reply, AuthenticationRequest)
+
+    def test_consolesCountButAreNotRefused(self) -> None:
+        """
+        Admin console connections count against the limit, as in
+        PgBouncer, but are never refused by it, so an admin can still see
+        what is going on; a pool client past the limit is refused.
+        """
+        self.factory.config = Configuration(
+            main=MainSettings(maxClientConn=2),
+            servers=self.factory.config.servers,
+            hba=self.factory.config.hba,
+            users=self.factory.config.users,
+            admins={"root": UserEntry("root", "rootpw")},
+        )
+        self.startup(user="root", database="pgbouncer")
+        self.assertEqual(len(self.factory.consoles), 1)
+        self.connect()
+        self.protocol = self.connect()
+        self.startup(user="root", database="pgbouncer")
+        reply = self.replies()[0]
+        assert isinstance(reply, AuthenticationRequest)
+        self.assertEqual(reply.code, constants.AUTH_SASL)
+        self.assertEqual(len(self.factory.consoles), 2)
+        self.protocol = self.connect()
+        self.startup()
+        self.assertFatal("53300", "no more connections allowed (max_client_conn)")
+
+    def test_reconfigure(self) -> None:
+        """
+        A new configuration (RELOAD, SET) applies to the next startup.
+        """
+        self.factory.reconfigure(makeConfiguration(maxClientConn=1))
+        self.protocol = self.connect()
+        self.startup()
+        self.assertFatal("53300", "no more connections allowed (max_client_conn)")
+
+
+class MaxClientConnConsoleTests(ConsoleTestCase):
+    """
+    C{max_client_conn} from the admin console.
+    """
+
+    def test_set(self) -> None:
+        """
+        C{SET max_client_conn} changes the limit at runtime (it is not
+        restart-only) and new clients past it are refused.
+        """
+        config = self.service.config
+        trust = HbaRule("host", "all", "all", None, "trust", "hba.conf", 1)
+        self.service.reconfigure(dataclasses.replace(config, hba=(trust,)))
+        result = self.one("SET max_client_conn = 1")
+        self.assertEqual(result.tag, "SET max_client_conn=1")
+        self.assertEqual(self.service.factory.config.main.maxClientConn, 1)
+        self.assertEqual(self.one("SHOW CONFIG").asDict()["max_client_conn"], "1")
+        transports = []
+        for port in (50001, 50002):
+            address = IPv4Address("TCP", "127.0.0.1", port)
+            protocol = self.service.factory.buildProtocol(address)
+            transport = StringTransport(peerAddress=address)
+            protocol.makeConnection(transport)
+            protocol.dataReceived(codec.encode(StartupMessage({"user": "alice", "database": "db"})))
+            transports.append(transport)
+        self.assertFalse(transports[0].disconnecting)
+        self.assertNotIn(b"max_client_conn", transports[0].value())
+        self.assertTrue(transports[1].disconnecting)
+        self.assertIn(b"no more connections allowed (max_client_conn)", transports[1].value())
+        self.assertNotIn("max_client_conn", RESTART_KEYS.values())
+
+    def test_setRefused(self) -> None:
+        """
+        A value the file would refuse is refused by SET.
+        """
+        result = self.one("SET max_client_conn = 0")
+        assert result.error is not None
+        self.assertIn("max_client_conn:", result.error.get(b"D"))
+        self.assertEqual(self.service.factory.config.main.maxClientConn, 1000)
+
+    def test_reload(self) -> None:
+        """
+        RELOAD applies a changed C{max_client_conn}.
+        """
+        config = self.service.config
+        self.nextConfiguration = dataclasses.replace(
+            config, main=dataclasses.replace(config.main, maxClientConn=7)
+        )
+        self.assertIsNone(self.one("RELOAD").error)
+        self.assertEqual(self.service.factory.config.main.maxClientConn, 7)
+
+
+def mainFrom(text: str) -> MainSettings:
+    """
+    The main settings of a configuration file holding C{text}.
+    """
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "pgtwist.conf")
+        with open(path, "w") as f:
+            f.write(
+                f"[pgtwist]\nhost = localhost\nport = 2345\n{text}\n[primary]\nhost = db\nport = 5432\n"
+            )
+        return loadConfiguration(path, warn=lambda message: None).main
