@@ -2,7 +2,8 @@
 Tests for the limits L{pgtwist.net.frontend.FrontendProtocol} puts on a
 client before it has logged in: PostgreSQL's length limits on the
 authentication messages, for pool clients and the admin console, and
-PgBouncer's C{max_client_conn}.
+PgBouncer's C{max_client_conn}, and the warning when
+C{authentication_timeout} switches the time limit off.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ import os
 import tempfile
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock, StringTransport
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
 
+from pgtwist.app.service import PoolerService, buildService
 from pgtwist.config.errors import ConfigError
 from pgtwist.config.loader import loadConfiguration
 from pgtwist.config.model import Configuration, HbaRule, MainSettings, UserEntry
@@ -350,3 +354,73 @@ def mainFrom(text: str) -> MainSettings:
                 f"[pgtwist]\nhost = localhost\nport = 2345\n{text}\n[primary]\nhost = db\nport = 5432\n"
             )
         return loadConfiguration(path, warn=lambda message: None).main
+
+
+class AuthenticationTimeoutWarningTests(SynchronousTestCase):
+    """
+    C{authentication_timeout = 0} switches off the limit on clients that
+    never authenticate: pgtwist says so in one warning at start and each
+    time such a configuration is applied.
+    """
+
+    def makeService(self, timeout: float) -> PoolerService:
+        """
+        A service over a MemoryReactor whose reload reads C{self.next}.
+        """
+        self.next = self.configuration(timeout)
+        service = buildService(
+            self.configuration(timeout), MemoryReactorClock(), reloadConfiguration=lambda: self.next
+        )
+        self.addCleanup(service.stopService)
+        return service
+
+    def configuration(self, timeout: float) -> Configuration:
+        """
+        A configuration with C{authentication_timeout} set to C{timeout}.
+        """
+        return Configuration(
+            main=MainSettings(host="127.0.0.1", port=0, authenticationTimeout=timeout),
+            servers=makeConfiguration().servers,
+        )
+
+    def warnings(self, events: EventLoggingObserver) -> list[str]:
+        """
+        The warnings logged about C{authentication_timeout}.
+        """
+        return [
+            formatEvent(e)
+            for e in events
+            if e["log_level"] is LogLevel.warn and "authentication_timeout" in e["log_format"]
+        ]
+
+    def test_warnedAtStartAndReload(self) -> None:
+        """
+        Starting with C{authentication_timeout = 0} logs one warning line;
+        each reload that keeps it at 0 logs it again, one that sets a
+        timeout does not.
+        """
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        service = self.makeService(0.0)
+        service.startService()
+        warnings = self.warnings(events)
+        self.assertEqual(len(warnings), 1, warnings)
+        self.assertIn("authentication_timeout = 0", warnings[0])
+        self.assertIn("never authenticate", warnings[0])
+        self.assertEqual(service.reload()[0], True)
+        self.assertEqual(len(self.warnings(events)), 2)
+        self.next = self.configuration(5.0)
+        self.assertEqual(service.reload()[0], True)
+        self.assertEqual(len(self.warnings(events)), 2)
+
+    def test_silentWithATimeout(self) -> None:
+        """
+        With a timeout (the default 5 seconds), nothing is said; a reload
+        that switches it off is warned about.
+        """
+        events = EventLoggingObserver.createWithCleanup(self, globalLogPublisher)
+        service = self.makeService(5.0)
+        service.startService()
+        self.assertEqual(self.warnings(events), [])
+        self.next = self.configuration(0.0)
+        service.reload()
+        self.assertEqual(len(self.warnings(events)), 1)
