@@ -152,6 +152,8 @@ def pgtwistConf(
         "log_type = console\n"
         "log_level = warn\n"
         f"max_connections = {maxConnections}\n"
+        # The memory step holds --connections (10,000) idle clients.
+        "max_client_conn = 100000\n"
         f"pipeline = {pipeline}\n"
         "idle_timeout = 600\n"
         "backlog = 128\n"

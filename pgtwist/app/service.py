@@ -148,6 +148,22 @@ class PoolerService(MultiService):
             port=self.config.primary.port,
             maxConnections=main.maxConnections,
         )
+        self._warnAboutSettings()
+
+    def _warnAboutSettings(self) -> None:
+        """
+        Log one warning for each setting that switches off a protection:
+        with C{authentication_timeout = 0}, a client that never
+        authenticates keeps its connection (and its place under
+        C{max_client_conn}) for as long as it likes. Called at start and
+        each time a configuration is applied (reload, console C{SET}).
+        """
+        if self.config.main.authenticationTimeout <= 0:
+            self.log.warn(
+                "authentication_timeout = 0: clients that never authenticate are never "
+                "disconnected; only max_client_conn ({maxClientConn}) bounds how many stay",
+                maxClientConn=self.config.main.maxClientConn,
+            )
 
     def reload(self) -> tuple[bool, list[str]]:
         """
@@ -193,6 +209,7 @@ class PoolerService(MultiService):
         self.config = config
         self.pools.reconfigure(config)
         self.factory.reconfigure(config)
+        self._warnAboutSettings()
 
     def stopListening(self) -> None:
         """

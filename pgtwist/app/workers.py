@@ -43,7 +43,7 @@ MAX_WORKERS = WORKER_MASK + 1
 
 def shareOf(maxConnections: int, index: int, count: int) -> int:
     """
-    Worker C{index}'s part of C{max_connections} (at least 1).
+    Worker C{index}'s part of C{max_connections} or C{max_client_conn} (at least 1).
     """
     share, remainder = divmod(maxConnections, count)
     return max(1, share + (1 if index < remainder else 0))
@@ -270,6 +270,7 @@ def workerMain(argv: list[str] | None = None) -> None:
         main = dataclasses.replace(
             config.main,
             maxConnections=shareOf(config.main.maxConnections, options.index, options.count),
+            maxClientConn=shareOf(config.main.maxClientConn, options.index, options.count),
             # Several processes appending to one file would overwrite each
             # other's lines: each worker has its own file.
             logPath=f"{config.main.logPath}.{options.index}",

@@ -332,6 +332,7 @@ def _mainParsers(environ: Mapping[str, str]) -> dict[str, tuple[str, _Parser]]:
         "log_connections": ("logConnections", parseBool),
         "log_disconnections": ("logDisconnections", parseBool),
         "max_connections": ("maxConnections", lambda v: parseInt(v, 1, 10000)),
+        "max_client_conn": ("maxClientConn", lambda v: parseInt(v, 1)),
         "idle_timeout": ("idleTimeout", parseDuration),
         "blocking_timeout": ("blockingTimeout", parseDuration),
         "authentication_timeout": ("authenticationTimeout", parseDuration),

@@ -37,6 +37,9 @@ class MainSettings:
     logConnections: bool = False
     logDisconnections: bool = False
     maxConnections: int = 100
+    #: PgBouncer's C{max_client_conn}: the most client connections at once
+    #: (admin console included in the count, never refused by it).
+    maxClientConn: int = 1000
     idleTimeout: float = 0.0
     blockingTimeout: float = 30.0
     authenticationTimeout: float = 5.0

@@ -256,11 +256,23 @@ class FrontendProtocol(Protocol):
                 )
             )
             return
+        if self.factory.tooManyClients():
+            self.log.warn(
+                "Refused {clientAddress}: no more connections allowed (max_client_conn)",
+                clientAddress=self._peer(),
+            )
+            self.fail(
+                errors.fatal(
+                    constants.SQLSTATE_TOO_MANY_CONNECTIONS,
+                    "no more connections allowed (max_client_conn)",
+                )
+            )
+            return
         database = resolveAlias(self.factory.config.limits, route.database)
         self.key = (database, route.user)
         self.startupParameters = parameters
         self.state = FrontendState.AUTHENTICATING
-        self._framer = MessageFramer()
+        self._framer = MessageFramer(constants.MAX_AUTH_TOKEN_LENGTH)
         self._pending = rest
         if self.factory.config.main.logConnections:
             self.log.info(
@@ -284,7 +296,7 @@ class FrontendProtocol(Protocol):
         self.key = (database, user)
         self.startupParameters = parameters
         self.state = FrontendState.AUTHENTICATING
-        self._framer = MessageFramer()
+        self._framer = MessageFramer(constants.MAX_AUTH_TOKEN_LENGTH)
         self._pending = rest
         if self.factory.config.main.logConnections:
             self.log.info(
@@ -449,19 +461,34 @@ class FrontendProtocol(Protocol):
             self._authenticationData(pending)
 
     def _authenticationData(self, data: bytes) -> None:
-        assert self._framer is not None
-        for type, body in self._framer.feed(data):
-            if self.state is not FrontendState.AUTHENTICATING or self._exchange is None:
-                # Pipelined after the password: keep it for the session.
+        """
+        Frame the client's authentication messages one at a time, each at
+        most L{constants.MAX_AUTH_TOKEN_LENGTH} bytes (PostgreSQL's limit
+        for a client that has not logged in): a longer length word is
+        refused with 08P01 before its body is kept. Once authentication
+        ends, the bytes behind the last message go to the session unframed,
+        so a large query pipelined behind the password is not held to the
+        limit.
+        """
+        framer = self._framer
+        assert framer is not None
+        frame = framer.feedOne(data)
+        while frame is not None:
+            type, body = frame
+            if self._exchange is None:
+                # Before the exchange starts (HBA method all): kept for it.
                 self._pending += codec.frame(type, body)
-                continue
-            if type != constants.PASSWORD_MESSAGE:
-                raise errors.ProtocolViolation(
-                    f"expected password response, got message type {type[0]}"
-                )
-            self._step(self._exchange.receive(codec.decodeFrontend(type, body)))
+            else:
+                if type != constants.PASSWORD_MESSAGE:
+                    raise errors.ProtocolViolation(
+                        f"expected password response, got message type {type[0]}"
+                    )
+                self._step(self._exchange.receive(codec.decodeFrontend(type, body)))
+            if self.state is not FrontendState.AUTHENTICATING:
+                break
+            frame = framer.feedOne(b"")
         if self.state is not FrontendState.AUTHENTICATING:
-            self._pending += self._framer.takeRemainder()
+            self._pending += framer.takeRemainder()
             if self.state is FrontendState.READY and self._pending:
                 # The pipeline finished the login synchronously.
                 pending, self._pending = self._pending, b""
@@ -679,6 +706,17 @@ class FrontendFactory(Factory):
         Use C{config} for new clients.
         """
         self.config = config
+
+    def tooManyClients(self) -> bool:
+        """
+        Whether the client connections now open, this one included, are
+        more than C{max_client_conn}. Every connection counts, the admin
+        console's and those still in startup too, as in PgBouncer; the
+        caller refuses pool clients only, so an admin can always get in
+        to see what is going on (PgBouncer does not limit its admin
+        database either).
+        """
+        return len(self.clients) + len(self.consoles) > self.config.main.maxClientConn
 
     def nextId(self) -> int:
         """

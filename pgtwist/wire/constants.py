@@ -14,6 +14,9 @@ GSSENC_REQUEST_CODE = 80877104
 
 # PostgreSQL's MAX_STARTUP_PACKET_LENGTH (src/include/libpq/pqcomm.h).
 MAX_STARTUP_PACKET_LENGTH = 10000
+# PostgreSQL's PG_MAX_AUTH_TOKEN_LENGTH (src/include/libpq/auth.h): the
+# longest password, SASL or GSS message read before login, length word included.
+MAX_AUTH_TOKEN_LENGTH = 65535
 # The default limit for one typed message; PostgreSQL's PQ_LARGE_MESSAGE_LIMIT is 1 GB - 1.
 DEFAULT_MAX_MESSAGE_LENGTH = 0x3FFFFFFF
 # The most body bytes a relay holds of one message it must decode; longer

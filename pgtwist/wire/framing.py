@@ -110,6 +110,38 @@ class MessageFramer:
             del buffer[:offset]
         return frames
 
+    def feedOne(self, data: bytes) -> Frame | None:
+        """
+        Add bytes; return the first complete message, if any, and keep the
+        rest buffered for the next call.
+
+        The length word is checked as soon as the five header bytes are
+        here, so a message over C{maxMessageLength} is refused before any
+        of its body is kept: the authentication phase relies on this to
+        hold no more than PostgreSQL's C{PG_MAX_AUTH_TOKEN_LENGTH} for a
+        client that has not logged in, while a caller that changes
+        C{maxMessageLength} between calls (at the end of authentication)
+        gets the new limit applied to the very next message.
+
+        @raise ProtocolViolation: A length below 4 or above
+            C{maxMessageLength}, with PostgreSQL's message (its
+            C{pq_getmessage}); the buffer is emptied.
+        """
+        buffer = self._buffer
+        buffer += data
+        if len(buffer) < 5:
+            return None
+        type, length = HEADER.unpack_from(buffer, 0)
+        if length < 4 or length > self.maxMessageLength:
+            buffer.clear()
+            raise ProtocolViolation("invalid message length")
+        stop = 1 + length
+        if stop > len(buffer):
+            return None
+        frame = Frame(type, bytes(buffer[5:stop]))
+        del buffer[:stop]
+        return frame
+
     def takeRemainder(self) -> bytes:
         """
         Return and forget the bytes not yet framed.

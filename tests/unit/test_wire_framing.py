@@ -83,6 +83,68 @@ class MessageFramerTests(SynchronousTestCase):
         self.assertRaises(ProtocolViolation, MessageFramer().feed, b"Q" + codec.INT32.pack(3))
 
 
+class MessageFramerFeedOneTests(SynchronousTestCase):
+    """
+    L{MessageFramer.feedOne}, the one-message-at-a-time framing of the
+    authentication phase.
+    """
+
+    def test_oneAtATime(self) -> None:
+        """
+        Each call returns the first complete message and keeps the rest.
+        """
+        framer = MessageFramer()
+        stream = MessageFramerTests.stream
+        self.assertEqual(framer.feedOne(stream), Frame(b"D", MessageFramer().feed(stream)[0].body))
+        self.assertEqual(framer.feedOne(b"").type, b"D")  # type: ignore[union-attr]
+        self.assertEqual(framer.feedOne(b"").type, b"C")  # type: ignore[union-attr]
+        self.assertEqual(framer.feedOne(b""), Frame(b"Z", b"I"))
+        self.assertIsNone(framer.feedOne(b""))
+        self.assertEqual(framer.pending, 0)
+
+    def test_byteAtATime(self) -> None:
+        """
+        Fed byte by byte, a message comes out with its last byte.
+        """
+        data = codec.encode(Query("SELECT 1"))
+        framer = MessageFramer()
+        for i in range(len(data) - 1):
+            self.assertIsNone(framer.feedOne(data[i : i + 1]))
+        self.assertEqual(framer.feedOne(data[-1:]), Frame(b"Q", b"SELECT 1\x00"))
+
+    def test_refusedAtTheHeader(self) -> None:
+        """
+        A length word over C{maxMessageLength} is refused as soon as its
+        fifth header byte arrives, with PostgreSQL's C{pq_getmessage}
+        message, and nothing stays buffered.
+        """
+        framer = MessageFramer(constants.MAX_AUTH_TOKEN_LENGTH)
+        header = b"p" + codec.INT32.pack(0x3FFFFFFF)
+        for i in range(4):
+            self.assertIsNone(framer.feedOne(header[i : i + 1]))
+        with self.assertRaises(ProtocolViolation) as caught:
+            framer.feedOne(header[4:] + b"x" * 1000)
+        self.assertEqual(caught.exception.message, "invalid message length")
+        self.assertEqual(framer.pending, 0)
+
+    def test_limitInclusive(self) -> None:
+        """
+        A message of exactly C{maxMessageLength} bytes (length word
+        included, as PostgreSQL counts) is accepted; one byte more is not.
+        """
+        limit = constants.MAX_AUTH_TOKEN_LENGTH
+        body = b"x" * (limit - 4)
+        framer = MessageFramer(limit)
+        self.assertEqual(framer.feedOne(b"p" + codec.INT32.pack(limit) + body), Frame(b"p", body))
+        self.assertRaises(ProtocolViolation, framer.feedOne, b"p" + codec.INT32.pack(limit + 1))
+
+    def test_lengthBelowFour(self) -> None:
+        """
+        A length that does not cover itself is invalid.
+        """
+        self.assertRaises(ProtocolViolation, MessageFramer().feedOne, b"p" + codec.INT32.pack(3))
+
+
 class StartupFramerTests(SynchronousTestCase):
     """
     Untyped startup-packet framing.
@@ -115,6 +177,16 @@ class StartupFramerTests(SynchronousTestCase):
         with self.assertRaises(ProtocolViolation) as caught:
             StartupFramer().feed(codec.INT32.pack(constants.MAX_STARTUP_PACKET_LENGTH + 1))
         self.assertEqual(caught.exception.message, "invalid length of startup packet")
+
+    def test_longestPacket(self) -> None:
+        """
+        A startup packet of exactly 10000 bytes, PostgreSQL's
+        C{MAX_STARTUP_PACKET_LENGTH}, is still accepted.
+        """
+        self.assertEqual(constants.MAX_STARTUP_PACKET_LENGTH, 10000)
+        body = codec.INT32.pack(constants.PROTOCOL_3_0) + b"u" * (10000 - 8)
+        frames = StartupFramer().feed(codec.INT32.pack(10000) + body)
+        self.assertEqual(frames, [Frame(b"", body)])
 
     def test_tooShort(self) -> None:
         """
