@@ -553,6 +553,15 @@ def formatSetting(value: object) -> str:
     return str(value)
 
 
+def _configValue(field: str, value: object) -> str:
+    """
+    A main-section setting as the file spells it; C{log_mode} in octal.
+    """
+    if field == "logMode" and isinstance(value, int):
+        return f"{value:04o}"
+    return formatSetting(value)
+
+
 def configKeys() -> list[tuple[str, str]]:
     """
     The main section's keys and their L{MainSettings} field names, sorted.
@@ -571,8 +580,8 @@ def showConfig(console: Console, args: Sequence[str]) -> ResultSet:
     rows = [
         (
             key,
-            formatSetting(getattr(main, field)),
-            formatSetting(getattr(defaults, field)),
+            _configValue(field, getattr(main, field)),
+            _configValue(field, getattr(defaults, field)),
             "no" if field in fixed else "yes",
         )
         for key, field in configKeys()

@@ -12,6 +12,8 @@ C{make run}) begin logging to L{observerFor} through the same function.
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 import time
 from collections.abc import Callable
@@ -59,6 +61,12 @@ class RotatingLogFile(LogFile):
     its first line when it was empty (after a rotation); the check is made
     when a line is written, so a silent log is not rotated into empty files.
 
+    A file it creates (at start, or after a rotation) gets C{mode} (the
+    C{log_mode} key, PostgreSQL's C{log_file_mode}) before anything is
+    written to it, whatever the umask: the log holds client addresses and
+    the user names of failed logins. An existing file keeps its own mode,
+    as in PostgreSQL.
+
     @ivar maxAge: Seconds after which the file is rotated (0: never).
     @ivar openedAt: When the current file's age started (C{clock} time).
     """
@@ -70,18 +78,34 @@ class RotatingLogFile(LogFile):
         rotateLength: int | None = None,
         maxAge: float = 0.0,
         clock: Callable[[], float] = time.time,
+        mode: int = 0o600,
     ) -> None:
         """
         @param rotateLength: Bytes after which the file is rotated
             (C{None} or 0: never; Twisted's own default is 1 MB).
         @param clock: The time source (tests pass a fake one).
+        @param mode: The permissions of a file this creates; the owner may
+            always write (as PostgreSQL adds C{S_IWUSR}).
         """
         self.maxAge = maxAge
+        self.mode = mode | stat.S_IWUSR
         self._clock = clock
         self.openedAt = clock()
         super().__init__(name, directory, rotateLength=rotateLength or None)
 
     def _openFile(self) -> None:
+        # Create the file with its mode first; Twisted's LogFile then opens
+        # it as an existing file. O_EXCL: a file that appeared meanwhile is
+        # left as it is.
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.mode)
+        except FileExistsError:
+            pass
+        else:
+            try:
+                os.fchmod(fd, self.mode)
+            finally:
+                os.close(fd)
         super()._openFile()  # type: ignore[no-untyped-call]
         self.openedAt = self._clock()
 
@@ -106,13 +130,15 @@ class RotatingLogFile(LogFile):
 def logFileFor(main: MainSettings, clock: Callable[[], float] = time.time) -> RotatingLogFile:
     """
     The C{log_path} file, rotated as C{log_rotation_size} and
-    C{log_rotation_age} say (both 0 by default: never).
+    C{log_rotation_age} say (both 0 by default: never), created with
+    C{log_mode}.
     """
     return RotatingLogFile.fromFullPath(  # type: ignore[no-any-return]
         main.logPath,
         rotateLength=main.logRotationSize or None,
         maxAge=main.logRotationAge,
         clock=clock,
+        mode=main.logMode,
     )
 
 

@@ -34,6 +34,9 @@ class MainSettings:
     logType: str = "console"
     logLevel: str = "info"
     logPath: str = "pgtwist.log"
+    #: PostgreSQL's C{log_file_mode}: the permissions a log file pgtwist
+    #: creates gets (an existing file keeps its own).
+    logMode: int = 0o600
     logConnections: bool = False
     logDisconnections: bool = False
     maxConnections: int = 100

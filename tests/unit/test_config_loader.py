@@ -297,6 +297,17 @@ class MainFileTests(FilesTestCase):
         )
         self.assertEqual(self.warnings, [])
 
+    def test_logMode(self) -> None:
+        """
+        C{log_mode} is octal, as PostgreSQL's C{log_file_mode}, default
+        0600; pgagroal's C{append} and C{create} leave the default.
+        """
+        base = "[pgtwist]\nhost = *\nport = 1\n{}[p]\nhost = h\nport = 2\n"
+        self.assertEqual(self.load(base.format("")).main.logMode, 0o600)
+        self.assertEqual(self.load(base.format("log_mode = 0640\n")).main.logMode, 0o640)
+        self.assertEqual(self.load(base.format("log_mode = 644\n")).main.logMode, 0o644)
+        self.assertEqual(self.load(base.format("log_mode = append\n")).main.logMode, 0o600)
+
     def test_commentsAndQuotes(self) -> None:
         """
         Whole-line and trailing C{#}/C{;} comments are ignored, except
@@ -470,6 +481,10 @@ class MainFileTests(FilesTestCase):
                 "metrics: expected a port number or an endpoint such as tcp:6432:interface=127.0.0.1, got 'localhost'",
             ),
             ("workers = 0", "workers: expected an integer >= 1, got '0'"),
+            (
+                "log_mode = 0999",
+                "log_mode: expected permissions in octal such as 0600 or 0640, got '0999'",
+            ),
             (
                 "max_prepared_statements = -1",
                 "max_prepared_statements: expected an integer >= 0, got '-1'",

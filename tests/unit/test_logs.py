@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import stat
 import sys
 
 from twisted.logger import LogLevel, eventsFromJSONLogFile, formatEvent
@@ -185,6 +187,76 @@ class JSONFormatTests(SynchronousTestCase):
         logs.observerFor(MainSettings())(_event("hello {who}", who="operator"))
         self.assertIn("hello operator", out.getvalue())
         self.assertNotIn("{", out.getvalue())
+
+
+class LogModeTests(SynchronousTestCase):
+    """
+    C{log_mode}: the permissions of a log file pgtwist creates (PostgreSQL's
+    C{log_file_mode}), whatever the umask.
+    """
+
+    def setUp(self) -> None:
+        # A permissive umask, so that a file created per the umask would show.
+        oldUmask = os.umask(0o022)
+        self.addCleanup(os.umask, oldUmask)
+
+    def _mode(self, path: object) -> int:
+        return stat.S_IMODE(os.stat(str(path)).st_mode)
+
+    def test_default0600(self) -> None:
+        """
+        By default the file is created 0600: it holds client addresses and
+        the names of failed logins.
+        """
+        path = temporaryDirectory(self) / "pgtwist.log"
+        logFile = logs.logFileFor(MainSettings(logType="file", logPath=str(path)))
+        self.addCleanup(logFile.close)
+        self.assertEqual(self._mode(path), 0o600)
+
+    def test_configured(self) -> None:
+        """
+        C{log_mode = 0640} creates the file 0640.
+        """
+        path = temporaryDirectory(self) / "pgtwist.log"
+        logFile = logs.logFileFor(MainSettings(logType="file", logPath=str(path), logMode=0o640))
+        self.addCleanup(logFile.close)
+        self.assertEqual(self._mode(path), 0o640)
+
+    def test_ownerWrites(self) -> None:
+        """
+        A mode without the owner's write bit still lets pgtwist write (as
+        PostgreSQL adds C{S_IWUSR}).
+        """
+        path = temporaryDirectory(self) / "pgtwist.log"
+        logFile = logs.logFileFor(MainSettings(logType="file", logPath=str(path), logMode=0o440))
+        self.addCleanup(logFile.close)
+        self.assertEqual(self._mode(path), 0o640)
+
+    def test_existingKept(self) -> None:
+        """
+        An existing file keeps its mode and its lines, as in PostgreSQL.
+        """
+        path = temporaryDirectory(self) / "pgtwist.log"
+        path.write_text("old\n")
+        os.chmod(str(path), 0o644)
+        logFile = logs.logFileFor(MainSettings(logType="file", logPath=str(path)))
+        self.addCleanup(logFile.close)
+        logFile.write("new\n")
+        self.assertEqual(self._mode(path), 0o644)
+        self.assertEqual(path.read_text(), "old\nnew\n")
+
+    def test_rotated(self) -> None:
+        """
+        The file a rotation starts is created with C{log_mode} too.
+        """
+        path = temporaryDirectory(self) / "pgtwist.log"
+        observer = logs.observerFor(
+            MainSettings(logType="file", logPath=str(path), logRotationSize=100)
+        )
+        for number in range(2):
+            observer(_event("line {number} " + "x" * 100, number=number))
+        self.assertEqual(self._mode(path.parent / "pgtwist.log.1"), 0o600)
+        self.assertEqual(self._mode(path), 0o600)
 
 
 class ReloadTests(SynchronousTestCase):
