@@ -8,6 +8,12 @@ is its backend's real pid (so C{pg_stat_activity}, C{pg_terminate_backend}
 and NOTIFY pids agree with what the driver reports) and the secret is
 pgtwist's. A key is forgotten when its client disconnects, so a stale key
 never reaches a backend that now serves someone else.
+
+Secrets come from L{secrets} and have PostgreSQL's 32 random bits, held as
+the signed Int32 the wire codec reads and writes (a secret of 2**31 or more
+on the wire is a negative int here, the same four bytes either way). With
+several worker processes the lowest bits name the worker that owns the key:
+as few as the count needs (1 for 2 workers, 4 for 16).
 """
 
 from __future__ import annotations
@@ -29,8 +35,25 @@ from pgtwist.wire.messages import CancelRequest
 CancelTarget = Callable[[], Any]
 
 
-#: The low bits of a cancel secret that name its worker process (16 at most).
+#: The low bits of a cancel secret that can name its worker process (16 at most).
 WORKER_MASK = 0xF
+
+
+def randomSecret() -> int:
+    """
+    A cancel secret: 32 bits from L{secrets}, as a signed Int32 (what
+    C{BackendKeyData} and C{CancelRequest} carry and the codec decodes).
+    """
+    value = secrets.randbits(32)
+    return value - (1 << 32) if value >= 1 << 31 else value
+
+
+def workerMask(workers: int) -> int:
+    """
+    The low bits of a secret that name one of C{workers} processes: none for
+    one worker, then as many as C{workers - 1} needs.
+    """
+    return (1 << (max(workers, 1) - 1).bit_length()) - 1
 
 
 class CancelRegistry:
@@ -49,13 +72,14 @@ class CancelRegistry:
         forward: Callable[[int, bytes], None] | None = None,
     ) -> None:
         self._reactor = reactor
-        self._randomInt = randomInt or (lambda: secrets.randbits(31))
+        self._randomInt = randomInt or randomSecret
         self._targets: dict[tuple[int, int], CancelTarget] = {}
         #: With several worker processes, a secret's low bits name the worker
         #: that owns the key, and C{forward(worker, packet)} sends a
         #: CancelRequest that reached the wrong worker to the right one.
         self.workerIndex = workerIndex
         self.workers = workers
+        self._mask = workerMask(workers)
         self._forward = forward
 
     def __len__(self) -> int:
@@ -68,7 +92,7 @@ class CancelRegistry:
         while True:
             secret = self._randomInt()
             if self.workers > 1:
-                secret = (secret & ~WORKER_MASK) | self.workerIndex
+                secret = (secret & ~self._mask) | self.workerIndex
             if (processId, secret) not in self._targets:
                 break
         self._targets[(processId, secret)] = target
@@ -86,7 +110,7 @@ class CancelRegistry:
         was known and its client had a backend.
         """
         if self.workers > 1 and self._forward is not None:
-            owner = request.secretKey & WORKER_MASK
+            owner = request.secretKey & self._mask
             if owner != self.workerIndex:
                 if owner < self.workers:
                     self._forward(owner, codec.encode(request))

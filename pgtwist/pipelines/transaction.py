@@ -33,7 +33,7 @@ streamed).
 
 from __future__ import annotations
 
-import random
+import secrets
 from collections import deque
 from typing import Any
 
@@ -193,7 +193,7 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
         if known is not None:
             self.settings = ClientSettings(*known)
             self._loggedIn = True
-            self.frontend.completeLogin(self.settings.reported, random.getrandbits(31) or 1)
+            self.frontend.completeLogin(self.settings.reported, secrets.randbits(31) or 1)
             return
         self.frontend.pauseReading()
         d = self._acquiring = self.pool.acquire(self.frontend.key, None)
@@ -232,7 +232,7 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
         if self._done:
             return
         self._loggedIn = True
-        self.frontend.completeLogin(self.settings.reported, random.getrandbits(31) or 1)
+        self.frontend.completeLogin(self.settings.reported, secrets.randbits(31) or 1)
 
     def _ebLoginSettings(self, reason: Failure, backend: IBackendLink) -> None:
         self.pool.discard(backend, reason.getErrorMessage())

@@ -8,9 +8,10 @@ from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from pgtwist.config.model import ServerSettings
-from pgtwist.net.cancel import CancelRegistry
+from pgtwist.net import cancel
+from pgtwist.net.cancel import CancelRegistry, randomSecret
 from pgtwist.wire import codec
-from pgtwist.wire.messages import CancelRequest
+from pgtwist.wire.messages import BackendKeyData, CancelRequest
 
 SERVER = ServerSettings("primary", "127.0.0.1", 5432, True)
 
@@ -77,3 +78,72 @@ class CancelRegistryTests(SynchronousTestCase):
         """
         secret = self.registry.register(500, lambda: None)
         self.assertFalse(self.registry.cancel(CancelRequest(500, secret)))
+
+
+class _FakeSecrets:
+    """
+    Stands for the L{secrets} module: hands out given values and records
+    how many bits were asked for.
+    """
+
+    def __init__(self, *values: int) -> None:
+        self.values = list(values)
+        self.bits: list[int] = []
+
+    def randbits(self, bits: int) -> int:
+        self.bits.append(bits)
+        return self.values.pop(0)
+
+
+class SecretTests(SynchronousTestCase):
+    """
+    Secrets come from L{secrets} with PostgreSQL's 32 bits, and every one of
+    them survives the trip to the client and back.
+    """
+
+    def test_thirtyTwoBits(self) -> None:
+        """
+        L{randomSecret} asks L{secrets} for 32 bits and returns them as the
+        signed Int32 the codec decodes: 2**31 and above become negative.
+        """
+        fake = _FakeSecrets(0, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF)
+        self.patch(cancel, "secrets", fake)
+        self.assertEqual([randomSecret() for _ in range(4)], [0, 0x7FFFFFFF, -(2**31), -1])
+        self.assertEqual(fake.bits, [32, 32, 32, 32])
+
+    def test_registryDefault(self) -> None:
+        """
+        A registry with one worker gives clients all 32 bits of the secret.
+        """
+        self.patch(cancel, "secrets", _FakeSecrets(0xDEADBEEF))
+        registry = CancelRegistry(MemoryReactor())
+        secret = registry.register(500, lambda: None)
+        self.assertEqual(secret & 0xFFFFFFFF, 0xDEADBEEF)
+
+    def test_highBitRoundTrip(self) -> None:
+        """
+        A secret with its top bit set goes out in BackendKeyData as the four
+        bytes a client stores, and the CancelRequest a client builds from
+        those bytes (libpq sends them back as they came) cancels.
+        """
+        self.patch(cancel, "secrets", _FakeSecrets(0xF00DCAFE))
+        reactor = MemoryReactor()
+        registry = CancelRegistry(reactor)
+        secret = registry.register(500, lambda: (SERVER, 500, 9999))
+        keyData = codec.encode(BackendKeyData(500, secret))
+        self.assertEqual(keyData[-4:], bytes.fromhex("f00dcafe"))
+        packet = (16).to_bytes(4, "big") + (80877102).to_bytes(4, "big") + keyData[-8:]
+        request = codec.decodeStartupPacket(packet[4:])
+        self.assertEqual(request, CancelRequest(500, secret))
+        self.assertEqual(codec.encode(request), packet)
+        self.assertTrue(registry.cancel(request))
+        self.assertEqual(len(reactor.tcpClients), 1)
+
+    def test_randomSecretsDiffer(self) -> None:
+        """
+        The real source gives different secrets, some with the top bit set.
+        """
+        values = {randomSecret() for _ in range(200)}
+        self.assertGreater(len(values), 190)
+        self.assertTrue(any(v < 0 for v in values))
+        self.assertTrue(all(-(2**31) <= v < 2**31 for v in values))

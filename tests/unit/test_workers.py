@@ -9,7 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pgtwist.app.workers import shareOf
 from pgtwist.config.model import ServerSettings
-from pgtwist.net.cancel import WORKER_MASK, CancelRegistry
+from pgtwist.net.cancel import WORKER_MASK, CancelRegistry, workerMask
 from pgtwist.wire import codec
 from pgtwist.wire.messages import CancelRequest
 
@@ -52,11 +52,11 @@ class WorkerCancelTests(SynchronousTestCase):
 
     def test_secretNamesWorker(self) -> None:
         """
-        Secrets registered by worker 1 carry 1 in their low bits.
+        Secrets registered by worker 1 of 3 carry 1 in their two low bits.
         """
         for _ in range(20):
             secret = self.registry.register(42, lambda: (SERVER, 42, 7))
-            self.assertEqual(secret & WORKER_MASK, 1)
+            self.assertEqual(secret & 0b11, 1)
 
     def test_ownKeyCancelledHere(self) -> None:
         """
@@ -79,5 +79,35 @@ class WorkerCancelTests(SynchronousTestCase):
         """
         A key naming a worker that does not exist goes nowhere.
         """
-        self.assertFalse(self.registry.cancel(CancelRequest(42, (1 << 4) | 9)))
+        self.assertFalse(self.registry.cancel(CancelRequest(42, (1 << 4) | 3)))
         self.assertEqual(self.forwarded, [])
+
+    def test_fewestBits(self) -> None:
+        """
+        Only as many low bits as the worker count needs name the worker; the
+        rest of the 32 stay random (31 for 2 workers, 28 for 16).
+        """
+        self.assertEqual(
+            [workerMask(n) for n in (1, 2, 3, 4, 5, 8, 9, 16)],
+            [0, 1, 3, 3, 7, 7, 15, 15],
+        )
+        self.assertEqual(workerMask(16), WORKER_MASK)
+
+    def test_highBitKept(self) -> None:
+        """
+        A secret with its top bit set keeps it when the worker bits are set,
+        and is routed by them.
+        """
+        registry = CancelRegistry(
+            self.reactor,
+            randomInt=lambda: -(2**31),
+            workerIndex=1,
+            workers=2,
+            forward=lambda worker, packet: self.forwarded.append((worker, packet)),
+        )
+        secret = registry.register(42, lambda: (SERVER, 42, 7))
+        self.assertEqual(secret, -(2**31) + 1)
+        self.assertTrue(registry.cancel(CancelRequest(42, secret)))
+        request = CancelRequest(42, -2)
+        self.assertFalse(registry.cancel(request))
+        self.assertEqual(self.forwarded, [(0, codec.encode(request))])
