@@ -555,9 +555,9 @@ def formatSetting(value: object) -> str:
 
 def _configValue(field: str, value: object) -> str:
     """
-    A main-section setting as the file spells it; C{log_mode} in octal.
+    A main-section setting as the file spells it; C{log_file_mode} in octal.
     """
-    if field == "logMode" and isinstance(value, int):
+    if field == "logFileMode" and isinstance(value, int):
         return f"{value:04o}"
     return formatSetting(value)
 

@@ -62,7 +62,7 @@ class RotatingLogFile(LogFile):
     when a line is written, so a silent log is not rotated into empty files.
 
     A file it creates (at start, or after a rotation) gets C{mode} (the
-    C{log_mode} key, PostgreSQL's C{log_file_mode}) before anything is
+    C{log_file_mode} key, PostgreSQL's C{log_file_mode}) before anything is
     written to it, whatever the umask: the log holds client addresses and
     the user names of failed logins. An existing file keeps its own mode,
     as in PostgreSQL.
@@ -131,14 +131,14 @@ def logFileFor(main: MainSettings, clock: Callable[[], float] = time.time) -> Ro
     """
     The C{log_path} file, rotated as C{log_rotation_size} and
     C{log_rotation_age} say (both 0 by default: never), created with
-    C{log_mode}.
+    C{log_file_mode}.
     """
     return RotatingLogFile.fromFullPath(  # type: ignore[no-any-return]
         main.logPath,
         rotateLength=main.logRotationSize or None,
         maxAge=main.logRotationAge,
         clock=clock,
-        mode=main.logMode,
+        mode=main.logFileMode,
     )
 
 

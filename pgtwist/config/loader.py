@@ -46,10 +46,10 @@ from pgtwist.config.values import (
     parseDuration,
     parseEndpoint,
     parseEndpointList,
+    parseFileMode,
     parseHost,
     parseInt,
     parseLogLevel,
-    parseLogMode,
     parseName,
     stripQuotes,
 )
@@ -81,7 +81,7 @@ DEFAULT_AUTH_METHODS = ("trust", "reject", "password", "md5", "scram-sha-256", "
 #: pgagroal keys pgtwist reads without using (yet): accepted silently.
 _IGNORED_MAIN_KEYS = frozenset(
     """
-    auth_query ev_backend hugepage log_line_prefix
+    auth_query ev_backend hugepage log_line_prefix log_mode
     metrics_ca_file metrics_cache_max_age metrics_cache_max_size
     metrics_cert_file metrics_key_file pidfile rotate_frontend_password_length
     rotate_frontend_password_timeout tls_ca_file tls_cert_file tls_key_file
@@ -330,7 +330,7 @@ def _mainParsers(environ: Mapping[str, str]) -> dict[str, tuple[str, _Parser]]:
         "log_type": ("logType", lambda v: parseChoice(v, ("console", "file", "syslog"))),
         "log_level": ("logLevel", parseLogLevel),
         "log_path": ("logPath", lambda v: path(v) or _DEFAULT_MAIN.logPath),
-        "log_mode": ("logMode", parseLogMode),
+        "log_file_mode": ("logFileMode", parseFileMode),
         "log_connections": ("logConnections", parseBool),
         "log_disconnections": ("logDisconnections", parseBool),
         "max_connections": ("maxConnections", lambda v: parseInt(v, 1, 10000)),

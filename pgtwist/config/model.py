@@ -36,7 +36,7 @@ class MainSettings:
     logPath: str = "pgtwist.log"
     #: PostgreSQL's C{log_file_mode}: the permissions a log file pgtwist
     #: creates gets (an existing file keeps its own).
-    logMode: int = 0o600
+    logFileMode: int = 0o600
     logConnections: bool = False
     logDisconnections: bool = False
     maxConnections: int = 100

@@ -21,7 +21,7 @@ RESTART_KEYS = {
     "logType": "log_type",
     "logLevel": "log_level",
     "logPath": "log_path",
-    "logMode": "log_mode",
+    "logFileMode": "log_file_mode",
     "logRotationSize": "log_rotation_size",
     "logRotationAge": "log_rotation_age",
     "logFormat": "log_format",

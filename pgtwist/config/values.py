@@ -181,18 +181,14 @@ def parseInt(value: str, minimum: int | None = None, maximum: int | None = None)
     return number
 
 
-def parseLogMode(value: str) -> int:
+def parseFileMode(value: str) -> int:
     """
-    Parse C{log_mode}: permission bits in octal, as PostgreSQL's
-    C{log_file_mode} (C{0600}, C{0640}). pgagroal's C{log_mode} (C{append}
-    or C{create}, how it opens the file) is accepted so that a pgagroal.conf
-    still loads, and leaves the default: pgtwist always appends.
+    Parse permission bits in octal, as PostgreSQL's C{log_file_mode}
+    (C{0600}, C{0640}).
 
-    @raise ValueError: When the value is neither.
+    @raise ValueError: When the value is not three octal digits.
     """
     text = value.strip()
-    if text.lower() in ("a", "append", "c", "create"):
-        return 0o600
     if not re.fullmatch(r"0?[0-7]{3}", text):
         raise ValueError(f"expected permissions in octal such as 0600 or 0640, got {value!r}")
     return int(text, 8)

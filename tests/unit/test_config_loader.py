@@ -297,16 +297,17 @@ class MainFileTests(FilesTestCase):
         )
         self.assertEqual(self.warnings, [])
 
-    def test_logMode(self) -> None:
+    def test_logFileMode(self) -> None:
         """
-        C{log_mode} is octal, as PostgreSQL's C{log_file_mode}, default
-        0600; pgagroal's C{append} and C{create} leave the default.
+        C{log_file_mode} is octal, as PostgreSQL's, default 0600. pgagroal's
+        C{log_mode} (C{append} or C{create}, how it opens the file) is
+        another key: accepted, and it leaves the mode alone.
         """
         base = "[pgtwist]\nhost = *\nport = 1\n{}[p]\nhost = h\nport = 2\n"
-        self.assertEqual(self.load(base.format("")).main.logMode, 0o600)
-        self.assertEqual(self.load(base.format("log_mode = 0640\n")).main.logMode, 0o640)
-        self.assertEqual(self.load(base.format("log_mode = 644\n")).main.logMode, 0o644)
-        self.assertEqual(self.load(base.format("log_mode = append\n")).main.logMode, 0o600)
+        self.assertEqual(self.load(base.format("")).main.logFileMode, 0o600)
+        self.assertEqual(self.load(base.format("log_file_mode = 0640\n")).main.logFileMode, 0o640)
+        self.assertEqual(self.load(base.format("log_file_mode = 644\n")).main.logFileMode, 0o644)
+        self.assertEqual(self.load(base.format("log_mode = create\n")).main.logFileMode, 0o600)
 
     def test_commentsAndQuotes(self) -> None:
         """
@@ -482,8 +483,8 @@ class MainFileTests(FilesTestCase):
             ),
             ("workers = 0", "workers: expected an integer >= 1, got '0'"),
             (
-                "log_mode = 0999",
-                "log_mode: expected permissions in octal such as 0600 or 0640, got '0999'",
+                "log_file_mode = 0999",
+                "log_file_mode: expected permissions in octal such as 0600 or 0640, got '0999'",
             ),
             (
                 "max_prepared_statements = -1",

@@ -191,7 +191,7 @@ class JSONFormatTests(SynchronousTestCase):
 
 class LogModeTests(SynchronousTestCase):
     """
-    C{log_mode}: the permissions of a log file pgtwist creates (PostgreSQL's
+    C{log_file_mode}: the permissions of a log file pgtwist creates (PostgreSQL's
     C{log_file_mode}), whatever the umask.
     """
 
@@ -215,10 +215,12 @@ class LogModeTests(SynchronousTestCase):
 
     def test_configured(self) -> None:
         """
-        C{log_mode = 0640} creates the file 0640.
+        C{log_file_mode = 0640} creates the file 0640.
         """
         path = temporaryDirectory(self) / "pgtwist.log"
-        logFile = logs.logFileFor(MainSettings(logType="file", logPath=str(path), logMode=0o640))
+        logFile = logs.logFileFor(
+            MainSettings(logType="file", logPath=str(path), logFileMode=0o640)
+        )
         self.addCleanup(logFile.close)
         self.assertEqual(self._mode(path), 0o640)
 
@@ -228,7 +230,9 @@ class LogModeTests(SynchronousTestCase):
         PostgreSQL adds C{S_IWUSR}).
         """
         path = temporaryDirectory(self) / "pgtwist.log"
-        logFile = logs.logFileFor(MainSettings(logType="file", logPath=str(path), logMode=0o440))
+        logFile = logs.logFileFor(
+            MainSettings(logType="file", logPath=str(path), logFileMode=0o440)
+        )
         self.addCleanup(logFile.close)
         self.assertEqual(self._mode(path), 0o640)
 
@@ -247,7 +251,7 @@ class LogModeTests(SynchronousTestCase):
 
     def test_rotated(self) -> None:
         """
-        The file a rotation starts is created with C{log_mode} too.
+        The file a rotation starts is created with C{log_file_mode} too.
         """
         path = temporaryDirectory(self) / "pgtwist.log"
         observer = logs.observerFor(
