@@ -177,6 +177,19 @@ class MessageWalker:
         self._need = want - body if body < want else 0
         self.atBoundary = False
 
+    def _fillHeader(self, data: bytes, offset: int) -> int:
+        """
+        Move bytes of C{data} from C{offset} into a cut header, up to its
+        five bytes; return the offset after them.
+        """
+        held = self._held
+        take = 5 - len(held)
+        available = len(data) - offset
+        if take > available:
+            take = available
+        held += data[offset : offset + take]
+        return offset + take
+
     def _fill(self, data: bytes, offset: int) -> int:
         """
         Move bytes of C{data} from C{offset} into the held message, up to
@@ -222,11 +235,7 @@ class MessageWalker:
                 continue
             held = self._held
             if len(held) < 5:
-                take = 5 - len(held)
-                if take > size - offset:
-                    take = size - offset
-                held += data[offset : offset + take]
-                offset += take
+                offset = self._fillHeader(data, offset)
                 if len(held) < 5:
                     return
                 type, length = self._header(held)
@@ -323,11 +332,7 @@ class MessageWalker:
                 continue
             held = self._held
             if len(held) < 5:
-                take = 5 - len(held)
-                if take > size - offset:
-                    take = size - offset
-                held += data[offset : offset + take]
-                offset += take
+                offset = self._fillHeader(data, offset)
                 if len(held) < 5:
                     return size
                 _, length = self._header(held)
