@@ -54,32 +54,24 @@ from pgtwist.interfaces import (
 )
 from pgtwist.pipelines._base import PipelineSessionBase
 from pgtwist.pipelines._expect import (
-    _BIND,
-    _CLOSE,
     _CLOSE_COMPLETE,
-    _DESCRIBE_PORTAL,
-    _DESCRIBE_STATEMENT,
-    _DUPLICATE_STATEMENT,
     _EXECUTE,
     _EXTENDED_REQUESTS,
     _FAKE,
     _LOCAL,
-    _NO_UNNAMED,
     _PARSE,
     _PARSE_COMPLETE,
     _PASSTHROUGH,
     _QUERY,
-    _RAISE_PORTAL,
     _READY_IDLE,
     _STREAMED,
     _SYNC,
-    _UNDEFINED_STATEMENT,
     _canReset,
     _Expect,
-    _frame,
     _warning,
 )
 from pgtwist.pipelines._responses import ResponseRelay
+from pgtwist.pipelines._rewrite import StatementRewriter
 from pgtwist.pipelines._settings import (
     ClientSettings,
     LoginCache,
@@ -89,11 +81,8 @@ from pgtwist.pipelines._settings import (
     syncStatements,
 )
 from pgtwist.pipelines._statements import (
-    STALE,
     StatementKey,
     StatementRegistry,
-    remember,
-    renameBind,
     splitName,
 )
 from pgtwist.pipelines.serverstate import ServerSession, serverSession
@@ -101,11 +90,7 @@ from pgtwist.wire import codec, constants, errors
 from pgtwist.wire.codec import HEADER
 from pgtwist.wire.errors import ProtocolViolation
 from pgtwist.wire.messages import (
-    Bind,
-    Close,
     ErrorResponse,
-    Execute,
-    Parse,
 )
 from pgtwist.wire.sql import quoteIdentifier, quoteLiteral
 from pgtwist.wire.startupsettings import effectiveParameters
@@ -116,7 +101,7 @@ _UNUSED: list[bytes] = []
 
 
 @implementer(IPipelineSession)
-class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
+class TransactionPipelineSession(StatementRewriter, ResponseRelay, PipelineSessionBase):
     """
     Transaction-mode policy for one client.
     """
@@ -684,164 +669,6 @@ class TransactionPipelineSession(ResponseRelay, PipelineSessionBase):
             self._pump()
         if not self._waiting and not self._done:
             self.frontend.resumeReading()
-
-    def _extended(
-        self, type: bytes, body: bytes, out: list[bytes], tail: int | None = None
-    ) -> None:
-        """
-        Rewrite one Parse, Bind, Describe or Close; C{tail}: how many more
-        bytes of a Bind follow C{body}, relayed as they come.
-        """
-        backend = self.backend
-        assert backend is not None
-        expected = self._expected
-        if type == constants.PARSE:
-            self.stats.clientParseCount += 1
-            parse: Any = codec.decodeFrontend(type, body)
-            if parse.name and parse.name in self.statements:
-                message = f'prepared statement "{parse.name}" already exists'
-                self._raise(out, _DUPLICATE_STATEMENT, message)
-                return
-            feature = sessionFeature(parse.query.encode())
-            if feature is not None:
-                self._fake(_warning(feature))
-            key = StatementKey(parse.query, parse.parameterTypes, self.settings.searchPath)
-            server = self.registry.nameFor(key)
-            previous = self.statements.get(parse.name)
-            self.statements[parse.name] = key
-            if self.serverState.prepared.get(server) is True:
-                self.serverState.prepared.move_to_end(server)
-                if expected:
-                    self._queueChange(
-                        _Expect(_FAKE, client=parse.name, data=_PARSE_COMPLETE, previous=previous)
-                    )
-                else:
-                    self.frontend.write(_PARSE_COMPLETE)
-            else:
-                self._prepare(out, server, key, True, parse.name, previous)
-        elif type == constants.BIND:
-            self.stats.bindCount += 1
-            portalEnd = body.index(b"\x00") + 1
-            name, _ = splitName(body, portalEnd)
-            found = self._useStatement(out, type, body, name, _BIND, tail)
-            if found is None:
-                return
-            server, key = found
-            renamed = renameBind(body, server)
-            out.append(codec.frame(type, renamed) if tail is None else _frame(type, renamed, tail))
-            expected.append(_Expect(_BIND, name=server, key=key))
-            if resetsStatements(key.query.encode()) and _canReset(
-                key.query.encode(), backend.transactionStatus
-            ):
-                self._resetStatements()
-        elif type == constants.DESCRIBE:
-            kind = body[:1]
-            if kind != b"S":
-                out.append(codec.frame(type, body))
-                expected.append(_Expect(_DESCRIBE_PORTAL))
-                return
-            name, _ = splitName(body, 1)
-            found = self._useStatement(out, type, body, name, _DESCRIBE_STATEMENT)
-            if found is None:
-                return
-            server, key = found
-            out.append(codec.frame(type, b"S" + codec.encodeString(server)))
-            expected.append(_Expect(_DESCRIBE_STATEMENT, name=server, key=key))
-        else:  # Close
-            kind = body[:1]
-            if kind != b"S":
-                out.append(codec.frame(type, body))
-                expected.append(_Expect(_CLOSE))
-                return
-            name, _ = splitName(body, 1)
-            removed = self.statements.pop(name, None)
-            if expected:
-                self._queueChange(_Expect(_FAKE, client=name, key=removed, data=_CLOSE_COMPLETE))
-            else:
-                self.frontend.write(_CLOSE_COMPLETE)
-
-    def _useStatement(
-        self,
-        out: list[bytes],
-        type: bytes,
-        body: bytes,
-        name: str,
-        kind: int,
-        tail: int | None = None,
-    ) -> tuple[str, StatementKey] | None:
-        """
-        The server-side name and key of the client statement a Bind or
-        Describe names, prepared on this backend. When the client has no such
-        statement, the message goes on as sent (PostgreSQL answers 26000
-        with the client's own name), or for the unnamed statement, the error
-        is raised here (the backend's unnamed statement is pgtwist's); then
-        C{None}.
-        """
-        key = self.statements.get(name)
-        if key is None:
-            if not name:
-                self._raise(out, _UNDEFINED_STATEMENT, _NO_UNNAMED)
-            else:
-                out.append(_frame(type, body, tail))
-                self._expected.append(_Expect(kind))
-            return None
-        server = self.registry.nameFor(key)
-        self._ensurePrepared(out, server, key)
-        return server, key
-
-    def _ensurePrepared(self, out: list[bytes], server: str, key: StatementKey) -> None:
-        backend = self.backend
-        assert backend is not None
-        state = self.serverState.prepared.get(server)
-        if state is True:
-            self.serverState.prepared.move_to_end(server)
-            return
-        self._prepare(out, server, key, forward=False)
-
-    def _prepare(
-        self,
-        out: list[bytes],
-        server: str,
-        key: StatementKey,
-        forward: bool,
-        client: str | None = None,
-        previous: StatementKey | None = None,
-    ) -> None:
-        backend = self.backend
-        assert backend is not None
-        if self.serverState.prepared.get(server) is STALE:
-            # PostgreSQL still holds it: close it before preparing it again.
-            del self.serverState.prepared[server]
-            out.append(codec.encode(Close(b"S", server)))
-            self._expected.append(_Expect(_CLOSE, forward=False, name=server, key=key))
-        self.stats.serverParseCount += 1
-        out.append(codec.encode(Parse(server, key.query, key.parameterTypes)))
-        self._queueChange(
-            _Expect(_PARSE, forward=forward, name=server, client=client, key=key, previous=previous)
-        )
-        for evicted in remember(self.serverState.prepared, server, self.maxPrepared):
-            out.append(codec.encode(Close(b"S", evicted)))
-            self._expected.append(_Expect(_CLOSE, forward=False, name=evicted))
-
-    def _raise(self, out: list[bytes], sqlstate: str, message: str) -> None:
-        """
-        Make PostgreSQL itself raise an error at this point of the batch, so
-        that it skips to the next Sync and fails an open transaction exactly
-        as it would have for the client's own message.
-        """
-        # Quoted twice (the message inside the block, the block inside DO):
-        # a message naming a client's statement holds whatever it chose.
-        raise_ = f"RAISE EXCEPTION USING ERRCODE = {quoteLiteral(sqlstate)}, "
-        block = f"DO {quoteLiteral(f'BEGIN {raise_}MESSAGE = {quoteLiteral(message)}; END')}"
-        # A portal of pgtwist's own: the client's unnamed one stays as it was.
-        out.append(codec.encode(Parse("", block)))
-        out.append(codec.encode(Bind(_RAISE_PORTAL, "")))
-        out.append(codec.encode(Execute(_RAISE_PORTAL)))
-        self._expected.append(_Expect(_PARSE, forward=False))
-        self._expected.append(_Expect(_BIND, forward=False))
-        self._expected.append(_Expect(_EXECUTE))
-
-    # -- giving the backend back --------------------------------------------------------
 
     def _releasable(self) -> bool:
         backend = self.backend
