@@ -30,7 +30,7 @@ from pgtwist.admin.management import Management
 from pgtwist.app import bootstrap
 from pgtwist.config.model import Configuration
 from pgtwist.config.restart import restartRequired
-from pgtwist.net.cancel import CancelRegistry
+from pgtwist.net.cancel import CancelRegistry, OfferedCancelFactory
 from pgtwist.net.endpoints import listenEndpoints, managementEndpoint
 from pgtwist.net.frontend import ConsoleOnlyFactory, FrontendFactory
 from pgtwist.net.listeners import ListenerService
@@ -80,14 +80,19 @@ class PoolerService(MultiService):
         )
         self.listeners: list[ListenerService] = []
         descriptions = worker.listen if worker is not None else listenEndpoints(config.main)
-        if worker is not None:
-            # The supervisor owns the shared listeners; this worker also takes
-            # CancelRequests other workers forward to it.
-            descriptions = [*descriptions, worker.cancelEndpoint]
         for description in descriptions:
             listener = ListenerService(reactor, description, self.factory)
             listener.setServiceParent(self)
             self.listeners.append(listener)
+        if worker is not None:
+            # The supervisor owns the shared listeners; this worker also takes
+            # the CancelRequests other workers offer it, on a socket of its own
+            # that speaks nothing else.
+            offered = ListenerService(
+                reactor, worker.cancelEndpoint, OfferedCancelFactory(self.cancels, reactor)
+            )
+            offered.setServiceParent(self)
+            self.listeners.append(offered)
         #: The admin console (a virtual database on every listener, and the
         #: only thing the C{management} port serves).
         self.console = Console(self, reactor)

@@ -7,9 +7,9 @@ The supervisor (the process twistd runs) listens on the unix socket and
 starts N workers that inherit it; each worker binds the TCP address itself
 with C{SO_REUSEPORT}, so the kernel spreads new connections over them. Each
 worker runs a full pgtwist with C{max_connections / N} backends (the first
-ones get the remainder). A client's cancel secret names its worker in its
-low bits, so a CancelRequest that lands on another worker is forwarded over
-a private unix socket to the right one. Worker 0 also serves the management
+ones get the remainder). A CancelRequest that lands on a worker that did
+not give out its key is offered to every other worker over their private
+unix sockets (no bit of the secret names the worker). Worker 0 also serves the management
 port, metrics and the manhole (describing itself only). SIGHUP reaches every
 worker; a worker that dies is started again.
 """
@@ -34,11 +34,12 @@ from twisted.python.failure import Failure
 
 from pgtwist.app import bootstrap
 from pgtwist.config.model import Configuration, MainSettings
-from pgtwist.net.cancel import WORKER_MASK, _CancelFactory
+from pgtwist.net.cancel import _CancelFactory
 from pgtwist.net.endpoints import listenBacklog, socketPath, tcpHost
 
-#: The most workers: their index must fit the cancel secret's low bits.
-MAX_WORKERS = WORKER_MASK + 1
+#: The most workers: a CancelRequest that reaches a worker that does not know
+#: its key is offered to every other one, so the count bounds that fan-out.
+MAX_WORKERS = 16
 
 
 def shareOf(maxConnections: int, index: int, count: int) -> int:

@@ -11,32 +11,36 @@ never reaches a backend that now serves someone else.
 
 Secrets come from L{secrets} and have PostgreSQL's 32 random bits, held as
 the signed Int32 the wire codec reads and writes (a secret of 2**31 or more
-on the wire is a negative int here, the same four bytes either way). With
-several worker processes the lowest bits name the worker that owns the key:
-as few as the count needs (1 for 2 workers, 4 for 16).
+on the wire is a negative int here, the same four bytes either way). No bit
+of a secret names a worker process: with several workers, a CancelRequest
+whose key the worker that took it does not know is offered to every other
+worker over their private unix sockets, and only the one that gave out the
+key (all 64 bits of it) forwards it to PostgreSQL. A request that arrives
+that way is never offered on again.
 """
 
 from __future__ import annotations
 
 import secrets
+import struct
 from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.interfaces import IAddress
-from twisted.internet.protocol import ClientFactory, Protocol
+from twisted.internet.protocol import ClientFactory, Factory, Protocol
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from pgtwist.net.endpoints import connectServer
-from pgtwist.wire import codec
+from pgtwist.wire import codec, constants
 from pgtwist.wire.messages import CancelRequest
 
 #: Something that can tell which backend a client is using now:
 #: returns (server, processId, secretKey) or None.
 CancelTarget = Callable[[], Any]
 
-
-#: The low bits of a cancel secret that can name its worker process (16 at most).
-WORKER_MASK = 0xF
+#: The size of a CancelRequest packet (length word included).
+CANCEL_REQUEST_LENGTH = 16
 
 
 def randomSecret() -> int:
@@ -46,14 +50,6 @@ def randomSecret() -> int:
     """
     value = secrets.randbits(32)
     return value - (1 << 32) if value >= 1 << 31 else value
-
-
-def workerMask(workers: int) -> int:
-    """
-    The low bits of a secret that name one of C{workers} processes: none for
-    one worker, then as many as C{workers - 1} needs.
-    """
-    return (1 << (max(workers, 1) - 1).bit_length()) - 1
 
 
 class CancelRegistry:
@@ -74,12 +70,10 @@ class CancelRegistry:
         self._reactor = reactor
         self._randomInt = randomInt or randomSecret
         self._targets: dict[tuple[int, int], CancelTarget] = {}
-        #: With several worker processes, a secret's low bits name the worker
-        #: that owns the key, and C{forward(worker, packet)} sends a
-        #: CancelRequest that reached the wrong worker to the right one.
+        #: With several worker processes, C{forward(worker, packet)} offers a
+        #: CancelRequest this worker does not know to worker C{worker}.
         self.workerIndex = workerIndex
         self.workers = workers
-        self._mask = workerMask(workers)
         self._forward = forward
 
     def __len__(self) -> int:
@@ -91,8 +85,6 @@ class CancelRegistry:
         """
         while True:
             secret = self._randomInt()
-            if self.workers > 1:
-                secret = (secret & ~self._mask) | self.workerIndex
             if (processId, secret) not in self._targets:
                 break
         self._targets[(processId, secret)] = target
@@ -106,21 +98,31 @@ class CancelRegistry:
 
     def cancel(self, request: CancelRequest) -> bool:
         """
-        Forward C{request} to the backend its key names. Returns whether the key
-        was known and its client had a backend.
+        Forward C{request} (from a client) to the backend its key names, or
+        offer it to the other workers when this one does not know the key.
+        Returns whether the key was known here and its client had a backend.
         """
+        if (request.processId, request.secretKey) in self._targets:
+            return self.cancelHere(request)
         if self.workers > 1 and self._forward is not None:
-            owner = request.secretKey & self._mask
-            if owner != self.workerIndex:
-                if owner < self.workers:
-                    self._forward(owner, codec.encode(request))
-                return False
+            packet = codec.encode(request)
+            for worker in range(self.workers):
+                if worker != self.workerIndex:
+                    self._forward(worker, packet)
+            return False
+        self.log.info(
+            "CancelRequest with an unknown key for pid {backendPid}",
+            backendPid=request.processId,
+        )
+        return False
+
+    def cancelHere(self, request: CancelRequest) -> bool:
+        """
+        Forward C{request} to the backend its key names if this worker gave
+        out the key; never offer it to another worker (it came from one).
+        """
         target = self._targets.get((request.processId, request.secretKey))
         if target is None:
-            self.log.info(
-                "CancelRequest with an unknown key for pid {backendPid}",
-                backendPid=request.processId,
-            )
             return False
         current = target()
         if current is None:
@@ -157,3 +159,70 @@ class _CancelFactory(ClientFactory):
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol:
         return _CancelSender(self._packet)
+
+
+class _OfferedCancel(Protocol):
+    """
+    One CancelRequest another worker offers on this worker's private unix
+    socket: exactly one 16-byte packet, read within a few seconds; anything
+    else closes the connection unanswered.
+    """
+
+    #: Seconds a sender has to deliver its packet.
+    timeOut = 5.0
+
+    def __init__(self, registry: CancelRegistry, reactor: Any) -> None:
+        self._registry = registry
+        self._reactor = reactor
+        self._buffer: bytes | None = b""
+        self._timer: Any = None
+
+    def connectionMade(self) -> None:
+        """
+        Start the clock: a sender that stalls is dropped.
+        """
+        assert self.transport is not None
+        self._timer = self._reactor.callLater(self.timeOut, self.transport.loseConnection)
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Collect the packet; act on it once whole.
+        """
+        assert self.transport is not None
+        if self._buffer is None:
+            return
+        self._buffer += data
+        if len(self._buffer) < CANCEL_REQUEST_LENGTH:
+            return
+        packet, self._buffer = self._buffer[:CANCEL_REQUEST_LENGTH], None
+        self.transport.loseConnection()
+        length, code, processId, secretKey = struct.unpack("!iiii", packet)
+        if length == CANCEL_REQUEST_LENGTH and code == constants.CANCEL_REQUEST_CODE:
+            self._registry.cancelHere(CancelRequest(processId, secretKey))
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
+        """
+        Stop the clock.
+        """
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+
+class OfferedCancelFactory(Factory):
+    """
+    Serves a worker's private cancel socket: CancelRequests offered by the
+    other workers, and nothing else (it is not a client listener).
+    """
+
+    noisy = False
+
+    def __init__(self, registry: CancelRegistry, reactor: Any) -> None:
+        self._registry = registry
+        self._reactor = reactor
+
+    def buildProtocol(self, addr: IAddress | None) -> Protocol:
+        """
+        One protocol per offered request.
+        """
+        return _OfferedCancel(self._registry, self._reactor)

@@ -1,15 +1,20 @@
 """
-Tests for L{pgtwist.app.workers} and the worker bits of cancel keys.
+Tests for L{pgtwist.app.workers} and cancel routing between workers.
 """
 
 from __future__ import annotations
 
-from twisted.internet.testing import MemoryReactor
+import struct
+
+from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import Protocol
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from pgtwist.app.workers import shareOf
 from pgtwist.config.model import ServerSettings
-from pgtwist.net.cancel import WORKER_MASK, CancelRegistry, workerMask
+from pgtwist.net.cancel import CancelRegistry, OfferedCancelFactory
 from pgtwist.wire import codec
 from pgtwist.wire.messages import CancelRequest
 
@@ -37,12 +42,14 @@ class ShareTests(SynchronousTestCase):
 
 class WorkerCancelTests(SynchronousTestCase):
     """
-    A cancel secret names its worker; other workers forward the request.
+    No bit of a cancel secret names its worker: a request this worker does
+    not know is offered to every other worker, and an offered request is
+    only ever acted on where its key was given out.
     """
 
     def setUp(self) -> None:
         self.forwarded: list[tuple[int, bytes]] = []
-        self.reactor = MemoryReactor()
+        self.reactor = MemoryReactorClock()
         self.registry = CancelRegistry(
             self.reactor,
             workerIndex=1,
@@ -50,64 +57,126 @@ class WorkerCancelTests(SynchronousTestCase):
             forward=lambda worker, packet: self.forwarded.append((worker, packet)),
         )
 
-    def test_secretNamesWorker(self) -> None:
+    def test_secretsKeepAllBits(self) -> None:
         """
-        Secrets registered by worker 1 of 3 carry 1 in their two low bits.
+        Secrets are the random source's 32 bits, untouched by the worker index.
         """
-        for _ in range(20):
-            secret = self.registry.register(42, lambda: (SERVER, 42, 7))
-            self.assertEqual(secret & 0b11, 1)
+        values = iter([0, -1, 2**31 - 1, -(2**31)])
+        registry = CancelRegistry(
+            self.reactor, randomInt=lambda: next(values), workerIndex=1, workers=16
+        )
+        self.assertEqual(
+            [registry.register(pid, lambda: None) for pid in range(4)],
+            [0, -1, 2**31 - 1, -(2**31)],
+        )
 
     def test_ownKeyCancelledHere(self) -> None:
         """
-        A key of this worker is cancelled locally.
+        A key of this worker is cancelled locally and offered to nobody.
         """
         secret = self.registry.register(42, lambda: (SERVER, 42, 7))
         self.assertTrue(self.registry.cancel(CancelRequest(42, secret)))
         self.assertEqual(len(self.reactor.tcpClients), 1)
         self.assertEqual(self.forwarded, [])
 
-    def test_otherWorkersKeyForwarded(self) -> None:
+    def test_unknownKeyOfferedToOthers(self) -> None:
         """
-        A key of worker 2 is sent to worker 2, untouched.
+        A key this worker did not give out is offered, untouched, to every
+        other worker.
         """
-        request = CancelRequest(42, (12345 << 4) | 2)
+        request = CancelRequest(42, 12345)
         self.assertFalse(self.registry.cancel(request))
-        self.assertEqual(self.forwarded, [(2, codec.encode(request))])
+        packet = codec.encode(request)
+        self.assertEqual(self.forwarded, [(0, packet), (2, packet)])
 
-    def test_noSuchWorker(self) -> None:
+    def test_offeredKeyNotOfferedAgain(self) -> None:
         """
-        A key naming a worker that does not exist goes nowhere.
+        L{CancelRegistry.cancelHere} (a request another worker offered) acts
+        only on this worker's keys and offers nothing on, so requests never
+        go round in circles.
         """
-        self.assertFalse(self.registry.cancel(CancelRequest(42, (1 << 4) | 3)))
+        self.assertFalse(self.registry.cancelHere(CancelRequest(42, 12345)))
         self.assertEqual(self.forwarded, [])
+        secret = self.registry.register(42, lambda: (SERVER, 42, 7))
+        self.assertTrue(self.registry.cancelHere(CancelRequest(42, secret)))
+        self.assertEqual(len(self.reactor.tcpClients), 1)
 
-    def test_fewestBits(self) -> None:
-        """
-        Only as many low bits as the worker count needs name the worker; the
-        rest of the 32 stay random (31 for 2 workers, 28 for 16).
-        """
-        self.assertEqual(
-            [workerMask(n) for n in (1, 2, 3, 4, 5, 8, 9, 16)],
-            [0, 1, 3, 3, 7, 7, 15, 15],
-        )
-        self.assertEqual(workerMask(16), WORKER_MASK)
 
-    def test_highBitKept(self) -> None:
-        """
-        A secret with its top bit set keeps it when the worker bits are set,
-        and is routed by them.
-        """
-        registry = CancelRegistry(
+class OfferedCancelTests(SynchronousTestCase):
+    """
+    A worker's private cancel socket takes one CancelRequest and nothing else.
+    """
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.forwarded: list[tuple[int, bytes]] = []
+        self.registry = CancelRegistry(
             self.reactor,
-            randomInt=lambda: -(2**31),
-            workerIndex=1,
+            workerIndex=0,
             workers=2,
             forward=lambda worker, packet: self.forwarded.append((worker, packet)),
         )
-        secret = registry.register(42, lambda: (SERVER, 42, 7))
-        self.assertEqual(secret, -(2**31) + 1)
-        self.assertTrue(registry.cancel(CancelRequest(42, secret)))
-        request = CancelRequest(42, -2)
-        self.assertFalse(registry.cancel(request))
-        self.assertEqual(self.forwarded, [(0, codec.encode(request))])
+        self.secret = self.registry.register(42, lambda: (SERVER, 42, 7))
+
+    def connect(self) -> tuple[Protocol, StringTransport]:
+        protocol = OfferedCancelFactory(self.registry, self.reactor).buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def test_cancelInPieces(self) -> None:
+        """
+        A CancelRequest for a key of this worker, in pieces, reaches the
+        backend; the connection is closed.
+        """
+        protocol, transport = self.connect()
+        packet = codec.encode(CancelRequest(42, self.secret))
+        protocol.dataReceived(packet[:5])
+        self.assertEqual(self.reactor.tcpClients, [])
+        protocol.dataReceived(packet[5:])
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.forwarded, [])
+
+    def test_unknownKeyGoesNowhere(self) -> None:
+        """
+        An offered key this worker does not know is dropped, not offered on.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(codec.encode(CancelRequest(42, self.secret ^ 1)))
+        self.assertEqual(self.reactor.tcpClients, [])
+        self.assertEqual(self.forwarded, [])
+
+    def test_notACancelRequest(self) -> None:
+        """
+        Sixteen bytes that are not a CancelRequest (a startup packet, say)
+        close the connection and cancel nothing.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(struct.pack("!iiii", 16, 196608, 42, self.secret))
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.reactor.tcpClients, [])
+
+    def test_stalledSenderDropped(self) -> None:
+        """
+        A sender that stops before sixteen bytes is dropped after a few seconds.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(b"\x00\x00")
+        self.reactor.advance(5)
+        self.assertTrue(transport.disconnecting)
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_clockStoppedWhenDone(self) -> None:
+        """
+        A whole packet leaves no timer behind once the connection closes,
+        and bytes after it are ignored.
+        """
+        protocol, transport = self.connect()
+        packet = codec.encode(CancelRequest(42, self.secret))
+        protocol.dataReceived(packet + packet)
+        protocol.dataReceived(packet)
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(len(self.reactor.tcpClients), 1)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
