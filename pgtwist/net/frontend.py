@@ -504,7 +504,9 @@ class FrontendProtocol(Protocol):
             reason=reason,
         )
         if self.consoleRole is None:
-            self.factory.pool.statsFor(self.key).authFailure += 1
+            # Counted without creating anything keyed by names the client
+            # chose (they may be random): see L{IBackendPool.countAuthFailure}.
+            self.factory.pool.countAuthFailure(self.key)
         self.fail(error)
 
     def _authenticated(self) -> None:
