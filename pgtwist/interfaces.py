@@ -282,7 +282,9 @@ class IBackendPool(Interface):
     def statsFor(key: PoolKey) -> IPoolStats:
         """
         The statistics of C{key}'s pool, for the pipeline sessions and the
-        clients of that pool to add to.
+        clients of that pool to add to. The pool is created if there is
+        none: only for clients that authenticated (a refused login uses
+        L{countAuthFailure}).
         """
 
     def authRequestCode(key: PoolKey) -> int | None:

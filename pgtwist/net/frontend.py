@@ -460,7 +460,7 @@ class FrontendProtocol(Protocol):
         while frame is not None:
             type, body = frame
             if self._exchange is None:
-                # Before the exchange starts (HBA method all): kept for it.
+                # Before the exchange starts: kept for it.
                 self._pending += codec.frame(type, body)
             else:
                 if type != constants.PASSWORD_MESSAGE:
