@@ -68,7 +68,7 @@ from pgtwist.wire.messages import (
 #: of the pool (an AuthenticationRequest code) -> the method the client is
 #: asked for. Anything else, PostgreSQL's C{trust} and a pool never logged
 #: into included, is SCRAM-SHA-256: the client always proves the password
-#: pgtwist holds for the user (see L{FrontendProtocol._chooseMethod}).
+#: pgtwist holds for the user (see L{FrontendProtocol._methodForAll}).
 _METHOD_FOR_CODE = {
     constants.AUTH_CLEARTEXT_PASSWORD: "password",
     constants.AUTH_MD5_PASSWORD: "md5",
@@ -386,7 +386,9 @@ class FrontendProtocol(Protocol):
         password: then the client is asked the same, so that old clients
         keep working. A user pgtwist has no password for runs the same
         SCRAM exchange with a mock secret and gets the 28P01 of a wrong
-        password, whatever the database: names cannot be probed.
+        password, whatever the database, so names cannot be probed by the
+        answer (only the method asked tells a pool known to use md5 or
+        cleartext apart: docs/security.rst, Known gaps).
         """
         if self._lookupUser() is None:
             return "scram-sha-256"
