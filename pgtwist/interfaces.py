@@ -282,14 +282,25 @@ class IBackendPool(Interface):
     def statsFor(key: PoolKey) -> IPoolStats:
         """
         The statistics of C{key}'s pool, for the pipeline sessions and the
-        clients of that pool to add to.
+        clients of that pool to add to. The pool is created if there is
+        none: only for clients that authenticated (a refused login uses
+        L{countAuthFailure}).
         """
 
     def authRequestCode(key: PoolKey) -> int | None:
         """
         What PostgreSQL asked for when pgtwist last logged in for C{key}
-        (an C{AUTH_*} code), or C{None} before the first login: how the HBA
-        method C{all} resolves.
+        (an C{AUTH_*} code), or C{None} before the first login (or when
+        C{key} has no pool): how the HBA method C{all} resolves. Never
+        creates a pool.
+        """
+
+    def countAuthFailure(key: PoolKey) -> None:
+        """
+        A client asking for C{key} failed to authenticate: count it in the
+        pool-independent total, and in C{key}'s pool's statistics only if
+        that pool already exists. Nothing is created for C{key}: its names
+        come from a client that proved nothing, and may be random.
         """
 
 

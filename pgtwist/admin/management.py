@@ -126,6 +126,13 @@ class Management:
         """
         return self.service.pools.total
 
+    def authFailures(self) -> int:
+        """
+        Clients that failed to authenticate since start, whatever names
+        they gave (per-pool counts exist only for pools that exist).
+        """
+        return self.service.pools.authFailures
+
     def isPaused(self, database: str | None = None) -> bool:
         """
         Whether C{database}'s clients wait for a RESUME (C{None}: whether

@@ -165,6 +165,12 @@ class PoolerCollector:
             "Client connections open to pgtwist",
             value=len(management.clients()),
         )
+        yield CounterMetricFamily(
+            "pgtwist_auth_failure",
+            "Failed client authentications, all pools and names together (a refused "
+            "login counts in pgtwist_auth_user_bad_password only if its pool exists)",
+            value=management.authFailures(),
+        )
 
     def _connections(self) -> Iterator[Metric]:
         management = self.service.management

@@ -336,6 +336,7 @@ def _mainParsers(environ: Mapping[str, str]) -> dict[str, tuple[str, _Parser]]:
         "max_connections": ("maxConnections", lambda v: parseInt(v, 1, 10000)),
         "max_client_conn": ("maxClientConn", lambda v: parseInt(v, 1)),
         "idle_timeout": ("idleTimeout", parseDuration),
+        "autodb_idle_timeout": ("autodbIdleTimeout", parseDuration),
         "blocking_timeout": ("blockingTimeout", parseDuration),
         "authentication_timeout": ("authenticationTimeout", parseDuration),
         "max_connection_age": ("maxConnectionAge", parseDuration),

@@ -44,6 +44,9 @@ class MainSettings:
     #: (admin console included in the count, never refused by it).
     maxClientConn: int = 1000
     idleTimeout: float = 0.0
+    #: PgBouncer's C{autodb_idle_timeout}: a pool no databases-file line
+    #: names is forgotten once unused this long (0: never).
+    autodbIdleTimeout: float = 3600.0
     blockingTimeout: float = 30.0
     authenticationTimeout: float = 5.0
     maxConnectionAge: float = 0.0

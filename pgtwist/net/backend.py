@@ -194,10 +194,12 @@ class BackendProtocol(Protocol):
                 user=self.key[1],
                 reason=step.reason,
             )
+            # The reason (no vault password, a SCRAM server that failed to
+            # prove itself...) is logged above and stays out of the error,
+            # which reaches the client: vault details are for operators.
             error = step.error or errors.fatal(
                 constants.SQLSTATE_INVALID_PASSWORD,
                 f'password authentication failed for user "{self.key[1]}"',
-                detail=step.reason or None,
             )
             self._failLogin(BackendError(error))
 

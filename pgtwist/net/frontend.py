@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -65,12 +64,14 @@ from pgtwist.wire.messages import (
     StartupMessage,
 )
 
-#: AuthenticationRequest code -> the HBA method that answers it (for C{all}).
+#: HBA method C{all}: what PostgreSQL asked pgtwist for at an earlier login
+#: of the pool (an AuthenticationRequest code) -> the method the client is
+#: asked for. Anything else, PostgreSQL's C{trust} and a pool never logged
+#: into included, is SCRAM-SHA-256: the client always proves the password
+#: pgtwist holds for the user (see L{FrontendProtocol._methodForAll}).
 _METHOD_FOR_CODE = {
-    constants.AUTH_OK: "trust",
     constants.AUTH_CLEARTEXT_PASSWORD: "password",
     constants.AUTH_MD5_PASSWORD: "md5",
-    constants.AUTH_SASL: "scram-sha-256",
 }
 
 
@@ -155,7 +156,6 @@ class FrontendProtocol(Protocol):
         #: AuthenticationOk, held back to go out in one write with the rest
         #: of the login (see L{_authenticated}).
         self._loginReply = b""
-        self._resolving: Deferred[Any] | None = None
         self.lastActivity = factory.clock.seconds()
 
     # -- Protocol -------------------------------------------------------------
@@ -208,8 +208,6 @@ class FrontendProtocol(Protocol):
         self.factory.clients.discard(self)
         self.factory.consoles.discard(self)
         self._cancelAuthTimer()
-        if self._resolving is not None:
-            self._resolving.cancel()
         if self.secretKey:
             self.factory.cancels.unregister(self.processId, self.secretKey)
         session, self.session = self.session, None
@@ -372,44 +370,32 @@ class FrontendProtocol(Protocol):
             )
             return
         if rule.method == "all":
-            if self._lookupUser() is None and not self.factory.config.main.allowUnknownUsers:
-                # No password to log into PostgreSQL with, so do not ask it:
-                # refuse as it refuses an unknown role (SCRAM exchange, 28P01).
-                self._startExchange("scram-sha-256")
-                return
-            code = self.factory.pool.authRequestCode(self.key)
-            if code is None:
-                self._resolveAll()
-                return
-            self._startExchange(_METHOD_FOR_CODE.get(code, "scram-sha-256"))
+            self._startExchange(self._methodForAll())
             return
         self._startExchange(rule.method)
 
-    def _resolveAll(self) -> None:
+    def _methodForAll(self) -> str:
         """
-        HBA method C{all}: ask PostgreSQL what it wants by logging in once
-        (the backend then stays in the pool).
+        HBA method C{all} (pgagroal's: use what PostgreSQL asks for), without
+        asking PostgreSQL anything before the client has proven the password
+        pgtwist holds for the user (vault or frontend users): PostgreSQL's
+        answer is for pgtwist's address and the vault's password, not for
+        the client. So the client runs SCRAM-SHA-256, unless an earlier
+        login of this pool (a pool exists only for pairs that authenticated
+        or are configured) found that PostgreSQL asks for md5 or a cleartext
+        password: then the client is asked the same, so that old clients
+        keep working. A user pgtwist has no password for runs the same
+        SCRAM exchange with a mock secret and gets the 28P01 of a wrong
+        password, whatever the database, so names cannot be probed by the
+        answer (only the method asked tells a pool known to use md5 or
+        cleartext apart: docs/security.rst, Known gaps).
         """
-        self.transport.pauseProducing()  # type: ignore[union-attr]
-        d = self.factory.pool.acquire(self.key, {})
-        self._resolving = d
-
-        def resolved(backend: IBackendLink) -> None:
-            self._resolving = None
-            self.factory.pool.release(backend)
-            if self.state is FrontendState.CLOSED:
-                return
-            self.transport.resumeProducing()  # type: ignore[union-attr]
-            code = self.factory.pool.authRequestCode(self.key)
-            self._startExchange(_METHOD_FOR_CODE.get(code, "scram-sha-256"))
-
-        def failed(reason: Failure) -> None:
-            self._resolving = None
-            if self.state is FrontendState.CLOSED:
-                return
-            self._failFromPool(reason)
-
-        d.addCallbacks(resolved, failed)
+        if self._lookupUser() is None:
+            return "scram-sha-256"
+        code = self.factory.pool.authRequestCode(self.key)
+        if code is None:
+            return "scram-sha-256"
+        return _METHOD_FOR_CODE.get(code, "scram-sha-256")
 
     def _lookupUser(self) -> UserEntry | None:
         user = self.key[1]
@@ -476,7 +462,7 @@ class FrontendProtocol(Protocol):
         while frame is not None:
             type, body = frame
             if self._exchange is None:
-                # Before the exchange starts (HBA method all): kept for it.
+                # Before the exchange starts: kept for it.
                 self._pending += codec.frame(type, body)
             else:
                 if type != constants.PASSWORD_MESSAGE:
@@ -504,7 +490,9 @@ class FrontendProtocol(Protocol):
             reason=reason,
         )
         if self.consoleRole is None:
-            self.factory.pool.statsFor(self.key).authFailure += 1
+            # Counted without creating anything keyed by names the client
+            # chose (they may be random): see L{IBackendPool.countAuthFailure}.
+            self.factory.pool.countAuthFailure(self.key)
         self.fail(error)
 
     def _authenticated(self) -> None:

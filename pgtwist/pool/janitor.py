@@ -1,8 +1,9 @@
 # -*- test-case-name: tests.unit.test_admin_control,tests.integration.test_pool_operations -*-
 """
 Periodic maintenance (PgBouncer's janitor.c): prefill and minimum pool sizes,
-lifetimes of idle backends, background validation, and disconnecting idle
-clients (pgagroal's C{disconnect_client}).
+lifetimes of idle backends, background validation, dropping unused pools
+(PgBouncer's C{autodb_idle_timeout}), and disconnecting idle clients
+(pgagroal's C{disconnect_client}).
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ class Janitor(TimerService):
         ):
             self._lastValidation = now
             self.maintenance.validateIdle()
+        if main.autodbIdleTimeout > 0:
+            self.maintenance.dropUnusedPools(
+                main.autodbIdleTimeout, lambda: {client.key for client in self.factory.clients}
+            )
         if main.disconnectClient > 0:
             self.disconnectIdleClients(now, main.disconnectClient, main.disconnectClientForce)
 

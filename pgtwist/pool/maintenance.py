@@ -1,15 +1,19 @@
 # -*- test-case-name: tests.unit.test_janitor -*-
 """
 Pool maintenance: what the janitor asks of the pools between client
-requests (minimum sizes, connection age, background validation), apart
+requests (minimum sizes, connection age, background validation, dropping
+unused pools), apart
 from the lending and taking back that L{pgtwist.pool.poolset.PoolSet} does
 per request. It uses only the pool set's public operations.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
+
 from twisted.internet.interfaces import IReactorTime
 
+from pgtwist.config.model import PoolKey
 from pgtwist.pool.poolset import PoolSet
 
 
@@ -54,6 +58,38 @@ class PoolMaintenance:
             while missing > 0 and pools.hasRoomFor(pool):
                 pools.openBackend(pool)
                 missing -= 1
+
+    def dropUnusedPools(self, timeout: float, clientKeys: Callable[[], Collection[PoolKey]]) -> int:
+        """
+        PgBouncer's C{autodb_idle_timeout}: forget the pools that no
+        databases-file line names (C{all} lines do not count) once they
+        have had no backend, no waiter and no client for C{timeout}
+        seconds. Pools are made only for pairs that authenticated (or are
+        configured); without this, one client that knows a password could
+        still grow them (and C{/metrics}) by asking for database after
+        database. Returns how many were dropped.
+
+        @param clientKeys: Gives the keys of the clients connected now;
+            called once, and only if some pool has neither backend nor
+            waiter.
+        """
+        now = self.clock.seconds()
+        pools = self.pools
+        dropped = 0
+        inUse: Collection[PoolKey] | None = None
+        for key, pool in list(pools.pools.items()):
+            if pool.size or pool.waiters or pools.isConfigured(key):
+                pool.unusedSince = None
+                continue
+            if inUse is None:
+                inUse = clientKeys()
+            if key in inUse:
+                pool.unusedSince = None
+            elif pool.unusedSince is None:
+                pool.unusedSince = now
+            elif now - pool.unusedSince >= timeout and pools.dropPool(key):
+                dropped += 1
+        return dropped
 
     def validateIdle(self) -> None:
         """

@@ -102,6 +102,9 @@ class PoolSet(Service):
         self._waiting: dict[PoolKey, Pool] = {}
         self.total = 0
         self.servers = ServerSet(config.servers, reactor)
+        #: Clients that failed to authenticate, whatever names they gave
+        #: (see L{countAuthFailure}).
+        self.authFailures = 0
         #: Console PAUSE: every pool (C{pausedAll}) or those of some databases.
         self.pausedAll = False
         self.pausedDatabases: set[str] = set()
@@ -175,6 +178,39 @@ class PoolSet(Service):
         """
         pool = self.pools.get(key)
         return pool.authRequestCode if pool is not None else None
+
+    def countAuthFailure(self, key: PoolKey) -> None:
+        """
+        See L{IBackendPool.countAuthFailure}.
+        """
+        self.authFailures += 1
+        pool = self.pools.get(key)
+        if pool is not None:
+            pool.stats.authFailure += 1
+
+    def isConfigured(self, key: PoolKey) -> bool:
+        """
+        Whether a databases-file line names C{key}'s database and user
+        (neither C{all}): such a pool is kept however long it is unused
+        (see L{dropPool}).
+        """
+        return "all" not in key and any(
+            (limit.database, limit.user) == key for limit in self.config.limits
+        )
+
+    def dropPool(self, key: PoolKey) -> bool:
+        """
+        Forget C{key}'s pool, statistics included, if it has no backend and
+        no waiter (PgBouncer's C{autodb_idle_timeout} dropping a database it
+        made up); the next client of C{key} gets a new one. Returns whether
+        it was dropped.
+        """
+        pool = self.pools.get(key)
+        if pool is None or pool.size or pool.waiters:
+            return False
+        del self.pools[key]
+        self._waiting.pop(key, None)
+        return True
 
     def entryFor(self, backend: IBackendLink) -> PooledBackend | None:
         """

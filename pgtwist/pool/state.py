@@ -108,6 +108,9 @@ class Pool:
         self.waiters: deque[Waiter] = deque()
         #: What PostgreSQL asked for at login (resolves the HBA method C{all}).
         self.authRequestCode: int | None = None
+        #: Since when the janitor has found it with no backend, waiter or
+        #: client (C{None}: in use); see C{autodb_idle_timeout}.
+        self.unusedSince: float | None = None
 
     def count(self, state: BackendState) -> int:
         """

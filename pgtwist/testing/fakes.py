@@ -180,6 +180,8 @@ class FakeBackendPool:
         self.stats = PoolStats()
         #: What L{authRequestCode} answers.
         self.authCode: int | None = None
+        #: The keys of L{countAuthFailure} calls.
+        self.authFailures: list[PoolKey] = []
 
     def acquire(self, key: PoolKey, parameters: Mapping[str, str] | None) -> Deferred[IBackendLink]:
         """
@@ -212,6 +214,13 @@ class FakeBackendPool:
         C{authCode}, for every key.
         """
         return self.authCode
+
+    def countAuthFailure(self, key: PoolKey) -> None:
+        """
+        Record the key and count it in C{stats}.
+        """
+        self.authFailures.append(key)
+        self.stats.authFailure += 1
 
     def release(self, backend: IBackendLink, reset: bool = True) -> None:
         """

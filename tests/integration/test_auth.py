@@ -52,10 +52,13 @@ def vaultUsers() -> dict[str, str]:
 def effectiveMethod(clientMethod: str, role: str) -> str:
     """
     The method pgtwist uses toward the client: the HBA line's, or for C{all}
-    the one the cluster uses for C{role}.
+    (once a login of the pool has succeeded) the one the cluster uses for
+    C{role}, except that where the cluster trusts pgtwist the client still
+    proves the vault's password, with SCRAM.
     """
     if clientMethod == "all":
-        return ROLES[role][1]
+        method = ROLES[role][1]
+        return "scram-sha-256" if method == "trust" else method
     return clientMethod
 
 
@@ -158,11 +161,15 @@ def test_rightPassword(methodPooler: tuple[str, Pooler], role: str) -> None:
 def test_wrongPassword(methodPooler: tuple[str, Pooler], role: str) -> None:
     """
     A wrong password is refused with PostgreSQL's own FATAL 28P01, except
-    where the client method is C{trust} (for C{all}: where PostgreSQL trusts
-    the role), which asks for no password at all: any password, or none,
-    works there.
+    where the client method is C{trust}, which asks for no password at all:
+    any password, or none, works there. Under C{all}, PostgreSQL trusting
+    the role (from pgtwist's address) does not excuse the client.
     """
     method, pooler = methodPooler
+    if method == "all":
+        # What PostgreSQL asks is learnt from a login that succeeded.
+        with psycopg.connect(pooler.dsn(role, ROLES[role][0])):
+            pass
     if effectiveMethod(method, role) == "trust":
         for password in (WRONG_PASSWORD, None):
             with psycopg.connect(pooler.dsn(role, password)) as conn:
@@ -177,10 +184,18 @@ def test_wrongPassword(methodPooler: tuple[str, Pooler], role: str) -> None:
 
 def test_clientMethodOnTheWire(methodPooler: tuple[str, Pooler]) -> None:
     """
-    The client is asked for the HBA line's method; for C{all}, for the one
-    PostgreSQL asks pgtwist for that role.
+    The client is asked for the HBA line's method; for C{all}, SCRAM until
+    a login of the pool has succeeded, then the one PostgreSQL asks pgtwist
+    for that role (SCRAM still where PostgreSQL trusts pgtwist).
     """
     method, pooler = methodPooler
+    if method == "all":
+        for role in sorted(ROLES):
+            # template1: a database no test here logs into.
+            code = firstAuthenticationRequest(pooler, role, "template1")
+            assert code == constants.AUTH_SASL, role
+            with psycopg.connect(pooler.dsn(role, ROLES[role][0])):
+                pass
     codes = {
         "trust": constants.AUTH_OK,
         "password": constants.AUTH_CLEARTEXT_PASSWORD,
@@ -320,7 +335,9 @@ def test_backendMethodChanges(tmp_path: Path, pgCluster: PostgresCluster) -> Non
     verifier, as an operator migrating would) and on to C{password} and
     C{trust} while pgtwist runs: each new backend login answers whatever the
     server asks, and with the client method C{all} the client is asked for
-    the same thing.
+    the same thing once a login of the pool has succeeded, except that
+    PostgreSQL's C{trust} still asks the client for the vault's password
+    (with SCRAM).
     """
     pgCluster.createRole(SWITCH_ROLE, SWITCH_PASSWORD, "md5")
     pooler = Pooler(
@@ -335,7 +352,7 @@ def test_backendMethodChanges(tmp_path: Path, pgCluster: PostgresCluster) -> Non
         ("md5", "md5", "postgres", constants.AUTH_MD5_PASSWORD),
         ("scram-sha-256", "scram-sha-256", SHARED_DATABASE, constants.AUTH_SASL),
         ("scram-sha-256", "password", "template1", constants.AUTH_CLEARTEXT_PASSWORD),
-        ("md5", "trust", "pgt_trust", constants.AUTH_OK),
+        ("md5", "trust", "pgt_trust", constants.AUTH_SASL),
     ]
     try:
         pooler.start()
@@ -346,12 +363,8 @@ def test_backendMethodChanges(tmp_path: Path, pgCluster: PostgresCluster) -> Non
                 row = conn.execute("SELECT current_user, current_database()").fetchone()
                 assert row == (SWITCH_ROLE, database), method
             assert firstAuthenticationRequest(pooler, SWITCH_ROLE, database) == code, method
-            if method == "trust":
-                with psycopg.connect(pooler.dsn(SWITCH_ROLE, WRONG_PASSWORD, database)) as conn:
-                    assert conn.execute("SELECT current_user").fetchone() == (SWITCH_ROLE,)
-            else:
-                message = libpqRefusal(pooler, SWITCH_ROLE, WRONG_PASSWORD, database)
-                assert f'password authentication failed for user "{SWITCH_ROLE}"' in message
+            message = libpqRefusal(pooler, SWITCH_ROLE, WRONG_PASSWORD, database)
+            assert f'password authentication failed for user "{SWITCH_ROLE}"' in message
         # The backends logged in by every phase are still pooled and usable;
         # the client is asked for what PostgreSQL asked when each was opened.
         for _, _, database, _ in phases:

@@ -154,6 +154,29 @@ class BackendLoginTests(SynchronousTestCase):
         self.assertEqual(failure.value.error, error)
         self.assertTrue(self.transport.disconnecting)
 
+    def test_noVaultPasswordStaysInTheLog(self) -> None:
+        """
+        PostgreSQL asking for a password the vault does not have fails the
+        login with PostgreSQL's 28P01 and no DETAIL: the error reaches the
+        client, and vault details are for the log only.
+        """
+        methods, _ = loadPlugins()
+        backend = BackendProtocol(("db", "bob"), SERVER, None, list(methods.values()), Clock())
+        transport = StringTransport()
+        backend.makeConnection(transport)
+        login = backend.whenLoggedIn()
+        backend.dataReceived(
+            codec.encode(AuthenticationRequest(constants.AUTH_MD5_PASSWORD, b"salt"))
+        )
+        failure = self.failureResultOf(login, BackendError)
+        self.assertEqual(
+            failure.value.error,
+            errors.fatal(
+                constants.SQLSTATE_INVALID_PASSWORD, 'password authentication failed for user "bob"'
+            ),
+        )
+        self.assertTrue(transport.disconnecting)
+
     def test_connectionLostDuringLogin(self) -> None:
         """
         A connection lost during login fails it.

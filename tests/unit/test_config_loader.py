@@ -205,6 +205,7 @@ class MainFileTests(FilesTestCase):
             "log_disconnections = yes\n"
             "max_connections = 250\n"
             "idle_timeout = 10m\n"
+            "autodb_idle_timeout = 2h\n"
             "blocking_timeout = 15\n"
             "authentication_timeout = 500ms\n"
             "max_connection_age = 1h\n"
@@ -243,6 +244,7 @@ class MainFileTests(FilesTestCase):
                 logDisconnections=True,
                 maxConnections=250,
                 idleTimeout=600.0,
+                autodbIdleTimeout=7200.0,
                 blockingTimeout=15.0,
                 authenticationTimeout=0.5,
                 maxConnectionAge=3600.0,

@@ -14,6 +14,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from pgtwist.app.bootstrap import loadPlugins
+from pgtwist.auth._scram import SCRAM_SHA_256, ScramClient
 from pgtwist.config.model import (
     Configuration,
     HbaRule,
@@ -24,7 +25,7 @@ from pgtwist.config.model import (
 from pgtwist.net.cancel import CancelRegistry
 from pgtwist.net.frontend import FrontendFactory, FrontendProtocol, FrontendState
 from pgtwist.testing import FakeBackendPool
-from pgtwist.wire import codec, constants
+from pgtwist.wire import codec, constants, errors
 from pgtwist.wire.framing import MessageFramer
 from pgtwist.wire.messages import (
     AuthenticationRequest,
@@ -342,10 +343,137 @@ class HbaTests(FrontendTestCase):
 
     def test_allFollowsPostgres(self) -> None:
         """
-        HBA method C{all} answers with what PostgreSQL asked for (here md5).
+        HBA method C{all} asks the client for what PostgreSQL asked for at an
+        earlier login of the pool (here md5), so that clients without SCRAM
+        keep working.
         """
         self.factory.config = makeConfiguration("all")
         self.startup()
         reply = self.replies()[0]
         assert isinstance(reply, AuthenticationRequest)
         self.assertEqual(reply.code, constants.AUTH_MD5_PASSWORD)
+
+
+class AllMethodTests(FrontendTestCase):
+    """
+    HBA method C{all} makes the client prove the password pgtwist holds for
+    the user before anything reaches PostgreSQL, and refuses strangers as
+    PostgreSQL refuses a wrong password, whatever names they gave.
+    """
+
+    method = "all"
+
+    def scram(self, user: str, database: str, password: str) -> list[Message]:
+        """
+        Connect afresh and run a SCRAM-SHA-256 exchange as C{user}; return
+        what pgtwist sent after the client-final-message.
+        """
+        self.protocol = self.connect()
+        self.startup(user=user, database=database)
+        request = self.replies()
+        self.assertEqual(len(request), 1, request)
+        assert isinstance(request[0], AuthenticationRequest)
+        self.assertEqual(request[0].code, constants.AUTH_SASL)
+        client = ScramClient(password, "clientnonce")
+        self.protocol.dataReceived(
+            codec.encode(codec.encodeSASLInitialResponse(SCRAM_SHA_256, client.clientFirst()))
+        )
+        serverFirst = self.replies()[0]
+        assert isinstance(serverFirst, AuthenticationRequest), serverFirst
+        self.protocol.dataReceived(
+            codec.encode(PasswordMessage(client.serverFirst(serverFirst.data)))
+        )
+        return self.replies()
+
+    def test_scramBeforeAnyLogin(self) -> None:
+        """
+        Before pgtwist has logged into PostgreSQL for the pool, the client
+        runs SCRAM-SHA-256 with pgtwist, and PostgreSQL is not asked
+        anything (no backend is acquired to find out).
+        """
+        self.pool.code = None
+        self.startup()
+        reply = self.replies()[0]
+        assert isinstance(reply, AuthenticationRequest)
+        self.assertEqual(reply.code, constants.AUTH_SASL)
+        self.assertEqual(self.pool.acquired, [])
+
+    def test_postgresTrustStillNeedsThePassword(self) -> None:
+        """
+        PostgreSQL trusting pgtwist (its address) does not make pgtwist trust
+        the client: with no password, or a wrong one, it gets 28P01 and no
+        backend; with the vault's password it logs in.
+        """
+        self.pool.code = constants.AUTH_OK
+        replies = self.scram("alice", "db", "guess")
+        self.assertEqual(len(replies), 1, replies)
+        error = replies[0]
+        assert isinstance(error, ErrorResponse)
+        self.assertEqual(
+            (error.code, error.message),
+            ("28P01", 'password authentication failed for user "alice"'),
+        )
+        self.assertEqual(self.pool.acquired, [])
+        self.protocol = self.connect()
+        self.startup()
+        request = self.replies()[0]
+        assert isinstance(request, AuthenticationRequest)
+        self.assertEqual(request.code, constants.AUTH_SASL)
+        self.protocol.dataReceived(codec.encode(PasswordMessage(b"\x00")))
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.pool.acquired, [])
+        replies = self.scram("alice", "db", "wonderland")
+        final = replies[0]
+        assert isinstance(final, AuthenticationRequest)
+        self.assertEqual(final.code, constants.AUTH_SASL_FINAL)
+        self.assertIs(self.protocol.state, FrontendState.READY)
+        self.assertEqual([key for key, _ in self.pool.acquired], [("db", "alice")])
+
+    def test_sameRefusalForEveryStranger(self) -> None:
+        """
+        A wrong password, an unknown database and an unknown user (the
+        default C{allow_unknown_users = on} notwithstanding) get the same
+        FATAL 28P01 after the same exchange, with no DETAIL, and PostgreSQL
+        is asked nothing.
+        """
+        self.pool.code = None
+        refusals = [
+            self.scram(user, database, password)
+            for user, database, password in (
+                ("alice", "db", "guess"),
+                ("alice", "no_such_database", "guess"),
+                ("mallory", "db", "anything"),
+                ("mallory", "no_such_database", "anything"),
+            )
+        ]
+        expected = [
+            [
+                errors.fatal(
+                    constants.SQLSTATE_INVALID_PASSWORD,
+                    f'password authentication failed for user "{user}"',
+                )
+            ]
+            for user in ("alice", "alice", "mallory", "mallory")
+        ]
+        self.assertEqual(refusals, expected)
+        self.assertEqual(self.pool.acquired, [])
+        self.assertEqual(
+            self.pool.authFailures,
+            [
+                ("db", "alice"),
+                ("no_such_database", "alice"),
+                ("db", "mallory"),
+                ("no_such_database", "mallory"),
+            ],
+        )
+
+    def test_knownMethodForUnknownUserIsScram(self) -> None:
+        """
+        A user pgtwist has no password for gets the mock SCRAM exchange
+        even where the pool is known to use md5, so that the method asked
+        for does not tell which users exist.
+        """
+        self.startup(user="mallory")
+        reply = self.replies()[0]
+        assert isinstance(reply, AuthenticationRequest)
+        self.assertEqual(reply.code, constants.AUTH_SASL)

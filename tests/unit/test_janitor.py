@@ -203,3 +203,78 @@ class DisconnectClientTests(JanitorTestCase):
         self.reactor.advance(86400)
         self.service.janitor.runOnce()
         self.assertDisconnected(client, False)
+
+
+class UnusedPoolTests(JanitorTestCase):
+    """
+    C{autodb_idle_timeout}: pools no databases-file line names are
+    forgotten once unused that long; the others stay.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        config = makeConfiguration(autodbIdleTimeout=60.0)
+        limits = (*config.limits, dataclasses.replace(config.limits[0], user="alice"))
+        self.service.reconfigure(dataclasses.replace(config, limits=limits))
+
+    def test_unusedPoolDropped(self) -> None:
+        """
+        A pool that lost its last backend is dropped, statistics and all,
+        C{autodb_idle_timeout} seconds after the janitor first finds it
+        unused, not before.
+        """
+        pools = self.service.pools
+        backend = self.activeBackend(("other", "alice"))
+        pools.statsFor(("other", "alice")).queryCount = 5
+        self.service.janitor.runOnce()
+        pools.discard(backend, "test")
+        self.service.janitor.runOnce()
+        self.reactor.advance(59)
+        self.service.janitor.runOnce()
+        self.assertIn(("other", "alice"), pools.pools)
+        self.reactor.advance(1)
+        self.service.janitor.runOnce()
+        self.assertNotIn(("other", "alice"), pools.pools)
+        self.assertEqual(pools.statsFor(("other", "alice")).queryCount, 0)
+
+    def test_usedPoolsKept(self) -> None:
+        """
+        A pool with a backend, a waiter or a client connected, and a pool a
+        databases-file line names (C{db alice}, not C{db all}), are kept
+        however long that lasts; the clock restarts when a pool is used.
+        """
+        pools = self.service.pools
+        self.idleBackend(("withbackend", "alice"))
+        pools.statsFor(("db", "alice"))
+        pools.statsFor(("withclient", "alice"))
+        client = self.service.factory.buildProtocol(None)
+        client.key = ("withclient", "alice")
+        self.service.factory.clients.add(client)
+        pools.statsFor(("db", "bob"))
+        for _ in range(3):
+            self.service.janitor.runOnce()
+            self.reactor.advance(60)
+        self.service.janitor.runOnce()
+        self.assertEqual(
+            sorted(pools.pools),
+            [("db", "alice"), ("withbackend", "alice"), ("withclient", "alice")],
+        )
+        self.service.factory.clients.discard(client)
+        self.service.janitor.runOnce()
+        self.reactor.advance(59)
+        self.service.janitor.runOnce()
+        self.assertIn(("withclient", "alice"), pools.pools)
+        self.reactor.advance(1)
+        self.service.janitor.runOnce()
+        self.assertNotIn(("withclient", "alice"), pools.pools)
+
+    def test_zeroKeepsEverything(self) -> None:
+        """
+        C{autodb_idle_timeout = 0} never drops a pool.
+        """
+        self.configure(autodbIdleTimeout=0.0)
+        self.service.pools.statsFor(("other", "alice"))
+        for _ in range(3):
+            self.service.janitor.runOnce()
+            self.reactor.advance(10_000)
+        self.assertIn(("other", "alice"), self.service.pools.pools)
