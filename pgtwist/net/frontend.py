@@ -460,7 +460,7 @@ class FrontendProtocol(Protocol):
         return None
 
     def _chooseMethod(self) -> None:
-        database, user = self.key
+        database, user = self.requestedDatabase, self.key[1]
         try:
             rule = self._matchHba()
         except RolesUnknown as e:

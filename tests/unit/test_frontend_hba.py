@@ -45,8 +45,14 @@ class AliasTests(FrontendTestCase):
         self.startup(database="rep")
         (error,) = self.replies()
         assert isinstance(error, ErrorResponse)
-        self.assertEqual(error.code, "28000")
-        self.assertIn("pg_hba.conf rejects connection", error.message)
+        self.assertEqual(
+            (error.code, error.message),
+            (
+                "28000",
+                'pg_hba.conf rejects connection for host "127.0.0.1", user "alice", '
+                'database "rep", no encryption',
+            ),
+        )
         self.assertTrue(self.transport.disconnecting)
 
     def test_realNameStillAllowed(self) -> None:
