@@ -321,7 +321,8 @@ class FrontendProtocol(Protocol):
             if self.state is FrontendState.CLOSED:
                 return
             self.transport.resumeProducing()  # type: ignore[union-attr]
-            then()
+            # A reload meanwhile may have replaced the membership: ask again.
+            self._whenRolesKnown(then)
 
         waiting.addCallback(known)
 

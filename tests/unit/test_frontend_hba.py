@@ -123,6 +123,19 @@ class GroupTests(FrontendTestCase):
         self.assertIn("cannot check role membership", error.message)
         self.assertTrue(self.transport.disconnecting)
 
+    def test_reloadWhileWaiting(self) -> None:
+        """
+        A client that waited for a membership a reload replaced waits for
+        the new one rather than being refused.
+        """
+        self.startup()
+        second: Deferred[Mapping[str, frozenset[str]]] = Deferred()
+        self.factory.roles = RoleMembership(frozenset({"staff"}), lambda groups: second, self.clock)
+        self.lookups[0].callback({"staff": frozenset({"staff"})})
+        self.assertEqual(self.replies(), [])
+        second.callback({"staff": frozenset({"staff", "alice"})})
+        self.assertEqual(self.replies(), [AuthenticationRequest(constants.AUTH_CLEARTEXT_PASSWORD)])
+
     def test_clientGoneWhileWaiting(self) -> None:
         """
         A client that leaves while membership is read is simply forgotten.
