@@ -559,6 +559,14 @@ def loadConfiguration(
                 superuserPath,
             )
         superuser = entries[0]
+    for rule in hba:
+        if rule.needsRoles and (superuser is None or superuser.password is None):
+            raise ConfigError(
+                "+role and samerole need role membership from PostgreSQL, which pgtwist "
+                "reads as the superuser of the superuser file (-S); none is given",
+                rule.path,
+                rule.line,
+            )
     return Configuration(
         main=main,
         servers=servers,

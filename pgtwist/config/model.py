@@ -98,12 +98,49 @@ class ServerSettings:
     tls: bool = False
 
 
+#: The kinds of L{HbaName}: PostgreSQL's keywords (unquoted only), a role
+#: group (C{+name} in the USER column) and a plain name.
+HBA_KEYWORDS = frozenset({"all", "sameuser", "samerole", "samegroup", "replication"})
+
+
+@dataclass(frozen=True, **SLOTS)
+class HbaName:
+    """
+    One item of an HBA rule's DATABASE or USER list, as PostgreSQL reads it.
+
+    @ivar kind: C{"name"} (a literal name, quoted or not), C{"group"}
+        (C{+role}: the user is a member of C{role}, directly or not), or a
+        keyword: C{"all"}, C{"sameuser"}, C{"samerole"} (C{samegroup} is
+        its old spelling), C{"replication"}.
+    @ivar name: The literal name or the group role; the keyword itself
+        otherwise.
+    """
+
+    kind: str
+    name: str
+
+
+def _plainNames(text: str) -> tuple[HbaName, ...]:
+    """
+    The list a rule built from one bare word stands for (a rule made in
+    code rather than read from a file).
+    """
+    if text in HBA_KEYWORDS:
+        return (HbaName("samerole" if text == "samegroup" else text, text),)
+    return (HbaName("name", text),)
+
+
 @dataclass(frozen=True, **SLOTS)
 class HbaRule:
     """
     One line of C{pgtwist_hba.conf}: C{TYPE DATABASE USER ADDRESS METHOD}.
 
+    @ivar database: The DATABASE column as written (for messages).
+    @ivar user: The USER column as written.
     @ivar address: C{None} for C{all}, else the network a client must be in.
+    @ivar databases: What the DATABASE column lists, C{@file}s expanded; by
+        default the one word C{database}.
+    @ivar users: What the USER column lists; by default the one word C{user}.
     """
 
     type: str
@@ -113,6 +150,29 @@ class HbaRule:
     method: str
     path: str = ""
     line: int = 0
+    databases: tuple[HbaName, ...] = ()
+    users: tuple[HbaName, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.databases:
+            object.__setattr__(self, "databases", _plainNames(self.database))
+        if not self.users:
+            object.__setattr__(self, "users", _plainNames(self.user))
+
+    @property
+    def groups(self) -> frozenset[str]:
+        """
+        The roles whose members this rule needs to know (C{+group}s).
+        """
+        return frozenset(item.name for item in self.users if item.kind == "group")
+
+    @property
+    def needsRoles(self) -> bool:
+        """
+        Whether matching this rule may need role membership from
+        PostgreSQL (C{+group} or C{samerole}).
+        """
+        return bool(self.groups) or any(item.kind == "samerole" for item in self.databases)
 
 
 @dataclass(frozen=True, **SLOTS)

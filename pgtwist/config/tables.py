@@ -9,11 +9,14 @@ and the users vaults.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Mapping
+import ipaddress
+import os
+from collections.abc import Iterable, Iterator, Mapping
 
 from pgtwist.config.errors import ConfigError, Warn, readText, stripComment
 from pgtwist.config.model import (
     DatabaseLimit,
+    HbaName,
     HbaRule,
     Network,
     UserEntry,
@@ -27,39 +30,253 @@ from pgtwist.config.values import (
 __all__ = ["readHbaFile", "readLimitsFile", "readUsers"]
 
 
+#: How deep C{@file}s may include C{@file}s (PostgreSQL stops at 10 too).
+_MAX_INCLUDE_DEPTH = 10
+
+#: The DATABASE keywords PostgreSQL knows; C{samegroup} is C{samerole}'s
+#: old spelling.
+_DATABASE_KEYWORDS = {
+    "all": "all",
+    "sameuser": "sameuser",
+    "samerole": "samerole",
+    "samegroup": "samerole",
+    "replication": "replication",
+}
+
+
+class _Token:
+    """
+    One word of an HBA line: its text with quotes removed, and whether any
+    of it was quoted (a quoted word is never a keyword, C{+group} or
+    C{@file}).
+    """
+
+    __slots__ = ("quoted", "text")
+
+    def __init__(self, text: str, quoted: bool) -> None:
+        self.text = text
+        self.quoted = quoted
+
+
+def _hbaFields(text: str, path: str, line: int) -> list[list[_Token]]:
+    """
+    Split one (joined) line into fields, each a comma-separated list of
+    words, as PostgreSQL's C{pg_hba.conf} tokenizer does: blanks separate
+    fields, commas separate the items of a field (blanks may follow a
+    comma), double quotes keep blanks, commas and C{#} inside a word (C{""}
+    in quotes is one quote), and C{#} outside quotes starts a comment.
+    """
+    fields: list[list[_Token]] = []
+    current: list[_Token] = []
+    word: list[str] = []
+    inWord = quoted = inQuotes = afterComma = False
+    index, size = 0, len(text)
+    while index < size:
+        char = text[index]
+        if inQuotes:
+            if char == '"':
+                if index + 1 < size and text[index + 1] == '"':
+                    word.append('"')
+                    index += 1
+                else:
+                    inQuotes = False
+            else:
+                word.append(char)
+        elif char == '"':
+            inWord = quoted = inQuotes = True
+        elif char == "#":
+            break
+        elif char == "," or char.isspace():
+            if inWord:
+                current.append(_Token("".join(word), quoted))
+                word, inWord, quoted = [], False, False
+                afterComma = False
+            if char == ",":
+                if afterComma or not current:
+                    raise ConfigError("empty item in a comma-separated list", path, line)
+                afterComma = True
+            elif current and not afterComma:
+                # A blank ends the field, unless a comma follows it.
+                rest = text[index:].lstrip()
+                if not rest.startswith(","):
+                    fields.append(current)
+                    current = []
+        else:
+            inWord = True
+            afterComma = False
+            word.append(char)
+        index += 1
+    if inQuotes:
+        raise ConfigError("unterminated quoted string", path, line)
+    if inWord:
+        current.append(_Token("".join(word), quoted))
+    elif afterComma:
+        raise ConfigError("empty item in a comma-separated list", path, line)
+    if current:
+        fields.append(current)
+    return fields
+
+
+def _hbaLines(path: str) -> Iterator[tuple[int, str]]:
+    """
+    The lines of an HBA file with their numbers, a line ending in a
+    backslash continued on the next (PostgreSQL 16's rule).
+    """
+    lines = readText(path)
+    index = 0
+    while index < len(lines):
+        number, text = index + 1, lines[index]
+        while text.endswith("\\") and index + 1 < len(lines):
+            index += 1
+            text = text[:-1] + " " + lines[index]
+        yield number, text
+        index += 1
+
+
+def _hbaNames(
+    tokens: list[_Token], column: str, path: str, line: int, depth: int = 0
+) -> list[HbaName]:
+    """
+    The names one DATABASE or USER field lists, C{@file}s read (relative
+    to the directory of the file naming them, as PostgreSQL does).
+    """
+    names: list[HbaName] = []
+    for token in tokens:
+        text = token.text
+        if token.quoted:
+            names.append(HbaName("name", text))
+            continue
+        if text.startswith("@"):
+            names.extend(_hbaIncluded(text[1:], column, path, line, depth))
+        elif text.startswith("/"):
+            raise ConfigError(
+                f"{column} {text!r}: regular expressions are not supported; "
+                f"list the names (or quote a name that starts with /)",
+                path,
+                line,
+            )
+        elif column == "DATABASE" and text in _DATABASE_KEYWORDS:
+            names.append(HbaName(_DATABASE_KEYWORDS[text], text))
+        elif column == "USER" and text == "all":
+            names.append(HbaName("all", text))
+        elif column == "USER" and text.startswith("+"):
+            if len(text) == 1:
+                raise ConfigError("USER '+': a group role name must follow +", path, line)
+            names.append(HbaName("group", text[1:]))
+        elif column == "DATABASE" and text.startswith("+"):
+            raise ConfigError(
+                f"DATABASE {text!r}: +role is for the USER column (quote the name if it is one)",
+                path,
+                line,
+            )
+        elif column == "USER" and text in _DATABASE_KEYWORDS:
+            raise ConfigError(
+                f"USER {text!r}: a DATABASE keyword; quote it if it is a role name",
+                path,
+                line,
+            )
+        else:
+            names.append(HbaName("name", text))
+    return names
+
+
+def _hbaIncluded(name: str, column: str, path: str, line: int, depth: int) -> list[HbaName]:
+    """
+    The names of an C{@file}: words separated by blanks or commas, with
+    comments and quotes as in the HBA file.
+    """
+    if not name:
+        raise ConfigError(f"{column} '@': a file name must follow @", path, line)
+    if depth >= _MAX_INCLUDE_DEPTH:
+        raise ConfigError(f"{column} @{name}: @files nested too deeply", path, line)
+    included = os.path.join(os.path.dirname(path), name)
+    try:
+        lines = list(_hbaLines(included))
+    except ConfigError as e:
+        raise ConfigError(f"{column} @{name}: {e.message}", path, line) from None
+    names: list[HbaName] = []
+    for number, text in lines:
+        for field in _hbaFields(text, included, number):
+            names.extend(_hbaNames(field, column, included, number, depth + 1))
+    if not names:
+        raise ConfigError(f"{column} @{name}: {included} lists no names", path, line)
+    return names
+
+
+def _hbaWord(field: list[_Token], column: str, path: str, line: int) -> str:
+    """
+    A column that takes one unquoted word (TYPE, ADDRESS, METHOD).
+    """
+    if len(field) != 1 or field[0].quoted:
+        raise ConfigError(
+            f"{column} takes one word, not a list or a quoted string",
+            path,
+            line,
+        )
+    return field[0].text
+
+
 def readHbaFile(path: str, authMethods: Iterable[str], warn: Warn) -> tuple[HbaRule, ...]:
     """
-    Read C{pgtwist_hba.conf}: C{TYPE DATABASE USER ADDRESS METHOD} per line.
+    Read C{pgtwist_hba.conf}: C{TYPE DATABASE USER ADDRESS METHOD} per line,
+    written as in PostgreSQL's C{pg_hba.conf}.
 
-    TYPE is C{host} (TLS or not), C{hostssl} (TLS only) or, as a pgtwist
-    addition, C{local} (unix-socket clients; its ADDRESS may be left out or
-    be C{all}). DATABASE and USER are a name or C{all}. ADDRESS is C{all},
-    an IPv4 or IPv6 network (C{127.0.0.1/32}, C{::1/128}) or a bare address.
-    METHOD must be one of C{authMethods}. Unlike pgagroal, the number of
-    rules is not limited (pgagroal stops at 64).
+    TYPE is C{host} (TLS or not), C{hostssl} (TLS only) or C{local}
+    (unix-socket clients; its ADDRESS may be left out or be C{all}).
+    DATABASE and USER are comma-separated lists of names, double-quoted
+    where they hold blanks, commas or would be a keyword, and of C{@file}s
+    (more names, read from a file relative to this one's directory).
+    DATABASE may hold the keywords C{all}, C{sameuser}, C{samerole}
+    (C{samegroup}) and C{replication}; USER C{all} and C{+role} (members of
+    C{role}, directly or not). ADDRESS is C{all}, an IPv4 or IPv6 network
+    (C{127.0.0.1/32}, C{::1/128}) or a bare address. METHOD must be one of
+    C{authMethods}. Unlike pgagroal, the number of rules is not limited
+    (pgagroal stops at 64).
+
+    What PostgreSQL reads and pgtwist cannot honour (regular expressions,
+    host names, C{samehost}/C{samenet}, a netmask column, options after the
+    method, include directives) is refused with C{path:line}, never taken
+    as a name that cannot match.
     """
     methods = {name.lower() for name in authMethods}
     rules = []
-    for number, raw in enumerate(readText(path), 1):
-        fields = stripComment(raw, "#").split()
+    for number, raw in _hbaLines(path):
+        fields = _hbaFields(raw, path, number)
         if not fields:
             continue
-        kind = fields[0].lower()
+        kind = _hbaWord(fields[0], "TYPE", path, number).lower()
+        if kind in ("include", "include_if_exists", "include_dir"):
+            raise ConfigError(f"{kind} directives are not supported", path, number)
+        if kind not in ("host", "hostssl", "local"):
+            raise ConfigError(
+                f"unknown connection type {fields[0][0].text!r}: expected host, hostssl or local",
+                path,
+                number,
+            )
         if kind == "local" and len(fields) == 4:
-            fields.insert(3, "all")
+            fields.insert(3, [_Token("all", False)])
+        if len(fields) > 5:
+            extra = fields[5][0].text
+            if "=" in extra:
+                message = f"options after the method are not supported ({extra!r})"
+            elif kind != "local" and "/" not in fields[3][0].text and _isAddress(fields[4]):
+                message = (
+                    "a separate netmask column is not supported: write the network as "
+                    "ADDRESS/BITS, e.g. 10.0.0.0/8"
+                )
+            else:
+                message = f"expected TYPE DATABASE USER ADDRESS METHOD, got {len(fields)} fields"
+            raise ConfigError(message, path, number)
         if len(fields) != 5:
             raise ConfigError(
                 f"expected TYPE DATABASE USER ADDRESS METHOD, got {len(fields)} fields",
                 path,
                 number,
             )
-        _, database, user, address, method = fields
-        if kind not in ("host", "hostssl", "local"):
-            raise ConfigError(
-                f"unknown connection type {fields[0]!r}: expected host, hostssl or local",
-                path,
-                number,
-            )
+        address = _hbaWord(fields[3], "ADDRESS", path, number)
+        method = _hbaWord(fields[4], "METHOD", path, number)
+        databases = _hbaNames(fields[1], "DATABASE", path, number)
+        users = _hbaNames(fields[2], "USER", path, number)
         network: Network | None = None
         if address.lower() != "all":
             if kind == "local":
@@ -67,6 +284,7 @@ def readHbaFile(path: str, authMethods: Iterable[str], warn: Warn) -> tuple[HbaR
             try:
                 network = parseNetwork(address)
             except ValueError:
+                # Host names, samehost and samenet end here too.
                 raise ConfigError(
                     f"invalid address {address!r}: expected all, an IP address "
                     f"or a network such as 127.0.0.1/32 or ::1/128",
@@ -78,17 +296,37 @@ def readHbaFile(path: str, authMethods: Iterable[str], warn: Warn) -> tuple[HbaR
         rules.append(
             HbaRule(
                 type=kind,
-                database=database,
-                user=user,
+                database=_columnText(fields[1]),
+                user=_columnText(fields[2]),
                 address=network,
                 method=method.lower(),
                 path=path,
                 line=number,
+                databases=tuple(databases),
+                users=tuple(users),
             )
         )
     if not rules:
         warn(f"{path}: no HBA rules: every client will be rejected")
     return tuple(rules)
+
+
+def _isAddress(field: list[_Token]) -> bool:
+    """
+    Whether a field is one IP address (a netmask, after an ADDRESS).
+    """
+    try:
+        ipaddress.ip_address(field[0].text)
+    except ValueError:
+        return False
+    return True
+
+
+def _columnText(field: list[_Token]) -> str:
+    """
+    A DATABASE or USER column as written, for messages and C{SHOW HBA}.
+    """
+    return ",".join(f'"{token.text}"' if token.quoted else token.text for token in field)
 
 
 # --- pgtwist_databases.conf ------------------------------------------------

@@ -37,6 +37,7 @@ from pgtwist.wire.codec import HEADER
 from pgtwist.wire.messages import (
     AuthenticationRequest,
     BackendKeyData,
+    DataRow,
     ErrorResponse,
     Message,
     ParameterStatus,
@@ -223,6 +224,26 @@ class BackendProtocol(Protocol):
         self.write(codec.encode(Query(sql)))
         return pending.deferred
 
+    def queryRows(self, sql: str) -> Deferred[list[tuple[bytes | None, ...]]]:
+        """
+        Run C{sql} as L{simpleQuery} and fire with the rows it returned
+        (text values); fail with L{BackendError} if PostgreSQL refused it.
+        For pgtwist's own lookups (L{pgtwist.net.roles}), never on a
+        client's behalf.
+        """
+        pending = _PendingQuery()
+        rows: list[tuple[bytes | None, ...]] = []
+        pending.rows = rows
+        self._queries.append(pending)
+        self.write(codec.encode(Query(sql)))
+
+        def done(error: ErrorResponse | None) -> list[tuple[bytes | None, ...]]:
+            if error is not None:
+                raise BackendError(error)
+            return rows
+
+        return pending.deferred.addCallback(done)
+
     def resetSession(self) -> Deferred[ErrorResponse | None]:
         """
         See L{IPooledConnection.resetSession}.
@@ -251,6 +272,9 @@ class BackendProtocol(Protocol):
         if isinstance(message, ErrorResponse):
             if pending.error is None:
                 pending.error = message
+        elif isinstance(message, DataRow):
+            if pending.rows is not None:
+                pending.rows.append(message.values)
         elif isinstance(message, ReadyForQuery):
             self.transactionStatus = message.status
             self._queries.pop(0)
@@ -394,11 +418,14 @@ class _PendingQuery:
     A query pgtwist sent itself and its first error.
     """
 
-    __slots__ = ("deferred", "error")
+    __slots__ = ("deferred", "error", "rows")
 
     def __init__(self) -> None:
         self.deferred: Deferred[ErrorResponse | None] = Deferred()
         self.error: ErrorResponse | None = None
+        #: Where L{BackendProtocol.queryRows} collects DataRows; C{None}
+        #: for queries whose rows nobody wants.
+        self.rows: list[tuple[bytes | None, ...]] | None = None
 
 
 class _BackendFactory(ClientFactory):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import functools
 import os
+import pwd
 import socket
 import struct
 from collections.abc import Callable, Mapping
@@ -27,10 +28,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pgtwist.auth.hba import matchHba
+from pgtwist.auth.hba import RoleMembership, RolesUnknown, matchHba
 from pgtwist.auth.steps import AuthStep, Outcome
 from pgtwist.config.limits import pipelineName, resolveAlias
-from pgtwist.config.model import Configuration, PoolKey, UserEntry
+from pgtwist.config.model import Configuration, HbaRule, PoolKey, UserEntry
 from pgtwist.interfaces import (
     IAuthExchange,
     IAuthMethod,
@@ -45,6 +46,7 @@ from pgtwist.net.access import DatabaseAccess
 from pgtwist.net.backend import BackendError
 from pgtwist.net.cancel import CancelRegistry
 from pgtwist.net.eager import eagerWrite
+from pgtwist.net.roles import lookupRoles
 from pgtwist.net.startup import (
     Cancel,
     Refused,
@@ -95,6 +97,21 @@ def peerUid(transport: Any) -> int | None:
     return int(uid)
 
 
+def peerUser(transport: Any) -> tuple[int, str] | None:
+    """
+    The uid and OS user name of the process at the other end of a unix
+    socket (what PostgreSQL's C{peer} method compares with the user asked
+    for), or C{None} when that cannot be known.
+    """
+    uid = peerUid(transport)
+    if uid is None:
+        return None
+    try:
+        return uid, pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return None
+
+
 class FrontendState(enum.Enum):
     """
     Where a client connection is in its life.
@@ -137,10 +154,14 @@ class FrontendProtocol(Protocol):
         self.connectedAt = factory.clock.seconds()
         #: Only the admin console may be opened (the management listener).
         self.consoleOnly = False
-        #: Once routed to the admin console: C{"admin"} (every command) or
-        #: C{"stats"} (SHOW only), PgBouncer's C{admin_users}/C{stats_users}.
+        #: Once routed to the admin console: C{""} until authenticated, then
+        #: C{"admin"} (every command) or C{"stats"} (SHOW only), PgBouncer's
+        #: C{admin_users}/C{stats_users}.
         self.consoleRole: str | None = None
         self.key: PoolKey = ("", "")
+        #: The database as the client asked for it, before aliases: what
+        #: HBA rules match.
+        self.requestedDatabase = ""
         #: The configuration in force when this client connected.
         self.configuration = factory.config
         self.startupParameters: Mapping[str, str] = {}
@@ -267,6 +288,7 @@ class FrontendProtocol(Protocol):
             )
             return
         database = resolveAlias(self.factory.config.limits, route.database)
+        self.requestedDatabase = route.database
         self.key = (database, route.user)
         self.startupParameters = parameters
         self.state = FrontendState.AUTHENTICATING
@@ -278,20 +300,77 @@ class FrontendProtocol(Protocol):
                 clientAddress=self._peer(),
                 poolKey=self.key,
             )
-        self._chooseMethod()
+        self._whenRolesKnown(self._chooseMethod)
+
+    def _whenRolesKnown(self, then: Callable[[], None]) -> None:
+        """
+        Call C{then} (which matches HBA rules) at once, or, while the role
+        membership C{+group} rules need is being read from PostgreSQL for
+        the first time, once it has been (the client paused meanwhile).
+        """
+        roles = self.factory.roles
+        waiting = roles.ready() if roles is not None else None
+        if waiting is None:
+            then()
+            return
+        self.transport.pauseProducing()  # type: ignore[union-attr]
+
+        def known(_: object) -> None:
+            if self.state is FrontendState.CLOSED:
+                return
+            self.transport.resumeProducing()  # type: ignore[union-attr]
+            # A reload meanwhile may have replaced the membership: ask again.
+            self._whenRolesKnown(then)
+
+        waiting.addCallback(known)
+
+    def _matchHba(self) -> HbaRule | None:
+        """
+        The HBA rule for this client, matched on the database it asked for.
+
+        @raise RolesUnknown: see L{matchHba}.
+        """
+        return matchHba(
+            self.factory.config.hba,
+            self._hbaAddress(),
+            self.requestedDatabase,
+            self.key[1],
+            False,
+            self.factory.roles,
+        )
+
+    def _rolesUnknown(self, e: RolesUnknown) -> None:
+        """
+        Refuse a client whose HBA rule cannot be decided: failing closed,
+        not skipping the rule.
+        """
+        self._authFailed(
+            errors.fatal(
+                constants.SQLSTATE_INVALID_AUTHORIZATION,
+                f'cannot check role membership for pg_hba.conf for host "{self._peer()}", '
+                f'user "{self.key[1]}", database "{self.requestedDatabase}"',
+                hint="pgtwist could not read role membership from PostgreSQL; see its log.",
+            ),
+            f"role membership unknown for {e.rule.path}:{e.rule.line}",
+        )
 
     def _startConsole(
         self, database: str, user: str, parameters: Mapping[str, str], rest: bytes
     ) -> None:
         """
-        Route to the admin console: HBA and pools do not apply. A unix socket
-        peer running as pgtwist's own uid is trusted; admins (the admins
-        file) and C{stats_users} log in with SCRAM-SHA-256; anyone else is
-        refused.
+        Route to the admin console: pools do not apply, HBA does (rules for
+        the console's database name, C{reject} refusing). Every name gets
+        the same SCRAM-SHA-256 exchange, a mock one for a name that is
+        neither an admin nor a stats user, so that the refusal does not
+        tell which names are admins; rights are checked once authenticated
+        (L{_consoleAuthenticated}). A unix-socket peer whose OS user is the
+        user it names is trusted without a password (PostgreSQL's C{peer}).
         """
         self.factory.clients.discard(self)
         self.factory.consoles.add(self)
         self.key = (database, user)
+        self.requestedDatabase = database
+        self.consoleRole = ""
         self.startupParameters = parameters
         self.state = FrontendState.AUTHENTICATING
         self._framer = MessageFramer(constants.MAX_AUTH_TOKEN_LENGTH)
@@ -302,27 +381,60 @@ class FrontendProtocol(Protocol):
                 clientAddress=self._peer(),
                 user=user,
             )
+        self._whenRolesKnown(self._consoleExchange)
+
+    def _consoleExchange(self) -> None:
+        """
+        Apply HBA to a console client, then trust its unix peer or start
+        the password exchange.
+        """
+        database, user = self.key
+        try:
+            rule = self._matchHba()
+        except RolesUnknown as e:
+            self._rolesUnknown(e)
+            return
+        if rule is None or rule.method == "reject":
+            verb = "no pg_hba.conf entry" if rule is None else "pg_hba.conf rejects connection"
+            self._authFailed(
+                errors.fatal(
+                    constants.SQLSTATE_INVALID_AUTHORIZATION,
+                    f'{verb} for host "{self._peer()}", user "{user}", '
+                    f'database "{database}", no encryption',
+                ),
+                "no HBA entry" if rule is None else f"rejected by {rule.path}:{rule.line}",
+            )
+            return
         if not isinstance(self.address, (IPv4Address, IPv6Address)):
-            if peerUid(self.transport) == os.getuid():
-                self.consoleRole = "admin"
+            peer = peerUser(self.transport)
+            if peer is not None and peer[1] == user and self._consoleRights(peer[0]) is not None:
                 self._authenticated()
                 return
         config = self.factory.config
-        entry = config.admins.get(user)
-        if entry is not None:
-            self.consoleRole = "admin"
-        elif user in config.main.statsUsers:
-            self.consoleRole = "stats"
-            entry = config.admins.get(user) or config.users.get(user) or UserEntry(user, None)
-        else:
-            self._authFailed(
-                errors.fatal(constants.SQLSTATE_INVALID_AUTHORIZATION, "not allowed"),
-                "not an admin or a stats user",
-            )
-            return
+        entry: UserEntry | None = config.admins.get(user)
+        if entry is None and user in config.main.statsUsers:
+            entry = config.users.get(user)
+        if entry is None:
+            # A mock exchange, failing as a wrong password does.
+            entry = UserEntry(user, None)
         method = self.factory.authMethods["scram-sha-256"]
         self._exchange = method.frontendExchange(entry, None)
         self._step(self._exchange.start())
+
+    def _consoleRights(self, peerUid: int | None = None) -> str | None:
+        """
+        What an authenticated console user may do: C{"admin"} for the
+        admins file's users (and a unix peer running as pgtwist's own OS
+        user, who can do anything to it anyway), C{"stats"} for
+        C{stats_users}, else C{None}.
+        """
+        user = self.key[1]
+        config = self.factory.config
+        if user in config.admins or peerUid == os.getuid():
+            return "admin"
+        if user in config.main.statsUsers:
+            return "stats"
+        return None
 
     def peer(self) -> str:
         """
@@ -347,8 +459,12 @@ class FrontendProtocol(Protocol):
         return None
 
     def _chooseMethod(self) -> None:
-        database, user = self.key
-        rule = matchHba(self.factory.config.hba, self._hbaAddress(), database, user, False)
+        database, user = self.requestedDatabase, self.key[1]
+        try:
+            rule = self._matchHba()
+        except RolesUnknown as e:
+            self._rolesUnknown(e)
+            return
         if rule is None:
             self._authFailed(
                 errors.fatal(
@@ -536,12 +652,34 @@ class FrontendProtocol(Protocol):
                 )
             )
             return
-        assert self.consoleRole is not None
+        role = self._consoleRights(self._verifiedPeerUid())
+        if role is None:
+            # Unreachable through the mock exchange; never grant regardless.
+            self.fail(
+                errors.fatal(
+                    constants.SQLSTATE_INVALID_PASSWORD,
+                    f'password authentication failed for user "{self.key[1]}"',
+                )
+            )
+            return
+        self.consoleRole = role
         self.state = FrontendState.LOGGING_IN
         self.transport.write(codec.encode(AuthenticationRequest(constants.AUTH_OK)))  # type: ignore[union-attr]
         self.transport.pauseProducing()  # type: ignore[union-attr]
         self.session = console(self, self.consoleRole)
         self.session.begin()
+
+    def _verifiedPeerUid(self) -> int | None:
+        """
+        The uid of a unix-socket peer whose OS user is the user it named,
+        else C{None}.
+        """
+        if isinstance(self.address, (IPv4Address, IPv6Address)):
+            return None
+        peer = peerUser(self.transport)
+        if peer is None or peer[1] != self.key[1]:
+            return None
+        return peer[0]
 
     def _failFromPool(self, reason: Failure) -> None:
         if isinstance(reason.value, BackendError):
@@ -688,12 +826,35 @@ class FrontendFactory(Factory):
         self._lastId = 0
         #: Which databases accept new clients (ENABLE / DISABLE).
         self.access = DatabaseAccess()
+        #: Role membership for C{+group} and C{samerole} HBA rules (C{None}
+        #: when no rule needs it); rebuilt, so read again, on each reload.
+        self.roles: RoleMembership | None = self._roleMembership(config)
 
     def reconfigure(self, config: Configuration) -> None:
         """
         Use C{config} for new clients.
         """
         self.config = config
+        self.roles = self._roleMembership(config)
+
+    def _roleMembership(self, config: Configuration) -> RoleMembership | None:
+        """
+        The membership C{config}'s HBA rules need, read as its superuser
+        (the loader refuses such rules without one).
+        """
+        rules = [rule for rule in config.hba if rule.needsRoles]
+        superuser = config.superuser
+        if not rules or superuser is None or not config.servers:
+            return None
+        samerole = any(item.kind == "samerole" for rule in rules for item in rule.databases)
+        groups = None if samerole else frozenset().union(*(rule.groups for rule in rules))
+        server = config.primary
+        methods = list(self.authMethods.values())
+        return RoleMembership(
+            groups,
+            lambda wanted: lookupRoles(self.clock, server, superuser, methods, wanted),
+            self.clock,
+        )
 
     def tooManyClients(self) -> bool:
         """

@@ -75,6 +75,7 @@ class Pooler:
         serverSections: str | None = None,
         limits: Sequence[str] | None = None,
         admins: Mapping[str, str] | None = None,
+        superuser: Mapping[str, str] | None = None,
     ) -> None:
         self.directory = directory
         self.cluster = cluster
@@ -122,6 +123,13 @@ class Pooler:
         if admins is not None:
             self.adminsPath = directory / "pgtwist_admins.conf"
             writeUsersFile(str(self.adminsPath), dict(admins), masterKey=b"integration-master-key")
+        #: The superuser file (C{-S}), written when C{superuser} is given.
+        self.superuserPath: Path | None = None
+        if superuser is not None:
+            self.superuserPath = directory / "pgtwist_superuser.conf"
+            writeUsersFile(
+                str(self.superuserPath), dict(superuser), masterKey=b"integration-master-key"
+            )
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -172,6 +180,7 @@ class Pooler:
             str(self.usersPath),
             *(["-l", str(self.limitsPath)] if self.limitsPath is not None else []),
             *(["-A", str(self.adminsPath)] if self.adminsPath is not None else []),
+            *(["-S", str(self.superuserPath)] if self.superuserPath is not None else []),
         ]
 
     def start(self, timeout: float = 20.0) -> Pooler:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import pwd
 import subprocess
 import threading
 import time
@@ -24,6 +25,9 @@ import pytest
 from pgtwist.testing.embedded import PostgresCluster
 from tests.integration.clients import adminConnect, backendsOf, waitFor
 from tests.integration.pooler import Pooler, freePort
+
+#: The unix-socket console trusts pgtwist's own OS user under that name.
+OS_USER = pwd.getpwuid(os.getuid()).pw_name
 
 ADMIN, ADMIN_PASSWORD = "root", "console-secret"
 STATS_USER, STATS_PASSWORD = "watcher", "watch-secret"
@@ -218,29 +222,35 @@ def test_psqlOverTcp(pooler: Pooler) -> None:
 
 def test_psqlOverUnixSocket(pooler: Pooler) -> None:
     """
-    Over the unix socket a peer with pgtwist's uid needs no password, under any name.
+    Over the unix socket a peer needs no password under its own OS user's
+    name (PostgreSQL's C{peer}), and pgtwist's own OS user is an admin;
+    under any other name it gets the password step (issue 11, finding 7).
     """
-    state = rows(psql(pooler, "SHOW STATE", user="anyone", password=None, unix=True))
+    me = OS_USER
+    state = rows(psql(pooler, "SHOW STATE", user=me, password=None, unix=True))
     assert {r["key"]: r["value"] for r in state} == {
         "active": "yes",
         "paused": "no",
         "suspended": "no",
     }
-    assert rows(
-        psql(pooler, "SHOW VERSION", user="anyone", password=None, unix=True, database="pgtwist")
-    )
+    assert rows(psql(pooler, "SHOW VERSION", user=me, password=None, unix=True, database="pgtwist"))
+    other = psql(pooler, "SHOW STATE", user="anyone", password=None, unix=True)
+    assert other.returncode != 0 and "no password supplied" in other.stderr
 
 
 def test_refused(pooler: Pooler) -> None:
     """
-    A pool user is not allowed in; a wrong admin password fails.
+    A pool user gets the password step and the same refusal as a wrong
+    admin password: the answer does not tell admins from others.
     """
     refused = psql(pooler, "SHOW POOLS", user=USER, password=PASSWORD)
-    assert refused.returncode != 0 and "not allowed" in refused.stderr
-    with pytest.raises(psycopg.OperationalError, match="not allowed"):
+    assert refused.returncode != 0 and "password authentication failed" in refused.stderr
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         console(pooler, USER, PASSWORD)
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         console(pooler, ADMIN, "wrong")
+    with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+        console(pooler, "nobody-at-all", "guess")
 
 
 def test_statsUser(pooler: Pooler) -> None:
@@ -276,7 +286,7 @@ def test_managementPort(tmp_path: Path, pgCluster: PostgresCluster) -> None:
         result = rows(psql(pooler, "SHOW LISTS", port=management, database=SHARED))
         assert [r["list"] for r in result][:3] == ["databases", "users", "pools"]
         refused = psql(pooler, "SHOW LISTS", user=USER, password=PASSWORD, port=management)
-        assert "not allowed" in refused.stderr
+        assert "password authentication failed" in refused.stderr
 
 
 # -- shapes ----------------------------------------------------------------------
@@ -528,7 +538,7 @@ def test_shutdownWaitForClients(pooler: Pooler) -> None:
     with console(pooler) as conn:
         assert conn.execute("SHUTDOWN WAIT_FOR_CLIENTS").statusmessage == "SHUTDOWN"
     status = {
-        r["key"]: r["value"] for r in rows(psql(pooler, "SHOW STATUS", "me", None, unix=True))
+        r["key"]: r["value"] for r in rows(psql(pooler, "SHOW STATUS", OS_USER, None, unix=True))
     }
     assert status["status"] == "gracefully"
     with pytest.raises(psycopg.OperationalError):
@@ -545,8 +555,8 @@ def test_shutdownGracefullyCancelled(pooler: Pooler) -> None:
     SHUTDOWN GRACEFULLY then SHUTDOWN CANCEL (over the unix socket) accepts clients again.
     """
     c = client(pooler)
-    assert rows(psql(pooler, "SHUTDOWN GRACEFULLY", "me", None, unix=True)) == []
-    assert rows(psql(pooler, "SHUTDOWN CANCEL", "me", None, unix=True)) == []
+    assert rows(psql(pooler, "SHUTDOWN GRACEFULLY", OS_USER, None, unix=True)) == []
+    assert rows(psql(pooler, "SHUTDOWN CANCEL", OS_USER, None, unix=True)) == []
     with client(pooler) as other:
         assert other.execute("SELECT 1").fetchone() == (1,)
     c.close()

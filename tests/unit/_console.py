@@ -19,6 +19,7 @@ from pgtwist.app.service import PoolerService, buildService
 from pgtwist.config.model import (
     Configuration,
     DatabaseLimit,
+    HbaRule,
     MainSettings,
     PoolKey,
     ServerSettings,
@@ -48,7 +49,8 @@ SERVERS = (
 def makeConfiguration(**main: Any) -> Configuration:
     """
     An admin C{root}, a stats user C{watcher} (password in the vault), a
-    vault user C{alice} and a databases-file line for C{db}.
+    vault user C{alice}, a databases-file line for C{db} and an HBA rule
+    letting everyone try SCRAM-SHA-256 (the console's too).
     """
     settings: dict[str, Any] = {
         "host": "127.0.0.1",
@@ -61,6 +63,7 @@ def makeConfiguration(**main: Any) -> Configuration:
     return Configuration(
         main=MainSettings(**settings),
         servers=SERVERS,
+        hba=(HbaRule("host", "all", "all", None, "scram-sha-256"),),
         limits=(DatabaseLimit("db", "all", 5, 0, 1, aliases=("dbalias",)),),
         users={"alice": UserEntry("alice", "pw"), "watcher": UserEntry("watcher", "seen")},
         admins={"root": UserEntry("root", "rootpw")},

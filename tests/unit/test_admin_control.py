@@ -14,6 +14,7 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from pgtwist.app.service import buildService
 from pgtwist.auth._scram import SCRAM_SHA_256, ScramClient
+from pgtwist.config.model import HbaRule
 from pgtwist.net import frontend as frontendModule
 from pgtwist.net.endpoints import managementEndpoint
 from pgtwist.net.frontend import FrontendProtocol, FrontendState
@@ -474,31 +475,112 @@ class RoutingTests(ConsoleTestCase):
         assert isinstance(error, ErrorResponse)
         self.assertEqual(error.message, "admin access needed")
 
-    def test_notAllowed(self) -> None:
+    def test_notAllowedGetsThePasswordStep(self) -> None:
         """
-        Anyone else gets FATAL 28000 "not allowed", even over the unix socket
-        from another uid.
+        A name that is neither an admin nor a stats user gets the same
+        SCRAM-SHA-256 challenge as an admin, and the same 28P01 as a wrong
+        password: the refusal does not tell which names are admins.
         """
-        self.patch(frontendModule, "peerUid", lambda transport: os.getuid() + 1)
-        protocol = self.connectClient(UNIXAddress(None))
+        for user in ("alice", "root"):
+            protocol = self.connectClient(IPv4Address("TCP", "127.0.0.1", 1))
+            replies = self.scramLogin(protocol, user, "guess", "pgbouncer")
+            error = replies[-1]
+            assert isinstance(error, ErrorResponse)
+            self.assertEqual(
+                (error.severity, error.code, error.message),
+                ("FATAL", "28P01", f'password authentication failed for user "{user}"'),
+            )
+            self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.service.pools.pools, {})
+
+    def test_vaultPasswordIsNoConsoleLogin(self) -> None:
+        """
+        A vault user who is neither an admin nor a stats user cannot log
+        into the console with the vault's password.
+        """
+        protocol = self.connectClient(IPv4Address("TCP", "127.0.0.1", 1))
+        error = self.scramLogin(protocol, "alice", "pw", "pgbouncer")[-1]
+        assert isinstance(error, ErrorResponse)
+        self.assertEqual(error.code, "28P01")
+
+    def test_consoleHba(self) -> None:
+        """
+        HBA applies to the console: a C{reject} rule for its database name
+        stops it before any password step, while other rules still let the
+        console's other name through.
+        """
+        config = dataclasses.replace(
+            self.service.config,
+            hba=(
+                HbaRule("host", "pgbouncer", "all", None, "reject"),
+                HbaRule("host", "all", "all", None, "scram-sha-256"),
+            ),
+        )
+        self.service.reconfigure(config)
+        protocol = self.connectClient(IPv4Address("TCP", "127.0.0.1", 1))
         protocol.dataReceived(
-            codec.encode(StartupMessage({"user": "alice", "database": "pgbouncer"}))
+            codec.encode(StartupMessage({"user": "root", "database": "pgbouncer"}))
         )
         error = _messages(self.transport)[0]
         assert isinstance(error, ErrorResponse)
-        self.assertEqual(
-            (error.severity, error.code, error.message), ("FATAL", "28000", "not allowed")
+        self.assertEqual(error.code, "28000")
+        self.assertIn("pg_hba.conf rejects connection", error.message)
+        protocol = self.connectClient(IPv4Address("TCP", "127.0.0.1", 1))
+        self.scramLogin(protocol, "root", "rootpw", "pgtwist")
+        self.assertEqual(protocol.consoleRole, "admin")
+
+    def test_consoleNoHbaEntry(self) -> None:
+        """
+        With no rule for the console's database, the console is refused as
+        PostgreSQL refuses a database no rule names.
+        """
+        config = dataclasses.replace(
+            self.service.config, hba=(HbaRule("host", "db", "all", None, "scram-sha-256"),)
         )
-        self.assertTrue(self.transport.disconnecting)
+        self.service.reconfigure(config)
+        protocol = self.connectClient(IPv4Address("TCP", "127.0.0.1", 1))
+        protocol.dataReceived(
+            codec.encode(StartupMessage({"user": "root", "database": "pgbouncer"}))
+        )
+        error = _messages(self.transport)[0]
+        assert isinstance(error, ErrorResponse)
+        self.assertEqual(error.code, "28000")
+        self.assertIn("no pg_hba.conf entry", error.message)
+
+    def test_otherUidNotTrusted(self) -> None:
+        """
+        A unix socket peer from another OS user gets the password step,
+        even when it names its own OS user.
+        """
+        self.patch(frontendModule, "peerUser", lambda transport: (os.getuid() + 1, "alice"))
+        protocol = self.connectClient(UNIXAddress(None))
+        replies = self.scramLogin(protocol, "alice", "pw", "pgbouncer")
+        error = replies[-1]
+        assert isinstance(error, ErrorResponse)
+        self.assertEqual(error.code, "28P01")
+
+    def test_peerAdminTrusted(self) -> None:
+        """
+        A unix socket peer whose OS user is the admin it names needs no
+        password (PostgreSQL's C{peer}), whatever its uid.
+        """
+        self.patch(frontendModule, "peerUser", lambda transport: (os.getuid() + 1, "root"))
+        protocol = self.connectClient(UNIXAddress(None))
+        protocol.dataReceived(
+            codec.encode(StartupMessage({"user": "root", "database": "pgbouncer"}))
+        )
+        self.assertEqual(_messages(self.transport)[0], AuthenticationRequest(0))
+        self.assertEqual(protocol.consoleRole, "admin")
 
     def test_sameUidTrusted(self) -> None:
         """
-        A unix socket peer running as pgtwist's uid needs no password.
+        A unix socket peer running as pgtwist's own OS user and naming that
+        user needs no password, and is an admin.
         """
-        self.patch(frontendModule, "peerUid", lambda transport: os.getuid())
+        self.patch(frontendModule, "peerUser", lambda transport: (os.getuid(), "pgtwistuser"))
         protocol = self.connectClient(UNIXAddress(None))
         protocol.dataReceived(
-            codec.encode(StartupMessage({"user": "anyone", "database": "pgtwist"}))
+            codec.encode(StartupMessage({"user": "pgtwistuser", "database": "pgtwist"}))
             + codec.encode(Query("SHOW STATE"))
         )
         replies = _messages(self.transport)
@@ -506,15 +588,29 @@ class RoutingTests(ConsoleTestCase):
         self.assertEqual(protocol.consoleRole, "admin")
         self.assertIn("RowDescription", [type(m).__name__ for m in replies])
 
+    def test_sameUidOtherNameNotTrusted(self) -> None:
+        """
+        A peer with pgtwist's uid that names another user is not trusted:
+        it gets the password step like anyone (finding 7 of issue 11).
+        """
+        self.patch(frontendModule, "peerUser", lambda transport: (os.getuid(), "pgtwistuser"))
+        protocol = self.connectClient(UNIXAddress(None))
+        replies = self.scramLogin(protocol, "anyone", "guess", "pgtwist")
+        error = replies[-1]
+        assert isinstance(error, ErrorResponse)
+        self.assertEqual(error.code, "28P01")
+        self.assertIsNot(protocol.consoleRole, "admin")
+
     def test_tcpNeverTrusted(self) -> None:
         """
-        Over TCP the uid is not asked: unknown users are refused.
+        Over TCP the peer's uid is not asked: the password step applies.
         """
-        self.patch(frontendModule, "peerUid", lambda transport: os.getuid())
+        self.patch(frontendModule, "peerUser", lambda transport: (os.getuid(), "anyone"))
         protocol = self.connectClient(IPv4Address("TCP", "127.0.0.1", 1))
-        protocol.dataReceived(
-            codec.encode(StartupMessage({"user": "anyone", "database": "pgtwist"}))
-        )
+        replies = self.scramLogin(protocol, "anyone", "guess", "pgtwist")
+        error = replies[-1]
+        assert isinstance(error, ErrorResponse)
+        self.assertEqual(error.code, "28P01")
         self.assertEqual(protocol.state, FrontendState.CLOSED)
 
     def test_consoleOnly(self) -> None:

@@ -26,6 +26,7 @@ from pgtwist.wire.messages import (
     AuthenticationRequest,
     BackendKeyData,
     CommandComplete,
+    DataRow,
     ParameterStatus,
     ReadyForQuery,
     StartupMessage,
@@ -221,6 +222,35 @@ class OwnedQueryTests(SynchronousTestCase):
         self.assertIsNone(self.successResultOf(first))
         self.assertEqual(self.successResultOf(second), error)
         self.assertEqual(self.backend.parameters["application_name"], "")
+
+    def test_queryRows(self) -> None:
+        """
+        L{BackendProtocol.queryRows} fires with the rows of its query only
+        (not those of a query before it); an error fails it with
+        L{BackendError}.
+        """
+        first = self.backend.simpleQuery("SELECT 0")
+        rows = self.backend.queryRows("SELECT a, b FROM t")
+        failing = self.backend.queryRows("SELECT nope")
+        error = errors.error("42703", 'column "nope" does not exist')
+        self.backend.dataReceived(
+            codec.encodeAll(
+                [
+                    DataRow((b"0",)),
+                    CommandComplete("SELECT 1"),
+                    ReadyForQuery(),
+                    DataRow((b"x", None)),
+                    DataRow((b"y", b"z")),
+                    CommandComplete("SELECT 2"),
+                    ReadyForQuery(),
+                    error,
+                    ReadyForQuery(),
+                ]
+            )
+        )
+        self.assertIsNone(self.successResultOf(first))
+        self.assertEqual(self.successResultOf(rows), [(b"x", None), (b"y", b"z")])
+        self.assertEqual(self.failureResultOf(failing, BackendError).value.error, error)
 
     def test_lostFailsQueries(self) -> None:
         """

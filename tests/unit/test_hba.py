@@ -7,14 +7,20 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Mapping
 from typing import Any
 
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pgtwist.auth.hba import matchHba
+from pgtwist.auth.hba import RoleMembership, RolesUnknown, matchHba
+from pgtwist.config import vault
 from pgtwist.config.loader import DEFAULT_AUTH_METHODS, ConfigError
-from pgtwist.config.model import HbaRule
+from pgtwist.config.model import HbaName, HbaRule
 from tests.unit._configfiles import MINIMAL, FilesTestCase
+
+MASTER_KEY = b"a master key for the tests"
 
 
 def rule(kind: str, database: str, user: str, address: str, method: str, line: int = 0) -> HbaRule:
@@ -303,3 +309,326 @@ class HbaFileTests(FilesTestCase):
                 f"{os.path.join(self.directory, 'hba.conf')}: no HBA rules: every client will be rejected"
             ],
         )
+
+
+class PostgresSyntaxTests(FilesTestCase):
+    """
+    The DATABASE and USER columns as PostgreSQL's C{pg_hba.conf} reads
+    them: lists, quotes, keywords, C{+group} and C{@file}; and the forms
+    pgtwist cannot honour refused at their line (issue 11, finding 6).
+    """
+
+    def loadHba(self, text: str, **kwargs: Any) -> tuple[HbaRule, ...]:
+        """
+        Load a minimal main file with C{text} as the HBA file.
+        """
+        return self.load(MINIMAL, hbaPath=self.write("hba.conf", text), **kwargs).hba
+
+    def hbaError(self, text: str, **kwargs: Any) -> str:
+        """
+        Load C{text} as the HBA file and return the L{ConfigError}'s text.
+        """
+        error = self.assertRaises(ConfigError, self.loadHba, text, **kwargs)
+        return str(error).replace(os.path.join(self.directory, ""), "")
+
+    def test_commaLists(self) -> None:
+        """
+        Comma-separated names are lists (blanks may follow a comma), and
+        each name matches; before, C{a,b} was one name matching nothing.
+        """
+        (rule,) = self.loadHba('host sales,hr, "ops" alice,bob all reject\n')
+        self.assertEqual(
+            rule.databases,
+            (HbaName("name", "sales"), HbaName("name", "hr"), HbaName("name", "ops")),
+        )
+        self.assertEqual(rule.users, (HbaName("name", "alice"), HbaName("name", "bob")))
+        for database in ("sales", "hr", "ops"):
+            for user in ("alice", "bob"):
+                self.assertIs(matchHba([rule], "10.0.0.1", database, user, False), rule)
+        self.assertIsNone(matchHba([rule], "10.0.0.1", "sales,hr", "alice", False))
+        self.assertIsNone(matchHba([rule], "10.0.0.1", "sales", "carol", False))
+
+    def test_quotedNames(self) -> None:
+        """
+        Quotes keep blanks, commas and C{#} in a name, C{""} is a quote,
+        and a quoted keyword is a plain name.
+        """
+        (rule,) = self.loadHba('host "all","my db","a,b","x#y","say ""hi""" all all trust\n')
+        self.assertEqual(
+            [name.name for name in rule.databases], ["all", "my db", "a,b", "x#y", 'say "hi"']
+        )
+        self.assertEqual({name.kind for name in rule.databases}, {"name"})
+        self.assertIs(matchHba([rule], "10.0.0.1", "all", "u", False), rule)
+        self.assertIs(matchHba([rule], "10.0.0.1", "a,b", "u", False), rule)
+        self.assertIsNone(matchHba([rule], "10.0.0.1", "other", "u", False))
+        (users,) = self.loadHba('host all "all","+staff" all trust\n')
+        self.assertEqual(users.users, (HbaName("name", "all"), HbaName("name", "+staff")))
+        self.assertIsNone(matchHba([users], "10.0.0.1", "db", "bob", False))
+        self.assertIs(matchHba([users], "10.0.0.1", "db", "+staff", False), users)
+
+    def test_keywords(self) -> None:
+        """
+        C{sameuser} matches a database named as the user; C{replication}
+        never matches (pgtwist takes no replication connections);
+        C{samegroup} is C{samerole}.
+        """
+        same, replication = self.loadHba(
+            "host sameuser all all trust\nhost replication all all reject\n"
+        )
+        self.assertIs(matchHba([same], "10.0.0.1", "alice", "alice", False), same)
+        self.assertIsNone(matchHba([same], "10.0.0.1", "db", "alice", False))
+        self.assertIsNone(matchHba([replication], "10.0.0.1", "replication", "u", False))
+        rules = self.loadHba(
+            "host samegroup all all trust\n",
+            superuserPath=self.superuserFile(),
+            masterKey=MASTER_KEY,
+        )
+        self.assertEqual(rules[0].databases, (HbaName("samerole", "samegroup"),))
+
+    def superuserFile(self) -> str:
+        """
+        A superuser vault with one user (its master key is L{MASTER_KEY}).
+        """
+        path = os.path.join(self.directory, "superuser.conf")
+        vault.writeUsersFile(path, {"postgres": "secret"}, MASTER_KEY)
+        return path
+
+    def test_groups(self) -> None:
+        """
+        C{+role} in USER is a group; it needs the superuser file to be
+        read from PostgreSQL, else the load fails at its line.
+        """
+        text = "host all all 10.0.0.0/8 reject\nhost all +staff,bob all md5\n"
+        self.assertEqual(
+            self.hbaError(text),
+            "hba.conf:2: +role and samerole need role membership from PostgreSQL, which "
+            "pgtwist reads as the superuser of the superuser file (-S); none is given",
+        )
+        rules = self.loadHba(text, superuserPath=self.superuserFile(), masterKey=MASTER_KEY)
+        self.assertEqual(rules[1].users, (HbaName("group", "staff"), HbaName("name", "bob")))
+        self.assertEqual(rules[1].groups, frozenset({"staff"}))
+        self.assertTrue(rules[1].needsRoles)
+        self.assertFalse(rules[0].needsRoles)
+
+    def test_atFile(self) -> None:
+        """
+        C{@file} lists names read from a file relative to the HBA file's
+        directory, with comments, commas, quotes and nested C{@file}s.
+        """
+        os.mkdir(os.path.join(self.directory, "lists"))
+        self.write("lists/users", '# the team\nalice, bob\n"carol x" @more\n')
+        self.write("lists/more", "dave\n")
+        self.write("dbs", "sales hr\n")
+        (rule,) = self.loadHba("host @dbs,ops @lists/users all trust\n")
+        self.assertEqual([n.name for n in rule.databases], ["sales", "hr", "ops"])
+        self.assertEqual([n.name for n in rule.users], ["alice", "bob", "carol x", "dave"])
+        self.assertIs(matchHba([rule], "10.0.0.1", "hr", "dave", False), rule)
+        self.assertIsNone(matchHba([rule], "10.0.0.1", "hr", "erin", False))
+
+    def test_atFileErrors(self) -> None:
+        """
+        A missing or empty C{@file} fails the load at the line naming it.
+        """
+        self.assertEqual(
+            self.hbaError("host all @nowhere all trust\n"),
+            "hba.conf:1: USER @nowhere: cannot read the file: No such file or directory",
+        )
+        self.write("empty", "# nobody\n")
+        self.assertEqual(
+            self.hbaError("host @empty all all reject\n"),
+            "hba.conf:1: DATABASE @empty: empty lists no names",
+        )
+
+    def test_unsupportedForms(self) -> None:
+        """
+        Forms PostgreSQL reads and pgtwist cannot honour fail the load with
+        C{path:line}: never a rule that silently matches nothing.
+        """
+        cases = {
+            "host /^sales all all trust": "hba.conf:1: DATABASE '/^sales': regular expressions "
+            "are not supported; list the names (or quote a name that starts with /)",
+            "host all /^a all trust": "hba.conf:1: USER '/^a': regular expressions are not "
+            "supported; list the names (or quote a name that starts with /)",
+            "include other.conf": "hba.conf:1: include directives are not supported",
+            "include_dir conf.d": "hba.conf:1: include_dir directives are not supported",
+            "host all all all scram-sha-256 clientcert=verify-full": "hba.conf:1: options "
+            "after the method are not supported ('clientcert=verify-full')",
+            "host all all 10.0.0.0 255.0.0.0 md5": "hba.conf:1: a separate netmask column is "
+            "not supported: write the network as ADDRESS/BITS, e.g. 10.0.0.0/8",
+            "host +staff all all trust": "hba.conf:1: DATABASE '+staff': +role is for the USER "
+            "column (quote the name if it is one)",
+            "host all sameuser all trust": "hba.conf:1: USER 'sameuser': a DATABASE keyword; "
+            "quote it if it is a role name",
+            'host "db all all trust': "hba.conf:1: unterminated quoted string",
+            "host a,,b all all trust": "hba.conf:1: empty item in a comma-separated list",
+            "host a, all all trust": "hba.conf:1: expected TYPE DATABASE USER ADDRESS "
+            "METHOD, got 4 fields",
+            "host all all localhost trust": "hba.conf:1: invalid address 'localhost': "
+            "expected all, an IP address or a network such as 127.0.0.1/32 or ::1/128",
+            "host all all all peer": "hba.conf:1: unknown auth method 'peer'",
+            'host all all "all" trust': "hba.conf:1: ADDRESS takes one word, not a list or a "
+            "quoted string",
+        }
+        for line, message in cases.items():
+            self.assertEqual(self.hbaError(line + "\n"), message, line)
+
+    def test_continuation(self) -> None:
+        """
+        A line ending in a backslash goes on on the next (PostgreSQL 16).
+        """
+        (rule,) = self.loadHba("host sales,\\\n  hr all all trust\n")
+        self.assertEqual([n.name for n in rule.databases], ["sales", "hr"])
+        self.assertEqual(rule.line, 1)
+
+    def test_pgagroalFile(self) -> None:
+        """
+        pgagroal's format (its sample file) still loads as before.
+        """
+        rules = self.loadHba(
+            "#\n# TYPE  DATABASE USER  ADDRESS  METHOD\n#\nhost    all      all   all      all\n"
+            "hostssl mydb     myuser 192.168.1.0/24 scram-sha-256\n"
+        )
+        self.assertEqual(rules[0].databases, (HbaName("all", "all"),))
+        self.assertEqual(rules[0].users, (HbaName("all", "all"),))
+        self.assertEqual(rules[1].databases, (HbaName("name", "mydb"),))
+        self.assertEqual((rules[1].database, rules[1].user), ("mydb", "myuser"))
+
+
+class _Lookup:
+    """
+    A role lookup answering with Deferreds the test fires.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[frozenset[str] | None, Deferred[Mapping[str, frozenset[str]]]]] = []
+
+    def __call__(self, groups: frozenset[str] | None) -> Deferred[Mapping[str, frozenset[str]]]:
+        d: Deferred[Mapping[str, frozenset[str]]] = Deferred()
+        self.calls.append((groups, d))
+        return d
+
+
+class RoleMembershipTests(SynchronousTestCase):
+    """
+    Tests for L{RoleMembership} and C{+group}/C{samerole} matching.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.lookup = _Lookup()
+        self.roles = RoleMembership(frozenset({"staff"}), self.lookup, self.clock, 60.0, 5.0)
+        self.rules = [
+            HbaRule(
+                "host",
+                "all",
+                "+staff",
+                None,
+                "md5",
+                "hba.conf",
+                1,
+                users=(HbaName("group", "staff"),),
+            ),
+            rule("host", "all", "all", "all", "reject", 2),
+        ]
+
+    def test_unknownFailsClosed(self) -> None:
+        """
+        Until membership is read, a rule needing it raises L{RolesUnknown}
+        instead of being skipped (which would let a later rule decide).
+        """
+        error = self.assertRaises(
+            RolesUnknown, matchHba, self.rules, "10.0.0.1", "db", "alice", False, self.roles
+        )
+        self.assertIs(error.rule, self.rules[0])
+        self.assertRaises(RolesUnknown, matchHba, self.rules, "10.0.0.1", "db", "alice", False)
+
+    def test_readyWaitsForFirstRead(self) -> None:
+        """
+        L{RoleMembership.ready} starts one read and every client waits for
+        it; then members (direct or not, as the lookup says) match.
+        """
+        first = self.roles.ready()
+        second = self.roles.ready()
+        assert first is not None and second is not None
+        self.assertEqual(len(self.lookup.calls), 1)
+        self.assertEqual(self.lookup.calls[0][0], frozenset({"staff"}))
+        fired: list[object] = []
+        first.addCallback(fired.append)
+        self.lookup.calls[0][1].callback({"staff": frozenset({"staff", "alice", "nested"})})
+        self.assertEqual(fired, [None])
+        self.assertIsNone(self.roles.ready())
+        for user in ("alice", "nested", "staff"):
+            self.assertIs(
+                matchHba(self.rules, "1.2.3.4", "db", user, False, self.roles), self.rules[0]
+            )
+        self.assertIs(
+            matchHba(self.rules, "1.2.3.4", "db", "bob", False, self.roles), self.rules[1]
+        )
+
+    def test_missRefreshesAtMostOncePerInterval(self) -> None:
+        """
+        A user not found starts a background read, at most one per
+        C{retryInterval} however many names are tried; nothing is kept
+        per name tried.
+        """
+        self.roles.ready()
+        self.lookup.calls[0][1].callback({"staff": frozenset({"staff"})})
+        self.clock.advance(5)
+        for index in range(100):
+            matchHba(self.rules, "1.2.3.4", "db", f"random{index}", False, self.roles)
+        self.assertEqual(len(self.lookup.calls), 2)
+        self.lookup.calls[1][1].callback({"staff": frozenset({"staff", "random7"})})
+        self.assertEqual(list(self.roles.members or {}), ["staff"])
+        self.assertIs(
+            matchHba(self.rules, "1.2.3.4", "db", "random7", False, self.roles), self.rules[0]
+        )
+        matchHba(self.rules, "1.2.3.4", "db", "other", False, self.roles)
+        self.assertEqual(len(self.lookup.calls), 2)
+
+    def test_staleRefreshedInBackground(self) -> None:
+        """
+        Past C{refreshInterval} the membership is read again, while clients
+        go on with the last one read.
+        """
+        self.roles.ready()
+        self.lookup.calls[0][1].callback({"staff": frozenset({"staff", "alice"})})
+        self.clock.advance(61)
+        self.assertIsNone(self.roles.ready())
+        self.assertEqual(len(self.lookup.calls), 2)
+
+    def test_failedReadKeepsLastOrStaysUnknown(self) -> None:
+        """
+        A failed first read leaves membership unknown (clients refused, and
+        the next read waits C{retryInterval}); a failed later read keeps
+        the last one.
+        """
+        waiting = self.roles.ready()
+        assert waiting is not None
+        self.lookup.calls[0][1].errback(ConnectionRefusedError("no server"))
+        self.assertEqual(len(self.flushLoggedErrors()), 0)
+        self.assertIsNone(self.roles.ready())
+        self.assertRaises(
+            RolesUnknown, matchHba, self.rules, "1.2.3.4", "db", "alice", False, self.roles
+        )
+        self.clock.advance(5)
+        self.assertIsNotNone(self.roles.ready())
+        self.lookup.calls[1][1].callback({"staff": frozenset({"staff", "alice"})})
+        self.clock.advance(61)
+        self.roles.ready()
+        self.lookup.calls[2][1].errback(ConnectionRefusedError("no server"))
+        self.assertIs(
+            matchHba(self.rules, "1.2.3.4", "db", "alice", False, self.roles), self.rules[0]
+        )
+
+    def test_samerole(self) -> None:
+        """
+        C{samerole} matches when the user is a member of the role named as
+        the database asked for.
+        """
+        roles = RoleMembership(None, self.lookup, self.clock)
+        rules = [HbaRule("host", "samerole", "all", None, "md5", "hba.conf", 1)]
+        roles.ready()
+        self.assertIsNone(self.lookup.calls[0][0])
+        self.lookup.calls[0][1].callback({"sales": frozenset({"sales", "alice"})})
+        self.assertIs(matchHba(rules, "1.2.3.4", "sales", "alice", False, roles), rules[0])
+        self.assertIsNone(matchHba(rules, "1.2.3.4", "hr", "alice", False, roles))
