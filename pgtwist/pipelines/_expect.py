@@ -78,9 +78,23 @@ class _Expect:
         sent between a COPY FROM STDIN and its end).
     @ivar previous: For a client Parse: the statement the client name stood
         for before (the unnamed statement survives a skipped Parse).
+    @ivar rows: For pgtwist's state query (L{pgtwist.pipelines._settings.stateQuery}):
+        the rows read so far, C{None} for a row that says the query failed;
+        C{data} then holds the client's ReadyForQuery, held back until the
+        state is known. C{None} for every other entry.
     """
 
-    __slots__ = ("kind", "forward", "name", "client", "key", "data", "copyEnds", "previous")
+    __slots__ = (
+        "kind",
+        "forward",
+        "name",
+        "client",
+        "key",
+        "data",
+        "copyEnds",
+        "previous",
+        "rows",
+    )
 
     def __init__(
         self,
@@ -92,6 +106,7 @@ class _Expect:
         data: bytes = b"",
         copyEnds: int = 0,
         previous: StatementKey | None = None,
+        rows: list[tuple[str | None, ...] | None] | None = None,
     ) -> None:
         self.kind = kind
         self.forward = forward
@@ -101,6 +116,7 @@ class _Expect:
         self.data = data
         self.copyEnds = copyEnds
         self.previous = previous
+        self.rows = rows
 
     def __repr__(self) -> str:
         return f"<_Expect {self.kind} forward={self.forward} name={self.name}>"
@@ -125,6 +141,27 @@ def _warning(feature: str) -> bytes:
             detail="The next transaction of this client may run on another PostgreSQL "
             "connection, and this one may serve another client.",
             hint="Use a session pool for this client (pipeline = session).",
+        ).fields
+    )
+    return codec.encode(notice)
+
+
+def _pinned(kinds: list[str]) -> bytes:
+    """
+    The WARNING a client gets when its session starts holding (more)
+    session-only objects, C{kinds}, that keep its backend.
+    """
+    notice = NoticeResponse(
+        errors.errorResponse(
+            constants.SEVERITY_WARNING,
+            "01000",
+            f"pgtwist: this connection keeps its PostgreSQL backend while its session holds "
+            f"{', '.join(kinds)}",
+            detail="In transaction pooling these exist only on this backend: until they are "
+            "gone (dropped, deallocated, closed, unlocked), this client's transactions run "
+            "there and no other client gets it.",
+            hint="Drop them when done (DISCARD ALL drops them all), or use a session pool for "
+            "this client (pipeline = session).",
         ).fields
     )
     return codec.encode(notice)

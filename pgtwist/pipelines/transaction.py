@@ -14,6 +14,13 @@ What makes that transparent to the client:
  - B{session settings} the client made (startup parameters, anything
    PostgreSQL reports with ParameterStatus) are re-applied with SET on a
    backend whose values differ (L{pgtwist.pipelines._settings});
+ - B{session state} the client changed itself (C{SET}, C{SET ROLE},
+   C{set_config}, C{DISCARD}...): a transaction whose text may do so is
+   followed, once it has ended, by one query that reads the backend's real
+   state; the client's next backend is reset and given that state. A
+   client whose session holds temporary tables, SQL prepared statements,
+   C{WITH HOLD} cursors or session advisory locks keeps its backend
+   (I{pinned}, with a WARNING) until they are gone;
  - every response pgtwist caused is swallowed, and every response it owes is
    synthesized, at exactly the position the client expects: an I{expected}
    queue holds one entry per request, in order (PgBouncer's outstanding
@@ -68,16 +75,25 @@ from pgtwist.pipelines._expect import (
     _SYNC,
     _canReset,
     _Expect,
+    _pinned,
     _warning,
 )
 from pgtwist.pipelines._responses import ResponseRelay
 from pgtwist.pipelines._rewrite import StatementRewriter
 from pgtwist.pipelines._settings import (
+    LISTEN,
+    MAX_CUSTOM,
+    OBJECTS,
+    RESETS,
+    SETTINGS,
     ClientSettings,
     LoginCache,
-    resetsStatements,
-    sessionFeature,
+    customNames,
+    matchStatements,
+    readState,
+    sessionFlags,
     splitStartupSettings,
+    stateQuery,
     syncStatements,
 )
 from pgtwist.pipelines._statements import (
@@ -159,6 +175,18 @@ class TransactionPipelineSession(StatementRewriter, ResponseRelay, PipelineSessi
         self._done = False
         self._loggedIn = False
         self._acquiring: Deferred[IBackendLink] | None = None
+        #: L{sessionFlags} bits of what ran since the backend's session state
+        #: was last read: non-zero, the state is read when the transaction ends.
+        self._sessionCheck = 0
+        #: Custom settings (C{my.secret}) the client named, read by name.
+        self._customs: set[str] = set()
+        #: Session-only objects the client's session holds, by kind: while
+        #: there are any, the client keeps its backend.
+        self._objects: dict[str, int] = {}
+        #: What keeps the client on its backend, for SHOW CLIENTS ("" if nothing).
+        self.pinned = ""
+        #: The backend's state could not be read: it is reset when released.
+        self._resetOnRelease = False
 
     # -- login ------------------------------------------------------------------
 
@@ -189,7 +217,11 @@ class TransactionPipelineSession(StatementRewriter, ResponseRelay, PipelineSessi
         if self._done:
             self.pool.release(backend, reset=False)
             return
-        statements = ["RESET ALL"] + [
+        reset = ["RESET ALL"]
+        if serverSession(backend).dirty:
+            # A client may have left its role behind (RESET ALL keeps it).
+            reset.append("RESET SESSION AUTHORIZATION; RESET ROLE")
+        statements = reset + [
             f"SET {quoteIdentifier(name)} = {quoteLiteral(value)}" for name, value in self._startup
         ]
         backend.simpleQuery("; ".join(statements)).addCallbacks(
@@ -213,6 +245,7 @@ class TransactionPipelineSession(StatementRewriter, ResponseRelay, PipelineSessi
         state.applied.clear()
         state.applied.update(unreported)
         state.fingerprint = self.settings.fingerprint
+        state.dirty = False
         self.pool.release(backend, reset=False)
         if self._done:
             return
@@ -260,13 +293,26 @@ class TransactionPipelineSession(StatementRewriter, ResponseRelay, PipelineSessi
             self._owed = b""
         out: list[bytes] = []
         if state.fingerprint != self.settings.fingerprint:
-            statements, applied = syncStatements(self.settings, backend.parameters, state.applied)
-            if statements:
-                out.append(codec.frame(constants.QUERY, codec.encodeString("; ".join(statements))))
-                self._expected.append(_Expect(_QUERY, forward=False))
-            state.applied.clear()
-            state.applied.update(applied)
-            state.fingerprint = self.settings.fingerprint
+            settings = self.settings
+            if state.dirty or settings.session is not None:
+                # Another client changed this session, or this client did:
+                # reset everything, then apply the client's state, each
+                # query alone so that a failure undoes no reset.
+                for sql in matchStatements(settings, self.frontend.key[1]):
+                    out.append(codec.frame(constants.QUERY, codec.encodeString(sql)))
+                    self._expected.append(_Expect(_QUERY, forward=False))
+                state.applied.clear()
+                state.applied.update(settings.unreported)
+                state.dirty = settings.session is not None
+            else:
+                statements, applied = syncStatements(settings, backend.parameters, state.applied)
+                if statements:
+                    query = codec.encodeString("; ".join(statements))
+                    out.append(codec.frame(constants.QUERY, query))
+                    self._expected.append(_Expect(_QUERY, forward=False))
+                state.applied.clear()
+                state.applied.update(applied)
+            state.fingerprint = settings.fingerprint
         self._preamble = out
         if self._pumping:
             # The first chunk walked takes the preamble along.
@@ -408,7 +454,10 @@ class TransactionPipelineSession(StatementRewriter, ResponseRelay, PipelineSessi
                 return size
             if type == constants.PARSE:
                 parse: Any = codec.decodeFrontend(type, data[offset + 5 : end])
-                key = StatementKey(parse.query, parse.parameterTypes, self.settings.searchPath)
+                flags = sessionFlags(parse.query.encode())
+                key = StatementKey(
+                    parse.query, parse.parameterTypes, self.settings.searchPath, flags
+                )
                 if not self.registry.isVerified(self.frontend.key, key) or (
                     parse.name and parse.name in self.statements
                 ):
@@ -416,9 +465,10 @@ class TransactionPipelineSession(StatementRewriter, ResponseRelay, PipelineSessi
                     break
                 self.statements[parse.name] = key
                 self._unsynced = True
-                feature = sessionFeature(parse.query.encode())
-                if feature is not None:
-                    replies.append(_warning(feature))
+                if flags & SETTINGS:
+                    self._addCustoms(parse.query.encode())
+                if flags & LISTEN:
+                    replies.append(_warning("LISTEN"))
                 replies.append(_PARSE_COMPLETE)
             elif type == constants.CLOSE:
                 if data[offset + 5 : offset + 6] != b"S":
@@ -515,11 +565,16 @@ class TransactionPipelineSession(StatementRewriter, ResponseRelay, PipelineSessi
                 if not self._discarding:
                     if end <= size:
                         body = data[offset + 5 : end]
-                        feature = sessionFeature(body)
-                        if feature is not None:
-                            self._fake(_warning(feature))
-                        if resetsStatements(body) and _canReset(body, backend.transactionStatus):
-                            self._resetStatements()
+                        flags = sessionFlags(body)
+                        if flags:
+                            if flags & LISTEN:
+                                self._fake(_warning("LISTEN"))
+                            self._sessionQuery(flags, body)
+                            if flags & RESETS and _canReset(body, backend.transactionStatus):
+                                self._resetStatements()
+                    else:
+                        # Too long to look at: it may change anything.
+                        self._sessionCheck |= SETTINGS | OBJECTS
                     expected.append(_Expect(_QUERY, copyEnds=self._copyEnds))
             elif type == constants.SYNC:
                 # During COPY FROM STDIN PostgreSQL ignores Sync.
@@ -545,6 +600,8 @@ class TransactionPipelineSession(StatementRewriter, ResponseRelay, PipelineSessi
                 self._unsynced = True
             elif type == constants.FUNCTION_CALL:
                 if not self._discarding:
+                    # Any function, set_config included, by its OID.
+                    self._sessionCheck |= SETTINGS | OBJECTS
                     expected.append(_Expect(_QUERY))
             elif type == constants.TERMINATE:
                 self._terminate = True
@@ -670,6 +727,89 @@ class TransactionPipelineSession(StatementRewriter, ResponseRelay, PipelineSessi
         if not self._waiting and not self._done:
             self.frontend.resumeReading()
 
+    # -- session state a client changed itself ---------------------------------------
+
+    def _sessionQuery(self, flags: int, sql: bytes) -> None:
+        """
+        The client sent a query that may change its session (L{sessionFlags}
+        C{flags}): read the session's state once the transaction has ended.
+        """
+        self._sessionCheck |= flags & (SETTINGS | OBJECTS)
+        if sql and flags & SETTINGS:
+            self._addCustoms(sql)
+
+    def _addCustoms(self, sql: bytes) -> None:
+        """
+        Remember the custom settings C{sql} names, for the state query.
+        """
+        names = customNames(sql)
+        if names and len(self._customs) < MAX_CUSTOM:
+            self._customs.update(names)
+
+    def _checkAtReady(self, ready: bytes) -> bool:
+        """
+        The client's transaction ended (ReadyForQuery C{ready}) after
+        something that may have changed its session: unless more of the
+        client's requests are already on their way, read the session's state
+        now, holding C{ready} back so that any WARNING comes before it.
+        """
+        backend = self.backend
+        assert backend is not None
+        if (
+            self._unsynced
+            or backend.transactionStatus != constants.TRANSACTION_IDLE
+            or not self._fromClient.atBoundary
+        ):
+            # Later: the state is read at a ReadyForQuery outside any
+            # transaction, before the backend goes back.
+            return False
+        self._checkSession(ready)
+        return True
+
+    def _checkSession(self, ready: bytes) -> None:
+        """
+        Send the state query (L{stateQuery}); its answer is read by
+        L{_sessionRead}, which then owes the client C{ready}.
+        """
+        backend = self.backend
+        assert backend is not None
+        self._sessionCheck = 0
+        backend.write(codec.frame(constants.QUERY, codec.encodeString(stateQuery(self._customs))))
+        self._expected.append(_Expect(_QUERY, forward=False, data=ready, rows=[]))
+
+    def _sessionRead(self, entry: _Expect) -> None:
+        """
+        The state query answered: the backend's session settings become the
+        client's, and any session-only objects keep the backend with the
+        client (a WARNING when they grew).
+        """
+        rows = entry.rows
+        state = self.serverState
+        state.dirty = True
+        warning = b""
+        if rows is None or None in rows:
+            # Not known (an error, a statement_timeout too short to read
+            # it): the client keeps what it had, and the backend is reset
+            # before anyone gets it.
+            self._resetOnRelease = True
+            state.fingerprint = None
+        else:
+            settings, identity, objects = readState(
+                [row for row in rows if row is not None], self.frontend.key[1]
+            )
+            self.settings.adopt(settings, identity)
+            state.fingerprint = self.settings.fingerprint
+            grown = [kind for kind, count in objects.items() if count > self._objects.get(kind, 0)]
+            self._objects = objects
+            self.pinned = ", ".join(objects)
+            if objects:
+                # Checked again when the client's next transaction ends.
+                self._sessionCheck |= OBJECTS
+            if grown:
+                warning = _pinned(grown)
+        if warning or entry.data:
+            self._expected.appendleft(_Expect(_FAKE, data=warning + entry.data))
+
     def _releasable(self) -> bool:
         backend = self.backend
         return (
@@ -682,12 +822,20 @@ class TransactionPipelineSession(StatementRewriter, ResponseRelay, PipelineSessi
         )
 
     def _release(self) -> None:
+        if self._objects:
+            # Pinned: the session holds what only this backend has.
+            return
+        if self._sessionCheck:
+            # Not read at the ReadyForQuery (see _checkAtReady): read now.
+            self._checkSession(b"")
+            return
         backend, self.backend = self.backend, None
         assert backend is not None
         backend.detach()
         self.frontend.setCancelTarget(None)
         self.stats.addTransaction(self.clock.seconds() - self._xactStart)
-        self.pool.release(backend, reset=False)
+        reset, self._resetOnRelease = self._resetOnRelease, False
+        self.pool.release(backend, reset=reset)
         if self._queued and not self._pumping and not self._done:
             self._pump()
 
@@ -707,7 +855,15 @@ class TransactionPipelineSession(StatementRewriter, ResponseRelay, PipelineSessi
                 and not self._fromClient.passingOn
             )
             self.frontend.setCancelTarget(None)
-            self.pool.release(backend, reset=False)
+            # Session-only objects, or what may be some, go with the client:
+            # the pool resets the session (DISCARD ALL) before reuse.
+            reset = bool(self._resetOnRelease or self._objects or self._sessionCheck & OBJECTS)
+            if self._sessionCheck and not reset:
+                # Settings not read: the next client resets everything.
+                state = self.serverState
+                state.dirty = True
+                state.fingerprint = None
+            self.pool.release(backend, reset=reset)
 
     def frontendLost(self, reason: Failure) -> None:
         """
