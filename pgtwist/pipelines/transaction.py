@@ -75,25 +75,21 @@ from pgtwist.pipelines._expect import (
     _SYNC,
     _canReset,
     _Expect,
-    _pinned,
     _warning,
 )
 from pgtwist.pipelines._responses import ResponseRelay
 from pgtwist.pipelines._rewrite import StatementRewriter
+from pgtwist.pipelines._sessionstate import SessionStateTracker
 from pgtwist.pipelines._settings import (
     LISTEN,
-    MAX_CUSTOM,
     OBJECTS,
     RESETS,
     SETTINGS,
     ClientSettings,
     LoginCache,
-    customNames,
     matchStatements,
-    readState,
     sessionFlags,
     splitStartupSettings,
-    stateQuery,
     syncStatements,
 )
 from pgtwist.pipelines._statements import (
@@ -117,7 +113,9 @@ _UNUSED: list[bytes] = []
 
 
 @implementer(IPipelineSession)
-class TransactionPipelineSession(StatementRewriter, ResponseRelay, PipelineSessionBase):
+class TransactionPipelineSession(
+    StatementRewriter, ResponseRelay, SessionStateTracker, PipelineSessionBase
+):
     """
     Transaction-mode policy for one client.
     """
@@ -175,18 +173,7 @@ class TransactionPipelineSession(StatementRewriter, ResponseRelay, PipelineSessi
         self._done = False
         self._loggedIn = False
         self._acquiring: Deferred[IBackendLink] | None = None
-        #: L{sessionFlags} bits of what ran since the backend's session state
-        #: was last read: non-zero, the state is read when the transaction ends.
         self._sessionCheck = 0
-        #: Custom settings (C{my.secret}) the client named, read by name.
-        self._customs: set[str] = set()
-        #: Session-only objects the client's session holds, by kind: while
-        #: there are any, the client keeps its backend.
-        self._objects: dict[str, int] = {}
-        #: What keeps the client on its backend, for SHOW CLIENTS ("" if nothing).
-        self.pinned = ""
-        #: The backend's state could not be read: it is reset when released.
-        self._resetOnRelease = False
 
     # -- login ------------------------------------------------------------------
 
@@ -726,89 +713,6 @@ class TransactionPipelineSession(StatementRewriter, ResponseRelay, PipelineSessi
             self._pump()
         if not self._waiting and not self._done:
             self.frontend.resumeReading()
-
-    # -- session state a client changed itself ---------------------------------------
-
-    def _sessionQuery(self, flags: int, sql: bytes) -> None:
-        """
-        The client sent a query that may change its session (L{sessionFlags}
-        C{flags}): read the session's state once the transaction has ended.
-        """
-        self._sessionCheck |= flags & (SETTINGS | OBJECTS)
-        if sql and flags & SETTINGS:
-            self._addCustoms(sql)
-
-    def _addCustoms(self, sql: bytes) -> None:
-        """
-        Remember the custom settings C{sql} names, for the state query.
-        """
-        names = customNames(sql)
-        if names and len(self._customs) < MAX_CUSTOM:
-            self._customs.update(names)
-
-    def _checkAtReady(self, ready: bytes) -> bool:
-        """
-        The client's transaction ended (ReadyForQuery C{ready}) after
-        something that may have changed its session: unless more of the
-        client's requests are already on their way, read the session's state
-        now, holding C{ready} back so that any WARNING comes before it.
-        """
-        backend = self.backend
-        assert backend is not None
-        if (
-            self._unsynced
-            or backend.transactionStatus != constants.TRANSACTION_IDLE
-            or not self._fromClient.atBoundary
-        ):
-            # Later: the state is read at a ReadyForQuery outside any
-            # transaction, before the backend goes back.
-            return False
-        self._checkSession(ready)
-        return True
-
-    def _checkSession(self, ready: bytes) -> None:
-        """
-        Send the state query (L{stateQuery}); its answer is read by
-        L{_sessionRead}, which then owes the client C{ready}.
-        """
-        backend = self.backend
-        assert backend is not None
-        self._sessionCheck = 0
-        backend.write(codec.frame(constants.QUERY, codec.encodeString(stateQuery(self._customs))))
-        self._expected.append(_Expect(_QUERY, forward=False, data=ready, rows=[]))
-
-    def _sessionRead(self, entry: _Expect) -> None:
-        """
-        The state query answered: the backend's session settings become the
-        client's, and any session-only objects keep the backend with the
-        client (a WARNING when they grew).
-        """
-        rows = entry.rows
-        state = self.serverState
-        state.dirty = True
-        warning = b""
-        if rows is None or None in rows:
-            # Not known (an error, a statement_timeout too short to read
-            # it): the client keeps what it had, and the backend is reset
-            # before anyone gets it.
-            self._resetOnRelease = True
-            state.fingerprint = None
-        else:
-            settings, identity, objects = readState(
-                [row for row in rows if row is not None], self.frontend.key[1]
-            )
-            self.settings.adopt(settings, identity)
-            state.fingerprint = self.settings.fingerprint
-            grown = [kind for kind, count in objects.items() if count > self._objects.get(kind, 0)]
-            self._objects = objects
-            self.pinned = ", ".join(objects)
-            if objects:
-                # Checked again when the client's next transaction ends.
-                self._sessionCheck |= OBJECTS
-            if grown:
-                warning = _pinned(grown)
-        if warning or entry.data:
-            self._expected.appendleft(_Expect(_FAKE, data=warning + entry.data))
 
     def _releasable(self) -> bool:
         backend = self.backend

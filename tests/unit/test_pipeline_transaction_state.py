@@ -10,10 +10,10 @@ from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from pgtwist.pipelines._expect import _pinned, _warning
 from pgtwist.pipelines._settings import matchStatements
 from pgtwist.pipelines._statements import StatementKey
 from pgtwist.pipelines.serverstate import serverSession
-from pgtwist.pipelines.transaction import _pinned, _warning
 from pgtwist.wire import codec, errors
 from pgtwist.wire.messages import (
     Bind,
