@@ -11,7 +11,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from pgtwist.pipelines._expect import _pinned, _warning
-from pgtwist.pipelines._settings import matchStatements
+from pgtwist.pipelines._settings import customNames, matchStatements
 from pgtwist.pipelines._statements import StatementKey
 from pgtwist.pipelines.serverstate import serverSession
 from pgtwist.wire import codec, errors
@@ -202,6 +202,148 @@ class SettingsTests(SynchronousTestCase):
             ]
         )
         self.assertIsNone(self.script.session.backend)
+
+
+class SessionStateTests(SynchronousTestCase):
+    """
+    What a client does to its session itself follows it, and never reaches
+    the next client of its backend.
+    """
+
+    def changeRole(self, script: TransactionScript, sql: str) -> None:
+        """
+        Play C{sql} on C{script}'s backend, after which PostgreSQL shows
+        role C{other} and C{my.secret}.
+        """
+        script.play(
+            [
+                fromClient([Query(sql)], toServer=[Query(sql)]),
+                fromServer(
+                    [CommandComplete("SET"), ready()],
+                    toClient=[CommandComplete("SET")],
+                    toServer=[stateQuery(*customNames(sql.encode()))],
+                ),
+                fromServer(
+                    stateAnswer({"my.secret": "A"}, identity=("user", "other")),
+                    toClient=[ready()],
+                ),
+            ]
+        )
+
+    def test_nextClientReset(self) -> None:
+        """
+        Another client of the pool that gets the backend next has it reset
+        first (the role too), and given its own settings.
+        """
+        first = TransactionScript(self)
+        backend = first.backends[0]
+        self.changeRole(first, "SET ROLE other; select set_config('my.secret', 'A', false)")
+        self.assertEqual(first.session.settings.identity, ("user", "other"))
+        self.assertTrue(serverSession(backend).dirty)
+        second = TransactionScript(self, backend=backend, pipeline=first.pipeline)
+        queries = matchStatements(second.session.settings, "user")
+        self.assertEqual(queries[0], "RESET ALL; RESET SESSION AUTHORIZATION; RESET ROLE")
+        self.assertNotIn("other", " ".join(queries))
+        second.play(
+            [
+                fromClient(
+                    [Query("SELECT 1")],
+                    toServer=[*(Query(sql) for sql in queries), Query("SELECT 1")],
+                ),
+                fromServer(
+                    [CommandComplete("RESET"), ready()] * len(queries) + [*one(), ready()],
+                    toClient=[*one(), ready()],
+                ),
+            ]
+        )
+        self.assertFalse(serverSession(backend).dirty)
+
+    def test_followsClient(self) -> None:
+        """
+        The client's next transaction on another backend gets its role and
+        settings there; back on a backend it left as it is, nothing is sent.
+        """
+        script = TransactionScript(self)
+        first = script.backends[0]
+        self.changeRole(script, "SET ROLE other")
+        other = makeBackend(1002)
+        script.useBackend(other)
+        queries = matchStatements(script.session.settings, "user")
+        self.assertEqual(queries[-1], 'SET ROLE "other"')
+        self.assertIn("pg_catalog.set_config('my.secret', 'A', false)", queries[1])
+        script.play(
+            [
+                fromClient(
+                    [Query("SELECT 1")], toServer=[*(Query(q) for q in queries), Query("SELECT 1")]
+                )
+            ]
+        )
+        script.play(
+            [
+                fromServer(
+                    [CommandComplete("SET"), ready()] * len(queries) + [*one(), ready()],
+                    toClient=[*one(), ready()],
+                )
+            ]
+        )
+        script.useBackend(first)
+        script.play([fromClient([Query("SELECT 1")], toServer=[Query("SELECT 1")])])
+
+    def test_rolledBack(self) -> None:
+        """
+        A C{SET} in a transaction block is read only when the block has
+        ended: after a rollback, PostgreSQL shows nothing of it.
+        """
+        script = TransactionScript(self)
+        script.play(
+            [
+                fromClient(
+                    [Query("BEGIN; SET ROLE other")], toServer=[Query("BEGIN; SET ROLE other")]
+                ),
+                fromServer(
+                    [CommandComplete("SET"), ready(b"T")],
+                    toClient=[CommandComplete("SET"), ready(b"T")],
+                ),
+                fromClient([Query("ROLLBACK")], toServer=[Query("ROLLBACK")]),
+                fromServer(
+                    [CommandComplete("ROLLBACK"), ready()],
+                    toClient=[CommandComplete("ROLLBACK")],
+                    toServer=[stateQuery()],
+                ),
+                fromServer(stateAnswer(), toClient=[ready()]),
+            ]
+        )
+        self.assertIsNone(script.session.settings.identity)
+        self.assertIsNone(script.session.backend)
+
+    def test_readFailed(self) -> None:
+        """
+        When the state cannot be read, the client keeps what it had and the
+        backend is reset by the pool before anyone gets it.
+        """
+        script = TransactionScript(self)
+        before = script.session.settings.fingerprint
+        kept = len(script.pool.releasedWithoutReset)
+        script.play(
+            [
+                fromClient([Query("SET x.y = 1")], toServer=[Query("SET x.y = 1")]),
+                fromServer(
+                    [CommandComplete("SET"), ready()],
+                    toClient=[CommandComplete("SET")],
+                    toServer=[stateQuery("x.y")],
+                ),
+                fromServer(
+                    [
+                        errors.error("57014", "canceling statement due to statement timeout"),
+                        ready(),
+                    ],
+                    toClient=[ready()],
+                ),
+            ]
+        )
+        self.assertEqual(script.session.settings.fingerprint, before)
+        self.assertIsNone(script.session.backend)
+        self.assertEqual(len(script.pool.releasedWithoutReset), kept)
 
 
 class WarningTests(SynchronousTestCase):
