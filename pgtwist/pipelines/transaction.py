@@ -441,21 +441,23 @@ class TransactionPipelineSession(
                 return size
             if type == constants.PARSE:
                 parse: Any = codec.decodeFrontend(type, data[offset + 5 : end])
-                flags = sessionFlags(parse.query.encode())
-                key = StatementKey(
-                    parse.query, parse.parameterTypes, self.settings.searchPath, flags
-                )
+                key = StatementKey(parse.query, parse.parameterTypes, self.settings.searchPath)
                 if not self.registry.isVerified(self.frontend.key, key) or (
                     parse.name and parse.name in self.statements
                 ):
                     self._wantBackend = True
                     break
+                query = parse.query.encode()
+                flags = sessionFlags(query)
+                if flags:
+                    # Its Binds will tell the session to be read.
+                    key = StatementKey(key.query, key.parameterTypes, key.searchPath, flags)
+                    if flags & SETTINGS:
+                        self._addCustoms(query)
+                    if flags & LISTEN:
+                        replies.append(_warning("LISTEN"))
                 self.statements[parse.name] = key
                 self._unsynced = True
-                if flags & SETTINGS:
-                    self._addCustoms(parse.query.encode())
-                if flags & LISTEN:
-                    replies.append(_warning("LISTEN"))
                 replies.append(_PARSE_COMPLETE)
             elif type == constants.CLOSE:
                 if data[offset + 5 : offset + 6] != b"S":
@@ -779,9 +781,13 @@ class TransactionPipelineSession(
     def busy(self) -> bool:
         """
         See L{IPipelineSession.busy}: a backend is lent only while a request
-        or a transaction of the client runs on it.
+        or a transaction of the client runs on it, or while it is pinned;
+        pinned between transactions, the client is idle, as a session-pool
+        client is.
         """
-        return self.backend is not None
+        if self.backend is None:
+            return False
+        return not (self._objects and self._releasable())
 
 
 @implementer(IPlugin, IPipeline)

@@ -289,6 +289,40 @@ class SessionStateTests(SynchronousTestCase):
         script.useBackend(first)
         script.play([fromClient([Query("SELECT 1")], toServer=[Query("SELECT 1")])])
 
+    def test_extendedAnsweredLocally(self) -> None:
+        """
+        A statement that may change the session is known by its text once:
+        a later Parse pgtwist answers itself still makes its Bind's
+        transaction end with a state read.
+        """
+        script = TransactionScript(self)
+        sql = "SELECT set_config('my.secret', $1, false)"
+        batch = [Parse("", sql), Bind("", ""), Execute(""), Sync()]
+        answer = [ParseComplete(), BindComplete(), *selected(), ready()]
+        script.play(
+            [
+                fromClient(
+                    batch,
+                    toServer=[Parse("PGTWIST_1", sql), Bind("", "PGTWIST_1"), Execute(""), Sync()],
+                ),
+                fromServer(answer, toClient=answer[:-1], toServer=[stateQuery("my.secret")]),
+                fromServer(stateAnswer({"my.secret": "1"}), toClient=[ready()]),
+            ]
+        )
+        self.assertIsNone(script.session.backend)
+        script.play(
+            [
+                fromClient([Parse("", sql), Sync()], toClient=[ParseComplete(), ready()]),
+                fromClient(
+                    [Bind("", ""), Execute(""), Sync()],
+                    toServer=[Bind("", "PGTWIST_1"), Execute(""), Sync()],
+                ),
+                fromServer(answer[1:], toClient=answer[1:-1], toServer=[stateQuery("my.secret")]),
+                fromServer(stateAnswer({"my.secret": "2"}), toClient=[ready()]),
+            ]
+        )
+        self.assertEqual(script.session.settings.session, {"my.secret": "2"})
+
     def test_rolledBack(self) -> None:
         """
         A C{SET} in a transaction block is read only when the block has
@@ -399,6 +433,8 @@ class WarningTests(SynchronousTestCase):
             )
             self.assertIs(script.session.backend, script.backends[0])
             self.assertEqual(script.session.pinned, kind)
+            # Idle between transactions (disconnect_client may close it).
+            self.assertFalse(script.session.busy())
             # Pinned: the next transaction runs there, and its end checks
             # again; once the objects are gone the backend goes back.
             script.play(
