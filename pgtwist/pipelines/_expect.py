@@ -78,23 +78,13 @@ class _Expect:
         sent between a COPY FROM STDIN and its end).
     @ivar previous: For a client Parse: the statement the client name stood
         for before (the unnamed statement survives a skipped Parse).
-    @ivar rows: For pgtwist's state query (L{pgtwist.pipelines._settings.stateQuery}):
-        the rows read so far, C{None} for a row that says the query failed;
-        C{data} then holds the client's ReadyForQuery, held back until the
-        state is known. C{None} for every other entry.
+    @ivar rows: C{None}, but for a L{_StateExpect}.
     """
 
-    __slots__ = (
-        "kind",
-        "forward",
-        "name",
-        "client",
-        "key",
-        "data",
-        "copyEnds",
-        "previous",
-        "rows",
-    )
+    __slots__ = ("kind", "forward", "name", "client", "key", "data", "copyEnds", "previous")
+
+    #: A class attribute, not a slot: no cost for the entries of requests.
+    rows: list[tuple[str | None, ...] | None] | None = None
 
     def __init__(
         self,
@@ -106,7 +96,6 @@ class _Expect:
         data: bytes = b"",
         copyEnds: int = 0,
         previous: StatementKey | None = None,
-        rows: list[tuple[str | None, ...] | None] | None = None,
     ) -> None:
         self.kind = kind
         self.forward = forward
@@ -116,10 +105,26 @@ class _Expect:
         self.data = data
         self.copyEnds = copyEnds
         self.previous = previous
-        self.rows = rows
 
     def __repr__(self) -> str:
         return f"<_Expect {self.kind} forward={self.forward} name={self.name}>"
+
+
+class _StateExpect(_Expect):
+    """
+    The entry of pgtwist's state query (L{pgtwist.pipelines._settings.stateQuery}),
+    a C{_QUERY} whose answer pgtwist reads.
+
+    @ivar rows: The rows read so far, C{None} for an error (the state is not
+        known). C{data} holds the client's ReadyForQuery, held back until
+        the state is known (or nothing).
+    """
+
+    __slots__ = ("rows",)
+
+    def __init__(self, ready: bytes) -> None:
+        super().__init__(_QUERY, forward=False, data=ready)
+        self.rows = []
 
 
 def _frame(type: bytes, body: bytes, tail: int | None = None) -> bytes:

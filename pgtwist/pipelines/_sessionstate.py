@@ -14,7 +14,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from pgtwist.interfaces import IBackendLink, IFrontendLink
-from pgtwist.pipelines._expect import _FAKE, _QUERY, _Expect, _pinned
+from pgtwist.pipelines._expect import _FAKE, _Expect, _pinned, _StateExpect
 from pgtwist.pipelines._settings import (
     MAX_CUSTOM,
     OBJECTS,
@@ -47,17 +47,20 @@ class SessionStateTracker:
         _fromClient: MessageWalker
         _unsynced: bool
 
+    # Set by TransactionPipelineSession.__init__ (instance attributes: the
+    # hot path reads _sessionCheck and _objects once per transaction).
+
     #: L{sessionFlags} bits of what ran since the backend's session state
     #: was last read: non-zero, the state is read when the transaction ends.
-    _sessionCheck = 0
+    _sessionCheck: int
     #: Session-only objects the client's session holds, by kind: while there
-    #: are any, the client keeps its backend (set per session when found).
-    _objects: dict[str, int] = {}
-    pinned = ""
+    #: are any, the client keeps its backend.
+    _objects: dict[str, int]
+    pinned: str
     #: The backend's state could not be read: it is reset when released.
-    _resetOnRelease = False
+    _resetOnRelease: bool
     #: Custom settings (C{my.secret}) the client named, read by name.
-    _customs: set[str] | None = None
+    _customs: set[str] | None
 
     def _sessionQuery(self, flags: int, sql: bytes) -> None:
         """
@@ -110,7 +113,7 @@ class SessionStateTracker:
         backend.write(
             codec.frame(constants.QUERY, codec.encodeString(stateQuery(self._customs or ())))
         )
-        self._expected.append(_Expect(_QUERY, forward=False, data=ready, rows=[]))
+        self._expected.append(_StateExpect(ready))
 
     def _sessionRead(self, entry: _Expect) -> None:
         """

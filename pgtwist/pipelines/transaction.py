@@ -173,7 +173,12 @@ class TransactionPipelineSession(
         self._done = False
         self._loggedIn = False
         self._acquiring: Deferred[IBackendLink] | None = None
+        # Session state the client changed itself (SessionStateTracker).
         self._sessionCheck = 0
+        self._objects: dict[str, int] = {}
+        self.pinned = ""
+        self._resetOnRelease = False
+        self._customs: set[str] | None = None
 
     # -- login ------------------------------------------------------------------
 
