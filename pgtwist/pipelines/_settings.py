@@ -220,6 +220,8 @@ _SETTING = re.compile(
     rb"|\bset_config\s*\(",
     re.DOTALL,
 )
+#: Every word one of the bits needs (set: also reset, set_config).
+_WORDS = re.compile(rb"set|temp|prepare|hold|advisory|listen|discard|deallocate")
 _OBJECT = re.compile(rb"\btemp(?:orary)?\b|\bprepare\b|\bhold\b|\bpg_(?:try_)?advisory_lock")
 _LISTEN = re.compile(rb"(?:^|;)(?:\s|/\*.*?\*/|--[^\n]*)*listen\b", re.DOTALL)
 
@@ -233,27 +235,88 @@ def sessionFlags(sql: bytes) -> int:
     transaction (L{stateQuery}): the words are looked for generously.
     """
     lowered = sql.lower()
-    if (
-        b"set" not in lowered
-        and b"temp" not in lowered
-        and b"prepare" not in lowered
-        and b"hold" not in lowered
-        and b"advisory" not in lowered
-        and b"listen" not in lowered
-        and b"discard" not in lowered
-        and b"deallocate" not in lowered
-    ):
+    # One scan for every word (cheaper than a substring test per word).
+    found = _WORDS.findall(lowered)
+    if not found:
         return 0
+    words = found if len(found) == 1 else set(found)
     flags = 0
-    if _SETTING.search(lowered) is not None:
+    if b"discard" in words:
+        if _SETTING.search(lowered) is not None:
+            flags |= SETTINGS
+        if resetsStatements(sql):
+            flags |= RESETS
+    elif b"set" in words and _changesSettings(lowered):
         flags |= SETTINGS
-    if _OBJECT.search(lowered) is not None:
+    if (
+        b"temp" in words or b"prepare" in words or b"hold" in words or b"advisory" in words
+    ) and _OBJECT.search(lowered) is not None:
         flags |= OBJECTS
-    if _LISTEN.search(lowered) is not None:
+    if b"listen" in words and _LISTEN.search(lowered) is not None:
         flags |= LISTEN
-    if (b"deallocate" in lowered or b"discard" in lowered) and resetsStatements(sql):
+    if b"deallocate" in words and resetsStatements(sql):
         flags |= RESETS
     return flags
+
+
+#: What may come right before a statement's SET (see L{_START}).
+_AFTER = frozenset(b";'$(")
+_AFTER_WORDS = (b"begin", b"then", b"else", b"loop", b"do", b"execute")
+_NOT_SESSION = (b"local", b"transaction", b"constraints")
+_WORD = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_")
+_SPACE = frozenset(b" \t\n\r\f\v")
+#: Statements in which only set_config can change a setting.
+_DML = (b"update", b"insert", b"delete", b"select", b"with", b"merge")
+
+
+def _afterWord(lowered: bytes, end: int) -> bool:
+    """
+    Whether C{lowered[:end]} ends with one of L{_AFTER_WORDS} as a whole word.
+    """
+    for word in _AFTER_WORDS:
+        start = end - len(word)
+        if lowered.startswith(word, start) and (start == 0 or lowered[start - 1] not in _WORD):
+            return True
+    return False
+
+
+def _changesSettings(lowered: bytes) -> bool:
+    """
+    Whether lowercase C{lowered} may change a session setting with C{SET},
+    C{RESET} or C{set_config}: L{_SETTING}, without its cost for the usual
+    C{UPDATE ... SET} (each C{set} is judged by what stands before it; a
+    comment there falls back to L{_SETTING}).
+    """
+    if b"set_config" in lowered:
+        return True
+    if lowered.lstrip().startswith(_DML) and b";" not in lowered.rstrip(b"\x00 \t\n\r;"):
+        # One UPDATE (INSERT ... DO UPDATE SET...): its SET is its own.
+        return False
+    size = len(lowered)
+    at = lowered.find(b"set")
+    while at >= 0:
+        end = at + 3
+        start = at - 2 if lowered.startswith(b"re", at - 2) else at
+        if (end == size or lowered[end] not in _WORD) and (
+            start == 0 or lowered[start - 1] not in _WORD
+        ):
+            before = start - 1
+            while before >= 0 and lowered[before] in _SPACE:
+                before -= 1
+            if before >= 0 and (
+                lowered.startswith(b"*/", before - 1)
+                or lowered.find(b"--", lowered.rfind(b"\n", 0, before) + 1, before) >= 0
+            ):
+                return _SETTING.search(lowered) is not None
+            if (
+                before < 0
+                or lowered[before] in _AFTER
+                or lowered.endswith(_AFTER_WORDS, 0, before + 1)
+                and _afterWord(lowered, before + 1)
+            ) and not lowered[end:].lstrip().startswith(_NOT_SESSION):
+                return True
+        at = lowered.find(b"set", end)
+    return False
 
 
 _CUSTOM = re.compile(

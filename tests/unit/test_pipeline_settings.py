@@ -330,6 +330,9 @@ class SessionFlagsTests(SynchronousTestCase):
             b"BEGIN; SET x.y = 1; COMMIT",
             b"DO $$BEGIN SET ROLE other; END$$",
             b"DO $$ BEGIN EXECUTE 'SET ROLE other'; END $$",
+            b"UPDATE t SET a = set_config('x.y', '1', false)",
+            b"update t set a = 1; set role x",
+            b"UPDATE t SET a = 1;\n RESET ROLE",
         ):
             self.assertTrue(sessionFlags(sql) & SETTINGS, sql)
 
