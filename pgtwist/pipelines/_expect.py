@@ -172,6 +172,24 @@ def _pinned(kinds: list[str]) -> bytes:
     return codec.encode(notice)
 
 
+def _unread() -> bytes:
+    """
+    The WARNING a client gets when pgtwist could not read its session's
+    state after a transaction that may have changed it.
+    """
+    notice = NoticeResponse(
+        errors.errorResponse(
+            constants.SEVERITY_WARNING,
+            "01000",
+            "pgtwist: could not read this session's state after the transaction",
+            detail="Settings the transaction changed do not follow this client to other "
+            "PostgreSQL connections, and this connection is reset (DISCARD ALL) before it "
+            "serves anyone else.",
+        ).fields
+    )
+    return codec.encode(notice)
+
+
 def _canReset(sql: bytes, status: bytes) -> bool:
     """
     Whether C{DEALLOCATE ALL} or C{DISCARD ALL} will succeed: nothing runs

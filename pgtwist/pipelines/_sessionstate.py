@@ -14,7 +14,7 @@ from collections import deque
 from typing import TYPE_CHECKING
 
 from pgtwist.interfaces import IBackendLink, IFrontendLink
-from pgtwist.pipelines._expect import _FAKE, _Expect, _pinned, _StateExpect
+from pgtwist.pipelines._expect import _FAKE, _Expect, _pinned, _StateExpect, _unread
 from pgtwist.pipelines._settings import (
     MAX_CUSTOM,
     OBJECTS,
@@ -131,6 +131,10 @@ class SessionStateTracker:
             # before anyone gets it.
             self._resetOnRelease = True
             state.fingerprint = None
+            warning = _unread()
+            if self._objects:
+                # Still pinned: try again when the next transaction ends.
+                self._sessionCheck |= OBJECTS
         else:
             settings, identity, objects = readState(
                 [row for row in rows if row is not None], self.frontend.key[1]

@@ -10,7 +10,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from pgtwist.pipelines._expect import _pinned, _warning
+from pgtwist.pipelines._expect import _pinned, _unread, _warning
 from pgtwist.pipelines._settings import customNames, matchStatements
 from pgtwist.pipelines._statements import StatementKey
 from pgtwist.pipelines.serverstate import serverSession
@@ -371,7 +371,7 @@ class SessionStateTests(SynchronousTestCase):
                         errors.error("57014", "canceling statement due to statement timeout"),
                         ready(),
                     ],
-                    toClient=[ready()],
+                    toClient=[_unread(), ready()],
                 ),
             ]
         )
