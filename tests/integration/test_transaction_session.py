@@ -21,6 +21,7 @@ from pgtwist.testing.embedded import PostgresCluster
 from tests.integration.clients import adminConnect, runningPooler
 from tests.integration.pooler import Pooler
 from tests.integration.pooling import HBA, TRANSACTION, USER, avoid, connect, occupy, one
+from tests.integration.test_admin import console, consolePooler
 from tests.integration.test_transaction_state import collectWarnings
 
 OTHER_ROLE = "pgt_txn_other"
@@ -205,3 +206,24 @@ def test_pinnedClientLeaves(pooler: Pooler) -> None:
             assert seen[0] == pid
             assert seen[1:3] == (USER, USER)
             assert seen[6:] == (0, 0, 0, 0)
+
+
+def test_pinnedInShowClients(tmp_path: Path, pgCluster: PostgresCluster) -> None:
+    """
+    SHOW CLIENTS and SHOW SERVERS say, in their last column, what keeps a
+    pinned client on its backend; PgBouncer's columns are unchanged.
+    """
+    with consolePooler(tmp_path, pgCluster, main=TRANSACTION) as pooler:
+        with connect(pooler) as a, console(pooler) as admin:
+            run(a, "CREATE TEMP TABLE shown (x int)", False)
+
+            def pinnedColumn(command: str) -> list[str]:
+                cursor = admin.execute(command)
+                names = [column.name for column in cursor.description or ()]
+                assert names[-2:] == ["id", "pinned"]
+                return [str(row[-1]) for row in cursor.fetchall()]
+
+            assert "temporary tables" in pinnedColumn("SHOW CLIENTS")
+            assert "temporary tables" in pinnedColumn("SHOW SERVERS")
+            run(a, "DROP TABLE shown", False)
+            assert "temporary tables" not in pinnedColumn("SHOW CLIENTS")
