@@ -265,6 +265,10 @@ _AFTER_WORDS = (b"begin", b"then", b"else", b"loop", b"do", b"execute")
 _NOT_SESSION = (b"local", b"transaction", b"constraints")
 _WORD = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_")
 _SPACE = frozenset(b" \t\n\r\f\v")
+#: A set_config(name, value, true) call: its value ends with the transaction.
+_LOCAL_CONFIG = re.compile(
+    rb"set_config\s*\((?:[^()']|'(?:[^']|'')*'|\((?:[^()']|'(?:[^']|'')*')*\))*,\s*true\s*\)"
+)
 #: Statements in which only set_config can change a setting.
 _DML = (b"update", b"insert", b"delete", b"select", b"with", b"merge")
 
@@ -287,7 +291,10 @@ def _changesSettings(lowered: bytes) -> bool:
     C{UPDATE ... SET} (each C{set} is judged by what stands before it; a
     comment there falls back to L{_SETTING}).
     """
-    if b"set_config" in lowered:
+    if b"set_config" in lowered and lowered.count(b"set_config") != len(
+        _LOCAL_CONFIG.findall(lowered)
+    ):
+        # Unless every call is set_config(..., true): transaction-local.
         return True
     if lowered.lstrip().startswith(_DML) and b";" not in lowered.rstrip(b"\x00 \t\n\r;"):
         # One UPDATE (INSERT ... DO UPDATE SET...): its SET is its own.

@@ -331,6 +331,8 @@ class SessionFlagsTests(SynchronousTestCase):
             b"DO $$BEGIN SET ROLE other; END$$",
             b"DO $$ BEGIN EXECUTE 'SET ROLE other'; END $$",
             b"UPDATE t SET a = set_config('x.y', '1', false)",
+            b"SELECT set_config('a.b', 'x', true), set_config('c.d', 'y', false)",
+            b"SELECT set_config('a.b', 'x', $1)",
             b"update t set a = 1; set role x",
             b"UPDATE t SET a = 1;\n RESET ROLE",
         ):
@@ -352,6 +354,8 @@ class SessionFlagsTests(SynchronousTestCase):
             b"SET CONSTRAINTS ALL DEFERRED",
             b"CREATE FUNCTION f() RETURNS int LANGUAGE sql SET search_path = x AS 'SELECT 1'",
             b"SELECT * FROM settings_history",
+            b"SELECT set_config('app.tenant', $1, true)",
+            b"select set_config('app.tenant', lower('A,)'), TRUE), set_config('a.b', 'x', true)",
             b"",
         ):
             self.assertEqual((sql, sessionFlags(sql) & SETTINGS), (sql, 0))
