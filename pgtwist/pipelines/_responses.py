@@ -145,7 +145,8 @@ class ResponseRelay:
             if length < 4 or length > limit:
                 raise invalidLength()
             end = offset + 1 + length
-            if end > size and type not in _STREAMED:
+            if end > size and (type not in _STREAMED or expected and expected[0].rows is not None):
+                # Held until whole (the state query's rows are read).
                 break
             if type in _RELAYED and expected:
                 # The bulk of every answer: relayed as it is, nothing to

@@ -323,6 +323,34 @@ class SessionStateTests(SynchronousTestCase):
         )
         self.assertEqual(script.session.settings.session, {"my.secret": "2"})
 
+    def test_stateInPieces(self) -> None:
+        """
+        The state query's answer is read whatever pieces it comes in.
+        """
+        script = TransactionScript(self)
+        script.play(
+            [
+                fromClient([Query("SET ROLE other")], toServer=[Query("SET ROLE other")]),
+                fromServer(
+                    [CommandComplete("SET"), ready()],
+                    toClient=[CommandComplete("SET")],
+                    toServer=[stateQuery()],
+                ),
+            ]
+        )
+        script.play(
+            [
+                fromServer(
+                    stateAnswer({"search_path": "evil"}, identity=("user", "other")),
+                    toClient=[ready()],
+                )
+            ],
+            chop=byteByByte,
+        )
+        self.assertEqual(script.session.settings.session, {"search_path": "evil"})
+        self.assertEqual(script.session.settings.identity, ("user", "other"))
+        self.assertIsNone(script.session.backend)
+
     def test_rolledBack(self) -> None:
         """
         A C{SET} in a transaction block is read only when the block has
