@@ -244,6 +244,15 @@ class PoolerCollector:
         paused = GaugeMetricFamily(
             "pgtwist_pool_paused", "1 while the pool is paused", labels=_POOL_LABELS
         )
+        pinned = GaugeMetricFamily(
+            "pgtwist_client_pinned",
+            "Clients that keep their backend between transactions (session-only objects)",
+            labels=_POOL_LABELS,
+        )
+        pinnedCounts: dict[object, int] = {}
+        for client in self.service.management.clients():
+            if getattr(getattr(client, "session", None), "pinned", ""):
+                pinnedCounts[client.key] = pinnedCounts.get(client.key, 0) + 1
         counters = [
             CounterMetricFamily(name, doc, labels=_POOL_LABELS) for name, doc, _ in POOL_COUNTERS
         ]
@@ -260,13 +269,14 @@ class PoolerCollector:
                 if state is not BackendState.CLOSED:
                     backends.add_metric([*labels, state.value], pool.count(state))
             paused.add_metric(labels, 1 if pool.paused else 0)
+            pinned.add_metric(labels, pinnedCounts.get(pool.key, 0))
             stats = pool.stats
             for family, (_, _, attribute) in zip(counters, POOL_COUNTERS):
                 family.add_metric(labels, getattr(stats, attribute))
             for histogram, (_, _, attribute) in zip(histograms, POOL_HISTOGRAMS):
                 observed = getattr(stats, attribute)
                 histogram.add_metric(labels, observed.cumulative(), observed.sum)
-        yield from (active, wait, maxwait, backends, paused, *counters, *histograms)
+        yield from (active, wait, maxwait, backends, paused, *counters, *histograms, pinned)
 
 
 def makeRegistry(service: Pooler, clock: Any) -> CollectorRegistry:

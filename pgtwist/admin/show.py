@@ -105,8 +105,10 @@ TOTALS_ROWS = (
     "client_login_count",
 )
 
-#: SHOW CLIENTS / SHOW SERVERS: PgBouncer's C{SKF_STD} header.
-SOCKET_TYPES = "ssssssisiTTiiississii"
+#: SHOW CLIENTS / SHOW SERVERS: PgBouncer's C{SKF_STD} header, then
+#: pgtwist's C{pinned}: what keeps a transaction-pooling client on its
+#: backend (its session's temporary tables...), empty when nothing does.
+SOCKET_TYPES = "ssssssisiTTiiississiis"
 SOCKET_COLUMNS = (
     "type",
     "user",
@@ -129,6 +131,7 @@ SOCKET_COLUMNS = (
     "application_name",
     "prepared_statements",
     "id",
+    "pinned",
 )
 
 #: BackendState -> the SHOW SERVERS state (PgBouncer's server lists).
@@ -165,6 +168,15 @@ def isWaiting(client: FrontendProtocol) -> bool:
     acquiring one).
     """
     return client.session is not None and client.session.waitingForBackend()
+
+
+def pinnedBy(client: FrontendProtocol | None) -> str:
+    """
+    What keeps C{client} on its backend between transactions (the
+    transaction pipeline's C{pinned}), or C{""}.
+    """
+    session = client.session if client is not None else None
+    return str(getattr(session, "pinned", "") or "")
 
 
 def clientState(client: FrontendProtocol) -> str:
@@ -333,6 +345,7 @@ def _clientRow(console: Console, client: FrontendProtocol, state: str) -> tuple[
         client.startupParameters.get("application_name", ""),
         0,
         client.id,
+        pinnedBy(client),
     )
 
 
@@ -380,6 +393,7 @@ def _serverRow(
         backend.parameters.get("application_name", ""),
         preparedCount(backend),
         console.serverId(backend),
+        pinnedBy(client),
     )
 
 

@@ -78,9 +78,13 @@ class _Expect:
         sent between a COPY FROM STDIN and its end).
     @ivar previous: For a client Parse: the statement the client name stood
         for before (the unnamed statement survives a skipped Parse).
+    @ivar rows: C{None}, but for a L{_StateExpect}.
     """
 
     __slots__ = ("kind", "forward", "name", "client", "key", "data", "copyEnds", "previous")
+
+    #: A class attribute, not a slot: no cost for the entries of requests.
+    rows: list[tuple[str | None, ...] | None] | None = None
 
     def __init__(
         self,
@@ -106,6 +110,23 @@ class _Expect:
         return f"<_Expect {self.kind} forward={self.forward} name={self.name}>"
 
 
+class _StateExpect(_Expect):
+    """
+    The entry of pgtwist's state query (L{pgtwist.pipelines._settings.stateQuery}),
+    a C{_QUERY} whose answer pgtwist reads.
+
+    @ivar rows: The rows read so far, C{None} for an error (the state is not
+        known). C{data} holds the client's ReadyForQuery, held back until
+        the state is known (or nothing).
+    """
+
+    __slots__ = ("rows",)
+
+    def __init__(self, ready: bytes) -> None:
+        super().__init__(_QUERY, forward=False, data=ready)
+        self.rows = []
+
+
 def _frame(type: bytes, body: bytes, tail: int | None = None) -> bytes:
     """
     A message of C{type} with C{body}; with C{tail}, only the start of one
@@ -125,6 +146,45 @@ def _warning(feature: str) -> bytes:
             detail="The next transaction of this client may run on another PostgreSQL "
             "connection, and this one may serve another client.",
             hint="Use a session pool for this client (pipeline = session).",
+        ).fields
+    )
+    return codec.encode(notice)
+
+
+def _pinned(kinds: list[str]) -> bytes:
+    """
+    The WARNING a client gets when its session starts holding (more)
+    session-only objects, C{kinds}, that keep its backend.
+    """
+    notice = NoticeResponse(
+        errors.errorResponse(
+            constants.SEVERITY_WARNING,
+            "01000",
+            f"pgtwist: this connection keeps its PostgreSQL backend while its session holds "
+            f"{', '.join(kinds)}",
+            detail="In transaction pooling these exist only on this backend: until they are "
+            "gone (dropped, deallocated, closed, unlocked), this client's transactions run "
+            "there and no other client gets it.",
+            hint="Drop them when done (DISCARD ALL drops them all), or use a session pool for "
+            "this client (pipeline = session).",
+        ).fields
+    )
+    return codec.encode(notice)
+
+
+def _unread() -> bytes:
+    """
+    The WARNING a client gets when pgtwist could not read its session's
+    state after a transaction that may have changed it.
+    """
+    notice = NoticeResponse(
+        errors.errorResponse(
+            constants.SEVERITY_WARNING,
+            "01000",
+            "pgtwist: could not read this session's state after the transaction",
+            detail="Settings the transaction changed do not follow this client to other "
+            "PostgreSQL connections, and this connection is reset (DISCARD ALL) before it "
+            "serves anyone else.",
         ).fields
     )
     return codec.encode(notice)

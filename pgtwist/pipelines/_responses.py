@@ -84,7 +84,11 @@ class ResponseRelay:
         stats: IPoolStats
         serverState: ServerSession
 
+        _sessionCheck: int
+
         def _settled(self, entry: _Expect) -> None: ...
+        def _checkAtReady(self, ready: bytes) -> bool: ...
+        def _sessionRead(self, entry: _Expect) -> None: ...
         def _resumeIfSettled(self) -> None: ...
         def _releasable(self) -> bool: ...
         def _release(self) -> None: ...
@@ -141,7 +145,8 @@ class ResponseRelay:
             if length < 4 or length > limit:
                 raise invalidLength()
             end = offset + 1 + length
-            if end > size and type not in _STREAMED:
+            if end > size and (type not in _STREAMED or expected and expected[0].rows is not None):
+                # Held until whole (the state query's rows are read).
                 break
             if type in _RELAYED and expected:
                 # The bulk of every answer: relayed as it is, nothing to
@@ -214,10 +219,20 @@ class ResponseRelay:
                 expected.popleft()
                 if head.forward:
                     self.stats.queryCount += 1
+                    if self._sessionCheck and not expected and self._checkAtReady(data[offset:end]):
+                        # Held back until the session's state is read.
+                        return False, True
+                elif head.rows is not None:
+                    self._sessionRead(head)
                 return head.forward, True
             self.log.warn("ReadyForQuery while waiting for {kind}", kind=kind)
             return True, False
         if kind == _QUERY:
+            if type == constants.DATA_ROW and head.rows is not None:
+                values: Any = codec.decodeBackend(type, data[offset + 5 : end])
+                head.rows.append(
+                    tuple(codec.decodeText(v) if v is not None else None for v in values.values)
+                )
             return head.forward, False
         if kind == _EXECUTE:
             if type in _EXECUTE_ENDS:
@@ -274,7 +289,14 @@ class ResponseRelay:
         if head is None:
             return True, False
         if head.kind == _QUERY:
-            if not head.forward:
+            if head.rows is not None:
+                head.rows.append(None)
+                self.log.warn(
+                    "Reading the session state of a client failed: {sqlstate} {message}",
+                    sqlstate=error.code,
+                    message=error.message,
+                )
+            elif not head.forward:
                 self.log.warn(
                     "Re-applying the settings of a client failed: {sqlstate} {message}",
                     sqlstate=error.code,

@@ -39,9 +39,11 @@ from pgtwist.pipelines._expect import (
     _warning,
 )
 from pgtwist.pipelines._settings import (
+    LISTEN,
+    RESETS,
+    SETTINGS,
     ClientSettings,
-    resetsStatements,
-    sessionFeature,
+    sessionFlags,
 )
 from pgtwist.pipelines._statements import (
     STALE,
@@ -83,6 +85,8 @@ class StatementRewriter:
         def _fake(self, data: bytes) -> None: ...
         def _queueChange(self, entry: _Expect) -> None: ...
         def _resetStatements(self) -> None: ...
+        def _sessionQuery(self, flags: int, sql: bytes) -> None: ...
+        def _addCustoms(self, sql: bytes) -> None: ...
 
     def _extended(
         self, type: bytes, body: bytes, out: list[bytes], tail: int | None = None
@@ -101,10 +105,12 @@ class StatementRewriter:
                 message = f'prepared statement "{parse.name}" already exists'
                 self._raise(out, _DUPLICATE_STATEMENT, message)
                 return
-            feature = sessionFeature(parse.query.encode())
-            if feature is not None:
-                self._fake(_warning(feature))
-            key = StatementKey(parse.query, parse.parameterTypes, self.settings.searchPath)
+            flags = sessionFlags(parse.query.encode())
+            if flags & LISTEN:
+                self._fake(_warning("LISTEN"))
+            if flags & SETTINGS:
+                self._addCustoms(parse.query.encode())
+            key = StatementKey(parse.query, parse.parameterTypes, self.settings.searchPath, flags)
             server = self.registry.nameFor(key)
             previous = self.statements.get(parse.name)
             self.statements[parse.name] = key
@@ -129,10 +135,13 @@ class StatementRewriter:
             renamed = renameBind(body, server)
             out.append(codec.frame(type, renamed) if tail is None else _frame(type, renamed, tail))
             expected.append(_Expect(_BIND, name=server, key=key))
-            if resetsStatements(key.query.encode()) and _canReset(
-                key.query.encode(), backend.transactionStatus
-            ):
-                self._resetStatements()
+            flags = key.flags
+            if flags:
+                # The statement may change the session: checked when the
+                # transaction ends (see TransactionPipelineSession._sessionQuery).
+                self._sessionQuery(flags & ~LISTEN, b"")
+                if flags & RESETS and _canReset(key.query.encode(), backend.transactionStatus):
+                    self._resetStatements()
         elif type == constants.DESCRIBE:
             kind = body[:1]
             if kind != b"S":

@@ -13,7 +13,7 @@ has prepared, bounded by C{max_prepared_statements}.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pgtwist._compat import SLOTS
 from pgtwist.config.model import PoolKey
@@ -31,11 +31,16 @@ STALE = object()
 class StatementKey:
     """
     What makes two Parse messages the same statement.
+
+    @ivar flags: What the query may do to the session
+        (L{pgtwist.pipelines._settings.sessionFlags}), found once at Parse
+        so that a Bind costs nothing more; not part of the identity.
     """
 
     query: str
     parameterTypes: tuple[int, ...]
     searchPath: str
+    flags: int = field(default=0, compare=False)
 
 
 class StatementRegistry:

@@ -25,15 +25,20 @@ class ServerSession:
     @ivar fingerprint: Identifies the client settings last synced onto the
         backend, so a client with the same settings needs no SET.
     @ivar resets: The backend's C{sessionResets} this view is valid for.
+    @ivar dirty: A client may have changed the session beyond what
+        C{applied} and the reported parameters say (C{SET ROLE}, any
+        C{SET}, custom settings): the next client with other settings gets
+        everything reset first (L{pgtwist.pipelines._settings.matchStatements}).
     """
 
-    __slots__ = ("prepared", "applied", "fingerprint", "resets")
+    __slots__ = ("prepared", "applied", "fingerprint", "resets", "dirty")
 
     def __init__(self, resets: int) -> None:
         self.prepared: OrderedDict[str, object] = OrderedDict()
         self.applied: dict[str, str] = {}
         self.fingerprint: object = None
         self.resets = resets
+        self.dirty = False
 
     def forget(self) -> None:
         """
@@ -42,6 +47,7 @@ class ServerSession:
         self.prepared.clear()
         self.applied.clear()
         self.fingerprint = None
+        self.dirty = False
 
 
 #: Every backend the pipeline has used and that is still alive.

@@ -14,6 +14,13 @@ What makes that transparent to the client:
  - B{session settings} the client made (startup parameters, anything
    PostgreSQL reports with ParameterStatus) are re-applied with SET on a
    backend whose values differ (L{pgtwist.pipelines._settings});
+ - B{session state} the client changed itself (C{SET}, C{SET ROLE},
+   C{set_config}, C{DISCARD}...): a transaction whose text may do so is
+   followed, once it has ended, by one query that reads the backend's real
+   state; the client's next backend is reset and given that state. A
+   client whose session holds temporary tables, SQL prepared statements,
+   C{WITH HOLD} cursors or session advisory locks keeps its backend
+   (I{pinned}, with a WARNING) until they are gone;
  - every response pgtwist caused is swallowed, and every response it owes is
    synthesized, at exactly the position the client expects: an I{expected}
    queue holds one entry per request, in order (PgBouncer's outstanding
@@ -72,11 +79,16 @@ from pgtwist.pipelines._expect import (
 )
 from pgtwist.pipelines._responses import ResponseRelay
 from pgtwist.pipelines._rewrite import StatementRewriter
+from pgtwist.pipelines._sessionstate import SessionStateTracker
 from pgtwist.pipelines._settings import (
+    LISTEN,
+    OBJECTS,
+    RESETS,
+    SETTINGS,
     ClientSettings,
     LoginCache,
-    resetsStatements,
-    sessionFeature,
+    matchStatements,
+    sessionFlags,
     splitStartupSettings,
     syncStatements,
 )
@@ -101,7 +113,9 @@ _UNUSED: list[bytes] = []
 
 
 @implementer(IPipelineSession)
-class TransactionPipelineSession(StatementRewriter, ResponseRelay, PipelineSessionBase):
+class TransactionPipelineSession(
+    StatementRewriter, ResponseRelay, SessionStateTracker, PipelineSessionBase
+):
     """
     Transaction-mode policy for one client.
     """
@@ -159,6 +173,12 @@ class TransactionPipelineSession(StatementRewriter, ResponseRelay, PipelineSessi
         self._done = False
         self._loggedIn = False
         self._acquiring: Deferred[IBackendLink] | None = None
+        # Session state the client changed itself (SessionStateTracker).
+        self._sessionCheck = 0
+        self._objects: dict[str, int] = {}
+        self.pinned = ""
+        self._resetOnRelease = False
+        self._customs: set[str] | None = None
 
     # -- login ------------------------------------------------------------------
 
@@ -189,7 +209,11 @@ class TransactionPipelineSession(StatementRewriter, ResponseRelay, PipelineSessi
         if self._done:
             self.pool.release(backend, reset=False)
             return
-        statements = ["RESET ALL"] + [
+        reset = ["RESET ALL"]
+        if serverSession(backend).dirty:
+            # A client may have left its role behind (RESET ALL keeps it).
+            reset.append("RESET SESSION AUTHORIZATION; RESET ROLE")
+        statements = reset + [
             f"SET {quoteIdentifier(name)} = {quoteLiteral(value)}" for name, value in self._startup
         ]
         backend.simpleQuery("; ".join(statements)).addCallbacks(
@@ -213,6 +237,7 @@ class TransactionPipelineSession(StatementRewriter, ResponseRelay, PipelineSessi
         state.applied.clear()
         state.applied.update(unreported)
         state.fingerprint = self.settings.fingerprint
+        state.dirty = False
         self.pool.release(backend, reset=False)
         if self._done:
             return
@@ -260,13 +285,26 @@ class TransactionPipelineSession(StatementRewriter, ResponseRelay, PipelineSessi
             self._owed = b""
         out: list[bytes] = []
         if state.fingerprint != self.settings.fingerprint:
-            statements, applied = syncStatements(self.settings, backend.parameters, state.applied)
-            if statements:
-                out.append(codec.frame(constants.QUERY, codec.encodeString("; ".join(statements))))
-                self._expected.append(_Expect(_QUERY, forward=False))
-            state.applied.clear()
-            state.applied.update(applied)
-            state.fingerprint = self.settings.fingerprint
+            settings = self.settings
+            if state.dirty or settings.session is not None:
+                # Another client changed this session, or this client did:
+                # reset everything, then apply the client's state, each
+                # query alone so that a failure undoes no reset.
+                for sql in matchStatements(settings, self.frontend.key[1]):
+                    out.append(codec.frame(constants.QUERY, codec.encodeString(sql)))
+                    self._expected.append(_Expect(_QUERY, forward=False))
+                state.applied.clear()
+                state.applied.update(settings.unreported)
+                state.dirty = settings.session is not None
+            else:
+                statements, applied = syncStatements(settings, backend.parameters, state.applied)
+                if statements:
+                    query = codec.encodeString("; ".join(statements))
+                    out.append(codec.frame(constants.QUERY, query))
+                    self._expected.append(_Expect(_QUERY, forward=False))
+                state.applied.clear()
+                state.applied.update(applied)
+            state.fingerprint = settings.fingerprint
         self._preamble = out
         if self._pumping:
             # The first chunk walked takes the preamble along.
@@ -414,11 +452,17 @@ class TransactionPipelineSession(StatementRewriter, ResponseRelay, PipelineSessi
                 ):
                     self._wantBackend = True
                     break
+                query = parse.query.encode()
+                flags = sessionFlags(query)
+                if flags:
+                    # Its Binds will tell the session to be read.
+                    key = StatementKey(key.query, key.parameterTypes, key.searchPath, flags)
+                    if flags & SETTINGS:
+                        self._addCustoms(query)
+                    if flags & LISTEN:
+                        replies.append(_warning("LISTEN"))
                 self.statements[parse.name] = key
                 self._unsynced = True
-                feature = sessionFeature(parse.query.encode())
-                if feature is not None:
-                    replies.append(_warning(feature))
                 replies.append(_PARSE_COMPLETE)
             elif type == constants.CLOSE:
                 if data[offset + 5 : offset + 6] != b"S":
@@ -515,11 +559,16 @@ class TransactionPipelineSession(StatementRewriter, ResponseRelay, PipelineSessi
                 if not self._discarding:
                     if end <= size:
                         body = data[offset + 5 : end]
-                        feature = sessionFeature(body)
-                        if feature is not None:
-                            self._fake(_warning(feature))
-                        if resetsStatements(body) and _canReset(body, backend.transactionStatus):
-                            self._resetStatements()
+                        flags = sessionFlags(body)
+                        if flags:
+                            if flags & LISTEN:
+                                self._fake(_warning("LISTEN"))
+                            self._sessionQuery(flags, body)
+                            if flags & RESETS and _canReset(body, backend.transactionStatus):
+                                self._resetStatements()
+                    else:
+                        # Too long to look at: it may change anything.
+                        self._sessionCheck |= SETTINGS | OBJECTS
                     expected.append(_Expect(_QUERY, copyEnds=self._copyEnds))
             elif type == constants.SYNC:
                 # During COPY FROM STDIN PostgreSQL ignores Sync.
@@ -545,6 +594,8 @@ class TransactionPipelineSession(StatementRewriter, ResponseRelay, PipelineSessi
                 self._unsynced = True
             elif type == constants.FUNCTION_CALL:
                 if not self._discarding:
+                    # Any function, set_config included, by its OID.
+                    self._sessionCheck |= SETTINGS | OBJECTS
                     expected.append(_Expect(_QUERY))
             elif type == constants.TERMINATE:
                 self._terminate = True
@@ -682,12 +733,20 @@ class TransactionPipelineSession(StatementRewriter, ResponseRelay, PipelineSessi
         )
 
     def _release(self) -> None:
+        if self._objects:
+            # Pinned: the session holds what only this backend has.
+            return
+        if self._sessionCheck:
+            # Not read at the ReadyForQuery (see _checkAtReady): read now.
+            self._checkSession(b"")
+            return
         backend, self.backend = self.backend, None
         assert backend is not None
         backend.detach()
         self.frontend.setCancelTarget(None)
         self.stats.addTransaction(self.clock.seconds() - self._xactStart)
-        self.pool.release(backend, reset=False)
+        reset, self._resetOnRelease = self._resetOnRelease, False
+        self.pool.release(backend, reset=reset)
         if self._queued and not self._pumping and not self._done:
             self._pump()
 
@@ -707,7 +766,15 @@ class TransactionPipelineSession(StatementRewriter, ResponseRelay, PipelineSessi
                 and not self._fromClient.passingOn
             )
             self.frontend.setCancelTarget(None)
-            self.pool.release(backend, reset=False)
+            # Session-only objects, or what may be some, go with the client:
+            # the pool resets the session (DISCARD ALL) before reuse.
+            reset = bool(self._resetOnRelease or self._objects or self._sessionCheck & OBJECTS)
+            if self._sessionCheck and not reset:
+                # Settings not read: the next client resets everything.
+                state = self.serverState
+                state.dirty = True
+                state.fingerprint = None
+            self.pool.release(backend, reset=reset)
 
     def frontendLost(self, reason: Failure) -> None:
         """
@@ -719,9 +786,13 @@ class TransactionPipelineSession(StatementRewriter, ResponseRelay, PipelineSessi
     def busy(self) -> bool:
         """
         See L{IPipelineSession.busy}: a backend is lent only while a request
-        or a transaction of the client runs on it.
+        or a transaction of the client runs on it, or while it is pinned;
+        pinned between transactions, the client is idle, as a session-pool
+        client is.
         """
-        return self.backend is not None
+        if self.backend is None:
+            return False
+        return not (self._objects and self._releasable())
 
 
 @implementer(IPlugin, IPipeline)

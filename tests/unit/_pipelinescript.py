@@ -16,6 +16,8 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pgtwist.config.model import Configuration, MainSettings, PoolKey
+from pgtwist.pipelines._settings import OBJECT_KINDS
+from pgtwist.pipelines._settings import stateQuery as _stateQuery
 from pgtwist.pipelines._statements import StatementRegistry
 from pgtwist.pipelines.transaction import TransactionPipeline, TransactionPipelineSession
 from pgtwist.testing import FakeBackendLink, FakeBackendPool, FakeFrontendLink
@@ -31,6 +33,7 @@ from pgtwist.wire.messages import (
     FieldDescription,
     Message,
     Parse,
+    Query,
     ReadyForQuery,
     RowDescription,
 )
@@ -95,6 +98,30 @@ def ready(status: bytes = b"I") -> ReadyForQuery:
     ReadyForQuery with C{status}.
     """
     return ReadyForQuery(status)
+
+
+def stateQuery(*customs: str) -> Query:
+    """
+    The query that reads a session's state after a transaction that may have
+    changed it.
+    """
+    return Query(_stateQuery(customs))
+
+
+def stateAnswer(
+    settings: Mapping[str, str] | None = None,
+    identity: tuple[str, str] = ("user", "user"),
+    objects: Mapping[str, int] | None = None,
+) -> list[Message]:
+    """
+    PostgreSQL's answer to L{stateQuery}: session C{settings}, the session
+    and current user, and how many of each session-only object there are.
+    """
+    rows = [DataRow((b"s", n.encode(), v.encode())) for n, v in (settings or {}).items()]
+    rows.append(DataRow((b"u", identity[0].encode(), identity[1].encode())))
+    for kind, _ in OBJECT_KINDS:
+        rows.append(DataRow((b"o", kind.encode(), str((objects or {}).get(kind, 0)).encode())))
+    return [*rows, CommandComplete(f"SELECT {len(rows)}"), ready()]
 
 
 def raising(sqlstate: str, message: str) -> list[Message]:

@@ -6,6 +6,8 @@ permissions, driven through a L{FakeFrontendLink} (no sockets).
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
 
@@ -28,11 +30,25 @@ from pgtwist.wire.messages import (
 )
 from tests.unit._console import ConsoleTestCase
 
+
+class _Pinned:
+    """
+    A pipeline session that reports it is pinned, otherwise the wrapped one.
+    """
+
+    def __init__(self, session: Any, pinned: str) -> None:
+        self._session = session
+        self.pinned = pinned
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+
 SOCKET = (
-    "ssssssisiTTiiississii",
+    "ssssssisiTTiiississiis",
     "type user database replication state addr port local_addr local_port connect_time "
     "request_time wait wait_us close_needed ptr link remote_pid tls application_name "
-    "prepared_statements id",
+    "prepared_statements id pinned",
 )
 STATS_TOTALS = (
     "sNNNNNNNNNNNN",
@@ -179,6 +195,22 @@ class ShapeTests(ConsoleTestCase):
         self.assertEqual(servers.column("remote_pid")[active], "2000")
         self.assertEqual(servers.column("addr")[active], "127.0.0.1")
         self.assertEqual(clients.column("application_name"), ["psql", "psql"])
+
+    def test_pinned(self) -> None:
+        """
+        SHOW CLIENTS' and SHOW SERVERS' last column, C{pinned}, says what
+        keeps a transaction-pooling client on its backend (empty when
+        nothing does).
+        """
+        clients = self.one("SHOW CLIENTS")
+        self.assertEqual(clients.column("pinned"), ["", ""])
+        client = next(c for c in self.service.factory.clients if c.backend is not None)
+        session: Any = client.session
+        client.session = _Pinned(session, "temporary tables")
+        clients = self.one("SHOW CLIENTS")
+        self.assertEqual(sorted(clients.column("pinned")), ["", "temporary tables"])
+        servers = self.one("SHOW SERVERS")
+        self.assertEqual(sorted(servers.column("pinned")), ["", "temporary tables"])
 
     def test_consoleInClients(self) -> None:
         """

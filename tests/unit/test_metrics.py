@@ -185,6 +185,33 @@ class CollectorTests(SynchronousTestCase):
         )
         self.assertEqual(sampleValues(self.registry, "pgtwist_pool_paused")[labels], 0)
 
+    def test_pinned(self) -> None:
+        """
+        C{pgtwist_client_pinned} counts, per pool, the clients that keep
+        their backend between transactions (transaction pooling, a session
+        holding temporary tables...).
+        """
+        self.fillPool()
+        self.pools.pool(("other", "bob"))
+
+        class Client:
+            def __init__(self, key: tuple[str, str], pinned: str) -> None:
+                self.key = key
+                self.session = type("Session", (), {"pinned": pinned})()
+
+        self.service.factory.clients.update(
+            {
+                Client(("app", "alice"), "temporary tables"),  # type: ignore[arg-type]
+                Client(("app", "alice"), "WITH HOLD cursors"),  # type: ignore[arg-type]
+                Client(("app", "alice"), ""),  # type: ignore[arg-type]
+                Client(("other", "bob"), ""),  # type: ignore[arg-type]
+            }
+        )
+        self.assertEqual(
+            sampleValues(self.registry, "pgtwist_client_pinned"),
+            {("app", "alice"): 2, ("other", "bob"): 0},
+        )
+
     def test_counters(self) -> None:
         """
         PoolStats counters are exposed as counters (with prometheus_client's

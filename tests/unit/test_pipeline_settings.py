@@ -12,11 +12,20 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pgtwist.pipelines._settings import (
+    LISTEN,
+    OBJECTS,
+    RESETS,
+    SETTINGS,
     ClientSettings,
     LoginCache,
+    customNames,
+    matchStatements,
+    readState,
     resetsStatements,
     sessionFeature,
+    sessionFlags,
     splitStartupSettings,
+    stateQuery,
     syncStatements,
 )
 from pgtwist.pipelines._statements import StatementRegistry
@@ -288,3 +297,210 @@ class LoginCacheTests(SynchronousTestCase):
         clock.advance(61)
         self.session(pool, clock, cache, application_name="a")
         self.assertEqual(len(pool.acquired), 3)
+
+
+class SessionFlagsTests(SynchronousTestCase):
+    """
+    L{sessionFlags} spots, from the query text, what may change the session
+    beyond the transaction.
+    """
+
+    def test_settings(self) -> None:
+        """
+        C{SET}, C{SET SESSION}, C{RESET}, C{SET ROLE}, C{SET SESSION
+        AUTHORIZATION}, C{set_config} and C{DISCARD}, anywhere a statement
+        starts (after comments, in a multi-statement query, in a DO block or
+        an EXECUTEd string), whatever the case.
+        """
+        for sql in (
+            b"SET search_path = evil",
+            b"set session statement_timeout = 1234",
+            b"RESET ALL",
+            b"reset role",
+            b"SET ROLE other",
+            b"SET SESSION AUTHORIZATION other",
+            b"SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+            b"select set_config('my.secret', 'A-' || 'secret', false)",
+            b"SELECT pg_catalog.set_config ($1, $2, false)",
+            b"DISCARD ALL",
+            b"discard temp",
+            b"/* tenant */ SET app.tenant = '7'",
+            b"-- tenant\nSET app.tenant = '7'",
+            b"SELECT 1; SET TimeZone = 'UTC'",
+            b"BEGIN; SET x.y = 1; COMMIT",
+            b"DO $$BEGIN SET ROLE other; END$$",
+            b"DO $$ BEGIN EXECUTE 'SET ROLE other'; END $$",
+            b"UPDATE t SET a = set_config('x.y', '1', false)",
+            b"SELECT set_config('a.b', 'x', true), set_config('c.d', 'y', false)",
+            b"SELECT set_config('a.b', 'x', $1)",
+            b"update t set a = 1; set role x",
+            b"UPDATE t SET a = 1;\n RESET ROLE",
+        ):
+            self.assertTrue(sessionFlags(sql) & SETTINGS, sql)
+
+    def test_notSettings(self) -> None:
+        """
+        Ordinary queries, C{UPDATE ... SET}, transaction-local C{SET LOCAL},
+        C{SET TRANSACTION}, and a function's own C{SET} clause do not count:
+        most need no regular expression at all.
+        """
+        for sql in (
+            b"SELECT 1",
+            b"UPDATE accounts SET balance = balance + 1 WHERE id = 3",
+            b"INSERT INTO t VALUES (1) ON CONFLICT (id) DO UPDATE SET a = 1",
+            b"ALTER TABLE t ALTER c SET DEFAULT 1",
+            b"SET LOCAL statement_timeout = 5",
+            b"SET TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+            b"SET CONSTRAINTS ALL DEFERRED",
+            b"CREATE FUNCTION f() RETURNS int LANGUAGE sql SET search_path = x AS 'SELECT 1'",
+            b"SELECT * FROM settings_history",
+            b"SELECT set_config('app.tenant', $1, true)",
+            b"select set_config('app.tenant', lower('A,)'), TRUE), set_config('a.b', 'x', true)",
+            b"",
+        ):
+            self.assertEqual((sql, sessionFlags(sql) & SETTINGS), (sql, 0))
+
+    def test_objects(self) -> None:
+        """
+        What may create a session-only object; transaction-level locks and
+        look-alike words do not count.
+        """
+        for sql in (
+            b"CREATE TEMP TABLE t (a int)",
+            b"create temporary view v as select 1",
+            b"PREPARE p AS SELECT 1",
+            b"DECLARE c CURSOR WITH HOLD FOR SELECT 1",
+            b"SELECT pg_advisory_lock(1)",
+            b"SELECT pg_try_advisory_lock_shared(1, 2)",
+        ):
+            self.assertTrue(sessionFlags(sql) & OBJECTS, sql)
+        for sql in (
+            b"SELECT pg_advisory_xact_lock(1)",
+            b"CREATE TABLE temperatures (a int)",
+            b"SELECT * FROM preparedness",
+            b"DROP TABLE a_temp",
+        ):
+            self.assertEqual((sql, sessionFlags(sql) & OBJECTS), (sql, 0))
+
+    def test_listenAndResets(self) -> None:
+        """
+        C{LISTEN} at a statement's start (not in a literal), and the
+        statements that drop every prepared statement, have bits of their
+        own.
+        """
+        self.assertTrue(sessionFlags(b"LISTEN chan") & LISTEN)
+        self.assertTrue(sessionFlags(b"SELECT 1; listen chan") & LISTEN)
+        self.assertFalse(sessionFlags(b"SELECT 'listen'") & LISTEN)
+        self.assertTrue(sessionFlags(b"DISCARD ALL") & RESETS)
+        self.assertTrue(sessionFlags(b"DEALLOCATE ALL") & RESETS)
+        self.assertFalse(sessionFlags(b"DISCARD TEMP") & RESETS)
+
+
+class CustomNamesTests(SynchronousTestCase):
+    """
+    L{customNames} finds the custom settings a query names, which
+    C{pg_settings} does not list.
+    """
+
+    def test_names(self) -> None:
+        """
+        Dotted names of C{SET}, C{RESET} and a literal first argument of
+        C{set_config}, lowercased and unquoted; plain settings are not
+        custom.
+        """
+        self.assertEqual(
+            customNames(
+                b"SET My.Secret = 1; select set_config('app.tenant', x, false);"
+                b" RESET \"Ext\".y; SET search_path = a; select set_config('it''s.x', 1, false)"
+            ),
+            {"my.secret", "app.tenant", "ext.y", "it's.x"},
+        )
+
+
+class StateTests(SynchronousTestCase):
+    """
+    L{stateQuery}, L{readState} and L{matchStatements}: reading a backend's
+    session and making another match it.
+    """
+
+    def test_queryQualified(self) -> None:
+        """
+        The state query names everything with its schema (the client may
+        have set any C{search_path}) and asks for custom settings by quoted
+        name.
+        """
+        sql = stateQuery({"it's.x"})
+        self.assertIn("pg_catalog.pg_settings", sql)
+        self.assertIn("'it''s.x'", sql)
+        self.assertNotIn(" = ", sql)
+        for view in ("pg_class", "pg_prepared_statements", "pg_cursors", "pg_locks"):
+            self.assertIn(f"pg_catalog.{view}", sql)
+
+    def test_read(self) -> None:
+        """
+        Session settings by lowercase name, custom ones that hold a value,
+        the identity when it is not the login user's own, objects that are
+        not zero.
+        """
+        rows = [
+            ("s", "search_path", "evil, public"),
+            ("s", "statement_timeout", "1234ms"),
+            ("s", "role", "other"),
+            ("c", "my.secret", "A-secret"),
+            ("c", "my.reset", ""),
+            ("c", "my.never", None),
+            ("u", "app", "other"),
+            ("o", "temporary tables", "2"),
+            ("o", "WITH HOLD cursors", "0"),
+        ]
+        self.assertEqual(
+            readState(rows, "app"),
+            (
+                {
+                    "search_path": "evil, public",
+                    "statement_timeout": "1234ms",
+                    "my.secret": "A-secret",
+                },
+                ("app", "other"),
+                {"temporary tables": 2},
+            ),
+        )
+        self.assertIsNone(readState([("u", "app", "app")], "app")[1])
+
+    def test_match(self) -> None:
+        """
+        Everything is reset first, in a query of its own; then the client's
+        values are applied exactly with C{set_config} (quoted, a list such
+        as C{search_path} kept as it is), then its role.
+        """
+        client = ClientSettings({"TimeZone": "UTC", "server_version": "15.0"}, {"work_mem": "8MB"})
+        client.adopt({"search_path": '"$user", ev\'il', "my.secret": "A\\secret"}, ("app", "x"))
+        queries = matchStatements(client, "app")
+        self.assertEqual(queries[0], "RESET ALL; RESET SESSION AUTHORIZATION; RESET ROLE")
+        self.assertEqual(
+            queries[1],
+            "SELECT pg_catalog.set_config('TimeZone', 'UTC', false),"
+            " pg_catalog.set_config('search_path', '\"$user\", ev''il', false),"
+            " pg_catalog.set_config('my.secret', E'A\\\\secret', false)",
+        )
+        self.assertEqual(queries[2], 'SET ROLE "x"')
+        self.assertEqual(client.unreported, {})
+        self.assertEqual(client.searchPath, '"$user", ev\'il')
+        authorized = ClientSettings({}, {})
+        authorized.adopt({}, ("boss", "boss"))
+        self.assertEqual(
+            matchStatements(authorized, "app")[1:], ['SET SESSION AUTHORIZATION "boss"']
+        )
+
+    def test_fingerprint(self) -> None:
+        """
+        Adopting a read state changes the fingerprint, so that a backend
+        synced to the old one is synced again.
+        """
+        client = ClientSettings({"TimeZone": "UTC"}, {})
+        before = client.fingerprint
+        client.adopt({}, None)
+        self.assertNotEqual(client.fingerprint, before)
+        after = client.fingerprint
+        client.adopt({}, ("app", "x"))
+        self.assertNotEqual(client.fingerprint, after)

@@ -51,6 +51,8 @@ from tests.unit._pipelinescript import (
     makeBackend,
     one,
     ready,
+    stateAnswer,
+    stateQuery,
     wire,
 )
 
@@ -324,7 +326,10 @@ class RelayTests(SynchronousTestCase):
         self.script.play(
             [
                 fromClient([call], toServer=[call]),
-                fromServer([result, ready()], toClient=[result, ready()]),
+                # Any function may change the session (set_config by its
+                # OID): its state is read before the backend goes back.
+                fromServer([result, ready()], toClient=[result], toServer=[stateQuery()]),
+                fromServer(stateAnswer(), toClient=[ready()]),
             ]
         )
         self.assertIsNone(self.script.session.backend)

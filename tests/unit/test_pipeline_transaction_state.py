@@ -6,11 +6,14 @@ without a backend, and the same scenario fed in every possible cut.
 
 from __future__ import annotations
 
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from pgtwist.pipelines._expect import _pinned, _unread, _warning
+from pgtwist.pipelines._settings import customNames, matchStatements
 from pgtwist.pipelines._statements import StatementKey
 from pgtwist.pipelines.serverstate import serverSession
-from pgtwist.pipelines.transaction import _warning
 from pgtwist.wire import codec, errors
 from pgtwist.wire.messages import (
     Bind,
@@ -44,7 +47,10 @@ from tests.unit._pipelinescript import (
     one,
     raising,
     ready,
+    selected,
     splitAt,
+    stateAnswer,
+    stateQuery,
     whole,
 )
 
@@ -142,7 +148,9 @@ class SettingsTests(SynchronousTestCase):
     def test_clientParameterStatus(self) -> None:
         """
         A ParameterStatus caused by the client's own query is relayed and
-        becomes the client's setting, which the next backend is given.
+        becomes the client's setting; after the transaction the session's
+        state is read (its ReadyForQuery held back meanwhile), and the next
+        backend is reset and given that state.
         """
         script = self.script
         script.useBackend(self.a)
@@ -153,24 +161,32 @@ class SettingsTests(SynchronousTestCase):
                 ),
                 fromServer(
                     [CommandComplete("SET"), ParameterStatus("DateStyle", "German, DMY"), ready()],
-                    toClient=[CommandComplete("SET"), ParameterStatus("DateStyle", "German, DMY")]
-                    + [ready()],
+                    toClient=[CommandComplete("SET"), ParameterStatus("DateStyle", "German, DMY")],
+                    toServer=[stateQuery()],
                 ),
+                fromServer(stateAnswer({"DateStyle": "German, DMY"}), toClient=[ready()]),
             ]
         )
-        self.assertEqual(script.session.settings.reported["DateStyle"], "German, DMY")
+        settings = script.session.settings
+        self.assertEqual(settings.reported["DateStyle"], "German, DMY")
+        self.assertEqual(settings.session, {"datestyle": "German, DMY"})
         self.assertEqual(self.a.parameters["DateStyle"], "German, DMY")
-        self.assertEqual(serverSession(self.a).fingerprint, script.session.settings.fingerprint)
+        self.assertEqual(serverSession(self.a).fingerprint, settings.fingerprint)
+        self.assertIsNone(script.session.backend)
         other = makeBackend(1003, dict(self.a.parameters, DateStyle="ISO, MDY"))
-        serverSession(other).applied = dict(serverSession(self.a).applied)
         script.useBackend(other)
         script.play(
             [
                 fromClient(
                     [Query("SELECT now()")],
-                    toServer=[Query("SET \"DateStyle\" = 'German, DMY'"), Query("SELECT now()")],
+                    toServer=[Query(sql) for sql in matchStatements(settings, "user")]
+                    + [Query("SELECT now()")],
                 ),
             ]
+        )
+        self.assertIn(
+            "pg_catalog.set_config('datestyle', 'German, DMY', false)",
+            matchStatements(settings, "user")[1],
         )
 
     def test_failedSyncSwallowed(self) -> None:
@@ -188,6 +204,210 @@ class SettingsTests(SynchronousTestCase):
         self.assertIsNone(self.script.session.backend)
 
 
+class SessionStateTests(SynchronousTestCase):
+    """
+    What a client does to its session itself follows it, and never reaches
+    the next client of its backend.
+    """
+
+    def changeRole(self, script: TransactionScript, sql: str) -> None:
+        """
+        Play C{sql} on C{script}'s backend, after which PostgreSQL shows
+        role C{other} and C{my.secret}.
+        """
+        script.play(
+            [
+                fromClient([Query(sql)], toServer=[Query(sql)]),
+                fromServer(
+                    [CommandComplete("SET"), ready()],
+                    toClient=[CommandComplete("SET")],
+                    toServer=[stateQuery(*customNames(sql.encode()))],
+                ),
+                fromServer(
+                    stateAnswer({"my.secret": "A"}, identity=("user", "other")),
+                    toClient=[ready()],
+                ),
+            ]
+        )
+
+    def test_nextClientReset(self) -> None:
+        """
+        Another client of the pool that gets the backend next has it reset
+        first (the role too), and given its own settings.
+        """
+        first = TransactionScript(self)
+        backend = first.backends[0]
+        self.changeRole(first, "SET ROLE other; select set_config('my.secret', 'A', false)")
+        self.assertEqual(first.session.settings.identity, ("user", "other"))
+        self.assertTrue(serverSession(backend).dirty)
+        second = TransactionScript(self, backend=backend, pipeline=first.pipeline)
+        queries = matchStatements(second.session.settings, "user")
+        self.assertEqual(queries[0], "RESET ALL; RESET SESSION AUTHORIZATION; RESET ROLE")
+        self.assertNotIn("other", " ".join(queries))
+        second.play(
+            [
+                fromClient(
+                    [Query("SELECT 1")],
+                    toServer=[*(Query(sql) for sql in queries), Query("SELECT 1")],
+                ),
+                fromServer(
+                    [CommandComplete("RESET"), ready()] * len(queries) + [*one(), ready()],
+                    toClient=[*one(), ready()],
+                ),
+            ]
+        )
+        self.assertFalse(serverSession(backend).dirty)
+
+    def test_followsClient(self) -> None:
+        """
+        The client's next transaction on another backend gets its role and
+        settings there; back on a backend it left as it is, nothing is sent.
+        """
+        script = TransactionScript(self)
+        first = script.backends[0]
+        self.changeRole(script, "SET ROLE other")
+        other = makeBackend(1002)
+        script.useBackend(other)
+        queries = matchStatements(script.session.settings, "user")
+        self.assertEqual(queries[-1], 'SET ROLE "other"')
+        self.assertIn("pg_catalog.set_config('my.secret', 'A', false)", queries[1])
+        script.play(
+            [
+                fromClient(
+                    [Query("SELECT 1")], toServer=[*(Query(q) for q in queries), Query("SELECT 1")]
+                )
+            ]
+        )
+        script.play(
+            [
+                fromServer(
+                    [CommandComplete("SET"), ready()] * len(queries) + [*one(), ready()],
+                    toClient=[*one(), ready()],
+                )
+            ]
+        )
+        script.useBackend(first)
+        script.play([fromClient([Query("SELECT 1")], toServer=[Query("SELECT 1")])])
+
+    def test_extendedAnsweredLocally(self) -> None:
+        """
+        A statement that may change the session is known by its text once:
+        a later Parse pgtwist answers itself still makes its Bind's
+        transaction end with a state read.
+        """
+        script = TransactionScript(self)
+        sql = "SELECT set_config('my.secret', $1, false)"
+        batch = [Parse("", sql), Bind("", ""), Execute(""), Sync()]
+        answer = [ParseComplete(), BindComplete(), *selected(), ready()]
+        script.play(
+            [
+                fromClient(
+                    batch,
+                    toServer=[Parse("PGTWIST_1", sql), Bind("", "PGTWIST_1"), Execute(""), Sync()],
+                ),
+                fromServer(answer, toClient=answer[:-1], toServer=[stateQuery("my.secret")]),
+                fromServer(stateAnswer({"my.secret": "1"}), toClient=[ready()]),
+            ]
+        )
+        self.assertIsNone(script.session.backend)
+        script.play(
+            [
+                fromClient([Parse("", sql), Sync()], toClient=[ParseComplete(), ready()]),
+                fromClient(
+                    [Bind("", ""), Execute(""), Sync()],
+                    toServer=[Bind("", "PGTWIST_1"), Execute(""), Sync()],
+                ),
+                fromServer(answer[1:], toClient=answer[1:-1], toServer=[stateQuery("my.secret")]),
+                fromServer(stateAnswer({"my.secret": "2"}), toClient=[ready()]),
+            ]
+        )
+        self.assertEqual(script.session.settings.session, {"my.secret": "2"})
+
+    def test_stateInPieces(self) -> None:
+        """
+        The state query's answer is read whatever pieces it comes in.
+        """
+        script = TransactionScript(self)
+        script.play(
+            [
+                fromClient([Query("SET ROLE other")], toServer=[Query("SET ROLE other")]),
+                fromServer(
+                    [CommandComplete("SET"), ready()],
+                    toClient=[CommandComplete("SET")],
+                    toServer=[stateQuery()],
+                ),
+            ]
+        )
+        script.play(
+            [
+                fromServer(
+                    stateAnswer({"search_path": "evil"}, identity=("user", "other")),
+                    toClient=[ready()],
+                )
+            ],
+            chop=byteByByte,
+        )
+        self.assertEqual(script.session.settings.session, {"search_path": "evil"})
+        self.assertEqual(script.session.settings.identity, ("user", "other"))
+        self.assertIsNone(script.session.backend)
+
+    def test_rolledBack(self) -> None:
+        """
+        A C{SET} in a transaction block is read only when the block has
+        ended: after a rollback, PostgreSQL shows nothing of it.
+        """
+        script = TransactionScript(self)
+        script.play(
+            [
+                fromClient(
+                    [Query("BEGIN; SET ROLE other")], toServer=[Query("BEGIN; SET ROLE other")]
+                ),
+                fromServer(
+                    [CommandComplete("SET"), ready(b"T")],
+                    toClient=[CommandComplete("SET"), ready(b"T")],
+                ),
+                fromClient([Query("ROLLBACK")], toServer=[Query("ROLLBACK")]),
+                fromServer(
+                    [CommandComplete("ROLLBACK"), ready()],
+                    toClient=[CommandComplete("ROLLBACK")],
+                    toServer=[stateQuery()],
+                ),
+                fromServer(stateAnswer(), toClient=[ready()]),
+            ]
+        )
+        self.assertIsNone(script.session.settings.identity)
+        self.assertIsNone(script.session.backend)
+
+    def test_readFailed(self) -> None:
+        """
+        When the state cannot be read, the client keeps what it had and the
+        backend is reset by the pool before anyone gets it.
+        """
+        script = TransactionScript(self)
+        before = script.session.settings.fingerprint
+        kept = len(script.pool.releasedWithoutReset)
+        script.play(
+            [
+                fromClient([Query("SET x.y = 1")], toServer=[Query("SET x.y = 1")]),
+                fromServer(
+                    [CommandComplete("SET"), ready()],
+                    toClient=[CommandComplete("SET")],
+                    toServer=[stateQuery("x.y")],
+                ),
+                fromServer(
+                    [
+                        errors.error("57014", "canceling statement due to statement timeout"),
+                        ready(),
+                    ],
+                    toClient=[_unread(), ready()],
+                ),
+            ]
+        )
+        self.assertEqual(script.session.settings.fingerprint, before)
+        self.assertIsNone(script.session.backend)
+        self.assertEqual(len(script.pool.releasedWithoutReset), kept)
+
+
 class WarningTests(SynchronousTestCase):
     """
     Session features that do not survive a transaction get a WARNING notice
@@ -196,27 +416,117 @@ class WarningTests(SynchronousTestCase):
 
     def test_warned(self) -> None:
         """
-        Each session-only feature is warned about before the query's
-        results, and the query still runs.
+        LISTEN is warned about before the query's results, and the query
+        still runs.
+        """
+        script = TransactionScript(self)
+        script.play(
+            [
+                fromClient(
+                    [Query("LISTEN chan")],
+                    toServer=[Query("LISTEN chan")],
+                    toClient=[_warning("LISTEN")],
+                ),
+                fromServer(
+                    [CommandComplete("OK"), ready()], toClient=[CommandComplete("OK"), ready()]
+                ),
+            ]
+        )
+
+    def test_pinned(self) -> None:
+        """
+        A query that may create session-only objects is followed by a read
+        of the session's state; objects found keep the backend with the
+        client (pinned), and the client gets a WARNING naming them before
+        its ReadyForQuery.
         """
         cases = [
-            ("LISTEN chan", "LISTEN"),
-            ("PREPARE p AS SELECT 1", "SQL-level PREPARE"),
-            ("CREATE TEMP TABLE t (a int)", "temporary objects"),
+            ("PREPARE p AS SELECT 1", "SQL prepared statements"),
+            ("CREATE TEMP TABLE t (a int)", "temporary tables"),
             ("DECLARE c CURSOR WITH HOLD FOR SELECT 1", "WITH HOLD cursors"),
-            ("SELECT pg_advisory_lock(1)", "session-level advisory locks"),
+            ("SELECT pg_advisory_lock(1)", "session advisory locks"),
         ]
-        for sql, feature in cases:
+        for sql, kind in cases:
             script = TransactionScript(self)
             script.play(
                 [
-                    fromClient([Query(sql)], toServer=[Query(sql)], toClient=[_warning(feature)]),
+                    fromClient([Query(sql)], toServer=[Query(sql)]),
                     fromServer(
                         [CommandComplete("OK"), ready()],
-                        toClient=[CommandComplete("OK"), ready()],
+                        toClient=[CommandComplete("OK")],
+                        toServer=[stateQuery()],
                     ),
+                    fromServer(stateAnswer(objects={kind: 1}), toClient=[_pinned([kind]), ready()]),
                 ]
             )
+            self.assertIs(script.session.backend, script.backends[0])
+            self.assertEqual(script.session.pinned, kind)
+            # Idle between transactions (disconnect_client may close it).
+            self.assertFalse(script.session.busy())
+            # Pinned: the next transaction runs there, and its end checks
+            # again; once the objects are gone the backend goes back.
+            script.play(
+                [
+                    fromClient([Query("SELECT 1")], toServer=[Query("SELECT 1")]),
+                    fromServer([*one(), ready()], toClient=one(), toServer=[stateQuery()]),
+                    fromServer(stateAnswer(objects={kind: 1}), toClient=[ready()]),
+                ]
+            )
+            self.assertIs(script.session.backend, script.backends[0])
+            kept = len(script.pool.releasedWithoutReset)
+            script.play(
+                [
+                    fromClient([Query("DISCARD ALL")], toServer=[Query("DISCARD ALL")]),
+                    fromServer(
+                        [CommandComplete("DISCARD ALL"), ready()],
+                        toClient=[CommandComplete("DISCARD ALL")],
+                        toServer=[stateQuery()],
+                    ),
+                    fromServer(stateAnswer(), toClient=[ready()]),
+                ]
+            )
+            self.assertIsNone(script.session.backend)
+            self.assertEqual(script.session.pinned, "")
+            self.assertEqual(script.pool.releasedWithoutReset[kept:], [script.backends[0]])
+
+    def test_pinnedWarningFields(self) -> None:
+        """
+        The pinning notice is a WARNING (01000), not a NOTICE, naming what
+        keeps the backend.
+        """
+        notice = codec.decodeBackend(b"N", _pinned(["temporary tables"])[5:])
+        assert isinstance(notice, NoticeResponse)
+        fields = dict(notice.fields)
+        self.assertEqual(
+            (fields[b"S"], fields[b"V"], fields[b"C"]), ("WARNING", "WARNING", "01000")
+        )
+        self.assertIn("temporary tables", fields[b"M"])
+
+    def test_pinnedClientLeaves(self) -> None:
+        """
+        A pinned client that disconnects gives its backend back to be reset
+        (DISCARD ALL) before anyone else gets it.
+        """
+        script = TransactionScript(self)
+        sql = "CREATE TEMP TABLE t (a int)"
+        script.play(
+            [
+                fromClient([Query(sql)], toServer=[Query(sql)]),
+                fromServer(
+                    [CommandComplete("OK"), ready()],
+                    toClient=[CommandComplete("OK")],
+                    toServer=[stateQuery()],
+                ),
+                fromServer(
+                    stateAnswer(objects={"temporary tables": 2}),
+                    toClient=[_pinned(["temporary tables"]), ready()],
+                ),
+            ]
+        )
+        kept = len(script.pool.releasedWithoutReset)
+        script.session.frontendLost(Failure(ConnectionDone()))
+        self.assertEqual(script.pool.released[-1], script.backends[0])
+        self.assertEqual(len(script.pool.releasedWithoutReset), kept)
 
     def test_warningFields(self) -> None:
         """
@@ -285,17 +595,22 @@ class WarningTests(SynchronousTestCase):
         warned statement's ParseComplete.
         """
         script = TransactionScript(self)
+        lock = "SELECT pg_advisory_lock(1)"
         script.play(
             [
                 fromClient(
-                    [Query("SELECT 1"), Parse("", "SELECT pg_advisory_lock(1)"), Sync()],
-                    toServer=[Query("SELECT 1"), Parse("PGTWIST_1", "SELECT pg_advisory_lock(1)")]
-                    + [Sync()],
+                    [Query("SELECT 1"), Parse("", lock), Bind("", ""), Execute(""), Sync()],
+                    toServer=[Query("SELECT 1"), Parse("PGTWIST_1", lock), Bind("", "PGTWIST_1")]
+                    + [Execute(""), Sync()],
                 ),
                 fromServer(
-                    [*one(), ready(), ParseComplete(), ready()],
-                    toClient=[*one(), ready(), _warning("session-level advisory locks")]
-                    + [ParseComplete(), ready()],
+                    [*one(), ready(), ParseComplete(), BindComplete(), *selected(), ready()],
+                    toClient=[*one(), ready(), ParseComplete(), BindComplete(), *selected()],
+                    toServer=[stateQuery()],
+                ),
+                fromServer(
+                    stateAnswer(objects={"session advisory locks": 1}),
+                    toClient=[_pinned(["session advisory locks"]), ready()],
                 ),
             ]
         )

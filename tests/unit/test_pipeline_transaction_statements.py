@@ -38,6 +38,8 @@ from tests.unit._pipelinescript import (
     parameterDescription,
     raising,
     selected,
+    stateAnswer,
+    stateQuery,
 )
 
 
@@ -337,7 +339,11 @@ class NamedStatementTests(SynchronousTestCase):
         C{DEALLOCATE ALL} drops the client's statements and, on PostgreSQL,
         every statement of that backend.
         """
-        for sql in ("DEALLOCATE ALL", "discard all;", "DEALLOCATE PREPARE ALL"):
+        for sql, checked in (
+            ("DEALLOCATE ALL", False),
+            ("discard all;", True),
+            ("DEALLOCATE PREPARE ALL", True),
+        ):
             script = TransactionScript(self)
             script.play(
                 [
@@ -354,12 +360,20 @@ class NamedStatementTests(SynchronousTestCase):
             )
             self.assertEqual(script.session.statements, {})
             self.assertEqual(serverSession(script.backends[0]).prepared, {})
+            answer = [CommandComplete("DEALLOCATE ALL"), ReadyForQuery(b"I")]
+            if checked:
+                # DISCARD resets settings; "PREPARE" may prepare: the
+                # session's state is read before the backend goes back.
+                script.play(
+                    [
+                        fromServer(answer, toClient=answer[:1], toServer=[stateQuery()]),
+                        fromServer(stateAnswer(), toClient=answer[1:]),
+                    ]
+                )
+            else:
+                script.play([fromServer(answer, toClient=answer)])
             script.play(
                 [
-                    fromServer(
-                        [CommandComplete("DEALLOCATE ALL"), ReadyForQuery(b"I")],
-                        toClient=[CommandComplete("DEALLOCATE ALL"), ReadyForQuery(b"I")],
-                    ),
                     fromClient(
                         [bind("s1"), Execute(""), Sync()],
                         toServer=[bind("s1"), Execute(""), Sync()],
