@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
-from pgtwist.wire.sql import quoteIdentifier, quoteLiteral
+from pgtwist.wire.sql import quoteIdentifier, quoteLiteral, setConfig
 
 #: Reported parameters a client cannot SET (or must not: session_authorization).
 READ_ONLY = frozenset(
@@ -124,11 +124,11 @@ def syncStatements(
         if name in READ_ONLY:
             continue
         if parameters.get(name) != value:
-            statements.append(f"SET {quoteIdentifier(name)} = {quoteLiteral(value)}")
+            statements.append(setConfig(name, value))
     newApplied = dict(applied)
     for name, value in client.unreported.items():
         if applied.get(name) != value:
-            statements.append(f"SET {quoteIdentifier(name)} = {quoteLiteral(value)}")
+            statements.append(setConfig(name, value))
             newApplied[name] = value
     for name in applied:
         if name not in client.unreported:

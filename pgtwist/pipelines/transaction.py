@@ -104,7 +104,7 @@ from pgtwist.wire.errors import ProtocolViolation
 from pgtwist.wire.messages import (
     ErrorResponse,
 )
-from pgtwist.wire.sql import quoteIdentifier, quoteLiteral
+from pgtwist.wire.sql import setConfig
 from pgtwist.wire.startupsettings import effectiveParameters
 from pgtwist.wire.walker import MessageWalker, invalidLength, tooLong
 
@@ -213,9 +213,7 @@ class TransactionPipelineSession(
         if serverSession(backend).dirty:
             # A client may have left its role behind (RESET ALL keeps it).
             reset.append("RESET SESSION AUTHORIZATION; RESET ROLE")
-        statements = reset + [
-            f"SET {quoteIdentifier(name)} = {quoteLiteral(value)}" for name, value in self._startup
-        ]
+        statements = reset + [setConfig(name, value) for name, value in self._startup]
         backend.simpleQuery("; ".join(statements)).addCallbacks(
             self._cbLoginSettings,
             self._ebLoginSettings,

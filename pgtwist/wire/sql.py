@@ -11,7 +11,7 @@ cluster all quote the same way.
 
 from __future__ import annotations
 
-__all__ = ["quoteIdentifier", "quoteLiteral", "quoteStandardLiteral"]
+__all__ = ["quoteIdentifier", "quoteLiteral", "quoteStandardLiteral", "setConfig"]
 
 
 def quoteIdentifier(name: str) -> str:
@@ -42,3 +42,15 @@ def quoteStandardLiteral(value: str) -> str:
     admin console.
     """
     return "'" + value.replace("'", "''") + "'"
+
+
+def setConfig(name: str, value: str) -> str:
+    """
+    A statement that gives the session's run-time parameter C{name} the
+    text C{value} as a StartupMessage, C{options} or the configuration
+    file would: C{set_config} parses the text as the setting's own syntax,
+    so a list such as C{search_path} given as C{a, b} stays two schemas.
+    C{SET name = 'a, b'} would not: for list settings PostgreSQL takes one
+    quoted literal as one element, a schema named C{"a, b"}.
+    """
+    return f"SELECT pg_catalog.set_config({quoteLiteral(name)}, {quoteLiteral(value)}, false)"

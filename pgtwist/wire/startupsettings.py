@@ -11,23 +11,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from pgtwist.wire.sql import quoteIdentifier, quoteLiteral
+from pgtwist.wire.sql import setConfig
 
 __all__ = ["NOT_SETTINGS", "effectiveParameters", "parseOptions", "setStatements", "splitOptions"]
 
 
 def setStatements(parameters: Mapping[str, str], current: Mapping[str, str]) -> list[str]:
     """
-    The C{SET} statements that make a reused backend look as if the client had
-    sent C{parameters} in its own StartupMessage. Values already in effect
-    (same spelling as PostgreSQL reported) are skipped.
+    The statements that make a reused backend look as if the client had
+    sent C{parameters} in its own StartupMessage (L{setConfig}, which reads
+    a value as the StartupMessage does). Values already in effect (same
+    spelling as PostgreSQL reported) are skipped.
     """
     currentLower = {name.lower(): value for name, value in current.items()}
     statements = []
     for name, value in effectiveParameters(parameters):
         if currentLower.get(name.lower()) == value:
             continue
-        statements.append(f"SET {quoteIdentifier(name)} = {quoteLiteral(value)}")
+        statements.append(setConfig(name, value))
     return statements
 
 

@@ -195,6 +195,24 @@ def test_startupParametersOnReusedBackend(
             assert notices == ["shown"]
 
 
+def test_startupListSettingOnReusedBackend(
+    tmp_path: Path, pgCluster: PostgresCluster, admin: psycopg.Connection
+) -> None:
+    """
+    A list setting at startup (C{options=-c search_path=alpha,beta}) is two
+    schemas on a reused backend, as PostgreSQL reads it from a
+    StartupMessage (C{SHOW} gives the text as sent), not one schema named
+    C{"alpha,beta"} (which C{SHOW} would give with its double quotes).
+    """
+    with runningPooler(tmp_path, pgCluster, hba=TRUST_HBA) as pooler:
+        with connect(pooler) as plain:
+            pid = backendPid(plain)
+        waitUntilPooled(admin, pid)
+        with connect(pooler, options="-c search_path=alpha,beta") as listed:
+            assert backendPid(listed) == pid
+            assert show(listed, "search_path") == "alpha,beta"
+
+
 def test_invalidStartupSettingIsFatal(
     tmp_path: Path, pgCluster: PostgresCluster, admin: psycopg.Connection
 ) -> None:

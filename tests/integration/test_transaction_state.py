@@ -120,6 +120,21 @@ def test_timeZoneFollowsClient(pooler: Pooler, admin: psycopg.Connection) -> Non
             assert probeZone(plain, default, defaultNoon) in (pid, moved)
 
 
+def test_startupListSetting(pooler: Pooler) -> None:
+    """
+    A list setting at startup (C{options=-c search_path=alpha,beta}) is two
+    schemas on every backend the client's transactions use, as PostgreSQL
+    reads it from a StartupMessage (C{SHOW} gives the text as sent), not
+    one schema named C{"alpha,beta"} (which C{SHOW} would give with its
+    double quotes).
+    """
+    with connect(pooler) as plain:
+        plain.execute("SELECT 1")
+        with connect(pooler, options="-c search_path=alpha,beta") as listed:
+            assert one(listed, "SHOW search_path") == "alpha,beta"
+            assert one(listed, "SELECT pg_catalog.current_setting('search_path')") == "alpha,beta"
+
+
 def test_timeZonesConcurrently(pooler: Pooler, admin: psycopg.Connection) -> None:
     """
     20 clients in four zones (the default, and three set by C{SET} or at

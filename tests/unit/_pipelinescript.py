@@ -269,18 +269,19 @@ def fromServer(sent: Wire, toClient: Wire = (), toServer: Wire = ()) -> Step:
     return Step(SERVER, sent, toServer, toClient)
 
 
-_SET = re.compile(r'^SET "([^"]+)" = E?\'(.*)\'$')
+_SET = re.compile(r"^SELECT pg_catalog\.set_config\('([^']+)', E?'(.*)', false\)$")
 
 
 class ReportingBackend(FakeBackendLink):
     """
-    A fake backend whose L{simpleQuery} acts like PostgreSQL for C{SET} of a
-    reported parameter: the new value shows in C{parameters}.
+    A fake backend whose L{simpleQuery} acts like PostgreSQL for
+    C{set_config} of a reported parameter: the new value shows in
+    C{parameters}.
     """
 
     def simpleQuery(self, sql: str) -> Deferred[ErrorResponse | None]:
         """
-        Record C{sql}; apply its C{SET}s to reported parameters.
+        Record C{sql}; apply its C{set_config}s to reported parameters.
         """
         self.queries.append(sql)
         if self.queryError is None:

@@ -118,7 +118,10 @@ class SyncStatementsTests(SynchronousTestCase):
         )
         self.assertEqual(
             statements,
-            ["SET \"TimeZone\" = 'Europe/Paris'", "SET \"application_name\" = 'it''s'"],
+            [
+                "SELECT pg_catalog.set_config('TimeZone', 'Europe/Paris', false)",
+                "SELECT pg_catalog.set_config('application_name', 'it''s', false)",
+            ],
         )
         self.assertEqual(applied, {})
 
@@ -163,8 +166,8 @@ class SyncStatementsTests(SynchronousTestCase):
         self.assertEqual(
             statements,
             [
-                "SET \"search_path\" = 's1'",
-                "SET \"statement_timeout\" = '5s'",
+                "SELECT pg_catalog.set_config('search_path', 's1', false)",
+                "SELECT pg_catalog.set_config('statement_timeout', '5s', false)",
                 'RESET "work_mem"',
             ],
         )
@@ -176,7 +179,10 @@ class SyncStatementsTests(SynchronousTestCase):
         C{standard_conforming_strings} is.
         """
         client = ClientSettings({}, {"search_path": "a\\b"})
-        self.assertEqual(syncStatements(client, {}, {})[0], ["SET \"search_path\" = E'a\\\\b'"])
+        self.assertEqual(
+            syncStatements(client, {}, {})[0],
+            ["SELECT pg_catalog.set_config('search_path', E'a\\\\b', false)"],
+        )
 
 
 class SessionFeatureTests(SynchronousTestCase):

@@ -76,10 +76,10 @@ class LoginTests(SynchronousTestCase):
             backend.queries,
             [
                 "RESET ALL; "
-                "SET \"application_name\" = 'app'; "
-                "SET \"TimeZone\" = 'Europe/Paris'; "
-                "SET \"search_path\" = 's1'; "
-                "SET \"statement_timeout\" = '5s'"
+                "SELECT pg_catalog.set_config('application_name', 'app', false); "
+                "SELECT pg_catalog.set_config('TimeZone', 'Europe/Paris', false); "
+                "SELECT pg_catalog.set_config('search_path', 's1', false); "
+                "SELECT pg_catalog.set_config('statement_timeout', '5s', false)"
             ],
         )
         expected = dict(DEFAULTS, application_name="app", TimeZone="Europe/Paris")

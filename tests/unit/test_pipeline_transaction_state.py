@@ -55,8 +55,8 @@ from tests.unit._pipelinescript import (
 )
 
 SYNC = Query(
-    "SET \"application_name\" = 'app'; SET \"TimeZone\" = 'Europe/Paris'; "
-    "SET \"search_path\" = 's1'; SET \"statement_timeout\" = '5s'"
+    "SELECT pg_catalog.set_config('application_name', 'app', false); SELECT pg_catalog.set_config('TimeZone', 'Europe/Paris', false); "
+    "SELECT pg_catalog.set_config('search_path', 's1', false); SELECT pg_catalog.set_config('statement_timeout', '5s', false)"
 )
 
 
@@ -804,7 +804,10 @@ def _splitScenario(case: SynchronousTestCase, chop: Chopper) -> TransactionScrip
     steps: list[Step] = [
         fromClient(
             [Parse("s1", q, (23,)), Bind("", "s1", (), (b"7",), ()), Execute(""), Sync()],
-            toServer=[Query("SET \"TimeZone\" = 'Europe/Paris'"), Parse("PGTWIST_1", q, (23,))]
+            toServer=[
+                Query("SELECT pg_catalog.set_config('TimeZone', 'Europe/Paris', false)"),
+                Parse("PGTWIST_1", q, (23,)),
+            ]
             + [Bind("", "PGTWIST_1", (), (b"7",), ()), Execute(""), Sync()],
         ),
         fromServer(

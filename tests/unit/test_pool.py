@@ -155,7 +155,9 @@ class PoolSetTests(PoolTestCase):
             self.key, {"application_name": "same", "options": "-c DateStyle=German"}
         )
         self.assertNoResult(d2)
-        self.assertEqual(backend.queries[1][0], "SET \"DateStyle\" = 'German'")
+        self.assertEqual(
+            backend.queries[1][0], "SELECT pg_catalog.set_config('DateStyle', 'German', false)"
+        )
         backend.queries[1][1].callback(None)
         self.assertIs(self.successResultOf(d2), backend)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pgtwist.wire.sql import quoteIdentifier, quoteLiteral, quoteStandardLiteral
+from pgtwist.wire.sql import quoteIdentifier, quoteLiteral, quoteStandardLiteral, setConfig
 
 
 class QuoteIdentifierTests(SynchronousTestCase):
@@ -56,3 +56,29 @@ class QuoteLiteralTests(SynchronousTestCase):
         """
         self.assertEqual(quoteStandardLiteral("it's"), "'it''s'")
         self.assertEqual(quoteStandardLiteral("a\\b"), "'a\\b'")
+
+
+class SetConfigTests(SynchronousTestCase):
+    """
+    L{setConfig}.
+    """
+
+    def test_quoted(self) -> None:
+        """
+        Name and value are literals, so neither can break out; a list value
+        goes in as one text for PostgreSQL to parse.
+        """
+        self.assertEqual(
+            setConfig("search_path", "a, b'c"),
+            "SELECT pg_catalog.set_config('search_path', 'a, b''c', false)",
+        )
+
+    def test_backslash(self) -> None:
+        """
+        A backslash makes an C{E''} literal, whatever
+        C{standard_conforming_strings} is.
+        """
+        self.assertEqual(
+            setConfig("x.y", "a\\b"),
+            "SELECT pg_catalog.set_config('x.y', E'a\\\\b', false)",
+        )

@@ -73,5 +73,5 @@ class StartupParameterTests(SynchronousTestCase):
                 {"client_encoding": "UTF8", "application_name": "x"},
                 {"client_encoding": "UTF8", "application_name": ""},
             ),
-            ["SET \"application_name\" = 'x'"],
+            ["SELECT pg_catalog.set_config('application_name', 'x', false)"],
         )
