@@ -271,9 +271,11 @@ def matchHba(
     Find the rule that applies to a client: the first one that matches.
 
     A rule matches when:
-        - its type fits the connection: C{host} matches TCP clients with or
-          without TLS, C{hostssl} only TCP clients that negotiated TLS, and
-          C{local} (a pgtwist addition) only unix-socket clients;
+        - its type fits the connection: C{host} and C{hostnogssenc} match
+          TCP clients with or without TLS, C{hostssl} only TCP clients that
+          negotiated TLS, C{hostnossl} only those that did not,
+          C{hostgssenc} none (pgtwist refuses GSSAPI encryption), and
+          C{local} only unix-socket clients;
         - its DATABASE list holds the database the client asked for (the
           name it sent, before aliases: a rule for an alias applies to the
           alias), C{all}, C{sameuser} (the database is named as the user)
@@ -306,7 +308,9 @@ def matchHba(
     """
     addresses = _clientAddresses(address)
     for rule in rules:
-        if rule.type == "hostssl" and not tls:
+        if rule.type == "hostssl" and not tls or rule.type == "hostnossl" and tls:
+            continue
+        if rule.type == "hostgssenc":
             continue
         if not _addressMatches(rule, addresses):
             continue

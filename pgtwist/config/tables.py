@@ -216,13 +216,20 @@ def _hbaWord(field: list[_Token], column: str, path: str, line: int) -> str:
     return field[0].text
 
 
+#: pg_hba.conf's connection types (PostgreSQL's, C{local} included).
+_HBA_TYPES = frozenset({"host", "hostssl", "hostnossl", "hostgssenc", "hostnogssenc", "local"})
+
+
 def readHbaFile(path: str, authMethods: Iterable[str], warn: Warn) -> tuple[HbaRule, ...]:
     """
     Read C{pgtwist_hba.conf}: C{TYPE DATABASE USER ADDRESS METHOD} per line,
     written as in PostgreSQL's C{pg_hba.conf}.
 
-    TYPE is C{host} (TLS or not), C{hostssl} (TLS only) or C{local}
-    (unix-socket clients; its ADDRESS may be left out or be C{all}).
+    TYPE is C{host} (TLS or not), C{hostssl} (TLS only), C{hostnossl}
+    (without TLS), C{hostgssenc} (GSSAPI encryption, which pgtwist never
+    accepts: never matches), C{hostnogssenc} (without it: as C{host}) or
+    C{local} (unix-socket clients; its ADDRESS may be left out or be
+    C{all}).
     DATABASE and USER are comma-separated lists of names, double-quoted
     where they hold blanks, commas or would be a keyword, and of C{@file}s
     (more names, read from a file relative to this one's directory).
@@ -247,9 +254,10 @@ def readHbaFile(path: str, authMethods: Iterable[str], warn: Warn) -> tuple[HbaR
         kind = _hbaWord(fields[0], "TYPE", path, number).lower()
         if kind in ("include", "include_if_exists", "include_dir"):
             raise ConfigError(f"{kind} directives are not supported", path, number)
-        if kind not in ("host", "hostssl", "local"):
+        if kind not in _HBA_TYPES:
             raise ConfigError(
-                f"unknown connection type {fields[0][0].text!r}: expected host, hostssl or local",
+                f"unknown connection type {fields[0][0].text!r}: expected "
+                "host, hostssl, hostnossl, hostgssenc, hostnogssenc or local",
                 path,
                 number,
             )

@@ -46,6 +46,25 @@ class MatchHbaTests(SynchronousTestCase):
             for tls in (False, True):
                 self.assertIs(matchHba(rules, address, "db", "user", tls), rules[0])
 
+    def test_encryptionTypes(self) -> None:
+        """
+        C{hostnossl} matches TCP clients without TLS only; C{hostgssenc}
+        never matches (pgtwist refuses GSSAPI encryption) and
+        C{hostnogssenc} matches as C{host}; none of them takes a unix-socket
+        client that C{local} would.
+        """
+        nossl = [rule("hostnossl", "all", "all", "all", "trust")]
+        self.assertIs(matchHba(nossl, "10.0.0.1", "db", "user", False), nossl[0])
+        self.assertIsNone(matchHba(nossl, "10.0.0.1", "db", "user", True))
+        gss = [rule("hostgssenc", "all", "all", "all", "trust")]
+        for tls in (False, True):
+            self.assertIsNone(matchHba(gss, "10.0.0.1", "db", "user", tls))
+        nogss = [rule("hostnogssenc", "all", "all", "all", "trust")]
+        for tls in (False, True):
+            self.assertIs(matchHba(nogss, "10.0.0.1", "db", "user", tls), nogss[0])
+        local = [rule("local", "all", "all", "all", "trust")]
+        self.assertIsNone(matchHba(local, "10.0.0.1", "db", "user", False))
+
     def test_firstMatchWins(self) -> None:
         """
         Rules are tried in order and the first match decides, even when a
@@ -268,11 +287,24 @@ class HbaFileTests(FilesTestCase):
 
     def test_unknownType(self) -> None:
         """
-        A type other than host, hostssl or local is an error.
+        A type that is not one of pg_hba.conf's is an error.
         """
         self.assertEqual(
-            self.hbaError("hostnossl all all all trust\n"),
-            "hba.conf:1: unknown connection type 'hostnossl': expected host, hostssl or local",
+            self.hbaError("hostx all all all trust\n"),
+            "hba.conf:1: unknown connection type 'hostx': expected "
+            "host, hostssl, hostnossl, hostgssenc, hostnogssenc or local",
+        )
+
+    def test_everyPostgresType(self) -> None:
+        """
+        Every connection type of PostgreSQL's pg_hba.conf loads.
+        """
+        rules = self.loadHba(
+            "hostnossl all all all trust\nhostgssenc all all all trust\n"
+            "hostnogssenc all all all trust\nHOSTSSL all all all trust\n"
+        )
+        self.assertEqual(
+            [r.type for r in rules], ["hostnossl", "hostgssenc", "hostnogssenc", "hostssl"]
         )
 
     def test_fieldCount(self) -> None:
