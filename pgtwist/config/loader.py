@@ -38,6 +38,13 @@ from pgtwist.config.model import (
     ServerSettings,
     UserEntry,
 )
+from pgtwist.config.servertls import (
+    SERVER_KEYS,
+    checkPrivateKeyFile,
+    parseProtocols,
+    parseSslmode,
+    resolveServerTls,
+)
 from pgtwist.config.values import (
     expandVariables,
     parseBool,
@@ -88,7 +95,7 @@ _IGNORED_MAIN_KEYS = frozenset(
     track_prepared_statements tracker update_process_title
     """.split()
 )
-_IGNORED_SERVER_KEYS = frozenset({"tls_ca_file", "tls_cert_file", "tls_key_file"})
+_IGNORED_SERVER_KEYS: frozenset[str] = frozenset()
 
 _Parser = Callable[[str], Any]
 
@@ -323,6 +330,13 @@ def _mainParsers(environ: Mapping[str, str]) -> dict[str, tuple[str, _Parser]]:
         """A count that may be 0."""
         return parseInt(value, 0)
 
+    def keyFile(value: str) -> str | None:
+        """A private key file no one else may read, or C{None} when empty."""
+        found = optionalPath(value)
+        if found is not None:
+            checkPrivateKeyFile(found)
+        return found
+
     return {
         "host": ("host", parseHost),
         "port": ("port", port),
@@ -365,6 +379,12 @@ def _mainParsers(environ: Mapping[str, str]) -> dict[str, tuple[str, _Parser]]:
         "stats_users": ("statsUsers", _parseNames),
         "stats_period": ("statsPeriod", parseDuration),
         "manhole_keys_dir": ("manholeKeysDir", optionalPath),
+        "server_tls_sslmode": ("serverTlsSslmode", parseSslmode),
+        "server_tls_ca_file": ("serverTlsCaFile", optionalPath),
+        "server_tls_cert_file": ("serverTlsCertFile", optionalPath),
+        "server_tls_key_file": ("serverTlsKeyFile", keyFile),
+        "server_tls_protocols": ("serverTlsProtocols", parseProtocols),
+        "server_tls_ciphers": ("serverTlsCiphers", lambda v: v.strip() or "default"),
     }
 
 
@@ -373,6 +393,12 @@ _SERVER_PARSERS: dict[str, tuple[str, _Parser]] = {
     "port": ("port", lambda v: parseInt(v, 1, 65535)),
     "primary": ("primary", parseBool),
     "tls": ("tls", parseBool),
+    "server_tls_sslmode": ("sslmode", parseSslmode),
+    "tls_ca_file": ("tlsCaFile", lambda v: v.strip() or None),
+    "tls_cert_file": ("tlsCertFile", lambda v: v.strip() or None),
+    "tls_key_file": ("tlsKeyFile", lambda v: v.strip() or None),
+    "server_tls_protocols": ("tlsProtocols", parseProtocols),
+    "server_tls_ciphers": ("tlsCiphers", lambda v: v.strip() or None),
 }
 
 
@@ -440,12 +466,19 @@ def _readMainFile(
             raise ConfigError(
                 f"too many server sections: at most {MAX_SERVERS}", path, section.line
             )
-        server = ServerSettings(
-            name=section.name,
-            **_applySection(
-                path, section, _SERVER_PARSERS, _IGNORED_SERVER_KEYS, ("host", "port"), warn
-            ),
+        values = _applySection(
+            path, section, _SERVER_PARSERS, _IGNORED_SERVER_KEYS, ("host", "port"), warn
         )
+        given = {field: values.pop(field) for field in SERVER_KEYS.values() if field in values}
+        try:
+            values.update(resolveServerTls(main, given, values.get("tls")))
+        except ValueError as e:
+            key = str(e).partition(":")[0]
+            entry = section.entries.get(key)
+            raise ConfigError(
+                f"[{section.name}] {e}", path, entry.line if entry else section.line, key
+            ) from None
+        server = ServerSettings(name=section.name, **values)
         for other in servers:
             if (other.host, other.port) == (server.host, server.port):
                 raise ConfigError(

@@ -82,6 +82,14 @@ class MainSettings:
     statsPeriod: float = 60.0
     #: Where the manhole's SSH host key is created on first start.
     manholeKeysDir: str | None = None
+    #: TLS toward the servers, PgBouncer's C{server_tls_*} keys: the
+    #: defaults of every server section (L{pgtwist.config.servertls}).
+    serverTlsSslmode: str = "disable"
+    serverTlsCaFile: str | None = None
+    serverTlsCertFile: str | None = None
+    serverTlsKeyFile: str | None = None
+    serverTlsProtocols: tuple[str, ...] = ("tlsv1.2", "tlsv1.3")
+    serverTlsCiphers: str = "default"
 
 
 @dataclass(frozen=True, **SLOTS)
@@ -96,6 +104,14 @@ class ServerSettings:
     port: int
     primary: bool | None = None
     tls: bool = False
+    #: TLS toward this server, the section's keys and the main section's
+    #: defaults combined as L{pgtwist.config.servertls} says.
+    sslmode: str = "disable"
+    tlsCaFile: str | None = None
+    tlsCertFile: str | None = None
+    tlsKeyFile: str | None = None
+    tlsProtocols: tuple[str, ...] = ("tlsv1.2", "tlsv1.3")
+    tlsCiphers: str = "default"
 
 
 #: The kinds of L{HbaName}: PostgreSQL's keywords (unquoted only), a role

@@ -46,6 +46,14 @@ FILE_KEYS = {
     "listen": "listening endpoints",
     "metrics": "a listening endpoint",
     "manhole": "a listening endpoint",
+    "server_tls_ca_file": "a file",
+    "server_tls_cert_file": "a file",
+    "server_tls_key_file": "a file",
+    # Read into each server section's settings with the files: a console
+    # SET of the main default would not reach the sections.
+    "server_tls_sslmode": "the servers' TLS",
+    "server_tls_protocols": "the servers' TLS",
+    "server_tls_ciphers": "the servers' TLS",
 }
 
 #: What L{ConfigError.path} says for a configuration not read from a file.

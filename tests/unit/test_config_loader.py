@@ -273,7 +273,9 @@ class MainFileTests(FilesTestCase):
             config.servers,
             (
                 ServerSettings("a", "127.0.0.1", 5432),
-                ServerSettings("b", "/var/run/postgresql", 5433, primary=True, tls=True),
+                ServerSettings(
+                    "b", "/var/run/postgresql", 5433, primary=True, tls=True, sslmode="require"
+                ),
             ),
         )
         self.assertEqual(config.primary.name, "b")
