@@ -23,6 +23,7 @@ from pgtwist.config.loader import _mainParsers
 from pgtwist.config.model import MainSettings
 from pgtwist.config.restart import RESTART_KEYS
 from pgtwist.net.frontend import FrontendProtocol, FrontendState
+from pgtwist.net.servertls import describeTls
 from pgtwist.pipelines.serverstate import preparedCount
 from pgtwist.pool.state import BackendState, Pool, PooledBackend
 from pgtwist.pool.stats import COUNTERS
@@ -389,7 +390,7 @@ def _serverRow(
         _ptr(backend),
         _ptr(client) if client is not None else "",
         backend.processId,
-        "",
+        describeTls(transport) if getattr(backend, "tls", False) else "",
         backend.parameters.get("application_name", ""),
         preparedCount(backend),
         console.serverId(backend),

@@ -34,6 +34,7 @@ from pgtwist.net.cancel import CancelRegistry, OfferedCancelFactory
 from pgtwist.net.endpoints import listenEndpoints, managementEndpoint
 from pgtwist.net.frontend import ConsoleOnlyFactory, FrontendFactory
 from pgtwist.net.listeners import ListenerService
+from pgtwist.net.servertls import contexts as serverTlsContexts
 from pgtwist.pool.janitor import Janitor
 from pgtwist.pool.poolset import PoolSet
 
@@ -67,6 +68,9 @@ class PoolerService(MultiService):
         self.plugins = plugins if plugins is not None else bootstrap.plugins()
         self.authMethods = dict(self.plugins.authMethods)
         self.pipelines = dict(self.plugins.pipelines)
+        # TLS toward the servers: read their files now, so a bad one is in
+        # the log at start rather than at the first connection.
+        serverTlsContexts.reload(config.servers)
         self.pools = PoolSet(config, reactor, list(self.authMethods.values()))
         self.pools.setServiceParent(self)
         if worker is None:
@@ -189,6 +193,8 @@ class PoolerService(MultiService):
                 "Reload failed, keeping the running configuration: {error}", error=str(e)
             )
             return False, []
+        # New backends use the new certificates and keys; open ones keep theirs.
+        serverTlsContexts.reload(self.config.servers)
         restart = restartRequired(old, self.config)
         if restart:
             self.log.warn(

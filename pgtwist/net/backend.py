@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from OpenSSL.SSL import Error as SSLError
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IReactorTime
 from twisted.internet.protocol import ClientFactory, Protocol
@@ -22,6 +23,7 @@ from zope.interface import implementer
 from pgtwist.auth.methods import backendMethodFor
 from pgtwist.auth.steps import Outcome
 from pgtwist.config.model import PoolKey, ServerSettings
+from pgtwist.config.servertls import strongerThanPrefer
 from pgtwist.interfaces import (
     IAuthExchange,
     IAuthMethod,
@@ -29,6 +31,7 @@ from pgtwist.interfaces import (
     IPipelineSession,
     IPooledConnection,
 )
+from pgtwist.net import servertls
 from pgtwist.net.eager import eagerWrite
 from pgtwist.net.endpoints import connectServer
 from pgtwist.net.throttle import Throttle
@@ -80,6 +83,7 @@ class BackendProtocol(Protocol):
     @ivar authRequestCode: The first AuthenticationRequest code PostgreSQL sent
         (what the HBA method C{all} resolves to).
     @ivar sessionResets: How many times L{resetSession} ran C{DISCARD ALL}.
+    @ivar tls: Whether the connection to PostgreSQL is encrypted.
 
     The pool's bookkeeping of a backend lives in L{pgtwist.pool.state}, and
     what the transaction pipeline remembers of its session (prepared
@@ -121,6 +125,10 @@ class BackendProtocol(Protocol):
         self._loginError: ErrorResponse | None = None
         self._queries: list[_PendingQuery] = []
         self.lostCallback: Callable[[BackendProtocol, Failure], None] | None = None
+        self.tls = False
+        #: Waiting for the answer to our SSLRequest (see L{servertls}).
+        self._sslPending = False
+        self._tlsReport: servertls.TlsReport | None = None
 
     def __repr__(self) -> str:
         return f"<BackendProtocol {self.server.name} pid={self.processId} {self.key}>"
@@ -137,15 +145,90 @@ class BackendProtocol(Protocol):
 
     def connectionMade(self) -> None:
         """
-        Send the StartupMessage: only user and database, so that every client
-        setting applied later is undone by C{DISCARD ALL}.
+        Send an SSLRequest when the server's C{sslmode} asks for TLS, else
+        the StartupMessage.
         """
         self.connected = True
         transport: Any = self.transport
         if hasattr(transport, "setTcpNoDelay"):
             transport.setTcpNoDelay(True)
+        if servertls.usesTls(self.server):
+            self._sslPending = True
+            transport.write(servertls.SSL_REQUEST)
+            return
+        self._sendStartup()
+
+    def _sendStartup(self) -> None:
+        """
+        Send the StartupMessage: only user and database, so that every client
+        setting applied later is undone by C{DISCARD ALL}.
+        """
         database, user = self.key
         self.transport.write(codec.encode(StartupMessage({"user": user, "database": database})))  # type: ignore[union-attr]
+
+    @property
+    def serverCertificate(self) -> bytes | None:
+        """
+        The server's certificate (DER) when the connection is encrypted, for
+        the C{tls-server-end-point} channel binding; else C{None}.
+        """
+        return servertls.peerCertificate(self.transport) if self.tls else None
+
+    def _sslAnswer(self, data: bytes) -> None:
+        """
+        PostgreSQL's one-byte answer to our SSLRequest: C{S} starts TLS,
+        C{N} goes on in plaintext if the mode allows it. Bytes after the
+        answer are refused: the server sends nothing more before our
+        StartupMessage, so they can only have been put there by someone on
+        the path (CVE-2021-23222).
+        """
+        self._sslPending = False
+        server = self.server
+        answer = data[:1]
+        if len(data) > 1:
+            self._refuse(
+                constants.SQLSTATE_PROTOCOL_VIOLATION,
+                f"server sent {len(data) - 1} unexpected bytes after its answer to SSLRequest",
+            )
+        elif answer == b"S":
+            try:
+                context = servertls.contexts.contextFor(server)
+            except ValueError as e:
+                self._refuse(constants.SQLSTATE_CONNECTION_FAILURE, f"cannot set up TLS: {e}")
+                return
+            report = self._tlsReport = servertls.TlsReport()
+            transport: Any = self.transport
+            transport.startTLS(context.creator(report))
+            self.tls = True
+            # Writes must now go through the TLS layer, never straight to
+            # the socket as eagerWrite does for plaintext transports.
+            self.write = transport.write  # type: ignore[method-assign]
+            self._sendStartup()
+        elif answer == b"N" and not strongerThanPrefer(server.sslmode):
+            self._sendStartup()
+        elif answer == b"N":
+            self._refuse(
+                constants.SQLSTATE_CONNECTION_FAILURE,
+                f"server does not support SSL, but SSL was required (sslmode={server.sslmode})",
+            )
+        else:
+            self._refuse(
+                constants.SQLSTATE_PROTOCOL_VIOLATION,
+                f"received invalid response to SSL negotiation: {answer!r}",
+            )
+
+    def _refuse(self, sqlstate: str, reason: str) -> None:
+        """
+        Give up on this server before logging in: the waiting client hears
+        C{could not connect to server "name": reason}.
+        """
+        self.log.warn(
+            "Cannot connect to {server}: {reason}", server=self.server.name, reason=reason
+        )
+        error = errors.fatal(
+            sqlstate, f'could not connect to server "{self.server.name}": {reason}'
+        )
+        self._failLogin(BackendError(error))
 
     def _loginFrame(self, message: Message) -> None:
         if isinstance(message, AuthenticationRequest):
@@ -344,6 +427,9 @@ class BackendProtocol(Protocol):
         if session is not None:
             session.backendDataReceived(data)
             return
+        if self._sslPending:
+            self._sslAnswer(data)
+            return
         try:
             self._walker.walk(data, self._ownedScan, [])
         except errors.ProtocolViolation as e:
@@ -402,6 +488,22 @@ class BackendProtocol(Protocol):
         self.closing = True
         if self._login is not None:
             login, self._login = self._login, None
+            report = self._tlsReport
+            if report is not None and (
+                report.problem is not None or isinstance(reason.value, SSLError)
+            ):
+                error = servertls.handshakeError(self.server, report, reason.value)
+                self.log.warn(
+                    "TLS to {server} ({host}:{port}, sslmode={sslmode}) failed: {message}; "
+                    "OpenSSL says: {reason}",
+                    server=self.server.name,
+                    host=self.server.host,
+                    port=self.server.port,
+                    sslmode=self.server.sslmode,
+                    message=error.message,
+                    reason=reason.getErrorMessage(),
+                )
+                reason = Failure(BackendError(error))
             login.errback(reason)
         queries, self._queries = self._queries, []
         for pending in queries:

@@ -31,6 +31,9 @@ from twisted.internet.protocol import ClientFactory, Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pgtwist.config.model import ServerSettings
+from pgtwist.config.servertls import strongerThanPrefer
+from pgtwist.net import servertls
 from pgtwist.net.endpoints import connectServer
 from pgtwist.wire import codec, constants
 from pgtwist.wire.messages import CancelRequest
@@ -129,7 +132,7 @@ class CancelRegistry:
             return False
         server, processId, secretKey = current
         packet = codec.encode(CancelRequest(processId, secretKey))
-        factory = _CancelFactory(packet)
+        factory = _CancelFactory(packet, server)
         connectServer(self._reactor, server, factory)
         return True
 
@@ -137,28 +140,78 @@ class CancelRegistry:
 class _CancelSender(Protocol):
     """
     Sends one CancelRequest packet and closes, as libpq's PQcancel does.
+
+    Toward a server whose C{sslmode} asks for TLS, the request goes inside
+    TLS negotiated as for a backend (libpq 17's cancel API does the same),
+    so the cancel key never crosses the network in plaintext; a server that
+    refuses TLS gets it in plaintext only under C{prefer}.
     """
 
-    def __init__(self, packet: bytes) -> None:
+    log = Logger()
+
+    def __init__(self, packet: bytes, server: ServerSettings | None = None) -> None:
         self._packet = packet
+        self._server = server
+        self._sslPending = False
 
     def connectionMade(self) -> None:
         """
-        Send and close.
+        Send and close, or ask for TLS first.
         """
+        assert self.transport is not None
+        if self._server is not None and servertls.usesTls(self._server):
+            self._sslPending = True
+            self.transport.write(servertls.SSL_REQUEST)
+            return
+        self._send()
+
+    def _send(self) -> None:
         assert self.transport is not None
         self.transport.write(self._packet)
         self.transport.loseConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        The answer to the SSLRequest (anything else closes the connection).
+        """
+        assert self.transport is not None and self._server is not None
+        if not self._sslPending:
+            self.transport.loseConnection()
+            return
+        self._sslPending = False
+        server = self._server
+        if data == b"S":
+            try:
+                context = servertls.contexts.contextFor(server)
+            except ValueError as e:
+                self.log.warn(
+                    "Cancel request to {server} not sent: {error}", server=server.name, error=str(e)
+                )
+                self.transport.loseConnection()
+                return
+            transport: Any = self.transport
+            transport.startTLS(context.creator(servertls.TlsReport()))
+            self._send()
+        elif data == b"N" and not strongerThanPrefer(server.sslmode):
+            self._send()
+        else:
+            self.log.warn(
+                "Cancel request to {server} not sent: it answered SSLRequest with {answer!r}",
+                server=server.name,
+                answer=data[:16],
+            )
+            self.transport.loseConnection()
 
 
 class _CancelFactory(ClientFactory):
     noisy = False
 
-    def __init__(self, packet: bytes) -> None:
+    def __init__(self, packet: bytes, server: ServerSettings | None = None) -> None:
         self._packet = packet
+        self._server = server
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol:
-        return _CancelSender(self._packet)
+        return _CancelSender(self._packet, self._server)
 
 
 class _OfferedCancel(Protocol):
