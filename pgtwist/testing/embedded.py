@@ -37,6 +37,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from pgtwist.net.endpoints import socketPath
+from pgtwist.testing.certs import CertificateAuthority, IssuedCertificate
 from pgtwist.testing.pgbin import (
     DEBIAN_PATTERN,
     REQUIRED_PROGRAMS,
@@ -344,6 +345,7 @@ class PostgresCluster:
         authMethod: str = "trust",
         maxConnections: int = 200,
         environ: Mapping[str, str] = os.environ,
+        ssl: bool = False,
     ) -> None:
         """
         @param baseDir: Where to put the data and socket directories; a new
@@ -357,6 +359,11 @@ class PostgresCluster:
             that way without a password, so it must be C{trust}.
         @param maxConnections: The server's C{max_connections}.
         @param environ: Where C{PGTWIST_PG_BIN}/C{PGTWIST_PG_USER} are read.
+        @param ssl: Start with C{ssl = on}: a throwaway
+            L{CertificateAuthority} (L{certificateAuthority}) issues the
+            server a certificate for C{localhost}, C{127.0.0.1} and C{::1},
+            and is the server's C{ssl_ca_file} (for C{cert} authentication
+            and C{clientcert}).
         @raise PostgresNotFound: C{binDir} is C{None} and nothing is installed.
         """
         if authMethod != "trust":
@@ -381,6 +388,12 @@ class PostgresCluster:
         self._socketDir: str | None = None
         self._running = False
         self.hbaLines: list[str] = []
+        self.ssl = ssl
+        #: The CA of the server certificate and of trusted client
+        #: certificates when started with C{ssl}; else C{None}.
+        self.certificateAuthority: CertificateAuthority | None = (
+            CertificateAuthority("pgtwist embedded cluster CA") if ssl else None
+        )
 
     # -- properties --
 
@@ -459,6 +472,12 @@ class PostgresCluster:
         try:
             self._prepareDirectories()
             self._initdb()
+            if self.certificateAuthority is not None:
+                self._writeCertificates(
+                    self.certificateAuthority.issue(
+                        "localhost", hosts=["localhost", "127.0.0.1", "::1"]
+                    )
+                )
             self._startServer()
         except BaseException:
             self.stop()
@@ -576,7 +595,33 @@ class PostgresCluster:
         self._reload()
         self.hbaLines = list(lines)
 
+    def setServerCertificate(self, certificate: IssuedCertificate) -> None:
+        """
+        Serve C{certificate} (and its key) from now on: new connections see
+        it, as PostgreSQL reloads its TLS files with its configuration.
+
+        @raise RuntimeError: The cluster was not started with C{ssl}.
+        """
+        if self.certificateAuthority is None or self.dataDir is None:
+            raise RuntimeError("the cluster was not started with ssl")
+        self._writeCertificates(certificate)
+        self._reload()
+
     # -- internals --
+
+    def _writeCertificates(self, certificate: IssuedCertificate) -> None:
+        """
+        Write the server's certificate, key (0600, as PostgreSQL requires)
+        and CA into the data directory.
+        """
+        assert self.dataDir is not None and self.certificateAuthority is not None
+        files = (
+            ("server.crt", certificate.certificatePEM, 0o644),
+            ("server.key", certificate.privateKeyPEM, 0o600),
+            ("root.crt", self.certificateAuthority.certificatePEM, 0o644),
+        )
+        for name, pem, mode in files:
+            self._writeOwned(os.path.join(self.dataDir, name), pem.decode("ascii"), mode)
 
     def _reload(self) -> None:
         """
@@ -704,10 +749,16 @@ class PostgresCluster:
         assert self.dataDir is not None and self.logFile is not None
         assert self._socketDir is not None
         for attempt in range(1, _PORT_ATTEMPTS + 1):
+            settings = serverSettings(self._port, self._socketDir, self.maxConnections)
+            if self.certificateAuthority is not None:
+                settings.update(
+                    ssl="on",
+                    ssl_cert_file="server.crt",
+                    ssl_key_file="server.key",
+                    ssl_ca_file="root.crt",
+                )
             self._writeOwned(
-                os.path.join(self.dataDir, "pgtwist.conf"),
-                settingsText(serverSettings(self._port, self._socketDir, self.maxConnections)),
-                0o600,
+                os.path.join(self.dataDir, "pgtwist.conf"), settingsText(settings), 0o600
             )
             offset = os.path.getsize(self.logFile) if os.path.exists(self.logFile) else 0
             with tempfile.TemporaryFile("w+") as output:
