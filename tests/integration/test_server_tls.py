@@ -9,6 +9,8 @@ a client certificate, and certificates read again on SIGHUP.
 from __future__ import annotations
 
 import datetime
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -330,3 +332,36 @@ def test_reloadKeepsOldOnBadFile(
             for conn in (a, b):
                 row = conn.execute(SSL_QUERY).fetchone()
                 assert row is not None and row[0] is True
+
+
+def test_cancelAndShowServers(tlsCluster: PostgresCluster, startPooler: StartPooler) -> None:
+    """
+    Over a TLS backend, C{cancel()} stops a running query (the cancel goes
+    to PostgreSQL inside TLS too), and SHOW SERVERS names the backend's TLS
+    version and cipher.
+    """
+    pooler = startPooler(
+        tlsCluster,
+        section(tlsCluster, server_tls_sslmode="require"),
+        main={"pipeline": "session"},
+        admins={"pgt_admin": "admin-secret"},
+    )
+    with psycopg.connect(pooler.dsn(USER, PASSWORD, "postgres"), autocommit=True) as conn:
+        canceller = threading.Timer(0.5, conn.cancel)
+        started = time.monotonic()
+        canceller.start()
+        try:
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                conn.execute("SELECT pg_sleep(10)")
+        finally:
+            canceller.join()
+        assert time.monotonic() - started < 5.0
+        console = pooler.dsn("pgt_admin", "admin-secret", "pgbouncer")
+        with psycopg.connect(console, autocommit=True) as admin:
+            cursor = admin.execute("SHOW SERVERS")
+            assert cursor.description is not None
+            column = [c.name for c in cursor.description].index("tls")
+            values = [row[column] for row in cursor.fetchall()]
+    assert len(values) == 1
+    assert values[0].startswith("TLSv1."), values
+    assert pooler.logCount("Cancel request to primary not sent") == 0
