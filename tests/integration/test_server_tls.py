@@ -365,3 +365,52 @@ def test_cancelAndShowServers(tlsCluster: PostgresCluster, startPooler: StartPoo
     assert len(values) == 1
     assert values[0].startswith("TLSv1."), values
     assert pooler.logCount("Cancel request to primary not sent") == 0
+
+
+def test_reloadUnderLoad(
+    tlsCluster: PostgresCluster, startPooler: StartPooler, tmp_path: Path
+) -> None:
+    """
+    SIGHUP with a new CA file while clients come and go drops none of them:
+    open backends keep their TLS, new ones verify with the new file.
+    """
+    ca = tlsCluster.certificateAuthority
+    assert ca is not None
+    caFile = writeCa(tmp_path / "ca", ca)
+    pooler = startPooler(
+        tlsCluster,
+        section(tlsCluster, server_tls_sslmode="verify-full", tls_ca_file=caFile),
+        main={"pipeline": "session", "max_connections": 4},
+    )
+    failures: list[BaseException] = []
+    done = threading.Event()
+
+    def client() -> None:
+        while not done.is_set():
+            try:
+                assert backendSsl(pooler) is True
+            except BaseException as e:
+                failures.append(e)
+                return
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        other = CertificateAuthority("another CA").certificatePEM
+        for reload in range(1, 4):
+            time.sleep(0.3)
+            # The bundle grows by one CA each time: a new file, still valid.
+            Path(caFile).write_bytes(ca.certificatePEM + other * reload)
+            pooler.reload()
+            pooler.waitForLog("Configuration reloaded", count=reload)
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join(30)
+    assert failures == []
+    assert pooler.logCount("TLS to PostgreSQL") == 0
+    # A pool that did not exist before the reloads: its backend is new.
+    with psycopg.connect(pooler.dsn(USER, PASSWORD, "template1"), autocommit=True) as conn:
+        row = conn.execute(SSL_QUERY).fetchone()
+    assert row is not None and row[0] is True
