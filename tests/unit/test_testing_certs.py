@@ -15,6 +15,7 @@ from OpenSSL import crypto
 from twisted.trial.unittest import SynchronousTestCase
 
 from pgtwist.testing.certs import CertificateAuthority
+from tests.unit._tempdir import temporaryDirectory
 
 
 class CertificateAuthorityTests(SynchronousTestCase):
@@ -23,8 +24,7 @@ class CertificateAuthorityTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.directory = self.mktemp()
-        os.mkdir(self.directory)
+        self.directory = str(temporaryDirectory(self))
         self.ca = CertificateAuthority()
 
     def verify(self, pem: bytes) -> None:
