@@ -66,6 +66,12 @@ __all__ = [
 
 from pgtwist.config.errors import ConfigError, Warn, readText, stripComment
 from pgtwist.config.tables import readHbaFile, readLimitsFile, readUsers
+from pgtwist.config.tlsfiles import (
+    checkClientTls,
+    parseCiphers,
+    parseSslmode,
+    parseTlsProtocols,
+)
 
 _log = Logger()
 
@@ -84,7 +90,7 @@ _IGNORED_MAIN_KEYS = frozenset(
     auth_query ev_backend hugepage log_line_prefix log_mode
     metrics_ca_file metrics_cache_max_age metrics_cache_max_size
     metrics_cert_file metrics_key_file pidfile rotate_frontend_password_length
-    rotate_frontend_password_timeout tls_ca_file tls_cert_file tls_key_file
+    rotate_frontend_password_timeout
     track_prepared_statements tracker update_process_title
     """.split()
 )
@@ -365,6 +371,12 @@ def _mainParsers(environ: Mapping[str, str]) -> dict[str, tuple[str, _Parser]]:
         "stats_users": ("statsUsers", _parseNames),
         "stats_period": ("statsPeriod", parseDuration),
         "manhole_keys_dir": ("manholeKeysDir", optionalPath),
+        "tls_cert_file": ("tlsCertFile", optionalPath),
+        "tls_key_file": ("tlsKeyFile", optionalPath),
+        "tls_ca_file": ("tlsCaFile", optionalPath),
+        "client_tls_sslmode": ("clientTlsSslmode", parseSslmode),
+        "client_tls_protocols": ("clientTlsProtocols", parseTlsProtocols),
+        "client_tls_ciphers": ("clientTlsCiphers", parseCiphers),
     }
 
 
@@ -429,6 +441,7 @@ def _readMainFile(
             path, mains[0], _mainParsers(environ), _IGNORED_MAIN_KEYS, ("host", "port"), warn
         )
     )
+    checkClientTls(main, path)
 
     servers: list[ServerSettings] = []
     lines: dict[str, int] = {}
