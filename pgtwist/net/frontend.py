@@ -884,6 +884,10 @@ class FrontendProtocol(Protocol):
                 reply += codec.encode(error)
             if reply:
                 self.transport.write(reply)
+            if self._tlsStarted:
+                # Twisted's TLS layer holds the close back while a producer
+                # (the backend's throttle) is registered with it.
+                self.transport.unregisterProducer()  # type: ignore[attr-defined]
             self.transport.loseConnection()
 
     def failFromPool(self, reason: Failure) -> None:

@@ -85,7 +85,8 @@ def _selectAlpn(connection: SSL.Connection, offered: list[bytes]) -> bytes:
     """
     if ALPN_PROTOCOL in offered:
         return ALPN_PROTOCOL
-    raise SSL.Error("the client offered ALPN without postgresql")
+    # In OpenSSL's error-queue form, which Twisted's TLS layer reads.
+    raise SSL.Error([("SSL routines", "", "no application protocol (postgresql not offered)")])
 
 
 def _opensslReason(error: Exception) -> str:

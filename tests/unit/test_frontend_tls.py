@@ -107,6 +107,13 @@ class FakeTLSTransport(StringTransport):
         """
         return self.handle
 
+    def unregisterProducer(self) -> None:
+        """
+        As Twisted's TLS layer: nothing to do without a producer.
+        """
+        self.producer = None
+        self.streaming = None
+
 
 class TLSFrontendTestCase(FrontendTestCase):
     """
@@ -265,6 +272,17 @@ class NegotiationTests(TLSFrontendTestCase):
         self.clock.advance(self.factory.config.main.authenticationTimeout)
         self.assertTrue(self.transport.disconnecting)
         self.assertIs(self.protocol.state, FrontendState.CLOSED)
+
+    def test_closeUnregistersProducer(self) -> None:
+        """
+        Closing a TLS client unregisters the producer (a backend's throttle)
+        first: Twisted's TLS layer does not close while one is registered.
+        """
+        transport = self.negotiateTLS()
+        transport.registerProducer(object(), True)
+        self.protocol.fail(None)
+        self.assertIsNone(transport.producer)
+        self.assertTrue(transport.disconnecting)
 
     def test_reloadKeepsConnected(self) -> None:
         """

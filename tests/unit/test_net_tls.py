@@ -177,7 +177,7 @@ class ClientTLSTests(TLSFilesTestCase):
         server, client = tls.serverConnectionForTLS(None), self.client([b"http/1.1"])
         with self.assertRaises(SSL.Error) as caught:
             handshake(server, client)
-        self.assertIn("without postgresql", str(caught.exception))
+        self.assertIn("postgresql not offered", str(caught.exception))
         client.bio_write(server.bio_read(65536))
         with self.assertRaises(SSL.Error) as alert:
             client.do_handshake()
