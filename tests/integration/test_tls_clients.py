@@ -444,3 +444,33 @@ def test_reloadCertificate(
             assert result.returncode == 0, result.stderr
             assert kept.execute("SELECT 6").fetchone() == (6,)
         assert re.search(r"tls_cert_file: cannot load the certificate", pooler.log())
+
+
+def test_transactionPooling(
+    tmp_path: Path, pgCluster: PostgresCluster, certificates: Certificates
+) -> None:
+    """
+    TLS clients in transaction pooling: backends are lent and taken back
+    each transaction (the backpressure throttle found again through
+    Twisted's TLS layer each time) and large results flow.
+    """
+    dsn = (
+        f"host=localhost hostaddr=127.0.0.1 port={{port}} user={USER} password={PASSWORD} "
+        f"dbname={USER} {verifyFull(certificates)}"
+    )
+    main = {"pipeline": "transaction"}
+    with tlsPooler(tmp_path, pgCluster, certificates, main=main) as pooler:
+        connections = [
+            psycopg.connect(dsn.format(port=pooler.port), autocommit=True) for _ in range(3)
+        ]
+        try:
+            for round in range(20):
+                for index, conn in enumerate(connections):
+                    assert conn.execute("SELECT %s::int", (round * 10 + index,)).fetchone() == (
+                        round * 10 + index,
+                    )
+            rows = connections[0].execute("SELECT repeat('x', 1000) FROM generate_series(1, 5000)")
+            assert len(rows.fetchall()) == 5000
+        finally:
+            for conn in connections:
+                conn.close()
