@@ -342,7 +342,7 @@ def _clientRow(console: Console, client: FrontendProtocol, state: str) -> tuple[
         _ptr(client),
         _ptr(backend) if backend is not None else "",
         0,
-        "",
+        client.tlsDescription,
         client.startupParameters.get("application_name", ""),
         0,
         client.id,

@@ -264,8 +264,7 @@ class PoolerService(MultiService):
 
         def clientsThenPools(_: object) -> Deferred[None] | None:
             for client in [*self.factory.clients, *self.factory.consoles]:
-                if client.transport is not None:
-                    client.transport.loseConnection()
+                client.fail(None)
             return self.pools.stopService()
 
         d: Deferred[Any] = DeferredList(listeners)

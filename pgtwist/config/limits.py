@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pgtwist.config.model import Configuration, DatabaseLimit, PoolKey
+from pgtwist.config.tlsfiles import clientTlsMode
 
 __all__ = ["matchLimit", "pipelineName", "resolveAlias", "sessionFeatures"]
 
@@ -44,7 +45,7 @@ def sessionFeatures(config: Configuration) -> list[str]:
     """
     main = config.main
     problems = []
-    if main.tls:
+    if clientTlsMode(main) != "disable":
         problems.append("tls")
     if main.failover:
         problems.append("failover")

@@ -41,8 +41,7 @@ from pgtwist.config.model import (
 from pgtwist.config.servertls import (
     SERVER_KEYS,
     checkPrivateKeyFile,
-    parseProtocols,
-    parseSslmode,
+    parseServerSslmode,
     resolveServerTls,
 )
 from pgtwist.config.values import (
@@ -73,6 +72,12 @@ __all__ = [
 
 from pgtwist.config.errors import ConfigError, Warn, readText, stripComment
 from pgtwist.config.tables import readHbaFile, readLimitsFile, readUsers
+from pgtwist.config.tlsfiles import (
+    checkClientTls,
+    parseCiphers,
+    parseSslmode,
+    parseTlsProtocols,
+)
 
 _log = Logger()
 
@@ -91,7 +96,7 @@ _IGNORED_MAIN_KEYS = frozenset(
     auth_query ev_backend hugepage log_line_prefix log_mode
     metrics_ca_file metrics_cache_max_age metrics_cache_max_size
     metrics_cert_file metrics_key_file pidfile rotate_frontend_password_length
-    rotate_frontend_password_timeout tls_ca_file tls_cert_file tls_key_file
+    rotate_frontend_password_timeout
     track_prepared_statements tracker update_process_title
     """.split()
 )
@@ -379,12 +384,18 @@ def _mainParsers(environ: Mapping[str, str]) -> dict[str, tuple[str, _Parser]]:
         "stats_users": ("statsUsers", _parseNames),
         "stats_period": ("statsPeriod", parseDuration),
         "manhole_keys_dir": ("manholeKeysDir", optionalPath),
-        "server_tls_sslmode": ("serverTlsSslmode", parseSslmode),
+        "server_tls_sslmode": ("serverTlsSslmode", parseServerSslmode),
         "server_tls_ca_file": ("serverTlsCaFile", optionalPath),
         "server_tls_cert_file": ("serverTlsCertFile", optionalPath),
         "server_tls_key_file": ("serverTlsKeyFile", keyFile),
-        "server_tls_protocols": ("serverTlsProtocols", parseProtocols),
+        "server_tls_protocols": ("serverTlsProtocols", parseTlsProtocols),
         "server_tls_ciphers": ("serverTlsCiphers", lambda v: v.strip() or "default"),
+        "tls_cert_file": ("tlsCertFile", optionalPath),
+        "tls_key_file": ("tlsKeyFile", optionalPath),
+        "tls_ca_file": ("tlsCaFile", optionalPath),
+        "client_tls_sslmode": ("clientTlsSslmode", parseSslmode),
+        "client_tls_protocols": ("clientTlsProtocols", parseTlsProtocols),
+        "client_tls_ciphers": ("clientTlsCiphers", parseCiphers),
     }
 
 
@@ -393,11 +404,11 @@ _SERVER_PARSERS: dict[str, tuple[str, _Parser]] = {
     "port": ("port", lambda v: parseInt(v, 1, 65535)),
     "primary": ("primary", parseBool),
     "tls": ("tls", parseBool),
-    "server_tls_sslmode": ("sslmode", parseSslmode),
+    "server_tls_sslmode": ("sslmode", parseServerSslmode),
     "tls_ca_file": ("tlsCaFile", lambda v: v.strip() or None),
     "tls_cert_file": ("tlsCertFile", lambda v: v.strip() or None),
     "tls_key_file": ("tlsKeyFile", lambda v: v.strip() or None),
-    "server_tls_protocols": ("tlsProtocols", parseProtocols),
+    "server_tls_protocols": ("tlsProtocols", parseTlsProtocols),
     "server_tls_ciphers": ("tlsCiphers", lambda v: v.strip() or None),
 }
 
@@ -455,6 +466,7 @@ def _readMainFile(
             path, mains[0], _mainParsers(environ), _IGNORED_MAIN_KEYS, ("host", "port"), warn
         )
     )
+    checkClientTls(main, path)
 
     servers: list[ServerSettings] = []
     lines: dict[str, int] = {}

@@ -90,6 +90,17 @@ class MainSettings:
     serverTlsKeyFile: str | None = None
     serverTlsProtocols: tuple[str, ...] = ("tlsv1.2", "tlsv1.3")
     serverTlsCiphers: str = "default"
+    #: TLS toward clients (L{pgtwist.config.tlsfiles}): pgagroal's files
+    #: (the certificate may be followed by its chain; the CA, when set, is
+    #: what client certificates are checked against), and PgBouncer's
+    #: C{client_tls_sslmode} (C{None}: C{prefer} if C{tls}, else
+    #: C{disable}), C{client_tls_protocols} and C{client_tls_ciphers}.
+    tlsCertFile: str | None = None
+    tlsKeyFile: str | None = None
+    tlsCaFile: str | None = None
+    clientTlsSslmode: str | None = None
+    clientTlsProtocols: tuple[str, ...] = ("tlsv1.2", "tlsv1.3")
+    clientTlsCiphers: str = "default"
 
 
 @dataclass(frozen=True, **SLOTS)

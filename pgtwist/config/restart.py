@@ -30,7 +30,6 @@ RESTART_KEYS = {
     "manhole": "manhole",
     "manholeKeysDir": "manhole_keys_dir",
     "workers": "workers",
-    "tls": "tls",
     "statsPeriod": "stats_period",
 }
 

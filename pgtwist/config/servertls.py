@@ -31,20 +31,17 @@ L{pgtwist.net.servertls}.
 
 from __future__ import annotations
 
-import os
-import stat
 from collections.abc import Mapping
 from typing import Any
 
 from pgtwist.config.model import MainSettings
+from pgtwist.config.tlsfiles import keyFileProblem
 from pgtwist.config.values import parseChoice
 
 __all__ = [
     "SSLMODES",
-    "TLS_VERSIONS",
     "checkPrivateKeyFile",
-    "parseProtocols",
-    "parseSslmode",
+    "parseServerSslmode",
     "resolveServerTls",
     "strongerThanPrefer",
 ]
@@ -52,14 +49,7 @@ __all__ = [
 #: libpq's C{sslmode} levels pgtwist supports toward servers, weakest first.
 SSLMODES = ("disable", "prefer", "require", "verify-ca", "verify-full")
 
-#: TLS versions as PgBouncer's C{*_tls_protocols} name them, oldest first.
-TLS_VERSIONS = ("tlsv1.0", "tlsv1.1", "tlsv1.2", "tlsv1.3")
-
-#: What C{secure} (the default) stands for.
-SECURE_PROTOCOLS = ("tlsv1.2", "tlsv1.3")
-
-
-def parseSslmode(value: str) -> str:
+def parseServerSslmode(value: str) -> str:
     """
     Parse an sslmode: one of L{SSLMODES}; C{off} is C{disable}.
 
@@ -85,56 +75,16 @@ def strongerThanPrefer(mode: str) -> bool:
     return SSLMODES.index(mode) >= SSLMODES.index("require")
 
 
-def parseProtocols(value: str) -> tuple[str, ...]:
-    """
-    Parse C{server_tls_protocols} as PgBouncer does: C{secure} (TLS 1.2
-    and 1.3), C{all} or C{legacy} (every version), or a list of
-    C{tlsv1.0 tlsv1.1 tlsv1.2 tlsv1.3} separated by commas or spaces. The
-    range from the oldest to the newest named is allowed (OpenSSL sets a
-    minimum and a maximum, not a set).
-
-    @return: The versions named, oldest first.
-    @raise ValueError: For an unknown word or an empty list.
-    """
-    words = [w for w in value.replace(",", " ").lower().split() if w]
-    if not words:
-        raise ValueError("expected secure, all or a list of tlsv1.0 .. tlsv1.3")
-    versions: set[str] = set()
-    for word in words:
-        if word == "secure":
-            versions.update(SECURE_PROTOCOLS)
-        elif word in ("all", "legacy"):
-            versions.update(TLS_VERSIONS)
-        elif word in TLS_VERSIONS:
-            versions.add(word)
-        else:
-            raise ValueError(
-                f"unknown TLS protocol {word!r}: expected secure, all or tlsv1.0 .. tlsv1.3"
-            )
-    return tuple(v for v in TLS_VERSIONS if v in versions)
-
-
 def checkPrivateKeyFile(path: str) -> None:
     """
-    Refuse a private key file others could read, as PostgreSQL and libpq
-    do: it must be a regular file with no group or other permissions, or,
-    when owned by root, at most group read (C{0640}).
+    Refuse a private key file others could read, by the rule the listener's
+    key follows too (L{keyFileProblem}).
 
     @raise ValueError: Naming the path and what is wrong, in one line.
     """
-    try:
-        info = os.stat(path)
-    except OSError as e:
-        raise ValueError(f"cannot read private key file {path}: {e.strerror}") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise ValueError(f"private key file {path} is not a regular file")
-    mode = stat.S_IMODE(info.st_mode)
-    allowed = 0o640 if info.st_uid == 0 else 0o600
-    if mode & ~allowed & 0o077:
-        raise ValueError(
-            f"private key file {path} has group or world access (mode {mode:04o}); "
-            "it must be 0600 or less (0640 or less if owned by root)"
-        )
+    problem = keyFileProblem(path)
+    if problem is not None:
+        raise ValueError(f"{path}: {problem}")
 
 
 #: The server-section keys and the L{ServerSettings} field each sets

@@ -28,6 +28,7 @@ from pgtwist.config.errors import ConfigError
 from pgtwist.config.loader import _mainParsers
 from pgtwist.config.model import Configuration
 from pgtwist.config.restart import RESTART_KEYS
+from pgtwist.config.tlsfiles import checkClientTls
 
 __all__ = ["FILE_KEYS", "PipelineCheck", "changeSetting", "validateConfiguration"]
 
@@ -54,6 +55,9 @@ FILE_KEYS = {
     "server_tls_sslmode": "the servers' TLS",
     "server_tls_protocols": "the servers' TLS",
     "server_tls_ciphers": "the servers' TLS",
+    "tls_cert_file": "a file",
+    "tls_key_file": "a file",
+    "tls_ca_file": "a file",
 }
 
 #: What L{ConfigError.path} says for a configuration not read from a file.
@@ -72,7 +76,8 @@ def validateConfiguration(
     C{pipeline} and every databases-file C{PIPELINE} name an installed
     pipeline (or C{auto}), and each pipeline named accepts the rest of the
     configuration (the performance pipeline refuses C{failover}, C{tls} and
-    C{disconnect_client}).
+    C{disconnect_client}), and the client TLS keys hold together
+    (L{checkClientTls}: files present, the key file private).
 
     @param pipelines: Each installed pipeline's C{checkConfiguration}, by name.
     @return: C{config}, unchanged.
@@ -81,6 +86,7 @@ def validateConfiguration(
     """
     names = {*pipelines, "auto"}
     main = config.main
+    checkClientTls(main, _mainPath(config))
     if main.pipeline not in names:
         raise ConfigError(
             f"pipeline: unknown pipeline {main.pipeline!r} (known: {', '.join(sorted(names))})",

@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.unit.test_frontend,tests.unit.test_frontend_login,tests.unit.test_net_startup -*-
 """
-The client-facing side: startup, TLS refusal, HBA and authentication, then
+The client-facing side: startup, TLS, HBA and authentication, then
 hand-over to a pipeline session.
 
 The startup phase mirrors PostgreSQL's C{ProcessStartupPacket} and
@@ -8,6 +8,12 @@ C{ClientAuthentication}: same SQLSTATEs, same messages, so drivers and
 operators see what they would see talking to PostgreSQL itself. The
 negotiation before the StartupMessage and the routing it implies are
 sans-IO, in L{pgtwist.net.startup}; this module applies them to a transport.
+
+TLS (L{pgtwist.net.tls}) is Twisted's: C{transport.startTLS} puts a TLS layer
+under this protocol, which then reads and writes plaintext as before. Only
+L{FrontendProtocol.write} changes for a TLS client (an instance attribute
+replacing the method: L{eagerWrite} would bypass the TLS layer), so the
+relay path of a plaintext client runs exactly the same code as without TLS.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.interfaces import IAddress
+from twisted.internet.interfaces import IAddress, IHandshakeListener
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -30,6 +36,7 @@ from zope.interface import implementer
 
 from pgtwist.auth.hba import RoleMembership, RolesUnknown, matchHba
 from pgtwist.auth.steps import AuthStep, Outcome
+from pgtwist.config.errors import ConfigError
 from pgtwist.config.limits import pipelineName, resolveAlias
 from pgtwist.config.model import Configuration, HbaRule, PoolKey, UserEntry
 from pgtwist.interfaces import (
@@ -50,11 +57,14 @@ from pgtwist.net.roles import lookupRoles
 from pgtwist.net.startup import (
     Cancel,
     Refused,
+    Reject,
     Reply,
+    StartTLS,
     StartupNegotiation,
     ToConsole,
     routeStartup,
 )
+from pgtwist.net.tls import ClientTLS, alpnNegotiated, clientTLS, describeConnection
 from pgtwist.wire import codec, constants, errors
 from pgtwist.wire.framing import MessageFramer
 from pgtwist.wire.messages import (
@@ -137,7 +147,7 @@ def _parameterStatuses(parameters: tuple[tuple[str, str], ...]) -> bytes:
     return codec.encodeAll([ParameterStatus(name, value) for name, value in parameters])
 
 
-@implementer(IFrontendLink)
+@implementer(IFrontendLink, IHandshakeListener)
 class FrontendProtocol(Protocol):
     """
     One client connection.
@@ -169,7 +179,24 @@ class FrontendProtocol(Protocol):
         self.backend: IBackendLink | None = None
         self.processId = 0
         self.secretKey = 0
-        self._negotiation: StartupNegotiation | None = StartupNegotiation()
+        #: TLS as configured when this client connected; C{None} when off,
+        #: and always for unix-socket clients (as in PostgreSQL).
+        self.clientTLS: ClientTLS | None = (
+            factory.tls if isinstance(address, (IPv4Address, IPv6Address)) else None
+        )
+        #: Whether the TLS handshake completed: what C{hostssl} rules and a
+        #: C{require} mode look at.
+        self.encrypted = False
+        #: SHOW CLIENTS' C{tls}: protocol and cipher, once encrypted.
+        self.tlsDescription = ""
+        #: The client's certificate once encrypted (a C{cryptography} X.509
+        #: certificate, verified against C{tls_ca_file}), or C{None}.
+        self.peerCertificate: Any = None
+        self._tlsStarted = False
+        self._directTLS = False
+        self._negotiation: StartupNegotiation | None = StartupNegotiation(
+            self.clientTLS is not None
+        )
         self._framer: MessageFramer | None = None
         self._exchange: IAuthExchange | None = None
         self._authTimer: Any = None
@@ -234,6 +261,12 @@ class FrontendProtocol(Protocol):
         session, self.session = self.session, None
         if session is not None:
             session.frontendLost(reason)
+        if self._tlsStarted and not self.encrypted:
+            self.log.info(
+                "TLS handshake with {clientAddress} failed: {reason}",
+                clientAddress=self._peer(),
+                reason=reason.getErrorMessage(),
+            )
         # processId is set once login completed (a Terminate closes via fail()).
         loggedIn = previous is FrontendState.READY or self.processId != 0
         if loggedIn and self.factory.config.main.logDisconnections:
@@ -249,7 +282,18 @@ class FrontendProtocol(Protocol):
         assert self._negotiation is not None
         for event in self._negotiation.receiveData(data):
             if isinstance(event, Reply):
-                eagerWrite(self.transport, event.data)
+                self.write(event.data)
+            elif isinstance(event, StartTLS):
+                self._startTLS(event)
+            elif isinstance(event, Reject):
+                self._negotiation = None
+                self.log.warn(
+                    "Refused {clientAddress}: {reason}",
+                    clientAddress=self._peer(),
+                    reason=event.reason,
+                )
+                self.state = FrontendState.CLOSED
+                self.transport.loseConnection()  # type: ignore[union-attr]
             elif isinstance(event, Cancel):
                 self._negotiation = None
                 self.factory.cancels.cancel(event.request)
@@ -259,7 +303,67 @@ class FrontendProtocol(Protocol):
                 self._negotiation = None
                 self._startup(event.message, event.rest)
 
+    def _startTLS(self, event: StartTLS) -> None:
+        """
+        Put TLS under this connection (the C{S} already written, or the
+        client's ClientHello in C{event.data}); the authentication timer
+        keeps running, so a handshake that never completes is closed.
+        """
+        transport: Any = self.transport
+        self._tlsStarted = True
+        self._directTLS = event.direct
+        transport.startTLS(self.clientTLS)
+        # From now on writes go through the TLS layer.
+        self.write = transport.write  # type: ignore[method-assign]
+        if event.data:
+            transport.protocol.dataReceived(event.data)
+
+    def handshakeCompleted(self) -> None:
+        """
+        The TLS handshake is done (Twisted's L{IHandshakeListener}): a
+        direct-TLS client must have agreed on ALPN C{postgresql}, as
+        PostgreSQL 17 requires (it closes without a message too).
+        """
+        transport: Any = self.transport
+        handle = transport.getHandle()
+        if self._directTLS and not alpnNegotiated(handle):
+            self.log.warn(
+                "Refused {clientAddress}: direct TLS connection without ALPN protocol "
+                "negotiation (postgresql)",
+                clientAddress=self._peer(),
+            )
+            self._tlsStarted = False  # the handshake itself did not fail
+            self.state = FrontendState.CLOSED
+            transport.loseConnection()
+            return
+        self.encrypted = True
+        self.tlsDescription = describeConnection(handle)
+        self.peerCertificate = handle.get_peer_certificate(as_cryptography=True)
+
+    def _encryption(self) -> str:
+        """
+        How the client connected, as PostgreSQL's HBA messages say it.
+        """
+        return "SSL encryption" if self.encrypted else "no encryption"
+
     def _startup(self, message: StartupMessage, rest: bytes) -> None:
+        tls = self.clientTLS
+        if tls is not None and tls.required and not self.encrypted:
+            # PgBouncer's words for client_tls_sslmode = require; the SQLSTATE
+            # is PostgreSQL's for a connection HBA does not allow.
+            self.log.warn(
+                "Refused {clientAddress}: SSL required (client_tls_sslmode {mode})",
+                clientAddress=self._peer(),
+                mode=tls.mode,
+            )
+            self.fail(
+                errors.fatal(
+                    constants.SQLSTATE_INVALID_AUTHORIZATION,
+                    "SSL required",
+                    hint="Connect with sslmode=require or stronger.",
+                )
+            )
+            return
         route = routeStartup(message, self.consoleOnly)
         if isinstance(route, Refused):
             self.fail(route.error)
@@ -335,7 +439,7 @@ class FrontendProtocol(Protocol):
             self._hbaAddress(),
             self.requestedDatabase,
             self.key[1],
-            False,
+            self.encrypted,
             self.factory.roles,
         )
 
@@ -400,7 +504,7 @@ class FrontendProtocol(Protocol):
                 errors.fatal(
                     constants.SQLSTATE_INVALID_AUTHORIZATION,
                     f'{verb} for host "{self._peer()}", user "{user}", '
-                    f'database "{database}", no encryption',
+                    f'database "{database}", {self._encryption()}',
                 ),
                 "no HBA entry" if rule is None else f"rejected by {rule.path}:{rule.line}",
             )
@@ -470,7 +574,7 @@ class FrontendProtocol(Protocol):
                 errors.fatal(
                     constants.SQLSTATE_INVALID_AUTHORIZATION,
                     f'no pg_hba.conf entry for host "{self._peer()}", user "{user}", '
-                    f'database "{database}", no encryption',
+                    f'database "{database}", {self._encryption()}',
                 ),
                 "no HBA entry",
             )
@@ -480,7 +584,7 @@ class FrontendProtocol(Protocol):
                 errors.fatal(
                     constants.SQLSTATE_INVALID_AUTHORIZATION,
                     f'pg_hba.conf rejects connection for host "{self._peer()}", user "{user}", '
-                    f'database "{database}", no encryption',
+                    f'database "{database}", {self._encryption()}',
                 ),
                 f"rejected by {rule.path}:{rule.line}",
             )
@@ -555,7 +659,7 @@ class FrontendProtocol(Protocol):
             self._authFailed(error, step.reason)
             return
         if step.messages:
-            eagerWrite(self.transport, codec.encodeAll(step.messages))
+            self.write(codec.encodeAll(step.messages))
         if step.outcome is Outcome.SUCCEEDED:
             self._authenticated()
         elif self._pending:
@@ -640,7 +744,7 @@ class FrontendProtocol(Protocol):
         self.session.begin()
         if self.state is FrontendState.LOGGING_IN:
             reply, self._loginReply = self._loginReply, b""
-            eagerWrite(self.transport, reply)
+            self.write(reply)
             self.transport.pauseProducing()  # type: ignore[union-attr]
 
     def _consoleAuthenticated(self) -> None:
@@ -726,9 +830,7 @@ class FrontendProtocol(Protocol):
         key = codec.encode(BackendKeyData(processId, self.secretKey))
         reply, self._loginReply = self._loginReply, b""
         self.state = FrontendState.READY
-        eagerWrite(
-            self.transport, reply + _parameterStatuses(tuple(parameters.items())) + key + _READY
-        )
+        self.write(reply + _parameterStatuses(tuple(parameters.items())) + key + _READY)
         # The pipeline or _authenticated may have paused the client (a
         # resume of a client never paused makes no system call).
         self.transport.resumeProducing()  # type: ignore[union-attr]
@@ -782,6 +884,10 @@ class FrontendProtocol(Protocol):
                 reply += codec.encode(error)
             if reply:
                 self.transport.write(reply)
+            if self._tlsStarted:
+                # Twisted's TLS layer holds the close back while a producer
+                # (the backend's throttle) is registered with it.
+                self.transport.unregisterProducer()  # type: ignore[attr-defined]
             self.transport.loseConnection()
 
     def failFromPool(self, reason: Failure) -> None:
@@ -797,6 +903,7 @@ class FrontendFactory(Factory):
     cancel keys and the plugins.
     """
 
+    log = Logger()
     noisy = False
 
     def __init__(
@@ -829,13 +936,28 @@ class FrontendFactory(Factory):
         #: Role membership for C{+group} and C{samerole} HBA rules (C{None}
         #: when no rule needs it); rebuilt, so read again, on each reload.
         self.roles: RoleMembership | None = self._roleMembership(config)
+        #: TLS for new clients (C{None}: off); read again on each reload.
+        self.tls: ClientTLS | None = clientTLS(config.main, self._configPath(config))
 
     def reconfigure(self, config: Configuration) -> None:
         """
-        Use C{config} for new clients.
+        Use C{config} for new clients. The TLS files are read again (a
+        renewed certificate at the same path is taken); if they cannot be
+        used, new clients keep the TLS of the previous configuration and
+        the log says why. Connected clients keep theirs either way.
         """
         self.config = config
         self.roles = self._roleMembership(config)
+        try:
+            self.tls = clientTLS(config.main, self._configPath(config))
+        except ConfigError as e:
+            self.log.error(
+                "TLS for clients unchanged, the new files cannot be used: {error}", error=str(e)
+            )
+
+    @staticmethod
+    def _configPath(config: Configuration) -> str:
+        return config.paths.config or "pgtwist.conf"
 
     def _roleMembership(self, config: Configuration) -> RoleMembership | None:
         """

@@ -41,13 +41,44 @@ names another.
 """
 
 
+#: The first byte of a TLS record carrying a handshake (a ClientHello): what
+#: a PostgreSQL 17 client with C{sslnegotiation=direct} sends first.
+TLS_HANDSHAKE_RECORD = 0x16
+
+
 @dataclass(frozen=True, **SLOTS)
 class Reply:
     """
-    Bytes to send to the client now (C{N}: no TLS, no GSSAPI encryption).
+    Bytes to send to the client now (C{N}: no TLS, no GSSAPI encryption;
+    C{S}: TLS follows, see L{StartTLS}).
     """
 
     data: bytes
+
+
+@dataclass(frozen=True, **SLOTS)
+class StartTLS:
+    """
+    Start the TLS handshake now, as the server: after an SSLRequest was
+    answered C{S} (C{direct} false), or for a client whose very first bytes
+    are a TLS handshake record (C{direct} true, PostgreSQL 17's
+    C{sslnegotiation=direct}; C{data} holds those bytes, for the TLS layer).
+    The negotiation then goes on with the decrypted bytes.
+    """
+
+    direct: bool
+    data: bytes = b""
+
+
+@dataclass(frozen=True, **SLOTS)
+class Reject:
+    """
+    Close the connection without a reply: the client speaks something that
+    cannot be answered in the protocol (a TLS ClientHello while TLS is
+    off). C{reason} is for the log.
+    """
+
+    reason: str
 
 
 @dataclass(frozen=True, **SLOTS)
@@ -70,22 +101,33 @@ class Startup:
     rest: bytes
 
 
-Event = Union[Reply, Cancel, Startup]
+Event = Union[Reply, StartTLS, Reject, Cancel, Startup]
 
 
 class StartupNegotiation:
     """
     The untyped packets a client sends first: any number of SSLRequest and
-    GSSENCRequest (each answered C{N}), then one StartupMessage or
-    CancelRequest, which ends the negotiation.
+    GSSENCRequest (each answered C{N}, or the first SSLRequest C{S} when
+    C{tls}), then one StartupMessage or CancelRequest, which ends the
+    negotiation. With C{tls}, a client may also open with a TLS handshake
+    (direct TLS) instead of an SSLRequest.
 
     @ivar finished: Whether a StartupMessage or CancelRequest arrived; bytes
         after that belong to the authentication phase.
+    @ivar encrypted: Whether TLS was started (the bytes now fed are the
+        decrypted ones).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, tls: bool = False) -> None:
+        """
+        @param tls: Whether TLS is offered to this client (configured, and
+            a TCP connection).
+        """
         self._framer = StartupFramer()
+        self._tls = tls
+        self._first = True
         self.finished = False
+        self.encrypted = False
 
     def receiveData(self, data: bytes) -> list[Event]:
         """
@@ -93,13 +135,24 @@ class StartupNegotiation:
 
         @return: What to do, in order; empty while a packet is incomplete.
         @raise ProtocolViolation: A malformed packet, a length outside
-            PostgreSQL's bounds, or bytes after a negotiation request that
+            PostgreSQL's bounds, bytes after a negotiation request that
             arrived before its answer (unencrypted data a man in the middle
             may have injected, PostgreSQL's CVE-2021-23214; PgBouncer's
-            C{client.c} refuses it the same way).
+            C{client.c} refuses it the same way), or an SSLRequest over TLS.
         """
         if self.finished:
             raise ValueError("the startup negotiation is over")
+        if self._first and data:
+            self._first = False
+            if data[0] == TLS_HANDSHAKE_RECORD:
+                # PostgreSQL 17 looks at the first byte the same way: no
+                # packet length can start with 0x16 (it would exceed the
+                # largest startup packet).
+                if not self._tls:
+                    self.finished = True
+                    return [Reject("received a TLS handshake (direct TLS), but TLS is off")]
+                self.encrypted = True
+                return [StartTLS(True, data)]
         events: list[Event] = []
         for _, body in self._framer.feed(data):
             message = codec.decodeStartupPacket(body)
@@ -110,7 +163,13 @@ class StartupNegotiation:
                         if isinstance(message, SSLRequest)
                         else "received unencrypted data after GSSAPI encryption request"
                     )
-                events.append(Reply(b"N"))
+                if isinstance(message, SSLRequest) and self.encrypted:
+                    raise errors.ProtocolViolation("received SSL request over an SSL connection")
+                if isinstance(message, SSLRequest) and self._tls:
+                    self.encrypted = True
+                    events += [Reply(b"S"), StartTLS(False)]
+                else:
+                    events.append(Reply(b"N"))
             elif isinstance(message, CancelRequest):
                 self.finished = True
                 events.append(Cancel(message))

@@ -47,7 +47,12 @@ class Throttle:
         producer = getattr(transport, "producer", None)
         if isinstance(producer, cls):
             return producer
-        if producer is not None or not hasattr(transport, "registerProducer"):
+        if producer is not None:
+            # Over TLS, Twisted's TLS layer registers a membrane around the
+            # producer it was given; the throttle is inside.
+            inner = getattr(producer, "_producer", None)
+            return inner if isinstance(inner, cls) else None
+        if not hasattr(transport, "registerProducer"):
             return None
         throttle = cls()
         transport.registerProducer(throttle, True)

@@ -6,7 +6,9 @@ Starts an embedded cluster with a role C{test} (password C{test},
 SCRAM-SHA-256) owning database C{test}, writes a configuration family into a
 temporary directory (vault and admins file encrypted under a generated master
 key; console admin C{admin}/C{admin}), and runs pgtwist on 127.0.0.1:6432
-and a unix socket until Ctrl-C.
+and a unix socket until Ctrl-C. TCP clients may use TLS: a throwaway CA
+(L{pgtwist.testing.certs}) signs a certificate for C{localhost}, so that
+C{sslmode=verify-full} with the CA's certificate as C{sslrootcert} works.
 """
 
 from __future__ import annotations
@@ -25,12 +27,25 @@ if TYPE_CHECKING:
     from pgtwist.app.bootstrap import ConfigurationFiles
 
 
-def writeConfiguration(directory: str, pgPort: int, port: int, socketDir: str) -> str:
+def writeConfiguration(
+    directory: str,
+    pgPort: int,
+    port: int,
+    socketDir: str,
+    certificate: str | None = None,
+    key: str | None = None,
+) -> str:
     """
     Write pgtwist.conf and pgtwist_hba.conf for a local playground; return the
     main file's path.
+
+    @param certificate: The server certificate's file; with C{key}, TLS is
+        offered to clients (C{tls = on}).
     """
     conf = os.path.join(directory, "pgtwist.conf")
+    tls = ""
+    if certificate and key:
+        tls = f"tls = on\ntls_cert_file = {certificate}\ntls_key_file = {key}\n"
     with open(conf, "w") as f:
         f.write(
             "[pgtwist]\n"
@@ -42,6 +57,7 @@ def writeConfiguration(directory: str, pgPort: int, port: int, socketDir: str) -
             "max_connections = 20\n"
             "idle_timeout = 600\n"
             "pipeline = session\n"
+            f"{tls}"
             "\n"
             "[primary]\n"
             "host = 127.0.0.1\n"
@@ -84,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     from pgtwist.app import bootstrap
     from pgtwist.app.service import buildService
     from pgtwist.config.vault import writeUsersFile
+    from pgtwist.testing.certs import CertificateAuthority
     from pgtwist.testing.embedded import PostgresCluster, hbaForRoles
 
     directory = tempfile.mkdtemp(prefix="pgtwist-run-")
@@ -95,7 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         cluster.createRole("test", "test", "scram-sha-256")
         cluster.createDatabase("test", "test")
         cluster.setHba(["local all all trust", *hbaForRoles({"test": "scram-sha-256"})])
-        writeConfiguration(directory, cluster.port, options.port, directory)
+        authority = CertificateAuthority("pgtwist make run CA")
+        rootCertificate = authority.writeCertificate(directory, "root")
+        certificate, key = authority.issue(
+            "localhost", hosts=("localhost", "127.0.0.1", "::1")
+        ).write(directory, "server")
+        writeConfiguration(directory, cluster.port, options.port, directory, certificate, key)
         masterKey = secrets.token_urlsafe(32).encode()
         users = os.path.join(directory, "pgtwist_users.conf")
         writeUsersFile(users, {"test": "test"}, masterKey=masterKey)
@@ -115,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
                 "Connect with:\n\n"
                 f"    PGPASSWORD=test psql -h 127.0.0.1 -p {options.port} -U test test\n"
                 f"    PGPASSWORD=test psql -h {directory} -p {options.port} -U test test\n\n"
+                "Over TLS, checking pgtwist's certificate (a throwaway CA signed it):\n\n"
+                f'    PGPASSWORD=test psql "sslmode=verify-full sslrootcert={rootCertificate} '
+                f'host=localhost port={options.port} user=test dbname=test"\n\n'
                 "The admin console (SHOW POOLS, SHOW STATS, ...):\n\n"
                 f"    PGPASSWORD=admin psql -h 127.0.0.1 -p {options.port} -U admin pgbouncer\n\n"
                 "Press Ctrl-C to stop both.\n",

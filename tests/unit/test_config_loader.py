@@ -193,6 +193,10 @@ class MainFileTests(FilesTestCase):
         """
         Every main key is parsed into its L{MainSettings} field.
         """
+        certificate = self.write("server.crt", "")
+        key = self.write("server.key", "")
+        os.chmod(key, 0o600)
+        ca = self.write("ca.crt", "")
         config = self.load(
             "[pgtwist]\n"
             "host = *\n"
@@ -228,6 +232,12 @@ class MainFileTests(FilesTestCase):
             "manhole = tcp:2222:interface=127.0.0.1\n"
             "max_prepared_statements = 0\n"
             "workers = 4\n"
+            f"tls_cert_file = {certificate}\n"
+            f"tls_key_file = {key}\n"
+            f"tls_ca_file = {ca}\n"
+            "client_tls_sslmode = Verify-Full\n"
+            "client_tls_protocols = tlsv1.3\n"
+            "client_tls_ciphers = HIGH:!aNULL\n"
             "[a]\nhost = 127.0.0.1\nport = 5432\n"
             "[b]\nhost = /var/run/postgresql\nport = 5433\nprimary = on\ntls = on\n"
         )
@@ -267,6 +277,12 @@ class MainFileTests(FilesTestCase):
                 manhole="tcp:2222:interface=127.0.0.1",
                 maxPreparedStatements=0,
                 workers=4,
+                tlsCertFile=certificate,
+                tlsKeyFile=key,
+                tlsCaFile=ca,
+                clientTlsSslmode="verify-full",
+                clientTlsProtocols=("tlsv1.3",),
+                clientTlsCiphers="HIGH:!aNULL",
             ),
         )
         self.assertEqual(

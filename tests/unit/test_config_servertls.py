@@ -13,9 +13,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from pgtwist.config.errors import ConfigError
 from pgtwist.config.servertls import (
     checkPrivateKeyFile,
-    parseProtocols,
-    parseSslmode,
+    parseServerSslmode,
 )
+from pgtwist.config.tlsfiles import parseTlsProtocols
 from pgtwist.config.validate import changeSetting
 from tests.unit._configfiles import FilesTestCase
 
@@ -32,27 +32,27 @@ class ParseTests(SynchronousTestCase):
         libpq's levels are accepted in any case; C{off} is C{disable}.
         """
         for mode in ("disable", "prefer", "require", "verify-ca", "verify-full"):
-            self.assertEqual(parseSslmode(mode.upper()), mode)
-        self.assertEqual(parseSslmode("off"), "disable")
+            self.assertEqual(parseServerSslmode(mode.upper()), mode)
+        self.assertEqual(parseServerSslmode("off"), "disable")
 
     def test_allowRefused(self) -> None:
         """
         C{allow} would be plaintext in practice: refused with a word on why.
         """
-        error = self.assertRaises(ValueError, parseSslmode, "allow")
+        error = self.assertRaises(ValueError, parseServerSslmode, "allow")
         self.assertIn("use disable or prefer", str(error))
-        self.assertRaises(ValueError, parseSslmode, "verify")
+        self.assertRaises(ValueError, parseServerSslmode, "verify")
 
     def test_protocols(self) -> None:
         """
         PgBouncer's protocol words: C{secure}, C{all}, or versions.
         """
-        self.assertEqual(parseProtocols("secure"), ("tlsv1.2", "tlsv1.3"))
-        self.assertEqual(parseProtocols("all"), ("tlsv1.0", "tlsv1.1", "tlsv1.2", "tlsv1.3"))
-        self.assertEqual(parseProtocols("tlsv1.3"), ("tlsv1.3",))
-        self.assertEqual(parseProtocols("TLSv1.3, tlsv1.2"), ("tlsv1.2", "tlsv1.3"))
-        self.assertRaises(ValueError, parseProtocols, "sslv3")
-        self.assertRaises(ValueError, parseProtocols, " ")
+        self.assertEqual(parseTlsProtocols("secure"), ("tlsv1.2", "tlsv1.3"))
+        self.assertEqual(parseTlsProtocols("all"), ("tlsv1.0", "tlsv1.1", "tlsv1.2", "tlsv1.3"))
+        self.assertEqual(parseTlsProtocols("tlsv1.3"), ("tlsv1.3",))
+        self.assertEqual(parseTlsProtocols("TLSv1.3, tlsv1.2"), ("tlsv1.2", "tlsv1.3"))
+        self.assertRaises(ValueError, parseTlsProtocols, "sslv3")
+        self.assertRaises(ValueError, parseTlsProtocols, " ")
 
 
 class KeyFileTests(FilesTestCase):
@@ -83,12 +83,12 @@ class KeyFileTests(FilesTestCase):
 
     def test_groupReadable(self) -> None:
         """
-        Group read is refused unless root owns the file (0640 is then
-        allowed, as PostgreSQL allows it).
+        Group read is refused unless root owns the file and pgtwist does not
+        run as root (0640 is then allowed, as PostgreSQL allows it).
         """
         path = self.write("k.key", "key")
         os.chmod(path, 0o640)
-        if os.stat(path).st_uid == 0:
+        if os.stat(path).st_uid == 0 and os.geteuid() != 0:
             checkPrivateKeyFile(path)
             os.chmod(path, 0o660)
         self.assertRaises(ValueError, checkPrivateKeyFile, path)

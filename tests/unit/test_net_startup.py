@@ -10,7 +10,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from pgtwist.net.startup import (
     Cancel,
     Refused,
+    Reject,
     Reply,
+    StartTLS,
     Startup,
     StartupNegotiation,
     ToConsole,
@@ -125,6 +127,105 @@ class StartupNegotiationTests(SynchronousTestCase):
         negotiation = StartupNegotiation()
         negotiation.receiveData(codec.encode(STARTUP))
         self.assertRaises(ValueError, negotiation.receiveData, b"p")
+
+
+#: The first bytes of a TLS 1.2/1.3 ClientHello (a handshake record).
+CLIENT_HELLO = bytes.fromhex("160301020001") + b"\x00" * 16
+
+
+class TLSNegotiationTests(SynchronousTestCase):
+    """
+    L{StartupNegotiation} with TLS offered: C{S} and L{StartTLS} for an
+    SSLRequest, direct TLS recognised by its first byte.
+    """
+
+    def test_sslRequestAccepted(self) -> None:
+        """
+        An SSLRequest is answered C{S}, then TLS starts; the StartupMessage
+        that follows (decrypted) ends the negotiation as usual.
+        """
+        negotiation = StartupNegotiation(tls=True)
+        self.assertEqual(
+            feedBytewise(negotiation, codec.encode(SSLRequest())),
+            [Reply(b"S"), StartTLS(False)],
+        )
+        self.assertTrue(negotiation.encrypted)
+        self.assertFalse(negotiation.finished)
+        self.assertEqual(negotiation.receiveData(codec.encode(STARTUP)), [Startup(STARTUP, b"")])
+
+    def test_gssStillRefused(self) -> None:
+        """
+        A GSSENCRequest still gets C{N} (GSSAPI encryption is not offered),
+        and the client may then ask for TLS.
+        """
+        negotiation = StartupNegotiation(tls=True)
+        self.assertEqual(negotiation.receiveData(codec.encode(GSSENCRequest())), [Reply(b"N")])
+        self.assertFalse(negotiation.encrypted)
+        self.assertEqual(
+            negotiation.receiveData(codec.encode(SSLRequest())), [Reply(b"S"), StartTLS(False)]
+        )
+
+    def test_smuggledAfterSSLRequest(self) -> None:
+        """
+        Plaintext bytes behind an SSLRequest, before its C{S}, are refused
+        and TLS is not started (CVE-2021-23214).
+        """
+        negotiation = StartupNegotiation(tls=True)
+        with self.assertRaises(ProtocolViolation) as caught:
+            negotiation.receiveData(codec.encode(SSLRequest()) + codec.encode(STARTUP))
+        self.assertEqual(caught.exception.message, "received unencrypted data after SSL request")
+        self.assertFalse(negotiation.encrypted)
+
+    def test_secondSSLRequest(self) -> None:
+        """
+        An SSLRequest inside TLS is a protocol violation.
+        """
+        negotiation = StartupNegotiation(tls=True)
+        negotiation.receiveData(codec.encode(SSLRequest()))
+        with self.assertRaises(ProtocolViolation) as caught:
+            negotiation.receiveData(codec.encode(SSLRequest()))
+        self.assertEqual(caught.exception.message, "received SSL request over an SSL connection")
+
+    def test_direct(self) -> None:
+        """
+        A connection whose first byte is 0x16 (a TLS handshake record) is
+        direct TLS: L{StartTLS} carries every byte for the TLS layer.
+        """
+        negotiation = StartupNegotiation(tls=True)
+        self.assertEqual(negotiation.receiveData(CLIENT_HELLO), [StartTLS(True, CLIENT_HELLO)])
+        self.assertTrue(negotiation.encrypted)
+        self.assertEqual(negotiation.receiveData(codec.encode(STARTUP)), [Startup(STARTUP, b"")])
+
+    def test_directFirstBytesOnly(self) -> None:
+        """
+        Only the connection's first byte can open direct TLS: later, 0x16 is
+        read as a packet length (and refused as one).
+        """
+        negotiation = StartupNegotiation(tls=True)
+        negotiation.receiveData(codec.encode(GSSENCRequest()))
+        with self.assertRaises(ProtocolViolation) as caught:
+            negotiation.receiveData(CLIENT_HELLO)
+        self.assertEqual(caught.exception.message, "invalid length of startup packet")
+
+    def test_directWithoutTLS(self) -> None:
+        """
+        With TLS off, a ClientHello is rejected without a reply (the client
+        could not read one) and ends the negotiation.
+        """
+        negotiation = StartupNegotiation()
+        [event] = negotiation.receiveData(CLIENT_HELLO)
+        assert isinstance(event, Reject)
+        self.assertIn("TLS is off", event.reason)
+        self.assertTrue(negotiation.finished)
+
+    def test_garbage(self) -> None:
+        """
+        Garbage that is neither a packet nor a ClientHello is a protocol
+        violation, with TLS on as with TLS off.
+        """
+        for tls in (False, True):
+            with self.assertRaises(ProtocolViolation):
+                StartupNegotiation(tls=tls).receiveData(b"GET / HTTP/1.1\r\n\r\n")
 
 
 class RouteStartupTests(SynchronousTestCase):

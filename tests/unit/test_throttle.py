@@ -78,6 +78,22 @@ class ThrottleTests(SynchronousTestCase):
         self.assertIsNone(Throttle.of(transport))
         self.assertIs(transport.producer, other)
 
+    def test_ofThroughTLS(self) -> None:
+        """
+        Over TLS, Twisted registers a membrane wrapping the throttle with
+        the transport: L{Throttle.of} finds the throttle inside it rather
+        than registering another (which Twisted would refuse).
+        """
+        from twisted.protocols.tls import _ProducerMembrane
+
+        transport = StringTransport()
+        throttle = Throttle()
+        transport.registerProducer(_ProducerMembrane(throttle), True)
+        self.assertIs(Throttle.of(transport), throttle)
+        other = StringTransport()
+        other.registerProducer(_ProducerMembrane(object()), True)
+        self.assertIsNone(Throttle.of(other))
+
     def test_pauseAndResumeThePeer(self) -> None:
         """
         Pausing the throttle pauses its peer; resuming resumes it.

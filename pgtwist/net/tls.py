@@ -1,0 +1,229 @@
+# -*- test-case-name: tests.unit.test_net_tls -*-
+"""
+TLS toward clients: the server side of the handshake, built from the main
+section (L{pgtwist.config.tlsfiles} checked the keys and files).
+
+One L{ClientTLS} is built at start and again at each reload: it holds one
+C{OpenSSL.SSL.Context}, and every connection that starts TLS takes an
+C{SSL.Connection} of the L{ClientTLS} in force when it connected. A reload
+therefore serves new connections with the new certificate and leaves the
+running ones alone; a reload whose files do not load keeps the previous
+L{ClientTLS} (see L{pgtwist.net.frontend.FrontendFactory.reconfigure}).
+
+The context follows PostgreSQL's C{be_tls_init}: the certificate file may
+hold the chain after the certificate, the key must match it, no
+compression, no renegotiation, no session resumption; with a CA file,
+client certificates are asked for and, when one is sent, verified (and
+required in C{verify-ca}/C{verify-full}). ALPN: a client that offers ALPN
+must offer C{postgresql} or the handshake fails (C{no_application_protocol}),
+as with PostgreSQL 17; whether a direct-TLS client used ALPN at all is
+checked once the handshake is done (L{alpnNegotiated}).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from OpenSSL import SSL
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from zope.interface import implementer
+
+from pgtwist.config.errors import ConfigError
+from pgtwist.config.model import MainSettings
+from pgtwist.config.tlsfiles import checkKeyFile, clientTlsMode
+
+__all__ = [
+    "ALPN_PROTOCOL",
+    "CIPHER_SHORTCUTS",
+    "ClientTLS",
+    "alpnNegotiated",
+    "clientTLS",
+    "describeConnection",
+]
+
+#: The ALPN protocol name PostgreSQL 17 registered, and requires of direct TLS.
+ALPN_PROTOCOL = b"postgresql"
+
+#: C{client_tls_protocols} names -> OpenSSL protocol versions.
+_VERSIONS = {
+    "tlsv1.0": SSL.TLS1_VERSION,
+    "tlsv1.1": SSL.TLS1_1_VERSION,
+    "tlsv1.2": SSL.TLS1_2_VERSION,
+    "tlsv1.3": SSL.TLS1_3_VERSION,
+}
+
+#: The AEAD ciphers with forward secrecy: PgBouncer's C{default} (libusual
+#: writes it C{TLSv1.2+AEAD+ECDHE:TLSv1.2+AEAD+DHE}, which OpenSSL 4 no
+#: longer parses: no C{AEAD} alias).
+_SECURE_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20"
+
+#: PgBouncer's C{client_tls_ciphers} shortcuts (its libusual's lists);
+#: anything else is given to OpenSSL as a cipher list. They govern TLS 1.2
+#: and older: TLS 1.3 suites are OpenSSL's defaults, as in PgBouncer.
+CIPHER_SHORTCUTS = {
+    "default": _SECURE_CIPHERS,
+    "secure": _SECURE_CIPHERS,
+    "compat": "HIGH:!aNULL",
+    "legacy": "HIGH:MEDIUM:!aNULL",
+    "insecure": "ALL:!aNULL:!eNULL",
+    "all": "ALL:!aNULL:!eNULL",
+}
+
+#: Modes in which a TCP client must use TLS.
+_REQUIRED = frozenset({"require", "verify-ca", "verify-full"})
+
+
+def _selectAlpn(connection: SSL.Connection, offered: list[bytes]) -> bytes:
+    """
+    Pick C{postgresql} from the client's ALPN list, or fail the handshake
+    with a C{no_application_protocol} alert when the client offered ALPN
+    without it (PostgreSQL 17's C{alpn_cb}). pyOpenSSL turns an exception
+    here into that alert, and raises it from the handshake, where
+    Twisted's TLS layer takes it as a failed handshake.
+
+    @raise SSL.Error: C{postgresql} was not offered.
+    """
+    if ALPN_PROTOCOL in offered:
+        return ALPN_PROTOCOL
+    # In OpenSSL's error-queue form, which Twisted's TLS layer reads.
+    raise SSL.Error([("SSL routines", "", "no application protocol (postgresql not offered)")])
+
+
+def _opensslReason(error: Exception) -> str:
+    """
+    OpenSSL's words for C{error}, in one line.
+    """
+    parts = []
+    for item in getattr(error, "args", ())[:1]:
+        if isinstance(item, list):
+            parts += [str(entry[-1]) for entry in item if isinstance(entry, tuple)]
+    return "; ".join(parts) or str(error) or type(error).__name__
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ClientTLS:
+    """
+    TLS toward clients as one configuration asks for it.
+
+    @ivar mode: The C{client_tls_sslmode} in force (never C{disable}).
+    @ivar required: Whether TCP clients must use TLS (C{require} and
+        stronger); unix-socket clients never get TLS, as with PostgreSQL.
+    @ivar context: The OpenSSL context every connection is made from.
+    """
+
+    def __init__(self, mode: str, context: SSL.Context) -> None:
+        self.mode = mode
+        self.required = mode in _REQUIRED
+        self.context = context
+
+    def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
+        """
+        A new TLS connection for one client (Twisted's
+        L{IOpenSSLServerConnectionCreator}).
+        """
+        return SSL.Connection(self.context, None)
+
+
+def clientTLS(main: MainSettings, configPath: str = "pgtwist.conf") -> ClientTLS | None:
+    """
+    Read the certificate, key and CA files C{main} names into a
+    L{ClientTLS}, or C{None} when TLS toward clients is off.
+
+    @param configPath: The main file, named by errors about its keys.
+
+    @raise ConfigError: A file that cannot be read or parsed, a key that
+        does not match the certificate, a key file with unsafe permissions,
+        or protocols and ciphers OpenSSL refuses; naming the file or key.
+    """
+    mode = clientTlsMode(main)
+    if mode == "disable":
+        return None
+    certificate, key = main.tlsCertFile, main.tlsKeyFile
+    if not certificate or not key:
+        raise ConfigError(
+            f"TLS for clients (client_tls_sslmode {mode}) needs tls_cert_file and tls_key_file",
+            configPath,
+        )
+    checkKeyFile(key)
+    context = SSL.Context(SSL.TLS_SERVER_METHOD)
+    versions = [_VERSIONS[name] for name in main.clientTlsProtocols]
+    try:
+        context.set_min_proto_version(min(versions))
+        context.set_max_proto_version(max(versions))
+    except SSL.Error as e:
+        raise ConfigError(
+            f"client_tls_protocols: OpenSSL refuses them: {_opensslReason(e)}",
+            configPath,
+            key="client_tls_protocols",
+        ) from None
+    ciphers = CIPHER_SHORTCUTS.get(main.clientTlsCiphers.lower(), main.clientTlsCiphers)
+    try:
+        context.set_cipher_list(ciphers.encode("ascii"))
+    except (SSL.Error, UnicodeEncodeError) as e:
+        raise ConfigError(
+            f"client_tls_ciphers: OpenSSL accepts no cipher of {main.clientTlsCiphers!r}: "
+            f"{_opensslReason(e)}",
+            configPath,
+            key="client_tls_ciphers",
+        ) from None
+    try:
+        context.use_certificate_chain_file(certificate)
+    except (SSL.Error, OSError) as e:
+        raise ConfigError(
+            f"tls_cert_file: cannot load the certificate: {_opensslReason(e)}", certificate
+        ) from None
+    try:
+        context.use_privatekey_file(key)
+        context.check_privatekey()
+    except (SSL.Error, OSError) as e:
+        raise ConfigError(
+            f"tls_key_file: cannot load the private key, or it does not match the "
+            f"certificate: {_opensslReason(e)}",
+            key,
+        ) from None
+    if main.tlsCaFile:
+        try:
+            context.load_verify_locations(main.tlsCaFile)
+            context.load_client_ca(main.tlsCaFile.encode())
+        except (SSL.Error, OSError) as e:
+            raise ConfigError(
+                f"tls_ca_file: cannot load the CA certificates: {_opensslReason(e)}",
+                main.tlsCaFile,
+            ) from None
+        flags = SSL.VERIFY_PEER | SSL.VERIFY_CLIENT_ONCE
+        if mode in ("verify-ca", "verify-full"):
+            flags |= SSL.VERIFY_FAIL_IF_NO_PEER_CERT
+        context.set_verify(flags)
+    options = SSL.OP_NO_COMPRESSION | SSL.OP_CIPHER_SERVER_PREFERENCE | SSL.OP_NO_TICKET
+    options |= getattr(SSL, "OP_NO_RENEGOTIATION", 0)
+    context.set_options(options)
+    context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
+    context.set_alpn_select_callback(_selectAlpn)
+    return ClientTLS(mode, context)
+
+
+def alpnNegotiated(connection: Any) -> bool:
+    """
+    Whether the TLS connection C{connection} (an C{SSL.Connection}) agreed
+    on ALPN C{postgresql}: what PostgreSQL 17 requires of a direct-TLS
+    client.
+    """
+    try:
+        return bool(connection.get_alpn_proto_negotiated() == ALPN_PROTOCOL)
+    except (AttributeError, SSL.Error):
+        return False
+
+
+def describeConnection(connection: Any) -> str:
+    """
+    The protocol and cipher of a TLS connection, as SHOW CLIENTS' C{tls}
+    column shows them (C{TLSv1.3/TLS_AES_256_GCM_SHA384}); C{""} if unknown.
+    """
+    try:
+        version = connection.get_protocol_version_name()
+        cipher = connection.get_cipher_name()
+    except (AttributeError, SSL.Error):
+        return ""
+    if not cipher:
+        return str(version or "")
+    return f"{version}/{cipher}"

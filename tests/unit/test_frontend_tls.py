@@ -1,0 +1,379 @@
+"""
+Tests for TLS in L{pgtwist.net.frontend.FrontendProtocol}: what it asks of
+the transport (C{startTLS}), when, and what the TLS flag changes (HBA,
+C{require}), with a transport that records instead of encrypting. Real
+handshakes are in C{tests/unit/test_net_tls.py} and the integration tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import tempfile
+from typing import Any
+
+from twisted.internet.address import IPv4Address, UNIXAddress
+from twisted.internet.testing import StringTransport
+
+from pgtwist.config.model import Configuration, HbaRule
+from pgtwist.net.frontend import FrontendProtocol, FrontendState
+from pgtwist.net.tls import ALPN_PROTOCOL
+from pgtwist.testing.certs import CertificateAuthority
+from pgtwist.wire import codec, constants
+from pgtwist.wire.messages import (
+    AuthenticationRequest,
+    GSSENCRequest,
+    SSLRequest,
+    StartupMessage,
+)
+from tests.unit.test_frontend import FrontendTestCase, makeConfiguration
+
+CLIENT_HELLO = bytes.fromhex("160301020001") + b"\x00" * 16
+
+
+class FakeHandle:
+    """
+    What the frontend reads of an C{OpenSSL.SSL.Connection}.
+    """
+
+    def __init__(self, alpn: bytes = b"") -> None:
+        self.alpn = alpn
+
+    def get_alpn_proto_negotiated(self) -> bytes:
+        """
+        The ALPN protocol agreed on.
+        """
+        return self.alpn
+
+    def get_protocol_version_name(self) -> str:
+        """
+        The protocol version.
+        """
+        return "TLSv1.3"
+
+    def get_cipher_name(self) -> str:
+        """
+        The cipher.
+        """
+        return "TLS_AES_256_GCM_SHA384"
+
+    def get_peer_certificate(self, as_cryptography: bool = False) -> None:
+        """
+        No client certificate.
+        """
+        return None
+
+
+class TLSLayer:
+    """
+    Stands for Twisted's TLS protocol: records the bytes given to it.
+    """
+
+    def __init__(self) -> None:
+        self.received = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Keep C{data}.
+        """
+        self.received += data
+
+
+class FakeTLSTransport(StringTransport):
+    """
+    A C{StringTransport} with C{startTLS}: it records the context factory
+    and what was written before and after.
+    """
+
+    def __init__(self, peerAddress: Any) -> None:
+        super().__init__(peerAddress=peerAddress)
+        self.tls: Any = None
+        self.beforeTLS = b""
+        self.protocol: Any = None
+        self.handle = FakeHandle()
+
+    def startTLS(self, contextFactory: Any) -> None:
+        """
+        Remember the context factory; later writes are "encrypted".
+        """
+        self.tls = contextFactory
+        self.beforeTLS = self.value()
+        self.clear()
+        self.protocol = TLSLayer()
+
+    def getHandle(self) -> FakeHandle:
+        """
+        The TLS connection.
+        """
+        return self.handle
+
+    def unregisterProducer(self) -> None:
+        """
+        As Twisted's TLS layer: nothing to do without a producer.
+        """
+        self.producer = None
+        self.streaming = None
+
+
+class TLSFrontendTestCase(FrontendTestCase):
+    """
+    A factory with TLS on, from throwaway certificate files.
+    """
+
+    mode = "prefer"
+    hbaType = "host"
+
+    def setUp(self) -> None:
+        self.directory = tempfile.mkdtemp(prefix="pgtwist-tls-")
+        self.addCleanup(shutil.rmtree, self.directory)
+        authority = CertificateAuthority()
+        self.certificate, self.key = authority.issue("localhost", hosts=("localhost",)).write(
+            self.directory, "server"
+        )
+        super().setUp()
+        self.factory.reconfigure(self.tlsConfiguration(self.mode, self.hbaType))
+        self.protocol = self.connect()
+
+    def tlsConfiguration(self, mode: str, hbaType: str) -> Configuration:
+        """
+        The test configuration with TLS in C{mode} and one HBA rule of C{hbaType}.
+        """
+        config = makeConfiguration(
+            self.method,
+            clientTlsSslmode=mode,
+            tlsCertFile=self.certificate,
+            tlsKeyFile=self.key,
+        )
+        return dataclasses.replace(
+            config, hba=(HbaRule(hbaType, "all", "all", None, self.method, "hba.conf", 1),)
+        )
+
+    def connect(self, address: object = None) -> FrontendProtocol:
+        """
+        A new client on a L{FakeTLSTransport}.
+        """
+        addr = address or IPv4Address("TCP", "127.0.0.1", 50000)
+        protocol = self.factory.buildProtocol(addr)  # type: ignore[arg-type]
+        self.transport = FakeTLSTransport(addr)
+        protocol.makeConnection(self.transport)
+        return protocol
+
+    def negotiateTLS(self, direct: bool = False) -> FakeTLSTransport:
+        """
+        Start TLS (SSLRequest or direct) and complete the "handshake".
+        """
+        transport = self.transport
+        assert isinstance(transport, FakeTLSTransport)
+        if direct:
+            transport.handle.alpn = ALPN_PROTOCOL
+            self.protocol.dataReceived(CLIENT_HELLO)
+        else:
+            self.protocol.dataReceived(codec.encode(SSLRequest()))
+        self.protocol.handshakeCompleted()
+        return transport
+
+
+class NegotiationTests(TLSFrontendTestCase):
+    """
+    SSLRequest, direct TLS and what they do to the transport.
+    """
+
+    def test_sslRequest(self) -> None:
+        """
+        An SSLRequest is answered C{S} in plaintext, then TLS starts with
+        the factory's context; later writes go through the TLS layer (the
+        transport's C{write}, never a direct send).
+        """
+        transport = self.negotiateTLS()
+        self.assertEqual(transport.beforeTLS, b"S")
+        self.assertIs(transport.tls, self.factory.tls)
+        self.assertEqual(self.protocol.write, transport.write)
+        self.assertTrue(self.protocol.encrypted)
+        self.assertEqual(self.protocol.tlsDescription, "TLSv1.3/TLS_AES_256_GCM_SHA384")
+        self.startup()
+        self.assertEqual(self.replies(), [AuthenticationRequest(constants.AUTH_CLEARTEXT_PASSWORD)])
+
+    def test_plaintextWriteUnchanged(self) -> None:
+        """
+        A client that does not ask for TLS keeps the class's C{write}.
+        """
+        self.startup()
+        self.assertNotIn("write", vars(self.protocol))
+        self.assertFalse(self.protocol.encrypted)
+        self.assertEqual(self.replies(), [AuthenticationRequest(constants.AUTH_CLEARTEXT_PASSWORD)])
+
+    def test_smuggledPlaintext(self) -> None:
+        """
+        Bytes behind the SSLRequest are refused in plaintext, and TLS never
+        starts.
+        """
+        self.protocol.dataReceived(codec.encode(SSLRequest()) + codec.encode(StartupMessage({})))
+        self.assertFatal("08P01", "received unencrypted data after SSL request")
+        assert isinstance(self.transport, FakeTLSTransport)
+        self.assertIsNone(self.transport.tls)
+
+    def test_gssStillRefused(self) -> None:
+        """
+        A GSSENCRequest still gets C{N}.
+        """
+        self.protocol.dataReceived(codec.encode(GSSENCRequest()))
+        self.assertEqual(self.transport.value(), b"N")
+
+    def test_unixSocket(self) -> None:
+        """
+        A unix-socket client is answered C{N}, as by PostgreSQL.
+        """
+        self.protocol = self.connect(UNIXAddress("/tmp/.s.PGSQL.6432"))
+        self.protocol.dataReceived(codec.encode(SSLRequest()))
+        self.assertEqual(self.transport.value(), b"N")
+        self.assertIsNone(self.protocol.clientTLS)
+
+    def test_direct(self) -> None:
+        """
+        A ClientHello as the first bytes starts TLS at once, handing those
+        bytes to the TLS layer; with ALPN C{postgresql} the client goes on.
+        """
+        transport = self.negotiateTLS(direct=True)
+        self.assertEqual(transport.beforeTLS, b"")
+        self.assertEqual(transport.protocol.received, CLIENT_HELLO)
+        self.assertTrue(self.protocol.encrypted)
+        self.startup()
+        self.assertEqual(self.replies(), [AuthenticationRequest(constants.AUTH_CLEARTEXT_PASSWORD)])
+
+    def test_directWithoutAlpn(self) -> None:
+        """
+        Direct TLS without ALPN C{postgresql} is closed once the handshake
+        is done, without a message (PostgreSQL 17).
+        """
+        self.protocol.dataReceived(CLIENT_HELLO)
+        self.protocol.handshakeCompleted()
+        self.assertTrue(self.transport.disconnecting)
+        self.assertFalse(self.protocol.encrypted)
+        self.assertEqual(self.transport.value(), b"")
+
+    def test_directWithTLSOff(self) -> None:
+        """
+        With TLS off, a ClientHello is closed without a reply.
+        """
+        self.factory.reconfigure(makeConfiguration(self.method))
+        self.protocol = self.connect()
+        self.protocol.dataReceived(CLIENT_HELLO)
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.transport.value(), b"")
+        assert isinstance(self.transport, FakeTLSTransport)
+        self.assertIsNone(self.transport.tls)
+
+    def test_handshakeTimeout(self) -> None:
+        """
+        A handshake that never completes is closed by
+        C{authentication_timeout}.
+        """
+        self.protocol.dataReceived(codec.encode(SSLRequest()))
+        self.clock.advance(self.factory.config.main.authenticationTimeout)
+        self.assertTrue(self.transport.disconnecting)
+        self.assertIs(self.protocol.state, FrontendState.CLOSED)
+
+    def test_closeUnregistersProducer(self) -> None:
+        """
+        Closing a TLS client unregisters the producer (a backend's throttle)
+        first: Twisted's TLS layer does not close while one is registered.
+        """
+        transport = self.negotiateTLS()
+        transport.registerProducer(object(), True)
+        self.protocol.fail(None)
+        self.assertIsNone(transport.producer)
+        self.assertTrue(transport.disconnecting)
+
+    def test_reloadKeepsConnected(self) -> None:
+        """
+        A client keeps the TLS it connected with across a reload.
+        """
+        before = self.protocol.clientTLS
+        self.factory.reconfigure(self.tlsConfiguration("require", "host"))
+        self.assertIsNot(self.factory.tls, before)
+        self.assertIs(self.protocol.clientTLS, before)
+
+
+class RequireTests(TLSFrontendTestCase):
+    """
+    C{client_tls_sslmode = require}.
+    """
+
+    mode = "require"
+
+    def test_plaintextRefused(self) -> None:
+        """
+        A TCP client without TLS gets FATAL 28000 "SSL required" after its
+        StartupMessage.
+        """
+        self.startup()
+        self.assertFatal("28000", "SSL required")
+
+    def test_tlsAccepted(self) -> None:
+        """
+        A TLS client is let through.
+        """
+        self.negotiateTLS()
+        self.startup()
+        self.assertEqual(self.replies(), [AuthenticationRequest(constants.AUTH_CLEARTEXT_PASSWORD)])
+
+    def test_unixSocket(self) -> None:
+        """
+        Unix-socket clients are not held to it (they cannot have TLS).
+        """
+        self.protocol = self.connect(UNIXAddress("/tmp/.s.PGSQL.6432"))
+        self.startup()
+        self.assertEqual(self.replies(), [AuthenticationRequest(constants.AUTH_CLEARTEXT_PASSWORD)])
+
+
+class HostsslTests(TLSFrontendTestCase):
+    """
+    C{hostssl} rules match TLS clients only.
+    """
+
+    hbaType = "hostssl"
+
+    def test_tls(self) -> None:
+        """
+        A TLS client matches.
+        """
+        self.negotiateTLS()
+        self.startup()
+        self.assertEqual(self.replies(), [AuthenticationRequest(constants.AUTH_CLEARTEXT_PASSWORD)])
+
+    def test_plaintext(self) -> None:
+        """
+        A plaintext client does not, with PostgreSQL's message.
+        """
+        self.startup()
+        self.assertFatal(
+            "28000",
+            'no pg_hba.conf entry for host "127.0.0.1", user "alice", database "db", no encryption',
+        )
+
+
+class HostnosslTests(TLSFrontendTestCase):
+    """
+    C{hostnossl} rules match plaintext clients only.
+    """
+
+    hbaType = "hostnossl"
+
+    def test_tls(self) -> None:
+        """
+        A TLS client does not match; the message says it used TLS.
+        """
+        self.negotiateTLS()
+        self.startup()
+        self.assertFatal(
+            "28000",
+            'no pg_hba.conf entry for host "127.0.0.1", user "alice", database "db", '
+            "SSL encryption",
+        )
+
+    def test_plaintext(self) -> None:
+        """
+        A plaintext client matches.
+        """
+        self.startup()
+        self.assertEqual(self.replies(), [AuthenticationRequest(constants.AUTH_CLEARTEXT_PASSWORD)])
