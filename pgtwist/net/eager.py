@@ -20,9 +20,12 @@ def eagerWrite(transport: Any, data: bytes) -> None:
     """
     Write C{data} to C{transport}, sending it immediately when possible.
 
-    Falls back to C{transport.write} for anything that is not a plain socket
-    transport with empty buffers (TLS, test transports, a paused or closing
-    connection, a partial send).
+    Falls back to C{transport.write} for anything that is not a socket
+    transport with empty buffers (test transports, a paused or closing
+    connection, a partial send). Never call it for a connection that has
+    started TLS: the socket is still there, and C{send()} would put
+    plaintext on it past the TLS layer. The frontend and backend protocols
+    stop using it once their connection starts TLS.
     """
     try:
         if (
