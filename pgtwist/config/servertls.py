@@ -42,6 +42,7 @@ from pgtwist.config.values import parseChoice
 __all__ = [
     "SSLMODES",
     "TLS_VERSIONS",
+    "checkMetricsTls",
     "checkPrivateKeyFile",
     "parseProtocols",
     "parseSslmode",
@@ -134,6 +135,28 @@ def checkPrivateKeyFile(path: str) -> None:
         raise ValueError(
             f"private key file {path} has group or world access (mode {mode:04o}); "
             "it must be 0600 or less (0640 or less if owned by root)"
+        )
+
+
+def checkMetricsTls(main: MainSettings) -> None:
+    """
+    Check pgagroal's C{metrics_cert_file}, C{metrics_key_file} and
+    C{metrics_ca_file} together (the key file's mode was checked as it was
+    read): the certificate and its key switch HTTPS on and go together; a
+    CA file, which makes every scraper show a certificate it signed, needs
+    them.
+
+    @raise ValueError: With the key at fault first (C{"key: message"}).
+    """
+    if bool(main.metricsCertFile) != bool(main.metricsKeyFile):
+        missing = "metrics_key_file" if main.metricsCertFile else "metrics_cert_file"
+        raise ValueError(
+            f"{missing}: HTTPS for metrics needs both metrics_cert_file and metrics_key_file"
+        )
+    if main.metricsCaFile and not main.metricsCertFile:
+        raise ValueError(
+            "metrics_ca_file: verifying scrapers' certificates needs HTTPS "
+            "(metrics_cert_file and metrics_key_file)"
         )
 
 
