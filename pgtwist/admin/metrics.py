@@ -45,7 +45,8 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
 from zope.interface import implementer
 
-from pgtwist.config.model import MainSettings
+from pgtwist.config.errors import ConfigError
+from pgtwist.config.model import Configuration, MainSettings
 from pgtwist.net.endpoints import tcpEndpoint
 from pgtwist.net.listeners import ListenerService
 from pgtwist.pool.servers import ServerState
@@ -425,6 +426,27 @@ def _tlsOptions(main: MainSettings) -> ssl.CertificateOptions:
             f"cannot use {main.metricsCertFile} with {main.metricsKeyFile}: {e}"
         ) from None
     return result
+
+
+def checkTlsFiles(config: Configuration) -> None:
+    """
+    Read the metrics HTTPS files once at start, so that one that cannot be
+    used stops pgtwist with one line, as any other bad file does, rather
+    than when the endpoint is set up.
+
+    @raise ConfigError: Naming the main file and the file at fault.
+    """
+    main = config.main
+    if not (main.metrics and main.metricsCertFile):
+        return
+    try:
+        _tlsOptions(main)
+    except ValueError as e:
+        raise ConfigError(
+            f"metrics_cert_file: {e}",
+            config.paths.config or "pgtwist.conf",
+            key="metrics_cert_file",
+        ) from None
 
 
 def _readCertificates(path: str) -> list[crypto.X509]:

@@ -10,10 +10,12 @@ import os
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
+from twisted.internet.testing import MemoryReactorClock
+from twisted.protocols.tls import TLSMemoryBIOFactory
 
-from pgtwist.admin.metrics import MetricsTls
+from pgtwist.admin.metrics import MetricsService, MetricsTls, checkTlsFiles
 from pgtwist.config.errors import ConfigError
-from pgtwist.config.model import MainSettings
+from pgtwist.config.model import Configuration, MainSettings
 from pgtwist.config.validate import changeSetting
 from pgtwist.testing.certs import CertificateAuthority
 from tests.unit._configfiles import FilesTestCase
@@ -94,6 +96,24 @@ class MetricsTlsConfigTests(FilesTestCase):
         """
         error = self.loadError(MAIN + f"metrics_ca_file = {self.caFile}\n" + SERVER)
         self.assertEqual((error.key, error.line), ("metrics_ca_file", 5))
+
+    def test_unusableFileStopsStart(self) -> None:
+        """
+        L{checkTlsFiles} (run at start) turns a file that cannot be used
+        into one configuration error naming the main file and that file.
+        """
+        with open(self.certFile, "w") as f:
+            f.write("not a certificate\n")
+        config = self.load(
+            MAIN
+            + f"metrics_cert_file = {self.certFile}\nmetrics_key_file = {self.keyFile}\n"
+            + SERVER
+        )
+        error = self.assertRaises(ConfigError, checkTlsFiles, config)
+        self.assertEqual(error.key, "metrics_cert_file")
+        self.assertIn(self.certFile, error.message)
+        self.assertTrue(str(error).startswith(config.paths.config or "?"))
+        checkTlsFiles(self.load(MAIN + SERVER))
 
     def test_notFromTheConsole(self) -> None:
         """
@@ -193,3 +213,72 @@ class MetricsTlsTests(FilesTestCase):
         self.assertIn(self.certFile, problem)
         self.assertIn("keeping", problem)
         self.assertEqual(self.certificateOf(tls), before)
+
+
+class _Service:
+    """
+    What L{MetricsService} reads of the root service.
+    """
+
+    def __init__(self, main: MainSettings) -> None:
+        self.config = Configuration(main=main)
+
+
+class MetricsServiceTlsTests(FilesTestCase):
+    """
+    L{MetricsService} with and without HTTPS, and its reload.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        ca = CertificateAuthority()
+        self.certFile, self.keyFile = ca.issue("metrics", hosts=["localhost"]).write(
+            self.directory, "metrics"
+        )
+        self.https = MainSettings(
+            metrics="tcp:0", metricsCertFile=self.certFile, metricsKeyFile=self.keyFile
+        )
+        self.plain = MainSettings(metrics="tcp:0")
+
+    def service(self, main: MainSettings) -> MetricsService:
+        """
+        A metrics service for C{main} (not started).
+        """
+        return MetricsService(_Service(main), MemoryReactorClock())  # type: ignore[arg-type]
+
+    def test_plainOrHttps(self) -> None:
+        """
+        Without the files the site is served as it is; with them, wrapped
+        in TLS.
+        """
+        self.assertIsNone(self.service(self.plain).tls)
+        self.assertNotIsInstance(self.service(self.plain).factory, TLSMemoryBIOFactory)
+        https = self.service(self.https)
+        self.assertIsInstance(https.factory, TLSMemoryBIOFactory)
+        self.assertIsNotNone(https.tls)
+
+    def test_switchNeedsRestart(self) -> None:
+        """
+        A reload that sets or clears the files says a restart is needed
+        and changes nothing.
+        """
+        for first, then in ((self.plain, self.https), (self.https, self.plain)):
+            service = self.service(first)
+            tls = service.tls
+            problem = service.reloadTls(then)
+            assert problem is not None
+            self.assertIn("restart", problem)
+            self.assertIs(service.tls, tls)
+
+    def test_reloadReadsFiles(self) -> None:
+        """
+        With HTTPS on, a reload reads the files again; without, it does
+        nothing.
+        """
+        self.assertIsNone(self.service(self.plain).reloadTls(self.plain))
+        service = self.service(self.https)
+        self.assertIsNone(service.reloadTls(self.https))
+        os.remove(self.keyFile)
+        problem = service.reloadTls(self.https)
+        assert problem is not None
+        self.assertIn(self.keyFile, problem)
