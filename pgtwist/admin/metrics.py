@@ -15,6 +15,10 @@ labels C{database} and C{user}. Counters get the C{_total} suffix
 prometheus_client gives every counter (C{pgtwist_query_count_total}).
 pgtwist adds per-pool histograms neither pgagroal nor PgBouncer has: the
 time a client waited for a backend, transaction and query durations.
+
+With pgagroal's C{metrics_cert_file} and C{metrics_key_file} set the
+endpoint speaks HTTPS only (L{MetricsTls}); C{metrics_ca_file} makes every
+scraper show a client certificate that CA signed, as pgagroal does.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from cryptography import x509
+from OpenSSL import SSL, crypto
 from prometheus_client.core import (
     CollectorRegistry,
     CounterMetricFamily,
@@ -30,11 +36,17 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.exposition import choose_encoder
+from twisted.internet import ssl
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator, IProtocolFactory
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.web import http, pages
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Request, Site
+from zope.interface import implementer
 
-from pgtwist.config.model import MainSettings
+from pgtwist.config.errors import ConfigError
+from pgtwist.config.model import Configuration, MainSettings
 from pgtwist.net.endpoints import tcpEndpoint
 from pgtwist.net.listeners import ListenerService
 from pgtwist.pool.servers import ServerState
@@ -376,24 +388,167 @@ def metricsEndpoint(description: str, main: MainSettings) -> str:
     return tcpEndpoint(main.host, port)
 
 
+def _tlsOptions(main: MainSettings) -> ssl.CertificateOptions:
+    """
+    The server TLS options C{main}'s metrics files make: its certificate
+    (and any chain after it in the file) and key, TLS 1.2 or later, and,
+    with C{metrics_ca_file}, a client certificate that CA signed required.
+
+    @raise ValueError: A file cannot be read or used, naming it.
+    """
+    assert main.metricsCertFile is not None and main.metricsKeyFile is not None
+    certificates = _readCertificates(main.metricsCertFile)
+    try:
+        with open(main.metricsKeyFile, "rb") as f:
+            key = crypto.load_privatekey(crypto.FILETYPE_PEM, f.read())
+    except OSError as e:
+        raise ValueError(f"cannot read {main.metricsKeyFile}: {e.strerror}") from None
+    except Exception as e:
+        raise ValueError(f"cannot use {main.metricsKeyFile}: {e}") from None
+    options: dict[str, Any] = {}
+    if main.metricsCaFile:
+        options.update(
+            verify=True, requireCertificate=True, caCerts=_readCertificates(main.metricsCaFile)
+        )
+    try:
+        result = ssl.CertificateOptions(
+            privateKey=key,
+            certificate=certificates[0],
+            extraCertChain=certificates[1:],
+            raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
+            **options,
+        )
+        # Build the context now: a key that is not the certificate's is
+        # found here rather than at the first scrape.
+        result.getContext()
+    except Exception as e:
+        raise ValueError(
+            f"cannot use {main.metricsCertFile} with {main.metricsKeyFile}: {e}"
+        ) from None
+    return result
+
+
+def checkTlsFiles(config: Configuration) -> None:
+    """
+    Read the metrics HTTPS files once at start, so that one that cannot be
+    used stops pgtwist with one line, as any other bad file does, rather
+    than when the endpoint is set up.
+
+    @raise ConfigError: Naming the main file and the file at fault.
+    """
+    main = config.main
+    if not (main.metrics and main.metricsCertFile):
+        return
+    try:
+        _tlsOptions(main)
+    except ValueError as e:
+        raise ConfigError(
+            f"metrics_cert_file: {e}",
+            config.paths.config or "pgtwist.conf",
+            key="metrics_cert_file",
+        ) from None
+
+
+def _readCertificates(path: str) -> list[crypto.X509]:
+    """
+    Every certificate of the PEM file C{path}.
+
+    @raise ValueError: It cannot be read or holds none.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ValueError(f"cannot read {path}: {e.strerror}") from None
+    try:
+        found = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise ValueError(f"no PEM certificate in {path}") from None
+    return [crypto.X509.from_cryptography(c) for c in found]
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class MetricsTls:
+    """
+    The metrics endpoint's TLS: each new connection gets the options read
+    last, so L{reload} (on SIGHUP) reaches new scrapes while open ones keep
+    theirs.
+    """
+
+    log = Logger()
+
+    def __init__(self, main: MainSettings) -> None:
+        """
+        @raise ValueError: The files cannot be used (see L{_tlsOptions}).
+        """
+        self._options = _tlsOptions(main)
+
+    def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
+        """
+        A server-side OpenSSL connection from the current options.
+        """
+        return SSL.Connection(self._options.getContext(), None)
+
+    def reload(self, main: MainSettings) -> str | None:
+        """
+        Read the files again; if they cannot be used, keep the ones read
+        before and log why.
+
+        @return: The problem, or C{None} when the new files are in use.
+        """
+        try:
+            self._options = _tlsOptions(main)
+        except ValueError as e:
+            problem = f"{e}; keeping the certificate and key loaded before"
+            self.log.error("Metrics HTTPS: {problem}", problem=problem)
+            return problem
+        return None
+
+
 class MetricsService(ListenerService):
     """
     The C{metrics} child service: C{/metrics} over HTTP on the configured
-    endpoint (see L{metricsEndpoint}).
+    endpoint (see L{metricsEndpoint}), over HTTPS only when
+    C{metrics_cert_file} and C{metrics_key_file} are set.
 
     @ivar registry: This service's own registry.
+    @ivar tls: The TLS settings, C{None} for plain HTTP.
     """
 
     def __init__(self, service: Pooler, reactor: Any) -> None:
+        """
+        @raise ValueError: HTTPS is configured and its files cannot be used.
+        """
         main = service.config.main
         assert main.metrics is not None, "metrics is off"
         self.registry = makeRegistry(service, reactor)
+        site: IProtocolFactory = metricsSite(self.registry)
+        self.tls = MetricsTls(main) if main.metricsCertFile else None
+        if self.tls is not None:
+            site = TLSMemoryBIOFactory(self.tls, False, site)
         super().__init__(
             reactor,
             metricsEndpoint(main.metrics, main),
-            metricsSite(self.registry),
+            site,
             name="metrics",
         )
+
+    def reloadTls(self, main: MainSettings) -> str | None:
+        """
+        Apply C{main}'s metrics files after a reload: new scrapes use the
+        new certificate, key and CA; a file that cannot be used keeps the
+        old ones. Switching HTTPS on or off needs a restart (the listener
+        is set up once).
+
+        @return: The problem, logged already, or C{None}.
+        """
+        if (self.tls is not None) != bool(main.metricsCertFile):
+            problem = "switching metrics HTTPS on or off takes effect after a restart"
+            self.log.warn("{problem}", problem=problem)
+            return problem
+        if self.tls is None:
+            return None
+        return self.tls.reload(main)
 
 
 def sampleValues(registry: CollectorRegistry, name: str) -> dict[tuple[str, ...], float]:

@@ -17,7 +17,7 @@ The management API (L{pgtwist.admin.management.Management}) is C{service.managem
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService, Service
@@ -37,6 +37,9 @@ from pgtwist.net.listeners import ListenerService
 from pgtwist.net.servertls import contexts as serverTlsContexts
 from pgtwist.pool.janitor import Janitor
 from pgtwist.pool.poolset import PoolSet
+
+if TYPE_CHECKING:
+    from pgtwist.admin.metrics import MetricsService
 
 
 class PoolerService(MultiService):
@@ -124,10 +127,12 @@ class PoolerService(MultiService):
         # nor conch is loaded when unused.
         self.observability: list[Service] = []
         observed = worker is None or worker.index == 0
+        self.metrics: MetricsService | None = None
         if config.main.metrics and observed:
             from pgtwist.admin.metrics import MetricsService
 
-            self.observability.append(MetricsService(self, reactor))
+            self.metrics = MetricsService(self, reactor)
+            self.observability.append(self.metrics)
         if config.main.manhole and observed:
             from pgtwist.admin.manhole import makeManholeService
 
@@ -195,6 +200,8 @@ class PoolerService(MultiService):
             return False, []
         # New backends use the new certificates and keys; open ones keep theirs.
         serverTlsContexts.reload(self.config.servers)
+        if self.metrics is not None:
+            self.metrics.reloadTls(self.config.main)
         restart = restartRequired(old, self.config)
         if restart:
             self.log.warn(

@@ -111,6 +111,11 @@ class Options(usage.Options):
         )
         try:
             self.configuration = self.files.load()
+            if self.configuration.main.metricsCertFile:
+                # Only then: prometheus_client stays unloaded when unused.
+                from pgtwist.admin.metrics import checkTlsFiles
+
+                checkTlsFiles(self.configuration)
         except ConfigError as e:
             # A broken file is not a mistake on the command line: one line
             # naming file and line, without twistd's whole usage text.

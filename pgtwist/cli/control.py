@@ -4,7 +4,8 @@ C{pgtwist-cli}: steer a running pgtwist from the command line, after
 pgagroal's C{pgagroal-cli}.
 
     pgtwist-cli [ -c CONFIG_FILE | -h HOST -p PORT [ -U USER ] [ -P PASSWORD ]
-                [ --require-auth METHODS ] ] [ -F text|json ] [ -v ] [ -L LOGFILE ]
+                [ --require-auth METHODS ] [ --sslmode MODE ] [ --sslrootcert FILE ]
+                [ --sslcert FILE --sslkey FILE ] ] [ -F text|json ] [ -v ] [ -L LOGFILE ]
                 COMMAND
 
 Every command is one or a few queries to pgtwist's admin console (the
@@ -18,7 +19,10 @@ virtual database C{pgtwist}), sent with a small blocking client
     - remotely, over TCP to C{-h}/C{-p} (pgtwist's C{management} port),
       logging in with SCRAM-SHA-256 as a user of the admins file.  A server
       that asks for another method is refused before the password is sent,
-      unless C{--require-auth} (libpq's C{require_auth}) allows it.
+      unless C{--require-auth} (libpq's C{require_auth}) allows it. TLS
+      first as libpq does it (L{pgtwist.cli._tls}): C{--sslmode} C{disable},
+      C{prefer} (the default), C{require}, C{verify-ca} or C{verify-full},
+      with C{--sslrootcert}, C{--sslcert} and C{--sslkey}.
 
 Exit status, as pgagroal-cli's: 0 success; 1 a usage error, or pgtwist could
 not be reached or refused the login (a connection error); 2 pgtwist refused
@@ -37,6 +41,7 @@ import json
 import os
 import pwd
 import re
+import socket
 import sys
 from collections.abc import Sequence
 from typing import IO, NoReturn
@@ -44,7 +49,7 @@ from typing import IO, NoReturn
 from twisted.logger import ILogObserver, Logger, LogPublisher, textFileLogObserver
 
 from pgtwist import __version__
-from pgtwist.cli import _client
+from pgtwist.cli import _client, _tls
 from pgtwist.cli._client import AuthRequirement, CommandFailed, ConsoleClient, ConsoleUnavailable
 from pgtwist.cli._commands import (
     EXIT_CONNECTION_ERROR,
@@ -58,6 +63,7 @@ from pgtwist.cli._commands import (
     commandFor,
     parseCommand,
 )
+from pgtwist.cli._tls import TlsOptions
 
 __all__ = ["main"]
 
@@ -89,6 +95,13 @@ Options:
                            (remote mode): a comma list of password, md5,
                            scram-sha-256 and none, or of !method to forbid
                            Default: scram-sha-256
+      --sslmode MODE       TLS in remote mode, as libpq's sslmode: disable,
+                           prefer, require, verify-ca or verify-full
+                           Default: prefer
+      --sslrootcert FILE   The CAs pgtwist's certificate must lead to
+                           (for verify-ca and verify-full), or 'system'
+      --sslcert FILE       A client certificate to present
+      --sslkey FILE        Its private key (mode 0600 or less)
   -L, --logfile FILE       Set the log file
   -F, --format text|json   Set the output format
   -v, --verbose            Output text string of result
@@ -155,6 +168,10 @@ def _buildParser() -> _ArgumentParser:
     parser.add_argument("-U", "--user", default=None)
     parser.add_argument("-P", "--password", default=None)
     parser.add_argument("--require-auth", dest="requireAuth", default=None)
+    parser.add_argument("--sslmode", default=None)
+    parser.add_argument("--sslrootcert", default=None)
+    parser.add_argument("--sslcert", default=None)
+    parser.add_argument("--sslkey", default=None)
     parser.add_argument("-L", "--logfile", default=None)
     parser.add_argument("-F", "--format", choices=("text", "json"), default="text")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -299,7 +316,7 @@ class _Invocation:
         if password is None:
             password = getpass.getpass("Password : ")
         requirement = _requirement(options.requireAuth)
-        console = ConsoleClient(_client.connectTcp(options.host, int(options.port), TIMEOUT))
+        console = ConsoleClient(_connectTls(options))
         try:
             console.login(user, CONSOLE_DATABASE, password, requireAuth=requirement)
         except ConsoleUnavailable as e:
@@ -355,6 +372,52 @@ class _Invocation:
             print(f"{PROGRAM}: {word} ({outcome.exitStatus})", file=sys.stderr)
 
 
+def _tlsOptions(options: argparse.Namespace) -> TlsOptions:
+    """
+    The C{--ssl*} options, checked.
+
+    @raise UsageError: They contradict each other, or the key file may be
+        read by others.
+    """
+    tls = TlsOptions(
+        sslmode=(options.sslmode or "prefer").lower(),
+        rootCert=options.sslrootcert,
+        cert=options.sslcert,
+        key=options.sslkey,
+    )
+    try:
+        tls.check()
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    return tls
+
+
+def _connectTls(options: argparse.Namespace) -> socket.socket:
+    """
+    A TCP connection to C{-h}/C{-p}, upgraded to TLS as C{--sslmode} says.
+
+    @raise ConsoleUnavailable: It cannot be made, or TLS cannot be set up
+        as the mode requires.
+    """
+    tls = _tlsOptions(options)
+    host, port = options.host, int(options.port)
+    try:
+        context = _tls.clientContext(tls) if tls.sslmode != "disable" else None
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    sock = _client.connectTcp(host, port, TIMEOUT)
+    try:
+        if context is None or not _tls.negotiate(sock, tls.sslmode):
+            return sock
+        return _tls.startTls(sock, context, host)
+    except _tls.TlsRefused as e:
+        sock.close()
+        raise ConsoleUnavailable(f"cannot connect to {host}:{port}: {e}") from e
+    except OSError as e:
+        sock.close()
+        raise ConsoleUnavailable(f"cannot connect to {host}:{port}: {_tls.reason(e)}") from e
+
+
 def _requirement(spec: str | None) -> AuthRequirement:
     """
     The C{--require-auth} methods: SCRAM-SHA-256 only unless the option
@@ -379,8 +442,15 @@ def _checkOptions(options: argparse.Namespace) -> None:
     remote = options.host is not None or options.port is not None
     if remote and (options.host is None or options.port is None):
         raise UsageError("you need both -h and -p options to perform a remote connection")
+    tlsGiven = any(
+        value is not None
+        for value in (options.sslmode, options.sslrootcert, options.sslcert, options.sslkey)
+    )
     if not remote and (
-        options.user is not None or options.password is not None or options.requireAuth is not None
+        options.user is not None
+        or options.password is not None
+        or options.requireAuth is not None
+        or tlsGiven
     ):
         raise UsageError("you need also -h and -p options to perform a remote connection")
     if remote and options.config is not None:
@@ -388,6 +458,8 @@ def _checkOptions(options: argparse.Namespace) -> None:
     if remote and not (options.port.isdigit() and 0 < int(options.port) < 65536):
         raise UsageError(f"Specified port {options.port} out of range")
     _requirement(options.requireAuth)
+    if remote:
+        _tlsOptions(options)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

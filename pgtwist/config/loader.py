@@ -40,6 +40,7 @@ from pgtwist.config.model import (
 )
 from pgtwist.config.servertls import (
     SERVER_KEYS,
+    checkMetricsTls,
     checkPrivateKeyFile,
     parseServerSslmode,
     resolveServerTls,
@@ -373,6 +374,9 @@ def _mainParsers(environ: Mapping[str, str]) -> dict[str, tuple[str, _Parser]]:
         "backlog": ("backlog", nonNegative),
         "tls": ("tls", parseBool),
         "metrics": ("metrics", parseEndpoint),
+        "metrics_cert_file": ("metricsCertFile", optionalPath),
+        "metrics_key_file": ("metricsKeyFile", keyFile),
+        "metrics_ca_file": ("metricsCaFile", optionalPath),
         "management": ("management", port),
         "listen": ("listen", parseEndpointList),
         "manhole": ("manhole", parseManhole),
@@ -467,6 +471,13 @@ def _readMainFile(
         )
     )
     checkClientTls(main, path)
+
+    try:
+        checkMetricsTls(main)
+    except ValueError as e:
+        key = str(e).partition(":")[0]
+        entry = mains[0].entries.get(key)
+        raise ConfigError(str(e), path, entry.line if entry else mains[0].line, key) from None
 
     servers: list[ServerSettings] = []
     lines: dict[str, int] = {}

@@ -64,6 +64,12 @@ class MainSettings:
     backlog: int = 0
     tls: bool = False
     metrics: str | None = None
+    #: HTTPS for C{metrics}, pgagroal's keys: the certificate and its key
+    #: switch it on; a CA file makes every scraper show a certificate it
+    #: signed (L{pgtwist.config.servertls.checkMetricsTls}).
+    metricsCertFile: str | None = None
+    metricsKeyFile: str | None = None
+    metricsCaFile: str | None = None
     management: int = 0
     #: pgtwist additions (never renames of pgagroal keys):
     #: extra strports listen endpoints, e.g. C{("tcp:6433:interface=::1",)}.

@@ -40,6 +40,7 @@ from pgtwist.config.values import parseChoice
 
 __all__ = [
     "SSLMODES",
+    "checkMetricsTls",
     "checkPrivateKeyFile",
     "parseServerSslmode",
     "resolveServerTls",
@@ -48,6 +49,7 @@ __all__ = [
 
 #: libpq's C{sslmode} levels pgtwist supports toward servers, weakest first.
 SSLMODES = ("disable", "prefer", "require", "verify-ca", "verify-full")
+
 
 def parseServerSslmode(value: str) -> str:
     """
@@ -85,6 +87,28 @@ def checkPrivateKeyFile(path: str) -> None:
     problem = keyFileProblem(path)
     if problem is not None:
         raise ValueError(f"{path}: {problem}")
+
+
+def checkMetricsTls(main: MainSettings) -> None:
+    """
+    Check pgagroal's C{metrics_cert_file}, C{metrics_key_file} and
+    C{metrics_ca_file} together (the key file's mode was checked as it was
+    read): the certificate and its key switch HTTPS on and go together; a
+    CA file, which makes every scraper show a certificate it signed, needs
+    them.
+
+    @raise ValueError: With the key at fault first (C{"key: message"}).
+    """
+    if bool(main.metricsCertFile) != bool(main.metricsKeyFile):
+        missing = "metrics_key_file" if main.metricsCertFile else "metrics_cert_file"
+        raise ValueError(
+            f"{missing}: HTTPS for metrics needs both metrics_cert_file and metrics_key_file"
+        )
+    if main.metricsCaFile and not main.metricsCertFile:
+        raise ValueError(
+            "metrics_ca_file: verifying scrapers' certificates needs HTTPS "
+            "(metrics_cert_file and metrics_key_file)"
+        )
 
 
 #: The server-section keys and the L{ServerSettings} field each sets

@@ -50,6 +50,7 @@ from pgtwist.wire.messages import (
     Query,
     ReadyForQuery,
     RowDescription,
+    SSLRequest,
     StartupMessage,
     Terminate,
 )
@@ -153,6 +154,8 @@ class FakeConsole:
     @ivar passwords: The body of every PasswordMessage (SASL and password
         answers), in order: what a hostile server would have learnt.
     @ivar chunk: The most bytes one C{recv} returns (1: a byte at a time).
+    @ivar sslRequests: How many SSLRequests came before the startup; each
+        is answered L{sslAnswer} (C{N}: no TLS, as a pgtwist without it).
     @ivar method: What a password login asks for: C{"scram-sha-256"},
         C{"password"} (cleartext) or C{"md5"}, libpq's C{require_auth}
         words.
@@ -177,6 +180,8 @@ class FakeConsole:
         self.closed = False
         self.hungUp = False
         self.forgeSignature = False
+        self.sslRequests = 0
+        self.sslAnswer = b"N"
         self._startupFramer: StartupFramer | None = StartupFramer()
         self._framer = MessageFramer()
         self._out = bytearray()
@@ -202,6 +207,14 @@ class FakeConsole:
             if not frames:
                 return
             message = codec.decodeStartupPacket(frames[0].body)
+            if isinstance(message, SSLRequest):
+                self.sslRequests += 1
+                self._out += self.sslAnswer
+                remainder = self._startupFramer.takeRemainder()
+                self._startupFramer = StartupFramer()
+                if remainder:
+                    self.sendall(remainder)
+                return
             assert isinstance(message, StartupMessage)
             self.startup = message
             data = self._startupFramer.takeRemainder()

@@ -309,7 +309,6 @@ class MainFileTests(FilesTestCase):
             'log_line_prefix = "PGAGROAL %Y-%m-%d"\nlog_mode = create\ntracker = on\n'
             "track_prepared_statements = on\npidfile = /tmp/p.pid\nupdate_process_title = never\n"
             "tls_cert_file = c.pem\ntls_key_file = k.pem\ntls_ca_file = ca.pem\n"
-            "metrics_cert_file = c.pem\nmetrics_key_file = k.pem\nmetrics_ca_file = ca.pem\n"
             "rotate_frontend_password_timeout = 0\nrotate_frontend_password_length = 8\n"
             "auth_query = off\n"
             "[primary]\nhost = localhost\nport = 5432\ntls_cert_file = c.pem\n"
