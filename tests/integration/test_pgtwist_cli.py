@@ -19,6 +19,7 @@ import psycopg
 import pytest
 
 from pgtwist.config.vault import writeUsersFile
+from pgtwist.testing.certs import CertificateAuthority
 from pgtwist.testing.embedded import PostgresCluster
 from tests.integration.clients import runningPooler, waitFor
 from tests.integration.pooler import BIN, Pooler, freePort
@@ -289,3 +290,40 @@ def test_remote(tmp_path: Path, pgCluster: PostgresCluster) -> None:
             local=False,
         )  # fmt: skip
         assert stranger.returncode == 1
+
+
+def test_remoteOverTls(tmp_path: Path, pgCluster: PostgresCluster) -> None:
+    """
+    The C{management} port serves TLS as the listeners do: with
+    C{client_tls_sslmode = require}, C{pgtwist-cli --sslmode verify-full}
+    checks pgtwist's certificate against the CA and logs in, while a
+    plaintext C{--sslmode disable} is refused.
+    """
+    management = freePort()
+    writeUsersFile(
+        str(tmp_path / "pgtwist_admins.conf"),
+        {ADMIN: ADMIN_PASSWORD},
+        masterKey=b"integration-master-key",
+    )
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    authority = CertificateAuthority()
+    root = authority.writeCertificate(str(pki), "root")
+    certificate, key = authority.issue("localhost", hosts=["localhost", "127.0.0.1"]).write(
+        str(pki), "server"
+    )
+    main = {
+        "management": management,
+        "tls_cert_file": certificate,
+        "tls_key_file": key,
+        "client_tls_sslmode": "require",
+    }
+    with runningPooler(tmp_path, pgCluster, main=main) as pooler:
+        remote = ["-h", "127.0.0.1", "-p", str(management), "-U", ADMIN, "-P", ADMIN_PASSWORD]
+        verified = ["--sslmode", "verify-full", "--sslrootcert", root]
+        result = cli(pooler, *remote, *verified, "status", local=False)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith("Status:              Running")
+        plain = cli(pooler, *remote, "--sslmode", "disable", "ping", local=False)
+        assert plain.returncode == 1
+        assert "SSL required" in plain.stderr
