@@ -262,7 +262,7 @@ class HbaFileTests(FilesTestCase):
         """
         The accepted methods are those passed as C{authMethods}.
         """
-        rules = self.loadHba("host all all all cert\n", authMethods=["trust", "cert"])
+        rules = self.loadHba("hostssl all all all cert\n", authMethods=["trust", "cert"])
         self.assertEqual(rules[0].method, "cert")
         self.assertEqual(
             self.hbaError("host all all all md5\n", authMethods=("trust",)),
@@ -483,8 +483,8 @@ class PostgresSyntaxTests(FilesTestCase):
             "supported; list the names (or quote a name that starts with /)",
             "include other.conf": "hba.conf:1: include directives are not supported",
             "include_dir conf.d": "hba.conf:1: include_dir directives are not supported",
-            "host all all all scram-sha-256 clientcert=verify-full": "hba.conf:1: options "
-            "after the method are not supported ('clientcert=verify-full')",
+            "host all all all scram-sha-256 ldapserver=x": "hba.conf:1: option 'ldapserver' "
+            "is not supported (only clientcert and clientname=CN)",
             "host all all 10.0.0.0 255.0.0.0 md5": "hba.conf:1: a separate netmask column is "
             "not supported: write the network as ADDRESS/BITS, e.g. 10.0.0.0/8",
             "host +staff all all trust": "hba.conf:1: DATABASE '+staff': +role is for the USER "
@@ -503,6 +503,74 @@ class PostgresSyntaxTests(FilesTestCase):
         }
         for line, message in cases.items():
             self.assertEqual(self.hbaError(line + "\n"), message, line)
+
+    def test_clientcert(self) -> None:
+        """
+        C{clientcert=verify-ca} and C{clientcert=verify-full} (PostgreSQL 12+)
+        are read onto the rule of a C{hostssl} line; method C{cert} implies
+        C{verify-full}; C{clientname=CN} (the default) is accepted with it;
+        the rule has none without the option.
+        """
+        methods = ["scram-sha-256", "trust", "cert"]
+        rules = self.loadHba(
+            "hostssl all all all scram-sha-256 clientcert=verify-ca\n"
+            'hostssl all all all trust clientcert="verify-full" clientname=CN\n'
+            "hostssl all all all cert\n"
+            "hostssl all all all cert clientcert=verify-full\n"
+            "hostssl all all 10.0.0.0/8 scram-sha-256\n",
+            authMethods=methods,
+        )
+        self.assertEqual(
+            [rule.clientcert for rule in rules],
+            ["verify-ca", "verify-full", "verify-full", "verify-full", ""],
+        )
+        self.assertEqual([rule.method for rule in rules[:3]], ["scram-sha-256", "trust", "cert"])
+
+    def test_clientcertRefused(self) -> None:
+        """
+        What PostgreSQL refuses about client certificates fails the load
+        with C{path:line}: C{cert} or C{clientcert} on a line that is not
+        C{hostssl} (a connection without TLS has no certificate), the
+        C{1}/C{0}/C{no-verify} forms PostgreSQL 14 removed, unknown values,
+        C{clientcert=verify-ca} with C{cert}, and C{clientname} other than
+        C{CN} or without a name check.
+        """
+        methods = ["scram-sha-256", "trust", "cert"]
+        cases = {
+            "host all all all cert": "hba.conf:1: cert authentication is only supported on "
+            "hostssl connections",
+            "local all all cert": "hba.conf:1: cert authentication is only supported on "
+            "hostssl connections",
+            "hostnossl all all all cert": "hba.conf:1: cert authentication is only supported "
+            "on hostssl connections",
+            "host all all all trust clientcert=verify-ca": "hba.conf:1: clientcert can only be "
+            'configured for "hostssl" rows',
+            "local all all trust clientcert=verify-full": "hba.conf:1: clientcert can only be "
+            'configured for "hostssl" rows',
+            "hostssl all all all trust clientcert=1": "hba.conf:1: clientcert=1 is the form "
+            "PostgreSQL 14 removed: write clientcert=verify-ca or clientcert=verify-full",
+            "hostssl all all all trust clientcert=0": "hba.conf:1: clientcert=0 is the form "
+            "PostgreSQL 14 removed: write clientcert=verify-ca or clientcert=verify-full",
+            "hostssl all all all trust clientcert=no-verify": "hba.conf:1: clientcert=no-verify "
+            "is the form PostgreSQL 14 removed: write clientcert=verify-ca or "
+            "clientcert=verify-full",
+            "hostssl all all all trust clientcert=yes": "hba.conf:1: invalid value for "
+            "clientcert: 'yes' (expected verify-ca or verify-full)",
+            "hostssl all all all cert clientcert=verify-ca": "hba.conf:1: clientcert only "
+            'accepts "verify-full" when using "cert" authentication',
+            "hostssl all all all cert clientname=DN": "hba.conf:1: clientname=DN is not "
+            "supported: only clientname=CN (the certificate's CN must equal the user name)",
+            "hostssl all all all trust clientname=CN": "hba.conf:1: clientname can only be "
+            'configured with method "cert" or clientcert=verify-full',
+            "hostssl all all all cert map=certmap": "hba.conf:1: option 'map' is not supported "
+            "(only clientcert and clientname=CN)",
+            "hostssl all all all trust clientcert=verify-ca,verify-full": "hba.conf:1: option "
+            "'clientcert' takes one value, not a list",
+            "hostssl all all all trust clientcert=verify-ca extra": "hba.conf:1: expected "
+            "NAME=VALUE options after the method, got 'extra'",
+        }
+        for line, message in cases.items():
+            self.assertEqual(self.hbaError(line + "\n", authMethods=methods), message, line)
 
     def test_continuation(self) -> None:
         """
