@@ -18,6 +18,7 @@ from pgtwist.auth.hba import RoleMembership, RolesUnknown, matchHba
 from pgtwist.config import vault
 from pgtwist.config.loader import DEFAULT_AUTH_METHODS, ConfigError
 from pgtwist.config.model import HbaName, HbaRule
+from pgtwist.testing.certs import CertificateAuthority
 from tests.unit._configfiles import MINIMAL, FilesTestCase
 
 MASTER_KEY = b"a master key for the tests"
@@ -262,8 +263,8 @@ class HbaFileTests(FilesTestCase):
         """
         The accepted methods are those passed as C{authMethods}.
         """
-        rules = self.loadHba("hostssl all all all cert\n", authMethods=["trust", "cert"])
-        self.assertEqual(rules[0].method, "cert")
+        rules = self.loadHba("host all all all radius\n", authMethods=["trust", "radius"])
+        self.assertEqual(rules[0].method, "radius")
         self.assertEqual(
             self.hbaError("host all all all md5\n", authMethods=("trust",)),
             "hba.conf:1: unknown auth method 'md5'",
@@ -504,6 +505,32 @@ class PostgresSyntaxTests(FilesTestCase):
         for line, message in cases.items():
             self.assertEqual(self.hbaError(line + "\n"), message, line)
 
+    def tlsMain(self) -> str:
+        """
+        A main file with TLS for clients and a CA for client certificates,
+        from throwaway files.
+        """
+        authority = CertificateAuthority()
+        certificate, key = authority.issue("localhost", hosts=("localhost",)).write(
+            self.directory, "server"
+        )
+        root = authority.writeCertificate(self.directory, "root")
+        return MINIMAL.replace(
+            "port = 6432\n",
+            f"port = 6432\nclient_tls_sslmode = prefer\ntls_cert_file = {certificate}\n"
+            f"tls_key_file = {key}\ntls_ca_file = {root}\n",
+        )
+
+    def loadTlsHba(self, text: str) -> tuple[HbaRule, ...]:
+        """
+        Load C{text} as the HBA file beside L{tlsMain}, with C{cert} known.
+        """
+        path = self.write("hba.conf", text)
+        config = self.load(
+            self.tlsMain(), hbaPath=path, authMethods=["scram-sha-256", "trust", "cert"]
+        )
+        return config.hba
+
     def test_clientcert(self) -> None:
         """
         C{clientcert=verify-ca} and C{clientcert=verify-full} (PostgreSQL 12+)
@@ -511,14 +538,12 @@ class PostgresSyntaxTests(FilesTestCase):
         C{verify-full}; C{clientname=CN} (the default) is accepted with it;
         the rule has none without the option.
         """
-        methods = ["scram-sha-256", "trust", "cert"]
-        rules = self.loadHba(
+        rules = self.loadTlsHba(
             "hostssl all all all scram-sha-256 clientcert=verify-ca\n"
             'hostssl all all all trust clientcert="verify-full" clientname=CN\n'
             "hostssl all all all cert\n"
             "hostssl all all all cert clientcert=verify-full\n"
-            "hostssl all all 10.0.0.0/8 scram-sha-256\n",
-            authMethods=methods,
+            "hostssl all all 10.0.0.0/8 scram-sha-256\n"
         )
         self.assertEqual(
             [rule.clientcert for rule in rules],
@@ -571,6 +596,25 @@ class PostgresSyntaxTests(FilesTestCase):
         }
         for line, message in cases.items():
             self.assertEqual(self.hbaError(line + "\n", authMethods=methods), message, line)
+
+    def test_clientcertWithoutCa(self) -> None:
+        """
+        A rule that needs a client certificate fails the load when no
+        certificate could ever be verified: TLS for clients off, or no
+        C{tls_ca_file}.
+        """
+        methods = ["scram-sha-256", "cert"]
+        self.assertEqual(
+            self.hbaError("hostssl all all all cert\n", authMethods=methods),
+            "hba.conf:1: cert authentication needs client certificates verified against "
+            "tls_ca_file, with TLS for clients on (client_tls_sslmode or tls): this rule "
+            "could never match",
+        )
+        main = self.tlsMain()
+        main = "\n".join(line for line in main.split("\n") if not line.startswith("tls_ca"))
+        path = self.write("hba.conf", "hostssl all all all scram-sha-256 clientcert=verify-ca\n")
+        error = self.assertRaises(ConfigError, self.load, main, hbaPath=path, authMethods=methods)
+        self.assertIn("hba.conf:1: clientcert needs client certificates", str(error))
 
     def test_continuation(self) -> None:
         """
