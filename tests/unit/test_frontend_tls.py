@@ -506,6 +506,17 @@ class ClientcertVerifyFullTests(ClientCertificateTestCase):
         self.negotiateWith(None)
         self.assertFatal("28000", "connection requires a valid client certificate")
 
+    def test_console(self) -> None:
+        """
+        The admin console goes through the same rule: no certificate, no
+        password asked.
+        """
+        transport = self.transport
+        assert isinstance(transport, FakeTLSTransport)
+        self.negotiateTLS()
+        self.startup(database="pgbouncer")
+        self.assertFatal("28000", "connection requires a valid client certificate")
+
     def test_wrongPassword(self) -> None:
         """
         The certificate does not replace the password.
