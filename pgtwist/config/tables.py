@@ -270,9 +270,8 @@ def readHbaFile(path: str, authMethods: Iterable[str], warn: Warn) -> tuple[HbaR
         if len(fields) > 5:
             extra = fields[5][0].text
             if "=" in extra:
-                message = (
-                    f"expected NAME=VALUE options after the method, got {fields[-1][0].text!r}"
-                )
+                word = next(f[0].text for f in fields[5:] if "=" not in f[0].text)
+                message = f"expected NAME=VALUE options after the method, got {word!r}"
             elif kind != "local" and "/" not in fields[3][0].text and _isAddress(fields[4]):
                 message = (
                     "a separate netmask column is not supported: write the network as "

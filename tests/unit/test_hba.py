@@ -593,6 +593,8 @@ class PostgresSyntaxTests(FilesTestCase):
             "'clientcert' takes one value, not a list",
             "hostssl all all all trust clientcert=verify-ca extra": "hba.conf:1: expected "
             "NAME=VALUE options after the method, got 'extra'",
+            "hostssl all all all trust clientcert=verify-ca extra clientname=CN": "hba.conf:1: "
+            "expected NAME=VALUE options after the method, got 'extra'",
         }
         for line, message in cases.items():
             self.assertEqual(self.hbaError(line + "\n", authMethods=methods), message, line)
