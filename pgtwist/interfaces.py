@@ -61,9 +61,16 @@ class IAuthMethod(Interface):
     """
     Plugin: one HBA method, both as a server (verifying clients) and, where
     PostgreSQL can ask for it, as a client (logging into PostgreSQL).
+
+    A method may also have C{certificateExchange(user, certificate)}: the
+    frontend then calls it instead of L{frontendExchange}, with the client
+    certificate verified in the TLS handshake or C{None} (see
+    L{pgtwist.auth.methods.CertAuthMethod}).
     """
 
-    name = Attribute("HBA keyword: 'trust', 'reject', 'password', 'md5', 'scram-sha-256'. Unique.")
+    name = Attribute(
+        "HBA keyword: 'trust', 'reject', 'password', 'md5', 'scram-sha-256', 'cert'. Unique."
+    )
     backendRequestCodes = Attribute(
         "frozenset[int] of AuthenticationRequest codes (AUTH_*) this method answers for PostgreSQL."
     )

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.unit.test_auth_methods -*-
 """
 The built-in authentication methods: C{trust}, C{reject}, C{password},
-C{md5} and C{scram-sha-256}.
+C{md5}, C{scram-sha-256} and C{cert}.
 
 Each method is an L{IAuthMethod} whose exchanges are sans-IO
 L{IAuthExchange}s: the caller (the frontend or backend protocol) sends the
@@ -25,7 +25,9 @@ import enum
 import hmac
 import os
 from collections.abc import Callable, Iterable
+from typing import Any
 
+from cryptography.x509.oid import NameOID
 from twisted.plugin import IPlugin
 from zope.interface import implementer
 
@@ -637,6 +639,113 @@ class ScramSha256AuthMethod(_Method):
         Log into PostgreSQL with SCRAM-SHA-256, checking its signature.
         """
         return _ScramBackend(user, password, self._checkRequest(request), self.randomBytes)
+
+
+def certificateUserName(certificate: Any) -> str | None:
+    """
+    The user name a client certificate names: its subject's CN (PostgreSQL's
+    default C{clientname=CN}), or C{None} when it has none or an unusable one
+    (several CNs, an embedded NUL, which PostgreSQL refuses too).
+
+    @param certificate: A C{cryptography} X.509 certificate.
+    """
+    try:
+        names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    except (AttributeError, ValueError):
+        return None
+    if len(names) != 1:
+        return None
+    value = names[0].value
+    if not isinstance(value, str) or not value or "\x00" in value:
+        return None
+    return value
+
+
+def certificateNameMatches(certificate: Any, userName: str) -> bool:
+    """
+    Whether C{certificate}'s CN is exactly C{userName}: what method C{cert}
+    and C{clientcert=verify-full} require (PostgreSQL compares case
+    sensitively when no user name map is given, and pgtwist has none).
+    """
+    name = certificateUserName(certificate)
+    return name is not None and hmac.compare_digest(
+        name.encode(_ENCODING, _ERRORS), userName.encode(_ENCODING, _ERRORS)
+    )
+
+
+def certificateRequired() -> ErrorResponse:
+    """
+    PostgreSQL's refusal of a client that sent no verified certificate to a
+    rule that needs one (method C{cert} or C{clientcert}).
+    """
+    return fatal(
+        constants.SQLSTATE_INVALID_AUTHORIZATION, "connection requires a valid client certificate"
+    )
+
+
+def certificateAuthenticationFailed(userName: str) -> ErrorResponse:
+    """
+    PostgreSQL's refusal of method C{cert} for C{userName}.
+    """
+    return fatal(
+        constants.SQLSTATE_INVALID_AUTHORIZATION,
+        f'certificate authentication failed for user "{userName}"',
+    )
+
+
+@implementer(IPlugin, IAuthMethod)
+class CertAuthMethod(_Method):
+    """
+    C{cert}: the client is who its TLS certificate says. The certificate was
+    verified against C{tls_ca_file} during the handshake (L{pgtwist.net.tls}
+    asks for one whenever a CA is configured); its CN must equal the user
+    name. No password is asked. HBA allows it on C{hostssl} lines only.
+
+    The frontend hands the verified certificate to L{certificateExchange};
+    L{frontendExchange}, which has none, always fails, so that nothing is
+    ever admitted by this method without a certificate. PostgreSQL never
+    asks pgtwist for it (its C{cert} method is the TLS handshake itself).
+    """
+
+    name = "cert"
+    backendRequestCodes: frozenset[int] = frozenset()
+
+    def frontendExchange(self, user: UserEntry, channelBinding: bytes | None) -> IAuthExchange:
+        """
+        Fail: no certificate was given (see L{certificateExchange}).
+        """
+        return self.certificateExchange(user, None)
+
+    def certificateExchange(self, user: UserEntry, certificate: Any) -> IAuthExchange:
+        """
+        Admit C{user} if C{certificate} (verified in the TLS handshake, or
+        C{None}) names it, with PostgreSQL's messages otherwise.
+        """
+        if certificate is None:
+            return _FixedFrontend(failed("no valid client certificate", certificateRequired()))
+        if certificateUserName(certificate) is None:
+            return _FixedFrontend(
+                failed(
+                    "client certificate contains no user name",
+                    certificateAuthenticationFailed(user.name),
+                )
+            )
+        if not certificateNameMatches(certificate, user.name):
+            return _FixedFrontend(
+                failed(
+                    "the client certificate's CN is not the user name",
+                    certificateAuthenticationFailed(user.name),
+                )
+            )
+        return _FixedFrontend(succeeded())
+
+    def backendExchange(
+        self, user: str, password: str | None, request: AuthenticationRequest
+    ) -> IAuthExchange:
+        """
+        An exchange that fails at once: C{cert} answers no request.
+        """
+        return _FixedFrontend(failed("the cert method cannot log into PostgreSQL"))
 
 
 # -- discovery ---------------------------------------------------------------------

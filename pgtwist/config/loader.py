@@ -75,6 +75,7 @@ from pgtwist.config.errors import ConfigError, Warn, readText, stripComment
 from pgtwist.config.tables import readHbaFile, readLimitsFile, readUsers
 from pgtwist.config.tlsfiles import (
     checkClientTls,
+    clientTlsMode,
     parseCiphers,
     parseSslmode,
     parseTlsProtocols,
@@ -620,6 +621,15 @@ def loadConfiguration(
             raise ConfigError(
                 "+role and samerole need role membership from PostgreSQL, which pgtwist "
                 "reads as the superuser of the superuser file (-S); none is given",
+                rule.path,
+                rule.line,
+            )
+    for rule in hba:
+        if rule.clientcert and (clientTlsMode(main) == "disable" or not main.tlsCaFile):
+            what = "cert authentication" if rule.method == "cert" else "clientcert"
+            raise ConfigError(
+                f"{what} needs client certificates verified against tls_ca_file, with TLS "
+                "for clients on (client_tls_sslmode or tls): this rule could never match",
                 rule.path,
                 rule.line,
             )

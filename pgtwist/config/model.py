@@ -174,6 +174,10 @@ class HbaRule:
     @ivar databases: What the DATABASE column lists, C{@file}s expanded; by
         default the one word C{database}.
     @ivar users: What the USER column lists; by default the one word C{user}.
+    @ivar clientcert: The C{clientcert} option: C{""} (none), C{"verify-ca"}
+        (a client certificate verified against C{tls_ca_file} is required)
+        or C{"verify-full"} (its CN must also equal the user name); always
+        C{"verify-full"} for method C{cert}, as in PostgreSQL.
     """
 
     type: str
@@ -185,6 +189,7 @@ class HbaRule:
     line: int = 0
     databases: tuple[HbaName, ...] = ()
     users: tuple[HbaName, ...] = ()
+    clientcert: str = ""
 
     def __post_init__(self) -> None:
         if not self.databases:

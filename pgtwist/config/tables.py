@@ -242,8 +242,9 @@ def readHbaFile(path: str, authMethods: Iterable[str], warn: Warn) -> tuple[HbaR
 
     What PostgreSQL reads and pgtwist cannot honour (regular expressions,
     host names, C{samehost}/C{samenet}, a netmask column, options after the
-    method, include directives) is refused with C{path:line}, never taken
-    as a name that cannot match.
+    method other than C{clientcert} and C{clientname=CN}, include
+    directives) is refused with C{path:line}, never taken as a name that
+    cannot match. See L{_hbaOptions}.
     """
     methods = {name.lower() for name in authMethods}
     rules = []
@@ -261,12 +262,16 @@ def readHbaFile(path: str, authMethods: Iterable[str], warn: Warn) -> tuple[HbaR
                 path,
                 number,
             )
-        if kind == "local" and len(fields) == 4:
+        if kind == "local" and (len(fields) == 4 or (len(fields) > 4 and "=" in fields[4][0].text)):
             fields.insert(3, [_Token("all", False)])
+        options = [field for field in fields[5:] if "=" in field[0].text]
+        if options and len(options) == len(fields) - 5:
+            fields = fields[:5]
         if len(fields) > 5:
             extra = fields[5][0].text
             if "=" in extra:
-                message = f"options after the method are not supported ({extra!r})"
+                word = next(f[0].text for f in fields[5:] if "=" not in f[0].text)
+                message = f"expected NAME=VALUE options after the method, got {word!r}"
             elif kind != "local" and "/" not in fields[3][0].text and _isAddress(fields[4]):
                 message = (
                     "a separate netmask column is not supported: write the network as "
@@ -301,6 +306,7 @@ def readHbaFile(path: str, authMethods: Iterable[str], warn: Warn) -> tuple[HbaR
                 ) from None
         if method.lower() not in methods:
             raise ConfigError(f"unknown auth method {method!r}", path, number)
+        clientcert = _hbaOptions(options, kind, method.lower(), path, number)
         rules.append(
             HbaRule(
                 type=kind,
@@ -312,11 +318,89 @@ def readHbaFile(path: str, authMethods: Iterable[str], warn: Warn) -> tuple[HbaR
                 line=number,
                 databases=tuple(databases),
                 users=tuple(users),
+                clientcert=clientcert,
             )
         )
     if not rules:
         warn(f"{path}: no HBA rules: every client will be rejected")
     return tuple(rules)
+
+
+def _hbaOptions(options: list[list[_Token]], kind: str, method: str, path: str, line: int) -> str:
+    """
+    Check the C{NAME=VALUE} options after a rule's method, as PostgreSQL's
+    C{parse_hba_auth_opt} does for the ones pgtwist honours, and return the
+    rule's C{clientcert}: C{clientcert=verify-ca|verify-full} (PostgreSQL
+    12+; the C{1}/C{0}/C{no-verify} forms PostgreSQL 14 dropped are refused)
+    and C{clientname=CN}, the default. Method C{cert} implies
+    C{verify-full}, and both it and C{clientcert} need a C{hostssl} line.
+    Any other option is refused: pgtwist would otherwise ignore something
+    the line asks for.
+
+    @raise ConfigError: An option pgtwist does not honour, a bad value, or
+        a certificate requirement on a line that is not C{hostssl}.
+    """
+    clientcert = ""
+    if method == "cert":
+        if kind != "hostssl":
+            raise ConfigError(
+                "cert authentication is only supported on hostssl connections", path, line
+            )
+        clientcert = "verify-full"
+    for field in options:
+        name, _, value = field[0].text.partition("=")
+        if len(field) != 1:
+            raise ConfigError(f"option {name!r} takes one value, not a list", path, line)
+        if name == "clientcert":
+            if kind != "hostssl":
+                raise ConfigError(
+                    'clientcert can only be configured for "hostssl" rows', path, line
+                )
+            if value in ("1", "0", "no-verify"):
+                raise ConfigError(
+                    f"clientcert={value} is the form PostgreSQL 14 removed: write "
+                    "clientcert=verify-ca or clientcert=verify-full",
+                    path,
+                    line,
+                )
+            if value not in ("verify-ca", "verify-full"):
+                raise ConfigError(
+                    f"invalid value for clientcert: {value!r} (expected verify-ca or verify-full)",
+                    path,
+                    line,
+                )
+            if method == "cert" and value != "verify-full":
+                raise ConfigError(
+                    'clientcert only accepts "verify-full" when using "cert" authentication',
+                    path,
+                    line,
+                )
+            clientcert = value
+        elif name == "clientname":
+            if value != "CN":
+                raise ConfigError(
+                    f"clientname={value} is not supported: only clientname=CN "
+                    "(the certificate's CN must equal the user name)",
+                    path,
+                    line,
+                )
+        else:
+            raise ConfigError(
+                f"option {name!r} is not supported (only clientcert and clientname=CN)",
+                path,
+                line,
+            )
+    if (
+        options
+        and clientcert != "verify-full"
+        and any(field[0].text.startswith("clientname=") for field in options)
+    ):
+        raise ConfigError(
+            'clientname can only be configured with method "cert" or clientcert=verify-full',
+            path,
+            line,
+        )
+    return clientcert
 
 
 def _isAddress(field: list[_Token]) -> bool:

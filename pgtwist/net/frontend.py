@@ -35,7 +35,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pgtwist.auth.hba import RoleMembership, RolesUnknown, matchHba
-from pgtwist.auth.steps import AuthStep, Outcome
+from pgtwist.auth.methods import certificateNameMatches, certificateRequired
+from pgtwist.auth.steps import AuthStep, Outcome, passwordAuthenticationFailed
 from pgtwist.config.errors import ConfigError
 from pgtwist.config.limits import pipelineName, resolveAlias
 from pgtwist.config.model import Configuration, HbaRule, PoolKey, UserEntry
@@ -199,6 +200,10 @@ class FrontendProtocol(Protocol):
         )
         self._framer: MessageFramer | None = None
         self._exchange: IAuthExchange | None = None
+        #: The HBA rule and method the client is being authenticated by:
+        #: what C{clientcert=verify-full} checks once the method succeeds.
+        self._hbaRule: HbaRule | None = None
+        self._methodName = ""
         self._authTimer: Any = None
         self._pending = b""
         #: AuthenticationOk, held back to go out in one write with the rest
@@ -509,6 +514,9 @@ class FrontendProtocol(Protocol):
                 "no HBA entry" if rule is None else f"rejected by {rule.path}:{rule.line}",
             )
             return
+        if not self._certificatePresent(rule):
+            return
+        self._methodName = "scram-sha-256"
         if not isinstance(self.address, (IPv4Address, IPv6Address)):
             peer = peerUser(self.transport)
             if peer is not None and peer[1] == user and self._consoleRights(peer[0]) is not None:
@@ -589,10 +597,60 @@ class FrontendProtocol(Protocol):
                 f"rejected by {rule.path}:{rule.line}",
             )
             return
+        if not self._certificatePresent(rule):
+            return
         if rule.method == "all":
             self._startExchange(self._methodForAll())
             return
         self._startExchange(rule.method)
+
+    def _certificatePresent(self, rule: HbaRule) -> bool:
+        """
+        Remember C{rule}; if it needs a client certificate (method C{cert}
+        or C{clientcert}), refuse a client that sent no verified one, before
+        any method runs, as PostgreSQL does; then C{False}.
+        """
+        self._hbaRule = rule
+        if not rule.clientcert or self.peerCertificate is not None:
+            return True
+        self._authFailed(
+            certificateRequired(),
+            f"no valid client certificate for {rule.path}:{rule.line} "
+            f"(clientcert={rule.clientcert})",
+        )
+        return False
+
+    def _certificateNamesUser(self) -> bool:
+        """
+        After the method succeeded: under C{clientcert=verify-full}, refuse a
+        client whose certificate's CN is not its user name, with the
+        method's failure as PostgreSQL does (the password step ran first).
+        Method C{cert} checked the name itself.
+        """
+        rule = self._hbaRule
+        method = self._methodName
+        if rule is None or rule.clientcert != "verify-full" or method == "cert":
+            return True
+        user = self.key[1]
+        if certificateNameMatches(self.peerCertificate, user):
+            return True
+        if method in ("password", "md5", "scram-sha-256"):
+            error = passwordAuthenticationFailed(user)
+        elif method == "trust":
+            error = errors.fatal(
+                constants.SQLSTATE_INVALID_AUTHORIZATION,
+                f'"trust" authentication failed for user "{user}"',
+            )
+        else:
+            error = errors.fatal(
+                constants.SQLSTATE_INVALID_AUTHORIZATION, f'authentication failed for user "{user}"'
+            )
+        self._authFailed(
+            error,
+            f"certificate validation (clientcert=verify-full) failed: CN mismatch "
+            f"({rule.path}:{rule.line})",
+        )
+        return False
 
     def _methodForAll(self) -> str:
         """
@@ -636,7 +694,7 @@ class FrontendProtocol(Protocol):
             return
         user = self._lookupUser()
         if user is None:
-            if not self.factory.config.main.allowUnknownUsers and methodName == "trust":
+            if not self.factory.config.main.allowUnknownUsers and methodName in ("trust", "cert"):
                 self._authFailed(
                     errors.fatal(
                         constants.SQLSTATE_INVALID_AUTHORIZATION,
@@ -646,7 +704,13 @@ class FrontendProtocol(Protocol):
                 )
                 return
             user = UserEntry(self.key[1], None)
-        self._exchange = method.frontendExchange(user, None)
+        self._methodName = methodName
+        certificateExchange = getattr(method, "certificateExchange", None)
+        if certificateExchange is not None:
+            # Method cert: it is given the certificate verified in the handshake.
+            self._exchange = certificateExchange(user, self.peerCertificate)
+        else:
+            self._exchange = method.frontendExchange(user, None)
         self._step(self._exchange.start())
 
     def _step(self, step: AuthStep) -> None:
@@ -661,7 +725,8 @@ class FrontendProtocol(Protocol):
         if step.messages:
             self.write(codec.encodeAll(step.messages))
         if step.outcome is Outcome.SUCCEEDED:
-            self._authenticated()
+            if self._certificateNamesUser():
+                self._authenticated()
         elif self._pending:
             pending, self._pending = self._pending, b""
             self._authenticationData(pending)

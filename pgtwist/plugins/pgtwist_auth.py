@@ -9,6 +9,7 @@ are in L{pgtwist.auth.methods}.
 from __future__ import annotations
 
 from pgtwist.auth.methods import (
+    CertAuthMethod,
     Md5AuthMethod,
     PasswordAuthMethod,
     RejectAuthMethod,
@@ -21,3 +22,4 @@ rejectAuthMethod = RejectAuthMethod()
 passwordAuthMethod = PasswordAuthMethod()
 md5AuthMethod = Md5AuthMethod()
 scramSha256AuthMethod = ScramSha256AuthMethod()
+certAuthMethod = CertAuthMethod()

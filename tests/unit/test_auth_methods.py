@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import hashlib
 
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 from twisted.plugin import IPlugin, getPlugins
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
@@ -16,12 +18,17 @@ import pgtwist.plugins
 from pgtwist.app.bootstrap import discoverPlugins
 from pgtwist.auth import _scram
 from pgtwist.auth.methods import (
+    CertAuthMethod,
     Md5AuthMethod,
     PasswordAuthMethod,
     RejectAuthMethod,
     ScramSha256AuthMethod,
     TrustAuthMethod,
     backendMethodFor,
+    certificateAuthenticationFailed,
+    certificateNameMatches,
+    certificateRequired,
+    certificateUserName,
 )
 from pgtwist.auth.steps import (
     AuthStep,
@@ -34,6 +41,7 @@ from pgtwist.auth.steps import (
 from pgtwist.config.model import UserEntry
 from pgtwist.interfaces import IAuthExchange, IAuthMethod
 from pgtwist.plugins import pgtwist_auth
+from pgtwist.testing.certs import CertificateAuthority
 from pgtwist.wire import codec, constants
 from pgtwist.wire.errors import ProtocolViolation, fatal
 from pgtwist.wire.messages import (
@@ -149,6 +157,7 @@ class PluginTests(SynchronousTestCase):
         self.assertIsInstance(pgtwist_auth.passwordAuthMethod, PasswordAuthMethod)
         self.assertIsInstance(pgtwist_auth.md5AuthMethod, Md5AuthMethod)
         self.assertIsInstance(pgtwist_auth.scramSha256AuthMethod, ScramSha256AuthMethod)
+        self.assertIsInstance(pgtwist_auth.certAuthMethod, CertAuthMethod)
 
     def test_backendRequestCodes(self) -> None:
         """
@@ -156,6 +165,7 @@ class PluginTests(SynchronousTestCase):
         """
         self.assertEqual(TrustAuthMethod.backendRequestCodes, {constants.AUTH_OK})
         self.assertEqual(RejectAuthMethod.backendRequestCodes, frozenset())
+        self.assertEqual(CertAuthMethod.backendRequestCodes, frozenset())
         self.assertEqual(
             PasswordAuthMethod.backendRequestCodes, {constants.AUTH_CLEARTEXT_PASSWORD}
         )
@@ -286,6 +296,112 @@ class TrustRejectTests(SynchronousTestCase):
         C{reject} cannot log into PostgreSQL.
         """
         step = RejectAuthMethod().backendExchange("alice", "pw", OK).start()
+        self.assertIs(step.outcome, Outcome.FAILED)
+
+
+def _certificate(authority: CertificateAuthority, commonName: str) -> x509.Certificate:
+    """
+    A client certificate for C{commonName}, as the frontend holds it after
+    the handshake (a C{cryptography} certificate).
+    """
+    issued = authority.issue(commonName, client=True)
+    return x509.load_pem_x509_certificate(issued.certificatePEM)
+
+
+class _NoCommonName:
+    """
+    Stands for a certificate whose subject has no CN.
+    """
+
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "pgtwist")])
+
+
+class CertFrontendTests(SynchronousTestCase):
+    """
+    C{cert}: the verified client certificate's CN must be the user name.
+    """
+
+    authority = CertificateAuthority()
+
+    def test_matchingName(self) -> None:
+        """
+        A certificate whose CN is the user name admits the client at once,
+        with no password asked.
+        """
+        exchange = CertAuthMethod().certificateExchange(
+            ALICE, _certificate(self.authority, "alice")
+        )
+        self.assertEqual(exchange.start(), succeeded())
+        self.assertRaises(ProtocolViolation, exchange.receive, PasswordMessage(b"x\x00"))
+
+    def test_otherName(self) -> None:
+        """
+        Another CN gets PostgreSQL's 28000 "certificate authentication
+        failed"; so does a CN that differs in case only (PostgreSQL
+        compares exactly without a user name map).
+        """
+        for name in ("bob", "Alice", "alice "):
+            step = (
+                CertAuthMethod()
+                .certificateExchange(ALICE, _certificate(self.authority, name))
+                .start()
+            )
+            self.assertEqual(
+                step,
+                failed(
+                    "the client certificate's CN is not the user name",
+                    certificateAuthenticationFailed("alice"),
+                ),
+                name,
+            )
+        self.assertEqual(
+            certificateAuthenticationFailed("alice"),
+            fatal("28000", 'certificate authentication failed for user "alice"'),
+        )
+
+    def test_noCertificate(self) -> None:
+        """
+        Without a verified certificate the client is refused with
+        PostgreSQL's "connection requires a valid client certificate";
+        L{CertAuthMethod.frontendExchange}, which is given none, always
+        refuses.
+        """
+        expected = failed("no valid client certificate", certificateRequired())
+        self.assertEqual(CertAuthMethod().certificateExchange(ALICE, None).start(), expected)
+        self.assertEqual(CertAuthMethod().frontendExchange(ALICE, None).start(), expected)
+        self.assertEqual(
+            certificateRequired(),
+            fatal("28000", "connection requires a valid client certificate"),
+        )
+
+    def test_noCommonName(self) -> None:
+        """
+        A certificate that names no user is refused, as PostgreSQL does.
+        """
+        step = CertAuthMethod().certificateExchange(ALICE, _NoCommonName()).start()
+        self.assertEqual(
+            step,
+            failed(
+                "client certificate contains no user name",
+                certificateAuthenticationFailed("alice"),
+            ),
+        )
+        self.assertIsNone(certificateUserName(_NoCommonName()))
+        self.assertFalse(certificateNameMatches(_NoCommonName(), "alice"))
+        self.assertFalse(certificateNameMatches(None, "alice"))
+
+    def test_userName(self) -> None:
+        """
+        L{certificateUserName} is the subject's CN.
+        """
+        self.assertEqual(certificateUserName(_certificate(self.authority, "alice")), "alice")
+        self.assertTrue(certificateNameMatches(_certificate(self.authority, "alice"), "alice"))
+
+    def test_backend(self) -> None:
+        """
+        PostgreSQL never asks for C{cert}: its backend exchange fails.
+        """
+        step = CertAuthMethod().backendExchange("alice", "pw", OK).start()
         self.assertIs(step.outcome, Outcome.FAILED)
 
 

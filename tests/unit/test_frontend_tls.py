@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from typing import Any
 
+from cryptography import x509
 from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.testing import StringTransport
 
@@ -23,6 +24,7 @@ from pgtwist.wire import codec, constants
 from pgtwist.wire.messages import (
     AuthenticationRequest,
     GSSENCRequest,
+    PasswordMessage,
     SSLRequest,
     StartupMessage,
 )
@@ -38,6 +40,8 @@ class FakeHandle:
 
     def __init__(self, alpn: bytes = b"") -> None:
         self.alpn = alpn
+        #: The client certificate the handshake verified, if any.
+        self.certificate: Any = None
 
     def get_alpn_proto_negotiated(self) -> bytes:
         """
@@ -57,11 +61,11 @@ class FakeHandle:
         """
         return "TLS_AES_256_GCM_SHA384"
 
-    def get_peer_certificate(self, as_cryptography: bool = False) -> None:
+    def get_peer_certificate(self, as_cryptography: bool = False) -> Any:
         """
-        No client certificate.
+        The client certificate (none unless a test set one).
         """
-        return None
+        return self.certificate
 
 
 class TLSLayer:
@@ -377,3 +381,191 @@ class HostnosslTests(TLSFrontendTestCase):
         """
         self.startup()
         self.assertEqual(self.replies(), [AuthenticationRequest(constants.AUTH_CLEARTEXT_PASSWORD)])
+
+
+class ClientCertificateTestCase(TLSFrontendTestCase):
+    """
+    A C{hostssl} rule that needs a client certificate: method C{cert}, or
+    C{clientcert} on another method.
+    """
+
+    hbaType = "hostssl"
+    clientcert = "verify-full"
+    authority = CertificateAuthority()
+
+    def tlsConfiguration(self, mode: str, hbaType: str) -> Configuration:
+        """
+        The test configuration, its rule with L{clientcert}.
+        """
+        config = super().tlsConfiguration(mode, hbaType)
+        (rule,) = config.hba
+        return dataclasses.replace(
+            config, hba=(dataclasses.replace(rule, clientcert=self.clientcert),)
+        )
+
+    def negotiateWith(self, commonName: str | None) -> None:
+        """
+        Complete TLS with a verified client certificate for C{commonName}
+        (none when C{None}), then send the StartupMessage for alice.
+        """
+        transport = self.transport
+        assert isinstance(transport, FakeTLSTransport)
+        if commonName is not None:
+            issued = self.authority.issue(commonName, client=True)
+            transport.handle.certificate = x509.load_pem_x509_certificate(issued.certificatePEM)
+        self.negotiateTLS()
+        self.startup()
+
+    def sendPassword(self, password: bytes = b"wonderland") -> None:
+        """
+        Answer the cleartext password request.
+        """
+        self.assertEqual(self.replies(), [AuthenticationRequest(constants.AUTH_CLEARTEXT_PASSWORD)])
+        self.protocol.dataReceived(codec.encode(PasswordMessage(password + b"\x00")))
+
+
+class CertMethodTests(ClientCertificateTestCase):
+    """
+    HBA method C{cert}.
+    """
+
+    method = "cert"
+
+    def test_matchingCertificate(self) -> None:
+        """
+        A client whose verified certificate's CN is its user name logs in
+        with no password asked.
+        """
+        self.negotiateWith("alice")
+        replies = self.replies()
+        self.assertEqual(replies[0], AuthenticationRequest(constants.AUTH_OK))
+        self.assertIs(self.protocol.state, FrontendState.READY)
+
+    def test_otherName(self) -> None:
+        """
+        A certificate for another user gets PostgreSQL's 28000.
+        """
+        self.negotiateWith("bob")
+        self.assertFatal("28000", 'certificate authentication failed for user "alice"')
+        self.assertEqual(self.pool.acquired, [])
+
+    def test_noCertificate(self) -> None:
+        """
+        A TLS client that sent no certificate is refused before any method
+        runs.
+        """
+        self.negotiateWith(None)
+        self.assertFatal("28000", "connection requires a valid client certificate")
+
+    def test_unknownUser(self) -> None:
+        """
+        As with C{trust}, a user pgtwist has no entry for is refused unless
+        C{allow_unknown_users}, even with a matching certificate.
+        """
+        config = self.tlsConfiguration(self.mode, self.hbaType)
+        main = dataclasses.replace(config.main, allowUnknownUsers=False)
+        self.factory.reconfigure(dataclasses.replace(config, main=main))
+        self.protocol = self.connect()
+        transport = self.transport
+        assert isinstance(transport, FakeTLSTransport)
+        issued = self.authority.issue("mallory", client=True)
+        transport.handle.certificate = x509.load_pem_x509_certificate(issued.certificatePEM)
+        self.negotiateTLS()
+        self.startup(user="mallory")
+        self.assertFatal("28000", 'role "mallory" does not exist')
+
+
+class ClientcertVerifyFullTests(ClientCertificateTestCase):
+    """
+    C{clientcert=verify-full} on a password method: a certificate is
+    required, the password step runs, then the CN must be the user name.
+    """
+
+    def test_matchingCertificate(self) -> None:
+        """
+        The right certificate and password log in.
+        """
+        self.negotiateWith("alice")
+        self.sendPassword()
+        self.assertEqual(self.replies()[0], AuthenticationRequest(constants.AUTH_OK))
+
+    def test_otherName(self) -> None:
+        """
+        A certificate for another user is refused after the password, with
+        the password methods' 28P01, as PostgreSQL does.
+        """
+        self.negotiateWith("bob")
+        self.sendPassword()
+        self.assertFatal("28P01", 'password authentication failed for user "alice"')
+        self.assertEqual(self.pool.acquired, [])
+
+    def test_noCertificate(self) -> None:
+        """
+        Without a certificate no password is asked.
+        """
+        self.negotiateWith(None)
+        self.assertFatal("28000", "connection requires a valid client certificate")
+
+    def test_console(self) -> None:
+        """
+        The admin console goes through the same rule: no certificate, no
+        password asked.
+        """
+        transport = self.transport
+        assert isinstance(transport, FakeTLSTransport)
+        self.negotiateTLS()
+        self.startup(database="pgbouncer")
+        self.assertFatal("28000", "connection requires a valid client certificate")
+
+    def test_wrongPassword(self) -> None:
+        """
+        The certificate does not replace the password.
+        """
+        self.negotiateWith("alice")
+        self.sendPassword(b"guess")
+        self.assertFatal("28P01", 'password authentication failed for user "alice"')
+
+
+class ClientcertVerifyFullTrustTests(ClientCertificateTestCase):
+    """
+    C{clientcert=verify-full} on C{trust}: PostgreSQL's C{trust} wording.
+    """
+
+    method = "trust"
+
+    def test_otherName(self) -> None:
+        """
+        A certificate for another user is refused.
+        """
+        self.negotiateWith("bob")
+        self.assertFatal("28000", '"trust" authentication failed for user "alice"')
+
+    def test_matchingCertificate(self) -> None:
+        """
+        The right certificate logs in.
+        """
+        self.negotiateWith("alice")
+        self.assertEqual(self.replies()[0], AuthenticationRequest(constants.AUTH_OK))
+
+
+class ClientcertVerifyCaTests(ClientCertificateTestCase):
+    """
+    C{clientcert=verify-ca}: any verified certificate, whatever its CN.
+    """
+
+    clientcert = "verify-ca"
+
+    def test_anyName(self) -> None:
+        """
+        A certificate for another user is enough, with the password.
+        """
+        self.negotiateWith("bob")
+        self.sendPassword()
+        self.assertEqual(self.replies()[0], AuthenticationRequest(constants.AUTH_OK))
+
+    def test_noCertificate(self) -> None:
+        """
+        Without a certificate the client is refused.
+        """
+        self.negotiateWith(None)
+        self.assertFatal("28000", "connection requires a valid client certificate")

@@ -18,6 +18,7 @@ from pgtwist.auth.hba import RoleMembership, RolesUnknown, matchHba
 from pgtwist.config import vault
 from pgtwist.config.loader import DEFAULT_AUTH_METHODS, ConfigError
 from pgtwist.config.model import HbaName, HbaRule
+from pgtwist.testing.certs import CertificateAuthority
 from tests.unit._configfiles import MINIMAL, FilesTestCase
 
 MASTER_KEY = b"a master key for the tests"
@@ -262,8 +263,8 @@ class HbaFileTests(FilesTestCase):
         """
         The accepted methods are those passed as C{authMethods}.
         """
-        rules = self.loadHba("host all all all cert\n", authMethods=["trust", "cert"])
-        self.assertEqual(rules[0].method, "cert")
+        rules = self.loadHba("host all all all radius\n", authMethods=["trust", "radius"])
+        self.assertEqual(rules[0].method, "radius")
         self.assertEqual(
             self.hbaError("host all all all md5\n", authMethods=("trust",)),
             "hba.conf:1: unknown auth method 'md5'",
@@ -483,8 +484,8 @@ class PostgresSyntaxTests(FilesTestCase):
             "supported; list the names (or quote a name that starts with /)",
             "include other.conf": "hba.conf:1: include directives are not supported",
             "include_dir conf.d": "hba.conf:1: include_dir directives are not supported",
-            "host all all all scram-sha-256 clientcert=verify-full": "hba.conf:1: options "
-            "after the method are not supported ('clientcert=verify-full')",
+            "host all all all scram-sha-256 ldapserver=x": "hba.conf:1: option 'ldapserver' "
+            "is not supported (only clientcert and clientname=CN)",
             "host all all 10.0.0.0 255.0.0.0 md5": "hba.conf:1: a separate netmask column is "
             "not supported: write the network as ADDRESS/BITS, e.g. 10.0.0.0/8",
             "host +staff all all trust": "hba.conf:1: DATABASE '+staff': +role is for the USER "
@@ -503,6 +504,119 @@ class PostgresSyntaxTests(FilesTestCase):
         }
         for line, message in cases.items():
             self.assertEqual(self.hbaError(line + "\n"), message, line)
+
+    def tlsMain(self) -> str:
+        """
+        A main file with TLS for clients and a CA for client certificates,
+        from throwaway files.
+        """
+        authority = CertificateAuthority()
+        certificate, key = authority.issue("localhost", hosts=("localhost",)).write(
+            self.directory, "server"
+        )
+        root = authority.writeCertificate(self.directory, "root")
+        return MINIMAL.replace(
+            "port = 6432\n",
+            f"port = 6432\nclient_tls_sslmode = prefer\ntls_cert_file = {certificate}\n"
+            f"tls_key_file = {key}\ntls_ca_file = {root}\n",
+        )
+
+    def loadTlsHba(self, text: str) -> tuple[HbaRule, ...]:
+        """
+        Load C{text} as the HBA file beside L{tlsMain}, with C{cert} known.
+        """
+        path = self.write("hba.conf", text)
+        config = self.load(
+            self.tlsMain(), hbaPath=path, authMethods=["scram-sha-256", "trust", "cert"]
+        )
+        return config.hba
+
+    def test_clientcert(self) -> None:
+        """
+        C{clientcert=verify-ca} and C{clientcert=verify-full} (PostgreSQL 12+)
+        are read onto the rule of a C{hostssl} line; method C{cert} implies
+        C{verify-full}; C{clientname=CN} (the default) is accepted with it;
+        the rule has none without the option.
+        """
+        rules = self.loadTlsHba(
+            "hostssl all all all scram-sha-256 clientcert=verify-ca\n"
+            'hostssl all all all trust clientcert="verify-full" clientname=CN\n'
+            "hostssl all all all cert\n"
+            "hostssl all all all cert clientcert=verify-full\n"
+            "hostssl all all 10.0.0.0/8 scram-sha-256\n"
+        )
+        self.assertEqual(
+            [rule.clientcert for rule in rules],
+            ["verify-ca", "verify-full", "verify-full", "verify-full", ""],
+        )
+        self.assertEqual([rule.method for rule in rules[:3]], ["scram-sha-256", "trust", "cert"])
+
+    def test_clientcertRefused(self) -> None:
+        """
+        What PostgreSQL refuses about client certificates fails the load
+        with C{path:line}: C{cert} or C{clientcert} on a line that is not
+        C{hostssl} (a connection without TLS has no certificate), the
+        C{1}/C{0}/C{no-verify} forms PostgreSQL 14 removed, unknown values,
+        C{clientcert=verify-ca} with C{cert}, and C{clientname} other than
+        C{CN} or without a name check.
+        """
+        methods = ["scram-sha-256", "trust", "cert"]
+        cases = {
+            "host all all all cert": "hba.conf:1: cert authentication is only supported on "
+            "hostssl connections",
+            "local all all cert": "hba.conf:1: cert authentication is only supported on "
+            "hostssl connections",
+            "hostnossl all all all cert": "hba.conf:1: cert authentication is only supported "
+            "on hostssl connections",
+            "host all all all trust clientcert=verify-ca": "hba.conf:1: clientcert can only be "
+            'configured for "hostssl" rows',
+            "local all all trust clientcert=verify-full": "hba.conf:1: clientcert can only be "
+            'configured for "hostssl" rows',
+            "hostssl all all all trust clientcert=1": "hba.conf:1: clientcert=1 is the form "
+            "PostgreSQL 14 removed: write clientcert=verify-ca or clientcert=verify-full",
+            "hostssl all all all trust clientcert=0": "hba.conf:1: clientcert=0 is the form "
+            "PostgreSQL 14 removed: write clientcert=verify-ca or clientcert=verify-full",
+            "hostssl all all all trust clientcert=no-verify": "hba.conf:1: clientcert=no-verify "
+            "is the form PostgreSQL 14 removed: write clientcert=verify-ca or "
+            "clientcert=verify-full",
+            "hostssl all all all trust clientcert=yes": "hba.conf:1: invalid value for "
+            "clientcert: 'yes' (expected verify-ca or verify-full)",
+            "hostssl all all all cert clientcert=verify-ca": "hba.conf:1: clientcert only "
+            'accepts "verify-full" when using "cert" authentication',
+            "hostssl all all all cert clientname=DN": "hba.conf:1: clientname=DN is not "
+            "supported: only clientname=CN (the certificate's CN must equal the user name)",
+            "hostssl all all all trust clientname=CN": "hba.conf:1: clientname can only be "
+            'configured with method "cert" or clientcert=verify-full',
+            "hostssl all all all cert map=certmap": "hba.conf:1: option 'map' is not supported "
+            "(only clientcert and clientname=CN)",
+            "hostssl all all all trust clientcert=verify-ca,verify-full": "hba.conf:1: option "
+            "'clientcert' takes one value, not a list",
+            "hostssl all all all trust clientcert=verify-ca extra": "hba.conf:1: expected "
+            "NAME=VALUE options after the method, got 'extra'",
+            "hostssl all all all trust clientcert=verify-ca extra clientname=CN": "hba.conf:1: "
+            "expected NAME=VALUE options after the method, got 'extra'",
+        }
+        for line, message in cases.items():
+            self.assertEqual(self.hbaError(line + "\n", authMethods=methods), message, line)
+
+    def test_clientcertWithoutCa(self) -> None:
+        """
+        A rule that needs a client certificate fails the load when no
+        certificate could ever be verified: TLS for clients off, or no
+        C{tls_ca_file}.
+        """
+        methods = ["scram-sha-256", "cert"]
+        self.assertEqual(
+            self.hbaError("hostssl all all all cert\n", authMethods=methods),
+            "hba.conf:1: cert authentication needs client certificates verified against "
+            "tls_ca_file, with TLS for clients on (client_tls_sslmode or tls): this rule "
+            "could never match",
+        )
+        main = self.tlsMain()
+        main = "\n".join(line for line in main.split("\n") if not line.startswith("tls_ca"))
+        path = self.write("hba.conf", "hostssl all all all scram-sha-256 clientcert=verify-ca\n")
+        error = self.assertRaises(ConfigError, self.load, main, hbaPath=path, authMethods=methods)
+        self.assertIn("hba.conf:1: clientcert needs client certificates", str(error))
 
     def test_continuation(self) -> None:
         """

@@ -65,7 +65,9 @@ class PluginTests(SynchronousTestCase):
         Every plugin verifies against its interface; names are the expected ones.
         """
         methods, pipelines = loadPlugins()
-        self.assertEqual(sorted(methods), ["md5", "password", "reject", "scram-sha-256", "trust"])
+        self.assertEqual(
+            sorted(methods), ["cert", "md5", "password", "reject", "scram-sha-256", "trust"]
+        )
         self.assertIn("session", pipelines)
         for method in methods.values():
             verifyObject(IAuthMethod, method)
