@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 
 try:
@@ -313,11 +314,14 @@ def tlsServerEndPoint(certificate: bytes) -> bytes:
 
     @param certificate: The certificate, DER.
     @raise ValueError: The certificate cannot be parsed, or its signature
-        algorithm names no hash (Ed25519, for instance), which PostgreSQL
-        refuses as well.
+        algorithm names no hash (Ed25519, for instance) or one unknown to
+        C{cryptography}, which PostgreSQL refuses as well.
     """
     parsed = x509.load_der_x509_certificate(certificate)
-    algorithm = parsed.signature_hash_algorithm
+    try:
+        algorithm = parsed.signature_hash_algorithm
+    except UnsupportedAlgorithm:
+        algorithm = None
     if algorithm is None:
         raise ValueError("could not determine server certificate signature algorithm")
     if isinstance(algorithm, (hashes.MD5, hashes.SHA1)):

@@ -9,6 +9,7 @@ import base64
 import datetime
 import hashlib
 import hmac
+import warnings
 
 import scramp
 from cryptography import x509
@@ -629,18 +630,21 @@ class TlsServerEndPointTests(SynchronousTestCase):
         """
         A certificate signed with SHA-1 is hashed with SHA-256 (RFC 5929).
         """
-        # cryptography refuses to sign with SHA-1; pyOpenSSL's legacy API does not.
-        key = crypto.PKey()
-        key.generate_key(crypto.TYPE_RSA, 1024)
-        legacy = crypto.X509()
-        legacy.get_subject().CN = "binding"
-        legacy.set_issuer(legacy.get_subject())
-        legacy.set_serial_number(1)
-        legacy.set_pubkey(key)
-        legacy.gmtime_adj_notBefore(0)
-        legacy.gmtime_adj_notAfter(3600)
-        legacy.sign(key, "sha1")
-        der = crypto.dump_certificate(crypto.FILETYPE_ASN1, legacy)
+        # cryptography refuses to sign with SHA-1; pyOpenSSL's deprecated
+        # X509 API still does.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            key = crypto.PKey()
+            key.generate_key(crypto.TYPE_RSA, 1024)
+            legacy = crypto.X509()
+            legacy.get_subject().CN = "binding"
+            legacy.set_issuer(legacy.get_subject())
+            legacy.set_serial_number(1)
+            legacy.set_pubkey(key)
+            legacy.gmtime_adj_notBefore(0)
+            legacy.gmtime_adj_notAfter(3600)
+            legacy.sign(key, "sha1")
+            der = crypto.dump_certificate(crypto.FILETYPE_ASN1, legacy)
         self.assertEqual(tlsServerEndPoint(der), hashlib.sha256(der).digest())
 
     def test_noHash(self) -> None:
