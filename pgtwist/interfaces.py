@@ -80,16 +80,22 @@ class IAuthMethod(Interface):
         Start verifying a client. pgtwist plays the server.
 
         @param user: The L{pgtwist.config.model.UserEntry}, already looked up.
-        @param channelBinding: TLS channel-binding data, or C{None} without TLS.
+        @param channelBinding: TLS channel-binding data (C{tls-server-end-point}
+            of the certificate pgtwist presented), or C{None} without TLS.
         """
 
     def backendExchange(
-        user: str, password: str | None, request: AuthenticationRequest
+        user: str,
+        password: str | None,
+        request: AuthenticationRequest,
+        channelBinding: bytes | None = None,
     ) -> IAuthExchange:
         """
         Start proving identity to PostgreSQL. pgtwist plays the client.
 
         @param request: The L{pgtwist.wire.messages.AuthenticationRequest} received.
+        @param channelBinding: TLS channel-binding data (C{tls-server-end-point}
+            of PostgreSQL's certificate), or C{None} without TLS.
         """
 
 

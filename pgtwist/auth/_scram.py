@@ -23,8 +23,12 @@ the server's secret per (user, password), the client's keys per (password,
 salt, iterations), each in a L{BoundedCache}. Only the first login of a user
 (or the first backend a pool opens) pays for it.
 
-Channel binding (C{SCRAM-SHA-256-PLUS}) is not implemented: the server never
-offers it, and a client-first-message asking for it is refused.
+Channel binding (C{SCRAM-SHA-256-PLUS}, RFC 5802 section 6) uses the one type
+PostgreSQL implements, C{tls-server-end-point} (RFC 5929): a hash of the TLS
+server's certificate, see L{tlsServerEndPoint}. It ties the proof to the TLS
+connection it travels on, so that a man in the middle who terminates TLS with
+another certificate cannot relay the exchange. The server and client here
+take the binding data as bytes and never look at a connection.
 """
 
 from __future__ import annotations
@@ -40,6 +44,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+
 try:
     from scramp.utils import saslprep
 except ImportError:  # scramp < 1.5, the last for Python 3.9 (PyPy)
@@ -49,10 +57,12 @@ from pgtwist._compat import SLOTS
 from pgtwist.wire import constants
 from pgtwist.wire.errors import ProtocolViolation
 
-#: The only mechanism implemented.
+#: The mechanism without channel binding.
 SCRAM_SHA_256 = "SCRAM-SHA-256"
-#: The channel-binding variant (never offered, see the module docstring).
+#: The mechanism with channel binding, offered and used over TLS only.
 SCRAM_SHA_256_PLUS = "SCRAM-SHA-256-PLUS"
+#: The one channel-binding type PostgreSQL implements (RFC 5929).
+TLS_SERVER_END_POINT = "tls-server-end-point"
 #: PostgreSQL's SCRAM_DEFAULT_ITERATIONS.
 DEFAULT_ITERATIONS = 4096
 #: PostgreSQL's SCRAM_DEFAULT_SALT_LEN.
@@ -66,9 +76,10 @@ MAX_ITERATIONS = 10_000_000
 #: Entries kept by each of the two key caches.
 CACHE_SIZE = 1024
 
-#: GS2 headers without channel binding, as sent and as base64 in C{c=}.
-_GS2_NO_BINDING = "n,,"
+#: C{c=} of the GS2 headers without channel binding, by flag.
 _CBIND_FOR_FLAG = {"n": "biws", "y": "eSws"}  # base64 of "n,," and "y,,"
+#: GS2 header with channel binding (libpq and PostgreSQL send no authzid).
+_GS2_PLUS = f"p={TLS_SERVER_END_POINT},,"
 
 _ENCODING = "utf-8"
 _ERRORS = "surrogateescape"
@@ -293,6 +304,41 @@ def makeNonce(randomBytes: Callable[[int], bytes] = os.urandom) -> str:
     return _b64encode(randomBytes(RAW_NONCE_LENGTH))
 
 
+def tlsServerEndPoint(certificate: bytes) -> bytes:
+    """
+    The C{tls-server-end-point} channel-binding data of a TLS server
+    certificate (RFC 5929 section 4.1): its hash with the hash function of
+    its signature algorithm, SHA-256 when that is MD5 or SHA-1, as
+    PostgreSQL's C{be_tls_get_certificate_hash} and libpq's
+    C{pgtls_get_peer_certificate_hash} compute it.
+
+    @param certificate: The certificate, DER.
+    @raise ValueError: The certificate cannot be parsed, or its signature
+        algorithm names no hash (Ed25519, for instance) or one unknown to
+        C{cryptography}, which PostgreSQL refuses as well.
+    """
+    parsed = x509.load_der_x509_certificate(certificate)
+    try:
+        algorithm = parsed.signature_hash_algorithm
+    except UnsupportedAlgorithm:
+        algorithm = None
+    if algorithm is None:
+        raise ValueError("could not determine server certificate signature algorithm")
+    if isinstance(algorithm, (hashes.MD5, hashes.SHA1)):
+        algorithm = hashes.SHA256()
+    digest = hashes.Hash(algorithm)
+    digest.update(certificate)
+    return digest.finalize()
+
+
+def _cbindAttribute(gs2Header: str, bindingData: bytes = b"") -> str:
+    """
+    The value of C{c=} in a client-final-message: base64 of the GS2 header
+    and, with channel binding, the binding data.
+    """
+    return _b64encode(gs2Header.encode("ascii") + bindingData)
+
+
 # -- message parsing -----------------------------------------------------------
 
 
@@ -358,7 +404,8 @@ class _ServerStage(enum.Enum):
 
 class ScramServer:
     """
-    The server side of one SCRAM-SHA-256 exchange (PostgreSQL's auth-scram.c).
+    The server side of one SCRAM-SHA-256 or SCRAM-SHA-256-PLUS exchange
+    (PostgreSQL's auth-scram.c).
 
     Feed the client-first-message to L{clientFirst}, send back its result
     (server-first-message), feed the client-final-message to L{clientFinal}.
@@ -367,19 +414,38 @@ class ScramServer:
         (mock authentication of a user without a secret).
     """
 
-    def __init__(self, secret: ScramSecret, serverNonce: str, doomed: bool = False) -> None:
+    def __init__(
+        self,
+        secret: ScramSecret,
+        serverNonce: str,
+        doomed: bool = False,
+        channelBinding: bytes | None = None,
+        plus: bool = False,
+    ) -> None:
         """
         @param secret: The user's secret (or L{mockSecret} when C{doomed}).
         @param serverNonce: The server's part of the nonce; printable ASCII
             without commas (see L{makeNonce}). Injectable for tests.
+        @param channelBinding: The C{tls-server-end-point} data of the TLS
+            connection the exchange runs on (L{tlsServerEndPoint} of the
+            certificate the server presented), or C{None} without TLS. With
+            it, a client that says it supports channel binding but thinks
+            the server does not (C{y}) is refused: someone removed
+            C{SCRAM-SHA-256-PLUS} from the mechanisms offered.
+        @param plus: The client selected C{SCRAM-SHA-256-PLUS}: its messages
+            must carry C{channelBinding}.
         """
         if not serverNonce or not _isPrintable(serverNonce):
             raise ValueError("the server nonce must be printable ASCII without commas")
+        if plus and channelBinding is None:
+            raise ValueError("SCRAM-SHA-256-PLUS needs channel-binding data")
+        self._channelBinding = channelBinding
+        self._plus = plus
+        self._expectedCbind = ""
         self._secret = secret
         self._serverNonce = serverNonce
         self.doomed = doomed
         self._stage = _ServerStage.AWAITING_CLIENT_FIRST
-        self._cbindFlag = ""
         self._nonce = ""
         self._clientFirstBare = ""
         self._serverFirst = ""
@@ -388,9 +454,10 @@ class ScramServer:
         """
         Read the client-first-message and return the server-first-message.
 
-        @raise ProtocolViolation: The message is malformed, asks for channel
-            binding, an authorization identity or a mandatory extension, or
-            comes out of order.
+        @raise ProtocolViolation: The message is malformed, its channel-binding
+            flag does not fit the mechanism and connection (see
+            L{_checkCbindFlag}), it asks for an authorization identity or a
+            mandatory extension, or it comes out of order.
         """
         if self._stage is not _ServerStage.AWAITING_CLIENT_FIRST:
             raise ProtocolViolation("unexpected SCRAM client-first-message")
@@ -400,11 +467,7 @@ class ScramServer:
         if len(header) != 3:
             raise ProtocolViolation("malformed SCRAM message")
         flag, authzid, bare = header
-        if flag.startswith("p="):
-            # Only SCRAM-SHA-256 is offered; binding data here is a protocol error.
-            raise ProtocolViolation("malformed SCRAM message")
-        if flag not in _CBIND_FOR_FLAG:
-            raise ProtocolViolation("malformed SCRAM message")
+        self._expectedCbind = self._checkCbindFlag(flag)
         if authzid:
             if authzid.startswith("a="):
                 raise ProtocolViolation(
@@ -428,7 +491,6 @@ class ScramServer:
             raise ProtocolViolation("non-printable characters in SCRAM nonce")
         for extension in parts[2:]:
             _attribute(extension)
-        self._cbindFlag = flag
         self._nonce = clientNonce + self._serverNonce
         self._clientFirstBare = bare
         self._serverFirst = (
@@ -436,6 +498,36 @@ class ScramServer:
         )
         self._stage = _ServerStage.AWAITING_CLIENT_FINAL
         return self._serverFirst.encode("ascii")
+
+    def _checkCbindFlag(self, flag: str) -> str:
+        """
+        Check the client's GS2 channel-binding flag against the mechanism it
+        selected and the connection, as PostgreSQL's
+        C{read_client_first_message} does.
+
+        @return: The C{c=} value its client-final-message must carry.
+        @raise ProtocolViolation: The flag contradicts the mechanism, names
+            a binding type other than C{tls-server-end-point}, or is C{y}
+            over TLS (a downgrade: the client was told the server cannot
+            bind).
+        """
+        if flag.startswith("p="):
+            if not self._plus:
+                # The client selected SCRAM-SHA-256 but sends binding data.
+                raise ProtocolViolation("malformed SCRAM message")
+            if flag[2:] != TLS_SERVER_END_POINT:
+                raise ProtocolViolation(
+                    f'unsupported SCRAM channel-binding type "{sanitize(flag[2:])}"',
+                    constants.SQLSTATE_FEATURE_NOT_SUPPORTED,
+                )
+            assert self._channelBinding is not None
+            return _cbindAttribute(_GS2_PLUS, self._channelBinding)
+        if flag not in _CBIND_FOR_FLAG or self._plus:
+            # Unknown, or SCRAM-SHA-256-PLUS selected without binding data.
+            raise ProtocolViolation("malformed SCRAM message")
+        if flag == "y" and self._channelBinding is not None:
+            raise ProtocolViolation("SCRAM channel binding negotiation error")
+        return _CBIND_FOR_FLAG[flag]
 
     def clientFinal(self, message: bytes) -> bytes | None:
         """
@@ -455,7 +547,13 @@ class ScramServer:
         if len(parts) < 3:
             raise ProtocolViolation("malformed SCRAM message")
         _, channelBinding = _attribute(parts[0], "c")
-        if channelBinding != _CBIND_FOR_FLAG[self._cbindFlag]:
+        if not hmac.compare_digest(
+            channelBinding.encode(_ENCODING, _ERRORS), self._expectedCbind.encode("ascii")
+        ):
+            if self._plus:
+                raise ProtocolViolation(
+                    "SCRAM channel binding check failed", constants.SQLSTATE_INVALID_AUTHORIZATION
+                )
             raise ProtocolViolation(
                 "unexpected SCRAM channel-binding attribute in client-final-message"
             )
@@ -500,8 +598,8 @@ class _ClientStage(enum.Enum):
 
 class ScramClient:
     """
-    The client side of one SCRAM-SHA-256 exchange, as libpq plays it
-    (no channel binding, empty user name by default).
+    The client side of one SCRAM-SHA-256 or SCRAM-SHA-256-PLUS exchange, as
+    libpq plays it (empty user name by default).
 
     Call L{clientFirst}, feed the server-first-message to L{serverFirst} and
     send its result, then feed the server-final-message to L{serverFinal},
@@ -509,16 +607,40 @@ class ScramClient:
     does not know the password, and must not be trusted.
     """
 
-    def __init__(self, password: str, clientNonce: str, userName: str = "") -> None:
+    def __init__(
+        self,
+        password: str,
+        clientNonce: str,
+        userName: str = "",
+        channelBinding: bytes | None = None,
+        plus: bool = False,
+    ) -> None:
         """
         @param password: The plaintext password.
         @param clientNonce: The client nonce; printable ASCII without commas
             (see L{makeNonce}). Injectable for tests.
         @param userName: The user name put in the client-first-message;
             PostgreSQL ignores it, and libpq sends it empty.
+        @param channelBinding: The C{tls-server-end-point} data of the TLS
+            connection (L{tlsServerEndPoint} of the server's certificate),
+            or C{None} without TLS.
+        @param plus: Use C{SCRAM-SHA-256-PLUS} (the server offered it) with
+            C{channelBinding}. Without it but with C{channelBinding}, the
+            GS2 flag is C{y}, as libpq sends it: a server that can bind
+            then knows that its offer was tampered with.
         """
         if not clientNonce or not _isPrintable(clientNonce):
             raise ValueError("the client nonce must be printable ASCII without commas")
+        if plus and channelBinding is None:
+            raise ValueError("SCRAM-SHA-256-PLUS needs channel-binding data")
+        if plus:
+            assert channelBinding is not None
+            self._gs2Header = _GS2_PLUS
+            self._cbind = _cbindAttribute(_GS2_PLUS, channelBinding)
+        else:
+            flag = "n" if channelBinding is None else "y"
+            self._gs2Header = f"{flag},,"
+            self._cbind = _CBIND_FOR_FLAG[flag]
         self._password = password
         self._clientNonce = clientNonce
         self._clientFirstBare = f"n={_escapeUserName(userName)},r={clientNonce}"
@@ -532,7 +654,7 @@ class ScramClient:
         if self._stage is not _ClientStage.INITIAL:
             raise ProtocolViolation("SCRAM client-first-message already sent")
         self._stage = _ClientStage.AWAITING_SERVER_FIRST
-        return (_GS2_NO_BINDING + self._clientFirstBare).encode(_ENCODING, _ERRORS)
+        return (self._gs2Header + self._clientFirstBare).encode(_ENCODING, _ERRORS)
 
     def serverFirst(self, message: bytes) -> bytes:
         """
@@ -567,7 +689,7 @@ class ScramClient:
         if not 1 <= iterations <= MAX_ITERATIONS:
             raise ScramError(f"unacceptable SCRAM iteration count {iterations}")
         clientKey, storedKey, serverKey = _clientKeys(self._password, salt, iterations)
-        withoutProof = f"c={_CBIND_FOR_FLAG['n']},r={nonce}"
+        withoutProof = f"c={self._cbind},r={nonce}"
         authMessage = ",".join((self._clientFirstBare, serverFirst, withoutProof)).encode(
             _ENCODING, _ERRORS
         )

@@ -244,11 +244,23 @@ class _ScramFrontend(_Exchange):
     wrapped around auth-scram.c).
     """
 
-    def __init__(self, user: UserEntry, randomBytes: RandomBytes, iterations: int) -> None:
+    def __init__(
+        self,
+        user: UserEntry,
+        randomBytes: RandomBytes,
+        iterations: int,
+        channelBinding: bytes | None = None,
+    ) -> None:
         """
         Remember what the exchange needs.
+
+        @param channelBinding: The C{tls-server-end-point} data of the
+            client's TLS connection, or C{None} without TLS: with it
+            C{SCRAM-SHA-256-PLUS} is offered first, as PostgreSQL does.
         """
         super().__init__()
+        self._channelBinding = channelBinding
+        self._plus = False
         self._user = user
         self._randomBytes = randomBytes
         self._iterations = iterations
@@ -259,7 +271,10 @@ class _ScramFrontend(_Exchange):
         """
         The first step of this exchange.
         """
-        mechanisms = codec.encodeSASLMechanisms([_scram.SCRAM_SHA_256])
+        offered = [_scram.SCRAM_SHA_256]
+        if self._channelBinding is not None:
+            offered.insert(0, _scram.SCRAM_SHA_256_PLUS)
+        mechanisms = codec.encodeSASLMechanisms(offered)
         return continued(AuthenticationRequest(constants.AUTH_SASL, mechanisms))
 
     def _receive(self, message: Message) -> AuthStep:
@@ -272,7 +287,9 @@ class _ScramFrontend(_Exchange):
             )
         if self._stage is _ScramStage.INITIAL_RESPONSE:
             mechanism, payload = codec.parseSASLInitialResponse(message.data)
-            if mechanism != _scram.SCRAM_SHA_256:
+            if mechanism == _scram.SCRAM_SHA_256_PLUS and self._channelBinding is not None:
+                self._plus = True
+            elif mechanism != _scram.SCRAM_SHA_256:
                 raise ProtocolViolation("client selected an invalid SASL authentication mechanism")
             if payload is None:
                 # No initial response: an empty challenge asks for the client-first-message.
@@ -294,7 +311,11 @@ class _ScramFrontend(_Exchange):
                 self._user.name, self._user.password, self._randomBytes, self._iterations
             )
         self._server = _scram.ScramServer(
-            secret, _scram.makeNonce(self._randomBytes), doomed=self._user.password is None
+            secret,
+            _scram.makeNonce(self._randomBytes),
+            doomed=self._user.password is None,
+            channelBinding=self._channelBinding,
+            plus=self._plus,
         )
         serverFirst = self._server.clientFirst(payload)
         self._stage = _ScramStage.CLIENT_FINAL
@@ -420,7 +441,9 @@ class _Md5Backend(_Backend):
 
 class _ScramBackend(_Backend):
     """
-    SASL SCRAM-SHA-256 as libpq does it, without channel binding.
+    SASL SCRAM-SHA-256 as libpq does it with C{channel_binding=prefer}:
+    C{SCRAM-SHA-256-PLUS} when the connection is TLS and PostgreSQL offers
+    it, else C{SCRAM-SHA-256}.
     """
 
     def __init__(
@@ -429,12 +452,17 @@ class _ScramBackend(_Backend):
         password: str | None,
         request: AuthenticationRequest,
         randomBytes: RandomBytes,
+        channelBinding: bytes | None = None,
     ) -> None:
         """
         Remember what the exchange needs.
+
+        @param channelBinding: The C{tls-server-end-point} data of the TLS
+            connection to PostgreSQL, or C{None} without TLS.
         """
         super().__init__(user, password, request)
         self._randomBytes = randomBytes
+        self._channelBinding = channelBinding
         self._client: _scram.ScramClient | None = None
 
     def _start(self) -> AuthStep:
@@ -444,13 +472,20 @@ class _ScramBackend(_Backend):
         if self._password is None:
             return _noPassword(self._user)
         mechanisms = codec.parseSASLMechanisms(self._request.data)
-        if _scram.SCRAM_SHA_256 not in mechanisms:
+        if _scram.SCRAM_SHA_256 not in mechanisms and not (
+            self._channelBinding is not None and _scram.SCRAM_SHA_256_PLUS in mechanisms
+        ):
             offered = ", ".join(_scram.sanitize(m) for m in mechanisms) or "none"
             return failed(f"PostgreSQL offers no supported SASL mechanism ({offered})")
-        self._client = _scram.ScramClient(self._password, _scram.makeNonce(self._randomBytes))
-        return continued(
-            codec.encodeSASLInitialResponse(_scram.SCRAM_SHA_256, self._client.clientFirst())
+        plus = self._channelBinding is not None and _scram.SCRAM_SHA_256_PLUS in mechanisms
+        self._client = _scram.ScramClient(
+            self._password,
+            _scram.makeNonce(self._randomBytes),
+            channelBinding=self._channelBinding,
+            plus=plus,
         )
+        mechanism = _scram.SCRAM_SHA_256_PLUS if plus else _scram.SCRAM_SHA_256
+        return continued(codec.encodeSASLInitialResponse(mechanism, self._client.clientFirst()))
 
     def _authenticationRequest(self, request: AuthenticationRequest) -> AuthStep:
         """
@@ -513,7 +548,11 @@ class TrustAuthMethod(_Method):
         return _FixedFrontend(succeeded())
 
     def backendExchange(
-        self, user: str, password: str | None, request: AuthenticationRequest
+        self,
+        user: str,
+        password: str | None,
+        request: AuthenticationRequest,
+        channelBinding: bytes | None = None,
     ) -> IAuthExchange:
         """
         PostgreSQL admitted us without a password.
@@ -537,7 +576,11 @@ class RejectAuthMethod(_Method):
         return _FixedFrontend(failed("rejected by HBA"))
 
     def backendExchange(
-        self, user: str, password: str | None, request: AuthenticationRequest
+        self,
+        user: str,
+        password: str | None,
+        request: AuthenticationRequest,
+        channelBinding: bytes | None = None,
     ) -> IAuthExchange:
         """
         An exchange that fails at once: C{reject} answers no request.
@@ -561,7 +604,11 @@ class PasswordAuthMethod(_Method):
         return _PasswordFrontend(user, AuthenticationRequest(constants.AUTH_CLEARTEXT_PASSWORD))
 
     def backendExchange(
-        self, user: str, password: str | None, request: AuthenticationRequest
+        self,
+        user: str,
+        password: str | None,
+        request: AuthenticationRequest,
+        channelBinding: bytes | None = None,
     ) -> IAuthExchange:
         """
         Send the password in cleartext.
@@ -591,7 +638,11 @@ class Md5AuthMethod(_Method):
         return _Md5Frontend(user, self.randomBytes(_md5.MD5_SALT_LENGTH))
 
     def backendExchange(
-        self, user: str, password: str | None, request: AuthenticationRequest
+        self,
+        user: str,
+        password: str | None,
+        request: AuthenticationRequest,
+        channelBinding: bytes | None = None,
     ) -> IAuthExchange:
         """
         Answer with the md5 hash salted by PostgreSQL's salt.
@@ -602,8 +653,8 @@ class Md5AuthMethod(_Method):
 @implementer(IPlugin, IAuthMethod)
 class ScramSha256AuthMethod(_Method):
     """
-    C{scram-sha-256}: SASL SCRAM-SHA-256, without channel binding (so
-    C{SCRAM-SHA-256-PLUS} is never offered).
+    C{scram-sha-256}: SASL SCRAM-SHA-256, and SCRAM-SHA-256-PLUS with
+    C{tls-server-end-point} channel binding over TLS, on both sides.
 
     PBKDF2 runs once per user (server side) and once per backend secret
     (client side); see L{pgtwist.auth._scram}.
@@ -627,18 +678,33 @@ class ScramSha256AuthMethod(_Method):
 
     def frontendExchange(self, user: UserEntry, channelBinding: bytes | None) -> IAuthExchange:
         """
-        Offer SCRAM-SHA-256 and verify the client's proof. C{channelBinding}
-        is ignored: channel binding is not implemented.
+        Offer SCRAM-SHA-256 (and SCRAM-SHA-256-PLUS first when
+        C{channelBinding} is given) and verify the client's proof.
         """
-        return _ScramFrontend(user, self.randomBytes, self.iterations)
+        return _ScramFrontend(user, self.randomBytes, self.iterations, channelBinding)
 
     def backendExchange(
-        self, user: str, password: str | None, request: AuthenticationRequest
+        self,
+        user: str,
+        password: str | None,
+        request: AuthenticationRequest,
+        channelBinding: bytes | None = None,
     ) -> IAuthExchange:
         """
-        Log into PostgreSQL with SCRAM-SHA-256, checking its signature.
+        Log into PostgreSQL with SCRAM-SHA-256, or SCRAM-SHA-256-PLUS when
+        C{channelBinding} is given and PostgreSQL offers it, checking its
+        signature.
         """
-        return _ScramBackend(user, password, self._checkRequest(request), self.randomBytes)
+        return _ScramBackend(
+            user, password, self._checkRequest(request), self.randomBytes, channelBinding
+        )
+
+
+# -- channel binding ---------------------------------------------------------------
+
+#: The C{tls-server-end-point} data of a DER certificate, for the
+#: C{channelBinding} arguments above (see L{_scram.tlsServerEndPoint}).
+tlsServerEndPoint = _scram.tlsServerEndPoint
 
 
 def certificateUserName(certificate: Any) -> str | None:
@@ -740,7 +806,11 @@ class CertAuthMethod(_Method):
         return _FixedFrontend(succeeded())
 
     def backendExchange(
-        self, user: str, password: str | None, request: AuthenticationRequest
+        self,
+        user: str,
+        password: str | None,
+        request: AuthenticationRequest,
+        channelBinding: bytes | None = None,
     ) -> IAuthExchange:
         """
         An exchange that fails at once: C{cert} answers no request.

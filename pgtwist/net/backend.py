@@ -20,7 +20,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pgtwist.auth.methods import backendMethodFor
+from pgtwist.auth.methods import backendMethodFor, tlsServerEndPoint
 from pgtwist.auth.steps import Outcome
 from pgtwist.config.model import PoolKey, ServerSettings
 from pgtwist.config.servertls import strongerThanPrefer
@@ -174,6 +174,29 @@ class BackendProtocol(Protocol):
         """
         return servertls.peerCertificate(self.transport) if self.tls else None
 
+    def _channelBinding(self, request: AuthenticationRequest) -> bytes | None:
+        """
+        The C{tls-server-end-point} channel-binding data for SCRAM over TLS
+        (computed for SASL requests only, the one use), or C{None}: without
+        TLS, or when the certificate's signature names no hash, in which
+        case SCRAM goes on without binding, as libpq's
+        C{channel_binding=prefer} would after the server offered no PLUS.
+        """
+        if request.code != constants.AUTH_SASL:
+            return None
+        certificate = self.serverCertificate
+        if certificate is None:
+            return None
+        try:
+            return tlsServerEndPoint(certificate)
+        except ValueError as e:
+            self.log.warn(
+                "No SCRAM channel binding with {server}: {reason}",
+                server=self.server.name,
+                reason=str(e),
+            )
+            return None
+
     def _sslAnswer(self, data: bytes) -> None:
         """
         PostgreSQL's one-byte answer to our SSLRequest: C{S} starts TLS,
@@ -265,7 +288,9 @@ class BackendProtocol(Protocol):
                     )
                 )
                 return
-            self._exchange = method.backendExchange(self.key[1], self._password, request)
+            self._exchange = method.backendExchange(
+                self.key[1], self._password, request, self._channelBinding(request)
+            )
             step = self._exchange.start()
         else:
             step = self._exchange.receive(request)

@@ -27,6 +27,7 @@ import struct
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IAddress, IHandshakeListener
 from twisted.internet.protocol import Factory, Protocol
@@ -35,7 +36,11 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pgtwist.auth.hba import RoleMembership, RolesUnknown, matchHba
-from pgtwist.auth.methods import certificateNameMatches, certificateRequired
+from pgtwist.auth.methods import (
+    certificateNameMatches,
+    certificateRequired,
+    tlsServerEndPoint,
+)
 from pgtwist.auth.steps import AuthStep, Outcome, passwordAuthenticationFailed
 from pgtwist.config.errors import ConfigError
 from pgtwist.config.limits import pipelineName, resolveAlias
@@ -345,6 +350,25 @@ class FrontendProtocol(Protocol):
         self.tlsDescription = describeConnection(handle)
         self.peerCertificate = handle.get_peer_certificate(as_cryptography=True)
 
+    def _channelBinding(self) -> bytes | None:
+        """
+        The C{tls-server-end-point} channel-binding data of this connection
+        (from the certificate pgtwist presented on it, which a reload does
+        not change), for SCRAM-SHA-256-PLUS; C{None} without TLS, or when
+        that certificate's signature names no hash (Ed25519), in which case
+        PLUS is not offered.
+        """
+        if not self.encrypted:
+            return None
+        transport: Any = self.transport
+        certificate = transport.getHandle().get_certificate(as_cryptography=True)
+        if certificate is None:
+            return None
+        try:
+            return tlsServerEndPoint(certificate.public_bytes(Encoding.DER))
+        except ValueError:
+            return None
+
     def _encryption(self) -> str:
         """
         How the client connected, as PostgreSQL's HBA messages say it.
@@ -530,7 +554,7 @@ class FrontendProtocol(Protocol):
             # A mock exchange, failing as a wrong password does.
             entry = UserEntry(user, None)
         method = self.factory.authMethods["scram-sha-256"]
-        self._exchange = method.frontendExchange(entry, None)
+        self._exchange = method.frontendExchange(entry, self._channelBinding())
         self._step(self._exchange.start())
 
     def _consoleRights(self, peerUid: int | None = None) -> str | None:
@@ -710,7 +734,7 @@ class FrontendProtocol(Protocol):
             # Method cert: it is given the certificate verified in the handshake.
             self._exchange = certificateExchange(user, self.peerCertificate)
         else:
-            self._exchange = method.frontendExchange(user, None)
+            self._exchange = method.frontendExchange(user, self._channelBinding())
         self._step(self._exchange.start())
 
     def _step(self, step: AuthStep) -> None:

@@ -68,10 +68,14 @@ def converse(
     user: UserEntry,
     password: str | None,
     clientMethod: IAuthMethod | None = None,
+    serverBinding: bytes | None = None,
+    clientBinding: bytes | None = None,
 ) -> Conversation:
     """
     Run C{method}'s server side for C{user} against the client side of
     C{clientMethod} (default: C{method}) logging in with C{password}.
+    C{serverBinding} and C{clientBinding} are the channel-binding data each
+    side sees (the same on one honest TLS connection).
 
     The client side is chosen and started as a backend protocol would: on
     the first AuthenticationRequest it receives. A successful server step
@@ -79,7 +83,7 @@ def converse(
     """
     clientMethod = method if clientMethod is None else clientMethod
     result = Conversation()
-    server = method.frontendExchange(user, None)
+    server = method.frontendExchange(user, serverBinding)
     client: IAuthExchange | None = None
     step: AuthStep = server.start()
     while True:
@@ -95,7 +99,7 @@ def converse(
             received = roundTrip(message, backend=True)
             if client is None:
                 assert isinstance(received, AuthenticationRequest)
-                client = clientMethod.backendExchange(user.name, password, received)
+                client = clientMethod.backendExchange(user.name, password, received, clientBinding)
                 clientStep = client.start()
             else:
                 clientStep = client.receive(received)

@@ -3,12 +3,15 @@ TLS from pgtwist to a real PostgreSQL started with C{ssl = on} (issue 12):
 every C{sslmode}, certificate verification refusing a wrong CA, a wrong
 host name and an expired certificate with a clear error reaching the
 client, a C{hostssl}-only server, PostgreSQL's C{cert} authentication with
-a client certificate, and certificates read again on SIGHUP.
+a client certificate, certificates read again on SIGHUP, and SCRAM channel
+binding stopping a man in the middle.
 """
 
 from __future__ import annotations
 
 import datetime
+import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -414,3 +417,102 @@ def test_reloadUnderLoad(
     with psycopg.connect(pooler.dsn(USER, PASSWORD, "template1"), autocommit=True) as conn:
         row = conn.execute(SSL_QUERY).fetchone()
     assert row is not None and row[0] is True
+
+
+class TlsInterceptor:
+    """
+    A man in the middle between pgtwist and PostgreSQL who terminates
+    pgtwist's TLS with a certificate of his own (one that C{require} does
+    not check) and opens his own TLS connection to PostgreSQL, relaying
+    everything in between. Without channel binding, the SCRAM login
+    passes through him unnoticed.
+    """
+
+    def __init__(self, cluster: PostgresCluster, directory: Path) -> None:
+        directory.mkdir(exist_ok=True)
+        certificate, key = (
+            CertificateAuthority("interceptor")
+            .issue("localhost", hosts=["localhost", "127.0.0.1"])
+            .write(str(directory), "interceptor")
+        )
+        self._serverContext = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._serverContext.load_cert_chain(certificate, key)
+        self._clientContext = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        self._clientContext.check_hostname = False
+        self._clientContext.verify_mode = ssl.CERT_NONE
+        self._cluster = cluster
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        """
+        Stop accepting.
+        """
+        self._listener.close()
+
+    def _accept(self) -> None:
+        """
+        Relay every connection until the listener closes.
+        """
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client: socket.socket) -> None:
+        """
+        Answer pgtwist's SSLRequest with C{S}, do the same toward
+        PostgreSQL, and pump bytes both ways.
+        """
+        try:
+            request = client.recv(8)
+            client.sendall(b"S")
+            inner = self._serverContext.wrap_socket(client, server_side=True)
+            upstream = socket.create_connection(("127.0.0.1", self._cluster.port))
+            upstream.sendall(request)
+            assert upstream.recv(1) == b"S"
+            outer = self._clientContext.wrap_socket(upstream)
+        except (OSError, AssertionError):
+            client.close()
+            return
+
+        def pump(source: ssl.SSLSocket, sink: ssl.SSLSocket) -> None:
+            try:
+                while True:
+                    data = source.recv(65536)
+                    if not data:
+                        break
+                    sink.sendall(data)
+            except OSError:
+                pass
+            finally:
+                source.close()
+                sink.close()
+
+        threading.Thread(target=pump, args=(inner, outer), daemon=True).start()
+        pump(outer, inner)
+
+
+def test_channelBindingStopsInterceptor(
+    tlsCluster: PostgresCluster, startPooler: StartPooler, tmp_path: Path
+) -> None:
+    """
+    Over TLS pgtwist logs into PostgreSQL with SCRAM-SHA-256-PLUS, bound to
+    the certificate it was shown: through a man in the middle who presents
+    his own certificate (C{require} does not check it), PostgreSQL sees a
+    binding to a certificate it never sent and refuses the login, though
+    the password is right. Directly, the same login succeeds.
+    """
+    interceptor = TlsInterceptor(tlsCluster, tmp_path / "interceptor")
+    try:
+        direct = startPooler(tlsCluster, section(tlsCluster, server_tls_sslmode="require"))
+        assert backendSsl(direct) is True
+        keys = f"[primary]\nhost = 127.0.0.1\nport = {interceptor.port}\nprimary = on\n"
+        relayed = startPooler(tlsCluster, keys + "server_tls_sslmode = require\n")
+        message = refusal(relayed)
+        assert "SCRAM channel binding check failed" in message, message
+    finally:
+        interceptor.close()

@@ -180,6 +180,32 @@ def test_psycopg(tmp_path: Path, pgCluster: PostgresCluster, certificates: Certi
             assert len(rows) == 20000
 
 
+def test_channelBindingRequire(
+    tmp_path: Path, pgCluster: PostgresCluster, certificates: Certificates
+) -> None:
+    """
+    libpq's C{channel_binding=require} works through pgtwist: it offers
+    SCRAM-SHA-256-PLUS over TLS, bound to the certificate it presented
+    (libpq refuses any login that is not PLUS). A wrong password is still
+    refused as PostgreSQL refuses it.
+    """
+    binding = f"{verifyFull(certificates)} channel_binding=require"
+    with tlsPooler(tmp_path, pgCluster, certificates) as pooler:
+        result = psql(pgCluster, pooler, binding, "SELECT 40 + 2")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines()[0] == "42"
+        with psycopg.connect(
+            f"host=localhost hostaddr=127.0.0.1 port={pooler.port} user={USER} "
+            f"password={PASSWORD} dbname={USER} {binding}"
+        ) as conn:
+            assert conn.pgconn.ssl_in_use
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        wrong = psql(pgCluster, pooler, binding, "SELECT 1", password="wrong")
+        assert f'password authentication failed for user "{USER}"' in wrong.stderr
+        stranger = psql(pgCluster, pooler, binding, "SELECT 1", user="pgt_nobody")
+        assert 'password authentication failed for user "pgt_nobody"' in stranger.stderr
+
+
 def test_asyncpg(tmp_path: Path, pgCluster: PostgresCluster, certificates: Certificates) -> None:
     """
     asyncpg over TLS with an C{ssl.SSLContext} that verifies pgtwist (its

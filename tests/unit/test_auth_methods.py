@@ -58,6 +58,8 @@ UNKNOWN = UserEntry("mallory", None)
 OK = AuthenticationRequest(constants.AUTH_OK)
 CLEARTEXT = AuthenticationRequest(constants.AUTH_CLEARTEXT_PASSWORD)
 MD5 = AuthenticationRequest(constants.AUTH_MD5_PASSWORD, b"\x01\x02\x03\x04")
+#: Channel-binding data both sides of one TLS connection see.
+BOUND = b"\x01" * 32
 SASL = AuthenticationRequest(constants.AUTH_SASL, codec.encodeSASLMechanisms(["SCRAM-SHA-256"]))
 
 
@@ -543,18 +545,89 @@ class ScramFrontendTests(_CacheIsolation):
         super().setUp()
         self.method = ScramSha256AuthMethod(randomBytes=_fixedBytes)
 
-    def test_offersOnlyScramSha256(self) -> None:
+    def test_mechanismsOffered(self) -> None:
         """
-        Only SCRAM-SHA-256 is offered, with or without channel-binding data:
-        channel binding is not implemented, so -PLUS never is.
+        Without TLS only SCRAM-SHA-256 is offered; with channel-binding data
+        SCRAM-SHA-256-PLUS comes first, as PostgreSQL lists them, for known
+        and unknown users alike.
         """
-        for binding in (None, b"certificate hash"):
-            step = self.method.frontendExchange(ALICE, binding).start()
-            self.assertIs(step.outcome, Outcome.CONTINUE)
-            (request,) = step.messages
-            assert isinstance(request, AuthenticationRequest)
-            self.assertEqual(request.code, constants.AUTH_SASL)
-            self.assertEqual(codec.parseSASLMechanisms(request.data), ["SCRAM-SHA-256"])
+        cases = [
+            (None, ["SCRAM-SHA-256"]),
+            (b"certificate hash", ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"]),
+        ]
+        for binding, expected in cases:
+            for user in (ALICE, UNKNOWN):
+                step = self.method.frontendExchange(user, binding).start()
+                self.assertIs(step.outcome, Outcome.CONTINUE)
+                (request,) = step.messages
+                assert isinstance(request, AuthenticationRequest)
+                self.assertEqual(request.code, constants.AUTH_SASL)
+                self.assertEqual(codec.parseSASLMechanisms(request.data), expected)
+
+    def test_plus(self) -> None:
+        """
+        Over TLS, a client and server seeing the same binding log in with
+        SCRAM-SHA-256-PLUS.
+        """
+        result = converse(self.method, ALICE, "secret", serverBinding=BOUND, clientBinding=BOUND)
+        assert result.server is not None
+        self.assertIs(result.server.outcome, Outcome.SUCCEEDED)
+        initial = result.clientSteps[0].messages[0]
+        assert isinstance(initial, PasswordMessage)
+        mechanism, payload = codec.parseSASLInitialResponse(initial.data)
+        self.assertEqual(mechanism, "SCRAM-SHA-256-PLUS")
+        assert payload is not None
+        self.assertTrue(payload.startswith(b"p=tls-server-end-point,,"))
+
+    def test_plusBindingMismatch(self) -> None:
+        """
+        A client whose TLS ends elsewhere (other binding data) is refused
+        with the right password, as PostgreSQL refuses it.
+        """
+        error = self.assertRaises(
+            ProtocolViolation,
+            converse,
+            self.method,
+            ALICE,
+            "secret",
+            serverBinding=BOUND,
+            clientBinding=b"\x02" * 32,
+        )
+        self.assertEqual(error.message, "SCRAM channel binding check failed")
+
+    def test_plusUnknownUser(self) -> None:
+        """
+        The mock exchange of an unknown user goes through PLUS just as a
+        known user's and fails with the same 28P01.
+        """
+        for user in (ALICE, UNKNOWN):
+            result = converse(self.method, user, "guess", serverBinding=BOUND, clientBinding=BOUND)
+            assert result.server is not None
+            self.assertIs(result.server.outcome, Outcome.FAILED)
+            self.assertEqual(result.server.error, passwordAuthenticationFailed(user.name))
+            self.assertEqual(len(result.serverSteps), 3)
+
+    def test_plusNotOfferedWithoutTls(self) -> None:
+        """
+        Without TLS a client that selects SCRAM-SHA-256-PLUS anyway is
+        refused, as PostgreSQL does.
+        """
+        message = codec.encodeSASLInitialResponse(
+            "SCRAM-SHA-256-PLUS", b"p=tls-server-end-point,,n=,r=abc"
+        )
+        error = self.assertRaises(ProtocolViolation, self.start().receive, message)
+        self.assertEqual(error.message, "client selected an invalid SASL authentication mechanism")
+
+    def test_downgradeRefused(self) -> None:
+        """
+        A client over TLS that was offered only SCRAM-SHA-256 by a man in
+        the middle says C{y}; pgtwist, which offered PLUS, refuses it.
+        """
+        exchange = self.method.frontendExchange(ALICE, BOUND)
+        exchange.start()
+        message = codec.encodeSASLInitialResponse("SCRAM-SHA-256", b"y,,n=,r=abc")
+        error = self.assertRaises(ProtocolViolation, exchange.receive, message)
+        self.assertEqual(error.message, "SCRAM channel binding negotiation error")
 
     def start(self, user: UserEntry = ALICE) -> IAuthExchange:
         """
@@ -844,6 +917,61 @@ class ScramBackendTests(_CacheIsolation):
             "SCRAM-SHA-256", f"n,,n=,r={self.clientNonce}".encode()
         )
         self.assertEqual(step, continued(expected))
+
+    def test_plusWhenOffered(self) -> None:
+        """
+        Over TLS, SCRAM-SHA-256-PLUS is picked when offered, with libpq's
+        GS2 header.
+        """
+        mechanisms = codec.encodeSASLMechanisms(["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"])
+        request = self.request(constants.AUTH_SASL, mechanisms)
+        step = self.method.backendExchange("alice", "secret", request, BOUND).start()
+        expected = codec.encodeSASLInitialResponse(
+            "SCRAM-SHA-256-PLUS", f"p=tls-server-end-point,,n=,r={self.clientNonce}".encode()
+        )
+        self.assertEqual(step, continued(expected))
+
+    def test_plusOnly(self) -> None:
+        """
+        Over TLS, a server offering only SCRAM-SHA-256-PLUS is logged into.
+        """
+        mechanisms = codec.encodeSASLMechanisms(["SCRAM-SHA-256-PLUS"])
+        request = self.request(constants.AUTH_SASL, mechanisms)
+        step = self.method.backendExchange("alice", "secret", request, BOUND).start()
+        self.assertIs(step.outcome, Outcome.CONTINUE)
+
+    def test_tlsWithoutPlusOffered(self) -> None:
+        """
+        Over TLS, a server that does not offer PLUS gets SCRAM-SHA-256 with
+        the C{y} flag, as libpq sends it: a PostgreSQL that can bind then
+        knows its offer was tampered with.
+        """
+        step = self.method.backendExchange("alice", "secret", SASL, BOUND).start()
+        expected = codec.encodeSASLInitialResponse(
+            "SCRAM-SHA-256", f"y,,n=,r={self.clientNonce}".encode()
+        )
+        self.assertEqual(step, continued(expected))
+
+    def test_plusSuccess(self) -> None:
+        """
+        A PLUS exchange against a server with the same binding succeeds.
+        """
+        server = _scram.ScramServer(self.secret, "SERVERNONCE", channelBinding=BOUND, plus=True)
+        mechanisms = codec.encodeSASLMechanisms(["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"])
+        exchange = self.method.backendExchange(
+            "alice", "secret", self.request(constants.AUTH_SASL, mechanisms), BOUND
+        )
+        first = exchange.start()
+        _, payload = codec.parseSASLInitialResponse(first.messages[0].data)  # type: ignore[attr-defined]
+        assert payload is not None
+        serverFirst = server.clientFirst(payload)
+        final = exchange.receive(self.request(constants.AUTH_SASL_CONTINUE, serverFirst))
+        serverFinal = server.clientFinal(final.messages[0].data)  # type: ignore[attr-defined]
+        assert serverFinal is not None
+        self.assertEqual(
+            exchange.receive(self.request(constants.AUTH_SASL_FINAL, serverFinal)), continued()
+        )
+        self.assertIs(exchange.receive(OK).outcome, Outcome.SUCCEEDED)
 
     def test_noSupportedMechanism(self) -> None:
         """

@@ -6,10 +6,17 @@ vectors, PostgreSQL's deviations and the PBKDF2 caches.
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import hmac
+import warnings
 
 import scramp
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.x509.oid import NameOID
+from OpenSSL import crypto
 from twisted.trial.unittest import SynchronousTestCase
 
 from pgtwist.auth import _scram
@@ -23,6 +30,7 @@ from pgtwist.auth._scram import (
     mockSecret,
     normalizePassword,
     serverSecret,
+    tlsServerEndPoint,
 )
 from pgtwist.wire import constants
 from pgtwist.wire.errors import ProtocolViolation
@@ -576,3 +584,224 @@ class BoundedCacheTests(SynchronousTestCase):
         """
         self.assertEqual(_scram.serverSecrets.maxSize, 1024)
         self.assertEqual(_scram.clientKeys.maxSize, 1024)
+
+
+def _certificate(algorithm: hashes.HashAlgorithm | None, edwards: bool = False) -> bytes:
+    """
+    A self-signed certificate, DER, signed with C{algorithm} (an ECDSA key)
+    or, when C{edwards}, with Ed25519, whose signature names no hash.
+    """
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "binding")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+    key = (
+        ed25519.Ed25519PrivateKey.generate() if edwards else ec.generate_private_key(ec.SECP256R1())
+    )
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, algorithm)
+    )
+    return certificate.public_bytes(serialization.Encoding.DER)
+
+
+BINDING = b"\x01" * 32
+
+
+class TlsServerEndPointTests(SynchronousTestCase):
+    """
+    L{_scram.tlsServerEndPoint} computes RFC 5929's C{tls-server-end-point}.
+    """
+
+    def test_signatureHash(self) -> None:
+        """
+        The certificate is hashed with its signature's hash function.
+        """
+        for algorithm, name in ((hashes.SHA256(), "sha256"), (hashes.SHA384(), "sha384")):
+            der = _certificate(algorithm)
+            self.assertEqual(tlsServerEndPoint(der), hashlib.new(name, der).digest())
+
+    def test_sha1BecomesSha256(self) -> None:
+        """
+        A certificate signed with SHA-1 is hashed with SHA-256 (RFC 5929).
+        """
+        # cryptography refuses to sign with SHA-1; pyOpenSSL's deprecated
+        # X509 API still does.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            key = crypto.PKey()
+            key.generate_key(crypto.TYPE_RSA, 1024)
+            legacy = crypto.X509()
+            legacy.get_subject().CN = "binding"
+            legacy.set_issuer(legacy.get_subject())
+            legacy.set_serial_number(1)
+            legacy.set_pubkey(key)
+            legacy.gmtime_adj_notBefore(0)
+            legacy.gmtime_adj_notAfter(3600)
+            legacy.sign(key, "sha1")
+            der = crypto.dump_certificate(crypto.FILETYPE_ASN1, legacy)
+        self.assertEqual(tlsServerEndPoint(der), hashlib.sha256(der).digest())
+
+    def test_noHash(self) -> None:
+        """
+        A signature that names no hash (Ed25519) gives no binding, as in
+        PostgreSQL.
+        """
+        self.assertRaises(ValueError, tlsServerEndPoint, _certificate(None, edwards=True))
+
+
+class ChannelBindingTests(_CacheIsolation):
+    """
+    SCRAM-SHA-256-PLUS: the GS2 flag checks and the binding data, as
+    PostgreSQL's auth-scram.c and libpq's fe-auth-scram.c do them.
+    """
+
+    def server(self, binding: bytes | None = BINDING, plus: bool = True) -> ScramServer:
+        """
+        A server for the RFC's password over a connection with C{binding}.
+        """
+        return ScramServer(
+            makeSecret(RFC_PASSWORD, RFC_SALT),
+            RFC_SERVER_NONCE,
+            channelBinding=binding,
+            plus=plus,
+        )
+
+    def play(self, server: ScramServer, client: ScramClient) -> bytes | None:
+        """
+        Run a whole exchange; the server-final-message (C{None}: refused).
+        """
+        clientFinal = client.serverFirst(server.clientFirst(client.clientFirst()))
+        serverFinal = server.clientFinal(clientFinal)
+        if serverFinal is not None:
+            client.serverFinal(serverFinal)
+        return serverFinal
+
+    def test_plusRoundTrip(self) -> None:
+        """
+        Both sides with the same binding data agree; the client sends
+        libpq's header and C{c=} covers header and data.
+        """
+        client = ScramClient(RFC_PASSWORD, RFC_CLIENT_NONCE, channelBinding=BINDING, plus=True)
+        first = client.clientFirst()
+        self.assertTrue(first.startswith(b"p=tls-server-end-point,,n=,r="))
+        server = self.server()
+        clientFinal = client.serverFirst(server.clientFirst(first))
+        expected = base64.b64encode(b"p=tls-server-end-point,," + BINDING)
+        self.assertTrue(clientFinal.startswith(b"c=" + expected + b",r="))
+        serverFinal = server.clientFinal(clientFinal)
+        assert serverFinal is not None
+        client.serverFinal(serverFinal)
+        self.assertTrue(client.verified)
+
+    def test_scrampClient(self) -> None:
+        """
+        An independent implementation (scramp) logs in with PLUS.
+        """
+        client = scramp.ScramClient(
+            ["SCRAM-SHA-256-PLUS"],
+            "user",
+            RFC_PASSWORD,
+            channel_binding=("tls-server-end-point", BINDING),
+        )
+        server = self.server()
+        client.set_server_first(server.clientFirst(client.get_client_first().encode()).decode())
+        serverFinal = server.clientFinal(client.get_client_final().encode())
+        assert serverFinal is not None
+        client.set_server_final(serverFinal.decode())
+
+    def test_wrongBinding(self) -> None:
+        """
+        Binding data of another connection (a man in the middle who
+        terminated TLS with his own certificate) fails with PostgreSQL's
+        28000 error, whatever the proof.
+        """
+        client = ScramClient(RFC_PASSWORD, RFC_CLIENT_NONCE, channelBinding=b"\x02" * 32, plus=True)
+        error = self.assertRaises(ProtocolViolation, self.play, self.server(), client)
+        self.assertEqual(error.message, "SCRAM channel binding check failed")
+        self.assertEqual(error.sqlstate, constants.SQLSTATE_INVALID_AUTHORIZATION)
+
+    def test_doomedWrongBinding(self) -> None:
+        """
+        The mock exchange of an unknown user checks the binding the same
+        way, so that it looks like a real one.
+        """
+        server = ScramServer(
+            mockSecret("nobody"), RFC_SERVER_NONCE, True, channelBinding=BINDING, plus=True
+        )
+        client = ScramClient(RFC_PASSWORD, RFC_CLIENT_NONCE, channelBinding=b"\x02" * 32, plus=True)
+        error = self.assertRaises(ProtocolViolation, self.play, server, client)
+        self.assertEqual(error.message, "SCRAM channel binding check failed")
+        server = ScramServer(
+            mockSecret("nobody"), RFC_SERVER_NONCE, True, channelBinding=BINDING, plus=True
+        )
+        client = ScramClient(RFC_PASSWORD, RFC_CLIENT_NONCE, channelBinding=BINDING, plus=True)
+        self.assertIsNone(self.play(server, client))
+
+    def test_downgradeRefused(self) -> None:
+        """
+        Over TLS a client that says C{y} (it supports binding but was told
+        the server does not) is refused: PLUS was removed from the offer.
+        """
+        server = self.server(plus=False)
+        error = self.assertRaises(ProtocolViolation, server.clientFirst, b"y,,n=,r=abc")
+        self.assertEqual(error.message, "SCRAM channel binding negotiation error")
+        self.assertEqual(error.sqlstate, "08P01")
+
+    def test_noBindingOverTls(self) -> None:
+        """
+        Over TLS, SCRAM-SHA-256 with C{n} (a client that cannot bind) is
+        accepted.
+        """
+        client = ScramClient(RFC_PASSWORD, RFC_CLIENT_NONCE)
+        self.assertIsNotNone(self.play(self.server(plus=False), client))
+
+    def test_plusWithoutBindingData(self) -> None:
+        """
+        A client that selected PLUS but sends C{n} or C{y} is malformed.
+        """
+        for first in (b"n,,n=,r=abc", b"y,,n=,r=abc"):
+            error = self.assertRaises(ProtocolViolation, self.server().clientFirst, first)
+            self.assertEqual(error.message, "malformed SCRAM message")
+
+    def test_bindingDataWithoutPlus(self) -> None:
+        """
+        A client that selected SCRAM-SHA-256 but sends C{p=} is malformed.
+        """
+        server = self.server(plus=False)
+        error = self.assertRaises(
+            ProtocolViolation, server.clientFirst, b"p=tls-server-end-point,,n=,r=abc"
+        )
+        self.assertEqual(error.message, "malformed SCRAM message")
+
+    def test_unsupportedType(self) -> None:
+        """
+        A binding type other than C{tls-server-end-point} is not supported.
+        """
+        error = self.assertRaises(
+            ProtocolViolation, self.server().clientFirst, b"p=tls-unique,,n=,r=abc"
+        )
+        self.assertEqual(error.message, 'unsupported SCRAM channel-binding type "tls-unique"')
+        self.assertEqual(error.sqlstate, constants.SQLSTATE_FEATURE_NOT_SUPPORTED)
+
+    def test_clientSaysY(self) -> None:
+        """
+        A client with binding data that was not offered PLUS sends C{y},
+        which a server without TLS accepts.
+        """
+        client = ScramClient(RFC_PASSWORD, RFC_CLIENT_NONCE, channelBinding=BINDING)
+        self.assertTrue(client.clientFirst().startswith(b"y,,"))
+        client = ScramClient(RFC_PASSWORD, RFC_CLIENT_NONCE, channelBinding=BINDING)
+        self.assertIsNotNone(self.play(self.server(binding=None, plus=False), client))
+
+    def test_plusNeedsBinding(self) -> None:
+        """
+        PLUS without binding data is a programming error on either side.
+        """
+        self.assertRaises(ValueError, ScramClient, "pw", "nonce", plus=True)
+        self.assertRaises(ValueError, ScramServer, makeSecret("pw", RFC_SALT), "nonce", plus=True)

@@ -13,9 +13,11 @@ import tempfile
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.testing import StringTransport
 
+from pgtwist.auth._scram import SCRAM_SHA_256, SCRAM_SHA_256_PLUS, ScramClient, tlsServerEndPoint
 from pgtwist.config.model import Configuration, HbaRule
 from pgtwist.net.frontend import FrontendProtocol, FrontendState
 from pgtwist.net.tls import ALPN_PROTOCOL
@@ -23,6 +25,7 @@ from pgtwist.testing.certs import CertificateAuthority
 from pgtwist.wire import codec, constants
 from pgtwist.wire.messages import (
     AuthenticationRequest,
+    ErrorResponse,
     GSSENCRequest,
     PasswordMessage,
     SSLRequest,
@@ -41,7 +44,15 @@ class FakeHandle:
     def __init__(self, alpn: bytes = b"") -> None:
         self.alpn = alpn
         #: The client certificate the handshake verified, if any.
+        self.peerCertificate: Any = None
+        #: The certificate pgtwist presents (a C{cryptography} certificate).
         self.certificate: Any = None
+
+    def get_certificate(self, as_cryptography: bool = False) -> Any:
+        """
+        pgtwist's own certificate.
+        """
+        return self.certificate
 
     def get_alpn_proto_negotiated(self) -> bytes:
         """
@@ -65,7 +76,7 @@ class FakeHandle:
         """
         The client certificate (none unless a test set one).
         """
-        return self.certificate
+        return self.peerCertificate
 
 
 class TLSLayer:
@@ -131,9 +142,9 @@ class TLSFrontendTestCase(FrontendTestCase):
         self.directory = tempfile.mkdtemp(prefix="pgtwist-tls-")
         self.addCleanup(shutil.rmtree, self.directory)
         authority = CertificateAuthority()
-        self.certificate, self.key = authority.issue("localhost", hosts=("localhost",)).write(
-            self.directory, "server"
-        )
+        issued = authority.issue("localhost", hosts=("localhost",))
+        self.certificate, self.key = issued.write(self.directory, "server")
+        self.ownCertificate = x509.load_pem_x509_certificate(issued.certificatePEM)
         super().setUp()
         self.factory.reconfigure(self.tlsConfiguration(self.mode, self.hbaType))
         self.protocol = self.connect()
@@ -159,6 +170,7 @@ class TLSFrontendTestCase(FrontendTestCase):
         addr = address or IPv4Address("TCP", "127.0.0.1", 50000)
         protocol = self.factory.buildProtocol(addr)  # type: ignore[arg-type]
         self.transport = FakeTLSTransport(addr)
+        self.transport.handle.certificate = self.ownCertificate
         protocol.makeConnection(self.transport)
         return protocol
 
@@ -412,7 +424,7 @@ class ClientCertificateTestCase(TLSFrontendTestCase):
         assert isinstance(transport, FakeTLSTransport)
         if commonName is not None:
             issued = self.authority.issue(commonName, client=True)
-            transport.handle.certificate = x509.load_pem_x509_certificate(issued.certificatePEM)
+            transport.handle.peerCertificate = x509.load_pem_x509_certificate(issued.certificatePEM)
         self.negotiateTLS()
         self.startup()
 
@@ -469,7 +481,7 @@ class CertMethodTests(ClientCertificateTestCase):
         transport = self.transport
         assert isinstance(transport, FakeTLSTransport)
         issued = self.authority.issue("mallory", client=True)
-        transport.handle.certificate = x509.load_pem_x509_certificate(issued.certificatePEM)
+        transport.handle.peerCertificate = x509.load_pem_x509_certificate(issued.certificatePEM)
         self.negotiateTLS()
         self.startup(user="mallory")
         self.assertFatal("28000", 'role "mallory" does not exist')
@@ -569,3 +581,127 @@ class ClientcertVerifyCaTests(ClientCertificateTestCase):
         """
         self.negotiateWith(None)
         self.assertFatal("28000", "connection requires a valid client certificate")
+
+
+class ChannelBindingTests(TLSFrontendTestCase):
+    """
+    SCRAM-SHA-256-PLUS toward TLS clients, bound to the certificate
+    pgtwist presented on the connection.
+    """
+
+    method = "scram-sha-256"
+
+    def mechanisms(self) -> list[str]:
+        """
+        Start up as alice; the SASL mechanisms pgtwist offers.
+        """
+        self.startup()
+        (request,) = self.replies()
+        assert isinstance(request, AuthenticationRequest)
+        self.assertEqual(request.code, constants.AUTH_SASL)
+        return codec.parseSASLMechanisms(request.data)
+
+    def login(self, client: ScramClient, mechanism: str) -> list[object]:
+        """
+        Run C{client}'s exchange with C{mechanism} after the mechanisms
+        were offered; what pgtwist sent after the client-final-message.
+        """
+        self.protocol.dataReceived(
+            codec.encode(codec.encodeSASLInitialResponse(mechanism, client.clientFirst()))
+        )
+        replies = self.replies()
+        serverFirst = replies[0]
+        if not isinstance(serverFirst, AuthenticationRequest):
+            return list(replies)
+        self.protocol.dataReceived(
+            codec.encode(PasswordMessage(client.serverFirst(serverFirst.data)))
+        )
+        return list(self.replies())
+
+    def binding(self) -> bytes:
+        """
+        The C{tls-server-end-point} data of pgtwist's certificate.
+        """
+        return tlsServerEndPoint(self.ownCertificate.public_bytes(Encoding.DER))
+
+    def test_plaintextOffersScramOnly(self) -> None:
+        """
+        Without TLS only SCRAM-SHA-256 is offered.
+        """
+        self.assertEqual(self.mechanisms(), [SCRAM_SHA_256])
+
+    def test_tlsOffersPlus(self) -> None:
+        """
+        Over TLS SCRAM-SHA-256-PLUS is offered first, as PostgreSQL does.
+        """
+        self.negotiateTLS()
+        self.assertEqual(self.mechanisms(), [SCRAM_SHA_256_PLUS, SCRAM_SHA_256])
+
+    def test_plusLogin(self) -> None:
+        """
+        A client bound to the certificate pgtwist presented logs in with
+        PLUS (libpq's C{channel_binding=require}).
+        """
+        self.negotiateTLS()
+        self.mechanisms()
+        client = ScramClient("wonderland", "clientnonce", channelBinding=self.binding(), plus=True)
+        replies = self.login(client, SCRAM_SHA_256_PLUS)
+        final = replies[0]
+        assert isinstance(final, AuthenticationRequest)
+        self.assertEqual(final.code, constants.AUTH_SASL_FINAL)
+        client.serverFinal(final.data)
+        self.assertTrue(client.verified)
+        self.assertIn(AuthenticationRequest(constants.AUTH_OK), replies)
+
+    def test_otherCertificateRefused(self) -> None:
+        """
+        A client whose TLS ends at another certificate (a man in the
+        middle's) is refused even with the right password.
+        """
+        self.negotiateTLS()
+        self.mechanisms()
+        client = ScramClient("wonderland", "clientnonce", channelBinding=b"\x02" * 32, plus=True)
+        (error,) = self.login(client, SCRAM_SHA_256_PLUS)
+        assert isinstance(error, ErrorResponse)
+        self.assertEqual(
+            (error.severity, error.code, error.message),
+            ("FATAL", "28000", "SCRAM channel binding check failed"),
+        )
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_downgradeRefused(self) -> None:
+        """
+        A TLS client that says it supports binding but thinks pgtwist does
+        not (C{y}: PLUS was removed from the offer on the way) is refused.
+        """
+        self.negotiateTLS()
+        self.mechanisms()
+        client = ScramClient("wonderland", "clientnonce", channelBinding=self.binding())
+        replies = self.login(client, SCRAM_SHA_256)
+        self.assertEqual(len(replies), 1)
+        error = replies[0]
+        assert isinstance(error, ErrorResponse)
+        self.assertEqual(
+            (error.severity, error.code, error.message),
+            ("FATAL", "08P01", "SCRAM channel binding negotiation error"),
+        )
+
+    def test_unknownUserLooksTheSame(self) -> None:
+        """
+        An unknown user gets the same offer and the same PLUS exchange,
+        failing as a wrong password does.
+        """
+        self.negotiateTLS()
+        self.startup(user="mallory")
+        (request,) = self.replies()
+        assert isinstance(request, AuthenticationRequest)
+        self.assertEqual(
+            codec.parseSASLMechanisms(request.data), [SCRAM_SHA_256_PLUS, SCRAM_SHA_256]
+        )
+        client = ScramClient("guess", "clientnonce", channelBinding=self.binding(), plus=True)
+        (error,) = self.login(client, SCRAM_SHA_256_PLUS)
+        assert isinstance(error, ErrorResponse)
+        self.assertEqual(
+            (error.code, error.message),
+            ("28P01", 'password authentication failed for user "mallory"'),
+        )

@@ -8,12 +8,13 @@ verification fails, and contexts built again on reload.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
 import shutil
 import tempfile
 from typing import Any
 
-from OpenSSL import SSL
+from OpenSSL import SSL, crypto
 from twisted.internet import ssl
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
@@ -22,6 +23,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from pgtwist.app.bootstrap import loadPlugins
+from pgtwist.auth._scram import ScramServer, makeSecret
 from pgtwist.config.model import ServerSettings
 from pgtwist.net.backend import BackendError, BackendProtocol
 from pgtwist.net.cancel import _CancelSender
@@ -34,8 +36,9 @@ from pgtwist.net.servertls import (
     usesTls,
 )
 from pgtwist.testing.certs import CertificateAuthority
-from pgtwist.wire import constants
+from pgtwist.wire import codec, constants
 from pgtwist.wire.framing import StartupFramer
+from pgtwist.wire.messages import AuthenticationRequest, PasswordMessage
 
 
 def server(sslmode: str, host: str = "127.0.0.1", **kwargs: Any) -> ServerSettings:
@@ -205,6 +208,46 @@ class SslRequestTests(SynchronousTestCase):
         backend.dataReceived(b"S")
         backend.connectionLost(Failure(SSL.Error([("SSL routines", "", "tlsv1 alert unknown ca")])))
         self.assertIn("SSL error: tlsv1 alert unknown ca", self.failure(backend).error.message)
+
+    def test_scramPlus(self) -> None:
+        """
+        Over TLS, a PostgreSQL offering SCRAM-SHA-256-PLUS is logged into
+        with it, bound to the certificate the server presented
+        (C{tls-server-end-point}: SHA-256 of the DER for this certificate).
+        """
+        settings = server("require")
+        methods, _ = loadPlugins()
+        backend = BackendProtocol(
+            ("db", "alice"), settings, "secret", list(methods.values()), Clock()
+        )
+        transport = TlsStringTransport()
+        self.logins[backend] = backend.whenLoggedIn()
+        backend.makeConnection(transport)
+        backend.dataReceived(b"S")
+        issued = CertificateAuthority().issue("localhost", hosts=["localhost"])
+        certificate = crypto.load_certificate(crypto.FILETYPE_PEM, issued.certificatePEM)
+        der = crypto.dump_certificate(crypto.FILETYPE_ASN1, certificate)
+        transport.getPeerCertificate = lambda: certificate  # type: ignore[attr-defined]
+        transport.clear()
+        mechanisms = codec.encodeSASLMechanisms(["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"])
+        backend.dataReceived(codec.encode(AuthenticationRequest(constants.AUTH_SASL, mechanisms)))
+        scram = ScramServer(
+            makeSecret("secret", b"0123456789abcdef"),
+            "servernonce",
+            channelBinding=hashlib.sha256(der).digest(),
+            plus=True,
+        )
+        initial = PasswordMessage(transport.value()[5:])
+        mechanism, payload = codec.parseSASLInitialResponse(initial.data)
+        self.assertEqual(mechanism, "SCRAM-SHA-256-PLUS")
+        assert payload is not None
+        serverFirst = scram.clientFirst(payload)
+        transport.clear()
+        backend.dataReceived(
+            codec.encode(AuthenticationRequest(constants.AUTH_SASL_CONTINUE, serverFirst))
+        )
+        # The ScramServer checks the binding: a wrong one raises here.
+        self.assertIsNotNone(scram.clientFinal(transport.value()[5:]))
 
     def test_noTlsNoCertificate(self) -> None:
         """
