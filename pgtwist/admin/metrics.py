@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
 from OpenSSL import SSL, crypto
 from prometheus_client.core import (
     CollectorRegistry,
@@ -47,6 +46,7 @@ from zope.interface import implementer
 
 from pgtwist.config.errors import ConfigError
 from pgtwist.config.model import Configuration, MainSettings
+from pgtwist.config.tlsfiles import readCertificates
 from pgtwist.net.endpoints import tcpEndpoint
 from pgtwist.net.listeners import ListenerService
 from pgtwist.pool.servers import ServerState
@@ -397,7 +397,7 @@ def _tlsOptions(main: MainSettings) -> ssl.CertificateOptions:
     @raise ValueError: A file cannot be read or used, naming it.
     """
     assert main.metricsCertFile is not None and main.metricsKeyFile is not None
-    certificates = _readCertificates(main.metricsCertFile)
+    certificates = readCertificates(main.metricsCertFile)
     try:
         with open(main.metricsKeyFile, "rb") as f:
             key = crypto.load_privatekey(crypto.FILETYPE_PEM, f.read())
@@ -408,7 +408,7 @@ def _tlsOptions(main: MainSettings) -> ssl.CertificateOptions:
     options: dict[str, Any] = {}
     if main.metricsCaFile:
         options.update(
-            verify=True, requireCertificate=True, caCerts=_readCertificates(main.metricsCaFile)
+            verify=True, requireCertificate=True, caCerts=readCertificates(main.metricsCaFile)
         )
     try:
         result = ssl.CertificateOptions(
@@ -447,24 +447,6 @@ def checkTlsFiles(config: Configuration) -> None:
             config.paths.config or "pgtwist.conf",
             key="metrics_cert_file",
         ) from None
-
-
-def _readCertificates(path: str) -> list[crypto.X509]:
-    """
-    Every certificate of the PEM file C{path}.
-
-    @raise ValueError: It cannot be read or holds none.
-    """
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise ValueError(f"cannot read {path}: {e.strerror}") from None
-    try:
-        found = x509.load_pem_x509_certificates(data)
-    except ValueError:
-        raise ValueError(f"no PEM certificate in {path}") from None
-    return [crypto.X509.from_cryptography(c) for c in found]
 
 
 @implementer(IOpenSSLServerConnectionCreator)

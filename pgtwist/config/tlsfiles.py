@@ -20,6 +20,9 @@ import os
 import re
 import stat
 
+from cryptography import x509
+from OpenSSL import crypto
+
 from pgtwist.config.errors import ConfigError
 from pgtwist.config.model import MainSettings
 
@@ -143,6 +146,26 @@ def keyFileProblem(path: str) -> str | None:
             "it must be 0600 or less, or 0640 or less if owned by root"
         )
     return None
+
+
+def readCertificates(path: str) -> list[crypto.X509]:
+    """
+    Every certificate of the PEM file C{path}, as pyOpenSSL objects: a CA
+    file, or a certificate followed by its chain. One reader for every TLS
+    file pgtwist loads itself (the servers' CA and the metrics endpoint).
+
+    @raise ValueError: It cannot be read or holds no certificate, naming it.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ValueError(f"cannot read {path}: {e.strerror}") from None
+    try:
+        found = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        raise ValueError(f"no PEM certificate in {path}") from None
+    return [crypto.X509.from_cryptography(c) for c in found]
 
 
 def checkKeyFile(path: str, key: str = "tls_key_file") -> None:

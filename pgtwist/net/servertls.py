@@ -30,7 +30,6 @@ Connections already open keep the context they started with.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -48,6 +47,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from pgtwist.config.model import ServerSettings
+from pgtwist.config.tlsfiles import readCertificates
 from pgtwist.wire import codec, constants, errors
 from pgtwist.wire.messages import ErrorResponse, SSLRequest
 
@@ -89,10 +89,6 @@ _VERSIONS = {
     "tlsv1.3": ssl.TLSVersion.TLSv1_3,
 }
 
-_PEM_CERTIFICATE = re.compile(
-    rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL
-)
-
 
 def usesTls(server: ServerSettings) -> bool:
     """
@@ -133,20 +129,6 @@ class TlsReport:
         self.problem: str | None = None
 
 
-def _readCertificates(path: str) -> list[Any]:
-    """
-    Every certificate of the PEM file C{path} (pyOpenSSL X509 objects).
-
-    @raise ValueError: The file holds none, or cannot be read.
-    """
-    with open(path, "rb") as f:
-        data = f.read()
-    blocks = _PEM_CERTIFICATE.findall(data)
-    if not blocks:
-        raise ValueError(f"no PEM certificate in {path}")
-    return [ssl.Certificate.loadPEM(block).original for block in blocks]
-
-
 def _versionOptions(protocols: tuple[str, ...]) -> dict[str, Any]:
     """
     The L{ssl.CertificateOptions} arguments for the allowed TLS versions:
@@ -185,7 +167,7 @@ class ServerTlsContext:
         options: dict[str, Any] = _versionOptions(server.tlsProtocols or ("tlsv1.2", "tlsv1.3"))
         caCerts = None
         if server.tlsCaFile and server.sslmode != "prefer":
-            caCerts = self._load(server.tlsCaFile, _readCertificates)
+            caCerts = self._load(server.tlsCaFile, readCertificates)
         self.verifyChain = caCerts is not None
         self.verifyHost = server.sslmode == "verify-full"
         if caCerts is not None:
