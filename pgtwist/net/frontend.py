@@ -472,6 +472,21 @@ class FrontendProtocol(Protocol):
             self.factory.roles,
         )
 
+    def _refuseByHba(self, rule: HbaRule | None, database: str, user: str) -> None:
+        """
+        Refuse a client no rule admits (C{rule} is C{None}) or a C{reject}
+        rule stops, in PostgreSQL's words; the log names the rule.
+        """
+        verb = "no pg_hba.conf entry" if rule is None else "pg_hba.conf rejects connection"
+        self._authFailed(
+            errors.fatal(
+                constants.SQLSTATE_INVALID_AUTHORIZATION,
+                f'{verb} for host "{self._peer()}", user "{user}", '
+                f'database "{database}", {self._encryption()}',
+            ),
+            "no HBA entry" if rule is None else f"rejected by {rule.path}:{rule.line}",
+        )
+
     def _rolesUnknown(self, e: RolesUnknown) -> None:
         """
         Refuse a client whose HBA rule cannot be decided: failing closed,
@@ -528,15 +543,7 @@ class FrontendProtocol(Protocol):
             self._rolesUnknown(e)
             return
         if rule is None or rule.method == "reject":
-            verb = "no pg_hba.conf entry" if rule is None else "pg_hba.conf rejects connection"
-            self._authFailed(
-                errors.fatal(
-                    constants.SQLSTATE_INVALID_AUTHORIZATION,
-                    f'{verb} for host "{self._peer()}", user "{user}", '
-                    f'database "{database}", {self._encryption()}',
-                ),
-                "no HBA entry" if rule is None else f"rejected by {rule.path}:{rule.line}",
-            )
+            self._refuseByHba(rule, database, user)
             return
         if not self._certificatePresent(rule):
             return
@@ -601,25 +608,8 @@ class FrontendProtocol(Protocol):
         except RolesUnknown as e:
             self._rolesUnknown(e)
             return
-        if rule is None:
-            self._authFailed(
-                errors.fatal(
-                    constants.SQLSTATE_INVALID_AUTHORIZATION,
-                    f'no pg_hba.conf entry for host "{self._peer()}", user "{user}", '
-                    f'database "{database}", {self._encryption()}',
-                ),
-                "no HBA entry",
-            )
-            return
-        if rule.method == "reject":
-            self._authFailed(
-                errors.fatal(
-                    constants.SQLSTATE_INVALID_AUTHORIZATION,
-                    f'pg_hba.conf rejects connection for host "{self._peer()}", user "{user}", '
-                    f'database "{database}", {self._encryption()}',
-                ),
-                f"rejected by {rule.path}:{rule.line}",
-            )
+        if rule is None or rule.method == "reject":
+            self._refuseByHba(rule, database, user)
             return
         if not self._certificatePresent(rule):
             return
