@@ -41,7 +41,6 @@ import hmac
 import os
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from cryptography import x509
@@ -53,7 +52,7 @@ try:
 except ImportError:  # scramp < 1.5, the last for Python 3.9 (PyPy)
     from scramp.core import saslprep  # type: ignore[no-redef,attr-defined]
 
-from pgtwist._compat import SLOTS
+from pgtwist.config.verifiers import KEY_LENGTH, MAX_ITERATIONS, ScramSecret
 from pgtwist.wire import constants
 from pgtwist.wire.errors import ProtocolViolation
 
@@ -69,10 +68,6 @@ DEFAULT_ITERATIONS = 4096
 SALT_LENGTH = 16
 #: PostgreSQL's SCRAM_RAW_NONCE_LEN: random bytes in a nonce, before base64.
 RAW_NONCE_LENGTH = 18
-#: SHA-256 output length: StoredKey, ServerKey, proofs and signatures.
-KEY_LENGTH = 32
-#: Iteration counts a server may ask of us; more would let it stall the reactor.
-MAX_ITERATIONS = 10_000_000
 #: Entries kept by each of the two key caches.
 CACHE_SIZE = 1024
 
@@ -142,26 +137,6 @@ class BoundedCache(Generic[_K, _V]):
         The number of entries held.
         """
         return len(self._entries)
-
-
-@dataclass(frozen=True, **SLOTS)
-class ScramSecret:
-    """
-    What a SCRAM server needs to verify a client (PostgreSQL's
-    C{SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>}).
-    """
-
-    salt: bytes
-    iterations: int
-    storedKey: bytes
-    serverKey: bytes
-
-    def __repr__(self) -> str:
-        # The keys are password equivalents for SCRAM: keep them out of logs.
-        """
-        A representation without key material.
-        """
-        return f"ScramSecret(iterations={self.iterations}, salt=..., keys=***)"
 
 
 # -- primitives ----------------------------------------------------------------

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Union
 
 from pgtwist._compat import SLOTS
+from pgtwist.config.verifiers import Verifier
 
 #: A pool is keyed by (database, user) as the client named them.
 PoolKey = tuple[str, str]
@@ -236,16 +237,22 @@ class DatabaseLimit:
 @dataclass(frozen=True, **SLOTS)
 class UserEntry:
     """
-    A user pgtwist knows: from the vault (C{password} set), or an unknown
-    user admitted by C{allow_unknown_users} (C{password} is C{None}).
+    A user pgtwist knows: from the vault (C{password} set), from a verifier
+    source such as C{auth_file} or C{auth_query} (C{verifier} set: enough to
+    check a client, not to log into PostgreSQL without pass-through), or an
+    unknown user admitted by C{allow_unknown_users} (both C{None}).
     """
 
     name: str
     password: str | None = None
+    verifier: Verifier | None = None
 
     def __repr__(self) -> str:
-        # Never let a password reach a log line or a traceback.
-        return f"UserEntry(name={self.name!r}, password={'***' if self.password else None})"
+        # Never let a password or a verifier reach a log line or a traceback.
+        return (
+            f"UserEntry(name={self.name!r}, password={'***' if self.password else None}, "
+            f"verifier={'***' if self.verifier else None})"
+        )
 
 
 @dataclass(frozen=True, **SLOTS)
