@@ -292,6 +292,14 @@ class IBackendPool(Interface):
         Close a backend; never reuse it.
         """
 
+    def abandon(backend: IBackendLink) -> None:
+        """
+        The client of C{backend} is gone while a request of its runs there:
+        ask PostgreSQL to cancel that request (a CancelRequest with the
+        backend's key, over a new connection) and close the backend; never
+        reuse it. Only for a backend still lent to that client.
+        """
+
     def statsFor(key: PoolKey) -> IPoolStats:
         """
         The statistics of C{key}'s pool, for the pipeline sessions and the

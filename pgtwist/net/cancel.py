@@ -45,6 +45,10 @@ CancelTarget = Callable[[], Any]
 #: The size of a CancelRequest packet (length word included).
 CANCEL_REQUEST_LENGTH = 16
 
+#: Seconds a connection carrying a CancelRequest to PostgreSQL may take to
+#: be made (a cancel that late is of no use to anyone).
+CANCEL_CONNECT_TIMEOUT = 10.0
+
 
 def randomSecret() -> int:
     """
@@ -131,10 +135,24 @@ class CancelRegistry:
         if current is None:
             return False
         server, processId, secretKey = current
-        packet = codec.encode(CancelRequest(processId, secretKey))
-        factory = _CancelFactory(packet, server)
-        connectServer(self._reactor, server, factory)
+        sendCancel(self._reactor, server, processId, secretKey)
         return True
+
+
+def sendCancel(reactor: Any, server: ServerSettings, processId: int, secretKey: int) -> None:
+    """
+    Ask C{server} to cancel what backend C{processId} runs: one
+    CancelRequest over a new connection (in TLS as for a backend when the
+    server's C{sslmode} asks for it), which closes once sent. Nothing is
+    answered: PostgreSQL ignores a key it does not know, and a cancel that
+    finds its backend idle.
+
+    The connection attempt gives up after L{CANCEL_CONNECT_TIMEOUT}
+    seconds; once connected, PostgreSQL closes it (after its
+    C{authentication_timeout} at the latest, should a TLS handshake stall).
+    """
+    packet = codec.encode(CancelRequest(processId, secretKey))
+    connectServer(reactor, server, _CancelFactory(packet, server), CANCEL_CONNECT_TIMEOUT)
 
 
 class _CancelSender(Protocol):

@@ -198,9 +198,12 @@ class SessionPipelineSession(PipelineSessionBase):
             and self._backendScanner.atBoundary
         )
 
-    def _finish(self) -> None:
+    def _finish(self, lost: bool = False) -> None:
         """
-        The client is done: give the backend back (the pool resets or closes it).
+        The client is done: give the backend back (the pool resets or closes
+        it); a client C{lost} with a request running leaves it to be
+        cancelled and closed (L{IBackendPool.abandon}), while one that said
+        Terminate lets what it sent before run to its end, as PostgreSQL does.
         """
         if self._done:
             return
@@ -212,13 +215,16 @@ class SessionPipelineSession(PipelineSessionBase):
             backend.detach()
             backend.clean = self._clean()
             self.frontend.setCancelTarget(None)
-            self.pool.release(backend)
+            if lost and (self._outstanding or self._unsynced):
+                self.pool.abandon(backend)
+            else:
+                self.pool.release(backend)
 
     def frontendLost(self, reason: Failure) -> None:
         """
         See L{IPipelineSession.frontendLost}.
         """
-        self._finish()
+        self._finish(lost=True)
 
 
 @implementer(IPlugin, IPipeline)

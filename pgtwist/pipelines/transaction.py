@@ -748,7 +748,12 @@ class TransactionPipelineSession(
         if self._queued and not self._pumping and not self._done:
             self._pump()
 
-    def _finish(self) -> None:
+    def _finish(self, lost: bool = False) -> None:
+        """
+        The client is done: give its backend back, or, when the client was
+        C{lost} with a request running, have it cancelled and closed
+        (L{IBackendPool.abandon}).
+        """
         if self._done:
             return
         self._done = True
@@ -764,6 +769,9 @@ class TransactionPipelineSession(
                 and not self._fromClient.passingOn
             )
             self.frontend.setCancelTarget(None)
+            if lost and (self._expected or self._unsynced):
+                self.pool.abandon(backend)
+                return
             # Session-only objects, or what may be some, go with the client:
             # the pool resets the session (DISCARD ALL) before reuse.
             reset = bool(self._resetOnRelease or self._objects or self._sessionCheck & OBJECTS)
@@ -777,9 +785,10 @@ class TransactionPipelineSession(
     def frontendLost(self, reason: Failure) -> None:
         """
         See L{IPipelineSession.frontendLost}: a backend left inside a
-        transaction is closed, never handed to someone else.
+        transaction is closed, never handed to someone else, and one
+        running a request of the client's is cancelled first.
         """
-        self._finish()
+        self._finish(lost=True)
 
     def busy(self) -> bool:
         """

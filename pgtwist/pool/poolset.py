@@ -36,6 +36,7 @@ from pgtwist.interfaces import (
     PoolTimeout,
 )
 from pgtwist.net.backend import BackendError, BackendGone, connectBackend
+from pgtwist.net.cancel import sendCancel
 from pgtwist.pool.servers import ServerSet
 from pgtwist.pool.state import (
     BackendState,
@@ -108,6 +109,10 @@ class PoolSet(Service):
         #: Console PAUSE: every pool (C{pausedAll}) or those of some databases.
         self.pausedAll = False
         self.pausedDatabases: set[str] = set()
+        #: Sends a CancelRequest: C{(server, processId, secretKey)} (see L{abandon}).
+        self.sendCancel: Callable[[ServerSettings, int, int], None] = (
+            lambda server, processId, secretKey: sendCancel(reactor, server, processId, secretKey)
+        )
 
     def _connect(
         self, server: ServerSettings, key: PoolKey, password: str | None
@@ -367,6 +372,35 @@ class PoolSet(Service):
         )
         self.closeAndForget(entry)
         self._serveAll()
+
+    def abandon(self, backend: IBackendLink) -> None:
+        """
+        See L{IBackendPool.abandon}: PostgreSQL would go on running the
+        request of a client that is gone until it next reads from the
+        socket (a C{pg_sleep(60)} for a minute), so it is cancelled, then
+        the backend is closed. The cancel is sent only while the backend is
+        still lent (C{ACTIVE}), and it is closed in the same turn, never
+        lent again: it cannot reach a backend serving someone else. Once
+        the cancel arrives, the backend ends its request, reads the
+        Terminate it was sent, and exits.
+        """
+        entry = self._entries.get(backend)
+        if entry is None:
+            return
+        pooled = entry.backend
+        if (
+            entry.state is BackendState.ACTIVE
+            and pooled.connected
+            and not pooled.closing
+            and pooled.processId
+        ):
+            self.log.info(
+                "Cancelling the request of backend {backendPid} of {poolKey}: its client is gone",
+                backendPid=pooled.processId,
+                poolKey=pooled.key,
+            )
+            self.sendCancel(pooled.server, pooled.processId, pooled.secretKey)
+        self.discard(backend, "its client is gone with a request running")
 
     # -- internals ------------------------------------------------------------
 

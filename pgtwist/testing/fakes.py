@@ -175,6 +175,7 @@ class FakeBackendPool:
         self.pending: list[Deferred[IBackendLink]] = []
         self.released: list[IBackendLink] = []
         self.discarded: list[tuple[IBackendLink, str]] = []
+        self.abandoned: list[IBackendLink] = []
         self.cancelled: list[Deferred[IBackendLink]] = []
         self.backend = FakeBackendLink()
         self.stats = PoolStats()
@@ -235,6 +236,12 @@ class FakeBackendPool:
         Record a discard.
         """
         self.discarded.append((backend, reason))
+
+    def abandon(self, backend: IBackendLink) -> None:
+        """
+        Record a backend given up with its client's request running.
+        """
+        self.abandoned.append(backend)
 
 
 @implementer(IPooledConnection)

@@ -102,6 +102,43 @@ class PipelineContractMixin:
         reusable = backend.clean and backend.transactionStatus == b"I"
         self.assertFalse(reusable and backend in pool.released)  # type: ignore[attr-defined]
 
+    def test_abandonsOnDisconnectMidRequest(self) -> None:
+        """
+        A client lost while its query runs leaves the backend to be
+        cancelled and closed, never given back for reuse.
+        """
+        session, _, pool = self.openSession()
+        session.frontendDataReceived(codec.encode(Query("SELECT pg_sleep(60)")))
+        released = len(pool.released)
+        session.frontendLost(Failure(ConnectionError()))
+        self.assertEqual(pool.abandoned, [pool.backend])
+        self.assertEqual(len(pool.released), released)
+
+    def test_noCancelForIdleBackend(self) -> None:
+        """
+        A client lost with no request running (between queries of a
+        transaction) has nothing cancelled.
+        """
+        session, _, pool = self.openSession()
+        session.frontendDataReceived(codec.encode(Query("BEGIN")))
+        session.backendDataReceived(
+            codec.encodeAll([CommandComplete("BEGIN"), ReadyForQuery(b"T")])
+        )
+        session.frontendLost(Failure(ConnectionError()))
+        self.assertEqual(pool.abandoned, [])
+
+    def test_terminateLetsRequestRun(self) -> None:
+        """
+        A Terminate right behind a query is a goodbye, not a loss: the query
+        is not cancelled (PostgreSQL runs it, then reads the Terminate).
+        """
+        session, _, pool = self.openSession()
+        session.frontendDataReceived(
+            codec.encodeAll([Query("INSERT INTO t VALUES (1)"), Terminate()])
+        )
+        session.frontendLost(Failure(ConnectionError()))
+        self.assertEqual(pool.abandoned, [])
+
     def test_backendLossReported(self) -> None:
         """
         A backend that dies under a running query is reported to the client.

@@ -75,11 +75,12 @@ class SessionPipelineTests(SynchronousTestCase):
     def test_disconnectMidQuery(self) -> None:
         """
         A client gone before its ReadyForQuery leaves an unclean backend,
-        which the pool will close rather than reuse.
+        which the pool cancels and closes rather than reuses.
         """
         self.session.frontendDataReceived(codec.encode(Query("SELECT pg_sleep(10)")))
         self.session.frontendLost(Failure(ConnectionError()))
-        self.assertEqual(self.pool.released, [self.backend])
+        self.assertEqual(self.pool.abandoned, [self.backend])
+        self.assertEqual(self.pool.released, [])
         self.assertFalse(self.backend.clean)
 
     def test_disconnectWithUnsyncedExtended(self) -> None:
@@ -91,6 +92,7 @@ class SessionPipelineTests(SynchronousTestCase):
         )
         self.session.frontendLost(Failure(ConnectionError()))
         self.assertFalse(self.backend.clean)
+        self.assertEqual(self.pool.abandoned, [self.backend])
 
     def test_pipelinedSyncs(self) -> None:
         """
