@@ -300,6 +300,16 @@ class IBackendPool(Interface):
         reuse it. Only for a backend still lent to that client.
         """
 
+    def closeIdleBackends(database: str) -> Deferred[None]:
+        """
+        Close the idle backends connected to C{database}, whatever their
+        user, so that PostgreSQL sees no session of pgtwist's there (before
+        a C{DROP DATABASE}); backends lent to clients are left alone.
+
+        @return: Fires once their connections are closed (at once when
+            there were none), or after a few seconds at the latest; never fails.
+        """
+
     def statsFor(key: PoolKey) -> IPoolStats:
         """
         The statistics of C{key}'s pool, for the pipeline sessions and the

@@ -30,7 +30,9 @@ from pgtwist.interfaces import (
     IPipelineSession,
 )
 from pgtwist.pipelines._base import PipelineSessionBase
+from pgtwist.pipelines._databases import HINT, STARTS, exclusiveDatabase
 from pgtwist.wire import codec, constants
+from pgtwist.wire.codec import HEADER
 from pgtwist.wire.errors import ProtocolViolation
 from pgtwist.wire.walker import MessageWalker
 
@@ -77,6 +79,10 @@ class SessionPipelineSession(PipelineSessionBase):
         self._queryStart = 0.0
         self._xactStart: float | None = None
         self._frontendScanner = MessageWalker(self._frontendMessage, watch=_FRONTEND_WATCH)
+        #: Client chunks held while idle backends of a database close (see
+        #: L{_holdExclusive}), and whether the statement first held is cleared.
+        self._held: list[bytes] | None = None
+        self._cleared = False
         self._backendScanner = MessageWalker(self._backendMessage, collect=_BACKEND_COLLECT)
 
     # -- login --------------------------------------------------------------------
@@ -130,6 +136,19 @@ class SessionPipelineSession(PipelineSessionBase):
         backend = self.backend
         if backend is None:
             return
+        if self._held is not None:
+            self._held.append(data)
+            return
+        first = data[:1]
+        if (
+            (first == constants.QUERY and data[5:6] in STARTS)
+            or (first == constants.PARSE and (data[5:6] != b"\x00" or data[6:7] in STARTS))
+        ) and (
+            HINT.search(data) is not None
+            and self._frontendScanner.atBoundary
+            and self._holdExclusive(data)
+        ):
+            return
         self.stats.bytesReceived += len(data)
         try:
             self._frontendScanner.feed(data)
@@ -146,6 +165,48 @@ class SessionPipelineSession(PipelineSessionBase):
             self.frontend.fail(None)
             return
         backend.write(data)
+
+    def _holdExclusive(self, data: bytes) -> bool:
+        """
+        Whether C{data} starts with a statement that needs a database free
+        of other sessions (C{DROP DATABASE}...): then it is held, with what
+        follows, until the pool has closed its idle backends to that
+        database (L{IBackendPool.closeIdleBackends}). Only a statement at
+        the start of a chunk is looked at, as clients send these (they
+        run alone, never in a transaction block).
+        """
+        if self._cleared:
+            self._cleared = False
+            return False
+        type, length = HEADER.unpack_from(data)
+        end = length + 1
+        if length < 4 or end > len(data):
+            return False
+        body = data[5:end]
+        if type == constants.PARSE:
+            body = body[body.find(b"\x00") + 1 :]
+        database = exclusiveDatabase(body[: body.find(b"\x00")])
+        if database is None:
+            return False
+        d = self.pool.closeIdleBackends(database)
+        if d.called:
+            return False
+        self._held = [data]
+        self.frontend.pauseReading()
+        d.addBoth(self._cbExclusive)
+        return True
+
+    def _cbExclusive(self, result: object) -> None:
+        """
+        The idle backends are closed: relay what was held.
+        """
+        held, self._held = self._held or [], None
+        if self._done:
+            return
+        self._cleared = True
+        self.frontend.resumeReading()
+        for data in held:
+            self.frontendDataReceived(data)
 
     def _backendMessage(self, type: bytes, body: bytes | None, end: int) -> None:
         assert body is not None

@@ -60,6 +60,7 @@ from pgtwist.interfaces import (
     IPipelineSession,
 )
 from pgtwist.pipelines._base import PipelineSessionBase
+from pgtwist.pipelines._databases import HINT, STARTS, exclusiveDatabase
 from pgtwist.pipelines._expect import (
     _CLOSE_COMPLETE,
     _EXECUTE,
@@ -110,6 +111,14 @@ from pgtwist.wire.walker import MessageWalker, invalidLength, tooLong
 
 #: The output list of a walk whose scan writes nothing.
 _UNUSED: list[bytes] = []
+
+
+def _parsedText(body: bytes) -> bytes:
+    """
+    The query text of a Parse message's C{body}.
+    """
+    start = body.find(b"\x00") + 1
+    return body[start : body.find(b"\x00", start)]
 
 
 @implementer(IPipelineSession)
@@ -179,6 +188,8 @@ class TransactionPipelineSession(
         self.pinned = ""
         self._resetOnRelease = False
         self._customs: set[str] | None = None
+        #: The statement whose database the pool just cleared (see L{_clearFor}).
+        self._cleared: bytes | None = None
 
     # -- login ------------------------------------------------------------------
 
@@ -451,6 +462,10 @@ class TransactionPipelineSession(
                     self._wantBackend = True
                     break
                 query = parse.query.encode()
+                if HINT.search(query) is not None and exclusiveDatabase(query) is not None:
+                    # Goes to a backend, which waits for the pool (_clearFor).
+                    self._wantBackend = True
+                    break
                 flags = sessionFlags(query)
                 if flags:
                     # Its Binds will tell the session to be read.
@@ -557,6 +572,12 @@ class TransactionPipelineSession(
                 if not self._discarding:
                     if end <= size:
                         body = data[offset + 5 : end]
+                        if (
+                            body[:1] in STARTS
+                            and HINT.search(body) is not None
+                            and self._clearFor(body[:-1])
+                        ):
+                            break
                         flags = sessionFlags(body)
                         if flags:
                             if flags & LISTEN:
@@ -581,6 +602,12 @@ class TransactionPipelineSession(
                     expected.append(_Expect(_EXECUTE, copyEnds=self._copyEnds))
             elif type in _EXTENDED_REQUESTS:
                 if not self._discarding:
+                    if (
+                        type == constants.PARSE
+                        and HINT.search(data, offset + 5, end) is not None
+                        and self._clearFor(_parsedText(data[offset + 5 : end]))
+                    ):
+                        break
                     if self._unsettled and self._mustWait(type, data[offset + 5 : end]):
                         self._waiting = True
                         self.frontend.pauseReading()
@@ -718,6 +745,33 @@ class TransactionPipelineSession(
             self._pump()
         if not self._waiting and not self._done:
             self.frontend.resumeReading()
+
+    def _clearFor(self, sql: bytes) -> bool:
+        """
+        Whether the statement C{sql} must wait: it needs a database free of
+        other sessions (C{DROP DATABASE}...), so the pool first closes its
+        idle backends to that database (L{IBackendPool.closeIdleBackends});
+        the client's messages from this one on wait, as behind an earlier
+        batch (L{_resumeIfSettled}), and the statement is relayed once they
+        are gone.
+        """
+        if self._cleared == sql:
+            self._cleared = None
+            return False
+        database = exclusiveDatabase(sql)
+        if database is None:
+            return False
+        d = self.pool.closeIdleBackends(database)
+        if d.called:
+            return False
+        self._waiting = True
+        self.frontend.pauseReading()
+        d.addBoth(self._cbCleared, sql)
+        return True
+
+    def _cbCleared(self, result: object, sql: bytes) -> None:
+        self._cleared = sql
+        self._resumeIfSettled()
 
     def _releasable(self) -> bool:
         backend = self.backend

@@ -54,6 +54,8 @@ class PoolMaintenance:
             pool.prefilled = True
             if pool.connectFailures and now < pool.retryAt:
                 continue
+            if now < pool.openAfter:
+                continue
             missing = target - pool.size
             while missing > 0 and pools.hasRoomFor(pool):
                 pools.openBackend(pool)

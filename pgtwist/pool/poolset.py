@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, gatherResults, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -56,6 +56,14 @@ if TYPE_CHECKING:
 #: used that recently has just proved itself, and checking it would add a
 #: round trip to every transaction of a busy pool.
 VALIDATION_DELAY = 1.0
+
+#: The longest maintenance waits before opening another backend for a pool
+#: whose logins PostgreSQL keeps refusing (seconds; 1, 2, 4... up to this).
+REFUSED_BACKOFF_MAX = 60.0
+
+#: The longest L{PoolSet.closeIdleBackends} waits for closed backends'
+#: connections to be gone (seconds).
+CLOSE_WAIT = 5.0
 
 #: An idle timer that finds less than this left of a backend's idle time
 #: counts it as expired (float rounding must not re-arm it for nothing).
@@ -109,6 +117,9 @@ class PoolSet(Service):
         #: Console PAUSE: every pool (C{pausedAll}) or those of some databases.
         self.pausedAll = False
         self.pausedDatabases: set[str] = set()
+        #: Who waits for which closed backend's connection to be gone
+        #: (see L{closeIdleBackends}).
+        self._goneWaiters: dict[IPooledConnection, list[Deferred[None]]] = {}
         #: Sends a CancelRequest: C{(server, processId, secretKey)} (see L{abandon}).
         self.sendCancel: Callable[[ServerSettings, int, int], None] = (
             lambda server, processId, secretKey: sendCancel(reactor, server, processId, secretKey)
@@ -402,6 +413,55 @@ class PoolSet(Service):
             self.sendCancel(pooled.server, pooled.processId, pooled.secretKey)
         self.discard(backend, "its client is gone with a request running")
 
+    def closeIdleBackends(self, database: str) -> Deferred[None]:
+        """
+        See L{IBackendPool.closeIdleBackends}. Idle backends of C{database}
+        are closed now; those being reset (a client just gave them back)
+        are closed once the reset ends, and PostgreSQL, which waits up to
+        5 s for sessions on their way out, sees them go too. Waits at most
+        L{CLOSE_WAIT} seconds for the connections to be gone, and for as
+        long maintenance opens no backend to C{database} (MIN_SIZE would
+        reopen one under the statement).
+        """
+        gone: list[Deferred[None]] = []
+        closed = 0
+        quiet = self._reactor.seconds() + CLOSE_WAIT
+        for pool in list(self.pools.values()):
+            if pool.key[0] != database:
+                continue
+            # Maintenance (MIN_SIZE) must not open one meanwhile.
+            pool.openAfter = max(pool.openAfter, quiet)
+            for entry in list(pool.backends[BackendState.RESETTING]):
+                entry.closeOnRelease = True
+            for entry in list(pool.idle):
+                backend = entry.backend
+                if backend.connected:
+                    d: Deferred[None] = Deferred()
+                    self._goneWaiters.setdefault(backend, []).append(d)
+                    gone.append(d)
+                self.closeAndForget(entry)
+                closed += 1
+        if closed:
+            self.log.info(
+                "Closed {count} idle backends of database {database!r} for a statement"
+                " that needs it without other sessions",
+                count=closed,
+                database=database,
+            )
+        if not gone:
+            return succeed(None)
+        done: Deferred[None] = Deferred()
+        timer = self._reactor.callLater(CLOSE_WAIT, self._cbGone, None, done, None)
+        gatherResults(gone).addBoth(self._cbGone, done, timer)
+        return done
+
+    @staticmethod
+    def _cbGone(result: object, done: Deferred[None], timer: Any) -> None:
+        if timer is not None and timer.active():
+            timer.cancel()
+        if not done.called:
+            done.callback(None)
+
     # -- internals ------------------------------------------------------------
 
     def _cbReset(self, error: ErrorResponse | None, entry: PooledBackend) -> None:
@@ -410,6 +470,9 @@ class PoolSet(Service):
         backend = entry.backend
         if error is not None or backend.closing:
             self.discard(backend, f"reset failed: {error.message if error else 'closing'}")
+            return
+        if entry.closeOnRelease:
+            self.discard(backend, "its database is wanted without other sessions")
             return
         self._moveTo(entry, BackendState.IDLE)
         self._serveAll(first=self.pool(backend.key))
@@ -598,6 +661,7 @@ class PoolSet(Service):
     def _cbOpened(self, backend: IPooledConnection, entry: PooledBackend) -> None:
         pool = self.pool(backend.key)
         pool.connectFailures = 0
+        pool.loginRefusals = 0
         if backend.authRequestCode is not None:
             pool.authRequestCode = backend.authRequestCode
         self.log.debug(
@@ -619,6 +683,12 @@ class PoolSet(Service):
             return
         if isinstance(reason.value, BackendError):
             error = reason.value.error
+            if not transient:
+                # Maintenance backs off (a dropped database, a removed
+                # role): clients asking still try, and hear why.
+                pool.loginRefusals += 1
+                delay = min(REFUSED_BACKOFF_MAX, 2.0 ** (pool.loginRefusals - 1))
+                pool.openAfter = self._reactor.seconds() + delay
             self.log.warn(
                 "PostgreSQL {server} refused a login for {poolKey}: {sqlstate} {message}",
                 server=backend.server.name,
@@ -786,6 +856,8 @@ class PoolSet(Service):
         self.discard(backend, "idle_timeout")
 
     def _backendLost(self, backend: IPooledConnection, reason: Failure) -> None:
+        for waiter in self._goneWaiters.pop(backend, ()):
+            waiter.callback(None)
         entry = self._entries.get(backend)
         if entry is not None and entry.state not in (None, BackendState.CONNECTING):
             self._moveTo(entry, BackendState.CLOSED)
@@ -839,6 +911,9 @@ class PoolSet(Service):
             return
         if error is not None:
             self.discard(entry.backend, f"validation failed: {error.message}")
+            return
+        if entry.closeOnRelease:
+            self.discard(entry.backend, "its database is wanted without other sessions")
             return
         self._moveTo(entry, BackendState.IDLE)
         entry.lastUsedAt = lastUsedAt

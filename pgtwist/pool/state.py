@@ -97,6 +97,11 @@ class Pool:
         #: Failed connection attempts in a row, and when to try again.
         self.connectFailures = 0
         self.retryAt = 0.0
+        #: Logins PostgreSQL refused in a row (no such database, role...);
+        #: maintenance opens no backend for the pool before C{openAfter}
+        #: (after a refusal, or while its database is being dropped).
+        self.loginRefusals = 0
+        self.openAfter = 0.0
         self.prefilled = False
         self.stats = PoolStats()
         #: While paused (console PAUSE), waiters are not served.

@@ -176,6 +176,10 @@ class FakeBackendPool:
         self.released: list[IBackendLink] = []
         self.discarded: list[tuple[IBackendLink, str]] = []
         self.abandoned: list[IBackendLink] = []
+        #: The databases of L{closeIdleBackends} calls, and whether it answers at once.
+        self.closedIdle: list[str] = []
+        self.closeAtOnce = True
+        self.closing: list[Deferred[None]] = []
         self.cancelled: list[Deferred[IBackendLink]] = []
         self.backend = FakeBackendLink()
         self.stats = PoolStats()
@@ -242,6 +246,18 @@ class FakeBackendPool:
         Record a backend given up with its client's request running.
         """
         self.abandoned.append(backend)
+
+    def closeIdleBackends(self, database: str) -> Deferred[None]:
+        """
+        Record the database; answer at once when C{closeAtOnce}, else with
+        a Deferred kept in C{closing} for the test to fire.
+        """
+        self.closedIdle.append(database)
+        if self.closeAtOnce:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self.closing.append(d)
+        return d
 
 
 @implementer(IPooledConnection)

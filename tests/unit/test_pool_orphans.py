@@ -6,14 +6,18 @@ L{tests.unit.test_pool} (no sockets).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from pgtwist.config.model import ServerSettings
+from pgtwist.config.model import DatabaseLimit, ServerSettings
 from pgtwist.net import cancel
+from pgtwist.net.backend import BackendError
 from pgtwist.net.cancel import sendCancel
+from pgtwist.pool import poolset
 from pgtwist.pool.poolset import BackendState
-from pgtwist.wire import codec
+from pgtwist.wire import codec, errors
 from pgtwist.wire.messages import CancelRequest
 from tests.unit.test_pool import SERVER, PoolTestCase
 
@@ -108,3 +112,134 @@ class SendCancelTests(SynchronousTestCase):
         protocol.dataReceived(b"N")
         self.assertNotIn(codec.encode(CancelRequest(321, 7)), transport.value())
         self.assertTrue(transport.disconnecting)
+
+
+class CloseIdleBackendsTests(PoolTestCase):
+    """
+    L{PoolSet.closeIdleBackends}: a database's idle backends, every user's,
+    closed before a statement that needs the database to itself.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.pools = self.makePools(maxConnections=6)
+
+    def test_idleOfEveryUser(self) -> None:
+        """
+        The idle backends of every pool of the database are closed, and the
+        answer waits until their connections are gone; lent backends and
+        other databases' stay.
+        """
+        alice = self.lendNew({})
+        self.pools.release(alice, reset=False)
+        bob = self.lendNew({}, key=("db", "bob"))
+        self.pools.release(bob, reset=False)
+        busy = self.lendNew({}, key=("db", "carol"))
+        other = self.lendNew({}, key=("elsewhere", "alice"))
+        self.pools.release(other, reset=False)
+        d = self.pools.closeIdleBackends("db")
+        self.assertTrue(alice.closed and bob.closed)
+        self.assertFalse(busy.closed or other.closed)
+        self.assertEqual(self.stateOf(busy), BackendState.ACTIVE)
+        self.assertNoResult(d)
+        alice.lose()
+        self.assertNoResult(d)
+        bob.lose()
+        self.assertIsNone(self.successResultOf(d))
+
+    def test_nothingIdle(self) -> None:
+        """
+        With nothing idle to close, the answer comes at once.
+        """
+        self.lendNew({})
+        self.assertIsNone(self.successResultOf(self.pools.closeIdleBackends("db")))
+        self.assertIsNone(self.successResultOf(self.pools.closeIdleBackends("nowhere")))
+
+    def test_waitBounded(self) -> None:
+        """
+        A connection that is slow to go is waited for L{CLOSE_WAIT} seconds
+        at most.
+        """
+        backend = self.lendNew({})
+        self.pools.release(backend, reset=False)
+        d = self.pools.closeIdleBackends("db")
+        self.clock.advance(poolset.CLOSE_WAIT - 0.1)
+        self.assertNoResult(d)
+        self.clock.advance(0.1)
+        self.assertIsNone(self.successResultOf(d))
+        backend.lose()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_resettingClosedAfterReset(self) -> None:
+        """
+        A backend being reset (its client just left) is closed once the
+        reset ends, not pooled.
+        """
+        backend = self.lendNew({})
+        self.pools.release(backend)
+        self.assertEqual(self.stateOf(backend), BackendState.RESETTING)
+        self.successResultOf(self.pools.closeIdleBackends("db"))
+        backend.queries[-1][1].callback(None)
+        self.assertTrue(backend.closed)
+        self.assertEqual(self.stateOf(backend), BackendState.CLOSED)
+
+
+class ClosedForMaintenanceTests(PoolTestCase):
+    """
+    Maintenance opens no backend to a database whose idle backends were
+    just closed for a statement.
+    """
+
+    def test_noReopen(self) -> None:
+        """
+        MIN_SIZE is not restored for L{poolset.CLOSE_WAIT} seconds.
+        """
+        self.pools = self.makePools()
+        self.pools.config = replace(
+            self.pools.config, limits=(DatabaseLimit("db", "alice", 2, minSize=1),)
+        )
+        self.pools.reconfigure(self.pools.config)
+        self.maintain()
+        self.login().lose()
+        self.maintain()
+        self.login()
+        self.pools.closeIdleBackends("db")
+        self.connects[-1][0].lose()
+        self.maintain()
+        self.assertEqual(len(self.connects), 2)
+        self.clock.advance(poolset.CLOSE_WAIT)
+        self.maintain()
+        self.assertEqual(len(self.connects), 3)
+
+
+class RefusedLoginBackoffTests(PoolTestCase):
+    """
+    Maintenance of a pool whose logins PostgreSQL refuses (its database
+    was dropped) backs off instead of reconnecting at every round.
+    """
+
+    def test_backoff(self) -> None:
+        """
+        After a refused login the next attempt waits 1 s, then 2 s, then
+        4 s...; a login that succeeds ends the back-off.
+        """
+        self.pools = self.makePools()
+        self.pools.config = replace(
+            self.pools.config, limits=(DatabaseLimit("db", "alice", 2, minSize=1),)
+        )
+        self.pools.reconfigure(self.pools.config)
+        refused = BackendError(errors.fatal("3D000", 'database "db" does not exist'))
+        attempts = []
+        for wait in (1.0, 2.0, 4.0):
+            self.maintain()
+            attempts.append(len(self.connects))
+            backend, d = self.connects[-1]
+            d.errback(refused)
+            self.clock.advance(wait - 0.5)
+            self.maintain()
+            self.assertEqual(len(self.connects), attempts[-1])
+            self.clock.advance(0.5)
+        self.assertEqual(attempts, [1, 2, 3])
+        self.maintain()
+        self.login()
+        self.assertEqual(self.pools.pool(self.key).loginRefusals, 0)
