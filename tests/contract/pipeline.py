@@ -14,7 +14,15 @@ from pgtwist.config.model import Configuration, MainSettings, ServerSettings
 from pgtwist.interfaces import IPipeline, IPipelineSession
 from pgtwist.testing import FakeBackendPool, FakeFrontendLink
 from pgtwist.wire import codec
-from pgtwist.wire.messages import CommandComplete, Query, ReadyForQuery, Terminate
+from pgtwist.wire.messages import (
+    Bind,
+    CommandComplete,
+    Execute,
+    Parse,
+    Query,
+    ReadyForQuery,
+    Terminate,
+)
 
 
 class PipelineContractMixin:
@@ -113,6 +121,18 @@ class PipelineContractMixin:
         session.frontendLost(Failure(ConnectionError()))
         self.assertEqual(pool.abandoned, [pool.backend])
         self.assertEqual(len(pool.released), released)
+
+    def test_abandonsOnDisconnectMidBatch(self) -> None:
+        """
+        So does a client lost after an extended-protocol Execute, before
+        its Sync: PostgreSQL runs the Execute as it arrives.
+        """
+        session, _, pool = self.openSession()
+        session.frontendDataReceived(
+            codec.encodeAll([Parse("", "SELECT pg_sleep(60)"), Bind("", ""), Execute("")])
+        )
+        session.frontendLost(Failure(ConnectionError()))
+        self.assertEqual(pool.abandoned, [pool.backend])
 
     def test_noCancelForIdleBackend(self) -> None:
         """
