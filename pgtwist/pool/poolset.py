@@ -237,9 +237,9 @@ class PoolSet(Service):
             return False
         pool.credential = None
         self.log.warn(
-            "PostgreSQL refused the pass-through login for {poolKey}: the verifier its "
-            "clients were checked against is stale (the password was changed?); "
-            "forgetting it",
+            "The pass-through login for {poolKey} failed as a wrong password does: the "
+            "verifier its clients were checked against is stale (the password was "
+            "changed?); forgetting the credential",
             poolKey=pool.key,
         )
         hook = self.credentialRefused
