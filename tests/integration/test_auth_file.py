@@ -23,7 +23,7 @@ from pgtwist.config.authfile import formatAuthFile
 from pgtwist.testing.embedded import PostgresCluster
 from pgtwist.wire.sql import quoteIdentifier, quoteLiteral
 from tests.integration.clients import adminConnect, backendsOf, waitFor
-from tests.integration.pooler import Pooler
+from tests.integration.pooler import BIN, Pooler
 from tests.integration.test_server_tls import TlsInterceptor
 
 #: Role to (password, how PostgreSQL stores and checks it).
@@ -334,3 +334,54 @@ def test_reloadAndPlaintext(
     pooler.waitForLog("Configuration reloaded", count=2)
     time.sleep(0.2)
     assert query(pooler, role, password) == role
+
+
+def test_importedFromPgBouncer(afCluster: PostgresCluster, tmp_path: Path) -> None:
+    """
+    PgBouncer's C{userlist.txt} (a verifier and a plaintext password)
+    imported with C{pgtwist-admin import-auth-file}: the SCRAM role logs in
+    by pass-through from the verifiers file, the md5 role with the vault
+    password the import stored.
+    """
+    scram, (scramPassword, _) = "pgt_af_scram", ROLES["pgt_af_scram"]
+    md5, (md5Password, _) = "pgt_af_md5", ROLES["pgt_af_md5"]
+    userlist = tmp_path / "userlist.txt"
+    userlist.write_text(
+        "; exported from PgBouncer\n"
+        f'"{scram}" "{verifier(afCluster, scram)}"\n'
+        f'"{md5}" "{md5Password}"\n'
+    )
+    os.chmod(userlist, 0o600)
+    directory = tmp_path / "pooler"
+    directory.mkdir()
+    verifiers = directory / "verifiers.txt"
+    pooler = Pooler(
+        directory,
+        afCluster,
+        main={"auth_file": str(verifiers), "allow_unknown_users": "off"},
+        hba=["host all all all all"],
+        users={},
+    )
+    result = subprocess.run(
+        [
+            str(BIN / "pgtwist-admin"),
+            "-f",
+            str(pooler.usersPath),
+            "--verifiers",
+            str(verifiers),
+            "import-auth-file",
+            str(userlist),
+        ],
+        env=pooler.environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    pooler.start()
+    try:
+        assert query(pooler, scram, scramPassword) == scram
+        assert query(pooler, md5, md5Password) == md5
+    finally:
+        pooler.stop()
+        print(pooler.log())
