@@ -276,14 +276,23 @@ def verifyPlainPassword(password: str, secret: ScramSecret) -> bool:
     Whether C{password} is the one C{secret} was made from, as PostgreSQL's
     C{scram_verify_plain_password} checks a cleartext password against a
     SCRAM secret: derive the keys with the secret's salt and iteration
-    count and compare them in constant time. The derivation is cached like
-    a backend login's (L{clientKeys}).
+    count and compare them in constant time. Only a password that verifies
+    is cached (in L{clientKeys}, where the backend login that follows finds
+    it): wrong guesses must neither stay in memory nor evict real entries.
     """
-    _, storedKey, serverKey = _clientKeys(password, secret.salt, secret.iterations)
+    normalized = normalizePassword(password)
+    key = (normalized, secret.salt, secret.iterations)
+    keys = clientKeys.get(key)
+    if keys is None:
+        keys = _keys(hi(normalized, secret.salt, secret.iterations))
+    _, storedKey, serverKey = keys
     # Both compared, without short-circuit, so the time does not tell which differed.
     storedOk = hmac.compare_digest(storedKey, secret.storedKey)
     serverOk = hmac.compare_digest(serverKey, secret.serverKey)
-    return storedOk & serverOk
+    if storedOk & serverOk:
+        clientKeys.put(key, keys)
+        return True
+    return False
 
 
 def makeNonce(randomBytes: Callable[[int], bytes] = os.urandom) -> str:

@@ -505,3 +505,19 @@ class PassThroughBackendTests(_Isolated):
         result = converse(ScramSha256AuthMethod(), self.scramUser, step.credential)
         assert result.client is not None
         self.assertIs(result.client.outcome, Outcome.SUCCEEDED)
+
+
+class VerifyPlainPasswordCacheTests(_Isolated):
+    """
+    What L{_scram.verifyPlainPassword} leaves in the key cache.
+    """
+
+    def test_wrongPasswordNotCached(self) -> None:
+        """
+        A wrong password leaves nothing in L{_scram.clientKeys}; the right
+        one is cached for the backend login that follows.
+        """
+        self.assertFalse(_scram.verifyPlainPassword("guess", self.secret))
+        self.assertEqual(len(_scram.clientKeys), 0)
+        self.assertTrue(_scram.verifyPlainPassword(PASSWORD, self.secret))
+        self.assertEqual(len(_scram.clientKeys), 1)
