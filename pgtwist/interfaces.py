@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from pgtwist.auth.steps import AuthStep
     from pgtwist.config.model import Configuration, PoolKey, UserEntry
+    from pgtwist.config.verifiers import BackendCredential
     from pgtwist.wire.messages import AuthenticationRequest, ErrorResponse, Message
 
 
@@ -86,12 +87,18 @@ class IAuthMethod(Interface):
 
     def backendExchange(
         user: str,
-        password: str | None,
+        password: BackendCredential | None,
         request: AuthenticationRequest,
         channelBinding: bytes | None = None,
     ) -> IAuthExchange:
         """
         Start proving identity to PostgreSQL. pgtwist plays the client.
+
+        @param password: What to log in with: the vault's plaintext password,
+            or a pass-through credential a client's login left behind (a
+            L{pgtwist.config.verifiers.ScramPassThrough} answers SCRAM, an
+            L{pgtwist.config.verifiers.Md5Verifier} answers md5, neither a
+            cleartext request); C{None} when pgtwist has none.
 
         @param request: The L{pgtwist.wire.messages.AuthenticationRequest} received.
         @param channelBinding: TLS channel-binding data (C{tls-server-end-point}
@@ -332,6 +339,16 @@ class IBackendPool(Interface):
         pool-independent total, and in C{key}'s pool's statistics only if
         that pool already exists. Nothing is created for C{key}: its names
         come from a client that proved nothing, and may be random.
+        """
+
+    def rememberCredential(key: PoolKey, credential: BackendCredential) -> None:
+        """
+        A client of C{key} authenticated against a verifier and left
+        C{credential} (L{pgtwist.auth.steps.AuthStep.credential}): keep it
+        on C{key}'s pool, so that backends for a user with no password in
+        the vault log in by pass-through. Ignored when the vault has a
+        password for the user. Call it only once the client authenticated:
+        the pool's names must not come from one that proved nothing.
         """
 
 

@@ -47,5 +47,18 @@ def md5Response(password: str, user: str, salt: bytes) -> str:
     """
     if len(salt) != MD5_SALT_LENGTH:
         raise ValueError(f"md5 salt must be {MD5_SALT_LENGTH} bytes, not {len(salt)}")
-    inner = md5Secret(password, user)[len(MD5_PREFIX) :]
+    return md5ResponseFromSecret(md5Secret(password, user), salt)
+
+
+def md5ResponseFromSecret(secret: str, salt: bytes) -> str:
+    """
+    The same answer as L{md5Response}, from the md5 secret
+    (C{"md5" + md5hex(password + user)}) rather than the password: md5
+    needs no more, which is why an md5 hash is a password equivalent.
+
+    @raise ValueError: C{salt} is not 4 bytes long.
+    """
+    if len(salt) != MD5_SALT_LENGTH:
+        raise ValueError(f"md5 salt must be {MD5_SALT_LENGTH} bytes, not {len(salt)}")
+    inner = secret[len(MD5_PREFIX) :]
     return MD5_PREFIX + hashlib.md5(inner.encode("ascii") + salt).hexdigest()

@@ -52,7 +52,7 @@ try:
 except ImportError:  # scramp < 1.5, the last for Python 3.9 (PyPy)
     from scramp.core import saslprep  # type: ignore[no-redef,attr-defined]
 
-from pgtwist.config.verifiers import KEY_LENGTH, MAX_ITERATIONS, ScramSecret
+from pgtwist.config.verifiers import KEY_LENGTH, MAX_ITERATIONS, ScramPassThrough, ScramSecret
 from pgtwist.wire import constants
 from pgtwist.wire.errors import ProtocolViolation
 
@@ -271,6 +271,30 @@ def _clientKeys(password: str, salt: bytes, iterations: int) -> tuple[bytes, byt
     return keys
 
 
+def verifyPlainPassword(password: str, secret: ScramSecret) -> bool:
+    """
+    Whether C{password} is the one C{secret} was made from, as PostgreSQL's
+    C{scram_verify_plain_password} checks a cleartext password against a
+    SCRAM secret: derive the keys with the secret's salt and iteration
+    count and compare them in constant time. Only a password that verifies
+    is cached (in L{clientKeys}, where the backend login that follows finds
+    it): wrong guesses must neither stay in memory nor evict real entries.
+    """
+    normalized = normalizePassword(password)
+    key = (normalized, secret.salt, secret.iterations)
+    keys = clientKeys.get(key)
+    if keys is None:
+        keys = _keys(hi(normalized, secret.salt, secret.iterations))
+    _, storedKey, serverKey = keys
+    # Both compared, without short-circuit, so the time does not tell which differed.
+    storedOk = hmac.compare_digest(storedKey, secret.storedKey)
+    serverOk = hmac.compare_digest(serverKey, secret.serverKey)
+    if storedOk & serverOk:
+        clientKeys.put(key, keys)
+        return True
+    return False
+
+
 def makeNonce(randomBytes: Callable[[int], bytes] = os.urandom) -> str:
     """
     A fresh nonce: base64 of L{RAW_NONCE_LENGTH} random bytes (printable,
@@ -387,6 +411,11 @@ class ScramServer:
 
     @ivar doomed: The exchange fails at the end whatever the client sends
         (mock authentication of a user without a secret).
+    @ivar clientKey: Once L{clientFinal} verified the proof: the client's
+        C{ClientKey}, recovered as C{ClientProof XOR ClientSignature}. With
+        it pgtwist can log into PostgreSQL as the client (SCRAM
+        pass-through, L{ScramPassThrough}); it is a password equivalent for
+        this secret's salt and iterations.
     """
 
     def __init__(
@@ -420,6 +449,7 @@ class ScramServer:
         self._secret = secret
         self._serverNonce = serverNonce
         self.doomed = doomed
+        self.clientKey: bytes | None = None
         self._stage = _ServerStage.AWAITING_CLIENT_FIRST
         self._nonce = ""
         self._clientFirstBare = ""
@@ -552,6 +582,7 @@ class ScramServer:
         verified = hmac.compare_digest(hashlib.sha256(clientKey).digest(), self._secret.storedKey)
         if not verified or self.doomed:
             return None
+        self.clientKey = clientKey
         serverSignature = _hmac(self._secret.serverKey, authMessage)
         return b"v=" + _b64encode(serverSignature).encode("ascii")
 
@@ -584,14 +615,20 @@ class ScramClient:
 
     def __init__(
         self,
-        password: str,
+        password: str | ScramPassThrough,
         clientNonce: str,
         userName: str = "",
         channelBinding: bytes | None = None,
         plus: bool = False,
     ) -> None:
         """
-        @param password: The plaintext password.
+        @param password: The plaintext password, or a L{ScramPassThrough}:
+            the C{ClientKey} a client proved, with the secret it was checked
+            against. Then the proof is C{ClientKey XOR HMAC(StoredKey,
+            AuthMessage)} and the server's signature is checked with the
+            secret's C{ServerKey}, which works only while the server's salt
+            and iteration count are the secret's (L{serverFirst} refuses
+            others: the password was changed since).
         @param clientNonce: The client nonce; printable ASCII without commas
             (see L{makeNonce}). Injectable for tests.
         @param userName: The user name put in the client-first-message;
@@ -663,7 +700,19 @@ class ScramClient:
         iterations = int(iterationText)
         if not 1 <= iterations <= MAX_ITERATIONS:
             raise ScramError(f"unacceptable SCRAM iteration count {iterations}")
-        clientKey, storedKey, serverKey = _clientKeys(self._password, salt, iterations)
+        if isinstance(self._password, ScramPassThrough):
+            secret = self._password.secret
+            # Salt and iteration count are public; a mismatch means the
+            # secret the client was checked against is no longer PostgreSQL's.
+            if salt != secret.salt or iterations != secret.iterations:
+                raise ScramError(
+                    "PostgreSQL's SCRAM salt or iteration count differs from the verifier "
+                    "the client was checked against (the password was changed?)"
+                )
+            clientKey = self._password.clientKey
+            storedKey, serverKey = secret.storedKey, secret.serverKey
+        else:
+            clientKey, storedKey, serverKey = _clientKeys(self._password, salt, iterations)
         withoutProof = f"c={self._cbind},r={nonce}"
         authMessage = ",".join((self._clientFirstBare, serverFirst, withoutProof)).encode(
             _ENCODING, _ERRORS

@@ -12,8 +12,21 @@ password-based method runs its whole exchange even for a user it knows no
 password for, and then fails with the same FATAL 28P01 error as for a wrong
 password, so that clients cannot probe which users exist.
 
+A user may be known by a I{verifier} only (C{auth_file}, C{auth_query}: what
+PostgreSQL keeps in C{pg_authid}, no plaintext): the exchanges then check the
+client as PostgreSQL's C{CheckPWChallengeAuth} and C{CheckPasswordAuth} do.
+C{scram-sha-256} needs a SCRAM secret (a user with an md5 hash only fails
+after the whole mock exchange); C{md5} uses md5 with an md5 hash and switches
+to SCRAM-SHA-256 with a SCRAM secret; C{password} checks the cleartext
+against either. A successful exchange against a verifier hands out, in
+L{AuthStep.credential}, what pgtwist logs into PostgreSQL with on the
+client's behalf (I{pass-through}).
+
 On the backend side pgtwist plays libpq, and never trusts a SCRAM server that
-cannot prove it knows the password (the server signature is checked).
+cannot prove it knows the password (the server signature is checked). It
+logs in with a plaintext password (the vault), or by pass-through: a SCRAM
+C{ClientKey} (L{ScramPassThrough}) answers SCRAM, an md5 hash
+(L{Md5Verifier}) answers md5; no verifier can answer a cleartext request.
 
 The plugin instances live in L{pgtwist.plugins.pgtwist_auth};
 L{pgtwist.app.bootstrap.plugins} collects them with any third-party ones.
@@ -40,6 +53,7 @@ from pgtwist.auth.steps import (
     succeeded,
 )
 from pgtwist.config.model import UserEntry
+from pgtwist.config.verifiers import BackendCredential, Md5Verifier, ScramPassThrough, ScramSecret
 from pgtwist.interfaces import IAuthExchange, IAuthMethod
 from pgtwist.wire import codec, constants
 from pgtwist.wire.errors import ProtocolViolation, fatal
@@ -196,17 +210,41 @@ class _PasswordFrontend(_Exchange):
                 fatal(constants.SQLSTATE_INVALID_PASSWORD, "empty password returned by client"),
             )
         error = passwordAuthenticationFailed(self._user.name)
-        if self._user.password is None:
-            return failed("no password known for the user", error)
-        if not _secretEquals(given, self._expected(self._user.password)):
-            return failed("wrong password", error)
-        return succeeded()
+        password = self._user.password
+        if password is not None:
+            if not _secretEquals(given, self._expected(password)):
+                return failed("wrong password", error)
+            return succeeded()
+        return self._checkVerifier(given, error)
 
     def _expected(self, password: str) -> str:
         """
         The answer a client that knows C{password} sends.
         """
         return password
+
+    def _checkVerifier(self, given: str, error: ErrorResponse) -> AuthStep:
+        """
+        Check the cleartext C{given} against the user's verifier, as
+        PostgreSQL's C{plain_crypt_verify} does: hashed with the md5
+        secret's user name, or derived with the SCRAM secret's salt and
+        iterations; compared in constant time either way.
+        """
+        verifier = self._user.verifier
+        credential: BackendCredential
+        if isinstance(verifier, Md5Verifier):
+            ok = _secretEquals(_md5.md5Secret(given, self._user.name), verifier.hash)
+            credential = verifier
+        elif isinstance(verifier, ScramSecret):
+            ok = _scram.verifyPlainPassword(given, verifier)
+            # The client gave the password itself: it logs into PostgreSQL
+            # whatever PostgreSQL asks for (the vault is not involved).
+            credential = given
+        else:
+            return failed("no password known for the user", error)
+        if not ok:
+            return failed("wrong password", error)
+        return succeeded(credential=credential)
 
 
 class _Md5Frontend(_PasswordFrontend):
@@ -226,6 +264,19 @@ class _Md5Frontend(_PasswordFrontend):
         The answer a client that knows C{password} sends.
         """
         return _md5.md5Response(password, self._user.name, self._salt)
+
+    def _checkVerifier(self, given: str, error: ErrorResponse) -> AuthStep:
+        """
+        Check the md5 response C{given} against the user's md5 hash. (A
+        user with a SCRAM secret never gets here: L{Md5AuthMethod} runs
+        SCRAM for it, as PostgreSQL does.)
+        """
+        verifier = self._user.verifier
+        if not isinstance(verifier, Md5Verifier):
+            return failed("no password known for the user", error)
+        if not _secretEquals(given, _md5.md5ResponseFromSecret(verifier.hash, self._salt)):
+            return failed("wrong password", error)
+        return succeeded(credential=verifier)
 
 
 class _ScramStage(enum.Enum):
@@ -266,6 +317,7 @@ class _ScramFrontend(_Exchange):
         self._iterations = iterations
         self._stage = _ScramStage.INITIAL_RESPONSE
         self._server: _scram.ScramServer | None = None
+        self._secret: ScramSecret | None = None
 
     def _start(self) -> AuthStep:
         """
@@ -304,16 +356,25 @@ class _ScramFrontend(_Exchange):
         """
         Answer the client-first-message with the server-first-message.
         """
-        if self._user.password is None:
-            secret = _scram.mockSecret(self._user.name, self._iterations)
-        else:
+        user = self._user
+        doomed = False
+        if user.password is not None:
             secret = _scram.serverSecret(
-                self._user.name, self._user.password, self._randomBytes, self._iterations
+                user.name, user.password, self._randomBytes, self._iterations
             )
+        elif isinstance(user.verifier, ScramSecret):
+            # A verifier from PostgreSQL: a successful proof yields the
+            # ClientKey that logs into PostgreSQL with the same secret.
+            secret = self._secret = user.verifier
+        else:
+            # No secret (an unknown user, or an md5 hash, which cannot check
+            # SCRAM): PostgreSQL's mock exchange, failing at the end.
+            secret = _scram.mockSecret(user.name, self._iterations)
+            doomed = True
         self._server = _scram.ScramServer(
             secret,
             _scram.makeNonce(self._randomBytes),
-            doomed=self._user.password is None,
+            doomed=doomed,
             channelBinding=self._channelBinding,
             plus=self._plus,
         )
@@ -328,9 +389,18 @@ class _ScramFrontend(_Exchange):
         assert self._server is not None
         serverFinal = self._server.clientFinal(payload)
         if serverFinal is None:
-            reason = "no password known for the user" if self._server.doomed else "wrong password"
+            if not self._server.doomed:
+                reason = "wrong password"
+            elif isinstance(self._user.verifier, Md5Verifier):
+                # PostgreSQL: 'User "x" does not have a valid SCRAM secret.'
+                reason = "the user has an md5 hash, not a SCRAM secret"
+            else:
+                reason = "no password known for the user"
             return failed(reason, passwordAuthenticationFailed(self._user.name))
-        return succeeded(AuthenticationRequest(constants.AUTH_SASL_FINAL, serverFinal))
+        final = AuthenticationRequest(constants.AUTH_SASL_FINAL, serverFinal)
+        if self._secret is None or self._server.clientKey is None:
+            return succeeded(final)
+        return succeeded(final, credential=ScramPassThrough(self._server.clientKey, self._secret))
 
 
 # -- backend exchanges (pgtwist plays the client) -----------------------------------
@@ -343,15 +413,33 @@ def _noPassword(user: str) -> AuthStep:
     return failed(f"no password for user {user} in the users vault")
 
 
+def _cannotAnswer(request: str, credential: BackendCredential) -> AuthStep:
+    """
+    The failure when PostgreSQL asks for what a pass-through credential
+    cannot give (e.g. a cleartext password, with only a verifier known).
+    """
+    what = "an md5 hash" if isinstance(credential, Md5Verifier) else "a SCRAM ClientKey"
+    return failed(
+        f"PostgreSQL asks for {request}, and pgtwist holds only {what} for the user "
+        "(pass-through): give the user a password in the vault, or have PostgreSQL "
+        "ask for the method its verifier is for"
+    )
+
+
 class _Backend(_Exchange):
     """
     The client side: answer PostgreSQL's request, then wait for
     AuthenticationOk (or an ErrorResponse).
     """
 
-    def __init__(self, user: str, password: str | None, request: AuthenticationRequest) -> None:
+    def __init__(
+        self, user: str, password: BackendCredential | None, request: AuthenticationRequest
+    ) -> None:
         """
         Remember what the exchange needs.
+
+        @param password: The vault's plaintext password, a pass-through
+            credential, or C{None}.
         """
         super().__init__()
         self._user = user
@@ -418,6 +506,8 @@ class _CleartextBackend(_Backend):
         """
         if self._password is None:
             return _noPassword(self._user)
+        if not isinstance(self._password, str):
+            return _cannotAnswer("a cleartext password", self._password)
         return continued(PasswordMessage(codec.encodeString(self._password)))
 
 
@@ -435,7 +525,12 @@ class _Md5Backend(_Backend):
         salt = self._request.data
         if len(salt) != _md5.MD5_SALT_LENGTH:
             raise ProtocolViolation("invalid message format")
-        response = _md5.md5Response(self._password, self._user, salt)
+        if isinstance(self._password, Md5Verifier):
+            response = _md5.md5ResponseFromSecret(self._password.hash, salt)
+        elif isinstance(self._password, str):
+            response = _md5.md5Response(self._password, self._user, salt)
+        else:
+            return _cannotAnswer("md5", self._password)
         return continued(PasswordMessage(codec.encodeString(response)))
 
 
@@ -449,7 +544,7 @@ class _ScramBackend(_Backend):
     def __init__(
         self,
         user: str,
-        password: str | None,
+        password: BackendCredential | None,
         request: AuthenticationRequest,
         randomBytes: RandomBytes,
         channelBinding: bytes | None = None,
@@ -471,6 +566,8 @@ class _ScramBackend(_Backend):
         """
         if self._password is None:
             return _noPassword(self._user)
+        if isinstance(self._password, Md5Verifier):
+            return _cannotAnswer("SCRAM-SHA-256", self._password)
         mechanisms = codec.parseSASLMechanisms(self._request.data)
         if _scram.SCRAM_SHA_256 not in mechanisms and not (
             self._channelBinding is not None and _scram.SCRAM_SHA_256_PLUS in mechanisms
@@ -550,7 +647,7 @@ class TrustAuthMethod(_Method):
     def backendExchange(
         self,
         user: str,
-        password: str | None,
+        password: BackendCredential | None,
         request: AuthenticationRequest,
         channelBinding: bytes | None = None,
     ) -> IAuthExchange:
@@ -578,7 +675,7 @@ class RejectAuthMethod(_Method):
     def backendExchange(
         self,
         user: str,
-        password: str | None,
+        password: BackendCredential | None,
         request: AuthenticationRequest,
         channelBinding: bytes | None = None,
     ) -> IAuthExchange:
@@ -606,7 +703,7 @@ class PasswordAuthMethod(_Method):
     def backendExchange(
         self,
         user: str,
-        password: str | None,
+        password: BackendCredential | None,
         request: AuthenticationRequest,
         channelBinding: bytes | None = None,
     ) -> IAuthExchange:
@@ -633,14 +730,18 @@ class Md5AuthMethod(_Method):
 
     def frontendExchange(self, user: UserEntry, channelBinding: bytes | None) -> IAuthExchange:
         """
-        Send AuthenticationMD5Password with a fresh salt and check the hash.
+        Send AuthenticationMD5Password with a fresh salt and check the hash;
+        for a user known by a SCRAM secret only, run SCRAM-SHA-256 instead,
+        as PostgreSQL does (an md5 answer cannot be checked against it).
         """
+        if user.password is None and isinstance(user.verifier, ScramSecret):
+            return _ScramFrontend(user, self.randomBytes, _scram.DEFAULT_ITERATIONS, channelBinding)
         return _Md5Frontend(user, self.randomBytes(_md5.MD5_SALT_LENGTH))
 
     def backendExchange(
         self,
         user: str,
-        password: str | None,
+        password: BackendCredential | None,
         request: AuthenticationRequest,
         channelBinding: bytes | None = None,
     ) -> IAuthExchange:
@@ -686,7 +787,7 @@ class ScramSha256AuthMethod(_Method):
     def backendExchange(
         self,
         user: str,
-        password: str | None,
+        password: BackendCredential | None,
         request: AuthenticationRequest,
         channelBinding: bytes | None = None,
     ) -> IAuthExchange:
@@ -808,7 +909,7 @@ class CertAuthMethod(_Method):
     def backendExchange(
         self,
         user: str,
-        password: str | None,
+        password: BackendCredential | None,
         request: AuthenticationRequest,
         channelBinding: bytes | None = None,
     ) -> IAuthExchange:

@@ -11,9 +11,10 @@ never sees one.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pgtwist._compat import SLOTS
+from pgtwist.config.verifiers import BackendCredential
 from pgtwist.wire import constants
 from pgtwist.wire.errors import fatal
 from pgtwist.wire.messages import ErrorResponse, Message
@@ -46,12 +47,19 @@ class AuthStep:
     @ivar error: The ErrorResponse to send the client when the exchange knows
         better than the caller's default (e.g. FATAL 28P01 for a wrong password);
         for a backend exchange, PostgreSQL's own ErrorResponse when it sent one.
+    @ivar credential: For a frontend exchange that succeeded against a
+        verifier (no plaintext password known): what pgtwist can log into
+        PostgreSQL with on the client's behalf (pass-through): the SCRAM
+        C{ClientKey} recovered from the proof, the md5 hash, or the
+        cleartext password the client gave. A password equivalent: never
+        log it.
     """
 
     messages: tuple[Message, ...]
     outcome: Outcome
     reason: str = ""
     error: ErrorResponse | None = None
+    credential: BackendCredential | None = field(default=None, repr=False)
 
     @property
     def final(self) -> bool:
@@ -68,11 +76,13 @@ def continued(*messages: Message) -> AuthStep:
     return AuthStep(messages, Outcome.CONTINUE)
 
 
-def succeeded(*messages: Message) -> AuthStep:
+def succeeded(*messages: Message, credential: BackendCredential | None = None) -> AuthStep:
     """
     The final step of a successful exchange, sending C{messages} first.
+
+    @param credential: See L{AuthStep.credential}.
     """
-    return AuthStep(messages, Outcome.SUCCEEDED)
+    return AuthStep(messages, Outcome.SUCCEEDED, credential=credential)
 
 
 def failed(reason: str, error: ErrorResponse | None = None, *messages: Message) -> AuthStep:

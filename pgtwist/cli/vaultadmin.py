@@ -5,8 +5,8 @@ after pgagroal's C{pgagroal-admin}.
 
     pgtwist-admin [ -f FILE ] [ -U USER ] [ -P PASSWORD | -g [ -l LENGTH ] ] COMMAND
 
-Commands are C{master-key}, C{user add}, C{user edit}, C{user del} and
-C{user ls}; pgagroal's older C{add-user}, C{update-user}, C{remove-user}
+Commands are C{master-key}, C{user add}, C{user edit}, C{user del},
+C{user ls} and C{import-auth-file}; pgagroal's older C{add-user}, C{update-user}, C{remove-user}
 and C{list-users} are accepted too.  Whatever is not given on the command
 line is asked for interactively (passwords without echo, twice).  Exit
 status is 0 on success and 1 on any error, which is reported as one line on
@@ -14,6 +14,15 @@ standard error.
 
 Passwords are never printed, except a password generated with C{-g} for a
 user, printed once so the operator can give it to PostgreSQL.
+
+C{import-auth-file FILE} migrates from PgBouncer's C{auth_file}: its
+plaintext passwords go into the vault (C{-f}), encrypted like any other;
+its verifiers (SCRAM secrets, md5 hashes) cannot be turned into passwords
+and need none, so they go into a pgtwist C{auth_file} (C{--verifiers
+FILE}, mode C{0600}, PgBouncer's format) that the main key C{auth_file}
+names. Keeping them out of the vault keeps every existing vault and
+pgagroal's format unchanged, and the vault's promise that each entry is a
+password pgtwist can log in with.
 """
 
 from __future__ import annotations
@@ -29,6 +38,8 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from pgtwist import __version__
+from pgtwist.config.authfile import formatAuthFile, readAuthFile
+from pgtwist.config.errors import ConfigError
 from pgtwist.config.vault import (
     VaultError,
     masterKeyPath,
@@ -39,6 +50,7 @@ from pgtwist.config.vault import (
     writeMasterKey,
     writeUsersFile,
 )
+from pgtwist.config.verifiers import Md5Verifier, ScramSecret, formatScramSecret
 
 __all__ = ["main"]
 
@@ -83,6 +95,7 @@ Options:
                           (or the master key; also ${PASSWORD_ENVIRONMENT_VARIABLE})
   -g, --generate          Generate a password
   -l, --length LENGTH     Password length (default {DEFAULT_PASSWORD_LENGTH})
+  --verifiers FILE        Where import-auth-file writes verifiers
   -F, --format text|json  Set the output format
   -V, --version           Display version information
   -?, -h, --help          Display help
@@ -94,6 +107,9 @@ Commands:
                           - del  to remove an existing user
                           - edit to change the password for an existing user
                           - ls   to list all available users
+  import-auth-file FILE   Import PgBouncer's auth_file: plaintext passwords
+                          into the users file, verifiers into the file of
+                          --verifiers (for the auth_file key)
 
 Deprecated commands:
   add-user, update-user, remove-user, list-users
@@ -131,6 +147,7 @@ def _buildParser() -> _ArgumentParser:
     parser.add_argument("-P", "--password", default=None)
     parser.add_argument("-g", "--generate", action="store_true")
     parser.add_argument("-l", "--length", type=int, default=DEFAULT_PASSWORD_LENGTH)
+    parser.add_argument("--verifiers", default=None)
     parser.add_argument("-F", "--format", choices=("text", "json"), default="text")
     parser.add_argument("-V", "--version", action="store_true")
     parser.add_argument("-?", "-h", "--help", dest="help", action="store_true")
@@ -333,6 +350,76 @@ class _Invocation:
         names = readUserNames(self._usersPath())
         self._report(names, {"users": names, "count": len(names)})
 
+    def importAuthFile(self) -> None:
+        """
+        C{import-auth-file FILE}: PgBouncer's C{auth_file} into the vault
+        (plaintext passwords, added or replaced) and the C{--verifiers}
+        file (verifiers, merged into what it holds). Entries with an empty
+        secret are skipped: they carry nothing to import.
+        """
+        source: str = self.options.command[1]
+        warnings: list[str] = []
+        try:
+            entries = readAuthFile(source, warnings.append)
+        except ConfigError as e:
+            raise _CommandError(str(e)) from None
+        for warning in warnings:
+            print(f"{PROGRAM}: warning: {warning}", file=sys.stderr)
+        passwords = {n: e.password for n, e in entries.items() if e.password is not None}
+        verifiers: dict[str, str] = {}
+        for name, entry in entries.items():
+            if isinstance(entry.verifier, ScramSecret):
+                verifiers[name] = formatScramSecret(entry.verifier)
+            elif isinstance(entry.verifier, Md5Verifier):
+                verifiers[name] = entry.verifier.hash
+        skipped = [n for n in entries if n not in passwords and n not in verifiers]
+        target: str | None = self.options.verifiers
+        if verifiers and target is None:
+            raise _CommandError(
+                f"{len(verifiers)} entries of {source} are verifiers, not passwords: give "
+                "--verifiers FILE to write them to an auth_file for pgtwist's auth_file key"
+            )
+        for name in passwords:
+            validateUserName(name)
+        if passwords:
+            path = self._usersPath()
+            masterKey = readMasterKey()
+            users = self._readUsers(path, masterKey, mustExist=False)
+            users.update(passwords)
+            writeUsersFile(path, users, masterKey)
+        if verifiers:
+            assert target is not None
+            existing: dict[str, str] = {}
+            if os.path.lexists(target):
+                try:
+                    for name, entry in readAuthFile(target).items():
+                        if isinstance(entry.verifier, ScramSecret):
+                            existing[name] = formatScramSecret(entry.verifier)
+                        elif isinstance(entry.verifier, Md5Verifier):
+                            existing[name] = entry.verifier.hash
+                        elif entry.password is not None:
+                            existing[name] = entry.password
+                except ConfigError as e:
+                    raise _CommandError(str(e)) from None
+            existing.update(verifiers)
+            _writePrivate(target, formatAuthFile(existing))
+        text = [f"Imported {len(passwords)} password(s) into {self._usersPath()}"]
+        if verifiers:
+            text.append(
+                f"Imported {len(verifiers)} verifier(s) into {target}: "
+                f"set auth_file = {target} in pgtwist.conf"
+            )
+        if skipped:
+            text.append(f"Skipped {len(skipped)} user(s) with an empty secret")
+        self._report(
+            text,
+            {
+                "passwords": list(passwords),
+                "verifiers": list(verifiers),
+                "skipped": skipped,
+            },
+        )
+
     def dispatch(self) -> None:
         """
         Run the command.
@@ -343,8 +430,28 @@ class _Invocation:
             "user edit": self.userEdit,
             "user del": self.userDel,
             "user ls": self.userLs,
+            "import-auth-file": self.importAuthFile,
         }
         actions[self.command]()
+
+
+def _writePrivate(path: str, text: str) -> None:
+    """
+    Write C{text} to C{path} whole, with mode C{0600} from the start (the
+    file holds password equivalents): a temporary file in the same
+    directory, renamed over C{path}.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    temporary = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.lexists(temporary):
+            os.unlink(temporary)
+        raise
 
 
 def _fail(message: str) -> int:
@@ -368,6 +475,10 @@ def _checkOptions(options: argparse.Namespace) -> str:
     words: list[str] = options.command
     if not words:
         raise _CommandError(f"no command given (see '{PROGRAM} -?')")
+    if words[0] == "import-auth-file":
+        if len(words) != 2:
+            raise _CommandError(f"usage: {PROGRAM} import-auth-file FILE")
+        return "import-auth-file"
     command = COMMANDS.get(tuple(words))
     if command is None:
         raise _CommandError(f"unknown command '{' '.join(words)}' (see '{PROGRAM} -?')")

@@ -8,7 +8,9 @@ The files, each with its pgagroal command-line flag:
     - C{pgtwist_hba.conf} (C{-a}): C{TYPE DATABASE USER ADDRESS METHOD};
     - C{pgtwist_databases.conf} (C{-l}):
       C{DATABASE[=ALIAS,...] USER MAX_SIZE [INITIAL_SIZE [MIN_SIZE [PIPELINE]]]};
-    - the user vaults C{-u}, C{-F}, C{-A} and C{-S}, read by L{pgtwist.config.vault}.
+    - the user vaults C{-u}, C{-F}, C{-A} and C{-S}, read by L{pgtwist.config.vault};
+    - PgBouncer's C{auth_file} (the main key of that name), read by
+      L{pgtwist.config.authfile}.
 
 A C{pgagroal.conf} and its companions load unchanged. Every problem is a
 L{ConfigError} naming the file and line (C{etc/pgtwist.conf:7: ...});
@@ -71,6 +73,7 @@ __all__ = [
     "loadConfiguration",
 ]
 
+from pgtwist.config.authfile import readAuthFile
 from pgtwist.config.errors import ConfigError, Warn, readText, stripComment
 from pgtwist.config.tables import readHbaFile, readLimitsFile, readUsers
 from pgtwist.config.tlsfiles import (
@@ -366,6 +369,7 @@ def _mainParsers(environ: Mapping[str, str]) -> dict[str, tuple[str, _Parser]]:
         "background_interval": ("backgroundInterval", parseDuration),
         "max_retries": ("maxRetries", nonNegative),
         "allow_unknown_users": ("allowUnknownUsers", parseBool),
+        "auth_file": ("authFile", optionalPath),
         "failover": ("failover", parseBool),
         "failover_script": ("failoverScript", optionalPath),
         "disconnect_client": ("disconnectClient", parseDuration),
@@ -606,6 +610,7 @@ def loadConfiguration(
                 raise ConfigError(
                     f"frontend user {name!r} must also be in {where}", frontendUsersPath
                 )
+    authFile = readAuthFile(main.authFile, report) if main.authFile else {}
     admins = readUsers(adminsPath, masterKey) if adminsPath is not None else {}
     superuser = None
     if superuserPath is not None:
@@ -642,6 +647,7 @@ def loadConfiguration(
         frontendUsers=frontendUsers,
         admins=admins,
         superuser=superuser,
+        authFile=authFile,
         paths=ConfigPaths(
             config=configPath,
             hba=hbaPath,

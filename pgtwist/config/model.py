@@ -108,6 +108,9 @@ class MainSettings:
     clientTlsSslmode: str | None = None
     clientTlsProtocols: tuple[str, ...] = ("tlsv1.2", "tlsv1.3")
     clientTlsCiphers: str = "default"
+    #: PgBouncer's C{auth_file}: users and their verifiers (or plaintext
+    #: passwords), read by L{pgtwist.config.authfile}.
+    authFile: str | None = None
 
 
 @dataclass(frozen=True, **SLOTS)
@@ -285,6 +288,30 @@ class Configuration:
     admins: Mapping[str, UserEntry] = field(default_factory=dict)
     superuser: UserEntry | None = None
     paths: ConfigPaths = field(default_factory=ConfigPaths)
+    #: The users of C{auth_file} (L{MainSettings.authFile}).
+    authFile: Mapping[str, UserEntry] = field(default_factory=dict)
+
+    def lookupUser(self, name: str) -> UserEntry | None:
+        """
+        The entry a client naming user C{name} is checked against, from the
+        first users source that has it: the frontend users (C{-F}, a
+        separate client password), the vault (C{-u}), then C{auth_file}.
+        C{None} when none has it (then C{auth_query}, where configured, or
+        C{allow_unknown_users} decide).
+        """
+        return self.frontendUsers.get(name) or self.users.get(name) or self.authFile.get(name)
+
+    def backendPassword(self, name: str) -> str | None:
+        """
+        The plaintext password pgtwist logs into PostgreSQL with as C{name}:
+        the vault's, else a plaintext entry of C{auth_file}. C{None} when
+        only a verifier is known (pgtwist then logs in by pass-through).
+        """
+        entry = self.users.get(name)
+        if entry is not None and entry.password is not None:
+            return entry.password
+        entry = self.authFile.get(name)
+        return entry.password if entry is not None else None
 
     @property
     def primary(self) -> ServerSettings:

@@ -41,6 +41,7 @@ PipelineCheck = Callable[[Configuration], list[str]]
 #: (C{unix:/path:mode=666}).
 FILE_KEYS = {
     "failover_script": "a program",
+    "auth_file": "a file",
     "log_path": "a file",
     "unix_socket_dir": "a directory",
     "manhole_keys_dir": "a directory",

@@ -24,6 +24,7 @@ from pgtwist.auth.methods import backendMethodFor, tlsServerEndPoint
 from pgtwist.auth.steps import Outcome
 from pgtwist.config.model import PoolKey, ServerSettings
 from pgtwist.config.servertls import strongerThanPrefer
+from pgtwist.config.verifiers import BackendCredential
 from pgtwist.interfaces import (
     IAuthExchange,
     IAuthMethod,
@@ -96,7 +97,7 @@ class BackendProtocol(Protocol):
         self,
         key: PoolKey,
         server: ServerSettings,
-        password: str | None,
+        password: BackendCredential | None,
         authMethods: Sequence[IAuthMethod],
         clock: IReactorTime,
     ) -> None:
@@ -585,12 +586,15 @@ def connectBackend(
     reactor: Any,
     server: ServerSettings,
     key: PoolKey,
-    password: str | None,
+    password: BackendCredential | None,
     authMethods: Sequence[IAuthMethod],
     timeout: float = 15.0,
 ) -> tuple[BackendProtocol, Deferred[BackendProtocol]]:
     """
     Open a connection to C{server} and log in as C{key}'s user.
+
+    @param password: The vault's password, or a pass-through credential
+        (see L{pgtwist.interfaces.IAuthMethod.backendExchange}).
 
     @return: The protocol (so its state can be tracked at once) and a
         Deferred that fires with it once it is ready for queries.

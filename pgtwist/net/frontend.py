@@ -45,6 +45,7 @@ from pgtwist.auth.steps import AuthStep, Outcome, passwordAuthenticationFailed
 from pgtwist.config.errors import ConfigError
 from pgtwist.config.limits import pipelineName, resolveAlias
 from pgtwist.config.model import Configuration, HbaRule, PoolKey, UserEntry
+from pgtwist.config.verifiers import BackendCredential, Md5Verifier
 from pgtwist.interfaces import (
     IAuthExchange,
     IAuthMethod,
@@ -680,9 +681,16 @@ class FrontendProtocol(Protocol):
         SCRAM exchange with a mock secret and gets the 28P01 of a wrong
         password, whatever the database, so names cannot be probed by the
         answer (only the method asked tells a pool known to use md5 or
-        cleartext apart: docs/security.rst, Known gaps).
+        cleartext apart: docs/security.rst, Known gaps). A user known by a
+        verifier only is asked what the verifier checks: md5 for an md5
+        hash, else SCRAM-SHA-256.
         """
-        if self._lookupUser() is None:
+        entry = self._lookupUser()
+        if entry is None:
+            return "scram-sha-256"
+        if entry.password is None and isinstance(entry.verifier, Md5Verifier):
+            return "md5"
+        if entry.password is None and entry.verifier is not None:
             return "scram-sha-256"
         code = self.factory.pool.authRequestCode(self.key)
         if code is None:
@@ -692,7 +700,7 @@ class FrontendProtocol(Protocol):
     def _lookupUser(self) -> UserEntry | None:
         user = self.key[1]
         config = self.factory.config
-        entry: UserEntry | None = config.frontendUsers.get(user) or config.users.get(user)
+        entry: UserEntry | None = config.lookupUser(user)
         return entry
 
     def _startExchange(self, methodName: str) -> None:
@@ -740,7 +748,7 @@ class FrontendProtocol(Protocol):
             self.write(codec.encodeAll(step.messages))
         if step.outcome is Outcome.SUCCEEDED:
             if self._certificateNamesUser():
-                self._authenticated()
+                self._authenticated(step.credential)
         elif self._pending:
             pending, self._pending = self._pending, b""
             self._authenticationData(pending)
@@ -794,7 +802,11 @@ class FrontendProtocol(Protocol):
             self.factory.pool.countAuthFailure(self.key)
         self.fail(error)
 
-    def _authenticated(self) -> None:
+    def _authenticated(self, credential: BackendCredential | None = None) -> None:
+        """
+        The client proved who it is; C{credential} is what its exchange
+        left for logging into PostgreSQL by pass-through, if anything.
+        """
         self._cancelAuthTimer()
         self._exchange = None
         if self.consoleRole is not None:
@@ -813,6 +825,8 @@ class FrontendProtocol(Protocol):
                 )
             )
             return
+        if credential is not None:
+            self.factory.pool.rememberCredential(self.key, credential)
         self.state = FrontendState.LOGGING_IN
         # A pipeline that logs the client in at once (the transaction
         # pipeline's login cache) sends AuthenticationOk, the parameters and

@@ -44,8 +44,9 @@ class PoolMaintenance:
         for limit in config.limits:
             if "all" in (limit.database, limit.user):
                 continue
-            user = config.users.get(limit.user)
-            if user is None or user.password is None:
+            if config.backendPassword(limit.user) is None:
+                # Only a verifier (or nothing) known: backends are opened by
+                # pass-through, once a client has logged in.
                 continue
             pool = pools.pool((limit.database, limit.user))
             if pool.paused:

@@ -28,6 +28,7 @@ from zope.interface import implementer
 
 from pgtwist.config.limits import matchLimit
 from pgtwist.config.model import Configuration, PoolKey, ServerSettings
+from pgtwist.config.verifiers import BackendCredential
 from pgtwist.interfaces import (
     IAuthMethod,
     IBackendLink,
@@ -73,7 +74,7 @@ _TIMER_SLACK = 1e-6
 #: Opens a backend: the connection at once (so that it is counted while it
 #: logs in) and a Deferred that fires with it once it is ready for queries.
 Connector = Callable[
-    [ServerSettings, PoolKey, "str | None"],
+    [ServerSettings, PoolKey, "BackendCredential | None"],
     "tuple[IPooledConnection, Deferred[IPooledConnection]]",
 ]
 
@@ -86,6 +87,13 @@ class PoolSet(Service):
     Besides L{IBackendPool}, its public operations (L{flush}, L{hasRoomFor},
     L{openBackend}, L{validate}, L{closeAndForget}) are what maintenance
     (L{pgtwist.pool.maintenance}) and the management API use.
+
+    @ivar credentialRefused: Called with a pool's key when PostgreSQL (or
+        pgtwist's SCRAM client, seeing another salt or iteration count)
+        refused the pass-through credential that pool remembered: the
+        verifier the clients were checked against is stale (the password
+        was changed). Whoever supplies verifiers (the C{auth_query} cache)
+        forgets its answer for the user, so that the next login looks again.
     """
 
     log = Logger()
@@ -124,9 +132,13 @@ class PoolSet(Service):
         self.sendCancel: Callable[[ServerSettings, int, int], None] = (
             lambda server, processId, secretKey: sendCancel(reactor, server, processId, secretKey)
         )
+        #: Called with a pool's key when PostgreSQL refuses the credential a
+        #: client left for pass-through (a changed password): the auth_query
+        #: cache drops its entry.
+        self.credentialRefused: Callable[[PoolKey], None] | None = None
 
     def _connect(
-        self, server: ServerSettings, key: PoolKey, password: str | None
+        self, server: ServerSettings, key: PoolKey, password: BackendCredential | None
     ) -> tuple[IPooledConnection, Deferred[IPooledConnection]]:
         backend, ready = connectBackend(self._reactor, server, key, password, self._authMethods)
         return backend, ready.addCallback(_pooled)
@@ -203,6 +215,59 @@ class PoolSet(Service):
         pool = self.pools.get(key)
         if pool is not None:
             pool.stats.authFailure += 1
+
+    def rememberCredential(self, key: PoolKey, credential: BackendCredential) -> None:
+        """
+        See L{IBackendPool.rememberCredential}. The latest client's wins:
+        after a password change, the first client to prove the new one
+        brings the credential that works.
+        """
+        if self.config.backendPassword(key[1]) is not None:
+            return
+        pool = self.pool(key)
+        pool.credential = credential
+        if pool.waiters:
+            # Waiters that found no credential (a refused one was forgotten)
+            # may now be served.
+            self._serveAll(first=pool)
+
+    def _credentialFor(self, pool: Pool) -> BackendCredential | None:
+        """
+        What a new backend of C{pool} logs in with: the vault's password
+        (or C{auth_file}'s plaintext one), else the pool's pass-through
+        credential.
+        """
+        password = self.config.backendPassword(pool.key[1])
+        return password if password is not None else pool.credential
+
+    def _refused(
+        self, pool: Pool, credential: BackendCredential | None, error: ErrorResponse
+    ) -> bool:
+        """
+        After a refused login: if it used C{pool}'s pass-through credential
+        and the refusal is a wrong password, forget the credential (it is
+        stale), tell L{credentialRefused}, and return C{True}.
+        """
+        if (
+            credential is None
+            or pool.credential is not credential
+            or error.code != constants.SQLSTATE_INVALID_PASSWORD
+        ):
+            return False
+        pool.credential = None
+        self.log.warn(
+            "The pass-through login for {poolKey} failed as a wrong password does: the "
+            "verifier its clients were checked against is stale (the password was "
+            "changed?); forgetting the credential",
+            poolKey=pool.key,
+        )
+        hook = self.credentialRefused
+        if hook is not None:
+            try:
+                hook(pool.key)
+            except Exception:
+                self.log.failure("credentialRefused hook failed for {poolKey}", poolKey=pool.key)
+        return True
 
     def isConfigured(self, key: PoolKey) -> bool:
         """
@@ -646,16 +711,17 @@ class PoolSet(Service):
         L{hasRoomFor}); it is counted as C{CONNECTING} at once, and idle
         once logged in.
         """
-        database, user = pool.key
-        credentials = self.config.users.get(user)
-        password = credentials.password if credentials is not None else None
-        backend, ready = self._connector(self.servers.current, pool.key, password)
+        credential = self._credentialFor(pool)
+        backend, ready = self._connector(self.servers.current, pool.key, credential)
         entry = self._entries[backend] = PooledBackend(backend, self._reactor.seconds())
         self._moveTo(entry, BackendState.CONNECTING)
         pool.stats.connectionsOpened += 1
         backend.lostCallback = self._backendLost
         ready.addCallbacks(
-            self._cbOpened, self._ebOpened, callbackArgs=(entry,), errbackArgs=(entry,)
+            self._cbOpened,
+            self._ebOpened,
+            callbackArgs=(entry,),
+            errbackArgs=(entry, credential),
         )
 
     def _cbOpened(self, backend: IPooledConnection, entry: PooledBackend) -> None:
@@ -670,7 +736,12 @@ class PoolSet(Service):
         self._moveTo(entry, BackendState.IDLE)
         self._serveAll(first=pool)
 
-    def _ebOpened(self, reason: Failure, entry: PooledBackend) -> None:
+    def _ebOpened(
+        self,
+        reason: Failure,
+        entry: PooledBackend,
+        credential: BackendCredential | None = None,
+    ) -> None:
         backend = entry.backend
         pool = self.pool(backend.key)
         pool.stats.connectionErrors += 1
@@ -708,8 +779,12 @@ class PoolSet(Service):
                 "pgtwist cannot connect to the PostgreSQL server",
                 detail=reason.getErrorMessage(),
             )
-        if transient:
-            # The server cannot be reached: every client waiting now hears why.
+        if transient or (
+            isinstance(reason.value, BackendError) and self._refused(pool, credential, error)
+        ):
+            # The server cannot be reached, or the pass-through credential
+            # every waiter was checked with is stale: every client waiting
+            # now hears why (PostgreSQL's 28P01, a password failure).
             failing = list(pool.waiters)
         else:
             # PostgreSQL refused this login (no such database...): the oldest
@@ -818,8 +893,10 @@ class PoolSet(Service):
         if index is None or index >= len(self.config.limits):
             return 0
         limit = self.config.limits[index]
-        entry = self.config.users.get(limit.user)
-        if "all" in (limit.database, limit.user) or entry is None or entry.password is None:
+        if "all" in (limit.database, limit.user):
+            return 0
+        if self.config.backendPassword(limit.user) is None:
+            # A pass-through pool opens backends once a client has logged in.
             return 0
         return limit.minSize
 

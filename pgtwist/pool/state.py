@@ -17,6 +17,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 
 from pgtwist.config.model import PoolKey
+from pgtwist.config.verifiers import BackendCredential
 from pgtwist.pool.stats import PoolStats
 
 if TYPE_CHECKING:
@@ -113,6 +114,10 @@ class Pool:
         self.waiters: deque[Waiter] = deque()
         #: What PostgreSQL asked for at login (resolves the HBA method C{all}).
         self.authRequestCode: int | None = None
+        #: For a user without a vault password: what the last client that
+        #: authenticated against a verifier left to log in with
+        #: (pass-through); it goes away with the pool.
+        self.credential: BackendCredential | None = None
         #: Since when the janitor has found it with no backend, waiter or
         #: client (C{None}: in use); see C{autodb_idle_timeout}.
         self.unusedSince: float | None = None

@@ -19,6 +19,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pgtwist.config.model import PoolKey, ServerSettings
+from pgtwist.config.verifiers import BackendCredential
 from pgtwist.interfaces import (
     IBackendLink,
     IBackendPool,
@@ -187,6 +188,8 @@ class FakeBackendPool:
         self.authCode: int | None = None
         #: The keys of L{countAuthFailure} calls.
         self.authFailures: list[PoolKey] = []
+        #: The L{rememberCredential} calls.
+        self.credentials: list[tuple[PoolKey, BackendCredential]] = []
 
     def acquire(self, key: PoolKey, parameters: Mapping[str, str] | None) -> Deferred[IBackendLink]:
         """
@@ -226,6 +229,12 @@ class FakeBackendPool:
         """
         self.authFailures.append(key)
         self.stats.authFailure += 1
+
+    def rememberCredential(self, key: PoolKey, credential: BackendCredential) -> None:
+        """
+        Record the key and the credential.
+        """
+        self.credentials.append((key, credential))
 
     def release(self, backend: IBackendLink, reset: bool = True) -> None:
         """

@@ -18,6 +18,7 @@ from zope.interface.verify import verifyObject
 
 from pgtwist.auth.steps import AuthStep, Outcome, passwordAuthenticationFailed
 from pgtwist.config.model import UserEntry
+from pgtwist.config.verifiers import BackendCredential
 from pgtwist.interfaces import IAuthExchange, IAuthMethod
 from pgtwist.wire import codec, constants
 from pgtwist.wire.errors import ProtocolViolation
@@ -66,7 +67,7 @@ class Conversation:
 def converse(
     method: IAuthMethod,
     user: UserEntry,
-    password: str | None,
+    password: BackendCredential | None,
     clientMethod: IAuthMethod | None = None,
     serverBinding: bytes | None = None,
     clientBinding: bytes | None = None,
