@@ -13,6 +13,7 @@ derived keys are cached: only the first login pays for PBKDF2.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import struct
 import time
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from pgtwist.wire.messages import (
     ErrorResponse,
     PasswordMessage,
     Query,
+    SSLRequest,
     StartupMessage,
     Terminate,
 )
@@ -52,17 +54,46 @@ def _error(body: bytes) -> LoginError:
     return LoginError(f"{error.code} {error.message}")
 
 
+def requireContext() -> ssl.SSLContext:
+    """
+    A client TLS context that encrypts without checking the server's
+    certificate: libpq's C{sslmode=require}, as pgbench connects in the
+    TLS workloads.
+    """
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+async def startTLS(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """
+    Send an SSLRequest and upgrade the connection to TLS (L{requireContext})
+    on C{S}, as libpq does with C{sslmode=require}.
+
+    @raise LoginError: The server answered anything but C{S}.
+    """
+    writer.write(codec.encode(SSLRequest()))
+    answer = await reader.readexactly(1)
+    if answer != b"S":
+        raise LoginError(f"the server answered {answer!r} to SSLRequest")
+    await writer.start_tls(requireContext())
+
+
 async def login(
-    host: str, port: int, user: str, password: str, database: str
+    host: str, port: int, user: str, password: str, database: str, tls: bool = False
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """
     Open one connection and log in, returning once the server sent
     ReadyForQuery.
 
+    @param tls: Ask for TLS first (L{startTLS}).
     @raise LoginError: The server refused the login or closed.
     """
     reader, writer = await asyncio.open_connection(host, port)
     try:
+        if tls:
+            await startTLS(reader, writer)
         writer.write(codec.encode(StartupMessage({"user": user, "database": database})))
         framer = MessageFramer()
         scram: ScramClient | None = None
@@ -128,11 +159,15 @@ async def _close(writer: asyncio.StreamWriter) -> None:
         pass
 
 
-def warmUp(host: str, port: int, user: str, password: str, database: str) -> None:
+def warmUp(
+    host: str, port: int, user: str, password: str, database: str, tls: bool = False
+) -> None:
     """
     Log in, run C{SELECT 1}, log out: the first login and query of a fresh
     pooler, kept out of the measured run.
 
+    @param tls: Log in over TLS (the pooler's first handshake is then kept
+        out of the run too).
     @raise LoginError: The pooler refused the login or the query.
     """
 
@@ -141,7 +176,7 @@ def warmUp(host: str, port: int, user: str, password: str, database: str) -> Non
         The warm-up connection.
         """
         reader, writer = await asyncio.wait_for(
-            login(host, port, user, password, database), LOGIN_TIMEOUT
+            login(host, port, user, password, database, tls), LOGIN_TIMEOUT
         )
         try:
             await asyncio.wait_for(query(reader, writer, "SELECT 1"), LOGIN_TIMEOUT)

@@ -10,7 +10,7 @@ tested without running anything.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 #: The pool size of the issue's matrix (PgBouncer C{default_pool_size},
 #: pgtwist C{max_connections}).
@@ -54,6 +54,10 @@ class Workload:
         has no prepared statements in transaction mode).
     @ivar workersPipelines: The pipelines in which a multi-worker pgtwist
         also runs it (when C{--workers} is above 1).
+    @ivar tls: pgbench connects to the poolers over TLS
+        (C{sslmode=require}), and both poolers demand it
+        (C{client_tls_sslmode = require}). Direct PostgreSQL is left out
+        of such a workload: its plain counterpart (L{plainName}) has it.
     """
 
     name: str
@@ -63,6 +67,30 @@ class Workload:
     pipelines: tuple[str, ...] = (SESSION, TRANSACTION)
     pgbouncerPipelines: tuple[str, ...] = (SESSION, TRANSACTION)
     workersPipelines: tuple[str, ...] = ()
+    tls: bool = False
+
+
+#: What a TLS workload's name adds to its plain counterpart's.
+TLS_SUFFIX = "-tls"
+
+
+def withTLS(workload: Workload) -> Workload:
+    """
+    The TLS variant of C{workload}: the same pgbench options, clients and
+    pipelines, named C{<name>-tls}, without multi-worker runs (the
+    comparison it serves is with PgBouncer over TLS, one process each).
+    """
+    return replace(workload, name=workload.name + TLS_SUFFIX, tls=True, workersPipelines=())
+
+
+def plainName(workload: Workload) -> str | None:
+    """
+    The name of the plaintext workload a TLS workload is compared with, or
+    C{None} for a plaintext workload.
+    """
+    if not workload.tls:
+        return None
+    return workload.name.removesuffix(TLS_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -99,25 +127,29 @@ def defaultWorkloads() -> list[Workload]:
     """
     The issue's matrix: C{-S} in the three query modes at 10 and 100 clients,
     the TPC-B-like script at 10 clients, C{-C} at 10 clients, and one client
-    C{-S} for latency.
+    C{-S} for latency; and the TLS variants (L{withTLS}) of simple C{-S} at
+    10 and 100 clients and of C{-C}, each right after its plain workload so
+    that the two run close together in every round.
     """
     workloads: list[Workload] = []
     for mode in ("simple", "extended", "prepared"):
         for clients in (10, 100):
             pgbouncer = (SESSION,) if mode == "prepared" else (SESSION, TRANSACTION)
             workers = (SESSION, TRANSACTION) if mode == "simple" and clients == 100 else ()
-            workloads.append(
-                Workload(
-                    name=f"S-{_SHORT_MODES[mode]}-c{clients}",
-                    options=("-S", "-M", mode),
-                    clients=clients,
-                    kind=SELECT,
-                    pgbouncerPipelines=pgbouncer,
-                    workersPipelines=workers,
-                )
+            workload = Workload(
+                name=f"S-{_SHORT_MODES[mode]}-c{clients}",
+                options=("-S", "-M", mode),
+                clients=clients,
+                kind=SELECT,
+                pgbouncerPipelines=pgbouncer,
+                workersPipelines=workers,
             )
+            workloads.append(workload)
+            if mode == "simple":
+                workloads.append(withTLS(workload))
     workloads.append(Workload("tpcb-c10", (), 10, TPCB))
-    workloads.append(Workload("S-simple-c10-C", ("-S", "-M", "simple", "-C"), 10, CONNECT))
+    connect = Workload("S-simple-c10-C", ("-S", "-M", "simple", "-C"), 10, CONNECT)
+    workloads += [connect, withTLS(connect)]
     workloads.append(Workload("S-simple-c1", ("-S", "-M", "simple"), 1, LATENCY))
     return workloads
 
@@ -127,11 +159,12 @@ def targetsFor(
 ) -> list[Target]:
     """
     The targets C{workload} runs against, in the order of one round: direct
-    first, then per pipeline PgBouncer, pgtwist, pgtwist on PyPy (with
-    C{pypy}), pgtwist on uvloop (with C{uvloop}) and (when C{workers > 1}
-    and the workload asks for it) pgtwist with C{workers}.
+    first (not for a TLS workload), then per pipeline PgBouncer, pgtwist,
+    pgtwist on PyPy (with C{pypy}), pgtwist on uvloop (with C{uvloop}) and
+    (when C{workers > 1} and the workload asks for it) pgtwist with
+    C{workers}.
     """
-    targets = [Target(DIRECT)]
+    targets = [] if workload.tls else [Target(DIRECT)]
     for pipeline in workload.pipelines:
         if pipeline in workload.pgbouncerPipelines:
             targets.append(Target(PGBOUNCER, pipeline))

@@ -24,6 +24,7 @@ from benchmarks.plan import (
     SELECT,
     Target,
     Workload,
+    plainName,
 )
 
 #: The issue's limits.
@@ -31,6 +32,9 @@ MIN_TPS_RATIO = 1.0
 MAX_CPU_RATIO = 1.5
 MAX_ADDED_LATENCY_RATIO = 1.5
 MAX_KIB_PER_CONNECTION = 10.0
+#: A TLS workload's TPS ratio to PgBouncer (both over TLS) may be at most
+#: 15% below its plain workload's (issue 12).
+MIN_TLS_SHARE = 0.85
 
 
 # -- pgbench and /proc ------------------------------------------------------
@@ -356,6 +360,63 @@ def latencyTable(records: Sequence[RunRecord], workloads: Sequence[Workload]) ->
     return found
 
 
+@dataclass(frozen=True)
+class TlsShare:
+    """
+    A pgtwist target's TPS ratio to PgBouncer in a TLS workload beside the
+    same ratio in the plain workload it varies.
+
+    @ivar workload: The TLS workload's name.
+    @ivar target: The pgtwist target's name.
+    @ivar plain: C{÷PgB} in the plain workload (C{None}: not measured).
+    @ivar tls: C{÷PgB} in the TLS workload (C{None}: not measured).
+    """
+
+    workload: str
+    target: str
+    pipeline: str | None
+    plain: float | None
+    tls: float | None
+
+    @property
+    def share(self) -> float | None:
+        """
+        The TLS ratio over the plain ratio: 1.00 when TLS costs pgtwist as
+        much as it costs PgBouncer, 0.85 when the ratio is 15% lower.
+        """
+        if self.plain is None or self.tls is None or self.plain <= 0:
+            return None
+        return self.tls / self.plain
+
+
+def tlsShares(rows: Sequence[Row], workloads: Sequence[Workload]) -> list[TlsShare]:
+    """
+    A L{TlsShare} for each single-worker pgtwist row of every TLS workload
+    whose plain workload is in the run (it is a ratio of the two medians
+    the table shows, so that it can be read off the table).
+    """
+    plainOf = {w.name: plainName(w) for w in workloads if w.tls}
+    byName = {(row.workload, row.target): row for row in rows}
+    shares = []
+    for row in rows:
+        plain = plainOf.get(row.workload)
+        if plain is None or row.pooler != PGTWIST or "-w" in row.target:
+            continue
+        if not any(w.name == plain for w in workloads):
+            continue
+        other = byName.get((plain, row.target))
+        shares.append(
+            TlsShare(
+                row.workload,
+                row.target,
+                row.pipeline,
+                other.vsPgbouncer if other is not None else None,
+                row.vsPgbouncer,
+            )
+        )
+    return shares
+
+
 def checkTargets(
     rows: Sequence[Row],
     workloads: Sequence[Workload],
@@ -365,9 +426,10 @@ def checkTargets(
     """
     The issue's targets for a single-worker pgtwist: TPS ratio to PgBouncer
     on every select-only and C{-C} row, CPU per transaction on every row
-    PgBouncer also ran, the 1-client added latency per pipeline, and memory
-    per idle connection (C{memory}: KiB by L{poolerLabel}, C{None} where the
-    step failed).
+    PgBouncer also ran, each TLS workload's ratio to PgBouncer against its
+    plain workload's (L{tlsShares}), the 1-client added latency per
+    pipeline, and memory per idle connection (C{memory}: KiB by
+    L{poolerLabel}, C{None} where the step failed).
     """
     kinds = {w.name: w.kind for w in workloads}
     mine = [r for r in rows if r.pooler == PGTWIST and "-w" not in r.target]
@@ -389,6 +451,16 @@ def checkTargets(
         )
         for row in mine
         if row.cpuVsPgbouncer is not None
+    ]
+    checks += [
+        _check(
+            f"TLS ÷PgB over plain ÷PgB {poolerLabel(share.target)} {share.workload} "
+            f"{share.pipeline}",
+            share.share,
+            MIN_TLS_SHARE,
+            atLeast=True,
+        )
+        for share in tlsShares(rows, workloads)
     ]
     checks += [
         _check(
@@ -512,6 +584,25 @@ def renderLatencies(latencies: Sequence[Latencies]) -> str:
                 formatNumber(latency.pgbouncer, 4),
                 formatNumber(latency.pgtwist, 4),
                 formatNumber(latency.ratio),
+            ]
+        )
+    return table.render()
+
+
+def renderTlsShares(shares: Sequence[TlsShare]) -> str:
+    """
+    Per TLS workload and pgtwist target: the plain workload's C{÷PgB}, the
+    TLS workload's, and the second over the first.
+    """
+    table = Table(["TLS workload", "target", "plain ÷PgB", "TLS ÷PgB", "TLS/plain"], textColumns=2)
+    for share in shares:
+        table.rows.append(
+            [
+                share.workload,
+                share.target,
+                formatNumber(share.plain),
+                formatNumber(share.tls),
+                formatNumber(share.share),
             ]
         )
     return table.render()

@@ -30,11 +30,14 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from benchmarks import client, large, memory, plan, results, servers
 from benchmarks.plan import DIRECT, PGBOUNCER, PGTWIST, TRANSACTION, Step
 from benchmarks.results import RunRecord
+
+if TYPE_CHECKING:
+    from pgtwist.testing.certs import IssuedCertificate
 
 ROLE = "bench"
 DATABASE = "bench"
@@ -216,16 +219,27 @@ class Bench:
         self.code: str | None = None
         #: The commit the copy was taken from.
         self.commit = "?"
+        #: The server certificate both poolers present in TLS workloads,
+        #: made by L{setUp} when the run has any (C{None} otherwise).
+        self.certificate: IssuedCertificate | None = None
 
     # -- setup and teardown --
 
-    def setUp(self) -> None:
+    def setUp(self, tls: bool = False) -> None:
         """
         Start PostgreSQL, create the role and database, load pgbench's
         tables, and read the role's SCRAM secret for PgBouncer's auth_file.
+
+        @param tls: Also make a throwaway CA and the server certificate
+            (for C{localhost} and C{127.0.0.1}) the poolers present in TLS
+            workloads; each pooler gets a copy in its private directory.
         """
+        from pgtwist.testing.certs import CertificateAuthority
         from pgtwist.testing.embedded import PostgresCluster, hbaForRoles
 
+        if tls:
+            authority = CertificateAuthority("pgtwist bench CA")
+            self.certificate = authority.issue("localhost", ["localhost", servers.LOOPBACK])
         self.commit = describeCommit()
         self.code = servers.snapshotCheckout(CHECKOUT)
         self.cluster = PostgresCluster(maxConnections=PG_MAX_CONNECTIONS)
@@ -265,16 +279,19 @@ class Bench:
             shutil.rmtree(self.code, ignore_errors=True)
             self.code = None
 
-    def pgbench(self, args: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    def pgbench(
+        self, args: Sequence[str], timeout: float, tls: bool = False
+    ) -> subprocess.CompletedProcess[str]:
         """
-        Run the cluster's pgbench with the role's password, without TLS or
-        GSS negotiation (the same for every target).
+        Run the cluster's pgbench with the role's password, without GSS
+        negotiation, and without TLS (the same for every target) or, with
+        C{tls}, with C{sslmode=require}.
         """
         assert self.credentials is not None
         env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
         env.update(
             PGPASSWORD=self.credentials.password,
-            PGSSLMODE="disable",
+            PGSSLMODE="require" if tls else "disable",
             PGGSSENCMODE="disable",
             PGCONNECT_TIMEOUT="30",
         )
@@ -283,28 +300,38 @@ class Bench:
             stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, timeout=timeout,
         )  # fmt: skip
 
-    def startServer(self, target: plan.Target, poolSize: int) -> servers.RunningServer:
+    def startServer(
+        self, target: plan.Target, poolSize: int, tls: bool = False
+    ) -> servers.RunningServer:
         """
         Start the pooler C{target} names, with C{poolSize} backends, and
         warm it up with one login and one query.
+
+        @param tls: Have it demand TLS from clients, with L{certificate};
+            the warm-up then logs in over TLS.
         """
         assert self.credentials is not None and target.pipeline is not None
+        certificate = self.certificate if tls else None
+        if tls and certificate is None:
+            raise servers.ServerError("a TLS workload needs Bench.setUp(tls=True)")
         if target.pooler == PGBOUNCER:
             server = servers.startPgBouncer(
                 self.credentials, self.cluster.port, target.pipeline, poolSize,
-                self.options.pgbouncer,
+                self.options.pgbouncer, certificate,
             )  # fmt: skip
         else:
             python = self.options.pypy if target.runtime == plan.PYPY else sys.executable
             reactor = "uvloop" if target.runtime == plan.UVLOOP else None
             server = servers.startPgtwist(
                 self.credentials, self.cluster.port, target.pipeline, poolSize, target.workers,
-                self.code, python=python, reactor=reactor,
+                self.code, python=python, reactor=reactor, certificate=certificate,
             )  # fmt: skip
         self.live.add(server)
         creds = self.credentials
         try:
-            client.warmUp(servers.LOOPBACK, server.port, creds.user, creds.password, creds.database)
+            client.warmUp(
+                servers.LOOPBACK, server.port, creds.user, creds.password, creds.database, tls
+            )
         except (client.LoginError, OSError, TimeoutError) as e:
             tail = server.logTail(10)
             self.stopServer(server)
@@ -340,7 +367,7 @@ class Bench:
         server = None
         try:
             if target.pooler != DIRECT:
-                server = self.startServer(target, plan.poolSize(workload, target))
+                server = self.startServer(target, plan.poolSize(workload, target), workload.tls)
                 record.processes = len(servers.processTree(server.pid))
             port = server.port if server is not None else self.cluster.port
             if target.runtime == plan.PYPY and self.options.jit_warmup > 0:
@@ -349,12 +376,12 @@ class Bench:
                 warmUp = plan.pgbenchArguments(
                     workload, self.options.jit_warmup, servers.LOOPBACK, port, ROLE, DATABASE
                 )
-                self.pgbench(warmUp, timeout=self.options.jit_warmup + 300)
+                self.pgbench(warmUp, timeout=self.options.jit_warmup + 300, tls=workload.tls)
             args = plan.pgbenchArguments(
                 workload, self.options.duration, servers.LOOPBACK, port, ROLE, DATABASE
             )
             before = servers.cpuTicks(server.pid) if server is not None else 0
-            result = self.pgbench(args, timeout=self.options.duration + 300)
+            result = self.pgbench(args, timeout=self.options.duration + 300, tls=workload.tls)
             after = servers.cpuTicks(server.pid) if server is not None else 0
             try:
                 parsed = results.parsePgbench(result.stdout)
@@ -539,6 +566,9 @@ def report(
     ]
     if latencies:
         parts += [results.renderLatencies(latencies), ""]
+    shares = results.tlsShares(rows, workloads)
+    if shares:
+        parts += [results.renderTlsShares(shares), ""]
     for label, m in bench.memory.items():
         if m.error is None:
             parts.append(
@@ -558,6 +588,11 @@ def report(
             "-C: every connection authenticates with SCRAM; libpq's client-side PBKDF2 costs "
             "every target the same and compresses the -C TPS ratios towards 1."
         )
+    if any(w.tls for w in workloads):
+        parts.append(
+            "-tls workloads: pgbench with sslmode=require to poolers that demand TLS "
+            "(client_tls_sslmode = require), plaintext to PostgreSQL; no direct target."
+        )
     parts += ["", results.renderChecks(checks)]
     document = {
         "meta": meta,
@@ -565,6 +600,7 @@ def report(
         "runs": [asdict(r) for r in bench.records],
         "rows": [asdict(r) for r in rows],
         "addedLatencyMs": [asdict(x) | {"ratio": x.ratio} for x in latencies],
+        "tls": [asdict(x) | {"share": x.share} for x in shares],
         "memory": {label: asdict(m) for label, m in bench.memory.items()},
         "large": [
             asdict(r) | {"seconds": {f"{o} {s}": t for (o, s), t in r.seconds.items()}}
@@ -604,7 +640,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     try:
         say(f"Starting PostgreSQL (max_connections {PG_MAX_CONNECTIONS}) ...")
-        bench.setUp()
+        bench.setUp(tls=any(w.tls for w in workloads))
         meta = machineDescription(
             bench.cluster.binDir, options.pgbouncer, bench.commit, options.pypy
         )

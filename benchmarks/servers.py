@@ -27,9 +27,12 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from benchmarks.results import parseCpuTicks, parseVmRssKiB
+
+if TYPE_CHECKING:
+    from pgtwist.testing.certs import IssuedCertificate
 
 #: Where Debian's package installs PgBouncer.
 PGBOUNCER_BINARY = "/usr/sbin/pgbouncer"
@@ -42,6 +45,10 @@ LOW_PORTS = range(20000, 32000)
 START_TIMEOUT = 30.0
 #: How long a pooler may take to exit after SIGTERM before it is killed.
 STOP_TIMEOUT = 15.0
+#: The names of a pooler's server certificate and key in its directory,
+#: for a TLS workload.
+TLS_CERT_FILE = "server.crt"
+TLS_KEY_FILE = "server.key"
 
 
 #: Linux's C{prctl} option asking for a signal when the parent exits.
@@ -89,12 +96,17 @@ def pgbouncerIni(
     database: str,
     poolMode: str,
     poolSize: int,
+    tls: bool = False,
 ) -> str:
     """
     C{pgbouncer.ini} equivalent to pgtwist's settings: loopback TCP only,
     SCRAM for clients from an C{auth_file} holding the role's SCRAM secret
     (so PgBouncer runs no PBKDF2 per login and logs into PostgreSQL with
-    SCRAM pass-through), no TLS, no per-connection logging.
+    SCRAM pass-through), no per-connection logging.
+
+    @param tls: Demand TLS from clients (C{client_tls_sslmode = require})
+        with the certificate and key in C{directory} (L{TLS_CERT_FILE},
+        L{TLS_KEY_FILE}); otherwise no TLS. Never TLS to PostgreSQL.
     """
     settings = {
         "listen_addr": LOOPBACK,
@@ -107,6 +119,12 @@ def pgbouncerIni(
         "max_client_conn": "1000",
         "server_tls_sslmode": "disable",
         "client_tls_sslmode": "disable",
+    }
+    if tls:
+        settings["client_tls_sslmode"] = "require"
+        settings["client_tls_cert_file"] = os.path.join(directory, TLS_CERT_FILE)
+        settings["client_tls_key_file"] = os.path.join(directory, TLS_KEY_FILE)
+    settings |= {
         "logfile": os.path.join(directory, "pgbouncer.log"),
         "pidfile": "",
         "log_connections": "0",
@@ -140,11 +158,25 @@ def pgtwistConf(
     pipeline: str,
     maxConnections: int,
     workers: int = 1,
+    tlsDirectory: str | None = None,
 ) -> str:
     """
     C{pgtwist.conf} equivalent to the PgBouncer settings: loopback TCP, one
     pipeline, C{max_connections} backends, no per-connection logging.
+
+    @param tlsDirectory: Where L{TLS_CERT_FILE} and L{TLS_KEY_FILE} are,
+        to demand TLS from clients as PgBouncer's C{client_tls_sslmode =
+        require} does (pgagroal's C{tls} keys, and PgBouncer's mode key);
+        C{None} for no TLS. Never TLS to PostgreSQL.
     """
+    tls = ""
+    if tlsDirectory is not None:
+        tls = (
+            "tls = on\n"
+            f"tls_cert_file = {os.path.join(tlsDirectory, TLS_CERT_FILE)}\n"
+            f"tls_key_file = {os.path.join(tlsDirectory, TLS_KEY_FILE)}\n"
+            "client_tls_sslmode = require\n"
+        )
     return (
         "[pgtwist]\n"
         f"host = {LOOPBACK}\n"
@@ -158,11 +190,13 @@ def pgtwistConf(
         "idle_timeout = 600\n"
         "backlog = 128\n"
         f"workers = {workers}\n"
+        f"{tls}"
         "\n"
         "[primary]\n"
         f"host = {LOOPBACK}\n"
         f"port = {pgPort}\n"
         "primary = on\n"
+        "tls = off\n"
     )
 
 
@@ -394,17 +428,43 @@ def _started(server: RunningServer) -> RunningServer:
     return server
 
 
+def _writeCertificate(
+    directory: str, certificate: IssuedCertificate, credentials: Credentials | None = None
+) -> None:
+    """
+    Write C{certificate} and its key as L{TLS_CERT_FILE} and L{TLS_KEY_FILE}
+    in C{directory}, both C{0600} (the key must be, for both poolers), owned
+    by the unprivileged account when one is given.
+    """
+    for name, pem in (
+        (TLS_CERT_FILE, certificate.certificatePEM),
+        (TLS_KEY_FILE, certificate.privateKeyPEM),
+    ):
+        _writeFile(os.path.join(directory, name), pem.decode("ascii"), credentials)
+
+
 def startPgBouncer(
-    credentials: Credentials, pgPort: int, poolMode: str, poolSize: int, binary: str
+    credentials: Credentials,
+    pgPort: int,
+    poolMode: str,
+    poolSize: int,
+    binary: str,
+    certificate: IssuedCertificate | None = None,
 ) -> RunningServer:
     """
     Start PgBouncer in the foreground as the unprivileged account (it
     refuses to run as root), in a private directory of its own.
+
+    @param certificate: The server certificate to demand TLS from clients
+        with, or C{None} for no TLS.
     """
     directory = _privateDirectory("pgtwist-bench-pgbouncer-", credentials)
     port = pickLowPort()
     ini = os.path.join(directory, "pgbouncer.ini")
-    text = pgbouncerIni(directory, port, pgPort, credentials.database, poolMode, poolSize)
+    tls = certificate is not None
+    if certificate is not None:
+        _writeCertificate(directory, certificate, credentials)
+    text = pgbouncerIni(directory, port, pgPort, credentials.database, poolMode, poolSize, tls)
     _writeFile(ini, text, credentials)
     authFile = pgbouncerAuthFile(credentials.user, credentials.scramSecret)
     _writeFile(os.path.join(directory, "userlist.txt"), authFile, credentials)
@@ -417,7 +477,8 @@ def startPgBouncer(
         cwd=directory, preexec_fn=dieWithParent, **extra,  # type: ignore[call-overload]
     )  # fmt: skip
     logPath = os.path.join(directory, "pgbouncer.log")
-    return _started(RunningServer(f"PgBouncer ({poolMode})", process, port, logPath, directory))
+    label = f"PgBouncer ({poolMode}, TLS)" if tls else f"PgBouncer ({poolMode})"
+    return _started(RunningServer(label, process, port, logPath, directory))
 
 
 def snapshotCheckout(checkout: str) -> str:
@@ -463,6 +524,7 @@ def startPgtwist(
     environ: Mapping[str, str] = os.environ,
     python: str = sys.executable,
     reactor: str | None = None,
+    certificate: IssuedCertificate | None = None,
 ) -> RunningServer:
     """
     Start pgtwist in the foreground with C{HOME} pointed at a private
@@ -473,6 +535,8 @@ def startPgtwist(
         for the installed one.
     @param python: The interpreter to run it on (see L{pgtwistCommand}).
     @param reactor: A Twisted reactor other than pgtwist's own (C{uvloop}).
+    @param certificate: The server certificate to demand TLS from clients
+        with, or C{None} for no TLS.
     """
     from pgtwist.config.vault import writeMasterKey, writeUsersFile
 
@@ -481,7 +545,11 @@ def startPgtwist(
     conf = os.path.join(directory, "pgtwist.conf")
     hba = os.path.join(directory, "pgtwist_hba.conf")
     users = os.path.join(directory, "pgtwist_users.conf")
-    _writeFile(conf, pgtwistConf(port, pgPort, pipeline, maxConnections, workers))
+    tlsDirectory = None
+    if certificate is not None:
+        _writeCertificate(directory, certificate)
+        tlsDirectory = directory
+    _writeFile(conf, pgtwistConf(port, pgPort, pipeline, maxConnections, workers, tlsDirectory))
     _writeFile(hba, pgtwistHba())
     masterKey = os.urandom(32).hex().encode()
     writeMasterKey(masterKey, os.path.join(directory, ".pgtwist", "master.key"))
@@ -503,5 +571,5 @@ def startPgtwist(
         logFile.close()
         raise
     label = f"pgtwist ({pipeline}, workers={workers}, {os.path.basename(python)}"
-    label += f", {reactor})" if reactor else ")"
+    label += (f", {reactor}" if reactor else "") + (", TLS)" if certificate else ")")
     return _started(RunningServer(label, process, port, logPath, directory, logFile))

@@ -11,6 +11,7 @@ import asyncio
 import os
 import resource
 import shutil
+import ssl
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -28,7 +29,7 @@ from benchmarks.results import RunRecord
 from pgtwist.config.loader import loadConfiguration
 from pgtwist.wire import codec, constants, errors
 from pgtwist.wire.framing import MessageFramer
-from pgtwist.wire.messages import CommandComplete, DataRow, Query, ReadyForQuery
+from pgtwist.wire.messages import CommandComplete, DataRow, Query, ReadyForQuery, SSLRequest
 from tests.unit._tempdir import temporaryDirectory
 
 SELECT_REPORT = """\
@@ -115,6 +116,9 @@ class PlanTests(SynchronousTestCase):
                     "tpcb-c10",
                     "S-simple-c10-C",
                     "S-simple-c1",
+                    "S-simple-c10-tls",
+                    "S-simple-c100-tls",
+                    "S-simple-c10-C-tls",
                 ]
             ),
         )
@@ -123,6 +127,53 @@ class PlanTests(SynchronousTestCase):
         self.assertIn("-C", workloads["S-simple-c10-C"].options)
         self.assertEqual(workloads["S-simple-c1"].clients, 1)
         self.assertEqual(workloads["tpcb-c10"].options, ())
+        self.assertEqual(sorted(w.name for w in workloads.values() if w.tls), sorted(
+            ["S-simple-c10-tls", "S-simple-c100-tls", "S-simple-c10-C-tls"]
+        ))  # fmt: skip
+
+    def test_tlsWorkloadsFollowTheirPlainOnes(self) -> None:
+        """
+        Each TLS workload varies its plain workload in nothing but TLS (and
+        has no multi-worker runs), and comes right after it, so that the
+        two run close together in every round.
+        """
+        names = [w.name for w in plan.defaultWorkloads()]
+        workloads = {w.name: w for w in plan.defaultWorkloads()}
+        for name in ("S-simple-c10", "S-simple-c100", "S-simple-c10-C"):
+            plain, tls = workloads[name], workloads[name + "-tls"]
+            self.assertEqual(names.index(tls.name), names.index(plain.name) + 1)
+            self.assertEqual(
+                (tls.options, tls.clients, tls.kind, tls.pipelines, tls.pgbouncerPipelines),
+                (plain.options, plain.clients, plain.kind, plain.pipelines,
+                 plain.pgbouncerPipelines),
+            )  # fmt: skip
+            self.assertFalse(plain.tls)
+            self.assertTrue(tls.tls)
+            self.assertEqual(tls.workersPipelines, ())
+            self.assertEqual(plan.plainName(tls), name)
+            self.assertIsNone(plan.plainName(plain))
+
+    def test_withTLS(self) -> None:
+        """
+        L{plan.withTLS} names the variant C{<name>-tls} and drops the
+        multi-worker runs.
+        """
+        workload = Workload("w", ("-S",), 100, plan.SELECT, workersPipelines=(SESSION,))
+        self.assertEqual(
+            plan.withTLS(workload),
+            Workload("w-tls", ("-S",), 100, plan.SELECT, tls=True),
+        )
+
+    def test_tlsTargetsLeaveOutDirect(self) -> None:
+        """
+        A TLS workload runs against the two poolers only: PostgreSQL is
+        measured in plaintext, by the plain workload.
+        """
+        workload = plan.withTLS(Workload("w", ("-S",), 10, plan.SELECT))
+        self.assertEqual(plan.targetsFor(workload, 2), [BS, TS, BT, TT])
+        pypy = plan.targetsFor(workload, 1, pypy=True)
+        self.assertNotIn(D, pypy)
+        self.assertIn(Target(PGTWIST, SESSION, runtime=plan.PYPY), pypy)
 
     def test_targetsOrder(self) -> None:
         """
@@ -432,6 +483,48 @@ class TargetTests(SynchronousTestCase):
             ],
         )
 
+    def test_tlsShares(self) -> None:
+        """
+        For each single-worker pgtwist row of a TLS workload: its C{÷PgB},
+        the plain workload's, and the second over the first; C{None} where
+        either is missing, and nothing when the plain workload did not run.
+        """
+        workloads = [
+            Workload("s", (), 10, plan.SELECT),
+            plan.withTLS(Workload("s", (), 10, plan.SELECT)),
+            plan.withTLS(Workload("c", (), 10, plan.CONNECT)),
+        ]
+        rows = [
+            results.Row("s", TS.name, PGTWIST, SESSION, 3, 1, 1, 50.0, 0.80, 0.5, 2.0),
+            results.Row("s", TT.name, PGTWIST, TRANSACTION, 3, 1, 1, 50.0, 0.60, 0.5, 2.0),
+            results.Row("s-tls", BS.name, PGBOUNCER, SESSION, 3, 1, 1, 40.0, None, None, None),
+            results.Row("s-tls", TS.name, PGTWIST, SESSION, 3, 1, 1, 90.0, 0.72, None, 2.2),
+            results.Row("s-tls", TT.name, PGTWIST, TRANSACTION, 3, 1, 1, 90.0, 0.48, None, 2.5),
+            results.Row("s-tls", "pgtwist-w2/session", PGTWIST, SESSION, 3, 1, 1, 9, 0.9, None, 9),
+            results.Row("c-tls", TS.name, PGTWIST, SESSION, 3, 1, 1, 900.0, 0.7, None, 3.0),
+        ]
+        shares = results.tlsShares(rows, workloads)
+        self.assertEqual(
+            [(x.workload, x.target, x.plain, x.tls) for x in shares],
+            [("s-tls", TS.name, 0.80, 0.72), ("s-tls", TT.name, 0.60, 0.48)],
+        )
+        self.assertAlmostEqual(shares[0].share or 0, 0.9)
+        self.assertAlmostEqual(shares[1].share or 0, 0.8)
+        self.assertIsNone(results.TlsShare("s-tls", TS.name, SESSION, None, 0.5).share)
+        self.assertIsNone(results.TlsShare("s-tls", TS.name, SESSION, 0.5, None).share)
+        checks = results.checkTargets(rows, workloads, [], {})
+        self.assertEqual(
+            [(c.name, c.ok) for c in checks if c.name.startswith("TLS")],
+            [
+                ("TLS ÷PgB over plain ÷PgB pgtwist s-tls session", True),
+                ("TLS ÷PgB over plain ÷PgB pgtwist s-tls transaction", False),
+            ],
+        )
+        text = results.renderTlsShares(shares)
+        self.assertEqual(
+            text.splitlines()[3].split(), ["s-tls", "pgtwist/session", "0.80", "0.72", "0.90"]
+        )
+
     def test_renderChecks(self) -> None:
         """
         One verdict line per target and a count.
@@ -532,6 +625,52 @@ class ServerConfigurationTests(SynchronousTestCase):
         ):
             self.assertIn(line, lines)
 
+    def test_pgbouncerIniTLS(self) -> None:
+        """
+        With C{tls}, PgBouncer demands TLS from clients with the certificate
+        and key in its directory, and still speaks plaintext to PostgreSQL.
+        """
+        lines = servers.pgbouncerIni("/d", 20001, 5432, "bench", "session", 20, tls=True)
+        for line in (
+            "client_tls_sslmode = require",
+            "client_tls_cert_file = /d/server.crt",
+            "client_tls_key_file = /d/server.key",
+            "server_tls_sslmode = disable",
+        ):
+            self.assertIn(line, lines.splitlines())
+        plain = servers.pgbouncerIni("/d", 20001, 5432, "bench", "session", 20)
+        self.assertIn("client_tls_sslmode = disable", plain.splitlines())
+        self.assertNotIn("client_tls_key_file", plain)
+
+    def test_pgtwistConfTLSLoads(self) -> None:
+        """
+        With a TLS directory, the generated pgtwist.conf loads with pgtwist's
+        own loader and demands TLS from clients with the certificate and key
+        written there (mode 0600), as PgBouncer's C{client_tls_sslmode =
+        require} does; the server hop stays plaintext.
+        """
+        from pgtwist.testing.certs import CertificateAuthority
+
+        directory = temporaryDirectory(self)
+        certificate = CertificateAuthority().issue("localhost", ["127.0.0.1"])
+        servers._writeCertificate(str(directory), certificate)
+        key = directory / servers.TLS_KEY_FILE
+        self.assertEqual(key.stat().st_mode & 0o777, 0o600)
+        self.assertEqual(key.read_bytes(), certificate.privateKeyPEM)
+        conf = directory / "pgtwist.conf"
+        hba = directory / "pgtwist_hba.conf"
+        conf.write_text(servers.pgtwistConf(20002, 5433, "session", 20, 1, str(directory)))
+        hba.write_text(servers.pgtwistHba())
+        warnings: list[str] = []
+        config = loadConfiguration(str(conf), hbaPath=str(hba), warn=warnings.append)
+        self.assertEqual(warnings, [])
+        main = config.main
+        self.assertEqual(
+            (main.tls, main.clientTlsSslmode, main.tlsCertFile, main.tlsKeyFile, main.pipeline),
+            (True, "require", str(directory / "server.crt"), str(key), "session"),
+        )
+        self.assertEqual([s.sslmode for s in config.servers], ["disable"])
+
     def test_authFile(self) -> None:
         """
         Names and secrets are double-quoted, inner quotes doubled.
@@ -562,6 +701,8 @@ class ServerConfigurationTests(SynchronousTestCase):
         self.assertEqual(main.logLevel, "warn")
         self.assertEqual([(s.host, s.port) for s in config.servers], [("127.0.0.1", 5433)])
         self.assertEqual([rule.method for rule in config.hba], ["scram-sha-256"])
+        self.assertEqual((main.tls, main.clientTlsSslmode), (False, None))
+        self.assertEqual([s.sslmode for s in config.servers], ["disable"])
 
     def test_pickLowPort(self) -> None:
         """
@@ -766,7 +907,9 @@ class CommandLineTests(SynchronousTestCase):
         """
         names = [w.name for w in run.selectWorkloads(["prep", "^S-simple-c1$"])]
         self.assertEqual(names, ["S-prep-c10", "S-prep-c100", "S-simple-c1"])
-        self.assertEqual(len(run.selectWorkloads([])), 9)
+        self.assertEqual(len(run.selectWorkloads([])), 12)
+        tls = [w.name for w in run.selectWorkloads(["-tls$"])]
+        self.assertEqual(tls, ["S-simple-c10-tls", "S-simple-c100-tls", "S-simple-c10-C-tls"])
 
     def test_workersNote(self) -> None:
         """
@@ -830,6 +973,70 @@ class FakeWriter:
         """
         Nothing to wait for.
         """
+
+
+class FakeTLSWriter:
+    """
+    What L{client.startTLS} uses of an C{asyncio.StreamWriter}: it keeps
+    what was written and the context C{start_tls} was called with.
+    """
+
+    def __init__(self) -> None:
+        self.written = bytearray()
+        self.contexts: list[object] = []
+
+    def write(self, data: bytes) -> None:
+        """
+        Keep C{data}.
+        """
+        self.written += data
+
+    async def start_tls(self, context: object) -> None:
+        """
+        Keep C{context}.
+        """
+        self.contexts.append(context)
+
+
+class ClientTLSTests(SynchronousTestCase):
+    """
+    Tests for the warm-up client's TLS, L{client.startTLS}.
+    """
+
+    def startTLS(self, answer: bytes) -> FakeTLSWriter:
+        """
+        Run L{client.startTLS} against a server that answers C{answer}.
+        """
+        writer = FakeTLSWriter()
+
+        async def run() -> None:
+            """
+            Start TLS on streams made inside the loop.
+            """
+            reader = asyncio.StreamReader()
+            reader.feed_data(answer)
+            await client.startTLS(reader, writer)  # type: ignore[arg-type]
+
+        asyncio.run(run())
+        return writer
+
+    def test_upgrades(self) -> None:
+        """
+        An SSLRequest, and on C{S} the upgrade with a context that encrypts
+        without checking the certificate (libpq's C{sslmode=require}).
+        """
+        writer = self.startTLS(b"S")
+        self.assertEqual(bytes(writer.written), codec.encode(SSLRequest()))
+        [context] = writer.contexts
+        assert isinstance(context, ssl.SSLContext)
+        self.assertEqual((context.check_hostname, context.verify_mode), (False, ssl.CERT_NONE))
+
+    def test_refused(self) -> None:
+        """
+        A server that answers C{N} fails the login.
+        """
+        error = self.assertRaises(client.LoginError, self.startTLS, b"N")
+        self.assertIn("b'N'", str(error))
 
 
 def largeResult(
