@@ -58,6 +58,10 @@ class Workload:
         (C{sslmode=require}), and both poolers demand it
         (C{client_tls_sslmode = require}). Direct PostgreSQL is left out
         of such a workload: its plain counterpart (L{plainName}) has it.
+    @ivar authQuery: Neither pooler holds the role's password or secret:
+        both look it up with C{auth_query} as another role (C{auth_user})
+        and log into PostgreSQL by SCRAM pass-through. Direct PostgreSQL is
+        left out: its counterpart (L{plainName}) has it.
     """
 
     name: str
@@ -68,10 +72,21 @@ class Workload:
     pgbouncerPipelines: tuple[str, ...] = (SESSION, TRANSACTION)
     workersPipelines: tuple[str, ...] = ()
     tls: bool = False
+    authQuery: bool = False
+
+    @property
+    def variant(self) -> bool:
+        """
+        Whether this workload varies a plain one (L{tls}, L{authQuery}):
+        it then runs only against the poolers.
+        """
+        return self.tls or self.authQuery
 
 
 #: What a TLS workload's name adds to its plain counterpart's.
 TLS_SUFFIX = "-tls"
+#: What an auth_query workload's name adds to its plain counterpart's.
+AUTH_QUERY_SUFFIX = "-authquery"
 
 
 def withTLS(workload: Workload) -> Workload:
@@ -83,14 +98,26 @@ def withTLS(workload: Workload) -> Workload:
     return replace(workload, name=workload.name + TLS_SUFFIX, tls=True, workersPipelines=())
 
 
+def withAuthQuery(workload: Workload) -> Workload:
+    """
+    The auth_query variant of C{workload} (L{Workload.authQuery}), named
+    C{<name>-authquery}, without multi-worker runs.
+    """
+    return replace(
+        workload, name=workload.name + AUTH_QUERY_SUFFIX, authQuery=True, workersPipelines=()
+    )
+
+
 def plainName(workload: Workload) -> str | None:
     """
-    The name of the plaintext workload a TLS workload is compared with, or
-    C{None} for a plaintext workload.
+    The name of the plain workload a TLS or auth_query workload is compared
+    with, or C{None} for a plain workload.
     """
-    if not workload.tls:
-        return None
-    return workload.name.removesuffix(TLS_SUFFIX)
+    if workload.tls:
+        return workload.name.removesuffix(TLS_SUFFIX)
+    if workload.authQuery:
+        return workload.name.removesuffix(AUTH_QUERY_SUFFIX)
+    return None
 
 
 @dataclass(frozen=True)
@@ -129,7 +156,8 @@ def defaultWorkloads() -> list[Workload]:
     the TPC-B-like script at 10 clients, C{-C} at 10 clients, and one client
     C{-S} for latency; and the TLS variants (L{withTLS}) of simple C{-S} at
     10 and 100 clients and of C{-C}, each right after its plain workload so
-    that the two run close together in every round.
+    that the two run close together in every round; and the auth_query
+    variant of C{-C} (L{withAuthQuery}) after those.
     """
     workloads: list[Workload] = []
     for mode in ("simple", "extended", "prepared"):
@@ -149,7 +177,7 @@ def defaultWorkloads() -> list[Workload]:
                 workloads.append(withTLS(workload))
     workloads.append(Workload("tpcb-c10", (), 10, TPCB))
     connect = Workload("S-simple-c10-C", ("-S", "-M", "simple", "-C"), 10, CONNECT)
-    workloads += [connect, withTLS(connect)]
+    workloads += [connect, withTLS(connect), withAuthQuery(connect)]
     workloads.append(Workload("S-simple-c1", ("-S", "-M", "simple"), 1, LATENCY))
     return workloads
 
@@ -159,12 +187,12 @@ def targetsFor(
 ) -> list[Target]:
     """
     The targets C{workload} runs against, in the order of one round: direct
-    first (not for a TLS workload), then per pipeline PgBouncer, pgtwist,
+    first (not for a TLS or auth_query workload), then per pipeline PgBouncer, pgtwist,
     pgtwist on PyPy (with C{pypy}), pgtwist on uvloop (with C{uvloop}) and
     (when C{workers > 1} and the workload asks for it) pgtwist with
     C{workers}.
     """
-    targets = [] if workload.tls else [Target(DIRECT)]
+    targets = [] if workload.variant else [Target(DIRECT)]
     for pipeline in workload.pipelines:
         if pipeline in workload.pgbouncerPipelines:
             targets.append(Target(PGBOUNCER, pipeline))

@@ -35,6 +35,9 @@ MAX_KIB_PER_CONNECTION = 10.0
 #: A TLS workload's TPS ratio to PgBouncer (both over TLS) may be at most
 #: 15% below its plain workload's (issue 12).
 MIN_TLS_SHARE = 0.85
+#: pgtwist's CPU per login with auth_query and pass-through may be at most
+#: 1.2 times its CPU per login with the vault (issue 13).
+MAX_AUTH_QUERY_CPU_RATIO = 1.2
 
 
 # -- pgbench and /proc ------------------------------------------------------
@@ -396,25 +399,72 @@ def tlsShares(rows: Sequence[Row], workloads: Sequence[Workload]) -> list[TlsSha
     the table shows, so that it can be read off the table).
     """
     plainOf = {w.name: plainName(w) for w in workloads if w.tls}
+    return [
+        TlsShare(row.workload, row.target, row.pipeline, plain, row.vsPgbouncer)
+        for row, plain in _variantRows(rows, workloads, plainOf, "vsPgbouncer")
+    ]
+
+
+@dataclass(frozen=True)
+class AuthQueryCost:
+    """
+    A pgtwist target's CPU per transaction in an auth_query C{-C} workload
+    (every transaction a login looked up with C{auth_query} and logged in
+    by pass-through) beside the same in its plain workload (the vault).
+
+    @ivar vault: CPU µs per transaction in the plain workload.
+    @ivar authQuery: CPU µs per transaction in the auth_query workload.
+    """
+
+    workload: str
+    target: str
+    pipeline: str | None
+    vault: float | None
+    authQuery: float | None
+
+    @property
+    def ratio(self) -> float | None:
+        """
+        The auth_query figure over the vault's.
+        """
+        if self.vault is None or self.authQuery is None or self.vault <= 0:
+            return None
+        return self.authQuery / self.vault
+
+
+def authQueryCosts(rows: Sequence[Row], workloads: Sequence[Workload]) -> list[AuthQueryCost]:
+    """
+    An L{AuthQueryCost} for each single-worker pgtwist row of every
+    auth_query workload whose plain workload is in the run.
+    """
+    plainOf = {w.name: plainName(w) for w in workloads if w.authQuery}
+    return [
+        AuthQueryCost(row.workload, row.target, row.pipeline, plain, row.cpuMicros)
+        for row, plain in _variantRows(rows, workloads, plainOf, "cpuMicros")
+    ]
+
+
+def _variantRows(
+    rows: Sequence[Row],
+    workloads: Sequence[Workload],
+    plainOf: Mapping[str, str | None],
+    field: str,
+) -> list[tuple[Row, float | None]]:
+    """
+    Each single-worker pgtwist row of a variant workload (a key of
+    C{plainOf}) whose plain workload ran, with C{field} of the same
+    target's row in the plain workload (C{None}: not measured).
+    """
+    names = {w.name for w in workloads}
     byName = {(row.workload, row.target): row for row in rows}
-    shares = []
+    found = []
     for row in rows:
         plain = plainOf.get(row.workload)
-        if plain is None or row.pooler != PGTWIST or "-w" in row.target:
-            continue
-        if not any(w.name == plain for w in workloads):
+        if plain is None or plain not in names or row.pooler != PGTWIST or "-w" in row.target:
             continue
         other = byName.get((plain, row.target))
-        shares.append(
-            TlsShare(
-                row.workload,
-                row.target,
-                row.pipeline,
-                other.vsPgbouncer if other is not None else None,
-                row.vsPgbouncer,
-            )
-        )
-    return shares
+        found.append((row, getattr(other, field) if other is not None else None))
+    return found
 
 
 def checkTargets(
@@ -461,6 +511,15 @@ def checkTargets(
             atLeast=True,
         )
         for share in tlsShares(rows, workloads)
+    ]
+    checks += [
+        _check(
+            f"login CPU auth_query/vault {poolerLabel(cost.target)} {cost.workload} "
+            f"{cost.pipeline}",
+            cost.ratio,
+            MAX_AUTH_QUERY_CPU_RATIO,
+        )
+        for cost in authQueryCosts(rows, workloads)
     ]
     checks += [
         _check(
@@ -603,6 +662,27 @@ def renderTlsShares(shares: Sequence[TlsShare]) -> str:
                 formatNumber(share.plain),
                 formatNumber(share.tls),
                 formatNumber(share.share),
+            ]
+        )
+    return table.render()
+
+
+def renderAuthQueryCosts(costs: Sequence[AuthQueryCost]) -> str:
+    """
+    Per auth_query workload and pgtwist target: CPU µs per transaction (a
+    login each) with the vault and with auth_query, and their ratio.
+    """
+    table = Table(
+        ["auth_query workload", "target", "vault µs", "auth_query µs", "ratio"], textColumns=2
+    )
+    for cost in costs:
+        table.rows.append(
+            [
+                cost.workload,
+                cost.target,
+                formatNumber(cost.vault, 0),
+                formatNumber(cost.authQuery, 0),
+                formatNumber(cost.ratio),
             ]
         )
     return table.render()

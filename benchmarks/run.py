@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from pgtwist.testing.certs import IssuedCertificate
 
 ROLE = "bench"
+#: The role the poolers run C{auth_query} as in auth_query workloads.
+AUTH_ROLE = "bench_auth"
 DATABASE = "bench"
 #: PostgreSQL's max_connections for the run (the issue's setting).
 PG_MAX_CONNECTIONS = 300
@@ -249,7 +251,12 @@ class Bench:
         password = secrets.token_urlsafe(18)
         self.cluster.createRole(ROLE, password, "scram-sha-256")
         self.cluster.createDatabase(DATABASE, ROLE)
-        self.cluster.setHba(hbaForRoles({ROLE: "scram-sha-256"}))
+        # auth_query reads pg_authid: a superuser here; docs/configuration.rst
+        # recommends a SECURITY DEFINER function for production.
+        authPassword = secrets.token_urlsafe(18)
+        self.cluster.createRole(AUTH_ROLE, authPassword, "scram-sha-256")
+        self.cluster.psql(f"ALTER ROLE {AUTH_ROLE} SUPERUSER;")
+        self.cluster.setHba(hbaForRoles({ROLE: "scram-sha-256", AUTH_ROLE: "scram-sha-256"}))
         secret = self.cluster.psql(
             f"SELECT rolpassword FROM pg_authid WHERE rolname = '{ROLE}';"
         ).strip()
@@ -257,6 +264,7 @@ class Bench:
         self.credentials = servers.Credentials(
             ROLE, password, DATABASE, secret,
             runAs.uid if runAs else None, runAs.gid if runAs else None,
+            AUTH_ROLE, authPassword,
         )  # fmt: skip
         started = time.monotonic()
         args = ["-i", "-q", "-s", str(self.options.scale)]
@@ -301,7 +309,7 @@ class Bench:
         )  # fmt: skip
 
     def startServer(
-        self, target: plan.Target, poolSize: int, tls: bool = False
+        self, target: plan.Target, poolSize: int, tls: bool = False, authQuery: bool = False
     ) -> servers.RunningServer:
         """
         Start the pooler C{target} names, with C{poolSize} backends, and
@@ -309,6 +317,8 @@ class Bench:
 
         @param tls: Have it demand TLS from clients, with L{certificate};
             the warm-up then logs in over TLS.
+        @param authQuery: Have it look the role up with C{auth_query}
+            instead of holding its password or secret.
         """
         assert self.credentials is not None and target.pipeline is not None
         certificate = self.certificate if tls else None
@@ -317,7 +327,7 @@ class Bench:
         if target.pooler == PGBOUNCER:
             server = servers.startPgBouncer(
                 self.credentials, self.cluster.port, target.pipeline, poolSize,
-                self.options.pgbouncer, certificate,
+                self.options.pgbouncer, certificate, authQuery,
             )  # fmt: skip
         else:
             python = self.options.pypy if target.runtime == plan.PYPY else sys.executable
@@ -325,6 +335,7 @@ class Bench:
             server = servers.startPgtwist(
                 self.credentials, self.cluster.port, target.pipeline, poolSize, target.workers,
                 self.code, python=python, reactor=reactor, certificate=certificate,
+                authQuery=authQuery,
             )  # fmt: skip
         self.live.add(server)
         creds = self.credentials
@@ -367,7 +378,9 @@ class Bench:
         server = None
         try:
             if target.pooler != DIRECT:
-                server = self.startServer(target, plan.poolSize(workload, target), workload.tls)
+                server = self.startServer(
+                    target, plan.poolSize(workload, target), workload.tls, workload.authQuery
+                )
                 record.processes = len(servers.processTree(server.pid))
             port = server.port if server is not None else self.cluster.port
             if target.runtime == plan.PYPY and self.options.jit_warmup > 0:
@@ -569,6 +582,9 @@ def report(
     shares = results.tlsShares(rows, workloads)
     if shares:
         parts += [results.renderTlsShares(shares), ""]
+    costs = results.authQueryCosts(rows, workloads)
+    if costs:
+        parts += [results.renderAuthQueryCosts(costs), ""]
     for label, m in bench.memory.items():
         if m.error is None:
             parts.append(
@@ -588,6 +604,12 @@ def report(
             "-C: every connection authenticates with SCRAM; libpq's client-side PBKDF2 costs "
             "every target the same and compresses the -C TPS ratios towards 1."
         )
+    if any(w.authQuery for w in workloads):
+        parts.append(
+            "-authquery workloads: neither pooler holds the role's password or secret; both "
+            "look it up with auth_query as a superuser role and log in by SCRAM pass-through; "
+            "no direct target."
+        )
     if any(w.tls for w in workloads):
         parts.append(
             "-tls workloads: pgbench with sslmode=require to poolers that demand TLS "
@@ -601,6 +623,7 @@ def report(
         "rows": [asdict(r) for r in rows],
         "addedLatencyMs": [asdict(x) | {"ratio": x.ratio} for x in latencies],
         "tls": [asdict(x) | {"share": x.share} for x in shares],
+        "authQuery": [asdict(x) | {"ratio": x.ratio} for x in costs],
         "memory": {label: asdict(m) for label, m in bench.memory.items()},
         "large": [
             asdict(r) | {"seconds": {f"{o} {s}": t for (o, s), t in r.seconds.items()}}

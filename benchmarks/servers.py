@@ -49,6 +49,13 @@ STOP_TIMEOUT = 15.0
 #: for a TLS workload.
 TLS_CERT_FILE = "server.crt"
 TLS_KEY_FILE = "server.key"
+#: The query both poolers look clients up with in an auth_query workload:
+#: pgtwist's default (PgBouncer 1.25's), given to PgBouncer explicitly,
+#: whose older default reads C{pg_shadow}.
+AUTH_QUERY = (
+    "SELECT rolname, CASE WHEN rolvaliduntil < pg_catalog.now() THEN NULL "
+    "ELSE rolpassword END FROM pg_catalog.pg_authid WHERE rolname = $1 AND rolcanlogin"
+)
 
 
 #: Linux's C{prctl} option asking for a signal when the parent exits.
@@ -97,6 +104,7 @@ def pgbouncerIni(
     poolMode: str,
     poolSize: int,
     tls: bool = False,
+    authUser: str | None = None,
 ) -> str:
     """
     C{pgbouncer.ini} equivalent to pgtwist's settings: loopback TCP only,
@@ -107,6 +115,9 @@ def pgbouncerIni(
     @param tls: Demand TLS from clients (C{client_tls_sslmode = require})
         with the certificate and key in C{directory} (L{TLS_CERT_FILE},
         L{TLS_KEY_FILE}); otherwise no TLS. Never TLS to PostgreSQL.
+    @param authUser: Look clients up with L{AUTH_QUERY} run as this role
+        (whose password the C{auth_file} then holds instead of the
+        clients' secrets); C{None} for no C{auth_query}.
     """
     settings = {
         "listen_addr": LOOPBACK,
@@ -124,6 +135,9 @@ def pgbouncerIni(
         settings["client_tls_sslmode"] = "require"
         settings["client_tls_cert_file"] = os.path.join(directory, TLS_CERT_FILE)
         settings["client_tls_key_file"] = os.path.join(directory, TLS_KEY_FILE)
+    if authUser is not None:
+        settings["auth_user"] = authUser
+        settings["auth_query"] = AUTH_QUERY
     settings |= {
         "logfile": os.path.join(directory, "pgbouncer.log"),
         "pidfile": "",
@@ -159,6 +173,7 @@ def pgtwistConf(
     maxConnections: int,
     workers: int = 1,
     tlsDirectory: str | None = None,
+    authUser: str | None = None,
 ) -> str:
     """
     C{pgtwist.conf} equivalent to the PgBouncer settings: loopback TCP, one
@@ -168,6 +183,8 @@ def pgtwistConf(
         to demand TLS from clients as PgBouncer's C{client_tls_sslmode =
         require} does (pgagroal's C{tls} keys, and PgBouncer's mode key);
         C{None} for no TLS. Never TLS to PostgreSQL.
+    @param authUser: Look clients up with C{auth_query} (pgtwist's default
+        query, L{AUTH_QUERY}) run as this role; C{None} for none.
     """
     tls = ""
     if tlsDirectory is not None:
@@ -177,6 +194,8 @@ def pgtwistConf(
             f"tls_key_file = {os.path.join(tlsDirectory, TLS_KEY_FILE)}\n"
             "client_tls_sslmode = require\n"
         )
+    if authUser is not None:
+        tls += f"auth_user = {authUser}\n"
     return (
         "[pgtwist]\n"
         f"host = {LOOPBACK}\n"
@@ -390,6 +409,10 @@ class Credentials:
     scramSecret: str
     runAsUid: int | None = None
     runAsGid: int | None = None
+    #: The role both poolers run C{auth_query} as in auth_query workloads,
+    #: and its password.
+    authUser: str = ""
+    authPassword: str = ""
 
 
 def _privateDirectory(prefix: str, credentials: Credentials | None = None) -> str:
@@ -450,6 +473,7 @@ def startPgBouncer(
     poolSize: int,
     binary: str,
     certificate: IssuedCertificate | None = None,
+    authQuery: bool = False,
 ) -> RunningServer:
     """
     Start PgBouncer in the foreground as the unprivileged account (it
@@ -457,6 +481,8 @@ def startPgBouncer(
 
     @param certificate: The server certificate to demand TLS from clients
         with, or C{None} for no TLS.
+    @param authQuery: Its C{auth_file} holds only the C{auth_user}'s
+        password, and clients are looked up with C{auth_query}.
     """
     directory = _privateDirectory("pgtwist-bench-pgbouncer-", credentials)
     port = pickLowPort()
@@ -464,9 +490,15 @@ def startPgBouncer(
     tls = certificate is not None
     if certificate is not None:
         _writeCertificate(directory, certificate, credentials)
-    text = pgbouncerIni(directory, port, pgPort, credentials.database, poolMode, poolSize, tls)
+    authUser = credentials.authUser if authQuery else None
+    text = pgbouncerIni(
+        directory, port, pgPort, credentials.database, poolMode, poolSize, tls, authUser
+    )
     _writeFile(ini, text, credentials)
-    authFile = pgbouncerAuthFile(credentials.user, credentials.scramSecret)
+    if authQuery:
+        authFile = pgbouncerAuthFile(credentials.authUser, credentials.authPassword)
+    else:
+        authFile = pgbouncerAuthFile(credentials.user, credentials.scramSecret)
     _writeFile(os.path.join(directory, "userlist.txt"), authFile, credentials)
     extra: dict[str, object] = {}
     if credentials.runAsUid is not None:
@@ -477,7 +509,8 @@ def startPgBouncer(
         cwd=directory, preexec_fn=dieWithParent, **extra,  # type: ignore[call-overload]
     )  # fmt: skip
     logPath = os.path.join(directory, "pgbouncer.log")
-    label = f"PgBouncer ({poolMode}, TLS)" if tls else f"PgBouncer ({poolMode})"
+    label = f"PgBouncer ({poolMode}" + (", TLS" if tls else "")
+    label += ", auth_query)" if authQuery else ")"
     return _started(RunningServer(label, process, port, logPath, directory))
 
 
@@ -525,6 +558,7 @@ def startPgtwist(
     python: str = sys.executable,
     reactor: str | None = None,
     certificate: IssuedCertificate | None = None,
+    authQuery: bool = False,
 ) -> RunningServer:
     """
     Start pgtwist in the foreground with C{HOME} pointed at a private
@@ -537,6 +571,8 @@ def startPgtwist(
     @param reactor: A Twisted reactor other than pgtwist's own (C{uvloop}).
     @param certificate: The server certificate to demand TLS from clients
         with, or C{None} for no TLS.
+    @param authQuery: The vault holds only the C{auth_user}'s password,
+        and clients are looked up with C{auth_query}.
     """
     from pgtwist.config.vault import writeMasterKey, writeUsersFile
 
@@ -549,11 +585,18 @@ def startPgtwist(
     if certificate is not None:
         _writeCertificate(directory, certificate)
         tlsDirectory = directory
-    _writeFile(conf, pgtwistConf(port, pgPort, pipeline, maxConnections, workers, tlsDirectory))
+    authUser = credentials.authUser if authQuery else None
+    _writeFile(
+        conf, pgtwistConf(port, pgPort, pipeline, maxConnections, workers, tlsDirectory, authUser)
+    )
     _writeFile(hba, pgtwistHba())
     masterKey = os.urandom(32).hex().encode()
     writeMasterKey(masterKey, os.path.join(directory, ".pgtwist", "master.key"))
-    writeUsersFile(users, {credentials.user: credentials.password}, masterKey=masterKey)
+    if authQuery:
+        vault = {credentials.authUser: credentials.authPassword}
+    else:
+        vault = {credentials.user: credentials.password}
+    writeUsersFile(users, vault, masterKey=masterKey)
     env = {key: value for key, value in environ.items() if not key.startswith("PG")}
     env["HOME"] = directory
     if code is not None:
@@ -571,5 +614,6 @@ def startPgtwist(
         logFile.close()
         raise
     label = f"pgtwist ({pipeline}, workers={workers}, {os.path.basename(python)}"
-    label += (f", {reactor}" if reactor else "") + (", TLS)" if certificate else ")")
+    label += (f", {reactor}" if reactor else "") + (", TLS" if certificate else "")
+    label += ", auth_query)" if authQuery else ")"
     return _started(RunningServer(label, process, port, logPath, directory, logFile))

@@ -119,6 +119,7 @@ class PlanTests(SynchronousTestCase):
                     "S-simple-c10-tls",
                     "S-simple-c100-tls",
                     "S-simple-c10-C-tls",
+                    "S-simple-c10-C-authquery",
                 ]
             ),
         )
@@ -152,6 +153,29 @@ class PlanTests(SynchronousTestCase):
             self.assertEqual(tls.workersPipelines, ())
             self.assertEqual(plan.plainName(tls), name)
             self.assertIsNone(plan.plainName(plain))
+
+    def test_authQueryWorkload(self) -> None:
+        """
+        The auth_query variant of C{-C} comes right after its TLS variant,
+        differs from the plain C{-C} only in C{authQuery}, has no
+        multi-worker runs, and runs against the two poolers only.
+        """
+        names = [w.name for w in plan.defaultWorkloads()]
+        workloads = {w.name: w for w in plan.defaultWorkloads()}
+        plain = workloads["S-simple-c10-C"]
+        variant = workloads["S-simple-c10-C-authquery"]
+        self.assertEqual(names.index(variant.name), names.index("S-simple-c10-C-tls") + 1)
+        self.assertEqual(
+            variant,
+            Workload(
+                "S-simple-c10-C-authquery", plain.options, plain.clients, plain.kind,
+                plain.pipelines, plain.pgbouncerPipelines, (), False, True,
+            ),
+        )  # fmt: skip
+        self.assertEqual(plan.plainName(variant), "S-simple-c10-C")
+        self.assertTrue(variant.variant)
+        self.assertFalse(plain.variant)
+        self.assertEqual(plan.targetsFor(variant, 2), [BS, TS, BT, TT])
 
     def test_withTLS(self) -> None:
         """
@@ -525,6 +549,44 @@ class TargetTests(SynchronousTestCase):
             text.splitlines()[3].split(), ["s-tls", "pgtwist/session", "0.80", "0.72", "0.90"]
         )
 
+    def test_authQueryCosts(self) -> None:
+        """
+        For each single-worker pgtwist row of an auth_query workload: CPU
+        per transaction with the vault (the plain workload's row) and with
+        auth_query, and their ratio, checked against 1.2.
+        """
+        workloads = [
+            Workload("c", (), 10, plan.CONNECT),
+            plan.withAuthQuery(Workload("c", (), 10, plan.CONNECT)),
+        ]
+        rows = [
+            results.Row("c", TS.name, PGTWIST, SESSION, 3, 1, 1, 1000.0, 0.8, 1.5, 4.0),
+            results.Row("c", TT.name, PGTWIST, TRANSACTION, 3, 1, 1, 1000.0, 0.8, 1.5, 4.0),
+            results.Row("c-authquery", BS.name, PGBOUNCER, SESSION, 3, 1, 1, 300.0),
+            results.Row("c-authquery", TS.name, PGTWIST, SESSION, 3, 1, 1, 1100.0, 0.7),
+            results.Row("c-authquery", TT.name, PGTWIST, TRANSACTION, 3, 1, 1, 1300.0, 0.7),
+        ]
+        costs = results.authQueryCosts(rows, workloads)
+        self.assertEqual(
+            [(x.target, x.vault, x.authQuery) for x in costs],
+            [(TS.name, 1000.0, 1100.0), (TT.name, 1000.0, 1300.0)],
+        )
+        self.assertAlmostEqual(costs[0].ratio or 0, 1.1)
+        self.assertIsNone(results.AuthQueryCost("c", TS.name, SESSION, None, 1.0).ratio)
+        checks = results.checkTargets(rows, workloads, [], {})
+        self.assertEqual(
+            [(c.name, c.ok) for c in checks if c.name.startswith("login")],
+            [
+                ("login CPU auth_query/vault pgtwist c-authquery session", True),
+                ("login CPU auth_query/vault pgtwist c-authquery transaction", False),
+            ],
+        )
+        text = results.renderAuthQueryCosts(costs)
+        self.assertEqual(
+            text.splitlines()[3].split(),
+            ["c-authquery", "pgtwist/session", "1000", "1100", "1.10"],
+        )
+
     def test_renderChecks(self) -> None:
         """
         One verdict line per target and a count.
@@ -624,6 +686,28 @@ class ServerConfigurationTests(SynchronousTestCase):
             "log_connections = 0",
         ):
             self.assertIn(line, lines)
+
+    def test_pgbouncerIniAuthQuery(self) -> None:
+        """
+        With C{authUser}, PgBouncer looks clients up with the same query as
+        pgtwist's default, run as that role.
+        """
+        lines = servers.pgbouncerIni(
+            "/d", 20001, 5432, "bench", "session", 20, authUser="bench_auth"
+        ).splitlines()
+        self.assertIn("auth_user = bench_auth", lines)
+        self.assertIn(f"auth_query = {servers.AUTH_QUERY}", lines)
+        self.assertIn("pg_catalog.pg_authid", servers.AUTH_QUERY)
+        plain = servers.pgbouncerIni("/d", 20001, 5432, "bench", "session", 20)
+        self.assertNotIn("auth_user", plain)
+
+    def test_pgtwistConfAuthQuery(self) -> None:
+        """
+        With C{authUser}, pgtwist.conf sets PgBouncer's C{auth_user} key.
+        """
+        conf = servers.pgtwistConf(20001, 5432, "session", 20, authUser="bench_auth")
+        self.assertIn("auth_user = bench_auth", conf.splitlines())
+        self.assertNotIn("auth_user", servers.pgtwistConf(20001, 5432, "session", 20))
 
     def test_pgbouncerIniTLS(self) -> None:
         """
@@ -907,7 +991,7 @@ class CommandLineTests(SynchronousTestCase):
         """
         names = [w.name for w in run.selectWorkloads(["prep", "^S-simple-c1$"])]
         self.assertEqual(names, ["S-prep-c10", "S-prep-c100", "S-simple-c1"])
-        self.assertEqual(len(run.selectWorkloads([])), 12)
+        self.assertEqual(len(run.selectWorkloads([])), 13)
         tls = [w.name for w in run.selectWorkloads(["-tls$"])]
         self.assertEqual(tls, ["S-simple-c10-tls", "S-simple-c100-tls", "S-simple-c10-C-tls"])
 
