@@ -781,7 +781,7 @@ class FrontendProtocol(Protocol):
             if not isinstance(request, AuthenticationRequest):
                 return None
             salt = request.data
-            method = Md5AuthMethod(lambda _: salt)
+            method = type(method)(lambda _: salt)
         elif self._methodName != "password" or method is None:
             return None
         if isinstance(verifier, ScramSecret) and self._methodName == "md5":

@@ -10,6 +10,7 @@ exercise the lookup whatever the built-in methods do with verifiers.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from typing import Any
 
@@ -20,7 +21,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from pgtwist.app.bootstrap import loadPlugins
-from pgtwist.auth._md5 import md5Secret
+from pgtwist.auth._md5 import md5Response, md5Secret
+from pgtwist.auth.methods import Md5AuthMethod
 from pgtwist.auth.steps import AuthStep, continued, failed, succeeded
 from pgtwist.config.authquery import DEFAULT_AUTH_QUERY, AuthQuerySettings
 from pgtwist.config.model import (
@@ -115,6 +117,53 @@ class VerifierPasswordMethod:
         raise NotImplementedError()
 
 
+class _Md5VerifierExchange(_VerifierExchange):
+    """
+    Ask for an md5 response with C{salt} and check it against an md5
+    verifier.
+    """
+
+    def __init__(self, user: UserEntry, salt: bytes) -> None:
+        super().__init__(user)
+        self.salt = salt
+
+    def start(self) -> AuthStep:
+        """
+        Ask for the md5 response.
+        """
+        return continued(AuthenticationRequest(constants.AUTH_MD5_PASSWORD, self.salt))
+
+    def receive(self, message: Message) -> AuthStep:
+        """
+        Check it.
+        """
+        assert isinstance(message, PasswordMessage)
+        verifier = self.user.verifier
+        assert isinstance(verifier, Md5Verifier)
+        inner = verifier.hash[3:].encode() + self.salt
+        if message.data.rstrip(b"\x00").decode() == "md5" + hashlib.md5(inner).hexdigest():
+            return succeeded()
+        return failed(
+            "wrong password",
+            fatal(
+                constants.SQLSTATE_INVALID_PASSWORD,
+                f'password authentication failed for user "{self.user.name}"',
+            ),
+        )
+
+
+class VerifierMd5Method(Md5AuthMethod):
+    """
+    C{md5}, checking md5 verifiers.
+    """
+
+    def frontendExchange(self, user: UserEntry, channelBinding: bytes | None) -> IAuthExchange:
+        """
+        A L{_Md5VerifierExchange} with a salt of C{randomBytes}.
+        """
+        return _Md5VerifierExchange(user, self.randomBytes(4))  # type: ignore[return-value]
+
+
 def makeConfig(method: str = "password", **main: Any) -> Configuration:
     """
     auth_query on (as the superuser), one HBA rule, alice in the vault.
@@ -142,6 +191,7 @@ class AuthQueryLoginTests(SynchronousTestCase):
         self.runner = FakeRunner()
         self.lookup = UserLookup(self.clock, self.runner)
         self.keys = itertools.count(1)
+        self.salts = (bytes([i % 256]) * 4 for i in itertools.count(1))
         self.makeFactory(makeConfig(self.method))
 
     def makeFactory(self, config: Configuration) -> None:
@@ -151,6 +201,7 @@ class AuthQueryLoginTests(SynchronousTestCase):
         methods, pipelines = loadPlugins()
         methods = dict(methods)
         methods["password"] = VerifierPasswordMethod()  # type: ignore[assignment]
+        methods["md5"] = VerifierMd5Method(lambda n: next(self.salts))
         self.factory = FrontendFactory(
             config,
             FakePoolWithCodes(),
@@ -378,6 +429,28 @@ class AuthQueryLoginTests(SynchronousTestCase):
         self.runner.answer(md5Row("carol", "new"))
         self.assertWrongPassword(transport)
         self.assertEqual(self.lookup.outcomes, {"hit": 2, "query": 3, "miss": 0, "error": 0})
+
+    def test_staleCacheCheckedAgainMd5(self) -> None:
+        """
+        With md5 too, a response that fails against a cached verifier is
+        checked again, with the salt the client was given, against the
+        fresh one.
+        """
+        self.makeFactory(makeConfig("md5", authQueryCacheTtl=300.0))
+        protocol, transport = self.connect()
+        self.runner.answer(md5Row("carol", "old"))
+        (request,) = self.replies(transport)
+        assert isinstance(request, AuthenticationRequest)
+        response = md5Response("old", "carol", request.data)
+        protocol.dataReceived(codec.encode(PasswordMessage(response.encode() + b"\x00")))
+        self.assertLoggedIn(transport)
+        protocol, transport = self.connect()
+        (request,) = self.replies(transport)
+        assert isinstance(request, AuthenticationRequest)
+        response = md5Response("new", "carol", request.data)
+        protocol.dataReceived(codec.encode(PasswordMessage(response.encode() + b"\x00")))
+        self.runner.answer(md5Row("carol", "new"))
+        self.assertLoggedIn(transport)
 
     def test_staleCacheRoleGone(self) -> None:
         """
