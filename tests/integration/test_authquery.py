@@ -32,6 +32,7 @@ from pgtwist.wire.sql import quoteIdentifier, quoteLiteral
 from tests.integration.conftest import clusterHba
 from tests.integration.pooler import Pooler, freePort
 from tests.integration.test_auth import refusal
+from tests.integration.test_metrics import key, scrape
 
 #: The roles of this module: name -> SQL options after the password.
 PASSWORD = "aq-secret"
@@ -415,5 +416,58 @@ def test_pooledServerDown(tmp_path: Path, cluster: PostgresCluster) -> None:
             f'could not look up user "{USER}" for authentication: connection to server failed'
         )
         assert "auth_query for " in pooler.log()
+    finally:
+        pooler.stop()
+
+
+def test_pgagroalForm(tmp_path: Path, cluster: PostgresCluster) -> None:
+    """
+    pgagroal's C{auth_query = on} runs the default query as the superuser
+    of the C{-S} file: a role PostgreSQL knows is found (the metrics count
+    a query), an expired one and an unknown name are misses, and all three
+    get a wrong password's error for a wrong password.
+    """
+    metrics = freePort()
+    pooler = Pooler(
+        tmp_path,
+        cluster,
+        main={"auth_query": "on", "metrics": f"tcp:{metrics}:interface=127.0.0.1"},
+        hba=["host all all all password"],
+        # Over the unix socket, where the cluster trusts its superuser.
+        serverSections=f"[primary]\nhost = {cluster.socketDir}\nport = {cluster.port}\n",
+        superuser={cluster.superuser: "unused-over-the-socket"},
+    ).start()
+    try:
+        for user in (USER, EXPIRED, "pgt_aq_nobody"):
+            fields = refusal(pooler, user, "wrong", "postgres")
+            assert fields["C"] == constants.SQLSTATE_INVALID_PASSWORD
+        lookups = scrape(metrics)["pgtwist_auth_query_lookups_total"]
+        assert lookups[key(outcome="query")] == 1
+        assert lookups[key(outcome="miss")] == 2
+        assert lookups[key(outcome="error")] == 0
+    finally:
+        pooler.stop()
+
+
+def test_perDatabase(tmp_path: Path, cluster: PostgresCluster) -> None:
+    """
+    A databases-file line's C{key=value} words configure auth_query for
+    its database alone: there the lookup runs (this one fails, and says
+    so), elsewhere a user in no file gets a wrong password's error.
+    """
+    pooler = Pooler(
+        tmp_path,
+        cluster,
+        hba=["host all all all password"],
+        users={AUTH_USER: PASSWORD},
+        limits=[f'postgres all 5 auth_user={AUTH_USER} auth_query="SELECT * FROM nowhere.f($1)"'],
+    ).start()
+    try:
+        fields = refusal(pooler, USER, PASSWORD, "postgres")
+        assert fields["C"] == constants.SQLSTATE_INVALID_AUTHORIZATION
+        assert fields["M"].startswith(f'could not look up user "{USER}"')
+        fields = refusal(pooler, USER, PASSWORD, "pgtwist_test")
+        assert fields["C"] == constants.SQLSTATE_INVALID_PASSWORD
+        assert "3F000" in pooler.log()
     finally:
         pooler.stop()
