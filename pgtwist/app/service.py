@@ -233,10 +233,11 @@ class PoolerService(MultiService):
         self.pools.reconfigure(config)
         self.factory.reconfigure(config)
         # auth_query's answers and connections were for the old settings
-        # (auth user, password, query, server): start afresh.
+        # (auth user, password, query, server): start afresh, letting the
+        # lookups under way finish.
         if self.factory.userLookup is not None:
             self.factory.userLookup.clear()
-        self.authQueries.close()
+        self.authQueries.retire()
         self._warnAboutSettings()
 
     def stopListening(self) -> None:

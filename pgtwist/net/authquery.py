@@ -275,6 +275,9 @@ class _Link:
         self.backend: BackendProtocol | None = None
         self.inFlight = 0
         self.closed = False
+        #: Close once the queries in flight are answered (see
+        #: L{AuthQueryConnections.retire}).
+        self.retired = False
         self._waiting: list[tuple[str, Sequence[str | None], Deferred[Rows]]] = []
         protocol.lostCallback = self._lost
         ready.addCallbacks(self._cbReady, self._ebFailed)
@@ -293,6 +296,8 @@ class _Link:
 
         def done(result: object) -> object:
             self.inFlight -= 1
+            if self.retired and self.inFlight == 0 and not self.closed:
+                self.close()
             return result
 
         return d.addBoth(done)
@@ -422,7 +427,20 @@ class AuthQueryConnections:
 
     def close(self) -> None:
         """
-        Close every connection (shutdown, or auth_query switched off).
+        Close every connection at once (shutdown): queries in flight fail.
         """
         for link in list(self._links.values()):
             link.close()
+
+    def retire(self) -> None:
+        """
+        Open new connections for the queries to come (a reload may have
+        changed the auth user's password or the servers), closing the
+        current ones once the queries in flight on them are answered, so
+        that no login fails because of the reload.
+        """
+        for link in list(self._links.values()):
+            self._drop(link)
+            link.retired = True
+            if link.inFlight == 0:
+                link.close()

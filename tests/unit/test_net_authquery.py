@@ -465,6 +465,28 @@ class ConnectionsTests(SynchronousTestCase):
         self.connections.run(SERVER, "pw", SETTINGS, "a", 0)
         self.assertEqual(len(self.reactor.tcpClients), 2)
 
+    def test_retire(self) -> None:
+        """
+        L{AuthQueryConnections.retire} closes idle connections at once and
+        busy ones once their queries are answered; queries after it open a
+        new connection.
+        """
+        d = self.connections.run(SERVER, "pw", SETTINGS, "a", 0)
+        protocol, transport = self.accept()
+        self.connections.retire()
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(len(self.connections), 0)
+        self.connections.run(SERVER, "pw", SETTINGS, "b", 0)
+        self.assertEqual(len(self.reactor.tcpClients), 2)
+        protocol.dataReceived(
+            codec.encodeAll(
+                [CommandComplete("SET"), ReadyForQuery(), CommandComplete("SELECT 0")]
+                + [ReadyForQuery()]
+            )
+        )
+        self.assertEqual(self.successResultOf(d), [])
+        self.assertTrue(transport.disconnecting)
+
     def test_close(self) -> None:
         """
         L{AuthQueryConnections.close} closes every connection, a connecting

@@ -127,8 +127,8 @@ class PoolerServiceTests(SynchronousTestCase):
     def test_authQueryWired(self) -> None:
         """
         The frontend factory looks users up through the service's auth_query
-        connections; a reload closes them (they were made for the old
-        settings), and so does stopping.
+        connections; a reload retires them (they were made for the old
+        settings: an idle one closes at once), and stopping closes them.
         """
         reactor = MemoryReactorClock()
         config = Configuration(
