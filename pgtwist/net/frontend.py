@@ -696,7 +696,7 @@ class FrontendProtocol(Protocol):
             self._queriedUser = None if verifier is None else UserEntry(user, verifier=verifier)
             if self._fromCache:
                 self._clientMessages = []
-            then()
+            self._resumeWith(then)
 
         def failed(reason: Failure) -> None:
             if self.state is FrontendState.CLOSED:
@@ -757,13 +757,29 @@ class FrontendProtocol(Protocol):
             if step is None or step.outcome is not Outcome.SUCCEEDED:
                 self._stepFailed(failure)
             else:
-                self._step(step)
+                self._resumeWith(lambda: self._step(step))
 
         def failed(reason: Failure) -> None:
             if self.state is not FrontendState.CLOSED:
                 self._stepFailed(failure)
 
         lookup.lookup(self.factory.config, settings, user).addCallbacks(found, failed)
+
+    def _resumeWith(self, then: Callable[[], None]) -> None:
+        """
+        Go on with the login after a lookup: C{then} may feed the messages
+        kept meanwhile to the exchange, so a protocol violation in them is
+        answered here, as L{dataReceived} would.
+        """
+        try:
+            then()
+        except errors.ProtocolViolation as e:
+            self.log.warn(
+                "Protocol violation from {clientAddress}: {message}",
+                clientAddress=self._peer(),
+                message=e.message,
+            )
+            self.fail(e.toErrorResponse())
 
     def _replay(
         self, verifier: Verifier, first: AuthStep, messages: list[Message]

@@ -45,6 +45,7 @@ from pgtwist.wire.messages import (
     ErrorResponse,
     Message,
     PasswordMessage,
+    Query,
     StartupMessage,
 )
 from tests.unit.test_frontend import FakePoolWithCodes
@@ -313,6 +314,20 @@ class AuthQueryLoginTests(SynchronousTestCase):
         self.password(protocol, "s3cret")
         self.runner.answer(md5Row("carol", "s3cret"))
         self.assertLoggedIn(transport)
+
+    def test_violationWhileLooking(self) -> None:
+        """
+        A message sent during the lookup that is no password response is
+        refused as a protocol violation once the exchange reads it.
+        """
+        protocol, transport = self.connect()
+        protocol.dataReceived(codec.encode(Query("SELECT 1")))
+        self.runner.answer(md5Row("carol", "s3cret"))
+        replies = self.replies(transport)
+        error = replies[-1]
+        assert isinstance(error, ErrorResponse)
+        self.assertEqual(error.code, constants.SQLSTATE_PROTOCOL_VIOLATION)
+        self.assertTrue(transport.disconnecting)
 
     def test_lookupFailed(self) -> None:
         """
