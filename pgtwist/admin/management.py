@@ -8,7 +8,7 @@ status). The admin console and C{pgtwist-cli} are thin layers over it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Set
+from collections.abc import Collection, Mapping, Set
 from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet.defer import Deferred
@@ -132,6 +132,14 @@ class Management:
         they gave (per-pool counts exist only for pools that exist).
         """
         return self.service.pools.authFailures
+
+    def authQueryLookups(self) -> Mapping[str, int]:
+        """
+        auth_query's lookups since start by outcome (C{hit}, C{query},
+        C{miss}, C{error}), every name together: no user name is kept.
+        """
+        lookup = self.service.factory.userLookup
+        return dict(lookup.outcomes) if lookup is not None else {}
 
     def isPaused(self, database: str | None = None) -> bool:
         """

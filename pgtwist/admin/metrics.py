@@ -183,6 +183,15 @@ class PoolerCollector:
             "login counts in pgtwist_auth_user_bad_password only if its pool exists)",
             value=management.authFailures(),
         )
+        lookups = CounterMetricFamily(
+            "pgtwist_auth_query_lookups",
+            "auth_query lookups by outcome: hit (the cache), query (a verifier from "
+            "PostgreSQL), miss (none), error (the query failed)",
+            labels=["outcome"],
+        )
+        for outcome, count in management.authQueryLookups().items():
+            lookups.add_metric([outcome], count)
+        yield lookups
 
     def _connections(self) -> Iterator[Metric]:
         management = self.service.management

@@ -30,6 +30,7 @@ from pgtwist.admin.management import Management
 from pgtwist.app import bootstrap
 from pgtwist.config.model import Configuration
 from pgtwist.config.restart import restartRequired
+from pgtwist.net.authquery import AuthQueryConnections, UserLookup
 from pgtwist.net.cancel import CancelRegistry, OfferedCancelFactory
 from pgtwist.net.endpoints import listenEndpoints, managementEndpoint
 from pgtwist.net.frontend import ConsoleOnlyFactory, FrontendFactory
@@ -85,6 +86,13 @@ class PoolerService(MultiService):
         self.factory = FrontendFactory(
             config, self.pools, reactor, self.authMethods, self.pipelines, self.cancels
         )
+        #: auth_query: its connections and its lookups (idle until a login
+        #: needs them, so always there for a reload to switch it on).
+        self.authQueries = AuthQueryConnections(reactor, list(self.authMethods.values()))
+        self.factory.userLookup = lookup = UserLookup(reactor, self.authQueries.run)
+        # PostgreSQL refusing a pass-through login means the verifier its
+        # clients were checked against is stale: the next login asks again.
+        self.pools.credentialRefused = lambda key: lookup.forget(key[1])
         self.listeners: list[ListenerService] = []
         descriptions = worker.listen if worker is not None else listenEndpoints(config.main)
         for description in descriptions:
@@ -227,6 +235,12 @@ class PoolerService(MultiService):
         self.config = config
         self.pools.reconfigure(config)
         self.factory.reconfigure(config)
+        # auth_query's answers and connections were for the old settings
+        # (auth user, password, query, server): start afresh, letting the
+        # lookups under way finish.
+        if self.factory.userLookup is not None:
+            self.factory.userLookup.clear()
+        self.authQueries.retire()
         self._warnAboutSettings()
 
     def stopListening(self) -> None:
@@ -272,6 +286,7 @@ class PoolerService(MultiService):
         def clientsThenPools(_: object) -> Deferred[None] | None:
             for client in [*self.factory.clients, *self.factory.consoles]:
                 client.fail(None)
+            self.authQueries.close()
             return self.pools.stopService()
 
         d: Deferred[Any] = DeferredList(listeners)

@@ -74,6 +74,7 @@ __all__ = [
 ]
 
 from pgtwist.config.authfile import readAuthFile
+from pgtwist.config.authquery import authQueryLines, authUserPassword, parseAuthQuery
 from pgtwist.config.errors import ConfigError, Warn, readText, stripComment
 from pgtwist.config.tables import readHbaFile, readLimitsFile, readUsers
 from pgtwist.config.tlsfiles import (
@@ -98,7 +99,7 @@ DEFAULT_AUTH_METHODS = ("trust", "reject", "password", "md5", "scram-sha-256", "
 #: pgagroal keys pgtwist reads without using (yet): accepted silently.
 _IGNORED_MAIN_KEYS = frozenset(
     """
-    auth_query ev_backend hugepage log_line_prefix log_mode
+    ev_backend hugepage log_line_prefix log_mode
     metrics_ca_file metrics_cache_max_age metrics_cache_max_size
     metrics_cert_file metrics_key_file pidfile rotate_frontend_password_length
     rotate_frontend_password_timeout
@@ -405,6 +406,11 @@ def _mainParsers(environ: Mapping[str, str]) -> dict[str, tuple[str, _Parser]]:
         "client_tls_sslmode": ("clientTlsSslmode", parseSslmode),
         "client_tls_protocols": ("clientTlsProtocols", parseTlsProtocols),
         "client_tls_ciphers": ("clientTlsCiphers", parseCiphers),
+        "auth_query": ("authQuery", parseAuthQuery),
+        "auth_user": ("authUser", lambda v: v.strip() or None),
+        "auth_dbname": ("authDbname", lambda v: v.strip() or None),
+        "auth_query_cache_ttl": ("authQueryCacheTtl", parseDuration),
+        "auth_query_cache_size": ("authQueryCacheSize", lambda v: parseInt(v, 1)),
     }
 
 
@@ -560,6 +566,42 @@ def findConfigFiles(directory: str) -> dict[str, str]:
     return found
 
 
+def _checkAuthQuery(config: Configuration, configPath: str) -> None:
+    """
+    Refuse an auth_query that could not run: its role (C{auth_user}, else
+    the superuser of the C{-S} file) must have a password in the users
+    file or the superuser file, for the main section and for every
+    databases-file line that sets an auth_query key.
+
+    @raise ConfigError: Naming the line or key at fault.
+    """
+    main = config.main
+    places: list[tuple[str | None, str, int | None]] = []
+    if main.authQuery is not None or main.authUser is not None:
+        places.append((main.authUser, configPath, None))
+    for limit in authQueryLines(config):
+        places.append((limit.authUser or main.authUser, limit.path, limit.line))
+    for name, path, line in places:
+        if name is None:
+            if config.superuser is None:
+                raise ConfigError(
+                    "auth_query runs as auth_user, or as the superuser of the superuser "
+                    "file (-S); neither is given",
+                    path,
+                    line,
+                    "auth_user",
+                )
+            name = config.superuser.name
+        if authUserPassword(config, name) is None:
+            raise ConfigError(
+                f"auth_query runs as {name!r}, who has no password in the users file (-u) "
+                "or the superuser file (-S)",
+                path,
+                line,
+                "auth_user",
+            )
+
+
 def loadConfiguration(
     configPath: str,
     hbaPath: str | None = None,
@@ -638,7 +680,7 @@ def loadConfiguration(
                 rule.path,
                 rule.line,
             )
-    return Configuration(
+    configuration = Configuration(
         main=main,
         servers=servers,
         hba=hba,
@@ -658,3 +700,5 @@ def loadConfiguration(
             superuser=superuserPath,
         ),
     )
+    _checkAuthQuery(configuration, configPath)
+    return configuration

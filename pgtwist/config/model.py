@@ -111,6 +111,18 @@ class MainSettings:
     #: PgBouncer's C{auth_file}: users and their verifiers (or plaintext
     #: passwords), read by L{pgtwist.config.authfile}.
     authFile: str | None = None
+    #: auth_query (L{pgtwist.config.authquery}): the query that reads a
+    #: user's verifier from PostgreSQL (pgagroal's C{auth_query = on} sets
+    #: the default one; C{None}: off unless C{auth_user} is set), the role
+    #: it runs as (C{None}: the superuser of the C{-S} file) and the
+    #: database it runs in (C{None}: the one the client asked for).
+    authQuery: str | None = None
+    authUser: str | None = None
+    authDbname: str | None = None
+    #: How long an answer of auth_query is used again (0: ask PostgreSQL at
+    #: every login), and how many answers are kept at most.
+    authQueryCacheTtl: float = 0.0
+    authQueryCacheSize: int = 1000
 
 
 @dataclass(frozen=True, **SLOTS)
@@ -221,7 +233,8 @@ class HbaRule:
 class DatabaseLimit:
     """
     One line of C{pgtwist_databases.conf}:
-    C{DATABASE[=ALIAS,...] USER MAX_SIZE [INITIAL_SIZE [MIN_SIZE [PIPELINE]]]}.
+    C{DATABASE[=ALIAS,...] USER MAX_SIZE [INITIAL_SIZE [MIN_SIZE [PIPELINE]]]}
+    followed by optional C{key=value} words.
 
     @ivar maxSize: C{None} for C{all} (the rest of C{max_connections}).
     """
@@ -235,6 +248,12 @@ class DatabaseLimit:
     pipeline: str | None = None
     path: str = ""
     line: int = 0
+    #: PgBouncer's per-database C{auth_user}, C{auth_query} and
+    #: C{auth_dbname} (C{key=value} words after the columns): they override
+    #: the main section's for the pools this line governs.
+    authUser: str | None = None
+    authQuery: str | None = None
+    authDbname: str | None = None
 
 
 @dataclass(frozen=True, **SLOTS)

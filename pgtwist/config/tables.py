@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import ipaddress
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping
 
 from pgtwist.config.errors import ConfigError, Warn, readText, stripComment
@@ -437,7 +438,89 @@ def _parseSize(text: str, name: str, path: str, line: int, allowAll: bool) -> in
         raise ConfigError(f"{name}: expected {expected}, got {text!r}", path, line, name) from None
 
 
-def _readLimitLine(path: str, number: int, fields: list[str], warn: Warn) -> DatabaseLimit:
+#: The C{key=value} words a databases-file line may end with: PgBouncer's
+#: per-database auth_query keys, as L{DatabaseLimit} fields.
+_LIMIT_OPTIONS = {"auth_user": "authUser", "auth_query": "authQuery", "auth_dbname": "authDbname"}
+
+_WORD = re.compile(r"\S+")
+
+
+def _optionWords(text: str, path: str, number: int) -> dict[str, str]:
+    """
+    The C{key=value} words of C{text}: a value may be double-quoted to hold
+    spaces (C{auth_query="SELECT ..."}), C{""} standing for one quote.
+
+    @raise ConfigError: For a word that is no known C{key=value}, a key
+        given twice, or an unterminated quote.
+    """
+    options: dict[str, str] = {}
+    index, size = 0, len(text)
+    while index < size:
+        if text[index].isspace():
+            index += 1
+            continue
+        key, sep, _ = text[index:].partition("=")
+        word = _WORD.match(text, index)
+        assert word is not None
+        if not sep or not key or any(c.isspace() for c in key):
+            raise ConfigError(f"expected key=value, got {word.group()!r}", path, number)
+        fieldName = _LIMIT_OPTIONS.get(key)
+        if fieldName is None:
+            known = ", ".join(sorted(_LIMIT_OPTIONS))
+            raise ConfigError(f"unknown option {key!r} (known: {known})", path, number, key)
+        if fieldName in options:
+            raise ConfigError(f"option {key!r} is given twice", path, number, key)
+        index += len(key) + 1
+        if text[index : index + 1] == '"':
+            value, index = _quotedValue(text, index, path, number)
+        else:
+            end = _WORD.match(text, index)
+            value = "" if end is None else end.group()
+            index += len(value)
+        if not value.strip():
+            raise ConfigError(f"option {key!r} needs a value", path, number, key)
+        options[fieldName] = value
+    return options
+
+
+def _quotedValue(text: str, start: int, path: str, number: int) -> tuple[str, int]:
+    """
+    The double-quoted value opening at C{start}, and where it ends.
+    """
+    parts: list[str] = []
+    index = start + 1
+    while True:
+        end = text.find('"', index)
+        if end == -1:
+            raise ConfigError("unterminated quoted value", path, number)
+        parts.append(text[index:end])
+        if text[end + 1 : end + 2] == '"':
+            parts.append('"')
+            index = end + 2
+            continue
+        after = end + 1
+        if after < len(text) and not text[after].isspace():
+            raise ConfigError("expected a space after the closing quote", path, number)
+        return "".join(parts), after
+
+
+def _splitLimitLine(text: str, path: str, number: int) -> tuple[list[str], dict[str, str]]:
+    """
+    The columns of a databases-file line and its C{key=value} options: the
+    first word after MAX_SIZE that holds C{=} starts the options (no
+    column after the DATABASE one can hold C{=}).
+    """
+    words = list(_WORD.finditer(text))
+    for index in range(3, len(words)):
+        if "=" in words[index].group():
+            columns = [word.group() for word in words[:index]]
+            return columns, _optionWords(text[words[index].start() :], path, number)
+    return [word.group() for word in words], {}
+
+
+def _readLimitLine(
+    path: str, number: int, fields: list[str], warn: Warn, options: Mapping[str, str] | None = None
+) -> DatabaseLimit:
     """
     Parse one line of the databases file, correcting incoherent sizes.
     """
@@ -506,6 +589,7 @@ def _readLimitLine(path: str, number: int, fields: list[str], warn: Warn) -> Dat
         pipeline=pipeline,
         path=path,
         line=number,
+        **(options or {}),
     )
 
 
@@ -522,9 +606,9 @@ def readLimitsFile(path: str, maxConnections: int, warn: Warn) -> tuple[Database
     """
     limits: list[DatabaseLimit] = []
     for number, raw in enumerate(readText(path), 1):
-        fields = stripComment(raw, "#").split()
+        fields, options = _splitLimitLine(stripComment(raw, "#"), path, number)
         if fields:
-            limits.append(_readLimitLine(path, number, fields, warn))
+            limits.append(_readLimitLine(path, number, fields, warn, options))
 
     pairs: dict[tuple[str, str], int] = {}
     databases = {limit.database for limit in limits}

@@ -62,6 +62,11 @@ FILE_KEYS = {
     "tls_cert_file": "a file",
     "tls_key_file": "a file",
     "tls_ca_file": "a file",
+    # auth_query: SQL run as a PostgreSQL role (the superuser, in
+    # pgagroal's form), which could reach the database host itself.
+    "auth_query": "SQL run as a PostgreSQL role",
+    "auth_user": "the PostgreSQL role auth_query runs as",
+    "auth_dbname": "the database auth_query runs in",
 }
 
 #: What L{ConfigError.path} says for a configuration not read from a file.

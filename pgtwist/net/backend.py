@@ -41,13 +41,18 @@ from pgtwist.wire.codec import HEADER
 from pgtwist.wire.messages import (
     AuthenticationRequest,
     BackendKeyData,
+    Bind,
     DataRow,
+    Describe,
     ErrorResponse,
+    Execute,
     Message,
     ParameterStatus,
+    Parse,
     Query,
     ReadyForQuery,
     StartupMessage,
+    Sync,
     Terminate,
 )
 from pgtwist.wire.walker import MessageWalker, invalidLength
@@ -345,6 +350,43 @@ class BackendProtocol(Protocol):
         pending.rows = rows
         self._queries.append(pending)
         self.write(codec.encode(Query(sql)))
+
+        def done(error: ErrorResponse | None) -> list[tuple[bytes | None, ...]]:
+            if error is not None:
+                raise BackendError(error)
+            return rows
+
+        return pending.deferred.addCallback(done)
+
+    def queryParameters(
+        self, sql: str, parameters: Sequence[str | None]
+    ) -> Deferred[list[tuple[bytes | None, ...]]]:
+        """
+        Run C{sql} with C{parameters} bound as text values (C{$1}, C{$2}...;
+        C{None} is SQL NULL) through the extended protocol (Parse, Bind,
+        Describe, Execute, Sync on the unnamed statement and portal), and
+        fire with the rows (text values, C{None} for NULL); fail with
+        L{BackendError} if PostgreSQL refused it. A parameter is never part
+        of the SQL text, so no quoting in it can change the statement (what
+        C{auth_query}'s user name needs). Pipelined with the other owned
+        queries; for pgtwist's own lookups, never on a client's behalf.
+        """
+        pending = _PendingQuery()
+        rows: list[tuple[bytes | None, ...]] = []
+        pending.rows = rows
+        self._queries.append(pending)
+        values = tuple(None if value is None else value.encode("utf-8") for value in parameters)
+        self.write(
+            codec.encodeAll(
+                [
+                    Parse("", sql),
+                    Bind("", "", (), values, ()),
+                    Describe(b"P", ""),
+                    Execute("", 0),
+                    Sync(),
+                ]
+            )
+        )
 
         def done(error: ErrorResponse | None) -> list[tuple[bytes | None, ...]]:
             if error is not None:

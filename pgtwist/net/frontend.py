@@ -37,15 +37,17 @@ from zope.interface import implementer
 
 from pgtwist.auth.hba import RoleMembership, RolesUnknown, matchHba
 from pgtwist.auth.methods import (
+    Md5AuthMethod,
     certificateNameMatches,
     certificateRequired,
     tlsServerEndPoint,
 )
 from pgtwist.auth.steps import AuthStep, Outcome, passwordAuthenticationFailed
+from pgtwist.config.authquery import AuthQuerySettings, authQueryFor
 from pgtwist.config.errors import ConfigError
 from pgtwist.config.limits import pipelineName, resolveAlias
 from pgtwist.config.model import Configuration, HbaRule, PoolKey, UserEntry
-from pgtwist.config.verifiers import BackendCredential, Md5Verifier
+from pgtwist.config.verifiers import BackendCredential, Md5Verifier, ScramSecret, Verifier
 from pgtwist.interfaces import (
     IAuthExchange,
     IAuthMethod,
@@ -57,6 +59,7 @@ from pgtwist.interfaces import (
     PoolTimeout,
 )
 from pgtwist.net.access import DatabaseAccess
+from pgtwist.net.authquery import AuthQueryFailed, UserLookup
 from pgtwist.net.backend import BackendError
 from pgtwist.net.cancel import CancelRegistry
 from pgtwist.net.eager import eagerWrite
@@ -78,6 +81,7 @@ from pgtwist.wire.messages import (
     AuthenticationRequest,
     BackendKeyData,
     ErrorResponse,
+    Message,
     ParameterStatus,
     ReadyForQuery,
     StartupMessage,
@@ -92,6 +96,20 @@ _METHOD_FOR_CODE = {
     constants.AUTH_CLEARTEXT_PASSWORD: "password",
     constants.AUTH_MD5_PASSWORD: "md5",
 }
+
+#: The HBA methods that check a password, so that a user found by
+#: auth_query can log in by them (C{all} resolves to one of them).
+_PASSWORD_METHODS = frozenset({"password", "md5", "scram-sha-256", "all"})
+
+
+def findUser(config: Configuration, name: str) -> UserEntry | None:
+    """
+    The user C{name} as pgtwist's files know it, in their order of
+    precedence (L{Configuration.lookupUser}: the frontend users, the
+    vault, C{auth_file}); auth_query (L{pgtwist.net.authquery}) is asked
+    only for a name none of them holds.
+    """
+    return config.lookupUser(name)
 
 
 def peerUid(transport: Any) -> int | None:
@@ -212,6 +230,14 @@ class FrontendProtocol(Protocol):
         self._methodName = ""
         self._authTimer: Any = None
         self._pending = b""
+        #: What auth_query found for this client's user (none: C{None}),
+        #: and, for an answer from the cache, what a failed exchange needs
+        #: to check the client again against a fresh one (L{_recheck}).
+        self._queriedUser: UserEntry | None = None
+        self._authQuery: AuthQuerySettings | None = None
+        self._fromCache = False
+        self._firstStep: AuthStep | None = None
+        self._clientMessages: list[Message] | None = None
         #: AuthenticationOk, held back to go out in one write with the rest
         #: of the login (see L{_authenticated}).
         self._loginReply = b""
@@ -614,10 +640,177 @@ class FrontendProtocol(Protocol):
             return
         if not self._certificatePresent(rule):
             return
+        settings = self._authQueryFor(rule.method)
+        if settings is not None:
+            self._lookUp(settings, lambda: self._methodChosen(rule))
+            return
+        self._methodChosen(rule)
+
+    def _methodChosen(self, rule: HbaRule) -> None:
+        """
+        Start the exchange of C{rule}'s method, once the user is known.
+        """
         if rule.method == "all":
             self._startExchange(self._methodForAll())
             return
         self._startExchange(rule.method)
+
+    def _authQueryFor(self, methodName: str) -> AuthQuerySettings | None:
+        """
+        The auth_query to look this client's user up with, or C{None}: it
+        applies to a user in none of pgtwist's files (L{findUser}), with
+        C{allow_unknown_users} on, for a method that checks a password, on
+        a pool where auth_query is configured.
+        """
+        config = self.factory.config
+        user = self.key[1]
+        if (
+            self.factory.userLookup is None
+            or methodName not in _PASSWORD_METHODS
+            or not config.main.allowUnknownUsers
+            or findUser(config, user) is not None
+        ):
+            return None
+        return authQueryFor(config, self.key[0], user)
+
+    def _lookUp(self, settings: AuthQuerySettings, then: Callable[[], None]) -> None:
+        """
+        Read the user's verifier with auth_query, then call C{then} (the
+        client paused meanwhile; what it sends is kept in C{_pending}). No
+        verifier gives the mock exchange of an unknown user, so the client
+        cannot tell a name PostgreSQL does not know from a wrong password;
+        a lookup that fails fails the login with L{AuthQueryFailed}'s error.
+        """
+        lookup = self.factory.userLookup
+        assert lookup is not None
+        user = self.key[1]
+        self._authQuery = settings
+        self.transport.pauseProducing()  # type: ignore[union-attr]
+
+        def found(result: tuple[Verifier | None, bool]) -> None:
+            if self.state is FrontendState.CLOSED:
+                return
+            self.transport.resumeProducing()  # type: ignore[union-attr]
+            verifier, self._fromCache = result
+            self._queriedUser = None if verifier is None else UserEntry(user, verifier=verifier)
+            if self._fromCache:
+                self._clientMessages = []
+            self._resumeWith(then)
+
+        def failed(reason: Failure) -> None:
+            if self.state is FrontendState.CLOSED:
+                return
+            error = reason.value
+            if not isinstance(error, AuthQueryFailed):
+                error = AuthQueryFailed(
+                    errors.fatal(
+                        constants.SQLSTATE_CONNECTION_FAILURE,
+                        f'could not look up user "{user}" for authentication',
+                    ),
+                    reason.getErrorMessage(),
+                )
+            self._authFailed(error.error, f"auth_query failed: {error.reason}")
+
+        lookup.lookup(self.factory.config, settings, user).addCallbacks(found, failed)
+
+    def _stepFailed(self, step: AuthStep) -> None:
+        """
+        Refuse the client as the failed exchange says.
+        """
+        error = step.error or errors.fatal(
+            constants.SQLSTATE_INVALID_PASSWORD,
+            f'password authentication failed for user "{self.key[1]}"',
+        )
+        self._authFailed(error, step.reason)
+
+    def _recheck(self, failure: AuthStep) -> None:
+        """
+        The client failed against a verifier auth_query's cache held: drop
+        it and ask PostgreSQL again (the password may have changed since).
+        With C{password} and C{md5}, the client's response is checked again
+        at once against a fresh verifier that differs, so a new password
+        works at this very login; with SCRAM, whose proof is bound to the
+        old salt, the fresh verifier serves the next attempt. Otherwise
+        the client gets C{failure}'s error, as without a cache.
+        """
+        lookup = self.factory.userLookup
+        settings = self._authQuery
+        old = self._queriedUser
+        assert lookup is not None and settings is not None and old is not None
+        user = self.key[1]
+        self._fromCache = False
+        messages, self._clientMessages = self._clientMessages or [], None
+        first, self._firstStep = self._firstStep, None
+        lookup.forget(user)
+        self.transport.pauseProducing()  # type: ignore[union-attr]
+
+        def found(result: tuple[Verifier | None, bool]) -> None:
+            if self.state is FrontendState.CLOSED:
+                return
+            self.transport.resumeProducing()  # type: ignore[union-attr]
+            verifier = result[0]
+            self._queriedUser = None if verifier is None else UserEntry(user, verifier=verifier)
+            step = None
+            if verifier is not None and verifier != old.verifier and first is not None:
+                step = self._replay(verifier, first, messages)
+            if step is None or step.outcome is not Outcome.SUCCEEDED:
+                self._stepFailed(failure)
+            else:
+                self._resumeWith(lambda: self._step(step))
+
+        def failed(reason: Failure) -> None:
+            if self.state is not FrontendState.CLOSED:
+                self._stepFailed(failure)
+
+        lookup.lookup(self.factory.config, settings, user).addCallbacks(found, failed)
+
+    def _resumeWith(self, then: Callable[[], None]) -> None:
+        """
+        Go on with the login after a lookup: C{then} may feed the messages
+        kept meanwhile to the exchange, so a protocol violation in them is
+        answered here, as L{dataReceived} would.
+        """
+        try:
+            then()
+        except errors.ProtocolViolation as e:
+            self.log.warn(
+                "Protocol violation from {clientAddress}: {message}",
+                clientAddress=self._peer(),
+                message=e.message,
+            )
+            self.fail(e.toErrorResponse())
+
+    def _replay(
+        self, verifier: Verifier, first: AuthStep, messages: list[Message]
+    ) -> AuthStep | None:
+        """
+        Check the client's responses again, against C{verifier}, with a new
+        exchange of the same method that asks exactly what the client was
+        asked (C{first}'s messages: the same md5 salt); C{None} when the
+        method cannot be replayed (SCRAM: the client proved against the old
+        salt and nonces).
+        """
+        method: Any = self.factory.authMethods.get(self._methodName)
+        if self._methodName == "md5" and isinstance(method, Md5AuthMethod):
+            request = first.messages[0] if first.messages else None
+            if not isinstance(request, AuthenticationRequest):
+                return None
+            salt = request.data
+            method = type(method)(lambda _: salt)
+        elif self._methodName != "password" or method is None:
+            return None
+        if isinstance(verifier, ScramSecret) and self._methodName == "md5":
+            return None
+        exchange = method.frontendExchange(UserEntry(self.key[1], verifier=verifier), None)
+        step: AuthStep = exchange.start()
+        if step.messages != first.messages:
+            return None
+        for message in messages:
+            step = exchange.receive(message)
+            if step.final:
+                break
+        self._exchange = exchange
+        return step
 
     def _certificatePresent(self, rule: HbaRule) -> bool:
         """
@@ -688,20 +881,20 @@ class FrontendProtocol(Protocol):
         entry = self._lookupUser()
         if entry is None:
             return "scram-sha-256"
-        if entry.password is None and isinstance(entry.verifier, Md5Verifier):
-            return "md5"
         if entry.password is None and entry.verifier is not None:
-            return "scram-sha-256"
+            # A verifier checks the method it was made for (auth_query).
+            return "md5" if isinstance(entry.verifier, Md5Verifier) else "scram-sha-256"
         code = self.factory.pool.authRequestCode(self.key)
         if code is None:
             return "scram-sha-256"
         return _METHOD_FOR_CODE.get(code, "scram-sha-256")
 
     def _lookupUser(self) -> UserEntry | None:
-        user = self.key[1]
-        config = self.factory.config
-        entry: UserEntry | None = config.lookupUser(user)
-        return entry
+        """
+        The client's user: from pgtwist's files (L{findUser}), else what
+        auth_query found, else C{None}.
+        """
+        return findUser(self.factory.config, self.key[1]) or self._queriedUser
 
     def _startExchange(self, methodName: str) -> None:
         method = self.factory.authMethods.get(methodName)
@@ -733,16 +926,17 @@ class FrontendProtocol(Protocol):
             self._exchange = certificateExchange(user, self.peerCertificate)
         else:
             self._exchange = method.frontendExchange(user, self._channelBinding())
-        self._step(self._exchange.start())
+        step = self._exchange.start()
+        if self._clientMessages is not None:
+            self._firstStep = step
+        self._step(step)
 
     def _step(self, step: AuthStep) -> None:
         if step.outcome is Outcome.FAILED:
-            database, user = self.key
-            error = step.error or errors.fatal(
-                constants.SQLSTATE_INVALID_PASSWORD,
-                f'password authentication failed for user "{user}"',
-            )
-            self._authFailed(error, step.reason)
+            if self._fromCache and self._queriedUser is not None:
+                self._recheck(step)
+                return
+            self._stepFailed(step)
             return
         if step.messages:
             self.write(codec.encodeAll(step.messages))
@@ -776,7 +970,10 @@ class FrontendProtocol(Protocol):
                     raise errors.ProtocolViolation(
                         f"expected password response, got message type {type[0]}"
                     )
-                self._step(self._exchange.receive(codec.decodeFrontend(type, body)))
+                message = codec.decodeFrontend(type, body)
+                if self._clientMessages is not None:
+                    self._clientMessages.append(message)
+                self._step(self._exchange.receive(message))
             if self.state is not FrontendState.AUTHENTICATING:
                 break
             frame = framer.feedOne(b"")
@@ -1021,6 +1218,8 @@ class FrontendFactory(Factory):
         #: Builds the admin console session for a client and its role
         #: (set by the service; C{None}: no console).
         self.console: Callable[[FrontendProtocol, str], IPipelineSession] | None = None
+        #: auth_query's lookups (set by the service; C{None}: never asked).
+        self.userLookup: UserLookup | None = None
         #: False while shutting down: only the admin console is served.
         self.accepting = True
         self._lastId = 0

@@ -25,11 +25,20 @@ from pgtwist.wire.framing import MessageFramer, StartupFramer
 from pgtwist.wire.messages import (
     AuthenticationRequest,
     BackendKeyData,
+    Bind,
+    BindComplete,
     CommandComplete,
     DataRow,
+    Describe,
+    Execute,
+    FieldDescription,
     ParameterStatus,
+    Parse,
+    ParseComplete,
     ReadyForQuery,
+    RowDescription,
     StartupMessage,
+    Sync,
 )
 
 SERVER = ServerSettings("primary", "127.0.0.1", 5432, True)
@@ -250,6 +259,55 @@ class OwnedQueryTests(SynchronousTestCase):
         )
         self.assertIsNone(self.successResultOf(first))
         self.assertEqual(self.successResultOf(rows), [(b"x", None), (b"y", b"z")])
+        self.assertEqual(self.failureResultOf(failing, BackendError).value.error, error)
+
+    def test_queryParametersBindsText(self) -> None:
+        """
+        L{BackendProtocol.queryParameters} sends Parse, Bind, Describe,
+        Execute and Sync on the unnamed statement, the parameters bound as
+        text values apart from the SQL (quotes, semicolons and C{$1} in
+        them stay data), C{None} as NULL.
+        """
+        name = 'x\'; DROP TABLE t; -- $1 "y"'
+        self.backend.queryParameters("SELECT $1, $2", [name, None])
+        framer = MessageFramer(1 << 20)
+        sent = [codec.decodeFrontend(t, b) for t, b in framer.feed(self.transport.value())]
+        self.assertEqual(
+            sent,
+            [
+                Parse("", "SELECT $1, $2"),
+                Bind("", "", (), (name.encode("utf-8"), None), ()),
+                Describe(b"P", ""),
+                Execute("", 0),
+                Sync(),
+            ],
+        )
+
+    def test_queryParametersRows(self) -> None:
+        """
+        L{BackendProtocol.queryParameters} fires with the DataRows of its
+        query (NULL as C{None}), after ParseComplete, BindComplete and the
+        RowDescription; an error fails it with L{BackendError}.
+        """
+        rows = self.backend.queryParameters("SELECT $1", ["a"])
+        failing = self.backend.queryParameters("SELECT nope($1)", ["b"])
+        field = FieldDescription("rolname", 0, 0, 19, 64, -1, 0)
+        error = errors.error("42883", "function nope(unknown) does not exist")
+        self.backend.dataReceived(
+            codec.encodeAll(
+                [
+                    ParseComplete(),
+                    BindComplete(),
+                    RowDescription((field, field)),
+                    DataRow((b"a", None)),
+                    CommandComplete("SELECT 1"),
+                    ReadyForQuery(),
+                    error,
+                    ReadyForQuery(),
+                ]
+            )
+        )
+        self.assertEqual(self.successResultOf(rows), [(b"a", None)])
         self.assertEqual(self.failureResultOf(failing, BackendError).value.error, error)
 
     def test_lostFailsQueries(self) -> None:

@@ -185,6 +185,26 @@ class ChangeSettingTests(SynchronousTestCase):
             self.assertEqual(error.key, key.lower())
             self.assertEqual(error.path, "etc/pgtwist.conf")
 
+    def test_authQueryKeysRefused(self) -> None:
+        """
+        auth_query's SQL, role and database come from the file only: a
+        console admin must not make pgtwist run SQL of its choosing as a
+        PostgreSQL role (the superuser, in pgagroal's form). The cache keys
+        stay settable.
+        """
+        config = configuration()
+        for key, value in (
+            ("auth_query", "SELECT pg_catalog.pg_read_file('/etc/passwd'), $1"),
+            ("auth_user", "postgres"),
+            ("auth_dbname", "postgres"),
+        ):
+            error = self.assertRaises(ConfigError, changeSetting, config, key, value)
+            self.assertIn(
+                "cannot be changed from the console; edit the file and RELOAD", error.message
+            )
+        changed = changeSetting(config, "auth_query_cache_ttl", "30s")
+        self.assertEqual(changed.main.authQueryCacheTtl, 30.0)
+
     def test_everyPathKeyRefused(self) -> None:
         """
         Every main-section key whose name says it holds a program or a path

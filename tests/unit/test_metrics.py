@@ -123,6 +123,18 @@ class CollectorTests(SynchronousTestCase):
         self.assertEqual(sampleValues(self.registry, "pgtwist_max_connections"), {(): 100})
         self.assertEqual(sampleValues(self.registry, "pgtwist_connection_awaiting"), {(): 2})
 
+    def test_authQueryLookups(self) -> None:
+        """
+        auth_query's lookups are counted by outcome, without user labels.
+        """
+        lookup = self.service.factory.userLookup
+        assert lookup is not None
+        lookup.outcomes.update(hit=4, query=3, miss=2, error=1)
+        self.assertEqual(
+            sampleValues(self.registry, "pgtwist_auth_query_lookups_total"),
+            {("hit",): 4, ("query",): 3, ("miss",): 2, ("error",): 1},
+        )
+
     def test_gracefulState(self) -> None:
         """
         During a graceful shutdown C{pgtwist_state} is 2, as pgagroal's.

@@ -10,7 +10,8 @@ from zope.interface.verify import verifyObject
 
 from pgtwist.app.bootstrap import loadPlugins
 from pgtwist.app.service import buildService
-from pgtwist.config.model import Configuration, MainSettings, ServerSettings
+from pgtwist.config.authquery import DEFAULT_AUTH_QUERY, AuthQuerySettings
+from pgtwist.config.model import Configuration, MainSettings, ServerSettings, UserEntry
 from pgtwist.interfaces import IAuthMethod, IPipeline
 from pgtwist.net.endpoints import listenEndpoints
 
@@ -122,6 +123,54 @@ class PoolerServiceTests(SynchronousTestCase):
         self.assertEqual(service.reload(), (True, ["host", "port"]))  # type: ignore[attr-defined]
         self.assertIs(service.pools.config, new)  # type: ignore[attr-defined]
         self.assertIs(service.factory.config, new)  # type: ignore[attr-defined]
+
+    def test_authQueryWired(self) -> None:
+        """
+        The frontend factory looks users up through the service's auth_query
+        connections; a reload retires them (they were made for the old
+        settings: an idle one closes at once), and stopping closes them.
+        """
+        reactor = MemoryReactorClock()
+        config = Configuration(
+            main=MainSettings(
+                host="127.0.0.1", port=0, authQuery=DEFAULT_AUTH_QUERY, authQueryCacheTtl=60.0
+            ),
+            servers=SERVERS,
+            superuser=UserEntry("postgres", "secret"),
+        )
+        service = buildService(config, reactor, reloadConfiguration=lambda: config)
+        lookup = service.factory.userLookup
+        assert lookup is not None
+        settings = AuthQuerySettings(DEFAULT_AUTH_QUERY, "postgres", "db")
+        lookup.lookup(config, settings, "alice").addErrback(lambda _: None)
+        self.assertEqual(len(service.authQueries), 1)
+        self.assertEqual(service.reload(), (True, []))
+        self.assertEqual(len(service.authQueries), 0)
+        lookup.lookup(config, settings, "bob").addErrback(lambda _: None)
+        service.startService()
+        self.successResultOf(service.stopService())
+        self.assertEqual(len(service.authQueries), 0)
+
+    def test_refusedCredentialForgetsCachedVerifier(self) -> None:
+        """
+        When PostgreSQL refuses a pass-through login (the pool set calls
+        C{credentialRefused}), auth_query's cached answers for that user are
+        dropped, so that the next login asks PostgreSQL again.
+        """
+        reactor = MemoryReactorClock()
+        config = Configuration(
+            main=MainSettings(host="127.0.0.1", port=0),
+            servers=SERVERS,
+        )
+        service = buildService(config, reactor, reloadConfiguration=lambda: config)
+        forgotten: list[str] = []
+        lookup = service.factory.userLookup
+        assert lookup is not None
+        lookup.forget = forgotten.append  # type: ignore[method-assign]
+        hook = service.pools.credentialRefused
+        assert hook is not None
+        hook(("db", "alice"))
+        self.assertEqual(forgotten, ["alice"])
 
 
 class ManagementTests(SynchronousTestCase):

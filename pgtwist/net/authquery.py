@@ -1,0 +1,446 @@
+# -*- test-case-name: tests.unit.test_net_authquery -*-
+"""
+auth_query: a user's verifier read from PostgreSQL at login.
+
+A client whose user is in none of pgtwist's files is looked up with the
+configured query (L{pgtwist.config.authquery}), its name bound as C{$1}
+over the extended protocol, never written into the SQL. The answer's
+second column is the verifier (C{pg_authid.rolpassword}): a SCRAM secret or
+an md5 hash checks the client; no row, NULL (an expired role, under the
+default query) or anything else gives the same failure as a wrong password.
+
+L{UserLookup} keeps what PostgreSQL said (found verifiers only, never a
+miss) for C{auth_query_cache_ttl} seconds in a bounded LRU, and makes any
+number of concurrent logins of one name share one query.
+L{AuthQueryConnections} runs the queries over a few connections of
+pgtwist's own, one per (server, database, auth user), kept open between
+logins, reopened when lost and closed at shutdown.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any, Optional
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from pgtwist.config.authquery import AuthQuerySettings, authUserPassword
+from pgtwist.config.model import Configuration, PoolKey, ServerSettings
+from pgtwist.config.verifiers import Verifier, parseVerifier
+from pgtwist.interfaces import IAuthMethod
+from pgtwist.net.backend import BackendError, BackendProtocol, connectBackend
+from pgtwist.wire import constants, errors
+from pgtwist.wire.messages import ErrorResponse
+
+__all__ = [
+    "OUTCOMES",
+    "AuthQueryConnections",
+    "AuthQueryFailed",
+    "UserLookup",
+]
+
+#: The outcomes L{UserLookup.outcomes} counts: an answer from the cache, a
+#: verifier read from PostgreSQL, no verifier (no row, NULL, unusable), a
+#: query that failed.
+OUTCOMES = ("hit", "query", "miss", "error")
+
+#: The most connections auth_query keeps open; beyond, the least recently
+#: used idle one is closed.
+MAX_CONNECTIONS = 8
+
+Rows = list[tuple[Optional[bytes], ...]]
+#: Runs an auth_query: (server, password, settings, user name, timeout) ->
+#: the rows.
+QueryRunner = Callable[[ServerSettings, "str | None", AuthQuerySettings, str, float], Any]
+
+
+class AuthQueryFailed(Exception):
+    """
+    auth_query could not give an answer (PostgreSQL down or too slow, the
+    query refused, the auth user refused): the login fails with L{error},
+    which says so without the query or any secret.
+
+    @ivar error: What the client is told.
+    @ivar reason: What the log says.
+    """
+
+    def __init__(self, error: ErrorResponse, reason: str) -> None:
+        super().__init__(reason)
+        self.error = error
+        self.reason = reason
+
+
+def _lookupFailed(user: str, sqlstate: str, detail: str) -> ErrorResponse:
+    """
+    The client's error for a lookup that failed.
+    """
+    return errors.fatal(
+        sqlstate,
+        f'could not look up user "{user}" for authentication: {detail}',
+        hint="The auth_query of pgtwist failed; its log says why.",
+    )
+
+
+def _asFailure(reason: Failure, user: str) -> AuthQueryFailed:
+    """
+    Turn why a query or its connection failed into L{AuthQueryFailed}:
+    PostgreSQL's refusal (a missing function, a permission denied, the
+    auth user refused) is 28000; anything else (no server, a lost
+    connection, no answer in time) is 08006.
+    """
+    value = reason.value
+    if isinstance(value, AuthQueryFailed):
+        return value
+    if isinstance(value, BackendError):
+        error = value.error
+        return AuthQueryFailed(
+            _lookupFailed(
+                user, constants.SQLSTATE_INVALID_AUTHORIZATION, "the server refused the lookup"
+            ),
+            f"{error.code} {error.message}",
+        )
+    return AuthQueryFailed(
+        _lookupFailed(user, constants.SQLSTATE_CONNECTION_FAILURE, "connection to server failed"),
+        reason.getErrorMessage() or type(value).__name__,
+    )
+
+
+class UserLookup:
+    """
+    auth_query lookups: the cache, the coalescing of concurrent lookups of
+    one name, and the outcome counts.
+
+    The cache is keyed by what the query depends on (server, database,
+    auth user, query) and the user name. It holds found verifiers only: a
+    name PostgreSQL does not know leaves nothing behind, so names chosen by
+    unauthenticated clients never outlive their lookup.
+
+    @ivar outcomes: How many lookups ended in each of L{OUTCOMES} (no user
+        names: they may be anything a client sent).
+    """
+
+    log = Logger()
+
+    def __init__(self, clock: IReactorTime, run: QueryRunner) -> None:
+        """
+        @param run: Runs a query (L{AuthQueryConnections.run}).
+        """
+        self._clock = clock
+        self._run = run
+        self._cache: OrderedDict[tuple[str, ...], tuple[Verifier, float]] = OrderedDict()
+        self._inFlight: dict[tuple[str, ...], list[Deferred[tuple[Verifier | None, bool]]]] = {}
+        self.outcomes = dict.fromkeys(OUTCOMES, 0)
+
+    def __len__(self) -> int:
+        """
+        How many answers the cache holds.
+        """
+        return len(self._cache)
+
+    @staticmethod
+    def _key(config: Configuration, settings: AuthQuerySettings, user: str) -> tuple[str, ...]:
+        server = config.primary
+        return (
+            server.name,
+            server.host,
+            str(server.port),
+            settings.database,
+            settings.user,
+            settings.query,
+            user,
+        )
+
+    def lookup(
+        self, config: Configuration, settings: AuthQuerySettings, user: str
+    ) -> Deferred[tuple[Verifier | None, bool]]:
+        """
+        The verifier of C{user}, from the cache while younger than
+        C{auth_query_cache_ttl}, else from PostgreSQL (one query for all
+        the logins of this name waiting at once).
+
+        @return: Fires with the verifier (C{None}: none, fail the login as
+            for a wrong password) and whether it came from the cache; fails
+            with L{AuthQueryFailed}.
+        """
+        key = self._key(config, settings, user)
+        main = config.main
+        cached = self._cache.get(key)
+        if cached is not None:
+            verifier, expires = cached
+            if main.authQueryCacheTtl > 0 and self._clock.seconds() < expires:
+                self._cache.move_to_end(key)
+                self.outcomes["hit"] += 1
+                return succeed((verifier, True))
+            del self._cache[key]
+        waiter: Deferred[tuple[Verifier | None, bool]] = Deferred()
+        waiting = self._inFlight.get(key)
+        if waiting is not None:
+            waiting.append(waiter)
+            return waiter
+        self._inFlight[key] = [waiter]
+        password = authUserPassword(config, settings.user)
+        try:
+            d: Deferred[Rows] = self._run(
+                config.primary, password, settings, user, main.authenticationTimeout
+            )
+        except Exception:
+            d = Deferred()
+            d.errback(Failure())
+        d.addCallbacks(
+            self._cbAnswered,
+            self._ebFailed,
+            callbackArgs=(key, config, settings, user),
+            errbackArgs=(key, settings, user),
+        )
+        return waiter
+
+    def _cbAnswered(
+        self,
+        rows: Rows,
+        key: tuple[str, ...],
+        config: Configuration,
+        settings: AuthQuerySettings,
+        user: str,
+    ) -> None:
+        verifier: Verifier | None = None
+        if rows and len(rows[0]) >= 2 and isinstance(rows[0][1], bytes):
+            try:
+                verifier = parseVerifier(rows[0][1].decode("utf-8"))
+            except UnicodeDecodeError:
+                verifier = None
+        if verifier is None:
+            self.outcomes["miss"] += 1
+        else:
+            self.outcomes["query"] += 1
+            ttl = config.main.authQueryCacheTtl
+            if ttl > 0:
+                self._cache[key] = (verifier, self._clock.seconds() + ttl)
+                self._cache.move_to_end(key)
+                while len(self._cache) > config.main.authQueryCacheSize:
+                    self._cache.popitem(last=False)
+        for waiter in self._inFlight.pop(key, []):
+            waiter.callback((verifier, False))
+
+    def _ebFailed(
+        self, reason: Failure, key: tuple[str, ...], settings: AuthQuerySettings, user: str
+    ) -> None:
+        failure = _asFailure(reason, user)
+        self.outcomes["error"] += 1
+        self.log.warn(
+            "auth_query for {user!r} in {database!r} as {authUser!r} failed: {reason}",
+            user=user,
+            database=settings.database,
+            authUser=settings.user,
+            reason=failure.reason,
+        )
+        for waiter in self._inFlight.pop(key, []):
+            waiter.errback(Failure(failure))
+
+    def forget(self, user: str) -> None:
+        """
+        Drop every cached answer for C{user} (a login that failed against
+        it, or PostgreSQL refusing a pass-through login): the next login
+        asks PostgreSQL again.
+        """
+        for key in [key for key in self._cache if key[-1] == user]:
+            del self._cache[key]
+
+    def clear(self) -> None:
+        """
+        Drop every cached answer.
+        """
+        self._cache.clear()
+
+
+class _Link:
+    """
+    One connection auth_query runs over: queries sent before the login
+    completed wait for it, later ones are pipelined.
+    """
+
+    def __init__(
+        self,
+        owner: AuthQueryConnections,
+        key: tuple[str, ...],
+        protocol: BackendProtocol,
+        ready: Deferred[BackendProtocol],
+    ) -> None:
+        self.owner = owner
+        self.key = key
+        self.protocol = protocol
+        self.backend: BackendProtocol | None = None
+        self.inFlight = 0
+        self.closed = False
+        #: Close once the queries in flight are answered (see
+        #: L{AuthQueryConnections.retire}).
+        self.retired = False
+        self._waiting: list[tuple[str, Sequence[str | None], Deferred[Rows]]] = []
+        protocol.lostCallback = self._lost
+        ready.addCallbacks(self._cbReady, self._ebFailed)
+
+    def query(self, sql: str, parameters: Sequence[str | None]) -> Deferred[Rows]:
+        """
+        Run C{sql} once logged in.
+        """
+        self.inFlight += 1
+        backend = self.backend
+        if backend is not None:
+            d: Deferred[Rows] = backend.queryParameters(sql, parameters)
+        else:
+            d = Deferred()
+            self._waiting.append((sql, parameters, d))
+
+        def done(result: object) -> object:
+            self.inFlight -= 1
+            if self.retired and self.inFlight == 0 and not self.closed:
+                self.close()
+            return result
+
+        return d.addBoth(done)
+
+    def _cbReady(self, backend: BackendProtocol) -> None:
+        if self.closed:
+            backend.close()
+            return
+        self.backend = backend
+        # Names are sent as UTF-8 whatever the server's encoding.
+        backend.simpleQuery("SET client_encoding = 'UTF8'").addErrback(lambda _: None)
+        waiting, self._waiting = self._waiting, []
+        for sql, parameters, d in waiting:
+            backend.queryParameters(sql, parameters).chainDeferred(d)
+
+    def _ebFailed(self, reason: Failure) -> None:
+        self.owner._drop(self)
+        waiting, self._waiting = self._waiting, []
+        for _, _, d in waiting:
+            d.errback(reason)
+
+    def _lost(self, protocol: BackendProtocol, reason: Failure) -> None:
+        self.owner._drop(self)
+
+    def close(self) -> None:
+        """
+        Close the connection; queries in flight fail.
+        """
+        self.closed = True
+        self.owner._drop(self)
+        self.protocol.close()
+
+
+class AuthQueryConnections:
+    """
+    The connections auth_query runs over, one per (server, database, auth
+    user), at most L{MAX_CONNECTIONS} of them open (the least recently used
+    idle one is closed for a new one). They log in as the auth user with
+    only C{user} and C{database} in the StartupMessage, so nothing a client
+    sent (its C{search_path} included: CVE-2025-12819) reaches them.
+    """
+
+    def __init__(self, reactor: Any, authMethods: Sequence[IAuthMethod]) -> None:
+        self._reactor = reactor
+        self._authMethods = authMethods
+        self._links: OrderedDict[tuple[str, ...], _Link] = OrderedDict()
+
+    def __len__(self) -> int:
+        """
+        How many connections are open or opening.
+        """
+        return len(self._links)
+
+    def run(
+        self,
+        server: ServerSettings,
+        password: str | None,
+        settings: AuthQuerySettings,
+        user: str,
+        timeout: float,
+    ) -> Deferred[Rows]:
+        """
+        Run C{settings.query} with C{user} as C{$1}.
+
+        @param timeout: Give up after this many seconds (0: never); the
+            connection is then closed, since it no longer answers in order.
+        @return: Fires with the rows, fails with why not.
+        """
+        link = self._link(server, password, settings, timeout)
+        result: Deferred[Rows] = Deferred()
+        timer: Any = None
+
+        def timedOut() -> None:
+            link.close()
+            if not result.called:
+                result.errback(
+                    Failure(TimeoutError(f"no answer within {timeout:g}s (authentication_timeout)"))
+                )
+
+        if timeout > 0:
+            timer = self._reactor.callLater(timeout, timedOut)
+
+        def answered(outcome: Any) -> None:
+            if timer is not None and timer.active():
+                timer.cancel()
+            if not result.called:
+                if isinstance(outcome, Failure):
+                    result.errback(outcome)
+                else:
+                    result.callback(outcome)
+
+        link.query(settings.query, [user]).addBoth(answered)
+        return result
+
+    def _link(
+        self,
+        server: ServerSettings,
+        password: str | None,
+        settings: AuthQuerySettings,
+        timeout: float,
+    ) -> _Link:
+        key = (server.name, server.host, str(server.port), settings.database, settings.user)
+        link = self._links.get(key)
+        if link is not None:
+            self._links.move_to_end(key)
+            return link
+        if len(self._links) >= MAX_CONNECTIONS:
+            for other in list(self._links.values()):
+                if other.inFlight == 0:
+                    other.close()
+                    break
+        pool: PoolKey = (settings.database, settings.user)
+        protocol, ready = connectBackend(
+            self._reactor,
+            server,
+            pool,
+            password,
+            self._authMethods,
+            timeout if timeout > 0 else 15.0,
+        )
+        link = self._links[key] = _Link(self, key, protocol, ready)
+        return link
+
+    def _drop(self, link: _Link) -> None:
+        if self._links.get(link.key) is link:
+            del self._links[link.key]
+
+    def close(self) -> None:
+        """
+        Close every connection at once (shutdown): queries in flight fail.
+        """
+        for link in list(self._links.values()):
+            link.close()
+
+    def retire(self) -> None:
+        """
+        Open new connections for the queries to come (a reload may have
+        changed the auth user's password or the servers), closing the
+        current ones once the queries in flight on them are answered, so
+        that no login fails because of the reload.
+        """
+        for link in list(self._links.values()):
+            self._drop(link)
+            link.retired = True
+            if link.inFlight == 0:
+                link.close()
