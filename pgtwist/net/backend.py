@@ -43,7 +43,6 @@ from pgtwist.wire.messages import (
     BackendKeyData,
     Bind,
     DataRow,
-    Describe,
     ErrorResponse,
     Execute,
     Message,
@@ -56,6 +55,20 @@ from pgtwist.wire.messages import (
     Terminate,
 )
 from pgtwist.wire.walker import MessageWalker, invalidLength
+
+#: Messages an owned query (L{BackendProtocol.simpleQuery},
+#: L{BackendProtocol.queryParameters}) has no use for: skipped undecoded.
+_IGNORED_WHEN_OWNED = frozenset(
+    {
+        constants.PARSE_COMPLETE,
+        constants.BIND_COMPLETE,
+        constants.COMMAND_COMPLETE,
+        constants.ROW_DESCRIPTION,
+        constants.NO_DATA,
+        constants.NOTICE_RESPONSE,
+        constants.EMPTY_QUERY_RESPONSE,
+    }
+)
 
 
 class BackendError(Exception):
@@ -364,7 +377,8 @@ class BackendProtocol(Protocol):
         """
         Run C{sql} with C{parameters} bound as text values (C{$1}, C{$2}...;
         C{None} is SQL NULL) through the extended protocol (Parse, Bind,
-        Describe, Execute, Sync on the unnamed statement and portal), and
+        Execute, Sync on the unnamed statement and portal; no Describe:
+        the rows come as text), and
         fire with the rows (text values, C{None} for NULL); fail with
         L{BackendError} if PostgreSQL refused it. A parameter is never part
         of the SQL text, so no quoting in it can change the statement (what
@@ -381,7 +395,6 @@ class BackendProtocol(Protocol):
                 [
                     Parse("", sql),
                     Bind("", "", (), values, ()),
-                    Describe(b"P", ""),
                     Execute("", 0),
                     Sync(),
                 ]
@@ -526,8 +539,10 @@ class BackendProtocol(Protocol):
             end = offset + 1 + length
             if end > size:
                 return offset
-            handle = self._loginFrame if self._login is not None else self._queryFrame
-            handle(codec.decodeBackend(type, data[offset + 5 : end]))
+            if self._login is not None:
+                self._loginFrame(codec.decodeBackend(type, data[offset + 5 : end]))
+            elif type not in _IGNORED_WHEN_OWNED:
+                self._queryFrame(codec.decodeBackend(type, data[offset + 5 : end]))
             offset = end
         if self._session is not None and offset < size:
             # Attached by a callback of a message just decoded.

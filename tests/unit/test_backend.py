@@ -29,7 +29,6 @@ from pgtwist.wire.messages import (
     BindComplete,
     CommandComplete,
     DataRow,
-    Describe,
     Execute,
     FieldDescription,
     ParameterStatus,
@@ -263,8 +262,8 @@ class OwnedQueryTests(SynchronousTestCase):
 
     def test_queryParametersBindsText(self) -> None:
         """
-        L{BackendProtocol.queryParameters} sends Parse, Bind, Describe,
-        Execute and Sync on the unnamed statement, the parameters bound as
+        L{BackendProtocol.queryParameters} sends Parse, Bind, Execute
+        and Sync on the unnamed statement, the parameters bound as
         text values apart from the SQL (quotes, semicolons and C{$1} in
         them stay data), C{None} as NULL.
         """
@@ -277,7 +276,6 @@ class OwnedQueryTests(SynchronousTestCase):
             [
                 Parse("", "SELECT $1, $2"),
                 Bind("", "", (), (name.encode("utf-8"), None), ()),
-                Describe(b"P", ""),
                 Execute("", 0),
                 Sync(),
             ],
