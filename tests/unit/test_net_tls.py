@@ -573,6 +573,26 @@ class EagerTLSTests(TLSFilesTestCase):
         self.pump()
         self.assertEqual(self.received, b"held then")
 
+    def test_withoutBufferingTransport(self) -> None:
+        """
+        A Twisted whose C{startTLS} puts a plain C{TLSMemoryBIOProtocol}
+        under the protocol (no aggregator, before 22.8) is made eager too.
+        """
+        self.patch(twistedTLS.TLSMemoryBIOFactory, "protocol", twistedTLS.TLSMemoryBIOProtocol)
+        tls = clientTLS(self.main())
+        assert tls is not None
+        self.application = Received()
+        self.connection = SocketConnection(self.clock, self.application)
+        self.connection.startTLS(tls)
+        self.assertNotIsInstance(self.connection.protocol, twistedTLS.BufferingTLSTransport)
+        write = eagerTLS(self.connection)
+        self.pump()
+        sends = self.connection.socket.sends
+        write(b"reply")
+        self.assertEqual(self.connection.socket.sends, sends + 1)
+        self.pump()
+        self.assertEqual(self.received, b"reply")
+
     def test_writeBeforeHandshake(self) -> None:
         """
         A write before the handshake is done waits in the TLS layer and is
