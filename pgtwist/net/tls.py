@@ -275,8 +275,9 @@ def eagerTLS(transport: Any) -> Callable[[bytes], None]:
     next reactor turn (C{callLater(0)}), and the records then go through
     C{FileDescriptor.write}, which only buffers and waits for the socket to
     be writable: two C{epoll_ctl} calls and two extra reactor turns per
-    reply, most of the cost of TLS to pgtwist (benchmarks/RESULTS.rst). A
-    pooler writes each reply in one call, so there is nothing to aggregate.
+    reply, about a third of what TLS added to pgtwist's CPU per select
+    (benchmarks/RESULTS.rst, "Eager TLS writes"). A pooler writes each
+    reply in one call, so there is nothing to aggregate.
     This:
 
         - writes application bytes with C{TLSMemoryBIOProtocol.write},
