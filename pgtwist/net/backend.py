@@ -36,6 +36,7 @@ from pgtwist.net import servertls
 from pgtwist.net.eager import eagerWrite
 from pgtwist.net.endpoints import connectServer
 from pgtwist.net.throttle import Throttle
+from pgtwist.net.tls import eagerTLS
 from pgtwist.wire import codec, constants, errors
 from pgtwist.wire.codec import HEADER
 from pgtwist.wire.messages import (
@@ -243,8 +244,9 @@ class BackendProtocol(Protocol):
             transport.startTLS(context.creator(report))
             self.tls = True
             # Writes must now go through the TLS layer, never straight to
-            # the socket as eagerWrite does for plaintext transports.
-            self.write = transport.write  # type: ignore[method-assign]
+            # the socket as eagerWrite does for plaintext transports; the
+            # records it makes are sent as eagerly.
+            self.write = eagerTLS(transport)  # type: ignore[method-assign,assignment]
             self._sendStartup()
         elif answer == b"N" and not strongerThanPrefer(server.sslmode):
             self._sendStartup()

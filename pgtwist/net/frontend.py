@@ -12,8 +12,10 @@ sans-IO, in L{pgtwist.net.startup}; this module applies them to a transport.
 TLS (L{pgtwist.net.tls}) is Twisted's: C{transport.startTLS} puts a TLS layer
 under this protocol, which then reads and writes plaintext as before. Only
 L{FrontendProtocol.write} changes for a TLS client (an instance attribute
-replacing the method: L{eagerWrite} would bypass the TLS layer), so the
-relay path of a plaintext client runs exactly the same code as without TLS.
+replacing the method: L{eagerWrite} would bypass the TLS layer; it becomes
+the TLS layer's unbuffered write, whose records L{pgtwist.net.tls.eagerTLS}
+sends as eagerly), so the relay path of a plaintext client runs exactly the
+same code as without TLS.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ from pgtwist.net.startup import (
     ToConsole,
     routeStartup,
 )
-from pgtwist.net.tls import ClientTLS, alpnNegotiated, clientTLS, describeConnection
+from pgtwist.net.tls import ClientTLS, alpnNegotiated, clientTLS, describeConnection, eagerTLS
 from pgtwist.wire import codec, constants, errors
 from pgtwist.wire.framing import MessageFramer
 from pgtwist.wire.messages import (
@@ -350,8 +352,8 @@ class FrontendProtocol(Protocol):
         self._tlsStarted = True
         self._directTLS = event.direct
         transport.startTLS(self.clientTLS)
-        # From now on writes go through the TLS layer.
-        self.write = transport.write  # type: ignore[method-assign]
+        # From now on writes go through the TLS layer, sent at once.
+        self.write = eagerTLS(transport)  # type: ignore[method-assign,assignment]
         if event.data:
             transport.protocol.dataReceived(event.data)
 

@@ -18,19 +18,28 @@ required in C{verify-ca}/C{verify-full}). ALPN: a client that offers ALPN
 must offer C{postgresql} or the handshake fails (C{no_application_protocol}),
 as with PostgreSQL 17; whether a direct-TLS client used ALPN at all is
 checked once the handshake is done (L{alpnNegotiated}).
+
+L{eagerTLS} makes a connection's TLS writes as eager as plaintext ones
+(L{pgtwist.net.eager}); both hops use it once they have called
+C{startTLS}.
 """
 
 from __future__ import annotations
 
+import functools
+import types
+from collections.abc import Callable
 from typing import Any
 
 from OpenSSL import SSL
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from zope.interface import implementer
 
 from pgtwist.config.errors import ConfigError
 from pgtwist.config.model import MainSettings
 from pgtwist.config.tlsfiles import checkKeyFile, clientTlsMode
+from pgtwist.net.eager import eagerSend
 
 __all__ = [
     "ALPN_PROTOCOL",
@@ -39,6 +48,7 @@ __all__ = [
     "alpnNegotiated",
     "clientTLS",
     "describeConnection",
+    "eagerTLS",
 ]
 
 #: The ALPN protocol name PostgreSQL 17 registered, and requires of direct TLS.
@@ -227,3 +237,79 @@ def describeConnection(connection: Any) -> str:
     if not cipher:
         return str(version or "")
     return f"{version}/{cipher}"
+
+
+class _DirectWrites:
+    """
+    Stands in for the C{_AggregateSmallWrites} of Twisted's
+    C{BufferingTLSTransport} once L{eagerTLS} has taken it out: what the
+    TLS layer still routes through its aggregator (C{writeSequence}) is
+    written at once, and its C{flush} and C{close} (on C{loseConnection},
+    on connection loss) have nothing to do.
+    """
+
+    __slots__ = ("write",)
+
+    def __init__(self, write: Callable[[bytes], None]) -> None:
+        self.write = write
+
+    def flush(self) -> None:
+        """
+        Nothing is ever held.
+        """
+
+    def close(self) -> None:
+        """
+        Nothing is ever held.
+        """
+
+
+def eagerTLS(transport: Any) -> Callable[[bytes], None]:
+    """
+    Make the writes of C{transport}, which has just called C{startTLS},
+    as eager as plaintext ones, and return the function that writes
+    application bytes to it.
+
+    Twisted's C{startTLS} puts a C{BufferingTLSTransport} under the
+    protocol: every write is held in an aggregator and encrypted on the
+    next reactor turn (C{callLater(0)}), and the records then go through
+    C{FileDescriptor.write}, which only buffers and waits for the socket to
+    be writable: two C{epoll_ctl} calls and two extra reactor turns per
+    reply, about a third of what TLS added to pgtwist's CPU per select
+    (benchmarks/RESULTS.rst, "Eager TLS writes"). A pooler writes each
+    reply in one call, so there is nothing to aggregate.
+    This:
+
+        - writes application bytes with C{TLSMemoryBIOProtocol.write},
+          which encrypts at once, and puts a L{_DirectWrites} in place of
+          the aggregator (after sending whatever it held, so nothing is
+          overtaken), so C{transport.write} and C{writeSequence} are
+          unbuffered too;
+        - sends the records with L{eagerSend}: straight to the socket when
+          nothing is queued, else through the TLS layer's own lower write,
+          which buffers, pauses producers when full and keeps the order.
+
+    Producers, C{loseConnection} and the TLS shutdown are still the TLS
+    layer's: only where bytes wait changes. A transport that is not
+    Twisted's TLS over a socket (a test transport) is left alone and its
+    C{write} returned.
+    """
+    tlsProtocol = getattr(transport, "protocol", None)
+    lower: Any = getattr(tlsProtocol, "transport", None)
+    if (
+        not isinstance(tlsProtocol, TLSMemoryBIOProtocol)
+        or getattr(lower, "_connection", None) is not transport
+        or getattr(transport, "socket", None) is None
+    ):
+        write: Callable[[bytes], None] = transport.write
+        return write
+    write = types.MethodType(TLSMemoryBIOProtocol.write, tlsProtocol)
+    aggregator = getattr(tlsProtocol, "_aggregator", None)
+    if aggregator is not None:
+        # BufferingTLSTransport (Twisted 22.8 and later): send what it holds
+        # and cancel its pending flush before anything is written past it.
+        aggregator.close()
+        tlsProtocol._aggregator = _DirectWrites(write)  # type: ignore[attr-defined]
+    tlsProtocol.write = write  # type: ignore[method-assign]
+    lower.write = functools.partial(eagerSend, transport, lower.write)
+    return write

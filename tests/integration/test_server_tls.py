@@ -370,6 +370,32 @@ def test_cancelAndShowServers(tlsCluster: PostgresCluster, startPooler: StartPoo
     assert pooler.logCount("Cancel request to primary not sent") == 0
 
 
+def test_relayOverTls(tlsCluster: PostgresCluster, startPooler: StartPooler) -> None:
+    """
+    Over a TLS backend, whose writes pgtwist encrypts and sends at once: a
+    16 MiB C{COPY FROM STDIN} row and a 64 MiB value arrive intact, and
+    2,000 pipelined queries get their answers in order.
+    """
+    pooler = startPooler(
+        tlsCluster, section(tlsCluster, server_tls_sslmode="require"), main={"pipeline": "session"}
+    )
+    size = 16 << 20
+    with psycopg.connect(pooler.dsn(USER, PASSWORD, "postgres"), autocommit=True) as conn:
+        assert conn.execute(SSL_QUERY).fetchone() == (True,)
+        conn.execute("CREATE TEMP TABLE big (v text)")
+        with conn.cursor() as cursor:
+            with cursor.copy("COPY big (v) FROM STDIN") as copy:
+                copy.write(b"z" * size + b"\n")
+        row = conn.execute("SELECT length(v), length(replace(v, 'z', '')) FROM big").fetchone()
+        assert row == (size, 0)
+        value = conn.execute("SELECT repeat('x', %s)", (4 * size,)).fetchone()
+        assert value is not None
+        assert len(value[0]) == 4 * size and value[0].count("x") == 4 * size
+        with conn.pipeline():
+            cursors = [conn.execute("SELECT %s::int", (i,)) for i in range(2000)]
+        assert [cursor.fetchone() for cursor in cursors] == [(i,) for i in range(2000)]
+
+
 def test_reloadUnderLoad(
     tlsCluster: PostgresCluster, startPooler: StartPooler, tmp_path: Path
 ) -> None:

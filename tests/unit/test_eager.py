@@ -1,5 +1,5 @@
 """
-Tests for L{pgtwist.net.eager.eagerWrite}.
+Tests for L{pgtwist.net.eager.eagerWrite} and L{pgtwist.net.eager.eagerSend}.
 """
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
-from pgtwist.net.eager import eagerWrite
+from pgtwist.net.eager import eagerSend, eagerWrite
 
 
 class FakeSocket:
@@ -97,3 +97,102 @@ class EagerWriteTests(SynchronousTestCase):
         transport = StringTransport()
         eagerWrite(transport, b"hello")
         self.assertEqual(transport.value(), b"hello")
+
+
+class EagerSendTests(SynchronousTestCase):
+    """
+    L{eagerSend} sends as L{eagerWrite} does, but whatever cannot be sent
+    goes to the fallback it is given (the TLS layer's lower write), never to
+    the transport's own C{write()}.
+    """
+
+    def setUp(self) -> None:
+        self.fellBack: list[bytes] = []
+
+    def fallback(self, data: bytes) -> None:
+        """
+        Record C{data}, standing for C{_BypassTLS.write}.
+        """
+        self.fellBack.append(data)
+
+    def test_sentAtOnce(self) -> None:
+        """
+        With empty buffers the bytes go straight to the socket.
+        """
+        transport = FakeFileDescriptor(room=100)
+        eagerSend(transport, self.fallback, b"record")
+        self.assertEqual(
+            (transport.socket.sent, transport.buffered, self.fellBack), (b"record", b"", [])
+        )
+
+    def test_partialSend(self) -> None:
+        """
+        What the kernel did not take goes to the fallback, in order.
+        """
+        transport = FakeFileDescriptor(room=2)
+        eagerSend(transport, self.fallback, b"record")
+        self.assertEqual((transport.socket.sent, self.fellBack), (b"re", [b"cord"]))
+        self.assertEqual(transport.buffered, b"")
+
+    def test_wouldBlock(self) -> None:
+        """
+        A full socket buffer sends everything to the fallback.
+        """
+        transport = FakeFileDescriptor(room=0)
+        eagerSend(transport, self.fallback, b"record")
+        self.assertEqual(self.fellBack, [b"record"])
+
+    def test_queuedDataKeepsOrder(self) -> None:
+        """
+        When bytes are queued already, new ones go to the fallback behind
+        them, even though the socket has room.
+        """
+        transport = FakeFileDescriptor(room=100)
+        transport.write(b"first")
+        eagerSend(transport, self.fallback, b"second")
+        self.assertEqual((transport.socket.sent, self.fellBack), (b"", [b"second"]))
+
+    def test_pendingBuffer(self) -> None:
+        """
+        Bytes still in C{dataBuffer} past C{offset} also count as queued.
+        """
+        transport = FakeFileDescriptor(room=100)
+        transport.dataBuffer = b"xxqueued"
+        transport.offset = 2
+        eagerSend(transport, self.fallback, b"record")
+        self.assertEqual((transport.socket.sent, self.fellBack), (b"", [b"record"]))
+
+    def test_closing(self) -> None:
+        """
+        A disconnecting or disconnected transport is left to the fallback.
+        """
+        closing = FakeFileDescriptor(room=100)
+        closing.disconnecting = True
+        eagerSend(closing, self.fallback, b"one")
+        closed = FakeFileDescriptor(room=100)
+        closed.connected = False
+        eagerSend(closed, self.fallback, b"two")
+        self.assertEqual((closing.socket.sent, closed.socket.sent), (b"", b""))
+        self.assertEqual(self.fellBack, [b"one", b"two"])
+
+    def test_socketError(self) -> None:
+        """
+        A send that fails hands everything to the fallback, whose normal
+        path then notices the error.
+        """
+        transport = FakeFileDescriptor(room=100)
+
+        def broken(data: bytes) -> int:
+            raise ConnectionResetError()
+
+        transport.socket.send = broken  # type: ignore[method-assign]
+        eagerSend(transport, self.fallback, b"record")
+        self.assertEqual(self.fellBack, [b"record"])
+
+    def test_otherTransports(self) -> None:
+        """
+        Transports without a socket use the fallback, not their C{write()}.
+        """
+        transport = StringTransport()
+        eagerSend(transport, self.fallback, b"record")
+        self.assertEqual((transport.value(), self.fellBack), (b"", [b"record"]))

@@ -14,17 +14,25 @@ import tempfile
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
+from twisted.internet._newtls import ConnectionMixin, ServerMixin
+from twisted.internet.abstract import FileDescriptor
+from twisted.internet.address import IPv4Address
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
-from twisted.internet.testing import EventLoggingObserver
+from twisted.internet.testing import EventLoggingObserver, MemoryReactorClock, StringTransport
 from twisted.logger import globalLogPublisher
+from twisted.protocols import tls as twistedTLS
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from zope.interface import implementer
 
 from pgtwist.app.bootstrap import loadPlugins
 from pgtwist.config.errors import ConfigError
 from pgtwist.config.model import ConfigPaths, Configuration, MainSettings, ServerSettings
 from pgtwist.net.cancel import CancelRegistry
 from pgtwist.net.frontend import FrontendFactory
-from pgtwist.net.tls import ALPN_PROTOCOL, alpnNegotiated, clientTLS, describeConnection
+from pgtwist.net.tls import ALPN_PROTOCOL, alpnNegotiated, clientTLS, describeConnection, eagerTLS
 from pgtwist.testing import FakeBackendPool
 from pgtwist.testing.certs import CertificateAuthority
 
@@ -333,3 +341,331 @@ class ReloadTests(TLSFilesTestCase):
         with self.assertRaises(SSL.Error) as caught:
             handshake(tls.serverConnectionForTLS(None), self.client())
         self.assertIn("certificate verify failed", str(caught.exception))
+
+
+class FakeSocket:
+    """
+    A non-blocking socket that takes at most C{room} bytes in all until
+    given more.
+    """
+
+    def __init__(self) -> None:
+        self.room = 1 << 30
+        self.sent = bytearray()
+        self.sends = 0
+
+    def send(self, data: bytes) -> int:
+        """
+        Take what fits, or raise C{BlockingIOError} as a full socket does.
+        """
+        self.sends += 1
+        if not self.room:
+            raise BlockingIOError()
+        taken = bytes(data[: self.room])
+        self.sent += taken
+        self.room -= len(taken)
+        return len(taken)
+
+
+class SocketConnection(ConnectionMixin, ServerMixin, FileDescriptor):
+    """
+    A server connection built as Twisted's C{tcp.Server} is (its C{startTLS},
+    buffers and producers), over a L{FakeSocket} and a memory reactor.
+    """
+
+    def __init__(self, reactor: MemoryReactorClock, protocol: Protocol) -> None:
+        FileDescriptor.__init__(self, reactor)
+        self.socket = FakeSocket()
+        self.protocol = protocol
+        self.connected = 1
+        self.lostReason: Failure | None = None
+        protocol.makeConnection(self)
+
+    def writeSomeData(self, data: bytes) -> int:
+        """
+        What C{tcp.Connection} does: send what the socket takes.
+        """
+        try:
+            return self.socket.send(data)
+        except BlockingIOError:
+            return 0
+
+    def getHost(self) -> IPv4Address:
+        """
+        This end.
+        """
+        return IPv4Address("TCP", "127.0.0.1", 6432)
+
+    def getPeer(self) -> IPv4Address:
+        """
+        The client.
+        """
+        return IPv4Address("TCP", "127.0.0.1", 50000)
+
+    def connectionLost(self, reason: Failure) -> None:
+        """
+        What the reactor and C{tcp.Connection} do on the way out.
+        """
+        self.lostReason = reason
+        FileDescriptor.connectionLost(self, reason)
+        self.protocol.connectionLost(reason)
+
+    def writable(self) -> None:
+        """
+        The reactor found the socket writable: flush, and close when that
+        was the last thing to do.
+        """
+        if self in self.reactor.getWriters():
+            result = self.doWrite()
+            if result is not None:
+                self.connectionLost(Failure(result))
+
+
+class Received(Protocol):
+    """
+    The application protocol: keeps what it reads.
+    """
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Keep C{data}.
+        """
+        self.data += data
+
+
+@implementer(IPushProducer)
+class Producer:
+    """
+    A streaming producer that records whether it is paused.
+    """
+
+    def __init__(self) -> None:
+        self.paused = False
+
+    def pauseProducing(self) -> None:
+        """
+        Paused.
+        """
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        """
+        Resumed.
+        """
+        self.paused = False
+
+    def stopProducing(self) -> None:
+        """
+        Nothing to stop.
+        """
+
+
+class EagerTLSTests(TLSFilesTestCase):
+    """
+    L{eagerTLS} on a connection that started TLS as pgtwist's do: writes are
+    encrypted and sent in the same call, with no C{callLater(0)} and no
+    extra reactor turn, and whatever the socket does not take waits in the
+    connection's buffer, in order, with producers paused and resumed as in
+    plaintext.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.clock = MemoryReactorClock()
+        # The clock BufferingTLSTransport's aggregator schedules its flushes on.
+        self.patch(twistedTLS, "_get_default_clock", lambda: self.clock)
+        tls = clientTLS(self.main())
+        assert tls is not None
+        self.application = Received()
+        self.connection = SocketConnection(self.clock, self.application)
+        self.connection.startTLS(tls)
+        self.tlsClient = self.client(alpn=[ALPN_PROTOCOL])
+        self.tlsClient.set_connect_state()
+        self.received = b""
+        self.closedByServer = False
+
+    def pump(self) -> None:
+        """
+        Move bytes both ways until nothing moves, as the reactor and the
+        client would, decrypting what reaches the client.
+        """
+        for _ in range(1000):
+            moved = False
+            self.connection.writable()
+            if self.connection.socket.sent:
+                self.tlsClient.bio_write(bytes(self.connection.socket.sent))
+                self.connection.socket.sent.clear()
+                moved = True
+            try:
+                self.tlsClient.do_handshake()
+                while True:
+                    self.received += self.tlsClient.recv(65536)
+            except SSL.WantReadError:
+                pass
+            except SSL.ZeroReturnError:
+                if not self.closedByServer:
+                    # Answer the server's close_notify with ours, as libpq does.
+                    self.closedByServer = True
+                    self.tlsClient.shutdown()
+            try:
+                toServer = self.tlsClient.bio_read(65536)
+            except SSL.WantReadError:
+                toServer = b""
+            if toServer and self.connection.connected:
+                self.connection.protocol.dataReceived(toServer)
+                moved = True
+            if not moved:
+                return
+        raise AssertionError("the connection never settled")
+
+    def test_notTwistedTLS(self) -> None:
+        """
+        A transport that is not Twisted's TLS over a socket keeps its own
+        C{write}.
+        """
+        transport = StringTransport()
+        self.assertEqual(eagerTLS(transport), transport.write)
+
+    def test_sentAtOnce(self) -> None:
+        """
+        After the handshake a write leaves in the same call: nothing is
+        scheduled, nothing waits for the reactor, one C{send()}.
+        """
+        write = eagerTLS(self.connection)
+        self.pump()
+        sends = self.connection.socket.sends
+        write(b"reply")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertNotIn(self.connection, self.clock.getWriters())
+        self.assertEqual(self.connection.socket.sends, sends + 1)
+        self.assertTrue(self.connection.socket.sent)
+        self.pump()
+        self.assertEqual(self.received, b"reply")
+
+    def test_transportWrites(self) -> None:
+        """
+        The connection's own C{write} and C{writeSequence} are unbuffered
+        too, so they cannot be overtaken or overtake.
+        """
+        write = eagerTLS(self.connection)
+        self.pump()
+        self.connection.write(b"one ")
+        write(b"two ")
+        self.connection.writeSequence([b"three ", b"four"])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.pump()
+        self.assertEqual(self.received, b"one two three four")
+
+    def test_aggregatedNotOvertaken(self) -> None:
+        """
+        Bytes the TLS layer's aggregator held when L{eagerTLS} took over are
+        sent first, and its scheduled flush is cancelled.
+        """
+        self.pump()
+        self.connection.write(b"held ")
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        write = eagerTLS(self.connection)
+        write(b"then")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.pump()
+        self.assertEqual(self.received, b"held then")
+
+    def test_withoutBufferingTransport(self) -> None:
+        """
+        A Twisted whose C{startTLS} puts a plain C{TLSMemoryBIOProtocol}
+        under the protocol (no aggregator, before 22.8) is made eager too.
+        """
+        self.patch(twistedTLS.TLSMemoryBIOFactory, "protocol", twistedTLS.TLSMemoryBIOProtocol)
+        tls = clientTLS(self.main())
+        assert tls is not None
+        self.application = Received()
+        self.connection = SocketConnection(self.clock, self.application)
+        self.connection.startTLS(tls)
+        self.assertNotIsInstance(self.connection.protocol, twistedTLS.BufferingTLSTransport)
+        write = eagerTLS(self.connection)
+        self.pump()
+        sends = self.connection.socket.sends
+        write(b"reply")
+        self.assertEqual(self.connection.socket.sends, sends + 1)
+        self.pump()
+        self.assertEqual(self.received, b"reply")
+
+    def test_writeBeforeHandshake(self) -> None:
+        """
+        A write before the handshake is done waits in the TLS layer and is
+        sent once it is.
+        """
+        write = eagerTLS(self.connection)
+        write(b"early")
+        self.pump()
+        self.assertEqual(self.received, b"early")
+
+    def test_fullSocketKeepsOrder(self) -> None:
+        """
+        Records the socket does not take wait in the connection's buffer,
+        and later writes queue behind them until the reactor flushes it.
+        """
+        write = eagerTLS(self.connection)
+        self.pump()
+        socket = self.connection.socket
+        socket.room = 1000
+        chunks = [bytes([65 + i]) * 30000 for i in range(5)]
+        for chunk in chunks:
+            write(chunk)
+        self.assertIn(self.connection, self.clock.getWriters())
+        socket.room = 1 << 30
+        self.pump()
+        self.assertEqual(self.received, b"".join(chunks))
+        self.assertNotIn(self.connection, self.clock.getWriters())
+
+    def test_backpressure(self) -> None:
+        """
+        A producer registered through the TLS layer is paused when the
+        connection's buffer fills, and resumed when it drains, as in
+        plaintext.
+        """
+        write = eagerTLS(self.connection)
+        self.pump()
+        producer = Producer()
+        self.connection.registerProducer(producer, True)
+        self.connection.socket.room = 0
+        write(b"x" * 100_000)
+        self.assertTrue(producer.paused)
+        self.connection.socket.room = 1 << 30
+        self.pump()
+        self.assertFalse(producer.paused)
+        self.assertEqual(self.received, b"x" * 100_000)
+
+    def test_loseConnection(self) -> None:
+        """
+        C{loseConnection} still ends with a TLS shutdown, after everything
+        written, including what the socket had not taken yet.
+        """
+        write = eagerTLS(self.connection)
+        self.pump()
+        self.connection.socket.room = 10
+        write(b"y" * 50_000)
+        write(b"last")
+        self.connection.loseConnection()
+        self.assertIsNone(self.connection.lostReason)
+        self.connection.socket.room = 1 << 30
+        self.pump()
+        self.assertEqual(self.received, b"y" * 50_000 + b"last")
+        self.assertTrue(self.closedByServer)
+        self.assertIsNotNone(self.connection.lostReason)
+
+    def test_writeAfterClose(self) -> None:
+        """
+        Writes after the connection is lost are dropped, as Twisted's TLS
+        layer drops them.
+        """
+        write = eagerTLS(self.connection)
+        self.pump()
+        self.connection.loseConnection()
+        self.pump()
+        sent = self.connection.socket.sends
+        write(b"too late")
+        self.assertEqual(self.connection.socket.sends, sent)
