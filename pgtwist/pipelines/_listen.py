@@ -242,8 +242,20 @@ class ListenTracker:
         """
         Whether the client's connection buffer is full (it does not read).
         """
-        producer = getattr(getattr(self.frontend, "transport", None), "producer", None)
-        return bool(getattr(producer, "paused", False))
+        transport = getattr(self.frontend, "transport", None)
+        if transport is None:
+            return False
+        producer = getattr(transport, "producer", None)
+        if producer is not None:
+            # The throttle pgtwist registers (pgtwist.net.throttle), or over
+            # TLS the membrane Twisted puts around it: paused when the
+            # connection's write buffer is full.
+            return bool(getattr(producer, "paused", getattr(producer, "_producerPaused", False)))
+        # No producer registered: the buffer itself, against Twisted's limit.
+        buffered = len(getattr(transport, "dataBuffer", b"")) + getattr(
+            transport, "_tempDataLen", 0
+        )
+        return buffered > getattr(transport, "bufferSize", 65536)
 
     def notify(self, message: bytes) -> None:
         """

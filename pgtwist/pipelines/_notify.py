@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import re
 import weakref
-from collections.abc import Iterator
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred, succeed
@@ -493,11 +492,13 @@ class ListenerGroup:
 _hubs: weakref.WeakSet[NotifyHub] = weakref.WeakSet()
 
 
-def hubs() -> list[NotifyHub]:
+def listenerGroups() -> list[ListenerGroup]:
     """
-    Every live L{NotifyHub} of the process.
+    Every listener group of the process, by pool key (SHOW LISTENERS, the
+    metrics).
     """
-    return list(_hubs)
+    groups = [group for hub in list(_hubs) for group in hub.groups.values()]
+    return sorted(groups, key=lambda group: group.key)
 
 
 class NotifyHub:
@@ -539,13 +540,6 @@ class NotifyHub:
         if len(self.lent) > self.MAX_LENT:
             self.lent.clear()
 
-    def rows(self) -> Iterator[ListenerGroup]:
-        """
-        The groups, by pool key.
-        """
-        for key in sorted(self.groups):
-            yield self.groups[key]
-
 
 __all__ = [
     "MAX_CHANNELS",
@@ -555,7 +549,7 @@ __all__ = [
     "NotificationTarget",
     "NotifyHub",
     "Subscription",
-    "hubs",
+    "listenerGroups",
     "listenedChannels",
     "notification",
     "operations",

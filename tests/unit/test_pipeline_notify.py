@@ -395,3 +395,92 @@ class ListenTests(SynchronousTestCase):
         self.assertEqual(a.frontend.failedWith.code, constants.SQLSTATE_CONNECTION_FAILURE)
         self.assertFalse(b.frontend.failed)
         self.assertEqual(new.queries, ['LISTEN "other"'])
+
+
+class ShownTests(SynchronousTestCase):
+    """
+    SHOW LISTENERS, SHOW CHANNELS and the metrics show listener groups.
+    """
+
+    def test_showAndMetrics(self) -> None:
+        """
+        A listening client's pool shows its listener backend, channel and
+        client; the metrics count them.
+        """
+        from pgtwist.admin import show
+        from pgtwist.admin.metrics import PoolerCollector
+
+        setup = Setup(self)
+        script = setup.client()
+        setup.listen(script)
+        group = setup.hub.groups[("db", "user")]
+        listeners = show.showListeners(None, [])  # type: ignore[arg-type]
+        self.assertIn(("db", "user", 7000, "active", 1, 1, 0, 0), listeners.rows)
+        channels = show.showChannels(None, [])  # type: ignore[arg-type]
+        self.assertIn(("db", "user", "chan", 1, 1), channels.rows)
+        collector = PoolerCollector.__new__(PoolerCollector)
+        metrics = {m.name: m for m in collector._listeners()}
+        samples = [
+            s
+            for s in metrics["pgtwist_listen_channels"].samples
+            if s.labels == {"database": "db", "user": "user"}
+        ]
+        self.assertIn(float(len(group.wanted)), [s.value for s in samples])
+
+
+class StalledTests(SynchronousTestCase):
+    """
+    A client that does not read gets notifications held, then is
+    disconnected, rather than its connection buffer growing.
+    """
+
+    def test_heldWhileStalled(self) -> None:
+        """
+        While the client's connection buffer is full, notifications are
+        held and retried; once it drains they go out; past the limit the
+        client is disconnected.
+        """
+
+        class Transport:
+            dataBuffer = b"x" * 70000
+            _tempDataLen = 0
+            bufferSize = 65536
+            producer = None
+
+        setup = Setup(self)
+        script = setup.client()
+        setup.listen(script)
+        script.newClientOutput()
+        script.frontend.transport = Transport()
+        assert setup.listener.notificationCallback is not None
+        setup.listener.notificationCallback(body(9, "chan", "1"))
+        self.assertEqual(script.newClientOutput(), b"")
+        Transport.dataBuffer = b""
+        clock = script.session.clock
+        clock.advance(1)  # type: ignore[attr-defined]
+        self.assertEqual(script.newClientOutput(), notification(9, b"chan\x00", b"1\x00"))
+        Transport.dataBuffer = b"x" * 70000
+        script.session.maxPending = 1
+        setup.listener.notificationCallback(body(9, "chan", "2"))
+        self.assertFalse(script.frontend.failed)
+        setup.listener.notificationCallback(body(9, "chan", "3"))
+        self.assertTrue(script.frontend.failed)
+
+
+class FlagsTests(SynchronousTestCase):
+    """
+    L{sessionFlags} marks what LISTEN/NOTIFY needs to see.
+    """
+
+    def test_flags(self) -> None:
+        """
+        UNLISTEN is marked like LISTEN; NOTIFY and pg_notify are marked
+        NOTIFY; neither in a literal is LISTEN.
+        """
+        from pgtwist.pipelines._settings import LISTEN, NOTIFY, sessionFlags
+
+        self.assertTrue(sessionFlags(b"UNLISTEN *") & LISTEN)
+        self.assertTrue(sessionFlags(b"NOTIFY ch, 'x'") & NOTIFY)
+        self.assertTrue(sessionFlags(b"SELECT pg_notify('ch', 'x')") & NOTIFY)
+        self.assertFalse(sessionFlags(b"SELECT 'unlisten'") & LISTEN)
+        self.assertEqual(sessionFlags(b"SELECT 1"), 0)
