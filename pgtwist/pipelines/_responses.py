@@ -86,6 +86,7 @@ class ResponseRelay:
 
         _sessionCheck: int
         _listenWatch: bool
+        _notes: list[bytes]
         _listenFailed: bool
 
         def _settled(self, entry: _Expect) -> None: ...
@@ -235,6 +236,16 @@ class ResponseRelay:
                     self.stats.queryCount += 1
                     if self._sessionCheck and not expected and self._checkAtReady(data[offset:end]):
                         # Held back until the session's state is read.
+                        return False, True
+                    if (
+                        self._notes
+                        and not expected
+                        and backend.transactionStatus == constants.TRANSACTION_IDLE
+                    ):
+                        # Notifications held during the transaction go just
+                        # before its ReadyForQuery, where PostgreSQL sends them.
+                        notes, self._notes = self._notes, []
+                        expected.appendleft(_Expect(_FAKE, data=b"".join(notes) + data[offset:end]))
                         return False, True
                 elif head.rows is not None:
                     self._sessionRead(head)

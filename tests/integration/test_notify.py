@@ -8,6 +8,8 @@ client's transactions.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -169,4 +171,78 @@ def test_listenerKilled(pooler: Pooler, pgCluster: PostgresCluster) -> None:
         conn.execute("LISTEN watched")
         other.execute("NOTIFY watched, 'again'")
         assert [n.payload for n in received(conn, 1)] == ["again"]
-    waitFor(lambda: True)
+
+
+def test_psql(pooler: Pooler) -> None:
+    """
+    psql LISTENs, then runs a query while another client notifies: it
+    prints the notification after that query's result, with the pid the
+    notifier was given; UNLISTEN rolled back keeps it listening.
+    """
+    env = dict(os.environ, PGPASSWORD=PASSWORD)
+    script = "LISTEN ch;\nBEGIN; UNLISTEN ch; ROLLBACK;\nSELECT pg_sleep(3);\nSELECT 'after';\n"
+    command = [pooler.cluster.program("psql"), "-X", "-h", "127.0.0.1", "-p", str(pooler.port)]
+    command += ["-U", USER, "-d", USER]
+    with subprocess.Popen(
+        command,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as process:
+        assert process.stdin is not None
+        process.stdin.write(script)
+        process.stdin.close()
+        with adminConnect(pooler.cluster) as admin:
+            # LISTEN and the rolled back UNLISTEN are done once it sleeps.
+            waitFor(
+                lambda: admin.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(3)%'"
+                    " AND state = 'active'"
+                ).fetchone(),
+                timeout=20,
+            )
+        with connect(pooler) as notifier:
+            notifier.execute("NOTIFY ch, 'hi'")
+            pid = notifier.info.backend_pid
+        assert process.stdout is not None
+        output = process.stdout.read()
+        assert process.wait(timeout=30) == 0, output
+    line = (
+        f'Asynchronous notification "ch" with payload "hi" received from server process '
+        f"with PID {pid}."
+    )
+    assert line in output, output
+    assert output.index("pg_sleep") < output.index(line) < output.index("after"), output
+
+
+def test_manyListenersOneBackend(tmp_path: Path, pgCluster: PostgresCluster) -> None:
+    """
+    Ten listening clients share one backend for their transactions (the
+    other is the listener): each hears every notification of two
+    notifiers, in each notifier's order, while all of them keep running
+    transactions.
+    """
+    settings = dict(SETTINGS, max_connections=2)
+    with runningPooler(tmp_path, pgCluster, main=settings, hba=HBA) as pooler:
+        listeners = [connect(pooler) for _ in range(10)]
+        notifiers = [connect(pooler) for _ in range(2)]
+        try:
+            for conn in listeners:
+                conn.execute("LISTEN fan")
+            for i in range(10):
+                for n, notifier in enumerate(notifiers):
+                    with notifier.transaction():
+                        notifier.execute(f"NOTIFY fan, '{n}:{i}'")
+                for conn in listeners[::3]:
+                    conn.execute("SELECT 1")
+            for conn in listeners:
+                got = [n.payload for n in received(conn, 20)]
+                for n in range(2):
+                    assert [p for p in got if p.startswith(f"{n}:")] == [
+                        f"{n}:{i}" for i in range(10)
+                    ]
+        finally:
+            for conn in listeners + notifiers:
+                conn.close()

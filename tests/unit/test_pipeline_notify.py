@@ -255,7 +255,8 @@ class ListenTests(SynchronousTestCase):
     def test_heldWhileBusy(self) -> None:
         """
         A client in a transaction gets notifications after it, never inside
-        a result.
+        a result: right before the ReadyForQuery that ends it, as
+        PostgreSQL sends them.
         """
         script = self.setup.client()
         self.setup.listen(script)
@@ -266,7 +267,7 @@ class ListenTests(SynchronousTestCase):
         script.session.backendDataReceived(wire([CommandComplete("SELECT 1"), ready()]))
         self.assertEqual(
             script.newClientOutput(),
-            wire([CommandComplete("SELECT 1"), ready()]) + notification(9, b"chan\x00", b"x\x00"),
+            wire([CommandComplete("SELECT 1"), notification(9, b"chan\x00", b"x\x00"), ready()]),
         )
 
     def test_rollback(self) -> None:
