@@ -246,6 +246,9 @@ class ListenerGroup:
         self._waiters: dict[str, list[Deferred[None]]] = {}
         self.delivered = 0
         self.lost = 0
+        #: The pool's lostCallback of the listener backend, put back when
+        #: it is released.
+        self._previousLost: Any = None
 
     # -- what clients need ------------------------------------------------------
 
@@ -375,7 +378,7 @@ class ListenerGroup:
 
     def _acquire(self) -> None:
         pool = self.hub.pool
-        if pool is None:
+        if pool is None or self._acquiring is not None or self.backend is not None:
             return
         d = self._acquiring = pool.acquire(self.key, None)
         d.addCallbacks(self._cbAcquired, self._ebAcquired)
@@ -388,7 +391,7 @@ class ListenerGroup:
             return
         self.backend = backend
         pooled: Any = backend
-        previous = getattr(pooled, "lostCallback", None)
+        previous = self._previousLost = getattr(pooled, "lostCallback", None)
         pooled.notificationCallback = self._notification
 
         def lost(connection: Any, reason: Failure) -> None:
@@ -422,6 +425,7 @@ class ListenerGroup:
             return
         pooled: Any = backend
         pooled.notificationCallback = None
+        pooled.lostCallback = self._previousLost
         if self.hub.pool is not None:
             # DISCARD ALL: every LISTEN goes.
             self.hub.pool.release(backend, reset=True)

@@ -636,7 +636,10 @@ class TransactionPipelineSession(
                     if type == constants.PARSE and (
                         HINT.search(data, offset + 5, end) is not None
                         and self._clearFor(_parsedText(data[offset + 5 : end]))
-                        or data.find(b"isten", offset + 5, end) >= 0
+                        or (
+                            data.find(b"ISTEN", offset + 5, end) >= 0
+                            or data.find(b"isten", offset + 5, end) >= 0
+                        )
                         and self._listenGate(_parsedText(data[offset + 5 : end]))
                     ):
                         break

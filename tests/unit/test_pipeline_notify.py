@@ -215,6 +215,28 @@ class ListenTests(SynchronousTestCase):
         self.assertEqual(script.newBackendOutput(), {1001: wire([Query("LISTEN chan")])})
         self.assertTrue(script.frontend.reading)
 
+    def test_extendedListenWaits(self) -> None:
+        """
+        A LISTEN sent with the extended protocol waits at its Parse too.
+        """
+        from pgtwist.wire.messages import Bind, Execute, Parse, Sync
+
+        script = self.setup.client()
+        script.session.frontendDataReceived(
+            wire([Parse("", "LISTEN Chan"), Bind("", ""), Execute(""), Sync()])
+        )
+        self.assertEqual(self.listener.queries, ['LISTEN "chan"'])
+        self.assertEqual(script.newBackendOutput(), {})
+        self.listener.answerAll()
+        self.assertEqual(
+            script.newBackendOutput(),
+            {
+                1001: wire(
+                    [Parse("PGTWIST_1", "LISTEN Chan"), Bind("", "PGTWIST_1"), Execute(""), Sync()]
+                )
+            },
+        )
+
     def test_deliveredWhenIdle(self) -> None:
         """
         A notification reaches an idle listening client at once, with the
