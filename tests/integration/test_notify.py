@@ -246,3 +246,47 @@ def test_manyListenersOneBackend(tmp_path: Path, pgCluster: PostgresCluster) -> 
         finally:
             for conn in listeners + notifiers:
                 conn.close()
+
+
+def test_shownInConsoleAndMetrics(tmp_path: Path, pgCluster: PostgresCluster) -> None:
+    """
+    SHOW LISTENERS and SHOW CHANNELS in the admin console, and the
+    metrics, show the listener backend, its channels and clients, and the
+    notifications delivered.
+    """
+    from tests.integration.pooler import freePort
+    from tests.integration.test_admin import ADMIN, ADMIN_PASSWORD, consolePooler
+    from tests.integration.test_metrics import scrape
+
+    port = freePort()
+    main = dict(SETTINGS, metrics=port)
+    with consolePooler(tmp_path, pgCluster, main=main) as pooler:
+        with connect(pooler) as a, connect(pooler) as b:
+            a.execute("LISTEN shown")
+            b.execute("LISTEN shown; LISTEN other")
+            a.execute("NOTIFY shown")
+            received(a, 1)
+            dsn = pooler.dsn(ADMIN, ADMIN_PASSWORD, "pgbouncer")
+            with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as console:
+                cursor = console.execute("SHOW LISTENERS")
+                names = [c.name for c in cursor.description or ()]
+                [row] = [dict(zip(names, r)) for r in cursor.fetchall()]
+                assert (row["database"], row["user"], row["state"]) == (USER, USER, "active")
+                assert (row["channels"], row["clients"]) == (2, 2)
+                waitFor(
+                    lambda: (
+                        dict(zip(names, console.execute("SHOW LISTENERS").fetchone() or ()))[
+                            "delivered"
+                        ]
+                        == 2
+                    )
+                )
+                cursor = console.execute("SHOW CHANNELS")
+                channels = {r[2]: (r[3], r[4]) for r in cursor.fetchall()}
+                assert channels == {"other": (1, 1), "shown": (2, 1)}
+            samples = scrape(port)
+            pool = (("database", USER), ("user", USER))
+            assert samples["pgtwist_listen_channels"][pool] == 2
+            assert samples["pgtwist_listen_clients"][pool] == 2
+            assert samples["pgtwist_listener_backend"][pool] == 1
+            assert samples["pgtwist_notifications_delivered_total"][pool] == 2
