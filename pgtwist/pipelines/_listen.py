@@ -118,6 +118,9 @@ class ListenTracker:
         if not channels:
             return False
         d = self._group().reserve(self, channels)
+        # The reservation ends with the transaction (_listenReady), even if
+        # the statement is never executed (a Parse alone).
+        self._listenWatch = True
         if d.called:
             return False
         self._waiting = True

@@ -507,3 +507,26 @@ class FlagsTests(SynchronousTestCase):
         self.assertTrue(sessionFlags(b"SELECT pg_notify('ch', 'x')") & NOTIFY)
         self.assertFalse(sessionFlags(b"SELECT 'unlisten'") & LISTEN)
         self.assertEqual(sessionFlags(b"SELECT 1"), 0)
+
+
+class ReservationTests(SynchronousTestCase):
+    """
+    A channel reserved for a LISTEN that never runs is not kept.
+    """
+
+    def test_parseOnly(self) -> None:
+        """
+        A LISTEN parsed but never executed leaves nothing wanted once its
+        batch ends.
+        """
+        from pgtwist.wire.messages import Parse, ParseComplete, Sync
+
+        setup = Setup(self)
+        script = setup.client()
+        script.session.frontendDataReceived(wire([Parse("s", "LISTEN chan"), Sync()]))
+        setup.listener.answerAll()
+        group = setup.hub.groups[("db", "user")]
+        self.assertEqual(group.wanted, {"chan": 1})
+        script.session.backendDataReceived(wire([ParseComplete(), ready()]))
+        self.assertEqual(group.wanted, {})
+        self.assertEqual(script.session.subscription.channels, set())
