@@ -66,11 +66,14 @@ Operation = tuple[str, "str | None"]
 _STATEMENT = re.compile(
     r"""
     ^(?:\s|/\*.*?\*/|--[^\n]*)*
-    (?P<verb>un)?listen\s+
     (?:
-        (?P<all>\*)
-      | "(?P<quoted>(?:[^"]|"")+)"
-      | (?P<plain>[^\s;"*]+)
+        (?P<discard>discard\s+all\s*$)
+      | (?P<verb>un)?listen\s+
+        (?:
+            (?P<all>\*)
+          | "(?P<quoted>(?:[^"]|"")+)"
+          | (?P<plain>[^\s;"*]+)
+        )
     )
     """,
     re.IGNORECASE | re.VERBOSE | re.DOTALL,
@@ -88,13 +91,17 @@ def operations(sql: bytes) -> list[Operation]:
     """
     The C{LISTEN}/C{UNLISTEN} operations of a query's text, in order:
     channel names as PostgreSQL folds them (lowercase unless quoted,
-    truncated to 63 bytes).
+    truncated to 63 bytes); C{DISCARD ALL} is an C{UNLISTEN *}.
     """
     result: list[Operation] = []
     text = sql.rstrip(b"\x00").decode("utf-8", "surrogateescape")
     for statement in text.split(";"):
         match = _STATEMENT.match(statement)
         if match is None:
+            continue
+        if match.group("discard"):
+            # DISCARD ALL includes UNLISTEN *.
+            result.append(("UNLISTEN", None))
             continue
         verb = "UNLISTEN" if match.group("verb") else "LISTEN"
         if match.group("all"):

@@ -37,6 +37,7 @@ from pgtwist.pipelines._expect import (
     _Expect,
     _frame,
 )
+from pgtwist.pipelines._notify import Subscription
 from pgtwist.pipelines._settings import (
     LISTEN,
     NOTIFY,
@@ -82,6 +83,7 @@ class StatementRewriter:
         maxPrepared: int
         processId: int
         _lent: dict[int, int]
+        subscription: Subscription
         _expected: deque[_Expect]
 
         def _fake(self, data: bytes) -> None: ...
@@ -150,6 +152,9 @@ class StatementRewriter:
                 # The statement may change the session: checked when the
                 # transaction ends (see TransactionPipelineSession._sessionQuery).
                 self._sessionQuery(flags & ~LISTEN, b"")
+                if flags & RESETS and self.subscription.channels:
+                    # DISCARD ALL runs UNLISTEN * too.
+                    self._listenSeen(key.query.encode())
                 if flags & RESETS and _canReset(key.query.encode(), backend.transactionStatus):
                     self._resetStatements()
         elif type == constants.DESCRIBE:

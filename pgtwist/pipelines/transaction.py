@@ -614,6 +614,9 @@ class TransactionPipelineSession(
                                     spanStart = end
                                     out.append(refusalQuery(refused))
                             self._sessionQuery(flags, body)
+                            if flags & RESETS and self.subscription.channels:
+                                # DISCARD ALL runs UNLISTEN * too.
+                                self._listenSeen(body)
                             if flags & RESETS and _canReset(body, backend.transactionStatus):
                                 self._resetStatements()
                     else:

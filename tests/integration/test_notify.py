@@ -70,7 +70,8 @@ def test_psycopgAcrossTransactions(pooler: Pooler) -> None:
 
 def test_selfNotifyAndUnlistenAll(pooler: Pooler) -> None:
     """
-    A client hears its own NOTIFY; after UNLISTEN * it hears nothing.
+    A client hears its own NOTIFY; after UNLISTEN *, or DISCARD ALL, it
+    hears nothing.
     """
     with connect(pooler) as conn:
         conn.execute("LISTEN a")
@@ -84,6 +85,10 @@ def test_selfNotifyAndUnlistenAll(pooler: Pooler) -> None:
         ]
         assert conn.execute("SELECT 1").fetchone() == (1,)
         conn.execute("UNLISTEN *")
+        conn.execute("NOTIFY a, 'unheard'")
+        assert list(conn.notifies(timeout=0.3)) == []
+        conn.execute("LISTEN a")
+        conn.execute("DISCARD ALL")
         conn.execute("NOTIFY a, 'unheard'")
         assert list(conn.notifies(timeout=0.3)) == []
 

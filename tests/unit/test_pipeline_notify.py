@@ -54,6 +54,13 @@ class OperationsTests(SynchronousTestCase):
             [("LISTEN", "foo"), ("LISTEN", 'Bar"x'), ("UNLISTEN", "a"), ("UNLISTEN", None)],
         )
 
+    def test_discardAll(self) -> None:
+        """
+        C{DISCARD ALL} stops every listen, as C{UNLISTEN *}.
+        """
+        self.assertEqual(operations(b"discard all;"), [("UNLISTEN", None)])
+        self.assertEqual(operations(b"DISCARD PLANS"), [])
+
     def test_truncated(self) -> None:
         """
         Names longer than 63 bytes are truncated, as identifiers are.
