@@ -84,6 +84,11 @@ def parseArguments(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--pgbouncer", default=servers.PGBOUNCER_BINARY, help="PgBouncer binary")
     parser.add_argument(
+        "--notify",
+        action="store_true",
+        help="add the NOTIFY fan-out step (benchmarks/notify.py): 1 notifier, 100 listeners",
+    )
+    parser.add_argument(
         "--pypy",
         metavar="PYTHON",
         help="add pgtwist-pypy rows run by this PyPy (default without --quick: "
@@ -681,6 +686,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             for pipeline in (large.DIRECT, *large.PIPELINES):
                 say(f"Large messages: 16 and 64 MiB each way, {pipeline} ...")
                 bench.large.append(bench.largeStep(pipeline))
+        if options.notify:
+            from benchmarks import notify
+
+            say(f"NOTIFY fan-out: 1 notifier, {notify.LISTENERS} listeners ...")
+            fanOut = [notify.step(bench, t, options.duration) for t in notify.TARGETS]
     finally:
         bench.close()
         atexit.unregister(bench.close)
@@ -689,6 +699,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     text, document = report(bench, workloads, meta)
     say("")
     say(text)
+    if options.notify:
+        say("")
+        say(notify.formatResults(fanOut))
+        document["notify"] = [asdict(result) for result in fanOut]
     say(f"\nTotal time {meta['seconds']:.0f}s.")
     if options.json:
         with open(options.json, "w") as f:

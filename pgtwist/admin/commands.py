@@ -116,6 +116,13 @@ COMMANDS: tuple[Command, ...] = (
     _show("PEER_POOLS", 2, "Peer pools (none).", show.showPeerPools),
     _show("LISTS", 3, "Counts of databases, users, pools, clients and backends.", show.showLists),
     _show("MEM", 3, "Memory held by pgtwist's objects.", show.showMem),
+    _show(
+        "LISTENERS",
+        3,
+        "Transaction pooling's listener backends (LISTEN/NOTIFY), per pool.",
+        show.showListeners,
+    ),
+    _show("CHANNELS", 3, "Channels listened on in transaction pooling.", show.showChannels),
     _show("STATE", 3, "Whether pgtwist is active or paused.", show.showState),
     _show("DNS_HOSTS", 4, "Cached host names (none).", show.showDnsHosts),
     _show("DNS_ZONES", 4, "Cached DNS zones (none).", show.showDnsZones),

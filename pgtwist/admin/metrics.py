@@ -49,6 +49,7 @@ from pgtwist.config.model import Configuration, MainSettings
 from pgtwist.config.tlsfiles import readCertificates
 from pgtwist.net.endpoints import tcpEndpoint
 from pgtwist.net.listeners import ListenerService
+from pgtwist.pipelines._notify import listenerGroups
 from pgtwist.pool.servers import ServerState
 from pgtwist.pool.state import BackendState
 
@@ -141,6 +142,47 @@ class PoolerCollector:
         yield from self._general()
         yield from self._connections()
         yield from self._pools()
+        yield from self._listeners()
+
+    def _listeners(self) -> Iterator[Metric]:
+        """
+        Transaction pooling's LISTEN (L{pgtwist.pipelines._notify}): per
+        pool key, whether its listener backend is up, the channels it
+        listens on, the clients listening, and the notifications delivered.
+        """
+        up = GaugeMetricFamily(
+            "pgtwist_listener_backend",
+            "1 while the pool's listener backend (LISTEN in transaction pooling) is up",
+            labels=_POOL_LABELS,
+        )
+        channels = GaugeMetricFamily(
+            "pgtwist_listen_channels",
+            "Channels the pool's listener backend listens on",
+            labels=_POOL_LABELS,
+        )
+        clients = GaugeMetricFamily(
+            "pgtwist_listen_clients",
+            "Transaction-pooling clients listening on at least one channel",
+            labels=_POOL_LABELS,
+        )
+        delivered = CounterMetricFamily(
+            "pgtwist_notifications_delivered",
+            "Notifications handed to listening clients",
+            labels=_POOL_LABELS,
+        )
+        lost = CounterMetricFamily(
+            "pgtwist_listener_backends_lost",
+            "Listener backends that died (their listening clients were disconnected)",
+            labels=_POOL_LABELS,
+        )
+        for group in listenerGroups():
+            labels = list(group.key)
+            up.add_metric(labels, 1 if group.backend is not None else 0)
+            channels.add_metric(labels, len(group.wanted))
+            clients.add_metric(labels, group.listenerCount())
+            delivered.add_metric(labels, group.delivered)
+            lost.add_metric(labels, group.lost)
+        yield from (up, channels, clients, delivered, lost)
 
     def _general(self) -> Iterator[Metric]:
         management = self.service.management

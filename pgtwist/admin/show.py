@@ -24,6 +24,7 @@ from pgtwist.config.model import MainSettings
 from pgtwist.config.restart import RESTART_KEYS
 from pgtwist.net.frontend import FrontendProtocol, FrontendState
 from pgtwist.net.servertls import describeTls
+from pgtwist.pipelines._notify import listenerGroups
 from pgtwist.pipelines.serverstate import preparedCount
 from pgtwist.pool.state import BackendState, Pool, PooledBackend
 from pgtwist.pool.stats import COUNTERS
@@ -551,6 +552,62 @@ def showLists(console: Console, args: Sequence[str]) -> ResultSet:
         ("dns_pending", 0),
     )
     return ResultSet("si", ("list", "items"), items)
+
+
+def showListeners(console: Console, args: Sequence[str]) -> ResultSet:
+    """
+    SHOW LISTENERS: per pool, transaction pooling's listener backend
+    (LISTEN/NOTIFY, L{pgtwist.pipelines._notify}); a pgtwist addition.
+    """
+    rows = []
+    for group in listenerGroups():
+        backend = group.backend
+        rows.append(
+            (
+                group.key[0],
+                group.key[1],
+                backend.processId if backend is not None else None,
+                "active" if backend is not None else "none",
+                len(group.wanted),
+                group.listenerCount(),
+                group.delivered,
+                group.lost,
+            )
+        )
+    return ResultSet(
+        "ssisiiii",
+        (
+            "database",
+            "user",
+            "backend_pid",
+            "state",
+            "channels",
+            "clients",
+            "delivered",
+            "lost",
+        ),
+        rows,
+    )
+
+
+def showChannels(console: Console, args: Sequence[str]) -> ResultSet:
+    """
+    SHOW CHANNELS: every channel a listener backend listens on, with how
+    many transaction-pooling clients listen on it; a pgtwist addition.
+    """
+    rows = []
+    for group in listenerGroups():
+        for channel in sorted(group.wanted):
+            rows.append(
+                (
+                    group.key[0],
+                    group.key[1],
+                    channel,
+                    len(group.clients.get(channel, ())),
+                    1 if channel in group.listening else 0,
+                )
+            )
+    return ResultSet("sssii", ("database", "user", "channel", "clients", "listening"), rows)
 
 
 def formatSetting(value: object) -> str:

@@ -387,6 +387,8 @@ def _mainParsers(environ: Mapping[str, str]) -> dict[str, tuple[str, _Parser]]:
         "listen": ("listen", parseEndpointList),
         "manhole": ("manhole", parseManhole),
         "max_prepared_statements": ("maxPreparedStatements", nonNegative),
+        "max_listen_channels": ("maxListenChannels", nonNegative),
+        "max_pending_notifications": ("maxPendingNotifications", lambda v: parseInt(v, 1)),
         "workers": ("workers", lambda v: parseInt(v, 1)),
         "log_rotation_size": ("logRotationSize", parseByteSize),
         "log_rotation_age": ("logRotationAge", parseDuration),

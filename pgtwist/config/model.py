@@ -77,6 +77,10 @@ class MainSettings:
     listen: tuple[str, ...] = ()
     manhole: str | None = None
     maxPreparedStatements: int = 200
+    #: Transaction pooling's LISTEN: channels per client, and notifications
+    #: held for a client that is busy or not reading before it is disconnected.
+    maxListenChannels: int = 1000
+    maxPendingNotifications: int = 10000
     workers: int = 1
     #: Logging: rotate the log file past this many bytes / this age (0: never),
     #: and write text lines or JSON (twisted.logger's jsonFileLogObserver).

@@ -145,6 +145,9 @@ class BackendProtocol(Protocol):
         self._loginError: ErrorResponse | None = None
         self._queries: list[_PendingQuery] = []
         self.lostCallback: Callable[[BackendProtocol, Failure], None] | None = None
+        #: Called with the body of each NotificationResponse heard while no
+        #: session is attached (a listener backend's).
+        self.notificationCallback: Callable[[bytes], None] | None = None
         self.tls = False
         #: Waiting for the answer to our SSLRequest (see L{servertls}).
         self._sslPending = False
@@ -541,6 +544,12 @@ class BackendProtocol(Protocol):
             end = offset + 1 + length
             if end > size:
                 return offset
+            if type == constants.NOTIFICATION_RESPONSE:
+                # A listener backend's (pgtwist.pipelines._notify).
+                if self.notificationCallback is not None:
+                    self.notificationCallback(data[offset + 5 : end])
+                offset = end
+                continue
             if self._login is not None:
                 self._loginFrame(codec.decodeBackend(type, data[offset + 5 : end]))
             elif type not in _IGNORED_WHEN_OWNED:

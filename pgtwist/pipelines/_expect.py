@@ -137,20 +137,6 @@ def _frame(type: bytes, body: bytes, tail: int | None = None) -> bytes:
     return HEADER.pack(type, 4 + len(body) + tail) + body
 
 
-def _warning(feature: str) -> bytes:
-    notice = NoticeResponse(
-        errors.errorResponse(
-            constants.SEVERITY_WARNING,
-            "01000",
-            f"pgtwist: {feature} do not survive the transaction in transaction pooling",
-            detail="The next transaction of this client may run on another PostgreSQL "
-            "connection, and this one may serve another client.",
-            hint="Use a session pool for this client (pipeline = session).",
-        ).fields
-    )
-    return codec.encode(notice)
-
-
 def _pinned(kinds: list[str]) -> bytes:
     """
     The WARNING a client gets when its session starts holding (more)

@@ -85,10 +85,15 @@ class ResponseRelay:
         serverState: ServerSession
 
         _sessionCheck: int
+        _listenWatch: bool
+        _notes: list[bytes]
+        _listenFailed: bool
 
         def _settled(self, entry: _Expect) -> None: ...
         def _checkAtReady(self, ready: bytes) -> bool: ...
         def _sessionRead(self, entry: _Expect) -> None: ...
+        def _listenTag(self, tag: bytes) -> None: ...
+        def _listenReady(self, status: bytes) -> None: ...
         def _resumeIfSettled(self) -> None: ...
         def _releasable(self) -> bool: ...
         def _release(self) -> None: ...
@@ -140,6 +145,8 @@ class ResponseRelay:
         size = len(data)
         spanStart = offset
         limit = self._fromServer.maxMessageLength
+        # LISTEN pending: command tags are read (see _listenTag).
+        watch = self._listenWatch
         while size - offset >= 5:
             type, length = HEADER.unpack_from(data, offset)
             if length < 4 or length > limit:
@@ -153,7 +160,9 @@ class ResponseRelay:
                 # account for (rows of anything; a simple query's row
                 # description and command tag).
                 head = expected[0]
-                if head.forward and (type == constants.DATA_ROW or head.kind == _QUERY):
+                if head.forward and (
+                    type == constants.DATA_ROW or head.kind == _QUERY and not watch
+                ):
                     if end > size:
                         self._fromServer.passing(end - size)
                         offset = size
@@ -191,8 +200,12 @@ class ResponseRelay:
         assert backend is not None
         expected = self._expected
         head = expected[0] if expected else None
-        if type == constants.NOTICE_RESPONSE or type == constants.NOTIFICATION_RESPONSE:
+        if type == constants.NOTICE_RESPONSE:
             return head is None or head.forward, False
+        if type == constants.NOTIFICATION_RESPONSE:
+            # The client's backend listens only until it goes back; the
+            # listener backend hears the client's notifications.
+            return False, False
         if type == constants.PARAMETER_STATUS:
             status: Any = codec.decodeBackend(type, data[offset + 5 : end])
             backend.parameters[status.name] = status.value
@@ -215,6 +228,8 @@ class ResponseRelay:
             self._startCopyIn(head)
         if type == constants.READY_FOR_QUERY:
             backend.transactionStatus = data[offset + 5 : end]
+            if self._listenWatch and head.forward:
+                self._listenReady(backend.transactionStatus)
             if kind == _SYNC or kind == _QUERY:
                 expected.popleft()
                 if head.forward:
@@ -222,12 +237,24 @@ class ResponseRelay:
                     if self._sessionCheck and not expected and self._checkAtReady(data[offset:end]):
                         # Held back until the session's state is read.
                         return False, True
+                    if (
+                        self._notes
+                        and not expected
+                        and backend.transactionStatus == constants.TRANSACTION_IDLE
+                    ):
+                        # Notifications held during the transaction go just
+                        # before its ReadyForQuery, where PostgreSQL sends them.
+                        notes, self._notes = self._notes, []
+                        expected.appendleft(_Expect(_FAKE, data=b"".join(notes) + data[offset:end]))
+                        return False, True
                 elif head.rows is not None:
                     self._sessionRead(head)
                 return head.forward, True
             self.log.warn("ReadyForQuery while waiting for {kind}", kind=kind)
             return True, False
         if kind == _QUERY:
+            if type == constants.COMMAND_COMPLETE and self._listenWatch and head.forward:
+                self._listenTag(data[offset + 5 : end - 1])
             if type == constants.DATA_ROW and head.rows is not None:
                 values: Any = codec.decodeBackend(type, data[offset + 5 : end])
                 head.rows.append(
@@ -236,6 +263,8 @@ class ResponseRelay:
             return head.forward, False
         if kind == _EXECUTE:
             if type in _EXECUTE_ENDS:
+                if type == constants.COMMAND_COMPLETE and self._listenWatch:
+                    self._listenTag(data[offset + 5 : end - 1])
                 expected.popleft()
                 return head.forward, True
             return head.forward, False
@@ -283,6 +312,9 @@ class ResponseRelay:
     def _error(self, error: ErrorResponse, head: _Expect | None) -> tuple[bool, bool]:
         # An error ends COPY FROM STDIN, if one was running.
         self._copyIn = False
+        if self._listenWatch:
+            # What LISTEN/UNLISTEN the transaction ran is undone.
+            self._listenFailed = True
         if error.severity in (constants.SEVERITY_FATAL, constants.SEVERITY_PANIC):
             self._fatalSeen = True
             return True, False

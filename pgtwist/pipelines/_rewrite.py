@@ -36,10 +36,11 @@ from pgtwist.pipelines._expect import (
     _canReset,
     _Expect,
     _frame,
-    _warning,
 )
+from pgtwist.pipelines._notify import Subscription
 from pgtwist.pipelines._settings import (
     LISTEN,
+    NOTIFY,
     RESETS,
     SETTINGS,
     ClientSettings,
@@ -80,6 +81,9 @@ class StatementRewriter:
         stats: IPoolStats
         serverState: ServerSession
         maxPrepared: int
+        processId: int
+        _lent: dict[int, int]
+        subscription: Subscription
         _expected: deque[_Expect]
 
         def _fake(self, data: bytes) -> None: ...
@@ -87,6 +91,7 @@ class StatementRewriter:
         def _resetStatements(self) -> None: ...
         def _sessionQuery(self, flags: int, sql: bytes) -> None: ...
         def _addCustoms(self, sql: bytes) -> None: ...
+        def _listenSeen(self, sql: bytes) -> str | None: ...
 
     def _extended(
         self, type: bytes, body: bytes, out: list[bytes], tail: int | None = None
@@ -106,8 +111,6 @@ class StatementRewriter:
                 self._raise(out, _DUPLICATE_STATEMENT, message)
                 return
             flags = sessionFlags(parse.query.encode())
-            if flags & LISTEN:
-                self._fake(_warning("LISTEN"))
             if flags & SETTINGS:
                 self._addCustoms(parse.query.encode())
             key = StatementKey(parse.query, parse.parameterTypes, self.settings.searchPath, flags)
@@ -132,14 +135,26 @@ class StatementRewriter:
             if found is None:
                 return
             server, key = found
+            if key.flags & LISTEN:
+                refused = self._listenSeen(key.query.encode())
+                if refused is not None:
+                    # Instead of the Bind: PostgreSQL skips to the Sync.
+                    self._raise(out, "54000", refused)
+                    return
             renamed = renameBind(body, server)
             out.append(codec.frame(type, renamed) if tail is None else _frame(type, renamed, tail))
             expected.append(_Expect(_BIND, name=server, key=key))
             flags = key.flags
             if flags:
+                if flags & NOTIFY:
+                    # The pid of its notifications is the client's.
+                    self._lent[backend.processId] = self.processId
                 # The statement may change the session: checked when the
                 # transaction ends (see TransactionPipelineSession._sessionQuery).
                 self._sessionQuery(flags & ~LISTEN, b"")
+                if flags & RESETS and self.subscription.channels:
+                    # DISCARD ALL runs UNLISTEN * too.
+                    self._listenSeen(key.query.encode())
                 if flags & RESETS and _canReset(key.query.encode(), backend.transactionStatus):
                     self._resetStatements()
         elif type == constants.DESCRIBE:

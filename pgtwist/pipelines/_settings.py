@@ -203,12 +203,15 @@ def resetsStatements(sql: bytes) -> bool:
 #: L{sessionFlags} bits. C{SETTINGS}: the query may change session settings
 #: or the session's role. C{OBJECTS}: it may create session-only objects
 #: (temporary tables, SQL C{PREPARE}, C{WITH HOLD} cursors, session advisory
-#: locks). C{LISTEN}: it runs C{LISTEN} (warned about, see issue 14).
+#: locks). C{LISTEN}: it runs C{LISTEN} or C{UNLISTEN} (L{pgtwist.pipelines._notify}).
 #: C{RESETS}: it is C{DEALLOCATE ALL} or C{DISCARD ALL} (L{resetsStatements}).
+#: C{NOTIFY}: it may send notifications (C{NOTIFY}, C{pg_notify}): the
+#: pid they carry is the client's (L{pgtwist.pipelines._notify}).
 SETTINGS = 1
 OBJECTS = 2
 LISTEN = 4
 RESETS = 8
+NOTIFY = 16
 
 # Where a statement starts: the query's start, after a semicolon, or inside
 # a function body, a string (EXECUTE 'SET ...'), a DO block; then blanks and
@@ -221,9 +224,9 @@ _SETTING = re.compile(
     re.DOTALL,
 )
 #: Every word one of the bits needs (set: also reset, set_config).
-_WORDS = re.compile(rb"set|temp|prepare|hold|advisory|listen|discard|deallocate")
+_WORDS = re.compile(rb"set|temp|prepare|hold|advisory|listen|discard|deallocate|notify")
 _OBJECT = re.compile(rb"\btemp(?:orary)?\b|\bprepare\b|\bhold\b|\bpg_(?:try_)?advisory_lock")
-_LISTEN = re.compile(rb"(?:^|;)(?:\s|/\*.*?\*/|--[^\n]*)*listen\b", re.DOTALL)
+_LISTEN = re.compile(rb"(?:^|;)(?:\s|/\*.*?\*/|--[^\n]*)*(?:un)?listen\b", re.DOTALL)
 
 
 def sessionFlags(sql: bytes) -> int:
@@ -256,6 +259,8 @@ def sessionFlags(sql: bytes) -> int:
         flags |= LISTEN
     if b"deallocate" in words and resetsStatements(sql):
         flags |= RESETS
+    if b"notify" in words:
+        flags |= NOTIFY
     return flags
 
 

@@ -21,6 +21,9 @@ What makes that transparent to the client:
    client whose session holds temporary tables, SQL prepared statements,
    C{WITH HOLD} cursors or session advisory locks keeps its backend
    (I{pinned}, with a WARNING) until they are gone;
+ - B{LISTEN}: one listener backend per pool key listens for every client,
+   and notifications are delivered between the client's transactions
+   (L{pgtwist.pipelines._notify});
  - every response pgtwist caused is swallowed, and every response it owes is
    synthesized, at exactly the position the client expects: an I{expected}
    queue holds one entry per request, in order (PgBouncer's outstanding
@@ -76,13 +79,15 @@ from pgtwist.pipelines._expect import (
     _SYNC,
     _canReset,
     _Expect,
-    _warning,
 )
+from pgtwist.pipelines._listen import ListenTracker, refusalQuery
+from pgtwist.pipelines._notify import MAX_CHANNELS, MAX_PENDING, NotifyHub
 from pgtwist.pipelines._responses import ResponseRelay
 from pgtwist.pipelines._rewrite import StatementRewriter
 from pgtwist.pipelines._sessionstate import SessionStateTracker
 from pgtwist.pipelines._settings import (
     LISTEN,
+    NOTIFY,
     OBJECTS,
     RESETS,
     SETTINGS,
@@ -111,6 +116,8 @@ from pgtwist.wire.walker import MessageWalker, invalidLength, tooLong
 
 #: The output list of a walk whose scan writes nothing.
 _UNUSED: list[bytes] = []
+#: Sent to a backend a client ran LISTEN on, before it goes back.
+_UNLISTEN_ALL = codec.frame(constants.QUERY, codec.encodeString("UNLISTEN *"))
 
 
 def _parsedText(body: bytes) -> bytes:
@@ -123,7 +130,7 @@ def _parsedText(body: bytes) -> bytes:
 
 @implementer(IPipelineSession)
 class TransactionPipelineSession(
-    StatementRewriter, ResponseRelay, SessionStateTracker, PipelineSessionBase
+    StatementRewriter, ResponseRelay, SessionStateTracker, ListenTracker, PipelineSessionBase
 ):
     """
     Transaction-mode policy for one client.
@@ -140,6 +147,9 @@ class TransactionPipelineSession(
         registry: StatementRegistry,
         maxPrepared: int,
         logins: LoginCache | None = None,
+        notifyHub: NotifyHub | None = None,
+        maxChannels: int = MAX_CHANNELS,
+        maxPending: int = MAX_PENDING,
     ) -> None:
         self.frontend = frontend
         self.pool = pool
@@ -190,6 +200,13 @@ class TransactionPipelineSession(
         self._customs: set[str] | None = None
         #: The statement whose database the pool just cleared (see L{_clearFor}).
         self._cleared: bytes | None = None
+        #: The pid the client got in its BackendKeyData.
+        self.processId = secrets.randbits(31) or 1
+        self.notifyHub = notifyHub if notifyHub is not None else NotifyHub()
+        #: Backend pid -> client pid, for the pid of notifications.
+        self._lent = self.notifyHub.lent
+        self.maxPending = maxPending
+        self._initListen(maxChannels)
 
     # -- login ------------------------------------------------------------------
 
@@ -209,7 +226,7 @@ class TransactionPipelineSession(
         if known is not None:
             self.settings = ClientSettings(*known)
             self._loggedIn = True
-            self.frontend.completeLogin(self.settings.reported, secrets.randbits(31) or 1)
+            self.frontend.completeLogin(self.settings.reported, self.processId)
             return
         self.frontend.pauseReading()
         d = self._acquiring = self.pool.acquire(self.frontend.key, None)
@@ -251,7 +268,7 @@ class TransactionPipelineSession(
         if self._done:
             return
         self._loggedIn = True
-        self.frontend.completeLogin(self.settings.reported, secrets.randbits(31) or 1)
+        self.frontend.completeLogin(self.settings.reported, self.processId)
 
     def _ebLoginSettings(self, reason: Failure, backend: IBackendLink) -> None:
         self.pool.discard(backend, reason.getErrorMessage())
@@ -470,10 +487,12 @@ class TransactionPipelineSession(
                 if flags:
                     # Its Binds will tell the session to be read.
                     key = StatementKey(key.query, key.parameterTypes, key.searchPath, flags)
+                    if flags & LISTEN:
+                        # Waits for the listener backend (_listenGate).
+                        self._wantBackend = True
+                        break
                     if flags & SETTINGS:
                         self._addCustoms(query)
-                    if flags & LISTEN:
-                        replies.append(_warning("LISTEN"))
                 self.statements[parse.name] = key
                 self._unsynced = True
                 replies.append(_PARSE_COMPLETE)
@@ -580,9 +599,24 @@ class TransactionPipelineSession(
                             break
                         flags = sessionFlags(body)
                         if flags:
+                            if flags & NOTIFY:
+                                # The pid of its notifications is the client's.
+                                self._lent[backend.processId] = self.processId
                             if flags & LISTEN:
-                                self._fake(_warning("LISTEN"))
+                                if self._listenGate(body):
+                                    break
+                                refused = self._listenSeen(body)
+                                if refused is not None:
+                                    # Answered by PostgreSQL as an error of
+                                    # the client's own query.
+                                    if spanStart < offset:
+                                        out.append(data[spanStart:offset])
+                                    spanStart = end
+                                    out.append(refusalQuery(refused))
                             self._sessionQuery(flags, body)
+                            if flags & RESETS and self.subscription.channels:
+                                # DISCARD ALL runs UNLISTEN * too.
+                                self._listenSeen(body)
                             if flags & RESETS and _canReset(body, backend.transactionStatus):
                                 self._resetStatements()
                     else:
@@ -602,10 +636,14 @@ class TransactionPipelineSession(
                     expected.append(_Expect(_EXECUTE, copyEnds=self._copyEnds))
             elif type in _EXTENDED_REQUESTS:
                 if not self._discarding:
-                    if (
-                        type == constants.PARSE
-                        and HINT.search(data, offset + 5, end) is not None
+                    if type == constants.PARSE and (
+                        HINT.search(data, offset + 5, end) is not None
                         and self._clearFor(_parsedText(data[offset + 5 : end]))
+                        or (
+                            data.find(b"ISTEN", offset + 5, end) >= 0
+                            or data.find(b"isten", offset + 5, end) >= 0
+                        )
+                        and self._listenGate(_parsedText(data[offset + 5 : end]))
                     ):
                         break
                     if self._unsettled and self._mustWait(type, data[offset + 5 : end]):
@@ -787,18 +825,29 @@ class TransactionPipelineSession(
     def _release(self) -> None:
         if self._objects:
             # Pinned: the session holds what only this backend has.
+            if self._notes:
+                self._flushNotes()
             return
         if self._sessionCheck:
             # Not read at the ReadyForQuery (see _checkAtReady): read now.
             self._checkSession(b"")
             return
-        backend, self.backend = self.backend, None
+        backend = self.backend
         assert backend is not None
+        if self._unlistenBackend:
+            # LISTEN ran on it: the listener backend listens for the client.
+            self._unlistenBackend = False
+            backend.write(_UNLISTEN_ALL)
+            self._expected.append(_Expect(_QUERY, forward=False))
+            return
+        self.backend = None
         backend.detach()
         self.frontend.setCancelTarget(None)
         self.stats.addTransaction(self.clock.seconds() - self._xactStart)
         reset, self._resetOnRelease = self._resetOnRelease, False
         self.pool.release(backend, reset=reset)
+        if self._notes:
+            self._flushNotes()
         if self._queued and not self._pumping and not self._done:
             self._pump()
 
@@ -811,6 +860,7 @@ class TransactionPipelineSession(
         if self._done:
             return
         self._done = True
+        self._dropListens()
         if self._acquiring is not None:
             self._acquiring.cancel()
         backend, self.backend = self.backend, None
@@ -828,7 +878,12 @@ class TransactionPipelineSession(
                 return
             # Session-only objects, or what may be some, go with the client:
             # the pool resets the session (DISCARD ALL) before reuse.
-            reset = bool(self._resetOnRelease or self._objects or self._sessionCheck & OBJECTS)
+            reset = bool(
+                self._resetOnRelease
+                or self._objects
+                or self._sessionCheck & OBJECTS
+                or self._unlistenBackend
+            )
             if self._sessionCheck and not reset:
                 # Settings not read: the next client resets everything.
                 state = self.serverState
@@ -871,6 +926,7 @@ class TransactionPipeline:
     def __init__(self) -> None:
         self.registry = StatementRegistry()
         self.logins = LoginCache()
+        self.notifyHub = NotifyHub()
 
     def checkConfiguration(self, config: Configuration) -> list[str]:
         """
@@ -885,5 +941,19 @@ class TransactionPipeline:
         See L{IPipeline.newSession}.
         """
         config = frontend.configuration
-        limit = config.main.maxPreparedStatements if config is not None else 200
-        return TransactionPipelineSession(frontend, pool, clock, self.registry, limit, self.logins)
+        if config is None:
+            return TransactionPipelineSession(
+                frontend, pool, clock, self.registry, 200, self.logins, self.notifyHub
+            )
+        main = config.main
+        return TransactionPipelineSession(
+            frontend,
+            pool,
+            clock,
+            self.registry,
+            main.maxPreparedStatements,
+            self.logins,
+            self.notifyHub,
+            main.maxListenChannels,
+            main.maxPendingNotifications,
+        )

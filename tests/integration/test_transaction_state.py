@@ -272,7 +272,6 @@ def test_clientsKilledConcurrently(
 # -- what transaction mode cannot carry ---------------------------------------------------------
 
 SESSION_FEATURES = [
-    "LISTEN pgtwist_channel",
     "SELECT pg_advisory_lock(4242)",
     "CREATE TEMP TABLE pgtwist_temp (x int)",
     "PREPARE pgtwist_prepared AS SELECT 1",
@@ -300,10 +299,11 @@ def collectWarnings(conn: psycopg.Connection) -> list[str]:
 
 def test_sessionFeatureWarnings(pooler: Pooler) -> None:
     """
-    LISTEN, a session advisory lock, a temporary table, SQL C{PREPARE} and
-    a C{WITH HOLD} cursor each get one WARNING from pgtwist (the statement
-    still runs); ordinary statements, even with those words in a literal or
-    a transaction-level advisory lock, get none.
+    A session advisory lock, a temporary table, SQL C{PREPARE} and a C{WITH
+    HOLD} cursor each get one WARNING from pgtwist (the statement still
+    runs); ordinary statements, even with those words in a literal or a
+    transaction-level advisory lock, get none, and neither does LISTEN,
+    which transaction pooling carries (tests/integration/test_notify.py).
     """
     with connect(pooler) as conn:
         seen = collectWarnings(conn)
@@ -315,6 +315,9 @@ def test_sessionFeatureWarnings(pooler: Pooler) -> None:
         conn.execute("SELECT 'listen, prepare, temp, with hold, advisory'")
         conn.execute("SELECT pg_advisory_xact_lock(4242)")
         conn.execute("SELECT %s::text", ("LISTEN",))
+        conn.execute("LISTEN pgtwist_channel")
+        with conn.pipeline():
+            conn.execute("UNLISTEN pgtwist_channel")
         with conn.transaction():
             conn.execute("SELECT 2")
         assert seen == []

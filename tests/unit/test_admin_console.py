@@ -102,6 +102,11 @@ SHAPES: dict[str, tuple[str, str]] = {
     "STATE": ("ss", "key value"),
     "VERSION": ("s", "version"),
     "MEM": ("siiii", "name size used free memtotal"),
+    "LISTENERS": (
+        "ssisiiii",
+        "database user backend_pid state channels clients delivered lost",
+    ),
+    "CHANNELS": ("sssii", "database user channel clients listening"),
     "STATUS": ("ss", "key value"),
     "FILES": ("ss", "name path"),
     "PEERS": ("isii", "peer_id host port pool_size"),

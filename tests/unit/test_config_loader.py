@@ -231,6 +231,8 @@ class MainFileTests(FilesTestCase):
             "listen = tcp:6433:interface=127.0.0.1, unix:/tmp/.s.PGSQL.6433\n"
             "manhole = tcp:2222:interface=127.0.0.1\n"
             "max_prepared_statements = 0\n"
+            "max_listen_channels = 5\n"
+            "max_pending_notifications = 50\n"
             "workers = 4\n"
             f"tls_cert_file = {certificate}\n"
             f"tls_key_file = {key}\n"
@@ -276,6 +278,8 @@ class MainFileTests(FilesTestCase):
                 listen=("tcp:6433:interface=127.0.0.1", "unix:/tmp/.s.PGSQL.6433"),
                 manhole="tcp:2222:interface=127.0.0.1",
                 maxPreparedStatements=0,
+                maxListenChannels=5,
+                maxPendingNotifications=50,
                 workers=4,
                 tlsCertFile=certificate,
                 tlsKeyFile=key,
@@ -508,6 +512,10 @@ class MainFileTests(FilesTestCase):
             (
                 "max_prepared_statements = -1",
                 "max_prepared_statements: expected an integer >= 0, got '-1'",
+            ),
+            (
+                "max_pending_notifications = 0",
+                "max_pending_notifications: expected an integer >= 1, got '0'",
             ),
         ]
         for line, message in cases:

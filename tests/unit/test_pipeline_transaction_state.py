@@ -10,7 +10,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from pgtwist.pipelines._expect import _pinned, _unread, _warning
+from pgtwist.pipelines._expect import _pinned, _unread
 from pgtwist.pipelines._settings import customNames, matchStatements
 from pgtwist.pipelines._statements import StatementKey
 from pgtwist.pipelines.serverstate import serverSession
@@ -414,24 +414,27 @@ class WarningTests(SynchronousTestCase):
     ahead of their results.
     """
 
-    def test_warned(self) -> None:
+    def test_listenRelayed(self) -> None:
         """
-        LISTEN is warned about before the query's results, and the query
-        still runs.
+        LISTEN runs on the client's backend, which answers it as PostgreSQL
+        does, with no warning; before the backend goes back it is made to
+        UNLISTEN * (the listener backend listens for the client), and that
+        answer is swallowed.
         """
         script = TransactionScript(self)
         script.play(
             [
-                fromClient(
-                    [Query("LISTEN chan")],
-                    toServer=[Query("LISTEN chan")],
-                    toClient=[_warning("LISTEN")],
-                ),
+                fromClient([Query("LISTEN chan")], toServer=[Query("LISTEN chan")]),
                 fromServer(
-                    [CommandComplete("OK"), ready()], toClient=[CommandComplete("OK"), ready()]
+                    [CommandComplete("LISTEN"), ready()],
+                    toClient=[CommandComplete("LISTEN"), ready()],
+                    toServer=[Query("UNLISTEN *")],
                 ),
+                fromServer([CommandComplete("UNLISTEN"), ready()]),
             ]
         )
+        self.assertIsNone(script.session.backend)
+        self.assertEqual(script.session.subscription.channels, {"chan"})
 
     def test_pinned(self) -> None:
         """
@@ -528,46 +531,10 @@ class WarningTests(SynchronousTestCase):
         self.assertEqual(script.pool.released[-1], script.backends[0])
         self.assertEqual(len(script.pool.releasedWithoutReset), kept)
 
-    def test_warningFields(self) -> None:
+    def test_listenExtended(self) -> None:
         """
-        The notice is a WARNING (01000) that names the feature and says what
-        to do.
-        """
-        script = TransactionScript(self)
-        script.session.frontendDataReceived(codec.encode(Query("LISTEN chan")))
-        frames = script.newClientOutput()
-        notice = codec.decodeBackend(frames[:1], frames[5:])
-        assert isinstance(notice, NoticeResponse)
-        fields = dict(notice.fields)
-        self.assertEqual(
-            (fields[b"S"], fields[b"V"], fields[b"C"]), ("WARNING", "WARNING", "01000")
-        )
-        self.assertIn("LISTEN", fields[b"M"])
-        self.assertIn("pipeline = session", fields[b"H"])
-
-    def test_warningQueuedInPosition(self) -> None:
-        """
-        Behind a query still running, the warning comes right before the
-        warned query's own results.
-        """
-        script = TransactionScript(self)
-        queries = [Query("SELECT 1"), Query("LISTEN chan")]
-        script.play(
-            [
-                fromClient(queries, toServer=queries),
-                fromServer(
-                    [*one(), ready(), CommandComplete("LISTEN"), ready()],
-                    toClient=[*one(), ready(), _warning("LISTEN"), CommandComplete("LISTEN")]
-                    + [ready()],
-                ),
-            ]
-        )
-
-    def test_warnedExtended(self) -> None:
-        """
-        The same statements sent with the extended protocol are warned
-        about at their Parse, whether it goes to PostgreSQL or pgtwist
-        answers it.
+        LISTEN through the extended protocol, parsed by PostgreSQL or
+        answered by pgtwist, gets no warning either.
         """
         script = TransactionScript(self)
         script.play(
@@ -576,18 +543,16 @@ class WarningTests(SynchronousTestCase):
                     [Parse("", "LISTEN chan"), Bind("", ""), Execute(""), Sync()],
                     toServer=[Parse("PGTWIST_1", "LISTEN chan"), Bind("", "PGTWIST_1")]
                     + [Execute(""), Sync()],
-                    toClient=[_warning("LISTEN")],
                 ),
                 fromServer(
                     [ParseComplete(), BindComplete(), CommandComplete("LISTEN"), ready()],
                     toClient=[ParseComplete(), BindComplete(), CommandComplete("LISTEN"), ready()],
+                    toServer=[Query("UNLISTEN *")],
                 ),
-                fromClient(
-                    [Parse("", "LISTEN chan"), Sync()],
-                    toClient=[_warning("LISTEN"), ParseComplete(), ready()],
-                ),
+                fromServer([CommandComplete("UNLISTEN"), ready()]),
             ]
         )
+        self.assertEqual(script.session.subscription.channels, {"chan"})
 
     def test_warnedExtendedInPosition(self) -> None:
         """
@@ -835,12 +800,13 @@ def _splitScenario(case: SynchronousTestCase, chop: Chopper) -> TransactionScrip
             toClient=[ParseComplete(), BindComplete(), DataRow((b"8",))]
             + [CommandComplete("SELECT 1"), ready()],
         ),
-        fromClient(
-            [Query("LISTEN chan")], toServer=[Query("LISTEN chan")], toClient=[_warning("LISTEN")]
-        ),
+        fromClient([Query("LISTEN chan")], toServer=[Query("LISTEN chan")]),
         fromServer(
-            [CommandComplete("LISTEN"), ready()], toClient=[CommandComplete("LISTEN"), ready()]
+            [CommandComplete("LISTEN"), ready()],
+            toClient=[CommandComplete("LISTEN"), ready()],
+            toServer=[Query("UNLISTEN *")],
         ),
+        fromServer([CommandComplete("UNLISTEN"), ready()]),
         fromClient(
             [Bind("", "nope"), Execute(""), Parse("s3", q, (23,)), Sync()],
             toServer=[Bind("", "nope"), Execute(""), Sync()],
