@@ -51,6 +51,9 @@ _LOCAL = frozenset(
     {constants.PARSE, constants.CLOSE, constants.SYNC, constants.FLUSH, constants.TERMINATE}
 )
 _CACHED_PLAN = "cached plan must not change result type"
+#: How PostgreSQL words (XX000) a statement that names a type dropped since
+#: it was prepared (a recreated type has another OID).
+_LOST_TYPE = "cache lookup failed for type "
 _UNDEFINED_STATEMENT = "26000"  # invalid_sql_statement_name
 _DUPLICATE_STATEMENT = "42P05"  # duplicate_prepared_statement
 # The backend's own unnamed statement is pgtwist's (see _raise): a client
@@ -72,7 +75,11 @@ class _Expect:
         removed by a client Close (to restore), or for pgtwist's Close of a
         stale statement, that statement's (skipped, the statement is still
         there, still stale).
-    @ivar data: For C{_FAKE}: the bytes to send.
+    @ivar data: For C{_FAKE}: the bytes to send. For the Describe of a
+        statement pgtwist may prepare again and retry
+        (L{pgtwist.pipelines._responses.ResponseRelay._heldDescription}):
+        its ParameterDescription, held back until the rest of the answer
+        shows that no retry is needed.
     @ivar copyEnds: For Query, Execute and Sync: how many CopyDone/CopyFail
         the client had sent before this message (PostgreSQL ignores a Sync
         sent between a COPY FROM STDIN and its end).

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_pipeline_transaction_errors -*-
+# -*- test-case-name: tests.unit.test_pipeline_transaction_errors,tests.unit.test_pipeline_transaction_stale -*-
 """
 The PostgreSQL-to-client half of the transaction pipeline: relaying
 responses in spans, swallowing what pgtwist caused, synthesizing what it
@@ -16,6 +16,7 @@ from twisted.logger import Logger
 
 from pgtwist.interfaces import IBackendLink, IFrontendLink, IPoolStats
 from pgtwist.pipelines._expect import (
+    _BIND,
     _CACHED_PLAN,
     _CLOSE,
     _CLOSE_COMPLETE,
@@ -28,6 +29,7 @@ from pgtwist.pipelines._expect import (
     _EXECUTE_ENDS,
     _EXTENDED,
     _FAKE,
+    _LOST_TYPE,
     _PARSE,
     _PARSE_COMPLETE,
     _QUERY,
@@ -41,12 +43,17 @@ from pgtwist.pipelines.serverstate import ServerSession
 from pgtwist.wire import codec, constants
 from pgtwist.wire.codec import HEADER
 from pgtwist.wire.errors import ProtocolViolation
-from pgtwist.wire.messages import ErrorResponse
+from pgtwist.wire.messages import Close, ErrorResponse
 from pgtwist.wire.walker import MessageWalker, invalidLength
 
 #: Messages relayed without accounting while the client's own request is
 #: answered (see L{ResponseRelay.backendDataReceived}).
 _RELAYED = frozenset({constants.DATA_ROW, constants.ROW_DESCRIPTION, constants.COMMAND_COMPLETE})
+#: The client messages a batch retried after a stale statement
+#: (L{ResponseRelay._retryStale}) may hold from the failed one to its Sync.
+_RETRIED = frozenset(
+    {constants.BIND, constants.DESCRIBE, constants.EXECUTE, constants.CLOSE, constants.FLUSH}
+)
 #: Responses relayed in pieces when they run past a chunk: the header says
 #: all pgtwist needs, and none ends what a request waits for.
 _STREAMED = frozenset(
@@ -81,6 +88,12 @@ class ResponseRelay:
         _copyIn: Any
         _copyEnds: int
         _waiting: Any
+        _queued: deque[bytes]
+        _fromClient: MessageWalker
+        _fresh: bool
+        _retryEntry: _Expect | None
+        _retryFrom: bytes
+        _retryAt: int
         stats: IPoolStats
         serverState: ServerSession
 
@@ -94,6 +107,7 @@ class ResponseRelay:
         def _release(self) -> None: ...
         def _protocolViolation(self, error: ProtocolViolation) -> None: ...
         def _serverViolation(self, error: ProtocolViolation) -> None: ...
+        def _scanFrontend(self, data: bytes, offset: int, out: list[bytes]) -> int: ...
 
     def backendDataReceived(self, data: bytes) -> None:
         """
@@ -202,7 +216,13 @@ class ResponseRelay:
             self.serverState.fingerprint = self.settings.fingerprint
             return True, False
         if type == constants.ERROR_RESPONSE:
-            return self._error(codec.decodeBackend(type, data[offset + 5 : end]), head)  # type: ignore[arg-type]
+            held = head.data if head is not None and head.kind == _DESCRIBE_STATEMENT else b""
+            keep, popped = self._error(codec.decodeBackend(type, data[offset + 5 : end]), head)  # type: ignore[arg-type]
+            if held and keep:
+                # The ParameterDescription held back goes out before the error.
+                expected.appendleft(_Expect(_FAKE, data=held + data[offset:end]))
+                return False, True
+            return keep, popped
         if head is None:
             self.log.warn(
                 "Unexpected message {type!r} from backend {backendPid}",
@@ -240,6 +260,9 @@ class ResponseRelay:
                 return head.forward, True
             return head.forward, False
         if kind == _DESCRIBE_STATEMENT or kind == _DESCRIBE_PORTAL:
+            if head is self._retryEntry or head.data:
+                # (A later batch may have its own first use already.)
+                return self._heldDescription(type, data, offset, end, head)
             if type in _DESCRIBE_ENDS:
                 expected.popleft()
                 return head.forward, True
@@ -258,6 +281,31 @@ class ResponseRelay:
             kind=kind,
         )
         return True, False
+
+    def _heldDescription(
+        self, type: bytes, data: bytes, offset: int, end: int, head: _Expect
+    ) -> tuple[bool, bool]:
+        """
+        Account for a message answering the Describe of a statement that
+        pgtwist would prepare again and retry if PostgreSQL found it stale
+        (L{_retryStale}). PostgreSQL sends the ParameterDescription before
+        it checks the statement: that is held back, and sent with the
+        RowDescription or NoData that ends a good answer (or before the
+        error, when there is no retry), so that the client never sees two.
+        """
+        if type == constants.PARAMETER_DESCRIPTION:
+            head.data = data[offset:end]
+            return False, False
+        if type not in _DESCRIBE_ENDS:
+            return True, False
+        expected = self._expected
+        expected.popleft()
+        if head is self._retryEntry:
+            self._retryEntry = None
+        if not head.data:
+            return True, True
+        expected.appendleft(_Expect(_FAKE, data=head.data + data[offset:end]))
+        return False, True
 
     def _startCopyIn(self, head: _Expect) -> None:
         """
@@ -320,14 +368,17 @@ class ResponseRelay:
             self._settled(entry)
         self._undo(head, failed=True)
         self._settled(head)
-        if error.code == constants.SQLSTATE_FEATURE_NOT_SUPPORTED and head.name:
-            if error.message == _CACHED_PLAN:
-                # Every backend that has it has the old shape: the key gets a
-                # new server-side name, prepared afresh wherever it is used
-                # next; this backend closes the old one when it next needs it.
-                self.serverState.prepared[head.name] = STALE
-                if head.key is not None:
-                    self.registry.forget(head.key, head.name)
+        if _isStale(error, head):
+            # A type or table it uses was dropped (and recreated) since it
+            # was prepared: every backend that has it has it stale. The key
+            # gets a new server-side name, prepared afresh wherever it is
+            # used next; this backend closes the old one when it next needs
+            # it (at once, to retry), the others as it ages out of theirs.
+            assert head.name is not None and head.key is not None
+            self.serverState.prepared[head.name] = STALE
+            self.registry.forget(head.key, head.name)
+            if head is self._retryEntry and self._retryStale(head, error):
+                return False, True
         elif error.code == _UNDEFINED_STATEMENT and head.name and head.kind != _PARSE:
             # Gone behind pgtwist's back (SQL DEALLOCATE, DISCARD ALL through
             # the extended protocol), or its Parse in an earlier pipelined
@@ -340,6 +391,70 @@ class ResponseRelay:
         if not expected:
             self._discarding = True
         return True, True
+
+    def _retryStale(self, head: _Expect, error: ErrorResponse) -> bool:
+        """
+        The first Bind or Describe of a batch (C{head}) failed because its
+        statement, which pgtwist prepared before on this backend, is stale:
+        if nothing of the batch has run (the backend was outside a
+        transaction block, and only Parse and Describe of statements came
+        before it, whose answers stand) and nothing after its Sync was
+        sent, send the batch again from that message, as the client sent
+        it: its statement is closed and prepared again first. PostgreSQL's
+        error and the ReadyForQuery of the failed batch are swallowed.
+
+        A Bind is retried only when the batch describes its portal before
+        executing it: a client that reads rows with the description it
+        got when it prepared the statement must get PostgreSQL's error,
+        as it would have on its own connection.
+
+        @return: Whether the batch is being retried.
+        """
+        self._retryEntry = None
+        backend = self.backend
+        assert backend is not None and head.name is not None
+        expected = self._expected
+        if (
+            backend.transactionStatus != constants.TRANSACTION_IDLE
+            or len(expected) != 1
+            or expected[0].kind != _SYNC
+            or not expected[0].forward
+            or self._unsynced
+            or self._copyIn
+            or self._waiting
+            or not self._fromClient.atBoundary
+        ):
+            return False
+        batch = _batchFrom(self._retryFrom, self._retryAt, head.kind == _BIND)
+        if batch is None:
+            return False
+        region, binds = batch
+        self.log.info(
+            "Statement {statement} was stale on backend {backendPid} ({sqlstate} {message}): "
+            "prepared again, and the batch sent again",
+            statement=head.name,
+            backendPid=backend.processId,
+            sqlstate=error.code,
+            message=error.message,
+        )
+        # The failed batch's ReadyForQuery is pgtwist's now; the client gets
+        # the retried one's.
+        expected[0].forward = False
+        self._retryFrom = b""
+        out: list[bytes] = []
+        if self.serverState.prepared.pop(head.name, None) is not None:
+            out.append(codec.encode(Close(b"S", head.name)))
+            expected.append(_Expect(_CLOSE, forward=False, name=head.name, key=head.key))
+        # Counted when they first came.
+        self.stats.bindCount -= binds
+        # Retried once: the statement prepared now is not a candidate again.
+        self._fresh = False
+        stop = self._scanFrontend(region, 0, out)
+        if stop < len(region):
+            # Waits for something (see TransactionPipelineSession._clearFor).
+            self._queued.appendleft(region[stop:])
+        backend.write(b"".join(out))
+        return True
 
     def _undo(self, entry: _Expect, failed: bool = False) -> None:
         """
@@ -370,3 +485,52 @@ class ResponseRelay:
             self.statements.pop(client, None)
         else:
             self.statements[client] = key
+
+
+def _isStale(error: ErrorResponse, head: _Expect) -> bool:
+    """
+    Whether C{error}, the answer to C{head}, says that the statement of a
+    Bind or Describe is stale: it uses a type or table dropped (and maybe
+    recreated) since it was prepared.
+    """
+    if head.key is None or not head.name:
+        return False
+    if head.kind != _BIND and head.kind != _DESCRIBE_STATEMENT:
+        return False
+    if error.code == constants.SQLSTATE_FEATURE_NOT_SUPPORTED:
+        return error.message == _CACHED_PLAN
+    return error.code == constants.SQLSTATE_INTERNAL_ERROR and error.message.startswith(_LOST_TYPE)
+
+
+def _batchFrom(data: bytes, offset: int, bind: bool) -> tuple[bytes, int] | None:
+    """
+    The client's messages at C{offset} of C{data}, up to and including the
+    next Sync, and how many are Binds, if they are all there, and all Bind,
+    Describe, Execute, Close or Flush: what a retry sends again
+    (L{ResponseRelay._retryStale}). When the first is a C{bind}, C{None}
+    too if an Execute comes before a Describe of its portal.
+    """
+    size = len(data)
+    start = offset
+    portal = None
+    binds = 0
+    while size - offset >= 5:
+        type, length = HEADER.unpack_from(data, offset)
+        end = offset + 1 + length
+        if end > size:
+            return None
+        if type == constants.SYNC:
+            return data[start:end], binds
+        if type not in _RETRIED:
+            return None
+        if type == constants.BIND:
+            binds += 1
+        if bind:
+            if portal is None:
+                portal = data[offset + 5 : data.index(b"\x00", offset + 5) + 1]
+            elif type == constants.DESCRIBE and data[offset + 5 : end] == b"P" + portal:
+                bind = False
+            elif type == constants.EXECUTE:
+                return None
+        offset = end
+    return None

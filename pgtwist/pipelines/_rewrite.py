@@ -31,7 +31,9 @@ from pgtwist.pipelines._expect import (
     _NO_UNNAMED,
     _PARSE,
     _PARSE_COMPLETE,
+    _QUERY,
     _RAISE_PORTAL,
+    _SYNC,
     _UNDEFINED_STATEMENT,
     _canReset,
     _Expect,
@@ -81,6 +83,9 @@ class StatementRewriter:
         serverState: ServerSession
         maxPrepared: int
         _expected: deque[_Expect]
+        _retryEntry: _Expect | None
+        _retryFrom: bytes
+        _retryAt: int
 
         def _fake(self, data: bytes) -> None: ...
         def _queueChange(self, entry: _Expect) -> None: ...
@@ -167,6 +172,37 @@ class StatementRewriter:
                 self._queueChange(_Expect(_FAKE, client=name, key=removed, data=_CLOSE_COMPLETE))
             else:
                 self.frontend.write(_CLOSE_COMPLETE)
+
+    def _noteFirstUse(self, data: bytes, offset: int) -> None:
+        """
+        The client's message at C{offset} of C{data}, just rewritten, is the
+        first Bind or Describe since the last Sync: if it uses one of the
+        client's statements, remember it and where it was sent, so that a
+        statement gone stale there (a type or table dropped and recreated)
+        can be prepared again and the batch sent again from it
+        (L{pgtwist.pipelines._responses.ResponseRelay._retryStale}). Once
+        per batch, never per message.
+        """
+        expected = self._expected
+        entry = expected[-1]
+        if entry.key is None:
+            # A statement the client does not have: PostgreSQL's error.
+            return
+        if entry.kind == _DESCRIBE_STATEMENT:
+            # Its ParameterDescription is held back until the answer is
+            # known: not worth it for a statement parsed in this very batch,
+            # which cannot be stale.
+            for earlier in reversed(expected):
+                kind = earlier.kind
+                if kind == _SYNC or kind == _QUERY:
+                    break
+                if kind == _PARSE and earlier.name == entry.name:
+                    return
+        elif entry.kind != _BIND:
+            return
+        self._retryEntry = entry
+        self._retryFrom = data
+        self._retryAt = offset
 
     def _useStatement(
         self,

@@ -174,6 +174,15 @@ class TransactionPipelineSession(
         # (Sync count) of each change to it PostgreSQL has not confirmed yet.
         self._syncs = 0
         self._unsettled: dict[str, deque[int]] = {}
+        # Whether no Bind, Describe or Execute was walked since the last
+        # Sync (or Query); the first Bind or Describe of a statement after
+        # it, and where the client sent it: a statement gone stale there
+        # is prepared again and the batch retried from it (see
+        # ResponseRelay._retryStale).
+        self._fresh = True
+        self._retryEntry: _Expect | None = None
+        self._retryFrom = b""
+        self._retryAt = 0
         self._waiting = False
         #: Replies owed from before the backend came (see L{_answerLocally}).
         self._owed = b""
@@ -589,6 +598,7 @@ class TransactionPipelineSession(
                         # Too long to look at: it may change anything.
                         self._sessionCheck |= SETTINGS | OBJECTS
                     expected.append(_Expect(_QUERY, copyEnds=self._copyEnds))
+                    self._fresh = True
             elif type == constants.SYNC:
                 # During COPY FROM STDIN PostgreSQL ignores Sync.
                 if not self._copyIn:
@@ -596,10 +606,12 @@ class TransactionPipelineSession(
                     self._syncs += 1
                     self._unsynced = False
                     self._discarding = False
+                    self._fresh = True
             elif type == constants.EXECUTE:
                 self._unsynced = True
                 if not self._discarding:
                     expected.append(_Expect(_EXECUTE, copyEnds=self._copyEnds))
+                    self._fresh = False
             elif type in _EXTENDED_REQUESTS:
                 if not self._discarding:
                     if (
@@ -616,12 +628,16 @@ class TransactionPipelineSession(
                         out.append(data[spanStart:offset])
                     spanStart = end
                     self._extended(type, data[offset + 5 : end], out)
+                    if self._fresh and (type == constants.BIND or type == constants.DESCRIBE):
+                        self._fresh = False
+                        self._noteFirstUse(data, offset)
                 self._unsynced = True
             elif type == constants.FUNCTION_CALL:
                 if not self._discarding:
                     # Any function, set_config included, by its OID.
                     self._sessionCheck |= SETTINGS | OBJECTS
                     expected.append(_Expect(_QUERY))
+                    self._fresh = True
             elif type == constants.TERMINATE:
                 self._terminate = True
                 break
@@ -659,6 +675,7 @@ class TransactionPipelineSession(
         if spanStart < offset:
             out.append(data[spanStart:offset])
         forward = True
+        self._fresh = False
         if self._discarding:
             out.append(data[offset:statementEnd])
         else:
@@ -797,6 +814,7 @@ class TransactionPipelineSession(
         backend.detach()
         self.frontend.setCancelTarget(None)
         self.stats.addTransaction(self.clock.seconds() - self._xactStart)
+        self._retryFrom = b""
         reset, self._resetOnRelease = self._resetOnRelease, False
         self.pool.release(backend, reset=reset)
         if self._queued and not self._pumping and not self._done:
