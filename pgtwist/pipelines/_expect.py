@@ -75,11 +75,7 @@ class _Expect:
         removed by a client Close (to restore), or for pgtwist's Close of a
         stale statement, that statement's (skipped, the statement is still
         there, still stale).
-    @ivar data: For C{_FAKE}: the bytes to send. For the Describe of a
-        statement pgtwist may prepare again and retry
-        (L{pgtwist.pipelines._responses.ResponseRelay._heldDescription}):
-        its ParameterDescription, held back until the rest of the answer
-        shows that no retry is needed.
+    @ivar data: For C{_FAKE}: the bytes to send.
     @ivar copyEnds: For Query, Execute and Sync: how many CopyDone/CopyFail
         the client had sent before this message (PostgreSQL ignores a Sync
         sent between a COPY FROM STDIN and its end).

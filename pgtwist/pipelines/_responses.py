@@ -216,13 +216,7 @@ class ResponseRelay:
             self.serverState.fingerprint = self.settings.fingerprint
             return True, False
         if type == constants.ERROR_RESPONSE:
-            held = head.data if head is not None and head.kind == _DESCRIBE_STATEMENT else b""
-            keep, popped = self._error(codec.decodeBackend(type, data[offset + 5 : end]), head)  # type: ignore[arg-type]
-            if held and keep:
-                # The ParameterDescription held back goes out before the error.
-                expected.appendleft(_Expect(_FAKE, data=held + data[offset:end]))
-                return False, True
-            return keep, popped
+            return self._error(codec.decodeBackend(type, data[offset + 5 : end]), head)  # type: ignore[arg-type]
         if head is None:
             self.log.warn(
                 "Unexpected message {type!r} from backend {backendPid}",
@@ -260,9 +254,6 @@ class ResponseRelay:
                 return head.forward, True
             return head.forward, False
         if kind == _DESCRIBE_STATEMENT or kind == _DESCRIBE_PORTAL:
-            if head is self._retryEntry or head.data:
-                # (A later batch may have its own first use already.)
-                return self._heldDescription(type, data, offset, end, head)
             if type in _DESCRIBE_ENDS:
                 expected.popleft()
                 return head.forward, True
@@ -281,31 +272,6 @@ class ResponseRelay:
             kind=kind,
         )
         return True, False
-
-    def _heldDescription(
-        self, type: bytes, data: bytes, offset: int, end: int, head: _Expect
-    ) -> tuple[bool, bool]:
-        """
-        Account for a message answering the Describe of a statement that
-        pgtwist would prepare again and retry if PostgreSQL found it stale
-        (L{_retryStale}). PostgreSQL sends the ParameterDescription before
-        it checks the statement: that is held back, and sent with the
-        RowDescription or NoData that ends a good answer (or before the
-        error, when there is no retry), so that the client never sees two.
-        """
-        if type == constants.PARAMETER_DESCRIPTION:
-            head.data = data[offset:end]
-            return False, False
-        if type not in _DESCRIBE_ENDS:
-            return True, False
-        expected = self._expected
-        expected.popleft()
-        if head is self._retryEntry:
-            self._retryEntry = None
-        if not head.data:
-            return True, True
-        expected.appendleft(_Expect(_FAKE, data=head.data + data[offset:end]))
-        return False, True
 
     def _startCopyIn(self, head: _Expect) -> None:
         """
@@ -394,19 +360,20 @@ class ResponseRelay:
 
     def _retryStale(self, head: _Expect, error: ErrorResponse) -> bool:
         """
-        The first Bind or Describe of a batch (C{head}) failed because its
-        statement, which pgtwist prepared before on this backend, is stale:
-        if nothing of the batch has run (the backend was outside a
-        transaction block, and only Parse and Describe of statements came
-        before it, whose answers stand) and nothing after its Sync was
-        sent, send the batch again from that message, as the client sent
-        it: its statement is closed and prepared again first. PostgreSQL's
-        error and the ReadyForQuery of the failed batch are swallowed.
+        The first Bind of a batch (C{head}) failed because its statement,
+        which pgtwist prepared before on this backend, is stale: if nothing
+        of the batch has run (the backend was outside a transaction block,
+        and only Parse, Describe and Close of statements came before it,
+        whose answers stand) and nothing after its Sync was sent, send the
+        batch again from that Bind, as the client sent it: its statement is
+        closed and prepared again first. PostgreSQL's error and the
+        ReadyForQuery of the failed batch are swallowed.
 
-        A Bind is retried only when the batch describes its portal before
-        executing it: a client that reads rows with the description it
-        got when it prepared the statement must get PostgreSQL's error,
-        as it would have on its own connection.
+        After "cached plan must not change result type" the Bind is retried
+        only when the batch describes its portal before executing it: a
+        client that reads rows with the description it got when it
+        prepared the statement (asyncpg) must get PostgreSQL's error, and
+        prepare again itself, as on its own connection.
 
         @return: Whether the batch is being retried.
         """
@@ -425,7 +392,8 @@ class ResponseRelay:
             or not self._fromClient.atBoundary
         ):
             return False
-        batch = _batchFrom(self._retryFrom, self._retryAt, head.kind == _BIND)
+        described = error.code == constants.SQLSTATE_FEATURE_NOT_SUPPORTED
+        batch = _batchFrom(self._retryFrom, self._retryAt, described)
         if batch is None:
             return False
         region, binds = batch
@@ -491,7 +459,9 @@ def _isStale(error: ErrorResponse, head: _Expect) -> bool:
     """
     Whether C{error}, the answer to C{head}, says that the statement of a
     Bind or Describe is stale: it uses a type or table dropped (and maybe
-    recreated) since it was prepared.
+    recreated) since it was prepared. (PostgreSQL raises both at Bind or
+    Describe, never at Execute: Bind revalidates the statement and looks
+    up its parameter types, Describe its result.)
     """
     if head.key is None or not head.name:
         return False
@@ -502,13 +472,13 @@ def _isStale(error: ErrorResponse, head: _Expect) -> bool:
     return error.code == constants.SQLSTATE_INTERNAL_ERROR and error.message.startswith(_LOST_TYPE)
 
 
-def _batchFrom(data: bytes, offset: int, bind: bool) -> tuple[bytes, int] | None:
+def _batchFrom(data: bytes, offset: int, described: bool) -> tuple[bytes, int] | None:
     """
-    The client's messages at C{offset} of C{data}, up to and including the
-    next Sync, and how many are Binds, if they are all there, and all Bind,
-    Describe, Execute, Close or Flush: what a retry sends again
-    (L{ResponseRelay._retryStale}). When the first is a C{bind}, C{None}
-    too if an Execute comes before a Describe of its portal.
+    The client's messages from the Bind at C{offset} of C{data} up to and
+    including the next Sync, and how many are Binds, if they are all there,
+    and all Bind, Describe, Execute, Close or Flush: what a retry sends
+    again (L{ResponseRelay._retryStale}). When the portal must be
+    C{described}, C{None} too if an Execute comes before a Describe of it.
     """
     size = len(data)
     start = offset
@@ -525,11 +495,11 @@ def _batchFrom(data: bytes, offset: int, bind: bool) -> tuple[bytes, int] | None
             return None
         if type == constants.BIND:
             binds += 1
-        if bind:
+        if described:
             if portal is None:
                 portal = data[offset + 5 : data.index(b"\x00", offset + 5) + 1]
             elif type == constants.DESCRIBE and data[offset + 5 : end] == b"P" + portal:
-                bind = False
+                described = False
             elif type == constants.EXECUTE:
                 return None
         offset = end

@@ -154,6 +154,17 @@ class StatementRewriter:
                 expected.append(_Expect(_DESCRIBE_PORTAL))
                 return
             name, _ = splitName(body, 1)
+            described = self.statements.get(name)
+            if described is not None:
+                server = self.registry.nameFor(described)
+                prepared = self.serverState.prepared
+                if prepared.get(server) is True and not self._parsedInBatch(server):
+                    # The client asks what PostgreSQL makes of its text: a
+                    # copy prepared before may describe parameter types
+                    # dropped since (PostgreSQL checks only the result), so
+                    # it is prepared again (a Describe comes once per
+                    # statement a client prepares, never per execution).
+                    prepared[server] = STALE
             found = self._useStatement(out, type, body, name, _DESCRIBE_STATEMENT)
             if found is None:
                 return
@@ -176,33 +187,30 @@ class StatementRewriter:
     def _noteFirstUse(self, data: bytes, offset: int) -> None:
         """
         The client's message at C{offset} of C{data}, just rewritten, is the
-        first Bind or Describe since the last Sync: if it uses one of the
-        client's statements, remember it and where it was sent, so that a
-        statement gone stale there (a type or table dropped and recreated)
-        can be prepared again and the batch sent again from it
+        first Bind or Describe since the last Sync: if it is a Bind of one
+        of the client's statements, remember it and where it was sent, so
+        that a statement gone stale there (a type or table dropped and
+        recreated) can be prepared again and the batch sent again from it
         (L{pgtwist.pipelines._responses.ResponseRelay._retryStale}). Once
         per batch, never per message.
         """
-        expected = self._expected
-        entry = expected[-1]
-        if entry.key is None:
-            # A statement the client does not have: PostgreSQL's error.
-            return
-        if entry.kind == _DESCRIBE_STATEMENT:
-            # Its ParameterDescription is held back until the answer is
-            # known: not worth it for a statement parsed in this very batch,
-            # which cannot be stale.
-            for earlier in reversed(expected):
-                kind = earlier.kind
-                if kind == _SYNC or kind == _QUERY:
-                    break
-                if kind == _PARSE and earlier.name == entry.name:
-                    return
-        elif entry.kind != _BIND:
-            return
-        self._retryEntry = entry
-        self._retryFrom = data
-        self._retryAt = offset
+        entry = self._expected[-1]
+        if entry.kind == _BIND and entry.key is not None:
+            self._retryEntry = entry
+            self._retryFrom = data
+            self._retryAt = offset
+
+    def _parsedInBatch(self, server: str) -> bool:
+        """
+        Whether C{server} was parsed on the backend since the last Sync.
+        """
+        for entry in reversed(self._expected):
+            kind = entry.kind
+            if kind == _SYNC or kind == _QUERY:
+                return False
+            if kind == _PARSE and entry.name == server:
+                return True
+        return False
 
     def _useStatement(
         self,

@@ -141,36 +141,6 @@ class StaleRetryTests(SynchronousTestCase):
             byteByByte,
         )
 
-    def test_describeInPieces(self) -> None:
-        """
-        The held ParameterDescription and the error may come in any pieces.
-        """
-        self.script.play(
-            [
-                fromClient(
-                    [Describe(b"S", "s1"), Sync()], toServer=[Describe(b"S", "PGTWIST_1"), Sync()]
-                )
-            ]
-        )
-        self.script.play(
-            [
-                fromServer(
-                    [parameterDescription(16385), LOST_TYPE, ReadyForQuery(b"I")],
-                    toServer=[
-                        Close(b"S", "PGTWIST_1"),
-                        Parse("PGTWIST_2", QUERY),
-                        Describe(b"S", "PGTWIST_2"),
-                        Sync(),
-                    ],
-                ),
-                fromServer(
-                    [*PREPARED_AGAIN, parameterDescription(16390), ROW, ReadyForQuery(b"I")],
-                    toClient=[parameterDescription(16390), ROW, ReadyForQuery(b"I")],
-                ),
-            ],
-            byteByByte,
-        )
-
     def test_batchInPieces(self) -> None:
         """
         A batch that came in pieces (the Bind held whole apart from the rest)
@@ -253,80 +223,6 @@ class StaleRetryTests(SynchronousTestCase):
         )
         self.assertIs(serverSession(self.a).prepared["PGTWIST_2"], STALE)
 
-    def test_describeStatement(self) -> None:
-        """
-        asyncpg prepares with Parse, Describe of the statement, Sync: the
-        Parse of a statement the backend has is answered by pgtwist, and
-        the Describe, which PostgreSQL answers with a ParameterDescription
-        before its error, is retried; the client gets one
-        ParameterDescription, the retry's.
-        """
-        self.script.play(
-            [
-                fromClient(
-                    [Parse("s2", QUERY), Describe(b"S", "s2"), Sync()],
-                    toServer=[Describe(b"S", "PGTWIST_1"), Sync()],
-                ),
-                fromServer(
-                    [parameterDescription(16385), LOST_TYPE, ReadyForQuery(b"I")],
-                    toClient=[ParseComplete()],
-                    toServer=[
-                        Close(b"S", "PGTWIST_1"),
-                        Parse("PGTWIST_2", QUERY),
-                        Describe(b"S", "PGTWIST_2"),
-                        Sync(),
-                    ],
-                ),
-                fromServer(
-                    [*PREPARED_AGAIN, parameterDescription(16390), ROW, ReadyForQuery(b"I")],
-                    toClient=[parameterDescription(16390), ROW, ReadyForQuery(b"I")],
-                ),
-            ]
-        )
-
-    def test_describeHeldUntilAnswered(self) -> None:
-        """
-        The ParameterDescription of such a Describe goes to the client with
-        the RowDescription that follows it, whatever chunks they come in.
-        """
-        self.script.play(
-            [
-                fromClient(
-                    [Describe(b"S", "s1"), Sync()],
-                    toServer=[Describe(b"S", "PGTWIST_1"), Sync()],
-                ),
-                fromServer([parameterDescription(16385)]),
-                fromServer(
-                    [ROW, ReadyForQuery(b"I")],
-                    toClient=[parameterDescription(16385), ROW, ReadyForQuery(b"I")],
-                ),
-            ]
-        )
-
-    def test_describeErrorKeepsOrder(self) -> None:
-        """
-        A Describe that is not retried (inside a transaction block) gets its
-        ParameterDescription, then PostgreSQL's error, as PostgreSQL sent
-        them.
-        """
-        self.script.play(
-            [
-                fromClient([Query("BEGIN")], toServer=[Query("BEGIN")]),
-                fromServer(
-                    [CommandComplete("BEGIN"), ReadyForQuery(b"T")],
-                    toClient=[CommandComplete("BEGIN"), ReadyForQuery(b"T")],
-                ),
-                fromClient(
-                    [Describe(b"S", "s1"), Sync()],
-                    toServer=[Describe(b"S", "PGTWIST_1"), Sync()],
-                ),
-                fromServer(
-                    [parameterDescription(16385), LOST_TYPE, ReadyForQuery(b"E")],
-                    toClient=[parameterDescription(16385), LOST_TYPE, ReadyForQuery(b"E")],
-                ),
-            ]
-        )
-
     def test_unnamedStatement(self) -> None:
         """
         libpq's PQexecParams (an unnamed Parse, Bind, Describe, Execute):
@@ -384,6 +280,99 @@ def ready() -> ReadyForQuery:
     return ReadyForQuery(b"I")
 
 
+class DescribeTests(SynchronousTestCase):
+    """
+    A Describe of a statement prepared on the backend in an earlier batch
+    prepares it again first: PostgreSQL checks a statement's result at
+    Describe, not its parameter types, so an old copy would describe a
+    parameter of a type dropped since (an OID that no longer exists, which
+    asyncpg then fails to look up).
+    """
+
+    def setUp(self) -> None:
+        self.script = TransactionScript(self)
+        self.script.play(
+            [
+                fromClient(
+                    [Parse("s1", QUERY), Sync()],
+                    toServer=[Parse("PGTWIST_1", QUERY), Sync()],
+                ),
+                fromServer(
+                    [ParseComplete(), ReadyForQuery(b"I")],
+                    toClient=[ParseComplete(), ReadyForQuery(b"I")],
+                ),
+            ]
+        )
+
+    def test_preparedAgain(self) -> None:
+        """
+        asyncpg prepares with Parse, Describe of the statement, Sync: the
+        Parse of a statement the backend has is answered by pgtwist, and
+        the statement is closed and parsed again before the Describe; the
+        client gets the new description.
+        """
+        self.script.play(
+            [
+                fromClient(
+                    [Parse("s2", QUERY), Describe(b"S", "s2"), Sync()],
+                    toServer=[
+                        Close(b"S", "PGTWIST_1"),
+                        Parse("PGTWIST_1", QUERY),
+                        Describe(b"S", "PGTWIST_1"),
+                        Sync(),
+                    ],
+                ),
+                fromServer(
+                    [*PREPARED_AGAIN, parameterDescription(16390), ROW, ReadyForQuery(b"I")],
+                    toClient=[
+                        ParseComplete(),
+                        parameterDescription(16390),
+                        ROW,
+                        ReadyForQuery(b"I"),
+                    ],
+                ),
+            ]
+        )
+
+    def test_parsedInBatch(self) -> None:
+        """
+        A statement parsed in the same batch is described as it is.
+        """
+        self.script.play(
+            [
+                fromClient(
+                    [Parse("s2", "SELECT 2"), Describe(b"S", "s2"), Sync()],
+                    toServer=[Parse("PGTWIST_2", "SELECT 2"), Describe(b"S", "PGTWIST_2"), Sync()],
+                ),
+                fromServer(
+                    [ParseComplete(), parameterDescription(), ROW, ReadyForQuery(b"I")],
+                    toClient=[ParseComplete(), parameterDescription(), ROW, ReadyForQuery(b"I")],
+                ),
+            ]
+        )
+
+    def test_thenBind(self) -> None:
+        """
+        The Bind that follows a Describe in the same batch uses the copy
+        just prepared.
+        """
+        self.script.play(
+            [
+                fromClient(
+                    [Describe(b"S", "s1"), bind("s1"), Execute(""), Sync()],
+                    toServer=[
+                        Close(b"S", "PGTWIST_1"),
+                        Parse("PGTWIST_1", QUERY),
+                        Describe(b"S", "PGTWIST_1"),
+                        bind("PGTWIST_1"),
+                        Execute(""),
+                        Sync(),
+                    ],
+                ),
+            ]
+        )
+
+
 class StaleErrorTests(SynchronousTestCase):
     """
     When something of the batch may have run, or the client may read rows
@@ -408,10 +397,14 @@ class StaleErrorTests(SynchronousTestCase):
             ]
         )
 
-    def relayed(self, sent: list[Bind | Describe | Execute | Sync | Flush | Query]) -> None:
+    def relayed(
+        self,
+        sent: list[Bind | Describe | Execute | Sync | Flush | Query],
+        error: ErrorResponse = LOST_TYPE,
+    ) -> None:
         """
-        C{sent}, whose Bind of C{s1} fails with L{LOST_TYPE}, gets the error
-        as PostgreSQL sent it; the next use of C{s1} prepares it again.
+        C{sent}, whose Bind of C{s1} fails with C{error}, gets the error as
+        PostgreSQL sent it; the next use of C{s1} prepares it again.
         """
         renamed = [
             bind({"s0": "PGTWIST_1", "s1": "PGTWIST_2"}[m.statement]) if isinstance(m, Bind) else m
@@ -420,7 +413,7 @@ class StaleErrorTests(SynchronousTestCase):
         self.script.play(
             [
                 fromClient(sent, toServer=renamed),
-                fromServer([LOST_TYPE, ReadyForQuery(b"I")], toClient=[LOST_TYPE, ready()]),
+                fromServer([error, ReadyForQuery(b"I")], toClient=[error, ready()]),
             ]
         )
         self.assertIs(serverSession(self.a).prepared["PGTWIST_2"], STALE)
@@ -437,11 +430,41 @@ class StaleErrorTests(SynchronousTestCase):
     def test_rowsWithoutDescription(self) -> None:
         """
         asyncpg runs a prepared statement with Bind, Execute, Sync and reads
-        the rows with the description it got when it prepared it: a retry
-        could give it rows of another shape, so it gets the error (and, for
-        0A000, re-prepares itself, as on its own connection).
+        the rows with the description it got when it prepared it: after
+        "cached plan must not change result type" a retry would give it
+        rows of another shape, so it gets the error (and prepares the
+        statement again itself, as on its own connection).
         """
-        self.relayed([bind("s1"), Execute(""), Sync()])
+        self.relayed([bind("s1"), Execute(""), Sync()], CACHED_PLAN)
+
+    def test_lostTypeWithoutDescription(self) -> None:
+        """
+        After "cache lookup failed for type" (a parameter's type is gone)
+        a Bind, Execute, Sync is retried: the result's shape did not change
+        (PostgreSQL would have said so first).
+        """
+        self.script.play(
+            [
+                fromClient(
+                    [bind("s1"), Execute(""), Sync()],
+                    toServer=[bind("PGTWIST_2"), Execute(""), Sync()],
+                ),
+                fromServer(
+                    [LOST_TYPE, ReadyForQuery(b"I")],
+                    toServer=[
+                        Close(b"S", "PGTWIST_2"),
+                        Parse("PGTWIST_3", QUERY),
+                        bind("PGTWIST_3"),
+                        Execute(""),
+                        Sync(),
+                    ],
+                ),
+                fromServer(
+                    [*PREPARED_AGAIN, BindComplete(), *selected(), ready()],
+                    toClient=[BindComplete(), *selected(), ready()],
+                ),
+            ]
+        )
 
     def test_notFirst(self) -> None:
         """
