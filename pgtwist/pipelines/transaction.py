@@ -10,7 +10,9 @@ What makes that transparent to the client:
    names shared by every client (L{pgtwist.pipelines._statements}); a backend
    that lacks one gets a Parse injected before the Bind or Describe that needs
    it, and a Parse for a statement the backend already has is answered by
-   pgtwist with ParseComplete;
+   pgtwist with ParseComplete; one that a type or table dropped and
+   recreated made stale is prepared again, and the request retried when
+   nothing of it has run (L{pgtwist.pipelines._responses});
  - B{session settings} the client made (startup parameters, anything
    PostgreSQL reports with ParameterStatus) are re-applied with SET on a
    backend whose values differ (L{pgtwist.pipelines._settings});
