@@ -20,7 +20,16 @@ import pytest
 from pgtwist.testing.embedded import PostgresCluster
 from tests.integration.clients import runningPooler
 from tests.integration.pooler import Pooler
-from tests.integration.pooling import HBA, PASSWORD, USER, connect, direct
+from tests.integration.pooling import (
+    HBA,
+    PASSWORD,
+    TRANSACTION,
+    USER,
+    avoid,
+    connect,
+    direct,
+    occupy,
+)
 
 #: Opens a psycopg connection, through pgtwist or straight to PostgreSQL.
 Opener = Callable[[], psycopg.Connection]
@@ -353,3 +362,44 @@ def test_asyncpgTableRecreated(pooler: Pooler, pgCluster: PostgresCluster) -> No
         2,
         "three",
     ]
+
+
+def test_asyncpgBindOnAnotherBackend(tmp_path: Path, pgCluster: PostgresCluster) -> None:
+    """
+    Two backends, both holding a copy of an asyncpg statement whose
+    parameter type is then dropped and recreated. A new client prepares it
+    on one backend (described afresh there) and runs it on the other, whose
+    copy is stale: its Bind (asyncpg sends no Describe of the portal) fails
+    with "cache lookup failed for type", and pgtwist prepares the statement
+    again there and retries; the client gets its row, as on its own
+    connection.
+    """
+    query = "SELECT $1::stale_mood::text AS v, pg_backend_pid() AS pid"
+    ddl(
+        pgCluster,
+        "DROP TYPE IF EXISTS stale_mood; CREATE TYPE stale_mood AS ENUM ('happy', 'sad')",
+    )
+    with runningPooler(tmp_path, pgCluster, main=TRANSACTION, hba=HBA) as pooler:
+        _, open = asyncOpeners(pooler, pgCluster)
+
+        async def scenario() -> tuple[object, ...]:
+            clients = [await open() for _ in range(3)]
+            try:
+                first = await clients[0].fetchrow(query, "happy")
+                with occupy(pooler, first["pid"]):
+                    second = await clients[1].fetchrow(query, "sad")
+                assert second["pid"] != first["pid"]
+                ddl(
+                    pgCluster,
+                    "DROP TYPE stale_mood; CREATE TYPE stale_mood AS ENUM ('happy', 'sad', 'ok')",
+                )
+                with avoid(pooler, first["pid"]):
+                    statement = await clients[2].prepare(query)
+                with avoid(pooler, second["pid"]):
+                    row = await statement.fetchrow("ok")
+                return (row["v"], row["pid"] == second["pid"])
+            finally:
+                for client in clients:
+                    await client.close()
+
+        assert asyncio.run(scenario()) == ("ok", True)
