@@ -187,8 +187,8 @@ class StatementRewriter:
     def _noteFirstUse(self, data: bytes, offset: int) -> None:
         """
         The client's message at C{offset} of C{data}, just rewritten, is the
-        first Bind or Describe since the last Sync: if it is a Bind of one
-        of the client's statements, remember it and where it was sent, so
+        first Bind or Describe of a portal since the last Sync: if it is a
+        Bind of one of the client's statements, remember it and where it was sent, so
         that a statement gone stale there (a type or table dropped and
         recreated) can be prepared again and the batch sent again from it
         (L{pgtwist.pipelines._responses.ResponseRelay._retryStale}). Once

@@ -176,11 +176,10 @@ class TransactionPipelineSession(
         # (Sync count) of each change to it PostgreSQL has not confirmed yet.
         self._syncs = 0
         self._unsettled: dict[str, deque[int]] = {}
-        # Whether no Bind, Describe or Execute was walked since the last
-        # Sync (or Query); the first Bind or Describe of a statement after
-        # it, and where the client sent it: a statement gone stale there
-        # is prepared again and the batch retried from it (see
-        # ResponseRelay._retryStale).
+        # Whether no Bind, Describe of a portal or Execute was walked since
+        # the last Sync (or Query); the first Bind after it, and where the
+        # client sent it: a statement gone stale there is prepared again
+        # and the batch retried from it (see ResponseRelay._retryStale).
         self._fresh = True
         self._retryEntry: _Expect | None = None
         self._retryFrom = b""
@@ -630,7 +629,11 @@ class TransactionPipelineSession(
                         out.append(data[spanStart:offset])
                     spanStart = end
                     self._extended(type, data[offset + 5 : end], out)
-                    if self._fresh and (type == constants.BIND or type == constants.DESCRIBE):
+                    if self._fresh and (
+                        type == constants.BIND
+                        or type == constants.DESCRIBE
+                        and data[offset + 5 : offset + 6] == b"P"
+                    ):
                         self._fresh = False
                         self._noteFirstUse(data, offset)
                 self._unsynced = True

@@ -248,6 +248,42 @@ class StaleRetryTests(SynchronousTestCase):
             ]
         )
 
+    def test_afterStatementsPrepared(self) -> None:
+        """
+        A Bind after the Parse and Describe of another statement in the same
+        batch is retried from the Bind: their answers stand (a prepared
+        statement outlives the failed implicit transaction), and the client
+        gets them once.
+        """
+        self.script.play(
+            [
+                fromClient(
+                    [Parse("s2", "SELECT 2"), Describe(b"S", "s2"), *execution("s1")],
+                    toServer=[
+                        Parse("PGTWIST_2", "SELECT 2"),
+                        Describe(b"S", "PGTWIST_2"),
+                        *execution("PGTWIST_1"),
+                    ],
+                ),
+                fromServer(
+                    [
+                        ParseComplete(),
+                        parameterDescription(),
+                        ROW,
+                        LOST_TYPE,
+                        ReadyForQuery(b"I"),
+                    ],
+                    toClient=[ParseComplete(), parameterDescription(), ROW],
+                    toServer=[
+                        Close(b"S", "PGTWIST_1"),
+                        Parse("PGTWIST_3", QUERY),
+                        *execution("PGTWIST_3"),
+                    ],
+                ),
+                fromServer([*PREPARED_AGAIN, *answer()], toClient=answer()),
+            ]
+        )
+
     def test_afterQuery(self) -> None:
         """
         A batch after a simple query (a COMMIT) in the same write is retried
