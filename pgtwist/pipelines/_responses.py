@@ -37,7 +37,7 @@ from pgtwist.pipelines._expect import (
     _UNDEFINED_STATEMENT,
     _Expect,
 )
-from pgtwist.pipelines._settings import ClientSettings
+from pgtwist.pipelines._settings import RESETS, ClientSettings
 from pgtwist.pipelines._statements import STALE, StatementKey, StatementRegistry
 from pgtwist.pipelines.serverstate import ServerSession
 from pgtwist.wire import codec, constants
@@ -379,10 +379,12 @@ class ResponseRelay:
         """
         self._retryEntry = None
         backend = self.backend
-        assert backend is not None and head.name is not None
+        assert backend is not None and head.name is not None and head.key is not None
         expected = self._expected
         if (
             backend.transactionStatus != constants.TRANSACTION_IDLE
+            # (Its Bind dropped the client's statements: not one to resend.)
+            or head.key.flags & RESETS
             or len(expected) != 1
             or expected[0].kind != _SYNC
             or not expected[0].forward

@@ -584,6 +584,26 @@ class StaleErrorTests(SynchronousTestCase):
             ]
         )
 
+    def test_resetsStatements(self) -> None:
+        """
+        A statement whose Bind drops the client's statements (C{DEALLOCATE
+        ALL}) is never sent again.
+        """
+        self.script.play(
+            [
+                fromClient(
+                    [Parse("s9", "DEALLOCATE ALL"), Sync()],
+                    toServer=[Parse("PGTWIST_3", "DEALLOCATE ALL"), Sync()],
+                ),
+                fromServer(
+                    [ParseComplete(), ReadyForQuery(b"I")],
+                    toClient=[ParseComplete(), ReadyForQuery(b"I")],
+                ),
+                fromClient(execution("s9"), toServer=execution("PGTWIST_3")),
+                fromServer([LOST_TYPE, ReadyForQuery(b"I")], toClient=[LOST_TYPE, ready()]),
+            ]
+        )
+
     def test_otherError(self) -> None:
         """
         Any other error at Bind (a bad parameter) is the client's, as sent,
