@@ -129,11 +129,15 @@ def test_enumRecreated(pooler: Pooler, pgCluster: PostgresCluster) -> None:
     ]
 
 
-def test_compositeRecreated(pooler: Pooler, pgCluster: PostgresCluster) -> None:
+@pytest.mark.parametrize("threshold", [0, None])
+def test_compositeRecreated(
+    pooler: Pooler, pgCluster: PostgresCluster, threshold: int | None
+) -> None:
     """
-    psycopg with C{prepare_threshold=0}: a composite type dropped and
-    recreated with other fields; the next client's query of the same text
-    gets the new shape.
+    psycopg, with C{prepare_threshold=0} (named statements) and without
+    preparing (the unnamed statement, which pgtwist shares too): a
+    composite type dropped and recreated with other fields; the next
+    client's query of the same text gets the new shape.
     """
     query = "SELECT (%s::int, 'x')::stale_pair::text"
 
@@ -144,11 +148,11 @@ def test_compositeRecreated(pooler: Pooler, pgCluster: PostgresCluster) -> None:
         )
         seen: list[object] = []
         with open() as first:
-            first.prepare_threshold = 0
+            first.prepare_threshold = threshold
             seen.append(first.execute(query, [1]).fetchall())
             ddl(pgCluster, "DROP TYPE stale_pair; CREATE TYPE stale_pair AS (a bigint, b text)")
             with open() as second:
-                second.prepare_threshold = 0
+                second.prepare_threshold = threshold
                 seen.append(outcome(lambda: second.execute(query, [2]).fetchall()))
         return seen
 
