@@ -83,9 +83,6 @@ class StatementRewriter:
         serverState: ServerSession
         maxPrepared: int
         _expected: deque[_Expect]
-        _retryEntry: _Expect | None
-        _retryFrom: bytes
-        _retryAt: int
 
         def _fake(self, data: bytes) -> None: ...
         def _queueChange(self, entry: _Expect) -> None: ...
@@ -183,22 +180,6 @@ class StatementRewriter:
                 self._queueChange(_Expect(_FAKE, client=name, key=removed, data=_CLOSE_COMPLETE))
             else:
                 self.frontend.write(_CLOSE_COMPLETE)
-
-    def _noteFirstUse(self, data: bytes, offset: int) -> None:
-        """
-        The client's message at C{offset} of C{data}, just rewritten, is the
-        first Bind or Describe of a portal since the last Sync: if it is a
-        Bind of one of the client's statements, remember it and where it was sent, so
-        that a statement gone stale there (a type or table dropped and
-        recreated) can be prepared again and the batch sent again from it
-        (L{pgtwist.pipelines._responses.ResponseRelay._retryStale}). Once
-        per batch, never per message.
-        """
-        entry = self._expected[-1]
-        if entry.kind == _BIND and entry.key is not None:
-            self._retryEntry = entry
-            self._retryFrom = data
-            self._retryAt = offset
 
     def _parsedInBatch(self, server: str) -> bool:
         """

@@ -64,6 +64,7 @@ from pgtwist.interfaces import (
 from pgtwist.pipelines._base import PipelineSessionBase
 from pgtwist.pipelines._databases import HINT, STARTS, exclusiveDatabase
 from pgtwist.pipelines._expect import (
+    _BIND,
     _CLOSE_COMPLETE,
     _EXECUTE,
     _EXTENDED_REQUESTS,
@@ -634,8 +635,15 @@ class TransactionPipelineSession(
                         or type == constants.DESCRIBE
                         and data[offset + 5 : offset + 6] == b"P"
                     ):
+                        # The first Bind or Describe of a portal since the
+                        # last Sync: if a Bind of a client's statement, what
+                        # a retry sends again should it be stale.
                         self._fresh = False
-                        self._noteFirstUse(data, offset)
+                        entry = expected[-1]
+                        if entry.kind == _BIND and entry.key is not None:
+                            self._retryEntry = entry
+                            self._retryFrom = data
+                            self._retryAt = offset
                 self._unsynced = True
             elif type == constants.FUNCTION_CALL:
                 if not self._discarding:
