@@ -51,6 +51,9 @@ _LOCAL = frozenset(
     {constants.PARSE, constants.CLOSE, constants.SYNC, constants.FLUSH, constants.TERMINATE}
 )
 _CACHED_PLAN = "cached plan must not change result type"
+#: How PostgreSQL words (XX000) a statement that names a type dropped since
+#: it was prepared (a recreated type has another OID).
+_LOST_TYPE = "cache lookup failed for type "
 _UNDEFINED_STATEMENT = "26000"  # invalid_sql_statement_name
 _DUPLICATE_STATEMENT = "42P05"  # duplicate_prepared_statement
 # The backend's own unnamed statement is pgtwist's (see _raise): a client

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_pipeline_transaction_errors -*-
+# -*- test-case-name: tests.unit.test_pipeline_transaction_errors,tests.unit.test_pipeline_transaction_stale -*-
 """
 The PostgreSQL-to-client half of the transaction pipeline: relaying
 responses in spans, swallowing what pgtwist caused, synthesizing what it
@@ -16,6 +16,7 @@ from twisted.logger import Logger
 
 from pgtwist.interfaces import IBackendLink, IFrontendLink, IPoolStats
 from pgtwist.pipelines._expect import (
+    _BIND,
     _CACHED_PLAN,
     _CLOSE,
     _CLOSE_COMPLETE,
@@ -28,6 +29,7 @@ from pgtwist.pipelines._expect import (
     _EXECUTE_ENDS,
     _EXTENDED,
     _FAKE,
+    _LOST_TYPE,
     _PARSE,
     _PARSE_COMPLETE,
     _QUERY,
@@ -35,18 +37,23 @@ from pgtwist.pipelines._expect import (
     _UNDEFINED_STATEMENT,
     _Expect,
 )
-from pgtwist.pipelines._settings import ClientSettings
+from pgtwist.pipelines._settings import RESETS, ClientSettings
 from pgtwist.pipelines._statements import STALE, StatementKey, StatementRegistry
 from pgtwist.pipelines.serverstate import ServerSession
 from pgtwist.wire import codec, constants
 from pgtwist.wire.codec import HEADER
 from pgtwist.wire.errors import ProtocolViolation
-from pgtwist.wire.messages import ErrorResponse
+from pgtwist.wire.messages import Close, ErrorResponse
 from pgtwist.wire.walker import MessageWalker, invalidLength
 
 #: Messages relayed without accounting while the client's own request is
 #: answered (see L{ResponseRelay.backendDataReceived}).
 _RELAYED = frozenset({constants.DATA_ROW, constants.ROW_DESCRIPTION, constants.COMMAND_COMPLETE})
+#: The client messages a batch retried after a stale statement
+#: (L{ResponseRelay._retryStale}) may hold from the failed one to its Sync.
+_RETRIED = frozenset(
+    {constants.BIND, constants.DESCRIBE, constants.EXECUTE, constants.CLOSE, constants.FLUSH}
+)
 #: Responses relayed in pieces when they run past a chunk: the header says
 #: all pgtwist needs, and none ends what a request waits for.
 _STREAMED = frozenset(
@@ -81,6 +88,12 @@ class ResponseRelay:
         _copyIn: Any
         _copyEnds: int
         _waiting: Any
+        _queued: deque[bytes]
+        _fromClient: MessageWalker
+        _fresh: bool
+        _retryEntry: _Expect | None
+        _retryFrom: bytes
+        _retryAt: int
         stats: IPoolStats
         serverState: ServerSession
 
@@ -99,6 +112,7 @@ class ResponseRelay:
         def _release(self) -> None: ...
         def _protocolViolation(self, error: ProtocolViolation) -> None: ...
         def _serverViolation(self, error: ProtocolViolation) -> None: ...
+        def _scanFrontend(self, data: bytes, offset: int, out: list[bytes]) -> int: ...
 
     def backendDataReceived(self, data: bytes) -> None:
         """
@@ -352,14 +366,17 @@ class ResponseRelay:
             self._settled(entry)
         self._undo(head, failed=True)
         self._settled(head)
-        if error.code == constants.SQLSTATE_FEATURE_NOT_SUPPORTED and head.name:
-            if error.message == _CACHED_PLAN:
-                # Every backend that has it has the old shape: the key gets a
-                # new server-side name, prepared afresh wherever it is used
-                # next; this backend closes the old one when it next needs it.
-                self.serverState.prepared[head.name] = STALE
-                if head.key is not None:
-                    self.registry.forget(head.key, head.name)
+        if _isStale(error, head):
+            # A type or table it uses was dropped (and recreated) since it
+            # was prepared: every backend that has it has it stale. The key
+            # gets a new server-side name, prepared afresh wherever it is
+            # used next; this backend closes the old one when it next needs
+            # it (at once, to retry), the others as it ages out of theirs.
+            assert head.name is not None and head.key is not None
+            self.serverState.prepared[head.name] = STALE
+            self.registry.forget(head.key, head.name)
+            if head is self._retryEntry and self._retryStale(head, error):
+                return False, True
         elif error.code == _UNDEFINED_STATEMENT and head.name and head.kind != _PARSE:
             # Gone behind pgtwist's back (SQL DEALLOCATE, DISCARD ALL through
             # the extended protocol), or its Parse in an earlier pipelined
@@ -372,6 +389,74 @@ class ResponseRelay:
         if not expected:
             self._discarding = True
         return True, True
+
+    def _retryStale(self, head: _Expect, error: ErrorResponse) -> bool:
+        """
+        The first Bind of a batch (C{head}) failed because its statement,
+        which pgtwist prepared before on this backend, is stale: if nothing
+        of the batch has run (the backend was outside a transaction block,
+        and only Parse, Describe and Close of statements came before it,
+        whose answers stand) and nothing after its Sync was sent, send the
+        batch again from that Bind, as the client sent it: its statement is
+        closed and prepared again first. PostgreSQL's error and the
+        ReadyForQuery of the failed batch are swallowed.
+
+        After "cached plan must not change result type" the Bind is retried
+        only when the batch describes its portal before executing it: a
+        client that reads rows with the description it got when it
+        prepared the statement (asyncpg) must get PostgreSQL's error, and
+        prepare again itself, as on its own connection.
+
+        @return: Whether the batch is being retried.
+        """
+        self._retryEntry = None
+        backend = self.backend
+        assert backend is not None and head.name is not None and head.key is not None
+        expected = self._expected
+        if (
+            backend.transactionStatus != constants.TRANSACTION_IDLE
+            # (Its Bind dropped the client's statements: not one to resend.)
+            or head.key.flags & RESETS
+            or len(expected) != 1
+            or expected[0].kind != _SYNC
+            or not expected[0].forward
+            or self._unsynced
+            or self._copyIn
+            or self._waiting
+            or not self._fromClient.atBoundary
+        ):
+            return False
+        described = error.code == constants.SQLSTATE_FEATURE_NOT_SUPPORTED
+        batch = _batchFrom(self._retryFrom, self._retryAt, described)
+        if batch is None:
+            return False
+        region, binds = batch
+        self.log.info(
+            "Statement {statement} was stale on backend {backendPid} ({sqlstate} {message}): "
+            "prepared again, and the batch sent again",
+            statement=head.name,
+            backendPid=backend.processId,
+            sqlstate=error.code,
+            message=error.message,
+        )
+        # The failed batch's ReadyForQuery is pgtwist's now; the client gets
+        # the retried one's.
+        expected[0].forward = False
+        self._retryFrom = b""
+        out: list[bytes] = []
+        if self.serverState.prepared.pop(head.name, None) is not None:
+            out.append(codec.encode(Close(b"S", head.name)))
+            expected.append(_Expect(_CLOSE, forward=False, name=head.name, key=head.key))
+        # Counted when they first came.
+        self.stats.bindCount -= binds
+        # Retried once: the statement prepared now is not a candidate again.
+        self._fresh = False
+        stop = self._scanFrontend(region, 0, out)
+        if stop < len(region):
+            # Waits for something (see TransactionPipelineSession._clearFor).
+            self._queued.appendleft(region[stop:])
+        backend.write(b"".join(out))
+        return True
 
     def _undo(self, entry: _Expect, failed: bool = False) -> None:
         """
@@ -402,3 +487,54 @@ class ResponseRelay:
             self.statements.pop(client, None)
         else:
             self.statements[client] = key
+
+
+def _isStale(error: ErrorResponse, head: _Expect) -> bool:
+    """
+    Whether C{error}, the answer to C{head}, says that the statement of a
+    Bind or Describe is stale: it uses a type or table dropped (and maybe
+    recreated) since it was prepared. (PostgreSQL raises both at Bind or
+    Describe, never at Execute: Bind revalidates the statement and looks
+    up its parameter types, Describe its result.)
+    """
+    if head.key is None or not head.name:
+        return False
+    if head.kind != _BIND and head.kind != _DESCRIBE_STATEMENT:
+        return False
+    if error.code == constants.SQLSTATE_FEATURE_NOT_SUPPORTED:
+        return error.message == _CACHED_PLAN
+    return error.code == constants.SQLSTATE_INTERNAL_ERROR and error.message.startswith(_LOST_TYPE)
+
+
+def _batchFrom(data: bytes, offset: int, described: bool) -> tuple[bytes, int] | None:
+    """
+    The client's messages from the Bind at C{offset} of C{data} up to and
+    including the next Sync, and how many are Binds, if they are all there,
+    and all Bind, Describe, Execute, Close or Flush: what a retry sends
+    again (L{ResponseRelay._retryStale}). When the portal must be
+    C{described}, C{None} too if an Execute comes before a Describe of it.
+    """
+    size = len(data)
+    start = offset
+    portal = None
+    binds = 0
+    while size - offset >= 5:
+        type, length = HEADER.unpack_from(data, offset)
+        end = offset + 1 + length
+        if end > size:
+            return None
+        if type == constants.SYNC:
+            return data[start:end], binds
+        if type not in _RETRIED:
+            return None
+        if type == constants.BIND:
+            binds += 1
+        if described:
+            if portal is None:
+                portal = data[offset + 5 : data.index(b"\x00", offset + 5) + 1]
+            elif type == constants.DESCRIBE and data[offset + 5 : end] == b"P" + portal:
+                described = False
+            elif type == constants.EXECUTE:
+                return None
+        offset = end
+    return None

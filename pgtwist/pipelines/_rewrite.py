@@ -31,7 +31,9 @@ from pgtwist.pipelines._expect import (
     _NO_UNNAMED,
     _PARSE,
     _PARSE_COMPLETE,
+    _QUERY,
     _RAISE_PORTAL,
+    _SYNC,
     _UNDEFINED_STATEMENT,
     _canReset,
     _Expect,
@@ -164,6 +166,17 @@ class StatementRewriter:
                 expected.append(_Expect(_DESCRIBE_PORTAL))
                 return
             name, _ = splitName(body, 1)
+            described = self.statements.get(name)
+            if described is not None:
+                server = self.registry.nameFor(described)
+                prepared = self.serverState.prepared
+                if prepared.get(server) is True and not self._parsedInBatch(server):
+                    # The client asks what PostgreSQL makes of its text: a
+                    # copy prepared before may describe parameter types
+                    # dropped since (PostgreSQL checks only the result), so
+                    # it is prepared again (a Describe comes once per
+                    # statement a client prepares, never per execution).
+                    prepared[server] = STALE
             found = self._useStatement(out, type, body, name, _DESCRIBE_STATEMENT)
             if found is None:
                 return
@@ -182,6 +195,18 @@ class StatementRewriter:
                 self._queueChange(_Expect(_FAKE, client=name, key=removed, data=_CLOSE_COMPLETE))
             else:
                 self.frontend.write(_CLOSE_COMPLETE)
+
+    def _parsedInBatch(self, server: str) -> bool:
+        """
+        Whether C{server} was parsed on the backend since the last Sync.
+        """
+        for entry in reversed(self._expected):
+            kind = entry.kind
+            if kind == _SYNC or kind == _QUERY:
+                return False
+            if kind == _PARSE and entry.name == server:
+                return True
+        return False
 
     def _useStatement(
         self,

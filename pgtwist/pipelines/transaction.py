@@ -10,7 +10,9 @@ What makes that transparent to the client:
    names shared by every client (L{pgtwist.pipelines._statements}); a backend
    that lacks one gets a Parse injected before the Bind or Describe that needs
    it, and a Parse for a statement the backend already has is answered by
-   pgtwist with ParseComplete;
+   pgtwist with ParseComplete; one that a type or table dropped and
+   recreated made stale is prepared again, and the request retried when
+   nothing of it has run (L{pgtwist.pipelines._responses});
  - B{session settings} the client made (startup parameters, anything
    PostgreSQL reports with ParameterStatus) are re-applied with SET on a
    backend whose values differ (L{pgtwist.pipelines._settings});
@@ -65,6 +67,7 @@ from pgtwist.interfaces import (
 from pgtwist.pipelines._base import PipelineSessionBase
 from pgtwist.pipelines._databases import HINT, STARTS, exclusiveDatabase
 from pgtwist.pipelines._expect import (
+    _BIND,
     _CLOSE_COMPLETE,
     _EXECUTE,
     _EXTENDED_REQUESTS,
@@ -184,6 +187,14 @@ class TransactionPipelineSession(
         # (Sync count) of each change to it PostgreSQL has not confirmed yet.
         self._syncs = 0
         self._unsettled: dict[str, deque[int]] = {}
+        # Whether no Bind, Describe of a portal or Execute was walked since
+        # the last Sync (or Query); the first Bind after it, and where the
+        # client sent it: a statement gone stale there is prepared again
+        # and the batch retried from it (see ResponseRelay._retryStale).
+        self._fresh = True
+        self._retryEntry: _Expect | None = None
+        self._retryFrom = b""
+        self._retryAt = 0
         self._waiting = False
         #: Replies owed from before the backend came (see L{_answerLocally}).
         self._owed = b""
@@ -623,6 +634,7 @@ class TransactionPipelineSession(
                         # Too long to look at: it may change anything.
                         self._sessionCheck |= SETTINGS | OBJECTS
                     expected.append(_Expect(_QUERY, copyEnds=self._copyEnds))
+                    self._fresh = True
             elif type == constants.SYNC:
                 # During COPY FROM STDIN PostgreSQL ignores Sync.
                 if not self._copyIn:
@@ -630,10 +642,12 @@ class TransactionPipelineSession(
                     self._syncs += 1
                     self._unsynced = False
                     self._discarding = False
+                    self._fresh = True
             elif type == constants.EXECUTE:
                 self._unsynced = True
                 if not self._discarding:
                     expected.append(_Expect(_EXECUTE, copyEnds=self._copyEnds))
+                    self._fresh = False
             elif type in _EXTENDED_REQUESTS:
                 if not self._discarding:
                     if type == constants.PARSE and (
@@ -654,12 +668,27 @@ class TransactionPipelineSession(
                         out.append(data[spanStart:offset])
                     spanStart = end
                     self._extended(type, data[offset + 5 : end], out)
+                    if self._fresh and (
+                        type == constants.BIND
+                        or type == constants.DESCRIBE
+                        and data[offset + 5 : offset + 6] == b"P"
+                    ):
+                        # The first Bind or Describe of a portal since the
+                        # last Sync: if a Bind of a client's statement, what
+                        # a retry sends again should it be stale.
+                        self._fresh = False
+                        entry = expected[-1]
+                        if entry.kind == _BIND and entry.key is not None:
+                            self._retryEntry = entry
+                            self._retryFrom = data
+                            self._retryAt = offset
                 self._unsynced = True
             elif type == constants.FUNCTION_CALL:
                 if not self._discarding:
                     # Any function, set_config included, by its OID.
                     self._sessionCheck |= SETTINGS | OBJECTS
                     expected.append(_Expect(_QUERY))
+                    self._fresh = True
             elif type == constants.TERMINATE:
                 self._terminate = True
                 break
@@ -697,6 +726,7 @@ class TransactionPipelineSession(
         if spanStart < offset:
             out.append(data[spanStart:offset])
         forward = True
+        self._fresh = False
         if self._discarding:
             out.append(data[offset:statementEnd])
         else:
@@ -844,6 +874,7 @@ class TransactionPipelineSession(
         backend.detach()
         self.frontend.setCancelTarget(None)
         self.stats.addTransaction(self.clock.seconds() - self._xactStart)
+        self._retryFrom = b""
         reset, self._resetOnRelease = self._resetOnRelease, False
         self.pool.release(backend, reset=reset)
         if self._notes:

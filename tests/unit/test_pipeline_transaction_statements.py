@@ -179,16 +179,30 @@ class NamedStatementTests(SynchronousTestCase):
     def test_describeStatement(self) -> None:
         """
         Describe of a statement is renamed; ParameterDescription and
-        RowDescription are relayed.
+        RowDescription are relayed. The statement, prepared in an earlier
+        batch, is prepared again first (closed, parsed), so that the
+        description is of the client's text as PostgreSQL reads it now;
+        pgtwist's CloseComplete and ParseComplete are swallowed.
         """
         self.script.play(
             [
                 fromClient(
                     [Describe(b"S", "s1"), Sync()],
-                    toServer=[Describe(b"S", "PGTWIST_1"), Sync()],
+                    toServer=[
+                        Close(b"S", "PGTWIST_1"),
+                        Parse("PGTWIST_1", Q1, (23,)),
+                        Describe(b"S", "PGTWIST_1"),
+                        Sync(),
+                    ],
                 ),
                 fromServer(
-                    [parameterDescription(23), ROW, ReadyForQuery(b"I")],
+                    [
+                        CloseComplete(),
+                        ParseComplete(),
+                        parameterDescription(23),
+                        ROW,
+                        ReadyForQuery(b"I"),
+                    ],
                     toClient=[parameterDescription(23), ROW, ReadyForQuery(b"I")],
                 ),
             ]
