@@ -656,3 +656,60 @@ class ServerConnectTimeoutTests(JanitorTestCase):
         self.assertFalse(entry.backend.closing)
         self.reactor.advance(0.2)
         self.assertTrue(entry.backend.closing)
+
+
+class ConsoleTests(JanitorTestCase):
+    """
+    The limits in the admin console: SHOW CONFIG, SHOW DATABASES and SHOW
+    USERS, in PgBouncer's columns.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        config = makeConfiguration(queryTimeout=2.5, maxUserClientConnections=9)
+        lines = (
+            dataclasses.replace(config.limits[0], reservePoolSize=3, maxDbClientConnections=40),
+            DatabaseLimit("all", "alice", None, reservePoolSize=2, maxUserClientConnections=4),
+        )
+        self.service.reconfigure(dataclasses.replace(config, limits=lines))
+
+    def test_config(self) -> None:
+        """
+        SHOW CONFIG has every key with its value and default, changeable.
+        """
+        rows = {row[0]: row[1:] for row in self.one("SHOW CONFIG").rows}
+        self.assertEqual(rows["query_timeout"], ("2.5", "0", "yes"))
+        self.assertEqual(rows["max_user_client_connections"], ("9", "0", "yes"))
+        self.assertEqual(rows["query_wait_timeout"], ("", "", "yes"))
+        for key in (
+            "transaction_timeout",
+            "idle_transaction_timeout",
+            "query_wait_notify",
+            "client_idle_timeout",
+            "max_db_client_connections",
+            "reserve_pool_size",
+            "reserve_pool_timeout",
+            "server_connect_timeout",
+        ):
+            self.assertIn(key, rows)
+
+    def test_databases(self) -> None:
+        """
+        SHOW DATABASES shows a database's reserve pool and client limit.
+        """
+        result = self.one("SHOW DATABASES")
+        byName = {r[0]: dict(zip(result.names, r)) for r in result.rows}
+        self.assertEqual(byName["db"]["reserve_pool_size"], "3")
+        self.assertEqual(byName["db"]["max_client_connections"], "40")
+
+    def test_users(self) -> None:
+        """
+        SHOW USERS shows a user's reserve pool and client limit, the main
+        section's where no line sets one.
+        """
+        self.client(("db", "bob"))
+        result = self.one("SHOW USERS")
+        byName = {r[0]: dict(zip(result.names, r)) for r in result.rows}
+        self.assertEqual(byName["alice"]["reserve_pool_size"].strip(), "2")
+        self.assertEqual(byName["alice"]["max_user_client_connections"], "4")
+        self.assertEqual(byName["bob"]["max_user_client_connections"], "9")
