@@ -19,7 +19,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from pgtwist.config.limits import ClientLimits, clientLimits
-from pgtwist.config.model import PoolKey
+from pgtwist.config.model import Configuration, PoolKey
 from pgtwist.interfaces import SESSION_IDLE, SESSION_RUNNING
 from pgtwist.net.frontend import FrontendFactory, FrontendProtocol, FrontendState
 from pgtwist.pool.maintenance import PoolMaintenance
@@ -31,6 +31,23 @@ INTERVAL = 1.0
 
 #: PgBouncer's NOTICE to a client queued longer than C{query_wait_notify}.
 WAIT_NOTICE = "No server connection available in postgres backend, client being queued"
+
+
+_TIMEOUT_FIELDS = (
+    "transactionTimeout",
+    "idleTransactionTimeout",
+    "queryTimeout",
+    "clientIdleTimeout",
+)
+
+
+def _timeoutsSet(config: Configuration) -> bool:
+    """
+    Whether a timeout the janitor checks on clients not waiting for a
+    backend is set, in the main section or on a databases-file line.
+    """
+    places: list[object] = [config.main, *config.limits]
+    return any(getattr(place, name) for place in places for name in _TIMEOUT_FIELDS)
 
 
 class Janitor(TimerService):
@@ -111,6 +128,10 @@ class Janitor(TimerService):
         """
         config = self.pools.config
         notify = config.main.queryWaitNotify
+        if not self.pools.hasWaiters() and not _timeoutsSet(config):
+            # Nothing to check (the default): no look at every client.
+            self._seen = {}
+            return
         limitsOf: dict[PoolKey, ClientLimits] = {}
         seen: dict[FrontendProtocol, tuple[int, float, float, float]] = {}
         for client in list(self.factory.clients):

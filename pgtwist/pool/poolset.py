@@ -699,6 +699,12 @@ class PoolSet(Service):
             return False
         return self._lineUsage(index) < self._lineCap(index) + reserve
 
+    def hasWaiters(self) -> bool:
+        """
+        Whether a client waits for a backend in some pool.
+        """
+        return any(pool.waiters for pool in self._waiting.values())
+
     def serveWaiters(self) -> None:
         """
         Serve the waiting clients again (the janitor calls it each round, so

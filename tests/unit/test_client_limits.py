@@ -558,6 +558,7 @@ class TimeoutTests(JanitorTestCase):
         """
         self.configure(queryWaitNotify=5.0)
         self.session.waiting = True
+        self.patch(self.service.pools, "hasWaiters", lambda: True)
         self.round(4.0)
         self.assertEqual(decoded(self.target), [])
         self.round(2.0)
@@ -579,8 +580,35 @@ class TimeoutTests(JanitorTestCase):
         """
         self.configure(queryWaitNotify=0.0)
         self.session.waiting = True
+        self.patch(self.service.pools, "hasWaiters", lambda: True)
         self.round(60.0)
         self.assertEqual(decoded(self.target), [])
+
+    def test_noWaiterNoLook(self) -> None:
+        """
+        With no timeout set and no client waiting in any pool, the janitor
+        does not look at the clients at all.
+        """
+        self.session.waiting = True
+        self.patch(self.service.pools, "hasWaiters", lambda: False)
+        self.patch(self.session, "timeoutState", lambda: self.fail("looked"))
+        self.patch(self.session, "waitingForBackend", lambda: self.fail("looked"))
+        self.round(60.0)
+        self.assertEqual(decoded(self.target), [])
+
+    def test_hasWaiters(self) -> None:
+        """
+        L{PoolSet.hasWaiters} says whether a client waits in a pool.
+        """
+        self.configure(maxConnections=1)
+        pools = self.service.pools
+        self.assertFalse(pools.hasWaiters())
+        self.activeBackend(("db", "bob"))
+        d = pools.acquire(("db", "bob"), None)
+        self.assertTrue(pools.hasWaiters())
+        d.cancel()
+        d.addErrback(lambda f: None)
+        self.assertFalse(pools.hasWaiters())
 
     def test_queryTimeoutWhileWaiting(self) -> None:
         """
