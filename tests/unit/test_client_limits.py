@@ -14,6 +14,7 @@ import os
 import tempfile
 
 from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -29,12 +30,15 @@ from pgtwist.interfaces import (
     PoolTimeout,
 )
 from pgtwist.net.frontend import FrontendProtocol
+from pgtwist.pipelines.session import SessionPipeline
 from pgtwist.pool.janitor import WAIT_NOTICE
 from pgtwist.pool.state import BackendState
+from pgtwist.testing import FakeBackendPool, FakeFrontendLink
 from pgtwist.wire import codec
 from pgtwist.wire.framing import MessageFramer
-from pgtwist.wire.messages import ErrorResponse, NoticeResponse
+from pgtwist.wire.messages import CommandComplete, ErrorResponse, NoticeResponse, Query
 from tests.unit._console import makeConfiguration
+from tests.unit._pipelinescript import TransactionScript, fromClient, fromServer, ready
 from tests.unit.test_frontend import FrontendTestCase
 from tests.unit.test_frontend import makeConfiguration as frontendConfiguration
 from tests.unit.test_janitor import JanitorTestCase
@@ -741,3 +745,53 @@ class ConsoleTests(JanitorTestCase):
         self.assertEqual(byName["alice"]["reserve_pool_size"].strip(), "2")
         self.assertEqual(byName["alice"]["max_user_client_connections"], "4")
         self.assertEqual(byName["bob"]["max_user_client_connections"], "9")
+
+
+class PipelineStateTests(SynchronousTestCase):
+    """
+    What the built-in pipelines tell the janitor (L{timeoutState}).
+    """
+
+    def test_transaction(self) -> None:
+        """
+        Transaction pooling: a transaction starts when a backend is lent; a
+        request runs until its answer; idle in a transaction between.
+        """
+        script = TransactionScript(self)
+        session = script.session
+        clock = session.clock
+        assert isinstance(clock, Clock)
+        self.assertEqual(session.timeoutState(), (SESSION_IDLE, 0.0, 0.0))
+        clock.advance(10)
+        script.play([fromClient([Query("BEGIN")], toServer=[Query("BEGIN")])])
+        self.assertEqual(session.timeoutState(), (SESSION_RUNNING, 10.0, 0.0))
+        clock.advance(1)
+        answer = [CommandComplete("BEGIN"), ready(b"T")]
+        script.play([fromServer(answer, toClient=answer)])
+        self.assertEqual(session.timeoutState(), (SESSION_IDLE_IN_TRANSACTION, 10.0, 0.0))
+        script.play([fromClient([Query("COMMIT")], toServer=[Query("COMMIT")])])
+        self.assertEqual(session.timeoutState()[0], SESSION_RUNNING)
+        answer = [CommandComplete("COMMIT"), ready()]
+        script.play([fromServer(answer, toClient=answer)])
+        self.assertEqual(session.timeoutState(), (SESSION_IDLE, 0.0, 0.0))
+
+    def test_session(self) -> None:
+        """
+        Session pooling: the relay knows when the transaction and each
+        request began, and when the last request ended.
+        """
+        clock = Clock()
+        session = SessionPipeline().newSession(FakeFrontendLink(), FakeBackendPool(), clock)
+        session.begin()
+        self.assertEqual(session.timeoutState(), (SESSION_IDLE, 0.0, 0.0))
+        clock.advance(10)
+        session.frontendDataReceived(codec.encode(Query("BEGIN")))
+        self.assertEqual(session.timeoutState(), (SESSION_RUNNING, 10.0, 10.0))
+        clock.advance(2)
+        session.backendDataReceived(codec.encodeAll([CommandComplete("BEGIN"), ready(b"T")]))
+        self.assertEqual(session.timeoutState(), (SESSION_IDLE_IN_TRANSACTION, 10.0, 12.0))
+        clock.advance(3)
+        session.frontendDataReceived(codec.encode(Query("SELECT 1")))
+        self.assertEqual(session.timeoutState(), (SESSION_RUNNING, 10.0, 15.0))
+        session.backendDataReceived(codec.encodeAll([CommandComplete("COMMIT"), ready()]))
+        self.assertEqual(session.timeoutState(), (SESSION_IDLE, 0.0, 0.0))
