@@ -18,6 +18,7 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from pgtwist.app.workers import _shareClientLimits
 from pgtwist.config.errors import ConfigError
 from pgtwist.config.limits import ClientLimits, clientLimits
 from pgtwist.config.loader import loadConfiguration
@@ -795,3 +796,29 @@ class PipelineStateTests(SynchronousTestCase):
         self.assertEqual(session.timeoutState(), (SESSION_RUNNING, 10.0, 15.0))
         session.backendDataReceived(codec.encodeAll([CommandComplete("COMMIT"), ready()]))
         self.assertEqual(session.timeoutState(), (SESSION_IDLE, 0.0, 0.0))
+
+
+class WorkerShareTests(SynchronousTestCase):
+    """
+    With C{workers}, each worker takes its share of the client limits, as
+    of C{max_client_conn}.
+    """
+
+    def test_shares(self) -> None:
+        """
+        The main section's and the lines' limits are divided; 0 and unset
+        stay so.
+        """
+        config = Configuration(
+            main=MainSettings(maxDbClientConnections=10, maxUserClientConnections=0),
+            limits=(
+                DatabaseLimit("db", "all", 5, maxDbClientConnections=5),
+                DatabaseLimit("all", "bob", 5, maxUserClientConnections=3),
+            ),
+        )
+        shares = [_shareClientLimits(config, index, 2) for index in range(2)]
+        self.assertEqual([s.main.maxDbClientConnections for s in shares], [5, 5])
+        self.assertEqual([s.main.maxUserClientConnections for s in shares], [0, 0])
+        self.assertEqual([s.limits[0].maxDbClientConnections for s in shares], [3, 2])
+        self.assertEqual([s.limits[1].maxUserClientConnections for s in shares], [2, 1])
+        self.assertEqual([s.limits[1].maxDbClientConnections for s in shares], [None, None])
