@@ -726,6 +726,19 @@ class ConsoleTests(JanitorTestCase):
         ):
             self.assertIn(key, rows)
 
+    def test_set(self) -> None:
+        """
+        SET changes a limit at once, for the pools and the janitor too.
+        """
+        self.one("SET query_wait_timeout = '1500ms'")
+        self.assertEqual(self.service.config.main.queryWaitTimeout, 1.5)
+        self.assertEqual(
+            self.service.pools.waitTimeout(self.service.pools.pool(("x", "y"))),
+            (1.5, "query_wait_timeout"),
+        )
+        self.one("SET client_idle_timeout = 30")
+        self.assertEqual(self.one("SHOW CONFIG").asDict()["client_idle_timeout"], "30")
+
     def test_databases(self) -> None:
         """
         SHOW DATABASES shows a database's reserve pool and client limit.
