@@ -245,9 +245,10 @@ class FrontendProtocol(Protocol):
         #: of the login (see L{_authenticated}).
         self._loginReply = b""
         self.lastActivity = factory.clock.seconds()
-        #: Whether the janitor told this client, while it waits for a
-        #: backend, that it is queued (PgBouncer's C{query_wait_notify}).
-        self.waitNotified = False
+        #: The C{lastActivity} of the wait for a backend the janitor told
+        #: this client it is queued in (PgBouncer's C{query_wait_notify}):
+        #: a new wait starts with a new request, so it is told again.
+        self.waitNotified = -1.0
 
     # -- Protocol -------------------------------------------------------------
 

@@ -144,13 +144,13 @@ class Janitor(TimerService):
             if limits is None:
                 limits = limitsOf[client.key] = clientLimits(config, client.key)
             if session.waitingForBackend():
-                if notify > 0 and not client.waitNotified and now - client.lastActivity > notify:
-                    client.waitNotified = True
+                waited = now - client.lastActivity
+                if notify > 0 and waited > notify and client.waitNotified != client.lastActivity:
+                    client.waitNotified = client.lastActivity
                     client.notice(WAIT_NOTICE)
                 if limits.queryTimeout and now - client.lastActivity > limits.queryTimeout:
                     self._end(client, "query_timeout")
                 continue
-            client.waitNotified = False
             state = getattr(session, "timeoutState", None)
             if state is not None:
                 phase, started, since = state()

@@ -559,7 +559,8 @@ class TimeoutTests(JanitorTestCase):
     def test_waitNotify(self) -> None:
         """
         A client queued longer than C{query_wait_notify} gets PgBouncer's
-        NOTICE, once while it waits, again on a later wait.
+        NOTICE, once while it waits, again on a later wait (which starts
+        with a new request), seen by a round or not.
         """
         self.configure(queryWaitNotify=5.0)
         self.session.waiting = True
@@ -572,6 +573,12 @@ class TimeoutTests(JanitorTestCase):
         self.assertEqual(notice.fields, ((b"S", "NOTICE"), (b"C", "00000"), (b"M", WAIT_NOTICE)))
         self.round(10.0)
         self.assertEqual(decoded(self.target), [])
+        # Served and waiting again between two rounds: a new request.
+        self.target.dataReceived(b"")
+        self.round(4.0)
+        self.assertEqual(decoded(self.target), [])
+        self.round(2.0)
+        self.assertEqual(len(decoded(self.target)), 1)
         self.session.waiting = False
         self.round()
         self.session.waiting = True
