@@ -32,7 +32,15 @@ class PoolTimeout(Exception):
     """
     No backend became available within C{blocking_timeout}: how
     L{IBackendPool.acquire} fails when a client waited too long.
+
+    @ivar setting: The key that set the wait: C{"blocking_timeout"}
+        (pgagroal's) or C{"query_wait_timeout"} (PgBouncer's, which ends
+        the client with PgBouncer's error).
     """
+
+    def __init__(self, setting: str = "blocking_timeout") -> None:
+        super().__init__(setting)
+        self.setting = setting
 
 
 class IAuthExchange(Interface):
@@ -352,6 +360,14 @@ class IBackendPool(Interface):
         """
 
 
+#: What L{IPipelineSession.timeoutState} says a client is doing: nothing
+#: (no transaction open), running a request on a backend, or idle inside
+#: a transaction.
+SESSION_IDLE = 0
+SESSION_RUNNING = 1
+SESSION_IDLE_IN_TRANSACTION = 2
+
+
 class IPipelineSession(Interface):
     """
     The pooling policy for one authenticated client. It talks only to
@@ -394,6 +410,16 @@ class IPipelineSession(Interface):
         """
         Whether the session waits for the pool to lend it a backend
         (SHOW CLIENTS' C{waiting}).
+        """
+
+    def timeoutState() -> tuple[int, float, float]:
+        """
+        What PgBouncer's transaction timeouts look at, read by the janitor
+        (never on the relay path): the phase (L{SESSION_IDLE},
+        L{SESSION_RUNNING} or L{SESSION_IDLE_IN_TRANSACTION}), when the
+        transaction began, and when the running request began or the
+        session went idle in its transaction; a time is C{0.0} where the
+        session does not know it (the janitor then uses what it saw).
         """
 
 

@@ -23,7 +23,7 @@ from zope.interface import implementer
 from pgtwist import __version__
 from pgtwist.admin import commands, show
 from pgtwist.admin.results import ConsoleCommandError, Reply, encodeReply
-from pgtwist.interfaces import IBackendLink, IFrontendLink, IPipelineSession
+from pgtwist.interfaces import SESSION_IDLE, IBackendLink, IFrontendLink, IPipelineSession
 from pgtwist.pool.stats import Averages, PoolStats
 from pgtwist.wire import codec, constants, errors
 from pgtwist.wire.errors import ProtocolViolation
@@ -183,6 +183,12 @@ class ConsoleSession:
         backend.
         """
         return False
+
+    def timeoutState(self) -> tuple[int, float, float]:
+        """
+        See L{IPipelineSession.timeoutState}: always idle.
+        """
+        return SESSION_IDLE, 0.0, 0.0
 
     def waitingForBackend(self) -> bool:
         """

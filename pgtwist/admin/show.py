@@ -18,7 +18,7 @@ from twisted.internet.address import IPv4Address, IPv6Address
 
 from pgtwist import __version__
 from pgtwist.admin.results import ResultSet, Value
-from pgtwist.config.limits import matchLimit, resolveAlias
+from pgtwist.config.limits import clientLimits, matchLimit, resolveAlias
 from pgtwist.config.loader import _mainParsers
 from pgtwist.config.model import MainSettings
 from pgtwist.config.restart import RESTART_KEYS
@@ -440,6 +440,7 @@ def showDatabases(console: Console, args: Sequence[str]) -> ResultSet:
             cap = limit.maxSize
         pools = [p for p in management.allPools() if p.key[0] == database]
         clients = [c for c in management.clients() if c.key[0] == database]
+        bounds = clientLimits(config, (database, "all"))
         rows.append(
             (
                 name,
@@ -449,13 +450,13 @@ def showDatabases(console: Console, args: Sequence[str]) -> ResultSet:
                 None,
                 cap,
                 limit.minSize if limit is not None else 0,
-                0,
+                bounds.reservePoolSize,
                 lifetime,
                 management.pipelineName((database, "all")),
                 None,
                 cap,
                 sum(p.size for p in pools),
-                0,
+                bounds.maxDbClientConnections,
                 len(clients),
                 1 if management.isPaused(database) else 0,
                 0 if management.isEnabled(database) else 1,
@@ -497,15 +498,16 @@ def showUsers(console: Console, args: Sequence[str]) -> ResultSet:
     for name in userNames(console):
         line = next((x for x in limits if (x.database, x.user) == ("all", name)), None)
         poolSize = f"{line.maxSize:9d}" if line is not None and line.maxSize is not None else ""
+        bounds = clientLimits(service.config, ("all", name))
         rows.append(
             (
                 name,
                 poolSize,
-                "",
+                f"{bounds.reservePoolSize:9d}" if bounds.reservePoolSize else "",
                 line.pipeline if line is not None else None,
                 0,
                 sum(p.size for p in management.allPools() if p.key[1] == name),
-                0,
+                bounds.maxUserClientConnections,
                 sum(1 for c in management.clients() if c.key[1] == name),
             )
         )

@@ -50,6 +50,34 @@ def shareOf(maxConnections: int, index: int, count: int) -> int:
     return max(1, share + (1 if index < remainder else 0))
 
 
+def _shareClientLimits(config: Configuration, index: int, count: int) -> Configuration:
+    """
+    C{config} with worker C{index}'s share of each client limit set per
+    database or user (C{max_db_client_connections},
+    C{max_user_client_connections}), in the main section and on the
+    databases-file lines, as for C{max_client_conn}; 0 (no limit) stays 0.
+    """
+
+    def share(value: int | None) -> int | None:
+        return shareOf(value, index, count) if value else value
+
+    main = config.main
+    main = dataclasses.replace(
+        main,
+        maxDbClientConnections=share(main.maxDbClientConnections) or 0,
+        maxUserClientConnections=share(main.maxUserClientConnections) or 0,
+    )
+    limits = tuple(
+        dataclasses.replace(
+            limit,
+            maxDbClientConnections=share(limit.maxDbClientConnections),
+            maxUserClientConnections=share(limit.maxUserClientConnections),
+        )
+        for limit in config.limits
+    )
+    return dataclasses.replace(config, main=main, limits=limits)
+
+
 def tcpListeningSocket(main: MainSettings) -> socket.socket:
     """
     A socket listening on the main TCP address with C{SO_REUSEPORT}: every
@@ -276,7 +304,9 @@ def workerMain(argv: list[str] | None = None) -> None:
             # other's lines: each worker has its own file.
             logPath=f"{config.main.logPath}.{options.index}",
         )
-        return dataclasses.replace(config, main=main)
+        return _shareClientLimits(
+            dataclasses.replace(config, main=main), options.index, options.count
+        )
 
     config = load()
     tcp = tcpListeningSocket(config.main)

@@ -9,11 +9,21 @@ frontend, the pools and the console answer alike.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
+from pgtwist._compat import SLOTS
 from pgtwist.config.model import Configuration, DatabaseLimit, PoolKey
 from pgtwist.config.tlsfiles import clientTlsMode
 
-__all__ = ["matchLimit", "pipelineName", "resolveAlias", "sessionFeatures"]
+__all__ = [
+    "ClientLimits",
+    "clientLimits",
+    "matchLimit",
+    "pipelineName",
+    "resolveAlias",
+    "sessionFeatures",
+]
 
 
 def matchLimit(limits: Sequence[DatabaseLimit], database: str, user: str) -> int | None:
@@ -68,3 +78,74 @@ def pipelineName(config: Configuration, key: PoolKey) -> str:
     if name == "auto":
         name = "session" if sessionFeatures(config) else "performance"
     return name
+
+
+@dataclass(frozen=True, **SLOTS)
+class ClientLimits:
+    """
+    The limits and timeouts, PgBouncer's, that apply to the clients of one
+    pool: seconds, C{0} meaning off.
+
+    @ivar queryWaitTimeout: How long a client may wait for a backend, and
+        C{None} where no C{query_wait_timeout} is set (C{blocking_timeout}
+        governs, with its own message).
+    """
+
+    transactionTimeout: float = 0.0
+    idleTransactionTimeout: float = 0.0
+    queryTimeout: float = 0.0
+    queryWaitTimeout: float | None = None
+    clientIdleTimeout: float = 0.0
+    reservePoolSize: int = 0
+    maxDbClientConnections: int = 0
+    maxUserClientConnections: int = 0
+
+    @property
+    def transactional(self) -> bool:
+        """
+        Whether a timeout that watches transactions and queries is on.
+        """
+        return bool(self.transactionTimeout or self.idleTransactionTimeout or self.queryTimeout)
+
+
+#: The fields of L{ClientLimits} a databases-file line may set, and the
+#: lines each is looked up on: C{"pair"} follows pgagroal's order (the exact
+#: pair, C{all USER}, C{DATABASE all}, C{all all}), C{"database"} only
+#: C{DATABASE all} and C{all all}, C{"user"} only C{all USER} and C{all all}.
+_LIMIT_FIELDS = {
+    "transactionTimeout": "pair",
+    "idleTransactionTimeout": "pair",
+    "queryTimeout": "pair",
+    "queryWaitTimeout": "pair",
+    "clientIdleTimeout": "pair",
+    "reservePoolSize": "pair",
+    "maxDbClientConnections": "database",
+    "maxUserClientConnections": "user",
+}
+
+
+def clientLimits(config: Configuration, key: PoolKey) -> ClientLimits:
+    """
+    The limits of the pool C{key}: for each, the value of the most specific
+    databases-file line that sets it (PgBouncer's per-user value before
+    its per-database one, as a C{[users]} entry wins over a C{[databases]}
+    one), else the main section's.
+    """
+    database, user = key
+    main = config.main
+    orders = {
+        "pair": ((database, user), ("all", user), (database, "all"), ("all", "all")),
+        "database": ((database, "all"), ("all", "all")),
+        "user": (("all", user), ("all", "all")),
+    }
+    lines = {(limit.database, limit.user): limit for limit in reversed(config.limits)}
+    values: dict[str, Any] = {}
+    for name, order in _LIMIT_FIELDS.items():
+        value = getattr(main, name)
+        for wanted in orders[order]:
+            limit = lines.get(wanted)
+            if limit is not None and getattr(limit, name) is not None:
+                value = getattr(limit, name)
+                break
+        values[name] = value
+    return ClientLimits(**values)

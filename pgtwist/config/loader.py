@@ -413,6 +413,17 @@ def _mainParsers(environ: Mapping[str, str]) -> dict[str, tuple[str, _Parser]]:
         "auth_dbname": ("authDbname", lambda v: v.strip() or None),
         "auth_query_cache_ttl": ("authQueryCacheTtl", parseDuration),
         "auth_query_cache_size": ("authQueryCacheSize", lambda v: parseInt(v, 1)),
+        "transaction_timeout": ("transactionTimeout", parseDuration),
+        "idle_transaction_timeout": ("idleTransactionTimeout", parseDuration),
+        "query_timeout": ("queryTimeout", parseDuration),
+        "query_wait_timeout": ("queryWaitTimeout", parseDuration),
+        "query_wait_notify": ("queryWaitNotify", parseDuration),
+        "client_idle_timeout": ("clientIdleTimeout", parseDuration),
+        "max_user_client_connections": ("maxUserClientConnections", nonNegative),
+        "max_db_client_connections": ("maxDbClientConnections", nonNegative),
+        "reserve_pool_size": ("reservePoolSize", nonNegative),
+        "reserve_pool_timeout": ("reservePoolTimeout", parseDuration),
+        "server_connect_timeout": ("serverConnectTimeout", parseDuration),
     }
 
 

@@ -127,6 +127,29 @@ class MainSettings:
     #: every login), and how many answers are kept at most.
     authQueryCacheTtl: float = 0.0
     authQueryCacheSize: int = 1000
+    #: PgBouncer's limits and timeouts (L{pgtwist.config.limits.clientLimits}
+    #: combines them with a databases-file line's): seconds, C{0} is off.
+    #: C{transaction_timeout}, C{idle_transaction_timeout}, C{query_timeout}
+    #: and C{client_idle_timeout} end a client; C{query_wait_timeout}
+    #: (C{None}: C{blocking_timeout} governs the wait) ends one that waited
+    #: that long for a backend, and C{query_wait_notify} tells it once that
+    #: it waits.
+    transactionTimeout: float = 0.0
+    idleTransactionTimeout: float = 0.0
+    queryTimeout: float = 0.0
+    queryWaitTimeout: float | None = None
+    queryWaitNotify: float = 5.0
+    clientIdleTimeout: float = 0.0
+    #: Client connections per user (whatever the database) and per database
+    #: (whatever the user); 0 is no limit.
+    maxUserClientConnections: int = 0
+    maxDbClientConnections: int = 0
+    #: Backends a pool may open beyond its size once a client has waited
+    #: C{reserve_pool_timeout} (still within C{max_connections}).
+    reservePoolSize: int = 0
+    reservePoolTimeout: float = 5.0
+    #: How long a new backend may take to connect and log in.
+    serverConnectTimeout: float = 15.0
 
 
 @dataclass(frozen=True, **SLOTS)
@@ -258,6 +281,20 @@ class DatabaseLimit:
     authUser: str | None = None
     authQuery: str | None = None
     authDbname: str | None = None
+    #: PgBouncer's per-database and per-user limits (C{key=value} words):
+    #: C{None} where the line does not set one (a less specific line or
+    #: the main section's value applies, see
+    #: L{pgtwist.config.limits.clientLimits}).
+    transactionTimeout: float | None = None
+    idleTransactionTimeout: float | None = None
+    queryTimeout: float | None = None
+    queryWaitTimeout: float | None = None
+    clientIdleTimeout: float | None = None
+    reservePoolSize: int | None = None
+    #: Only on a C{DATABASE all} line: clients of the database, any user.
+    maxDbClientConnections: int | None = None
+    #: Only on an C{all USER} line: clients of the user, any database.
+    maxUserClientConnections: int | None = None
 
 
 @dataclass(frozen=True, **SLOTS)

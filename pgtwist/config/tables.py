@@ -12,7 +12,7 @@ import importlib
 import ipaddress
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from pgtwist.config.errors import ConfigError, Warn, readText, stripComment
 from pgtwist.config.model import (
@@ -23,6 +23,7 @@ from pgtwist.config.model import (
     UserEntry,
 )
 from pgtwist.config.values import (
+    parseDuration,
     parseInt,
     parseName,
     parseNetwork,
@@ -439,8 +440,36 @@ def _parseSize(text: str, name: str, path: str, line: int, allowAll: bool) -> in
 
 
 #: The C{key=value} words a databases-file line may end with: PgBouncer's
-#: per-database auth_query keys, as L{DatabaseLimit} fields.
-_LIMIT_OPTIONS = {"auth_user": "authUser", "auth_query": "authQuery", "auth_dbname": "authDbname"}
+#: per-database auth_query keys, and its per-database and per-user limits
+#: (L{_LIMIT_PARSERS}), as L{DatabaseLimit} fields.
+_LIMIT_OPTIONS = {
+    "auth_user": "authUser",
+    "auth_query": "authQuery",
+    "auth_dbname": "authDbname",
+    "transaction_timeout": "transactionTimeout",
+    "idle_transaction_timeout": "idleTransactionTimeout",
+    "query_timeout": "queryTimeout",
+    "query_wait_timeout": "queryWaitTimeout",
+    "client_idle_timeout": "clientIdleTimeout",
+    "reserve_pool_size": "reservePoolSize",
+    "max_db_client_connections": "maxDbClientConnections",
+    "max_user_client_connections": "maxUserClientConnections",
+}
+
+#: How the limit options' values are read (the others are text).
+_LIMIT_PARSERS: dict[str, Callable[[str], object]] = {
+    "transactionTimeout": parseDuration,
+    "idleTransactionTimeout": parseDuration,
+    "queryTimeout": parseDuration,
+    "queryWaitTimeout": parseDuration,
+    "clientIdleTimeout": parseDuration,
+    "reservePoolSize": lambda v: parseInt(v, 0),
+    "maxDbClientConnections": lambda v: parseInt(v, 0),
+    "maxUserClientConnections": lambda v: parseInt(v, 0),
+}
+
+#: The file keys of L{_LIMIT_OPTIONS}, by field.
+_OPTION_KEYS = {fieldName: key for key, fieldName in _LIMIT_OPTIONS.items()}
 
 _WORD = re.compile(r"\S+")
 
@@ -579,6 +608,30 @@ def _readLimitLine(
             f"{path}:{number}: min_size {minSize} is greater than max_size {maxSize}; using {maxSize}"
         )
         minSize = maxSize
+    values: dict[str, object] = dict(options or {})
+    for fieldName, parser in _LIMIT_PARSERS.items():
+        if fieldName in values:
+            key = _OPTION_KEYS[fieldName]
+            try:
+                values[fieldName] = parser(str(values[fieldName]))
+            except ValueError as e:
+                raise ConfigError(f"{key}: {e}", path, number, key) from None
+    if "maxDbClientConnections" in values and fields[1] != "all":
+        raise ConfigError(
+            "max_db_client_connections counts a database's clients whatever their user: "
+            "it goes on a line whose USER is all",
+            path,
+            number,
+            "max_db_client_connections",
+        )
+    if "maxUserClientConnections" in values and database != "all":
+        raise ConfigError(
+            "max_user_client_connections counts a user's clients whatever their database: "
+            "it goes on a line whose DATABASE is all",
+            path,
+            number,
+            "max_user_client_connections",
+        )
     return DatabaseLimit(
         database=database,
         user=fields[1],
@@ -589,7 +642,7 @@ def _readLimitLine(
         pipeline=pipeline,
         path=path,
         line=number,
-        **(options or {}),
+        **values,  # type: ignore[arg-type]
     )
 
 

@@ -47,7 +47,7 @@ from pgtwist.auth.methods import (
 from pgtwist.auth.steps import AuthStep, Outcome, passwordAuthenticationFailed
 from pgtwist.config.authquery import AuthQuerySettings, authQueryFor
 from pgtwist.config.errors import ConfigError
-from pgtwist.config.limits import pipelineName, resolveAlias
+from pgtwist.config.limits import clientLimits, pipelineName, resolveAlias
 from pgtwist.config.model import Configuration, HbaRule, PoolKey, UserEntry
 from pgtwist.config.verifiers import BackendCredential, Md5Verifier, ScramSecret, Verifier
 from pgtwist.interfaces import (
@@ -84,6 +84,7 @@ from pgtwist.wire.messages import (
     BackendKeyData,
     ErrorResponse,
     Message,
+    NoticeResponse,
     ParameterStatus,
     ReadyForQuery,
     StartupMessage,
@@ -244,6 +245,10 @@ class FrontendProtocol(Protocol):
         #: of the login (see L{_authenticated}).
         self._loginReply = b""
         self.lastActivity = factory.clock.seconds()
+        #: The C{lastActivity} of the wait for a backend the janitor told
+        #: this client it is queued in (PgBouncer's C{query_wait_notify}):
+        #: a new wait starts with a new request, so it is told again.
+        self.waitNotified = -1.0
 
     # -- Protocol -------------------------------------------------------------
 
@@ -452,6 +457,22 @@ class FrontendProtocol(Protocol):
         database = resolveAlias(self.factory.config.limits, route.database)
         self.requestedDatabase = route.database
         self.key = (database, route.user)
+        exceeded = self.factory.clientLimitExceeded(self.key)
+        if exceeded is not None:
+            self.log.warn(
+                "Refused {clientAddress} for {poolKey}: client connections exceeded ({limit})",
+                clientAddress=self._peer(),
+                poolKey=self.key,
+                limit=exceeded,
+            )
+            # PgBouncer's words and SQLSTATE (its pooler errors are 08P01).
+            self.fail(
+                errors.fatal(
+                    constants.SQLSTATE_PROTOCOL_VIOLATION,
+                    f"client connections exceeded ({exceeded})",
+                )
+            )
+            return
         self.startupParameters = parameters
         self.state = FrontendState.AUTHENTICATING
         self._framer = MessageFramer(constants.MAX_AUTH_TOKEN_LENGTH)
@@ -1080,6 +1101,9 @@ class FrontendProtocol(Protocol):
     def _failFromPool(self, reason: Failure) -> None:
         if isinstance(reason.value, BackendError):
             self.fail(reason.value.error)
+        elif isinstance(reason.value, PoolTimeout) and reason.value.setting == "query_wait_timeout":
+            # PgBouncer's ending: its reason as a FATAL, SQLSTATE 08P01.
+            self.fail(errors.fatal(constants.SQLSTATE_PROTOCOL_VIOLATION, "query_wait_timeout"))
         elif isinstance(reason.value, PoolTimeout):
             self.fail(
                 errors.fatal(
@@ -1182,6 +1206,21 @@ class FrontendProtocol(Protocol):
                 self.transport.unregisterProducer()  # type: ignore[attr-defined]
             self.transport.loseConnection()
 
+    def notice(self, message: str) -> None:
+        """
+        Send a NOTICE with SQLSTATE 00000, in PgBouncer's shape (severity,
+        code, message): only between messages, as when the client waits
+        for a backend.
+        """
+        if self.state is FrontendState.CLOSED or self.transport is None:
+            return
+        fields = (
+            (constants.FIELD_SEVERITY, "NOTICE"),
+            (constants.FIELD_CODE, "00000"),
+            (constants.FIELD_MESSAGE, message),
+        )
+        self.transport.write(codec.encode(NoticeResponse(fields)))
+
     def failFromPool(self, reason: Failure) -> None:
         """
         Refuse the login because the pool could not provide a backend.
@@ -1282,6 +1321,27 @@ class FrontendFactory(Factory):
         database either).
         """
         return len(self.clients) + len(self.consoles) > self.config.main.maxClientConn
+
+    def clientLimitExceeded(self, key: PoolKey) -> str | None:
+        """
+        The name of the limit a new client of C{key} (already counted in
+        L{clients}) goes beyond: PgBouncer's C{max_db_client_connections}
+        (clients of the database, whatever their user) or
+        C{max_user_client_connections} (clients of the user, whatever the
+        database); C{None} when within both. The clients are only counted
+        when a limit is set.
+        """
+        limits = clientLimits(self.config, key)
+        database, user = key
+        if limits.maxDbClientConnections:
+            count = sum(1 for client in self.clients if client.key[0] == database)
+            if count > limits.maxDbClientConnections:
+                return "max_db_client_connections"
+        if limits.maxUserClientConnections:
+            count = sum(1 for client in self.clients if client.key[1] == user)
+            if count > limits.maxUserClientConnections:
+                return "max_user_client_connections"
+        return None
 
     def nextId(self) -> int:
         """

@@ -10,7 +10,13 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from pgtwist.interfaces import IBackendLink, IBackendPool, IFrontendLink
+from pgtwist.interfaces import (
+    SESSION_IDLE,
+    SESSION_RUNNING,
+    IBackendLink,
+    IBackendPool,
+    IFrontendLink,
+)
 from pgtwist.wire import constants, errors
 from pgtwist.wire.errors import ProtocolViolation
 
@@ -40,6 +46,16 @@ class PipelineSessionBase:
         See L{IPipelineSession.waitingForBackend}.
         """
         return self._acquiring is not None
+
+    def busy(self) -> bool:
+        raise NotImplementedError()
+
+    def timeoutState(self) -> tuple[int, float, float]:
+        """
+        See L{IPipelineSession.timeoutState}: running while L{busy}, with
+        no times known (a pipeline that knows more says more).
+        """
+        return (SESSION_RUNNING if self.busy() else SESSION_IDLE), 0.0, 0.0
 
     def backendLost(self, reason: Failure) -> None:
         """

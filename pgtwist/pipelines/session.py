@@ -23,6 +23,9 @@ from zope.interface import implementer
 
 from pgtwist.config.model import Configuration
 from pgtwist.interfaces import (
+    SESSION_IDLE,
+    SESSION_IDLE_IN_TRANSACTION,
+    SESSION_RUNNING,
     IBackendLink,
     IBackendPool,
     IFrontendLink,
@@ -78,6 +81,8 @@ class SessionPipelineSession(PipelineSessionBase):
         self.stats = pool.statsFor(frontend.key)
         self._queryStart = 0.0
         self._xactStart: float | None = None
+        #: When the last request ended (for idle_transaction_timeout).
+        self._readyAt = 0.0
         self._frontendScanner = MessageWalker(self._frontendMessage, watch=_FRONTEND_WATCH)
         #: Client chunks held while idle backends of a database close (see
         #: L{_holdExclusive}), and whether the statement first held is cleared.
@@ -217,7 +222,7 @@ class SessionPipelineSession(PipelineSessionBase):
             if self._outstanding:
                 self._outstanding -= 1
                 if not self._outstanding:
-                    now = self.clock.seconds()
+                    now = self._readyAt = self.clock.seconds()
                     self.stats.addQuery(now - self._queryStart)
                     if body == constants.TRANSACTION_IDLE and self._xactStart is not None:
                         self.stats.addTransaction(now - self._xactStart)
@@ -248,6 +253,19 @@ class SessionPipelineSession(PipelineSessionBase):
         running on its backend.
         """
         return self._outstanding > 0 or self._unsynced
+
+    def timeoutState(self) -> tuple[int, float, float]:
+        """
+        See L{IPipelineSession.timeoutState}: the relay knows when each
+        request and transaction began, and when the last request ended.
+        """
+        start = self._xactStart or 0.0
+        if self._outstanding > 0 or self._unsynced:
+            return SESSION_RUNNING, start, self._queryStart
+        backend = self.backend
+        if backend is None or backend.transactionStatus == constants.TRANSACTION_IDLE:
+            return SESSION_IDLE, 0.0, 0.0
+        return SESSION_IDLE_IN_TRANSACTION, start, self._readyAt
 
     # -- endings --------------------------------------------------------------------
 

@@ -58,6 +58,9 @@ from zope.interface import implementer
 
 from pgtwist.config.model import Configuration
 from pgtwist.interfaces import (
+    SESSION_IDLE,
+    SESSION_IDLE_IN_TRANSACTION,
+    SESSION_RUNNING,
     IBackendLink,
     IBackendPool,
     IFrontendLink,
@@ -854,7 +857,9 @@ class TransactionPipelineSession(
 
     def _release(self) -> None:
         if self._objects:
-            # Pinned: the session holds what only this backend has.
+            # Pinned: the session holds what only this backend has; its
+            # next transaction's start is unknown (see timeoutState).
+            self._xactStart = 0.0
             if self._notes:
                 self._flushNotes()
             return
@@ -929,6 +934,28 @@ class TransactionPipelineSession(
         running a request of the client's is cancelled first.
         """
         self._finish(lost=True)
+
+    def timeoutState(self) -> tuple[int, float, float]:
+        """
+        See L{IPipelineSession.timeoutState}: a transaction begins when a
+        backend is lent; the relay keeps no time per request (the janitor
+        takes the client's last message for a request's start, and what it
+        saw for an idle transaction's).
+        """
+        backend = self.backend
+        if backend is None:
+            return SESSION_IDLE, 0.0, 0.0
+        if (
+            self._expected
+            or self._unsynced
+            or not self._fromServer.atBoundary
+            or not self._fromClient.atBoundary
+        ):
+            return SESSION_RUNNING, self._xactStart, 0.0
+        if backend.transactionStatus == constants.TRANSACTION_IDLE:
+            # Pinned between transactions.
+            return SESSION_IDLE, 0.0, 0.0
+        return SESSION_IDLE_IN_TRANSACTION, self._xactStart, 0.0
 
     def busy(self) -> bool:
         """

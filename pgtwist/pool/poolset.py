@@ -26,7 +26,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pgtwist.config.limits import matchLimit
+from pgtwist.config.limits import clientLimits, matchLimit
 from pgtwist.config.model import Configuration, PoolKey, ServerSettings
 from pgtwist.config.verifiers import BackendCredential
 from pgtwist.interfaces import (
@@ -140,7 +140,12 @@ class PoolSet(Service):
     def _connect(
         self, server: ServerSettings, key: PoolKey, password: BackendCredential | None
     ) -> tuple[IPooledConnection, Deferred[IPooledConnection]]:
-        backend, ready = connectBackend(self._reactor, server, key, password, self._authMethods)
+        # server_connect_timeout bounds the TCP connect here, and the login
+        # too (see openBackend); 0 leaves Twisted's connect timeout.
+        timeout = self.config.main.serverConnectTimeout or 30.0
+        backend, ready = connectBackend(
+            self._reactor, server, key, password, self._authMethods, timeout
+        )
         return backend, ready.addCallback(_pooled)
 
     def reconfigure(self, config: Configuration) -> None:
@@ -151,6 +156,7 @@ class PoolSet(Service):
         self.servers.reconfigure(config.servers)
         for pool in self.pools.values():
             pool.limitIndex = matchLimit(config.limits, *pool.key)
+            pool.limits = clientLimits(config, pool.key)
         self._serveAll()
 
     def pool(self, key: PoolKey) -> Pool:
@@ -159,7 +165,9 @@ class PoolSet(Service):
         """
         pool = self.pools.get(key)
         if pool is None:
-            pool = self.pools[key] = Pool(key, matchLimit(self.config.limits, *key))
+            pool = self.pools[key] = Pool(
+                key, matchLimit(self.config.limits, *key), clientLimits(self.config, key)
+            )
             pool.paused = self.isPaused(key[0])
         return pool
 
@@ -373,7 +381,7 @@ class PoolSet(Service):
             self._forgetWaiter(pool, waiter)
 
         waiter.deferred = Deferred(cancel)
-        timeout = self.config.main.blockingTimeout
+        timeout = self.waitTimeout(pool)[0]
         if timeout > 0:
             waiter.timer = self._reactor.callLater(timeout, self._waiterTimedOut, pool, waiter)
         self._queueWaiter(pool, waiter)
@@ -553,16 +561,30 @@ class PoolSet(Service):
         if waiter.timer is not None and waiter.timer.active():
             waiter.timer.cancel()
 
+    def waitTimeout(self, pool: Pool) -> tuple[float, str]:
+        """
+        How long a client of C{pool} may wait for a backend, and the key
+        that says so: PgBouncer's C{query_wait_timeout} where one is set
+        (main section or databases file), else pgagroal's
+        C{blocking_timeout}.
+        """
+        limit = pool.limits.queryWaitTimeout
+        if limit is not None:
+            return limit, "query_wait_timeout"
+        return self.config.main.blockingTimeout, "blocking_timeout"
+
     def _waiterTimedOut(self, pool: Pool, waiter: Waiter) -> None:
         waiter.timer = None
         pool.stats.timeouts += 1
         self._forgetWaiter(pool, waiter)
+        timeout, setting = self.waitTimeout(pool)
         self.log.warn(
-            "A client of {poolKey} waited {timeout}s for a backend; giving up",
+            "A client of {poolKey} waited {timeout}s for a backend; giving up ({setting})",
             poolKey=pool.key,
-            timeout=self.config.main.blockingTimeout,
+            timeout=timeout,
+            setting=setting,
         )
-        waiter.deferred.errback(PoolTimeout())
+        waiter.deferred.errback(PoolTimeout(setting))
 
     def _queueWaiter(self, pool: Pool, waiter: Waiter, first: bool = False) -> None:
         """
@@ -628,7 +650,11 @@ class PoolSet(Service):
             if pool.connectFailures and (connecting or self._reactor.seconds() < pool.retryAt):
                 # Failing: probe with one connection at a time, after the back-off.
                 return
-            if not self.hasRoomFor(pool) and not self._evictIdle(pool):
+            if (
+                not self.hasRoomFor(pool)
+                and not self._evictIdle(pool)
+                and not self._hasReserveFor(pool)
+            ):
                 return
             self.openBackend(pool)
 
@@ -655,6 +681,38 @@ class PoolSet(Service):
         index = pool.limitIndex
         return index is None or self._lineUsage(index) < self._lineCap(index)
 
+    def _hasReserveFor(self, pool: Pool) -> bool:
+        """
+        PgBouncer's reserve pool: once C{pool}'s oldest waiter has waited
+        C{reserve_pool_timeout}, up to C{reserve_pool_size} backends beyond
+        its databases-file line's size, still within C{max_connections}
+        (the janitor looks again each round, see L{serveWaiters}).
+        """
+        reserve = pool.limits.reservePoolSize
+        index = pool.limitIndex
+        if not reserve or index is None or not pool.waiters:
+            return False
+        if self.total >= self.config.main.maxConnections:
+            return False
+        waited = self._reactor.seconds() - pool.waiters[0].since
+        if waited < self.config.main.reservePoolTimeout:
+            return False
+        return self._lineUsage(index) < self._lineCap(index) + reserve
+
+    def hasWaiters(self) -> bool:
+        """
+        Whether a client waits for a backend in some pool.
+        """
+        return any(pool.waiters for pool in self._waiting.values())
+
+    def serveWaiters(self) -> None:
+        """
+        Serve the waiting clients again (the janitor calls it each round, so
+        that a wait that reaches C{reserve_pool_timeout} gets its backend).
+        """
+        if self._waiting:
+            self._serveAll()
+
     def _cbValidatedForWaiter(
         self, error: ErrorResponse | None, entry: PooledBackend, waiter: Waiter
     ) -> None:
@@ -679,7 +737,7 @@ class PoolSet(Service):
             self.closeAndForget(entry)
         if waiter.deferred.called:
             return
-        timeout = self.config.main.blockingTimeout
+        timeout = self.waitTimeout(pool)[0]
         if timeout > 0:
             remaining = max(0.0, waiter.since + timeout - self._reactor.seconds())
             waiter.timer = self._reactor.callLater(remaining, self._waiterTimedOut, pool, waiter)
@@ -717,6 +775,10 @@ class PoolSet(Service):
         self._moveTo(entry, BackendState.CONNECTING)
         pool.stats.connectionsOpened += 1
         backend.lostCallback = self._backendLost
+        timeout = self.config.main.serverConnectTimeout
+        if timeout > 0:
+            # The idle timer's slot, unused until the backend is idle.
+            entry.idleTimer = self._reactor.callLater(timeout, self._connectTimedOut, entry)
         ready.addCallbacks(
             self._cbOpened,
             self._ebOpened,
@@ -724,7 +786,30 @@ class PoolSet(Service):
             errbackArgs=(entry, credential),
         )
 
+    def _connectTimedOut(self, entry: PooledBackend) -> None:
+        """
+        PgBouncer's C{server_connect_timeout}: a backend that has not
+        connected and logged in by now is closed ("connect timeout"); its
+        login fails as any failed connect does.
+        """
+        entry.idleTimer = None
+        if entry.state is not BackendState.CONNECTING:
+            return
+        backend = entry.backend
+        self.log.warn(
+            "Closing a backend of {poolKey} on {server}: connect timeout "
+            "(server_connect_timeout {timeout}s)",
+            poolKey=backend.key,
+            server=backend.server.name,
+            timeout=self.config.main.serverConnectTimeout,
+        )
+        backend.close()
+
     def _cbOpened(self, backend: IPooledConnection, entry: PooledBackend) -> None:
+        if entry.idleTimer is not None:
+            if entry.idleTimer.active():
+                entry.idleTimer.cancel()
+            entry.idleTimer = None
         pool = self.pool(backend.key)
         pool.connectFailures = 0
         pool.loginRefusals = 0

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 
+from pgtwist.config.limits import ClientLimits
 from pgtwist.config.model import PoolKey
 from pgtwist.config.verifiers import BackendCredential
 from pgtwist.pool.stats import PoolStats
@@ -92,9 +93,14 @@ class Pool:
     @ivar limitIndex: The databases-file line that governs it, if any.
     """
 
-    def __init__(self, key: PoolKey, limitIndex: int | None = None) -> None:
+    def __init__(
+        self, key: PoolKey, limitIndex: int | None = None, limits: ClientLimits | None = None
+    ) -> None:
         self.key = key
         self.limitIndex = limitIndex
+        #: PgBouncer's limits for this pool (query_wait_timeout, reserve
+        #: pool...), from the configuration; replaced on reload.
+        self.limits = limits if limits is not None else ClientLimits()
         #: Failed connection attempts in a row, and when to try again.
         self.connectFailures = 0
         self.retryAt = 0.0
