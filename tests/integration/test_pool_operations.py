@@ -477,6 +477,29 @@ def test_failover(tmp_path: Path, pgCluster: PostgresCluster) -> None:
         assert pooler.logCount(r"failing over to standby") == 1
 
 
+def test_failoverScriptFails(tmp_path: Path, pgCluster: PostgresCluster) -> None:
+    """
+    A C{failover_script} that exits 3 switches no client (pgagroal's
+    rule): the standby is marked failed, the client waiting hears that
+    pgtwist cannot connect, and the dead primary stays the one in use.
+    """
+    closed = freePort()
+    script = tmp_path / "failover.sh"
+    script.write_text("#!/bin/sh\nexit 3\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    servers = (
+        f"[primary]\nhost = 127.0.0.1\nport = {closed}\nprimary = on\n\n"
+        f"[standby]\nhost = {pgCluster.host}\nport = {pgCluster.port}\n"
+    )
+    main = {**SESSION, "failover": "on", "failover_script": script, "max_retries": 0}
+    with runningPooler(tmp_path, pgCluster, main=main, serverSections=servers) as pooler:
+        with pytest.raises(psycopg.OperationalError, match="cannot connect"):
+            connect(pooler)
+        assert pooler.logCount(r"failover_script \S+ exited with 3") == 1
+        assert pooler.logCount(r"Not failing over to standby") == 1
+        assert pooler.logCount(r"Failed over from") == 0
+
+
 # -- reload and stop ---------------------------------------------------------------
 
 
