@@ -103,6 +103,10 @@ class Management:
         self._watch: LoopingCall | None = None
         #: A SHUTDOWN WAIT_FOR_SERVERS paused everything (cancel resumes).
         self._pausedToStop = False
+        #: The keys only a restart applies whose configured value differs
+        #: from the running one (kept in C{service.config}): key -> the
+        #: value waiting for the restart. Set by each reload and C{SET}.
+        self.restartPending: dict[str, object] = {}
 
     # -- queries: what the console, metrics and manhole read ----------------
 

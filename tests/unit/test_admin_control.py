@@ -210,7 +210,30 @@ class ConfigurationCommandTests(ConsoleTestCase):
         notice = result.messages[0]
         assert isinstance(notice, NoticeResponse)
         self.assertIn("port", dict(notice.fields)[b"M"])
-        self.assertIs(self.service.config, new)
+        self.assertEqual(self.service.config.main.maxConnections, 3)
+
+    def test_reloadShowsWhatRuns(self) -> None:
+        """
+        After a reload changes a key only a restart applies, every RELOAD
+        still names it, and SHOW CONFIG shows the value in effect with a
+        notice that a restart is pending.
+        """
+        running = self.service.config.main.port
+        self.nextConfiguration = makeConfiguration(port=7000)
+        for _ in range(2):
+            notice = self.one("RELOAD").messages[0]
+            assert isinstance(notice, NoticeResponse)
+            self.assertEqual(
+                dict(notice.fields)[b"M"], "changes to port take effect after a restart"
+            )
+        result = self.one("SHOW CONFIG")
+        self.assertEqual(result.asDict()["port"], str(running))
+        notice = result.messages[0]
+        assert isinstance(notice, NoticeResponse)
+        self.assertEqual(
+            dict(notice.fields)[b"M"],
+            f"restart pending: port is {running}, the configuration says 7000",
+        )
 
     def test_reloadFails(self) -> None:
         """
