@@ -340,6 +340,26 @@ def test_exporterShapes(pooler: Pooler) -> None:
         assert [d.type_code for d in cursor.description or ()] == [TEXT]
 
 
+def test_queryTimeInTransactionPooling(tmp_path: Path, pgCluster: PostgresCluster) -> None:
+    """
+    In transaction pooling, SHOW STATS times queries as well as counting
+    them: C{total_query_time} covers a C{pg_sleep} (C{avg_query_time} is
+    the same counter over C{stats_period}).
+    """
+    with consolePooler(tmp_path, pgCluster, main={"pipeline": "transaction"}) as pooler:
+        with client(pooler) as c:
+            c.execute("SELECT pg_sleep(0.2)")
+            c.execute("SELECT 1")
+        with console(pooler) as conn:
+            cursor = conn.execute("SHOW STATS")
+            names = [d.name for d in cursor.description or ()]
+            stats = {row[0]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
+        shared = stats[SHARED]
+        assert shared["total_query_count"] >= 2
+        assert shared["total_query_time"] >= 200_000
+        assert shared["total_query_time"] < 5_000_000
+
+
 def test_everyShow(pooler: Pooler) -> None:
     """
     Every SHOW of SHOW HELP answers through psycopg.
