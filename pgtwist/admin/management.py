@@ -12,6 +12,7 @@ from collections.abc import Collection, Mapping, Set
 from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ReactorNotRunning
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -26,13 +27,37 @@ if TYPE_CHECKING:
     from pgtwist.pool.poolset import PoolSet
     from pgtwist.pool.servers import ServerState
     from pgtwist.pool.state import Pool
+    from pgtwist.wire.messages import ErrorResponse
 
 FLUSH_MODES = ("idle", "gracefully", "all")
 SHUTDOWN_MODES = ("gracefully", "immediate", "cancel")
 
+#: How long an ending shutdown waits for the clients it told to close.
+CLOSE_WAIT = 1.0
+
 #: How often a PAUSE or a SHUTDOWN WAIT_FOR_SERVERS checks whether the
 #: backends it waits for were given back (seconds).
 POLL_INTERVAL = 0.05
+
+
+def _terminating() -> ErrorResponse:
+    """
+    What PostgreSQL's fast shutdown says to a session it ends.
+    """
+    return errors.fatal(
+        constants.SQLSTATE_ADMIN_SHUTDOWN, "terminating connection due to administrator command"
+    )
+
+
+def _inTransaction(client: FrontendProtocol) -> bool:
+    """
+    Whether C{client} has a request running, or an open (or failed)
+    transaction on its backend.
+    """
+    if client.busy():
+        return True
+    backend = client.backend
+    return backend is not None and backend.transactionStatus != constants.TRANSACTION_IDLE
 
 
 class Pooler(Protocol):
@@ -107,6 +132,8 @@ class Management:
         #: from the running one (kept in C{service.config}): key -> the
         #: value waiting for the restart. Set by each reload and C{SET}.
         self.restartPending: dict[str, object] = {}
+        #: When a graceful shutdown (L{terminate}) cuts what is left.
+        self._deadline: float | None = None
 
     # -- queries: what the console, metrics and manhole read ----------------
 
@@ -433,6 +460,81 @@ class Management:
 
         paused.addCallback(stop)
         return paused
+
+    def terminate(self) -> None:
+        """
+        SIGTERM or SIGINT (systemd stops services with SIGTERM): a graceful
+        shutdown, as PostgreSQL's smart-then-fast one looks to clients. No
+        new client is accepted (a login gets C{57P03 the database system is
+        shutting down}), no new transaction starts (the pools are paused),
+        clients not in a transaction are ended with C{57P01 terminating
+        connection due to administrator command}, and those in one are
+        ended the same way once it is over, or when C{shutdown_timeout}
+        runs out; then pgtwist exits. A second signal exits at once.
+        """
+        if self.state == "terminating":
+            self.log.warn("Second stop signal: shutting down immediately")
+            self._stopTerminating()
+            return
+        timeout = self.service.config.main.shutdownTimeout
+        self.log.info(
+            "Stop signal: no new clients or transactions; exiting once the {count} "
+            "transactions under way end (at most {timeout}s; 0 = no limit)",
+            count=sum(1 for client in self.service.factory.clients if _inTransaction(client)),
+            timeout=timeout,
+        )
+        if self._watch is not None and self._watch.running:
+            self._watch.stop()
+        self.state = "terminating"
+        self.service.stopListening()
+        self.service.pools.pause(None)
+        self._deadline = self._reactor.seconds() + timeout if timeout > 0 else None
+        self._watch = LoopingCall(self._endIdleClients)
+        self._watch.clock = self._reactor
+        self._watch.start(POLL_INTERVAL, now=True)
+
+    def _endIdleClients(self) -> None:
+        """
+        During a graceful shutdown: end the clients outside a transaction
+        (all of them once C{shutdown_timeout} ran out); exit when none is
+        left.
+        """
+        late = self._deadline is not None and self._reactor.seconds() >= self._deadline
+        for client in list(self.service.factory.clients):
+            if late or not _inTransaction(client):
+                client.fail(_terminating())
+        if late or not self.service.factory.clients:
+            if late:
+                self.log.warn("shutdown_timeout ran out: transactions under way were cut")
+            else:
+                self.log.info("No transaction left; shutting down")
+            self._stopTerminating()
+
+    def _stopTerminating(self) -> None:
+        """
+        End every client left with 57P01 and exit once their connections
+        closed (so that the error reaches them: the reactor's shutdown
+        drops what is not written yet), or after L{CLOSE_WAIT} seconds.
+        """
+        if self._watch is not None and self._watch.running:
+            self._watch.stop()
+        clients = self.service.factory.clients
+        for client in list(clients):
+            client.fail(_terminating())
+        deadline = self._reactor.seconds() + CLOSE_WAIT
+
+        def check() -> None:
+            if clients and self._reactor.seconds() < deadline:
+                return
+            watch.stop()
+            try:
+                self._reactor.stop()
+            except ReactorNotRunning:
+                pass  # already stopping: the first signal's shutdown goes on
+
+        watch = self._watch = LoopingCall(check)
+        watch.clock = self._reactor
+        watch.start(POLL_INTERVAL, now=True)
 
     def _checkDrained(self) -> None:
         if self.state == "gracefully" and not self.service.factory.clients:

@@ -39,6 +39,7 @@ from pgtwist.net.listeners import ListenerService
 from pgtwist.net.servertls import contexts as serverTlsContexts
 from pgtwist.pool.janitor import Janitor
 from pgtwist.pool.poolset import PoolSet
+from pgtwist.wire import constants, errors
 
 if TYPE_CHECKING:
     from pgtwist.admin.metrics import MetricsService
@@ -300,8 +301,13 @@ class PoolerService(MultiService):
         )
 
         def clientsThenPools(_: object) -> Deferred[None] | None:
+            # PostgreSQL's words for a session its shutdown ends.
+            ending = errors.fatal(
+                constants.SQLSTATE_ADMIN_SHUTDOWN,
+                "terminating connection due to administrator command",
+            )
             for client in [*self.factory.clients, *self.factory.consoles]:
-                client.fail(None)
+                client.fail(ending)
             self.authQueries.close()
             return self.pools.stopService()
 

@@ -357,6 +357,107 @@ class ShutdownTests(ConsoleTestCase):
         self.assertIn("invalid command", self.one("SHUTDOWN LATER").error.message)  # type: ignore[union-attr]
 
 
+class TerminateTests(ConsoleTestCase):
+    """
+    SIGTERM and SIGINT (L{Management.terminate}): a graceful shutdown that
+    lets transactions under way finish, and an immediate one at the
+    second signal.
+    """
+
+    def ended(self, client: FrontendProtocol) -> bool:
+        """
+        Whether C{client} was sent PostgreSQL's 57P01 for a session its
+        shutdown ends, and closed.
+        """
+        transport = client.transport
+        assert isinstance(transport, StringTransport)
+        written = transport.value()
+        return (
+            b"C57P01\0" in written
+            and b"terminating connection due to administrator command" in written
+            and transport.disconnecting
+        )
+
+    def gone(self, client: FrontendProtocol) -> None:
+        """
+        C{client}'s connection is closed (StringTransport never says so).
+        """
+        self.service.factory.clients.discard(client)
+
+    def test_transactionsFinish(self) -> None:
+        """
+        A client outside a transaction is ended at once; one in a
+        transaction (a request running, or an open transaction between
+        requests) is ended once it is over; then pgtwist exits. No new
+        client or transaction gets in meanwhile.
+        """
+        idle = self.client()
+        backend = self.activeBackend()
+        inside = self.client(backend=backend)
+        self.service.startService()
+        self.service.management.terminate()
+        self.assertTrue(self.ended(idle))
+        self.gone(idle)
+        self.assertFalse(self.ended(inside))
+        self.assertFalse(self.service.factory.accepting)
+        self.assertTrue(self.service.pools.pausedAll)
+        # Between two statements of its transaction: still in it.
+        backend.transactionStatus = b"T"
+        inside.session = type("Idle", (), {"busy": lambda self: False})()  # type: ignore[assignment]
+        self.reactor.advance(1)
+        self.assertFalse(self.ended(inside))
+        self.assertEqual(self.stopped, [])
+        backend.transactionStatus = b"I"
+        self.reactor.advance(0.05)
+        self.assertTrue(self.ended(inside))
+        self.gone(inside)
+        self.reactor.advance(0.05)
+        self.assertEqual(self.stopped, [True])
+
+    def test_timeout(self) -> None:
+        """
+        A transaction still running after C{shutdown_timeout} is cut, its
+        client told why, and pgtwist exits.
+        """
+        self.service.reconfigure(makeConfiguration(shutdownTimeout=5.0))
+        inside = self.client(backend=self.activeBackend())
+        self.service.management.terminate()
+        self.reactor.advance(4.9)
+        self.assertFalse(self.ended(inside))
+        self.reactor.advance(0.1)
+        self.assertTrue(self.ended(inside))
+        # Exiting waits (a second at most) for the error to go out.
+        self.assertEqual(self.stopped, [])
+        self.reactor.advance(1)
+        self.assertEqual(self.stopped, [True])
+
+    def test_secondSignalImmediate(self) -> None:
+        """
+        A second signal stops at once, transactions under way or not.
+        """
+        inside = self.client(backend=self.activeBackend())
+        self.service.management.terminate()
+        self.assertEqual(self.stopped, [])
+        self.service.management.terminate()
+        self.assertTrue(self.ended(inside))
+        self.gone(inside)
+        self.reactor.advance(0.05)
+        self.assertEqual(self.stopped, [True])
+
+    def test_newLoginRefused(self) -> None:
+        """
+        A login during the graceful shutdown gets PostgreSQL's answer to
+        one during its shutdown: 57P03.
+        """
+        self.service.management.terminate()
+        protocol = self.service.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5))
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(codec.encode(StartupMessage({"user": "alice", "database": "db"})))
+        self.assertIn(b"C57P03\0", transport.value())
+        self.assertIn(b"the database system is shutting down", transport.value())
+
+
 class PgagroalCommandTests(ConsoleTestCase):
     """
     FLUSH, SWITCH_TO, CLEAR SERVER and CLEAR PROMETHEUS.
