@@ -8,7 +8,7 @@ status). The admin console and C{pgtwist-cli} are thin layers over it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Mapping, Set
+from collections.abc import Callable, Collection, Mapping, Set
 from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet.defer import Deferred
@@ -46,6 +46,16 @@ def _terminating() -> ErrorResponse:
     """
     return errors.fatal(
         constants.SQLSTATE_ADMIN_SHUTDOWN, "terminating connection due to administrator command"
+    )
+
+
+def _unwritten(transport: Any) -> bool:
+    """
+    Whether C{transport} still holds bytes it has not written (Twisted's
+    socket transports keep them in C{dataBuffer} and C{_tempDataBuffer}).
+    """
+    return bool(getattr(transport, "dataBuffer", b"")) or bool(
+        getattr(transport, "_tempDataLen", 0)
     )
 
 
@@ -103,6 +113,16 @@ class Pooler(Protocol):
         Accept clients again.
         """
 
+    def suspendListening(self) -> None:
+        """
+        Leave new connections in the listen queue (SUSPEND).
+        """
+
+    def resumeListening(self) -> None:
+        """
+        Accept the connections queued by L{suspendListening}.
+        """
+
 
 class Management:
     """
@@ -134,6 +154,9 @@ class Management:
         self.restartPending: dict[str, object] = {}
         #: When a graceful shutdown (L{terminate}) cuts what is left.
         self._deadline: float | None = None
+        #: SUSPEND: the transports no longer read from, until RESUME.
+        self.suspended = False
+        self._suspendedTransports: list[Any] = []
 
     # -- queries: what the console, metrics and manhole read ----------------
 
@@ -381,11 +404,93 @@ class Management:
 
     def resume(self, database: str | None = None) -> None:
         """
-        PgBouncer's RESUME: serve C{database} (C{None}: everything paused)
-        again.
+        PgBouncer's RESUME: serve C{database} (C{None}: everything paused,
+        or suspended) again.
         """
         self.log.info("RESUME of {database}", database=database or "*")
+        if database is None and self.suspended:
+            self.suspended = False
+            transports, self._suspendedTransports = self._suspendedTransports, []
+            for transport in transports:
+                if getattr(transport, "connected", False):
+                    transport.resumeProducing()
+            self.service.resumeListening()
         self.service.pools.resume(database)
+
+    def suspend(self) -> Deferred[None]:
+        """
+        PgBouncer's SUSPEND (for an online restart): hand out no backend,
+        leave new connections in the listen queue, and read nothing more
+        from clients or PostgreSQL; fires once what pgtwist had to write
+        has been written. RESUME undoes it. Cancelling the Deferred stops
+        the wait, not the suspension.
+        """
+        self.log.info("SUSPEND")
+        self.suspended = True
+        pools = self.service.pools
+        pools.pause(None)
+        self.service.suspendListening()
+        transports = [client.transport for client in self.service.factory.clients]
+        transports += [
+            getattr(entry.backend, "transport", None)
+            for pool in pools.pools.values()
+            for entries in pool.backends.values()
+            for entry in entries
+        ]
+        self._suspendedTransports = [t for t in transports if t is not None]
+        for transport in self._suspendedTransports:
+            transport.pauseProducing()
+
+        def flushed() -> bool:
+            return not self.suspended or not any(_unwritten(t) for t in self._suspendedTransports)
+
+        return self._until(flushed)
+
+    def waitClose(self, database: str | None = None) -> Deferred[None]:
+        """
+        PgBouncer's WAIT_CLOSE: fires once no backend of C{database}
+        (C{None}: any) is still marked to close when given back (by
+        RECONNECT, or a graceful flush or switch-to). Cancelling it stops
+        the wait.
+        """
+        self.log.info("WAIT_CLOSE of {database}", database=database or "*")
+        pools = self.service.pools
+
+        def closed() -> bool:
+            return not any(
+                entry.closeOnRelease
+                for pool in pools.pools.values()
+                if database is None or pool.key[0] == database
+                for entries in pool.backends.values()
+                for entry in entries
+            )
+
+        return self._until(closed)
+
+    def _until(self, done: Callable[[], bool]) -> Deferred[None]:
+        """
+        A Deferred that fires once C{done()} holds, asked now and every
+        L{POLL_INTERVAL}; cancelling it stops asking.
+        """
+
+        def check() -> None:
+            if done():
+                watch.stop()
+
+        def cancel(d: Deferred[None]) -> None:
+            if watch.running:
+                watch.stop()
+
+        result: Deferred[None] = Deferred(cancel)
+
+        def finished(_: object) -> None:
+            if not result.called:
+                result.callback(None)
+
+        watch = LoopingCall(check)
+        watch.clock = self._reactor
+        watch.start(POLL_INTERVAL, now=True).addCallback(finished)
+        return result
 
     def reconnect(self, database: str | None = None) -> int:
         """

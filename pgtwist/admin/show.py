@@ -673,13 +673,15 @@ def showConfig(console: Console, args: Sequence[str]) -> ResultSet:
 
 def showState(console: Console, args: Sequence[str]) -> ResultSet:
     """
-    SHOW STATE: whether pgtwist is active or paused (never suspended).
+    SHOW STATE: whether pgtwist is active, paused or suspended.
     """
-    paused = console.service.management.isPaused(None)
+    management = console.service.management
+    suspended = management.suspended
+    paused = management.isPaused(None) and not suspended
     rows = (
-        ("active", "no" if paused else "yes"),
+        ("active", "no" if paused or suspended else "yes"),
         ("paused", "yes" if paused else "no"),
-        ("suspended", "no"),
+        ("suspended", "yes" if suspended else "no"),
     )
     return ResultSet("ss", ("key", "value"), rows)
 

@@ -271,6 +271,27 @@ class PoolerService(MultiService):
             if listener.running and not listener.description.startswith("unix:"):
                 listener.stopService()
 
+    def suspendListening(self) -> None:
+        """
+        SUSPEND: accept nothing more on the clients' listeners (the
+        connections wait in the listen queue); the management port stays.
+        """
+        for listener in self.listeners:
+            if listener.factory is self.factory and listener.port is not None:
+                stop = getattr(listener.port, "stopReading", None)
+                if stop is not None:
+                    stop()
+
+    def resumeListening(self) -> None:
+        """
+        RESUME after SUSPEND: accept on the clients' listeners again.
+        """
+        for listener in self.listeners:
+            if listener.factory is self.factory and listener.port is not None:
+                start = getattr(listener.port, "startReading", None)
+                if start is not None:
+                    start()
+
     def startListening(self) -> None:
         """
         Accept clients again.

@@ -186,12 +186,115 @@ class DisableKillTests(ConsoleTestCase):
             "invalid client pointer supplied",
         )
 
+    def test_killClientNeedsAdmin(self) -> None:
+        """
+        A stats user's KILL_CLIENT with the id of a connected client gets
+        PgBouncer's "admin access needed" and drops no one (PgBouncer's
+        CVE-2026-6667 was this check missing); an admin's then works.
+        """
+        client = self.client()
+        result = self.one(f"KILL_CLIENT {client.id}", self.statsSession())
+        assert result.error is not None
+        self.assertEqual(
+            (result.error.severity, result.error.message), ("ERROR", "admin access needed")
+        )
+        transport = client.transport
+        assert isinstance(transport, StringTransport)
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(transport.value(), b"")
+        self.assertIn(client, self.service.factory.clients)
+        self.assertEqual(self.one(f"KILL_CLIENT {client.id}").tag, "KILL_CLIENT")
+        self.assertTrue(transport.disconnecting)
+
     def test_idsInShowClients(self) -> None:
         """
         SHOW CLIENTS' id is the id KILL_CLIENT takes.
         """
         client = self.client()
         self.assertEqual(self.one("SHOW CLIENTS").column("id"), [str(client.id)])
+
+
+class SuspendWaitCloseTests(ConsoleTestCase):
+    """
+    SUSPEND and WAIT_CLOSE, as PgBouncer's.
+    """
+
+    def test_suspendResume(self) -> None:
+        """
+        SUSPEND stops reading from every client, hands out no backend and
+        answers once nothing is left to write; SHOW STATE says suspended;
+        RESUME reads again.
+        """
+        client = self.client()
+        transport = client.transport
+        assert isinstance(transport, StringTransport)
+        self.assertEqual(self.one("SUSPEND").tag, "SUSPEND")
+        self.assertEqual(transport.producerState, "paused")
+        self.assertTrue(self.service.pools.pausedAll)
+        self.assertEqual(
+            self.one("SHOW STATE").asDict(),
+            {"active": "no", "paused": "no", "suspended": "yes"},
+        )
+        self.assertEqual(self.one("RESUME").tag, "RESUME")
+        self.assertEqual(transport.producerState, "producing")
+        self.assertFalse(self.service.pools.pausedAll)
+        self.assertEqual(self.one("SHOW STATE").asDict()["active"], "yes")
+
+    def test_suspendWaitsForWrites(self) -> None:
+        """
+        SUSPEND answers only once the transports hold nothing unwritten.
+        """
+        client = self.client()
+        transport = client.transport
+        transport.dataBuffer = b"pending"  # type: ignore[union-attr]
+        self.assertEqual(self.query("SUSPEND"), [])
+        transport.dataBuffer = b""  # type: ignore[union-attr]
+        self.reactor.advance(0.05)
+        self.assertEqual([r.tag for r in self.results()], ["SUSPEND", None])
+
+    def test_suspendRefused(self) -> None:
+        """
+        PgBouncer's refusals: SUSPEND while paused or with a paused
+        database, PAUSE, KILL or SUSPEND while suspended.
+        """
+        self.one("PAUSE db")
+        self.assertEqual(
+            self.one("SUSPEND").error.message,  # type: ignore[union-attr]
+            "cannot suspend with paused databases",
+        )
+        self.one("RESUME db")
+        self.one("SUSPEND")
+        for sql in ("SUSPEND", "PAUSE", "KILL db"):
+            self.assertEqual(
+                self.one(sql).error.message,  # type: ignore[union-attr]
+                "already suspended/paused",
+                sql,
+            )
+
+    def test_waitClose(self) -> None:
+        """
+        WAIT_CLOSE answers once the backends RECONNECT marked are closed:
+        at once when none is, else when the last is given back.
+        """
+        self.assertEqual(self.one("WAIT_CLOSE").tag, "WAIT_CLOSE")
+        backend = self.activeBackend()
+        self.one("RECONNECT db")
+        self.assertEqual(self.query("WAIT_CLOSE db"), [])
+        self.reactor.advance(1)
+        self.assertEqual(self.results(), [])
+        self.service.pools.release(backend, reset=False)
+        self.reactor.advance(0.05)
+        self.assertEqual([r.tag for r in self.results()], ["WAIT_CLOSE", None])
+        self.assertEqual(self.one("WAIT_CLOSE other").tag, "WAIT_CLOSE")
+
+    def test_waitCloseAdminDb(self) -> None:
+        """
+        WAIT_CLOSE of the console's database gets PgBouncer's error.
+        """
+        self.assertEqual(
+            self.one("WAIT_CLOSE pgbouncer").error.message,  # type: ignore[union-attr]
+            "cannot wait in admin db: pgbouncer",
+        )
 
 
 class ConfigurationCommandTests(ConsoleTestCase):
