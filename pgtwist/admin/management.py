@@ -135,8 +135,9 @@ class Management:
     callers read and never change) and live read-only views of its
     collections, valid until the reactor next runs.
 
-    @ivar state: C{"running"}, or C{"gracefully"} while a graceful shutdown
-        waits for clients to leave.
+    @ivar state: C{"running"}, C{"gracefully"} while a graceful shutdown
+        waits for clients to leave, or C{"terminating"} while the one a
+        signal started waits for transactions (L{terminate}).
     """
 
     log = Logger()
