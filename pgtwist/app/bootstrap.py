@@ -238,9 +238,15 @@ def _installSignalHandlers(
     if terminate is not None:
         stopping = terminate
 
+        def handler(number: int, frame: object) -> None:
+            # As twistd's own handlers do: twistd ends the process with
+            # the signal once the reactor stopped (exit status -SIGTERM).
+            reactor._exitSignal = number
+            reactor.callFromThread(stopping)
+
         def install() -> None:
-            signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(stopping))
-            signal.signal(signal.SIGINT, lambda *_: reactor.callFromThread(stopping))
+            signal.signal(signal.SIGTERM, handler)
+            signal.signal(signal.SIGINT, handler)
 
         if stop:
             install()

@@ -570,8 +570,8 @@ def test_sigtermGraceful(
     SIGTERM (systemd's stop) is a graceful shutdown: a client outside a
     transaction is told C{57P01 terminating connection due to administrator
     command}; one inside its transaction finishes it and commits, then is
-    told the same; pgtwist exits (status 0), its backends closed and the
-    unix socket removed.
+    told the same; pgtwist exits (by the signal, as twistd does), its
+    backends closed and the unix socket removed.
     """
     with runningPooler(tmp_path, pgCluster, main=SESSION) as pooler:
         idle = connect(pooler)
@@ -589,7 +589,7 @@ def test_sigtermGraceful(
         busy.execute("INSERT INTO shutdown_probe VALUES (1)")
         busy.execute("COMMIT")
         started = time.monotonic()
-        assert process.wait(10) == 0
+        assert process.wait(10) == -signal.SIGTERM
         assert time.monotonic() - started < 5
         with pytest.raises(psycopg.OperationalError, match="administrator command"):
             busy.execute("SELECT 1")
@@ -613,7 +613,7 @@ def test_secondSigtermImmediate(tmp_path: Path, pgCluster: PostgresCluster) -> N
         process.send_signal(signal.SIGTERM)
         pooler.waitForLog(r"Stop signal: no new clients or transactions")
         process.send_signal(signal.SIGTERM)
-        assert process.wait(10) == 0
+        assert process.wait(10) == -signal.SIGTERM
         assert pooler.logCount(r"Second stop signal: shutting down immediately") == 1
         with pytest.raises(psycopg.OperationalError, match="administrator command"):
             busy.execute("SELECT 1")
