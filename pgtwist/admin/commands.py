@@ -207,6 +207,13 @@ COMMANDS: tuple[Command, ...] = (
         maxArgs=1,
     ),
     Command(
+        "SUSPEND",
+        None,
+        ("SUSPEND",),
+        "Hand out no backends, accept and read nothing more; answer once all is written.",
+        control.suspend,
+    ),
+    Command(
         "SHUTDOWN",
         None,
         (
@@ -216,6 +223,14 @@ COMMANDS: tuple[Command, ...] = (
         ),
         "Stop pgtwist: at once, once backends are given back, or once clients left (CANCEL undoes).",
         control.shutdown,
+        maxArgs=1,
+    ),
+    Command(
+        "WAIT_CLOSE",
+        None,
+        ("WAIT_CLOSE [<db>]",),
+        "Answer once the backends RECONNECT marked are closed.",
+        control.waitClose,
         maxArgs=1,
     ),
     Command(

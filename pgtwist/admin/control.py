@@ -83,6 +83,32 @@ def resume(console: Console, args: Sequence[str]) -> Reply:
     return Completion("RESUME")
 
 
+def suspend(console: Console, args: Sequence[str]) -> Deferred[Reply]:
+    """
+    SUSPEND: answered once what pgtwist had to write has been written.
+    """
+    management = console.service.management
+    pausedAll, pausedDatabases = management.paused()
+    if pausedAll or management.suspended:
+        raise ConsoleCommandError("already suspended/paused")
+    if pausedDatabases:
+        raise ConsoleCommandError("cannot suspend with paused databases")
+    return management.suspend().addCallback(lambda _: Completion("SUSPEND"))
+
+
+def waitClose(console: Console, args: Sequence[str]) -> Deferred[Reply]:
+    """
+    WAIT_CLOSE [db]: answered once no backend (of C{db}) waits to be
+    closed after RECONNECT.
+    """
+    database = _database(args)
+    if database in CONSOLE_DATABASES:
+        raise ConsoleCommandError(f"cannot wait in admin db: {database}")
+    return console.service.management.waitClose(database).addCallback(
+        lambda _: Completion("WAIT_CLOSE")
+    )
+
+
 def disable(console: Console, args: Sequence[str]) -> Reply:
     """
     DISABLE db: refuse new clients of C{db} (C{*}: of every database).

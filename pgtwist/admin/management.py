@@ -8,10 +8,11 @@ status). The admin console and C{pgtwist-cli} are thin layers over it.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection, Mapping, Set
+from collections.abc import Callable, Collection, Mapping, Set
 from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ReactorNotRunning
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -26,13 +27,47 @@ if TYPE_CHECKING:
     from pgtwist.pool.poolset import PoolSet
     from pgtwist.pool.servers import ServerState
     from pgtwist.pool.state import Pool
+    from pgtwist.wire.messages import ErrorResponse
 
 FLUSH_MODES = ("idle", "gracefully", "all")
 SHUTDOWN_MODES = ("gracefully", "immediate", "cancel")
 
+#: How long an ending shutdown waits for the clients it told to close.
+CLOSE_WAIT = 1.0
+
 #: How often a PAUSE or a SHUTDOWN WAIT_FOR_SERVERS checks whether the
 #: backends it waits for were given back (seconds).
 POLL_INTERVAL = 0.05
+
+
+def _terminating() -> ErrorResponse:
+    """
+    What PostgreSQL's fast shutdown says to a session it ends.
+    """
+    return errors.fatal(
+        constants.SQLSTATE_ADMIN_SHUTDOWN, "terminating connection due to administrator command"
+    )
+
+
+def _unwritten(transport: Any) -> bool:
+    """
+    Whether C{transport} still holds bytes it has not written (Twisted's
+    socket transports keep them in C{dataBuffer} and C{_tempDataBuffer}).
+    """
+    return bool(getattr(transport, "dataBuffer", b"")) or bool(
+        getattr(transport, "_tempDataLen", 0)
+    )
+
+
+def _inTransaction(client: FrontendProtocol) -> bool:
+    """
+    Whether C{client} has a request running, or an open (or failed)
+    transaction on its backend.
+    """
+    if client.busy():
+        return True
+    backend = client.backend
+    return backend is not None and backend.transactionStatus != constants.TRANSACTION_IDLE
 
 
 class Pooler(Protocol):
@@ -78,6 +113,16 @@ class Pooler(Protocol):
         Accept clients again.
         """
 
+    def suspendListening(self) -> None:
+        """
+        Leave new connections in the listen queue (SUSPEND).
+        """
+
+    def resumeListening(self) -> None:
+        """
+        Accept the connections queued by L{suspendListening}.
+        """
+
 
 class Management:
     """
@@ -90,8 +135,9 @@ class Management:
     callers read and never change) and live read-only views of its
     collections, valid until the reactor next runs.
 
-    @ivar state: C{"running"}, or C{"gracefully"} while a graceful shutdown
-        waits for clients to leave.
+    @ivar state: C{"running"}, C{"gracefully"} while a graceful shutdown
+        waits for clients to leave, or C{"terminating"} while the one a
+        signal started waits for transactions (L{terminate}).
     """
 
     log = Logger()
@@ -103,6 +149,15 @@ class Management:
         self._watch: LoopingCall | None = None
         #: A SHUTDOWN WAIT_FOR_SERVERS paused everything (cancel resumes).
         self._pausedToStop = False
+        #: The keys only a restart applies whose configured value differs
+        #: from the running one (kept in C{service.config}): key -> the
+        #: value waiting for the restart. Set by each reload and C{SET}.
+        self.restartPending: dict[str, object] = {}
+        #: When a graceful shutdown (L{terminate}) cuts what is left.
+        self._deadline: float | None = None
+        #: SUSPEND: the transports no longer read from, until RESUME.
+        self.suspended = False
+        self._suspendedTransports: list[Any] = []
 
     # -- queries: what the console, metrics and manhole read ----------------
 
@@ -350,11 +405,93 @@ class Management:
 
     def resume(self, database: str | None = None) -> None:
         """
-        PgBouncer's RESUME: serve C{database} (C{None}: everything paused)
-        again.
+        PgBouncer's RESUME: serve C{database} (C{None}: everything paused,
+        or suspended) again.
         """
         self.log.info("RESUME of {database}", database=database or "*")
+        if database is None and self.suspended:
+            self.suspended = False
+            transports, self._suspendedTransports = self._suspendedTransports, []
+            for transport in transports:
+                if getattr(transport, "connected", False):
+                    transport.resumeProducing()
+            self.service.resumeListening()
         self.service.pools.resume(database)
+
+    def suspend(self) -> Deferred[None]:
+        """
+        PgBouncer's SUSPEND (for an online restart): hand out no backend,
+        leave new connections in the listen queue, and read nothing more
+        from clients or PostgreSQL; fires once what pgtwist had to write
+        has been written. RESUME undoes it. Cancelling the Deferred stops
+        the wait, not the suspension.
+        """
+        self.log.info("SUSPEND")
+        self.suspended = True
+        pools = self.service.pools
+        pools.pause(None)
+        self.service.suspendListening()
+        transports = [client.transport for client in self.service.factory.clients]
+        transports += [
+            getattr(entry.backend, "transport", None)
+            for pool in pools.pools.values()
+            for entries in pool.backends.values()
+            for entry in entries
+        ]
+        self._suspendedTransports = [t for t in transports if t is not None]
+        for transport in self._suspendedTransports:
+            transport.pauseProducing()
+
+        def flushed() -> bool:
+            return not self.suspended or not any(_unwritten(t) for t in self._suspendedTransports)
+
+        return self._until(flushed)
+
+    def waitClose(self, database: str | None = None) -> Deferred[None]:
+        """
+        PgBouncer's WAIT_CLOSE: fires once no backend of C{database}
+        (C{None}: any) is still marked to close when given back (by
+        RECONNECT, or a graceful flush or switch-to). Cancelling it stops
+        the wait.
+        """
+        self.log.info("WAIT_CLOSE of {database}", database=database or "*")
+        pools = self.service.pools
+
+        def closed() -> bool:
+            return not any(
+                entry.closeOnRelease
+                for pool in pools.pools.values()
+                if database is None or pool.key[0] == database
+                for entries in pool.backends.values()
+                for entry in entries
+            )
+
+        return self._until(closed)
+
+    def _until(self, done: Callable[[], bool]) -> Deferred[None]:
+        """
+        A Deferred that fires once C{done()} holds, asked now and every
+        L{POLL_INTERVAL}; cancelling it stops asking.
+        """
+
+        def check() -> None:
+            if done():
+                watch.stop()
+
+        def cancel(d: Deferred[None]) -> None:
+            if watch.running:
+                watch.stop()
+
+        result: Deferred[None] = Deferred(cancel)
+
+        def finished(_: object) -> None:
+            if not result.called:
+                result.callback(None)
+
+        watch = LoopingCall(check)
+        watch.clock = self._reactor
+        watch.start(POLL_INTERVAL, now=True).addCallback(finished)
+        return result
 
     def reconnect(self, database: str | None = None) -> int:
         """
@@ -429,6 +566,81 @@ class Management:
 
         paused.addCallback(stop)
         return paused
+
+    def terminate(self) -> None:
+        """
+        SIGTERM or SIGINT (systemd stops services with SIGTERM): a graceful
+        shutdown, as PostgreSQL's smart-then-fast one looks to clients. No
+        new client is accepted (a login gets C{57P03 the database system is
+        shutting down}), no new transaction starts (the pools are paused),
+        clients not in a transaction are ended with C{57P01 terminating
+        connection due to administrator command}, and those in one are
+        ended the same way once it is over, or when C{shutdown_timeout}
+        runs out; then pgtwist exits. A second signal exits at once.
+        """
+        if self.state == "terminating":
+            self.log.warn("Second stop signal: shutting down immediately")
+            self._stopTerminating()
+            return
+        timeout = self.service.config.main.shutdownTimeout
+        self.log.info(
+            "Stop signal: no new clients or transactions; exiting once the {count} "
+            "transactions under way end (at most {timeout}s; 0 = no limit)",
+            count=sum(1 for client in self.service.factory.clients if _inTransaction(client)),
+            timeout=timeout,
+        )
+        if self._watch is not None and self._watch.running:
+            self._watch.stop()
+        self.state = "terminating"
+        self.service.stopListening()
+        self.service.pools.pause(None)
+        self._deadline = self._reactor.seconds() + timeout if timeout > 0 else None
+        self._watch = LoopingCall(self._endIdleClients)
+        self._watch.clock = self._reactor
+        self._watch.start(POLL_INTERVAL, now=True)
+
+    def _endIdleClients(self) -> None:
+        """
+        During a graceful shutdown: end the clients outside a transaction
+        (all of them once C{shutdown_timeout} ran out); exit when none is
+        left.
+        """
+        late = self._deadline is not None and self._reactor.seconds() >= self._deadline
+        for client in list(self.service.factory.clients):
+            if late or not _inTransaction(client):
+                client.fail(_terminating())
+        if late or not self.service.factory.clients:
+            if late:
+                self.log.warn("shutdown_timeout ran out: transactions under way were cut")
+            else:
+                self.log.info("No transaction left; shutting down")
+            self._stopTerminating()
+
+    def _stopTerminating(self) -> None:
+        """
+        End every client left with 57P01 and exit once their connections
+        closed (so that the error reaches them: the reactor's shutdown
+        drops what is not written yet), or after L{CLOSE_WAIT} seconds.
+        """
+        if self._watch is not None and self._watch.running:
+            self._watch.stop()
+        clients = self.service.factory.clients
+        for client in list(clients):
+            client.fail(_terminating())
+        deadline = self._reactor.seconds() + CLOSE_WAIT
+
+        def check() -> None:
+            if clients and self._reactor.seconds() < deadline:
+                return
+            watch.stop()
+            try:
+                self._reactor.stop()
+            except ReactorNotRunning:
+                pass  # already stopping: the first signal's shutdown goes on
+
+        watch = self._watch = LoopingCall(check)
+        watch.clock = self._reactor
+        watch.start(POLL_INTERVAL, now=True)
 
     def _checkDrained(self) -> None:
         if self.state == "gracefully" and not self.service.factory.clients:

@@ -186,7 +186,7 @@ class PoolerCollector:
 
     def _general(self) -> Iterator[Metric]:
         management = self.service.management
-        gracefully = management.state == "gracefully"
+        gracefully = management.state in ("gracefully", "terminating")
         yield GaugeMetricFamily(
             "pgtwist_state",
             "The state of pgtwist: 1 running, 2 graceful shutdown",

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet.address import IPv4Address, IPv6Address
 
 from pgtwist import __version__
-from pgtwist.admin.results import ResultSet, Value
+from pgtwist.admin.results import Notice, ResultSet, Value
 from pgtwist.config.limits import clientLimits, matchLimit, resolveAlias
 from pgtwist.config.loader import _mainParsers
 from pgtwist.config.model import MainSettings
@@ -645,10 +645,20 @@ def configKeys() -> list[tuple[str, str]]:
 
 def showConfig(console: Console, args: Sequence[str]) -> ResultSet:
     """
-    SHOW CONFIG: every main-section key with its value, default and
-    whether C{SET} (or a reload) can change it.
+    SHOW CONFIG: every main-section key with the value in effect, its
+    default and whether C{SET} (or a reload) can change it; a notice names
+    each key whose file value waits for a restart.
     """
     main = console.service.config.main
+    pending = console.service.management.restartPending
+    fields = {key: field for field, key in RESTART_KEYS.items()}
+    notices = tuple(
+        Notice(
+            f"restart pending: {key} is {_configValue(fields[key], getattr(main, fields[key]))}"
+            f", the configuration says {_configValue(fields[key], value)}"
+        )
+        for key, value in pending.items()
+    )
     defaults = MainSettings()
     fixed = set(RESTART_KEYS)
     rows = [
@@ -660,18 +670,20 @@ def showConfig(console: Console, args: Sequence[str]) -> ResultSet:
         )
         for key, field in configKeys()
     ]
-    return ResultSet("ssss", ("key", "value", "default", "changeable"), rows)
+    return ResultSet("ssss", ("key", "value", "default", "changeable"), rows, notices=notices)
 
 
 def showState(console: Console, args: Sequence[str]) -> ResultSet:
     """
-    SHOW STATE: whether pgtwist is active or paused (never suspended).
+    SHOW STATE: whether pgtwist is active, paused or suspended.
     """
-    paused = console.service.management.isPaused(None)
+    management = console.service.management
+    suspended = management.suspended
+    paused = management.isPaused(None) and not suspended
     rows = (
-        ("active", "no" if paused else "yes"),
+        ("active", "no" if paused or suspended else "yes"),
         ("paused", "yes" if paused else "no"),
-        ("suspended", "no"),
+        ("suspended", "yes" if suspended else "no"),
     )
     return ResultSet("ss", ("key", "value"), rows)
 

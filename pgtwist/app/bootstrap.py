@@ -221,22 +221,44 @@ def _installSignalHandlers(
     reactor: Any,
     reload: Callable[[], object],
     stop: bool,
+    terminate: Callable[[], object] | None = None,
 ) -> None:
     """
-    Route SIGHUP to C{reload}; with C{stop}, SIGTERM and SIGINT stop the
-    reactor (once, however many arrive), for a process that runs its
-    reactor without Twisted's own handlers. Each handler only hands the
-    work to the reactor thread. Nothing is installed off the main thread.
+    Route SIGHUP to C{reload}. SIGTERM and SIGINT: with C{terminate}, each
+    one calls it (a graceful shutdown, then an immediate one; in a twistd
+    process, installed once the reactor runs, over twistd's own
+    handlers); else, with C{stop}, they stop the reactor (once, however
+    many arrive), for a process that runs its reactor without Twisted's
+    own handlers. Each handler only hands the work to the reactor thread.
+    Nothing is installed off the main thread.
     """
     if threading.current_thread() is not threading.main_thread():
         return
     signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(reload))
+    if terminate is not None:
+        stopping = terminate
+
+        def handler(number: int, frame: object) -> None:
+            # As twistd's own handlers do: twistd ends the process with
+            # the signal once the reactor stopped (exit status -SIGTERM).
+            reactor._exitSignal = number
+            reactor.callFromThread(stopping)
+
+        def install() -> None:
+            signal.signal(signal.SIGTERM, handler)
+            signal.signal(signal.SIGINT, handler)
+
+        if stop:
+            install()
+        else:
+            reactor.callWhenRunning(install)
+        return
     if stop:
-        stopping: list[bool] = []
+        stopped: list[bool] = []
 
         def stopOnce() -> None:
-            if reactor.running and not stopping:
-                stopping.append(True)
+            if reactor.running and not stopped:
+                stopped.append(True)
                 reactor.stop()
 
         signal.signal(signal.SIGTERM, lambda *_: reactor.callFromThread(stopOnce))
@@ -248,16 +270,20 @@ def setUpProcess(
     reactor: Any,
     reload: Callable[[], object],
     twistdOptions: Any = None,
+    terminate: Callable[[], object] | None = None,
 ) -> None:
     """
     Logging and signals for a pgtwist process: the one way C{twistd
     pgtwist}, each worker of C{workers = N} and C{make run} set them up,
     once C{main} is known.
 
-    SIGHUP calls C{reload}. A process twistd runs (C{twistdOptions} given)
-    keeps twistd's SIGTERM and SIGINT handlers, and twistd starts its
-    logging; any other process begins logging now and runs its reactor with
-    C{installSignalHandlers=False}: SIGTERM and SIGINT stop it.
+    SIGHUP calls C{reload}; SIGTERM and SIGINT call C{terminate} when
+    given (pgtwist's graceful shutdown, see docs/admin.rst). A process
+    twistd runs (C{twistdOptions} given) has twistd start its logging
+    (and keeps twistd's SIGTERM and SIGINT handlers without
+    C{terminate}); any other process begins logging now and runs its
+    reactor with C{installSignalHandlers=False} (without C{terminate},
+    SIGTERM and SIGINT stop it).
     """
     _startLogging(main, twistdOptions)
-    _installSignalHandlers(reactor, reload, stop=twistdOptions is None)
+    _installSignalHandlers(reactor, reload, stop=twistdOptions is None, terminate=terminate)

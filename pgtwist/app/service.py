@@ -17,6 +17,7 @@ The management API (L{pgtwist.admin.management.Management}) is C{service.managem
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from twisted.application.internet import TimerService
@@ -29,7 +30,7 @@ from pgtwist.admin.console import Console
 from pgtwist.admin.management import Management
 from pgtwist.app import bootstrap
 from pgtwist.config.model import Configuration
-from pgtwist.config.restart import restartRequired
+from pgtwist.config.restart import RESTART_KEYS, restartRequired
 from pgtwist.net.authquery import AuthQueryConnections, UserLookup
 from pgtwist.net.cancel import CancelRegistry, OfferedCancelFactory
 from pgtwist.net.endpoints import listenEndpoints, managementEndpoint
@@ -38,6 +39,7 @@ from pgtwist.net.listeners import ListenerService
 from pgtwist.net.servertls import contexts as serverTlsContexts
 from pgtwist.pool.janitor import Janitor
 from pgtwist.pool.poolset import PoolSet
+from pgtwist.wire import constants, errors
 
 if TYPE_CHECKING:
     from pgtwist.admin.metrics import MetricsService
@@ -66,6 +68,9 @@ class PoolerService(MultiService):
         """
         super().__init__()
         self.config = config
+        #: The main settings this process started with: what is in effect
+        #: for the keys only a restart changes (L{RESTART_KEYS}).
+        self._started = config
         self.worker = worker
         self._reactor = reactor
         self._reloadConfiguration = reloadConfiguration
@@ -198,7 +203,6 @@ class PoolerService(MultiService):
         """
         if self._reloadConfiguration is None:
             return False, []
-        old = self.config
         try:
             self.reconfigure(self._reloadConfiguration())
         except Exception as e:
@@ -210,7 +214,9 @@ class PoolerService(MultiService):
         serverTlsContexts.reload(self.config.servers)
         if self.metrics is not None:
             self.metrics.reloadTls(self.config.main)
-        restart = restartRequired(old, self.config)
+        # Compared with what runs, not with the last reload: a change stays
+        # reported (and in SHOW CONFIG) until a restart applies it.
+        restart = list(self.management.restartPending)
         if restart:
             self.log.warn(
                 "Configuration reloaded; changes to {keys} take effect after a restart",
@@ -232,6 +238,17 @@ class PoolerService(MultiService):
             the running one stays.
         """
         bootstrap.validate(config, self.plugins)
+        # Keys only a restart changes keep their running value, so that
+        # everything reading the configuration (SHOW CONFIG first) sees
+        # what is in effect; the file's values wait in restartPending.
+        pending = set(restartRequired(self._started, config))
+        self.management.restartPending = {
+            key: getattr(config.main, field)
+            for field, key in RESTART_KEYS.items()
+            if key in pending
+        }
+        running = {field: getattr(self._started.main, field) for field in RESTART_KEYS}
+        config = replace(config, main=replace(config.main, **running))
         self.config = config
         self.pools.reconfigure(config)
         self.factory.reconfigure(config)
@@ -253,6 +270,27 @@ class PoolerService(MultiService):
         for listener in self.listeners:
             if listener.running and not listener.description.startswith("unix:"):
                 listener.stopService()
+
+    def suspendListening(self) -> None:
+        """
+        SUSPEND: accept nothing more on the clients' listeners (the
+        connections wait in the listen queue); the management port stays.
+        """
+        for listener in self.listeners:
+            if listener.factory is self.factory and listener.port is not None:
+                stop = getattr(listener.port, "stopReading", None)
+                if stop is not None:
+                    stop()
+
+    def resumeListening(self) -> None:
+        """
+        RESUME after SUSPEND: accept on the clients' listeners again.
+        """
+        for listener in self.listeners:
+            if listener.factory is self.factory and listener.port is not None:
+                start = getattr(listener.port, "startReading", None)
+                if start is not None:
+                    start()
 
     def startListening(self) -> None:
         """
@@ -284,8 +322,13 @@ class PoolerService(MultiService):
         )
 
         def clientsThenPools(_: object) -> Deferred[None] | None:
+            # PostgreSQL's words for a session its shutdown ends.
+            ending = errors.fatal(
+                constants.SQLSTATE_ADMIN_SHUTDOWN,
+                "terminating connection due to administrator command",
+            )
             for client in [*self.factory.clients, *self.factory.consoles]:
-                client.fail(None)
+                client.fail(ending)
             self.authQueries.close()
             return self.pools.stopService()
 

@@ -44,6 +44,8 @@ class Options(usage.Options):
     files: bootstrap.ConfigurationFiles
     #: What SIGHUP does; L{makeService} sets it.
     onHangup: Callable[[], object] | None = None
+    #: What SIGTERM and SIGINT do; L{makeService} sets it.
+    onTerminate: Callable[[], object] | None = None
 
     def opt_version(self) -> None:
         """
@@ -126,7 +128,11 @@ class Options(usage.Options):
             from twisted.internet import reactor
 
             bootstrap.setUpProcess(
-                self.configuration.main, reactor, self.hangup, twistdOptions=parent
+                self.configuration.main,
+                reactor,
+                self.hangup,
+                twistdOptions=parent,
+                terminate=self.terminate,
             )
 
     def hangup(self) -> None:
@@ -136,6 +142,18 @@ class Options(usage.Options):
         """
         if self.onHangup is not None:
             self.onHangup()
+
+    def terminate(self) -> None:
+        """
+        SIGTERM or SIGINT: whatever L{makeService} set (a graceful shutdown,
+        immediate at the second signal), else stop.
+        """
+        if self.onTerminate is not None:
+            self.onTerminate()
+            return
+        from twisted.internet import reactor
+
+        reactor.stop()
 
     def load(self) -> Configuration:
         """
@@ -158,6 +176,7 @@ def makeService(options: Options) -> Any:
         return _supervisorTree(options, reactor)
     service = buildService(options.configuration, reactor, reloadConfiguration=options.load)
     options.onHangup = service.reload
+    options.onTerminate = service.management.terminate
     return service
 
 
@@ -174,4 +193,5 @@ def _supervisorTree(options: Options, reactor: Any) -> Any:
     supervisor = WorkerSupervisor(options.configuration, options.files.arguments(), reactor)
     supervisor.setServiceParent(root)
     options.onHangup = lambda: supervisor.signalWorkers("HUP")
+    options.onTerminate = supervisor.terminate
     return root

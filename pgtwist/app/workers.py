@@ -240,6 +240,17 @@ class WorkerSupervisor(Service):
             except Exception:  # noqa: BLE001 - already gone
                 pass
 
+    def terminate(self) -> None:
+        """
+        SIGTERM or SIGINT: stop (each worker gets SIGTERM, a graceful
+        shutdown, and is waited for); a second signal passes SIGTERM on
+        again, which makes the workers' shutdown immediate.
+        """
+        if self._stopping:
+            self.signalWorkers("TERM")
+            return
+        self._reactor.stop()
+
     def stopService(self) -> Deferred[Any]:
         """
         Stop the workers (SIGTERM), then close the shared sockets.
@@ -323,7 +334,9 @@ def workerMain(argv: list[str] | None = None) -> None:
         forward,
     )
     service = buildService(config, reactor, reloadConfiguration=load, worker=role)
-    bootstrap.setUpProcess(config.main, reactor, service.reload)
+    bootstrap.setUpProcess(
+        config.main, reactor, service.reload, terminate=service.management.terminate
+    )
     service.startService()
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run(installSignalHandlers=False)

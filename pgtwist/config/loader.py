@@ -375,6 +375,7 @@ def _mainParsers(environ: Mapping[str, str]) -> dict[str, tuple[str, _Parser]]:
         "failover_script": ("failoverScript", optionalPath),
         "disconnect_client": ("disconnectClient", parseDuration),
         "disconnect_client_force": ("disconnectClientForce", parseBool),
+        "shutdown_timeout": ("shutdownTimeout", parseDuration),
         "keep_alive": ("keepAlive", parseBool),
         "nodelay": ("nodelay", parseBool),
         "backlog": ("backlog", nonNegative),

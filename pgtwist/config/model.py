@@ -60,6 +60,9 @@ class MainSettings:
     failoverScript: str | None = None
     disconnectClient: float = 0.0
     disconnectClientForce: bool = False
+    #: SIGTERM: how long transactions under way may take to finish (0: no
+    #: limit) before their clients are cut.
+    shutdownTimeout: float = 60.0
     keepAlive: bool = True
     nodelay: bool = True
     backlog: int = 0

@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
 
+if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
+
 from pgtwist.interfaces import IBackendLink, IFrontendLink, IPoolStats
 from pgtwist.pipelines._expect import (
     _BIND,
@@ -96,6 +99,9 @@ class ResponseRelay:
         _retryAt: int
         stats: IPoolStats
         serverState: ServerSession
+        clock: IReactorTime
+        _queryStart: float
+        _queriesOut: int
 
         _sessionCheck: int
         _listenWatch: bool
@@ -247,7 +253,13 @@ class ResponseRelay:
             if kind == _SYNC or kind == _QUERY:
                 expected.popleft()
                 if head.forward:
-                    self.stats.queryCount += 1
+                    # The query's end: its time since it was sent (or since
+                    # the one pipelined before it was answered).
+                    now = self.clock.seconds()
+                    self.stats.addQuery(now - self._queryStart)
+                    self._queryStart = now
+                    if self._queriesOut:
+                        self._queriesOut -= 1
                     if self._sessionCheck and not expected and self._checkAtReady(data[offset:end]):
                         # Held back until the session's state is read.
                         return False, True

@@ -163,6 +163,12 @@ class TransactionPipelineSession(
         self.registry = registry
         self.stats = pool.statsFor(frontend.key)
         self._xactStart = 0.0
+        #: When the oldest request still waiting for its ReadyForQuery was
+        #: sent (or, pipelined, when the one before it was answered), and
+        #: how many are waiting: a query's time is taken at its start and
+        #: at its ReadyForQuery only (SHOW STATS' query time).
+        self._queryStart = 0.0
+        self._queriesOut = 0
         self.maxPrepared = maxPrepared
         self.logins = logins if logins is not None else LoginCache()
         self.backend: IBackendLink | None = None
@@ -318,6 +324,7 @@ class TransactionPipelineSession(
         backend.attach(self, self.frontend)
         self.frontend.setCancelTarget(backend)
         self._xactStart = self.clock.seconds()
+        self._queriesOut = 0
         if self._owed:
             # Replies pgtwist gave before this backend came: they go out in
             # the same write as the backend's first answer.
@@ -637,11 +644,17 @@ class TransactionPipelineSession(
                         # Too long to look at: it may change anything.
                         self._sessionCheck |= SETTINGS | OBJECTS
                     expected.append(_Expect(_QUERY, copyEnds=self._copyEnds))
+                    if not self._queriesOut:
+                        self._queryStart = self.clock.seconds()
+                    self._queriesOut += 1
                     self._fresh = True
             elif type == constants.SYNC:
                 # During COPY FROM STDIN PostgreSQL ignores Sync.
                 if not self._copyIn:
                     expected.append(_Expect(_SYNC, copyEnds=self._copyEnds))
+                    if not self._queriesOut:
+                        self._queryStart = self.clock.seconds()
+                    self._queriesOut += 1
                     self._syncs += 1
                     self._unsynced = False
                     self._discarding = False
@@ -691,6 +704,9 @@ class TransactionPipelineSession(
                     # Any function, set_config included, by its OID.
                     self._sessionCheck |= SETTINGS | OBJECTS
                     expected.append(_Expect(_QUERY))
+                    if not self._queriesOut:
+                        self._queryStart = self.clock.seconds()
+                    self._queriesOut += 1
                     self._fresh = True
             elif type == constants.TERMINATE:
                 self._terminate = True

@@ -55,7 +55,7 @@ class PoolMaintenance:
             pool.prefilled = True
             if pool.connectFailures and now < pool.retryAt:
                 continue
-            if now < pool.openAfter:
+            if now < pool.openAfter or pools.servers.switching is not None:
                 continue
             missing = target - pool.size
             while missing > 0 and pools.hasRoomFor(pool):

@@ -650,6 +650,9 @@ class PoolSet(Service):
             if pool.connectFailures and (connecting or self._reactor.seconds() < pool.retryAt):
                 # Failing: probe with one connection at a time, after the back-off.
                 return
+            if self.servers.switching is not None:
+                # Failing over: nowhere to connect until the script ends.
+                return
             if (
                 not self.hasRoomFor(pool)
                 and not self._evictIdle(pool)
@@ -890,11 +893,19 @@ class PoolSet(Service):
         pool.connectFailures += 1
         main = self.config.main
         if pool.connectFailures > main.maxRetries:
+            if main.failover and self.servers.switching is not None:
+                # A failover is waiting for failover_script: so do we.
+                pool.connectFailures = 0
+                return True
             if main.failover and self.servers.current.name == backend.server.name:
                 if self.servers.failover(main.failoverScript) is not None:
                     pool.connectFailures = 0
                     self.flush("all", None, server=backend.server.name)
-                    self._reactor.callLater(0, self._serveAll)
+                    switching = self.servers.switching
+                    if switching is None:
+                        self._reactor.callLater(0, self._serveAll)
+                    else:
+                        switching.addCallback(self._cbSwitched)
                     return True
             # Give up on the clients waiting now; space out later attempts.
             pool.connectFailures = main.maxRetries
@@ -914,6 +925,17 @@ class PoolSet(Service):
         )
         self._reactor.callLater(delay, self._serveAll)
         return True
+
+    def _cbSwitched(self, promoted: bool) -> bool:
+        """
+        C{failover_script} ended: serve the waiting clients, from the new
+        primary or (the script failed) the old one, whose next failure
+        fails over to the next server.
+        """
+        for pool in self.pools.values():
+            pool.retryAt = 0.0
+        self._serveAll()
+        return promoted
 
     def _prepare(self, entry: PooledBackend, waiter: Waiter) -> None:
         """

@@ -7,9 +7,10 @@ failover (pgagroal's C{failover}, C{failover_script} and C{switch-to}).
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -25,6 +26,7 @@ class ServerState(enum.Enum):
     PRIMARY = "primary"  # new backends go here
     STANDBY = "standby"  # known, not in use
     FAILED = "failed"  # could not be reached, or switched away from
+    PROMOTING = "promoting"  # failing over to it: failover_script is running
 
 
 class ServerSet:
@@ -38,6 +40,10 @@ class ServerSet:
         self._reactor = reactor
         self.servers: list[ServerSettings] = []
         self.states: dict[str, ServerState] = {}
+        #: While C{failover_script} runs: fires with whether the new server
+        #: became the primary. No backend should be opened meanwhile (the
+        #: old server is gone, the new one may not be promoted yet).
+        self.switching: Deferred[bool] | None = None
         self.reconfigure(servers)
 
     def reconfigure(self, servers: Sequence[ServerSettings]) -> None:
@@ -55,6 +61,9 @@ class ServerSet:
             if state is ServerState.PRIMARY:
                 state = ServerState.STANDBY
             self.states[server.name] = state
+        if ServerState.PROMOTING in self.states.values():
+            # A failover is waiting for its script: it decides the primary.
+            return
         keep = current if current and current in self.states else None
         if keep is not None and self.states[keep] is not ServerState.FAILED:
             self.states[keep] = ServerState.PRIMARY
@@ -85,10 +94,15 @@ class ServerSet:
         target = self.byName(name)
         if target is None:
             return False
+        for server, state in self.states.items():
+            if state is ServerState.PROMOTING and server != name:
+                # The operator chose: a failover under way will not promote.
+                self.states[server] = ServerState.STANDBY
         old = self.current
-        if old.name == name:
+        if old.name == name and self.states[name] is ServerState.PRIMARY:
             return True
-        self.states[old.name] = ServerState.FAILED
+        if self.states[old.name] is ServerState.PRIMARY:
+            self.states[old.name] = ServerState.FAILED
         self.states[name] = ServerState.PRIMARY
         self.log.warn("Switched from server {old} to {new}", old=old.name, new=name)
         return True
@@ -105,10 +119,17 @@ class ServerSet:
 
     def failover(self, script: str | None) -> ServerSettings | None:
         """
-        The primary cannot be reached: mark it failed, move to the next server
-        that has not failed, and run C{script} with pgagroal's arguments
-        (old host, old port, new host, new port). Returns the new primary, or
-        C{None} when every server failed.
+        The primary cannot be reached: mark it failed and fail over to the
+        next server that has not failed. Without C{script} that server is
+        the primary at once. With one, pgagroal's order: the script runs
+        with (old host, old port, new host, new port), the new server is
+        L{ServerState.PROMOTING} meanwhile (L{switching} is set: no backend
+        goes anywhere), and it becomes the primary only if the script exits
+        0; otherwise it is marked failed and the old server stays the
+        primary (the next failover tries the next server).
+
+        @return: The server failed over to (promoted, or being promoted),
+            or C{None} when every server failed.
         """
         old = self.current
         self.states[old.name] = ServerState.FAILED
@@ -116,7 +137,6 @@ class ServerSet:
         for offset in range(1, len(self.servers)):
             candidate = self.servers[(start + offset) % len(self.servers)]
             if self.states[candidate.name] is not ServerState.FAILED:
-                self.states[candidate.name] = ServerState.PRIMARY
                 self.log.error(
                     "Server {old} ({oldHost}:{oldPort}) failed; failing over to {new} "
                     "({newHost}:{newPort})",
@@ -127,8 +147,12 @@ class ServerSet:
                     newHost=candidate.host,
                     newPort=candidate.port,
                 )
-                if script:
+                if script and self._reactor is not None:
+                    self.states[candidate.name] = ServerState.PROMOTING
+                    self.switching = Deferred()
                     self._runScript(script, old, candidate)
+                else:
+                    self.states[candidate.name] = ServerState.PRIMARY
                 return candidate
         self.log.error("Server {old} failed and no other server is left", old=old.name)
         self.states[old.name] = ServerState.PRIMARY
@@ -136,29 +160,58 @@ class ServerSet:
 
     def _runScript(self, script: str, old: ServerSettings, new: ServerSettings) -> None:
         arguments = [script, old.host, str(old.port), new.host, str(new.port)]
-        if self._reactor is None:
-            return
-        self._reactor.spawnProcess(_ScriptProtocol(script), script, arguments, env=None)
+        protocol = _ScriptProtocol(script, lambda code: self._scriptEnded(code, old, new))
+        try:
+            self._reactor.spawnProcess(protocol, script, arguments, env=None)
+        except Exception as e:
+            self.log.error("failover_script {script} cannot run: {error}", script=script, error=e)
+            self._scriptEnded(None, old, new)
+
+    def _scriptEnded(self, code: int | None, old: ServerSettings, new: ServerSettings) -> None:
+        """
+        C{failover_script} ended with exit status C{code} (C{None}: killed,
+        or never ran): promote C{new} on 0, else give it up.
+        """
+        switching, self.switching = self.switching, None
+        promoted = code == 0 and self.states.get(new.name) is ServerState.PROMOTING
+        if promoted:
+            self.states[new.name] = ServerState.PRIMARY
+            self.log.warn("Failed over from server {old} to {new}", old=old.name, new=new.name)
+        elif self.states.get(new.name) is ServerState.PROMOTING:
+            self.states[new.name] = ServerState.FAILED
+            if old.name in self.states and not any(
+                state is ServerState.PRIMARY for state in self.states.values()
+            ):
+                self.states[old.name] = ServerState.PRIMARY
+            self.log.error(
+                "Not failing over to {new}: failover_script did not succeed", new=new.name
+            )
+        if switching is not None:
+            switching.callback(promoted)
 
 
 class _ScriptProtocol(ProcessProtocol):
     """
-    Logs how a failover script ended.
+    Logs how a failover script ended, and says so to whoever waits for it.
     """
 
     log = Logger()
 
-    def __init__(self, script: str) -> None:
+    def __init__(self, script: str, ended: Callable[[int | None], None] | None = None) -> None:
         self.script = script
+        self.ended = ended
 
     def processEnded(self, reason: Failure) -> None:
         """
-        Log the exit status.
+        Log the exit status (C{None} when a signal ended the script) and
+        pass it on.
         """
         code = getattr(reason.value, "exitCode", None)
-        if code:
+        if code == 0:
+            self.log.info("failover_script {script} finished", script=self.script)
+        else:
             self.log.error(
                 "failover_script {script} exited with {code}", script=self.script, code=code
             )
-        else:
-            self.log.info("failover_script {script} finished", script=self.script)
+        if self.ended is not None:
+            self.ended(code)

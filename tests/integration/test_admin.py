@@ -255,14 +255,50 @@ def test_refused(pooler: Pooler) -> None:
 
 def test_statsUser(pooler: Pooler) -> None:
     """
-    A stats user may SHOW but not control.
+    A stats user may SHOW but not control: KILL_CLIENT of a connected
+    client's id, SUSPEND, WAIT_CLOSE and the rest get "admin access
+    needed", and the client keeps working.
     """
-    with console(pooler, STATS_USER, STATS_PASSWORD) as conn:
-        assert conn.execute("SHOW STATS").fetchall()
-        for command in ("PAUSE", "RELOAD", "KILL_CLIENT 1", "SHUTDOWN"):
-            with pytest.raises(psycopg.Error, match="admin access needed"):
-                conn.execute(command)
+    with client(pooler) as victim, console(pooler) as admin:
+        assert victim.execute("SELECT 1").fetchone() == (1,)
+        cursor = admin.execute("SHOW CLIENTS")
+        names = [d.name for d in cursor.description or ()]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        ids = [row["id"] for row in rows if (row["user"], row["database"]) == (USER, SHARED)]
+        assert len(ids) == 1
+        with console(pooler, STATS_USER, STATS_PASSWORD) as conn:
+            assert conn.execute("SHOW STATS").fetchall()
+            for command in (
+                "PAUSE",
+                "RELOAD",
+                f"KILL_CLIENT {ids[0]}",
+                "SUSPEND",
+                "WAIT_CLOSE",
+                "SHUTDOWN",
+            ):
+                with pytest.raises(psycopg.Error, match="admin access needed"):
+                    conn.execute(command)
+        assert victim.execute("SELECT 1").fetchone() == (1,)
     assert pooler.process is not None and pooler.process.poll() is None
+
+
+def test_suspendAndWaitClose(pooler: Pooler) -> None:
+    """
+    SUSPEND answers and SHOW STATE says suspended until RESUME, after
+    which a client's query goes through; WAIT_CLOSE answers once the
+    backends RECONNECT marked are gone.
+    """
+    with client(pooler) as c, console(pooler) as conn:
+        assert c.execute("SELECT 1").fetchone() == (1,)
+        conn.execute("SUSPEND")
+        assert showDict(conn, "SHOW STATE")["suspended"] == "yes"
+        conn.execute("RESUME")
+        assert showDict(conn, "SHOW STATE")["active"] == "yes"
+        assert c.execute("SELECT 2").fetchone() == (2,)
+        conn.execute("RECONNECT")
+    with console(pooler) as conn:
+        conn.execute("WAIT_CLOSE")
+        assert poolRow(conn)["sv_idle"] == 0
 
 
 def test_extendedProtocolRefused(pooler: Pooler) -> None:
@@ -338,6 +374,26 @@ def test_exporterShapes(pooler: Pooler) -> None:
         cursor = conn.execute("SHOW VERSION;")
         assert [d.name for d in cursor.description or ()] == ["version"]
         assert [d.type_code for d in cursor.description or ()] == [TEXT]
+
+
+def test_queryTimeInTransactionPooling(tmp_path: Path, pgCluster: PostgresCluster) -> None:
+    """
+    In transaction pooling, SHOW STATS times queries as well as counting
+    them: C{total_query_time} covers a C{pg_sleep} (C{avg_query_time} is
+    the same counter over C{stats_period}).
+    """
+    with consolePooler(tmp_path, pgCluster, main={"pipeline": "transaction"}) as pooler:
+        with client(pooler) as c:
+            c.execute("SELECT pg_sleep(0.2)")
+            c.execute("SELECT 1")
+        with console(pooler) as conn:
+            cursor = conn.execute("SHOW STATS")
+            names = [d.name for d in cursor.description or ()]
+            stats = {row[0]: dict(zip(names, row, strict=True)) for row in cursor.fetchall()}
+        shared = stats[SHARED]
+        assert shared["total_query_count"] >= 2
+        assert shared["total_query_time"] >= 200_000
+        assert shared["total_query_time"] < 5_000_000
 
 
 def test_everyShow(pooler: Pooler) -> None:

@@ -477,6 +477,29 @@ def test_failover(tmp_path: Path, pgCluster: PostgresCluster) -> None:
         assert pooler.logCount(r"failing over to standby") == 1
 
 
+def test_failoverScriptFails(tmp_path: Path, pgCluster: PostgresCluster) -> None:
+    """
+    A C{failover_script} that exits 3 switches no client (pgagroal's
+    rule): the standby is marked failed, the client waiting hears that
+    pgtwist cannot connect, and the dead primary stays the one in use.
+    """
+    closed = freePort()
+    script = tmp_path / "failover.sh"
+    script.write_text("#!/bin/sh\nexit 3\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    servers = (
+        f"[primary]\nhost = 127.0.0.1\nport = {closed}\nprimary = on\n\n"
+        f"[standby]\nhost = {pgCluster.host}\nport = {pgCluster.port}\n"
+    )
+    main = {**SESSION, "failover": "on", "failover_script": script, "max_retries": 0}
+    with runningPooler(tmp_path, pgCluster, main=main, serverSections=servers) as pooler:
+        with pytest.raises(psycopg.OperationalError, match="cannot connect"):
+            connect(pooler)
+        assert pooler.logCount(r"failover_script \S+ exited with 3") == 1
+        assert pooler.logCount(r"Not failing over to standby") == 1
+        assert pooler.logCount(r"Failed over from") == 0
+
+
 # -- reload and stop ---------------------------------------------------------------
 
 
@@ -504,7 +527,8 @@ def test_reloadHba(tmp_path: Path, pgCluster: PostgresCluster, admin: psycopg.Co
 def test_reloadReportsRestartKeys(tmp_path: Path, pgCluster: PostgresCluster) -> None:
     """
     A new C{port} in C{pgtwist.conf} is reported on SIGHUP as needing a
-    restart; pgtwist goes on listening on the old port.
+    restart, at every SIGHUP while it differs from the running one;
+    pgtwist goes on listening on the old port.
     """
     with runningPooler(tmp_path, pgCluster) as pooler:
         text = pooler.configPath.read_text()
@@ -513,6 +537,11 @@ def test_reloadReportsRestartKeys(tmp_path: Path, pgCluster: PostgresCluster) ->
         )
         pooler.reload()
         pooler.waitForLog(r"Configuration reloaded; changes to port take effect after a restart")
+        pooler.reload()
+        waitFor(
+            lambda: pooler.logCount(r"changes to port take effect after a restart") == 2,
+            timeout=10,
+        )
         with connect(pooler) as conn:
             assert scalar(conn, "SELECT 1") == 1
 
@@ -534,28 +563,61 @@ def test_reloadKeepsConfigurationOnError(tmp_path: Path, pgCluster: PostgresClus
         assert pooler.logCount(r"Configuration reloaded") == 0
 
 
-def test_sigtermStopsAtOnce(
+def test_sigtermGraceful(
     tmp_path: Path, pgCluster: PostgresCluster, admin: psycopg.Connection
 ) -> None:
     """
-    SIGTERM stops pgtwist at once (twistd's immediate stop): the process
-    shuts down cleanly (twistd then re-raises SIGTERM, hence the status), a
-    connected client is disconnected, its backend is closed and the unix
-    socket removed.
+    SIGTERM (systemd's stop) is a graceful shutdown: a client outside a
+    transaction is told C{57P01 terminating connection due to administrator
+    command}; one inside its transaction finishes it and commits, then is
+    told the same; pgtwist exits (by the signal, as twistd does), its
+    backends closed and the unix socket removed.
     """
     with runningPooler(tmp_path, pgCluster, main=SESSION) as pooler:
-        conn = connect(pooler)
-        pid = scalar(conn, "SELECT pg_backend_pid()")
-        assert pooler.process is not None
+        idle = connect(pooler)
+        scalar(idle, "SELECT 1")
+        busy = connect(pooler)
+        pid = scalar(busy, "SELECT pg_backend_pid()")
+        busy.execute("BEGIN")
+        busy.execute("CREATE TEMP TABLE shutdown_probe (n int)")
+        process = pooler.process
+        assert process is not None
+        process.send_signal(signal.SIGTERM)
+        pooler.waitForLog(r"Stop signal: no new clients or transactions")
+        with pytest.raises(psycopg.OperationalError, match="administrator command"):
+            idle.execute("SELECT 1")
+        busy.execute("INSERT INTO shutdown_probe VALUES (1)")
+        busy.execute("COMMIT")
         started = time.monotonic()
-        assert pooler.stop() == -signal.SIGTERM
+        assert process.wait(10) == -signal.SIGTERM
         assert time.monotonic() - started < 5
-        assert pooler.logCount(r"Server Shut Down") == 1
-        with pytest.raises(psycopg.OperationalError):
-            conn.execute("SELECT 1")
-        conn.close()
+        with pytest.raises(psycopg.OperationalError, match="administrator command"):
+            busy.execute("SELECT 1")
+        idle.close()
+        busy.close()
         waitUntilGone(admin, pid, timeout=5)
+        assert pooler.logCount(r"No transaction left; shutting down") == 1
         assert not os.path.exists(os.path.join(pooler.socketDir, f".s.PGSQL.{pooler.port}"))
+
+
+def test_secondSigtermImmediate(tmp_path: Path, pgCluster: PostgresCluster) -> None:
+    """
+    A second SIGTERM while transactions are under way stops pgtwist at
+    once; the client in its transaction is told why.
+    """
+    with runningPooler(tmp_path, pgCluster, main=SESSION) as pooler:
+        busy = connect(pooler)
+        busy.execute("BEGIN")
+        process = pooler.process
+        assert process is not None
+        process.send_signal(signal.SIGTERM)
+        pooler.waitForLog(r"Stop signal: no new clients or transactions")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == -signal.SIGTERM
+        assert pooler.logCount(r"Second stop signal: shutting down immediately") == 1
+        with pytest.raises(psycopg.OperationalError, match="administrator command"):
+            busy.execute("SELECT 1")
+        busy.close()
 
 
 # -- the management API ------------------------------------------------------------

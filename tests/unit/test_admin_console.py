@@ -368,7 +368,7 @@ class HelpTests(ConsoleTestCase):
         command = commands.findCommand("select", "pools")
         assert command is not None
         self.assertEqual(command.name, "SHOW POOLS")
-        self.assertIsNone(commands.findCommand("SUSPEND"))
+        self.assertIsNone(commands.findCommand("RESTART"))
 
 
 class ParsingTests(SynchronousTestCase):
@@ -554,6 +554,29 @@ class ProtocolTests(ConsoleTestCase):
             assert result.error is not None
             self.assertEqual(result.error.message, "admin access needed", sql)
         self.assertFalse(self.service.pools.pausedAll)
+
+    def test_statsUserControlsNothing(self) -> None:
+        """
+        Every command of the registry but SHOW needs an admin: a stats
+        user gets "admin access needed" for each, whatever its arguments,
+        and nothing changes (no pause, suspension, shutdown or kill).
+        """
+        frontend = self.statsSession()
+        controls = [c for c in commands.COMMANDS if c.verb != "SHOW"]
+        self.assertTrue(all(c.adminOnly for c in controls))
+        self.assertTrue({"SUSPEND", "WAIT_CLOSE", "KILL_CLIENT"} <= {c.name for c in controls})
+        for command in controls:
+            if command.verb == "SET":
+                sql = "SET max_connections = 5"
+            else:
+                sql = " ".join([command.name, *["1"] * command.minArgs])
+            result = self.one(sql, frontend)
+            assert result.error is not None, sql
+            self.assertEqual(result.error.message, "admin access needed", sql)
+        management = self.service.management
+        self.assertEqual((management.state, management.suspended), ("running", False))
+        self.assertFalse(self.service.pools.pausedAll)
+        self.assertEqual(self.stopped, [])
 
     def test_fakeSetForEveryone(self) -> None:
         """

@@ -186,12 +186,115 @@ class DisableKillTests(ConsoleTestCase):
             "invalid client pointer supplied",
         )
 
+    def test_killClientNeedsAdmin(self) -> None:
+        """
+        A stats user's KILL_CLIENT with the id of a connected client gets
+        PgBouncer's "admin access needed" and drops no one (PgBouncer's
+        CVE-2026-6667 was this check missing); an admin's then works.
+        """
+        client = self.client()
+        result = self.one(f"KILL_CLIENT {client.id}", self.statsSession())
+        assert result.error is not None
+        self.assertEqual(
+            (result.error.severity, result.error.message), ("ERROR", "admin access needed")
+        )
+        transport = client.transport
+        assert isinstance(transport, StringTransport)
+        self.assertFalse(transport.disconnecting)
+        self.assertEqual(transport.value(), b"")
+        self.assertIn(client, self.service.factory.clients)
+        self.assertEqual(self.one(f"KILL_CLIENT {client.id}").tag, "KILL_CLIENT")
+        self.assertTrue(transport.disconnecting)
+
     def test_idsInShowClients(self) -> None:
         """
         SHOW CLIENTS' id is the id KILL_CLIENT takes.
         """
         client = self.client()
         self.assertEqual(self.one("SHOW CLIENTS").column("id"), [str(client.id)])
+
+
+class SuspendWaitCloseTests(ConsoleTestCase):
+    """
+    SUSPEND and WAIT_CLOSE, as PgBouncer's.
+    """
+
+    def test_suspendResume(self) -> None:
+        """
+        SUSPEND stops reading from every client, hands out no backend and
+        answers once nothing is left to write; SHOW STATE says suspended;
+        RESUME reads again.
+        """
+        client = self.client()
+        transport = client.transport
+        assert isinstance(transport, StringTransport)
+        self.assertEqual(self.one("SUSPEND").tag, "SUSPEND")
+        self.assertEqual(transport.producerState, "paused")
+        self.assertTrue(self.service.pools.pausedAll)
+        self.assertEqual(
+            self.one("SHOW STATE").asDict(),
+            {"active": "no", "paused": "no", "suspended": "yes"},
+        )
+        self.assertEqual(self.one("RESUME").tag, "RESUME")
+        self.assertEqual(transport.producerState, "producing")
+        self.assertFalse(self.service.pools.pausedAll)
+        self.assertEqual(self.one("SHOW STATE").asDict()["active"], "yes")
+
+    def test_suspendWaitsForWrites(self) -> None:
+        """
+        SUSPEND answers only once the transports hold nothing unwritten.
+        """
+        client = self.client()
+        transport = client.transport
+        transport.dataBuffer = b"pending"  # type: ignore[union-attr]
+        self.assertEqual(self.query("SUSPEND"), [])
+        transport.dataBuffer = b""  # type: ignore[union-attr]
+        self.reactor.advance(0.05)
+        self.assertEqual([r.tag for r in self.results()], ["SUSPEND", None])
+
+    def test_suspendRefused(self) -> None:
+        """
+        PgBouncer's refusals: SUSPEND while paused or with a paused
+        database, PAUSE, KILL or SUSPEND while suspended.
+        """
+        self.one("PAUSE db")
+        self.assertEqual(
+            self.one("SUSPEND").error.message,  # type: ignore[union-attr]
+            "cannot suspend with paused databases",
+        )
+        self.one("RESUME db")
+        self.one("SUSPEND")
+        for sql in ("SUSPEND", "PAUSE", "KILL db"):
+            self.assertEqual(
+                self.one(sql).error.message,  # type: ignore[union-attr]
+                "already suspended/paused",
+                sql,
+            )
+
+    def test_waitClose(self) -> None:
+        """
+        WAIT_CLOSE answers once the backends RECONNECT marked are closed:
+        at once when none is, else when the last is given back.
+        """
+        self.assertEqual(self.one("WAIT_CLOSE").tag, "WAIT_CLOSE")
+        backend = self.activeBackend()
+        self.one("RECONNECT db")
+        self.assertEqual(self.query("WAIT_CLOSE db"), [])
+        self.reactor.advance(1)
+        self.assertEqual(self.results(), [])
+        self.service.pools.release(backend, reset=False)
+        self.reactor.advance(0.05)
+        self.assertEqual([r.tag for r in self.results()], ["WAIT_CLOSE", None])
+        self.assertEqual(self.one("WAIT_CLOSE other").tag, "WAIT_CLOSE")
+
+    def test_waitCloseAdminDb(self) -> None:
+        """
+        WAIT_CLOSE of the console's database gets PgBouncer's error.
+        """
+        self.assertEqual(
+            self.one("WAIT_CLOSE pgbouncer").error.message,  # type: ignore[union-attr]
+            "cannot wait in admin db: pgbouncer",
+        )
 
 
 class ConfigurationCommandTests(ConsoleTestCase):
@@ -210,7 +313,30 @@ class ConfigurationCommandTests(ConsoleTestCase):
         notice = result.messages[0]
         assert isinstance(notice, NoticeResponse)
         self.assertIn("port", dict(notice.fields)[b"M"])
-        self.assertIs(self.service.config, new)
+        self.assertEqual(self.service.config.main.maxConnections, 3)
+
+    def test_reloadShowsWhatRuns(self) -> None:
+        """
+        After a reload changes a key only a restart applies, every RELOAD
+        still names it, and SHOW CONFIG shows the value in effect with a
+        notice that a restart is pending.
+        """
+        running = self.service.config.main.port
+        self.nextConfiguration = makeConfiguration(port=7000)
+        for _ in range(2):
+            notice = self.one("RELOAD").messages[0]
+            assert isinstance(notice, NoticeResponse)
+            self.assertEqual(
+                dict(notice.fields)[b"M"], "changes to port take effect after a restart"
+            )
+        result = self.one("SHOW CONFIG")
+        self.assertEqual(result.asDict()["port"], str(running))
+        notice = result.messages[0]
+        assert isinstance(notice, NoticeResponse)
+        self.assertEqual(
+            dict(notice.fields)[b"M"],
+            f"restart pending: port is {running}, the configuration says 7000",
+        )
 
     def test_reloadFails(self) -> None:
         """
@@ -332,6 +458,107 @@ class ShutdownTests(ConsoleTestCase):
         An unknown mode is a syntax error.
         """
         self.assertIn("invalid command", self.one("SHUTDOWN LATER").error.message)  # type: ignore[union-attr]
+
+
+class TerminateTests(ConsoleTestCase):
+    """
+    SIGTERM and SIGINT (L{Management.terminate}): a graceful shutdown that
+    lets transactions under way finish, and an immediate one at the
+    second signal.
+    """
+
+    def ended(self, client: FrontendProtocol) -> bool:
+        """
+        Whether C{client} was sent PostgreSQL's 57P01 for a session its
+        shutdown ends, and closed.
+        """
+        transport = client.transport
+        assert isinstance(transport, StringTransport)
+        written = transport.value()
+        return (
+            b"C57P01\0" in written
+            and b"terminating connection due to administrator command" in written
+            and transport.disconnecting
+        )
+
+    def gone(self, client: FrontendProtocol) -> None:
+        """
+        C{client}'s connection is closed (StringTransport never says so).
+        """
+        self.service.factory.clients.discard(client)
+
+    def test_transactionsFinish(self) -> None:
+        """
+        A client outside a transaction is ended at once; one in a
+        transaction (a request running, or an open transaction between
+        requests) is ended once it is over; then pgtwist exits. No new
+        client or transaction gets in meanwhile.
+        """
+        idle = self.client()
+        backend = self.activeBackend()
+        inside = self.client(backend=backend)
+        self.service.startService()
+        self.service.management.terminate()
+        self.assertTrue(self.ended(idle))
+        self.gone(idle)
+        self.assertFalse(self.ended(inside))
+        self.assertFalse(self.service.factory.accepting)
+        self.assertTrue(self.service.pools.pausedAll)
+        # Between two statements of its transaction: still in it.
+        backend.transactionStatus = b"T"
+        inside.session = type("Idle", (), {"busy": lambda self: False})()  # type: ignore[assignment]
+        self.reactor.advance(1)
+        self.assertFalse(self.ended(inside))
+        self.assertEqual(self.stopped, [])
+        backend.transactionStatus = b"I"
+        self.reactor.advance(0.05)
+        self.assertTrue(self.ended(inside))
+        self.gone(inside)
+        self.reactor.advance(0.05)
+        self.assertEqual(self.stopped, [True])
+
+    def test_timeout(self) -> None:
+        """
+        A transaction still running after C{shutdown_timeout} is cut, its
+        client told why, and pgtwist exits.
+        """
+        self.service.reconfigure(makeConfiguration(shutdownTimeout=5.0))
+        inside = self.client(backend=self.activeBackend())
+        self.service.management.terminate()
+        self.reactor.advance(4.9)
+        self.assertFalse(self.ended(inside))
+        self.reactor.advance(0.1)
+        self.assertTrue(self.ended(inside))
+        # Exiting waits (a second at most) for the error to go out.
+        self.assertEqual(self.stopped, [])
+        self.reactor.advance(1)
+        self.assertEqual(self.stopped, [True])
+
+    def test_secondSignalImmediate(self) -> None:
+        """
+        A second signal stops at once, transactions under way or not.
+        """
+        inside = self.client(backend=self.activeBackend())
+        self.service.management.terminate()
+        self.assertEqual(self.stopped, [])
+        self.service.management.terminate()
+        self.assertTrue(self.ended(inside))
+        self.gone(inside)
+        self.reactor.advance(0.05)
+        self.assertEqual(self.stopped, [True])
+
+    def test_newLoginRefused(self) -> None:
+        """
+        A login during the graceful shutdown gets PostgreSQL's answer to
+        one during its shutdown: 57P03.
+        """
+        self.service.management.terminate()
+        protocol = self.service.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5))
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(codec.encode(StartupMessage({"user": "alice", "database": "db"})))
+        self.assertIn(b"C57P03\0", transport.value())
+        self.assertIn(b"the database system is shutting down", transport.value())
 
 
 class PgagroalCommandTests(ConsoleTestCase):

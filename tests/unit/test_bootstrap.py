@@ -19,6 +19,7 @@ from twisted.plugin import getPlugins
 from twisted.trial.unittest import SynchronousTestCase
 
 import pgtwist.plugins
+from pgtwist.admin.management import Management
 from pgtwist.app import bootstrap, tap
 from pgtwist.app.service import PoolerService, buildService
 from pgtwist.config.errors import ConfigError
@@ -393,6 +394,63 @@ class SetUpProcessTests(SynchronousTestCase):
         self.handlers[signal.SIGINT](signal.SIGINT, None)
         self.assertEqual(self.reactor.stops, 1)
 
+    def test_ownProcessTerminate(self) -> None:
+        """
+        With C{terminate} (a worker), SIGTERM and SIGINT each call it (a
+        graceful shutdown, then an immediate one) instead of stopping.
+        """
+        config = bootstrap.ConfigurationFiles(str(writeFamily(self))).load()
+        calls: list[str] = []
+        bootstrap.setUpProcess(
+            config.main, self.reactor, lambda: None, terminate=lambda: calls.append("stop")
+        )
+        self.handlers[signal.SIGTERM](signal.SIGTERM, None)
+        self.handlers[signal.SIGINT](signal.SIGINT, None)
+        self.assertEqual(calls, ["stop", "stop"])
+        self.assertEqual(self.reactor.stops, 0)
+
+    def test_tapTerminate(self) -> None:
+        """
+        C{twistd pgtwist} puts its SIGTERM and SIGINT handlers over
+        twistd's once the reactor runs: they call the service's graceful
+        shutdown.
+        """
+        from twisted.internet import reactor
+
+        running: list[Callable[[], object]] = []
+        self.patch(reactor, "callFromThread", lambda f, *args: f(*args))
+        self.patch(reactor, "callWhenRunning", lambda f, *args: running.append(f))
+        options = tap.Options()
+        options.parent = {"logfile": "x.log", "syslog": False, "logger": None}  # type: ignore[attr-defined]
+        options.parseOptions(["-c", str(writeFamily(self))])
+        self.assertEqual(list(self.handlers), [signal.SIGHUP])
+        calls: list[bool] = []
+        self.patch(Management, "terminate", lambda management: calls.append(True))
+        tap.makeService(options)
+        [install] = running
+        install()
+        self.handlers[signal.SIGTERM](signal.SIGTERM, None)
+        self.handlers[signal.SIGINT](signal.SIGINT, None)
+        self.assertEqual(calls, [True, True])
+
+    def test_supervisorTerminate(self) -> None:
+        """
+        With C{workers = N}, the first SIGTERM stops the supervisor (which
+        sends the workers SIGTERM, their graceful shutdown, and waits); a
+        second one sends SIGTERM again, their immediate one.
+        """
+        from pgtwist.app.workers import WorkerSupervisor
+
+        signals: list[str] = []
+        self.patch(WorkerSupervisor, "signalWorkers", lambda supervisor, name: signals.append(name))
+        config = bootstrap.ConfigurationFiles(str(writeFamily(self, "workers = 2"))).load()
+        supervisor = WorkerSupervisor(config, [], self.reactor)
+        supervisor.terminate()
+        self.assertEqual((self.reactor.stops, signals), (1, []))
+        supervisor._stopping = True
+        supervisor.terminate()
+        self.assertEqual((self.reactor.stops, signals), (1, ["TERM"]))
+
     def test_underTwistd(self) -> None:
         """
         Under twistd, its C{--logger} builds the configured observer and its
@@ -426,6 +484,7 @@ class SetUpProcessTests(SynchronousTestCase):
         from twisted.internet import reactor
 
         self.patch(reactor, "callFromThread", lambda f, *args: f(*args))
+        self.patch(reactor, "callWhenRunning", lambda f, *args: None)
         conf = writeFamily(self)
         options = tap.Options()
         parent: dict[str, Any] = {"logfile": None, "syslog": False, "logger": None}
@@ -450,6 +509,7 @@ class SetUpProcessTests(SynchronousTestCase):
         from pgtwist.app.workers import WorkerSupervisor
 
         self.patch(reactor, "callFromThread", lambda f, *args: f(*args))
+        self.patch(reactor, "callWhenRunning", lambda f, *args: None)
         signals: list[str] = []
         self.patch(WorkerSupervisor, "signalWorkers", lambda supervisor, name: signals.append(name))
         options = tap.Options()

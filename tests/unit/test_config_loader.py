@@ -222,6 +222,7 @@ class MainFileTests(FilesTestCase):
             "failover_script = /usr/local/bin/failover.sh\n"
             "disconnect_client = 1h\n"
             "disconnect_client_force = true\n"
+            "shutdown_timeout = 2m\n"
             "keep_alive = off\n"
             "nodelay = 0\n"
             "backlog = 64\n"
@@ -269,6 +270,7 @@ class MainFileTests(FilesTestCase):
                 failoverScript="/usr/local/bin/failover.sh",
                 disconnectClient=3600.0,
                 disconnectClientForce=True,
+                shutdownTimeout=120.0,
                 keepAlive=False,
                 nodelay=False,
                 backlog=64,

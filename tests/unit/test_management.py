@@ -64,9 +64,12 @@ class ManagementReloadTests(ConsoleTestCase):
         A valid configuration is applied; the changed restart-only keys are
         named.
         """
+        running = self.service.config
         self.nextConfiguration = makeConfiguration(maxConnections=3, port=7000, logFormat="json")
         self.assertEqual(self.service.management.reload(), (True, ["port", "log_format"]))
-        self.assertIs(self.service.pools.config, self.nextConfiguration)
+        self.assertIs(self.service.pools.config, self.service.config)
+        self.assertEqual(self.service.config.main.maxConnections, 3)
+        self.assertEqual(self.service.config.main.port, running.main.port)
 
     def test_invalidWhole(self) -> None:
         """

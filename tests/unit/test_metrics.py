@@ -137,10 +137,12 @@ class CollectorTests(SynchronousTestCase):
 
     def test_gracefulState(self) -> None:
         """
-        During a graceful shutdown C{pgtwist_state} is 2, as pgagroal's.
+        During a graceful shutdown C{pgtwist_state} is 2, as pgagroal's,
+        whether the console's SHUTDOWN or SIGTERM started it.
         """
-        self.service.management.state = "gracefully"
-        self.assertEqual(sampleValues(self.registry, "pgtwist_state"), {(): 2})
+        for state in ("gracefully", "terminating"):
+            self.service.management.state = state
+            self.assertEqual(sampleValues(self.registry, "pgtwist_state"), {(): 2})
 
     def test_clientSockets(self) -> None:
         """

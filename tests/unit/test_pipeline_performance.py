@@ -5,11 +5,15 @@ little as it can, and the configurations it refuses.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from pgtwist.config.model import Configuration, MainSettings, ServerSettings
+from pgtwist.app import bootstrap
+from pgtwist.config.errors import ConfigError
+from pgtwist.config.model import Configuration, DatabaseLimit, MainSettings, ServerSettings
 from pgtwist.pipelines.performance import (
     PerformancePipeline,
     PerformancePipelineSession,
@@ -160,6 +164,28 @@ class PerformanceConfigurationTests(SynchronousTestCase):
         self.assertEqual(
             pipeline.checkConfiguration(configuration(disconnectClient=30.0)),
             ["the performance pipeline does not support disconnect_client"],
+        )
+
+    def test_databasesFileColumn(self) -> None:
+        """
+        A C{performance} PIPELINE column in the databases file meets the
+        same check as the main C{pipeline} key: with failover or
+        C{disconnect_client} (client TLS goes the same way, once its files
+        are there), the installed plugins refuse the configuration, naming
+        the file and line.
+        """
+        line = DatabaseLimit("app", "alice", 10, pipeline="performance", path="etc/db.conf", line=3)
+        for main, feature in (
+            ({"failover": True}, "failover"),
+            ({"disconnectClient": 30.0}, "disconnect_client"),
+        ):
+            config = replace(configuration(pipeline="session", **main), limits=(line,))
+            error = self.assertRaises(ConfigError, bootstrap.validate, config)
+            self.assertEqual(
+                str(error), f"etc/db.conf:3: the performance pipeline does not support {feature}"
+            )
+        self.assertEqual(
+            sessionFeatures(replace(configuration(pipeline="session"), limits=(line,))), []
         )
 
     def test_allReported(self) -> None:

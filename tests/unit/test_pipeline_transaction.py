@@ -19,6 +19,7 @@ from pgtwist.net.backend import BackendGone
 from pgtwist.pipelines._statements import StatementRegistry
 from pgtwist.pipelines.serverstate import serverSession
 from pgtwist.pipelines.transaction import TransactionPipelineSession
+from pgtwist.pool.stats import Histogram
 from pgtwist.testing import FakeBackendPool, FakeFrontendLink
 from pgtwist.wire import codec, constants, errors
 from pgtwist.wire.messages import (
@@ -268,6 +269,49 @@ class RelayTests(SynchronousTestCase):
         self.assertIs(self.script.session.backend, self.a)
         self.script.play([fromServer([ready()], toClient=[ready()])])
         self.assertIsNone(self.script.session.backend)
+
+    def test_queryTime(self) -> None:
+        """
+        Each query's time, from when it went to the server to its
+        ReadyForQuery, reaches SHOW STATS' totals and the query-time
+        histogram, for simple queries, pipelined ones (each from the
+        previous answer) and an extended batch up to its Sync.
+        """
+        clock = self.script.session.clock
+        assert isinstance(clock, Clock)
+        stats = self.pool.stats
+        self.script.play([fromClient([Query("SELECT 1")], toServer=[Query("SELECT 1")])])
+        clock.advance(0.25)
+        self.script.play([fromServer([*one(), ready()], toClient=[*one(), ready()])])
+        self.assertEqual((stats.queryCount, stats.queryTime), (1, 250000))
+        clock.advance(5)  # the client's own time between queries does not count
+        queries = [Query("SELECT 1"), Query("SELECT 2")]
+        self.script.play([fromClient(queries, toServer=queries)])
+        clock.advance(0.5)
+        self.script.play([fromServer([*one(), ready()], toClient=[*one(), ready()])])
+        clock.advance(0.125)
+        self.script.play([fromServer([*one(b"2"), ready()], toClient=[*one(b"2"), ready()])])
+        self.assertEqual((stats.queryCount, stats.queryTime), (3, 875000))
+        batch = [Parse("", "SELECT 1"), Bind("", ""), Execute(""), Sync()]
+        self.script.play(
+            [
+                fromClient(
+                    batch,
+                    toServer=[Parse("PGTWIST_1", "SELECT 1"), Bind("", "PGTWIST_1")]
+                    + [Execute(""), Sync()],
+                )
+            ]
+        )
+        clock.advance(2)
+        answer = [ParseComplete(), BindComplete(), DataRow((b"1",)), CommandComplete("SELECT 1")]
+        self.script.play([fromServer([*answer, ready()], toClient=[*answer, ready()])])
+        self.assertEqual((stats.queryCount, stats.queryTime), (4, 2875000))
+        expected = Histogram()
+        for seconds in (0.25, 0.5, 0.125, 2.0):
+            expected.observe(seconds)
+        histogram = stats.queryHistogram
+        self.assertEqual((histogram.count, histogram.sum), (4, 2.875))
+        self.assertEqual(histogram.counts, expected.counts)
 
     def test_multiStatementQuery(self) -> None:
         """

@@ -7,9 +7,12 @@ scripted connector of fake backends (L{FakePooledConnection}) and a C{Clock}
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from pgtwist.config.model import (
@@ -28,6 +31,23 @@ from pgtwist.testing import FakePooledConnection
 from pgtwist.wire import errors
 
 SERVER = ServerSettings("primary", "127.0.0.1", 5432, True)
+
+
+class ProcessClock(Clock):
+    """
+    A C{Clock} that records the processes it would spawn (the failover
+    script) instead of running them.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.spawned: list[Any] = []
+
+    def spawnProcess(self, protocol: Any, executable: str, args: Any, env: Any = None) -> None:
+        """
+        Record the protocol of the process that would run.
+        """
+        self.spawned.append(protocol)
 
 
 class ScriptedBackend(FakePooledConnection):
@@ -496,6 +516,45 @@ class PoolSetOperationsTests(PoolTestCase):
         self.login()
         self.successResultOf(d)
         self.assertEqual(self.pools.servers.current.name, "standby")
+
+    def test_failoverWaitsForScript(self) -> None:
+        """
+        With C{failover_script}, no backend is opened while it runs (the
+        new server may not be promoted yet); once it exits 0 the waiting
+        client is served by the new primary.
+        """
+        self.clock = reactor = ProcessClock()
+        self.configure(main={"failover": True, "failoverScript": "/bin/promote", "maxRetries": 0})
+        d = self.pools.acquire(self.key, {})
+        self.connects[-1][1].errback(ConnectionRefusedError())
+        self.clock.advance(4)
+        self.assertEqual(len(self.connects), 1)
+        self.assertNoResult(d)
+        [protocol] = reactor.spawned
+        protocol.processEnded(Failure(ProcessDone(0)))
+        self.assertEqual(self.connects[-1][0].server.name, "standby")
+        self.login()
+        self.successResultOf(d)
+        self.assertEqual(self.pools.servers.current.name, "standby")
+
+    def test_failoverScriptFails(self) -> None:
+        """
+        A C{failover_script} that exits non-zero switches no client: the
+        old server stays the primary and, once it fails again with no
+        other server left, the waiting client hears that pgtwist cannot
+        connect.
+        """
+        self.clock = reactor = ProcessClock()
+        self.configure(main={"failover": True, "failoverScript": "/bin/promote", "maxRetries": 0})
+        d = self.pools.acquire(self.key, {})
+        self.connects[-1][1].errback(ConnectionRefusedError())
+        [protocol] = reactor.spawned
+        protocol.processEnded(Failure(ProcessTerminated(exitCode=3)))
+        self.assertEqual(self.pools.servers.current.name, "primary")
+        self.assertEqual([c[0].server.name for c in self.connects], ["primary", "primary"])
+        self.connects[-1][1].errback(ConnectionRefusedError())
+        self.assertEqual(self.failureResultOf(d, BackendError).value.error.code, "08001")
+        self.assertEqual(self.pools.servers.current.name, "primary")
 
     def test_failoverClosesOldServerBackends(self) -> None:
         """

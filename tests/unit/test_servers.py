@@ -168,15 +168,90 @@ class FailoverTests(SynchronousTestCase):
     def test_script(self) -> None:
         """
         The failover script runs with pgagroal's arguments: old host and
-        port, new host and port.
+        port, new host and port; until it ends the new server is only
+        being promoted, and L{ServerSet.switching} is waiting.
         """
         reactor = FakeProcessReactor()
         servers = ServerSet([ONE, TWO], reactor)
-        servers.failover("/usr/local/bin/promote")
+        self.assertIs(servers.failover("/usr/local/bin/promote"), ONE)
         [(protocol, executable, args)] = reactor.spawned
         self.assertEqual(executable, "/usr/local/bin/promote")
         self.assertEqual(args, ["/usr/local/bin/promote", "10.0.0.2", "5433", "10.0.0.1", "5432"])
         self.assertIsInstance(protocol, _ScriptProtocol)
+        self.assertIs(servers.states["one"], ServerState.PROMOTING)
+        self.assertIs(servers.states["two"], ServerState.FAILED)
+        self.assertIsNotNone(servers.switching)
+        self.assertNotIn(ServerState.PRIMARY, servers.states.values())
+
+    def test_scriptSucceeds(self) -> None:
+        """
+        The new server becomes the primary only once the script exits 0
+        (pgagroal's order), and L{ServerSet.switching} fires C{True}.
+        """
+        reactor = FakeProcessReactor()
+        servers = ServerSet([ONE, TWO], reactor)
+        servers.failover("/usr/local/bin/promote")
+        switching = servers.switching
+        assert switching is not None
+        [(protocol, _, _)] = reactor.spawned
+        protocol.processEnded(Failure(ProcessDone(0)))
+        self.assertIs(self.successResultOf(switching), True)
+        self.assertIsNone(servers.switching)
+        self.assertIs(servers.current, ONE)
+        self.assertIs(servers.states["one"], ServerState.PRIMARY)
+
+    def test_scriptFails(self) -> None:
+        """
+        A script that exits non-zero (or is killed) switches nothing: the
+        new server is marked failed, the old one stays the primary, and
+        L{ServerSet.switching} fires C{False}.
+        """
+        for reason in (ProcessTerminated(exitCode=3), ProcessTerminated(signal=9)):
+            reactor = FakeProcessReactor()
+            servers = ServerSet([ONE, TWO], reactor)
+            servers.failover("/usr/local/bin/promote")
+            switching = servers.switching
+            assert switching is not None
+            [(protocol, _, _)] = reactor.spawned
+            protocol.processEnded(Failure(reason))
+            self.assertIs(self.successResultOf(switching), False)
+            self.assertIs(servers.current, TWO)
+            self.assertEqual(
+                servers.states, {"one": ServerState.FAILED, "two": ServerState.PRIMARY}
+            )
+
+    def test_scriptCannotStart(self) -> None:
+        """
+        A script that cannot be started counts as one that failed.
+        """
+
+        class Refusing(FakeProcessReactor):
+            def spawnProcess(
+                self, protocol: Any, executable: str, args: list[str], env: Any = None
+            ) -> None:
+                raise OSError("no such file")
+
+        servers = ServerSet([ONE, TWO], Refusing())
+        servers.failover("/nowhere")
+        self.assertIsNone(servers.switching)
+        self.assertIs(servers.current, TWO)
+        self.assertIs(servers.states["one"], ServerState.FAILED)
+
+    def test_switchToDuringScript(self) -> None:
+        """
+        C{switch-to} while the script runs wins: the script's end promotes
+        nothing.
+        """
+        reactor = FakeProcessReactor()
+        servers = ServerSet([ONE, TWO, THREE], reactor)
+        servers.failover("/usr/local/bin/promote")
+        self.assertTrue(servers.switchTo("one"))
+        [(protocol, _, _)] = reactor.spawned
+        protocol.processEnded(Failure(ProcessDone(0)))
+        self.assertIs(servers.current, ONE)
+        self.assertEqual(
+            [s for s, state in servers.states.items() if state is ServerState.PRIMARY], ["one"]
+        )
 
     def test_noScriptWithoutFailover(self) -> None:
         """

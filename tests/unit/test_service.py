@@ -4,6 +4,8 @@ Tests for L{pgtwist.app.service}: endpoints, plugins, listening and reload.
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface.verify import verifyObject
@@ -121,8 +123,32 @@ class PoolerServiceTests(SynchronousTestCase):
         new = Configuration(main=MainSettings(maxConnections=7, port=9999), servers=SERVERS)
         service = self.makeService(lambda: new)
         self.assertEqual(service.reload(), (True, ["host", "port"]))  # type: ignore[attr-defined]
-        self.assertIs(service.pools.config, new)  # type: ignore[attr-defined]
-        self.assertIs(service.factory.config, new)  # type: ignore[attr-defined]
+        self.assertIs(service.pools.config, service.config)  # type: ignore[attr-defined]
+        self.assertIs(service.factory.config, service.config)  # type: ignore[attr-defined]
+        self.assertEqual(service.config.main.maxConnections, 7)  # type: ignore[attr-defined]
+
+    def test_restartKeysReportedUntilRestart(self) -> None:
+        """
+        A key only a restart applies keeps its running value in the
+        configuration every reader sees, and every reload reports it while
+        the file's value differs (not only the first); once the file
+        agrees with what runs again, nothing is pending.
+        """
+        running = Configuration(main=MainSettings(host="127.0.0.1", port=0), servers=SERVERS)
+        changed = Configuration(
+            main=MainSettings(host="127.0.0.1", port=7000, logLevel="debug"), servers=SERVERS
+        )
+        files = [changed, changed, running]
+        service: Any = self.makeService(lambda: files.pop(0))
+        for _ in range(2):
+            self.assertEqual(service.reload(), (True, ["port", "log_level"]))
+            self.assertEqual(service.config.main.port, 0)
+            self.assertEqual(service.config.main.logLevel, "info")
+            self.assertEqual(
+                service.management.restartPending, {"port": 7000, "log_level": "debug"}
+            )
+        self.assertEqual(service.reload(), (True, []))
+        self.assertEqual(service.management.restartPending, {})
 
     def test_authQueryWired(self) -> None:
         """
