@@ -185,12 +185,14 @@ class UserLookup:
                 self.outcomes["hit"] += 1
                 return succeed((verifier, True))
             del self._cache[key]
-        waiter: Deferred[tuple[Verifier | None, bool]] = Deferred()
         waiting = self._inFlight.get(key)
         if waiting is not None:
+            waiter: Deferred[tuple[Verifier | None, bool]] = Deferred()
             waiting.append(waiter)
             return waiter
-        self._inFlight[key] = [waiter]
+        # The logins of this name that arrive before the answer; the first
+        # gets the query's own Deferred.
+        self._inFlight[key] = []
         password = authUserPassword(config, settings.user)
         try:
             d: Deferred[Rows] = self._run(
@@ -199,13 +201,12 @@ class UserLookup:
         except Exception:
             d = Deferred()
             d.errback(Failure())
-        d.addCallbacks(
+        return d.addCallbacks(
             self._cbAnswered,
             self._ebFailed,
             callbackArgs=(key, config, settings, user),
             errbackArgs=(key, settings, user),
         )
-        return waiter
 
     def _cbAnswered(
         self,
@@ -214,7 +215,7 @@ class UserLookup:
         config: Configuration,
         settings: AuthQuerySettings,
         user: str,
-    ) -> None:
+    ) -> tuple[Verifier | None, bool]:
         verifier: Verifier | None = None
         if rows and len(rows[0]) >= 2 and isinstance(rows[0][1], bytes):
             try:
@@ -233,10 +234,11 @@ class UserLookup:
                     self._cache.popitem(last=False)
         for waiter in self._inFlight.pop(key, []):
             waiter.callback((verifier, False))
+        return (verifier, False)
 
     def _ebFailed(
         self, reason: Failure, key: tuple[str, ...], settings: AuthQuerySettings, user: str
-    ) -> None:
+    ) -> Failure:
         failure = _asFailure(reason, user)
         self.outcomes["error"] += 1
         self.log.warn(
@@ -248,6 +250,7 @@ class UserLookup:
         )
         for waiter in self._inFlight.pop(key, []):
             waiter.errback(Failure(failure))
+        return Failure(failure)
 
     def forget(self, user: str) -> None:
         """
