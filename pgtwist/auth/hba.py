@@ -19,6 +19,7 @@ clients trying names cannot grow it.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Union
@@ -171,9 +172,12 @@ _LOOPBACKS: tuple[_IPAddress, ...] = (
 )
 
 
+@functools.lru_cache(maxsize=256)
 def _clientAddresses(address: str | None) -> tuple[_IPAddress, ...] | None:
     """
-    The addresses to test a rule's network against.
+    The addresses to test a rule's network against; the last few clients'
+    kept, since parsing an address costs about a dozen Python calls at
+    every login and clients log in again and again from the same hosts.
 
     @return: C{None} for a unix-socket client; for an IPv4-mapped IPv6
         address (C{::ffff:1.2.3.4}) both forms, so that it matches IPv4

@@ -14,12 +14,14 @@ miss) for C{auth_query_cache_ttl} seconds in a bounded LRU, and makes any
 number of concurrent logins of one name share one query.
 L{AuthQueryConnections} runs the queries over a few connections of
 pgtwist's own, one per (server, database, auth user), kept open between
-logins, reopened when lost and closed at shutdown.
+logins, reopened when lost and closed at shutdown. On each, the query is a
+statement prepared once (L{STATEMENT}; again after an error or a
+reconnection): a lookup sends only Bind, Execute and Sync.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
@@ -48,9 +50,16 @@ __all__ = [
 #: query that failed.
 OUTCOMES = ("hit", "query", "miss", "error")
 
+#: The name auth_query's statement is prepared under on each of its
+#: connections (L{BackendProtocol.queryPrepared}).
+STATEMENT = "pgtwist_auth_query"
+
 #: The most connections auth_query keeps open; beyond, the least recently
 #: used idle one is closed.
 MAX_CONNECTIONS = 8
+
+#: The deadline of a query without a timeout.
+_NEVER = float("inf")
 
 Rows = list[tuple[Optional[bytes], ...]]
 #: Runs an auth_query: (server, password, settings, user name, timeout) ->
@@ -176,12 +185,14 @@ class UserLookup:
                 self.outcomes["hit"] += 1
                 return succeed((verifier, True))
             del self._cache[key]
-        waiter: Deferred[tuple[Verifier | None, bool]] = Deferred()
         waiting = self._inFlight.get(key)
         if waiting is not None:
+            waiter: Deferred[tuple[Verifier | None, bool]] = Deferred()
             waiting.append(waiter)
             return waiter
-        self._inFlight[key] = [waiter]
+        # The logins of this name that arrive before the answer; the first
+        # gets the query's own Deferred.
+        self._inFlight[key] = []
         password = authUserPassword(config, settings.user)
         try:
             d: Deferred[Rows] = self._run(
@@ -190,13 +201,12 @@ class UserLookup:
         except Exception:
             d = Deferred()
             d.errback(Failure())
-        d.addCallbacks(
+        return d.addCallbacks(
             self._cbAnswered,
             self._ebFailed,
             callbackArgs=(key, config, settings, user),
             errbackArgs=(key, settings, user),
         )
-        return waiter
 
     def _cbAnswered(
         self,
@@ -205,7 +215,7 @@ class UserLookup:
         config: Configuration,
         settings: AuthQuerySettings,
         user: str,
-    ) -> None:
+    ) -> tuple[Verifier | None, bool]:
         verifier: Verifier | None = None
         if rows and len(rows[0]) >= 2 and isinstance(rows[0][1], bytes):
             try:
@@ -224,10 +234,11 @@ class UserLookup:
                     self._cache.popitem(last=False)
         for waiter in self._inFlight.pop(key, []):
             waiter.callback((verifier, False))
+        return (verifier, False)
 
     def _ebFailed(
         self, reason: Failure, key: tuple[str, ...], settings: AuthQuerySettings, user: str
-    ) -> None:
+    ) -> Failure:
         failure = _asFailure(reason, user)
         self.outcomes["error"] += 1
         self.log.warn(
@@ -239,6 +250,7 @@ class UserLookup:
         )
         for waiter in self._inFlight.pop(key, []):
             waiter.errback(Failure(failure))
+        return Failure(failure)
 
     def forget(self, user: str) -> None:
         """
@@ -260,6 +272,11 @@ class _Link:
     """
     One connection auth_query runs over: queries sent before the login
     completed wait for it, later ones are pipelined.
+
+    Timeouts cost no timer per query: each query notes its deadline, and
+    one watchdog per connection (L{_check}), armed by the first query with
+    a timeout, looks at the deadlines of the queries still unanswered when
+    it fires, and arms itself again for the earliest while any is left.
     """
 
     def __init__(
@@ -273,34 +290,85 @@ class _Link:
         self.key = key
         self.protocol = protocol
         self.backend: BackendProtocol | None = None
-        self.inFlight = 0
         self.closed = False
         #: Close once the queries in flight are answered (see
         #: L{AuthQueryConnections.retire}).
         self.retired = False
-        self._waiting: list[tuple[str, Sequence[str | None], Deferred[Rows]]] = []
+        #: The queries not answered yet, in the order sent (PostgreSQL's
+        #: answers come in that order): (deadline, timeout, result).
+        self._queries: deque[tuple[float, float, Deferred[Rows]]] = deque()
+        self._waiting: list[tuple[str, Sequence[str | None]]] = []
+        self._watchdog: Any = None
         protocol.lostCallback = self._lost
         ready.addCallbacks(self._cbReady, self._ebFailed)
 
-    def query(self, sql: str, parameters: Sequence[str | None]) -> Deferred[Rows]:
+    @property
+    def inFlight(self) -> int:
+        """
+        How many queries are sent or waiting and not answered.
+        """
+        return len(self._queries)
+
+    def query(self, sql: str, parameters: Sequence[str | None], timeout: float) -> Deferred[Rows]:
         """
         Run C{sql} once logged in.
+
+        @param timeout: Give up after this many seconds (0: never); the
+            connection is then closed, since it no longer answers in order.
         """
-        self.inFlight += 1
+        result: Deferred[Rows] = Deferred()
+        if timeout > 0:
+            clock = self.owner._reactor
+            self._queries.append((clock.seconds() + timeout, timeout, result))
+            if self._watchdog is None:
+                self._watchdog = clock.callLater(timeout, self._check)
+        else:
+            self._queries.append((_NEVER, 0.0, result))
         backend = self.backend
         if backend is not None:
-            d: Deferred[Rows] = backend.queryParameters(sql, parameters)
+            backend.queryPrepared(STATEMENT, sql, parameters).addBoth(self._answered)
         else:
-            d = Deferred()
-            self._waiting.append((sql, parameters, d))
+            self._waiting.append((sql, parameters))
+        return result
 
-        def done(result: object) -> object:
-            self.inFlight -= 1
-            if self.retired and self.inFlight == 0 and not self.closed:
-                self.close()
-            return result
+    def _answered(self, outcome: object) -> None:
+        """
+        The oldest query is answered: fire its result.
+        """
+        queries = self._queries
+        if queries:
+            result = queries.popleft()[2]
+            if isinstance(outcome, Failure):
+                result.errback(outcome)
+            else:
+                result.callback(outcome)  # type: ignore[arg-type]
+        # Else the queries timed out (L{_check}) and their results failed.
+        if self.retired and not queries and not self.closed:
+            self.close()
 
-        return d.addBoth(done)
+    def _check(self) -> None:
+        """
+        The watchdog: fail every unanswered query and close the connection
+        if one of them is past its deadline, else wait for the earliest.
+        """
+        self._watchdog = None
+        queries = self._queries
+        if self.closed or not queries:
+            return
+        clock = self.owner._reactor
+        now = clock.seconds()
+        earliest = min(deadline for deadline, _, _ in queries)
+        if earliest > now:
+            if earliest != _NEVER:
+                self._watchdog = clock.callLater(earliest - now, self._check)
+            return
+        timeout = min(timeout for deadline, timeout, _ in queries if deadline == earliest)
+        self.close()
+        expired, self._queries = list(queries), deque()
+        for _, _, result in expired:
+            result.errback(
+                Failure(TimeoutError(f"no answer within {timeout:g}s (authentication_timeout)"))
+            )
 
     def _cbReady(self, backend: BackendProtocol) -> None:
         if self.closed:
@@ -310,14 +378,15 @@ class _Link:
         # Names are sent as UTF-8 whatever the server's encoding.
         backend.simpleQuery("SET client_encoding = 'UTF8'").addErrback(lambda _: None)
         waiting, self._waiting = self._waiting, []
-        for sql, parameters, d in waiting:
-            backend.queryParameters(sql, parameters).chainDeferred(d)
+        for sql, parameters in waiting:
+            backend.queryPrepared(STATEMENT, sql, parameters).addBoth(self._answered)
 
     def _ebFailed(self, reason: Failure) -> None:
         self.owner._drop(self)
-        waiting, self._waiting = self._waiting, []
-        for _, _, d in waiting:
-            d.errback(reason)
+        self._waiting = []
+        queries, self._queries = self._queries, deque()
+        for _, _, result in queries:
+            result.errback(reason)
 
     def _lost(self, protocol: BackendProtocol, reason: Failure) -> None:
         self.owner._drop(self)
@@ -327,6 +396,9 @@ class _Link:
         Close the connection; queries in flight fail.
         """
         self.closed = True
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None and watchdog.active():
+            watchdog.cancel()
         self.owner._drop(self)
         self.protocol.close()
 
@@ -367,30 +439,7 @@ class AuthQueryConnections:
         @return: Fires with the rows, fails with why not.
         """
         link = self._link(server, password, settings, timeout)
-        result: Deferred[Rows] = Deferred()
-        timer: Any = None
-
-        def timedOut() -> None:
-            link.close()
-            if not result.called:
-                result.errback(
-                    Failure(TimeoutError(f"no answer within {timeout:g}s (authentication_timeout)"))
-                )
-
-        if timeout > 0:
-            timer = self._reactor.callLater(timeout, timedOut)
-
-        def answered(outcome: Any) -> None:
-            if timer is not None and timer.active():
-                timer.cancel()
-            if not result.called:
-                if isinstance(outcome, Failure):
-                    result.errback(outcome)
-                else:
-                    result.callback(outcome)
-
-        link.query(settings.query, [user]).addBoth(answered)
-        return result
+        return link.query(settings.query, [user], timeout)
 
     def _link(
         self,

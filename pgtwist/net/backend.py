@@ -38,12 +38,12 @@ from pgtwist.net.endpoints import connectServer
 from pgtwist.net.throttle import Throttle
 from pgtwist.net.tls import eagerTLS
 from pgtwist.wire import codec, constants, errors
-from pgtwist.wire.codec import HEADER
+from pgtwist.wire.codec import HEADER, INT16, INT32
 from pgtwist.wire.messages import (
     AuthenticationRequest,
     BackendKeyData,
     Bind,
-    DataRow,
+    Close,
     ErrorResponse,
     Execute,
     Message,
@@ -63,6 +63,7 @@ _IGNORED_WHEN_OWNED = frozenset(
     {
         constants.PARSE_COMPLETE,
         constants.BIND_COMPLETE,
+        constants.CLOSE_COMPLETE,
         constants.COMMAND_COMPLETE,
         constants.ROW_DESCRIPTION,
         constants.NO_DATA,
@@ -70,6 +71,10 @@ _IGNORED_WHEN_OWNED = frozenset(
         constants.EMPTY_QUERY_RESPONSE,
     }
 )
+
+#: What follows the Bind of every L{BackendProtocol.queryPrepared}: run the
+#: unnamed portal to the end, then Sync.
+_EXECUTE_SYNC = codec.encodeAll([Execute("", 0), Sync()])
 
 
 class BackendError(Exception):
@@ -144,6 +149,8 @@ class BackendProtocol(Protocol):
         self._login: Deferred[BackendProtocol] | None = Deferred()
         self._loginError: ErrorResponse | None = None
         self._queries: list[_PendingQuery] = []
+        #: The SQL of each statement L{queryPrepared} prepared here, by name.
+        self._prepared: dict[str, str] = {}
         self.lostCallback: Callable[[BackendProtocol, Failure], None] | None = None
         #: Called with the body of each NotificationResponse heard while no
         #: session is attached (a listener backend's).
@@ -413,6 +420,58 @@ class BackendProtocol(Protocol):
 
         return pending.deferred.addCallback(done)
 
+    def queryPrepared(
+        self, statement: str, sql: str, parameters: Sequence[str | None]
+    ) -> Deferred[list[tuple[bytes | None, ...]]]:
+        """
+        Run C{sql} as L{queryParameters} does (C{parameters} bound as text,
+        never part of the SQL), as the named statement C{statement},
+        prepared on this connection once: the first call, and the first
+        after PostgreSQL refused a call of it (the statement may be gone or
+        its plan invalid) or after C{sql} changed, sends Close, Parse, Bind,
+        Execute and Sync; the others only Bind, Execute and Sync, so
+        PostgreSQL parses and plans the SQL once per connection rather than
+        per call (auth_query's lookups at every login). For pgtwist's own
+        connections only: a client never sees the statement.
+        """
+        pending = _PendingQuery()
+        rows: list[tuple[bytes | None, ...]] = []
+        pending.rows = rows
+        self._queries.append(pending)
+        name = statement.encode("utf-8") + b"\x00"
+        # Bind: unnamed portal, the statement, no parameter formats (text),
+        # the values, no result formats (text).
+        body = [b"\x00", name, INT16.pack(0), INT16.pack(len(parameters))]
+        for value in parameters:
+            if value is None:
+                body.append(INT32.pack(-1))
+            else:
+                encoded = value.encode("utf-8")
+                body += (INT32.pack(len(encoded)), encoded)
+        body.append(INT16.pack(0))
+        bind = codec.frame(constants.BIND, b"".join(body))
+        prepared = self._prepared
+        if prepared.get(statement) == sql:
+            self.write(bind + _EXECUTE_SYNC)
+        else:
+            # Close first: Parse refuses a name in use (a statement of an
+            # older SQL, or one whose call failed but which still exists).
+            prepared[statement] = sql
+            self.write(
+                codec.encodeAll([Close(b"S", statement), Parse(statement, sql)])
+                + bind
+                + _EXECUTE_SYNC
+            )
+
+        def done(error: ErrorResponse | None) -> list[tuple[bytes | None, ...]]:
+            if error is not None:
+                if prepared.get(statement) == sql:
+                    del prepared[statement]
+                raise BackendError(error)
+            return rows
+
+        return pending.deferred.addCallback(done)
+
     def resetSession(self) -> Deferred[ErrorResponse | None]:
         """
         See L{IPooledConnection.resetSession}.
@@ -438,15 +497,18 @@ class BackendProtocol(Protocol):
                 self.closing = True
             return
         pending = self._queries[0]
-        if isinstance(message, ErrorResponse):
-            if pending.error is None:
-                pending.error = message
-        elif isinstance(message, DataRow):
-            if pending.rows is not None:
-                pending.rows.append(message.values)
-        elif isinstance(message, ReadyForQuery):
-            self.transactionStatus = message.status
-            self._queries.pop(0)
+        if isinstance(message, ErrorResponse) and pending.error is None:
+            pending.error = message
+
+    def _ready(self, status: bytes) -> None:
+        """
+        ReadyForQuery (read in place by L{_ownedScan}): the oldest owned
+        query is answered.
+        """
+        queries = self._queries
+        if queries:
+            self.transactionStatus = status
+            pending = queries.pop(0)
             pending.deferred.callback(pending.error)
 
     # -- attached mode --------------------------------------------------------
@@ -552,6 +614,13 @@ class BackendProtocol(Protocol):
                 continue
             if self._login is not None:
                 self._loginFrame(codec.decodeBackend(type, data[offset + 5 : end]))
+            elif type == constants.DATA_ROW:
+                self._dataRow(data, offset + 5, end)
+            elif type == constants.READY_FOR_QUERY:
+                # The end of every owned query: read in place, not decoded.
+                if length != 5:
+                    raise errors.ProtocolViolation("invalid message format")
+                self._ready(data[offset + 5 : end])
             elif type not in _IGNORED_WHEN_OWNED:
                 self._queryFrame(codec.decodeBackend(type, data[offset + 5 : end]))
             offset = end
@@ -560,6 +629,38 @@ class BackendProtocol(Protocol):
             self._session.backendDataReceived(data[offset:])
             return size
         return offset
+
+    def _dataRow(self, data: bytes, start: int, end: int) -> None:
+        """
+        Keep the values of the DataRow in C{data[start:end]} for the oldest
+        owned query that wants rows, read in place rather than decoded as a
+        L{DataRow} (auth_query's answer at every login).
+
+        @raise ProtocolViolation: The values do not fill the body exactly.
+        """
+        queries = self._queries
+        if not queries or queries[0].rows is None:
+            return
+        if end - start < 2:
+            raise errors.ProtocolViolation("invalid message format")
+        (count,) = INT16.unpack_from(data, start)
+        offset = start + 2
+        values: list[bytes | None] = []
+        for _ in range(count):
+            if end - offset < 4:
+                raise errors.ProtocolViolation("invalid message format")
+            (length,) = INT32.unpack_from(data, offset)
+            offset += 4
+            if length == -1:
+                values.append(None)
+                continue
+            if length < 0 or end - offset < length:
+                raise errors.ProtocolViolation("invalid message format")
+            values.append(data[offset : offset + length])
+            offset += length
+        if offset != end:
+            raise errors.ProtocolViolation("invalid message format")
+        queries[0].rows.append(tuple(values))
 
     def close(self) -> None:
         """

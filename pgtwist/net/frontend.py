@@ -239,6 +239,9 @@ class FrontendProtocol(Protocol):
         self._queriedUser: UserEntry | None = None
         self._authQuery: AuthQuerySettings | None = None
         self._fromCache = False
+        #: A lookup (L{_lookUp}) is under way; C{"held"} once the client
+        #: sent something meanwhile and was paused.
+        self._lookingUp: str | None = None
         self._firstStep: AuthStep | None = None
         self._clientMessages: list[Message] | None = None
         #: AuthenticationOk, held back to go out in one write with the rest
@@ -698,22 +701,25 @@ class FrontendProtocol(Protocol):
 
     def _lookUp(self, settings: AuthQuerySettings, then: Callable[[], None]) -> None:
         """
-        Read the user's verifier with auth_query, then call C{then} (the
-        client paused meanwhile; what it sends is kept in C{_pending}). No
-        verifier gives the mock exchange of an unknown user, so the client
-        cannot tell a name PostgreSQL does not know from a wrong password;
-        a lookup that fails fails the login with L{AuthQueryFailed}'s error.
+        Read the user's verifier with auth_query, then call C{then}. What
+        the client sends meanwhile is kept in C{_pending}, and the client
+        is paused once it sent anything (L{_holdDuringLookup}): a client
+        that waits for its authentication request, as every driver does,
+        costs no pause and resume. No verifier gives the mock exchange of
+        an unknown user, so the client cannot tell a name PostgreSQL does
+        not know from a wrong password; a lookup that fails fails the
+        login with L{AuthQueryFailed}'s error.
         """
         lookup = self.factory.userLookup
         assert lookup is not None
         user = self.key[1]
         self._authQuery = settings
-        self.transport.pauseProducing()  # type: ignore[union-attr]
+        self._lookingUp = "waiting"
 
         def found(result: tuple[Verifier | None, bool]) -> None:
             if self.state is FrontendState.CLOSED:
                 return
-            self.transport.resumeProducing()  # type: ignore[union-attr]
+            self._lookupDone()
             verifier, self._fromCache = result
             self._queriedUser = None if verifier is None else UserEntry(user, verifier=verifier)
             if self._fromCache:
@@ -723,6 +729,7 @@ class FrontendProtocol(Protocol):
         def failed(reason: Failure) -> None:
             if self.state is FrontendState.CLOSED:
                 return
+            self._lookupDone()
             error = reason.value
             if not isinstance(error, AuthQueryFailed):
                 error = AuthQueryFailed(
@@ -735,6 +742,23 @@ class FrontendProtocol(Protocol):
             self._authFailed(error.error, f"auth_query failed: {error.reason}")
 
         lookup.lookup(self.factory.config, settings, user).addCallbacks(found, failed)
+
+    def _holdDuringLookup(self) -> None:
+        """
+        The client sent something while its user is looked up: pause it
+        until the lookup ends, so what it sends meanwhile stays bounded.
+        """
+        if self._lookingUp == "waiting":
+            self._lookingUp = "held"
+            self.transport.pauseProducing()  # type: ignore[union-attr]
+
+    def _lookupDone(self) -> None:
+        """
+        The lookup ended: resume the client if it was paused.
+        """
+        held, self._lookingUp = self._lookingUp, None
+        if held == "held":
+            self.transport.resumeProducing()  # type: ignore[union-attr]
 
     def _stepFailed(self, step: AuthStep) -> None:
         """
@@ -988,6 +1012,8 @@ class FrontendProtocol(Protocol):
             if self._exchange is None:
                 # Before the exchange starts: kept for it.
                 self._pending += codec.frame(type, body)
+                if self._lookingUp is not None:
+                    self._holdDuringLookup()
             else:
                 if type != constants.PASSWORD_MESSAGE:
                     raise errors.ProtocolViolation(

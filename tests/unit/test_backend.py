@@ -27,6 +27,8 @@ from pgtwist.wire.messages import (
     BackendKeyData,
     Bind,
     BindComplete,
+    Close,
+    CloseComplete,
     CommandComplete,
     DataRow,
     Execute,
@@ -307,6 +309,109 @@ class OwnedQueryTests(SynchronousTestCase):
         )
         self.assertEqual(self.successResultOf(rows), [(b"a", None)])
         self.assertEqual(self.failureResultOf(failing, BackendError).value.error, error)
+
+    def sentMessages(self) -> list[object]:
+        """
+        The messages sent to PostgreSQL since the last call.
+        """
+        data = self.transport.value()
+        self.transport.clear()
+        return [codec.decodeFrontend(t, b) for t, b in MessageFramer(1 << 20).feed(data)]
+
+    def test_queryPreparedOnce(self) -> None:
+        """
+        L{BackendProtocol.queryPrepared} prepares its statement with its
+        first call (Close, Parse, then Bind, Execute and Sync), and later
+        calls send only Bind, Execute and Sync for it, the parameters bound
+        as text values apart from the SQL, C{None} as NULL.
+        """
+        name = 'x\'; DROP TABLE t; -- $1 "y"'
+        first = self.backend.queryPrepared("s1", "SELECT $1, $2", [name, None])
+        self.assertEqual(
+            self.sentMessages(),
+            [
+                Close(b"S", "s1"),
+                Parse("s1", "SELECT $1, $2"),
+                Bind("", "s1", (), (name.encode("utf-8"), None), ()),
+                Execute("", 0),
+                Sync(),
+            ],
+        )
+        second = self.backend.queryPrepared("s1", "SELECT $1, $2", ["b", "\u00e9"])
+        self.assertEqual(
+            self.sentMessages(),
+            [Bind("", "s1", (), (b"b", "\u00e9".encode()), ()), Execute("", 0), Sync()],
+        )
+        self.backend.dataReceived(
+            codec.encodeAll(
+                [
+                    CloseComplete(),
+                    ParseComplete(),
+                    BindComplete(),
+                    DataRow((name.encode("utf-8"), None)),
+                    CommandComplete("SELECT 1"),
+                    ReadyForQuery(),
+                    BindComplete(),
+                    DataRow((b"b", b"")),
+                    DataRow((b"c", b"d")),
+                    CommandComplete("SELECT 2"),
+                    ReadyForQuery(),
+                ]
+            )
+        )
+        self.assertEqual(self.successResultOf(first), [(name.encode("utf-8"), None)])
+        self.assertEqual(self.successResultOf(second), [(b"b", b""), (b"c", b"d")])
+
+    def test_queryPreparedAgain(self) -> None:
+        """
+        After PostgreSQL refused a call of the statement (it may be gone,
+        or its plan no longer valid), or when the SQL differs from the one
+        prepared, the next call prepares it again.
+        """
+        self.backend.queryPrepared("s1", "SELECT $1", ["a"])
+        self.backend.dataReceived(
+            codec.encodeAll(
+                [CloseComplete(), ParseComplete(), BindComplete(), CommandComplete("SELECT 0")]
+                + [ReadyForQuery()]
+            )
+        )
+        self.transport.clear()
+        failing = self.backend.queryPrepared("s1", "SELECT $1", ["b"])
+        error = errors.error("0A000", "cached plan must not change result type")
+        self.backend.dataReceived(codec.encodeAll([error, ReadyForQuery()]))
+        self.assertEqual(self.failureResultOf(failing, BackendError).value.error, error)
+        self.transport.clear()
+        self.backend.queryPrepared("s1", "SELECT $1", ["c"])
+        self.assertEqual(self.sentMessages()[:2], [Close(b"S", "s1"), Parse("s1", "SELECT $1")])
+        self.backend.queryPrepared("s1", "SELECT $1::text", ["d"])
+        self.assertEqual(
+            self.sentMessages()[:2], [Close(b"S", "s1"), Parse("s1", "SELECT $1::text")]
+        )
+
+    def test_malformedDataRow(self) -> None:
+        """
+        A DataRow whose values do not fill its body exactly is a protocol
+        violation: the connection is closed and the query fails.
+        """
+        rows = self.backend.queryParameters("SELECT $1", ["a"])
+        body = codec.encode(DataRow((b"abc",)))[5:]
+        for broken in (body[:-1], body + b"x", body[:1], b"\x00\x01\xff\xff\xff\xfe"):
+            with self.subTest(body=broken):
+                backend = BackendProtocol(("db", "alice"), SERVER, None, [], Clock())
+                transport = StringTransport()
+                backend.makeConnection(transport)
+                backend.dataReceived(
+                    codec.encodeAll([AuthenticationRequest(constants.AUTH_OK), ReadyForQuery()])
+                )
+                pending = backend.queryParameters("SELECT $1", ["a"])
+                backend.dataReceived(codec.frame(constants.DATA_ROW, broken))
+                self.assertTrue(transport.disconnecting)
+                backend.connectionLost(Failure(ConnectionError()))
+                self.failureResultOf(pending, BackendGone)
+        self.backend.dataReceived(
+            codec.encodeAll([DataRow((None, b"")), CommandComplete("SELECT 1"), ReadyForQuery()])
+        )
+        self.assertEqual(self.successResultOf(rows), [(None, b"")])
 
     def test_lostFailsQueries(self) -> None:
         """

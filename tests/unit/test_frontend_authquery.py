@@ -266,8 +266,8 @@ class AuthQueryLoginTests(SynchronousTestCase):
 
     def test_lookedUp(self) -> None:
         """
-        A user in no file is looked up before the exchange starts, the
-        client paused meanwhile (what it sends is kept); the verifier found
+        A user in no file is looked up before the exchange starts (a
+        client that waits meanwhile is not paused); the verifier found
         checks it.
         """
         protocol, transport = self.connect()
@@ -275,7 +275,7 @@ class AuthQueryLoginTests(SynchronousTestCase):
             [call[2:4] for call in self.runner.calls],
             [(AuthQuerySettings(DEFAULT_AUTH_QUERY, "postgres", "db"), "carol")],
         )
-        self.assertEqual(transport.producerState, "paused")
+        self.assertEqual(transport.producerState, "producing")
         self.assertEqual(self.replies(transport), [])
         self.runner.answer(md5Row("carol", "s3cret"))
         self.assertEqual(transport.producerState, "producing")
@@ -284,6 +284,35 @@ class AuthQueryLoginTests(SynchronousTestCase):
         )
         self.password(protocol, "s3cret")
         self.assertLoggedIn(transport)
+
+    def test_sentDuringLookup(self) -> None:
+        """
+        A client that sends something while its user is looked up is
+        paused until the lookup ends, and what it sent is kept for the
+        exchange.
+        """
+        protocol, transport = self.connect()
+        self.password(protocol, "s3cret")
+        self.assertEqual(transport.producerState, "paused")
+        self.assertEqual(self.replies(transport), [])
+        self.runner.answer(md5Row("carol", "s3cret"))
+        self.assertEqual(transport.producerState, "producing")
+        self.assertLoggedIn(transport)
+
+    def test_sentDuringFailedLookup(self) -> None:
+        """
+        A client paused during a lookup that fails gets the lookup's error
+        and is resumed to be closed.
+        """
+        protocol, transport = self.connect()
+        self.password(protocol, "s3cret")
+        self.assertEqual(transport.producerState, "paused")
+        self.runner.fail(ConnectionRefusedError("refused"))
+        self.assertEqual(transport.producerState, "producing")
+        (error,) = self.replies(transport)
+        assert isinstance(error, ErrorResponse)
+        self.assertEqual(error.code, constants.SQLSTATE_CONNECTION_FAILURE)
+        self.assertTrue(transport.disconnecting)
 
     def test_missLikeWrongPassword(self) -> None:
         """

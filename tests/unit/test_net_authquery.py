@@ -21,6 +21,7 @@ from pgtwist.config.model import Configuration, MainSettings, ServerSettings, Us
 from pgtwist.config.verifiers import Md5Verifier, ScramSecret, formatScramSecret
 from pgtwist.net.authquery import (
     MAX_CONNECTIONS,
+    STATEMENT,
     AuthQueryConnections,
     AuthQueryFailed,
     UserLookup,
@@ -31,6 +32,7 @@ from pgtwist.wire.framing import MessageFramer
 from pgtwist.wire.messages import (
     AuthenticationRequest,
     Bind,
+    Close,
     CommandComplete,
     DataRow,
     Execute,
@@ -340,8 +342,8 @@ class ConnectionsTests(SynchronousTestCase):
     def test_queryAfterLogin(self) -> None:
         """
         The first query opens a connection as the auth user to the auth
-        database; once logged in it sets UTF8 and sends the query with the
-        name bound; the rows come back.
+        database; once logged in it sets UTF8 and prepares the query as
+        L{STATEMENT}, run with the name bound; the rows come back.
         """
         d = self.connections.run(SERVER, "su-secret", SETTINGS, "it's; $1", 5.0)
         ((host, port, _, timeout, _),) = self.reactor.tcpClients
@@ -352,8 +354,9 @@ class ConnectionsTests(SynchronousTestCase):
             self.sent(transport),
             [
                 Query("SET client_encoding = 'UTF8'"),
-                Parse("", DEFAULT_AUTH_QUERY),
-                Bind("", "", (), (b"it's; $1",), ()),
+                Close(b"S", STATEMENT),
+                Parse(STATEMENT, DEFAULT_AUTH_QUERY),
+                Bind("", STATEMENT, (), (b"it's; $1",), ()),
                 Execute("", 0),
                 Sync(),
             ],
@@ -370,23 +373,55 @@ class ConnectionsTests(SynchronousTestCase):
             )
         )
         self.assertEqual(self.successResultOf(d), [(b"it's; $1", VERIFIER)])
+        # The connection's watchdog finds nothing unanswered and stops.
+        self.reactor.advance(5.0)
         self.assertEqual(self.reactor.getDelayedCalls(), [])
+        self.assertFalse(transport.disconnecting)
 
     def test_connectionKept(self) -> None:
         """
         Later queries for the same (server, database, auth user) reuse the
-        connection; another database gets its own.
+        connection and its prepared statement (Bind, Execute and Sync
+        only); another database gets its own.
         """
         self.connections.run(SERVER, "pw", SETTINGS, "a", 5.0)
         protocol, transport = self.accept()
         self.sent(transport)
         self.connections.run(SERVER, "pw", SETTINGS, "b", 5.0)
         self.assertEqual(len(self.reactor.tcpClients), 1)
-        self.assertIsInstance(self.sent(transport)[0], Parse)
+        self.assertEqual(
+            self.sent(transport), [Bind("", STATEMENT, (), (b"b",), ()), Execute("", 0), Sync()]
+        )
         other = AuthQuerySettings(DEFAULT_AUTH_QUERY, "postgres", "otherdb")
         self.connections.run(SERVER, "pw", other, "a", 5.0)
         self.assertEqual(len(self.reactor.tcpClients), 2)
         self.assertEqual(len(self.connections), 2)
+
+    def test_preparedAgainAfterError(self) -> None:
+        """
+        A query PostgreSQL refused leaves the statement to be prepared
+        again by the next query, and so does a new connection.
+        """
+        d = self.connections.run(SERVER, "pw", SETTINGS, "a", 5.0)
+        protocol, transport = self.accept()
+        self.sent(transport)
+        error = errors.error("42883", "function missing() does not exist")
+        protocol.dataReceived(
+            codec.encodeAll([CommandComplete("SET"), ReadyForQuery(), error, ReadyForQuery()])
+        )
+        self.failureResultOf(d, BackendError)
+        again = self.connections.run(SERVER, "pw", SETTINGS, "b", 5.0)
+        self.assertEqual(
+            self.sent(transport)[:2], [Close(b"S", STATEMENT), Parse(STATEMENT, DEFAULT_AUTH_QUERY)]
+        )
+        protocol.connectionLost(Failure(ConnectionError()))
+        self.failureResultOf(again, BackendGone)
+        self.connections.run(SERVER, "pw", SETTINGS, "c", 5.0)
+        _, transport = self.accept()
+        self.assertEqual(
+            self.sent(transport)[1:3],
+            [Close(b"S", STATEMENT), Parse(STATEMENT, DEFAULT_AUTH_QUERY)],
+        )
 
     def test_bounded(self) -> None:
         """
@@ -449,6 +484,37 @@ class ConnectionsTests(SynchronousTestCase):
         self.reactor.advance(2.0)
         self.failureResultOf(d, TimeoutError)
         self.assertTrue(transport.disconnecting)
+        self.assertEqual(len(self.connections), 0)
+
+    def test_timeoutLaterQuery(self) -> None:
+        """
+        One watchdog per connection serves every query: it waits again for
+        a query sent after it was armed, and times that one out at its own
+        deadline; every query unanswered then fails.
+        """
+        first = self.connections.run(SERVER, "pw", SETTINGS, "a", 2.0)
+        protocol, transport = self.accept()
+        protocol.dataReceived(
+            codec.encodeAll(
+                [CommandComplete("SET"), ReadyForQuery(), CommandComplete("SELECT 0")]
+                + [ReadyForQuery()]
+            )
+        )
+        self.assertEqual(self.successResultOf(first), [])
+        self.reactor.advance(1.5)
+        second = self.connections.run(SERVER, "pw", SETTINGS, "b", 2.0)
+        self.reactor.advance(1.0)
+        third = self.connections.run(SERVER, "pw", SETTINGS, "c", 2.0)
+        self.assertNoResult(second)
+        self.assertEqual(len(self.reactor.getDelayedCalls()), 1)
+        self.assertFalse(transport.disconnecting)
+        self.reactor.advance(1.0)
+        self.assertIn("within 2s", str(self.failureResultOf(second, TimeoutError).value))
+        self.failureResultOf(third, TimeoutError)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+        # Answers arriving after the timeout are dropped.
+        protocol.dataReceived(codec.encodeAll([CommandComplete("SELECT 0"), ReadyForQuery()]))
         self.assertEqual(len(self.connections), 0)
 
     def test_lostConnection(self) -> None:
