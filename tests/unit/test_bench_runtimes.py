@@ -52,6 +52,8 @@ class PypyPlanTests(SynchronousTestCase):
             [t.name for t in plan.targetsFor(workload, 1, pypy=True)],
             [
                 "direct",
+                "floor",
+                "floor-pypy",
                 "pgbouncer/session",
                 "pgtwist/session",
                 "pgtwist-pypy/session",
@@ -70,8 +72,8 @@ class PypyPlanTests(SynchronousTestCase):
         workload = Workload("w", ("-S",), 10, plan.SELECT, pipelines=(SESSION,))
         self.assertEqual(
             [t.name for t in plan.targetsFor(workload, 1, pypy=True, uvloop=True)],
-            ["direct", "pgbouncer/session", "pgtwist/session", "pgtwist-pypy/session",
-             "pgtwist-uvloop/session"],
+            ["direct", "floor", "floor-pypy", "pgbouncer/session", "pgtwist/session",
+             "pgtwist-pypy/session", "pgtwist-uvloop/session"],
         )  # fmt: skip
         self.assertEqual(Target(PGTWIST, SESSION, runtime=UVLOOP).name, "pgtwist-uvloop/session")
         steps = plan.schedule([workload], 1, 1, uvloop=True)
