@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import pathlib
+import sys
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -149,6 +150,8 @@ class Python39Tests(SynchronousTestCase):
 
     def test_slotsWhereSupported(self) -> None:
         """
-        On the Python running the tests (3.11), dataclasses keep their slots.
+        From Python 3.10 (the tests' CPython), dataclasses keep their slots;
+        on 3.9 (PyPy) they have none, as C{dataclass} takes no C{slots}.
         """
-        self.assertEqual(SLOTS, {"slots": True})
+        expected = {"slots": True} if sys.version_info >= (3, 10) else {}
+        self.assertEqual(SLOTS, expected)
