@@ -114,6 +114,10 @@ def parseArguments(argv: Sequence[str]) -> argparse.Namespace:
         # --quick leaves PyPy out unless asked for: its rows and warm-ups
         # would take it past its 3 minutes.
         options.pypy = PYPY
+    elif options.pypy is not None and os.sep in options.pypy:
+        # The poolers start in their own directories: a relative path
+        # would name nothing there.
+        options.pypy = os.path.abspath(options.pypy)
     for name, full, short in (
         ("rounds", 3, 1),
         ("duration", 5, 2),

@@ -101,6 +101,15 @@ class PypyOptionsTests(SynchronousTestCase):
         options = run.parseArguments(["--pypy", "/usr/bin/pypy3", "--no-pypy"])
         self.assertIsNone(options.pypy)
 
+    def test_relativePypy(self) -> None:
+        """
+        A relative path to the interpreter is made absolute (the poolers
+        start in directories of their own); a bare command name is kept.
+        """
+        options = run.parseArguments(["--pypy", ".venv-pypy/bin/python"])
+        self.assertEqual(options.pypy, os.path.join(os.getcwd(), ".venv-pypy", "bin", "python"))
+        self.assertEqual(run.parseArguments(["--pypy", "pypy3"]).pypy, "pypy3")
+
     def test_explicitPypy(self) -> None:
         """
         C{--pypy} names the interpreter; the JIT warm-up defaults to 3 s, 1 s
