@@ -62,7 +62,7 @@ class _Half(protocol.Protocol):
             peer.loseConnection()
 
 
-def _noDelay(transport: Any, keepAlive: bool) -> None:
+def _socketOptions(transport: Any, keepAlive: bool) -> None:
     """
     The socket options pgtwist sets: C{TCP_NODELAY}, and keepalive on client
     connections.
@@ -94,7 +94,7 @@ class ServerHalf(_Half):
         client.
         """
         mine: Any = self.transport
-        _noDelay(mine, keepAlive=False)
+        _socketOptions(mine, keepAlive=False)
         client = self.client
         theirs: Any = client.transport
         if theirs is None or client.closed:
@@ -112,6 +112,8 @@ class _ServerFactory(protocol.ClientFactory):
     Connects one client's PostgreSQL side; a failed connection closes the
     client.
     """
+
+    noisy = False
 
     def __init__(self, client: ClientHalf) -> None:
         """
@@ -158,7 +160,7 @@ class ClientHalf(_Half):
         Stop reading until PostgreSQL's side is there, and connect it.
         """
         transport: Any = self.transport
-        _noDelay(transport, keepAlive=True)
+        _socketOptions(transport, keepAlive=True)
         transport.pauseProducing()
         self.reactor.connectTCP(self.targetHost, self.targetPort, _ServerFactory(self))
 
@@ -193,9 +195,6 @@ class FloorFactory(protocol.ServerFactory):
         A new client side relaying to the target.
         """
         return ClientHalf(self.reactor, self.targetPort, self.targetHost)
-
-
-_ServerFactory.noisy = False
 
 
 def parseArguments(argv: Sequence[str]) -> argparse.Namespace:
