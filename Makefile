@@ -84,11 +84,12 @@ test-pypy: $(PYPY_TEST_STAMP)
 		$(PYPY_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/contract tests/integration/test_pipelines_smoke.py
 
 # `make bench BENCHFLAGS=--quick` for a 3-minute check; see benchmarks/README.rst.
-# Without PyPy (no root for apt-get, say) it runs without the pgtwist-pypy rows.
+# Without PyPy (no root for apt-get, say) it runs without the pgtwist-pypy and
+# floor-pypy rows.
 bench: venv
 	command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || \
 		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends pgbouncer)
-	$(MAKE) pypy || echo "PyPy could not be set up: no pgtwist-pypy rows"
+	$(MAKE) pypy || echo "PyPy could not be set up: no pgtwist-pypy and floor-pypy rows"
 	$(BIN)/python -m benchmarks.run $(BENCHFLAGS)
 
 clean:
