@@ -8,8 +8,12 @@ STAMP := $(VENV)/.installed
 # pgtwist on it too (the pgtwist-pypy rows); pgtwist itself comes from PYTHONPATH.
 PYPY_VENV := .venv-pypy
 PYPY_STAMP := $(PYPY_VENV)/.installed
+# The same with what `make test-pypy` needs to run tests on it.
+PYPY_TEST_STAMP := $(PYPY_VENV)/.test-installed
+# `make run RUNTIME=pypy` runs the development pooler on PyPy.
+RUNTIME ?= cpython
 
-.PHONY: venv pypy run test lint typecheck unit package-check bench clean
+.PHONY: venv pypy run run-pypy test test-pypy lint typecheck unit package-check bench clean
 
 venv: $(STAMP)
 
@@ -23,8 +27,10 @@ $(STAMP): pyproject.toml
 pypy: $(PYPY_STAMP)
 
 $(PYPY_STAMP): pyproject.toml | $(STAMP)
+	# PyPy is a supported runtime: without it (no root for apt-get, say) this fails.
 	command -v pypy3 >/dev/null || \
-		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends pypy3 pypy3-venv)
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends pypy3 pypy3-venv) || \
+		(echo "make pypy: pypy3 is missing and could not be installed (apt-get install pypy3 pypy3-venv as root)" >&2; exit 1)
 	test -x $(PYPY_VENV)/bin/python || pypy3 -m venv $(PYPY_VENV)
 	$(PYPY_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > $(PYPY_VENV)/requirements.txt
@@ -33,8 +39,23 @@ $(PYPY_STAMP): pyproject.toml | $(STAMP)
 	$(PYPY_VENV)/bin/python -m pip install --quiet --prefer-binary -r $(PYPY_VENV)/requirements.txt
 	touch $(PYPY_STAMP)
 
+$(PYPY_TEST_STAMP): $(PYPY_STAMP)
+	# pg8000, not psycopg: pure Python, no libpq needed (the smoke test's client).
+	$(PYPY_VENV)/bin/python -m pip install --quiet --prefer-binary pytest 'pytest-twisted>=1.14' tomli pg8000
+	touch $(PYPY_TEST_STAMP)
+
+ifeq ($(RUNTIME),pypy)
+run: run-pypy
+else
 run: venv
 	$(BIN)/python -m pgtwist.testing.devrun
+endif
+
+# The development pooler (`make run`) on PyPy; PostgreSQL comes from the
+# same place as for `make run` (the pgserver wheel in .venv, or the system's).
+run-pypy: pypy
+	PYTHONPATH=$(CURDIR) PGTWIST_PG_BIN="$$($(BIN)/python -c 'from pgtwist.testing.embedded import findPostgresBin; print(findPostgresBin())')" \
+		$(PYPY_VENV)/bin/python -m pgtwist.testing.devrun
 
 lint: venv
 	$(BIN)/ruff check pgtwist tests twisted benchmarks
@@ -53,13 +74,22 @@ package-check: venv
 
 test: venv lint typecheck package-check
 	$(BIN)/pytest
+	$(MAKE) test-pypy
+
+# The unit and contract tests and the integration smoke test in every
+# pipeline on Debian's PyPy (Python 3.9), the production runtime for
+# long-lived connections: pgtwist from the checkout, PostgreSQL as for CPython.
+test-pypy: $(PYPY_TEST_STAMP)
+	PYTHONPATH=$(CURDIR) PGTWIST_PG_BIN="$$($(BIN)/python -c 'from pgtwist.testing.embedded import findPostgresBin; print(findPostgresBin())')" \
+		$(PYPY_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/contract tests/integration/test_pipelines_smoke.py
 
 # `make bench BENCHFLAGS=--quick` for a 3-minute check; see benchmarks/README.rst.
-# Without PyPy (no root for apt-get, say) it runs without the pgtwist-pypy rows.
+# Without PyPy (no root for apt-get, say) it runs without the pgtwist-pypy and
+# floor-pypy rows.
 bench: venv
 	command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || \
 		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends pgbouncer)
-	$(MAKE) pypy || echo "PyPy could not be set up: no pgtwist-pypy rows"
+	$(MAKE) pypy || echo "PyPy could not be set up: no pgtwist-pypy and floor-pypy rows"
 	$(BIN)/python -m benchmarks.run $(BENCHFLAGS)
 
 clean:

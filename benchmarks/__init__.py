@@ -16,5 +16,7 @@ Modules:
   - L{benchmarks.client}: a minimal asyncio PostgreSQL client (warm-up
     logins, idle connections);
   - L{benchmarks.memory}: the idle-connection memory step;
+  - L{benchmarks.floor}: the relay floor, an empty relay on pgtwist's
+    reactor and eager writes run beside pgtwist (the C{floor} rows);
   - L{benchmarks.run}: the command line and the orchestration.
 """

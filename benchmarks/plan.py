@@ -21,6 +21,9 @@ PGBENCH_THREADS = 2
 DIRECT = "direct"
 PGBOUNCER = "pgbouncer"
 PGTWIST = "pgtwist"
+#: The relay floor (L{benchmarks.floor}): an empty relay on pgtwist's
+#: reactor and eager writes, the least a relay costs on a runtime.
+FLOOR = "floor"
 SESSION = "session"
 TRANSACTION = "transaction"
 
@@ -82,11 +85,31 @@ class Workload:
         """
         return self.tls or self.authQuery
 
+    @property
+    def floor(self) -> bool:
+        """
+        Whether the relay floor runs it: every plain C{-S} workload (a
+        variant's plain counterpart has it, as it has direct).
+        """
+        return "-S" in self.options and not self.variant
+
 
 #: What a TLS workload's name adds to its plain counterpart's.
 TLS_SUFFIX = "-tls"
 #: What an auth_query workload's name adds to its plain counterpart's.
 AUTH_QUERY_SUFFIX = "-authquery"
+
+
+def queryMode(workload: Workload) -> str | None:
+    """
+    The pgbench query mode (C{-M}) of C{workload}: C{simple}, C{extended},
+    C{prepared}, or C{None} when it gives none (pgbench's default, simple).
+    """
+    options = workload.options
+    for index, option in enumerate(options[:-1]):
+        if option == "-M":
+            return options[index + 1]
+    return None
 
 
 def withTLS(workload: Workload) -> Workload:
@@ -125,10 +148,12 @@ class Target:
     """
     Where pgbench connects: PostgreSQL itself or a pooler in one pipeline.
 
-    @ivar pooler: L{DIRECT}, L{PGBOUNCER} or L{PGTWIST}.
-    @ivar pipeline: C{None} for direct, else L{SESSION} or L{TRANSACTION}.
+    @ivar pooler: L{DIRECT}, L{PGBOUNCER}, L{PGTWIST} or L{FLOOR}.
+    @ivar pipeline: C{None} for direct and the floor (neither pools), else
+        L{SESSION} or L{TRANSACTION}.
     @ivar workers: pgtwist's C{workers} setting (1 for the others).
-    @ivar runtime: How pgtwist runs: L{CPYTHON}, L{PYPY} or L{UVLOOP}.
+    @ivar runtime: How pgtwist or the floor runs: L{CPYTHON}, L{PYPY} or
+        L{UVLOOP}.
     """
 
     pooler: str
@@ -140,11 +165,12 @@ class Target:
     def name(self) -> str:
         """
         The label in the table and the JSON: C{direct}, C{pgbouncer/session},
-        C{pgtwist/transaction}, C{pgtwist-w2/session}, C{pgtwist-pypy/session}.
+        C{pgtwist/transaction}, C{pgtwist-w2/session}, C{pgtwist-pypy/session},
+        C{floor}, C{floor-pypy}.
         """
-        if self.pipeline is None:
-            return self.pooler
         pooler = self.pooler if self.runtime == CPYTHON else f"{self.pooler}-{self.runtime}"
+        if self.pipeline is None:
+            return pooler
         if self.workers != 1:
             pooler += f"-w{self.workers}"
         return f"{pooler}/{self.pipeline}"
@@ -187,12 +213,21 @@ def targetsFor(
 ) -> list[Target]:
     """
     The targets C{workload} runs against, in the order of one round: direct
-    first (not for a TLS or auth_query workload), then per pipeline PgBouncer, pgtwist,
+    first (not for a TLS or auth_query workload), the relay floor on
+    CPython and (with C{pypy}) on PyPy for a C{-S} workload
+    (L{Workload.floor}), then per pipeline PgBouncer, pgtwist,
     pgtwist on PyPy (with C{pypy}), pgtwist on uvloop (with C{uvloop}) and
     (when C{workers > 1} and the workload asks for it) pgtwist with
     C{workers}.
+
+    The floor pools nothing, so like direct it runs once per workload and
+    round and serves both pipelines.
     """
     targets = [] if workload.variant else [Target(DIRECT)]
+    if workload.floor:
+        targets.append(Target(FLOOR))
+        if pypy:
+            targets.append(Target(FLOOR, runtime=PYPY))
     for pipeline in workload.pipelines:
         if pipeline in workload.pgbouncerPipelines:
             targets.append(Target(PGBOUNCER, pipeline))

@@ -17,14 +17,20 @@ from dataclasses import dataclass, field
 
 from benchmarks.plan import (
     CONNECT,
+    CPYTHON,
     DIRECT,
+    FLOOR,
     LATENCY,
     PGBOUNCER,
     PGTWIST,
+    PYPY,
     SELECT,
+    SESSION,
+    TRANSACTION,
     Target,
     Workload,
     plainName,
+    queryMode,
 )
 
 #: The issue's limits.
@@ -38,6 +44,16 @@ MIN_TLS_SHARE = 0.85
 #: pgtwist's CPU per login with auth_query and pass-through may be at most
 #: 1.2 times its CPU per login with the vault (issue 13).
 MAX_AUTH_QUERY_CPU_RATIO = 1.2
+#: Issue 15: pgtwist's CPU per transaction over the relay floor's on the
+#: same runtime, on every select-only workload, by pipeline.
+MAX_FLOOR_RATIO = {TRANSACTION: 1.5, SESSION: 1.2}
+#: Issue 15: pgtwist on PyPy against PgBouncer's TPS on every select-only
+#: workload, in both pipelines.
+MIN_PYPY_TPS_RATIO = 0.95
+#: Issue 15: pgtwist on CPython against PgBouncer's TPS in transaction
+#: pooling on the select-only workloads, by query mode (what 1.5 times the
+#: floor puts it at).
+MIN_CPYTHON_TPS_RATIO = {"simple": 0.75, "extended": 0.70}
 
 
 # -- pgbench and /proc ------------------------------------------------------
@@ -202,6 +218,8 @@ class Row:
     @ivar vsDirect: Median per-round TPS ratio to direct (pooler rows).
     @ivar cpuVsPgbouncer: Median per-round ratio of CPU per transaction to
         PgBouncer's (pgtwist rows only).
+    @ivar cpuVsFloor: Median per-round ratio of CPU per transaction to the
+        relay floor's on the same runtime (pgtwist rows only; L{floorFor}).
     """
 
     workload: str
@@ -215,7 +233,17 @@ class Row:
     vsPgbouncer: float | None = None
     vsDirect: float | None = None
     cpuVsPgbouncer: float | None = None
+    cpuVsFloor: float | None = None
     failures: int = 0
+
+
+def floorFor(target: Target) -> Target:
+    """
+    The relay floor a pgtwist target is measured against: the floor on
+    PyPy for pgtwist on PyPy, else the floor on CPython (pgtwist's uvloop
+    rows run CPython too).
+    """
+    return Target(FLOOR, runtime=PYPY if target.runtime == PYPY else CPYTHON)
 
 
 def summarize(
@@ -254,6 +282,11 @@ def summarize(
                 )
                 row.cpuVsPgbouncer = median(
                     roundRatios(records, workload.name, target.name, bouncer, "cpuMicros")
+                )
+                row.cpuVsFloor = median(
+                    roundRatios(
+                        records, workload.name, target.name, floorFor(target).name, "cpuMicros"
+                    )
                 )
             rows.append(row)
     return rows
@@ -540,6 +573,56 @@ def checkTargets(
     return checks
 
 
+def checkFloorTargets(rows: Sequence[Row], workloads: Sequence[Workload]) -> list[Check]:
+    """
+    Issue 15's targets for a single-worker pgtwist on the select-only
+    workloads: CPU per transaction at most L{MAX_FLOOR_RATIO} times the
+    relay floor's on its runtime, in each pipeline; on PyPy, TPS at least
+    L{MIN_PYPY_TPS_RATIO} of PgBouncer's in both pipelines; on CPython,
+    TPS at least L{MIN_CPYTHON_TPS_RATIO} of PgBouncer's in transaction
+    pooling for the simple and extended query modes.
+
+    A row without the ratio (no floor or PgBouncer run beside it) is left
+    out, as in L{checkTargets}.
+    """
+    modes = {w.name: queryMode(w) for w in workloads if w.kind == SELECT}
+    mine = [r for r in rows if r.pooler == PGTWIST and "-w" not in r.target and r.workload in modes]
+    pypy = {Target(PGTWIST, p, runtime=PYPY).name for p in (SESSION, TRANSACTION)}
+    checks = [
+        _check(
+            f"CPU/txn {poolerLabel(row.target)}/floor {row.workload} {row.pipeline}",
+            row.cpuVsFloor,
+            MAX_FLOOR_RATIO[row.pipeline],
+        )
+        for row in mine
+        if row.cpuVsFloor is not None and row.pipeline in MAX_FLOOR_RATIO
+    ]
+    checks += [
+        _check(
+            f"TPS {poolerLabel(row.target)}/PgBouncer {row.workload} {row.pipeline}",
+            row.vsPgbouncer,
+            MIN_PYPY_TPS_RATIO,
+            atLeast=True,
+        )
+        for row in mine
+        if row.target in pypy and row.vsPgbouncer is not None
+    ]
+    cpython = Target(PGTWIST, TRANSACTION).name
+    checks += [
+        _check(
+            f"TPS {poolerLabel(row.target)}/PgBouncer {row.workload} {row.pipeline}",
+            row.vsPgbouncer,
+            MIN_CPYTHON_TPS_RATIO[modes[row.workload] or "simple"],
+            atLeast=True,
+        )
+        for row in mine
+        if row.target == cpython
+        and (modes[row.workload] or "simple") in MIN_CPYTHON_TPS_RATIO
+        and row.vsPgbouncer is not None
+    ]
+    return checks
+
+
 # -- rendering ----------------------------------------------------------------
 
 
@@ -608,6 +691,7 @@ def renderRows(rows: Sequence[Row]) -> str:
             "÷direct",
             "CPU µs/txn",
             "CPU ÷PgB",
+            "CPU ÷floor",
         ],
         textColumns=2,
     )
@@ -623,6 +707,7 @@ def renderRows(rows: Sequence[Row]) -> str:
                 formatNumber(row.vsDirect),
                 formatNumber(row.cpuMicros, 1),
                 formatNumber(row.cpuVsPgbouncer),
+                formatNumber(row.cpuVsFloor),
             ]
         )
     return table.render()

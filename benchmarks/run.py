@@ -33,7 +33,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from benchmarks import client, large, memory, plan, results, servers
-from benchmarks.plan import DIRECT, PGBOUNCER, PGTWIST, TRANSACTION, Step
+from benchmarks.plan import DIRECT, FLOOR, PGBOUNCER, PGTWIST, TRANSACTION, Step
 from benchmarks.results import RunRecord
 
 if TYPE_CHECKING:
@@ -114,6 +114,10 @@ def parseArguments(argv: Sequence[str]) -> argparse.Namespace:
         # --quick leaves PyPy out unless asked for: its rows and warm-ups
         # would take it past its 3 minutes.
         options.pypy = PYPY
+    elif options.pypy is not None and os.sep in options.pypy:
+        # The poolers start in their own directories: a relative path
+        # would name nothing there.
+        options.pypy = os.path.abspath(options.pypy)
     for name, full, short in (
         ("rounds", 3, 1),
         ("duration", 5, 2),
@@ -317,29 +321,38 @@ class Bench:
         self, target: plan.Target, poolSize: int, tls: bool = False, authQuery: bool = False
     ) -> servers.RunningServer:
         """
-        Start the pooler C{target} names, with C{poolSize} backends, and
-        warm it up with one login and one query.
+        Start the pooler C{target} names, with C{poolSize} backends, or
+        the relay floor (L{benchmarks.floor}: no pool), and warm it up with
+        one login and one query.
 
         @param tls: Have it demand TLS from clients, with L{certificate};
             the warm-up then logs in over TLS.
         @param authQuery: Have it look the role up with C{auth_query}
             instead of holding its password or secret.
         """
-        assert self.credentials is not None and target.pipeline is not None
+        assert self.credentials is not None
         certificate = self.certificate if tls else None
         if tls and certificate is None:
             raise servers.ServerError("a TLS workload needs Bench.setUp(tls=True)")
-        if target.pooler == PGBOUNCER:
+        if target.pooler == FLOOR:
+            if tls or authQuery:
+                raise servers.ServerError("the relay floor has no TLS and no auth_query")
+            server = servers.startFloor(
+                self.cluster.port, self.code, python=self._python(target.runtime)
+            )
+        elif target.pooler == PGBOUNCER:
+            assert target.pipeline is not None
             server = servers.startPgBouncer(
                 self.credentials, self.cluster.port, target.pipeline, poolSize,
                 self.options.pgbouncer, certificate, authQuery,
             )  # fmt: skip
         else:
-            python = self.options.pypy if target.runtime == plan.PYPY else sys.executable
+            assert target.pipeline is not None
             reactor = "uvloop" if target.runtime == plan.UVLOOP else None
             server = servers.startPgtwist(
                 self.credentials, self.cluster.port, target.pipeline, poolSize, target.workers,
-                self.code, python=python, reactor=reactor, certificate=certificate,
+                self.code, python=self._python(target.runtime), reactor=reactor,
+                certificate=certificate,
                 authQuery=authQuery,
             )  # fmt: skip
         self.live.add(server)
@@ -353,6 +366,12 @@ class Bench:
             self.stopServer(server)
             raise servers.ServerError(f"{server.name} warm-up failed: {e}\n{tail}") from None
         return server
+
+    def _python(self, runtime: str) -> str:
+        """
+        The interpreter pgtwist or the floor runs on for C{runtime}.
+        """
+        return self.options.pypy if runtime == plan.PYPY else sys.executable
 
     def stopServer(self, server: servers.RunningServer) -> None:
         """
@@ -563,6 +582,7 @@ def report(
     kib = {label: m.kibPerConnection for label, m in bench.memory.items()} or {PGTWIST: None}
     checks = results.checkTargets(rows, workloads, latencies, kib)
     checks += large.checkLarge(bench.large)
+    floorChecks = results.checkFloorTargets(rows, workloads)
     parts = [
         f"{meta['date']}; {meta['nproc']} x {meta['cpu']}; {meta['postgresql']}; "
         f"{meta['pgbouncer']}; {meta['python']}; Twisted {meta['twisted']}; "
@@ -620,7 +640,15 @@ def report(
             "-tls workloads: pgbench with sslmode=require to poolers that demand TLS "
             "(client_tls_sslmode = require), plaintext to PostgreSQL; no direct target."
         )
+    if any(w.floor for w in workloads):
+        parts.append(
+            "floor rows: an empty 1:1 relay on pgtwist's reactor and eager writes "
+            "(benchmarks/floor.py), no pooling; CPU ÷floor is pgtwist's CPU per transaction "
+            "over the floor's on the same runtime, per round (pgtwist-pypy over floor-pypy)."
+        )
     parts += ["", results.renderChecks(checks)]
+    if floorChecks:
+        parts += ["", "Against the relay floor (issue 15):", results.renderChecks(floorChecks)]
     document = {
         "meta": meta,
         "options": {k: v for k, v in vars(options).items() if k != "json"},
@@ -636,6 +664,7 @@ def report(
         ],
         "workers": note,
         "targets": [asdict(c) for c in checks],
+        "floorTargets": [asdict(c) for c in floorChecks],
     }
     return "\n".join(parts), document
 

@@ -514,6 +514,10 @@ def startPgBouncer(
     return _started(RunningServer(label, process, port, logPath, directory))
 
 
+#: What L{snapshotCheckout} copies of C{benchmarks/} for L{startFloor}.
+FLOOR_FILES = ("__init__.py", "floor.py")
+
+
 def snapshotCheckout(checkout: str) -> str:
     """
     Copy the C{pgtwist} package and the C{twisted/plugins} dropins of
@@ -531,6 +535,12 @@ def snapshotCheckout(checkout: str) -> str:
     plugins = os.path.join(checkout, "twisted", "plugins")
     if os.path.isdir(plugins):
         shutil.copytree(plugins, os.path.join(snapshot, "twisted", "plugins"), ignore=ignore)
+    # The relay floor (benchmarks/floor.py) runs from the same copy.
+    os.mkdir(os.path.join(snapshot, "benchmarks"))
+    for name in FLOOR_FILES:
+        shutil.copy(
+            os.path.join(checkout, "benchmarks", name), os.path.join(snapshot, "benchmarks")
+        )
     return snapshot
 
 
@@ -616,4 +626,41 @@ def startPgtwist(
     label = f"pgtwist ({pipeline}, workers={workers}, {os.path.basename(python)}"
     label += (f", {reactor}" if reactor else "") + (", TLS" if certificate else "")
     label += ", auth_query)" if authQuery else ")"
+    return _started(RunningServer(label, process, port, logPath, directory, logFile))
+
+
+def startFloor(
+    pgPort: int,
+    code: str | None = None,
+    environ: Mapping[str, str] = os.environ,
+    python: str = sys.executable,
+) -> RunningServer:
+    """
+    Start the relay floor (L{benchmarks.floor}) on C{python} in front of
+    PostgreSQL's C{pgPort}: no configuration, no credentials (pgbench logs
+    into PostgreSQL through it).
+
+    @param code: A L{snapshotCheckout} to import pgtwist and the floor
+        from, or C{None} for the checkout this module belongs to.
+    @param python: The interpreter to run it on (with Twisted installed).
+    """
+    directory = _privateDirectory("pgtwist-bench-floor-")
+    port = pickLowPort()
+    env = {key: value for key, value in environ.items() if not key.startswith("PG")}
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [code if code is not None else here, environ.get("PYTHONPATH")])
+    )
+    logPath = os.path.join(directory, "floor.log")
+    logFile = open(logPath, "wb")
+    try:
+        process = subprocess.Popen(
+            [python, "-m", "benchmarks.floor", "--listen", str(port), "--target", str(pgPort)],
+            stdin=subprocess.DEVNULL, stdout=logFile, stderr=subprocess.STDOUT,
+            cwd=directory, env=env, preexec_fn=dieWithParent,
+        )  # fmt: skip
+    except BaseException:
+        logFile.close()
+        raise
+    label = f"floor ({os.path.basename(python)})"
     return _started(RunningServer(label, process, port, logPath, directory, logFile))

@@ -23,6 +23,18 @@ from pgtwist.testing.embedded import PostgresCluster
 BIN = Path(sys.executable).parent
 
 
+def pgtwistCommand() -> list[str]:
+    """
+    How to run pgtwist: the console script next to the interpreter, or its
+    entry point run by the interpreter where pgtwist is not installed but
+    importable (C{make test-pypy}: PyPy with pgtwist on C{PYTHONPATH}).
+    """
+    script = BIN / "pgtwist"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "from pgtwist.app.script import main; main()"]
+
+
 def freePort() -> int:
     """
     A free TCP port on 127.0.0.1 below Linux's ephemeral range (32768-60999),
@@ -171,7 +183,7 @@ class Pooler:
         The console script's command line.
         """
         return [
-            str(BIN / "pgtwist"),
+            *pgtwistCommand(),
             "-c",
             str(self.configPath),
             "-a",

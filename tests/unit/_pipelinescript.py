@@ -10,6 +10,7 @@ import re
 import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Union
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
@@ -41,7 +42,8 @@ from pgtwist.wire.sql import quoteLiteral
 
 #: Messages as the test writes them: wire objects, or raw frames for the
 #: types L{pgtwist.wire.messages} does not model (COPY, ParameterDescription).
-Wire = Sequence[Message | bytes]
+# Union, not |: evaluated at import, and PyPy runs Python 3.9.
+Wire = Sequence[Union[Message, bytes]]
 #: How a step's bytes are cut into C{dataReceived} calls.
 Chopper = Callable[[bytes], list[bytes]]
 

@@ -18,6 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from benchmarks import client, large, memory, plan, results, run, servers
 from benchmarks.plan import (
     DIRECT,
+    FLOOR,
     PGBOUNCER,
     PGTWIST,
     SESSION,
@@ -86,6 +87,7 @@ def record(
 
 
 D = Target(DIRECT)
+F = Target(FLOOR)
 BS = Target(PGBOUNCER, SESSION)
 TS = Target(PGTWIST, SESSION)
 BT = Target(PGBOUNCER, TRANSACTION)
@@ -201,10 +203,11 @@ class PlanTests(SynchronousTestCase):
 
     def test_targetsOrder(self) -> None:
         """
-        Direct first, then per pipeline PgBouncer and pgtwist.
+        Direct first, then the relay floor (a C{-S} workload), then per
+        pipeline PgBouncer and pgtwist.
         """
         workload = Workload("w", ("-S",), 10, plan.SELECT)
-        self.assertEqual(plan.targetsFor(workload, 1), [D, BS, TS, BT, TT])
+        self.assertEqual(plan.targetsFor(workload, 1), [D, F, BS, TS, BT, TT])
 
     def test_preparedWithoutPgbouncerTransaction(self) -> None:
         """
@@ -212,7 +215,7 @@ class PlanTests(SynchronousTestCase):
         mode: that workload runs pgtwist alone there.
         """
         prepared = {w.name: w for w in plan.defaultWorkloads()}["S-prep-c10"]
-        self.assertEqual(plan.targetsFor(prepared, 1), [D, BS, TS, TT])
+        self.assertEqual(plan.targetsFor(prepared, 1), [D, F, BS, TS, TT])
 
     def test_workersTargets(self) -> None:
         """
@@ -643,11 +646,13 @@ class TableTests(SynchronousTestCase):
         """
         row = results.Row("S-x", TS.name, PGTWIST, SESSION, 2, 1234.5, 0.8, 19.44, 0.9, 0.5, 1.9)
         row.failures = 1
+        row.cpuVsFloor = 1.456
         lines = results.renderRows([row]).splitlines()
         self.assertEqual(len(lines), 5)
+        self.assertTrue(lines[1].endswith("CPU ÷PgB  CPU ÷floor"), lines[1])
         self.assertEqual(
             lines[3].split(), ["S-x", "pgtwist/session", "2!1", "1234", "0.800", "0.90", "0.50",
-                               "19.4", "1.90"]
+                               "19.4", "1.90", "1.46"]
         )  # fmt: skip
 
     def test_renderLatencies(self) -> None:
@@ -822,8 +827,8 @@ class ServerConfigurationTests(SynchronousTestCase):
 
     def test_snapshotCheckout(self) -> None:
         """
-        The snapshot holds the pgtwist package and the twistd dropins,
-        without bytecode or plugin caches.
+        The snapshot holds the pgtwist package, the twistd dropins and the
+        relay floor, without bytecode or plugin caches.
         """
         checkout = temporaryDirectory(self)
         (checkout / "pgtwist" / "wire" / "__pycache__").mkdir(parents=True)
@@ -834,6 +839,9 @@ class ServerConfigurationTests(SynchronousTestCase):
         (checkout / "twisted" / "plugins" / "pgtwist_plugin.py").write_text("")
         (checkout / "twisted" / "plugins" / "dropin.cache").write_text("")
         (checkout / "README.rst").write_text("")
+        (checkout / "benchmarks").mkdir()
+        for name in ("__init__.py", "floor.py", "run.py"):
+            (checkout / "benchmarks" / name).write_text("")
         snapshot = servers.snapshotCheckout(str(checkout))
         self.addCleanup(shutil.rmtree, snapshot, True)
         found = sorted(
@@ -843,7 +851,13 @@ class ServerConfigurationTests(SynchronousTestCase):
         )
         self.assertEqual(
             found,
-            ["pgtwist/__init__.py", "pgtwist/wire/codec.py", "twisted/plugins/pgtwist_plugin.py"],
+            [
+                "benchmarks/__init__.py",
+                "benchmarks/floor.py",
+                "pgtwist/__init__.py",
+                "pgtwist/wire/codec.py",
+                "twisted/plugins/pgtwist_plugin.py",
+            ],
         )
         (checkout / "pgtwist" / "__init__.py").write_text("version = 2\n")
         with open(os.path.join(snapshot, "pgtwist", "__init__.py")) as f:
@@ -1174,9 +1188,10 @@ class LargeMessageTests(SynchronousTestCase):
 
     def test_checks(self) -> None:
         """
-        Per pipeline: RSS growth under 8 MiB and 64 MiB time at most 4.5
-        times the 16 MiB time; per operation and size, transaction at most
-        1.2 times session. Direct runs are reference only.
+        Per pipeline: RSS growth under 8 MiB, 64 MiB time at most 4.5
+        times the 16 MiB time and each operation and size against direct
+        (L{test_checksAgainstDirect}); per operation and size, transaction
+        at most 1.2 times session. Direct itself is not judged.
         """
         checks = large.checkLarge(
             [
@@ -1187,14 +1202,52 @@ class LargeMessageTests(SynchronousTestCase):
             ]
         )
         verdicts = {check.name: check.ok for check in checks}
-        self.assertEqual(len(checks), 3 * (1 + 3) + 2 * 3)
+        self.assertEqual(len(checks), 3 * (1 + 3 + 2 * 3) + 2 * 3)
         self.assertTrue(verdicts["large messages, session: peak RSS growth MiB (< 8)"])
         self.assertFalse(verdicts["large messages, transaction: peak RSS growth MiB (< 8)"])
         self.assertTrue(verdicts["large messages, performance select: 64 MiB time / 16 MiB time"])
         self.assertFalse(verdicts["large messages, transaction copy-in: 64 MiB time / 16 MiB time"])
         self.assertTrue(verdicts["large messages, select 16 MiB: transaction / session time"])
         self.assertFalse(verdicts["large messages, copy-out 64 MiB: transaction / session time"])
-        self.assertFalse(any("direct" in name for name in verdicts))
+        self.assertFalse(any(name.startswith("large messages, direct") for name in verdicts))
+
+    def test_checksAgainstDirect(self) -> None:
+        """
+        Each pipeline's time for every operation and size is at most 1.1
+        times direct's; without a direct run there is no such check.
+        """
+        checks = large.checkLarge(
+            [
+                largeResult(large.DIRECT, 1.0, 4.0),
+                largeResult("session", 1.1, 4.0),
+                largeResult("transaction", 1.0, 4.5),
+            ]
+        )
+        verdicts = {c.name: (c.ok, c.value) for c in checks if c.name.endswith("direct time")}
+        self.assertEqual(len(verdicts), 2 * 2 * 3)
+        self.assertEqual(
+            verdicts["large messages, session select 16 MiB: time / direct time"], (True, 1.1)
+        )
+        self.assertEqual(
+            verdicts["large messages, transaction copy-in 64 MiB: time / direct time"],
+            (False, 1.125),
+        )
+        self.assertEqual(
+            verdicts["large messages, transaction copy-out 16 MiB: time / direct time"],
+            (True, 1.0),
+        )
+        alone = large.checkLarge([largeResult("session", 1.0, 4.0)])
+        self.assertFalse(any(c.name.endswith("direct time") for c in alone))
+
+    def test_checksAgainstMissingDirect(self) -> None:
+        """
+        An operation direct has no time for is C{n/a}.
+        """
+        direct = large.LargeResult(large.DIRECT, error="refused")
+        checks = large.checkLarge([direct, largeResult("session", 1.0, 4.0)])
+        against = [c for c in checks if c.name.endswith("direct time")]
+        self.assertEqual(len(against), 6)
+        self.assertEqual({c.ok for c in against}, {None})
 
     def test_checksUnmeasured(self) -> None:
         """

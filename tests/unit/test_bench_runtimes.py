@@ -52,6 +52,8 @@ class PypyPlanTests(SynchronousTestCase):
             [t.name for t in plan.targetsFor(workload, 1, pypy=True)],
             [
                 "direct",
+                "floor",
+                "floor-pypy",
                 "pgbouncer/session",
                 "pgtwist/session",
                 "pgtwist-pypy/session",
@@ -70,8 +72,8 @@ class PypyPlanTests(SynchronousTestCase):
         workload = Workload("w", ("-S",), 10, plan.SELECT, pipelines=(SESSION,))
         self.assertEqual(
             [t.name for t in plan.targetsFor(workload, 1, pypy=True, uvloop=True)],
-            ["direct", "pgbouncer/session", "pgtwist/session", "pgtwist-pypy/session",
-             "pgtwist-uvloop/session"],
+            ["direct", "floor", "floor-pypy", "pgbouncer/session", "pgtwist/session",
+             "pgtwist-pypy/session", "pgtwist-uvloop/session"],
         )  # fmt: skip
         self.assertEqual(Target(PGTWIST, SESSION, runtime=UVLOOP).name, "pgtwist-uvloop/session")
         steps = plan.schedule([workload], 1, 1, uvloop=True)
@@ -98,6 +100,15 @@ class PypyOptionsTests(SynchronousTestCase):
         """
         options = run.parseArguments(["--pypy", "/usr/bin/pypy3", "--no-pypy"])
         self.assertIsNone(options.pypy)
+
+    def test_relativePypy(self) -> None:
+        """
+        A relative path to the interpreter is made absolute (the poolers
+        start in directories of their own); a bare command name is kept.
+        """
+        options = run.parseArguments(["--pypy", ".venv-pypy/bin/python"])
+        self.assertEqual(options.pypy, os.path.join(os.getcwd(), ".venv-pypy", "bin", "python"))
+        self.assertEqual(run.parseArguments(["--pypy", "pypy3"]).pypy, "pypy3")
 
     def test_explicitPypy(self) -> None:
         """

@@ -13,7 +13,6 @@ import json
 import os
 import pwd
 import sys
-import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -55,6 +54,11 @@ from pgtwist.wire.messages import (
     Terminate,
 )
 from tests.unit._tempdir import temporaryDirectory
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.9 and 3.10 (PyPy): tomli, what became tomllib
+    import tomli as tomllib
 
 #: Type OIDs for L{resultSet}.
 TEXT, INT4, INT8, NUMERIC = 25, 23, 20, 1700

@@ -14,7 +14,6 @@ import shutil
 import stat
 import sys
 import tempfile
-import tomllib
 from collections.abc import Callable
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -22,6 +21,11 @@ from twisted.trial.unittest import SynchronousTestCase
 from pgtwist import __version__
 from pgtwist.cli import vaultadmin as vaultcli
 from pgtwist.config.vault import readMasterKey, readUserNames, readUsersFile, writeMasterKey
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.9 and 3.10 (PyPy): tomli, what became tomllib
+    import tomli as tomllib
 
 MASTER_KEY = "secretsecret"
 
