@@ -10,6 +10,7 @@ pipeline session it hands each received chunk to the session untouched.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from OpenSSL.SSL import Error as SSLError
@@ -173,6 +174,9 @@ class BackendProtocol(Protocol):
         """
         self.connected = True
         transport: Any = self.transport
+        # write() without its own call: eagerWrite on this transport (TLS,
+        # once started, puts its own writer here).
+        self.write = partial(eagerWrite, transport)  # type: ignore[method-assign]
         if hasattr(transport, "setTcpNoDelay"):
             transport.setTcpNoDelay(True)
         if servertls.usesTls(self.server):
