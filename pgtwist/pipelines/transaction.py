@@ -89,6 +89,7 @@ from pgtwist.pipelines._responses import ResponseRelay
 from pgtwist.pipelines._rewrite import StatementRewriter
 from pgtwist.pipelines._sessionstate import SessionStateTracker
 from pgtwist.pipelines._settings import (
+    _WORDS,
     LISTEN,
     NOTIFY,
     OBJECTS,
@@ -387,7 +388,12 @@ class TransactionPipelineSession(
                 # goes out in the same write as the request (_cbAcquired).
                 self._pumping = True
                 try:
-                    self._acquire()
+                    # _acquire's idle path, without its call.
+                    backend = self.pool.acquireIdle(self.frontend.key)
+                    if backend is not None:
+                        self._cbAcquired(backend)
+                    else:
+                        self._acquire()
                 finally:
                     self._pumping = False
                 if self.backend is not None:
@@ -441,7 +447,12 @@ class TransactionPipelineSession(
                 # What follows the first message needing a backend waits for one.
                 data = data[stop:] if stop < size else None
                 if self._wantBackend and not self._done:
-                    self._acquire()
+                    # _acquire's idle path, without its call.
+                    backend = self.pool.acquireIdle(self.frontend.key)
+                    if backend is not None:
+                        self._cbAcquired(backend)
+                    else:
+                        self._acquire()
         finally:
             self._pumping = False
 
@@ -559,7 +570,8 @@ class TransactionPipelineSession(
             self._finish()
             # PostgreSQL closes the connection on Terminate; so do we.
             self.frontend.fail(None)
-        elif self._releasable():
+        elif not self._expected and self._releasable():
+            # (An answer is expected after nearly every chunk: no call then.)
             self._release()
 
     def _scanFrontend(self, data: bytes, offset: int, out: list[bytes]) -> int:
@@ -608,7 +620,8 @@ class TransactionPipelineSession(
                             and self._clearFor(body[:-1])
                         ):
                             break
-                        flags = sessionFlags(body)
+                        # sessionFlags' first test, without its call.
+                        flags = sessionFlags(body) if _WORDS.search(body.lower()) is not None else 0
                         if flags:
                             if flags & NOTIFY:
                                 # The pid of its notifications is the client's.
