@@ -154,7 +154,16 @@ class ResponseRelay:
             self.frontend.write(b"".join(out))
         if self._waiting and self.backend is not None:
             self._resumeIfSettled()
-        if self._releasable():
+        backend = self.backend
+        if (
+            backend is not None
+            and not expected
+            and not self._unsynced
+            and walker.atBoundary
+            and self._fromClient.atBoundary
+            and backend.transactionStatus == constants.TRANSACTION_IDLE
+        ):
+            # _releasable, without its call: once per transaction.
             self._release()
 
     def _scanBackend(self, data: bytes, offset: int, out: list[bytes]) -> int:
