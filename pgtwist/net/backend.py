@@ -10,6 +10,7 @@ pipeline session it hands each received chunk to the session untouched.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from OpenSSL.SSL import Error as SSLError
@@ -180,6 +181,9 @@ class BackendProtocol(Protocol):
         """
         self.connected = True
         transport: Any = self.transport
+        # write() without its own call: eagerWrite on this transport (TLS,
+        # once started, puts its own writer here).
+        self.write = partial(eagerWrite, transport)  # type: ignore[method-assign]
         if hasattr(transport, "setTcpNoDelay"):
             transport.setTcpNoDelay(True)
         if servertls.usesTls(self.server):
@@ -523,17 +527,28 @@ class BackendProtocol(Protocol):
         self.clean = True
         peer = frontend.transport
         transport = self.transport
+        # PostgreSQL's bytes go straight to the session, without a call
+        # through dataReceived (detach puts the method back).
+        self.dataReceived = session.backendDataReceived  # type: ignore[method-assign]
         if peer is not None and transport is not None:
             # A full buffer towards PostgreSQL stops reading the client, and
-            # one towards the client stops reading PostgreSQL.
+            # one towards the client stops reading PostgreSQL. Throttle.of
+            # and Throttle.follow, inlined: this runs once per transaction.
             own = self._ownThrottle
             if own is None:
                 own = self._ownThrottle = Throttle.of(transport)
             if own is not None:
-                own.follow(peer)
-            theirs = self._peerThrottle = Throttle.of(peer)
+                own.peer = peer
+                if own.paused:
+                    peer.pauseProducing()
+            theirs = getattr(peer, "producer", None)
+            if not isinstance(theirs, Throttle):
+                theirs = Throttle.of(peer)
+            self._peerThrottle = theirs
             if theirs is not None:
-                theirs.follow(transport)
+                theirs.peer = transport
+                if theirs.paused:
+                    transport.pauseProducing()  # type: ignore[attr-defined]
 
     def detach(self) -> None:
         """
@@ -541,9 +556,11 @@ class BackendProtocol(Protocol):
         """
         self._frontend = None
         self._session = None
+        self.__dict__.pop("dataReceived", None)
         own = self._ownThrottle
         if own is not None:
-            client = own.release()
+            # Throttle.release, inlined.
+            client, own.peer = own.peer, None
             if own.paused and client is not None:
                 # Paused because PostgreSQL was not reading: that pause was
                 # this link's, and the client is no longer behind this backend.
@@ -551,7 +568,7 @@ class BackendProtocol(Protocol):
         theirs, self._peerThrottle = self._peerThrottle, None
         if theirs is None or theirs.peer is not self.transport:
             return
-        theirs.release()
+        theirs.peer = None
         if theirs.paused:
             # Paused by the client's full buffer: a pooled backend must read
             # again now that it is ours.
@@ -704,6 +721,7 @@ class BackendProtocol(Protocol):
         for pending in queries:
             pending.deferred.errback(Failure(BackendGone(str(reason.value))))
         session, self._session = self._session, None
+        self.__dict__.pop("dataReceived", None)
         if session is not None:
             session.backendLost(reason)
         if self.lostCallback is not None:

@@ -27,6 +27,7 @@ import pwd
 import socket
 import struct
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -261,6 +262,9 @@ class FrontendProtocol(Protocol):
         """
         self.factory.clients.add(self)
         transport: Any = self.transport
+        # write() without its own call: eagerWrite on this transport (TLS,
+        # once started, puts its own writer here).
+        self.write = partial(eagerWrite, transport)  # type: ignore[method-assign]
         if hasattr(transport, "setTcpNoDelay"):
             try:
                 transport.setTcpNoDelay(self.factory.config.main.nodelay)

@@ -52,6 +52,13 @@ from pgtwist.wire.walker import MessageWalker, invalidLength
 #: Messages relayed without accounting while the client's own request is
 #: answered (see L{ResponseRelay.backendDataReceived}).
 _RELAYED = frozenset({constants.DATA_ROW, constants.ROW_DESCRIPTION, constants.COMMAND_COMPLETE})
+#: (entry kind, response type): the response that ends an entry and needs
+#: no more than popping it (see L{ResponseRelay._response}).
+_PLAIN_ENDS = frozenset(
+    {(_BIND, constants.BIND_COMPLETE), (_CLOSE, constants.CLOSE_COMPLETE)}
+    | {(_EXECUTE, type) for type in _EXECUTE_ENDS}
+    | {(kind, type) for kind in (_DESCRIBE_STATEMENT, _DESCRIBE_PORTAL) for type in _DESCRIBE_ENDS}
+)
 #: The client messages a batch retried after a stale statement
 #: (L{ResponseRelay._retryStale}) may hold from the failed one to its Sync.
 _RETRIED = frozenset(
@@ -132,7 +139,8 @@ class ResponseRelay:
             # Replies owed from before this backend answered (see
             # TransactionPipelineSession._cbAcquired): they lead this write.
             fake = expected.popleft()
-            self._settled(fake)
+            if fake.client is not None:
+                self._settled(fake)
             out.append(fake.data)
         walker = self._fromServer
         try:
@@ -152,7 +160,16 @@ class ResponseRelay:
             self.frontend.write(b"".join(out))
         if self._waiting and self.backend is not None:
             self._resumeIfSettled()
-        if self._releasable():
+        backend = self.backend
+        if (
+            backend is not None
+            and not expected
+            and not self._unsynced
+            and walker.atBoundary
+            and self._fromClient.atBoundary
+            and backend.transactionStatus == constants.TRANSACTION_IDLE
+        ):
+            # _releasable, without its call: once per transaction.
             self._release()
 
     def _scanBackend(self, data: bytes, offset: int, out: list[bytes]) -> int:
@@ -189,7 +206,29 @@ class ResponseRelay:
                         break
                     offset = end
                     continue
-            keep, popped = self._response(type, data, offset, end)
+            if expected and not watch and expected[0].forward:
+                # The end of a request (ReadyForQuery) or of an extended
+                # message, relayed: _response's common cases without its
+                # call (whole: neither is ever streamed).
+                kind = expected[0].kind
+                if type == constants.READY_FOR_QUERY:
+                    plain = (
+                        (kind == _SYNC or kind == _QUERY)
+                        and not self._sessionCheck
+                        and not self._notes
+                    )
+                    if plain:
+                        self.backend.transactionStatus = data[offset + 5 : end]  # type: ignore[union-attr]
+                        self.stats.queryCount += 1
+                else:
+                    plain = (kind, type) in _PLAIN_ENDS
+                if plain:
+                    expected.popleft()
+                    keep = popped = True
+                else:
+                    keep, popped = self._response(type, data, offset, end)
+            else:
+                keep, popped = self._response(type, data, offset, end)
             if not keep:
                 if spanStart < offset:
                     out.append(data[spanStart:offset])

@@ -53,11 +53,11 @@ from pgtwist.pipelines._statements import (
     StatementKey,
     StatementRegistry,
     remember,
-    renameBind,
     splitName,
 )
 from pgtwist.pipelines.serverstate import ServerSession
 from pgtwist.wire import codec, constants
+from pgtwist.wire.codec import INT32
 from pgtwist.wire.messages import (
     Bind,
     Close,
@@ -87,6 +87,7 @@ class StatementRewriter:
         _lent: dict[int, int]
         subscription: Subscription
         _expected: deque[_Expect]
+        _lastBind: tuple[bytes, str, StatementKey, str, bytes] | None
 
         def _fake(self, data: bytes) -> None: ...
         def _queueChange(self, entry: _Expect) -> None: ...
@@ -132,7 +133,24 @@ class StatementRewriter:
         elif type == constants.BIND:
             self.stats.bindCount += 1
             portalEnd = body.index(b"\x00") + 1
-            name, _ = splitName(body, portalEnd)
+            last = self._lastBind
+            if last is not None and tail is None:
+                # A Bind of the same statement as last time (a driver's
+                # unnamed statement, every transaction): renamed as then,
+                # without decoding its name again, while the statement, its
+                # server-side name and its being prepared here still hold.
+                statementEnd = portalEnd + len(last[0])
+                key = last[2]
+                if body[portalEnd:statementEnd] == last[0] and self.statements.get(last[1]) is key:
+                    server = last[3]
+                    prepared = self.serverState.prepared
+                    if prepared.get(server) is True and self.registry.nameFor(key) == server:
+                        prepared.move_to_end(server)
+                        renamed = body[:portalEnd] + last[4] + body[statementEnd:]
+                        out.append(type + INT32.pack(len(renamed) + 4) + renamed)
+                        expected.append(_Expect(_BIND, name=server, key=key))
+                        return
+            name, statementEnd = splitName(body, portalEnd)
             found = self._useStatement(out, type, body, name, _BIND, tail)
             if found is None:
                 return
@@ -143,10 +161,13 @@ class StatementRewriter:
                     # Instead of the Bind: PostgreSQL skips to the Sync.
                     self._raise(out, "54000", refused)
                     return
-            renamed = renameBind(body, server)
+            encoded = codec.encodeString(server)
+            renamed = body[:portalEnd] + encoded + body[statementEnd:]
             out.append(codec.frame(type, renamed) if tail is None else _frame(type, renamed, tail))
             expected.append(_Expect(_BIND, name=server, key=key))
             flags = key.flags
+            if not flags:
+                self._lastBind = (body[portalEnd:statementEnd], name, key, server, encoded)
             if flags:
                 if flags & NOTIFY:
                     # The pid of its notifications is the client's.

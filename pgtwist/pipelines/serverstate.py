@@ -9,7 +9,7 @@ backend: one lookup per borrow (L{serverSession}), none per message.
 from __future__ import annotations
 
 from collections import OrderedDict
-from weakref import WeakKeyDictionary
+from weakref import WeakKeyDictionary, ref
 
 from pgtwist.interfaces import IBackendLink
 
@@ -52,6 +52,9 @@ class ServerSession:
 
 #: Every backend the pipeline has used and that is still alive.
 _sessions: WeakKeyDictionary[IBackendLink, ServerSession] = WeakKeyDictionary()
+#: Its dictionary, keyed by weak references (equal when their referents
+#: are): read directly, a lookup is no Python call (L{serverSession}).
+_byReference: dict[ref[IBackendLink], ServerSession] = _sessions.data  # type: ignore[attr-defined]
 
 
 def serverSession(backend: IBackendLink) -> ServerSession:
@@ -59,7 +62,7 @@ def serverSession(backend: IBackendLink) -> ServerSession:
     The pipeline's view of C{backend}'s session; a fresh one the first time,
     and again after the pool reset the session (C{DISCARD ALL}).
     """
-    session = _sessions.get(backend)
+    session = _byReference.get(ref(backend))
     resets = backend.sessionResets
     if session is None:
         session = _sessions[backend] = ServerSession(resets)

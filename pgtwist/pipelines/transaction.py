@@ -72,6 +72,7 @@ from pgtwist.pipelines._databases import HINT, STARTS, exclusiveDatabase
 from pgtwist.pipelines._expect import (
     _BIND,
     _CLOSE_COMPLETE,
+    _DESCRIBE_PORTAL,
     _EXECUTE,
     _EXTENDED_REQUESTS,
     _FAKE,
@@ -92,6 +93,7 @@ from pgtwist.pipelines._responses import ResponseRelay
 from pgtwist.pipelines._rewrite import StatementRewriter
 from pgtwist.pipelines._sessionstate import SessionStateTracker
 from pgtwist.pipelines._settings import (
+    _WORDS,
     LISTEN,
     NOTIFY,
     OBJECTS,
@@ -189,6 +191,15 @@ class TransactionPipelineSession(
         #: What goes to the next backend before the client's messages.
         self._preamble: list[bytes] = []
         self._unsynced = False
+        #: The last Parse answered without a backend that changes nothing
+        #: but the statement (no session word, no hint): its body, name and
+        #: key, so that the same Parse again (a driver's unnamed statement
+        #: every transaction) is not decoded again (L{_scanLocal}).
+        self._localParse: tuple[bytes, str, StatementKey] | None = None
+        #: The last Bind of a statement without session flags: its
+        #: statement name as sent, as text, the key, the server-side name
+        #: and that name encoded (see L{StatementRewriter._extended}).
+        self._lastBind: tuple[bytes, str, StatementKey, str, bytes] | None = None
         self._discarding = False
         self._copyIn = False
         self._copyEnds = 0
@@ -397,7 +408,12 @@ class TransactionPipelineSession(
                 # goes out in the same write as the request (_cbAcquired).
                 self._pumping = True
                 try:
-                    self._acquire()
+                    # _acquire's idle path, without its call.
+                    backend = self.pool.acquireIdle(self.frontend.key)
+                    if backend is not None:
+                        self._cbAcquired(backend)
+                    else:
+                        self._acquire()
                 finally:
                     self._pumping = False
                 if self.backend is not None:
@@ -451,7 +467,12 @@ class TransactionPipelineSession(
                 # What follows the first message needing a backend waits for one.
                 data = data[stop:] if stop < size else None
                 if self._wantBackend and not self._done:
-                    self._acquire()
+                    # _acquire's idle path, without its call.
+                    backend = self.pool.acquireIdle(self.frontend.key)
+                    if backend is not None:
+                        self._cbAcquired(backend)
+                    else:
+                        self._acquire()
         finally:
             self._pumping = False
 
@@ -492,7 +513,27 @@ class TransactionPipelineSession(
                 self.frontend.fail(None)
                 return size
             if type == constants.PARSE:
-                parse: Any = codec.decodeFrontend(type, data[offset + 5 : end])
+                body = data[offset + 5 : end]
+                last = self._localParse
+                if (
+                    last is not None
+                    and last[0] == body
+                    and last[2].searchPath == self.settings.searchPath
+                ):
+                    # The same Parse as last time: what decoding it found
+                    # then holds (the checks on the session stay).
+                    name, key = last[1], last[2]
+                    if not self.registry.isVerified(self.frontend.key, key) or (
+                        name and name in self.statements
+                    ):
+                        self._wantBackend = True
+                        break
+                    self.statements[name] = key
+                    self._unsynced = True
+                    replies.append(_PARSE_COMPLETE)
+                    offset = end
+                    continue
+                parse: Any = codec.decodeFrontend(type, body)
                 key = StatementKey(parse.query, parse.parameterTypes, self.settings.searchPath)
                 if not self.registry.isVerified(self.frontend.key, key) or (
                     parse.name and parse.name in self.statements
@@ -514,6 +555,8 @@ class TransactionPipelineSession(
                         break
                     if flags & SETTINGS:
                         self._addCustoms(query)
+                else:
+                    self._localParse = (body, parse.name, key)
                 self.statements[parse.name] = key
                 self._unsynced = True
                 replies.append(_PARSE_COMPLETE)
@@ -569,7 +612,8 @@ class TransactionPipelineSession(
             self._finish()
             # PostgreSQL closes the connection on Terminate; so do we.
             self.frontend.fail(None)
-        elif self._releasable():
+        elif not self._expected and self._releasable():
+            # (An answer is expected after nearly every chunk: no call then.)
             self._release()
 
     def _scanFrontend(self, data: bytes, offset: int, out: list[bytes]) -> int:
@@ -618,7 +662,8 @@ class TransactionPipelineSession(
                             and self._clearFor(body[:-1])
                         ):
                             break
-                        flags = sessionFlags(body)
+                        # sessionFlags' first test, without its call.
+                        flags = sessionFlags(body) if _WORDS.search(body.lower()) is not None else 0
                         if flags:
                             if flags & NOTIFY:
                                 # The pid of its notifications is the client's.
@@ -664,6 +709,13 @@ class TransactionPipelineSession(
                 if not self._discarding:
                     expected.append(_Expect(_EXECUTE, copyEnds=self._copyEnds))
                     self._fresh = False
+            elif type == constants.DESCRIBE and data[offset + 5 : offset + 6] == b"P":
+                # A portal's Describe goes on as sent (no statement name to
+                # rewrite, nothing to wait for): in the span, without a call.
+                if not self._discarding:
+                    expected.append(_Expect(_DESCRIBE_PORTAL))
+                    self._fresh = False
+                self._unsynced = True
             elif type in _EXTENDED_REQUESTS:
                 if not self._discarding:
                     if type == constants.PARSE and (

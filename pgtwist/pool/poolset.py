@@ -406,7 +406,11 @@ class PoolSet(Service):
             and self._reactor.seconds() - entry.lastUsedAt >= VALIDATION_DELAY
         ):
             return None
-        self._moveTo(entry, BackendState.ACTIVE)
+        # _moveTo(entry, ACTIVE), inlined: the one move of every lend.
+        pool.backends[BackendState.IDLE].discard(entry)
+        pool.idle.pop()
+        entry.state = BackendState.ACTIVE
+        pool.backends[BackendState.ACTIVE].add(entry)
         pool.stats.serverAssignmentCount += 1
         return backend
 
@@ -433,6 +437,22 @@ class PoolSet(Service):
             self.discard(backend, "max_connection_age")
             return
         if not reset:
+            if entry.state is BackendState.ACTIVE and (
+                entry.idleTimer is not None or self.config.main.idleTimeout <= 0
+            ):
+                # _moveTo(entry, IDLE), inlined: the one move of every
+                # take-back (the idle timer is armed from the first time the
+                # backend went idle; it checks lastUsedAt when it fires).
+                pool = self.pools[backend.key]
+                backends = pool.backends
+                backends[BackendState.ACTIVE].discard(entry)
+                entry.state = BackendState.IDLE
+                backends[BackendState.IDLE].add(entry)
+                pool.idle.append(entry)
+                entry.lastUsedAt = self._reactor.seconds()
+                if pool.waiters or self._waiting:
+                    self._serveAll(first=pool)
+                return
             self._moveTo(entry, BackendState.IDLE)
             self._serveAll(first=self.pool(backend.key))
             return

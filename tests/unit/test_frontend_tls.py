@@ -19,6 +19,7 @@ from twisted.internet.testing import StringTransport
 
 from pgtwist.auth._scram import SCRAM_SHA_256, SCRAM_SHA_256_PLUS, ScramClient, tlsServerEndPoint
 from pgtwist.config.model import Configuration, HbaRule
+from pgtwist.net.eager import eagerWrite
 from pgtwist.net.frontend import FrontendProtocol, FrontendState
 from pgtwist.net.tls import ALPN_PROTOCOL
 from pgtwist.testing.certs import CertificateAuthority
@@ -211,10 +212,13 @@ class NegotiationTests(TLSFrontendTestCase):
 
     def test_plaintextWriteUnchanged(self) -> None:
         """
-        A client that does not ask for TLS keeps the class's C{write}.
+        A client that does not ask for TLS keeps plaintext writes: straight
+        to its transport with L{eagerWrite}, never through a TLS writer.
         """
         self.startup()
-        self.assertNotIn("write", vars(self.protocol))
+        write: Any = self.protocol.write
+        self.assertIs(write.func, eagerWrite)
+        self.assertEqual(write.args, (self.protocol.transport,))
         self.assertFalse(self.protocol.encrypted)
         self.assertEqual(self.replies(), [AuthenticationRequest(constants.AUTH_CLEARTEXT_PASSWORD)])
 

@@ -652,3 +652,81 @@ class UnnamedStatementTests(SynchronousTestCase):
             ]
         )
         self.assertEqual(script.session.statements, {})
+
+
+class RepeatedStatementTests(SynchronousTestCase):
+    """
+    A driver that parses the same unnamed statement every transaction
+    (pgbench -M extended, most drivers' unprepared queries): what pgtwist
+    found decoding it the first time is reused, and a changed statement,
+    search_path or backend is never confused with it.
+    """
+
+    def setUp(self) -> None:
+        self.script = TransactionScript(self)
+        self.a = self.script.backends[0]
+        self.transaction(Q1, "PGTWIST_1", parsed=True)
+
+    def transaction(self, query: str, server: str, parsed: bool, value: bytes = b"1") -> None:
+        """
+        Play one transaction of C{query} as the unnamed statement, with a
+        Describe of its portal; C{parsed}: PostgreSQL is sent a Parse of
+        C{server} (else the client's Parse is answered by pgtwist).
+        """
+        request = [
+            Parse("", query, (23,)),
+            bind("", value),
+            Describe(b"P", ""),
+            Execute(""),
+            Sync(),
+        ]
+        toServer = [bind(server, value), Describe(b"P", ""), Execute(""), Sync()]
+        fromPostgres = [BindComplete(), ROW, *selected(value), ReadyForQuery(b"I")]
+        if parsed:
+            toServer.insert(0, Parse(server, query, (23,)))
+            fromPostgres.insert(0, ParseComplete())
+        self.script.play(
+            [
+                fromClient(request, toServer=toServer),
+                fromServer(
+                    fromPostgres,
+                    toClient=[ParseComplete(), BindComplete(), ROW, *selected(value)]
+                    + [ReadyForQuery(b"I")],
+                ),
+            ]
+        )
+
+    def test_sameStatementAgain(self) -> None:
+        """
+        The same Parse again is answered by pgtwist and its Bind renamed as
+        before, transaction after transaction.
+        """
+        self.transaction(Q1, "PGTWIST_1", parsed=False, value=b"2")
+        self.transaction(Q1, "PGTWIST_1", parsed=False, value=b"3")
+        self.assertEqual(list(serverSession(self.a).prepared), ["PGTWIST_1"])
+
+    def test_otherStatementBetween(self) -> None:
+        """
+        Another statement in between gets its own server-side name; the
+        first one, parsed again, is bound under its own name again.
+        """
+        self.transaction("SELECT $1::int + 1", "PGTWIST_2", parsed=True)
+        self.transaction(Q1, "PGTWIST_1", parsed=False)
+        self.transaction("SELECT $1::int + 1", "PGTWIST_2", parsed=False)
+
+    def test_otherBackend(self) -> None:
+        """
+        On a backend that never prepared it, the statement is prepared
+        before the Bind that was renamed without a look before.
+        """
+        self.transaction(Q1, "PGTWIST_1", parsed=False)
+        self.script.useBackend(makeBackend(1002))
+        self.transaction(Q1, "PGTWIST_1", parsed=True)
+
+    def test_forgottenName(self) -> None:
+        """
+        A statement the registry gave a new name (its result type changed)
+        is prepared under the new name, not bound under the old one.
+        """
+        self.script.registry.forget(StatementKey(Q1, (23,), ""), "PGTWIST_1")
+        self.transaction(Q1, "PGTWIST_2", parsed=True)

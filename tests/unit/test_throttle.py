@@ -43,6 +43,17 @@ def _loggedInBackend() -> BackendProtocol:
     return backend
 
 
+class _Session:
+    """
+    The attached session: only what L{BackendProtocol.attach} reaches for.
+    """
+
+    def backendDataReceived(self, data: bytes) -> None:
+        """
+        Ignore PostgreSQL's bytes.
+        """
+
+
 class ThrottleTests(SynchronousTestCase):
     """
     L{Throttle} on its own.
@@ -144,7 +155,7 @@ class AttachedBackpressureTests(SynchronousTestCase):
         When the client's buffer fills, the attached backend stops being
         read until it drains.
         """
-        self.backend.attach(object(), self.frontend)  # type: ignore[arg-type]
+        self.backend.attach(_Session(), self.frontend)  # type: ignore[arg-type]
         self.frontend.transport.producer.pauseProducing()
         self.assertEqual(self.backendTransport.producerState, "paused")
         self.frontend.transport.producer.resumeProducing()
@@ -154,7 +165,7 @@ class AttachedBackpressureTests(SynchronousTestCase):
         """
         When the buffer towards PostgreSQL fills, the client stops being read.
         """
-        self.backend.attach(object(), self.frontend)  # type: ignore[arg-type]
+        self.backend.attach(_Session(), self.frontend)  # type: ignore[arg-type]
         self.backendTransport.producer.pauseProducing()
         self.assertEqual(self.frontend.transport.producerState, "paused")
         self.backendTransport.producer.resumeProducing()
@@ -165,7 +176,7 @@ class AttachedBackpressureTests(SynchronousTestCase):
         A backend given back while the client's buffer was full reads again,
         and the client's later backpressure no longer reaches it.
         """
-        self.backend.attach(object(), self.frontend)  # type: ignore[arg-type]
+        self.backend.attach(_Session(), self.frontend)  # type: ignore[arg-type]
         self.frontend.transport.producer.pauseProducing()
         self.backendTransport.connected = True
         self.backend.detach()
@@ -179,14 +190,14 @@ class AttachedBackpressureTests(SynchronousTestCase):
         lets its client read again, and pauses the next client it serves
         until that buffer drains.
         """
-        self.backend.attach(object(), self.frontend)  # type: ignore[arg-type]
+        self.backend.attach(_Session(), self.frontend)  # type: ignore[arg-type]
         throttle = self.backendTransport.producer
         throttle.pauseProducing()
         self.assertEqual(self.frontend.transport.producerState, "paused")
         self.backend.detach()
         self.assertEqual(self.frontend.transport.producerState, "producing")
         other = _Frontend()
-        self.backend.attach(object(), other)  # type: ignore[arg-type]
+        self.backend.attach(_Session(), other)  # type: ignore[arg-type]
         self.assertEqual(other.transport.producerState, "paused")
         throttle.resumeProducing()
         self.assertEqual(other.transport.producerState, "producing")
@@ -197,12 +208,12 @@ class AttachedBackpressureTests(SynchronousTestCase):
         The next backend lent to a client whose buffer is still full starts
         paused; the throttles are registered once per connection.
         """
-        self.backend.attach(object(), self.frontend)  # type: ignore[arg-type]
+        self.backend.attach(_Session(), self.frontend)  # type: ignore[arg-type]
         throttle = self.frontend.transport.producer
         throttle.pauseProducing()
         self.backend.detach()
         other = _loggedInBackend()
-        other.attach(object(), self.frontend)  # type: ignore[arg-type]
+        other.attach(_Session(), self.frontend)  # type: ignore[arg-type]
         otherTransport: Any = other.transport
         self.assertIs(self.frontend.transport.producer, throttle)
         self.assertEqual(otherTransport.producerState, "paused")

@@ -1,0 +1,299 @@
+"""
+Python function calls per transaction: a deterministic measure of the relay
+path's work, where CPU timings on a shared machine are noise.
+
+C{python -m benchmarks.calls} starts a throwaway PostgreSQL, runs pgtwist in
+this process on its own reactor, and has C{pgbench -S -c 1} (simple and
+extended protocol) run transactions through it while C{sys.setprofile}
+counts every Python function call the reactor thread makes. Each workload
+runs twice, with C{--transactions} and twice as many: the difference,
+divided by the extra transactions, is the cost of one transaction without
+the login, the pgbench start or the profiler's own switching. The counts are
+split into pgtwist's own functions and Twisted's (everything else the
+reactor thread calls is "other"), per pipeline and protocol; C{--top N}
+also lists the N functions called most per transaction.
+
+It needs no quiet machine and gives the same numbers run after run, within
+a fraction of a call (timers and the pool's maintenance may fire during a
+run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+from benchmarks import servers
+
+ROLE = "pgtwist_calls"
+DATABASE = "pgtwist_calls"
+
+#: The workloads: name and pgbench's protocol option.
+PROTOCOLS = (("simple", "-Msimple"), ("extended", "-Mextended"))
+PIPELINES = ("transaction", "session")
+
+_TWISTED = os.sep + "twisted" + os.sep
+_PGTWIST = os.sep + "pgtwist" + os.sep
+
+
+def category(fileName: str) -> str:
+    """
+    Whose code a function is: C{"pgtwist"}, C{"twisted"} or C{"other"}.
+    """
+    if _PGTWIST in fileName:
+        return "pgtwist"
+    if _TWISTED in fileName:
+        return "twisted"
+    return "other"
+
+
+@dataclass
+class CallCounter:
+    """
+    A C{sys.setprofile} hook counting Python function calls by function.
+
+    @ivar counts: (category, file, line, name) to calls.
+    """
+
+    counts: collections.Counter[tuple[str, str, int, str]] = field(
+        default_factory=collections.Counter
+    )
+
+    def __call__(self, frame: FrameType, event: str, arg: Any) -> None:
+        """
+        Count a Python C{call} event (C functions are not counted).
+        """
+        if event == "call":
+            code = frame.f_code
+            self.counts[
+                (category(code.co_filename), code.co_filename, code.co_firstlineno, code.co_name)
+            ] += 1
+
+
+@dataclass
+class Measure:
+    """
+    Calls per transaction of one workload.
+
+    @ivar byFunction: (category, file, line, name) to calls per transaction.
+    """
+
+    pipeline: str
+    protocol: str
+    byFunction: dict[tuple[str, str, int, str], float]
+
+    def total(self, kind: str | None = None) -> float:
+        """
+        All calls per transaction, or those of one category.
+        """
+        return sum(n for key, n in self.byFunction.items() if kind is None or key[0] == kind)
+
+
+def difference(
+    small: collections.Counter[tuple[str, str, int, str]],
+    large: collections.Counter[tuple[str, str, int, str]],
+    extra: int,
+) -> dict[tuple[str, str, int, str], float]:
+    """
+    Per-transaction calls: what the larger run called more, per extra
+    transaction.
+    """
+    keys = set(small) | set(large)
+    return {key: (large[key] - small[key]) / extra for key in keys if large[key] != small[key]}
+
+
+class Harness:
+    """
+    A throwaway PostgreSQL with pgbench's tables, and pgtwist services run
+    on this process's reactor in front of it.
+    """
+
+    def __init__(self, directory: str) -> None:
+        from pgtwist.testing.embedded import PostgresCluster, hbaForRoles
+
+        self.directory = directory
+        self.cluster = PostgresCluster()
+        self.cluster.start()
+        self.password = secrets.token_urlsafe(18)
+        self.cluster.createRole(ROLE, self.password, "scram-sha-256")
+        self.cluster.createDatabase(DATABASE, ROLE)
+        self.cluster.setHba(hbaForRoles({ROLE: "scram-sha-256"}))
+        args = ["-i", "-q", "-s", "1", "-h", self.cluster.host, "-p", str(self.cluster.port)]
+        result = self.pgbench([*args, "-U", ROLE, DATABASE])
+        if result.returncode != 0:
+            raise RuntimeError(f"pgbench -i failed:\n{result.stderr[-2000:]}")
+
+    def pgbench(self, args: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        """
+        Run pgbench with the role's password, without TLS or GSS.
+        """
+        env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
+        env.update(PGPASSWORD=self.password, PGSSLMODE="disable", PGGSSENCMODE="disable")
+        return subprocess.run(
+            [self.cluster.pgbench, *args],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, timeout=600,
+        )  # fmt: skip
+
+    def service(self, pipeline: str) -> tuple[Any, int]:
+        """
+        A started pgtwist service for C{pipeline}, and its port.
+        """
+        from pgtwist.app import tap
+        from pgtwist.config.vault import writeMasterKey, writeUsersFile
+
+        directory = tempfile.mkdtemp(prefix=pipeline + "-", dir=self.directory)
+        port = servers.pickLowPort()
+        paths = {name: os.path.join(directory, f"pgtwist{name}.conf") for name in ("", "_hba")}
+        users = os.path.join(directory, "pgtwist_users.conf")
+        with open(paths[""], "w") as f:
+            f.write(servers.pgtwistConf(port, self.cluster.port, pipeline, 10))
+        with open(paths["_hba"], "w") as f:
+            f.write(servers.pgtwistHba())
+        masterKey = secrets.token_hex(32).encode()
+        # The vault's key is read from ~/.pgtwist/master.key: a HOME of our own.
+        os.environ["HOME"] = directory
+        writeMasterKey(masterKey, os.path.join(directory, ".pgtwist", "master.key"))
+        writeUsersFile(users, {ROLE: self.password}, masterKey=masterKey)
+        options = tap.Options()
+        options.parseOptions(["-c", paths[""], "-a", paths["_hba"], "-u", users])
+        service = tap.makeService(options)
+        service.startService()
+        return service, port
+
+    def close(self) -> None:
+        """
+        Stop PostgreSQL.
+        """
+        self.cluster.stop()
+
+
+def onReactor(reactor: Any, function: Callable[[], object]) -> None:
+    """
+    Run C{function} in the reactor thread and wait until it has.
+    """
+    done = threading.Event()
+
+    def call() -> None:
+        try:
+            function()
+        finally:
+            done.set()
+
+    reactor.callFromThread(call)
+    done.wait()
+
+
+def measure(
+    reactor: Any, harness: Harness, pipeline: str, port: int, transactions: int
+) -> list[Measure]:
+    """
+    Calls per transaction of every protocol through the pgtwist on C{port};
+    called outside the reactor thread.
+    """
+    results = []
+    for protocol, option in PROTOCOLS:
+        base = ["-S", "-n", option, "-c", "1", "-h", servers.LOOPBACK, "-p", str(port)]
+
+        def run(
+            count: int, base: list[str] = base
+        ) -> collections.Counter[tuple[str, str, int, str]]:
+            counter = CallCounter()
+            onReactor(reactor, lambda: sys.setprofile(counter))
+            result = harness.pgbench([*base, "-t", str(count), "-U", ROLE, DATABASE])
+            onReactor(reactor, lambda: sys.setprofile(None))
+            if result.returncode != 0:
+                raise RuntimeError(f"pgbench failed:\n{result.stderr[-2000:]}")
+            return counter.counts
+
+        run(transactions)  # warm up: backends open, statements cached
+        small = run(transactions)
+        large = run(2 * transactions)
+        results.append(Measure(pipeline, protocol, difference(small, large, transactions)))
+    return results
+
+
+def report(results: Sequence[Measure], top: int) -> str:
+    """
+    The table, and each workload's most called functions.
+    """
+    lines = [
+        f"{'pipeline':<12} {'protocol':<9} {'pgtwist':>8} {'twisted':>8} {'other':>7} {'all':>7}",
+    ]
+    for m in results:
+        lines.append(
+            f"{m.pipeline:<12} {m.protocol:<9} {m.total('pgtwist'):8.1f} "
+            f"{m.total('twisted'):8.1f} {m.total('other'):7.1f} {m.total():7.1f}"
+        )
+    if top:
+        for m in results:
+            lines.append(f"\n{m.pipeline} {m.protocol}: the {top} functions called most")
+            ranked = sorted(m.byFunction.items(), key=lambda item: -item[1])[:top]
+            for (kind, fileName, line, name), n in ranked:
+                where = fileName.rsplit(os.sep + kind + os.sep, 1)[-1]
+                lines.append(f"  {n:6.2f}  {kind:<8} {name} ({where}:{line})")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """
+    Measure and print calls per transaction.
+    """
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.calls", description=__doc__)
+    parser.add_argument("--transactions", type=int, default=2000)
+    parser.add_argument("--pipeline", action="append", choices=PIPELINES)
+    parser.add_argument("--top", type=int, default=0, help="list the N most called functions")
+    options = parser.parse_args(argv)
+
+    from pgtwist.net import reactor as pgtwistReactor
+
+    reactor: Any = pgtwistReactor.install()
+
+    results: list[Measure] = []
+    failure: list[BaseException] = []
+    with tempfile.TemporaryDirectory(prefix="pgtwist-calls-") as directory:
+        harness = Harness(directory)
+
+        def drive() -> None:
+            try:
+                for pipeline in options.pipeline or PIPELINES:
+                    started: list[tuple[Any, int]] = []
+
+                    def start(pipeline: str = pipeline, started: list[Any] = started) -> None:
+                        started.append(harness.service(pipeline))
+
+                    onReactor(reactor, start)
+                    service, port = started[0]
+                    try:
+                        results.extend(
+                            measure(reactor, harness, pipeline, port, options.transactions)
+                        )
+                    finally:
+                        onReactor(reactor, service.stopService)
+            except BaseException as e:
+                failure.append(e)
+            finally:
+                reactor.callFromThread(reactor.stop)
+
+        try:
+            reactor.callWhenRunning(threading.Thread(target=drive, daemon=True).start)
+            reactor.run(installSignalHandlers=False)
+        finally:
+            harness.close()
+    if failure:
+        raise failure[0]
+    print(report(results, options.top))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
