@@ -219,7 +219,12 @@ class ResponseRelay:
                     )
                     if plain:
                         self.backend.transactionStatus = data[offset + 5 : end]  # type: ignore[union-attr]
-                        self.stats.queryCount += 1
+                        # The query's end, timed as in _response.
+                        now = self.clock.seconds()
+                        self.stats.addQuery(now - self._queryStart)
+                        self._queryStart = now
+                        if self._queriesOut:
+                            self._queriesOut -= 1
                 else:
                     plain = (kind, type) in _PLAIN_ENDS
                 if plain:
