@@ -176,6 +176,27 @@ def shutdown(console: Console, args: Sequence[str]) -> Reply:
     return Completion("SHUTDOWN")
 
 
+def upgrade(console: Console, args: Sequence[str]) -> Deferred[Reply]:
+    """
+    UPGRADE: start the pgtwist installed now and hand it the listeners;
+    the answer comes once it took them (this process then drains), or
+    says why it did not (this process goes on).
+    """
+    try:
+        started = console.service.management.upgrade()
+    except Exception as e:  # noqa: BLE001 - the reason goes to the admin
+        raise ConsoleCommandError(f"UPGRADE failed: {e}", "55000") from None
+
+    def answer(tookOver: bool) -> Reply:
+        if not tookOver:
+            raise ConsoleCommandError(
+                "UPGRADE failed: the new process did not take over, see logs", "55000"
+            )
+        return Completion("UPGRADE")
+
+    return started.addCallback(answer)
+
+
 def setting(console: Console, args: Sequence[str]) -> Reply:
     """
     SET key = value: change a main-section key at runtime (not in the

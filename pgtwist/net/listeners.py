@@ -6,6 +6,7 @@ management port, metrics and the manhole all use L{ListenerService}.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from twisted.application.service import Service
@@ -40,16 +41,25 @@ class ListenerService(Service):
         #: client listeners are announced by Twisted's port already.
         self._announce = name is not None
         self._listening: Deferred[IListeningPort] | None = None
+        #: C{"<fd>:<family>"}: a socket listening on C{description} already,
+        #: handed over by the pgtwist this one upgrades, to adopt instead.
+        self.adopt: str | None = None
 
     def privilegedStartService(self) -> None:
         """
         Listen before privileges are dropped (twistd's order).
         """
         super().privilegedStartService()
-        if self.description.startswith("adopt:"):
+        adopt = self.adopt
+        if adopt is None and self.description.startswith("adopt:"):
             # A socket the worker supervisor listened on and handed down.
-            _, fd, family = self.description.split(":")
+            adopt = self.description[len("adopt:") :]
+        if adopt is not None:
+            fd, family = adopt.split(":")
             port = self._reactor.adoptStreamPort(int(fd), int(family), self.factory)
+            if self.adopt is not None:
+                # An upgraded pgtwist's socket: the port holds a copy.
+                os.close(int(fd))
             self._listening = succeed(port)
         else:
             endpoint = endpoints.serverFromString(self._reactor, self.description)
