@@ -34,7 +34,7 @@ import tempfile
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from twisted.internet import protocol
+from twisted.internet import protocol, task
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -314,11 +314,23 @@ class Upgrade:
             detach(listener)
         self._stoppedObservability = []
         self._finish(True)
-        management = self.service.management
-        management.shutdown("gracefully")
+        # Not a graceful shutdown: a client this process accepted just
+        # before is still logging in, and must not be refused as if the
+        # database were shutting down.
+        self.service.management.state = "upgraded"
+        self._drain = task.LoopingCall(self._checkDrained)
+        self._drain.clock = self._reactor
+        self._drain.start(0.1)
         grace = self.service.config.main.upgradeGracePeriod
         if grace > 0:
             self._reactor.callLater(grace, self._graceOver)
+
+    def _checkDrained(self) -> None:
+        if not self.service.factory.clients:
+            self.log.info("Upgrade: every client left; exiting")
+            self._drain.stop()
+            if self._reactor.running:
+                self._reactor.stop()
 
     def _graceOver(self) -> None:
         """
@@ -335,6 +347,8 @@ class Upgrade:
         )
         for client in clients:
             client.fail(error)
+        if self._drain.running:
+            self._drain.stop()
         if self._reactor.running:
             self._reactor.stop()
 
@@ -408,8 +422,14 @@ def installUpgradeSignal(reactor: Any, upgrade: Callable[[], object]) -> None:
     import signal
     import threading
 
+    def onSignal() -> None:
+        try:
+            upgrade()
+        except UpgradeError as e:
+            Upgrade.log.error("Upgrade not started: {reason}", reason=str(e))
+
     if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGUSR2"):
-        signal.signal(signal.SIGUSR2, lambda *_: reactor.callFromThread(upgrade))
+        signal.signal(signal.SIGUSR2, lambda *_: reactor.callFromThread(onSignal))
 
 
 # -- the new process -----------------------------------------------------------

@@ -211,11 +211,7 @@ class _Client:
 
 
 class _Management:
-    def __init__(self) -> None:
-        self.shutdowns: list[str] = []
-
-    def shutdown(self, mode: str) -> None:
-        self.shutdowns.append(mode)
+    state = "running"
 
 
 class _Main:
@@ -369,8 +365,12 @@ class OldSideTests(SynchronousTestCase):
         self.assertEqual([port._shouldShutdown for port in ports if port], [False, False])
         self.assertEqual(ports[1]._bindPath, "\0")  # type: ignore[union-attr]
         self.assertIsNone(ports[1].lockFile)  # type: ignore[union-attr]
-        self.assertEqual(self.service.management.shutdowns, ["gracefully"])
+        self.assertEqual(self.service.management.state, "upgraded")
         self.assertEqual(self.reactor.process.signals, [])
+        self.assertFalse(self.reactor.stopped)
+        self.service.factory.clients.clear()
+        self.reactor.advance(0.1)
+        self.assertTrue(self.reactor.stopped)
         self.assertEqual(self.ended, [self.upgrade])
 
     def test_graceOver(self) -> None:
@@ -381,9 +381,10 @@ class OldSideTests(SynchronousTestCase):
         protocol, _ = self.connect()
         protocol.dataReceived(self.hello())
         protocol.dataReceived(handover.encode(handover.Taken(2)))
-        self.reactor.advance(29)
+        for _ in range(290):
+            self.reactor.advance(0.1)
         self.assertFalse(self.reactor.stopped)
-        self.reactor.advance(1)
+        self.reactor.advance(1.0)
         self.assertTrue(self.reactor.stopped)
         (client,) = self.service.factory.clients
         (error,) = client.failed
@@ -397,7 +398,7 @@ class OldSideTests(SynchronousTestCase):
         """
         self.assertEqual(self.results, [False])
         self.assertEqual([listener.running for listener in self.service.listeners], [True] * 2)
-        self.assertEqual(self.service.management.shutdowns, [])
+        self.assertEqual(self.service.management.state, "running")
         self.assertEqual(self.reactor.process.signals, ["TERM"])
 
     def test_otherFormat(self) -> None:

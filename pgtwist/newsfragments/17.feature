@@ -1,0 +1,1 @@
+Upgrade without refusing a connection: ``pgtwist-cli upgrade``, the console's ``UPGRADE`` and SIGUSR2 start the pgtwist installed now and hand it the listening sockets; the old process serves its clients until they leave or ``upgrade_grace_period`` ends.
