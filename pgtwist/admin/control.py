@@ -15,6 +15,7 @@ from twisted.internet.defer import Deferred
 from pgtwist.admin.management import FLUSH_MODES
 from pgtwist.admin.results import Completion, ConsoleCommandError, Notice, Reply
 from pgtwist.config.errors import ConfigError
+from pgtwist.config.restart import restartNotice
 from pgtwist.net.startup import CONSOLE_DATABASES
 
 if TYPE_CHECKING:
@@ -152,7 +153,7 @@ def reload(console: Console, args: Sequence[str]) -> Reply:
         raise ConsoleCommandError("RELOAD failed, see logs for additional details", "F0000")
     notices: tuple[Notice, ...] = ()
     if restart:
-        notices = (Notice(f"changes to {', '.join(restart)} take effect after a restart"),)
+        notices = (Notice(restartNotice(restart)),)
     return Completion("RELOAD", notices)
 
 

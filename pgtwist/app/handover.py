@@ -19,7 +19,9 @@ Anything that goes wrong before the new process says it took the sockets
 L{HANDOVER_TIMEOUT}) leaves the old process exactly as it was, listening.
 
 Only the listeners are handed over so far: clients connected to the old
-process stay with it until they leave.
+process stay with it until they leave. The new process offers it the
+CancelRequests whose keys it does not know (over the old process's cancel
+socket, named in the listeners message), so their cancels still work.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from twisted.python.failure import Failure
 
 from pgtwist import __version__
 from pgtwist.net import handover
+from pgtwist.net.cancel import OfferedCancelFactory, _CancelFactory
 from pgtwist.wire import constants, errors
 
 if TYPE_CHECKING:
@@ -48,6 +51,7 @@ if TYPE_CHECKING:
 
     from pgtwist.admin.management import Management
     from pgtwist.config.model import Configuration
+    from pgtwist.net.cancel import CancelRegistry
     from pgtwist.net.frontend import FrontendFactory
     from pgtwist.net.listeners import ListenerService
 
@@ -91,6 +95,7 @@ class PoolerService(Protocol):
     """
 
     config: Configuration
+    cancels: CancelRegistry
 
     @property
     def worker(self) -> object:
@@ -170,7 +175,7 @@ class _OldSide(protocol.Protocol):
         self.transport.loseConnection()
         self.upgrade.failed(f"refused the new process: {reason}")
 
-    def sendListeners(self, listeners: list[tuple[ListenerService, str]]) -> None:
+    def sendListeners(self, listeners: list[tuple[ListenerService, str]], cancel: str) -> None:
         """
         Send C{listeners}' sockets, then the message that describes them.
         """
@@ -182,7 +187,7 @@ class _OldSide(protocol.Protocol):
             records.append(handover.ListenerRecord(listener.description, sock.family, role))
             self.transport.sendFileDescriptor(sock.fileno())  # type: ignore[attr-defined]
             self.sent.append(listener)
-        self.transport.write(handover.encode(handover.Listeners(tuple(records))))
+        self.transport.write(handover.encode(handover.Listeners(tuple(records), cancel)))
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         """
@@ -236,6 +241,7 @@ class Upgrade:
         self.handedOver = False
         self._finished = False
         self._stoppedObservability: list[Any] = []
+        self._cancelPort: Any = None
         self.runtime = tempfile.mkdtemp(prefix="pgtwist-upgrade-")
         self.path = os.path.join(self.runtime, "handover.sock")
         factory = protocol.Factory.forProtocol(lambda: _OldSide(self))
@@ -294,7 +300,13 @@ class Upgrade:
         if missing:
             peer.refuse(f"not listening on {', '.join(missing)}")
             return
-        peer.sendListeners(listeners)
+        # CancelRequests for the clients that stay here will reach the new
+        # process, which offers them here (as workers do to each other).
+        cancelPath = os.path.join(self.runtime, "cancel.sock")
+        self._cancelPort = self._reactor.listenUNIX(
+            cancelPath, OfferedCancelFactory(self.service.cancels, self._reactor), mode=0o600
+        )
+        peer.sendListeners(listeners, cancelPath)
 
     def _tookOver(self, peer: _OldSide) -> None:
         """
@@ -387,7 +399,15 @@ class Upgrade:
         if self._timeout.active():
             self._timeout.cancel()
         self._port.stopListening()
-        shutil.rmtree(self.runtime, ignore_errors=True)
+        if result:
+            # The cancel socket serves until this process exits.
+            self._reactor.addSystemEventTrigger(
+                "after", "shutdown", shutil.rmtree, self.runtime, True
+            )
+        else:
+            if self._cancelPort is not None:
+                self._cancelPort.stopListening()
+            shutil.rmtree(self.runtime, ignore_errors=True)
         self._onEnd(self)
         self.done.callback(result)
 
@@ -475,7 +495,7 @@ def _receive(sock: socket.socket) -> tuple[handover.HandoverMessage, list[int]]:
         raise
 
 
-def successorFromEnvironment(service: PoolerService) -> Successor | None:
+def successorFromEnvironment(service: PoolerService, reactor: Any) -> Successor | None:
     """
     When this process was started by an upgrade (L{ENVIRONMENT} is set),
     take the running pgtwist's listeners for C{service}; the caller
@@ -487,7 +507,7 @@ def successorFromEnvironment(service: PoolerService) -> Successor | None:
         return None
     try:
         successor = Successor(path)
-        successor.takeListeners(service)
+        successor.takeListeners(service, reactor)
     except (OSError, handover.HandoverError) as e:
         Successor.log.error("Upgrade: cannot take over: {error}", error=str(e))
         raise SystemExit(1) from None
@@ -508,7 +528,7 @@ class Successor:
         self.sock.connect(path)
         self.adopted = 0
 
-    def takeListeners(self, service: PoolerService) -> None:
+    def takeListeners(self, service: PoolerService, reactor: Any) -> None:
         """
         Ask for the listeners and point C{service}'s at them (each
         adopts C{<fd>:<family>}); refuse them, and raise, when they
@@ -545,6 +565,11 @@ class Successor:
             os.set_blocking(fd, False)
             ours[record.description].adopt = f"{fd}:{record.family}"
         self.adopted = len(fds)
+        if message.cancel:
+            path = message.cancel
+            service.cancels.predecessor = lambda packet: reactor.connectUNIX(
+                path, _CancelFactory(packet)
+            )
 
     def taken(self) -> None:
         """

@@ -30,7 +30,7 @@ from pgtwist.admin.console import Console
 from pgtwist.admin.management import Management
 from pgtwist.app import bootstrap, handover
 from pgtwist.config.model import Configuration
-from pgtwist.config.restart import restartRequired
+from pgtwist.config.restart import restartNotice, restartRequired
 from pgtwist.net.authquery import AuthQueryConnections, UserLookup
 from pgtwist.net.cancel import CancelRegistry, OfferedCancelFactory
 from pgtwist.net.endpoints import listenEndpoints, managementEndpoint
@@ -164,7 +164,10 @@ class PoolerService(MultiService):
         upgrade first takes the running one's listeners
         (L{pgtwist.app.handover}).
         """
-        successor = handover.successorFromEnvironment(self)
+        if self.worker is None:
+            # Before listening: SIGUSR2's default action ends the process.
+            handover.installUpgradeSignal(self._reactor, self.upgrade)
+        successor = handover.successorFromEnvironment(self, self._reactor)
         super().privilegedStartService()
         if successor is not None:
             successor.taken()
@@ -228,10 +231,7 @@ class PoolerService(MultiService):
             self.metrics.reloadTls(self.config.main)
         restart = restartRequired(old, self.config)
         if restart:
-            self.log.warn(
-                "Configuration reloaded; changes to {keys} take effect after a restart",
-                keys=", ".join(restart),
-            )
+            self.log.warn("Configuration reloaded; {notice}", notice=restartNotice(restart))
         else:
             self.log.info("Configuration reloaded")
         return True, restart

@@ -23,7 +23,8 @@ The conversation (version 1)::
     new → old   hello      the new process's pid and version, the format
                            versions it reads
     old → new   listeners  one record per listening socket, with their
-                           descriptors
+                           descriptors, and where the old process takes
+                           cancels for the clients it keeps
     new → old   taken      the new process listens on them all now
       or        refuse     it cannot (the old one goes on as before)
 """
@@ -95,9 +96,13 @@ class Listeners:
     """
     The old process's listening sockets; their descriptors come with it, in
     the same order.
+
+    @ivar cancel: Where the old process takes CancelRequests for the
+        clients it keeps (a unix socket path), or C{""}.
     """
 
     listeners: tuple[ListenerRecord, ...]
+    cancel: str = ""
 
 
 @dataclass(frozen=True, **SLOTS)
@@ -145,6 +150,7 @@ def encode(message: HandoverMessage, version: int = FORMAT_VERSION) -> bytes:
                 {"description": r.description, "family": r.family, "role": r.role}
                 for r in message.listeners
             ],
+            "cancel": message.cancel,
         }
     elif isinstance(message, Taken):
         body = {"type": "taken", "count": message.count}
@@ -197,7 +203,10 @@ def _decodeBody(body: dict[str, Any]) -> HandoverMessage:
                     role,
                 )
             )
-        return Listeners(tuple(records))
+        cancel = body.get("cancel", "")
+        if not isinstance(cancel, str):
+            raise HandoverError("listeners message: bad 'cancel'")
+        return Listeners(tuple(records), cancel)
     if kind == "taken":
         count = _field(body, "count", int)
         if count < 0:

@@ -7,6 +7,7 @@ management port, metrics and the manhole all use L{ListenerService}.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from twisted.application.service import Service
@@ -15,6 +16,9 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+
+#: An endpoint description's C{backlog} parameter.
+_BACKLOG = re.compile(r":backlog=(\d+)(?::|$)")
 
 
 class ListenerService(Service):
@@ -58,8 +62,12 @@ class ListenerService(Service):
             fd, family = adopt.split(":")
             port = self._reactor.adoptStreamPort(int(fd), int(family), self.factory)
             if self.adopt is not None:
-                # An upgraded pgtwist's socket: the port holds a copy.
+                # An upgraded pgtwist's socket: the port holds a copy, and
+                # listened again with Twisted's default backlog (50).
                 os.close(int(fd))
+                backlog = _BACKLOG.search(self.description)
+                if backlog is not None:
+                    port.socket.listen(int(backlog.group(1)))
             self._listening = succeed(port)
         else:
             endpoint = endpoints.serverFromString(self._reactor, self.description)

@@ -132,27 +132,6 @@ def test_upgradeRefusesNoConnection(pooler: Pooler) -> None:
     assert (pooler.directory / f".s.PGSQL.{pooler.port}").exists()
 
 
-def test_cliUpgradeTwice(pooler: Pooler) -> None:
-    """
-    C{pgtwist-cli upgrade} answers once the new process took over; the new
-    one can be upgraded in turn.
-    """
-    for round in range(2):
-        done = subprocess.run(
-            [str(BIN / "pgtwist-cli"), "-c", str(pooler.configPath), "upgrade"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            env=pooler.environ,
-        )
-        assert done.returncode == 0, done.stdout + done.stderr
-        pooler.waitForLog(r"Upgrade: the new process took \d+ listeners", count=round + 1)
-        with psycopg.connect(pooler.dsn(USER, PASSWORD)) as conn:
-            assert conn.execute("SELECT 3").fetchone() == (3,)
-    assert pooler.process is not None
-    assert pooler.process.wait(15) == 0
-
-
 def test_failedUpgradeKeepsRunning(pooler: Pooler) -> None:
     """
     A new process that cannot start (its configuration is broken now)
@@ -169,3 +148,98 @@ def test_failedUpgradeKeepsRunning(pooler: Pooler) -> None:
     with psycopg.connect(pooler.dsn(USER, PASSWORD, host=str(pooler.directory))) as conn:
         assert conn.execute("SELECT 5").fetchone() == (5,)
     assert pooler.process.poll() is None
+
+
+def test_cancelAfterUpgrade(pooler: Pooler) -> None:
+    """
+    A session left with the old process runs a long query; the cancel its
+    driver sends after the upgrade reaches the new process, which offers it
+    to the old one: the query is cancelled.
+    """
+    session = psycopg.connect(pooler.dsn(USER, PASSWORD), autocommit=True)
+    assert pooler.process is not None
+    pooler.process.send_signal(signal.SIGUSR2)
+    _successorPid(pooler)
+    outcome: list[BaseException | None] = []
+
+    def sleep() -> None:
+        try:
+            session.execute("SELECT pg_sleep(30)")
+            outcome.append(None)
+        except BaseException as e:  # noqa: BLE001 - asserted on
+            outcome.append(e)
+
+    runner = threading.Thread(target=sleep)
+    began = time.monotonic()
+    runner.start()
+    time.sleep(1.0)
+    session.cancel()
+    runner.join(20)
+    assert isinstance(outcome[0], psycopg.errors.QueryCanceled)
+    assert time.monotonic() - began < 15
+    session.close()
+    assert pooler.process.wait(15) == 0
+
+
+@pytest.mark.parametrize("pipeline", ["session", "transaction"])
+def test_pgbenchThroughThreeUpgrades(
+    tmp_path: Path, pgCluster: PostgresCluster, pipeline: str
+) -> None:
+    """
+    C{pgbench -C -c 50} (a new connection for every transaction) runs
+    while pgtwist is upgraded three times in a row with C{pgtwist-cli
+    upgrade} (each upgrading the process the one before started): not one
+    connection or transaction fails.
+    """
+    pooler = Pooler(
+        tmp_path,
+        pgCluster,
+        main={
+            "pipeline": pipeline,
+            "max_connections": 10,
+            "blocking_timeout": 60,
+            "unix_socket_dir": str(tmp_path),
+        },
+        hba=["host all pgt_trust all trust", "local all all scram-sha-256"],
+        users={"pgt_trust": "trust-secret"},
+    ).start()
+    script = tmp_path / "select.sql"
+    script.write_text("SELECT 1;\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env["PGCONNECT_TIMEOUT"] = "30"
+    # A thread per client: pgbench connects synchronously, and in session
+    # pooling a thread blocked on a login that waits for a backend would
+    # stall the clients of that thread holding the backends.
+    command = [pgCluster.pgbench, "-n", "-C", "-c", "50", "-j", "50", "-T", "2", "-f", str(script)]
+    command += ["-h", "127.0.0.1", "-p", str(pooler.port), "-U", "pgt_trust", "pgt_trust"]
+    stop, outputs = threading.Event(), []  # type: ignore[var-annotated]
+
+    def bench() -> None:
+        while not stop.is_set():
+            done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+            outputs.append((done.returncode, done.stdout + done.stderr))
+
+    loop = threading.Thread(target=bench)
+    loop.start()
+    try:
+        for round in range(3):
+            upgraded = subprocess.run(
+                [str(BIN / "pgtwist-cli"), "-c", str(pooler.configPath), "upgrade"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env=pooler.environ,
+            )
+            assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+            pooler.waitForLog(r"Upgrade: the new process took \d+ listeners", count=round + 1)
+    finally:
+        stop.set()
+        loop.join()
+        for pid in re.findall(r"\(pid (\d+)\) asks for the listeners", pooler.log()):
+            _stopPid(int(pid))
+        pooler.stop()
+    assert outputs
+    for returncode, output in outputs:
+        assert returncode == 0, output
+        assert re.search(r"number of failed transactions: 0\b", output), output
+        assert re.search(r"number of transactions actually processed: [1-9]", output), output

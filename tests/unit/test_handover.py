@@ -18,8 +18,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pgtwist.app import handover as app
 from pgtwist.net import handover
+from pgtwist.net.cancel import CancelRegistry
 from pgtwist.wire import codec, constants
-from pgtwist.wire.messages import ErrorResponse
+from pgtwist.wire.messages import CancelRequest, ErrorResponse
 
 LISTENERS = handover.Listeners(
     (
@@ -154,6 +155,87 @@ class FormatTests(SynchronousTestCase):
         self.assertEqual(handover.descriptorCount(handover.Taken(2)), 0)
 
 
+class PredecessorCancelTests(SynchronousTestCase):
+    """
+    After an upgrade, a CancelRequest the new process does not know is
+    offered to the old one, whose clients stayed there.
+    """
+
+    def test_unknownKeyOffered(self) -> None:
+        """
+        An unknown key goes to the predecessor as a CancelRequest packet; a
+        known one does not.
+        """
+        registry = CancelRegistry(MemoryReactorClock())
+        offered: list[bytes] = []
+        registry.predecessor = offered.append
+        self.assertFalse(registry.cancel(CancelRequest(7, 8)))
+        self.assertEqual(offered, [codec.encode(CancelRequest(7, 8))])
+        pid = 9
+        secret = registry.register(pid, lambda: None)
+        registry.cancel(CancelRequest(pid, secret))
+        self.assertEqual(len(offered), 1)
+
+    def test_listenersCarryCancelPath(self) -> None:
+        """
+        The listeners message says where the old process takes cancels.
+        """
+        message = handover.Listeners(LISTENERS.listeners, "/tmp/x/cancel.sock")
+        self.assertEqual(handover.Decoder().feed(handover.encode(message)), [message])
+        self.assertRaises(
+            handover.HandoverError,
+            handover.Decoder().feed,
+            frame({"type": "listeners", "listeners": [], "cancel": 3}),
+        )
+
+
+class _ListeningSocket:
+    def __init__(self) -> None:
+        self.backlogs: list[int] = []
+
+    def listen(self, backlog: int) -> None:
+        self.backlogs.append(backlog)
+
+
+class _AdoptedPort:
+    def __init__(self) -> None:
+        self.socket = _ListeningSocket()
+
+
+class _AdoptingReactor:
+    def __init__(self) -> None:
+        self.adopted: list[tuple[int, int]] = []
+        self.port = _AdoptedPort()
+
+    def adoptStreamPort(self, fd: int, family: int, factory: object) -> _AdoptedPort:
+        self.adopted.append((fd, family))
+        return self.port
+
+
+class AdoptTests(SynchronousTestCase):
+    """
+    A listener handed over by the process being upgraded is adopted.
+    """
+
+    def test_adopt(self) -> None:
+        """
+        The socket is adopted rather than bound, its descriptor closed (the
+        port holds a copy), and the description's backlog applied again.
+        """
+        from pgtwist.net.listeners import ListenerService
+
+        reactor = _AdoptingReactor()
+        read, write = os.pipe()
+        self.addCleanup(os.close, write)
+        listener = ListenerService(reactor, "tcp:6432:interface=127.0.0.1:backlog=128", object())
+        listener.adopt = f"{read}:2"
+        listener.privilegedStartService()
+        self.assertEqual(reactor.adopted, [(read, 2)])
+        self.assertIs(listener.port, reactor.port)
+        self.assertEqual(reactor.port.socket.backlogs, [128])
+        self.assertRaises(OSError, os.fstat, read)
+
+
 class SuccessorCommandTests(SynchronousTestCase):
     """
     The new process runs twistd with the old one's arguments.
@@ -239,6 +321,7 @@ class _Service:
         self.managementListener = None
         self.observability: list[Any] = []
         self.factory = _Factory()
+        self.cancels = CancelRegistry(MemoryReactorClock())
         self.management = _Management()
         self.config = _Config()
 
@@ -357,7 +440,10 @@ class OldSideTests(SynchronousTestCase):
         protocol, transport = self.connect()
         protocol.dataReceived(self.hello())
         self.assertEqual(transport.descriptors, [7, 8])
-        self.assertEqual(self.replies(transport), [LISTENERS])
+        cancel = os.path.join(self.upgrade.runtime, "cancel.sock")
+        self.assertEqual(self.replies(transport), [handover.Listeners(LISTENERS.listeners, cancel)])
+        self.assertEqual(self.reactor.unixServers[1][0], cancel)
+        self.assertEqual(self.reactor.unixServers[1][3], 0o600)
         ports = [listener.port for listener in self.service.listeners]
         protocol.dataReceived(handover.encode(handover.Taken(2)))
         self.assertEqual(self.results, [True])
