@@ -96,13 +96,16 @@ def test_upgradeRefusesNoConnection(pooler: Pooler) -> None:
     """
     Through SIGUSR2 and an upgrade, clients connecting in a loop over TCP
     and the unix socket are all served; a session open before it carries
-    on with the old process, which exits once it leaves; the new process
-    serves on the same addresses.
+    on with the old process (same backend, settings and prepared
+    statements), which exits once it leaves; the new process serves on the
+    same addresses.
     """
     assert pooler.process is not None
     old = pooler.process.pid
     session = psycopg.connect(pooler.dsn(USER, PASSWORD), autocommit=True)
     backend = session.execute("SELECT pg_backend_pid()").fetchone()
+    session.execute("SET application_name = 'kept'")
+    session.execute("SELECT %s::int + 1", (1,), prepare=True)
     stop, results = threading.Event(), []  # type: ignore[var-annotated]
     loop = threading.Thread(target=_connectLoop, args=(pooler, stop, results))
     loop.start()
@@ -120,8 +123,13 @@ def test_upgradeRefusesNoConnection(pooler: Pooler) -> None:
         loop.join()
     assert [r for r in results if r != "ok"] == []
     assert len(results) > 10
-    # The session stays with the old process, on the same backend.
+    # The session stays with the old process, on the same backend, with its
+    # settings and prepared statements.
     assert session.execute("SELECT pg_backend_pid()").fetchone() == backend
+    assert session.execute("SHOW application_name").fetchone() == ("kept",)
+    assert session.execute("SELECT %s::int + 1", (2,), prepare=True).fetchone() == (3,)
+    prepared = session.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()
+    assert prepared is not None and prepared[0] >= 1
     assert pooler.process.poll() is None
     session.close()
     assert pooler.process.wait(15) == 0
