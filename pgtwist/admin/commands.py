@@ -150,6 +150,13 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command("RELOAD", None, ("RELOAD",), "Re-read every configuration file.", control.reload),
     Command(
+        "UPGRADE",
+        None,
+        ("UPGRADE",),
+        "Start the pgtwist installed now and hand it the listeners; this one drains.",
+        control.upgrade,
+    ),
+    Command(
         "PAUSE",
         None,
         ("PAUSE [<db>]",),

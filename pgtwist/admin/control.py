@@ -15,6 +15,7 @@ from twisted.internet.defer import Deferred
 from pgtwist.admin.management import FLUSH_MODES
 from pgtwist.admin.results import Completion, ConsoleCommandError, Notice, Reply
 from pgtwist.config.errors import ConfigError
+from pgtwist.config.restart import restartNotice
 from pgtwist.net.startup import CONSOLE_DATABASES
 
 if TYPE_CHECKING:
@@ -178,7 +179,7 @@ def reload(console: Console, args: Sequence[str]) -> Reply:
         raise ConsoleCommandError("RELOAD failed, see logs for additional details", "F0000")
     notices: tuple[Notice, ...] = ()
     if restart:
-        notices = (Notice(f"changes to {', '.join(restart)} take effect after a restart"),)
+        notices = (Notice(restartNotice(restart)),)
     return Completion("RELOAD", notices)
 
 
@@ -200,6 +201,27 @@ def shutdown(console: Console, args: Sequence[str]) -> Reply:
     else:
         raise InvalidCommand()
     return Completion("SHUTDOWN")
+
+
+def upgrade(console: Console, args: Sequence[str]) -> Deferred[Reply]:
+    """
+    UPGRADE: start the pgtwist installed now and hand it the listeners;
+    the answer comes once it took them (this process then drains), or
+    says why it did not (this process goes on).
+    """
+    try:
+        started = console.service.management.upgrade()
+    except Exception as e:  # noqa: BLE001 - the reason goes to the admin
+        raise ConsoleCommandError(f"UPGRADE failed: {e}", "55000") from None
+
+    def answer(tookOver: bool) -> Reply:
+        if not tookOver:
+            raise ConsoleCommandError(
+                "UPGRADE failed: the new process did not take over, see logs", "55000"
+            )
+        return Completion("UPGRADE")
+
+    return started.addCallback(answer)
 
 
 def setting(console: Console, args: Sequence[str]) -> Reply:

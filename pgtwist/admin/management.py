@@ -123,6 +123,12 @@ class Pooler(Protocol):
         Accept the connections queued by L{suspendListening}.
         """
 
+    def upgrade(self) -> Deferred[bool]:
+        """
+        Hand the listeners to the pgtwist installed now; fires with whether
+        it took them.
+        """
+
 
 class Management:
     """
@@ -359,6 +365,18 @@ class Management:
                 self._pausedToStop = False
                 self.service.pools.resume(None)
             self.service.startListening()
+
+    def upgrade(self) -> Deferred[bool]:
+        """
+        Start the pgtwist installed now and hand it the listeners; this
+        process then drains (L{pgtwist.app.handover}). Fires with whether
+        the new one took them.
+
+        @raise Exception: The upgrade cannot start (one is under way, or
+            with workers); the message says why.
+        """
+        self.log.info("Upgrade requested")
+        return self.service.upgrade()
 
     def pause(self, database: str | None = None) -> Deferred[None]:
         """

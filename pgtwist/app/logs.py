@@ -12,6 +12,7 @@ C{make run}) begin logging to L{observerFor} through the same function.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 import sys
@@ -107,6 +108,10 @@ class RotatingLogFile(LogFile):
             finally:
                 os.close(fd)
         super()._openFile()  # type: ignore[no-untyped-call]
+        # Append: during an upgrade the old process (draining) and the new
+        # one write this file at once, and each line must land at its end.
+        fd = self._file.fileno()
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_APPEND)
         self.openedAt = self._clock()
 
     def write(self, data: str | bytes) -> None:

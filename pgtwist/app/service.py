@@ -16,6 +16,7 @@ The management API (L{pgtwist.admin.management.Management}) is C{service.managem
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -28,9 +29,9 @@ from twisted.logger import Logger
 
 from pgtwist.admin.console import Console
 from pgtwist.admin.management import Management
-from pgtwist.app import bootstrap
+from pgtwist.app import bootstrap, handover
 from pgtwist.config.model import Configuration
-from pgtwist.config.restart import RESTART_KEYS, restartRequired
+from pgtwist.config.restart import RESTART_KEYS, restartNotice, restartRequired
 from pgtwist.net.authquery import AuthQueryConnections, UserLookup
 from pgtwist.net.cancel import CancelRegistry, OfferedCancelFactory
 from pgtwist.net.endpoints import listenEndpoints, managementEndpoint
@@ -159,12 +160,30 @@ class PoolerService(MultiService):
             )
         for child in self.observability:
             child.setServiceParent(self)
+        #: The upgrade under way or done (L{upgrade}).
+        self.upgrading: handover.Upgrade | None = None
+
+    def privilegedStartService(self) -> None:
+        """
+        Listen before privileges are dropped; a pgtwist started by an
+        upgrade first takes the running one's listeners
+        (L{pgtwist.app.handover}).
+        """
+        if self.worker is None:
+            # Before listening: SIGUSR2's default action ends the process.
+            handover.installUpgradeSignal(self._reactor, self.upgrade)
+        successor = handover.successorFromEnvironment(self, self._reactor)
+        super().privilegedStartService()
+        if successor is not None:
+            successor.taken()
 
     def startService(self) -> None:
         """
         Start everything.
         """
         super().startService()
+        if self.worker is None:
+            handover.installUpgradeSignal(self._reactor, self.upgrade)
         main = self.config.main
         self.log.info(
             "pgtwist listening on {endpoints} for {server} ({host}:{port}), max_connections "
@@ -218,10 +237,7 @@ class PoolerService(MultiService):
         # reported (and in SHOW CONFIG) until a restart applies it.
         restart = list(self.management.restartPending)
         if restart:
-            self.log.warn(
-                "Configuration reloaded; changes to {keys} take effect after a restart",
-                keys=", ".join(restart),
-            )
+            self.log.warn("Configuration reloaded; {notice}", notice=restartNotice(restart))
         else:
             self.log.info("Configuration reloaded")
         return True, restart
@@ -259,6 +275,27 @@ class PoolerService(MultiService):
             self.factory.userLookup.clear()
         self.authQueries.retire()
         self._warnAboutSettings()
+
+    def upgrade(self) -> Deferred[bool]:
+        """
+        Start the pgtwist installed now and hand it the listeners
+        (L{pgtwist.app.handover.Upgrade}); fires with whether it took them.
+
+        @raise pgtwist.app.handover.UpgradeError: One is under way, or this
+            is a worker.
+        """
+        if self.worker is not None:
+            raise handover.UpgradeError("upgrading is not supported with workers > 1 yet")
+        if self.upgrading is not None:
+            raise handover.UpgradeError("an upgrade is already under way")
+        self.upgrading = handover.Upgrade(
+            self, self._reactor, handover.successorCommand(sys.argv), self._upgradeEnded
+        )
+        return self.upgrading.done
+
+    def _upgradeEnded(self, upgrade: handover.Upgrade) -> None:
+        if not upgrade.handedOver:
+            self.upgrading = None
 
     def stopListening(self) -> None:
         """

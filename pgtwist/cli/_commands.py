@@ -156,6 +156,9 @@ def parseCommand(words: Sequence[str]) -> Request:
         if mode not in SHUTDOWN_MODES:
             raise UsageError(f"unknown shutdown mode '{mode}'; use gracefully, immediate or cancel")
         return Request("shutdown", (mode,))
+    if command == "upgrade":
+        _expect(rest, 0, "upgrade")
+        return Request("upgrade")
     if command == "status":
         if rest == ["details"]:
             return Request("status details")
@@ -546,6 +549,8 @@ def commandFor(request: Request, verbose: bool = False) -> Callable[[ConsoleClie
         return _control(f"CLEAR SERVER {quoteName(server)}", {"server": server})
     if name == "conf reload":
         return _control("RELOAD", {})
+    if name == "upgrade":
+        return _control("UPGRADE", {})
     if name == "conf get":
         return _confGet(arguments[0] if arguments else None, verbose)
     if name == "conf set":

@@ -124,6 +124,8 @@ Commands:
                            - 'cancel' avoid a previously issued 'shutdown gracefully'
   status [details]         Status of pgtwist, with optional details
   switch-to <server>       Switches to the specified primary server
+  upgrade                  Starts the pgtwist installed now and hands it the listeners;
+                           the running one exits once its clients left
   conf <action>            Manages the configuration; <action> can be:
                            - 'reload' to issue a configuration reload;
                            - 'get' to obtain a runtime configuration value (or all);

@@ -396,6 +396,7 @@ def _mainParsers(environ: Mapping[str, str]) -> dict[str, tuple[str, _Parser]]:
         "log_format": ("logFormat", lambda v: parseChoice(v, ("text", "json"))),
         "stats_users": ("statsUsers", _parseNames),
         "stats_period": ("statsPeriod", parseDuration),
+        "upgrade_grace_period": ("upgradeGracePeriod", parseDuration),
         "manhole_keys_dir": ("manholeKeysDir", optionalPath),
         "server_tls_sslmode": ("serverTlsSslmode", parseServerSslmode),
         "server_tls_ca_file": ("serverTlsCaFile", optionalPath),

@@ -94,6 +94,9 @@ class MainSettings:
     statsUsers: tuple[str, ...] = ()
     #: Seconds between the snapshots SHOW STATS_AVERAGES compares.
     statsPeriod: float = 60.0
+    #: How long a pgtwist that handed its listeners to an upgraded one waits
+    #: for its clients to leave before it disconnects them (0: forever).
+    upgradeGracePeriod: float = 300.0
     #: Where the manhole's SSH host key is created on first start.
     manholeKeysDir: str | None = None
     #: TLS toward the servers, PgBouncer's C{server_tls_*} keys: the

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pgtwist.config.model import Configuration
 
-__all__ = ["RESTART_KEYS", "restartRequired"]
+__all__ = ["RESTART_KEYS", "UPGRADE_CANNOT", "restartNotice", "restartRequired"]
 
 #: L{pgtwist.config.model.MainSettings} field -> key as in the file.
 RESTART_KEYS = {
@@ -43,3 +43,28 @@ def restartRequired(old: Configuration, new: Configuration) -> list[str]:
         for field, key in RESTART_KEYS.items()
         if getattr(old.main, field) != getattr(new.main, field)
     ]
+
+
+#: The restart-only keys (as in the file) an upgrade cannot apply either:
+#: where pgtwist listens (the new process adopts the running one's sockets
+#: and refuses other addresses) and C{workers}. An upgrade
+#: (C{pgtwist-cli upgrade}) applies the others.
+UPGRADE_CANNOT = frozenset({"host", "port", "unix_socket_dir", "listen", "management", "workers"})
+
+
+def restartNotice(keys: list[str]) -> str:
+    """
+    What a reload says of the changed restart-only C{keys}: which need a
+    restart, and which an upgrade applies.
+    """
+    restart = [key for key in keys if key in UPGRADE_CANNOT]
+    upgrade = [key for key in keys if key not in UPGRADE_CANNOT]
+    parts = []
+    if restart:
+        parts.append(f"changes to {', '.join(restart)} take effect after a restart")
+    if upgrade:
+        parts.append(
+            f"changes to {', '.join(upgrade)} take effect after an upgrade "
+            "(pgtwist-cli upgrade) or a restart"
+        )
+    return "; ".join(parts)

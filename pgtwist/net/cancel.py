@@ -82,6 +82,10 @@ class CancelRegistry:
         self.workerIndex = workerIndex
         self.workers = workers
         self._forward = forward
+        #: After an upgrade, offers a CancelRequest whose key is not known
+        #: here to the process this one took over from (its clients stayed
+        #: there), as C{predecessor(packet)}.
+        self.predecessor: Callable[[bytes], None] | None = None
 
     def __len__(self) -> int:
         return len(self._targets)
@@ -116,6 +120,9 @@ class CancelRegistry:
             for worker in range(self.workers):
                 if worker != self.workerIndex:
                     self._forward(worker, packet)
+            return False
+        if self.predecessor is not None:
+            self.predecessor(codec.encode(request))
             return False
         self.log.info(
             "CancelRequest with an unknown key for pid {backendPid}",

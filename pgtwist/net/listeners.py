@@ -6,6 +6,8 @@ management port, metrics and the manhole all use L{ListenerService}.
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Any
 
 from twisted.application.service import Service
@@ -14,6 +16,9 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+
+#: An endpoint description's C{backlog} parameter.
+_BACKLOG = re.compile(r":backlog=(\d+)(?::|$)")
 
 
 class ListenerService(Service):
@@ -40,16 +45,29 @@ class ListenerService(Service):
         #: client listeners are announced by Twisted's port already.
         self._announce = name is not None
         self._listening: Deferred[IListeningPort] | None = None
+        #: C{"<fd>:<family>"}: a socket listening on C{description} already,
+        #: handed over by the pgtwist this one upgrades, to adopt instead.
+        self.adopt: str | None = None
 
     def privilegedStartService(self) -> None:
         """
         Listen before privileges are dropped (twistd's order).
         """
         super().privilegedStartService()
-        if self.description.startswith("adopt:"):
+        adopt = self.adopt
+        if adopt is None and self.description.startswith("adopt:"):
             # A socket the worker supervisor listened on and handed down.
-            _, fd, family = self.description.split(":")
+            adopt = self.description[len("adopt:") :]
+        if adopt is not None:
+            fd, family = adopt.split(":")
             port = self._reactor.adoptStreamPort(int(fd), int(family), self.factory)
+            if self.adopt is not None:
+                # An upgraded pgtwist's socket: the port holds a copy, and
+                # listened again with Twisted's default backlog (50).
+                os.close(int(fd))
+                backlog = _BACKLOG.search(self.description)
+                if backlog is not None:
+                    port.socket.listen(int(backlog.group(1)))
             self._listening = succeed(port)
         else:
             endpoint = endpoints.serverFromString(self._reactor, self.description)

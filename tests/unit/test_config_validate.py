@@ -16,7 +16,7 @@ from pgtwist.config.model import (
     MainSettings,
     ServerSettings,
 )
-from pgtwist.config.restart import RESTART_KEYS, restartRequired
+from pgtwist.config.restart import RESTART_KEYS, UPGRADE_CANNOT, restartNotice, restartRequired
 from pgtwist.config.validate import FILE_KEYS, changeSetting, validateConfiguration
 
 SERVERS = (ServerSettings("primary", "127.0.0.1", 5432, True),)
@@ -248,3 +248,17 @@ class RestartKeysTests(SynchronousTestCase):
         new = configuration(port=7000, maxConnections=3, logFormat="json")
         self.assertEqual(restartRequired(old, new), ["port", "log_format"])
         self.assertEqual(RESTART_KEYS["unixSocketDir"], "unix_socket_dir")
+
+    def test_notice(self) -> None:
+        """
+        A reload's notice says which keys need a restart and which an
+        upgrade applies (every restart-only key but where pgtwist listens
+        and C{workers}).
+        """
+        self.assertEqual(
+            restartNotice(["port", "log_format", "metrics"]),
+            "changes to port take effect after a restart; changes to log_format, metrics "
+            "take effect after an upgrade (pgtwist-cli upgrade) or a restart",
+        )
+        self.assertEqual(restartNotice(["port"]), "changes to port take effect after a restart")
+        self.assertLessEqual(UPGRADE_CANNOT, set(RESTART_KEYS.values()))

@@ -1,0 +1,185 @@
+# -*- test-case-name: tests.unit.test_bench_upgrade -*-
+"""
+The upgrade step (issue 17): how long a pgtwist holding N idle clients
+takes to hand its listeners to a new process after SIGUSR2, and what a
+client connecting meanwhile sees.
+
+For each N, pgtwist (transaction pooling) is started, N clients log in and
+stay idle, and a prober connects, runs nothing and disconnects in a loop.
+After a second of that, the process gets SIGUSR2; the hand-over time runs
+from the signal until the old process closed its copy of the listening
+socket (the new one has adopted it; starting the new Python process is
+most of it). The prober's connection times (TCP connect to ReadyForQuery)
+before the signal and from the signal until a second after the hand-over
+give the client-visible spike; a failed probe is counted. The idle clients
+stay with the old process (clients are not handed over yet) and leave at
+the end, and it exits.
+
+Run alone with C{python -m benchmarks.upgrade [--clients 100,1000]} (it
+starts its own PostgreSQL and pgtwist); not part of C{make bench}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from benchmarks import servers
+from benchmarks.client import LoginError, _close, login
+
+
+@dataclass(frozen=True)
+class UpgradeResult:
+    """
+    One N: the hand-over time and the prober's connection times (seconds).
+    """
+
+    clients: int
+    handover: float
+    before: list[float]
+    during: list[float]
+    failed: int
+
+
+def listeningInode(port: int, procRoot: str = "/proc") -> str | None:
+    """
+    The inode of the TCP socket listening on C{port} (IPv4), from
+    C{/proc/net/tcp}.
+    """
+    text = servers._readProc(os.path.join(procRoot, "net", "tcp")) or ""
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 9 and fields[3] == "0A" and int(fields[1].split(":")[1], 16) == port:
+            return fields[9]
+    return None
+
+
+def holds(pid: int, inode: str, procRoot: str = "/proc") -> bool:
+    """
+    Whether process C{pid} has a descriptor for socket C{inode}.
+    """
+    directory = os.path.join(procRoot, str(pid), "fd")
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return False
+    wanted = f"socket:[{inode}]"
+    for name in names:
+        try:
+            if os.readlink(os.path.join(directory, name)) == wanted:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+async def _scenario(
+    server: servers.RunningServer, credentials: servers.Credentials, n: int
+) -> UpgradeResult:
+    host, port = servers.LOOPBACK, server.port
+    user, password, database = credentials.user, credentials.password, credentials.database
+    idle: list[asyncio.StreamWriter] = []
+    for start in range(0, n, 50):
+        batch = await asyncio.gather(
+            *(login(host, port, user, password, database) for _ in range(min(50, n - start)))
+        )
+        idle.extend(writer for _, writer in batch)
+    times: list[tuple[float, float]] = []
+    failed = [0]
+    stop = asyncio.Event()
+
+    async def probe() -> None:
+        while not stop.is_set():
+            began = time.monotonic()
+            try:
+                _, writer = await login(host, port, user, password, database)
+            except (LoginError, OSError):
+                failed[0] += 1
+                continue
+            times.append((began, time.monotonic() - began))
+            await _close(writer)
+
+    prober = asyncio.ensure_future(probe())
+    await asyncio.sleep(1.0)
+    inode = listeningInode(port)
+    assert inode is not None, "pgtwist is not listening"
+    signalled = time.monotonic()
+    os.kill(server.pid, signal.SIGUSR2)
+    while holds(server.pid, inode):
+        await asyncio.sleep(0.005)
+    handedOver = time.monotonic()
+    successors = servers.childPids(server.pid)
+    await asyncio.sleep(1.0)
+    stop.set()
+    await prober
+    for writer in idle:
+        await _close(writer)
+    server.process.wait(30)
+    for pid in successors:
+        os.kill(pid, signal.SIGTERM)
+    return UpgradeResult(
+        n,
+        handedOver - signalled,
+        [t for began, t in times if began < signalled],
+        [t for began, t in times if began >= signalled],
+        failed[0],
+    )
+
+
+def formatResults(results: Sequence[UpgradeResult]) -> str:
+    """
+    One row per N: hand-over time, the probe's median before, median and
+    maximum during, failures.
+    """
+    lines = [
+        f"{'idle clients':>12}  {'hand-over':>9}  {'connect p50':>11}  "
+        f"{'during p50':>10}  {'during max':>10}  {'failed':>6}"
+    ]
+    for r in results:
+        before = statistics.median(r.before) * 1000 if r.before else float("nan")
+        during = statistics.median(r.during) * 1000 if r.during else float("nan")
+        worst = max(r.during) * 1000 if r.during else float("nan")
+        lines.append(
+            f"{r.clients:>12,}  {r.handover:>8.2f}s  {before:>9.1f}ms  "
+            f"{during:>8.1f}ms  {worst:>8.1f}ms  {r.failed:>6}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """
+    Start PostgreSQL, measure each N, print the table.
+    """
+    from benchmarks import run
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.upgrade")
+    parser.add_argument("--clients", default="100,1000", help="comma-separated N")
+    options, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    bench = run.Bench(run.parseArguments(["--quick", *rest]))
+    results = []
+    try:
+        bench.setUp()
+        assert bench.credentials is not None
+        for n in (int(item) for item in options.clients.split(",")):
+            server = servers.startPgtwist(
+                bench.credentials, bench.cluster.port, "transaction", 10, code=bench.code
+            )
+            try:
+                results.append(asyncio.run(_scenario(server, bench.credentials, n)))
+            finally:
+                server.stop()
+    finally:
+        bench.close()
+    print(formatResults(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,592 @@
+# -*- test-case-name: tests.unit.test_handover -*-
+"""
+Upgrading a running pgtwist without refusing a connection (issue 17).
+
+C{pgtwist-cli upgrade}, the console's C{UPGRADE} or SIGUSR2 make the running
+process (the I{old} one) open a private unix socket and start the pgtwist
+installed now, with the same command line and configuration files (read
+again). The I{new} process connects before it listens, says which hand-over
+formats it reads (L{pgtwist.net.handover}), and is sent the old process's
+listening sockets. It adopts them, says so, and only then starts accepting;
+the old process then stops accepting, closes its copies and drains: it
+exits once its last client leaves, or after C{upgrade_grace_period}, when
+the clients still connected get C{57P01} as in a shutdown. Connection
+attempts in between wait in the kernel's accept queue of the very same
+socket, so none is refused.
+
+Anything that goes wrong before the new process says it took the sockets
+(it exits, refuses, breaks the format, or takes longer than
+L{HANDOVER_TIMEOUT}) leaves the old process exactly as it was, listening.
+
+Only the listeners are handed over so far: clients connected to the old
+process stay with it until they leave. The new process offers it the
+CancelRequests whose keys it does not know (over the old process's cancel
+socket, named in the listeners message), so their cancels still work.
+"""
+
+from __future__ import annotations
+
+import array
+import os
+import shutil
+import socket
+import struct
+import sys
+import tempfile
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+from twisted.internet import protocol, task
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from pgtwist import __version__
+from pgtwist.net import handover
+from pgtwist.net.cancel import OfferedCancelFactory, _CancelFactory
+from pgtwist.wire import constants, errors
+
+if TYPE_CHECKING:
+    from twisted.application.service import Service
+
+    from pgtwist.admin.management import Management
+    from pgtwist.config.model import Configuration
+    from pgtwist.net.cancel import CancelRegistry
+    from pgtwist.net.frontend import FrontendFactory
+    from pgtwist.net.listeners import ListenerService
+
+#: The environment variable that tells a starting pgtwist where the running
+#: one waits to hand over (the path of the hand-over socket).
+ENVIRONMENT = "PGTWIST_HANDOVER"
+#: How long the old process waits for the new one to take its listeners
+#: (starting Python and reading the configuration included).
+HANDOVER_TIMEOUT = 60.0
+
+_twistdRun = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
+
+
+def successorCommand(argv: list[str]) -> list[str]:
+    """
+    The command line that starts the new process: twistd with this one's
+    arguments, less its pid file (the old process still holds it, and
+    twistd refuses to start over a running one's).
+    """
+    arguments = []
+    skip = False
+    for argument in argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if argument == "--pidfile":
+            skip = True
+            continue
+        if argument.startswith("--pidfile="):
+            continue
+        arguments.append(argument)
+    if "pgtwist" in arguments:
+        arguments.insert(arguments.index("pgtwist"), "--pidfile=")
+    return [sys.executable, "-c", _twistdRun, *arguments]
+
+
+class PoolerService(Protocol):
+    """
+    What an upgrade uses of L{pgtwist.app.service.PoolerService} (which
+    imports this module).
+    """
+
+    config: Configuration
+    cancels: CancelRegistry
+
+    @property
+    def worker(self) -> object:
+        """
+        The worker role, C{None} unless C{workers > 1}.
+        """
+
+    factory: FrontendFactory
+    management: Management
+    listeners: list[ListenerService]
+    managementListener: ListenerService | None
+    observability: list[Service]
+
+
+class UpgradeError(Exception):
+    """
+    An upgrade cannot start (one is under way, or with C{workers}).
+    """
+
+
+class _Successor(protocol.ProcessProtocol):
+    """
+    Watches the new process until it took the listeners.
+    """
+
+    def __init__(self, upgrade: Upgrade) -> None:
+        self.upgrade = upgrade
+
+    def processEnded(self, reason: Failure) -> None:
+        """
+        A new process that ends before taking the listeners failed.
+        """
+        self.upgrade.successorEnded(reason)
+
+
+class _OldSide(protocol.Protocol):
+    """
+    The old process's end of the hand-over socket.
+    """
+
+    def __init__(self, upgrade: Upgrade) -> None:
+        self.upgrade = upgrade
+        self.decoder = handover.Decoder()
+        self.sent: list[ListenerService] = []
+
+    def connectionMade(self) -> None:
+        """
+        Only this user (or root) may take the listeners: the socket's mode
+        says so already, the peer's credentials say so again. One
+        successor at a time.
+        """
+        if self.upgrade.peer is not None or not _sameUser(self.transport):
+            self.upgrade.log.warn("Hand-over socket: a connection refused")
+            assert self.transport is not None
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+            return
+        self.upgrade.peer = self
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Act on each message; a broken one ends the hand-over.
+        """
+        try:
+            messages = self.decoder.feed(data)
+        except handover.HandoverError as e:
+            self.refuse(str(e))
+            return
+        for message in messages:
+            self.upgrade.received(self, message)
+
+    def refuse(self, reason: str) -> None:
+        """
+        Tell the new process why not, and give up.
+        """
+        assert self.transport is not None
+        self.transport.write(handover.encode(handover.Refuse(reason)))
+        self.transport.loseConnection()
+        self.upgrade.failed(f"refused the new process: {reason}")
+
+    def sendListeners(self, listeners: list[tuple[ListenerService, str]], cancel: str) -> None:
+        """
+        Send C{listeners}' sockets, then the message that describes them.
+        """
+        assert self.transport is not None
+        records = []
+        for listener, role in listeners:
+            assert listener.port is not None
+            sock = listener.port.socket  # type: ignore[attr-defined]
+            records.append(handover.ListenerRecord(listener.description, sock.family, role))
+            self.transport.sendFileDescriptor(sock.fileno())  # type: ignore[attr-defined]
+            self.sent.append(listener)
+        self.transport.write(handover.encode(handover.Listeners(tuple(records), cancel)))
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        """
+        The new process went away: unless it took the listeners, the
+        upgrade failed.
+        """
+        if self.upgrade.peer is self:
+            self.upgrade.failed("the new process closed the hand-over socket")
+
+
+def _sameUser(transport: Any) -> bool:
+    """
+    Whether the peer of a unix transport runs as this process's user or
+    as root (Linux's C{SO_PEERCRED}; elsewhere the socket's mode decides).
+    """
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        return True
+    try:
+        raw = transport.getHandle().getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i"))
+    except (OSError, AttributeError):
+        return False
+    _, uid, _ = struct.unpack("3i", raw)
+    return uid in (0, os.getuid())
+
+
+class Upgrade:
+    """
+    One upgrade of the old process, from starting the new one until the
+    old one drained (or the attempt failed).
+
+    @ivar done: Fires with C{True} once the new process took the
+        listeners, C{False} if the attempt failed.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        service: PoolerService,
+        reactor: Any,
+        command: list[str],
+        onEnd: Callable[[Upgrade], None],
+    ) -> None:
+        self.service = service
+        self._reactor = reactor
+        self.command = command
+        self._onEnd = onEnd
+        self.done: Deferred[bool] = Deferred()
+        self.peer: _OldSide | None = None
+        self.handedOver = False
+        self._finished = False
+        self._stoppedObservability: list[Any] = []
+        self._cancelPort: Any = None
+        self.runtime = tempfile.mkdtemp(prefix="pgtwist-upgrade-")
+        self.path = os.path.join(self.runtime, "handover.sock")
+        factory = protocol.Factory.forProtocol(lambda: _OldSide(self))
+        self._port = reactor.listenUNIX(self.path, factory, mode=0o600)
+        self._timeout = reactor.callLater(HANDOVER_TIMEOUT, self._timedOut)
+        env = dict(os.environ)
+        env[ENVIRONMENT] = self.path
+        self.process = reactor.spawnProcess(
+            _Successor(self), command[0], command, env=env, childFDs={0: "w", 1: 1, 2: 2}
+        )
+        self.log.info("Upgrade: started the new pgtwist (pid {pid})", pid=self.process.pid)
+
+    def received(self, peer: _OldSide, message: handover.HandoverMessage) -> None:
+        """
+        The next step of the conversation.
+        """
+        if isinstance(message, handover.Hello) and not peer.sent:
+            if handover.FORMAT_VERSION not in message.readable:
+                peer.refuse(
+                    f"the new pgtwist {message.version} reads hand-over format "
+                    f"{', '.join(map(str, message.readable))}, this one writes "
+                    f"{handover.FORMAT_VERSION}"
+                )
+                return
+            self.log.info(
+                "Upgrade: pgtwist {version} (pid {pid}) asks for the listeners",
+                version=message.version,
+                pid=message.pid,
+            )
+            # The metrics and manhole ports are not handed over: the new
+            # process binds them itself, so they close here first.
+            stops = []
+            for child in self.service.observability:
+                if child.running:
+                    self._stoppedObservability.append(child)
+                    stops.append(child.stopService())
+            d: Deferred[Any] = DeferredList([s for s in stops if s is not None])
+            d.addCallback(lambda _: self._sendListeners(peer))
+        elif isinstance(message, handover.Taken) and peer.sent:
+            if message.count != len(peer.sent):
+                peer.refuse(f"took {message.count} listeners of {len(peer.sent)}")
+                return
+            self._tookOver(peer)
+        elif isinstance(message, handover.Refuse):
+            self.failed(f"the new process refused: {message.reason}")
+        else:
+            peer.refuse(f"unexpected {type(message).__name__.lower()} message")
+
+    def _sendListeners(self, peer: _OldSide) -> None:
+        if self._finished or self.peer is not peer:
+            return
+        listeners = [(listener, "listen") for listener in self.service.listeners]
+        if self.service.managementListener is not None:
+            listeners.append((self.service.managementListener, "management"))
+        missing = [str(listener.name) for listener, _ in listeners if listener.port is None]
+        if missing:
+            peer.refuse(f"not listening on {', '.join(missing)}")
+            return
+        # CancelRequests for the clients that stay here will reach the new
+        # process, which offers them here (as workers do to each other).
+        cancelPath = os.path.join(self.runtime, "cancel.sock")
+        self._cancelPort = self._reactor.listenUNIX(
+            cancelPath, OfferedCancelFactory(self.service.cancels, self._reactor), mode=0o600
+        )
+        peer.sendListeners(listeners, cancelPath)
+
+    def _tookOver(self, peer: _OldSide) -> None:
+        """
+        The new process listens: stop accepting here, without removing
+        the unix socket's file (it is the new process's now), then drain.
+        """
+        self.handedOver = True
+        self.log.info(
+            "Upgrade: the new process took {count} listeners; this one ({pid}) exits once "
+            "its {clients} clients left, within {grace}s",
+            count=len(peer.sent),
+            pid=os.getpid(),
+            clients=len(self.service.factory.clients),
+            grace=self.service.config.main.upgradeGracePeriod,
+        )
+        for listener in peer.sent:
+            detach(listener)
+        self._stoppedObservability = []
+        self._finish(True)
+        # Not a graceful shutdown: a client this process accepted just
+        # before is still logging in, and must not be refused as if the
+        # database were shutting down.
+        self.service.management.state = "upgraded"
+        self._drain = task.LoopingCall(self._checkDrained)
+        self._drain.clock = self._reactor
+        self._drain.start(0.1)
+        grace = self.service.config.main.upgradeGracePeriod
+        if grace > 0:
+            self._reactor.callLater(grace, self._graceOver)
+
+    def _checkDrained(self) -> None:
+        if not self.service.factory.clients:
+            self.log.info("Upgrade: every client left; exiting")
+            self._drain.stop()
+            if self._reactor.running:
+                self._reactor.stop()
+
+    def _graceOver(self) -> None:
+        """
+        The grace period is over: the clients left get 57P01, as in a
+        shutdown, and this process exits.
+        """
+        clients = list(self.service.factory.clients)
+        self.log.info(
+            "Upgrade: grace period over; disconnecting {count} clients", count=len(clients)
+        )
+        error = errors.fatal(
+            constants.SQLSTATE_ADMIN_SHUTDOWN,
+            "terminating connection due to administrator command",
+        )
+        for client in clients:
+            client.fail(error)
+        if self._drain.running:
+            self._drain.stop()
+        if self._reactor.running:
+            self._reactor.stop()
+
+    def successorEnded(self, reason: Failure) -> None:
+        """
+        The new process ended: a failure unless it took over (a daemon's
+        first process ends at once; its child connects).
+        """
+        if not self.handedOver and self.peer is None and not _daemonizes(self.command):
+            self.failed(f"the new process ended ({reason.getErrorMessage()})")
+
+    def _timedOut(self) -> None:
+        self.failed(f"the new process did not take the listeners within {HANDOVER_TIMEOUT}s")
+
+    def failed(self, reason: str) -> None:
+        """
+        Give up: this process keeps (or takes back) everything.
+        """
+        if self._finished:
+            return
+        self.log.error("Upgrade failed, this process goes on: {reason}", reason=reason)
+        for child in self._stoppedObservability:
+            if not child.running:
+                child.startService()
+        self._stoppedObservability = []
+        if self.peer is not None and self.peer.transport is not None:
+            self.peer.transport.loseConnection()
+        try:
+            self.process.signalProcess("TERM")
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        self._finish(False)
+
+    def _finish(self, result: bool) -> None:
+        self._finished = True
+        if self._timeout.active():
+            self._timeout.cancel()
+        self._port.stopListening()
+        if result:
+            # The cancel socket serves until this process exits.
+            self._reactor.addSystemEventTrigger(
+                "after", "shutdown", shutil.rmtree, self.runtime, True
+            )
+        else:
+            if self._cancelPort is not None:
+                self._cancelPort.stopListening()
+            shutil.rmtree(self.runtime, ignore_errors=True)
+        self._onEnd(self)
+        self.done.callback(result)
+
+
+def _daemonizes(command: list[str]) -> bool:
+    return "--nodaemon" not in command and "-n" not in command
+
+
+def detach(listener: ListenerService) -> None:
+    """
+    Stop C{listener} without removing its unix socket's file, which now
+    belongs to the process the socket was handed to.
+    """
+    port = listener.port
+    if port is not None:
+        # Twisted shuts a port's socket down before closing it, which would
+        # stop the shared socket listening in the other process too (it
+        # skips that for a socket it adopted, for the same reason).
+        port._shouldShutdown = False  # type: ignore[attr-defined]
+        if getattr(port, "_bindPath", None):
+            # Its unix port unlinks its path when it closes, unless the
+            # path is in the abstract namespace (a leading NUL).
+            port._bindPath = "\0"  # type: ignore[attr-defined]
+            port.lockFile = None  # type: ignore[attr-defined]
+    listener.stopService()
+
+
+def installUpgradeSignal(reactor: Any, upgrade: Callable[[], object]) -> None:
+    """
+    SIGUSR2 starts an upgrade (on the main thread only).
+    """
+    import signal
+    import threading
+
+    def onSignal() -> None:
+        try:
+            upgrade()
+        except UpgradeError as e:
+            Upgrade.log.error("Upgrade not started: {reason}", reason=str(e))
+
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGUSR2"):
+        signal.signal(signal.SIGUSR2, lambda *_: reactor.callFromThread(onSignal))
+
+
+# -- the new process -----------------------------------------------------------
+
+
+def _receive(sock: socket.socket) -> tuple[handover.HandoverMessage, list[int]]:
+    """
+    The next message from the old process and the descriptors with it.
+
+    @raise handover.HandoverError: The old process broke the format, sent
+        the wrong number of descriptors or closed the socket.
+    """
+    decoder = handover.Decoder()
+    descriptors: list[int] = []
+    space = socket.CMSG_SPACE(handover.MAX_DESCRIPTORS * array.array("i").itemsize)
+    try:
+        while True:
+            data, ancillary, flags, _ = sock.recvmsg(65536, space)
+            for level, kind, payload in ancillary:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds = array.array("i")
+                    fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+                    descriptors.extend(fds)
+            if flags & getattr(socket, "MSG_CTRUNC", 0):
+                raise handover.HandoverError("too many descriptors")
+            if len(descriptors) > handover.MAX_DESCRIPTORS:
+                raise handover.HandoverError("too many descriptors")
+            if not data:
+                raise handover.HandoverError("the old process closed the hand-over socket")
+            messages = decoder.feed(data)
+            if messages:
+                if len(messages) > 1 or decoder.pending:
+                    raise handover.HandoverError("more than one message at once")
+                expected = handover.descriptorCount(messages[0])
+                if len(descriptors) != expected:
+                    raise handover.HandoverError(
+                        f"{len(descriptors)} descriptors came with a message for {expected}"
+                    )
+                return messages[0], descriptors
+    except BaseException:
+        for fd in descriptors:
+            os.close(fd)
+        raise
+
+
+def successorFromEnvironment(service: PoolerService, reactor: Any) -> Successor | None:
+    """
+    When this process was started by an upgrade (L{ENVIRONMENT} is set),
+    take the running pgtwist's listeners for C{service}; the caller
+    listens, then calls L{Successor.taken}. Exits on failure: the running
+    pgtwist goes on.
+    """
+    path = os.environ.pop(ENVIRONMENT, None)
+    if not path or service.worker is not None:
+        return None
+    try:
+        successor = Successor(path)
+        successor.takeListeners(service, reactor)
+    except (OSError, handover.HandoverError) as e:
+        Successor.log.error("Upgrade: cannot take over: {error}", error=str(e))
+        raise SystemExit(1) from None
+    return successor
+
+
+class Successor:
+    """
+    The new process's end: takes the old process's listeners before any
+    listener of its own starts, and tells it once they are adopted.
+    """
+
+    log = Logger()
+
+    def __init__(self, path: str, timeout: float = HANDOVER_TIMEOUT) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.adopted = 0
+
+    def takeListeners(self, service: PoolerService, reactor: Any) -> None:
+        """
+        Ask for the listeners and point C{service}'s at them (each
+        adopts C{<fd>:<family>}); refuse them, and raise, when they
+        are not the ones this configuration listens on.
+
+        @raise handover.HandoverError: The hand-over cannot go on.
+        """
+        self.sock.sendall(
+            handover.encode(
+                handover.Hello(os.getpid(), __version__, tuple(sorted(handover.READABLE_VERSIONS)))
+            )
+        )
+        message, fds = _receive(self.sock)
+        if isinstance(message, handover.Refuse):
+            raise handover.HandoverError(f"the running pgtwist refused: {message.reason}")
+        if not isinstance(message, handover.Listeners):
+            for fd in fds:
+                os.close(fd)
+            self.refuse(f"expected listeners, got {type(message).__name__.lower()}")
+        assert isinstance(message, handover.Listeners)
+        ours = {listener.description: listener for listener in service.listeners}
+        if service.managementListener is not None:
+            ours[service.managementListener.description] = service.managementListener
+        theirs = {record.description for record in message.listeners}
+        if set(ours) != theirs:
+            for fd in fds:
+                os.close(fd)
+            self.refuse(
+                "the listen addresses changed (running: "
+                f"{', '.join(sorted(theirs))}; configured: {', '.join(sorted(ours))}); "
+                "restart instead"
+            )
+        for record, fd in zip(message.listeners, fds):
+            os.set_blocking(fd, False)
+            ours[record.description].adopt = f"{fd}:{record.family}"
+        self.adopted = len(fds)
+        if message.cancel:
+            path = message.cancel
+            service.cancels.predecessor = lambda packet: reactor.connectUNIX(
+                path, _CancelFactory(packet)
+            )
+
+    def taken(self) -> None:
+        """
+        Tell the old process its listeners are adopted: it stops
+        accepting on them.
+        """
+        self.sock.sendall(handover.encode(handover.Taken(self.adopted)))
+        self.sock.close()
+
+    def refuse(self, reason: str) -> None:
+        """
+        Tell the old process why not; it goes on as before.
+
+        @raise handover.HandoverError: Always.
+        """
+        try:
+            self.sock.sendall(handover.encode(handover.Refuse(reason)))
+        finally:
+            self.sock.close()
+        raise handover.HandoverError(reason)

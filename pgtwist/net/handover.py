@@ -1,0 +1,267 @@
+# -*- test-case-name: tests.unit.test_handover -*-
+"""
+The hand-over message format: what a running pgtwist and the pgtwist that
+upgrades it say to each other over the hand-over unix socket, sans-IO.
+
+Every message is a frame::
+
+    magic    4 bytes   b"PGTH"
+    version  uint16    the format version (L{FORMAT_VERSION})
+    length   uint32    the body's length, at most L{MAX_BODY}
+    body     JSON      an object whose "type" names the message
+
+Descriptors travel beside a frame as C{SCM_RIGHTS}; a frame that carries
+some says how many in its body, and the receiver checks the count, so a
+descriptor is never taken for another nor silently dropped. Both sides
+check the magic, the version, the length, the type and every field before
+acting: anything they do not understand is refused, and a refused hand-over
+leaves everything with the old process (docs/admin.rst, "Upgrading without
+dropping a client").
+
+The conversation (version 1)::
+
+    new → old   hello      the new process's pid and version, the format
+                           versions it reads
+    old → new   listeners  one record per listening socket, with their
+                           descriptors, and where the old process takes
+                           cancels for the clients it keeps
+    new → old   taken      the new process listens on them all now
+      or        refuse     it cannot (the old one goes on as before)
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any, Union
+
+from pgtwist._compat import SLOTS
+
+#: The version of the format this pgtwist writes and reads.
+FORMAT_VERSION = 1
+#: Every version this pgtwist reads (a hello names the reader's).
+READABLE_VERSIONS = frozenset({FORMAT_VERSION})
+MAGIC = b"PGTH"
+HEADER = struct.Struct("!4sHI")
+#: The largest body either side accepts: a listeners message with every
+#: listener pgtwist can have fits in a few kilobytes.
+MAX_BODY = 64 * 1024
+#: The most descriptors one message may carry.
+MAX_DESCRIPTORS = 64
+
+
+class HandoverError(Exception):
+    """
+    A message broke the format: the hand-over stops and the old process
+    keeps what it has.
+    """
+
+
+@dataclass(frozen=True, **SLOTS)
+class Hello:
+    """
+    The new process introduces itself.
+
+    @ivar pid: Its process id (logged by the old process).
+    @ivar version: Its pgtwist version, for the logs.
+    @ivar readable: The format versions it reads.
+    """
+
+    pid: int
+    version: str
+    readable: tuple[int, ...]
+
+
+@dataclass(frozen=True, **SLOTS)
+class ListenerRecord:
+    """
+    One listening socket of the old process.
+
+    @ivar description: Its endpoint description (C{tcp:6432:interface=...},
+        C{unix:/tmp/.s.PGSQL.6432:...}), which the new process matches
+        against its own configuration.
+    @ivar family: The socket's address family (C{socket.AF_INET}...).
+    @ivar role: C{"listen"} for a client listener, C{"management"} for the
+        management port.
+    """
+
+    description: str
+    family: int
+    role: str
+
+
+@dataclass(frozen=True, **SLOTS)
+class Listeners:
+    """
+    The old process's listening sockets; their descriptors come with it, in
+    the same order.
+
+    @ivar cancel: Where the old process takes CancelRequests for the
+        clients it keeps (a unix socket path), or C{""}.
+    """
+
+    listeners: tuple[ListenerRecord, ...]
+    cancel: str = ""
+
+
+@dataclass(frozen=True, **SLOTS)
+class Taken:
+    """
+    The new process adopted C{count} listeners and will accept on them.
+    """
+
+    count: int
+
+
+@dataclass(frozen=True, **SLOTS)
+class Refuse:
+    """
+    The sender will not go on; C{reason} says why (it is logged).
+    """
+
+    reason: str
+
+
+HandoverMessage = Union[Hello, Listeners, Taken, Refuse]
+
+_ROLES = ("listen", "management")
+
+
+def encode(message: HandoverMessage, version: int = FORMAT_VERSION) -> bytes:
+    """
+    One frame for C{message}.
+
+    @param version: The version written in the header (only tests write
+        another).
+    """
+    body: dict[str, Any]
+    if isinstance(message, Hello):
+        body = {
+            "type": "hello",
+            "pid": message.pid,
+            "version": message.version,
+            "readable": list(message.readable),
+        }
+    elif isinstance(message, Listeners):
+        body = {
+            "type": "listeners",
+            "listeners": [
+                {"description": r.description, "family": r.family, "role": r.role}
+                for r in message.listeners
+            ],
+            "cancel": message.cancel,
+        }
+    elif isinstance(message, Taken):
+        body = {"type": "taken", "count": message.count}
+    else:
+        body = {"type": "refuse", "reason": message.reason}
+    data = json.dumps(body, separators=(",", ":")).encode("utf-8")
+    if len(data) > MAX_BODY:
+        raise HandoverError(f"a {body['type']} message of {len(data)} bytes is too long")
+    return HEADER.pack(MAGIC, version, len(data)) + data
+
+
+def descriptorCount(message: HandoverMessage) -> int:
+    """
+    How many descriptors travel with C{message}.
+    """
+    return len(message.listeners) if isinstance(message, Listeners) else 0
+
+
+def _field(body: dict[str, Any], name: str, kind: type) -> Any:
+    value = body.get(name)
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise HandoverError(f"{body.get('type')} message: bad or missing {name!r}")
+    return value
+
+
+def _decodeBody(body: dict[str, Any]) -> HandoverMessage:
+    kind = body.get("type")
+    if kind == "hello":
+        readable = _field(body, "readable", list)
+        if not readable or not all(isinstance(v, int) and v > 0 for v in readable):
+            raise HandoverError("hello message: bad 'readable'")
+        return Hello(
+            _field(body, "pid", int), _field(body, "version", str), tuple(sorted(readable))
+        )
+    if kind == "listeners":
+        records = []
+        items = _field(body, "listeners", list)
+        if len(items) > MAX_DESCRIPTORS:
+            raise HandoverError(f"listeners message: {len(items)} listeners is too many")
+        for item in items:
+            if not isinstance(item, dict):
+                raise HandoverError("listeners message: a listener is not an object")
+            role = _field(item | {"type": "listeners"}, "role", str)
+            if role not in _ROLES:
+                raise HandoverError(f"listeners message: unknown role {role!r}")
+            records.append(
+                ListenerRecord(
+                    _field(item | {"type": "listeners"}, "description", str),
+                    _field(item | {"type": "listeners"}, "family", int),
+                    role,
+                )
+            )
+        cancel = body.get("cancel", "")
+        if not isinstance(cancel, str):
+            raise HandoverError("listeners message: bad 'cancel'")
+        return Listeners(tuple(records), cancel)
+    if kind == "taken":
+        count = _field(body, "count", int)
+        if count < 0:
+            raise HandoverError("taken message: negative count")
+        return Taken(count)
+    if kind == "refuse":
+        return Refuse(_field(body, "reason", str)[:1000])
+    raise HandoverError(f"unknown message type {kind!r}")
+
+
+class Decoder:
+    """
+    Frames to messages: feed it bytes as they arrive.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, data: bytes) -> list[HandoverMessage]:
+        """
+        The messages C{data} completes.
+
+        @raise HandoverError: The bytes break the format (wrong magic, a
+            version this pgtwist does not read, a body too long or not the
+            JSON of a known message); nothing after them is read.
+        """
+        self._buffer += data
+        messages = []
+        while len(self._buffer) >= HEADER.size:
+            magic, version, length = HEADER.unpack_from(self._buffer)
+            if magic != MAGIC:
+                raise HandoverError("not a pgtwist hand-over message")
+            if version not in READABLE_VERSIONS:
+                raise HandoverError(
+                    f"hand-over format version {version} is not one this pgtwist reads "
+                    f"({', '.join(map(str, sorted(READABLE_VERSIONS)))})"
+                )
+            if length > MAX_BODY:
+                raise HandoverError(f"a hand-over message of {length} bytes is too long")
+            if len(self._buffer) < HEADER.size + length:
+                break
+            raw = self._buffer[HEADER.size : HEADER.size + length]
+            self._buffer = self._buffer[HEADER.size + length :]
+            try:
+                body = json.loads(raw.decode("utf-8"))
+            except ValueError as e:
+                raise HandoverError(f"a hand-over message is not JSON: {e}") from None
+            if not isinstance(body, dict):
+                raise HandoverError("a hand-over message is not a JSON object")
+            messages.append(_decodeBody(body))
+        return messages
+
+    @property
+    def pending(self) -> int:
+        """
+        How many bytes wait for the rest of their frame.
+        """
+        return len(self._buffer)

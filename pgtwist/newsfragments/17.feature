@@ -1,0 +1,2 @@
+Upgrade without refusing a connection: ``pgtwist-cli upgrade``, the console's ``UPGRADE`` and SIGUSR2 start the pgtwist installed now and hand it the listening sockets; the old process serves its clients until they leave or ``upgrade_grace_period`` ends.
+A CancelRequest that reaches an upgraded pgtwist for a client still on the old process is offered to it and cancels the query; ``RELOAD`` says which changed restart-only keys an upgrade applies.

@@ -1,0 +1,253 @@
+"""
+Upgrading a running pgtwist (issue 17): SIGUSR2 and C{pgtwist-cli upgrade}
+start a new process that takes the listening sockets, no connection attempt
+is refused meanwhile, the old process serves its clients until they leave
+and then exits; a new process that cannot start leaves everything with the
+old one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pgtwist.testing.embedded import PostgresCluster
+from tests.integration.pooler import BIN, Pooler
+
+USER, PASSWORD = "pgt_scram", "scram-secret"
+"""
+The role clients log in as.
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _successorPid(pooler: Pooler) -> int:
+    """
+    The new process's pid, as the old one logged it.
+    """
+    pooler.waitForLog(r"Upgrade: the new process took \d+ listeners", timeout=30)
+    found = re.findall(r"Upgrade: pgtwist \S+ \(pid (\d+)\) asks for the listeners", pooler.log())
+    return int(found[-1])
+
+
+def _stopPid(pid: int) -> None:
+    if _alive(pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def pooler(tmp_path: Path, pgCluster: PostgresCluster) -> Iterator[Pooler]:
+    """
+    A pgtwist in session pooling on TCP and its unix socket, with the
+    management port; every process an upgrade started is stopped after.
+    """
+    started = Pooler(
+        tmp_path,
+        pgCluster,
+        main={"pipeline": "session", "unix_socket_dir": str(tmp_path)},
+        hba=["host all all all scram-sha-256", "local all all scram-sha-256"],
+        users={USER: PASSWORD},
+    ).start()
+    try:
+        yield started
+    finally:
+        for pid in re.findall(r"\(pid (\d+)\) asks for the listeners", started.log()):
+            _stopPid(int(pid))
+        started.stop()
+
+
+def _connectLoop(pooler: Pooler, stop: threading.Event, results: list[str]) -> None:
+    """
+    Connect, query and disconnect over and over (TCP and unix socket in
+    turn) until C{stop}; each outcome goes to C{results}.
+    """
+    hosts = ["127.0.0.1", str(pooler.directory)]
+    turn = 0
+    while not stop.is_set():
+        turn += 1
+        try:
+            with psycopg.connect(pooler.dsn(USER, PASSWORD, host=hosts[turn % 2])) as conn:
+                conn.execute("SELECT 1").fetchone()
+            results.append("ok")
+        except Exception as e:  # noqa: BLE001 - recorded, asserted on
+            results.append(repr(e))
+
+
+def test_upgradeRefusesNoConnection(pooler: Pooler) -> None:
+    """
+    Through SIGUSR2 and an upgrade, clients connecting in a loop over TCP
+    and the unix socket are all served; a session open before it carries
+    on with the old process (same backend, settings and prepared
+    statements), which exits once it leaves; the new process serves on the
+    same addresses.
+    """
+    assert pooler.process is not None
+    old = pooler.process.pid
+    session = psycopg.connect(pooler.dsn(USER, PASSWORD), autocommit=True)
+    backend = session.execute("SELECT pg_backend_pid()").fetchone()
+    session.execute("SET application_name = 'kept'")
+    session.execute("SELECT %s::int + 1", (1,), prepare=True)
+    stop, results = threading.Event(), []  # type: ignore[var-annotated]
+    loop = threading.Thread(target=_connectLoop, args=(pooler, stop, results))
+    loop.start()
+    try:
+        time.sleep(0.3)
+        pooler.process.send_signal(signal.SIGUSR2)
+        new = _successorPid(pooler)
+        assert new != old
+        before = len(results)
+        deadline = time.monotonic() + 10
+        while len(results) < before + 10 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        loop.join()
+    assert [r for r in results if r != "ok"] == []
+    assert len(results) > 10
+    # The session stays with the old process, on the same backend, with its
+    # settings and prepared statements.
+    assert session.execute("SELECT pg_backend_pid()").fetchone() == backend
+    assert session.execute("SHOW application_name").fetchone() == ("kept",)
+    assert session.execute("SELECT %s::int + 1", (2,), prepare=True).fetchone() == (3,)
+    prepared = session.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()
+    assert prepared is not None and prepared[0] >= 1
+    assert pooler.process.poll() is None
+    session.close()
+    assert pooler.process.wait(15) == 0
+    with psycopg.connect(pooler.dsn(USER, PASSWORD)) as conn:
+        assert conn.execute("SELECT 2").fetchone() == (2,)
+    assert _alive(new)
+    # The unix socket's file stayed for the new process.
+    assert (pooler.directory / f".s.PGSQL.{pooler.port}").exists()
+
+
+def test_failedUpgradeKeepsRunning(pooler: Pooler) -> None:
+    """
+    A new process that cannot start (its configuration is broken now)
+    takes nothing: the old one logs why and goes on listening.
+    """
+    good = pooler.configPath.read_text()
+    pooler.configPath.write_text(good.replace("[primary]", "max_connections = x\n\n[primary]", 1))
+    assert pooler.process is not None
+    pooler.process.send_signal(signal.SIGUSR2)
+    pooler.waitForLog("Upgrade failed, this process goes on", timeout=30)
+    pooler.configPath.write_text(good)
+    with psycopg.connect(pooler.dsn(USER, PASSWORD)) as conn:
+        assert conn.execute("SELECT 4").fetchone() == (4,)
+    with psycopg.connect(pooler.dsn(USER, PASSWORD, host=str(pooler.directory))) as conn:
+        assert conn.execute("SELECT 5").fetchone() == (5,)
+    assert pooler.process.poll() is None
+
+
+def test_cancelAfterUpgrade(pooler: Pooler) -> None:
+    """
+    A session left with the old process runs a long query; the cancel its
+    driver sends after the upgrade reaches the new process, which offers it
+    to the old one: the query is cancelled.
+    """
+    session = psycopg.connect(pooler.dsn(USER, PASSWORD), autocommit=True)
+    assert pooler.process is not None
+    pooler.process.send_signal(signal.SIGUSR2)
+    _successorPid(pooler)
+    outcome: list[BaseException | None] = []
+
+    def sleep() -> None:
+        try:
+            session.execute("SELECT pg_sleep(30)")
+            outcome.append(None)
+        except BaseException as e:  # noqa: BLE001 - asserted on
+            outcome.append(e)
+
+    runner = threading.Thread(target=sleep)
+    began = time.monotonic()
+    runner.start()
+    time.sleep(1.0)
+    session.cancel()
+    runner.join(20)
+    assert isinstance(outcome[0], psycopg.errors.QueryCanceled)
+    assert time.monotonic() - began < 15
+    session.close()
+    assert pooler.process.wait(15) == 0
+
+
+@pytest.mark.parametrize("pipeline", ["session", "transaction"])
+def test_pgbenchThroughThreeUpgrades(
+    tmp_path: Path, pgCluster: PostgresCluster, pipeline: str
+) -> None:
+    """
+    C{pgbench -C -c 50} (a new connection for every transaction) runs
+    while pgtwist is upgraded three times in a row with C{pgtwist-cli
+    upgrade} (each upgrading the process the one before started): not one
+    connection or transaction fails.
+    """
+    pooler = Pooler(
+        tmp_path,
+        pgCluster,
+        main={
+            "pipeline": pipeline,
+            "max_connections": 10,
+            "blocking_timeout": 60,
+            "unix_socket_dir": str(tmp_path),
+        },
+        hba=["host all pgt_trust all trust", "local all all scram-sha-256"],
+        users={"pgt_trust": "trust-secret"},
+    ).start()
+    script = tmp_path / "select.sql"
+    script.write_text("SELECT 1;\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env["PGCONNECT_TIMEOUT"] = "30"
+    # A thread per client: pgbench connects synchronously, and in session
+    # pooling a thread blocked on a login that waits for a backend would
+    # stall the clients of that thread holding the backends.
+    command = [pgCluster.pgbench, "-n", "-C", "-c", "50", "-j", "50", "-T", "2", "-f", str(script)]
+    command += ["-h", "127.0.0.1", "-p", str(pooler.port), "-U", "pgt_trust", "pgt_trust"]
+    stop, outputs = threading.Event(), []  # type: ignore[var-annotated]
+
+    def bench() -> None:
+        while not stop.is_set():
+            done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+            outputs.append((done.returncode, done.stdout + done.stderr))
+
+    loop = threading.Thread(target=bench)
+    loop.start()
+    try:
+        for round in range(3):
+            upgraded = subprocess.run(
+                [str(BIN / "pgtwist-cli"), "-c", str(pooler.configPath), "upgrade"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env=pooler.environ,
+            )
+            assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+            pooler.waitForLog(r"Upgrade: the new process took \d+ listeners", count=round + 1)
+    finally:
+        stop.set()
+        loop.join()
+        for pid in re.findall(r"\(pid (\d+)\) asks for the listeners", pooler.log()):
+            _stopPid(int(pid))
+        pooler.stop()
+    assert outputs
+    for returncode, output in outputs:
+        assert returncode == 0, output
+        assert re.search(r"number of failed transactions: 0\b", output), output
+        assert re.search(r"number of transactions actually processed: [1-9]", output), output
