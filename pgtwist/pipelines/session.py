@@ -249,6 +249,13 @@ class SessionPipelineSession(PipelineSessionBase):
         """
         return self._outstanding > 0 or self._unsynced
 
+    def _serverMidMessage(self) -> bool:
+        """
+        See L{PipelineSessionBase._serverMidMessage}: every chunk is relayed
+        whole, so the client has what the scanner has walked.
+        """
+        return not self._backendScanner.atBoundary
+
     # -- endings --------------------------------------------------------------------
 
     def _clean(self) -> bool:
