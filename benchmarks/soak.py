@@ -79,6 +79,7 @@ from benchmarks.results import parseVmRssKiB
 from benchmarks.servers import pgtwistCommand, pickLowPort, waitForPort
 from pgtwist.testing.embedded import PostgresCluster
 from pgtwist.wire import codec, constants
+from pgtwist.wire.errors import ProtocolViolation
 from pgtwist.wire.framing import MessageFramer
 from pgtwist.wire.messages import Query
 
@@ -101,14 +102,15 @@ HUNG_AFTER = BLOCKING_TIMEOUT + SERVER_CONNECT_TIMEOUT + MAX_STALL + 5.0
 #: fault's window widened by these many seconds before and after.
 BEFORE_FAULT = 1.0
 AFTER_FAULT = 5.0
-#: The SQLSTATEs (or SQLSTATE classes, two characters) a client may meet
-#: around a fault: connection exceptions, PostgreSQL shutting down or
+#: The SQLSTATEs a client may meet around a fault: connection exceptions
+#: (not 08P01: no client here breaks the protocol), PostgreSQL shutting down or
 #: starting, the pool exhausted while PostgreSQL is away, serialization
 #: failures and deadlocks; C{conn-lost} is a connection that broke without
 #: an error message (the driver's own error), C{pgbench-abort} a pgbench
 #: run that lost clients.
 ALLOWED_ERRORS = frozenset(
-    {"08", "57P01", "57P02", "57P03", "53300", "40001", "40P01", "conn-lost", "pgbench-abort"}
+    {"08000", "08001", "08003", "08006", "57P01", "57P02", "57P03", "53300", "40001", "40P01"}
+    | {"conn-lost", "pgbench-abort"}
 )
 #: Every kind of fault, in the order of the report.
 FAULTS = (
@@ -182,7 +184,7 @@ def allowedError(sqlstate: str) -> bool:
     """
     Whether C{sqlstate} is one pgtwist documents for a fault.
     """
-    return sqlstate in ALLOWED_ERRORS or sqlstate[:2] in ALLOWED_ERRORS
+    return sqlstate in ALLOWED_ERRORS
 
 
 def faultSchedule(seed: int, start: float, end: float, interval: float) -> list[tuple[float, str]]:
@@ -275,6 +277,10 @@ class Recorder:
     inFlight: dict[str, tuple[float, str]] = field(default_factory=dict)
     hung: set[str] = field(default_factory=set)
     breaches: list[Breach] = field(default_factory=list)
+    #: The first error of each SQLSTATE, as "t=..s client: message".
+    examples: dict[str, str] = field(default_factory=dict)
+    #: pgtwist's RSS in KiB, sampled during the load: (seconds, KiB).
+    rssSamples: list[tuple[float, int]] = field(default_factory=list)
 
     def now(self) -> float:
         """
@@ -362,9 +368,10 @@ class Recorder:
         Record an error a client met in an operation begun at C{start}; a
         breach unless it is allowed and around a fault.
         """
+        detail = f"{sqlstate} {text.strip().splitlines()[0] if text.strip() else ''}"
         with self.lock:
             self.errors[sqlstate] += 1
-        detail = f"{sqlstate} {text.strip().splitlines()[0] if text.strip() else ''}"
+            self.examples.setdefault(sqlstate, f"t={self.now():.2f}s {client}: {detail}")
         if not allowedError(sqlstate):
             self.breach(client, backend, f"undocumented error {detail}")
         elif not self.nearFault(start, self.now()):
@@ -671,6 +678,8 @@ async def slowReader(context: Context, client: str, database: str) -> None:
                 recorder.breach(client, None, f"slow reader got {rows} of {SLOW_ROWS} rows")
             else:
                 recorder.transaction(DATABASES[database])
+        except ProtocolViolation as e:
+            recorder.breach(client, None, f"pgtwist's answer does not frame: {e}")
         except Exception as e:
             recorder.error(client, None, sqlstateOf(e), str(e), started)
         finally:
@@ -886,12 +895,35 @@ class Pgtwist:
         with open(f"/proc/{self.process.pid}/status") as f:
             return parseVmRssKiB(f.read()) or 0
 
-    def descriptors(self) -> int:
+    def descriptors(self) -> list[str]:
         """
-        How many file descriptors it has open.
+        What its open file descriptors are (C{socket:[...]}, C{pipe:[...]},
+        paths), one entry each.
         """
         assert self.process is not None
-        return len(os.listdir(f"/proc/{self.process.pid}/fd"))
+        directory = f"/proc/{self.process.pid}/fd"
+        targets = []
+        for name in os.listdir(directory):
+            try:
+                targets.append(os.readlink(os.path.join(directory, name)))
+            except OSError:
+                pass
+        return targets
+
+    def steadyDescriptors(self, timeout: float = 10.0) -> list[str]:
+        """
+        L{descriptors} once their number has not changed for a second
+        (pgtwist opens a few after it starts listening).
+        """
+        deadline = time.monotonic() + timeout
+        previous = self.descriptors()
+        while time.monotonic() < deadline:
+            time.sleep(1.0)
+            current = self.descriptors()
+            if len(current) == len(previous):
+                return current
+            previous = current
+        return previous
 
     def tracebacks(self) -> list[str]:
         """
@@ -1018,20 +1050,31 @@ def checkLedgers(context: Context, outcome: Outcome) -> None:
             )  # fmt: skip
 
 
-def settle(context: Context, pgtwist: Pgtwist, proxy: FaultProxy, outcome: Outcome) -> None:
+def descriptorKind(target: str) -> str:
+    """
+    What a descriptor is, without its inode: C{socket}, C{pipe}, a path.
+    """
+    return re.sub(r":\[\d+\]$", "", target)
+
+
+def settle(
+    context: Context, pgtwist: Pgtwist, proxy: FaultProxy, outcome: Outcome, before: list[str]
+) -> None:
     """
     After the load: close every backend pgtwist holds (through
     PostgreSQL), then wait for its descriptors to come back to their level
     before the load, and measure its memory.
     """
     deadline = time.monotonic() + 30
+    after: list[str] = []
     while time.monotonic() < deadline:
         with context.target.admin() as admin:
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (USER,)
             )
         time.sleep(0.5)
-        outcome.fdsAfter = pgtwist.descriptors()
+        after = pgtwist.descriptors()
+        outcome.fdsAfter = len(after)
         if proxy.connections == 0 and outcome.fdsAfter <= outcome.fdsBefore:
             break
     outcome.rssAfter = pgtwist.rssKiB()
@@ -1040,7 +1083,8 @@ def settle(context: Context, pgtwist: Pgtwist, proxy: FaultProxy, outcome: Outco
         context.recorder.breach(
             "pgtwist", None,
             f"{outcome.leakedDescriptors} descriptors leaked ({outcome.fdsBefore} before, "
-            f"{outcome.fdsAfter} after, {proxy.connections} backends still open)",
+            f"{outcome.fdsAfter} after, {proxy.connections} backends still open): "
+            f"{sorted((Counter(map(descriptorKind, after)) - Counter(map(descriptorKind, before))).elements())}",
         )  # fmt: skip
     if outcome.rssAfter > outcome.rssWarm * 1.05:
         context.recorder.breach(
@@ -1079,10 +1123,17 @@ def report(context: Context, outcome: Outcome, arguments: str) -> str:
     row("RSS after warm-up / after (KiB)", f"{outcome.rssWarm} / {outcome.rssAfter}")
     row("descriptors before / after", f"{outcome.fdsBefore} / {outcome.fdsAfter}")
     row("invariant breaches", len(recorder.breaches))
+    samples = recorder.rssSamples
+    if samples:
+        step = max(1, len(samples) // 10)
+        row("RSS during the load (KiB)", " ".join(str(kib) for _, kib in samples[::step]))
     row(
         "seconds: setup / load / checks",
         " / ".join(f"{outcome.phases.get(k, 0):.1f}" for k in ("setup", "load", "checks")),
     )
+    if recorder.examples:
+        lines += ["", "  the first error of each SQLSTATE:"]
+        lines += [f"    {recorder.examples[state][:150]}" for state in sorted(recorder.examples)]
     return "\n".join(lines)
 
 
@@ -1112,7 +1163,8 @@ def run(minutes: float, seed: int, faultInterval: float | None = None) -> int:
         recorder = Recorder(seed)
         outcomePhases = {"setup": recorder.started - setupStarted}
         context = Context(Target(pgtwist.port, cluster), recorder, seed)
-        outcome = Outcome(fdsBefore=pgtwist.descriptors())
+        before = pgtwist.steadyDescriptors()
+        outcome = Outcome(fdsBefore=len(before))
         threads = startLoad(context, cluster)
         schedule = faultSchedule(seed, warmUp, duration - coolDown, interval)
         rng = random.Random(seed + 1)
@@ -1125,6 +1177,7 @@ def run(minutes: float, seed: int, faultInterval: float | None = None) -> int:
             if not warmMeasured:
                 outcome.rssWarm = pgtwist.rssKiB()
                 warmMeasured = True
+            recorder.rssSamples.append((recorder.now(), pgtwist.rssKiB()))
             print(f"t={recorder.now():7.2f}s fault {kind}", flush=True)
             injectFault(context, kind, rng, pgtwist, proxy)
         while recorder.now() < duration:
@@ -1139,7 +1192,7 @@ def run(minutes: float, seed: int, faultInterval: float | None = None) -> int:
         if pgtwist.process is None or pgtwist.process.poll() is not None:
             recorder.breach("pgtwist", None, "pgtwist exited during the run")
         else:
-            settle(context, pgtwist, proxy, outcome)
+            settle(context, pgtwist, proxy, outcome, before)
         checkLedgers(context, outcome)
         tracebacks = pgtwist.tracebacks()
         outcome.tracebacks = len(tracebacks)

@@ -141,7 +141,7 @@ class ErrorRuleTests(SynchronousTestCase):
         """
         for state in ("08006", "08000", "57P01", "57P03", "40001", "conn-lost", "53300"):
             self.assertTrue(soak.allowedError(state), state)
-        for state in ("XX000", "42601", "25P02", "KeyError"):
+        for state in ("XX000", "42601", "25P02", "08P01", "KeyError"):
             self.assertFalse(soak.allowedError(state), state)
 
     def recorder(self) -> tuple[soak.Recorder, list[float]]:
