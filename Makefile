@@ -13,7 +13,7 @@ PYPY_TEST_STAMP := $(PYPY_VENV)/.test-installed
 # `make run RUNTIME=pypy` runs the development pooler on PyPy.
 RUNTIME ?= cpython
 
-.PHONY: venv pypy run run-pypy test test-pypy lint typecheck unit package-check bench clean
+.PHONY: venv pypy run run-pypy test test-pypy lint typecheck unit package-check bench soak clean
 
 venv: $(STAMP)
 
@@ -91,6 +91,11 @@ bench: venv
 		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends pgbouncer)
 	$(MAKE) pypy || echo "PyPy could not be set up: no pgtwist-pypy and floor-pypy rows"
 	$(BIN)/python -m benchmarks.run $(BENCHFLAGS)
+
+# The chaos soak (benchmarks/soak.py, docs/reliability.rst): 10 minutes of
+# mixed load and faults; `make soak SOAKFLAGS="--minutes 2 --seed 7"`.
+soak: venv
+	$(BIN)/python -m benchmarks.soak $(SOAKFLAGS)
 
 clean:
 	rm -rf $(VENV) $(PYPY_VENV) .mypy_cache .ruff_cache .pytest_cache twisted/plugins/dropin.cache

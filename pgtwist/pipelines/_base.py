@@ -57,15 +57,28 @@ class PipelineSessionBase:
         """
         return (SESSION_RUNNING if self.busy() else SESSION_IDLE), 0.0, 0.0
 
+    def _serverMidMessage(self) -> bool:
+        """
+        Whether what the client received of its backend's output stops
+        inside a message (part of a long DataRow relayed, the rest never
+        to come).
+        """
+        return False
+
     def backendLost(self, reason: Failure) -> None:
         """
         The backend died under the client: tell it, as PostgreSQL's own
         FATAL would have if one was not relayed already.
+
+        When the client has received only part of a message, it is closed
+        without a word, as a direct connection to a PostgreSQL that died
+        there would be: an ErrorResponse now would be read as the rest of
+        that message, and the client would lose its place in the stream.
         """
         self.backend = None
         self._done = True
         self.frontend.setCancelTarget(None)
-        if self._fatalSeen:
+        if self._fatalSeen or self._serverMidMessage():
             self.frontend.fail(None)
             return
         self.frontend.fail(

@@ -267,6 +267,13 @@ class SessionPipelineSession(PipelineSessionBase):
             return SESSION_IDLE, 0.0, 0.0
         return SESSION_IDLE_IN_TRANSACTION, start, self._readyAt
 
+    def _serverMidMessage(self) -> bool:
+        """
+        See L{PipelineSessionBase._serverMidMessage}: every chunk is relayed
+        whole, so the client has what the scanner has walked.
+        """
+        return not self._backendScanner.atBoundary
+
     # -- endings --------------------------------------------------------------------
 
     def _clean(self) -> bool:

@@ -1036,6 +1036,14 @@ class TransactionPipelineSession(
             return False
         return not (self._objects and self._releasable())
 
+    def _serverMidMessage(self) -> bool:
+        """
+        See L{PipelineSessionBase._serverMidMessage}: part of a message was
+        forwarded and the rest is to come (a message held whole, or being
+        dropped, has reached the client not at all).
+        """
+        return self._fromServer.passingOn and self._fromServer.forwarding
+
 
 @implementer(IPlugin, IPipeline)
 class TransactionPipeline:

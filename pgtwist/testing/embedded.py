@@ -505,7 +505,7 @@ class PostgresCluster:
             self._createdBaseDir = False
             self.log.info("Removed PostgreSQL cluster in {baseDir}", baseDir=self._baseDir)
 
-    def restart(self, downFor: float = 0.0) -> None:
+    def restart(self, downFor: float = 0.0, mode: str = "fast") -> None:
         """
         Stop the server (C{pg_ctl -m fast stop}: every session is terminated)
         and start it again on the same data directory and port, keeping roles,
@@ -514,12 +514,17 @@ class PostgresCluster:
 
         @param downFor: Seconds to stay down between stop and start (an
             outage, for fault tests).
+        @param mode: C{pg_ctl}'s shutdown mode: C{fast}, or C{immediate}
+            (every process quits at once, as in a crash, and the start
+            runs crash recovery).
         @raise RuntimeError: The cluster is not running.
         @raise PostgresStartError: The server did not start again.
         """
         if not self._running:
             raise RuntimeError("the cluster is not running")
-        self._stopServer()
+        if mode not in ("fast", "immediate"):
+            raise ValueError(f"unknown shutdown mode {mode!r}")
+        self._stopServer(mode)
         time.sleep(downFor)
         self._startServer()
 
@@ -781,10 +786,10 @@ class PostgresCluster:
                     ) from None
             return
 
-    def _stopServer(self) -> None:
+    def _stopServer(self, mode: str = "fast") -> None:
         """
-        C{pg_ctl -m fast stop}; if that fails, kill the postmaster so that
-        nothing is left behind.
+        C{pg_ctl -m fast stop} (or another C{mode}); if that fails, kill the
+        postmaster so that nothing is left behind.
         """
         assert self.dataDir is not None
         try:
@@ -793,7 +798,14 @@ class PostgresCluster:
         except (OSError, ValueError):
             pid = None
         try:
-            args = [self.program("pg_ctl"), "-D", self.dataDir, *"-m fast -w -t 60 stop".split()]
+            args = [
+                self.program("pg_ctl"),
+                "-D",
+                self.dataDir,
+                "-m",
+                mode,
+                *"-w -t 60 stop".split(),
+            ]
             self._runAsServer(args, "pg_ctl stop", timeout=90)
             return
         except (PostgresCommandError, subprocess.SubprocessError, OSError) as e:

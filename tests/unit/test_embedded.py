@@ -546,6 +546,52 @@ class DsnTests(SynchronousTestCase):
         self.assertFalse(cluster.running)
 
 
+class RestartModeTests(SynchronousTestCase):
+    """
+    Tests for the shutdown mode of L{PostgresCluster.restart}.
+    """
+
+    def restarted(self, **kwargs: str) -> list[list[str]]:
+        """
+        The programs a running cluster (faked) runs for C{restart(**kwargs)}.
+        """
+        cluster = PostgresCluster(port=15999, binDir="/nowhere/bin")
+        cluster._running = True
+        cluster.dataDir = "/nowhere/data"
+        ran: list[list[str]] = []
+
+        def runAsServer(args: list[str], what: str, timeout: float, stdout: object = None) -> None:
+            ran.append(args)
+
+        cluster._runAsServer = runAsServer  # type: ignore[assignment,method-assign]
+        cluster._startServer = lambda: ran.append(["start"])  # type: ignore[method-assign]
+        cluster.restart(**kwargs)
+        return ran
+
+    def test_fastByDefault(self) -> None:
+        """
+        Without a mode the server is stopped with C{pg_ctl -m fast}, then
+        started again.
+        """
+        ran = self.restarted()
+        self.assertIn(["-m", "fast"], [args[3:5] for args in ran[:1]])
+        self.assertEqual(ran[-1], ["start"])
+
+    def test_immediate(self) -> None:
+        """
+        C{mode="immediate"} stops it as a crash would (C{pg_ctl -m
+        immediate}).
+        """
+        ran = self.restarted(mode="immediate")
+        self.assertEqual(ran[0][3:5], ["-m", "immediate"])
+
+    def test_unknownMode(self) -> None:
+        """
+        Any other mode is refused before anything is stopped.
+        """
+        self.assertRaises(ValueError, self.restarted, mode="smart")
+
+
 class ProcessGuardTests(SynchronousTestCase):
     """
     Tests for the guard that keeps a stale C{postmaster.pid} from killing an

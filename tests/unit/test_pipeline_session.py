@@ -139,6 +139,31 @@ class SessionPipelineTests(SynchronousTestCase):
         self.assertEqual(self.frontend.failedWith.severity, "FATAL")
         self.assertEqual(self.frontend.failedWith.code, "08006")
 
+    def test_backendLostMidMessage(self) -> None:
+        """
+        A backend that dies after part of a long DataRow was relayed closes
+        the client without an ErrorResponse, which the client would read as
+        the rest of the row.
+        """
+        row = codec.frame(b"D", b"\x00\x01\x00\x00\x10\x00" + b"x" * 4096)
+        self.session.frontendDataReceived(codec.encode(Query("SELECT repeat('x', 4096)")))
+        self.session.backendDataReceived(row[:100])
+        self.session.backendLost(Failure(ConnectionError()))
+        self.assertTrue(self.frontend.failed)
+        self.assertIsNone(self.frontend.failedWith)
+
+    def test_backendLostBetweenMessages(self) -> None:
+        """
+        A backend that dies after whole messages still gets the client the
+        FATAL ErrorResponse.
+        """
+        row = codec.frame(b"D", b"\x00\x01\x00\x00\x00\x01x")
+        self.session.frontendDataReceived(codec.encode(Query("SELECT 'x'")))
+        self.session.backendDataReceived(row)
+        self.session.backendLost(Failure(ConnectionError()))
+        assert self.frontend.failedWith is not None
+        self.assertEqual(self.frontend.failedWith.code, "08006")
+
     def test_backendFatalRelayedOnce(self) -> None:
         """
         When PostgreSQL's own FATAL was relayed, the client is just closed.

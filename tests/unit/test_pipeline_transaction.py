@@ -776,6 +776,21 @@ class EndingTests(SynchronousTestCase):
         self.assertEqual((failedWith.severity, failedWith.code), ("FATAL", "08006"))
         self.assertIsNone(self.script.frontend.cancelTarget)
 
+    def test_backendLostMidMessage(self) -> None:
+        """
+        A backend that dies after part of a long DataRow reached the client
+        closes the client without an ErrorResponse, which the client would
+        read as the rest of the row.
+        """
+        self.begin()
+        row = codec.frame(b"D", b"\x00\x01\x00\x00\x10\x00" + b"x" * 4096)
+        self.script.session.frontendDataReceived(codec.encode(Query("SELECT 1")))
+        self.script.session.backendDataReceived(row[:100])
+        self.assertEqual(bytes(self.script.frontend.written)[-100:], row[:100])
+        self.script.session.backendLost(Failure(ConnectionError()))
+        self.assertTrue(self.script.frontend.failed)
+        self.assertIsNone(self.script.frontend.failedWith)
+
     def test_backendFatalRelayed(self) -> None:
         """
         When PostgreSQL's own FATAL reached the client, losing the backend
