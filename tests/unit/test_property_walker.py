@@ -115,18 +115,22 @@ class CappedRelay(Relay):
         See L{MessageWalker.walk}.
         """
         size = len(data)
-        if size - offset >= 5:
+        start = offset
+        while size - offset >= 5:
             type, length = HEADER.unpack_from(data, offset)
-            if (
-                type in self.hold
-                and offset + 1 + length > size
-                and size - offset - 5 >= self.walker.maxHeldLength
-            ):
+            end = offset + 1 + length
+            if end > size:
+                if type in self.hold and size - offset - 5 < self.walker.maxHeldLength:
+                    break
                 self.seen.append((type, None))
-                self.walker.passing(offset + 1 + length - size)
-                out.append(data[offset:])
-                return size
-        return super().scan(data, offset, out)
+                self.walker.passing(end - size)
+                offset = size
+                break
+            self.seen.append((type, data[offset + 5 : end] if type in self.hold else None))
+            offset = end
+        if start < offset:
+            out.append(data[start:offset])
+        return offset
 
 
 def badHeader(data: st.DataObject) -> bytes:
