@@ -44,6 +44,7 @@ from pgtwist.wire.messages import (
     RowDescription,
     Sync,
 )
+from tests.unit._hypothesis import examples
 from tests.unit._pipelinescript import ReportingBackend, TransactionScript, readable, wire
 
 _DO = re.compile(r"DO (E?)'(.*)'", re.DOTALL)
@@ -510,7 +511,7 @@ class ConversationMachineTests(ConversationMachine.TestCase):  # type: ignore[mi
     # Each step draws many random choices: the smallest conversation is a
     # long input, and that is fine.
     settings = settings(
-        max_examples=60,
+        max_examples=examples(60),
         stateful_step_count=25,
         suppress_health_check=[HealthCheck.large_base_example, HealthCheck.too_slow],
     )
