@@ -858,8 +858,11 @@ class PoolSet(Service):
         )
 
     def _handOver(self, error: ErrorResponse | None, entry: PooledBackend, waiter: Waiter) -> None:
+        # A client that went away (cancelled) while the SETs ran has had its
+        # answer: it is told nothing more.
         if entry.state is not BackendState.RESETTING:
-            waiter.deferred.errback(BackendGone())
+            if not waiter.deferred.called:
+                waiter.deferred.errback(BackendGone())
             return
         backend = entry.backend
         if error is not None:
@@ -869,7 +872,8 @@ class PoolSet(Service):
             self._moveTo(entry, BackendState.ACTIVE)
             backend.clean = True
             self.release(backend)
-            waiter.deferred.errback(BackendError(fatalError))
+            if not waiter.deferred.called:
+                waiter.deferred.errback(BackendError(fatalError))
             return
         if waiter.deferred.called:
             # Cancelled while the SETs ran: keep the backend for someone else.

@@ -231,6 +231,37 @@ class PoolSetTests(PoolTestCase):
         self.failureResultOf(d, CancelledError)
         self.assertEqual(len(self.pools.pool(self.key).waiters), 0)
 
+    def test_cancelledWhileSettingsRefused(self) -> None:
+        """
+        A client that leaves while its settings are applied, which
+        PostgreSQL then refuses, is told nothing more (its Deferred fired
+        once, with the cancel) and the backend goes back to the pool.
+        """
+        d = self.pools.acquire(self.key, {"application_name": "app"})
+        backend = self.login()
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        answer = backend.queries[0][1]
+        answer.callback(errors.error("22023", "invalid value for parameter"))
+        self.assertIsNone(self.successResultOf(answer))
+        self.assertIs(self.stateOf(backend), BackendState.RESETTING)
+        self.assertEqual(backend.queries[1][0], "DISCARD ALL")
+
+    def test_cancelledWhileSettingsAndClosed(self) -> None:
+        """
+        A client that leaves while its settings are applied, the backend
+        being closed meanwhile (a flush), is told nothing more either.
+        """
+        d = self.pools.acquire(self.key, {"application_name": "app"})
+        backend = self.login()
+        d.cancel()
+        self.pools.flush("all", None)
+        answer = backend.queries[0][1]
+        answer.callback(None)
+        self.assertIsNone(self.successResultOf(answer))
+        self.failureResultOf(d, CancelledError)
+        self.assertIs(self.stateOf(backend), BackendState.CLOSED)
+
     def test_evictIdleOfOtherPool(self) -> None:
         """
         At the global limit, an idle backend of another pool is closed to make
