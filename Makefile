@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 PYPY_VENV := .venv-pypy
 PYPY_STAMP := $(PYPY_VENV)/.installed
 
-.PHONY: venv pypy run test lint typecheck unit package-check bench clean
+.PHONY: venv pypy run test lint typecheck unit package-check bench fuzz clean
 
 venv: $(STAMP)
 
@@ -62,5 +62,22 @@ bench: venv
 	$(MAKE) pypy || echo "PyPy could not be set up: no pgtwist-pypy rows"
 	$(BIN)/python -m benchmarks.run $(BENCHFLAGS)
 
+# Coverage-guided fuzzing with atheris (the fuzz extra; CPython on Linux or
+# macOS), FUZZ_SECONDS per target: an input that fails lands in
+# tests/fuzz_regressions/<target>/ and the run stops (see its README.rst).
+# `make fuzz FUZZ_TARGETS=codec FUZZ_SECONDS=600` for one target, longer.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= startup codec
+FUZZ_STAMP := $(VENV)/.fuzz-installed
+
+$(FUZZ_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,fuzz]'
+	touch $(FUZZ_STAMP)
+
+fuzz: venv $(FUZZ_STAMP)
+	for target in $(FUZZ_TARGETS); do \
+		$(BIN)/python -m tests.fuzz.run $$target --seconds $(FUZZ_SECONDS) || exit 1; \
+	done
+
 clean:
-	rm -rf $(VENV) $(PYPY_VENV) .mypy_cache .ruff_cache .pytest_cache twisted/plugins/dropin.cache
+	rm -rf $(VENV) $(PYPY_VENV) .fuzz .mypy_cache .ruff_cache .pytest_cache twisted/plugins/dropin.cache
