@@ -12,7 +12,8 @@ They import nothing of atheris.
    password, MD5 or SCRAM messages, cut into pieces as the input says.
    Nothing may escape C{dataReceived} or be logged as a failure; what
    pgtwist writes is a whole number of well-formed backend messages (after
-   the one-byte answers to SSLRequest and GSSENCRequest); a connection it
+   the one-byte answers to any number of SSLRequests and GSSENCRequests,
+   L{pgtwist.net.startup.StartupNegotiation}); a connection it
    closes after an error ends with a FATAL.
  - C{codec}: the same bytes through the codec's framer and the relay's
    message walker (cut into pieces): they must agree on the messages and
@@ -170,15 +171,16 @@ def startup(data: bytes) -> None:
             transport.loseConnection()
             protocol.connectionLost(None)  # type: ignore[arg-type]
     written = transport.value()
-    # The answers to SSLRequest and GSSENCRequest are one byte each.
-    for skip in (0, 1, 2):
-        if written[:skip] != b"N" * skip:
-            break
+    # The answers to SSLRequest and GSSENCRequest are one byte each, and
+    # pgtwist answers any number of them (StartupNegotiation; PostgreSQL
+    # refuses a second one of a kind with "unsupported frontend protocol").
+    messages = None
+    skip = 0
+    while messages is None and skip <= len(written):
         messages = _wellFormed(written[skip:])
-        if messages is not None:
+        if written[skip : skip + 1] != b"N":
             break
-    else:
-        messages = None
+        skip += 1
     _check(messages is not None, f"pgtwist wrote a malformed stream: {written!r}")
     assert messages is not None
     errorsSent = [m for m in messages if isinstance(m, ErrorResponse)]
