@@ -73,12 +73,14 @@ class PoolSetMachine(RuleBasedStateMachine):
         self.connects: list[tuple[FakePooledConnection, Deferred[IPooledConnection]]] = []
         self.clients: list[Client] = []
         self.maxConnections = 3
-        self.pools = PoolSet(self.configuration(3, 5.0, 10.0), self.clock, [], self.connect)
+        self.pools = PoolSet(self.configuration(3, 5.0, 10.0, "off"), self.clock, [], self.connect)
         self.unexpected: list[Failure] = []
         self.cancels: list[tuple[str, int]] = []
         self.pools.sendCancel = lambda server, pid, key: self.cancels.append((server.name, pid))
 
-    def configuration(self, maxConnections: int, blocking: float, idle: float) -> Configuration:
+    def configuration(
+        self, maxConnections: int, blocking: float, idle: float, validation: str
+    ) -> Configuration:
         """
         The configuration: two servers, failover on, one retry.
         """
@@ -86,6 +88,7 @@ class PoolSetMachine(RuleBasedStateMachine):
             maxConnections=maxConnections,
             blockingTimeout=blocking,
             idleTimeout=idle,
+            validation=validation,
             failover=True,
             maxRetries=1,
         )
@@ -142,12 +145,14 @@ class PoolSetMachine(RuleBasedStateMachine):
     # -- rules -----------------------------------------------------------------
 
     @rule(
-        key=st.sampled_from(KEYS), parameters=st.sampled_from([None, {}, {"application_name": "x"}])
+        key=st.sampled_from(KEYS),
+        parameters=st.sampled_from([None, {}, {"application_name": "x"}, {"options": "-X"}]),
     )
     def acquire(self, key: PoolKey, parameters: dict[str, str] | None) -> None:
         """
         A client asks for a backend (C{None}: the transaction pipeline's
-        fast path first).
+        fast path first), with settings to apply (C{-X}: options pgtwist
+        refuses once it has a backend).
         """
         timeout = self.pools.config.main.blockingTimeout
         deadline = self.clock.seconds() + timeout if timeout > 0 else None
@@ -264,13 +269,14 @@ class PoolSetMachine(RuleBasedStateMachine):
         maxConnections=st.integers(1, 4),
         blocking=st.sampled_from([0.0, 2.0, 5.0]),
         idle=st.sampled_from([0.0, 3.0, 10.0]),
+        validation=st.sampled_from(["off", "foreground"]),
     )
-    def reload(self, maxConnections: int, blocking: float, idle: float) -> None:
+    def reload(self, maxConnections: int, blocking: float, idle: float, validation: str) -> None:
         """
-        SIGHUP: new limits and timeouts.
+        SIGHUP: new limits, timeouts and validation.
         """
         self.maxConnections = max(self.maxConnections, maxConnections)
-        self.pools.reconfigure(self.configuration(maxConnections, blocking, idle))
+        self.pools.reconfigure(self.configuration(maxConnections, blocking, idle, validation))
 
     @rule(mode=st.sampled_from(["idle", "gracefully", "all"]))
     def flush(self, mode: str) -> None:
