@@ -842,9 +842,11 @@ class PoolSet(Service):
             statements = setStatements(waiter.parameters, backend.parameters)
         except ValueError as e:
             self._moveTo(entry, BackendState.IDLE)
-            waiter.deferred.errback(
-                BackendError(errors.fatal(constants.SQLSTATE_PROTOCOL_VIOLATION, str(e)))
-            )
+            # After a foreground validation, the client may have gone.
+            if not waiter.deferred.called:
+                waiter.deferred.errback(
+                    BackendError(errors.fatal(constants.SQLSTATE_PROTOCOL_VIOLATION, str(e)))
+                )
             self._serveAll(first=self.pool(backend.key))
             return
         if not statements:

@@ -599,6 +599,24 @@ class PoolSetOperationsTests(PoolTestCase):
         self.successResultOf(self.pools.acquire(self.key, {}))
         self.assertEqual(len(backend.queries), 1)
 
+    def test_cancelledDuringValidationWithBadOptions(self) -> None:
+        """
+        A client that leaves while the backend it is to get is validated,
+        and whose C{options} pgtwist refuses, is told nothing more (its
+        Deferred fired once, with the cancel); the backend stays idle.
+        """
+        self.configure(main={"validation": "foreground"})
+        backend = self.lendNew({})
+        self.pools.release(backend, reset=False)
+        self.clock.advance(1)
+        d = self.pools.acquire(self.key, {"options": "-X"})
+        check = backend.queries[-1][1]
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        check.callback(None)
+        self.assertIsNone(self.successResultOf(check))
+        self.assertIs(self.stateOf(backend), BackendState.IDLE)
+
     def test_deadIdleBackendReplaced(self) -> None:
         """
         With validation off, an idle backend found dead is replaced.
