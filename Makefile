@@ -13,7 +13,7 @@ PYPY_TEST_STAMP := $(PYPY_VENV)/.test-installed
 # `make run RUNTIME=pypy` runs the development pooler on PyPy.
 RUNTIME ?= cpython
 
-.PHONY: venv pypy run run-pypy test test-pypy lint typecheck unit package-check bench soak clean
+.PHONY: venv pypy run run-pypy test test-pypy lint typecheck unit package-check bench soak fuzz clean
 
 venv: $(STAMP)
 
@@ -97,5 +97,22 @@ bench: venv
 soak: venv
 	$(BIN)/python -m benchmarks.soak $(SOAKFLAGS)
 
+# Coverage-guided fuzzing with atheris (the fuzz extra; CPython on Linux or
+# macOS), FUZZ_SECONDS per target: an input that fails lands in
+# tests/fuzz_regressions/<target>/ and the run stops (see its README.rst).
+# `make fuzz FUZZ_TARGETS=codec FUZZ_SECONDS=600` for one target, longer.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= startup codec
+FUZZ_STAMP := $(VENV)/.fuzz-installed
+
+$(FUZZ_STAMP): pyproject.toml | $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,fuzz]'
+	touch $(FUZZ_STAMP)
+
+fuzz: venv $(FUZZ_STAMP)
+	for target in $(FUZZ_TARGETS); do \
+		$(BIN)/python -m tests.fuzz.run $$target --seconds $(FUZZ_SECONDS) || exit 1; \
+	done
+
 clean:
-	rm -rf $(VENV) $(PYPY_VENV) .mypy_cache .ruff_cache .pytest_cache twisted/plugins/dropin.cache
+	rm -rf $(VENV) $(PYPY_VENV) .fuzz .mypy_cache .ruff_cache .pytest_cache twisted/plugins/dropin.cache

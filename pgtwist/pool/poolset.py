@@ -969,9 +969,11 @@ class PoolSet(Service):
             statements = setStatements(waiter.parameters, backend.parameters)
         except ValueError as e:
             self._moveTo(entry, BackendState.IDLE)
-            waiter.deferred.errback(
-                BackendError(errors.fatal(constants.SQLSTATE_PROTOCOL_VIOLATION, str(e)))
-            )
+            # After a foreground validation, the client may have gone.
+            if not waiter.deferred.called:
+                waiter.deferred.errback(
+                    BackendError(errors.fatal(constants.SQLSTATE_PROTOCOL_VIOLATION, str(e)))
+                )
             self._serveAll(first=self.pool(backend.key))
             return
         if not statements:
@@ -985,8 +987,11 @@ class PoolSet(Service):
         )
 
     def _handOver(self, error: ErrorResponse | None, entry: PooledBackend, waiter: Waiter) -> None:
+        # A client that went away (cancelled) while the SETs ran has had its
+        # answer: it is told nothing more.
         if entry.state is not BackendState.RESETTING:
-            waiter.deferred.errback(BackendGone())
+            if not waiter.deferred.called:
+                waiter.deferred.errback(BackendGone())
             return
         backend = entry.backend
         if error is not None:
@@ -996,7 +1001,8 @@ class PoolSet(Service):
             self._moveTo(entry, BackendState.ACTIVE)
             backend.clean = True
             self.release(backend)
-            waiter.deferred.errback(BackendError(fatalError))
+            if not waiter.deferred.called:
+                waiter.deferred.errback(BackendError(fatalError))
             return
         if waiter.deferred.called:
             # Cancelled while the SETs ran: keep the backend for someone else.

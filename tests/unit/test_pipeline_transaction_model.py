@@ -3,7 +3,8 @@ Differential tests for L{pgtwist.pipelines.transaction}: random client
 conversations are played against a small model of PostgreSQL's
 extended-query protocol twice, once directly and once through the pipeline
 with transactions landing on random backends, and the client must see
-exactly the same messages both times.
+exactly the same messages both times. Seeded conversations, and a
+Hypothesis state machine that shrinks a failing one to its smallest.
 """
 
 from __future__ import annotations
@@ -339,47 +340,85 @@ def _chop(rng: random.Random, data: bytes) -> list[bytes]:
     return pieces
 
 
-def converse(case: SynchronousTestCase, seed: int, rounds: int = 25) -> None:
+class Conversation:
     """
-    Play one random conversation both ways and compare what the client saw.
+    One client's conversation, played against a reference L{ModelPostgres}
+    and through the pipeline to three L{ModelBackend}s at once.
+
+    @ivar history: Every batch the client sent so far.
     """
-    rng = random.Random(seed)
-    reference = ModelPostgres()
-    backends = [ModelBackend(2000 + n) for n in range(3)]
-    maxPrepared = rng.choice([0, 1, 2, 200])
-    script = TransactionScript(case, maxPrepared=maxPrepared, login=False)
-    pool = RandomPool(backends, rng)
-    script.pool = pool
-    script.session.pool = pool
-    script.session.begin()
-    expected = b""
-    history: list[list[Message]] = []
-    for _ in range(rounds):
+
+    def __init__(self, case: SynchronousTestCase, rng: random.Random, maxPrepared: int) -> None:
+        self.case = case
+        self.rng = rng
+        self.maxPrepared = maxPrepared
+        self.reference = ModelPostgres()
+        self.backends = [ModelBackend(2000 + n) for n in range(3)]
+        self.script = TransactionScript(case, maxPrepared=maxPrepared, login=False)
+        pool = self.pool = RandomPool(self.backends, rng)
+        self.script.pool = pool
+        self.script.session.pool = pool
+        self.script.session.begin()
+        self.expected = b""
+        self.history: list[list[Message]] = []
+
+    def step(self, label: str, rng: random.Random | None = None) -> list[list[Message]]:
+        """
+        Send one random request (with pipelined ones after it, sometimes),
+        cut at random places, let the backends answer in random pieces, and
+        assert that the client saw what PostgreSQL would have sent.
+
+        @param label: What names the conversation in a failure's message.
+        @param rng: The step's own random choices (the pool's too); by
+            default, the conversation's.
+        @return: The batches sent.
+        """
+        if rng is None:
+            rng = self.rng
+        self.pool.rng = rng
+        script = self.script
         touched: set[str] = set()
-        batches = [_batch(rng, reference.status, touched)]
+        batches = [_batch(rng, self.reference.status, touched)]
         # pgtwist's own bookkeeping (evictions) is speculative across a
         # pipeline too: pipelines only without evictions.
-        pipelining = maxPrepared in (0, 200) and reference.status == b"I"
+        pipelining = self.maxPrepared in (0, 200) and self.reference.status == b"I"
         while pipelining and rng.random() < 0.4 and batches[0] != [Query("BEGIN")]:
             batch = _batch(rng, b"I", touched)
             if batch == [Query("BEGIN")]:
                 break
             batches.append(batch)
         data = b"".join(wire(batch) for batch in batches)
-        history.extend(batches)
-        expected += reference.feed(data)
+        self.history.extend(batches)
+        self.expected += self.reference.feed(data)
         for piece in _chop(rng, data):
             script.session.frontendDataReceived(piece)
-            _pump(backends, script, rng)
-        _pump(backends, script, rng)
+            _pump(self.backends, script, rng)
+        _pump(self.backends, script, rng)
         actual = bytes(script.frontend.written)
-        if actual != expected:
-            case.assertEqual(
+        if actual != self.expected:
+            self.case.assertEqual(
                 readable(actual, codec.decodeBackend),
-                readable(expected, codec.decodeBackend),
-                f"seed {seed}, max_prepared_statements {maxPrepared}, after {history}",
+                readable(self.expected, codec.decodeBackend),
+                f"{label}, max_prepared_statements {self.maxPrepared}, after {self.history}",
             )
-    case.assertFalse(script.frontend.failed, f"seed {seed}")
+        return batches
+
+    def end(self, label: str) -> None:
+        """
+        The client's connection never failed.
+        """
+        self.case.assertFalse(self.script.frontend.failed, label)
+
+
+def converse(case: SynchronousTestCase, seed: int, rounds: int = 25) -> None:
+    """
+    Play one random conversation both ways and compare what the client saw.
+    """
+    rng = random.Random(seed)
+    conversation = Conversation(case, rng, rng.choice([0, 1, 2, 200]))
+    for _ in range(rounds):
+        conversation.step(f"seed {seed}")
+    conversation.end(f"seed {seed}")
 
 
 def _pump(backends: list[ModelBackend], script: TransactionScript, rng: random.Random) -> None:

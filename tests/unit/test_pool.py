@@ -251,6 +251,37 @@ class PoolSetTests(PoolTestCase):
         self.failureResultOf(d, CancelledError)
         self.assertEqual(len(self.pools.pool(self.key).waiters), 0)
 
+    def test_cancelledWhileSettingsRefused(self) -> None:
+        """
+        A client that leaves while its settings are applied, which
+        PostgreSQL then refuses, is told nothing more (its Deferred fired
+        once, with the cancel) and the backend goes back to the pool.
+        """
+        d = self.pools.acquire(self.key, {"application_name": "app"})
+        backend = self.login()
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        answer = backend.queries[0][1]
+        answer.callback(errors.error("22023", "invalid value for parameter"))
+        self.assertIsNone(self.successResultOf(answer))
+        self.assertIs(self.stateOf(backend), BackendState.RESETTING)
+        self.assertEqual(backend.queries[1][0], "DISCARD ALL")
+
+    def test_cancelledWhileSettingsAndClosed(self) -> None:
+        """
+        A client that leaves while its settings are applied, the backend
+        being closed meanwhile (a flush), is told nothing more either.
+        """
+        d = self.pools.acquire(self.key, {"application_name": "app"})
+        backend = self.login()
+        d.cancel()
+        self.pools.flush("all", None)
+        answer = backend.queries[0][1]
+        answer.callback(None)
+        self.assertIsNone(self.successResultOf(answer))
+        self.failureResultOf(d, CancelledError)
+        self.assertIs(self.stateOf(backend), BackendState.CLOSED)
+
     def test_evictIdleOfOtherPool(self) -> None:
         """
         At the global limit, an idle backend of another pool is closed to make
@@ -626,6 +657,24 @@ class PoolSetOperationsTests(PoolTestCase):
         backend.queries[0][1].callback(None)
         self.successResultOf(self.pools.acquire(self.key, {}))
         self.assertEqual(len(backend.queries), 1)
+
+    def test_cancelledDuringValidationWithBadOptions(self) -> None:
+        """
+        A client that leaves while the backend it is to get is validated,
+        and whose C{options} pgtwist refuses, is told nothing more (its
+        Deferred fired once, with the cancel); the backend stays idle.
+        """
+        self.configure(main={"validation": "foreground"})
+        backend = self.lendNew({})
+        self.pools.release(backend, reset=False)
+        self.clock.advance(1)
+        d = self.pools.acquire(self.key, {"options": "-X"})
+        check = backend.queries[-1][1]
+        d.cancel()
+        self.failureResultOf(d, CancelledError)
+        check.callback(None)
+        self.assertIsNone(self.successResultOf(check))
+        self.assertIs(self.stateOf(backend), BackendState.IDLE)
 
     def test_deadIdleBackendReplaced(self) -> None:
         """
