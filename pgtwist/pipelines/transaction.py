@@ -832,6 +832,14 @@ class TransactionPipelineSession(
         if unnamed is not None:
             self.statements[""] = unnamed
         self.serverState.prepared.clear()
+        for entry in self._expected:
+            # A named statement's Parse or Close still unanswered: should
+            # PostgreSQL skip it (an error earlier in its batch), undoing it
+            # must not bring back what this reset, sent after it, drops.
+            if entry.client and (entry.kind == _PARSE or entry.kind == _FAKE):
+                entry.previous = None
+                if entry.kind == _FAKE and entry.data == _CLOSE_COMPLETE:
+                    entry.key = None
 
     def _queueChange(self, entry: _Expect) -> None:
         """

@@ -376,7 +376,6 @@ class Conversation:
         if rng is None:
             rng = self.rng
         self.pool.rng = rng
-        script = self.script
         touched: set[str] = set()
         batches = [_batch(rng, self.reference.status, touched)]
         # pgtwist's own bookkeeping (evictions) is speculative across a
@@ -387,6 +386,16 @@ class Conversation:
             if batch == [Query("BEGIN")]:
                 break
             batches.append(batch)
+        self.send(label, batches, rng)
+        return batches
+
+    def send(self, label: str, batches: list[list[Message]], rng: random.Random) -> None:
+        """
+        Send C{batches} pipelined, cut at random places, let the backends
+        answer in random pieces, and assert that the client saw what
+        PostgreSQL would have sent.
+        """
+        script = self.script
         data = b"".join(wire(batch) for batch in batches)
         self.history.extend(batches)
         self.expected += self.reference.feed(data)
@@ -401,7 +410,6 @@ class Conversation:
                 readable(self.expected, codec.decodeBackend),
                 f"{label}, max_prepared_statements {self.maxPrepared}, after {self.history}",
             )
-        return batches
 
     def end(self, label: str) -> None:
         """
@@ -454,3 +462,20 @@ class ModelTests(SynchronousTestCase):
         """
         for seed in range(400):
             converse(self, seed)
+
+    def test_skippedCloseAfterDeallocateAll(self) -> None:
+        """
+        A Close that PostgreSQL skips (an error earlier in its batch) does
+        not bring back the statement a C{DEALLOCATE ALL} pipelined after it
+        dropped: a new Parse of that name succeeds, as on PostgreSQL.
+        """
+        failing = [Parse("a", "SELECT 1"), Execute(""), Close(b"S", "a"), Close(b"P", ""), Sync()]
+        again = [Parse("a", "SELECT 1"), Parse("", "FAIL"), Sync()]
+        for maxPrepared in (0, 1, 2, 200):
+            for seed in range(20):
+                rng = random.Random(seed)
+                conversation = Conversation(self, rng, maxPrepared)
+                label = f"seed {seed}"
+                conversation.send(label, [failing, [Query("DEALLOCATE ALL")]], rng)
+                conversation.send(label, [again], rng)
+                conversation.end(label)
