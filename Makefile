@@ -41,7 +41,7 @@ $(PYPY_STAMP): pyproject.toml | $(STAMP)
 
 $(PYPY_TEST_STAMP): $(PYPY_STAMP)
 	# pg8000, not psycopg: pure Python, no libpq needed (the smoke test's client).
-	$(PYPY_VENV)/bin/python -m pip install --quiet --prefer-binary pytest 'pytest-twisted>=1.14' tomli pg8000
+	$(PYPY_VENV)/bin/python -m pip install --quiet --prefer-binary pytest 'pytest-twisted>=1.14' tomli pg8000 hypothesis
 	touch $(PYPY_TEST_STAMP)
 
 ifeq ($(RUNTIME),pypy)
@@ -72,16 +72,28 @@ unit: venv
 package-check: venv
 	.ci/package-check $(BIN)/python
 
-test: venv lint typecheck package-check
-	$(BIN)/pytest
-	$(MAKE) test-pypy
+# The PyPy half (its set-up included) runs beside the CPython half: the
+# integration tests spend much of their time waiting on PostgreSQL and
+# pgtwist, and both halves together stay within ten minutes on two cores.
+# Both must pass; PyPy's output follows CPython's.
+test: venv
+	$(MAKE) --no-print-directory test-pypy > .test-pypy.log 2>&1 & pypy=$$!; \
+	$(MAKE) --no-print-directory lint typecheck package-check && $(BIN)/pytest --durations=15; \
+	cpython=$$?; wait $$pypy; pypy=$$?; \
+	echo "---- make test-pypy (beside the CPython tests) ----"; cat .test-pypy.log; \
+	echo "make test: CPython exit $$cpython, PyPy exit $$pypy"; \
+	test $$cpython -eq 0 && test $$pypy -eq 0
 
 # The unit and contract tests and the integration smoke test in every
 # pipeline on Debian's PyPy (Python 3.9), the production runtime for
 # long-lived connections: pgtwist from the checkout, PostgreSQL as for CPython.
+# test_soak.py tests the soak's own harness (benchmarks/soak.py), a CPython
+# program built on psycopg's and asyncpg's C builds, which PyPy lacks: it
+# runs with the CPython tests.
 test-pypy: $(PYPY_TEST_STAMP)
 	PYTHONPATH=$(CURDIR) PGTWIST_PG_BIN="$$($(BIN)/python -c 'from pgtwist.testing.embedded import findPostgresBin; print(findPostgresBin())')" \
-		$(PYPY_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/contract tests/integration/test_pipelines_smoke.py
+		$(PYPY_VENV)/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/contract tests/integration/test_pipelines_smoke.py \
+		--ignore=tests/unit/test_soak.py
 
 # `make bench BENCHFLAGS=--quick` for a 3-minute check; see benchmarks/README.rst.
 # Without PyPy (no root for apt-get, say) it runs without the pgtwist-pypy and
@@ -115,4 +127,4 @@ fuzz: venv $(FUZZ_STAMP)
 	done
 
 clean:
-	rm -rf $(VENV) $(PYPY_VENV) .fuzz .mypy_cache .ruff_cache .pytest_cache twisted/plugins/dropin.cache
+	rm -rf $(VENV) $(PYPY_VENV) .test-pypy.log .fuzz .mypy_cache .ruff_cache .pytest_cache twisted/plugins/dropin.cache

@@ -198,12 +198,17 @@ class _OldSide(protocol.Protocol):
             self.upgrade.failed("the new process closed the hand-over socket")
 
 
+#: C{SO_PEERCRED}'s value on Linux (asm-generic/socket.h).
+_LINUX_SO_PEERCRED = 17
+
+
 def _sameUser(transport: Any) -> bool:
     """
     Whether the peer of a unix transport runs as this process's user or
     as root (Linux's C{SO_PEERCRED}; elsewhere the socket's mode decides).
     """
-    option = getattr(socket, "SO_PEERCRED", None)
+    # PyPy 3.9's socket module lacks the constant Linux has had since 2.2.
+    option = getattr(socket, "SO_PEERCRED", _LINUX_SO_PEERCRED if sys.platform == "linux" else None)
     if option is None:
         return True
     try:
