@@ -627,7 +627,11 @@ class Management:
         for client in list(self.service.factory.clients):
             if late or not _inTransaction(client):
                 client.fail(_terminating())
-        if late or not self.service.factory.clients:
+        # A client already ended counts as gone: a TLS peer that never
+        # answers the close_notify keeps its connection open, and must not
+        # hold the exit until shutdown_timeout (_stopTerminating still
+        # gives every close a moment to go out).
+        if late or all(client.ended for client in self.service.factory.clients):
             if late:
                 self.log.warn("shutdown_timeout ran out: transactions under way were cut")
             else:

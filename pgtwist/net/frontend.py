@@ -1214,6 +1214,14 @@ class FrontendProtocol(Protocol):
         """
         self.transport.resumeProducing()  # type: ignore[union-attr]
 
+    @property
+    def ended(self) -> bool:
+        """
+        Whether pgtwist ended this connection (L{fail}) and only its close
+        is awaited.
+        """
+        return self.state is FrontendState.CLOSED
+
     def fail(self, error: ErrorResponse | None) -> None:
         """
         See L{IFrontendLink.fail}.

@@ -517,6 +517,23 @@ class TerminateTests(ConsoleTestCase):
         self.reactor.advance(0.05)
         self.assertEqual(self.stopped, [True])
 
+    def test_endedClientDoesNotHoldExit(self) -> None:
+        """
+        A client already ended whose connection stays open (a TLS peer that
+        never answers the close_notify) does not hold the exit until
+        C{shutdown_timeout}: pgtwist exits once the second it gives every
+        close to go out has passed.
+        """
+        lingering = self.client()
+        self.service.startService()
+        self.service.management.terminate()
+        self.assertTrue(self.ended(lingering))
+        self.assertIn(lingering, self.service.factory.clients)
+        self.reactor.advance(0.05)
+        self.assertEqual(self.stopped, [])
+        self.reactor.advance(1)
+        self.assertEqual(self.stopped, [True])
+
     def test_timeout(self) -> None:
         """
         A transaction still running after C{shutdown_timeout} is cut, its
