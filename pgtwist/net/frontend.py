@@ -165,6 +165,10 @@ class FrontendState(enum.Enum):
 
 _AUTH_OK = codec.encode(AuthenticationRequest(constants.AUTH_OK))
 _READY = codec.encode(ReadyForQuery(constants.TRANSACTION_IDLE))
+#: Seconds a connection pgtwist ended may take to close: the client reads
+#: the error (and, over TLS, answers the close_notify) by then, or it is
+#: cut, so that a peer that keeps its socket open holds nothing here.
+CLOSE_GRACE = 10.0
 
 
 @functools.lru_cache(maxsize=256)
@@ -1243,6 +1247,17 @@ class FrontendProtocol(Protocol):
                 # (the backend's throttle) is registered with it.
                 self.transport.unregisterProducer()  # type: ignore[attr-defined]
             self.transport.loseConnection()
+            # The auth timer's slot (cancelled above, and by connectionLost).
+            self._authTimer = self.factory.clock.callLater(CLOSE_GRACE, self._closeOverdue)
+
+    def _closeOverdue(self) -> None:
+        """
+        The connection L{fail} ended is still open after L{CLOSE_GRACE}: the
+        peer neither read what was left nor answered the TLS close_notify.
+        """
+        self._authTimer = None
+        if self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
 
     def notice(self, message: str) -> None:
         """

@@ -534,6 +534,30 @@ class TerminateTests(ConsoleTestCase):
         self.reactor.advance(1)
         self.assertEqual(self.stopped, [True])
 
+    def test_endedConnectionCut(self) -> None:
+        """
+        A connection pgtwist ended that is still open after C{CLOSE_GRACE}
+        (its peer neither read the error nor answered a TLS close_notify)
+        is aborted; one that closed in time leaves no timer behind.
+        """
+        from pgtwist.net.frontend import CLOSE_GRACE
+
+        lingering = self.client()
+        lingering.fail(None)
+        transport = lingering.transport
+        assert isinstance(transport, StringTransport)
+        self.assertTrue(transport.disconnecting)
+        self.reactor.advance(CLOSE_GRACE - 0.1)
+        self.assertFalse(transport.disconnected)
+        self.reactor.advance(0.1)
+        self.assertTrue(transport.disconnected)
+        pending = len(self.reactor.getDelayedCalls())
+        closing = self.client()
+        closing.fail(None)
+        closing.session = None  # the stand-in session has no frontendLost
+        closing.connectionLost()
+        self.assertEqual(len(self.reactor.getDelayedCalls()), pending)
+
     def test_timeout(self) -> None:
         """
         A transaction still running after C{shutdown_timeout} is cut, its
