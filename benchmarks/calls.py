@@ -4,8 +4,10 @@ path's work, where CPU timings on a shared machine are noise.
 
 C{python -m benchmarks.calls} starts a throwaway PostgreSQL, runs pgtwist in
 this process on its own reactor, and has C{pgbench -S -c 1} (simple and
-extended protocol) run transactions through it while C{sys.setprofile}
-counts every Python function call the reactor thread makes. Each workload
+extended protocol; C{--clients} for more, so that transaction pooling's
+clients wait for its 10 backends) run transactions through it while
+C{sys.setprofile} counts every Python function call the reactor thread
+makes. Each workload
 runs twice, with C{--transactions} and twice as many: the difference,
 divided by the extra transactions, is the cost of one transaction without
 the login, the pgbench start or the profiler's own switching. The counts are
@@ -194,22 +196,26 @@ def onReactor(reactor: Any, function: Callable[[], object]) -> None:
 
 
 def measure(
-    reactor: Any, harness: Harness, pipeline: str, port: int, transactions: int
+    reactor: Any, harness: Harness, pipeline: str, port: int, transactions: int, clients: int = 1
 ) -> list[Measure]:
     """
     Calls per transaction of every protocol through the pgtwist on C{port};
     called outside the reactor thread.
+
+    @param clients: pgbench's C{-c}; above the pool's 10 backends, clients
+        of the transaction pipeline wait for a backend, and the waiting is
+        counted too.
     """
     results = []
     for protocol, option in PROTOCOLS:
-        base = ["-S", "-n", option, "-c", "1", "-h", servers.LOOPBACK, "-p", str(port)]
+        base = ["-S", "-n", option, "-c", str(clients), "-h", servers.LOOPBACK, "-p", str(port)]
 
         def run(
             count: int, base: list[str] = base
         ) -> collections.Counter[tuple[str, str, int, str]]:
             counter = CallCounter()
             onReactor(reactor, lambda: sys.setprofile(counter))
-            result = harness.pgbench([*base, "-t", str(count), "-U", ROLE, DATABASE])
+            result = harness.pgbench([*base, "-t", str(count // clients), "-U", ROLE, DATABASE])
             onReactor(reactor, lambda: sys.setprofile(None))
             if result.returncode != 0:
                 raise RuntimeError(f"pgbench failed:\n{result.stderr[-2000:]}")
@@ -252,6 +258,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--transactions", type=int, default=2000)
     parser.add_argument("--pipeline", action="append", choices=PIPELINES)
     parser.add_argument("--top", type=int, default=0, help="list the N most called functions")
+    parser.add_argument(
+        "--clients", type=int, default=1, help="pgbench clients (the pool has 10 backends)"
+    )
     options = parser.parse_args(argv)
 
     from pgtwist.net import reactor as pgtwistReactor
@@ -275,7 +284,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     service, port = started[0]
                     try:
                         results.extend(
-                            measure(reactor, harness, pipeline, port, options.transactions)
+                            measure(
+                                reactor,
+                                harness,
+                                pipeline,
+                                port,
+                                options.transactions,
+                                options.clients,
+                            )
                         )
                     finally:
                         onReactor(reactor, service.stopService)
