@@ -309,19 +309,19 @@ class TransactionPipelineSession(
 
     # -- acquiring per transaction ------------------------------------------------
 
-    def _acquire(self) -> None:
-        backend = self.pool.acquireIdle(self.frontend.key)
-        if backend is not None:
-            # A backend was at hand: no Deferred, and no need to stop reading
-            # the client (two epoll_ctl calls per transaction).
-            self._cbAcquired(backend)
-            return
+    def _waitForBackend(self) -> None:
+        """
+        Ask the pool for a backend once L{IBackendPool.acquireIdle} had none
+        at hand (the callers try it first, inline).
+        """
         d = self.pool.acquire(self.frontend.key, None)
         if d.called:
             d.addCallbacks(self._cbAcquired, self._ebAcquired)
             return
-        self.frontend.pauseReading()
-        self._pausedForBackend = True
+        # The client goes on being read while it waits: most send nothing
+        # more until answered, and pausing costs two epoll_ctl calls per
+        # wait, which with more clients than backends is every transaction.
+        # What it does send stops its reading (frontendDataReceived).
         self._acquiring = d
         d.addCallbacks(self._cbAcquired, self._ebAcquired)
 
@@ -395,6 +395,11 @@ class TransactionPipelineSession(
         if self._queued or self._acquiring is not None or self._waiting:
             # Behind what already waits.
             self._queued.append(data)
+            if self._acquiring is not None and not self._pausedForBackend and self._loggedIn:
+                # More data while waiting for a backend: hold at most this
+                # one read's worth until the backend comes.
+                self.frontend.pauseReading()
+                self._pausedForBackend = True
             return
         if self.backend is not None:
             self._walkToBackend(data)
@@ -408,12 +413,11 @@ class TransactionPipelineSession(
                 # goes out in the same write as the request (_cbAcquired).
                 self._pumping = True
                 try:
-                    # _acquire's idle path, without its call.
                     backend = self.pool.acquireIdle(self.frontend.key)
                     if backend is not None:
                         self._cbAcquired(backend)
                     else:
-                        self._acquire()
+                        self._waitForBackend()
                 finally:
                     self._pumping = False
                 if self.backend is not None:
@@ -467,12 +471,11 @@ class TransactionPipelineSession(
                 # What follows the first message needing a backend waits for one.
                 data = data[stop:] if stop < size else None
                 if self._wantBackend and not self._done:
-                    # _acquire's idle path, without its call.
                     backend = self.pool.acquireIdle(self.frontend.key)
                     if backend is not None:
                         self._cbAcquired(backend)
                     else:
-                        self._acquire()
+                        self._waitForBackend()
         finally:
             self._pumping = False
 

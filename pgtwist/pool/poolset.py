@@ -631,9 +631,12 @@ class PoolSet(Service):
         waiting = [p for p in self._waiting.values() if p.waiters]
         if len(waiting) < len(self._waiting):
             self._waiting = {p.key: p for p in waiting}
-        waiting.sort(key=lambda p: p.waiters[0].since)
+        if len(waiting) > 1:
+            waiting.sort(key=lambda p: p.waiters[0].since)
         for pool in waiting:
-            self._serve(pool)
+            if pool is not first:
+                # first was served above; nothing since could help it more.
+                self._serve(pool)
 
     def _serve(self, pool: Pool) -> None:
         """

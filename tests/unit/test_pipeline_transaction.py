@@ -380,15 +380,18 @@ class RelayTests(SynchronousTestCase):
 
     def test_pendingAcquireHoldsData(self) -> None:
         """
-        While the pool looks for a backend, the client's reading is paused
-        and what it sent is kept; all of it goes to the backend that comes.
+        While the pool looks for a backend, the client is still read (no
+        epoll_ctl calls for a client that sends nothing more) until it sends
+        more, which is kept and pauses its reading; all of it goes to the
+        backend that comes, and reading resumes.
         """
         self.pool.immediate = False
         b = makeBackend(1002)
         self.script.useBackend(b)
         self.script.play([fromClient([Query("SELECT 1")])])
-        self.assertFalse(self.script.frontend.reading)
+        self.assertTrue(self.script.frontend.reading)
         self.script.play([fromClient([Query("SELECT 2")])])
+        self.assertFalse(self.script.frontend.reading)
         self.pool.pending[0].callback(b)
         self.assertEqual(bytes(b.written), wire([Query("SELECT 1"), Query("SELECT 2")]))
         self.assertTrue(self.script.frontend.reading)
