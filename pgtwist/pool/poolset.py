@@ -299,6 +299,7 @@ class PoolSet(Service):
             return False
         del self.pools[key]
         self._waiting.pop(key, None)
+        self._disarmWaitTimer(pool)
         return True
 
     def entryFor(self, backend: IBackendLink) -> PooledBackend | None:
@@ -381,9 +382,6 @@ class PoolSet(Service):
             self._forgetWaiter(pool, waiter)
 
         waiter.deferred = Deferred(cancel)
-        timeout = self.waitTimeout(pool)[0]
-        if timeout > 0:
-            waiter.timer = self._reactor.callLater(timeout, self._waiterTimedOut, pool, waiter)
         self._queueWaiter(pool, waiter)
         self._serve(pool)
         return waiter.deferred
@@ -578,8 +576,8 @@ class PoolSet(Service):
             pool.waiters.remove(waiter)
         except ValueError:
             pass
-        if waiter.timer is not None and waiter.timer.active():
-            waiter.timer.cancel()
+        if not pool.waiters and pool.waitTimer is not None:
+            self._disarmWaitTimer(pool)
 
     def waitTimeout(self, pool: Pool) -> tuple[float, str]:
         """
@@ -593,18 +591,65 @@ class PoolSet(Service):
             return limit, "query_wait_timeout"
         return self.config.main.blockingTimeout, "blocking_timeout"
 
-    def _waiterTimedOut(self, pool: Pool, waiter: Waiter) -> None:
-        waiter.timer = None
-        pool.stats.timeouts += 1
-        self._forgetWaiter(pool, waiter)
+    def _armWaitTimer(self, pool: Pool) -> None:
+        """
+        Have L{_waitersTimedOut} run when C{pool}'s oldest waiter has waited
+        as long as it may, if it is not armed for that already.
+
+        One timer per pool, not one per wait: with more clients than
+        backends every transaction waits, and a C{callLater} and a
+        C{cancel} per wait cost more than the rest of the wait. A waiter
+        served or gone leaves the timer armed while others wait (it finds
+        the next oldest when it fires); the last one disarms it.
+        """
+        if not pool.waiters:
+            return
+        timeout = self.waitTimeout(pool)[0]
+        if timeout <= 0:
+            return
+        deadline = pool.waiters[0].since + timeout
+        timer = pool.waitTimer
+        if timer is not None:
+            if timer.getTime() <= deadline:
+                return
+            timer.cancel()
+        delay = max(0.0, deadline - self._reactor.seconds())
+        pool.waitTimer = self._reactor.callLater(delay, self._waitersTimedOut, pool)
+
+    def _disarmWaitTimer(self, pool: Pool) -> None:
+        """
+        Cancel C{pool}'s wait timer: its queue is empty.
+        """
+        timer = pool.waitTimer
+        pool.waitTimer = None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _waitersTimedOut(self, pool: Pool) -> None:
+        """
+        Fail the waiters of C{pool} that have waited their time, oldest
+        first, and arm the timer for the next.
+        """
+        pool.waitTimer = None
         timeout, setting = self.waitTimeout(pool)
-        self.log.warn(
-            "A client of {poolKey} waited {timeout}s for a backend; giving up ({setting})",
-            poolKey=pool.key,
-            timeout=timeout,
-            setting=setting,
-        )
-        waiter.deferred.errback(PoolTimeout(setting))
+        expired = []
+        if timeout > 0:
+            # A hair's slack: the timer's time, computed from a delay, may
+            # come out a rounding error before the deadline it was set for.
+            late = self._reactor.seconds() - timeout + 1e-6
+            waiters = pool.waiters
+            while waiters and waiters[0].since <= late:
+                expired.append(waiters.popleft())
+        for waiter in expired:
+            pool.stats.timeouts += 1
+            self.log.warn(
+                "A client of {poolKey} waited {timeout}s for a backend; giving up ({setting})",
+                poolKey=pool.key,
+                timeout=timeout,
+                setting=setting,
+            )
+            waiter.deferred.errback(PoolTimeout(setting))
+        self._armWaitTimer(pool)
 
     def _queueWaiter(self, pool: Pool, waiter: Waiter, first: bool = False) -> None:
         """
@@ -616,8 +661,11 @@ class PoolSet(Service):
         """
         if first:
             pool.waiters.appendleft(waiter)
+            self._armWaitTimer(pool)
         else:
             pool.waiters.append(waiter)
+            if pool.waitTimer is None:
+                self._armWaitTimer(pool)
         self._waiting[pool.key] = pool
 
     def _serveAll(self, first: Pool | None = None) -> None:
@@ -653,8 +701,8 @@ class PoolSet(Service):
                     self.closeAndForget(entry)
                     continue
                 waiter = pool.waiters.popleft()
-                if waiter.timer is not None and waiter.timer.active():
-                    waiter.timer.cancel()
+                if not pool.waiters and pool.waitTimer is not None:
+                    self._disarmWaitTimer(pool)
                 idleFor = self._reactor.seconds() - entry.lastUsedAt
                 self._moveTo(entry, BackendState.RESETTING)
                 if self.config.main.validation == "foreground" and idleFor >= VALIDATION_DELAY:
@@ -763,10 +811,6 @@ class PoolSet(Service):
             self.closeAndForget(entry)
         if waiter.deferred.called:
             return
-        timeout = self.waitTimeout(pool)[0]
-        if timeout > 0:
-            remaining = max(0.0, waiter.since + timeout - self._reactor.seconds())
-            waiter.timer = self._reactor.callLater(remaining, self._waiterTimedOut, pool, waiter)
         self._queueWaiter(pool, waiter, first=True)
         self._serveAll(first=pool)
 
@@ -1147,6 +1191,7 @@ class PoolSet(Service):
         """
         super().stopService()
         for pool in self.pools.values():
+            self._disarmWaitTimer(pool)
             for waiter in list(pool.waiters):
                 self._forgetWaiter(pool, waiter)
                 waiter.deferred.errback(CancelledError())

@@ -77,12 +77,11 @@ class Waiter:
     A client waiting for a backend.
     """
 
-    __slots__ = ("deferred", "parameters", "timer", "since")
+    __slots__ = ("deferred", "parameters", "since")
 
     def __init__(self, parameters: Mapping[str, str] | None, since: float) -> None:
         self.parameters = parameters
         self.deferred: Deferred[IBackendLink] = Deferred()
-        self.timer: IDelayedCall | None = None
         self.since = since
 
 
@@ -117,7 +116,11 @@ class Pool:
         self.backends: dict[BackendState, set[PooledBackend]] = {s: set() for s in BackendState}
         #: The records of idle backends, most recently used last (handed out LIFO).
         self.idle: list[PooledBackend] = []
+        #: Oldest first (a waiter put back keeps its place by age).
         self.waiters: deque[Waiter] = deque()
+        #: Fires when the oldest waiter's wait runs out: one timer per pool,
+        #: not one per wait (see C{PoolSet._armWaitTimer}).
+        self.waitTimer: IDelayedCall | None = None
         #: What PostgreSQL asked for at login (resolves the HBA method C{all}).
         self.authRequestCode: int | None = None
         #: For a user without a vault password: what the last client that

@@ -225,6 +225,54 @@ class PoolSetTests(PoolTestCase):
         self.failureResultOf(d, PoolTimeout)
         self.assertEqual(len(self.pools.pool(self.key).waiters), 0)
 
+    def test_oneWaitTimerPerPool(self) -> None:
+        """
+        Waiters share their pool's one timer, armed for the oldest: each
+        still fails at its own C{blocking_timeout}, one served in between
+        never does, and the timer goes once nobody waits.
+        """
+        held = []
+        for _ in range(2):
+            d = self.pools.acquire(self.key, None)
+            self.login()
+            held.append(self.successResultOf(d))
+        waits = []
+        for _ in range(3):
+            waits.append(self.pools.acquire(self.key, None))
+            self.clock.advance(1)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.clock.advance(1.9)
+        self.assertNoResult(waits[0])
+        self.clock.advance(0.1)
+        self.failureResultOf(waits[0], PoolTimeout)
+        self.pools.release(held[0], reset=False)
+        self.assertIs(self.successResultOf(waits[1]), held[0])
+        self.clock.advance(1.9)
+        self.assertNoResult(waits[2])
+        self.clock.advance(0.1)
+        self.failureResultOf(waits[2], PoolTimeout)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(self.pools.pool(self.key).stats.timeouts, 2)
+
+    def test_waitTimerGoesWithLastWaiter(self) -> None:
+        """
+        The last waiter served or cancelled disarms the pool's wait timer.
+        """
+        held = []
+        for _ in range(2):
+            d = self.pools.acquire(self.key, None)
+            self.login()
+            held.append(self.successResultOf(d))
+        waiting = self.pools.acquire(self.key, None)
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.pools.release(held[0], reset=False)
+        self.assertIs(self.successResultOf(waiting), held[0])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        waiting = self.pools.acquire(self.key, None)
+        waiting.cancel()
+        self.failureResultOf(waiting)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     def test_waiterServedOnRelease(self) -> None:
         """
         A waiting client gets the first backend released.
