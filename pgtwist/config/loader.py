@@ -40,6 +40,12 @@ from pgtwist.config.model import (
     ServerSettings,
     UserEntry,
 )
+from pgtwist.config.pgagroalkeys import (
+    PGAGROAL_NOTED_KEYS,
+    notePgagroalKeys,
+    parseServerResetQuery,
+    warnMd5,
+)
 from pgtwist.config.servertls import (
     SERVER_KEYS,
     checkMetricsTls,
@@ -426,6 +432,7 @@ def _mainParsers(environ: Mapping[str, str]) -> dict[str, tuple[str, _Parser]]:
         "reserve_pool_size": ("reservePoolSize", nonNegative),
         "reserve_pool_timeout": ("reservePoolTimeout", parseDuration),
         "server_connect_timeout": ("serverConnectTimeout", parseDuration),
+        "server_reset_query": ("serverResetQuery", parseServerResetQuery),
     }
 
 
@@ -493,9 +500,15 @@ def _readMainFile(
         )
     main = MainSettings(
         **_applySection(
-            path, mains[0], _mainParsers(environ), _IGNORED_MAIN_KEYS, ("host", "port"), warn
+            path,
+            mains[0],
+            _mainParsers(environ),
+            _IGNORED_MAIN_KEYS | PGAGROAL_NOTED_KEYS,
+            ("host", "port"),
+            warn,
         )
     )
+    notePgagroalKeys(path, {e.key: (e.value, e.line) for e in mains[0].entries.values()}, warn)
     checkClientTls(main, path)
 
     try:
@@ -654,6 +667,7 @@ def loadConfiguration(
     if hbaPath is not None:
         methods = DEFAULT_AUTH_METHODS if authMethods is None else authMethods
         hba = readHbaFile(hbaPath, methods, report)
+        warnMd5(hba, report)
     limits: tuple[DatabaseLimit, ...] = ()
     if limitsPath is not None:
         limits = readLimitsFile(limitsPath, main.maxConnections, report)
