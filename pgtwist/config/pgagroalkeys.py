@@ -41,20 +41,31 @@ from pgtwist.config.errors import ConfigError, Warn
 from pgtwist.config.model import HbaRule
 from pgtwist.config.values import parseBool, parseChoice, parseDuration, parseInt
 
-__all__ = ["PGAGROAL_NOTED_KEYS", "notePgagroalKeys", "parseServerResetQuery", "warnMd5"]
+__all__ = [
+    "DISCARD_ALL",
+    "PGAGROAL_NOTED_KEYS",
+    "notePgagroalKeys",
+    "parseServerResetQuery",
+    "warnMd5",
+]
+
+#: The reset pgtwist always runs on a backend given back, and the default
+#: C{server_reset_query}.
+DISCARD_ALL = "DISCARD ALL"
 
 _DISCARD_ALL = re.compile(r"^\s*discard\s+all\s*;?\s*$", re.IGNORECASE)
 
 
-def parseServerResetQuery(value: str) -> str | None:
+def parseServerResetQuery(value: str) -> str:
     """
     C{server_reset_query}: the statement to run before C{DISCARD ALL} when a
-    backend comes back to the pool, or C{None} when C{DISCARD ALL} alone
-    does it (the value is C{DISCARD ALL}, or empty: see L{notePgagroalKeys}).
+    backend comes back to the pool, or L{DISCARD_ALL} when that alone does
+    it (the value is C{DISCARD ALL} in any spelling, or empty: see
+    L{notePgagroalKeys}).
     """
     text = value.strip()
     if not text or _DISCARD_ALL.match(text):
-        return None
+        return DISCARD_ALL
     return text
 
 

@@ -28,6 +28,7 @@ from zope.interface import implementer
 
 from pgtwist.config.limits import clientLimits, matchLimit
 from pgtwist.config.model import Configuration, PoolKey, ServerSettings
+from pgtwist.config.pgagroalkeys import DISCARD_ALL
 from pgtwist.config.verifiers import BackendCredential
 from pgtwist.interfaces import (
     IAuthMethod,
@@ -459,7 +460,7 @@ class PoolSet(Service):
         self._moveTo(entry, BackendState.RESETTING)
         query = self.config.main.serverResetQuery
         resetting: Deferred[ErrorResponse | None]
-        if query is None:
+        if query == DISCARD_ALL:
             resetting = backend.resetSession()
         else:
             # server_reset_query first; DISCARD ALL after it, which the

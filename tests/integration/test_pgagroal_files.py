@@ -20,6 +20,7 @@ import pytest
 
 from pgtwist.config.vault import isPgagroalVault
 from pgtwist.testing.embedded import PostgresCluster
+from tests.integration.clients import waitFor
 from tests.integration.conftest import ROLES
 from tests.integration.pooler import BIN, Pooler
 from tests.unit.test_vault_pgagroal import (
@@ -115,3 +116,45 @@ def test_importPgagroal(pgCluster: PostgresCluster, tmp_path: Path) -> None:
         assertLogsIn(pooler)
     finally:
         pooler.stop()
+
+
+def test_serverResetQuery(pgCluster: PostgresCluster, tmp_path: Path) -> None:
+    """
+    pgagroal 2.x's C{server_reset_query} runs on a session-pooled backend
+    given back, then C{DISCARD ALL}: the next client gets the same backend
+    with the settings of the first gone.
+    """
+    pgCluster.psql(
+        "DROP TABLE IF EXISTS pgtwist_reset_log; CREATE TABLE pgtwist_reset_log (n int); "
+        "GRANT INSERT ON pgtwist_reset_log TO pgt_scram",
+        database="pgt_scram",
+    )
+    pooler = pgagroalPooler(tmp_path / "pooler", pgCluster, "1.x")
+    pooler.configPath.write_text(
+        pooler.configPath.read_text().replace(
+            "server_reset_query = DISCARD ALL",
+            "pipeline = session\nserver_reset_query = INSERT INTO pgtwist_reset_log VALUES (1)",
+        )
+    )
+    pooler.start()
+    try:
+        dsn = pooler.dsn("pgt_scram", ROLES["pgt_scram"][0])
+        with psycopg.connect(dsn) as connection:
+            connection.execute("SET application_name = 'first'")
+            first = connection.execute("SELECT pg_backend_pid()").fetchone()
+
+        def resets() -> int:
+            out = pgCluster.psql("SELECT count(*) FROM pgtwist_reset_log", database="pgt_scram")
+            return int(out.strip())
+
+        waitFor(resets)
+        with psycopg.connect(dsn) as connection:
+            second = connection.execute(
+                "SELECT pg_backend_pid(), current_setting('application_name')"
+            ).fetchone()
+        assert second is not None and first is not None
+        assert second == (first[0], "")
+        waitFor(lambda: resets() == 2)
+    finally:
+        pooler.stop()
+        pgCluster.psql("DROP TABLE pgtwist_reset_log", database="pgt_scram")

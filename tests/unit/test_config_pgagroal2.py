@@ -45,7 +45,7 @@ class Pgagroal2FilesTests(FilesTestCase):
         """
         path = os.path.join(FIXTURES, "pgagroal2_every_key.conf")
         config = loadConfiguration(path, warn=self.warnings.append)
-        self.assertIsNone(config.main.serverResetQuery)
+        self.assertEqual(config.main.serverResetQuery, "DISCARD ALL")
         self.assertEqual(config.main.pipeline, "auto")
         with open(path) as f:
             lines = f.read().splitlines()
@@ -73,13 +73,14 @@ class PgagroalKeysTests(FilesTestCase):
         self.assertEqual(config.main.serverResetQuery, "RESET ALL; SET ROLE NONE")
         self.assertEqual(self.warnings, [])
         for same in ("DISCARD ALL", "discard  all;", "'DISCARD ALL'"):
-            self.assertIsNone(
-                self.load(MAIN + f"server_reset_query = {same}\n" + SERVER).main.serverResetQuery
+            self.assertEqual(
+                self.load(MAIN + f"server_reset_query = {same}\n" + SERVER).main.serverResetQuery,
+                "DISCARD ALL",
             )
-        self.assertIsNone(MainSettings().serverResetQuery)
+        self.assertEqual(MainSettings().serverResetQuery, "DISCARD ALL")
         self.assertEqual(self.warnings, [])
         config = self.load(MAIN + "server_reset_query =\n" + SERVER)
-        self.assertIsNone(config.main.serverResetQuery)
+        self.assertEqual(config.main.serverResetQuery, "DISCARD ALL")
         self.assertEqual(len(self.warnings), 1)
         self.assertIn("pgtwist.conf:4: server_reset_query: empty", self.warnings[0])
 
@@ -88,7 +89,7 @@ class PgagroalKeysTests(FilesTestCase):
         Only the statement itself is kept.
         """
         self.assertEqual(parseServerResetQuery("  DEALLOCATE ALL  "), "DEALLOCATE ALL")
-        self.assertIsNone(parseServerResetQuery("Discard All ;"))
+        self.assertEqual(parseServerResetQuery("Discard All ;"), "DISCARD ALL")
 
     def test_warnedWhenAsked(self) -> None:
         """
