@@ -42,6 +42,7 @@ from pgtwist.config.model import (
 )
 from pgtwist.config.pgagroalkeys import (
     PGAGROAL_NOTED_KEYS,
+    PGAGROAL_NOTED_SERVER_KEYS,
     notePgagroalKeys,
     parseServerResetQuery,
     warnMd5,
@@ -529,7 +530,15 @@ def _readMainFile(
                 f"too many server sections: at most {MAX_SERVERS}", path, section.line
             )
         values = _applySection(
-            path, section, _SERVER_PARSERS, _IGNORED_SERVER_KEYS, ("host", "port"), warn
+            path,
+            section,
+            _SERVER_PARSERS,
+            _IGNORED_SERVER_KEYS | PGAGROAL_NOTED_SERVER_KEYS,
+            ("host", "port"),
+            warn,
+        )
+        notePgagroalKeys(
+            path, {e.key: (e.value, e.line) for e in section.entries.values()}, warn, server=True
         )
         given = {field: values.pop(field) for field in SERVER_KEYS.values() if field in values}
         try:

@@ -24,6 +24,9 @@ instead; a value pgagroal itself would refuse is an error here too:
       to a waiting client at once, with no retry timer to bound.
     - C{flush_timeout}, C{failover_notify_script} and C{console}: warned
       when set to anything but off.
+    - C{channel_binding}, in a server section (pgagroal 2.2): pgtwist binds
+      SCRAM to the server's TLS certificate whenever it can, which is
+      C{prefer}; C{disabled} and C{require} are warned.
 
 The HTTPS metrics keys (C{metrics_cert_file}, C{metrics_key_file},
 C{metrics_ca_file}) are pgtwist's own main keys already.
@@ -44,6 +47,7 @@ from pgtwist.config.values import parseBool, parseChoice, parseDuration, parseIn
 __all__ = [
     "DISCARD_ALL",
     "PGAGROAL_NOTED_KEYS",
+    "PGAGROAL_NOTED_SERVER_KEYS",
     "notePgagroalKeys",
     "parseServerResetQuery",
     "warnMd5",
@@ -135,20 +139,38 @@ _NOTES: dict[str, Callable[[str], str | None]] = {
     "console": _console,
 }
 
+
+def _channelBinding(value: str) -> str | None:
+    if parseChoice(value, ("disabled", "prefer", "require")) == "prefer":
+        return None
+    return (
+        "pgtwist binds SCRAM to the server's TLS certificate whenever the server offers it "
+        "(pgagroal's 'prefer'); ignored"
+    )
+
+
+#: The same for server sections.
+_SERVER_NOTES: dict[str, Callable[[str], str | None]] = {"channel_binding": _channelBinding}
+
 #: The keys L{notePgagroalKeys} reads; the loader does not call them unknown.
 PGAGROAL_NOTED_KEYS = frozenset(_NOTES)
+PGAGROAL_NOTED_SERVER_KEYS = frozenset(_SERVER_NOTES)
 
 
-def notePgagroalKeys(path: str, entries: Mapping[str, tuple[str, int]], warn: Warn) -> None:
+def notePgagroalKeys(
+    path: str, entries: Mapping[str, tuple[str, int]], warn: Warn, server: bool = False
+) -> None:
     """
-    Check the main section's pgagroal 2.x keys and warn, one line each, for
-    those pgtwist does not honour as asked.
+    Check a section's pgagroal 2.x keys and warn, one line each, for those
+    pgtwist does not honour as asked.
 
-    @param entries: The main section's C{key -> (value, line)}.
+    @param entries: The section's C{key -> (value, line)}.
+    @param server: A server section's keys, not the main section's.
     @raise ConfigError: For a value pgagroal would refuse.
     """
+    notes = _SERVER_NOTES if server else _NOTES
     for key, (value, line) in sorted(entries.items(), key=lambda item: item[1][1]):
-        check = _NOTES.get(key)
+        check = notes.get(key)
         if check is None:
             continue
         try:

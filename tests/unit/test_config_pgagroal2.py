@@ -118,6 +118,22 @@ class PgagroalKeysTests(FilesTestCase):
         self.load(MAIN + silent + SERVER)
         self.assertEqual(self.warnings, [])
 
+    def test_channelBinding(self) -> None:
+        """
+        A server section's C{channel_binding} (pgagroal 2.2): C{prefer} is
+        what pgtwist does; C{disabled} and C{require} warn at their line;
+        anything else is an error.
+        """
+        self.load(MAIN + SERVER + "channel_binding = prefer\n")
+        self.assertEqual(self.warnings, [])
+        for value in ("disabled", "require"):
+            del self.warnings[:]
+            self.load(MAIN + SERVER + f"channel_binding = {value}\n")
+            self.assertEqual(len(self.warnings), 1)
+            self.assertIn("pgtwist.conf:8: channel_binding: pgtwist binds", self.warnings[0])
+        error = self.loadError(MAIN + SERVER + "channel_binding = always\n")
+        self.assertEqual((error.line, error.key), (8, "channel_binding"))
+
     def test_badValues(self) -> None:
         """
         A value pgagroal would refuse is an error at its line.
