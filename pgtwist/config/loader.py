@@ -8,7 +8,8 @@ The files, each with its pgagroal command-line flag:
     - C{pgtwist_hba.conf} (C{-a}): C{TYPE DATABASE USER ADDRESS METHOD};
     - C{pgtwist_databases.conf} (C{-l}):
       C{DATABASE[=ALIAS,...] USER MAX_SIZE [INITIAL_SIZE [MIN_SIZE [PIPELINE]]]};
-    - the user vaults C{-u}, C{-F}, C{-A} and C{-S}, read by L{pgtwist.config.vault};
+    - the user vaults C{-u}, C{-F}, C{-A} and C{-S}, pgtwist's or pgagroal's,
+      read by L{pgtwist.config.vault};
     - PgBouncer's C{auth_file} (the main key of that name), read by
       L{pgtwist.config.authfile}.
 
@@ -660,7 +661,8 @@ def loadConfiguration(
     configuration empty (no HBA rules, no limits, no users).
 
     @param masterKey: The vault master key; C{None} lets L{pgtwist.config.vault}
-        read C{~/.pgtwist/master.key}.
+        read C{~/.pgtwist/master.key} (C{~/.pgagroal/master.key} first for
+        pgagroal's users files).
     @param warn: Called with one C{path:line: message} string per warning;
         by default warnings go to twisted.logger.
     @param authMethods: The HBA method names accepted (the installed
