@@ -6,7 +6,7 @@ after pgagroal's C{pgagroal-admin}.
     pgtwist-admin [ -f FILE ] [ -U USER ] [ -P PASSWORD | -g [ -l LENGTH ] ] COMMAND
 
 Commands are C{master-key}, C{user add}, C{user edit}, C{user del},
-C{user ls} and C{import-auth-file}; pgagroal's older C{add-user}, C{update-user}, C{remove-user}
+C{user ls}, C{import-auth-file} and C{import-pgagroal}; pgagroal's older C{add-user}, C{update-user}, C{remove-user}
 and C{list-users} are accepted too.  Whatever is not given on the command
 line is asked for interactively (passwords without echo, twice).  Exit
 status is 0 on success and 1 on any error, which is reported as one line on
@@ -23,6 +23,12 @@ FILE}, mode C{0600}, PgBouncer's format) that the main key C{auth_file}
 names. Keeping them out of the vault keeps every existing vault and
 pgagroal's format unchanged, and the vault's promise that each entry is a
 password pgtwist can log in with.
+
+pgtwist reads pgagroal's own users files as they are (see
+L{pgtwist.config.vault}), but never writes pgagroal's format: C{user add},
+C{edit} and C{del} refuse such a file, and C{import-pgagroal FILE} turns it
+into a pgtwist vault (C{-f}) under pgtwist's master key, reading it with
+pgagroal's master key (C{~/.pgagroal/master.key}).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from pgtwist.config.authfile import formatAuthFile, readAuthFile
 from pgtwist.config.errors import ConfigError
 from pgtwist.config.vault import (
     VaultError,
+    isPgagroalVault,
     masterKeyPath,
     readMasterKey,
     readUserNames,
@@ -110,6 +117,8 @@ Commands:
   import-auth-file FILE   Import PgBouncer's auth_file: plaintext passwords
                           into the users file, verifiers into the file of
                           --verifiers (for the auth_file key)
+  import-pgagroal FILE    Import a pgagroal users file (read with
+                          ~/.pgagroal/master.key) into the users file
 
 Deprecated commands:
   add-user, update-user, remove-user, list-users
@@ -292,6 +301,13 @@ class _Invocation:
         """
         if not mustExist and not os.path.lexists(path):
             return {}
+        if isPgagroalVault(path):
+            raise VaultError(
+                "a pgagroal users file: pgtwist reads it as it is but does not write "
+                f"pgagroal's format; convert it with '{PROGRAM} -f NEW_FILE import-pgagroal "
+                f"{path}'",
+                path,
+            )
         return readUsersFile(path, masterKey)
 
     def _storePassword(self, adding: bool) -> None:
@@ -420,6 +436,28 @@ class _Invocation:
             },
         )
 
+    def importPgagroal(self) -> None:
+        """
+        C{import-pgagroal FILE}: a pgagroal users file, read with pgagroal's
+        master key, into the pgtwist vault of C{-f} (added or replaced)
+        under pgtwist's master key.
+        """
+        source: str = self.options.command[1]
+        if not isPgagroalVault(source):
+            raise _CommandError(f"{source} is not a pgagroal users file")
+        passwords = readUsersFile(source)
+        path = self._usersPath()
+        if os.path.abspath(path) == os.path.abspath(source):
+            raise _CommandError("give the pgtwist users file to write with -f, not the source")
+        masterKey = readMasterKey()
+        users = self._readUsers(path, masterKey, mustExist=False)
+        users.update(passwords)
+        writeUsersFile(path, users, masterKey)
+        self._report(
+            [f"Imported {len(passwords)} password(s) from {source} into {path}"],
+            {"users": list(passwords), "path": path},
+        )
+
     def dispatch(self) -> None:
         """
         Run the command.
@@ -431,6 +469,7 @@ class _Invocation:
             "user del": self.userDel,
             "user ls": self.userLs,
             "import-auth-file": self.importAuthFile,
+            "import-pgagroal": self.importPgagroal,
         }
         actions[self.command]()
 
@@ -475,10 +514,10 @@ def _checkOptions(options: argparse.Namespace) -> str:
     words: list[str] = options.command
     if not words:
         raise _CommandError(f"no command given (see '{PROGRAM} -?')")
-    if words[0] == "import-auth-file":
+    if words[0] in ("import-auth-file", "import-pgagroal"):
         if len(words) != 2:
-            raise _CommandError(f"usage: {PROGRAM} import-auth-file FILE")
-        return "import-auth-file"
+            raise _CommandError(f"usage: {PROGRAM} {words[0]} FILE")
+        return words[0]
     command = COMMANDS.get(tuple(words))
     if command is None:
         raise _CommandError(f"unknown command '{' '.join(words)}' (see '{PROGRAM} -?')")

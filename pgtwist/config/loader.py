@@ -8,7 +8,8 @@ The files, each with its pgagroal command-line flag:
     - C{pgtwist_hba.conf} (C{-a}): C{TYPE DATABASE USER ADDRESS METHOD};
     - C{pgtwist_databases.conf} (C{-l}):
       C{DATABASE[=ALIAS,...] USER MAX_SIZE [INITIAL_SIZE [MIN_SIZE [PIPELINE]]]};
-    - the user vaults C{-u}, C{-F}, C{-A} and C{-S}, read by L{pgtwist.config.vault};
+    - the user vaults C{-u}, C{-F}, C{-A} and C{-S}, pgtwist's or pgagroal's,
+      read by L{pgtwist.config.vault};
     - PgBouncer's C{auth_file} (the main key of that name), read by
       L{pgtwist.config.authfile}.
 
@@ -39,6 +40,13 @@ from pgtwist.config.model import (
     MainSettings,
     ServerSettings,
     UserEntry,
+)
+from pgtwist.config.pgagroalkeys import (
+    PGAGROAL_NOTED_KEYS,
+    PGAGROAL_NOTED_SERVER_KEYS,
+    notePgagroalKeys,
+    parseServerResetQuery,
+    warnMd5,
 )
 from pgtwist.config.servertls import (
     SERVER_KEYS,
@@ -426,6 +434,7 @@ def _mainParsers(environ: Mapping[str, str]) -> dict[str, tuple[str, _Parser]]:
         "reserve_pool_size": ("reservePoolSize", nonNegative),
         "reserve_pool_timeout": ("reservePoolTimeout", parseDuration),
         "server_connect_timeout": ("serverConnectTimeout", parseDuration),
+        "server_reset_query": ("serverResetQuery", parseServerResetQuery),
     }
 
 
@@ -493,9 +502,15 @@ def _readMainFile(
         )
     main = MainSettings(
         **_applySection(
-            path, mains[0], _mainParsers(environ), _IGNORED_MAIN_KEYS, ("host", "port"), warn
+            path,
+            mains[0],
+            _mainParsers(environ),
+            _IGNORED_MAIN_KEYS | PGAGROAL_NOTED_KEYS,
+            ("host", "port"),
+            warn,
         )
     )
+    notePgagroalKeys(path, {e.key: (e.value, e.line) for e in mains[0].entries.values()}, warn)
     checkClientTls(main, path)
 
     try:
@@ -516,7 +531,15 @@ def _readMainFile(
                 f"too many server sections: at most {MAX_SERVERS}", path, section.line
             )
         values = _applySection(
-            path, section, _SERVER_PARSERS, _IGNORED_SERVER_KEYS, ("host", "port"), warn
+            path,
+            section,
+            _SERVER_PARSERS,
+            _IGNORED_SERVER_KEYS | PGAGROAL_NOTED_SERVER_KEYS,
+            ("host", "port"),
+            warn,
+        )
+        notePgagroalKeys(
+            path, {e.key: (e.value, e.line) for e in section.entries.values()}, warn, server=True
         )
         given = {field: values.pop(field) for field in SERVER_KEYS.values() if field in values}
         try:
@@ -638,7 +661,8 @@ def loadConfiguration(
     configuration empty (no HBA rules, no limits, no users).
 
     @param masterKey: The vault master key; C{None} lets L{pgtwist.config.vault}
-        read C{~/.pgtwist/master.key}.
+        read C{~/.pgtwist/master.key} (C{~/.pgagroal/master.key} first for
+        pgagroal's users files).
     @param warn: Called with one C{path:line: message} string per warning;
         by default warnings go to twisted.logger.
     @param authMethods: The HBA method names accepted (the installed
@@ -654,6 +678,7 @@ def loadConfiguration(
     if hbaPath is not None:
         methods = DEFAULT_AUTH_METHODS if authMethods is None else authMethods
         hba = readHbaFile(hbaPath, methods, report)
+        warnMd5(hba, report)
     limits: tuple[DatabaseLimit, ...] = ()
     if limitsPath is not None:
         limits = readLimitsFile(limitsPath, main.maxConnections, report)

@@ -51,6 +51,9 @@ class MainSettings:
     blockingTimeout: float = 30.0
     authenticationTimeout: float = 5.0
     maxConnectionAge: float = 0.0
+    #: C{server_reset_query} (pgagroal 2.x, PgBouncer): run before the
+    #: C{DISCARD ALL} that resets a backend given back, unless it is that.
+    serverResetQuery: str = "DISCARD ALL"
     pipeline: str = "auto"
     validation: str = "off"
     backgroundInterval: float = 300.0

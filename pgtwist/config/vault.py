@@ -31,6 +31,28 @@ pgagroal does, reading it fails if the group or others can get at either.
 C{~} is resolved from C{$HOME} each time, so tests and operators can point
 it elsewhere.
 
+pgagroal's own users files are read as they are, so an installation
+switches without re-entering a password.  They have no header; which of
+pgagroal's two formats a file is in follows from its master key, as in
+pgagroal:
+
+    - pgagroal 1.x and 2.0: C{~/.pgagroal/master.key} is one base64 line;
+      each value is AES-256-CBC with the key and IV from OpenSSL's
+      C{EVP_BytesToKey} (SHA-1, no salt, one iteration) of the master key.
+      No salt, no work factor, no integrity: see docs/security.rst.
+    - pgagroal 2.1 and later: the master key file has a second line, the
+      base64 of a 16-byte salt; each value is C{salt(16) + iv(12) +
+      ciphertext + tag(16)} under AES-256-GCM, whose key is
+      PBKDF2-HMAC-SHA256 (1 iteration, the value's salt) of a 64-byte key
+      that is PBKDF2-HMAC-SHA256 (600000 iterations, the file's salt) of
+      the master key.  The slow step runs once per master key, not per
+      file or user.
+
+For a pgagroal users file the master key is C{~/.pgagroal/master.key},
+else C{~/.pgtwist/master.key} (which may be a copy of pgagroal's).
+pgtwist never writes pgagroal's formats: C{pgtwist-admin import-pgagroal}
+turns such a file into a pgtwist vault.
+
 Nothing here logs: the only secrets-bearing output is the caller's.
 """
 
@@ -39,6 +61,8 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import hashlib
+import hmac
 import os
 import stat
 import tempfile
@@ -46,6 +70,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
@@ -53,9 +78,13 @@ from pgtwist._compat import SLOTS
 
 __all__ = [
     "MAX_LINE_LENGTH",
+    "MasterKey",
     "VaultError",
+    "isPgagroalVault",
     "masterKeyPath",
+    "pgagroalMasterKeyPath",
     "readMasterKey",
+    "readMasterKeyFile",
     "readUserNames",
     "readUsersFile",
     "validateUserName",
@@ -84,6 +113,21 @@ SCRYPT_P = 1
 #: Where the master key lives, relative to the home directory.
 MASTER_KEY_DIRECTORY = ".pgtwist"
 MASTER_KEY_FILE = "master.key"
+
+#: Where pgagroal keeps its master key, relative to the home directory.
+PGAGROAL_MASTER_KEY_DIRECTORY = ".pgagroal"
+
+#: pgagroal 2.1's AES-256-GCM values: C{salt + iv + ciphertext + tag}.
+PGAGROAL_SALT_LENGTH = 16
+PGAGROAL_IV_LENGTH = 12
+PGAGROAL_TAG_LENGTH = 16
+#: pgagroal 2.1's PBKDF2 iterations from the master key to its 64-byte key.
+PGAGROAL_PBKDF2_ITERATIONS = 600_000
+#: OpenSSL's C{EVP_MAX_KEY_LENGTH}: the length of pgagroal 2.1's derived master key.
+_PGAGROAL_DERIVED_MASTER_LENGTH = 64
+#: AES-256-CBC (pgagroal 1.x): the key and IV lengths, and the block size.
+_CBC_KEY_LENGTH = 32
+_CBC_BLOCK = 16
 
 #: A master key file is one short base64 line; refuse anything much bigger.
 _MAX_MASTER_KEY_FILE_SIZE = 8192
@@ -134,6 +178,39 @@ def masterKeyPath() -> str:
     return os.path.join(home, MASTER_KEY_DIRECTORY, MASTER_KEY_FILE)
 
 
+def pgagroalMasterKeyPath() -> str:
+    """
+    The path of pgagroal's master key file, C{~/.pgagroal/master.key},
+    which pgtwist reads for pgagroal's own users files.
+
+    @raise VaultError: The home directory cannot be determined.
+    """
+    return os.path.join(
+        os.path.dirname(os.path.dirname(masterKeyPath())),
+        PGAGROAL_MASTER_KEY_DIRECTORY,
+        MASTER_KEY_FILE,
+    )
+
+
+@dataclass(frozen=True, **SLOTS)
+class MasterKey:
+    """
+    A master key as its file holds it.
+
+    @ivar key: The key bytes (the first line's base64).
+    @ivar salt: pgagroal 2.1's 16-byte salt (the second line's base64),
+        or C{None} when the file has one line (pgtwist, pgagroal 1.x).
+    @ivar path: The file it was read from, if any.
+    """
+
+    key: bytes
+    salt: bytes | None = None
+    path: str | None = None
+
+    def __repr__(self) -> str:
+        return f"MasterKey(path={self.path!r}, salt={self.salt is not None})"
+
+
 def _describeMode(mode: int) -> str:
     """
     Format permission bits the way C{chmod} takes them, e.g. C{0755}.
@@ -170,10 +247,20 @@ def readMasterKey(path: str | None = None) -> bytes:
     Read the master key.
 
     @param path: The master key file; L{masterKeyPath} when C{None}.
-    @return: The key bytes (the file holds their base64).
+    @return: The key bytes (the file's first line holds their base64).
+    @raise VaultError: As L{readMasterKeyFile}.
+    """
+    return readMasterKeyFile(path).key
+
+
+def readMasterKeyFile(path: str | None = None) -> MasterKey:
+    """
+    Read a master key file: the key, and the salt line pgagroal 2.1 adds.
+
+    @param path: The master key file; L{masterKeyPath} when C{None}.
     @raise VaultError: The file or its directory is missing, not private
         (any group or other permission bit set), or does not hold a
-        non-empty base64 key.
+        non-empty base64 key (and at most a 16-byte base64 salt after it).
     """
     if path is None:
         path = masterKeyPath()
@@ -205,13 +292,22 @@ def readMasterKey(path: str | None = None) -> bytes:
         os.close(fd)
     if len(data) > _MAX_MASTER_KEY_FILE_SIZE:
         raise VaultError("master key file is too large", path)
+    lines = data.strip().splitlines()
+    if len(lines) > 2:
+        raise VaultError("master key file does not hold base64", path)
     try:
-        key = base64.b64decode(data.strip(), validate=True)
+        key = base64.b64decode(lines[0].strip() if lines else b"", validate=True)
+        salt = base64.b64decode(lines[1].strip(), validate=True) if len(lines) == 2 else None
     except (binascii.Error, ValueError):
         raise VaultError("master key file does not hold base64", path) from None
     if not key:
         raise VaultError("master key file is empty", path)
-    return key
+    if salt is not None and len(salt) != PGAGROAL_SALT_LENGTH:
+        raise VaultError(
+            f"the master key's salt line must hold {PGAGROAL_SALT_LENGTH} bytes, not {len(salt)}",
+            path,
+        )
+    return MasterKey(key, salt, path)
 
 
 @contextlib.contextmanager
@@ -347,7 +443,7 @@ class _ParsedVault:
     A users file split into its header salt and its entries.
 
     @ivar salt: The scrypt salt from the header, or C{None} when the file
-        has no header (it then has no entries either).
+        has no header (it is then pgagroal's, or empty).
     @ivar entries: The entries in file order.
     """
 
@@ -414,6 +510,7 @@ def _parse(path: str) -> _ParsedVault:
 
     Blank lines and C{#} comments are skipped; the header is the comment
     whose first word is C{pgtwist-vault} and must come before any entry.
+    Entries with no header are pgagroal's.
 
     @raise VaultError: With the line number, for any malformed line.
     """
@@ -430,6 +527,10 @@ def _parse(path: str) -> _ParsedVault:
                 headerSalt = _parseHeader(words, path, number)
                 if salt is not None:
                     raise VaultError("duplicate vault header", path, number)
+                if entries:
+                    raise VaultError(
+                        f"vault header after user entries (line {entries[0].line})", path, number
+                    )
                 salt = headerSalt
             continue
         user, colon, value = stripped.partition(":")
@@ -439,13 +540,6 @@ def _parse(path: str) -> _ParsedVault:
             validateUserName(user)
         except VaultError as e:
             raise VaultError(e.message, path, number) from None
-        if salt is None:
-            raise VaultError(
-                f"user entry before the '{_HEADER_EXAMPLE}' header"
-                " (pgagroal users files must be re-created with pgtwist-admin)",
-                path,
-                number,
-            )
         if user in seen:
             raise VaultError(f"duplicate user {user!r} (first on line {seen[user]})", path, number)
         try:
@@ -454,7 +548,9 @@ def _parse(path: str) -> _ParsedVault:
             raise VaultError(
                 f"password of user {user!r} is not valid base64", path, number
             ) from None
-        if len(sealed) < NONCE_LENGTH + TAG_LENGTH:
+        # Without a header, the file is pgagroal's: its values are checked
+        # when decrypted, once the master key says which format they are in.
+        if salt is not None and len(sealed) < NONCE_LENGTH + TAG_LENGTH:
             raise VaultError(
                 f"password of user {user!r} is too short to be AES-256-GCM ciphertext", path, number
             )
@@ -482,26 +578,156 @@ def readUserNames(path: str) -> list[str]:
     return [entry.user for entry in _parse(path).entries]
 
 
-def readUsersFile(path: str, masterKey: bytes | None = None) -> dict[str, str]:
+def isPgagroalVault(path: str) -> bool:
     """
-    Read and decrypt a users file.
+    Whether C{path} is one of pgagroal's users files: user entries and no
+    pgtwist header.
 
-    @param path: The users file.
-    @param masterKey: The master key; read with L{readMasterKey} when
-        C{None} (only if the file has entries).
-    @return: User name to password, in file order.
-    @raise VaultError: The file cannot be read, a line is malformed, or a
-        password does not decrypt (wrong master key, tampered value, or a
-        value moved from another user's line).
+    @raise VaultError: The file cannot be read or a line is malformed.
     """
     parsed = _parse(path)
-    if not parsed.entries:
-        return {}
-    assert parsed.salt is not None  # _parse refuses entries before the header
-    if masterKey is None:
-        masterKey = readMasterKey()
+    return parsed.salt is None and bool(parsed.entries)
+
+
+def _pgagroalMasterKey(path: str) -> MasterKey:
+    """
+    The master key of a pgagroal users file: C{~/.pgagroal/master.key},
+    else C{~/.pgtwist/master.key}.
+
+    @raise VaultError: Neither exists, or the one found cannot be read.
+    """
+    pgagroal = pgagroalMasterKeyPath()
+    if os.path.lexists(pgagroal):
+        return readMasterKeyFile(pgagroal)
+    if os.path.lexists(masterKeyPath()):
+        return readMasterKeyFile()
+    raise VaultError(
+        f"master key not found: {path} is a pgagroal users file, read with pgagroal's "
+        f"master key ({pgagroal}) or a copy of it at {masterKeyPath()}",
+        pgagroal,
+    )
+
+
+def _unpadCbc(data: bytes) -> bytes | None:
+    """
+    PKCS#7 padding removed from C{data}, or C{None} when it is not valid
+    (what C{EVP_DecryptFinal_ex} refuses: a wrong key, most of the time).
+    """
+    pad = data[-1] if data else 0
+    if not 1 <= pad <= _CBC_BLOCK or data[-pad:] != bytes([pad]) * pad:
+        return None
+    return data[:-pad]
+
+
+def _bytesToKey(masterKey: bytes) -> tuple[bytes, bytes]:
+    """
+    OpenSSL's C{EVP_BytesToKey} as pgagroal 1.x calls it for AES-256-CBC:
+    SHA-1, no salt, one iteration.
+
+    @return: The 32-byte key and the 16-byte IV.
+    """
+    derived = b""
+    block = b""
+    while len(derived) < _CBC_KEY_LENGTH + _CBC_BLOCK:
+        block = hashlib.sha1(block + masterKey).digest()
+        derived += block
+    return derived[:_CBC_KEY_LENGTH], derived[_CBC_KEY_LENGTH : _CBC_KEY_LENGTH + _CBC_BLOCK]
+
+
+def _decryptPgagroalCbc(entry: _Entry, key: bytes, iv: bytes) -> bytes | None:
+    """
+    One pgagroal 1.x value (AES-256-CBC); C{None} when it does not decrypt.
+    """
+    sealed = entry.sealed
+    if not sealed or len(sealed) % _CBC_BLOCK:
+        return None
+    decryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
+    return _unpadCbc(decryptor.update(sealed) + decryptor.finalize())
+
+
+#: The last pgagroal 2.1 derived master key: (digest of key and salt, derived key).
+#: The derivation costs 600000 PBKDF2 iterations (about half a second), and the
+#: loader reads up to four users files per load; pgagroal caches it too.
+_derivedPgagroalKey: list[tuple[bytes, bytes]] = []
+
+
+def _pgagroalDerivedMasterKey(masterKey: bytes, salt: bytes) -> bytes:
+    """
+    pgagroal 2.1's first step: PBKDF2-HMAC-SHA256 of the master key with
+    the master key file's salt, 600000 iterations, 64 bytes.
+    """
+    tag = hashlib.sha256(len(masterKey).to_bytes(4, "big") + masterKey + salt).digest()
+    if _derivedPgagroalKey and hmac.compare_digest(_derivedPgagroalKey[0][0], tag):
+        return _derivedPgagroalKey[0][1]
+    derived = hashlib.pbkdf2_hmac(
+        "sha256", masterKey, salt, PGAGROAL_PBKDF2_ITERATIONS, _PGAGROAL_DERIVED_MASTER_LENGTH
+    )
+    _derivedPgagroalKey[:] = [(tag, derived)]
+    return derived
+
+
+def _decryptPgagroalGcm(entry: _Entry, derivedMaster: bytes) -> bytes | None:
+    """
+    One pgagroal 2.1 value (AES-256-GCM); C{None} when it does not decrypt.
+    """
+    sealed = entry.sealed
+    head = PGAGROAL_SALT_LENGTH + PGAGROAL_IV_LENGTH
+    if len(sealed) < head + PGAGROAL_TAG_LENGTH:
+        return None
+    salt, iv = sealed[:PGAGROAL_SALT_LENGTH], sealed[PGAGROAL_SALT_LENGTH:head]
+    # The second step also yields an IV; the stored one is what decrypts.
+    key = hashlib.pbkdf2_hmac("sha256", derivedMaster, salt, 1, KEY_LENGTH + PGAGROAL_IV_LENGTH)
+    try:
+        return AESGCM(key[:KEY_LENGTH]).decrypt(iv, sealed[head:], None)
+    except InvalidTag:
+        return None
+
+
+def _readPgagroalEntries(
+    path: str, entries: tuple[_Entry, ...], masterKey: MasterKey
+) -> Iterator[tuple[_Entry, bytes]]:
+    """
+    Decrypt a pgagroal users file's entries: AES-256-GCM when the master
+    key has pgagroal 2.1's salt line, AES-256-CBC (pgagroal 1.x) when not.
+
+    @raise VaultError: An entry does not decrypt.
+    """
+    if masterKey.salt is not None:
+        derived = _pgagroalDerivedMasterKey(masterKey.key, masterKey.salt)
+        for entry in entries:
+            plain = _decryptPgagroalGcm(entry, derived)
+            if plain is None:
+                raise VaultError(
+                    f"cannot decrypt password of user {entry.user!r} (pgagroal 2.1 "
+                    "AES-256-GCM, as the master key's salt line says): wrong master key?",
+                    path,
+                    entry.line,
+                )
+            yield entry, plain
+        return
+    key, iv = _bytesToKey(masterKey.key)
+    for entry in entries:
+        plain = _decryptPgagroalCbc(entry, key, iv)
+        if plain is None:
+            raise VaultError(
+                f"cannot decrypt password of user {entry.user!r} (pgagroal 1.x AES-256-CBC, "
+                "as a master key without a salt line says): wrong master key?",
+                path,
+                entry.line,
+            )
+        yield entry, plain
+
+
+def _readPgtwistEntries(
+    path: str, parsed: _ParsedVault, masterKey: bytes
+) -> Iterator[tuple[_Entry, bytes]]:
+    """
+    Decrypt a pgtwist vault's entries.
+
+    @raise VaultError: An entry does not decrypt.
+    """
+    assert parsed.salt is not None
     aead = AESGCM(_deriveKey(masterKey, parsed.salt))
-    users: dict[str, str] = {}
     for entry in parsed.entries:
         nonce = entry.sealed[:NONCE_LENGTH]
         try:
@@ -512,6 +738,43 @@ def readUsersFile(path: str, masterKey: bytes | None = None) -> dict[str, str]:
                 path,
                 entry.line,
             ) from None
+        yield entry, plain
+
+
+def readUsersFile(path: str, masterKey: bytes | MasterKey | None = None) -> dict[str, str]:
+    """
+    Read and decrypt a users file: a pgtwist vault, or one of pgagroal's
+    users files as pgagroal wrote it.
+
+    @param path: The users file.
+    @param masterKey: The master key; read when C{None} (only if the file
+        has entries): with L{readMasterKey} for a pgtwist vault, from
+        C{~/.pgagroal/master.key} (else C{~/.pgtwist/master.key}) for a
+        pgagroal file.  A pgagroal 2.1 file needs a L{MasterKey} with its
+        salt; bare bytes are a key without one.
+    @return: User name to password, in file order.
+    @raise VaultError: The file cannot be read, a line is malformed, or a
+        password does not decrypt (wrong master key, tampered value, or a
+        value moved from another user's line).
+    """
+    parsed = _parse(path)
+    if not parsed.entries:
+        return {}
+    decrypted: Iterator[tuple[_Entry, bytes]]
+    if parsed.salt is None:
+        if masterKey is None:
+            masterKey = _pgagroalMasterKey(path)
+        elif not isinstance(masterKey, MasterKey):
+            masterKey = MasterKey(masterKey)
+        decrypted = _readPgagroalEntries(path, parsed.entries, masterKey)
+    else:
+        if masterKey is None:
+            masterKey = readMasterKey()
+        elif isinstance(masterKey, MasterKey):
+            masterKey = masterKey.key
+        decrypted = _readPgtwistEntries(path, parsed, masterKey)
+    users: dict[str, str] = {}
+    for entry, plain in decrypted:
         try:
             users[entry.user] = plain.decode("utf-8")
         except UnicodeDecodeError:

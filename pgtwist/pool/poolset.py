@@ -28,6 +28,7 @@ from zope.interface import implementer
 
 from pgtwist.config.limits import clientLimits, matchLimit
 from pgtwist.config.model import Configuration, PoolKey, ServerSettings
+from pgtwist.config.pgagroalkeys import DISCARD_ALL
 from pgtwist.config.verifiers import BackendCredential
 from pgtwist.interfaces import (
     IAuthMethod,
@@ -455,7 +456,15 @@ class PoolSet(Service):
             self._serveAll(first=self.pool(backend.key))
             return
         self._moveTo(entry, BackendState.RESETTING)
-        backend.resetSession().addCallbacks(
+        query = self.config.main.serverResetQuery
+        resetting: Deferred[ErrorResponse | None]
+        if query == DISCARD_ALL:
+            resetting = backend.resetSession()
+        else:
+            # server_reset_query first; DISCARD ALL after it, which the
+            # pipelines' prepared-statement and LISTEN tracking rely on.
+            resetting = backend.simpleQuery(query).addCallback(self._cbResetQuery, entry)
+        resetting.addCallbacks(
             self._cbReset, self._ebReset, callbackArgs=(entry,), errbackArgs=(entry,)
         )
 
@@ -554,6 +563,18 @@ class PoolSet(Service):
             done.callback(None)
 
     # -- internals ------------------------------------------------------------
+
+    def _cbResetQuery(
+        self, error: ErrorResponse | None, entry: PooledBackend
+    ) -> Deferred[ErrorResponse | None]:
+        """
+        C{server_reset_query} ran: reset with C{DISCARD ALL} next, unless it
+        failed (L{_cbReset} then closes the backend, pgagroal's C{discard}).
+        """
+        backend = entry.backend
+        if error is not None or entry.state is not BackendState.RESETTING or backend.closing:
+            return succeed(error)
+        return backend.resetSession()
 
     def _cbReset(self, error: ErrorResponse | None, entry: PooledBackend) -> None:
         if entry.state is not BackendState.RESETTING:

@@ -162,6 +162,34 @@ class PoolSetTests(PoolTestCase):
         self.assertIs(self.successResultOf(d2), backend)
         self.assertEqual(len(self.connects), 1)
 
+    def test_serverResetQuery(self) -> None:
+        """
+        C{server_reset_query} runs on a released backend, then C{DISCARD
+        ALL}; only then is the backend lent again.
+        """
+        self.pools = self.makePools(serverResetQuery="RESET ALL")
+        backend = self.lendNew({})
+        self.pools.release(backend)
+        self.assertEqual([q for q, _ in backend.queries], ["RESET ALL"])
+        backend.queries[0][1].callback(None)
+        self.assertEqual([q for q, _ in backend.queries], ["RESET ALL", "DISCARD ALL"])
+        self.assertIs(self.stateOf(backend), BackendState.RESETTING)
+        self.assertEqual(backend.sessionResets, 1)
+        backend.queries[1][1].callback(None)
+        self.assertIs(self.stateOf(backend), BackendState.IDLE)
+
+    def test_serverResetQueryFails(self) -> None:
+        """
+        A failing C{server_reset_query} closes the backend (pgagroal's
+        C{discard}) without running C{DISCARD ALL}.
+        """
+        self.pools = self.makePools(serverResetQuery="SELECT broken()")
+        backend = self.lendNew({})
+        self.pools.release(backend)
+        backend.queries[0][1].callback(errors.error("42883", "function broken() does not exist"))
+        self.assertEqual(len(backend.queries), 1)
+        self.assertIs(self.stateOf(backend), BackendState.CLOSED)
+
     def test_startupParametersApplied(self) -> None:
         """
         A reused backend gets the client's settings with SET, skipping values

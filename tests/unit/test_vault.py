@@ -478,11 +478,12 @@ class UsersFileTests(SynchronousTestCase):
 
     def test_entryBeforeHeader(self) -> None:
         """
-        An entry with no header before it (such as a pgagroal users file,
-        whose AES-CBC values pgtwist does not read) is refused at its line.
+        Entries with no header before them are a pgagroal users file (see
+        C{test_vault_pgagroal}): read as pgagroal's AES-CBC, which values
+        that are not fail at their line.
         """
         self.writeRaw("# pgagroal users\nalice:" + base64.b64encode(b"x" * 32).decode() + "\n")
-        self.assertVaultError(2, "header")
+        self.assertVaultError(2, "pgagroal 1.x")
 
     def test_longLine(self) -> None:
         """

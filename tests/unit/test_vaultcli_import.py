@@ -1,6 +1,7 @@
 """
 Tests for C{pgtwist-admin import-auth-file}: PgBouncer's C{auth_file} into
-the vault (plaintext passwords) and a pgtwist C{auth_file} (verifiers).
+the vault (plaintext passwords) and a pgtwist C{auth_file} (verifiers); and
+for C{import-pgagroal}: a pgagroal users file into a pgtwist vault.
 """
 
 from __future__ import annotations
@@ -12,8 +13,19 @@ import stat
 from pgtwist.auth import _md5, _scram
 from pgtwist.config.authfile import parseAuthFile
 from pgtwist.config.model import UserEntry
-from pgtwist.config.vault import readUsersFile
+from pgtwist.config.vault import (
+    isPgagroalVault,
+    pgagroalMasterKeyPath,
+    readUsersFile,
+    writeUsersFile,
+)
 from pgtwist.config.verifiers import Md5Verifier, formatScramSecret
+from tests.unit.test_vault_pgagroal import (
+    CBC_MASTER_KEY,
+    CBC_USERS,
+    usersText,
+    writePgagroalMasterKey,
+)
 from tests.unit.test_vaultcli import MASTER_KEY, _CliTestCase
 
 SECRET = _scram.makeSecret("pw", b"0123456789abcdef")
@@ -164,3 +176,67 @@ class ImportAuthFileTests(_CliTestCase):
         The command takes exactly one file.
         """
         self.assertFails(["import-auth-file"], "usage: pgtwist-admin import-auth-file FILE")
+
+
+class ImportPgagroalTests(_CliTestCase):
+    """
+    Tests for C{import-pgagroal}: a pgagroal users file, as pgagroal wrote
+    it, into a pgtwist vault.
+    """
+
+    def setUp(self) -> None:
+        """
+        pgagroal's 1.x master key and users file, and pgtwist's master key.
+        """
+        super().setUp()
+        self.createMasterKey()
+        writePgagroalMasterKey(CBC_MASTER_KEY, None, pgagroalMasterKeyPath())
+        self.source = os.path.join(self.home, "pgagroal_users.conf")
+        with open(self.source, "w") as f:
+            f.write(usersText(CBC_USERS))
+
+    def test_import(self) -> None:
+        """
+        Every password lands in the pgtwist vault, under pgtwist's master
+        key, beside the users it already held.
+        """
+        writeUsersFile(self.users, {"zoe": "z", "alice": "old"}, MASTER_KEY.encode())
+        status, out, err = self.invoke("-f", self.users, "import-pgagroal", self.source)
+        self.assertEqual(status, 0, err)
+        self.assertIn("Imported 3 password(s)", out)
+        self.assertEqual(
+            readUsersFile(self.users, MASTER_KEY.encode()),
+            {
+                "zoe": "z",
+                "alice": "secret-of-alice",
+                "bob": "bob pässwörd:#1",
+                "carol": "sixteen-chars-pw",
+            },
+        )
+        self.assertFalse(isPgagroalVault(self.users))
+
+    def test_notPgagroal(self) -> None:
+        """
+        A pgtwist vault is not a source; nor is the target itself.
+        """
+        writeUsersFile(self.users, {"zoe": "z"}, MASTER_KEY.encode())
+        self.assertFails(["-f", self.source, "import-pgagroal", self.users], "not a pgagroal")
+        self.assertFails(["-f", self.source, "import-pgagroal", self.source], "-f")
+
+    def test_editRefused(self) -> None:
+        """
+        C{user add} and C{user del} refuse a pgagroal file, pointing at the
+        conversion; C{user ls} lists it.
+        """
+        self.assertFails(
+            ["-f", self.source, "-U", "dave", "-P", "x", "user", "add"], "import-pgagroal"
+        )
+        self.assertFails(["-f", self.source, "-U", "bob", "user", "del"], "import-pgagroal")
+        status, out, _ = self.invoke("-f", self.source, "user", "ls")
+        self.assertEqual((status, out), (0, "alice\nbob\ncarol\n"))
+
+    def test_usage(self) -> None:
+        """
+        The command takes exactly one file.
+        """
+        self.assertFails(["import-pgagroal"], "usage: pgtwist-admin import-pgagroal FILE")
