@@ -192,6 +192,20 @@ def test_bothEncryptionRequestsRefused(pooler: Pooler) -> None:
         startupAndQuery(sock)
 
 
+def test_queryAndTerminateInOneWrite(pooler: Pooler) -> None:
+    """
+    A query and Terminate in one write get the query's answer before the
+    connection closes, as from PostgreSQL.
+    """
+    with connect(pooler) as sock:
+        sock.sendall(codec.encode(StartupMessage({"user": "pgt_trust", "database": "pgt_trust"})))
+        receiveUntil(sock, ReadyForQuery)
+        sock.sendall(codec.encode(Query("SELECT 42")) + codec.encode(Terminate()))
+        messages = decode(receiveUntilClosed(sock))
+        assert DataRow((b"42",)) in messages
+        assert messages[-1] == ReadyForQuery(b"I")
+
+
 def test_dataAfterSslRequest(pooler: Pooler) -> None:
     """
     Bytes sent with the SSLRequest, before its answer, could have been
