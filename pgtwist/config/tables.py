@@ -475,9 +475,9 @@ _LIMIT_PARSERS: dict[str, Callable[[str], object]] = {
     "queryTimeout": parseDuration,
     "queryWaitTimeout": parseDuration,
     "clientIdleTimeout": parseDuration,
-    "reservePoolSize": lambda v: _notSetOr(v),
-    "maxDbClientConnections": lambda v: _notSetOr(v),
-    "maxUserClientConnections": lambda v: _notSetOr(v),
+    "reservePoolSize": _notSetOr,
+    "maxDbClientConnections": _notSetOr,
+    "maxUserClientConnections": _notSetOr,
 }
 
 #: The file keys of L{_LIMIT_OPTIONS}, by field.

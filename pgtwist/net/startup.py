@@ -108,8 +108,8 @@ class StartupNegotiation:
     """
     The untyped packets a client sends first: at most one SSLRequest and
     one GSSENCRequest, in either order (each answered C{N}, or the
-    SSLRequest C{S} when C{tls}), then one StartupMessage or CancelRequest, which ends the
-    negotiation. With C{tls}, a client may also open with a TLS handshake
+    SSLRequest C{S} when C{tls}), then one StartupMessage or
+    CancelRequest, which ends the negotiation. With C{tls}, a client may also open with a TLS handshake
     (direct TLS) instead of an SSLRequest.
 
     @ivar finished: Whether a StartupMessage or CancelRequest arrived; bytes
@@ -126,7 +126,7 @@ class StartupNegotiation:
         self._framer = StartupFramer()
         self._tls = tls
         self._first = True
-        #: An SSLRequest, a GSSENCRequest, was answered.
+        #: Whether an SSLRequest, a GSSENCRequest, was answered.
         self._sslDone = False
         self._gssDone = False
         self.finished = False
