@@ -617,6 +617,20 @@ class Management:
         self._watch.clock = self._reactor
         self._watch.start(POLL_INTERVAL, now=True)
 
+    def quit(self) -> None:
+        """
+        SIGQUIT, PgBouncer's immediate shutdown: no new client, and every
+        client is ended at once with C{57P01}, transactions under way or
+        not; pgtwist exits once their connections closed (a second at
+        most, so that the error reaches them).
+        """
+        self.log.warn("SIGQUIT: shutting down immediately")
+        if self.state != "terminating":
+            self.state = "terminating"
+            self.service.stopListening()
+            self.service.pools.pause(None)
+        self._stopTerminating()
+
     def _endIdleClients(self) -> None:
         """
         During a graceful shutdown: end the clients outside a transaction

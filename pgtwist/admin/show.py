@@ -217,11 +217,13 @@ def databaseNames(console: Console) -> list[str]:
 
 def userNames(console: Console) -> list[str]:
     """
-    The users pgtwist knows: the vault's, and those with a pool or a client.
+    The users pgtwist knows: the vault's and C{auth_file}'s, and those
+    with a pool or a client.
     """
     service = console.service
     management = service.management
     names = set(service.config.users)
+    names.update(service.config.authFile)
     names.update(pool.key[1] for pool in management.allPools())
     names.update(c.key[1] for c in management.clients() if c.key[1])
     return sorted(names)

@@ -222,15 +222,17 @@ def _installSignalHandlers(
     reload: Callable[[], object],
     stop: bool,
     terminate: Callable[[], object] | None = None,
+    quit: Callable[[], object] | None = None,
 ) -> None:
     """
     Route SIGHUP to C{reload}. SIGTERM and SIGINT: with C{terminate}, each
     one calls it (a graceful shutdown, then an immediate one; in a twistd
     process, installed once the reactor runs, over twistd's own
-    handlers); else, with C{stop}, they stop the reactor (once, however
-    many arrive), for a process that runs its reactor without Twisted's
-    own handlers. Each handler only hands the work to the reactor thread.
-    Nothing is installed off the main thread.
+    handlers), and SIGQUIT calls C{quit} where given (PgBouncer's
+    immediate shutdown); else, with C{stop}, they stop the reactor (once,
+    however many arrive), for a process that runs its reactor without
+    Twisted's own handlers. Each handler only hands the work to the
+    reactor thread. Nothing is installed off the main thread.
     """
     if threading.current_thread() is not threading.main_thread():
         return
@@ -247,6 +249,10 @@ def _installSignalHandlers(
         def install() -> None:
             signal.signal(signal.SIGTERM, handler)
             signal.signal(signal.SIGINT, handler)
+            if quit is not None:
+                # No _exitSignal: twistd would end the process with SIGQUIT
+                # again, whose default action dumps core.
+                signal.signal(signal.SIGQUIT, lambda *_: reactor.callFromThread(quit))
 
         if stop:
             install()
@@ -271,6 +277,7 @@ def setUpProcess(
     reload: Callable[[], object],
     twistdOptions: Any = None,
     terminate: Callable[[], object] | None = None,
+    quit: Callable[[], object] | None = None,
 ) -> None:
     """
     Logging and signals for a pgtwist process: the one way C{twistd
@@ -278,7 +285,8 @@ def setUpProcess(
     once C{main} is known.
 
     SIGHUP calls C{reload}; SIGTERM and SIGINT call C{terminate} when
-    given (pgtwist's graceful shutdown, see docs/admin.rst). A process
+    given (pgtwist's graceful shutdown, see docs/admin.rst), and SIGQUIT
+    C{quit} (the immediate one). A process
     twistd runs (C{twistdOptions} given) has twistd start its logging
     (and keeps twistd's SIGTERM and SIGINT handlers without
     C{terminate}); any other process begins logging now and runs its
@@ -286,4 +294,6 @@ def setUpProcess(
     SIGTERM and SIGINT stop it).
     """
     _startLogging(main, twistdOptions)
-    _installSignalHandlers(reactor, reload, stop=twistdOptions is None, terminate=terminate)
+    _installSignalHandlers(
+        reactor, reload, stop=twistdOptions is None, terminate=terminate, quit=quit
+    )

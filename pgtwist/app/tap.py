@@ -46,6 +46,8 @@ class Options(usage.Options):
     onHangup: Callable[[], object] | None = None
     #: What SIGTERM and SIGINT do; L{makeService} sets it.
     onTerminate: Callable[[], object] | None = None
+    #: What SIGQUIT does; L{makeService} sets it.
+    onQuit: Callable[[], object] | None = None
 
     def opt_version(self) -> None:
         """
@@ -133,6 +135,7 @@ class Options(usage.Options):
                 self.hangup,
                 twistdOptions=parent,
                 terminate=self.terminate,
+                quit=self.quit,
             )
 
     def hangup(self) -> None:
@@ -150,6 +153,18 @@ class Options(usage.Options):
         """
         if self.onTerminate is not None:
             self.onTerminate()
+            return
+        from twisted.internet import reactor
+
+        reactor.stop()
+
+    def quit(self) -> None:
+        """
+        SIGQUIT: whatever L{makeService} set (an immediate shutdown), else
+        stop.
+        """
+        if self.onQuit is not None:
+            self.onQuit()
             return
         from twisted.internet import reactor
 
@@ -177,6 +192,7 @@ def makeService(options: Options) -> Any:
     service = buildService(options.configuration, reactor, reloadConfiguration=options.load)
     options.onHangup = service.reload
     options.onTerminate = service.management.terminate
+    options.onQuit = service.management.quit
     return service
 
 
@@ -194,4 +210,5 @@ def _supervisorTree(options: Options, reactor: Any) -> Any:
     supervisor.setServiceParent(root)
     options.onHangup = lambda: supervisor.signalWorkers("HUP")
     options.onTerminate = supervisor.terminate
+    options.onQuit = supervisor.quit
     return root

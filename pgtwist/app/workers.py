@@ -251,6 +251,15 @@ class WorkerSupervisor(Service):
             return
         self._reactor.stop()
 
+    def quit(self) -> None:
+        """
+        SIGQUIT: passed on to the workers (their immediate shutdown), then
+        stop.
+        """
+        self.signalWorkers("QUIT")
+        if not self._stopping:
+            self._reactor.stop()
+
     def stopService(self) -> Deferred[Any]:
         """
         Stop the workers (SIGTERM), then close the shared sockets.
@@ -335,7 +344,11 @@ def workerMain(argv: list[str] | None = None) -> None:
     )
     service = buildService(config, reactor, reloadConfiguration=load, worker=role)
     bootstrap.setUpProcess(
-        config.main, reactor, service.reload, terminate=service.management.terminate
+        config.main,
+        reactor,
+        service.reload,
+        terminate=service.management.terminate,
+        quit=service.management.quit,
     )
     service.startService()
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)

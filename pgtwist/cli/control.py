@@ -22,7 +22,9 @@ virtual database C{pgtwist}), sent with a small blocking client
       unless C{--require-auth} (libpq's C{require_auth}) allows it. TLS
       first as libpq does it (L{pgtwist.cli._tls}): C{--sslmode} C{disable},
       C{prefer} (the default), C{require}, C{verify-ca} or C{verify-full},
-      with C{--sslrootcert}, C{--sslcert} and C{--sslkey}.
+      with C{--sslrootcert}, C{--sslcert} and C{--sslkey}, or libpq's
+      C{PGSSLMODE}, C{PGSSLROOTCERT}, C{PGSSLCERT} and C{PGSSLKEY} where
+      the option is not given (local mode ignores them).
 
 Exit status, as pgagroal-cli's: 0 success; 1 a usage error, or pgtwist could
 not be reached or refused the login (a connection error); 2 pgtwist refused
@@ -102,6 +104,8 @@ Options:
                            (for verify-ca and verify-full), or 'system'
       --sslcert FILE       A client certificate to present
       --sslkey FILE        Its private key (mode 0600 or less)
+                           Each --ssl* option not given is read from libpq's
+                           PGSSLMODE, PGSSLROOTCERT, PGSSLCERT or PGSSLKEY
   -L, --logfile FILE       Set the log file
   -F, --format text|json   Set the output format
   -v, --verbose            Output text string of result
@@ -374,23 +378,43 @@ class _Invocation:
             print(f"{PROGRAM}: {word} ({outcome.exitStatus})", file=sys.stderr)
 
 
+#: libpq's environment variables for the C{--ssl*} options, by option.
+TLS_ENVIRONMENT = (
+    ("sslmode", "PGSSLMODE"),
+    ("sslrootcert", "PGSSLROOTCERT"),
+    ("sslcert", "PGSSLCERT"),
+    ("sslkey", "PGSSLKEY"),
+)
+
+
 def _tlsOptions(options: argparse.Namespace) -> TlsOptions:
     """
-    The C{--ssl*} options, checked.
+    The C{--ssl*} options, checked; as with libpq (psql), an option not
+    given is taken from its environment variable (L{TLS_ENVIRONMENT}), and
+    the command line wins over the environment.
 
     @raise UsageError: They contradict each other, or the key file may be
-        read by others.
+        read by others; the message names the variables used.
     """
+    values: dict[str, str | None] = {}
+    used: list[str] = []
+    for name, variable in TLS_ENVIRONMENT:
+        value = getattr(options, name)
+        if value is None and os.environ.get(variable):
+            value = os.environ[variable]
+            used.append(variable)
+        values[name] = value
     tls = TlsOptions(
-        sslmode=(options.sslmode or "prefer").lower(),
-        rootCert=options.sslrootcert,
-        cert=options.sslcert,
-        key=options.sslkey,
+        sslmode=(values["sslmode"] or "prefer").lower(),
+        rootCert=values["sslrootcert"],
+        cert=values["sslcert"],
+        key=values["sslkey"],
     )
     try:
         tls.check()
     except ValueError as e:
-        raise UsageError(str(e)) from e
+        note = f" (from the environment: {', '.join(used)})" if used else ""
+        raise UsageError(f"{e}{note}") from e
     return tls
 
 

@@ -456,6 +456,18 @@ _LIMIT_OPTIONS = {
     "max_user_client_connections": "maxUserClientConnections",
 }
 
+
+def _notSetOr(text: str) -> int | None:
+    """
+    A count of the databases file's C{key=value} words: an integer >= 0, or
+    C{-1}, PgBouncer's "not set" (its loader's default for these keys),
+    which leaves the main section's value in effect.
+    """
+    if text.strip() == "-1":
+        return None
+    return parseInt(text, 0)
+
+
 #: How the limit options' values are read (the others are text).
 _LIMIT_PARSERS: dict[str, Callable[[str], object]] = {
     "transactionTimeout": parseDuration,
@@ -463,9 +475,9 @@ _LIMIT_PARSERS: dict[str, Callable[[str], object]] = {
     "queryTimeout": parseDuration,
     "queryWaitTimeout": parseDuration,
     "clientIdleTimeout": parseDuration,
-    "reservePoolSize": lambda v: parseInt(v, 0),
-    "maxDbClientConnections": lambda v: parseInt(v, 0),
-    "maxUserClientConnections": lambda v: parseInt(v, 0),
+    "reservePoolSize": _notSetOr,
+    "maxDbClientConnections": _notSetOr,
+    "maxUserClientConnections": _notSetOr,
 }
 
 #: The file keys of L{_LIMIT_OPTIONS}, by field.
@@ -616,6 +628,8 @@ def _readLimitLine(
                 values[fieldName] = parser(str(values[fieldName]))
             except ValueError as e:
                 raise ConfigError(f"{key}: {e}", path, number, key) from None
+            if values[fieldName] is None:
+                del values[fieldName]
     if "maxDbClientConnections" in values and fields[1] != "all":
         raise ConfigError(
             "max_db_client_connections counts a database's clients whatever their user: "

@@ -106,10 +106,10 @@ Event = Union[Reply, StartTLS, Reject, Cancel, Startup]
 
 class StartupNegotiation:
     """
-    The untyped packets a client sends first: any number of SSLRequest and
-    GSSENCRequest (each answered C{N}, or the first SSLRequest C{S} when
-    C{tls}), then one StartupMessage or CancelRequest, which ends the
-    negotiation. With C{tls}, a client may also open with a TLS handshake
+    The untyped packets a client sends first: at most one SSLRequest and
+    one GSSENCRequest, in either order (each answered C{N}, or the
+    SSLRequest C{S} when C{tls}), then one StartupMessage or
+    CancelRequest, which ends the negotiation. With C{tls}, a client may also open with a TLS handshake
     (direct TLS) instead of an SSLRequest.
 
     @ivar finished: Whether a StartupMessage or CancelRequest arrived; bytes
@@ -126,6 +126,9 @@ class StartupNegotiation:
         self._framer = StartupFramer()
         self._tls = tls
         self._first = True
+        #: Whether an SSLRequest, a GSSENCRequest, was answered.
+        self._sslDone = False
+        self._gssDone = False
         self.finished = False
         self.encrypted = False
 
@@ -138,7 +141,9 @@ class StartupNegotiation:
             PostgreSQL's bounds, bytes after a negotiation request that
             arrived before its answer (unencrypted data a man in the middle
             may have injected, PostgreSQL's CVE-2021-23214; PgBouncer's
-            C{client.c} refuses it the same way), or an SSLRequest over TLS.
+            C{client.c} refuses it the same way), or a second SSLRequest or
+            GSSENCRequest, or one over TLS (PostgreSQL's C{0A000}
+            C{unsupported frontend protocol 1234.5679}).
         """
         if self.finished:
             raise ValueError("the startup negotiation is over")
@@ -157,15 +162,28 @@ class StartupNegotiation:
         for _, body in self._framer.feed(data):
             message = codec.decodeStartupPacket(body)
             if isinstance(message, (SSLRequest, GSSENCRequest)):
+                ssl = isinstance(message, SSLRequest)
+                if (self._sslDone if ssl else self._gssDone) or self.encrypted:
+                    # PostgreSQL answers each request once (and none once
+                    # encrypted); another one is then read as a
+                    # StartupMessage of protocol 1234.5679 (or .5680).
+                    code = constants.SSL_REQUEST_CODE if ssl else constants.GSSENC_REQUEST_CODE
+                    raise errors.ProtocolViolation(
+                        f"unsupported frontend protocol {code >> 16}.{code & 0xFFFF}: "
+                        "server supports 3.0 to 3.0",
+                        constants.SQLSTATE_FEATURE_NOT_SUPPORTED,
+                    )
                 if self._framer.takeRemainder():
                     raise errors.ProtocolViolation(
                         "received unencrypted data after SSL request"
-                        if isinstance(message, SSLRequest)
+                        if ssl
                         else "received unencrypted data after GSSAPI encryption request"
                     )
-                if isinstance(message, SSLRequest) and self.encrypted:
-                    raise errors.ProtocolViolation("received SSL request over an SSL connection")
-                if isinstance(message, SSLRequest) and self._tls:
+                if ssl:
+                    self._sslDone = True
+                else:
+                    self._gssDone = True
+                if ssl and self._tls:
                     self.encrypted = True
                     events += [Reply(b"S"), StartTLS(False)]
                 else:

@@ -166,16 +166,6 @@ def clientTLS(main: MainSettings, configPath: str = "pgtwist.conf") -> ClientTLS
             configPath,
             key="client_tls_protocols",
         ) from None
-    ciphers = CIPHER_SHORTCUTS.get(main.clientTlsCiphers.lower(), main.clientTlsCiphers)
-    try:
-        context.set_cipher_list(ciphers.encode("ascii"))
-    except (SSL.Error, UnicodeEncodeError) as e:
-        raise ConfigError(
-            f"client_tls_ciphers: OpenSSL accepts no cipher of {main.clientTlsCiphers!r}: "
-            f"{_opensslReason(e)}",
-            configPath,
-            key="client_tls_ciphers",
-        ) from None
     try:
         context.use_certificate_chain_file(certificate)
     except (SSL.Error, OSError) as e:
@@ -209,6 +199,19 @@ def clientTLS(main: MainSettings, configPath: str = "pgtwist.conf") -> ClientTLS
     context.set_options(options)
     context.set_session_cache_mode(SSL.SESS_CACHE_OFF)
     context.set_alpn_select_callback(_selectAlpn)
+    # Last: pyOpenSSL 25 checks a cipher list on a throwaway Connection,
+    # which marks the context used; a change after that is deprecated
+    # there (and an error in later versions).
+    ciphers = CIPHER_SHORTCUTS.get(main.clientTlsCiphers.lower(), main.clientTlsCiphers)
+    try:
+        context.set_cipher_list(ciphers.encode("ascii"))
+    except (SSL.Error, UnicodeEncodeError) as e:
+        raise ConfigError(
+            f"client_tls_ciphers: OpenSSL accepts no cipher of {main.clientTlsCiphers!r}: "
+            f"{_opensslReason(e)}",
+            configPath,
+            key="client_tls_ciphers",
+        ) from None
     return ClientTLS(mode, context)
 
 

@@ -75,6 +75,9 @@ class SessionPipelineSession(PipelineSessionBase):
         self._outstanding = 0
         self._unsynced = False
         self._terminateAt: int | None = None
+        #: The client sent Terminate behind requests still running: close
+        #: once they are answered (see L{frontendDataReceived}).
+        self._closeWhenAnswered = False
         self._fatalSeen = False
         self._done = False
         self._acquiring: Deferred[IBackendLink] | None = None
@@ -165,6 +168,15 @@ class SessionPipelineSession(PipelineSessionBase):
                 backend.write(data[: self._terminateAt])
             elif self._terminateAt < 0:
                 self._unsynced = True  # part of Terminate already went to the backend
+            if self._outstanding and not self._unsynced:
+                # PostgreSQL answers what came before Terminate, then
+                # closes: so do we, once the last ReadyForQuery is relayed.
+                self._closeWhenAnswered = True
+                # Anything the client sends after Terminate is ignored, as
+                # PostgreSQL does: held, never relayed.
+                self._held = []
+                self.frontend.pauseReading()
+                return
             self._finish()
             # PostgreSQL closes the connection on Terminate; so do we.
             self.frontend.fail(None)
@@ -246,6 +258,9 @@ class SessionPipelineSession(PipelineSessionBase):
             self._serverViolation(e)
             return
         self.frontend.write(data)
+        if self._closeWhenAnswered and not self._outstanding:
+            self._finish()
+            self.frontend.fail(None)
 
     def busy(self) -> bool:
         """
@@ -308,9 +323,10 @@ class SessionPipelineSession(PipelineSessionBase):
 
     def frontendLost(self, reason: Failure) -> None:
         """
-        See L{IPipelineSession.frontendLost}.
+        See L{IPipelineSession.frontendLost}: a client that said Terminate
+        behind its requests is not cancelled (PostgreSQL runs them).
         """
-        self._finish(lost=True)
+        self._finish(lost=not self._closeWhenAnswered)
 
 
 @implementer(IPlugin, IPipeline)

@@ -188,6 +188,8 @@ class TransactionPipelineSession(
         self._pumping = False
         self._wantBackend = False
         self._terminate = False
+        #: A Terminate waits for the answers to what came before it.
+        self._closeWhenAnswered = False
         #: What goes to the next backend before the client's messages.
         self._preamble: list[bytes] = []
         self._unsynced = False
@@ -612,6 +614,18 @@ class TransactionPipelineSession(
         if out:
             backend.write(b"".join(out))
         if self._terminate:
+            if (
+                self._expected
+                and not self._unsynced
+                and data[stop : stop + 1] == constants.TERMINATE
+            ):
+                # PostgreSQL answers what came before Terminate, then
+                # closes: the Terminate waits for those answers, as behind
+                # an earlier batch (see _resumeIfSettled).
+                self._queued.appendleft(data[stop:])
+                self._waiting = self._closeWhenAnswered = True
+                self.frontend.pauseReading()
+                return
             self._finish()
             # PostgreSQL closes the connection on Terminate; so do we.
             self.frontend.fail(None)
@@ -1010,9 +1024,10 @@ class TransactionPipelineSession(
         """
         See L{IPipelineSession.frontendLost}: a backend left inside a
         transaction is closed, never handed to someone else, and one
-        running a request of the client's is cancelled first.
+        running a request of the client's is cancelled first, unless the
+        client said Terminate behind it (PostgreSQL runs it).
         """
-        self._finish(lost=True)
+        self._finish(lost=not self._closeWhenAnswered)
 
     def timeoutState(self) -> tuple[int, float, float]:
         """

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, gatherResults, succeed
+from twisted.internet.error import ConnectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -922,6 +923,14 @@ class PoolSet(Service):
         pool = self.pool(backend.key)
         pool.stats.connectionErrors += 1
         self._moveTo(entry, BackendState.CLOSED)
+        timeout = self.config.main.serverConnectTimeout
+        if (
+            timeout > 0
+            and reason.check(ConnectionDone) is not None
+            and self._reactor.seconds() - entry.createdAt >= timeout
+        ):
+            # _connectTimedOut closed it: say so, not "closed cleanly".
+            reason = Failure(BackendGone(f"connect timeout (server_connect_timeout {timeout}s)"))
         transient = not isinstance(reason.value, BackendError) or reason.value.error.code in (
             constants.SQLSTATE_TOO_MANY_CONNECTIONS,
             constants.SQLSTATE_CANNOT_CONNECT_NOW,

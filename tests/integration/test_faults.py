@@ -11,6 +11,7 @@ refusing connections is retried a bounded number of times, never in a loop.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -358,3 +359,34 @@ def test_tooManyConnectionsWaits(
         thread.join(10)
         assert result == [pid]
         assert pooler.logCount(RETRY) <= 4
+
+
+def test_stalledLoginTimesOut(tmp_path: Path, pgCluster: PostgresCluster) -> None:
+    """
+    A server that accepts the TCP connection and never answers the
+    StartupMessage (a stalled network, a hung server) holds the login no
+    longer than C{server_connect_timeout}, PgBouncer's bound on connect
+    I{and} login: each attempt is closed then, and once C{max_retries} are
+    spent the waiting client gets pgtwist's C{08001} naming the timeout,
+    well before C{blocking_timeout}.
+    """
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    # The kernel completes the handshake for the backlog; nobody reads.
+    silent.listen(16)
+    servers = f"[primary]\nhost = 127.0.0.1\nport = {silent.getsockname()[1]}\nprimary = on\n"
+    main = {"pipeline": "session", "server_connect_timeout": "300ms", "max_retries": 1}
+    try:
+        with runningPooler(
+            tmp_path, pgCluster, main={**main, "blocking_timeout": 20}, serverSections=servers
+        ) as pooler:
+            started = time.monotonic()
+            with pytest.raises(psycopg.OperationalError) as caught:
+                connect(pooler)
+            elapsed = time.monotonic() - started
+            assert "pgtwist cannot connect to the PostgreSQL server" in str(caught.value)
+            assert "connect timeout (server_connect_timeout 0.3s)" in str(caught.value)
+            assert elapsed < 5
+            assert pooler.logCount("Closing a backend .*: connect timeout") == 2
+    finally:
+        silent.close()

@@ -620,6 +620,28 @@ def test_secondSigtermImmediate(tmp_path: Path, pgCluster: PostgresCluster) -> N
         busy.close()
 
 
+def test_sigquitImmediate(tmp_path: Path, pgCluster: PostgresCluster) -> None:
+    """
+    SIGQUIT is PgBouncer's immediate shutdown: a client in its transaction
+    is told why at once, and pgtwist exits cleanly (status 0, no core),
+    its unix socket removed.
+    """
+    with runningPooler(tmp_path, pgCluster, main=SESSION) as pooler:
+        busy = connect(pooler)
+        busy.execute("BEGIN")
+        process = pooler.process
+        assert process is not None
+        started = time.monotonic()
+        process.send_signal(signal.SIGQUIT)
+        assert process.wait(10) == 0
+        assert time.monotonic() - started < 5
+        assert pooler.logCount(r"SIGQUIT: shutting down immediately") == 1
+        with pytest.raises(psycopg.OperationalError, match="administrator command"):
+            busy.execute("SELECT 1")
+        busy.close()
+        assert not os.path.exists(os.path.join(pooler.socketDir, f".s.PGSQL.{pooler.port}"))
+
+
 # -- the management API ------------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -192,6 +192,47 @@ def test_bothEncryptionRequestsRefused(pooler: Pooler) -> None:
         startupAndQuery(sock)
 
 
+def test_secondEncryptionRequestRefused(pooler: Pooler, pgCluster: PostgresCluster) -> None:
+    """
+    A second SSLRequest gets what PostgreSQL itself answers (checked
+    against the suite's cluster, which does not offer TLS): the request
+    code is read as protocol 1234.5679, FATAL C{0A000}, then the
+    connection is closed.
+    """
+    for address in [("127.0.0.1", pooler.port), (pgCluster.host, pgCluster.port)]:
+        with socket.create_connection(address, timeout=READ_TIMEOUT) as sock:
+            sock.sendall(codec.encode(SSLRequest()))
+            assert receiveExactly(sock, 1) == b"N"
+            sock.sendall(codec.encode(SSLRequest()))
+            error = decode(receiveUntilClosed(sock))[0]
+            assert isinstance(error, ErrorResponse), error
+            assert (error.severity, error.code) == ("FATAL", "0A000")
+            assert error.message.startswith(
+                "unsupported frontend protocol 1234.5679: server supports 3.0 to 3."
+            )
+    with connect(pooler) as sock:
+        sock.sendall(codec.encode(GSSENCRequest()))
+        assert receiveExactly(sock, 1) == b"N"
+        sock.sendall(codec.encode(GSSENCRequest()))
+        assertFatalThenClose(
+            sock, "0A000", "unsupported frontend protocol 1234.5680: server supports 3.0 to 3.0"
+        )
+
+
+def test_queryAndTerminateInOneWrite(pooler: Pooler) -> None:
+    """
+    A query and Terminate in one write get the query's answer before the
+    connection closes, as from PostgreSQL.
+    """
+    with connect(pooler) as sock:
+        sock.sendall(codec.encode(StartupMessage({"user": "pgt_trust", "database": "pgt_trust"})))
+        receiveUntil(sock, ReadyForQuery)
+        sock.sendall(codec.encode(Query("SELECT 42")) + codec.encode(Terminate()))
+        messages = decode(receiveUntilClosed(sock))
+        assert DataRow((b"42",)) in messages
+        assert messages[-1] == ReadyForQuery(b"I")
+
+
 def test_dataAfterSslRequest(pooler: Pooler) -> None:
     """
     Bytes sent with the SSLRequest, before its answer, could have been

@@ -6,6 +6,7 @@ permissions, driven through a L{FakeFrontendLink} (no sockets).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -14,6 +15,8 @@ from zope.interface.verify import verifyObject
 from pgtwist.admin import commands, show
 from pgtwist.admin.console import EXTENDED_PROTOCOL_ERROR
 from pgtwist.admin.results import COLUMN_TYPES, ResultSet, encodeReply
+from pgtwist.config.model import UserEntry
+from pgtwist.config.verifiers import parseVerifier
 from pgtwist.interfaces import IPipelineSession
 from pgtwist.wire import codec
 from pgtwist.wire.framing import MessageFramer
@@ -249,6 +252,18 @@ class ShapeTests(ConsoleTestCase):
         result = self.one("SHOW USERS")
         self.assertEqual(result.column("name"), ["alice", "bob", "watcher"])
         self.assertEqual(result.column("current_connections"), ["1", "1", "0"])
+
+    def test_usersOfAuthFile(self) -> None:
+        """
+        The users of C{auth_file} are listed as the vault's are, and counted
+        in SHOW LISTS.
+        """
+        config = self.service.config
+        authFile = {"carol": UserEntry("carol", None, verifier=parseVerifier("md5" + "0" * 32))}
+        self.service.reconfigure(dataclasses.replace(config, authFile=authFile))
+        result = self.one("SHOW USERS")
+        self.assertEqual(result.column("name"), ["alice", "bob", "carol", "watcher"])
+        self.assertEqual(self.one("SHOW LISTS").asDict()["users"], "4")
 
     def test_lists(self) -> None:
         """

@@ -588,6 +588,20 @@ class TerminateTests(ConsoleTestCase):
         self.reactor.advance(0.05)
         self.assertEqual(self.stopped, [True])
 
+    def test_quitImmediate(self) -> None:
+        """
+        SIGQUIT (L{Management.quit}) is PgBouncer's immediate shutdown:
+        every client is ended at once, in a transaction or not, no new
+        client is taken, and pgtwist exits once they are gone.
+        """
+        inside = self.client(backend=self.activeBackend())
+        self.service.management.quit()
+        self.assertTrue(self.ended(inside))
+        self.assertEqual(self.service.management.state, "terminating")
+        self.gone(inside)
+        self.reactor.advance(0.05)
+        self.assertEqual(self.stopped, [True])
+
     def test_newLoginRefused(self) -> None:
         """
         A login during the graceful shutdown gets PostgreSQL's answer to

@@ -402,11 +402,16 @@ class SetUpProcessTests(SynchronousTestCase):
         config = bootstrap.ConfigurationFiles(str(writeFamily(self))).load()
         calls: list[str] = []
         bootstrap.setUpProcess(
-            config.main, self.reactor, lambda: None, terminate=lambda: calls.append("stop")
+            config.main,
+            self.reactor,
+            lambda: None,
+            terminate=lambda: calls.append("stop"),
+            quit=lambda: calls.append("quit"),
         )
         self.handlers[signal.SIGTERM](signal.SIGTERM, None)
         self.handlers[signal.SIGINT](signal.SIGINT, None)
-        self.assertEqual(calls, ["stop", "stop"])
+        self.handlers[signal.SIGQUIT](signal.SIGQUIT, None)
+        self.assertEqual(calls, ["stop", "stop", "quit"])
         self.assertEqual(self.reactor.stops, 0)
 
     def test_tapTerminate(self) -> None:
@@ -424,14 +429,16 @@ class SetUpProcessTests(SynchronousTestCase):
         options.parent = {"logfile": "x.log", "syslog": False, "logger": None}  # type: ignore[attr-defined]
         options.parseOptions(["-c", str(writeFamily(self))])
         self.assertEqual(list(self.handlers), [signal.SIGHUP])
-        calls: list[bool] = []
-        self.patch(Management, "terminate", lambda management: calls.append(True))
+        calls: list[str] = []
+        self.patch(Management, "terminate", lambda management: calls.append("terminate"))
+        self.patch(Management, "quit", lambda management: calls.append("quit"))
         tap.makeService(options)
         [install] = running
         install()
         self.handlers[signal.SIGTERM](signal.SIGTERM, None)
         self.handlers[signal.SIGINT](signal.SIGINT, None)
-        self.assertEqual(calls, [True, True])
+        self.handlers[signal.SIGQUIT](signal.SIGQUIT, None)
+        self.assertEqual(calls, ["terminate", "terminate", "quit"])
 
     def test_supervisorTerminate(self) -> None:
         """
@@ -450,6 +457,20 @@ class SetUpProcessTests(SynchronousTestCase):
         supervisor._stopping = True
         supervisor.terminate()
         self.assertEqual((self.reactor.stops, signals), (1, ["TERM"]))
+
+    def test_supervisorQuit(self) -> None:
+        """
+        With C{workers = N}, SIGQUIT is passed on to the workers (their
+        immediate shutdown) and the supervisor stops.
+        """
+        from pgtwist.app.workers import WorkerSupervisor
+
+        signals: list[str] = []
+        self.patch(WorkerSupervisor, "signalWorkers", lambda supervisor, name: signals.append(name))
+        config = bootstrap.ConfigurationFiles(str(writeFamily(self, "workers = 2"))).load()
+        supervisor = WorkerSupervisor(config, [], self.reactor)
+        supervisor.quit()
+        self.assertEqual((self.reactor.stops, signals), (1, ["QUIT"]))
 
     def test_underTwistd(self) -> None:
         """

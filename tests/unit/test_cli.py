@@ -780,6 +780,12 @@ class _CliTestCase(SynchronousTestCase):
 
         self.patch(_client, "connectUnix", connectUnix)
         self.patch(_client, "connectTcp", connectTcp)
+        #: The environment without libpq's TLS variables, which would
+        #: change what the tests run (see L{cli.TLS_ENVIRONMENT}).
+        self.environ = {
+            k: v for k, v in os.environ.items() if k not in dict(cli.TLS_ENVIRONMENT).values()
+        }
+        self.patch(os, "environ", self.environ)
 
     def nextConsole(self) -> FakeConsole:
         """

@@ -237,3 +237,28 @@ class RemoteTlsTests(_CliTestCase):
         self.assertEqual(status, 1)
         self.assertIn("--sslrootcert", err)
         self.assertEqual(self.connections, [])
+
+    def test_environment(self) -> None:
+        """
+        libpq's C{PGSSLMODE} (and C{PGSSLROOTCERT}...) stand for options not
+        given, as with psql; the command line wins; a usage error names the
+        variable; local mode ignores them.
+        """
+        self.console.password = "s3cret"
+        self.patch(os, "environ", {**self.environ, "PGSSLMODE": "disable"})
+        status, out, err = self.invoke(*self.remote, "status", local=False)
+        self.assertEqual(status, 0, err)
+        self.assertEqual(self.console.sslRequests, 0)
+        self.console = FakeConsole(password="s3cret")
+        argv = [*self.remote, "--sslmode", "prefer", "status"]
+        status, out, err = self.invoke(*argv, local=False)
+        self.assertEqual(status, 0, err)
+        self.assertEqual(self.console.sslRequests, 1)
+        self.patch(os, "environ", {**self.environ, "PGSSLMODE": "verify-full"})
+        status, out, err = self.invoke(*self.remote, "status", local=False)
+        self.assertEqual(status, 1)
+        self.assertIn("--sslrootcert", err)
+        self.assertIn("(from the environment: PGSSLMODE)", err)
+        self.console = FakeConsole()
+        status, out, err = self.invoke("status")
+        self.assertEqual(status, 0, err)

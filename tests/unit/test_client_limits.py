@@ -147,6 +147,29 @@ class ConfigurationTests(SynchronousTestCase):
         self.assertEqual((alice.idleTransactionTimeout, alice.maxUserClientConnections), (10.0, 4))
         self.assertIsNone(alice.queryTimeout)
 
+    def test_databasesFileNotSet(self) -> None:
+        """
+        C{-1} is PgBouncer's "not set" for the counts of a databases-file
+        line: a less specific line, or the main section, decides. The size
+        columns still refuse it, as pgagroal does.
+        """
+        config = loadFiles(
+            "max_user_client_connections = 9\nreserve_pool_size = 1",
+            "all all all reserve_pool_size=4\n"
+            "app alice 5 reserve_pool_size=-1 max_db_client_connections=-1 "
+            "max_user_client_connections=-1\n",
+        )
+        alice = config.limits[1]
+        self.assertEqual(
+            (alice.reservePoolSize, alice.maxDbClientConnections, alice.maxUserClientConnections),
+            (None, None, None),
+        )
+        bounds = clientLimits(config, ("app", "alice"))
+        self.assertEqual((bounds.reservePoolSize, bounds.maxUserClientConnections), (4, 9))
+        for line in ("app all -1\n", "app all 5 -1\n", "app all 5 0 -1\n"):
+            self.assertRaises(ConfigError, loadFiles, "", line)
+        self.assertRaises(ConfigError, loadFiles, "", "app all 5 reserve_pool_size=-2\n")
+
     def test_databasesFileWrongLine(self) -> None:
         """
         C{max_db_client_connections} counts a database's clients, so it goes

@@ -31,6 +31,7 @@ from pgtwist.wire.messages import (
     AuthenticationRequest,
     BackendKeyData,
     CancelRequest,
+    CommandComplete,
     ErrorResponse,
     GSSENCRequest,
     Message,
@@ -40,6 +41,7 @@ from pgtwist.wire.messages import (
     ReadyForQuery,
     SSLRequest,
     StartupMessage,
+    Terminate,
 )
 
 
@@ -274,6 +276,27 @@ class PasswordAuthenticationTests(FrontendTestCase):
         query = codec.encode(Query("SELECT 1"))
         self.protocol.dataReceived(codec.encode(PasswordMessage(b"wonderland\x00")) + query)
         self.assertEqual(bytes(self.pool.backend.written), query)
+
+    def test_queryAndTerminateAnswered(self) -> None:
+        """
+        A query and Terminate in one write: the query's answer reaches the
+        client before its connection is closed, as from PostgreSQL.
+        """
+        self.startup()
+        self.protocol.dataReceived(codec.encode(PasswordMessage(b"wonderland\x00")))
+        self.replies()
+        query = codec.encode(Query("SELECT 1"))
+        self.protocol.dataReceived(query + codec.encode(Terminate()))
+        backend = self.pool.backend
+        self.assertEqual(bytes(backend.written), query)
+        self.assertFalse(self.transport.disconnecting)
+        assert backend.session is not None
+        backend.session.backendDataReceived(
+            codec.encodeAll([CommandComplete("SELECT 1"), ReadyForQuery()])
+        )
+        self.assertEqual(self.replies(), [CommandComplete("SELECT 1"), ReadyForQuery(b"I")])
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.pool.released, [backend])
 
     def test_cancelKeyRegistered(self) -> None:
         """

@@ -24,6 +24,7 @@ from pgtwist.wire.errors import ProtocolViolation
 from pgtwist.wire.messages import (
     CancelRequest,
     GSSENCRequest,
+    Message,
     PasswordMessage,
     SSLRequest,
     StartupMessage,
@@ -78,6 +79,30 @@ class StartupNegotiationTests(SynchronousTestCase):
         self.assertEqual(feedBytewise(negotiation, codec.encode(SSLRequest())), [Reply(b"N")])
         self.assertFalse(negotiation.finished)
         self.assertEqual(negotiation.receiveData(codec.encode(STARTUP)), [Startup(STARTUP, b"")])
+
+    def test_secondRequestRefused(self) -> None:
+        """
+        PostgreSQL answers each request once: a second SSLRequest (or
+        GSSENCRequest), even after the other one, gets its FATAL C{0A000},
+        the request code read as a protocol version.
+        """
+        ssl, gss = SSLRequest(), GSSENCRequest()
+        cases: list[tuple[list[Message], Message, str]] = [
+            ([ssl], ssl, "1234.5679"),
+            ([gss], gss, "1234.5680"),
+            ([ssl, gss], ssl, "1234.5679"),
+            ([gss, ssl], gss, "1234.5680"),
+        ]
+        for answered, second, version in cases:
+            negotiation = StartupNegotiation()
+            for request in answered:
+                self.assertEqual(negotiation.receiveData(codec.encode(request)), [Reply(b"N")])
+            with self.assertRaises(ProtocolViolation) as caught:
+                negotiation.receiveData(codec.encode(second))
+            self.assertEqual(
+                (caught.exception.sqlstate, caught.exception.message),
+                ("0A000", f"unsupported frontend protocol {version}: server supports 3.0 to 3.0"),
+            )
 
     def test_dataAfterSSLRequest(self) -> None:
         """
@@ -178,13 +203,18 @@ class TLSNegotiationTests(SynchronousTestCase):
 
     def test_secondSSLRequest(self) -> None:
         """
-        An SSLRequest inside TLS is a protocol violation.
+        An SSLRequest or GSSENCRequest inside TLS gets PostgreSQL's FATAL
+        C{0A000}: once encrypted, neither is negotiated again.
         """
-        negotiation = StartupNegotiation(tls=True)
-        negotiation.receiveData(codec.encode(SSLRequest()))
-        with self.assertRaises(ProtocolViolation) as caught:
+        for second, version in [(SSLRequest(), "1234.5679"), (GSSENCRequest(), "1234.5680")]:
+            negotiation = StartupNegotiation(tls=True)
             negotiation.receiveData(codec.encode(SSLRequest()))
-        self.assertEqual(caught.exception.message, "received SSL request over an SSL connection")
+            with self.assertRaises(ProtocolViolation) as caught:
+                negotiation.receiveData(codec.encode(second))
+            self.assertEqual(
+                (caught.exception.sqlstate, caught.exception.message),
+                ("0A000", f"unsupported frontend protocol {version}: server supports 3.0 to 3.0"),
+            )
 
     def test_direct(self) -> None:
         """

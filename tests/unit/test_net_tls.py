@@ -11,6 +11,7 @@ import datetime
 import os
 import shutil
 import tempfile
+import warnings
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL
@@ -162,6 +163,32 @@ class ClientTLSTests(TLSFilesTestCase):
         assert tls is not None
         server, _ = handshake(tls.serverConnectionForTLS(None), self.client())
         self.assertEqual(describeConnection(server), "TLSv1.2/ECDHE-ECDSA-AES128-GCM-SHA256")
+
+    def test_contextCompleteBeforeUse(self) -> None:
+        """
+        Nothing changes the context once a Connection was made of it:
+        pyOpenSSL 25 checks a cipher list on a throwaway Connection, which
+        marks the context used, and deprecates any change after that (later
+        versions refuse it). Here the cipher list makes a Connection as
+        pyOpenSSL 25 does; on a pyOpenSSL that refuses a change, any change
+        after it fails the build.
+        """
+        uses: list[str] = []
+
+        class UsedByCipherList(SSL.Context):
+            def set_cipher_list(self, cipher_list: bytes) -> None:
+                super().set_cipher_list(cipher_list)
+                SSL.Connection(self, None)
+                uses.append("set_cipher_list")
+
+        self.patch(SSL, "Context", UsedByCipherList)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DeprecationWarning)
+            tls = clientTLS(self.main(tlsCaFile=self.caFile))
+        assert tls is not None
+        self.assertEqual(uses, ["set_cipher_list"])
+        server, _ = handshake(tls.serverConnectionForTLS(None), self.client([ALPN_PROTOCOL]))
+        self.assertTrue(alpnNegotiated(server))
 
     def test_alpn(self) -> None:
         """

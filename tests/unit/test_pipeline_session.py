@@ -72,6 +72,30 @@ class SessionPipelineTests(SynchronousTestCase):
         self.assertTrue(self.frontend.failed)
         self.assertIsNone(self.frontend.failedWith)
 
+    def test_queryAndTerminate(self) -> None:
+        """
+        A query and Terminate in one write: the query is relayed and its
+        answer too, as PostgreSQL answers before it closes; then the
+        backend goes back clean and the client is closed without an error.
+        What the client sends after Terminate is not relayed.
+        """
+        query = codec.encode(Query("SELECT 1"))
+        self.session.frontendDataReceived(query + codec.encode(Terminate()))
+        self.assertEqual(bytes(self.backend.written), query)
+        self.assertFalse(self.frontend.failed)
+        self.assertFalse(self.frontend.reading)
+        self.session.frontendDataReceived(codec.encode(Query("SELECT 2")))
+        reply = codec.encodeAll([CommandComplete("SELECT 1"), ReadyForQuery()])
+        self.session.backendDataReceived(reply[:3])
+        self.assertFalse(self.frontend.failed)
+        self.session.backendDataReceived(reply[3:])
+        self.assertEqual(bytes(self.frontend.written), reply)
+        self.assertEqual(bytes(self.backend.written), query)
+        self.assertEqual(self.pool.released, [self.backend])
+        self.assertTrue(self.backend.clean)
+        self.assertTrue(self.frontend.failed)
+        self.assertIsNone(self.frontend.failedWith)
+
     def test_disconnectMidQuery(self) -> None:
         """
         A client gone before its ReadyForQuery leaves an unclean backend,

@@ -698,18 +698,48 @@ class EndingTests(SynchronousTestCase):
 
     def test_terminateInTransaction(self) -> None:
         """
-        Terminate inside a transaction is not forwarded; the backend goes
-        back with its status C{T} (the pool closes it) and the client is
-        closed.
+        Terminate inside a transaction is not forwarded; the query sent in
+        the same write before it is answered first, as PostgreSQL does;
+        then the backend goes back with its status C{T} (the pool closes
+        it) and the client is closed.
         """
         self.begin()
         self.script.play(
             [fromClient([Query("SELECT 1"), Terminate()], toServer=[Query("SELECT 1")])]
         )
+        self.assertFalse(self.script.frontend.failed)
+        self.assertFalse(self.script.frontend.reading)
+        self.script.play(
+            [
+                fromServer(
+                    [CommandComplete("SELECT 1"), ready(b"T")],
+                    toClient=[CommandComplete("SELECT 1"), ready(b"T")],
+                )
+            ]
+        )
         self.assertIs(self.pool.released[-1], self.a)
         self.assertEqual(self.a.transactionStatus, b"T")
-        self.assertFalse(self.a.clean)
         self.assertIsNone(self.a.session)
+        self.assertTrue(self.script.frontend.failed)
+        self.assertIsNone(self.script.frontend.failedWith)
+
+    def test_queryAndTerminateBetweenTransactions(self) -> None:
+        """
+        A query and Terminate in one write, with no backend attached: the
+        query borrows one and is answered, then the client is closed
+        without an error and the backend goes back clean.
+        """
+        self.script.play(
+            [
+                fromClient([Query("SELECT 1"), Terminate()], toServer=[Query("SELECT 1")]),
+                fromServer(
+                    [CommandComplete("SELECT 1"), ready()],
+                    toClient=[CommandComplete("SELECT 1"), ready()],
+                ),
+            ]
+        )
+        self.assertIs(self.pool.released[-1], self.a)
+        self.assertTrue(self.a.clean)
         self.assertTrue(self.script.frontend.failed)
         self.assertIsNone(self.script.frontend.failedWith)
 
