@@ -60,10 +60,10 @@ STATS_TOTALS = (
 #: SHOW subject -> (PgBouncer type letters, column names): REFERENCE.md section 3.
 SHAPES: dict[str, tuple[str, str]] = {
     "POOLS": (
-        "ssiiiiiiiiiiiiiss",
+        "ssiiiiiiiiiiiiissss",
         "database user cl_active cl_waiting cl_active_cancel_req cl_waiting_cancel_req "
         "sv_active sv_active_cancel sv_being_canceled sv_idle sv_used sv_tested sv_login "
-        "maxwait maxwait_us pool_mode load_balance_hosts",
+        "maxwait maxwait_us pool_mode load_balance_hosts target_session_attrs servers",
     ),
     "STATS": (
         "s" + "N" * 24,
@@ -85,7 +85,7 @@ SHAPES: dict[str, tuple[str, str]] = {
     ),
     "TOTALS": ("sN", "name value"),
     "CLIENTS": SOCKET,
-    "SERVERS": SOCKET,
+    "SERVERS": (SOCKET[0] + "ss", SOCKET[1] + " server server_role"),
     "DATABASES": (
         "ssissiiiissiiiiii",
         "name host port database force_user pool_size min_pool_size reserve_pool_size "
@@ -199,6 +199,13 @@ class ShapeTests(ConsoleTestCase):
         self.assertIn(link, clients.column("ptr"))
         self.assertEqual(servers.column("remote_pid")[active], "2000")
         self.assertEqual(servers.column("addr")[active], "127.0.0.1")
+        self.assertEqual(servers.column("server")[active], "primary")
+        self.assertEqual(servers.column("server_role")[active], "unknown")
+        pools = self.one("SHOW POOLS")
+        dbs = [r for r in pools.rows if r[0] == "db"]
+        servers = [dict(zip(pools.names, r, strict=True))["servers"] for r in dbs]
+        self.assertEqual(servers, ["primary=1", "primary=1"])
+        self.assertEqual(pools.column("target_session_attrs")[0], "read-write")
         self.assertEqual(clients.column("application_name"), ["psql", "psql"])
 
     def test_pinned(self) -> None:
