@@ -37,6 +37,8 @@ from pgtwist.pool.routing import (
 from pgtwist.pool.servers import ServerState
 from pgtwist.testing import FakePooledConnection
 
+from ._configfiles import FilesTestCase
+
 A = ServerSettings("a", "10.0.0.1", 5432, True)
 B = ServerSettings("b", "10.0.0.2", 5432)
 C = ServerSettings("c", "10.0.0.3", 5432)
@@ -251,6 +253,51 @@ class ConfigTests(SynchronousTestCase):
         self.assertFalse(routingFor(config, ("app", "u")).followPrimary)
 
 
+class MainKeysTests(FilesTestCase):
+    """
+    pgagroal 2.x's health_check keys and the routing keys in the main file.
+    """
+
+    MAIN = "[pgtwist]\nhost = 127.0.0.1\nport = 6432\n"
+    SERVER = "\n[primary]\nhost = 127.0.0.1\nport = 5432\n"
+
+    def test_keys(self) -> None:
+        """
+        The keys load with their units; the defaults leave health checks
+        off and route read-write, as before.
+        """
+        self.assertFalse(self.load(self.MAIN + self.SERVER).main.healthCheck)
+        main = self.load(
+            self.MAIN + "health_check = on\nhealth_check_period = 2s\nhealth_check_timeout = 1\n"
+            "health_check_user = monitor\nhealth_check_database = ops\n"
+            "target_session_attrs = any\nload_balance_hosts = random\n"
+            "max_lag_in_bytes = 16M\ncatchup_timeout = 1m\n" + self.SERVER
+        ).main
+        self.assertEqual(
+            (main.healthCheck, main.healthCheckPeriod, main.healthCheckTimeout),
+            (True, 2.0, 1.0),
+        )
+        self.assertEqual((main.healthCheckUser, main.healthCheckDatabase), ("monitor", "ops"))
+        self.assertEqual((main.targetSessionAttrs, main.loadBalanceHosts), ("any", "random"))
+        self.assertEqual((main.maxLagInBytes, main.catchupTimeout), (16 * 1024 * 1024, 60.0))
+        self.assertEqual(self.warnings, [])
+
+    def test_healthCheckNeedsAUser(self) -> None:
+        """
+        health_check = on with neither health_check_user nor a superuser
+        file is refused, naming the key.
+        """
+        error = self.loadError(self.MAIN + "health_check = on\n" + self.SERVER)
+        self.assertEqual(error.key, "health_check_user")
+
+    def test_badValue(self) -> None:
+        """
+        A target_session_attrs libpq does not know is refused.
+        """
+        error = self.loadError(self.MAIN + "target_session_attrs = writable\n" + self.SERVER)
+        self.assertEqual(error.key, "target_session_attrs")
+
+
 class RoutedPoolTests(SynchronousTestCase):
     """
     L{PoolSet} routing new backends over several servers.
@@ -308,6 +355,29 @@ class RoutedPoolTests(SynchronousTestCase):
         second = self.login("on")
         self.assertIs(self.successResultOf(d), second)
         self.assertEqual(self.pools.servers.health["b"].role, ROLE_STANDBY)
+
+    def test_roleQueriedBeforePostgreSQL14(self) -> None:
+        """
+        A server older than 14 reports no in_hot_standby: one
+        C{pg_is_in_recovery()} tells the role before the backend is lent.
+        """
+        d = self.pools.acquire(("app_ro", "u"), None)
+        backend, login = self.connects[-1]
+        backend.parameters["server_version"] = "13.9"
+        queries: list[tuple[str, Deferred[list[tuple[bytes | None, ...]]]]] = []
+
+        def queryRows(sql: str) -> Deferred[list[tuple[bytes | None, ...]]]:
+            answer: Deferred[list[tuple[bytes | None, ...]]] = Deferred()
+            queries.append((sql, answer))
+            return answer
+
+        backend.queryRows = queryRows  # type: ignore[attr-defined]
+        login.callback(backend)
+        self.assertNoResult(d)
+        self.assertEqual([sql for sql, _ in queries], ["SELECT pg_is_in_recovery()"])
+        queries[0][1].callback([(b"t",)])
+        self.assertIs(self.successResultOf(d), backend)
+        self.assertEqual(self.pools.servers.health["a"].role, ROLE_STANDBY)
 
     def test_readWriteStaysOnPrimary(self) -> None:
         """
