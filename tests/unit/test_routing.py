@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from pgtwist.config.authquery import authQueryFor
 from pgtwist.config.errors import ConfigError
 from pgtwist.config.limits import Routing, backendDatabase, routingFor
 from pgtwist.config.model import (
@@ -230,6 +231,17 @@ class ConfigTests(SynchronousTestCase):
         self.assertEqual(routingFor(config, ("app", "u")), Routing("any", "disable", 7, 0.0))
         self.assertEqual(backendDatabase(config, ("app_ro", "u")), "app")
         self.assertEqual(backendDatabase(config, ("app", "u")), "app")
+
+    def test_authQueryRunsInDbname(self) -> None:
+        """
+        Without auth_dbname, auth_query runs in the database the line's
+        backends log into (its dbname), not in the name clients use.
+        """
+        limits = self.readLimits("app_ro all 10 dbname=app auth_user=lookup\n")
+        config = Configuration(main=MainSettings(), servers=SERVERS, limits=limits)
+        settings = authQueryFor(config, "app_ro", "u")
+        assert settings is not None
+        self.assertEqual(settings.database, "app")
 
     def test_badValues(self) -> None:
         """
