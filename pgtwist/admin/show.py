@@ -18,7 +18,13 @@ from twisted.internet.address import IPv4Address, IPv6Address
 
 from pgtwist import __version__
 from pgtwist.admin.results import Notice, ResultSet, Value
-from pgtwist.config.limits import clientLimits, matchLimit, resolveAlias, routingFor
+from pgtwist.config.limits import (
+    backendDatabase,
+    clientLimits,
+    matchLimit,
+    resolveAlias,
+    routingFor,
+)
 from pgtwist.config.loader import _mainParsers
 from pgtwist.config.model import MainSettings
 from pgtwist.config.restart import RESTART_KEYS
@@ -475,14 +481,16 @@ def showDatabases(console: Console, args: Sequence[str]) -> ResultSet:
                 name,
                 current.host,
                 current.port,
-                database,
+                backendDatabase(config, (database, "all")),
                 None,
                 cap,
                 limit.minSize if limit is not None else 0,
                 bounds.reservePoolSize,
                 lifetime,
                 management.pipelineName((database, "all")),
-                None,
+                routingFor(config, (database, "all")).loadBalanceHosts
+                if len(config.servers) > 1
+                else None,
                 cap,
                 sum(p.size for p in pools),
                 bounds.maxDbClientConnections,

@@ -6,6 +6,7 @@ permissions, driven through a L{FakeFrontendLink} (no sockets).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -14,6 +15,7 @@ from zope.interface.verify import verifyObject
 from pgtwist.admin import commands, show
 from pgtwist.admin.console import EXTENDED_PROTOCOL_ERROR
 from pgtwist.admin.results import COLUMN_TYPES, ResultSet, encodeReply
+from pgtwist.config.model import DatabaseLimit
 from pgtwist.interfaces import IPipelineSession
 from pgtwist.wire import codec
 from pgtwist.wire.framing import MessageFramer
@@ -248,6 +250,18 @@ class ShapeTests(ConsoleTestCase):
         self.assertEqual(byName["db"]["current_client_connections"], "2")
         self.assertEqual((byName["db"]["paused"], byName["db"]["disabled"]), ("0", "0"))
         self.assertEqual(byName["pgbouncer"]["force_user"], "pgbouncer")
+
+    def test_databasesDbname(self) -> None:
+        """
+        SHOW DATABASES' C{database} is a line's C{dbname}: the database its
+        backends log into.
+        """
+        config = self.service.config
+        line = DatabaseLimit("db_ro", "all", 2, dbname="db", targetSessionAttrs="standby")
+        self.service.config = dataclasses.replace(config, limits=(*config.limits, line))
+        result = self.one("SHOW DATABASES")
+        byName = {r[0]: dict(zip(result.names, r, strict=True)) for r in result.rows}
+        self.assertEqual(byName["db_ro"]["database"], "db")
 
     def test_users(self) -> None:
         """
