@@ -271,7 +271,7 @@ def _ptr(thing: object) -> str:
 def _backendsByServer(pool: Pool) -> str:
     """
     SHOW POOLS' C{servers}: how many backends of C{pool} each server has
-    (C{primary=2,replica=1}), in the order servers were first used.
+    (C{primary=2,replica=1}), by server name.
     """
     counts: dict[str, int] = {}
     for state in SERVER_STATES:
