@@ -244,6 +244,30 @@ class Management:
         servers = self.service.pools.servers
         return [(server, servers.states[server.name]) for server in servers.servers]
 
+    def serverRole(self, name: str) -> tuple[str, bool, int | None]:
+        """
+        The role found out for server C{name} (C{unknown} until a backend
+        or a health check told), whether it passes its health checks, and
+        its replay lag in bytes (C{None}: not measured).
+        """
+        health = self.service.pools.servers.health.get(name)
+        if health is None:
+            return "unknown", True, None
+        return health.role, health.healthy, health.lagBytes
+
+    def backendsByServer(self) -> dict[str, int]:
+        """
+        How many backends (open or logging in) each server has, all pools
+        together.
+        """
+        counts: dict[str, int] = {}
+        for pool in self.service.pools.pools.values():
+            for entries in pool.backends.values():
+                for entry in entries:
+                    name = entry.backend.server.name
+                    counts[name] = counts.get(name, 0) + 1
+        return counts
+
     def nextId(self) -> int:
         """
         A number from the clients' id sequence (the console's ids for

@@ -184,6 +184,42 @@ class PoolerCollector:
             lost.add_metric(labels, group.lost)
         yield from (up, channels, clients, delivered, lost)
 
+    def _serverHealth(self, servers: list[tuple[Any, ServerState]]) -> Iterator[Metric]:
+        """
+        Per server: the role found out, the health check's verdict, a
+        standby's replay lag, and the backends on it (L{pgtwist.pool.routing}).
+        """
+        management = self.service.management
+        role = GaugeMetricFamily(
+            "pgtwist_server_role",
+            "1 for each server in the role found out (primary, standby or unknown)",
+            labels=["name", "role"],
+        )
+        healthy = GaugeMetricFamily(
+            "pgtwist_server_healthy",
+            "1 while the server passes its health checks (or none run), 0 after a failed one",
+            labels=["name"],
+        )
+        lag = GaugeMetricFamily(
+            "pgtwist_server_lag_bytes",
+            "A standby's replay lag in bytes of WAL, as the last health check measured it",
+            labels=["name"],
+        )
+        backends = GaugeMetricFamily(
+            "pgtwist_server_backends",
+            "Backends open (or logging in) on the server, all pools together",
+            labels=["name"],
+        )
+        counts = management.backendsByServer()
+        for server, _ in servers:
+            roleName, up, lagBytes = management.serverRole(server.name)
+            role.add_metric([server.name, roleName], 1)
+            healthy.add_metric([server.name], 1 if up else 0)
+            if lagBytes is not None:
+                lag.add_metric([server.name], lagBytes)
+            backends.add_metric([server.name], counts.get(server.name, 0))
+        yield from (role, healthy, lag, backends)
+
     def _general(self) -> Iterator[Metric]:
         management = self.service.management
         gracefully = management.state in ("gracefully", "terminating")
@@ -214,6 +250,7 @@ class PoolerCollector:
         for server, serverState in servers:
             state.add_metric([server.name, serverState.value], 1)
         yield state
+        yield from self._serverHealth(servers)
         yield GaugeMetricFamily(
             "pgtwist_client_sockets",
             "Client connections open to pgtwist",

@@ -18,7 +18,13 @@ from twisted.internet.address import IPv4Address, IPv6Address
 
 from pgtwist import __version__
 from pgtwist.admin.results import Notice, ResultSet, Value
-from pgtwist.config.limits import clientLimits, matchLimit, resolveAlias
+from pgtwist.config.limits import (
+    backendDatabase,
+    clientLimits,
+    matchLimit,
+    resolveAlias,
+    routingFor,
+)
 from pgtwist.config.loader import _mainParsers
 from pgtwist.config.model import MainSettings
 from pgtwist.config.restart import RESTART_KEYS
@@ -135,6 +141,11 @@ SOCKET_COLUMNS = (
     "id",
     "pinned",
 )
+
+#: SHOW SERVERS: the socket columns, then the server section each backend
+#: is on and the role pgtwist found that server in (after PgBouncer's).
+SERVER_TYPES = SOCKET_TYPES + "ss"
+SERVER_COLUMNS = (*SOCKET_COLUMNS, "server", "server_role")
 
 #: BackendState -> the SHOW SERVERS state (PgBouncer's server lists).
 SERVER_STATES = {
@@ -259,11 +270,28 @@ def _ptr(thing: object) -> str:
 # -- SHOW HELP lives in commands.py; the rest is here --------------------------
 
 
+def _backendsByServer(pool: Pool) -> str:
+    """
+    SHOW POOLS' C{servers}: how many backends of C{pool} each server has
+    (C{primary=2,replica=1}), by server name.
+    """
+    counts: dict[str, int] = {}
+    for state in SERVER_STATES:
+        for entry in pool.backends[state]:
+            name = entry.backend.server.name
+            counts[name] = counts.get(name, 0) + 1
+    return ",".join(f"{name}={count}" for name, count in sorted(counts.items()))
+
+
 def showPools(console: Console, args: Sequence[str]) -> ResultSet:
     """
-    SHOW POOLS: clients and backends per (database, user).
+    SHOW POOLS: clients and backends per (database, user); after
+    PgBouncer's columns, the pool's C{target_session_attrs} and its
+    backends on each server.
     """
     management = console.service.management
+    config = console.service.config
+    several = len(config.servers) > 1
     now = console.clock.seconds()
     clients = poolClients(console)
     rows: list[Sequence[Value]] = []
@@ -271,6 +299,7 @@ def showPools(console: Console, args: Sequence[str]) -> ResultSet:
         mine = [c for c in clients if c.key == pool.key]
         waiting = sum(1 for c in mine if isWaiting(c))
         maxWait = now - pool.waiters[0].since if pool.waiters else 0.0
+        routing = routingFor(config, pool.key)
         rows.append(
             (
                 pool.key[0],
@@ -289,13 +318,15 @@ def showPools(console: Console, args: Sequence[str]) -> ResultSet:
                 int(maxWait),
                 int(round(maxWait * 1e6)) % 1000000,
                 management.pipelineName(pool.key),
-                None,
+                routing.loadBalanceHosts if several else None,
+                routing.targetSessionAttrs,
+                _backendsByServer(pool),
             )
         )
     consoles = len(management.consoles())
-    rows.append((ADMIN_DATABASE, ADMIN_DATABASE, consoles, *[0] * 12, "statement", None))
+    rows.append((ADMIN_DATABASE, ADMIN_DATABASE, consoles, *[0] * 12, "statement", None, None, ""))
     return ResultSet(
-        "ssiiiiiiiiiiiiiss",
+        "ssiiiiiiiiiiiiissss",
         (
             "database",
             "user",
@@ -314,6 +345,8 @@ def showPools(console: Console, args: Sequence[str]) -> ResultSet:
             "maxwait_us",
             "pool_mode",
             "load_balance_hosts",
+            "target_session_attrs",
+            "servers",
         ),
         rows,
     )
@@ -398,6 +431,8 @@ def _serverRow(
         preparedCount(backend),
         console.serverId(backend),
         pinnedBy(client),
+        server.name,
+        console.service.management.serverRole(server.name)[0],
     )
 
 
@@ -412,7 +447,7 @@ def showServers(console: Console, args: Sequence[str]) -> ResultSet:
             for entry in sorted(pool.backends[state], key=lambda e: e.createdAt):
                 client = linked.get(id(entry.backend))
                 rows.append(_serverRow(console, entry, name, client))
-    return ResultSet(SOCKET_TYPES, SOCKET_COLUMNS, rows)
+    return ResultSet(SERVER_TYPES, SERVER_COLUMNS, rows)
 
 
 def showDatabases(console: Console, args: Sequence[str]) -> ResultSet:
@@ -448,14 +483,16 @@ def showDatabases(console: Console, args: Sequence[str]) -> ResultSet:
                 name,
                 current.host,
                 current.port,
-                database,
+                backendDatabase(config, (database, "all")),
                 None,
                 cap,
                 limit.minSize if limit is not None else 0,
                 bounds.reservePoolSize,
                 lifetime,
                 management.pipelineName((database, "all")),
-                None,
+                routingFor(config, (database, "all")).loadBalanceHosts
+                if len(config.servers) > 1
+                else None,
                 cap,
                 sum(p.size for p in pools),
                 bounds.maxDbClientConnections,

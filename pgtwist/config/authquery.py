@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pgtwist._compat import SLOTS
-from pgtwist.config.limits import matchLimit
+from pgtwist.config.limits import backendDatabase, matchLimit
 from pgtwist.config.model import Configuration, DatabaseLimit
 
 __all__ = [
@@ -113,7 +113,10 @@ def authQueryFor(config: Configuration, database: str, user: str) -> AuthQuerySe
         if config.superuser is None:
             return None
         authUser = config.superuser.name
-    return AuthQuerySettings(query or DEFAULT_AUTH_QUERY, authUser, dbname or database)
+    # Without auth_dbname: the database the pool's backends log into (a
+    # line's dbname, as PgBouncer's auth_query runs in the real database).
+    dbname = dbname or backendDatabase(config, (database, user))
+    return AuthQuerySettings(query or DEFAULT_AUTH_QUERY, authUser, dbname)
 
 
 def authUserPassword(config: Configuration, name: str) -> str | None:

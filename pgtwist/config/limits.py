@@ -22,6 +22,9 @@ __all__ = [
     "matchLimit",
     "pipelineName",
     "resolveAlias",
+    "Routing",
+    "backendDatabase",
+    "routingFor",
     "sessionFeatures",
 ]
 
@@ -149,3 +152,62 @@ def clientLimits(config: Configuration, key: PoolKey) -> ClientLimits:
                 break
         values[name] = value
     return ClientLimits(**values)
+
+
+@dataclass(frozen=True, **SLOTS)
+class Routing:
+    """
+    How one pool picks the server of a new backend (the databases-file
+    line's keys, else the main section's; L{pgtwist.pool.routing}).
+
+    @ivar maxLagBytes: PgDoorman's C{max_lag_in_bytes}: a standby further
+        behind takes no new backend (0: no limit).
+    @ivar maxLagSeconds: Odyssey's C{catchup_timeout}: the same in seconds
+        of replay lag (0: no limit).
+    @ivar followPrimary: Whether read-write pools go to whichever server is
+        found to be the primary; C{False} when a C{failover_script} decides
+        (then the primary is the one the failover order made current).
+    """
+
+    targetSessionAttrs: str = "read-write"
+    loadBalanceHosts: str = "disable"
+    maxLagBytes: int = 0
+    maxLagSeconds: float = 0.0
+    followPrimary: bool = True
+
+
+def _lineFor(config: Configuration, key: PoolKey) -> DatabaseLimit | None:
+    index = matchLimit(config.limits, *key)
+    return None if index is None else config.limits[index]
+
+
+def routingFor(config: Configuration, key: PoolKey) -> Routing:
+    """
+    The routing of the pool C{key}: each key of the databases-file line
+    governing it where the line sets it, else the main section's.
+    """
+    main = config.main
+    line = _lineFor(config, key)
+
+    def pick(name: str, default: Any) -> Any:
+        value = getattr(line, name) if line is not None else None
+        return default if value is None else value
+
+    return Routing(
+        targetSessionAttrs=pick("targetSessionAttrs", main.targetSessionAttrs),
+        loadBalanceHosts=pick("loadBalanceHosts", main.loadBalanceHosts),
+        maxLagBytes=pick("maxLagInBytes", main.maxLagInBytes),
+        maxLagSeconds=pick("catchupTimeout", main.catchupTimeout),
+        followPrimary=not (main.failover and main.failoverScript),
+    )
+
+
+def backendDatabase(config: Configuration, key: PoolKey) -> str:
+    """
+    The database the backends of the pool C{key} log into: the C{dbname}
+    of the line governing it (PgBouncer's key), else the pool's database.
+    """
+    line = _lineFor(config, key)
+    if line is not None and line.dbname and line.database == key[0]:
+        return line.dbname
+    return key[0]

@@ -33,6 +33,8 @@ from typing import Any
 from twisted.logger import Logger
 
 from pgtwist.config.model import (
+    LOAD_BALANCE_HOSTS,
+    TARGET_SESSION_ATTRS,
     ConfigPaths,
     Configuration,
     DatabaseLimit,
@@ -435,6 +437,18 @@ def _mainParsers(environ: Mapping[str, str]) -> dict[str, tuple[str, _Parser]]:
         "reserve_pool_timeout": ("reservePoolTimeout", parseDuration),
         "server_connect_timeout": ("serverConnectTimeout", parseDuration),
         "server_reset_query": ("serverResetQuery", parseServerResetQuery),
+        "health_check": ("healthCheck", parseBool),
+        "health_check_period": ("healthCheckPeriod", parseDuration),
+        "health_check_timeout": ("healthCheckTimeout", parseDuration),
+        "health_check_user": ("healthCheckUser", lambda v: v.strip() or None),
+        "health_check_database": ("healthCheckDatabase", lambda v: v.strip() or "postgres"),
+        "target_session_attrs": (
+            "targetSessionAttrs",
+            lambda v: parseChoice(v, TARGET_SESSION_ATTRS),
+        ),
+        "load_balance_hosts": ("loadBalanceHosts", lambda v: parseChoice(v, LOAD_BALANCE_HOSTS)),
+        "max_lag_in_bytes": ("maxLagInBytes", parseByteSize),
+        "catchup_timeout": ("catchupTimeout", parseDuration),
     }
 
 
@@ -640,6 +654,25 @@ def _checkAuthQuery(config: Configuration, configPath: str) -> None:
             )
 
 
+def _checkHealthCheck(config: Configuration, configPath: str) -> None:
+    """
+    Refuse health checks with no one to log in as: C{health_check_user},
+    else the superuser of the C{-S} file. Its password, if PostgreSQL asks
+    for one, comes from the users file or the superuser file.
+
+    @raise ConfigError: Naming C{health_check_user}.
+    """
+    main = config.main
+    if main.healthCheck and main.healthCheckUser is None and config.superuser is None:
+        raise ConfigError(
+            "health checks log in as health_check_user, or as the superuser of the "
+            "superuser file (-S); neither is given",
+            configPath,
+            None,
+            "health_check_user",
+        )
+
+
 def loadConfiguration(
     configPath: str,
     hbaPath: str | None = None,
@@ -741,4 +774,5 @@ def loadConfiguration(
         ),
     )
     _checkAuthQuery(configuration, configPath)
+    _checkHealthCheck(configuration, configPath)
     return configuration

@@ -21,6 +21,12 @@ PoolKey = tuple[str, str]
 
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
+#: libpq's C{target_session_attrs} values (L{pgtwist.pool.routing}).
+TARGET_SESSION_ATTRS = ("any", "read-write", "read-only", "primary", "standby", "prefer-standby")
+
+#: libpq's C{load_balance_hosts} values, and PgDoorman's C{round-robin}.
+LOAD_BALANCE_HOSTS = ("disable", "random", "round-robin")
+
 
 @dataclass(frozen=True, **SLOTS)
 class MainSettings:
@@ -159,6 +165,25 @@ class MainSettings:
     reservePoolTimeout: float = 5.0
     #: How long a new backend may take to connect and log in.
     serverConnectTimeout: float = 15.0
+    #: Health checks (pgagroal 2.x's C{health_check*} keys,
+    #: L{pgtwist.pool.health}): every C{healthCheckPeriod} seconds each
+    #: server is asked C{pg_is_in_recovery()} and its replay lag, as
+    #: C{healthCheckUser} (C{None}: the superuser of the C{-S} file) in
+    #: C{healthCheckDatabase}; one that does not answer within
+    #: C{healthCheckTimeout} gets no new backend until it does.
+    healthCheck: bool = False
+    healthCheckPeriod: float = 5.0
+    healthCheckTimeout: float = 5.0
+    healthCheckUser: str | None = None
+    healthCheckDatabase: str = "postgres"
+    #: Routing (L{pgtwist.pool.routing}): libpq's C{target_session_attrs}
+    #: and C{load_balance_hosts}, PgDoorman's C{max_lag_in_bytes} and
+    #: Odyssey's C{catchup_timeout} (0: no limit); a databases-file line
+    #: may set its own.
+    targetSessionAttrs: str = "read-write"
+    loadBalanceHosts: str = "disable"
+    maxLagInBytes: int = 0
+    catchupTimeout: float = 0.0
 
 
 @dataclass(frozen=True, **SLOTS)
@@ -304,6 +329,15 @@ class DatabaseLimit:
     maxDbClientConnections: int | None = None
     #: Only on an C{all USER} line: clients of the user, any database.
     maxUserClientConnections: int | None = None
+    #: Routing of the line's pools (L{pgtwist.pool.routing}), C{None}
+    #: where the main section's applies; C{dbname}, PgBouncer's: the
+    #: database the backends log into, when the line's DATABASE is a name
+    #: for clients only (a read-only C{app_ro} in front of C{app}).
+    targetSessionAttrs: str | None = None
+    loadBalanceHosts: str | None = None
+    maxLagInBytes: int | None = None
+    catchupTimeout: float | None = None
+    dbname: str | None = None
 
 
 @dataclass(frozen=True, **SLOTS)

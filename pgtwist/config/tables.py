@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from pgtwist.config.errors import ConfigError, Warn, readText, stripComment
 from pgtwist.config.model import (
+    LOAD_BALANCE_HOSTS,
+    TARGET_SESSION_ATTRS,
     DatabaseLimit,
     HbaName,
     HbaRule,
@@ -23,6 +25,8 @@ from pgtwist.config.model import (
     UserEntry,
 )
 from pgtwist.config.values import (
+    parseByteSize,
+    parseChoice,
     parseDuration,
     parseInt,
     parseName,
@@ -454,6 +458,11 @@ _LIMIT_OPTIONS = {
     "reserve_pool_size": "reservePoolSize",
     "max_db_client_connections": "maxDbClientConnections",
     "max_user_client_connections": "maxUserClientConnections",
+    "target_session_attrs": "targetSessionAttrs",
+    "load_balance_hosts": "loadBalanceHosts",
+    "max_lag_in_bytes": "maxLagInBytes",
+    "catchup_timeout": "catchupTimeout",
+    "dbname": "dbname",
 }
 
 
@@ -478,6 +487,11 @@ _LIMIT_PARSERS: dict[str, Callable[[str], object]] = {
     "reservePoolSize": _notSetOr,
     "maxDbClientConnections": _notSetOr,
     "maxUserClientConnections": _notSetOr,
+    "targetSessionAttrs": lambda v: parseChoice(v, TARGET_SESSION_ATTRS),
+    "loadBalanceHosts": lambda v: parseChoice(v, LOAD_BALANCE_HOSTS),
+    "maxLagInBytes": parseByteSize,
+    "catchupTimeout": parseDuration,
+    "dbname": parseName,
 }
 
 #: The file keys of L{_LIMIT_OPTIONS}, by field.
@@ -645,6 +659,14 @@ def _readLimitLine(
             path,
             number,
             "max_user_client_connections",
+        )
+    if "dbname" in values and (database == "all" or aliases):
+        raise ConfigError(
+            "dbname names the database behind one DATABASE: not on an 'all' line, nor "
+            "on one with aliases",
+            path,
+            number,
+            "dbname",
         )
     return DatabaseLimit(
         database=database,

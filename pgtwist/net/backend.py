@@ -127,6 +127,8 @@ class BackendProtocol(Protocol):
         clock: IReactorTime,
     ) -> None:
         self.key = key
+        #: The database logged into: the pool's, or its line's C{dbname}.
+        self.database = key[0]
         self.server = server
         self._password = password
         self._authMethods = authMethods
@@ -197,8 +199,8 @@ class BackendProtocol(Protocol):
         Send the StartupMessage: only user and database, so that every client
         setting applied later is undone by C{DISCARD ALL}.
         """
-        database, user = self.key
-        self.transport.write(codec.encode(StartupMessage({"user": user, "database": database})))  # type: ignore[union-attr]
+        startup = StartupMessage({"user": self.key[1], "database": self.database})
+        self.transport.write(codec.encode(startup))  # type: ignore[union-attr]
 
     @property
     def serverCertificate(self) -> bytes | None:
@@ -776,17 +778,21 @@ def connectBackend(
     password: BackendCredential | None,
     authMethods: Sequence[IAuthMethod],
     timeout: float = 15.0,
+    database: str | None = None,
 ) -> tuple[BackendProtocol, Deferred[BackendProtocol]]:
     """
     Open a connection to C{server} and log in as C{key}'s user.
 
     @param password: The vault's password, or a pass-through credential
         (see L{pgtwist.interfaces.IAuthMethod.backendExchange}).
+    @param database: The database to log into (default: C{key}'s).
 
     @return: The protocol (so its state can be tracked at once) and a
         Deferred that fires with it once it is ready for queries.
     """
     protocol = BackendProtocol(key, server, password, authMethods, reactor)
+    if database is not None:
+        protocol.database = database
     factory = _BackendFactory(protocol)
     connectServer(reactor, server, factory, timeout)
     return protocol, protocol.whenLoggedIn()

@@ -59,7 +59,8 @@ class PoolMaintenance:
                 continue
             missing = target - pool.size
             while missing > 0 and pools.hasRoomFor(pool):
-                pools.openBackend(pool)
+                if not pools.openBackend(pool):
+                    break  # no server may take it now (routing)
                 missing -= 1
 
     def dropUnusedPools(self, timeout: float, clientKeys: Callable[[], Collection[PoolKey]]) -> int:

@@ -27,7 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pgtwist.config.limits import clientLimits, matchLimit
+from pgtwist.config.limits import backendDatabase, clientLimits, matchLimit, routingFor
 from pgtwist.config.model import Configuration, PoolKey, ServerSettings
 from pgtwist.config.pgagroalkeys import DISCARD_ALL
 from pgtwist.config.verifiers import BackendCredential
@@ -40,6 +40,7 @@ from pgtwist.interfaces import (
 )
 from pgtwist.net.backend import BackendError, BackendGone, connectBackend
 from pgtwist.net.cancel import sendCancel
+from pgtwist.pool.health import HealthChecker
 from pgtwist.pool.servers import ServerSet
 from pgtwist.pool.state import (
     BackendState,
@@ -138,6 +139,10 @@ class PoolSet(Service):
         #: client left for pass-through (a changed password): the auth_query
         #: cache drops its entry.
         self.credentialRefused: Callable[[PoolKey], None] | None = None
+        #: pgagroal 2.x's health checks (L{pgtwist.pool.health}).
+        self.health = HealthChecker(
+            config, self.servers, reactor, self._healthConnect, self.serversChanged
+        )
 
     def _connect(
         self, server: ServerSettings, key: PoolKey, password: BackendCredential | None
@@ -146,9 +151,72 @@ class PoolSet(Service):
         # too (see openBackend); 0 leaves Twisted's connect timeout.
         timeout = self.config.main.serverConnectTimeout or 30.0
         backend, ready = connectBackend(
-            self._reactor, server, key, password, self._authMethods, timeout
+            self._reactor,
+            server,
+            key,
+            password,
+            self._authMethods,
+            timeout,
+            database=backendDatabase(self.config, key),
         )
         return backend, ready.addCallback(_pooled)
+
+    def _healthConnect(
+        self, server: ServerSettings, key: PoolKey, password: str | None
+    ) -> tuple[Any, Deferred[Any]]:
+        timeout = self.config.main.healthCheckTimeout or 5.0
+        return connectBackend(self._reactor, server, key, password, self._authMethods, timeout)
+
+    # -- servers: roles, health and routing (pgtwist.pool.routing) -----------
+
+    def serversChanged(self) -> None:
+        """
+        A health check round ended, or a login found a server's role: a
+        read-write pool follows a promotion (unless C{failover_script}
+        decides), backends left on a server their pool should no longer
+        use are closed (idle ones now, the others when given back), and
+        waiters are served.
+        """
+        if routingFor(self.config, ("", "")).followPrimary:
+            self.servers.followPrimary()
+        for pool in list(self.pools.values()):
+            allowed = {s.name for s in self.servers.candidates(routingFor(self.config, pool.key))}
+            for state in (BackendState.IDLE, BackendState.ACTIVE, BackendState.RESETTING):
+                for entry in list(pool.backends[state]):
+                    if entry.backend.server.name in allowed:
+                        continue
+                    if state is BackendState.IDLE:
+                        self.closeAndForget(entry)
+                    else:
+                        entry.closeOnRelease = True
+        self._serveAll()
+
+    def _roleFound(self, backend: IPooledConnection, entry: PooledBackend, standby: bool) -> None:
+        """
+        A new backend told its server's role: record it; keep the backend
+        if its pool may use that server, else close it (and serve the
+        waiters from a server it may use).
+        """
+        if entry.state is not BackendState.CONNECTING:
+            return
+        if self.servers.observeRole(backend.server.name, standby):
+            self.serversChanged()
+            if entry.state is not BackendState.CONNECTING:
+                return
+        routing = routingFor(self.config, backend.key)
+        if backend.server.name not in {s.name for s in self.servers.candidates(routing)}:
+            self.log.info(
+                "Backend {backendPid} of {poolKey}: server {server} is no "
+                "target_session_attrs={attrs} server; closing it",
+                backendPid=backend.processId,
+                poolKey=backend.key,
+                server=backend.server.name,
+                attrs=routing.targetSessionAttrs,
+            )
+            self.closeAndForget(entry)
+            self._serveAll()
+            return
+        self._opened(backend, entry)
 
     def reconfigure(self, config: Configuration) -> None:
         """
@@ -156,6 +224,7 @@ class PoolSet(Service):
         """
         self.config = config
         self.servers.reconfigure(config.servers)
+        self.health.reconfigure(config)
         for pool in self.pools.values():
             pool.limitIndex = matchLimit(config.limits, *pool.key)
             pool.limits = clientLimits(config, pool.key)
@@ -746,6 +815,10 @@ class PoolSet(Service):
             if self.servers.switching is not None:
                 # Failing over: nowhere to connect until the script ends.
                 return
+            if not self.servers.candidates(routingFor(self.config, pool.key)):
+                # No server may take it now (target_session_attrs, health,
+                # lag): the clients wait for one.
+                return
             if (
                 not self.hasRoomFor(pool)
                 and not self._evictIdle(pool)
@@ -855,14 +928,19 @@ class PoolSet(Service):
         self.closeAndForget(min(candidates, key=lambda e: e.lastUsedAt))
         return True
 
-    def openBackend(self, pool: Pool) -> None:
+    def openBackend(self, pool: Pool) -> bool:
         """
         Connect a new backend for C{pool} (the caller checked
-        L{hasRoomFor}); it is counted as C{CONNECTING} at once, and idle
-        once logged in.
+        L{hasRoomFor}) to the server its routing picks
+        (L{pgtwist.pool.routing}); it is counted as C{CONNECTING} at once,
+        and idle once logged in. Returns C{False} when no server may take
+        it now.
         """
+        server = self.servers.pick(routingFor(self.config, pool.key), pool.key)
+        if server is None:
+            return False
         credential = self._credentialFor(pool)
-        backend, ready = self._connector(self.servers.current, pool.key, credential)
+        backend, ready = self._connector(server, pool.key, credential)
         entry = self._entries[backend] = PooledBackend(backend, self._reactor.seconds())
         self._moveTo(entry, BackendState.CONNECTING)
         pool.stats.connectionsOpened += 1
@@ -877,6 +955,7 @@ class PoolSet(Service):
             callbackArgs=(entry,),
             errbackArgs=(entry, credential),
         )
+        return True
 
     def _connectTimedOut(self, entry: PooledBackend) -> None:
         """
@@ -902,6 +981,23 @@ class PoolSet(Service):
             if entry.idleTimer.active():
                 entry.idleTimer.cancel()
             entry.idleTimer = None
+        # The server's role, found out on every new backend: PostgreSQL 14
+        # and later report in_hot_standby at login (no round trip); before
+        # it, one query asks.
+        parameters = getattr(backend, "parameters", None) or {}
+        hotStandby = parameters.get("in_hot_standby")
+        if hotStandby is not None:
+            self._roleFound(backend, entry, hotStandby == "on")
+        elif _majorVersion(parameters.get("server_version")) in range(1, 14):
+            query: Any = backend
+            query.queryRows("SELECT pg_is_in_recovery()").addCallbacks(
+                lambda rows: self._roleFound(backend, entry, rows[0][0] == b"t"),
+                lambda reason: self._ebOpened(reason, entry),
+            )
+        else:
+            self._opened(backend, entry)
+
+    def _opened(self, backend: IPooledConnection, entry: PooledBackend) -> None:
         pool = self.pool(backend.key)
         pool.connectFailures = 0
         pool.loginRefusals = 0
@@ -1215,11 +1311,19 @@ class PoolSet(Service):
 
     # -- service --------------------------------------------------------------
 
+    def startService(self) -> None:
+        """
+        Start the health checks (when C{health_check} is on).
+        """
+        super().startService()
+        self.health.start()
+
     def stopService(self) -> Deferred[None] | None:
         """
         Close every backend.
         """
         super().stopService()
+        self.health.stop()
         for pool in self.pools.values():
             self._disarmWaitTimer(pool)
             for waiter in list(pool.waiters):
@@ -1238,3 +1342,11 @@ class PoolSet(Service):
 
 def _pooled(backend: BackendProtocol) -> IPooledConnection:
     return backend
+
+
+def _majorVersion(version: str | None) -> int:
+    """
+    PostgreSQL's major version from its C{server_version} (0: unknown).
+    """
+    digits = (version or "").split(".")[0].split()[0] if version else ""
+    return int(digits) if digits.isdigit() else 0

@@ -15,7 +15,15 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pgtwist.config.limits import Routing
 from pgtwist.config.model import ServerSettings
+from pgtwist.pool.routing import (
+    ROLE_PRIMARY,
+    ROLE_STANDBY,
+    ServerHealth,
+    candidates,
+    choose,
+)
 
 
 class ServerState(enum.Enum):
@@ -44,6 +52,11 @@ class ServerSet:
         #: became the primary. No backend should be opened meanwhile (the
         #: old server is gone, the new one may not be promoted yet).
         self.switching: Deferred[bool] | None = None
+        #: What the health checks and the logins found out, by server name
+        #: (L{pgtwist.pool.routing}).
+        self.health: dict[str, ServerHealth] = {}
+        #: Each pool's round-robin turn (C{load_balance_hosts=round-robin}).
+        self.positions: dict[object, int] = {}
         self.reconfigure(servers)
 
     def reconfigure(self, servers: Sequence[ServerSettings]) -> None:
@@ -56,6 +69,7 @@ class ServerSet:
         self.servers = list(servers)
         primary = next((s for s in servers if s.primary), servers[0])
         self.states = {}
+        self.health = {s.name: self.health.get(s.name) or ServerHealth() for s in servers}
         for server in servers:
             state = old.get(server.name, ServerState.STANDBY)
             if state is ServerState.PRIMARY:
@@ -79,6 +93,71 @@ class ServerSet:
             if self.states[server.name] is ServerState.PRIMARY:
                 return server
         return self.servers[0]
+
+    def _usable(self, server: ServerSettings) -> bool:
+        return self.states.get(server.name) not in (ServerState.FAILED, ServerState.PROMOTING)
+
+    def candidates(self, routing: Routing) -> list[ServerSettings]:
+        """
+        The servers a new backend routed by C{routing} may go to now, best
+        first (L{pgtwist.pool.routing.candidates}).
+        """
+        return candidates(self.servers, self.current, self.health, routing, self._usable)
+
+    def pick(self, routing: Routing, key: object) -> ServerSettings | None:
+        """
+        The server a new backend of the pool C{key} goes to, or C{None}
+        when none may take it now (its clients wait).
+        """
+        return choose(self.candidates(routing), routing, key, self.positions)
+
+    def observeRole(self, name: str, standby: bool) -> bool:
+        """
+        A backend (or a health check) found C{name} in recovery or not.
+        Returns whether its role changed.
+        """
+        health = self.health.get(name)
+        if health is None:
+            return False
+        role = ROLE_STANDBY if standby else ROLE_PRIMARY
+        if health.role == role:
+            return False
+        self.log.info("Server {server} is a {role}", server=name, role=role)
+        health.role = role
+        return True
+
+    def followPrimary(self) -> ServerSettings | None:
+        """
+        After a promotion (no C{failover_script} deciding): when the
+        current server is found to be a standby, or fails its health
+        checks, and another one that passes them is found to be a primary,
+        that one becomes the current server (what SHOW DATABASES and the
+        metrics call the primary). Returns the new current server, if any.
+        """
+        if self.switching is not None:
+            return None
+        old = self.current
+        oldHealth = self.health.get(old.name) or ServerHealth()
+        if oldHealth.role == ROLE_PRIMARY and oldHealth.healthy:
+            return None
+        for server in self.servers:
+            health = self.health[server.name]
+            if (
+                server.name != old.name
+                and health.role == ROLE_PRIMARY
+                and health.healthy
+                and self._usable(server)
+            ):
+                if self.states[old.name] is ServerState.PRIMARY:
+                    self.states[old.name] = ServerState.STANDBY
+                self.states[server.name] = ServerState.PRIMARY
+                self.log.warn(
+                    "Server {new} is the primary now (was {old}): read-write clients follow",
+                    old=old.name,
+                    new=server.name,
+                )
+                return server
+        return None
 
     def byName(self, name: str) -> ServerSettings | None:
         """

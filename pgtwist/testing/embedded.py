@@ -488,6 +488,43 @@ class PostgresCluster:
             binDir=self._binDir, dataDir=self.dataDir, port=self._port,
         )  # fmt: skip
 
+    def startStandby(self, primary: PostgresCluster) -> None:
+        """
+        Make this cluster a streaming standby of C{primary} and start it:
+        C{pg_basebackup -R} over C{primary}'s unix socket (its
+        C{pg_hba.conf} gains a C{local replication} line for the
+        superuser), then the server, which replays what C{primary} streams.
+        Like L{start}, registers L{stop} with C{atexit}.
+
+        @raise PostgresCommandError: C{pg_basebackup} failed.
+        @raise PostgresStartError: The standby did not start.
+        """
+        if self._running:
+            raise RuntimeError("the cluster is already running")
+        line = f"local replication {_hbaName(primary.superuser)} trust"
+        if line not in primary.hbaLines:
+            primary.setHba([*primary.hbaLines, line])
+        self.runAs = unprivilegedUser(self._environ)
+        atexit.register(self.stop)
+        try:
+            self._prepareDirectories()
+            assert self.dataDir is not None
+            if not os.path.exists(os.path.join(self.dataDir, "PG_VERSION")):
+                args = [self.program("pg_basebackup"), "-D", self.dataDir, "-R", "-X", "stream"]
+                args += ["-h", primary.socketDir, "-p", str(primary.port)]
+                args += ["-U", primary.superuser, "--no-sync", "-c", "fast"]
+                self._runAsServer(args, "pg_basebackup", timeout=300)
+            self._startServer()
+        except BaseException:
+            self.stop()
+            raise
+        self._running = True
+        self.hbaLines = list(primary.hbaLines)
+        self.log.info(
+            "Started a standby of port {primaryPort} in {dataDir} on port {port}",
+            primaryPort=primary.port, dataDir=self.dataDir, port=self._port,
+        )  # fmt: skip
+
     def stop(self) -> None:
         """
         Stop the server (C{pg_ctl -m fast stop}, killing it if that fails)

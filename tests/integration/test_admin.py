@@ -209,7 +209,7 @@ def test_psqlOverTcp(pooler: Pooler) -> None:
         "database", "user", "cl_active", "cl_waiting", "cl_active_cancel_req",
         "cl_waiting_cancel_req", "sv_active", "sv_active_cancel", "sv_being_canceled",
         "sv_idle", "sv_used", "sv_tested", "sv_login", "maxwait", "maxwait_us", "pool_mode",
-        "load_balance_hosts",
+        "load_balance_hosts", "target_session_attrs", "servers",
     ]  # fmt: skip
     assert ("pgbouncer", "pgbouncer") in [(p["database"], p["user"]) for p in pools]
     help = psql(pooler, "SHOW HELP")

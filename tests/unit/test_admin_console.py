@@ -15,7 +15,7 @@ from zope.interface.verify import verifyObject
 from pgtwist.admin import commands, show
 from pgtwist.admin.console import EXTENDED_PROTOCOL_ERROR
 from pgtwist.admin.results import COLUMN_TYPES, ResultSet, encodeReply
-from pgtwist.config.model import UserEntry
+from pgtwist.config.model import DatabaseLimit, UserEntry
 from pgtwist.config.verifiers import parseVerifier
 from pgtwist.interfaces import IPipelineSession
 from pgtwist.wire import codec
@@ -63,10 +63,10 @@ STATS_TOTALS = (
 #: SHOW subject -> (PgBouncer type letters, column names): REFERENCE.md section 3.
 SHAPES: dict[str, tuple[str, str]] = {
     "POOLS": (
-        "ssiiiiiiiiiiiiiss",
+        "ssiiiiiiiiiiiiissss",
         "database user cl_active cl_waiting cl_active_cancel_req cl_waiting_cancel_req "
         "sv_active sv_active_cancel sv_being_canceled sv_idle sv_used sv_tested sv_login "
-        "maxwait maxwait_us pool_mode load_balance_hosts",
+        "maxwait maxwait_us pool_mode load_balance_hosts target_session_attrs servers",
     ),
     "STATS": (
         "s" + "N" * 24,
@@ -88,7 +88,7 @@ SHAPES: dict[str, tuple[str, str]] = {
     ),
     "TOTALS": ("sN", "name value"),
     "CLIENTS": SOCKET,
-    "SERVERS": SOCKET,
+    "SERVERS": (SOCKET[0] + "ss", SOCKET[1] + " server server_role"),
     "DATABASES": (
         "ssissiiiissiiiiii",
         "name host port database force_user pool_size min_pool_size reserve_pool_size "
@@ -202,6 +202,13 @@ class ShapeTests(ConsoleTestCase):
         self.assertIn(link, clients.column("ptr"))
         self.assertEqual(servers.column("remote_pid")[active], "2000")
         self.assertEqual(servers.column("addr")[active], "127.0.0.1")
+        self.assertEqual(servers.column("server")[active], "primary")
+        self.assertEqual(servers.column("server_role")[active], "unknown")
+        pools = self.one("SHOW POOLS")
+        dbs = [r for r in pools.rows if r[0] == "db"]
+        servers = [dict(zip(pools.names, r, strict=True))["servers"] for r in dbs]
+        self.assertEqual(servers, ["primary=1", "primary=1"])
+        self.assertEqual(pools.column("target_session_attrs")[0], "read-write")
         self.assertEqual(clients.column("application_name"), ["psql", "psql"])
 
     def test_pinned(self) -> None:
@@ -244,6 +251,18 @@ class ShapeTests(ConsoleTestCase):
         self.assertEqual(byName["db"]["current_client_connections"], "2")
         self.assertEqual((byName["db"]["paused"], byName["db"]["disabled"]), ("0", "0"))
         self.assertEqual(byName["pgbouncer"]["force_user"], "pgbouncer")
+
+    def test_databasesDbname(self) -> None:
+        """
+        SHOW DATABASES' C{database} is a line's C{dbname}: the database its
+        backends log into.
+        """
+        config = self.service.config
+        line = DatabaseLimit("db_ro", "all", 2, dbname="db", targetSessionAttrs="standby")
+        self.service.config = dataclasses.replace(config, limits=(*config.limits, line))
+        result = self.one("SHOW DATABASES")
+        byName = {r[0]: dict(zip(result.names, r, strict=True)) for r in result.rows}
+        self.assertEqual(byName["db_ro"]["database"], "db")
 
     def test_users(self) -> None:
         """

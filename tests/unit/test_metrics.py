@@ -29,7 +29,8 @@ from pgtwist.admin.metrics import (
 from pgtwist.app.service import buildService
 from pgtwist.config.model import Configuration, DatabaseLimit, MainSettings, ServerSettings
 from pgtwist.pool.poolset import BackendState
-from pgtwist.pool.state import Waiter
+from pgtwist.pool.state import PooledBackend, Waiter
+from pgtwist.testing import FakePooledConnection
 
 SERVERS = (
     ServerSettings("primary", "127.0.0.1", 5432, True),
@@ -82,7 +83,8 @@ class CollectorTests(SynchronousTestCase):
             (BackendState.CONNECTING, 1),
         ):
             for _ in range(count):
-                pool.backends[state].add(object())
+                backend = FakePooledConnection(pool.key, 1, SERVERS[0])
+                pool.backends[state].add(PooledBackend(backend, 0.0))
         self.pools.total = 4
         self.reactor.advance(100)
         pool.waiters.append(Waiter(None, 97.5))
@@ -117,6 +119,23 @@ class CollectorTests(SynchronousTestCase):
         self.assertEqual(
             sampleValues(self.registry, "pgtwist_server_state"),
             {("primary", "failed"): 1, ("standby", "primary"): 1},
+        )
+        self.assertEqual(
+            sampleValues(self.registry, "pgtwist_server_role"),
+            {("primary", "unknown"): 1, ("standby", "unknown"): 1},
+        )
+        self.pools.servers.health["standby"].healthy = False
+        self.pools.servers.health["standby"].lagBytes = 4096
+        self.assertEqual(
+            sampleValues(self.registry, "pgtwist_server_healthy"),
+            {("primary",): 1, ("standby",): 0},
+        )
+        self.assertEqual(
+            sampleValues(self.registry, "pgtwist_server_lag_bytes"), {("standby",): 4096}
+        )
+        self.assertEqual(
+            sampleValues(self.registry, "pgtwist_server_backends"),
+            {("primary",): 4, ("standby",): 0},
         )
         self.assertEqual(sampleValues(self.registry, "pgtwist_active_connections"), {(): 2})
         self.assertEqual(sampleValues(self.registry, "pgtwist_total_connections"), {(): 4})
