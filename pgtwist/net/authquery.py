@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Optional, Union
 
 from twisted.internet.defer import Deferred
@@ -185,18 +186,6 @@ class UserLookup:
         """
         return len(self._cache)
 
-    @staticmethod
-    def _key(server: ServerSettings, settings: AuthQuerySettings, user: str) -> tuple[str, ...]:
-        return (
-            server.name,
-            server.host,
-            str(server.port),
-            settings.database,
-            settings.user,
-            settings.query,
-            user,
-        )
-
     def lookup(
         self, config: Configuration, settings: AuthQuerySettings, user: str
     ) -> Deferred[Found]:
@@ -229,7 +218,16 @@ class UserLookup:
             L{Failure} of an L{AuthQueryFailed}.
         """
         server = config.primary
-        key = self._key(server, settings, user)
+        # What the answer depends on, and the name.
+        key = (
+            server.name,
+            server.host,
+            str(server.port),
+            settings.database,
+            settings.user,
+            settings.query,
+            user,
+        )
         main = config.main
         cached = self._cache.get(key)
         if cached is not None:
@@ -247,13 +245,7 @@ class UserLookup:
         # The logins of this name that arrive before the answer.
         self._inFlight[key] = [then]
         password = authUserPassword(config, settings.user)
-
-        def answered(outcome: Rows | Failure) -> None:
-            if isinstance(outcome, Failure):
-                self._failed(outcome, key, settings, user)
-            else:
-                self._answered(outcome, key, config, settings, user)
-
+        answered = partial(self._answered, key, config, settings, user)
         try:
             self._run(server, password, settings, user, main.authenticationTimeout, answered)
         except Exception:
@@ -283,12 +275,19 @@ class UserLookup:
 
     def _answered(
         self,
-        rows: Rows,
         key: tuple[str, ...],
         config: Configuration,
         settings: AuthQuerySettings,
         user: str,
+        rows: Rows | Failure,
     ) -> None:
+        """
+        The query for C{key} answered C{rows}, or failed: tell the logins
+        waiting on it.
+        """
+        if isinstance(rows, Failure):
+            self._failed(rows, key, settings, user)
+            return
         verifier = self._verifier(rows)
         if verifier is None:
             self.outcomes["miss"] += 1
@@ -300,7 +299,13 @@ class UserLookup:
                 self._cache.move_to_end(key)
                 while len(self._cache) > config.main.authQueryCacheSize:
                     self._cache.popitem(last=False)
-        self._tell(key, (verifier, False))
+        found = (verifier, False)
+        # L{_tell}, inlined: this runs at every login.
+        for then in self._inFlight.pop(key, ()):
+            try:
+                then(found)
+            except Exception:
+                self.log.failure("A login waiting on auth_query failed")
 
     def _failed(
         self, reason: Failure, key: tuple[str, ...], settings: AuthQuerySettings, user: str
@@ -338,9 +343,10 @@ class UserLookup:
 
     def clear(self) -> None:
         """
-        Drop every cached answer.
+        Drop every cached answer, and the verifiers kept parsed.
         """
         self._cache.clear()
+        self._parsed.clear()
 
 
 class _Link:

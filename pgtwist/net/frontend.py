@@ -741,7 +741,11 @@ class FrontendProtocol(Protocol):
             self._queriedUser = None if verifier is None else UserEntry(user, verifier=verifier)
             if self._fromCache:
                 self._clientMessages = []
-            self._resumeWith(self._methodChosen, rule)
+            # L{_resumeWith}, inlined: this runs at every auth_query login.
+            try:
+                self._methodChosen(rule)
+            except errors.ProtocolViolation as e:
+                self._violated(e)
 
         lookup.find(self.factory.config, settings, user, found)
 
@@ -828,12 +832,18 @@ class FrontendProtocol(Protocol):
         try:
             then(argument)
         except errors.ProtocolViolation as e:
-            self.log.warn(
-                "Protocol violation from {clientAddress}: {message}",
-                clientAddress=self._peer(),
-                message=e.message,
-            )
-            self.fail(e.toErrorResponse())
+            self._violated(e)
+
+    def _violated(self, e: errors.ProtocolViolation) -> None:
+        """
+        The client broke the protocol in messages kept during a lookup.
+        """
+        self.log.warn(
+            "Protocol violation from {clientAddress}: {message}",
+            clientAddress=self._peer(),
+            message=e.message,
+        )
+        self.fail(e.toErrorResponse())
 
     def _replay(
         self, verifier: Verifier, first: AuthStep, messages: list[Message]

@@ -268,7 +268,7 @@ class UserLookupTests(SynchronousTestCase):
         (the default, no cache: PostgreSQL is asked every time) gives the
         verifier parsed before; another text is parsed anew, so a changed
         password counts at once. At most L{PARSED_VERIFIERS} texts are
-        kept.
+        kept, and L{UserLookup.clear} (a reload) drops them.
         """
         config = makeConfig()
         found = []
@@ -283,6 +283,8 @@ class UserLookupTests(SynchronousTestCase):
             self.lookup.lookup(config, SETTINGS, "alice")
             self.runner.answer((b"alice", b"md5" + b"%032x" % i))
         self.assertLessEqual(len(self.lookup._parsed), PARSED_VERIFIERS)
+        self.lookup.clear()
+        self.assertEqual(len(self.lookup._parsed), 0)
 
     def test_coalescedFailure(self) -> None:
         """
