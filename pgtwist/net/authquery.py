@@ -251,18 +251,12 @@ class UserLookup:
         except Exception:
             self._failed(Failure(), key, settings, user)
 
-    def _verifier(self, rows: Rows) -> Verifier | None:
+    def _parse(self, text: bytes) -> Verifier | None:
         """
-        The verifier in C{rows}' second column, parsed once per text.
+        The verifier C{text} holds (C{None}: none), kept for the next
+        login of its user.
         """
-        if not rows or len(rows[0]) < 2:
-            return None
-        text = rows[0][1]
-        if not isinstance(text, bytes):
-            return None
         parsed = self._parsed
-        if text in parsed:
-            return parsed[text]
         verifier: Verifier | None
         try:
             verifier = parseVerifier(text.decode("utf-8"))
@@ -288,7 +282,13 @@ class UserLookup:
         if isinstance(rows, Failure):
             self._failed(rows, key, settings, user)
             return
-        verifier = self._verifier(rows)
+        # The second column's text, parsed once per text.
+        verifier: Verifier | None = None
+        if rows and len(rows[0]) >= 2:
+            text = rows[0][1]
+            if isinstance(text, bytes):
+                parsed = self._parsed
+                verifier = parsed[text] if text in parsed else self._parse(text)
         if verifier is None:
             self.outcomes["miss"] += 1
         else:
@@ -516,20 +516,26 @@ class AuthQueryConnections:
         @param then: Called once with the rows, or the L{Failure} of why
             there are none.
         """
-        self._link(server, password, settings, timeout).query(settings.query, [user], timeout, then)
+        key = (server.name, server.host, str(server.port), settings.database, settings.user)
+        link = self._links.get(key)
+        if link is None:
+            link = self._open(key, server, password, settings, timeout)
+        else:
+            self._links.move_to_end(key)
+        link.query(settings.query, [user], timeout, then)
 
-    def _link(
+    def _open(
         self,
+        key: tuple[str, ...],
         server: ServerSettings,
         password: str | None,
         settings: AuthQuerySettings,
         timeout: float,
     ) -> _Link:
-        key = (server.name, server.host, str(server.port), settings.database, settings.user)
-        link = self._links.get(key)
-        if link is not None:
-            self._links.move_to_end(key)
-            return link
+        """
+        Open the connection for C{key}, closing the least recently used
+        idle one if L{MAX_CONNECTIONS} are open.
+        """
         if len(self._links) >= MAX_CONNECTIONS:
             for other in list(self._links.values()):
                 if other.inFlight == 0:
