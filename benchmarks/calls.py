@@ -9,7 +9,11 @@ counts every Python function call the reactor thread makes. C{--logins}
 measures a login instead (C{pgbench -S -C}: one transaction per
 connection), for the role in the vault and for the same role looked up with
 auth_query and logged into PostgreSQL by SCRAM pass-through (issue 13's
-C{S-simple-c10-C-authquery} against C{S-simple-c10-C}). Each workload
+C{S-simple-c10-C-authquery} against C{S-simple-c10-C}). C{--logins N
+--cpu R} measures the CPU time instead, without the profiler: R rounds,
+each running C{pgbench -S -C -c 10} for N logins against one source then
+the other, CPU taken from C{getrusage} of this process (pgbench and
+PostgreSQL are other processes); it prints each round's ratio. Each workload
 runs twice, with C{--transactions} and twice as many: the difference,
 divided by the extra transactions, is the cost of one transaction without
 the login, the pgbench start or the profiler's own switching. The counts are
@@ -27,7 +31,9 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import resource
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -258,6 +264,49 @@ def measureLogins(
     return Measure(pipeline, "login-" + source, difference(small, large, logins))
 
 
+def cpuPerLogin(reactor: Any, harness: Harness, port: int, logins: int, clients: int = 10) -> float:
+    """
+    The CPU seconds this process spent per login while C{pgbench -S -C}
+    made C{logins} logins through the pgtwist on C{port}, C{clients} at a
+    time; called outside the reactor thread.
+    """
+    perClient = max(1, logins // clients)
+    args = ["-S", "-n", "-Msimple", "-C", "-c", str(clients), "-j", "1"]
+    args += ["-t", str(perClient), "-h", servers.LOOPBACK, "-p", str(port)]
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    result = harness.pgbench([*args, "-U", ROLE, DATABASE])
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    if result.returncode != 0:
+        raise RuntimeError(f"pgbench failed:\n{result.stderr[-2000:]}")
+    spent = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return spent / (perClient * clients)
+
+
+def measureCpu(
+    reactor: Any, harness: Harness, pipeline: str, ports: dict[str, int], logins: int, rounds: int
+) -> str:
+    """
+    Rounds of L{cpuPerLogin}, each source in turn: a line per round with
+    the microseconds per login of each and their ratio, and the median.
+    """
+    for port in ports.values():
+        cpuPerLogin(reactor, harness, port, logins // 4)  # warm up
+    lines = [f"{pipeline}: CPU µs per login (pgbench -S -C -c 10, {logins} logins a run)"]
+    ratios = []
+    for index in range(rounds):
+        spent = {
+            source: cpuPerLogin(reactor, harness, port, logins) for source, port in ports.items()
+        }
+        ratio = spent["authquery"] / spent["vault"]
+        ratios.append(ratio)
+        lines.append(
+            f"  round {index + 1}: vault {spent['vault'] * 1e6:7.1f}  "
+            f"auth_query {spent['authquery'] * 1e6:7.1f}  ratio {ratio:.3f}"
+        )
+    lines.append(f"  median ratio {statistics.median(ratios):.3f}")
+    return "\n".join(lines)
+
+
 def compare(results: Sequence[Measure], top: int) -> str:
     """
     Per pipeline, the functions an auth_query login calls more (or fewer)
@@ -278,6 +327,7 @@ def compare(results: Sequence[Measure], top: int) -> str:
         deltas = {
             key: query.byFunction.get(key, 0.0) - vault.byFunction.get(key, 0.0) for key in keys
         }
+        deltas = {key: n for key, n in deltas.items() if n}
         ranked = sorted(deltas.items(), key=lambda item: -abs(item[1]))[:top]
         for (kind, fileName, line, name), n in ranked:
             where = fileName.rsplit(os.sep + kind + os.sep, 1)[-1]
@@ -319,6 +369,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=0,
         help="measure N logins (and 2N) per users source instead of transactions",
     )
+    parser.add_argument(
+        "--cpu",
+        type=int,
+        default=0,
+        help="with --logins: R rounds of CPU time per login (no profiler) instead of calls",
+    )
     parser.add_argument("--pipeline", action="append", choices=PIPELINES)
     parser.add_argument("--top", type=int, default=0, help="list the N most called functions")
     options = parser.parse_args(argv)
@@ -328,13 +384,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     reactor: Any = pgtwistReactor.install()
 
     results: list[Measure] = []
+    cpuReports: list[str] = []
     failure: list[BaseException] = []
     with tempfile.TemporaryDirectory(prefix="pgtwist-calls-") as directory:
         harness = Harness(directory)
 
+        def cpuRounds(pipeline: str) -> str:
+            started: dict[str, tuple[Any, int]] = {}
+
+            def start() -> None:
+                for source in SOURCES:
+                    started[source] = harness.service(pipeline, source == "authquery")
+
+            onReactor(reactor, start)
+            try:
+                ports = {source: port for source, (_, port) in started.items()}
+                return measureCpu(reactor, harness, pipeline, ports, options.logins, options.cpu)
+            finally:
+                for service, _ in started.values():
+                    onReactor(reactor, service.stopService)
+
         def drive() -> None:
             try:
                 for pipeline in options.pipeline or PIPELINES:
+                    if options.logins and options.cpu:
+                        cpuReports.append(cpuRounds(pipeline))
+                        continue
                     for source in SOURCES if options.logins else ("vault",):
                         started: list[tuple[Any, int]] = []
 
@@ -372,6 +447,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             harness.close()
     if failure:
         raise failure[0]
+    if cpuReports:
+        print("\n".join(cpuReports))
+        return 0
     print(report(results, options.top))
     if options.logins:
         print(compare(results, options.top or 40))
