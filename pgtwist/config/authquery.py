@@ -99,7 +99,8 @@ def authQueryFor(config: Configuration, database: str, user: str) -> AuthQuerySe
     where neither is known.
     """
     main = config.main
-    line = _line(config, database, user)
+    # No databases file (the common case): no line to match, at every login.
+    line = _line(config, database, user) if config.limits else None
     query = main.authQuery
     authUser = main.authUser
     dbname = main.authDbname

@@ -17,15 +17,22 @@ pgtwist's own, one per (server, database, auth user), kept open between
 logins, reopened when lost and closed at shutdown. On each, the query is a
 statement prepared once (L{STATEMENT}; again after an error or a
 reconnection): a lookup sends only Bind, Execute and Sync.
+
+An answer travels from the auth connection to the login by plain
+callbacks, not Deferreds: a lookup runs at every login, and PgBouncer is
+the measure (issue 13: an auth_query login costs at most 1.2 times a vault
+login's CPU). L{UserLookup.lookup} gives a Deferred for callers that want
+one.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
-from typing import Any, Optional
+from functools import partial
+from typing import Any, Optional, Union
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -62,9 +69,23 @@ MAX_CONNECTIONS = 8
 _NEVER = float("inf")
 
 Rows = list[tuple[Optional[bytes], ...]]
-#: Runs an auth_query: (server, password, settings, user name, timeout) ->
-#: the rows.
-QueryRunner = Callable[[ServerSettings, "str | None", AuthQuerySettings, str, float], Any]
+#: Called once with a query's rows, or the L{Failure} of why there are none.
+RowsCallback = Callable[[Union[Rows, Failure]], None]
+#: Runs an auth_query: (server, password, settings, user name, timeout,
+#: callback), the callback given the rows (L{AuthQueryConnections.run}).
+QueryRunner = Callable[
+    [ServerSettings, "str | None", AuthQuerySettings, str, float, RowsCallback], None
+]
+#: What a lookup gives: the verifier (C{None}: none) and whether it came
+#: from the cache.
+Found = tuple[Optional[Verifier], bool]
+#: Called once with a lookup's L{Found}, or the L{Failure} (of
+#: L{AuthQueryFailed}) of why there is none.
+FoundCallback = Callable[[Union[Found, Failure]], None]
+
+#: How many verifiers' texts L{UserLookup} keeps parsed: the same text
+#: comes back at every login of a user while its password is unchanged.
+PARSED_VERIFIERS = 256
 
 
 class AuthQueryFailed(Exception):
@@ -118,6 +139,16 @@ def _asFailure(reason: Failure, user: str) -> AuthQueryFailed:
     )
 
 
+class _ParsedVerifiers(dict):  # type: ignore[type-arg]
+    """
+    Verifier texts and what L{parseVerifier} made of them; its C{repr}
+    shows neither (a text is a secret).
+    """
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} parsed verifiers>"
+
+
 class UserLookup:
     """
     auth_query lookups: the cache, the coalescing of concurrent lookups of
@@ -141,7 +172,12 @@ class UserLookup:
         self._clock = clock
         self._run = run
         self._cache: OrderedDict[tuple[str, ...], tuple[Verifier, float]] = OrderedDict()
-        self._inFlight: dict[tuple[str, ...], list[Deferred[tuple[Verifier | None, bool]]]] = {}
+        self._inFlight: dict[tuple[str, ...], list[FoundCallback]] = {}
+        #: Verifier texts PostgreSQL sent, parsed (L{PARSED_VERIFIERS} at
+        #: most): a lookup at every login parses its user's text once.
+        #: Keyed by the exact text, so a changed password is parsed anew;
+        #: it decides nothing about whether to ask PostgreSQL.
+        self._parsed: dict[bytes, Verifier | None] = _ParsedVerifiers()
         self.outcomes = dict.fromkeys(OUTCOMES, 0)
 
     def __len__(self) -> int:
@@ -150,10 +186,40 @@ class UserLookup:
         """
         return len(self._cache)
 
-    @staticmethod
-    def _key(config: Configuration, settings: AuthQuerySettings, user: str) -> tuple[str, ...]:
+    def lookup(
+        self, config: Configuration, settings: AuthQuerySettings, user: str
+    ) -> Deferred[Found]:
+        """
+        L{find}, answered by a Deferred: fires with the verifier and
+        whether it came from the cache, fails with L{AuthQueryFailed}.
+        """
+        d: Deferred[Found] = Deferred()
+
+        def found(outcome: Found | Failure) -> None:
+            if isinstance(outcome, Failure):
+                d.errback(outcome)
+            else:
+                d.callback(outcome)
+
+        self.find(config, settings, user, found)
+        return d
+
+    def find(
+        self, config: Configuration, settings: AuthQuerySettings, user: str, then: FoundCallback
+    ) -> None:
+        """
+        The verifier of C{user}, from the cache while younger than
+        C{auth_query_cache_ttl}, else from PostgreSQL (one query for all
+        the logins of this name waiting at once).
+
+        @param then: Called once (at once for a cache hit) with the
+            verifier (C{None}: none, fail the login as for a wrong
+            password) and whether it came from the cache, or with the
+            L{Failure} of an L{AuthQueryFailed}.
+        """
         server = config.primary
-        return (
+        # What the answer depends on, and the name.
+        key = (
             server.name,
             server.host,
             str(server.port),
@@ -162,20 +228,6 @@ class UserLookup:
             settings.query,
             user,
         )
-
-    def lookup(
-        self, config: Configuration, settings: AuthQuerySettings, user: str
-    ) -> Deferred[tuple[Verifier | None, bool]]:
-        """
-        The verifier of C{user}, from the cache while younger than
-        C{auth_query_cache_ttl}, else from PostgreSQL (one query for all
-        the logins of this name waiting at once).
-
-        @return: Fires with the verifier (C{None}: none, fail the login as
-            for a wrong password) and whether it came from the cache; fails
-            with L{AuthQueryFailed}.
-        """
-        key = self._key(config, settings, user)
         main = config.main
         cached = self._cache.get(key)
         if cached is not None:
@@ -183,45 +235,60 @@ class UserLookup:
             if main.authQueryCacheTtl > 0 and self._clock.seconds() < expires:
                 self._cache.move_to_end(key)
                 self.outcomes["hit"] += 1
-                return succeed((verifier, True))
+                then((verifier, True))
+                return
             del self._cache[key]
         waiting = self._inFlight.get(key)
         if waiting is not None:
-            waiter: Deferred[tuple[Verifier | None, bool]] = Deferred()
-            waiting.append(waiter)
-            return waiter
-        # The logins of this name that arrive before the answer; the first
-        # gets the query's own Deferred.
-        self._inFlight[key] = []
+            waiting.append(then)
+            return
+        # The logins of this name that arrive before the answer.
+        self._inFlight[key] = [then]
         password = authUserPassword(config, settings.user)
+        answered = partial(self._answered, key, config, settings, user)
         try:
-            d: Deferred[Rows] = self._run(
-                config.primary, password, settings, user, main.authenticationTimeout
-            )
+            self._run(server, password, settings, user, main.authenticationTimeout, answered)
         except Exception:
-            d = Deferred()
-            d.errback(Failure())
-        return d.addCallbacks(
-            self._cbAnswered,
-            self._ebFailed,
-            callbackArgs=(key, config, settings, user),
-            errbackArgs=(key, settings, user),
-        )
+            self._failed(Failure(), key, settings, user)
 
-    def _cbAnswered(
+    def _parse(self, text: bytes) -> Verifier | None:
+        """
+        The verifier C{text} holds (C{None}: none), kept for the next
+        login of its user.
+        """
+        parsed = self._parsed
+        verifier: Verifier | None
+        try:
+            verifier = parseVerifier(text.decode("utf-8"))
+        except UnicodeDecodeError:
+            verifier = None
+        if len(parsed) >= PARSED_VERIFIERS:
+            parsed.clear()
+        parsed[text] = verifier
+        return verifier
+
+    def _answered(
         self,
-        rows: Rows,
         key: tuple[str, ...],
         config: Configuration,
         settings: AuthQuerySettings,
         user: str,
-    ) -> tuple[Verifier | None, bool]:
+        rows: Rows | Failure,
+    ) -> None:
+        """
+        The query for C{key} answered C{rows}, or failed: tell the logins
+        waiting on it.
+        """
+        if isinstance(rows, Failure):
+            self._failed(rows, key, settings, user)
+            return
+        # The second column's text, parsed once per text.
         verifier: Verifier | None = None
-        if rows and len(rows[0]) >= 2 and isinstance(rows[0][1], bytes):
-            try:
-                verifier = parseVerifier(rows[0][1].decode("utf-8"))
-            except UnicodeDecodeError:
-                verifier = None
+        if rows and len(rows[0]) >= 2:
+            text = rows[0][1]
+            if isinstance(text, bytes):
+                parsed = self._parsed
+                verifier = parsed[text] if text in parsed else self._parse(text)
         if verifier is None:
             self.outcomes["miss"] += 1
         else:
@@ -232,13 +299,17 @@ class UserLookup:
                 self._cache.move_to_end(key)
                 while len(self._cache) > config.main.authQueryCacheSize:
                     self._cache.popitem(last=False)
-        for waiter in self._inFlight.pop(key, []):
-            waiter.callback((verifier, False))
-        return (verifier, False)
+        found = (verifier, False)
+        # L{_tell}, inlined: this runs at every login.
+        for then in self._inFlight.pop(key, ()):
+            try:
+                then(found)
+            except Exception:
+                self.log.failure("A login waiting on auth_query failed")
 
-    def _ebFailed(
+    def _failed(
         self, reason: Failure, key: tuple[str, ...], settings: AuthQuerySettings, user: str
-    ) -> Failure:
+    ) -> None:
         failure = _asFailure(reason, user)
         self.outcomes["error"] += 1
         self.log.warn(
@@ -248,9 +319,18 @@ class UserLookup:
             authUser=settings.user,
             reason=failure.reason,
         )
-        for waiter in self._inFlight.pop(key, []):
-            waiter.errback(Failure(failure))
-        return Failure(failure)
+        self._tell(key, Failure(failure))
+
+    def _tell(self, key: tuple[str, ...], outcome: Found | Failure) -> None:
+        """
+        Give C{outcome} to every login waiting on C{key}: one that raises
+        is logged and does not keep it from the others.
+        """
+        for then in self._inFlight.pop(key, ()):
+            try:
+                then(outcome)
+            except Exception:
+                self.log.failure("A login waiting on auth_query failed")
 
     def forget(self, user: str) -> None:
         """
@@ -263,9 +343,10 @@ class UserLookup:
 
     def clear(self) -> None:
         """
-        Drop every cached answer.
+        Drop every cached answer, and the verifiers kept parsed.
         """
         self._cache.clear()
+        self._parsed.clear()
 
 
 class _Link:
@@ -295,8 +376,8 @@ class _Link:
         #: L{AuthQueryConnections.retire}).
         self.retired = False
         #: The queries not answered yet, in the order sent (PostgreSQL's
-        #: answers come in that order): (deadline, timeout, result).
-        self._queries: deque[tuple[float, float, Deferred[Rows]]] = deque()
+        #: answers come in that order): (deadline, timeout, callback).
+        self._queries: deque[tuple[float, float, RowsCallback]] = deque()
         self._waiting: list[tuple[str, Sequence[str | None]]] = []
         self._watchdog: Any = None
         protocol.lostCallback = self._lost
@@ -309,40 +390,37 @@ class _Link:
         """
         return len(self._queries)
 
-    def query(self, sql: str, parameters: Sequence[str | None], timeout: float) -> Deferred[Rows]:
+    def query(
+        self, sql: str, parameters: Sequence[str | None], timeout: float, then: RowsCallback
+    ) -> None:
         """
-        Run C{sql} once logged in.
+        Run C{sql} once logged in; C{then} is called once with the rows or
+        why not.
 
         @param timeout: Give up after this many seconds (0: never); the
             connection is then closed, since it no longer answers in order.
         """
-        result: Deferred[Rows] = Deferred()
         if timeout > 0:
             clock = self.owner._reactor
-            self._queries.append((clock.seconds() + timeout, timeout, result))
+            self._queries.append((clock.seconds() + timeout, timeout, then))
             if self._watchdog is None:
                 self._watchdog = clock.callLater(timeout, self._check)
         else:
-            self._queries.append((_NEVER, 0.0, result))
+            self._queries.append((_NEVER, 0.0, then))
         backend = self.backend
         if backend is not None:
-            backend.queryPrepared(STATEMENT, sql, parameters).addBoth(self._answered)
+            backend.queryPreparedThen(STATEMENT, sql, parameters, self._answered)
         else:
             self._waiting.append((sql, parameters))
-        return result
 
-    def _answered(self, outcome: object) -> None:
+    def _answered(self, outcome: Rows | Failure) -> None:
         """
-        The oldest query is answered: fire its result.
+        The oldest query is answered: give it its rows or failure.
         """
         queries = self._queries
         if queries:
-            result = queries.popleft()[2]
-            if isinstance(outcome, Failure):
-                result.errback(outcome)
-            else:
-                result.callback(outcome)  # type: ignore[arg-type]
-        # Else the queries timed out (L{_check}) and their results failed.
+            queries.popleft()[2](outcome)
+        # Else the queries timed out (L{_check}) and were told.
         if self.retired and not queries and not self.closed:
             self.close()
 
@@ -365,10 +443,8 @@ class _Link:
         timeout = min(timeout for deadline, timeout, _ in queries if deadline == earliest)
         self.close()
         expired, self._queries = list(queries), deque()
-        for _, _, result in expired:
-            result.errback(
-                Failure(TimeoutError(f"no answer within {timeout:g}s (authentication_timeout)"))
-            )
+        for _, _, then in expired:
+            then(Failure(TimeoutError(f"no answer within {timeout:g}s (authentication_timeout)")))
 
     def _cbReady(self, backend: BackendProtocol) -> None:
         if self.closed:
@@ -379,14 +455,14 @@ class _Link:
         backend.simpleQuery("SET client_encoding = 'UTF8'").addErrback(lambda _: None)
         waiting, self._waiting = self._waiting, []
         for sql, parameters in waiting:
-            backend.queryPrepared(STATEMENT, sql, parameters).addBoth(self._answered)
+            backend.queryPreparedThen(STATEMENT, sql, parameters, self._answered)
 
     def _ebFailed(self, reason: Failure) -> None:
         self.owner._drop(self)
         self._waiting = []
         queries, self._queries = self._queries, deque()
-        for _, _, result in queries:
-            result.errback(reason)
+        for _, _, then in queries:
+            then(reason)
 
     def _lost(self, protocol: BackendProtocol, reason: Failure) -> None:
         self.owner._drop(self)
@@ -430,29 +506,36 @@ class AuthQueryConnections:
         settings: AuthQuerySettings,
         user: str,
         timeout: float,
-    ) -> Deferred[Rows]:
+        then: RowsCallback,
+    ) -> None:
         """
         Run C{settings.query} with C{user} as C{$1}.
 
         @param timeout: Give up after this many seconds (0: never); the
             connection is then closed, since it no longer answers in order.
-        @return: Fires with the rows, fails with why not.
+        @param then: Called once with the rows, or the L{Failure} of why
+            there are none.
         """
-        link = self._link(server, password, settings, timeout)
-        return link.query(settings.query, [user], timeout)
+        key = (server.name, server.host, str(server.port), settings.database, settings.user)
+        link = self._links.get(key)
+        if link is None:
+            link = self._open(key, server, password, settings, timeout)
+        else:
+            self._links.move_to_end(key)
+        link.query(settings.query, [user], timeout, then)
 
-    def _link(
+    def _open(
         self,
+        key: tuple[str, ...],
         server: ServerSettings,
         password: str | None,
         settings: AuthQuerySettings,
         timeout: float,
     ) -> _Link:
-        key = (server.name, server.host, str(server.port), settings.database, settings.user)
-        link = self._links.get(key)
-        if link is not None:
-            self._links.move_to_end(key)
-            return link
+        """
+        Open the connection for C{key}, closing the least recently used
+        idle one if L{MAX_CONNECTIONS} are open.
+        """
         if len(self._links) >= MAX_CONNECTIONS:
             for other in list(self._links.values()):
                 if other.inFlight == 0:

@@ -76,6 +76,10 @@ _IGNORED_WHEN_OWNED = frozenset(
 #: What follows the Bind of every L{BackendProtocol.queryPrepared}: run the
 #: unnamed portal to the end, then Sync.
 _EXECUTE_SYNC = codec.encodeAll([Execute("", 0), Sync()])
+#: A Bind's count of parameter (or result) formats when all are text.
+_NO_FORMATS = INT16.pack(0)
+#: A Bind's NULL value: the length -1.
+_NULL_VALUE = INT32.pack(-1)
 
 
 class BackendError(Exception):
@@ -364,10 +368,10 @@ class BackendProtocol(Protocol):
         PostgreSQL sent, or C{None}; ParameterStatus changes are recorded.
         Several calls may be pipelined.
         """
-        pending = _PendingQuery()
-        self._queries.append(pending)
+        d: Deferred[ErrorResponse | None] = Deferred()
+        self._queries.append(_PendingQuery(d))
         self.write(codec.encode(Query(sql)))
-        return pending.deferred
+        return d
 
     def queryRows(self, sql: str) -> Deferred[list[tuple[bytes | None, ...]]]:
         """
@@ -376,7 +380,8 @@ class BackendProtocol(Protocol):
         For pgtwist's own lookups (L{pgtwist.net.roles}), never on a
         client's behalf.
         """
-        pending = _PendingQuery()
+        d: Deferred[ErrorResponse | None] = Deferred()
+        pending = _PendingQuery(d)
         rows: list[tuple[bytes | None, ...]] = []
         pending.rows = rows
         self._queries.append(pending)
@@ -387,7 +392,7 @@ class BackendProtocol(Protocol):
                 raise BackendError(error)
             return rows
 
-        return pending.deferred.addCallback(done)
+        return d.addCallback(done)
 
     def queryParameters(
         self, sql: str, parameters: Sequence[str | None]
@@ -403,7 +408,8 @@ class BackendProtocol(Protocol):
         C{auth_query}'s user name needs). Pipelined with the other owned
         queries; for pgtwist's own lookups, never on a client's behalf.
         """
-        pending = _PendingQuery()
+        d: Deferred[ErrorResponse | None] = Deferred()
+        pending = _PendingQuery(d)
         rows: list[tuple[bytes | None, ...]] = []
         pending.rows = rows
         self._queries.append(pending)
@@ -424,59 +430,76 @@ class BackendProtocol(Protocol):
                 raise BackendError(error)
             return rows
 
-        return pending.deferred.addCallback(done)
+        return d.addCallback(done)
 
     def queryPrepared(
         self, statement: str, sql: str, parameters: Sequence[str | None]
     ) -> Deferred[list[tuple[bytes | None, ...]]]:
+        """
+        L{queryPreparedThen}, answered by a Deferred: fires with the rows,
+        fails with L{BackendError} or L{BackendGone}.
+        """
+        d: Deferred[list[tuple[bytes | None, ...]]] = Deferred()
+
+        def answered(outcome: list[tuple[bytes | None, ...]] | Failure) -> None:
+            if isinstance(outcome, Failure):
+                d.errback(outcome)
+            else:
+                d.callback(outcome)
+
+        self.queryPreparedThen(statement, sql, parameters, answered)
+        return d
+
+    def queryPreparedThen(
+        self,
+        statement: str,
+        sql: str,
+        parameters: Sequence[str | None],
+        then: Callable[[list[tuple[bytes | None, ...]] | Failure], None],
+    ) -> None:
         """
         Run C{sql} as L{queryParameters} does (C{parameters} bound as text,
         never part of the SQL), as the named statement C{statement},
         prepared on this connection once: the first call, and the first
         after PostgreSQL refused a call of it (the statement may be gone or
         its plan invalid) or after C{sql} changed, sends Close, Parse, Bind,
-        Execute and Sync; the others only Bind, Execute and Sync, so
-        PostgreSQL parses and plans the SQL once per connection rather than
-        per call (auth_query's lookups at every login). For pgtwist's own
-        connections only: a client never sees the statement.
+        Execute and Sync; the others only Bind, Execute and Sync, written
+        at once, so PostgreSQL parses and plans the SQL once per connection
+        rather than per call (auth_query's lookups at every login). For
+        pgtwist's own connections only: a client never sees the statement.
+
+        The answer goes to C{then}, called once, with no Deferred between
+        (a lookup at every login): the rows (text values, C{None} for
+        NULL), or a L{Failure} of L{BackendError} (PostgreSQL refused it)
+        or L{BackendGone} (the connection was lost first).
         """
-        pending = _PendingQuery()
-        rows: list[tuple[bytes | None, ...]] = []
-        pending.rows = rows
+        pending = _PendingQuery(None, then)
+        pending.rows = []
         self._queries.append(pending)
-        name = statement.encode("utf-8") + b"\x00"
         # Bind: unnamed portal, the statement, no parameter formats (text),
-        # the values, no result formats (text).
-        body = [b"\x00", name, INT16.pack(0), INT16.pack(len(parameters))]
+        # the values, no result formats (text); framed here, in one join.
+        name = statement.encode("utf-8")
+        body = [b"", b"\x00", name, b"\x00", _NO_FORMATS, INT16.pack(len(parameters))]
+        # Length word, portal, name, formats, count; the result formats below.
+        length = 4 + 1 + len(name) + 1 + 2 + 2 + 2
         for value in parameters:
             if value is None:
-                body.append(INT32.pack(-1))
+                body.append(_NULL_VALUE)
+                length += 4
             else:
                 encoded = value.encode("utf-8")
                 body += (INT32.pack(len(encoded)), encoded)
-        body.append(INT16.pack(0))
-        bind = codec.frame(constants.BIND, b"".join(body))
+                length += 4 + len(encoded)
+        body += (_NO_FORMATS, _EXECUTE_SYNC)
+        body[0] = constants.BIND + INT32.pack(length)
         prepared = self._prepared
-        if prepared.get(statement) == sql:
-            self.write(bind + _EXECUTE_SYNC)
-        else:
+        if prepared.get(statement) != sql:
             # Close first: Parse refuses a name in use (a statement of an
             # older SQL, or one whose call failed but which still exists).
             prepared[statement] = sql
-            self.write(
-                codec.encodeAll([Close(b"S", statement), Parse(statement, sql)])
-                + bind
-                + _EXECUTE_SYNC
-            )
-
-        def done(error: ErrorResponse | None) -> list[tuple[bytes | None, ...]]:
-            if error is not None:
-                if prepared.get(statement) == sql:
-                    del prepared[statement]
-                raise BackendError(error)
-            return rows
-
-        return pending.deferred.addCallback(done)
+            body[0] = codec.encodeAll([Close(b"S", statement), Parse(statement, sql)]) + body[0]
+        pending.statement = (statement, sql)
+        eagerWrite(self.transport, b"".join(body))
 
     def resetSession(self) -> Deferred[ErrorResponse | None]:
         """
@@ -515,7 +538,31 @@ class BackendProtocol(Protocol):
         if queries:
             self.transactionStatus = status
             pending = queries.pop(0)
-            pending.deferred.callback(pending.error)
+            then = pending.then
+            if then is None:
+                pending.deferred.callback(pending.error)  # type: ignore[union-attr]
+            elif pending.error is None:
+                then(pending.rows)  # type: ignore[arg-type]
+            else:
+                self._preparedRefused(pending, then)
+
+    def _preparedRefused(
+        self,
+        pending: _PendingQuery,
+        then: Callable[[list[tuple[bytes | None, ...]] | Failure], None],
+    ) -> None:
+        """
+        PostgreSQL refused a call of a prepared statement
+        (L{queryPreparedThen}): prepare it again at the next call, since it
+        may be gone or its plan invalid.
+        """
+        statement = pending.statement
+        error = pending.error
+        assert statement is not None and error is not None
+        name, sql = statement
+        if self._prepared.get(name) == sql:
+            del self._prepared[name]
+        then(Failure(BackendError(error)))
 
     # -- attached mode --------------------------------------------------------
 
@@ -721,7 +768,11 @@ class BackendProtocol(Protocol):
             login.errback(reason)
         queries, self._queries = self._queries, []
         for pending in queries:
-            pending.deferred.errback(Failure(BackendGone(str(reason.value))))
+            gone = Failure(BackendGone(str(reason.value)))
+            if pending.then is None:
+                pending.deferred.errback(gone)  # type: ignore[union-attr]
+            else:
+                pending.then(gone)
         session, self._session = self._session, None
         self.__dict__.pop("dataReceived", None)
         if session is not None:
@@ -735,14 +786,27 @@ class _PendingQuery:
     A query pgtwist sent itself and its first error.
     """
 
-    __slots__ = ("deferred", "error", "rows")
+    __slots__ = ("deferred", "error", "rows", "statement", "then")
 
-    def __init__(self) -> None:
-        self.deferred: Deferred[ErrorResponse | None] = Deferred()
+    def __init__(
+        self,
+        deferred: Deferred[ErrorResponse | None] | None,
+        then: Callable[[list[tuple[bytes | None, ...]] | Failure], None] | None = None,
+    ) -> None:
+        """
+        @param deferred: Fired with the first error (or C{None}) at
+            ReadyForQuery; C{None} when C{then} answers instead.
+        @param then: Called with the rows, or a failure, at ReadyForQuery
+            (L{BackendProtocol.queryPreparedThen}).
+        """
+        self.deferred = deferred
+        self.then = then
         self.error: ErrorResponse | None = None
         #: Where L{BackendProtocol.queryRows} collects DataRows; C{None}
         #: for queries whose rows nobody wants.
         self.rows: list[tuple[bytes | None, ...]] | None = None
+        #: The (name, SQL) of a prepared statement's call.
+        self.statement: tuple[str, str] | None = None
 
 
 class _BackendFactory(ClientFactory):

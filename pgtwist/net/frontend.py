@@ -28,7 +28,7 @@ import socket
 import struct
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -62,7 +62,7 @@ from pgtwist.interfaces import (
     PoolTimeout,
 )
 from pgtwist.net.access import DatabaseAccess
-from pgtwist.net.authquery import AuthQueryFailed, UserLookup
+from pgtwist.net.authquery import AuthQueryFailed, Found, UserLookup
 from pgtwist.net.backend import BackendError
 from pgtwist.net.cancel import CancelRegistry
 from pgtwist.net.eager import eagerWrite
@@ -104,6 +104,8 @@ _METHOD_FOR_CODE = {
 #: The HBA methods that check a password, so that a user found by
 #: auth_query can log in by them (C{all} resolves to one of them).
 _PASSWORD_METHODS = frozenset({"password", "md5", "scram-sha-256", "all"})
+
+_T = TypeVar("_T")
 
 
 def findUser(config: Configuration, name: str) -> UserEntry | None:
@@ -676,7 +678,7 @@ class FrontendProtocol(Protocol):
             return
         settings = self._authQueryFor(rule.method)
         if settings is not None:
-            self._lookUp(settings, lambda: self._methodChosen(rule))
+            self._lookUp(settings, rule)
             return
         self._methodChosen(rule)
 
@@ -707,9 +709,10 @@ class FrontendProtocol(Protocol):
             return None
         return authQueryFor(config, self.key[0], user)
 
-    def _lookUp(self, settings: AuthQuerySettings, then: Callable[[], None]) -> None:
+    def _lookUp(self, settings: AuthQuerySettings, rule: HbaRule) -> None:
         """
-        Read the user's verifier with auth_query, then call C{then}. What
+        Read the user's verifier with auth_query, then start C{rule}'s
+        method (L{_methodChosen}). What
         the client sends meanwhile is kept in C{_pending}, and the client
         is paused once it sent anything (L{_holdDuringLookup}): a client
         that waits for its authentication request, as every driver does,
@@ -724,32 +727,42 @@ class FrontendProtocol(Protocol):
         self._authQuery = settings
         self._lookingUp = "waiting"
 
-        def found(result: tuple[Verifier | None, bool]) -> None:
+        def found(outcome: Found | Failure) -> None:
             if self.state is FrontendState.CLOSED:
                 return
-            self._lookupDone()
-            verifier, self._fromCache = result
+            # The lookup ended: resume the client if it was paused.
+            held, self._lookingUp = self._lookingUp, None
+            if held == "held":
+                self.transport.resumeProducing()  # type: ignore[union-attr]
+            if isinstance(outcome, Failure):
+                self._lookupFailed(outcome)
+                return
+            verifier, self._fromCache = outcome
             self._queriedUser = None if verifier is None else UserEntry(user, verifier=verifier)
             if self._fromCache:
                 self._clientMessages = []
-            self._resumeWith(then)
+            # L{_resumeWith}, inlined: this runs at every auth_query login.
+            try:
+                self._methodChosen(rule)
+            except errors.ProtocolViolation as e:
+                self._violated(e)
 
-        def failed(reason: Failure) -> None:
-            if self.state is FrontendState.CLOSED:
-                return
-            self._lookupDone()
-            error = reason.value
-            if not isinstance(error, AuthQueryFailed):
-                error = AuthQueryFailed(
-                    errors.fatal(
-                        constants.SQLSTATE_CONNECTION_FAILURE,
-                        f'could not look up user "{user}" for authentication',
-                    ),
-                    reason.getErrorMessage(),
-                )
-            self._authFailed(error.error, f"auth_query failed: {error.reason}")
+        lookup.find(self.factory.config, settings, user, found)
 
-        lookup.lookup(self.factory.config, settings, user).addCallbacks(found, failed)
+    def _lookupFailed(self, reason: Failure) -> None:
+        """
+        auth_query could not answer: fail the login with its error.
+        """
+        error = reason.value
+        if not isinstance(error, AuthQueryFailed):
+            error = AuthQueryFailed(
+                errors.fatal(
+                    constants.SQLSTATE_CONNECTION_FAILURE,
+                    f'could not look up user "{self.key[1]}" for authentication',
+                ),
+                reason.getErrorMessage(),
+            )
+        self._authFailed(error.error, f"auth_query failed: {error.reason}")
 
     def _holdDuringLookup(self) -> None:
         """
@@ -759,14 +772,6 @@ class FrontendProtocol(Protocol):
         if self._lookingUp == "waiting":
             self._lookingUp = "held"
             self.transport.pauseProducing()  # type: ignore[union-attr]
-
-    def _lookupDone(self) -> None:
-        """
-        The lookup ended: resume the client if it was paused.
-        """
-        held, self._lookingUp = self._lookingUp, None
-        if held == "held":
-            self.transport.resumeProducing()  # type: ignore[union-attr]
 
     def _stepFailed(self, step: AuthStep) -> None:
         """
@@ -799,11 +804,14 @@ class FrontendProtocol(Protocol):
         lookup.forget(user)
         self.transport.pauseProducing()  # type: ignore[union-attr]
 
-        def found(result: tuple[Verifier | None, bool]) -> None:
+        def found(outcome: Found | Failure) -> None:
             if self.state is FrontendState.CLOSED:
                 return
+            if isinstance(outcome, Failure):
+                self._stepFailed(failure)
+                return
             self.transport.resumeProducing()  # type: ignore[union-attr]
-            verifier = result[0]
+            verifier = outcome[0]
             self._queriedUser = None if verifier is None else UserEntry(user, verifier=verifier)
             step = None
             if verifier is not None and verifier != old.verifier and first is not None:
@@ -811,29 +819,31 @@ class FrontendProtocol(Protocol):
             if step is None or step.outcome is not Outcome.SUCCEEDED:
                 self._stepFailed(failure)
             else:
-                self._resumeWith(lambda: self._step(step))
+                self._resumeWith(self._step, step)
 
-        def failed(reason: Failure) -> None:
-            if self.state is not FrontendState.CLOSED:
-                self._stepFailed(failure)
+        lookup.find(self.factory.config, settings, user, found)
 
-        lookup.lookup(self.factory.config, settings, user).addCallbacks(found, failed)
-
-    def _resumeWith(self, then: Callable[[], None]) -> None:
+    def _resumeWith(self, then: Callable[[_T], None], argument: _T) -> None:
         """
-        Go on with the login after a lookup: C{then} may feed the messages
-        kept meanwhile to the exchange, so a protocol violation in them is
-        answered here, as L{dataReceived} would.
+        Go on with the login after a lookup: C{then(argument)} may feed the
+        messages kept meanwhile to the exchange, so a protocol violation in
+        them is answered here, as L{dataReceived} would.
         """
         try:
-            then()
+            then(argument)
         except errors.ProtocolViolation as e:
-            self.log.warn(
-                "Protocol violation from {clientAddress}: {message}",
-                clientAddress=self._peer(),
-                message=e.message,
-            )
-            self.fail(e.toErrorResponse())
+            self._violated(e)
+
+    def _violated(self, e: errors.ProtocolViolation) -> None:
+        """
+        The client broke the protocol in messages kept during a lookup.
+        """
+        self.log.warn(
+            "Protocol violation from {clientAddress}: {message}",
+            clientAddress=self._peer(),
+            message=e.message,
+        )
+        self.fail(e.toErrorResponse())
 
     def _replay(
         self, verifier: Verifier, first: AuthStep, messages: list[Message]

@@ -303,7 +303,7 @@ class PoolSet(Service):
         """
         if self.config.backendPassword(key[1]) is not None:
             return
-        pool = self.pool(key)
+        pool = self.pools.get(key) or self.pool(key)
         pool.credential = credential
         if pool.waiters:
             # Waiters that found no credential (a refused one was forgotten)

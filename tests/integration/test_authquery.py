@@ -158,9 +158,16 @@ class Lookups:
         """
         The rows of C{settings}' query for C{name}.
         """
-        rows: list[tuple[bytes | None, ...]] = resolve(
-            self.reactor, self.connections.run(self.server, None, settings, name, 10.0)
-        )
+        d: Deferred[list[tuple[bytes | None, ...]]] = Deferred()
+
+        def then(outcome: Any) -> None:
+            if isinstance(outcome, Failure):
+                d.errback(outcome)
+            else:
+                d.callback(outcome)
+
+        self.connections.run(self.server, None, settings, name, 10.0, then)
+        rows: list[tuple[bytes | None, ...]] = resolve(self.reactor, d)
         return rows
 
     def find(self, settings: AuthQuerySettings, name: str) -> Any:

@@ -388,6 +388,44 @@ class OwnedQueryTests(SynchronousTestCase):
             self.sentMessages()[:2], [Close(b"S", "s1"), Parse("s1", "SELECT $1::text")]
         )
 
+    def test_queryPreparedThen(self) -> None:
+        """
+        L{BackendProtocol.queryPreparedThen} gives its callback, once and
+        with no Deferred, the rows of a call, the L{BackendError} of a
+        refused one (whose statement is then prepared again), and
+        L{BackendGone} for one the lost connection never answered; the
+        calls are pipelined and answered in order.
+        """
+        outcomes: list[object] = []
+        for value in ("a", "b", None, "c"):
+            self.backend.queryPreparedThen("s1", "SELECT $1", [value], outcomes.append)
+        sent = self.sentMessages()
+        self.assertEqual(sent[:2], [Close(b"S", "s1"), Parse("s1", "SELECT $1")])
+        self.assertEqual(
+            [m for m in sent if isinstance(m, Bind)],
+            [Bind("", "s1", (), (value,), ()) for value in (b"a", b"b", None, b"c")],
+        )
+        error = errors.error("0A000", "cached plan must not change result type")
+        self.backend.dataReceived(
+            codec.encodeAll(
+                [CloseComplete(), ParseComplete(), BindComplete(), DataRow((b"a", None))]
+                + [CommandComplete("SELECT 1"), ReadyForQuery(), error, ReadyForQuery()]
+                + [BindComplete(), CommandComplete("SELECT 0"), ReadyForQuery()]
+            )
+        )
+        self.assertEqual(outcomes[0], [(b"a", None)])
+        self.assertIsInstance(outcomes[1], Failure)
+        self.assertEqual(outcomes[1].value.error, error)  # type: ignore[attr-defined]
+        self.assertEqual(outcomes[2], [])
+        self.assertEqual(len(outcomes), 3)
+        self.backend.connectionLost(Failure(ConnectionError()))
+        self.assertEqual(len(outcomes), 4)
+        self.assertIsInstance(outcomes[3], Failure)
+        outcomes[3].trap(BackendGone)  # type: ignore[attr-defined]
+        # Refused: the next call prepares the statement again.
+        self.backend.queryPreparedThen("s1", "SELECT $1", ["d"], outcomes.append)
+        self.assertEqual(self.sentMessages()[:2], [Close(b"S", "s1"), Parse("s1", "SELECT $1")])
+
     def test_malformedDataRow(self) -> None:
         """
         A DataRow whose values do not fill its body exactly is a protocol

@@ -71,3 +71,35 @@ class DifferenceTests(SynchronousTestCase):
         names = [key[3] for key in counter.counts]
         self.assertIn("f", names)
         self.assertNotIn("len", names)
+
+
+class CompareTests(SynchronousTestCase):
+    """
+    L{calls.compare}: what an auth_query login calls beyond a vault login.
+    """
+
+    def test_differences(self) -> None:
+        """
+        Per pipeline, the ratio of all calls per login and the functions
+        whose counts differ, the largest difference first (equal counts
+        are not listed); a pipeline
+        measured for one source only is left out.
+        """
+        shared = ("pgtwist", "/x/pgtwist/net/frontend.py", 1, "dataReceived")
+        lookup = ("pgtwist", "/x/pgtwist/net/authquery.py", 2, "find")
+        secret = ("pgtwist", "/x/pgtwist/auth/_scram.py", 3, "serverSecret")
+        results = [
+            calls.Measure("transaction", "login-vault", {shared: 5.0, secret: 1.0}),
+            calls.Measure("transaction", "login-authquery", {shared: 5.0, lookup: 3.0}),
+            calls.Measure("session", "login-vault", {shared: 5.0}),
+        ]
+        text = calls.compare(results, top=5)
+        self.assertEqual(
+            text.splitlines(),
+            [
+                "",
+                "transaction: auth_query / vault = 1.333; the 5 largest differences per login",
+                "    +3.00  pgtwist  find (net/authquery.py:2)",
+                "    -1.00  pgtwist  serverSecret (auth/_scram.py:3)",
+            ],
+        )

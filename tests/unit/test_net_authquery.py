@@ -21,9 +21,11 @@ from pgtwist.config.model import Configuration, MainSettings, ServerSettings, Us
 from pgtwist.config.verifiers import Md5Verifier, ScramSecret, formatScramSecret
 from pgtwist.net.authquery import (
     MAX_CONNECTIONS,
+    PARSED_VERIFIERS,
     STATEMENT,
     AuthQueryConnections,
     AuthQueryFailed,
+    RowsCallback,
     UserLookup,
 )
 from pgtwist.net.backend import BackendError, BackendGone, BackendProtocol
@@ -72,7 +74,7 @@ class FakeRunner:
 
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
-        self.pending: list[Deferred[Any]] = []
+        self.pending: list[RowsCallback] = []
 
     def __call__(
         self,
@@ -81,26 +83,25 @@ class FakeRunner:
         settings: AuthQuerySettings,
         user: str,
         timeout: float,
-    ) -> Deferred[Any]:
+        then: RowsCallback,
+    ) -> None:
         """
         A query: its answer comes from L{answer} or L{fail}.
         """
         self.calls.append((server, password, settings, user, timeout))
-        d: Deferred[Any] = Deferred()
-        self.pending.append(d)
-        return d
+        self.pending.append(then)
 
     def answer(self, *rows: tuple[bytes | None, ...]) -> None:
         """
         Answer the oldest query with C{rows}.
         """
-        self.pending.pop(0).callback(list(rows))
+        self.pending.pop(0)(list(rows))
 
     def fail(self, reason: Exception) -> None:
         """
         Fail the oldest query.
         """
-        self.pending.pop(0).errback(Failure(reason))
+        self.pending.pop(0)(Failure(reason))
 
 
 class UserLookupTests(SynchronousTestCase):
@@ -222,6 +223,69 @@ class UserLookupTests(SynchronousTestCase):
         self.lookup.lookup(config, SETTINGS, "alice")
         self.assertEqual(len(self.runner.calls), 3)
 
+    def test_findCallsBack(self) -> None:
+        """
+        L{UserLookup.find} gives its callback the answer with no Deferred:
+        a cache hit at once, a query's answer (or the L{AuthQueryFailed} of
+        a failed one) when it comes; each waiter once.
+        """
+        config = makeConfig(ttl=30.0)
+        outcomes: list[object] = []
+        self.lookup.find(config, SETTINGS, "alice", outcomes.append)
+        self.lookup.find(config, SETTINGS, "alice", outcomes.append)
+        self.assertEqual(outcomes, [])
+        self.runner.answer((b"alice", VERIFIER))
+        self.assertEqual(outcomes, [(SECRET, False), (SECRET, False)])
+        self.lookup.find(config, SETTINGS, "alice", outcomes.append)
+        self.assertEqual(outcomes[2:], [(SECRET, True)])
+        self.lookup.find(config, SETTINGS, "bob", outcomes.append)
+        self.runner.fail(ConnectionRefusedError())
+        self.assertEqual(len(outcomes), 4)
+        self.assertIsInstance(outcomes[3], Failure)
+        outcomes[3].trap(AuthQueryFailed)  # type: ignore[attr-defined]
+
+    def test_raisingWaiter(self) -> None:
+        """
+        A waiting login whose callback raises is logged and does not keep
+        the answer from the logins waiting with it, nor from the query's
+        connection.
+        """
+        config = makeConfig()
+        outcomes: list[object] = []
+
+        def broken(outcome: object) -> None:
+            raise RuntimeError("broken login")
+
+        self.lookup.find(config, SETTINGS, "alice", broken)
+        self.lookup.find(config, SETTINGS, "alice", outcomes.append)
+        self.runner.answer((b"alice", VERIFIER))
+        self.assertEqual(outcomes, [(SECRET, False)])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_verifierParsedOnce(self) -> None:
+        """
+        A verifier's text is parsed once: the same text at the next login
+        (the default, no cache: PostgreSQL is asked every time) gives the
+        verifier parsed before; another text is parsed anew, so a changed
+        password counts at once. At most L{PARSED_VERIFIERS} texts are
+        kept, and L{UserLookup.clear} (a reload) drops them.
+        """
+        config = makeConfig()
+        found = []
+        for verifier in (VERIFIER, VERIFIER, MD5.encode()):
+            d = self.lookup.lookup(config, SETTINGS, "alice")
+            self.runner.answer((b"alice", verifier))
+            found.append(self.successResultOf(d)[0])
+        self.assertIs(found[0], found[1])
+        self.assertEqual(found[2], Md5Verifier(MD5))
+        self.assertEqual(len(self.runner.calls), 3)
+        for i in range(PARSED_VERIFIERS + 10):
+            self.lookup.lookup(config, SETTINGS, "alice")
+            self.runner.answer((b"alice", b"md5" + b"%032x" % i))
+        self.assertLessEqual(len(self.lookup._parsed), PARSED_VERIFIERS)
+        self.lookup.clear()
+        self.assertEqual(len(self.lookup._parsed), 0)
+
     def test_coalescedFailure(self) -> None:
         """
         A failed query fails every lookup waiting on it.
@@ -270,7 +334,7 @@ class UserLookupTests(SynchronousTestCase):
         A runner that raises fails the lookup rather than the login code.
         """
 
-        def broken(*args: object) -> Deferred[Any]:
+        def broken(*args: object) -> None:
             raise RuntimeError("broken")
 
         lookup = UserLookup(self.clock, broken)
@@ -304,6 +368,29 @@ class UserLookupTests(SynchronousTestCase):
         self.failureResultOf(d)
         self.assertNotIn(VERIFIER.decode(), repr(self.events))
         self.assertNotIn(VERIFIER.decode(), repr(self.lookup.__dict__))
+
+
+def runQuery(
+    connections: AuthQueryConnections,
+    server: ServerSettings,
+    password: str | None,
+    settings: AuthQuerySettings,
+    user: str,
+    timeout: float,
+) -> Deferred[Any]:
+    """
+    L{AuthQueryConnections.run}, its answer given to a Deferred.
+    """
+    d: Deferred[Any] = Deferred()
+
+    def then(outcome: Any) -> None:
+        if isinstance(outcome, Failure):
+            d.errback(outcome)
+        else:
+            d.callback(outcome)
+
+    connections.run(server, password, settings, user, timeout, then)
+    return d
 
 
 class ConnectionsTests(SynchronousTestCase):
@@ -345,7 +432,7 @@ class ConnectionsTests(SynchronousTestCase):
         database; once logged in it sets UTF8 and prepares the query as
         L{STATEMENT}, run with the name bound; the rows come back.
         """
-        d = self.connections.run(SERVER, "su-secret", SETTINGS, "it's; $1", 5.0)
+        d = runQuery(self.connections, SERVER, "su-secret", SETTINGS, "it's; $1", 5.0)
         ((host, port, _, timeout, _),) = self.reactor.tcpClients
         self.assertEqual((host, port, timeout), ("127.0.0.1", 5432, 5.0))
         protocol, transport = self.accept()
@@ -384,16 +471,16 @@ class ConnectionsTests(SynchronousTestCase):
         connection and its prepared statement (Bind, Execute and Sync
         only); another database gets its own.
         """
-        self.connections.run(SERVER, "pw", SETTINGS, "a", 5.0)
+        runQuery(self.connections, SERVER, "pw", SETTINGS, "a", 5.0)
         protocol, transport = self.accept()
         self.sent(transport)
-        self.connections.run(SERVER, "pw", SETTINGS, "b", 5.0)
+        runQuery(self.connections, SERVER, "pw", SETTINGS, "b", 5.0)
         self.assertEqual(len(self.reactor.tcpClients), 1)
         self.assertEqual(
             self.sent(transport), [Bind("", STATEMENT, (), (b"b",), ()), Execute("", 0), Sync()]
         )
         other = AuthQuerySettings(DEFAULT_AUTH_QUERY, "postgres", "otherdb")
-        self.connections.run(SERVER, "pw", other, "a", 5.0)
+        runQuery(self.connections, SERVER, "pw", other, "a", 5.0)
         self.assertEqual(len(self.reactor.tcpClients), 2)
         self.assertEqual(len(self.connections), 2)
 
@@ -402,7 +489,7 @@ class ConnectionsTests(SynchronousTestCase):
         A query PostgreSQL refused leaves the statement to be prepared
         again by the next query, and so does a new connection.
         """
-        d = self.connections.run(SERVER, "pw", SETTINGS, "a", 5.0)
+        d = runQuery(self.connections, SERVER, "pw", SETTINGS, "a", 5.0)
         protocol, transport = self.accept()
         self.sent(transport)
         error = errors.error("42883", "function missing() does not exist")
@@ -410,13 +497,13 @@ class ConnectionsTests(SynchronousTestCase):
             codec.encodeAll([CommandComplete("SET"), ReadyForQuery(), error, ReadyForQuery()])
         )
         self.failureResultOf(d, BackendError)
-        again = self.connections.run(SERVER, "pw", SETTINGS, "b", 5.0)
+        again = runQuery(self.connections, SERVER, "pw", SETTINGS, "b", 5.0)
         self.assertEqual(
             self.sent(transport)[:2], [Close(b"S", STATEMENT), Parse(STATEMENT, DEFAULT_AUTH_QUERY)]
         )
         protocol.connectionLost(Failure(ConnectionError()))
         self.failureResultOf(again, BackendGone)
-        self.connections.run(SERVER, "pw", SETTINGS, "c", 5.0)
+        runQuery(self.connections, SERVER, "pw", SETTINGS, "c", 5.0)
         _, transport = self.accept()
         self.assertEqual(
             self.sent(transport)[1:3],
@@ -431,7 +518,7 @@ class ConnectionsTests(SynchronousTestCase):
         transports = []
         for index in range(MAX_CONNECTIONS):
             settings = AuthQuerySettings(DEFAULT_AUTH_QUERY, "postgres", f"db{index}")
-            d = self.connections.run(SERVER, "pw", settings, "a", 5.0)
+            d = runQuery(self.connections, SERVER, "pw", settings, "a", 5.0)
             protocol, transport = self.accept()
             self.sent(transport)
             protocol.dataReceived(
@@ -443,7 +530,7 @@ class ConnectionsTests(SynchronousTestCase):
             self.successResultOf(d)
             transports.append(transport)
         settings = AuthQuerySettings(DEFAULT_AUTH_QUERY, "postgres", "one-more")
-        self.connections.run(SERVER, "pw", settings, "a", 5.0)
+        runQuery(self.connections, SERVER, "pw", settings, "a", 5.0)
         self.assertEqual(len(self.connections), MAX_CONNECTIONS)
         self.assertTrue(transports[0].disconnecting)
         self.assertFalse(transports[1].disconnecting)
@@ -453,7 +540,7 @@ class ConnectionsTests(SynchronousTestCase):
         A refused login fails the query with PostgreSQL's error and leaves
         no connection behind: the next query connects again.
         """
-        d = self.connections.run(SERVER, "pw", SETTINGS, "a", 5.0)
+        d = runQuery(self.connections, SERVER, "pw", SETTINGS, "a", 5.0)
         factory = self.reactor.tcpClients[0][2]
         protocol = factory.buildProtocol(None)
         protocol.makeConnection(StringTransport())
@@ -461,14 +548,14 @@ class ConnectionsTests(SynchronousTestCase):
         protocol.dataReceived(codec.encode(refusal))
         self.assertEqual(self.failureResultOf(d, BackendError).value.error, refusal)
         self.assertEqual(len(self.connections), 0)
-        self.connections.run(SERVER, "pw", SETTINGS, "a", 5.0)
+        runQuery(self.connections, SERVER, "pw", SETTINGS, "a", 5.0)
         self.assertEqual(len(self.reactor.tcpClients), 2)
 
     def test_connectFailed(self) -> None:
         """
         A server that cannot be reached fails the query.
         """
-        d = self.connections.run(SERVER, "pw", SETTINGS, "a", 5.0)
+        d = runQuery(self.connections, SERVER, "pw", SETTINGS, "a", 5.0)
         factory = self.reactor.tcpClients[0][2]
         factory.clientConnectionFailed(None, Failure(ConnectionRefusedError()))
         self.failureResultOf(d, ConnectionRefusedError)
@@ -479,7 +566,7 @@ class ConnectionsTests(SynchronousTestCase):
         A query unanswered within the timeout fails, and its connection is
         closed (it no longer answers in order); the next query reconnects.
         """
-        d = self.connections.run(SERVER, "pw", SETTINGS, "a", 2.0)
+        d = runQuery(self.connections, SERVER, "pw", SETTINGS, "a", 2.0)
         _, transport = self.accept()
         self.reactor.advance(2.0)
         self.failureResultOf(d, TimeoutError)
@@ -492,7 +579,7 @@ class ConnectionsTests(SynchronousTestCase):
         a query sent after it was armed, and times that one out at its own
         deadline; every query unanswered then fails.
         """
-        first = self.connections.run(SERVER, "pw", SETTINGS, "a", 2.0)
+        first = runQuery(self.connections, SERVER, "pw", SETTINGS, "a", 2.0)
         protocol, transport = self.accept()
         protocol.dataReceived(
             codec.encodeAll(
@@ -502,9 +589,9 @@ class ConnectionsTests(SynchronousTestCase):
         )
         self.assertEqual(self.successResultOf(first), [])
         self.reactor.advance(1.5)
-        second = self.connections.run(SERVER, "pw", SETTINGS, "b", 2.0)
+        second = runQuery(self.connections, SERVER, "pw", SETTINGS, "b", 2.0)
         self.reactor.advance(1.0)
-        third = self.connections.run(SERVER, "pw", SETTINGS, "c", 2.0)
+        third = runQuery(self.connections, SERVER, "pw", SETTINGS, "c", 2.0)
         self.assertNoResult(second)
         self.assertEqual(len(self.reactor.getDelayedCalls()), 1)
         self.assertFalse(transport.disconnecting)
@@ -521,12 +608,12 @@ class ConnectionsTests(SynchronousTestCase):
         """
         A connection lost between logins is reopened by the next query.
         """
-        d = self.connections.run(SERVER, "pw", SETTINGS, "a", 0)
+        d = runQuery(self.connections, SERVER, "pw", SETTINGS, "a", 0)
         protocol, _ = self.accept()
         protocol.connectionLost(Failure(ConnectionError()))
         self.failureResultOf(d, BackendGone)
         self.assertEqual(len(self.connections), 0)
-        self.connections.run(SERVER, "pw", SETTINGS, "a", 0)
+        runQuery(self.connections, SERVER, "pw", SETTINGS, "a", 0)
         self.assertEqual(len(self.reactor.tcpClients), 2)
 
     def test_retire(self) -> None:
@@ -535,12 +622,12 @@ class ConnectionsTests(SynchronousTestCase):
         busy ones once their queries are answered; queries after it open a
         new connection.
         """
-        d = self.connections.run(SERVER, "pw", SETTINGS, "a", 0)
+        d = runQuery(self.connections, SERVER, "pw", SETTINGS, "a", 0)
         protocol, transport = self.accept()
         self.connections.retire()
         self.assertFalse(transport.disconnecting)
         self.assertEqual(len(self.connections), 0)
-        self.connections.run(SERVER, "pw", SETTINGS, "b", 0)
+        runQuery(self.connections, SERVER, "pw", SETTINGS, "b", 0)
         self.assertEqual(len(self.reactor.tcpClients), 2)
         protocol.dataReceived(
             codec.encodeAll(
@@ -556,10 +643,10 @@ class ConnectionsTests(SynchronousTestCase):
         L{AuthQueryConnections.close} closes every connection, a connecting
         one as soon as it logs in.
         """
-        self.connections.run(SERVER, "pw", SETTINGS, "a", 0).addErrback(lambda _: None)
+        runQuery(self.connections, SERVER, "pw", SETTINGS, "a", 0).addErrback(lambda _: None)
         _, transport = self.accept()
         other = AuthQueryConnections(self.reactor, [])
-        other.run(SERVER, "pw", SETTINGS, "a", 0).addErrback(lambda _: None)
+        runQuery(other, SERVER, "pw", SETTINGS, "a", 0).addErrback(lambda _: None)
         self.connections.close()
         other.close()
         self.assertTrue(transport.disconnecting)
