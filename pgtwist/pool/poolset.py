@@ -815,17 +815,28 @@ class PoolSet(Service):
             if self.servers.switching is not None:
                 # Failing over: nowhere to connect until the script ends.
                 return
-            if not self.servers.candidates(routingFor(self.config, pool.key)):
-                # No server may take it now (target_session_attrs, health,
-                # lag): the clients wait for one.
-                return
-            if (
-                not self.hasRoomFor(pool)
-                and not self._evictIdle(pool)
-                and not self._hasReserveFor(pool)
-            ):
+            # Whether a server may take a new backend (target_session_attrs,
+            # health, lag) is asked only once one could be opened: with more
+            # clients than backends, every wait comes here and finds the
+            # budget spent.
+            if not self.hasRoomFor(pool):
+                victim = self._evictionCandidate(pool)
+                if victim is None and not self._hasReserveFor(pool):
+                    return
+                if not self._routable(pool):
+                    return
+                if victim is not None:
+                    self.closeAndForget(victim)
+            elif not self._routable(pool):
                 return
             self.openBackend(pool)
+
+    def _routable(self, pool: Pool) -> bool:
+        """
+        Whether some server may take a new backend of C{pool} now; if none
+        (target_session_attrs, health, lag), its clients wait for one.
+        """
+        return bool(self.servers.candidates(routingFor(self.config, pool.key)))
 
     def _lineCap(self, index: int) -> int:
         limits = self.config.limits
@@ -909,10 +920,10 @@ class PoolSet(Service):
         self._queueWaiter(pool, waiter, first=True)
         self._serveAll(first=pool)
 
-    def _evictIdle(self, needy: Pool) -> bool:
+    def _evictionCandidate(self, needy: Pool) -> PooledBackend | None:
         """
-        Close the least recently used idle backend of another pool that frees
-        the budget C{needy} lacks.
+        The least recently used idle backend of another pool whose closing
+        frees the budget C{needy} lacks, if any.
         """
         sameLine = needy.limitIndex is not None and self._lineUsage(
             needy.limitIndex
@@ -924,9 +935,8 @@ class PoolSet(Service):
             for e in p.idle
         ]
         if not candidates:
-            return False
-        self.closeAndForget(min(candidates, key=lambda e: e.lastUsedAt))
-        return True
+            return None
+        return min(candidates, key=lambda e: e.lastUsedAt)
 
     def openBackend(self, pool: Pool) -> bool:
         """

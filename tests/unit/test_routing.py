@@ -479,3 +479,31 @@ class RoutedPoolTests(SynchronousTestCase):
         pool = self.pools.pool(("app", "u"))
         self.assertFalse(self.pools.openBackend(pool))
         self.assertEqual(pool.count(BackendState.CONNECTING), 0)
+
+    def test_noServerNothingEvicted(self) -> None:
+        """
+        With the budget spent and no server its routing allows, a pool's
+        waiter closes no idle backend of another pool to make room it could
+        not use.
+        """
+        limits = (
+            DatabaseLimit("app", "all", 10),
+            DatabaseLimit("ro", "all", 10, targetSessionAttrs="standby", dbname="app"),
+        )
+        self.pools.config = Configuration(
+            main=MainSettings(maxConnections=1, blockingTimeout=5.0),
+            servers=(A, B),
+            limits=limits,
+            users=self.pools.config.users,
+        )
+        self.pools.servers.observeRole("a", False)
+        self.pools.servers.observeRole("b", False)
+        d = self.pools.acquire(("app", "u"), None)
+        idle = self.login("off")
+        self.pools.release(self.successResultOf(d), reset=False)
+        waiting = self.pools.acquire(("ro", "u"), None)
+        self.assertFalse(idle.closed)
+        self.assertEqual(len(self.connects), 1)
+        self.assertNoResult(waiting)
+        waiting.cancel()
+        self.failureResultOf(waiting)
