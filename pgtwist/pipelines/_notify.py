@@ -80,6 +80,32 @@ _STATEMENT = re.compile(
 )
 
 
+#: Savepoint statements, read while a transaction's C{LISTEN}/C{UNLISTEN}
+#: are pending: C{ROLLBACK TO SAVEPOINT} undoes those run after the
+#: savepoint, C{RELEASE SAVEPOINT} keeps them.
+_SAVEPOINT = re.compile(
+    r"""
+    ^(?:\s|/\*.*?\*/|--[^\n]*)*
+    (?:
+        (?P<savepoint>savepoint)
+      | (?P<release>release)(?:\s+savepoint)?
+      | (?P<rollback>rollback)(?:\s+(?:work|transaction))?\s+to(?:\s+savepoint)?
+    )
+    \s+(?:"(?P<quoted>(?:[^"]|"")+)"|(?P<plain>[^\s;"]+))\s*$
+    """,
+    re.IGNORECASE | re.VERBOSE | re.DOTALL,
+)
+
+#: The command tag of each operation's statement.
+_TAGS = {
+    "LISTEN": b"LISTEN",
+    "UNLISTEN": b"UNLISTEN",
+    "SAVEPOINT": b"SAVEPOINT",
+    "RELEASE": b"RELEASE",
+    "ROLLBACK TO": b"ROLLBACK",
+}
+
+
 def _truncate(name: str) -> str:
     data = name.encode("utf-8", "surrogateescape")
     if len(data) <= _NAME_BYTES:
@@ -91,13 +117,27 @@ def operations(sql: bytes) -> list[Operation]:
     """
     The C{LISTEN}/C{UNLISTEN} operations of a query's text, in order:
     channel names as PostgreSQL folds them (lowercase unless quoted,
-    truncated to 63 bytes); C{DISCARD ALL} is an C{UNLISTEN *}.
+    truncated to 63 bytes); C{DISCARD ALL} is an C{UNLISTEN *}. Savepoint
+    statements are C{("SAVEPOINT", name)}, C{("RELEASE", name)} and
+    C{("ROLLBACK TO", name)}, names folded alike.
     """
     result: list[Operation] = []
     text = sql.rstrip(b"\x00").decode("utf-8", "surrogateescape")
     for statement in text.split(";"):
         match = _STATEMENT.match(statement)
         if match is None:
+            match = _SAVEPOINT.match(statement)
+            if match is not None:
+                verb = (
+                    "SAVEPOINT"
+                    if match.group("savepoint")
+                    else "RELEASE"
+                    if match.group("release")
+                    else "ROLLBACK TO"
+                )
+                quoted = match.group("quoted")
+                name = quoted.replace('""', '"') if quoted is not None else match.group("plain")
+                result.append((verb, _truncate(name if quoted is not None else name.lower())))
             continue
         if match.group("discard"):
             # DISCARD ALL includes UNLISTEN *.
@@ -127,20 +167,77 @@ class ChannelLimit(Exception):
     """
 
 
+def savepoints(ops: list[Operation]) -> list[Operation]:
+    """
+    The savepoint statements of C{ops}.
+    """
+    return [op for op in ops if op[0] not in _CHANNEL_VERBS]
+
+
+_CHANNEL_VERBS = frozenset(["LISTEN", "UNLISTEN"])
+
+
 class Subscription:
     """
     One client's channels: those its committed transactions listen on, and
-    the operations of its open transaction, applied at commit
-    (L{commit}) or dropped at rollback (L{rollback}).
+    the operations of its open transaction, run as their statements complete
+    (L{executed}), applied at commit (L{commit}) or dropped at rollback
+    (L{rollback}). A C{ROLLBACK TO SAVEPOINT} drops those run after the
+    savepoint, as PostgreSQL's subtransactions do (C{AtSubAbort_Notify}).
 
     @ivar channels: The committed channels.
-    @ivar pending: Operations of the open transaction, in order.
+    @ivar pending: Operations sent to the backend and not run yet, in order:
+        C{LISTEN}/C{UNLISTEN} and savepoint statements (L{operations}).
+    @ivar applied: C{LISTEN}/C{UNLISTEN} operations the open transaction
+        ran, not rolled back to a savepoint.
+    @ivar savepoints: The open transaction's savepoints that were set while
+        operations were tracked: C{(name, len(applied) then)}, innermost
+        last. A savepoint set before them precedes every operation.
     """
 
     def __init__(self, maxChannels: int = MAX_CHANNELS) -> None:
         self.channels: set[str] = set()
         self.pending: list[Operation] = []
+        self.applied: list[Operation] = []
+        self.savepoints: list[tuple[str | None, int]] = []
         self.maxChannels = maxChannels
+
+    def executed(self, tag: bytes) -> bool:
+        """
+        A statement completed with the command tag C{tag}: whether it is the
+        first pending operation, which then runs.
+        """
+        pending = self.pending
+        if not pending:
+            return False
+        verb, name = pending[0]
+        if tag != _TAGS[verb] and not (tag == b"DISCARD ALL" and name is None):
+            return False
+        del pending[0]
+        if verb in _CHANNEL_VERBS:
+            self.applied.append((verb, name))
+            return True
+        stack = self.savepoints
+        if verb == "SAVEPOINT":
+            stack.append((name, len(self.applied)))
+            return True
+        found = -1
+        for index in range(len(stack) - 1, -1, -1):
+            if stack[index][0] == name:
+                found = index
+                break
+        if verb == "RELEASE":
+            # The savepoint and every one set after it (all of them when it
+            # was set before the tracked ones).
+            del stack[max(found, 0) :]
+        elif found < 0:
+            # Set before any operation of the transaction ran.
+            del self.applied[:]
+            del stack[:]
+        else:
+            del self.applied[stack[found][1] :]
+            del stack[found + 1 :]
+        return True
 
     def record(self, ops: list[Operation]) -> None:
         """
@@ -153,7 +250,9 @@ class Subscription:
         The channels after a commit of what is pending, then C{ops}.
         """
         channels = set(self.channels)
-        for verb, name in (*self.pending, *ops):
+        for verb, name in (*self.applied, *self.pending, *ops):
+            if verb not in _CHANNEL_VERBS:
+                continue
             if name is None:
                 channels.clear()
             elif verb == "LISTEN":
@@ -170,15 +269,14 @@ class Subscription:
         if len(self.preview(ops)) > self.maxChannels:
             raise ChannelLimit(self.maxChannels)
 
-    def commit(self, count: int | None = None) -> tuple[set[str], set[str]]:
+    def commit(self) -> tuple[set[str], set[str]]:
         """
-        The transaction committed the first C{count} pending operations
-        (all when C{None}): apply them; return the channels added and
-        removed.
+        The transaction committed: apply what it ran; return the channels
+        added and removed.
         """
-        if count is None:
-            count = len(self.pending)
-        ops, self.pending = self.pending[:count], self.pending[count:]
+        ops = self.applied
+        self.applied = []
+        del self.savepoints[:]
         before = self.channels
         after = set(before)
         for verb, name in ops:
@@ -191,15 +289,12 @@ class Subscription:
         self.channels = after
         return after - before, before - after
 
-    def rollback(self, count: int | None = None) -> None:
+    def rollback(self) -> None:
         """
-        The transaction rolled back the first C{count} pending operations
-        (all when C{None}).
+        The transaction rolled back: what it ran is undone.
         """
-        if count is None:
-            self.pending = []
-        else:
-            del self.pending[:count]
+        self.applied = []
+        del self.savepoints[:]
 
 
 class NotificationTarget(Protocol):
