@@ -133,6 +133,37 @@ def test_dropWithIdlePooledBackends(
         pooler.waitForLog("idle backends of database")
 
 
+def test_dropWithWorkers(
+    tmp_path: Path, pgCluster: PostgresCluster, admin: psycopg.Connection
+) -> None:
+    """
+    With C{workers = 2}, C{DROP DATABASE} through one worker first closes
+    the idle backends every worker holds to the database.
+    """
+    main = {"pipeline": "transaction", "workers": 2, "max_connections": 8}
+    with runningPooler(tmp_path, pgCluster, main=main, hba=HBA) as pooler:
+        # Short clients one after another: a worker lends the same idle
+        # backend to each, so two idle sessions mean both workers hold one
+        # (the kernel spreads the connections once both listen).
+        deadline = time.monotonic() + 20
+        while len(idleSessions(admin)) < 2 and time.monotonic() < deadline:
+            client = RawClient(pooler.port, OWNER, DOOMED)
+            client.query("SELECT 1")
+            client.close()
+            time.sleep(0.05)
+        assert len(idleSessions(admin)) >= 2
+        dropper = RawClient(pooler.port, OWNER)
+        try:
+            started = time.monotonic()
+            dropper.query(f"DROP DATABASE {DOOMED}")
+            assert time.monotonic() - started < 4.0
+        finally:
+            dropper.close()
+        assert not exists(admin)
+        logs = [Path(f"{pooler.logPath}.{index}") for index in (0, 1)]
+        assert all("idle backends of database" in log.read_text() for log in logs)
+
+
 def test_dropWithPsycopg(
     tmp_path: Path, pgCluster: PostgresCluster, admin: psycopg.Connection
 ) -> None:
