@@ -36,6 +36,7 @@ from pgtwist.app import bootstrap
 from pgtwist.config.model import Configuration, MainSettings
 from pgtwist.net.cancel import CloseIdleFactory, _CancelFactory
 from pgtwist.net.endpoints import listenBacklog, socketPath, tcpHost
+from pgtwist.pipelines._notify import sharePids
 
 #: Seconds a C{DROP DATABASE} waits for the other workers to close their
 #: idle backends to that database before it goes on.
@@ -367,6 +368,8 @@ def workerMain(argv: list[str] | None = None) -> None:
         )
 
     config = load()
+    # A notifier served by another worker is reported with its own pid.
+    sharePids(os.path.join(options.runtime, "notify-pids"))
     tcp = tcpListeningSocket(config.main)
     listen = [f"{tcp.fileno()}:{tcp.family.value}", *options.listen]
 

@@ -38,7 +38,10 @@ What a client sees is PostgreSQL's behaviour:
 
 from __future__ import annotations
 
+import mmap
+import os
 import re
+import struct
 import weakref
 from typing import Any, Protocol
 
@@ -607,6 +610,73 @@ def listenerGroups() -> list[ListenerGroup]:
     return sorted(groups, key=lambda group: group.key)
 
 
+class SharedPids:
+    """
+    L{NotifyHub.lent} shared by the worker processes of C{workers = N}: a
+    file every worker maps, one Int32 per possible backend pid (Linux's
+    largest C{pid_max}), 0 for none. The worker whose listener backend hears
+    a notification then knows the pid the notifier was given even when
+    another worker served it. Sparse: only the pages of pids written take
+    room.
+    """
+
+    #: Linux's largest C{pid_max} (2**22).
+    PIDS = 1 << 22
+
+    def __init__(self, path: str) -> None:
+        size = 4 * self.PIDS
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < size:
+                os.ftruncate(fd, size)
+            self._map = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)
+
+    def __setitem__(self, pid: int, clientPid: int) -> None:
+        if 0 < pid < self.PIDS:
+            _PID.pack_into(self._map, 4 * pid, clientPid)
+
+    def get(self, pid: int, default: int) -> int:
+        """
+        The pid known to the client whose C{NOTIFY} last ran on backend
+        C{pid}, or C{default}.
+        """
+        if 0 < pid < self.PIDS:
+            found: int = _PID.unpack_from(self._map, 4 * pid)[0]
+            if found:
+                return found
+        return default
+
+    def __len__(self) -> int:
+        # Nothing to trim: one slot per pid.
+        return 0
+
+    def clear(self) -> None:
+        """
+        Nothing to forget (see L{__len__}).
+        """
+
+
+_PID = struct.Struct("!i")
+
+#: Set by a worker of C{workers = N} before it serves clients
+#: (L{sharePids}): every L{NotifyHub} uses it as its L{lent}.
+_sharedPids: SharedPids | None = None
+
+
+def sharePids(path: str) -> None:
+    """
+    Make the L{NotifyHub}s of this process share L{NotifyHub.lent} with the
+    other processes that map C{path} (the workers of C{workers = N}).
+    """
+    global _sharedPids
+    _sharedPids = SharedPids(path)
+    # The pipelines' hubs may exist already (plugins are made at import).
+    for hub in list(_hubs):
+        hub.lent = _sharedPids
+
+
 class NotifyHub:
     """
     The listener groups of one transaction pipeline, by pool key.
@@ -622,7 +692,7 @@ class NotifyHub:
     def __init__(self) -> None:
         self.pool: IBackendPool | None = None
         self.groups: dict[tuple[str, str], ListenerGroup] = {}
-        self.lent: dict[int, int] = {}
+        self.lent: dict[int, int] | SharedPids = _sharedPids if _sharedPids is not None else {}
         self.delivered = 0
         self.listenerLosses = 0
         _hubs.add(self)

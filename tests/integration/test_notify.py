@@ -127,6 +127,25 @@ def test_savepoints(pooler: Pooler) -> None:
         assert list(conn.notifies(timeout=0.3)) == []
 
 
+def test_notifierInAnotherWorker(tmp_path: Path, pgCluster: PostgresCluster) -> None:
+    """
+    With C{workers = 2}, a notification carries the pid its notifier was
+    given whichever worker serves the notifier (connections spread over
+    both).
+    """
+    main = {**SETTINGS, "workers": 2, "max_connections": 8}
+    with runningPooler(tmp_path, pgCluster, main=main, hba=HBA) as pooler:
+        with connect(pooler) as listener:
+            listener.execute("LISTEN spread")
+            expected = []
+            for i in range(8):
+                with connect(pooler) as notifier:
+                    notifier.execute(f"NOTIFY spread, '{i}'")
+                    expected.append(notifier.info.backend_pid)
+            got = received(listener, 8)
+            assert [n.pid for n in got] == expected
+
+
 def test_psycopgAsync(pooler: Pooler) -> None:
     """
     psycopg 3's async connection hears notifications too.

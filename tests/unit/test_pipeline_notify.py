@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pgtwist.pipelines._notify import (
     ChannelLimit,
     NotifyHub,
+    SharedPids,
     Subscription,
     notification,
     operations,
@@ -698,3 +699,25 @@ class ReservationTests(SynchronousTestCase):
         script.session.backendDataReceived(wire([ParseComplete(), ready()]))
         self.assertEqual(group.wanted, {})
         self.assertEqual(script.session.subscription.channels, set())
+
+
+class SharedPidsTests(SynchronousTestCase):
+    """
+    L{SharedPids}: the backend pid -> client pid map the workers of
+    C{workers = N} share through one mapped file.
+    """
+
+    def test_shared(self) -> None:
+        """
+        What one process writes, another mapping the same file reads; an
+        unknown or impossible pid gives the default.
+        """
+        path = self.mktemp()
+        writer, reader = SharedPids(path), SharedPids(path)
+        writer[4242] = 99
+        writer[SharedPids.PIDS] = 5
+        self.assertEqual(reader.get(4242, 4242), 99)
+        self.assertEqual(reader.get(4243, 4243), 4243)
+        self.assertEqual(reader.get(SharedPids.PIDS, 7), 7)
+        self.assertEqual(reader.get(-1, -1), -1)
+        self.assertEqual(len(reader), 0)
