@@ -142,16 +142,22 @@ def test_dropWithWorkers(
     """
     main = {"pipeline": "transaction", "workers": 2, "max_connections": 8}
     with runningPooler(tmp_path, pgCluster, main=main, hba=HBA) as pooler:
-        # Short clients one after another: a worker lends the same idle
-        # backend to each, so two idle sessions mean both workers hold one
-        # (the kernel spreads the connections once both listen).
+        logs = [Path(f"{pooler.logPath}.{index}") for index in (0, 1)]
+
+        def opened() -> bool:
+            # Each worker opened a backend to the database (debug lines).
+            found = f"for ('{DOOMED}'"
+            return all(log.exists() and found in log.read_text() for log in logs)
+
+        # Short clients: the kernel spreads them over both workers once both
+        # listen; each worker keeps its backend idle.
         deadline = time.monotonic() + 20
-        while len(idleSessions(admin)) < 2 and time.monotonic() < deadline:
+        while not opened() and time.monotonic() < deadline:
             client = RawClient(pooler.port, OWNER, DOOMED)
             client.query("SELECT 1")
             client.close()
-            time.sleep(0.05)
-        assert len(idleSessions(admin)) >= 2
+        assert opened()
+        waitFor(lambda: len(idleSessions(admin)) >= 2)
         dropper = RawClient(pooler.port, OWNER)
         try:
             started = time.monotonic()
@@ -160,7 +166,6 @@ def test_dropWithWorkers(
         finally:
             dropper.close()
         assert not exists(admin)
-        logs = [Path(f"{pooler.logPath}.{index}") for index in (0, 1)]
         assert all("idle backends of database" in log.read_text() for log in logs)
 
 
