@@ -109,8 +109,13 @@ class PoolerService(MultiService):
             # The supervisor owns the shared listeners; this worker also takes
             # the CancelRequests other workers offer it, on a socket of its own
             # that speaks nothing else.
+            # DROP DATABASE through any worker closes every worker's idle
+            # backends to that database.
+            self.pools.closeIdleElsewhere = worker.closeIdleElsewhere
             offered = ListenerService(
-                reactor, worker.cancelEndpoint, OfferedCancelFactory(self.cancels, reactor)
+                reactor,
+                worker.cancelEndpoint,
+                OfferedCancelFactory(self.cancels, reactor, self.pools.closeIdleBackendsHere),
             )
             offered.setServiceParent(self)
             self.listeners.append(offered)
@@ -392,6 +397,9 @@ class WorkerRole:
     @ivar listen: The listeners to adopt (C{adopt:<fd>:<family>}).
     @ivar cancelEndpoint: Where this worker takes forwarded CancelRequests.
     @ivar forward: Sends a CancelRequest packet to another worker.
+    @ivar closeIdleElsewhere: Asks the other workers to close their idle
+        backends to a database (C{DROP DATABASE}); fires when they answered
+        or after a bound.
     """
 
     def __init__(
@@ -401,12 +409,14 @@ class WorkerRole:
         listen: list[str],
         cancelEndpoint: str,
         forward: Callable[[int, bytes], None],
+        closeIdleElsewhere: Callable[[str], Deferred[None]] | None = None,
     ) -> None:
         self.index = index
         self.count = count
         self.listen = listen
         self.cancelEndpoint = cancelEndpoint
         self.forward = forward
+        self.closeIdleElsewhere = closeIdleElsewhere
 
 
 def buildService(

@@ -34,8 +34,13 @@ from twisted.python.failure import Failure
 
 from pgtwist.app import bootstrap
 from pgtwist.config.model import Configuration, MainSettings
-from pgtwist.net.cancel import _CancelFactory
+from pgtwist.net.cancel import CloseIdleFactory, _CancelFactory
 from pgtwist.net.endpoints import listenBacklog, socketPath, tcpHost
+from pgtwist.pipelines._notify import sharePids
+
+#: Seconds a C{DROP DATABASE} waits for the other workers to close their
+#: idle backends to that database before it goes on.
+CLOSE_IDLE_WAIT = 1.0
 
 #: The most workers: a CancelRequest that reaches a worker that does not know
 #: its key is offered to every other one, so the count bounds that fan-out.
@@ -293,6 +298,49 @@ def cancelPath(runtime: str, index: int) -> str:
     return os.path.join(runtime, f"cancel-{index}.sock")
 
 
+def closeIdleElsewhere(
+    reactor: Any,
+    runtime: str,
+    index: int,
+    count: int,
+    database: str,
+    timeout: float = CLOSE_IDLE_WAIT,
+) -> Deferred[None]:
+    """
+    Ask every worker but C{index}, on its private socket, to close its idle
+    backends to C{database}: fires once all answered (or could not be
+    reached), or after C{timeout} seconds, when the statement goes on and
+    PostgreSQL decides.
+    """
+    factories = []
+    connectors = []
+    for other in range(count):
+        if other != index:
+            factory = CloseIdleFactory(database)
+            connectors.append(
+                reactor.connectUNIX(cancelPath(runtime, other), factory, timeout=timeout)
+            )
+            factories.append(factory)
+    result: Deferred[None] = Deferred()
+
+    def late() -> None:
+        for connector in connectors:
+            connector.disconnect()
+        if not result.called:
+            result.callback(None)
+
+    timer = reactor.callLater(timeout, late)
+
+    def answered(_: object) -> None:
+        if timer.active():
+            timer.cancel()
+        if not result.called:
+            result.callback(None)
+
+    DeferredList([factory.done for factory in factories]).addCallback(answered)
+    return result
+
+
 def workerMain(argv: list[str] | None = None) -> None:
     """
     Run one worker: load the configuration like C{twistd pgtwist} does, take
@@ -329,6 +377,8 @@ def workerMain(argv: list[str] | None = None) -> None:
         )
 
     config = load()
+    # A notifier served by another worker is reported with its own pid.
+    sharePids(os.path.join(options.runtime, "notify-pids"))
     tcp = tcpListeningSocket(config.main)
     listen = [f"{tcp.fileno()}:{tcp.family.value}", *options.listen]
 
@@ -341,6 +391,9 @@ def workerMain(argv: list[str] | None = None) -> None:
         [f"adopt:{item}" for item in listen],
         f"unix:{cancelPath(options.runtime, options.index)}:mode=600",
         forward,
+        lambda database: closeIdleElsewhere(
+            reactor, options.runtime, options.index, options.count, database
+        ),
     )
     service = buildService(config, reactor, reloadConfiguration=load, worker=role)
     bootstrap.setUpProcess(

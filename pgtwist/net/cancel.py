@@ -26,6 +26,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import ClientFactory, Factory, Protocol
 from twisted.logger import Logger
@@ -44,6 +45,15 @@ CancelTarget = Callable[[], Any]
 
 #: The size of a CancelRequest packet (length word included).
 CANCEL_REQUEST_LENGTH = 16
+
+#: The code of the other request a worker's private socket takes: close
+#: your idle backends to the database named next (NUL-terminated), then
+#: answer one byte (C{DROP DATABASE} with C{workers = N}). Not one of
+#: PostgreSQL's codes; only other workers of this pgtwist reach that socket.
+CLOSE_IDLE_CODE = (1234 << 16) | 5690
+
+#: The longest such request: a database name has at most 63 bytes.
+CLOSE_IDLE_MAX_LENGTH = 8 + 64
 
 #: Seconds a connection carrying a CancelRequest to PostgreSQL may take to
 #: be made (a cancel that late is of no use to anyone).
@@ -239,19 +249,79 @@ class _CancelFactory(ClientFactory):
         return _CancelSender(self._packet, self._server)
 
 
+def closeIdleRequest(database: str) -> bytes:
+    """
+    The request that asks another worker to close its idle backends to
+    C{database} (L{CLOSE_IDLE_CODE}).
+    """
+    name = database.encode("utf-8", "surrogateescape") + b"\x00"
+    return struct.pack("!ii", 8 + len(name), CLOSE_IDLE_CODE) + name
+
+
+class _CloseIdleAsker(Protocol):
+    """
+    Sends one L{closeIdleRequest} and waits for its answer (or the close).
+    """
+
+    def __init__(self, packet: bytes, done: Deferred[None]) -> None:
+        self._packet = packet
+        self._done = done
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.write(self._packet)
+
+    def dataReceived(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.loseConnection()
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
+        if not self._done.called:
+            self._done.callback(None)
+
+
+class CloseIdleFactory(ClientFactory):
+    """
+    Asks another worker, on its private socket, to close its idle backends
+    to a database; C{done} fires once it answered, closed, or could not be
+    reached (the statement then goes on, as PostgreSQL would decide).
+    """
+
+    noisy = False
+
+    def __init__(self, database: str) -> None:
+        self._packet = closeIdleRequest(database)
+        self.done: Deferred[None] = Deferred()
+
+    def buildProtocol(self, addr: IAddress | None) -> Protocol:
+        return _CloseIdleAsker(self._packet, self.done)
+
+    def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
+        if not self.done.called:
+            self.done.callback(None)
+
+
 class _OfferedCancel(Protocol):
     """
     One CancelRequest another worker offers on this worker's private unix
-    socket: exactly one 16-byte packet, read within a few seconds; anything
-    else closes the connection unanswered.
+    socket: exactly one 16-byte packet, read within a few seconds; or one
+    request to close this worker's idle backends to a database
+    (L{CLOSE_IDLE_CODE}), answered with one byte once they are closed.
+    Anything else closes the connection unanswered.
     """
 
     #: Seconds a sender has to deliver its packet.
     timeOut = 5.0
 
-    def __init__(self, registry: CancelRegistry, reactor: Any) -> None:
+    def __init__(
+        self,
+        registry: CancelRegistry,
+        reactor: Any,
+        closeIdle: Callable[[str], Deferred[None]] | None = None,
+    ) -> None:
         self._registry = registry
         self._reactor = reactor
+        self._closeIdle = closeIdle
         self._buffer: bytes | None = b""
         self._timer: Any = None
 
@@ -270,13 +340,36 @@ class _OfferedCancel(Protocol):
         if self._buffer is None:
             return
         self._buffer += data
-        if len(self._buffer) < CANCEL_REQUEST_LENGTH:
+        buffer = self._buffer
+        if len(buffer) >= 8 and self._closeIdle is not None:
+            length, code = struct.unpack_from("!ii", buffer)
+            if code == CLOSE_IDLE_CODE and 8 < length <= CLOSE_IDLE_MAX_LENGTH:
+                if len(buffer) < length:
+                    return
+                self._buffer = None
+                name = buffer[8:length]
+                if name[-1:] != b"\x00" or b"\x00" in name[:-1]:
+                    self.transport.loseConnection()
+                    return
+                d = self._closeIdle(name[:-1].decode("utf-8", "surrogateescape"))
+                d.addBoth(self._closed)
+                return
+        if len(buffer) < CANCEL_REQUEST_LENGTH:
             return
         packet, self._buffer = self._buffer[:CANCEL_REQUEST_LENGTH], None
         self.transport.loseConnection()
         length, code, processId, secretKey = struct.unpack("!iiii", packet)
         if length == CANCEL_REQUEST_LENGTH and code == constants.CANCEL_REQUEST_CODE:
             self._registry.cancelHere(CancelRequest(processId, secretKey))
+
+    def _closed(self, result: object) -> None:
+        """
+        This worker's idle backends to the database are gone: answer.
+        """
+        transport = self.transport
+        if transport is not None and getattr(transport, "connected", True):
+            transport.write(b"C")
+            transport.loseConnection()
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
         """
@@ -295,12 +388,22 @@ class OfferedCancelFactory(Factory):
 
     noisy = False
 
-    def __init__(self, registry: CancelRegistry, reactor: Any) -> None:
+    def __init__(
+        self,
+        registry: CancelRegistry,
+        reactor: Any,
+        closeIdle: Callable[[str], Deferred[None]] | None = None,
+    ) -> None:
+        """
+        @param closeIdle: Closes this worker's idle backends to a database
+            (L{pgtwist.pool.poolset.PoolSet.closeIdleBackendsHere}).
+        """
         self._registry = registry
         self._reactor = reactor
+        self._closeIdle = closeIdle
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol:
         """
         One protocol per offered request.
         """
-        return _OfferedCancel(self._registry, self._reactor)
+        return _OfferedCancel(self._registry, self._reactor, self._closeIdle)

@@ -24,6 +24,7 @@ from pgtwist.pipelines._notify import (
     Subscription,
     listenedChannels,
     operations,
+    savepoints,
 )
 from pgtwist.wire import codec, constants, errors
 from pgtwist.wire.sql import quoteLiteral
@@ -77,7 +78,6 @@ class ListenTracker:
     subscription: Subscription
     _listenWatch: bool
     _listenFailed: bool
-    _listenCut: int | None
     _listenPassed: bytes | None
     _listenGroup: ListenerGroup | None
     _unlistenBackend: bool
@@ -88,7 +88,6 @@ class ListenTracker:
         self.subscription = Subscription(maxChannels)
         self._listenWatch = False
         self._listenFailed = False
-        self._listenCut = None
         self._listenPassed = None
         self._listenGroup = None
         self._unlistenBackend = False
@@ -172,21 +171,48 @@ class ListenTracker:
             self._group().reserve(self, channels)
         return None
 
+    def _savepointSeen(self, sql: bytes) -> None:
+        """
+        The client's transaction, which ran C{LISTEN} or C{UNLISTEN}, runs
+        C{sql}, a simple Query without them: record its savepoint
+        statements, which may undo them (L{Subscription.executed}).
+        """
+        ops = savepoints(operations(sql))
+        if ops:
+            self.subscription.record(ops)
+
     # -- the transaction's end -----------------------------------------------------
 
     def _listenTag(self, tag: bytes) -> None:
         """
-        A CommandComplete while C{LISTEN}/C{UNLISTEN} are pending.
+        A CommandComplete while C{LISTEN}/C{UNLISTEN} are pending: the
+        statement ran, or its transaction ended (C{COMMIT AND CHAIN} and
+        C{ROLLBACK AND CHAIN} too).
         """
+        subscription = self.subscription
+        if subscription.executed(tag):
+            return
         if tag == b"COMMIT":
-            if self._listenCut is not None:
-                self.subscription.rollback(self._listenCut)
-                self._listenCut = None
             self._listenCommit()
         elif tag == b"ROLLBACK":
-            # Undone if the ReadyForQuery says the transaction ended (not a
-            # ROLLBACK TO SAVEPOINT).
-            self._listenCut = len(self.subscription.pending)
+            # Not a ROLLBACK TO SAVEPOINT (executed above): the whole
+            # transaction.
+            subscription.rollback()
+
+    def _listenError(self) -> None:
+        """
+        An ErrorResponse while C{LISTEN}/C{UNLISTEN} are pending: the
+        statements sent after the failed one do not run, up to a C{ROLLBACK
+        TO SAVEPOINT}, the only one an aborted transaction runs. (Those of a
+        new transaction pipelined behind it are not tracked.)
+        """
+        self._listenFailed = True
+        pending = self.subscription.pending
+        for index, (verb, _) in enumerate(pending):
+            if verb == "ROLLBACK TO":
+                del pending[:index]
+                return
+        del pending[:]
 
     def _listenReady(self, status: bytes) -> None:
         """
@@ -196,17 +222,17 @@ class ListenTracker:
         if status != constants.TRANSACTION_IDLE:
             if status == constants.TRANSACTION_FAILED:
                 self._listenFailed = True
-            self._listenCut = None
             return
         subscription = self.subscription
-        if self._listenCut is not None:
-            subscription.rollback(self._listenCut)
-            self._listenCut = None
         if self._listenFailed:
             subscription.rollback()
             self._listenFailed = False
         else:
             self._listenCommit()
+        if subscription.pending and len(self._expected) > 1:
+            # Pipelined requests that run them are still to be answered.
+            return
+        subscription.pending = []
         self._listenWatch = False
         if self._listenGroup is not None:
             self._listenGroup.unreserve(self)
@@ -224,6 +250,7 @@ class ListenTracker:
         if group is not None:
             group.drop(self)
         self.subscription.pending = []
+        self.subscription.rollback()
         self._notes = []
         timer, self._notesTimer = self._notesTimer, None
         if timer is not None and timer.active():

@@ -38,7 +38,10 @@ What a client sees is PostgreSQL's behaviour:
 
 from __future__ import annotations
 
+import mmap
+import os
 import re
+import struct
 import weakref
 from typing import Any, Protocol
 
@@ -80,6 +83,32 @@ _STATEMENT = re.compile(
 )
 
 
+#: Savepoint statements, read while a transaction's C{LISTEN}/C{UNLISTEN}
+#: are pending: C{ROLLBACK TO SAVEPOINT} undoes those run after the
+#: savepoint, C{RELEASE SAVEPOINT} keeps them.
+_SAVEPOINT = re.compile(
+    r"""
+    ^(?:\s|/\*.*?\*/|--[^\n]*)*
+    (?:
+        (?P<savepoint>savepoint)
+      | (?P<release>release)(?:\s+savepoint)?
+      | (?P<rollback>rollback)(?:\s+(?:work|transaction))?\s+to(?:\s+savepoint)?
+    )
+    \s+(?:"(?P<quoted>(?:[^"]|"")+)"|(?P<plain>[^\s;"]+))\s*$
+    """,
+    re.IGNORECASE | re.VERBOSE | re.DOTALL,
+)
+
+#: The command tag of each operation's statement.
+_TAGS = {
+    "LISTEN": b"LISTEN",
+    "UNLISTEN": b"UNLISTEN",
+    "SAVEPOINT": b"SAVEPOINT",
+    "RELEASE": b"RELEASE",
+    "ROLLBACK TO": b"ROLLBACK",
+}
+
+
 def _truncate(name: str) -> str:
     data = name.encode("utf-8", "surrogateescape")
     if len(data) <= _NAME_BYTES:
@@ -91,13 +120,27 @@ def operations(sql: bytes) -> list[Operation]:
     """
     The C{LISTEN}/C{UNLISTEN} operations of a query's text, in order:
     channel names as PostgreSQL folds them (lowercase unless quoted,
-    truncated to 63 bytes); C{DISCARD ALL} is an C{UNLISTEN *}.
+    truncated to 63 bytes); C{DISCARD ALL} is an C{UNLISTEN *}. Savepoint
+    statements are C{("SAVEPOINT", name)}, C{("RELEASE", name)} and
+    C{("ROLLBACK TO", name)}, names folded alike.
     """
     result: list[Operation] = []
     text = sql.rstrip(b"\x00").decode("utf-8", "surrogateescape")
     for statement in text.split(";"):
         match = _STATEMENT.match(statement)
         if match is None:
+            match = _SAVEPOINT.match(statement)
+            if match is not None:
+                verb = (
+                    "SAVEPOINT"
+                    if match.group("savepoint")
+                    else "RELEASE"
+                    if match.group("release")
+                    else "ROLLBACK TO"
+                )
+                quoted = match.group("quoted")
+                name = quoted.replace('""', '"') if quoted is not None else match.group("plain")
+                result.append((verb, _truncate(name if quoted is not None else name.lower())))
             continue
         if match.group("discard"):
             # DISCARD ALL includes UNLISTEN *.
@@ -127,20 +170,77 @@ class ChannelLimit(Exception):
     """
 
 
+def savepoints(ops: list[Operation]) -> list[Operation]:
+    """
+    The savepoint statements of C{ops}.
+    """
+    return [op for op in ops if op[0] not in _CHANNEL_VERBS]
+
+
+_CHANNEL_VERBS = frozenset(["LISTEN", "UNLISTEN"])
+
+
 class Subscription:
     """
     One client's channels: those its committed transactions listen on, and
-    the operations of its open transaction, applied at commit
-    (L{commit}) or dropped at rollback (L{rollback}).
+    the operations of its open transaction, run as their statements complete
+    (L{executed}), applied at commit (L{commit}) or dropped at rollback
+    (L{rollback}). A C{ROLLBACK TO SAVEPOINT} drops those run after the
+    savepoint, as PostgreSQL's subtransactions do (C{AtSubAbort_Notify}).
 
     @ivar channels: The committed channels.
-    @ivar pending: Operations of the open transaction, in order.
+    @ivar pending: Operations sent to the backend and not run yet, in order:
+        C{LISTEN}/C{UNLISTEN} and savepoint statements (L{operations}).
+    @ivar applied: C{LISTEN}/C{UNLISTEN} operations the open transaction
+        ran, not rolled back to a savepoint.
+    @ivar savepoints: The open transaction's savepoints that were set while
+        operations were tracked: C{(name, len(applied) then)}, innermost
+        last. A savepoint set before them precedes every operation.
     """
 
     def __init__(self, maxChannels: int = MAX_CHANNELS) -> None:
         self.channels: set[str] = set()
         self.pending: list[Operation] = []
+        self.applied: list[Operation] = []
+        self.savepoints: list[tuple[str | None, int]] = []
         self.maxChannels = maxChannels
+
+    def executed(self, tag: bytes) -> bool:
+        """
+        A statement completed with the command tag C{tag}: whether it is the
+        first pending operation, which then runs.
+        """
+        pending = self.pending
+        if not pending:
+            return False
+        verb, name = pending[0]
+        if tag != _TAGS[verb] and not (tag == b"DISCARD ALL" and name is None):
+            return False
+        del pending[0]
+        if verb in _CHANNEL_VERBS:
+            self.applied.append((verb, name))
+            return True
+        stack = self.savepoints
+        if verb == "SAVEPOINT":
+            stack.append((name, len(self.applied)))
+            return True
+        found = -1
+        for index in range(len(stack) - 1, -1, -1):
+            if stack[index][0] == name:
+                found = index
+                break
+        if verb == "RELEASE":
+            # The savepoint and every one set after it (all of them when it
+            # was set before the tracked ones).
+            del stack[max(found, 0) :]
+        elif found < 0:
+            # Set before any operation of the transaction ran.
+            del self.applied[:]
+            del stack[:]
+        else:
+            del self.applied[stack[found][1] :]
+            del stack[found + 1 :]
+        return True
 
     def record(self, ops: list[Operation]) -> None:
         """
@@ -153,7 +253,9 @@ class Subscription:
         The channels after a commit of what is pending, then C{ops}.
         """
         channels = set(self.channels)
-        for verb, name in (*self.pending, *ops):
+        for verb, name in (*self.applied, *self.pending, *ops):
+            if verb not in _CHANNEL_VERBS:
+                continue
             if name is None:
                 channels.clear()
             elif verb == "LISTEN":
@@ -170,15 +272,14 @@ class Subscription:
         if len(self.preview(ops)) > self.maxChannels:
             raise ChannelLimit(self.maxChannels)
 
-    def commit(self, count: int | None = None) -> tuple[set[str], set[str]]:
+    def commit(self) -> tuple[set[str], set[str]]:
         """
-        The transaction committed the first C{count} pending operations
-        (all when C{None}): apply them; return the channels added and
-        removed.
+        The transaction committed: apply what it ran; return the channels
+        added and removed.
         """
-        if count is None:
-            count = len(self.pending)
-        ops, self.pending = self.pending[:count], self.pending[count:]
+        ops = self.applied
+        self.applied = []
+        del self.savepoints[:]
         before = self.channels
         after = set(before)
         for verb, name in ops:
@@ -191,15 +292,12 @@ class Subscription:
         self.channels = after
         return after - before, before - after
 
-    def rollback(self, count: int | None = None) -> None:
+    def rollback(self) -> None:
         """
-        The transaction rolled back the first C{count} pending operations
-        (all when C{None}).
+        The transaction rolled back: what it ran is undone.
         """
-        if count is None:
-            self.pending = []
-        else:
-            del self.pending[:count]
+        self.applied = []
+        del self.savepoints[:]
 
 
 class NotificationTarget(Protocol):
@@ -512,6 +610,73 @@ def listenerGroups() -> list[ListenerGroup]:
     return sorted(groups, key=lambda group: group.key)
 
 
+class SharedPids:
+    """
+    L{NotifyHub.lent} shared by the worker processes of C{workers = N}: a
+    file every worker maps, one Int32 per possible backend pid (Linux's
+    largest C{pid_max}), 0 for none. The worker whose listener backend hears
+    a notification then knows the pid the notifier was given even when
+    another worker served it. Sparse: only the pages of pids written take
+    room.
+    """
+
+    #: Linux's largest C{pid_max} (2**22).
+    PIDS = 1 << 22
+
+    def __init__(self, path: str) -> None:
+        size = 4 * self.PIDS
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size < size:
+                os.ftruncate(fd, size)
+            self._map = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)
+
+    def __setitem__(self, pid: int, clientPid: int) -> None:
+        if 0 < pid < self.PIDS:
+            _PID.pack_into(self._map, 4 * pid, clientPid)
+
+    def get(self, pid: int, default: int) -> int:
+        """
+        The pid known to the client whose C{NOTIFY} last ran on backend
+        C{pid}, or C{default}.
+        """
+        if 0 < pid < self.PIDS:
+            found: int = _PID.unpack_from(self._map, 4 * pid)[0]
+            if found:
+                return found
+        return default
+
+    def __len__(self) -> int:
+        # Nothing to trim: one slot per pid.
+        return 0
+
+    def clear(self) -> None:
+        """
+        Nothing to forget (see L{__len__}).
+        """
+
+
+_PID = struct.Struct("!i")
+
+#: Set by a worker of C{workers = N} before it serves clients
+#: (L{sharePids}): every L{NotifyHub} uses it as its L{lent}.
+_sharedPids: SharedPids | None = None
+
+
+def sharePids(path: str) -> None:
+    """
+    Make the L{NotifyHub}s of this process share L{NotifyHub.lent} with the
+    other processes that map C{path} (the workers of C{workers = N}).
+    """
+    global _sharedPids
+    _sharedPids = SharedPids(path)
+    # The pipelines' hubs may exist already (plugins are made at import).
+    for hub in list(_hubs):
+        hub.lent = _sharedPids
+
+
 class NotifyHub:
     """
     The listener groups of one transaction pipeline, by pool key.
@@ -527,7 +692,7 @@ class NotifyHub:
     def __init__(self) -> None:
         self.pool: IBackendPool | None = None
         self.groups: dict[tuple[str, str], ListenerGroup] = {}
-        self.lent: dict[int, int] = {}
+        self.lent: dict[int, int] | SharedPids = _sharedPids if _sharedPids is not None else {}
         self.delivered = 0
         self.listenerLosses = 0
         _hubs.add(self)

@@ -39,7 +39,7 @@ from pgtwist.pipelines._expect import (
     _Expect,
     _frame,
 )
-from pgtwist.pipelines._notify import Subscription
+from pgtwist.pipelines._notify import SharedPids, Subscription
 from pgtwist.pipelines._settings import (
     LISTEN,
     NOTIFY,
@@ -84,7 +84,7 @@ class StatementRewriter:
         serverState: ServerSession
         maxPrepared: int
         processId: int
-        _lent: dict[int, int]
+        _lent: dict[int, int] | SharedPids
         subscription: Subscription
         _expected: deque[_Expect]
         _lastBind: tuple[bytes, str, StatementKey, str, bytes] | None

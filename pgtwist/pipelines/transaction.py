@@ -702,6 +702,9 @@ class TransactionPipelineSession(
                                 self._listenSeen(body)
                             if flags & RESETS and _canReset(body, backend.transactionStatus):
                                 self._resetStatements()
+                        if self._listenWatch and not flags & LISTEN:
+                            # ROLLBACK TO SAVEPOINT undoes them.
+                            self._savepointSeen(body)
                     else:
                         # Too long to look at: it may change anything.
                         self._sessionCheck |= SETTINGS | OBJECTS

@@ -143,6 +143,10 @@ class PoolSet(Service):
         self.health = HealthChecker(
             config, self.servers, reactor, self._healthConnect, self.serversChanged
         )
+        #: With C{workers = N}: asks the other workers to close their idle
+        #: backends to a database (L{closeIdleBackendsHere}); fires when
+        #: they answered, or after a bound.
+        self.closeIdleElsewhere: Callable[[str], Deferred[None]] | None = None
 
     def _connect(
         self, server: ServerSettings, key: PoolKey, password: BackendCredential | None
@@ -585,7 +589,20 @@ class PoolSet(Service):
 
     def closeIdleBackends(self, database: str) -> Deferred[None]:
         """
-        See L{IBackendPool.closeIdleBackends}. Idle backends of C{database}
+        See L{IBackendPool.closeIdleBackends}: this process's idle backends
+        to C{database} (L{closeIdleBackendsHere}), and the other workers'
+        (L{closeIdleElsewhere}).
+        """
+        here = self.closeIdleBackendsHere(database)
+        elsewhere = self.closeIdleElsewhere
+        if elsewhere is None:
+            return here
+        both = gatherResults([here, elsewhere(database)], consumeErrors=True)
+        return both.addBoth(lambda _: None)
+
+    def closeIdleBackendsHere(self, database: str) -> Deferred[None]:
+        """
+        Idle backends of C{database}
         are closed now; those being reset (a client just gave them back)
         are closed once the reset ends, and PostgreSQL, which waits up to
         5 s for sessions on their way out, sees them go too. Waits at most

@@ -133,6 +133,42 @@ def test_dropWithIdlePooledBackends(
         pooler.waitForLog("idle backends of database")
 
 
+def test_dropWithWorkers(
+    tmp_path: Path, pgCluster: PostgresCluster, admin: psycopg.Connection
+) -> None:
+    """
+    With C{workers = 2}, C{DROP DATABASE} through one worker first closes
+    the idle backends every worker holds to the database.
+    """
+    main = {"pipeline": "transaction", "workers": 2, "max_connections": 8}
+    with runningPooler(tmp_path, pgCluster, main=main, hba=HBA) as pooler:
+        logs = [Path(f"{pooler.logPath}.{index}") for index in (0, 1)]
+
+        def opened() -> bool:
+            # Each worker opened a backend to the database (debug lines).
+            found = f"for ('{DOOMED}'"
+            return all(log.exists() and found in log.read_text() for log in logs)
+
+        # Short clients: the kernel spreads them over both workers once both
+        # listen; each worker keeps its backend idle.
+        deadline = time.monotonic() + 20
+        while not opened() and time.monotonic() < deadline:
+            client = RawClient(pooler.port, OWNER, DOOMED)
+            client.query("SELECT 1")
+            client.close()
+        assert opened()
+        waitFor(lambda: len(idleSessions(admin)) >= 2)
+        dropper = RawClient(pooler.port, OWNER)
+        try:
+            started = time.monotonic()
+            dropper.query(f"DROP DATABASE {DOOMED}")
+            assert time.monotonic() - started < 4.0
+        finally:
+            dropper.close()
+        assert not exists(admin)
+        assert all("idle backends of database" in log.read_text() for log in logs)
+
+
 def test_dropWithPsycopg(
     tmp_path: Path, pgCluster: PostgresCluster, admin: psycopg.Connection
 ) -> None:

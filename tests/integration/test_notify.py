@@ -93,6 +93,59 @@ def test_selfNotifyAndUnlistenAll(pooler: Pooler) -> None:
         assert list(conn.notifies(timeout=0.3)) == []
 
 
+def test_savepoints(pooler: Pooler) -> None:
+    """
+    As on PostgreSQL, C{ROLLBACK TO SAVEPOINT} undoes the LISTEN and
+    UNLISTEN run after the savepoint (an error's recovery too), C{RELEASE
+    SAVEPOINT} keeps them, and C{ROLLBACK AND CHAIN} undoes its
+    transaction's.
+    """
+    with connect(pooler) as conn, connect(pooler) as notifier:
+        with conn.transaction():
+            conn.execute("LISTEN kept")
+            with conn.transaction(force_rollback=True):
+                conn.execute("LISTEN undone")
+                conn.execute("UNLISTEN kept")
+            with conn.transaction():
+                conn.execute("LISTEN released")
+            with pytest.raises(psycopg.errors.DivisionByZero), conn.transaction():
+                conn.execute("LISTEN failed")
+                conn.execute("SELECT 1/0")
+            conn.execute("SAVEPOINT Mixed")
+            conn.execute('LISTEN "Undone too"')
+            conn.execute("ROLLBACK TO mixed")
+        conn.execute("BEGIN")
+        conn.execute("LISTEN chained")
+        conn.execute("ROLLBACK AND CHAIN")
+        conn.execute("LISTEN after")
+        conn.execute("COMMIT")
+        channels = ["kept", "undone", "released", "failed", "Undone too", "chained", "after"]
+        for channel in channels:
+            notifier.execute(f'NOTIFY "{channel}"')
+        got = received(conn, 3)
+        assert [n.channel for n in got] == ["kept", "released", "after"]
+        assert list(conn.notifies(timeout=0.3)) == []
+
+
+def test_notifierInAnotherWorker(tmp_path: Path, pgCluster: PostgresCluster) -> None:
+    """
+    With C{workers = 2}, a notification carries the pid its notifier was
+    given whichever worker serves the notifier (connections spread over
+    both).
+    """
+    main = {**SETTINGS, "workers": 2, "max_connections": 8}
+    with runningPooler(tmp_path, pgCluster, main=main, hba=HBA) as pooler:
+        with connect(pooler) as listener:
+            listener.execute("LISTEN spread")
+            expected = []
+            for i in range(8):
+                with connect(pooler) as notifier:
+                    notifier.execute(f"NOTIFY spread, '{i}'")
+                    expected.append(notifier.info.backend_pid)
+            got = received(listener, 8)
+            assert [n.pid for n in got] == expected
+
+
 def test_psycopgAsync(pooler: Pooler) -> None:
     """
     psycopg 3's async connection hears notifications too.

@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pgtwist.pipelines._notify import (
     ChannelLimit,
     NotifyHub,
+    SharedPids,
     Subscription,
     notification,
     operations,
@@ -73,6 +74,38 @@ class OperationsTests(SynchronousTestCase):
         """
         self.assertEqual(operations(b"SELECT 'listen x'; NOTIFY listen"), [])
 
+    def test_savepoints(self) -> None:
+        """
+        Savepoint statements are read in every spelling, their names folded
+        as identifiers.
+        """
+        self.assertEqual(
+            operations(
+                b'SAVEPOINT Sp; release savepoint "Sp"; RELEASE sp;'
+                b' ROLLBACK TO SAVEPOINT A; rollback work to b; ROLLBACK TRANSACTION TO "C""d"'
+                b"; ROLLBACK; COMMIT"
+            ),
+            [
+                ("SAVEPOINT", "sp"),
+                ("RELEASE", "Sp"),
+                ("RELEASE", "sp"),
+                ("ROLLBACK TO", "a"),
+                ("ROLLBACK TO", "b"),
+                ("ROLLBACK TO", 'C"d'),
+            ],
+        )
+
+
+def run(s: Subscription, ops: list[tuple[str, str | None]]) -> None:
+    """
+    Record C{ops} and complete their statements, as the backend answers.
+    """
+    tags = {"LISTEN": b"LISTEN", "UNLISTEN": b"UNLISTEN", "SAVEPOINT": b"SAVEPOINT"}
+    tags.update({"RELEASE": b"RELEASE", "ROLLBACK TO": b"ROLLBACK"})
+    s.record(ops)
+    for verb, _ in ops:
+        assert s.executed(tags[verb])
+
 
 class SubscriptionTests(SynchronousTestCase):
     """
@@ -84,11 +117,11 @@ class SubscriptionTests(SynchronousTestCase):
         Committed operations change the channels, in order.
         """
         s = Subscription()
-        s.record([("LISTEN", "a"), ("LISTEN", "b"), ("UNLISTEN", "a")])
+        run(s, [("LISTEN", "a"), ("LISTEN", "b"), ("UNLISTEN", "a")])
         self.assertEqual(s.channels, set())
         self.assertEqual(s.commit(), ({"b"}, set()))
         self.assertEqual(s.channels, {"b"})
-        s.record([("UNLISTEN", None), ("LISTEN", "c")])
+        run(s, [("UNLISTEN", None), ("LISTEN", "c")])
         self.assertEqual(s.commit(), ({"c"}, {"b"}))
         self.assertEqual(s.pending, [])
 
@@ -97,22 +130,82 @@ class SubscriptionTests(SynchronousTestCase):
         Rolled back operations leave the channels as they were.
         """
         s = Subscription()
-        s.record([("LISTEN", "a")])
+        run(s, [("LISTEN", "a")])
         s.commit()
-        s.record([("UNLISTEN", None), ("LISTEN", "b")])
+        run(s, [("UNLISTEN", None), ("LISTEN", "b")])
         s.rollback()
+        s.commit()
         self.assertEqual(s.channels, {"a"})
-        self.assertEqual(s.pending, [])
 
-    def test_partial(self) -> None:
+    def test_notRun(self) -> None:
         """
-        The first operations may be rolled back and the rest committed.
+        Operations recorded whose statements did not complete are not
+        committed; another statement's tag runs none of them.
         """
         s = Subscription()
         s.record([("LISTEN", "a"), ("LISTEN", "b")])
-        s.rollback(1)
+        self.assertFalse(s.executed(b"SELECT 1"))
+        self.assertTrue(s.executed(b"LISTEN"))
+        s.commit()
+        self.assertEqual(s.channels, {"a"})
+        self.assertEqual(s.pending, [("LISTEN", "b")])
+
+    def test_discardAll(self) -> None:
+        """
+        C{DISCARD ALL}'s tag runs its C{UNLISTEN *}.
+        """
+        s = Subscription()
+        run(s, [("LISTEN", "a")])
+        s.commit()
+        s.record([("UNLISTEN", None)])
+        self.assertTrue(s.executed(b"DISCARD ALL"))
+        s.commit()
+        self.assertEqual(s.channels, set())
+
+    def test_rollbackToSavepoint(self) -> None:
+        """
+        C{ROLLBACK TO SAVEPOINT} undoes what ran after the most recent
+        savepoint of that name, which stays; savepoints set after it go.
+        """
+        s = Subscription()
+        run(s, [("LISTEN", "a"), ("SAVEPOINT", "x"), ("LISTEN", "b"), ("SAVEPOINT", "x")])
+        run(s, [("UNLISTEN", "a"), ("ROLLBACK TO", "x"), ("LISTEN", "c")])
+        run(s, [("SAVEPOINT", "y"), ("LISTEN", "d"), ("ROLLBACK TO", "x")])
+        self.assertEqual([name for name, _ in s.savepoints], ["x", "x"])
+        run(s, [("ROLLBACK TO", "x")])
+        s.commit()
+        self.assertEqual(s.channels, {"a", "b"})
+
+    def test_releaseKeeps(self) -> None:
+        """
+        C{RELEASE SAVEPOINT} keeps what ran after the savepoint, and
+        releases the savepoints set after it: rolling back to an outer one
+        undoes it all.
+        """
+        s = Subscription()
+        run(s, [("SAVEPOINT", "outer"), ("LISTEN", "a"), ("SAVEPOINT", "inner")])
+        run(s, [("UNLISTEN", None), ("LISTEN", "b"), ("RELEASE", "outer")])
+        self.assertEqual(s.savepoints, [])
         s.commit()
         self.assertEqual(s.channels, {"b"})
+        run(s, [("SAVEPOINT", "outer"), ("LISTEN", "c"), ("SAVEPOINT", "inner")])
+        run(s, [("LISTEN", "d"), ("RELEASE", "inner"), ("ROLLBACK TO", "outer")])
+        s.commit()
+        self.assertEqual(s.channels, {"b"})
+
+    def test_untrackedSavepoint(self) -> None:
+        """
+        A savepoint not tracked was set before any operation of the
+        transaction: rolling back to it undoes them all, releasing it
+        releases every tracked one.
+        """
+        s = Subscription()
+        run(s, [("LISTEN", "a"), ("SAVEPOINT", "x"), ("LISTEN", "b"), ("ROLLBACK TO", "early")])
+        self.assertEqual(s.savepoints, [])
+        run(s, [("LISTEN", "c"), ("SAVEPOINT", "y"), ("RELEASE", "early")])
+        self.assertEqual(s.savepoints, [])
+        s.commit()
+        self.assertEqual(s.channels, {"c"})
 
     def test_limit(self) -> None:
         """
@@ -189,8 +282,9 @@ class Setup:
         script.play(
             [
                 fromServer(
-                    [CommandComplete(sql.split()[0]), ready()],
-                    toClient=[CommandComplete(sql.split()[0]), ready()],
+                    [CommandComplete(verb) for verb, _ in operations(sql.encode())] + [ready()],
+                    toClient=[CommandComplete(verb) for verb, _ in operations(sql.encode())]
+                    + [ready()],
                     toServer=[Query("UNLISTEN *")],
                 ),
                 fromServer([CommandComplete("UNLISTEN"), ready()]),
@@ -317,6 +411,74 @@ class ListenTests(SynchronousTestCase):
         )
         self.assertEqual(script.session.subscription.channels, set())
         self.assertEqual(self.setup.listenerPool.released, [self.listener])
+
+    def transaction(self, queries: list[str], answers: list[object]) -> TransactionScript:
+        """
+        A client that sends C{queries} at once, the listener backend
+        answering each LISTEN; its backend answers with C{answers}.
+        """
+        script = self.setup.client()
+        script.session.frontendDataReceived(wire([Query(q) for q in queries]))
+        while self.listener.answers:
+            self.listener.answerAll()
+        script.session.backendDataReceived(wire(answers))  # type: ignore[arg-type]
+        return script
+
+    def test_rollbackToSavepoint(self) -> None:
+        """
+        C{ROLLBACK TO SAVEPOINT} undoes a LISTEN and an C{UNLISTEN *} run
+        after the savepoint; the rest commits.
+        """
+        queries = ["BEGIN", "LISTEN a", "SAVEPOINT s", "LISTEN b; UNLISTEN *", "ROLLBACK TO s"]
+        tags = ["BEGIN", "LISTEN", "SAVEPOINT", "LISTEN", "UNLISTEN", "ROLLBACK", "COMMIT"]
+        script = self.transaction(
+            [*queries, "COMMIT"],
+            [CommandComplete(tag) for tag in tags[:3]]
+            + [CommandComplete("LISTEN"), CommandComplete("UNLISTEN"), ready(b"T")]
+            + [CommandComplete("ROLLBACK"), ready(b"T"), CommandComplete("COMMIT"), ready()],
+        )
+        self.assertEqual(script.session.subscription.channels, {"a"})
+
+    def test_releaseSavepoint(self) -> None:
+        """
+        C{RELEASE SAVEPOINT} keeps what ran after the savepoint.
+        """
+        script = self.transaction(
+            ["BEGIN", "SAVEPOINT s", "LISTEN a", "release s", "COMMIT"],
+            [CommandComplete(tag) for tag in ["BEGIN", "SAVEPOINT", "LISTEN", "RELEASE", "COMMIT"]]
+            + [ready()],
+        )
+        self.assertEqual(script.session.subscription.channels, {"a"})
+
+    def test_errorInSavepoint(self) -> None:
+        """
+        After an error inside a savepoint, rolling back to it undoes what
+        ran after it; statements the error skipped never ran.
+        """
+        from tests.unit._pipelinescript import failure
+
+        queries = ["BEGIN", "LISTEN a", "SAVEPOINT s", "LISTEN b; SELECT 1/0; RELEASE s"]
+        script = self.transaction(
+            [*queries, "ROLLBACK TO s", "COMMIT"],
+            [CommandComplete("BEGIN"), ready(b"T"), CommandComplete("LISTEN"), ready(b"T")]
+            + [CommandComplete("SAVEPOINT"), ready(b"T"), CommandComplete("LISTEN")]
+            + [failure("22012", "division by zero"), ready(b"E")]
+            + [CommandComplete("ROLLBACK"), ready(b"T"), CommandComplete("COMMIT"), ready()],
+        )
+        self.assertEqual(script.session.subscription.channels, {"a"})
+
+    def test_chain(self) -> None:
+        """
+        C{ROLLBACK AND CHAIN} undoes the transaction's LISTEN, C{COMMIT AND
+        CHAIN} commits it, both in a transaction that goes on.
+        """
+        script = self.transaction(
+            ["BEGIN", "LISTEN a", "ROLLBACK AND CHAIN", "LISTEN b", "COMMIT AND CHAIN"],
+            [CommandComplete("BEGIN"), ready(b"T"), CommandComplete("LISTEN"), ready(b"T")]
+            + [CommandComplete("ROLLBACK"), ready(b"T"), CommandComplete("LISTEN"), ready(b"T")]
+            + [CommandComplete("COMMIT"), ready(b"T")],
+        )
+        self.assertEqual(script.session.subscription.channels, {"b"})
 
     def test_errorRollsBack(self) -> None:
         """
@@ -537,3 +699,25 @@ class ReservationTests(SynchronousTestCase):
         script.session.backendDataReceived(wire([ParseComplete(), ready()]))
         self.assertEqual(group.wanted, {})
         self.assertEqual(script.session.subscription.channels, set())
+
+
+class SharedPidsTests(SynchronousTestCase):
+    """
+    L{SharedPids}: the backend pid -> client pid map the workers of
+    C{workers = N} share through one mapped file.
+    """
+
+    def test_shared(self) -> None:
+        """
+        What one process writes, another mapping the same file reads; an
+        unknown or impossible pid gives the default.
+        """
+        path = self.mktemp()
+        writer, reader = SharedPids(path), SharedPids(path)
+        writer[4242] = 99
+        writer[SharedPids.PIDS] = 5
+        self.assertEqual(reader.get(4242, 4242), 99)
+        self.assertEqual(reader.get(4243, 4243), 4243)
+        self.assertEqual(reader.get(SharedPids.PIDS, 7), 7)
+        self.assertEqual(reader.get(-1, -1), -1)
+        self.assertEqual(len(reader), 0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -145,6 +146,25 @@ class CloseIdleBackendsTests(PoolTestCase):
         alice.lose()
         self.assertNoResult(d)
         bob.lose()
+        self.assertIsNone(self.successResultOf(d))
+
+    def test_otherWorkers(self) -> None:
+        """
+        With C{closeIdleElsewhere} (C{workers = N}), the answer also waits
+        for the other workers to have closed theirs.
+        """
+        asked: list[tuple[str, Deferred[None]]] = []
+
+        def elsewhere(database: str) -> Deferred[None]:
+            d: Deferred[None] = Deferred()
+            asked.append((database, d))
+            return d
+
+        self.pools.closeIdleElsewhere = elsewhere
+        d = self.pools.closeIdleBackends("db")
+        self.assertEqual([database for database, _ in asked], ["db"])
+        self.assertNoResult(d)
+        asked[0][1].callback(None)
         self.assertIsNone(self.successResultOf(d))
 
     def test_nothingIdle(self) -> None:

@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import struct
 
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from pgtwist.app.workers import shareOf
+from pgtwist.app.workers import cancelPath, closeIdleElsewhere, shareOf
 from pgtwist.config.model import ServerSettings
-from pgtwist.net.cancel import CancelRegistry, OfferedCancelFactory
+from pgtwist.net.cancel import CancelRegistry, OfferedCancelFactory, closeIdleRequest
 from pgtwist.wire import codec
 from pgtwist.wire.messages import CancelRequest
 
@@ -180,3 +181,88 @@ class OfferedCancelTests(SynchronousTestCase):
         protocol.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(len(self.reactor.tcpClients), 1)
         self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+
+class CloseIdleTests(SynchronousTestCase):
+    """
+    C{DROP DATABASE} through one worker asks the others, on their private
+    sockets, to close their idle backends to the database, and waits a
+    bounded time for their answers.
+    """
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.asked: list[tuple[str, Deferred[None]]] = []
+
+    def closeIdle(self, database: str) -> Deferred[None]:
+        d: Deferred[None] = Deferred()
+        self.asked.append((database, d))
+        return d
+
+    def offered(self) -> tuple[Protocol, StringTransport]:
+        registry = CancelRegistry(self.reactor, workerIndex=1, workers=3, forward=None)
+        factory = OfferedCancelFactory(registry, self.reactor, self.closeIdle)
+        protocol = factory.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def test_answeredOnceClosed(self) -> None:
+        """
+        The request, in pieces, closes this worker's idle backends to the
+        database; one byte answers once they are gone.
+        """
+        protocol, transport = self.offered()
+        packet = closeIdleRequest("Doomed db")
+        protocol.dataReceived(packet[:6])
+        protocol.dataReceived(packet[6:])
+        self.assertEqual([database for database, _ in self.asked], ["Doomed db"])
+        self.assertEqual(transport.value(), b"")
+        self.asked[0][1].callback(None)
+        self.assertEqual(transport.value(), b"C")
+        self.assertTrue(transport.disconnecting)
+
+    def test_malformed(self) -> None:
+        """
+        A name without its NUL, or one too long, closes the connection
+        unanswered, closing nothing.
+        """
+        protocol, transport = self.offered()
+        packet = closeIdleRequest("x")
+        protocol.dataReceived(packet[:-1] + b"y")
+        self.assertTrue(transport.disconnecting)
+        protocol, transport = self.offered()
+        protocol.dataReceived(closeIdleRequest("x" * 100))
+        self.assertEqual(self.asked, [])
+        self.assertEqual(transport.value(), b"")
+
+    def test_askOthers(self) -> None:
+        """
+        Every other worker is asked on its socket; the answer comes once
+        all of them answered.
+        """
+        d = closeIdleElsewhere(self.reactor, "/run", 0, 3, "db")
+        clients = self.reactor.unixClients
+        self.assertEqual([c[0] for c in clients], [cancelPath("/run", 1), cancelPath("/run", 2)])
+        protocols = []
+        for client in clients:
+            protocol = client[1].buildProtocol(None)
+            transport = StringTransport()
+            protocol.makeConnection(transport)
+            self.assertEqual(transport.value(), closeIdleRequest("db"))
+            protocols.append(protocol)
+        protocols[0].dataReceived(b"C")
+        protocols[0].connectionLost(Failure(ConnectionDone()))
+        self.assertNoResult(d)
+        protocols[1].connectionLost(Failure(ConnectionDone()))
+        self.assertIsNone(self.successResultOf(d))
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_bounded(self) -> None:
+        """
+        A worker that does not answer is waited for one second only.
+        """
+        d = closeIdleElsewhere(self.reactor, "/run", 1, 2, "db")
+        self.assertNoResult(d)
+        self.reactor.advance(1.0)
+        self.assertIsNone(self.successResultOf(d))
