@@ -18,10 +18,24 @@ Anything that goes wrong before the new process says it took the sockets
 (it exits, refuses, breaks the format, or takes longer than
 L{HANDOVER_TIMEOUT}) leaves the old process exactly as it was, listening.
 
-Only the listeners are handed over so far: clients connected to the old
-process stay with it until they leave. The new process offers it the
-CancelRequests whose keys it does not know (over the old process's cancel
-socket, named in the listeners message), so their cancels still work.
+Then, in format version 2, the clients go too: each client of transaction
+pooling, as soon as it is idle between transactions (it holds no backend
+and nothing it sent waits for an answer), stops being read here and is
+sent with its descriptor and everything needed to go on
+(L{pgtwist.net.handover.ClientRecord}: pool key, startup parameters, cancel
+key, the session settings and prepared statements its pipeline tracks).
+The new process adopts the descriptor and answers; only then does the old
+one close its copy, without a word on the connection, so the client sees
+nothing: its next query is read by the new process. A client the new
+process cannot take (it says why) is read here again and stays.
+
+Left with the old process until they leave: clients of session and
+performance pooling (their backend is not handed over yet), clients over
+TLS (their TLS state lives in this process), clients that LISTEN or hold
+session objects on a pinned backend, and admin consoles. The new process
+offers the old one the CancelRequests whose keys it does not know (over
+the old process's cancel socket, named in the listeners message), so their
+cancels still work.
 """
 
 from __future__ import annotations
@@ -33,17 +47,24 @@ import socket
 import struct
 import sys
 import tempfile
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet import protocol, task
 from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IFileDescriptorReceiver
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from pgtwist import __version__
+from pgtwist.config.limits import pipelineName
 from pgtwist.net import handover
 from pgtwist.net.cancel import OfferedCancelFactory, _CancelFactory
+from pgtwist.net.frontend import FrontendProtocol, FrontendState
+from pgtwist.pipelines.transaction import TransactionPipelineSession
 from pgtwist.wire import constants, errors
 
 if TYPE_CHECKING:
@@ -61,6 +82,9 @@ ENVIRONMENT = "PGTWIST_HANDOVER"
 #: How long the old process waits for the new one to take its listeners
 #: (starting Python and reading the configuration included).
 HANDOVER_TIMEOUT = 60.0
+
+#: The most clients sent to the new process and not answered yet.
+MAX_IN_FLIGHT = 500
 
 _twistdRun = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
 
@@ -171,7 +195,7 @@ class _OldSide(protocol.Protocol):
         Tell the new process why not, and give up.
         """
         assert self.transport is not None
-        self.transport.write(handover.encode(handover.Refuse(reason)))
+        self.transport.write(handover.encode(handover.Refuse(reason), self.upgrade.version))
         self.transport.loseConnection()
         self.upgrade.failed(f"refused the new process: {reason}")
 
@@ -187,7 +211,17 @@ class _OldSide(protocol.Protocol):
             records.append(handover.ListenerRecord(listener.description, sock.family, role))
             self.transport.sendFileDescriptor(sock.fileno())  # type: ignore[attr-defined]
             self.sent.append(listener)
-        self.transport.write(handover.encode(handover.Listeners(tuple(records), cancel)))
+        self.transport.write(
+            handover.encode(handover.Listeners(tuple(records), cancel), self.upgrade.version)
+        )
+
+    def sendClient(self, record: handover.ClientRecord, fd: int) -> None:
+        """
+        Send a client's descriptor, then its record.
+        """
+        assert self.transport is not None
+        self.transport.sendFileDescriptor(fd)  # type: ignore[attr-defined]
+        self.transport.write(handover.encode(record, self.upgrade.version))
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         """
@@ -196,6 +230,7 @@ class _OldSide(protocol.Protocol):
         """
         if self.upgrade.peer is self:
             self.upgrade.failed("the new process closed the hand-over socket")
+            self.upgrade.peerLost()
 
 
 #: C{SO_PEERCRED}'s value on Linux (asm-generic/socket.h).
@@ -247,6 +282,14 @@ class Upgrade:
         self._finished = False
         self._stoppedObservability: list[Any] = []
         self._cancelPort: Any = None
+        #: The format version agreed with the new process (its hello).
+        self.version = handover.HELLO_VERSION
+        #: Clients sent to the new process and not answered yet, by id.
+        self.inFlight: dict[int, FrontendProtocol] = {}
+        #: Ids of the clients the new process would not take (never sent
+        #: again), and how many it took.
+        self.kept: set[int] = set()
+        self.handed = 0
         self.runtime = tempfile.mkdtemp(prefix="pgtwist-upgrade-")
         self.path = os.path.join(self.runtime, "handover.sock")
         factory = protocol.Factory.forProtocol(lambda: _OldSide(self))
@@ -264,13 +307,15 @@ class Upgrade:
         The next step of the conversation.
         """
         if isinstance(message, handover.Hello) and not peer.sent:
-            if handover.FORMAT_VERSION not in message.readable:
+            common = handover.READABLE_VERSIONS.intersection(message.readable)
+            if not common:
                 peer.refuse(
                     f"the new pgtwist {message.version} reads hand-over format "
                     f"{', '.join(map(str, message.readable))}, this one writes "
-                    f"{handover.FORMAT_VERSION}"
+                    f"{', '.join(map(str, sorted(handover.READABLE_VERSIONS)))}"
                 )
                 return
+            self.version = max(common)
             self.log.info(
                 "Upgrade: pgtwist {version} (pid {pid}) asks for the listeners",
                 version=message.version,
@@ -290,6 +335,13 @@ class Upgrade:
                 peer.refuse(f"took {message.count} listeners of {len(peer.sent)}")
                 return
             self._tookOver(peer)
+        elif isinstance(message, (handover.Adopted, handover.Kept)) and self.handedOver:
+            self._answered(message)
+        elif isinstance(message, handover.Refuse) and self.handedOver:
+            self.log.error(
+                "Upgrade: the new process takes no more clients: {reason}", reason=message.reason
+            )
+            peer.transport.loseConnection()  # type: ignore[union-attr]
         elif isinstance(message, handover.Refuse):
             self.failed(f"the new process refused: {message.reason}")
         else:
@@ -343,11 +395,76 @@ class Upgrade:
             self._reactor.callLater(grace, self._graceOver)
 
     def _checkDrained(self) -> None:
+        if self.version >= 2 and self.peer is not None:
+            self._handOverIdle(self.peer)
         if not self.service.factory.clients:
             self.log.info("Upgrade: every client left; exiting")
             self._drain.stop()
             if self._reactor.running:
                 self._reactor.stop()
+
+    def _handOverIdle(self, peer: _OldSide) -> None:
+        """
+        Send the new process every client that is idle between
+        transactions now (L{exportClient}), up to L{MAX_IN_FLIGHT}
+        unanswered.
+        """
+        inFlight = self.inFlight
+        for client in list(self.service.factory.clients):
+            if len(inFlight) >= MAX_IN_FLIGHT:
+                break
+            if client.id in inFlight or client.id in self.kept:
+                continue
+            exported = exportClient(client)
+            if exported is None:
+                continue
+            record, fd = exported
+            try:
+                peer.sendClient(record, fd)
+            except handover.HandoverError as e:
+                # Too much state to send: it stays here.
+                client.resumeReading()
+                self.kept.add(client.id)
+                self.log.info(
+                    "Upgrade: client {client} stays with this process: {reason}",
+                    client=client.id,
+                    reason=str(e),
+                )
+                continue
+            inFlight[client.id] = client
+
+    def _answered(self, message: handover.Adopted | handover.Kept) -> None:
+        """
+        The new process took a client, or would not.
+        """
+        client = self.inFlight.pop(message.id, None)
+        if client is None:
+            return
+        if isinstance(message, handover.Adopted):
+            self.handed += 1
+            forget(client)
+            return
+        self.kept.add(client.id)
+        self.log.info(
+            "Upgrade: the new process did not take client {client} ({poolKey}): {reason}",
+            client=client.id,
+            poolKey=client.key,
+            reason=message.reason,
+        )
+        if client.state is FrontendState.READY:
+            client.resumeReading()
+
+    def peerLost(self) -> None:
+        """
+        The hand-over socket closed after the listeners went: the clients
+        whose answer did not come are served here again (the new process
+        is gone, and its copies of their descriptors with it).
+        """
+        for client in self.inFlight.values():
+            if client.state is FrontendState.READY:
+                client.resumeReading()
+        self.inFlight.clear()
+        self.peer = None
 
     def _graceOver(self) -> None:
         """
@@ -417,6 +534,71 @@ class Upgrade:
         self.done.callback(result)
 
 
+def exportClient(client: FrontendProtocol) -> tuple[handover.ClientRecord, int] | None:
+    """
+    The record and descriptor that hand C{client} to a new process, if it
+    can go now: logged in, in transaction pooling, not over TLS, with
+    nothing buffered to write, and idle between transactions
+    (L{TransactionPipelineSession.exportState}). It is no longer read
+    here: what it sends next waits in the kernel for whichever process
+    ends up serving it.
+    """
+    session = client.session
+    transport: Any = client.transport
+    if (
+        client.state is not FrontendState.READY
+        or client.consoleRole is not None
+        or client.encrypted
+        or client._tlsStarted
+        or not isinstance(session, TransactionPipelineSession)
+        or transport is None
+        or transport.disconnecting
+        or transport.dataBuffer
+        or transport._tempDataLen
+        or getattr(transport, "TLS", False)
+        or client._pending
+    ):
+        return None
+    state = session.exportState()
+    if state is None:
+        return None
+    # In the same turn of the reactor: nothing was read since.
+    client.pauseReading()
+    database, user = client.key
+    record = handover.ClientRecord(
+        client.id,
+        transport.getHandle().family,
+        database,
+        user,
+        client.requestedDatabase,
+        tuple(client.startupParameters.items()),
+        client.processId,
+        client.secretKey,
+        "transaction",
+        state,
+    )
+    return record, transport.fileno()
+
+
+def forget(client: FrontendProtocol) -> None:
+    """
+    Let go of a client the new process serves now: its session ends
+    without a word, its cancel key goes, and its socket is closed here
+    without being shut down (that would end the new process's copy too).
+    """
+    session, client.session = client.session, None
+    client.state = FrontendState.CLOSED
+    if client.secretKey:
+        client.factory.cancels.unregister(client.processId, client.secretKey)
+    client.processId = client.secretKey = 0
+    if session is not None:
+        session.frontendLost(Failure(ConnectionDone("handed over")))
+    transport: Any = client.transport
+    if transport is not None:
+        transport._shouldShutdown = False
+        transport.loseConnection()
+
+
 def _daemonizes(command: list[str]) -> bool:
     return "--nodaemon" not in command and "-n" not in command
 
@@ -460,9 +642,10 @@ def installUpgradeSignal(reactor: Any, upgrade: Callable[[], object]) -> None:
 # -- the new process -----------------------------------------------------------
 
 
-def _receive(sock: socket.socket) -> tuple[handover.HandoverMessage, list[int]]:
+def _receive(sock: socket.socket) -> tuple[handover.HandoverMessage, list[int], int]:
     """
-    The next message from the old process and the descriptors with it.
+    The next message from the old process, the descriptors with it and
+    the version it was framed in.
 
     @raise handover.HandoverError: The old process broke the format, sent
         the wrong number of descriptors or closed the socket.
@@ -493,7 +676,7 @@ def _receive(sock: socket.socket) -> tuple[handover.HandoverMessage, list[int]]:
                     raise handover.HandoverError(
                         f"{len(descriptors)} descriptors came with a message for {expected}"
                     )
-                return messages[0], descriptors
+                return messages[0], descriptors, decoder.version
     except BaseException:
         for fd in descriptors:
             os.close(fd)
@@ -532,6 +715,10 @@ class Successor:
         self.sock.settimeout(timeout)
         self.sock.connect(path)
         self.adopted = 0
+        #: The format version the old process answered in.
+        self.version = handover.HELLO_VERSION
+        self._service: PoolerService | None = None
+        self._reactor: Any = None
 
     def takeListeners(self, service: PoolerService, reactor: Any) -> None:
         """
@@ -546,7 +733,8 @@ class Successor:
                 handover.Hello(os.getpid(), __version__, tuple(sorted(handover.READABLE_VERSIONS)))
             )
         )
-        message, fds = _receive(self.sock)
+        self._service, self._reactor = service, reactor
+        message, fds, self.version = _receive(self.sock)
         if isinstance(message, handover.Refuse):
             raise handover.HandoverError(f"the running pgtwist refused: {message.reason}")
         if not isinstance(message, handover.Listeners):
@@ -581,7 +769,16 @@ class Successor:
         Tell the old process its listeners are adopted: it stops
         accepting on them.
         """
-        self.sock.sendall(handover.encode(handover.Taken(self.adopted)))
+        self.sock.sendall(handover.encode(handover.Taken(self.adopted), self.version))
+        service, reactor = self._service, self._reactor
+        if self.version >= 2 and service is not None:
+            # The clients come next, over the same socket, once the reactor runs.
+            self.sock.setblocking(False)
+            reactor.adoptStreamConnection(
+                self.sock.fileno(),
+                socket.AF_UNIX,
+                protocol.Factory.forProtocol(lambda: _NewSide(service, reactor)),
+            )
         self.sock.close()
 
     def refuse(self, reason: str) -> None:
@@ -591,7 +788,131 @@ class Successor:
         @raise handover.HandoverError: Always.
         """
         try:
-            self.sock.sendall(handover.encode(handover.Refuse(reason)))
+            self.sock.sendall(handover.encode(handover.Refuse(reason), self.version))
         finally:
             self.sock.close()
         raise handover.HandoverError(reason)
+
+
+@implementer(IFileDescriptorReceiver)
+class _NewSide(protocol.Protocol):
+    """
+    The new process's end of the hand-over socket once it listens: takes
+    each client the old process sends (L{adoptClient}) and answers.
+    """
+
+    log = Logger()
+
+    def __init__(self, service: PoolerService, reactor: Any) -> None:
+        self.service = service
+        self.reactor = reactor
+        self.decoder = handover.Decoder()
+        self.descriptors: deque[int] = deque()
+        self.taken = 0
+
+    def fileDescriptorReceived(self, descriptor: int) -> None:
+        """
+        A client's descriptor: its record follows.
+        """
+        self.descriptors.append(descriptor)
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Take each client, or say why not; a broken message ends the
+        hand-over (the old process keeps the clients it has not been
+        answered for).
+        """
+        assert self.transport is not None
+        try:
+            messages = self.decoder.feed(data)
+            for message in messages:
+                if not isinstance(message, handover.ClientRecord):
+                    raise handover.HandoverError(
+                        f"unexpected {type(message).__name__.lower()} message"
+                    )
+                if not self.descriptors:
+                    raise handover.HandoverError("a client message came without its descriptor")
+                reply = adoptClient(self.service, self.reactor, message, self.descriptors.popleft())
+                if isinstance(reply, handover.Adopted):
+                    self.taken += 1
+                self.transport.write(handover.encode(reply, self.decoder.version))
+        except handover.HandoverError as e:
+            self.log.error("Upgrade: no more clients taken: {reason}", reason=str(e))
+            self.transport.write(handover.encode(handover.Refuse(str(e)), self.decoder.version))
+            self.transport.loseConnection()
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        """
+        The old process exited (or broke off): close what it sent and no
+        record came for.
+        """
+        while self.descriptors:
+            os.close(self.descriptors.popleft())
+        self.log.info(
+            "Upgrade: {count} clients taken over from the previous process", count=self.taken
+        )
+
+
+class _Given(protocol.Factory):
+    """
+    Gives the one client protocol it was made with to an adopted socket.
+    """
+
+    def __init__(self, client: FrontendProtocol) -> None:
+        self.client = client
+
+    def buildProtocol(self, addr: Any) -> FrontendProtocol:
+        """
+        The client, at its address.
+        """
+        self.client.address = addr
+        return self.client
+
+
+def adoptClient(
+    service: PoolerService, reactor: Any, record: handover.ClientRecord, descriptor: int
+) -> handover.Adopted | handover.Kept:
+    """
+    Serve the client of C{record} from here on: its socket (a copy of
+    C{descriptor}, which is closed) and its state, as if it had logged in
+    here; or say why not (the old process keeps it).
+    """
+    try:
+        factory = service.factory
+        key = (record.database, record.user)
+        if not factory.accepting:
+            return handover.Kept(record.id, "this process is shutting down")
+        name = pipelineName(factory.config, key)
+        if name != record.pipeline:
+            return handover.Kept(record.id, f"the pool's pipeline is {name} now")
+        pipeline = factory.pipelines.get(name)
+        resume = getattr(pipeline, "resumeSession", None)
+        if resume is None:
+            return handover.Kept(record.id, f"the {name} pipeline cannot take over clients")
+        client = factory.buildProtocol(None)
+        client.key = key
+        client.requestedDatabase = record.requestedDatabase
+        client.startupParameters = dict(record.startupParameters)
+        try:
+            session = resume(client, factory.pool, factory.clock, record.session)
+        except ValueError as e:
+            return handover.Kept(record.id, str(e))
+        if not service.cancels.registerKey(
+            record.processId, record.secretKey, client._cancelTarget
+        ):
+            return handover.Kept(record.id, "its cancel key is taken here")
+        try:
+            reactor.adoptStreamConnection(descriptor, record.family, _Given(client))
+        except Exception as e:  # noqa: BLE001 - the old process keeps it
+            service.cancels.unregister(record.processId, record.secretKey)
+            return handover.Kept(record.id, f"cannot adopt its socket: {e}")
+        # Logged in already: no timer, no startup; read from now on.
+        client._cancelAuthTimer()
+        client._negotiation = None
+        client.processId = record.processId
+        client.secretKey = record.secretKey
+        client.session = session
+        client.state = FrontendState.READY
+        return handover.Adopted(record.id)
+    finally:
+        os.close(descriptor)

@@ -251,3 +251,95 @@ def test_pgbenchThroughThreeUpgrades(
         assert returncode == 0, output
         assert re.search(r"number of failed transactions: 0\b", output), output
         assert re.search(r"number of transactions actually processed: [1-9]", output), output
+
+
+@pytest.fixture
+def transactionPooler(tmp_path: Path, pgCluster: PostgresCluster) -> Iterator[Pooler]:
+    """
+    A pgtwist in transaction pooling on TCP and its unix socket; every
+    process an upgrade started is stopped after.
+    """
+    started = Pooler(
+        tmp_path,
+        pgCluster,
+        main={"pipeline": "transaction", "unix_socket_dir": str(tmp_path)},
+        hba=["host all all all scram-sha-256", "local all all scram-sha-256"],
+        users={USER: PASSWORD},
+    ).start()
+    try:
+        yield started
+    finally:
+        for pid in re.findall(r"\(pid (\d+)\) asks for the listeners", started.log()):
+            _stopPid(int(pid))
+        started.stop()
+
+
+def test_transactionClientsHandedOver(transactionPooler: Pooler) -> None:
+    """
+    In transaction pooling, clients idle between transactions go to the
+    new process with their settings, prepared statements and cancel key:
+    the old process exits while they are still connected, and they carry
+    on as if nothing happened; a cancel reaches the new process, which
+    knows the key.
+    """
+    pooler = transactionPooler
+    assert pooler.process is not None
+    sessions = [
+        psycopg.connect(pooler.dsn(USER, PASSWORD, host=host), autocommit=True)
+        for host in ("127.0.0.1", str(pooler.directory))
+    ]
+    for number, session in enumerate(sessions):
+        session.execute(f"SET application_name = 'kept{number}'")
+        assert session.execute("SELECT %s::int + 1", (1,), prepare=True).fetchone() == (2,)
+    pooler.process.send_signal(signal.SIGUSR2)
+    new = _successorPid(pooler)
+    # The old process exits once it handed over both clients, which are
+    # still connected.
+    assert pooler.process.wait(15) == 0
+    assert re.search(r"Upgrade: every client left; exiting", pooler.log())
+    for number, session in enumerate(sessions):
+        assert session.execute("SELECT %s::int + 1", (2,), prepare=True).fetchone() == (3,)
+        assert session.execute("SHOW application_name").fetchone() == (f"kept{number}",)
+    outcome: list[BaseException | None] = []
+
+    def sleep() -> None:
+        try:
+            sessions[0].execute("SELECT pg_sleep(30)")
+            outcome.append(None)
+        except BaseException as e:  # noqa: BLE001 - asserted on
+            outcome.append(e)
+
+    runner = threading.Thread(target=sleep)
+    runner.start()
+    time.sleep(0.5)
+    sessions[0].cancel()
+    runner.join(20)
+    assert isinstance(outcome[0], psycopg.errors.QueryCanceled)
+    for session in sessions:
+        assert session.execute("SELECT 7").fetchone() == (7,)
+        session.close()
+    assert _alive(new)
+
+
+def test_newProcessKeepsNoClientItCannotServe(transactionPooler: Pooler) -> None:
+    """
+    A new process whose configuration serves the pool with another
+    pipeline refuses the client: it stays with the old process, which goes
+    on serving it (settings and prepared statements intact) and exits once
+    it leaves.
+    """
+    pooler = transactionPooler
+    assert pooler.process is not None
+    session = psycopg.connect(pooler.dsn(USER, PASSWORD), autocommit=True)
+    session.execute("SET application_name = 'stays'")
+    assert session.execute("SELECT %s::int + 1", (1,), prepare=True).fetchone() == (2,)
+    config = pooler.configPath.read_text()
+    pooler.configPath.write_text(config.replace("pipeline = transaction", "pipeline = session"))
+    pooler.process.send_signal(signal.SIGUSR2)
+    _successorPid(pooler)
+    pooler.waitForLog(r"the new process did not take client", timeout=15)
+    assert pooler.process.poll() is None
+    assert session.execute("SELECT %s::int + 1", (2,), prepare=True).fetchone() == (3,)
+    assert session.execute("SHOW application_name").fetchone() == ("stays",)
+    session.close()
+    assert pooler.process.wait(15) == 0

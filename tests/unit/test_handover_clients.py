@@ -1,0 +1,486 @@
+"""
+Tests for handing live clients over in an upgrade (issue 17): what the
+transaction pipeline exports of an idle client and takes back in another
+process (L{pgtwist.pipelines.transaction}), and the old and new processes'
+ends of a client's hand-over (L{pgtwist.app.handover}).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from typing import Any
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+
+from pgtwist.app import handover as app
+from pgtwist.app.bootstrap import loadPlugins
+from pgtwist.net import handover
+from pgtwist.net.cancel import CancelRegistry
+from pgtwist.net.frontend import FrontendFactory, FrontendState
+from pgtwist.pipelines._statements import StatementKey
+from pgtwist.testing import FakeBackendPool
+from pgtwist.wire import codec
+from pgtwist.wire.messages import (
+    BindComplete,
+    CommandComplete,
+    Execute,
+    ParameterStatus,
+    Parse,
+    ParseComplete,
+    Query,
+    ReadyForQuery,
+    Sync,
+)
+from tests.unit._pipelinescript import (
+    Q1,
+    TransactionScript,
+    bind,
+    fromClient,
+    fromServer,
+    makeBackend,
+    selected,
+)
+from tests.unit.test_frontend import makeConfiguration
+
+
+class ExportTests(SynchronousTestCase):
+    """
+    An idle transaction-pooling client's state survives an export and an
+    import into another pipeline (another process): its settings and its
+    prepared statements, which the next backend gets prepared.
+    """
+
+    def setUp(self) -> None:
+        self.script = TransactionScript(self, startup={"application_name": "app"})
+        self.script.play(
+            [
+                fromClient(
+                    [Parse("s1", Q1, (23,)), bind("s1"), Execute(""), Sync()],
+                    toServer=[
+                        Parse("PGTWIST_1", Q1, (23,)),
+                        bind("PGTWIST_1"),
+                        Execute(""),
+                        Sync(),
+                    ],
+                ),
+                fromServer(
+                    [ParseComplete(), BindComplete(), *selected(), ReadyForQuery(b"I")],
+                    toClient=[ParseComplete(), BindComplete(), *selected(), ReadyForQuery(b"I")],
+                ),
+            ]
+        )
+
+    def test_roundTrip(self) -> None:
+        """
+        The exported state is JSON; imported into a new pipeline (another
+        process: a statement registry of its own), the client's next Bind
+        of its statement gets it prepared under that process's name, its
+        settings are set on the new process's backend, and the client sees
+        only its own answers.
+        """
+        state = self.script.session.exportState()
+        assert state is not None
+        state = json.loads(json.dumps(state))
+        self.assertEqual(state["statements"], [["s1", Q1, [23], ""]])
+        self.assertEqual(state["processId"], self.script.session.processId)
+        other = TransactionScript(self, startup={"application_name": "app"}, login=False)
+        # The new process named another statement first: PGTWIST_1 is not s1's there.
+        other.pipeline.registry.nameFor(StatementKey("SELECT 0", (), ""))
+        resumed = other.pipeline.resumeSession(
+            other.frontend, other.pool, other.session.clock, state
+        )
+        other.session = resumed
+        self.assertEqual(resumed.processId, self.script.session.processId)
+        self.assertEqual(resumed.settings.fingerprint, self.script.session.settings.fingerprint)
+        other.play(
+            [
+                fromClient(
+                    [bind("s1", b"2"), Execute(""), Sync()],
+                    toServer=[
+                        Query("SELECT pg_catalog.set_config('application_name', 'app', false)"),
+                        Parse("PGTWIST_2", Q1, (23,)),
+                        bind("PGTWIST_2", b"2"),
+                        Execute(""),
+                        Sync(),
+                    ],
+                ),
+                fromServer(
+                    [ParameterStatus("application_name", "app"), CommandComplete("SET")]
+                    + [ReadyForQuery(b"I"), ParseComplete(), BindComplete(), *selected(b"2")]
+                    + [ReadyForQuery(b"I")],
+                    toClient=[BindComplete(), *selected(b"2"), ReadyForQuery(b"I")],
+                ),
+            ]
+        )
+
+    def test_notWhileBusy(self) -> None:
+        """
+        A client with a request out (its backend lent) is not exported.
+        """
+        self.script.useBackend(makeBackend(1002))
+        self.script.session.frontendDataReceived(codec.encode(Query("SELECT 1")))
+        self.assertIsNotNone(self.script.session.backend)
+        self.assertIsNone(self.script.session.exportState())
+
+    def test_badState(self) -> None:
+        """
+        A state that is not one an export gives is refused with
+        C{ValueError}, whatever is wrong in it.
+        """
+        good = self.script.session.exportState()
+        assert good is not None
+        other = TransactionScript(self, login=False)
+        for bad in [
+            [],
+            {},
+            {**good, "processId": "1"},
+            {**good, "reported": {"a": 1}},
+            {**good, "identity": ["a"]},
+            {**good, "statements": [["s1", Q1, ["23"], ""]]},
+            {**good, "statements": [["s1"]]},
+        ]:
+            self.assertRaises(
+                ValueError,
+                other.pipeline.resumeSession,
+                other.frontend,
+                other.pool,
+                other.session.clock,
+                bad,
+            )
+
+
+class ClientFormatTests(SynchronousTestCase):
+    """
+    The version 2 messages survive encoding; they are refused in a
+    version 1 frame; a client message carries one descriptor.
+    """
+
+    RECORD = handover.ClientRecord(
+        3,
+        socket.AF_INET,
+        "db",
+        "user",
+        "alias",
+        (("application_name", "app"),),
+        1234,
+        -5678,
+        "transaction",
+        {"statements": []},
+    )
+
+    def test_roundTrip(self) -> None:
+        """
+        Each message decodes to what was encoded.
+        """
+        messages: list[handover.HandoverMessage] = [
+            self.RECORD,
+            handover.Adopted(3),
+            handover.Kept(3, "no"),
+        ]
+        data = b"".join(handover.encode(m) for m in messages)
+        self.assertEqual(handover.Decoder().feed(data), messages)
+        self.assertEqual(handover.descriptorCount(self.RECORD), 1)
+        self.assertEqual(handover.descriptorCount(handover.Adopted(3)), 0)
+
+    def test_notInVersion1(self) -> None:
+        """
+        A version 1 conversation has no client messages.
+        """
+        self.assertRaises(
+            handover.HandoverError, handover.Decoder().feed, handover.encode(self.RECORD, 1)
+        )
+
+    def test_badFields(self) -> None:
+        """
+        Startup parameters must be pairs of strings.
+        """
+        body = json.loads(handover.encode(self.RECORD)[handover.HEADER.size :])
+        body["startupParameters"] = [["a"]]
+        data = json.dumps(body).encode()
+        frame = handover.HEADER.pack(b"PGTH", 2, len(data)) + data
+        self.assertRaises(handover.HandoverError, handover.Decoder().feed, frame)
+
+
+class _Handle:
+    family = socket.AF_INET
+
+
+class _SocketTransport(StringTransport):
+    """
+    A client connection as much as the hand-over looks at it.
+    """
+
+    dataBuffer = b""
+    _tempDataLen = 0
+    _shouldShutdown = True
+
+    def getHandle(self) -> Any:
+        return _Handle()
+
+    def fileno(self) -> int:
+        return 42
+
+
+class _AdoptingReactor:
+    """
+    Adopts a descriptor as a connection over a L{_SocketTransport}.
+    """
+
+    def __init__(self) -> None:
+        self.adopted: list[tuple[int, int]] = []
+        self.transports: list[_SocketTransport] = []
+
+    def adoptStreamConnection(self, fd: int, family: int, factory: Any) -> Any:
+        self.adopted.append((fd, family))
+        address = IPv4Address("TCP", "127.0.0.1", 50001)
+        protocol = factory.buildProtocol(address)
+        transport = _SocketTransport(peerAddress=address)
+        protocol.makeConnection(transport)
+        self.transports.append(transport)
+        return transport
+
+
+class _Service:
+    def __init__(self, pipeline: str = "transaction") -> None:
+        self.clock = Clock()
+        self.cancels = CancelRegistry(None)
+        methods, pipelines = loadPlugins()
+        self.factory = FrontendFactory(
+            makeConfiguration(pipeline=pipeline),
+            FakeBackendPool(),
+            self.clock,
+            methods,
+            pipelines,
+            self.cancels,
+        )
+
+
+STATE = {
+    "processId": 1234,
+    "reported": {"application_name": "app"},
+    "unreported": {},
+    "session": None,
+    "identity": None,
+    "customs": None,
+    "statements": [["s1", Q1, [23], ""]],
+}
+
+
+def _record(**changes: Any) -> handover.ClientRecord:
+    fields: dict[str, Any] = {
+        "id": 9,
+        "family": socket.AF_INET,
+        "database": "db",
+        "user": "alice",
+        "requestedDatabase": "db",
+        "startupParameters": (("application_name", "app"),),
+        "processId": 1234,
+        "secretKey": -77,
+        "pipeline": "transaction",
+        "session": STATE,
+    }
+    fields.update(changes)
+    return handover.ClientRecord(**fields)
+
+
+class AdoptTests(SynchronousTestCase):
+    """
+    The new process takes a client as if it had logged in there, or says
+    why not; either way it closes the descriptor it was sent.
+    """
+
+    def descriptor(self) -> int:
+        """
+        A descriptor to be sent (the read end of a pipe), whose close the
+        test checks.
+        """
+        read, write = os.pipe()
+        self.addCleanup(os.close, write)
+        return read
+
+    def assertClosed(self, fd: int) -> None:
+        """
+        C{fd} was closed.
+        """
+        self.assertRaises(OSError, os.fstat, fd)
+
+    def test_adopted(self) -> None:
+        """
+        The client is served here: logged in, its cancel key known, its
+        session resumed; no authentication timer runs; the old process
+        can hand it back out (L{app.exportClient}) with the same state.
+        """
+        service, reactor, fd = _Service(), _AdoptingReactor(), self.descriptor()
+        reply = app.adoptClient(service, reactor, _record(), fd)  # type: ignore[arg-type]
+        self.assertEqual(reply, handover.Adopted(9))
+        self.assertClosed(fd)
+        self.assertEqual(reactor.adopted, [(fd, socket.AF_INET)])
+        (client,) = service.factory.clients
+        self.assertIs(client.state, FrontendState.READY)
+        self.assertEqual(client.key, ("db", "alice"))
+        self.assertEqual(client.startupParameters, {"application_name": "app"})
+        self.assertEqual((client.processId, client.secretKey), (1234, -77))
+        self.assertEqual(len(service.cancels), 1)
+        self.assertEqual(service.clock.getDelayedCalls(), [])
+        exported = app.exportClient(client)
+        assert exported is not None
+        record, descriptor = exported
+        self.assertEqual(descriptor, 42)
+        self.assertEqual(record, _record(id=client.id))
+        self.assertEqual(reactor.transports[0].producerState, "paused")
+        app.forget(client)
+        self.assertEqual(len(service.cancels), 0)
+        self.assertIs(client.state, FrontendState.CLOSED)
+        self.assertFalse(reactor.transports[0]._shouldShutdown)
+        self.assertTrue(reactor.transports[0].disconnecting)
+        self.assertEqual(reactor.transports[0].value(), b"")
+
+    def test_otherPipeline(self) -> None:
+        """
+        A pool served by another pipeline here keeps its client there.
+        """
+        service, reactor, fd = _Service("session"), _AdoptingReactor(), self.descriptor()
+        reply = app.adoptClient(service, reactor, _record(), fd)  # type: ignore[arg-type]
+        assert isinstance(reply, handover.Kept)
+        self.assertIn("pipeline is session", reply.reason)
+        self.assertClosed(fd)
+        self.assertEqual((reactor.adopted, service.factory.clients), ([], set()))
+
+    def test_badState(self) -> None:
+        """
+        A session state the pipeline does not take keeps the client there.
+        """
+        service, reactor, fd = _Service(), _AdoptingReactor(), self.descriptor()
+        reply = app.adoptClient(
+            service,  # type: ignore[arg-type]
+            reactor,
+            _record(session={"processId": "x"}),
+            fd,
+        )
+        self.assertIsInstance(reply, handover.Kept)
+        self.assertClosed(fd)
+        self.assertEqual((reactor.adopted, len(service.cancels)), ([], 0))
+
+    def test_keyTaken(self) -> None:
+        """
+        A cancel key already given out here keeps the client there.
+        """
+        service, reactor, fd = _Service(), _AdoptingReactor(), self.descriptor()
+        service.cancels.registerKey(1234, -77, lambda: None)
+        reply = app.adoptClient(service, reactor, _record(), fd)  # type: ignore[arg-type]
+        assert isinstance(reply, handover.Kept)
+        self.assertIn("cancel key", reply.reason)
+        self.assertClosed(fd)
+        self.assertEqual(reactor.adopted, [])
+
+    def test_busyNotExported(self) -> None:
+        """
+        A client with something still to write, or over TLS, stays.
+        """
+        service, reactor = _Service(), _AdoptingReactor()
+        app.adoptClient(service, reactor, _record(), self.descriptor())  # type: ignore[arg-type]
+        (client,) = service.factory.clients
+        reactor.transports[0].dataBuffer = b"x"
+        self.assertIsNone(app.exportClient(client))
+        reactor.transports[0].dataBuffer = b""
+        client.encrypted = True
+        self.assertIsNone(app.exportClient(client))
+        self.assertEqual(reactor.transports[0].producerState, "producing")
+
+
+class OldSideClientTests(SynchronousTestCase):
+    """
+    Once the new process took the listeners in format version 2, the old
+    one sends it each idle client and acts on its answer.
+    """
+
+    def setUp(self) -> None:
+        from tests.unit.test_handover import _Reactor
+        from tests.unit.test_handover import _Service as _OldService
+
+        self.reactor = _Reactor()
+        self.service = _OldService()
+        clients = _Service()
+        self.service.factory = clients.factory  # type: ignore[assignment]
+        self.service.cancels = clients.cancels
+        adopting = _AdoptingReactor()
+        read, write = os.pipe()
+        os.close(write)
+        app.adoptClient(clients, adopting, _record(), read)  # type: ignore[arg-type]
+        (self.client,) = clients.factory.clients
+        self.clientTransport = adopting.transports[0]
+        self.upgrade = app.Upgrade(
+            self.service,  # type: ignore[arg-type]
+            self.reactor,
+            ["python", "-c", "run", "--nodaemon", "pgtwist"],
+            lambda upgrade: None,
+        )
+        self.addCleanup(app.shutil.rmtree, self.upgrade.runtime, True)
+        factory = self.reactor.unixServers[0][1]
+        self.peer = factory.buildProtocol(None)
+        from tests.unit.test_handover import _UnixTransport
+
+        self.transport = _UnixTransport(os.getuid())
+        self.peer.makeConnection(self.transport)
+        self.peer.dataReceived(handover.encode(handover.Hello(5555, "9.9", (1, 2))))
+        # Taken: the drain loop's first round sends the idle client at once.
+        self.peer.dataReceived(handover.encode(handover.Taken(2), 2))
+
+    def sent(self) -> list[handover.HandoverMessage]:
+        """
+        What the old process sent after the listeners.
+        """
+        return handover.Decoder().feed(self.transport.value())[1:]
+
+    def test_sent(self) -> None:
+        """
+        The idle client goes with its descriptor, in format version 2, and
+        is no longer read here.
+        """
+        self.assertEqual(self.upgrade.version, 2)
+        self.assertEqual(self.transport.descriptors, [7, 8, 42])
+        self.assertEqual(self.sent(), [_record(id=self.client.id)])
+        self.assertEqual(self.clientTransport.producerState, "paused")
+        self.reactor.advance(0.1)
+        self.assertEqual(self.transport.descriptors, [7, 8, 42])
+
+    def test_adopted(self) -> None:
+        """
+        A client the new process took is let go of without a word; once
+        none is left, the old process exits.
+        """
+        self.peer.dataReceived(handover.encode(handover.Adopted(self.client.id), 2))
+        self.assertIs(self.client.state, FrontendState.CLOSED)
+        self.assertTrue(self.clientTransport.disconnecting)
+        self.assertEqual(self.clientTransport.value(), b"")
+        self.assertEqual(self.upgrade.handed, 1)
+        self.service.factory.clients.clear()
+        self.reactor.advance(0.1)
+        self.assertTrue(self.reactor.stopped)
+
+    def test_kept(self) -> None:
+        """
+        A client the new process would not take is read here again, and
+        not sent again.
+        """
+        self.peer.dataReceived(handover.encode(handover.Kept(self.client.id, "no"), 2))
+        self.assertIs(self.client.state, FrontendState.READY)
+        self.assertEqual(self.clientTransport.producerState, "producing")
+        self.reactor.advance(0.1)
+        self.assertEqual(self.transport.descriptors, [7, 8, 42])
+        self.assertFalse(self.reactor.stopped)
+
+    def test_peerLost(self) -> None:
+        """
+        If the new process goes before answering, the clients it was sent
+        are served here again.
+        """
+        self.peer.connectionLost(None)
+        self.assertEqual(self.clientTransport.producerState, "producing")
+        self.assertEqual(self.upgrade.inFlight, {})
+        self.assertIs(self.client.state, FrontendState.READY)
