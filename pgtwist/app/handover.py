@@ -29,10 +29,17 @@ one close its copy, without a word on the connection, so the client sees
 nothing: its next query is read by the new process. A client the new
 process cannot take (it says why) is read here again and stays.
 
-Left with the old process until they leave: clients of session and
-performance pooling (their backend is not handed over yet), clients over
-TLS (their TLS state lives in this process), clients that LISTEN or hold
-session objects on a pinned backend, and admin consoles. The new process
+In session and performance pooling a client goes with its backend, as
+soon as no request of it runs: both descriptors, and the backend's key
+data, parameters and pgtwist's own prepared statements
+(L{pgtwist.net.handover.BackendRecord}); the new process counts the
+backend in its pool and the client goes on with the same PostgreSQL
+session.
+
+Left with the old process until they leave: clients over TLS (their TLS
+state lives in this process) or whose backend is, clients of transaction
+pooling that LISTEN or hold session objects on a pinned backend, and admin
+consoles; idle pooled backends are not handed over. The new process
 offers the old one the CancelRequests whose keys it does not know (over
 the old process's cancel socket, named in the listeners message), so their
 cancels still work.
@@ -61,9 +68,12 @@ from zope.interface import implementer
 
 from pgtwist import __version__
 from pgtwist.config.limits import pipelineName
-from pgtwist.net import handover
+from pgtwist.net import handover, servertls
+from pgtwist.net.backend import BackendProtocol
 from pgtwist.net.cancel import OfferedCancelFactory, _CancelFactory
 from pgtwist.net.frontend import FrontendProtocol, FrontendState
+from pgtwist.pipelines.performance import PerformancePipelineSession
+from pgtwist.pipelines.session import SessionPipelineSession
 from pgtwist.pipelines.transaction import TransactionPipelineSession
 from pgtwist.wire import constants, errors
 
@@ -215,13 +225,19 @@ class _OldSide(protocol.Protocol):
             handover.encode(handover.Listeners(tuple(records), cancel), self.upgrade.version)
         )
 
-    def sendClient(self, record: handover.ClientRecord, fd: int) -> None:
+    def sendClient(self, record: handover.ClientRecord, descriptors: list[int]) -> None:
         """
-        Send a client's descriptor, then its record.
+        Send a client's descriptors (its own, then its backend's), then its
+        record.
+
+        @raise handover.HandoverError: The record is too long (nothing is
+            sent).
         """
         assert self.transport is not None
-        self.transport.sendFileDescriptor(fd)  # type: ignore[attr-defined]
-        self.transport.write(handover.encode(record, self.upgrade.version))
+        data = handover.encode(record, self.upgrade.version)
+        for fd in descriptors:
+            self.transport.sendFileDescriptor(fd)  # type: ignore[attr-defined]
+        self.transport.write(data)
 
     def connectionLost(self, reason: Failure | None = None) -> None:
         """
@@ -418,12 +434,12 @@ class Upgrade:
             exported = exportClient(client)
             if exported is None:
                 continue
-            record, fd = exported
+            record, descriptors = exported
             try:
-                peer.sendClient(record, fd)
+                peer.sendClient(record, descriptors)
             except handover.HandoverError as e:
                 # Too much state to send: it stays here.
-                client.resumeReading()
+                resumeReading(client)
                 self.kept.add(client.id)
                 self.log.info(
                     "Upgrade: client {client} stays with this process: {reason}",
@@ -451,8 +467,7 @@ class Upgrade:
             poolKey=client.key,
             reason=message.reason,
         )
-        if client.state is FrontendState.READY:
-            client.resumeReading()
+        resumeReading(client)
 
     def peerLost(self) -> None:
         """
@@ -461,8 +476,7 @@ class Upgrade:
         is gone, and its copies of their descriptors with it).
         """
         for client in self.inFlight.values():
-            if client.state is FrontendState.READY:
-                client.resumeReading()
+            resumeReading(client)
         self.inFlight.clear()
         self.peer = None
 
@@ -534,14 +548,15 @@ class Upgrade:
         self.done.callback(result)
 
 
-def exportClient(client: FrontendProtocol) -> tuple[handover.ClientRecord, int] | None:
+def exportClient(client: FrontendProtocol) -> tuple[handover.ClientRecord, list[int]] | None:
     """
-    The record and descriptor that hand C{client} to a new process, if it
-    can go now: logged in, in transaction pooling, not over TLS, with
-    nothing buffered to write, and idle between transactions
-    (L{TransactionPipelineSession.exportState}). It is no longer read
-    here: what it sends next waits in the kernel for whichever process
-    ends up serving it.
+    The record and descriptors that hand C{client} to a new process, if it
+    can go now: logged in, not over TLS, with nothing buffered to write,
+    and idle between transactions (L{TransactionPipelineSession.exportState})
+    or, in session and performance pooling, between requests with its
+    backend (L{SessionPipelineSession.exportState}), which goes too. It is
+    no longer read here, nor is its backend: what either sends next waits
+    in the kernel for whichever process ends up serving it.
     """
     session = client.session
     transport: Any = client.transport
@@ -550,7 +565,7 @@ def exportClient(client: FrontendProtocol) -> tuple[handover.ClientRecord, int] 
         or client.consoleRole is not None
         or client.encrypted
         or client._tlsStarted
-        or not isinstance(session, TransactionPipelineSession)
+        or not isinstance(session, (TransactionPipelineSession, SessionPipelineSession))
         or transport is None
         or transport.disconnecting
         or transport.dataBuffer
@@ -562,6 +577,26 @@ def exportClient(client: FrontendProtocol) -> tuple[handover.ClientRecord, int] 
     state = session.exportState()
     if state is None:
         return None
+    descriptors = [transport.fileno()]
+    backendRecord = None
+    if isinstance(session, SessionPipelineSession):
+        backend = session.backend
+        if not isinstance(backend, BackendProtocol):
+            return None
+        backendState = backend.handOverState()
+        if backendState is None:
+            return None
+        server = backend.server
+        backendTransport: Any = backend.transport
+        backendRecord = handover.BackendRecord(
+            backendTransport.getHandle().family,
+            server.name,
+            server.host,
+            server.port,
+            **backendState,
+        )
+        descriptors.append(backendTransport.fileno())
+        backendTransport.pauseProducing()
     # In the same turn of the reactor: nothing was read since.
     client.pauseReading()
     database, user = client.key
@@ -574,29 +609,68 @@ def exportClient(client: FrontendProtocol) -> tuple[handover.ClientRecord, int] 
         tuple(client.startupParameters.items()),
         client.processId,
         client.secretKey,
-        "transaction",
+        _pipelineOf(session),
         state,
+        backendRecord,
     )
-    return record, transport.fileno()
+    return record, descriptors
+
+
+def _pipelineOf(session: object) -> str:
+    if isinstance(session, TransactionPipelineSession):
+        return "transaction"
+    if isinstance(session, PerformancePipelineSession):
+        return "performance"
+    return "session"
+
+
+def resumeReading(client: FrontendProtocol) -> None:
+    """
+    Serve a client that was not handed over after all: read it (and its
+    backend) again.
+    """
+    if client.state is not FrontendState.READY:
+        return
+    client.resumeReading()
+    session = client.session
+    if isinstance(session, SessionPipelineSession) and session.backend is not None:
+        transport: Any = session.backend.transport
+        if transport is not None:
+            transport.resumeProducing()
+
+
+def _quietClose(transport: Any) -> None:
+    """
+    Close this process's copy of a socket another process serves now:
+    without shutting it down, which would end the other copy too.
+    """
+    if transport is not None:
+        transport._shouldShutdown = False
+        transport.loseConnection()
 
 
 def forget(client: FrontendProtocol) -> None:
     """
     Let go of a client the new process serves now: its session ends
     without a word, its cancel key goes, and its socket is closed here
-    without being shut down (that would end the new process's copy too).
+    without being shut down (that would end the new process's copy too);
+    so is its backend's, which the pool stops counting.
     """
     session, client.session = client.session, None
     client.state = FrontendState.CLOSED
     if client.secretKey:
         client.factory.cancels.unregister(client.processId, client.secretKey)
     client.processId = client.secretKey = 0
+    if isinstance(session, SessionPipelineSession) and session.backend is not None:
+        backend, session.backend = session.backend, None
+        backend.detach()
+        letGo = getattr(client.factory.pool, "letGo", None)
+        if letGo is not None:
+            letGo(backend)
+        _quietClose(backend.transport)
     if session is not None:
         session.frontendLost(Failure(ConnectionDone("handed over")))
-    transport: Any = client.transport
-    if transport is not None:
-        transport._shouldShutdown = False
-        transport.loseConnection()
+    _quietClose(client.transport)
 
 
 def _daemonizes(command: list[str]) -> bool:
@@ -830,9 +904,11 @@ class _NewSide(protocol.Protocol):
                     raise handover.HandoverError(
                         f"unexpected {type(message).__name__.lower()} message"
                     )
-                if not self.descriptors:
-                    raise handover.HandoverError("a client message came without its descriptor")
-                reply = adoptClient(self.service, self.reactor, message, self.descriptors.popleft())
+                count = handover.descriptorCount(message)
+                if len(self.descriptors) < count:
+                    raise handover.HandoverError("a client message came without its descriptors")
+                fds = [self.descriptors.popleft() for _ in range(count)]
+                reply = adoptClient(self.service, self.reactor, message, fds)
                 if isinstance(reply, handover.Adopted):
                     self.taken += 1
                 self.transport.write(handover.encode(reply, self.decoder.version))
@@ -869,50 +945,119 @@ class _Given(protocol.Factory):
         return self.client
 
 
+class _GivenBackend(protocol.Factory):
+    """
+    Gives the one backend protocol it was made with to an adopted socket.
+    """
+
+    def __init__(self, backend: BackendProtocol) -> None:
+        self.backend = backend
+
+    def buildProtocol(self, addr: Any) -> BackendProtocol:
+        """
+        The backend.
+        """
+        return self.backend
+
+
 def adoptClient(
-    service: PoolerService, reactor: Any, record: handover.ClientRecord, descriptor: int
+    service: PoolerService,
+    reactor: Any,
+    record: handover.ClientRecord,
+    descriptors: list[int],
 ) -> handover.Adopted | handover.Kept:
     """
-    Serve the client of C{record} from here on: its socket (a copy of
-    C{descriptor}, which is closed) and its state, as if it had logged in
-    here; or say why not (the old process keeps it).
+    Serve the client of C{record} from here on: its socket (a copy of the
+    first of C{descriptors}) and its state, as if it had logged in here,
+    and in session and performance pooling its backend (a copy of the
+    second), counted in its pool; or say why not (the old process keeps
+    it). The descriptors are closed either way.
     """
     try:
-        factory = service.factory
-        key = (record.database, record.user)
-        if not factory.accepting:
-            return handover.Kept(record.id, "this process is shutting down")
-        name = pipelineName(factory.config, key)
-        if name != record.pipeline:
-            return handover.Kept(record.id, f"the pool's pipeline is {name} now")
-        pipeline = factory.pipelines.get(name)
-        resume = getattr(pipeline, "resumeSession", None)
-        if resume is None:
-            return handover.Kept(record.id, f"the {name} pipeline cannot take over clients")
-        client = factory.buildProtocol(None)
-        client.key = key
-        client.requestedDatabase = record.requestedDatabase
-        client.startupParameters = dict(record.startupParameters)
-        try:
-            session = resume(client, factory.pool, factory.clock, record.session)
-        except ValueError as e:
-            return handover.Kept(record.id, str(e))
-        if not service.cancels.registerKey(
-            record.processId, record.secretKey, client._cancelTarget
-        ):
-            return handover.Kept(record.id, "its cancel key is taken here")
-        try:
-            reactor.adoptStreamConnection(descriptor, record.family, _Given(client))
-        except Exception as e:  # noqa: BLE001 - the old process keeps it
-            service.cancels.unregister(record.processId, record.secretKey)
-            return handover.Kept(record.id, f"cannot adopt its socket: {e}")
-        # Logged in already: no timer, no startup; read from now on.
-        client._cancelAuthTimer()
-        client._negotiation = None
-        client.processId = record.processId
-        client.secretKey = record.secretKey
-        client.session = session
-        client.state = FrontendState.READY
-        return handover.Adopted(record.id)
+        return _adoptClient(service, reactor, record, descriptors)
     finally:
-        os.close(descriptor)
+        for fd in descriptors:
+            os.close(fd)
+
+
+def _adoptClient(
+    service: PoolerService,
+    reactor: Any,
+    record: handover.ClientRecord,
+    descriptors: list[int],
+) -> handover.Adopted | handover.Kept:
+    factory = service.factory
+    key = (record.database, record.user)
+    if not factory.accepting:
+        return handover.Kept(record.id, "this process is shutting down")
+    name = pipelineName(factory.config, key)
+    if name != record.pipeline:
+        return handover.Kept(record.id, f"the pool's pipeline is {name} now")
+    pipeline = factory.pipelines.get(name)
+    resume = getattr(pipeline, "resumeSession", None)
+    if resume is None:
+        return handover.Kept(record.id, f"the {name} pipeline cannot take over clients")
+    wantsBackend = name != "transaction"
+    if wantsBackend != (record.backend is not None):
+        return handover.Kept(record.id, "its backend did not come with it")
+    backend = None
+    if record.backend is not None:
+        b = record.backend
+        server = next((s for s in factory.config.servers if s.name == b.server), None)
+        if server is None or (server.host, server.port) != (b.host, b.port):
+            return handover.Kept(record.id, f"server {b.server} is not configured here")
+        if servertls.usesTls(server):
+            return handover.Kept(record.id, f"server {b.server} is reached over TLS here")
+        backend = BackendProtocol(key, server, None, [], factory.clock)
+        backend.resume(
+            b.processId,
+            b.secretKey,
+            b.parameters,
+            b.transactionStatus.encode("ascii"),
+            b.prepared,
+        )
+    client = factory.buildProtocol(None)
+    client.key = key
+    client.requestedDatabase = record.requestedDatabase
+    client.startupParameters = dict(record.startupParameters)
+    try:
+        session = resume(client, factory.pool, factory.clock, record.session)
+    except ValueError as e:
+        return handover.Kept(record.id, str(e))
+    if not service.cancels.registerKey(record.processId, record.secretKey, client._cancelTarget):
+        return handover.Kept(record.id, "its cancel key is taken here")
+    try:
+        clientTransport = reactor.adoptStreamConnection(
+            descriptors[0], record.family, _Given(client)
+        )
+    except Exception as e:  # noqa: BLE001 - the old process keeps it
+        service.cancels.unregister(record.processId, record.secretKey)
+        return handover.Kept(record.id, f"cannot adopt its socket: {e}")
+    # Logged in already: no timer, no startup.
+    client._cancelAuthTimer()
+    client._negotiation = None
+    if backend is not None and record.backend is not None:
+        adopt = getattr(factory.pool, "adoptBackend", None)
+        try:
+            reactor.adoptStreamConnection(
+                descriptors[1], record.backend.family, _GivenBackend(backend)
+            )
+        except Exception as e:  # noqa: BLE001 - the old process keeps it
+            reason = f"cannot adopt its backend's socket: {e}"
+        else:
+            reason = "" if adopt is not None and adopt(backend) else "max_connections is reached"
+            if reason:
+                _quietClose(backend.transport)
+        if reason:
+            service.cancels.unregister(record.processId, record.secretKey)
+            client.state = FrontendState.CLOSED
+            factory.clients.discard(client)
+            _quietClose(clientTransport)
+            return handover.Kept(record.id, reason)
+    client.processId = record.processId
+    client.secretKey = record.secretKey
+    client.session = session
+    client.state = FrontendState.READY
+    if backend is not None:
+        session.resume(backend)
+    return handover.Adopted(record.id)

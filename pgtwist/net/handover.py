@@ -33,7 +33,9 @@ clients one by one as each is idle between transactions, and the new one
 answers each::
 
     old → new   client     one client's state (L{ClientRecord}) with its
-                           descriptor
+                           descriptor, and in session and performance
+                           pooling its backend's (L{BackendRecord}) with
+                           the backend's descriptor after it
     new → old   adopted    the new process serves it now: the old one
                            closes its copy without a word to the client
       or        kept       it cannot (the reason is logged): the old one
@@ -144,6 +146,38 @@ class Refuse:
 
 
 @dataclass(frozen=True, **SLOTS)
+class BackendRecord:
+    """
+    A PostgreSQL connection handed over with the client it serves (session
+    and performance pooling), with its descriptor after the client's.
+
+    @ivar family: Its socket's address family.
+    @ivar server: The name of the server section it is connected to; the
+        new process takes it only if its configuration has that server at
+        the same address.
+    @ivar host: That server's host, as configured.
+    @ivar port: That server's port.
+    @ivar processId: The backend's pid (its BackendKeyData).
+    @ivar secretKey: The backend's cancel secret.
+    @ivar parameters: The ParameterStatus values it reported last.
+    @ivar transactionStatus: Its last ReadyForQuery's status (C{I}, C{T}
+        or C{E}).
+    @ivar prepared: The statements pgtwist itself prepared on it (its
+        auth_query), name -> SQL.
+    """
+
+    family: int
+    server: str
+    host: str
+    port: int
+    processId: int
+    secretKey: int
+    parameters: dict[str, str]
+    transactionStatus: str
+    prepared: dict[str, str]
+
+
+@dataclass(frozen=True, **SLOTS)
 class ClientRecord:
     """
     A client connection idle between transactions, handed over with its
@@ -162,6 +196,8 @@ class ClientRecord:
         if its configuration gives the pool the same one.
     @ivar session: The pipeline's own state (an object the pipeline checks
         when it takes it, L{pgtwist.pipelines.transaction}).
+    @ivar backend: The backend that goes with the client (session and
+        performance pooling), or C{None}.
     """
 
     id: int
@@ -174,6 +210,7 @@ class ClientRecord:
     secretKey: int
     pipeline: str
     session: dict[str, Any]
+    backend: BackendRecord | None = None
 
 
 @dataclass(frozen=True, **SLOTS)
@@ -243,6 +280,19 @@ def encode(message: HandoverMessage, version: int | None = None) -> bytes:
             "pipeline": message.pipeline,
             "session": message.session,
         }
+        if message.backend is not None:
+            b = message.backend
+            body["backend"] = {
+                "family": b.family,
+                "server": b.server,
+                "host": b.host,
+                "port": b.port,
+                "processId": b.processId,
+                "secretKey": b.secretKey,
+                "parameters": b.parameters,
+                "transactionStatus": b.transactionStatus,
+                "prepared": b.prepared,
+            }
     elif isinstance(message, Adopted):
         body = {"type": "adopted", "id": message.id}
     elif isinstance(message, Kept):
@@ -261,7 +311,38 @@ def descriptorCount(message: HandoverMessage) -> int:
     """
     if isinstance(message, Listeners):
         return len(message.listeners)
-    return 1 if isinstance(message, ClientRecord) else 0
+    if isinstance(message, ClientRecord):
+        return 1 if message.backend is None else 2
+    return 0
+
+
+def _strings(body: dict[str, Any], name: str) -> dict[str, str]:
+    value = _field(body, name, dict)
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise HandoverError(f"{body.get('type')} message: bad {name!r}")
+    return dict(value)
+
+
+def _decodeBackend(item: Any) -> BackendRecord | None:
+    if item is None:
+        return None
+    if not isinstance(item, dict):
+        raise HandoverError("client message: bad 'backend'")
+    item = {**item, "type": "client"}
+    status = _field(item, "transactionStatus", str)
+    if status not in ("I", "T", "E"):
+        raise HandoverError("client message: bad 'transactionStatus'")
+    return BackendRecord(
+        _field(item, "family", int),
+        _field(item, "server", str),
+        _field(item, "host", str),
+        _field(item, "port", int),
+        _field(item, "processId", int),
+        _field(item, "secretKey", int),
+        _strings(item, "parameters"),
+        status,
+        _strings(item, "prepared"),
+    )
 
 
 def _field(body: dict[str, Any], name: str, kind: type) -> Any:
@@ -333,6 +414,7 @@ def _decodeBody(body: dict[str, Any], version: int = FORMAT_VERSION) -> Handover
             _field(body, "secretKey", int),
             _field(body, "pipeline", str),
             _field(body, "session", dict),
+            _decodeBackend(body.get("backend")),
         )
     if kind == "adopted":
         return Adopted(_field(body, "id", int))

@@ -364,6 +364,30 @@ class PoolSet(Service):
         self._moveTo(entry, BackendState.CLOSED)
         entry.backend.close()
 
+    def adoptBackend(self, backend: IPooledConnection) -> bool:
+        """
+        Count a backend another pgtwist process opened (an upgrade hands it
+        over with its client) as lent to that client; C{False}, and nothing
+        counted, when C{max_connections} leaves no room for it.
+        """
+        pool = self.pool(backend.key)
+        if not self.hasRoomFor(pool):
+            return False
+        entry = self._entries[backend] = PooledBackend(backend, self._reactor.seconds())
+        self._moveTo(entry, BackendState.ACTIVE)
+        backend.lostCallback = self._backendLost
+        return True
+
+    def letGo(self, backend: IPooledConnection) -> None:
+        """
+        Stop counting a lent backend without closing it: another pgtwist
+        process serves it now (an upgrade).
+        """
+        backend.lostCallback = None
+        entry = self._entries.get(backend)
+        if entry is not None:
+            self._moveTo(entry, BackendState.CLOSED)
+
     # -- IBackendPool ---------------------------------------------------------
 
     def acquire(self, key: PoolKey, parameters: Mapping[str, str] | None) -> Deferred[IBackendLink]:

@@ -19,11 +19,16 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pgtwist.app import handover as app
 from pgtwist.app.bootstrap import loadPlugins
+from pgtwist.config.model import Configuration, MainSettings, ServerSettings
 from pgtwist.net import handover
+from pgtwist.net.backend import BackendProtocol
 from pgtwist.net.cancel import CancelRegistry
 from pgtwist.net.frontend import FrontendFactory, FrontendState
 from pgtwist.pipelines._statements import StatementKey
-from pgtwist.testing import FakeBackendPool
+from pgtwist.pipelines.session import SessionPipelineSession
+from pgtwist.pool.poolset import PoolSet
+from pgtwist.pool.state import BackendState
+from pgtwist.testing import FakeBackendPool, FakeFrontendLink, FakePooledConnection
 from pgtwist.wire import codec
 from pgtwist.wire.messages import (
     BindComplete,
@@ -206,6 +211,9 @@ class ClientFormatTests(SynchronousTestCase):
         self.assertRaises(handover.HandoverError, handover.Decoder().feed, frame)
 
 
+SERVER = ServerSettings("primary", "127.0.0.1", 5432, True)
+
+
 class _Handle:
     family = socket.AF_INET
 
@@ -316,7 +324,7 @@ class AdoptTests(SynchronousTestCase):
         can hand it back out (L{app.exportClient}) with the same state.
         """
         service, reactor, fd = _Service(), _AdoptingReactor(), self.descriptor()
-        reply = app.adoptClient(service, reactor, _record(), fd)  # type: ignore[arg-type]
+        reply = app.adoptClient(service, reactor, _record(), [fd])  # type: ignore[arg-type]
         self.assertEqual(reply, handover.Adopted(9))
         self.assertClosed(fd)
         self.assertEqual(reactor.adopted, [(fd, socket.AF_INET)])
@@ -329,8 +337,8 @@ class AdoptTests(SynchronousTestCase):
         self.assertEqual(service.clock.getDelayedCalls(), [])
         exported = app.exportClient(client)
         assert exported is not None
-        record, descriptor = exported
-        self.assertEqual(descriptor, 42)
+        record, descriptors = exported
+        self.assertEqual(descriptors, [42])
         self.assertEqual(record, _record(id=client.id))
         self.assertEqual(reactor.transports[0].producerState, "paused")
         app.forget(client)
@@ -345,7 +353,7 @@ class AdoptTests(SynchronousTestCase):
         A pool served by another pipeline here keeps its client there.
         """
         service, reactor, fd = _Service("session"), _AdoptingReactor(), self.descriptor()
-        reply = app.adoptClient(service, reactor, _record(), fd)  # type: ignore[arg-type]
+        reply = app.adoptClient(service, reactor, _record(), [fd])  # type: ignore[arg-type]
         assert isinstance(reply, handover.Kept)
         self.assertIn("pipeline is session", reply.reason)
         self.assertClosed(fd)
@@ -360,7 +368,7 @@ class AdoptTests(SynchronousTestCase):
             service,  # type: ignore[arg-type]
             reactor,
             _record(session={"processId": "x"}),
-            fd,
+            [fd],
         )
         self.assertIsInstance(reply, handover.Kept)
         self.assertClosed(fd)
@@ -372,7 +380,7 @@ class AdoptTests(SynchronousTestCase):
         """
         service, reactor, fd = _Service(), _AdoptingReactor(), self.descriptor()
         service.cancels.registerKey(1234, -77, lambda: None)
-        reply = app.adoptClient(service, reactor, _record(), fd)  # type: ignore[arg-type]
+        reply = app.adoptClient(service, reactor, _record(), [fd])  # type: ignore[arg-type]
         assert isinstance(reply, handover.Kept)
         self.assertIn("cancel key", reply.reason)
         self.assertClosed(fd)
@@ -383,7 +391,7 @@ class AdoptTests(SynchronousTestCase):
         A client with something still to write, or over TLS, stays.
         """
         service, reactor = _Service(), _AdoptingReactor()
-        app.adoptClient(service, reactor, _record(), self.descriptor())  # type: ignore[arg-type]
+        app.adoptClient(service, reactor, _record(), [self.descriptor()])  # type: ignore[arg-type]
         (client,) = service.factory.clients
         reactor.transports[0].dataBuffer = b"x"
         self.assertIsNone(app.exportClient(client))
@@ -411,7 +419,7 @@ class OldSideClientTests(SynchronousTestCase):
         adopting = _AdoptingReactor()
         read, write = os.pipe()
         os.close(write)
-        app.adoptClient(clients, adopting, _record(), read)  # type: ignore[arg-type]
+        app.adoptClient(clients, adopting, _record(), [read])  # type: ignore[arg-type]
         (self.client,) = clients.factory.clients
         self.clientTransport = adopting.transports[0]
         self.upgrade = app.Upgrade(
@@ -484,3 +492,80 @@ class OldSideClientTests(SynchronousTestCase):
         self.assertEqual(self.clientTransport.producerState, "producing")
         self.assertEqual(self.upgrade.inFlight, {})
         self.assertIs(self.client.state, FrontendState.READY)
+
+
+class BackendHandOverTests(SynchronousTestCase):
+    """
+    A backend's side of a session-pooling hand-over: what it exports, how
+    it resumes in the new process without a login, and how the pools
+    count it in the new process and stop counting it in the old.
+    """
+
+    def test_resumedSendsNoStartup(self) -> None:
+        """
+        A resumed backend sends nothing when its socket is adopted; it has
+        the key data, parameters, status and pgtwist's own prepared
+        statements it had, and exports them again the same.
+        """
+        backend = BackendProtocol(("db", "alice"), SERVER, None, [], Clock())
+        backend.resume(555, -9, {"TimeZone": "UTC"}, b"T", {"pgtwist_aq": "SELECT 1"})
+        transport = _SocketTransport()
+        backend.makeConnection(transport)
+        self.assertEqual(transport.value(), b"")
+        self.assertEqual(
+            backend.handOverState(),
+            {
+                "processId": 555,
+                "secretKey": -9,
+                "parameters": {"TimeZone": "UTC"},
+                "transactionStatus": "T",
+                "prepared": {"pgtwist_aq": "SELECT 1"},
+            },
+        )
+        transport.dataBuffer = b"x"
+        self.assertIsNone(backend.handOverState())
+
+    def test_loggingInNotExported(self) -> None:
+        """
+        A backend still logging in is not handed over.
+        """
+        backend = BackendProtocol(("db", "alice"), SERVER, None, [], Clock())
+        backend.makeConnection(_SocketTransport())
+        self.assertIsNone(backend.handOverState())
+
+    def test_poolAdoptsAndLetsGo(self) -> None:
+        """
+        An adopted backend is counted as lent, within C{max_connections};
+        let go of, it is no longer counted, and not closed.
+        """
+        config = Configuration(main=MainSettings(maxConnections=1), servers=(SERVER,))
+        pools = PoolSet(config, Clock(), [])
+        first = FakePooledConnection(("db", "alice"), 1, SERVER)
+        second = FakePooledConnection(("db", "alice"), 2, SERVER)
+        self.assertTrue(pools.adoptBackend(first))
+        self.assertFalse(pools.adoptBackend(second))
+        entry = pools.entryFor(first)
+        assert entry is not None
+        self.assertIs(entry.state, BackendState.ACTIVE)
+        self.assertEqual(pools.total, 1)
+        self.assertIsNotNone(first.lostCallback)
+        pools.letGo(first)
+        self.assertEqual(pools.total, 0)
+        self.assertIsNone(pools.entryFor(first))
+        self.assertIsNone(first.lostCallback)
+        self.assertFalse(first.closed)
+
+    def test_sessionExport(self) -> None:
+        """
+        A session-pooling client goes only between requests, with its
+        backend; its state is its backend's.
+        """
+        frontend = FakeFrontendLink(("db", "alice"))
+        session = SessionPipelineSession(frontend, FakeBackendPool(), Clock())
+        self.assertIsNone(session.exportState())
+        backend = FakePooledConnection(("db", "alice"), 1, SERVER)
+        session.resume(backend)
+        self.assertIs(session.backend, backend)
+        self.assertEqual(session.exportState(), {})
+        session.frontendDataReceived(codec.encode(Query("SELECT 1")))
+        self.assertIsNone(session.exportState())
