@@ -144,6 +144,10 @@ class SessionPipelineSession(PipelineSessionBase):
         pgtwist process: as after L{begin}, without a login.
         """
         self.backend = backend
+        # A transaction left open is timed from now (idle_transaction_timeout).
+        now = self._readyAt = self.clock.seconds()
+        if backend.transactionStatus != constants.TRANSACTION_IDLE:
+            self._xactStart = now
         backend.attach(self, self.frontend)
         self.frontend.setCancelTarget(backend)
 

@@ -20,6 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pgtwist.app import handover as app
 from pgtwist.app.bootstrap import loadPlugins
 from pgtwist.config.model import Configuration, MainSettings, ServerSettings
+from pgtwist.interfaces import SESSION_IDLE_IN_TRANSACTION
 from pgtwist.net import handover
 from pgtwist.net.backend import BackendProtocol
 from pgtwist.net.cancel import CancelRegistry
@@ -569,3 +570,18 @@ class BackendHandOverTests(SynchronousTestCase):
         self.assertEqual(session.exportState(), {})
         session.frontendDataReceived(codec.encode(Query("SELECT 1")))
         self.assertIsNone(session.exportState())
+
+    def test_openTransactionTimedFromResume(self) -> None:
+        """
+        A transaction left open on a handed-over backend is timed from the
+        hand-over, not from the start of the clock.
+        """
+        clock = Clock()
+        clock.advance(1000)
+        session = SessionPipelineSession(
+            FakeFrontendLink(("db", "alice")), FakeBackendPool(), clock
+        )
+        backend = FakePooledConnection(("db", "alice"), 1, SERVER)
+        backend.transactionStatus = b"T"
+        session.resume(backend)
+        self.assertEqual(session.timeoutState(), (SESSION_IDLE_IN_TRANSACTION, 1000.0, 1000.0))
