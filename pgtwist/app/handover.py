@@ -39,7 +39,9 @@ session.
 Left with the old process until they leave: clients over TLS (their TLS
 state lives in this process) or whose backend is, clients of transaction
 pooling that LISTEN or hold session objects on a pinned backend, and admin
-consoles; idle pooled backends are not handed over. The new process
+consoles. Idle pooled backends go too (L{pgtwist.net.handover.IdleBackend}),
+so PostgreSQL sees no new login for them; the new process resets each
+(C{DISCARD ALL}) before its first client. The new process
 offers the old one the CancelRequests whose keys it does not know (over
 the old process's cancel socket, named in the listeners message), so their
 cancels still work.
@@ -225,10 +227,12 @@ class _OldSide(protocol.Protocol):
             handover.encode(handover.Listeners(tuple(records), cancel), self.upgrade.version)
         )
 
-    def sendClient(self, record: handover.ClientRecord, descriptors: list[int]) -> None:
+    def sendClient(
+        self, record: handover.ClientRecord | handover.IdleBackend, descriptors: list[int]
+    ) -> None:
         """
         Send a client's descriptors (its own, then its backend's), then its
-        record.
+        record; or an idle backend's.
 
         @raise handover.HandoverError: The record is too long (nothing is
             sent).
@@ -306,6 +310,11 @@ class Upgrade:
         #: again), and how many it took.
         self.kept: set[int] = set()
         self.handed = 0
+        #: Idle pooled backends sent and not answered yet, by id; those
+        #: the new process would not take; how many it took.
+        self.backendsInFlight: dict[int, BackendProtocol] = {}
+        self.keptBackends: set[BackendProtocol] = set()
+        self.handedBackends = 0
         self.runtime = tempfile.mkdtemp(prefix="pgtwist-upgrade-")
         self.path = os.path.join(self.runtime, "handover.sock")
         factory = protocol.Factory.forProtocol(lambda: _OldSide(self))
@@ -413,7 +422,7 @@ class Upgrade:
     def _checkDrained(self) -> None:
         if self.version >= 2 and self.peer is not None:
             self._handOverIdle(self.peer)
-        if not self.service.factory.clients:
+        if not self.service.factory.clients and not self.backendsInFlight:
             self.log.info("Upgrade: every client left; exiting")
             self._drain.stop()
             if self._reactor.running:
@@ -448,6 +457,71 @@ class Upgrade:
                 )
                 continue
             inFlight[client.id] = client
+        self._handOverIdleBackends(peer)
+
+    def _handOverIdleBackends(self, peer: _OldSide) -> None:
+        """
+        Send the new process the pooled backends no client holds now, so
+        that it need not log in again.
+        """
+        pools = self.service.factory.pool
+        takeIdle = getattr(pools, "takeIdle", None)
+        if takeIdle is None:
+            return
+        room = MAX_IN_FLIGHT - len(self.inFlight) - len(self.backendsInFlight)
+        records: dict[Any, handover.BackendRecord] = {}
+
+        def wanted(backend: Any) -> bool:
+            if len(records) >= room or not isinstance(backend, BackendProtocol):
+                return False
+            if backend in self.keptBackends:
+                return False
+            if backend.transactionStatus != constants.TRANSACTION_IDLE:
+                return False
+            record = backendRecordOf(backend)
+            if record is None:
+                return False
+            records[backend] = record
+            return True
+
+        for backend in takeIdle(wanted):
+            database, user = backend.key
+            message = handover.IdleBackend(
+                self.service.factory.nextId(), database, user, records[backend]
+            )
+            transport: Any = backend.transport
+            transport.pauseProducing()
+            peer.sendClient(message, [transport.fileno()])
+            self.backendsInFlight[message.id] = backend
+
+    def _backendAnswered(self, message: handover.Adopted | handover.Kept) -> None:
+        """
+        The new process took an idle backend, or would not: then it is
+        idle here again.
+        """
+        backend = self.backendsInFlight.pop(message.id, None)
+        if backend is None:
+            return
+        pools: Any = self.service.factory.pool
+        if isinstance(message, handover.Adopted):
+            self.handedBackends += 1
+            pools.letGo(backend)
+            _quietClose(backend.transport)
+            return
+        self.keptBackends.add(backend)
+        self.log.info(
+            "Upgrade: the new process did not take backend {backendPid} ({poolKey}): {reason}",
+            backendPid=backend.processId,
+            poolKey=backend.key,
+            reason=message.reason,
+        )
+        self._giveBack(backend)
+
+    def _giveBack(self, backend: BackendProtocol) -> None:
+        transport: Any = backend.transport
+        if transport is not None:
+            transport.resumeProducing()
+        self.service.factory.pool.release(backend, reset=False)
 
     def _answered(self, message: handover.Adopted | handover.Kept) -> None:
         """
@@ -455,6 +529,7 @@ class Upgrade:
         """
         client = self.inFlight.pop(message.id, None)
         if client is None:
+            self._backendAnswered(message)
             return
         if isinstance(message, handover.Adopted):
             self.handed += 1
@@ -478,6 +553,9 @@ class Upgrade:
         for client in self.inFlight.values():
             resumeReading(client)
         self.inFlight.clear()
+        backends, self.backendsInFlight = self.backendsInFlight, {}
+        for backend in backends.values():
+            self._giveBack(backend)
         self.peer = None
 
     def _graceOver(self) -> None:
@@ -583,18 +661,10 @@ def exportClient(client: FrontendProtocol) -> tuple[handover.ClientRecord, list[
         backend = session.backend
         if not isinstance(backend, BackendProtocol):
             return None
-        backendState = backend.handOverState()
-        if backendState is None:
+        backendRecord = backendRecordOf(backend)
+        if backendRecord is None:
             return None
-        server = backend.server
         backendTransport: Any = backend.transport
-        backendRecord = handover.BackendRecord(
-            backendTransport.getHandle().family,
-            server.name,
-            server.host,
-            server.port,
-            **backendState,
-        )
         descriptors.append(backendTransport.fileno())
         backendTransport.pauseProducing()
     # In the same turn of the reactor: nothing was read since.
@@ -614,6 +684,21 @@ def exportClient(client: FrontendProtocol) -> tuple[handover.ClientRecord, list[
         backendRecord,
     )
     return record, descriptors
+
+
+def backendRecordOf(backend: BackendProtocol) -> handover.BackendRecord | None:
+    """
+    What hands C{backend} over, if nothing is under way on it
+    (L{BackendProtocol.handOverState}).
+    """
+    state = backend.handOverState()
+    if state is None:
+        return None
+    server = backend.server
+    transport: Any = backend.transport
+    return handover.BackendRecord(
+        transport.getHandle().family, server.name, server.host, server.port, **state
+    )
 
 
 def _pipelineOf(session: object) -> str:
@@ -883,6 +968,7 @@ class _NewSide(protocol.Protocol):
         self.decoder = handover.Decoder()
         self.descriptors: deque[int] = deque()
         self.taken = 0
+        self.backends = 0
 
     def fileDescriptorReceived(self, descriptor: int) -> None:
         """
@@ -900,7 +986,7 @@ class _NewSide(protocol.Protocol):
         try:
             messages = self.decoder.feed(data)
             for message in messages:
-                if not isinstance(message, handover.ClientRecord):
+                if not isinstance(message, (handover.ClientRecord, handover.IdleBackend)):
                     raise handover.HandoverError(
                         f"unexpected {type(message).__name__.lower()} message"
                     )
@@ -908,6 +994,12 @@ class _NewSide(protocol.Protocol):
                 if len(self.descriptors) < count:
                     raise handover.HandoverError("a client message came without its descriptors")
                 fds = [self.descriptors.popleft() for _ in range(count)]
+                if isinstance(message, handover.IdleBackend):
+                    reply = adoptIdleBackend(self.service, self.reactor, message, fds)
+                    if isinstance(reply, handover.Adopted):
+                        self.backends += 1
+                    self.transport.write(handover.encode(reply, self.decoder.version))
+                    continue
                 reply = adoptClient(self.service, self.reactor, message, fds)
                 if isinstance(reply, handover.Adopted):
                     self.taken += 1
@@ -925,7 +1017,10 @@ class _NewSide(protocol.Protocol):
         while self.descriptors:
             os.close(self.descriptors.popleft())
         self.log.info(
-            "Upgrade: {count} clients taken over from the previous process", count=self.taken
+            "Upgrade: {count} clients and {backends} idle backends taken over from the "
+            "previous process",
+            count=self.taken,
+            backends=self.backends,
         )
 
 
@@ -1002,20 +1097,10 @@ def _adoptClient(
         return handover.Kept(record.id, "its backend did not come with it")
     backend = None
     if record.backend is not None:
-        b = record.backend
-        server = next((s for s in factory.config.servers if s.name == b.server), None)
-        if server is None or (server.host, server.port) != (b.host, b.port):
-            return handover.Kept(record.id, f"server {b.server} is not configured here")
-        if servertls.usesTls(server):
-            return handover.Kept(record.id, f"server {b.server} is reached over TLS here")
-        backend = BackendProtocol(key, server, None, [], factory.clock)
-        backend.resume(
-            b.processId,
-            b.secretKey,
-            b.parameters,
-            b.transactionStatus.encode("ascii"),
-            b.prepared,
-        )
+        resumed = _resumedBackend(factory, key, record.backend)
+        if isinstance(resumed, str):
+            return handover.Kept(record.id, resumed)
+        backend = resumed
     client = factory.buildProtocol(None)
     client.key = key
     client.requestedDatabase = record.requestedDatabase
@@ -1061,3 +1146,58 @@ def _adoptClient(
     if backend is not None:
         session.resume(backend)
     return handover.Adopted(record.id)
+
+
+def _resumedBackend(
+    factory: FrontendFactory, key: tuple[str, str], b: handover.BackendRecord
+) -> BackendProtocol | str:
+    """
+    A backend protocol that goes on with the connection C{b} describes,
+    not adopted yet; or why not.
+    """
+    server = next((s for s in factory.config.servers if s.name == b.server), None)
+    if server is None or (server.host, server.port) != (b.host, b.port):
+        return f"server {b.server} is not configured here"
+    if servertls.usesTls(server):
+        return f"server {b.server} is reached over TLS here"
+    backend = BackendProtocol(key, server, None, [], factory.clock)
+    backend.resume(
+        b.processId, b.secretKey, b.parameters, b.transactionStatus.encode("ascii"), b.prepared
+    )
+    return backend
+
+
+def adoptIdleBackend(
+    service: PoolerService,
+    reactor: Any,
+    record: handover.IdleBackend,
+    descriptors: list[int],
+) -> handover.Adopted | handover.Kept:
+    """
+    Pool the idle backend of C{record} here (a copy of C{descriptors}'
+    one, which is closed), within C{max_connections}; it is reset
+    (C{DISCARD ALL}: the old process's statement names and settings go)
+    before its first client. Or say why not.
+    """
+    try:
+        factory = service.factory
+        adopt = getattr(factory.pool, "adoptBackend", None)
+        if adopt is None or not factory.accepting:
+            return handover.Kept(record.id, "this process takes no backend")
+        resumed = _resumedBackend(factory, (record.database, record.user), record.backend)
+        if isinstance(resumed, str):
+            return handover.Kept(record.id, resumed)
+        try:
+            reactor.adoptStreamConnection(
+                descriptors[0], record.backend.family, _GivenBackend(resumed)
+            )
+        except Exception as e:  # noqa: BLE001 - the old process keeps it
+            return handover.Kept(record.id, f"cannot adopt its socket: {e}")
+        if not adopt(resumed):
+            _quietClose(resumed.transport)
+            return handover.Kept(record.id, "max_connections is reached")
+        factory.pool.release(resumed, reset=True)
+        return handover.Adopted(record.id)
+    finally:
+        for fd in descriptors:
+            os.close(fd)

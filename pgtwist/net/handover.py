@@ -36,6 +36,8 @@ answers each::
                            descriptor, and in session and performance
                            pooling its backend's (L{BackendRecord}) with
                            the backend's descriptor after it
+    old → new   backend    an idle pooled backend (L{IdleBackend}) with
+                           its descriptor
     new → old   adopted    the new process serves it now: the old one
                            closes its copy without a word to the client
       or        kept       it cannot (the reason is logged): the old one
@@ -214,6 +216,24 @@ class ClientRecord:
 
 
 @dataclass(frozen=True, **SLOTS)
+class IdleBackend:
+    """
+    A pooled backend no client holds, handed over with its descriptor
+    (version 2), so that the new process need not log in again.
+
+    @ivar id: The old process's id for it, which the answer names.
+    @ivar database: Its pool key's database.
+    @ivar user: Its pool key's user.
+    @ivar backend: The connection's state.
+    """
+
+    id: int
+    database: str
+    user: str
+    backend: BackendRecord
+
+
+@dataclass(frozen=True, **SLOTS)
 class Adopted:
     """
     The new process serves client C{id} now.
@@ -232,9 +252,23 @@ class Kept:
     reason: str
 
 
-HandoverMessage = Union[Hello, Listeners, Taken, Refuse, ClientRecord, Adopted, Kept]
+HandoverMessage = Union[Hello, Listeners, Taken, Refuse, ClientRecord, IdleBackend, Adopted, Kept]
 
 _ROLES = ("listen", "management")
+
+
+def _encodeBackend(b: BackendRecord) -> dict[str, Any]:
+    return {
+        "family": b.family,
+        "server": b.server,
+        "host": b.host,
+        "port": b.port,
+        "processId": b.processId,
+        "secretKey": b.secretKey,
+        "parameters": b.parameters,
+        "transactionStatus": b.transactionStatus,
+        "prepared": b.prepared,
+    }
 
 
 def encode(message: HandoverMessage, version: int | None = None) -> bytes:
@@ -281,18 +315,15 @@ def encode(message: HandoverMessage, version: int | None = None) -> bytes:
             "session": message.session,
         }
         if message.backend is not None:
-            b = message.backend
-            body["backend"] = {
-                "family": b.family,
-                "server": b.server,
-                "host": b.host,
-                "port": b.port,
-                "processId": b.processId,
-                "secretKey": b.secretKey,
-                "parameters": b.parameters,
-                "transactionStatus": b.transactionStatus,
-                "prepared": b.prepared,
-            }
+            body["backend"] = _encodeBackend(message.backend)
+    elif isinstance(message, IdleBackend):
+        body = {
+            "type": "backend",
+            "id": message.id,
+            "database": message.database,
+            "user": message.user,
+            "backend": _encodeBackend(message.backend),
+        }
     elif isinstance(message, Adopted):
         body = {"type": "adopted", "id": message.id}
     elif isinstance(message, Kept):
@@ -313,7 +344,7 @@ def descriptorCount(message: HandoverMessage) -> int:
         return len(message.listeners)
     if isinstance(message, ClientRecord):
         return 1 if message.backend is None else 2
-    return 0
+    return 1 if isinstance(message, IdleBackend) else 0
 
 
 def _strings(body: dict[str, Any], name: str) -> dict[str, str]:
@@ -353,7 +384,7 @@ def _field(body: dict[str, Any], name: str, kind: type) -> Any:
 
 
 #: The messages a version 1 frame cannot carry.
-_SINCE_2 = frozenset({"client", "adopted", "kept"})
+_SINCE_2 = frozenset({"client", "backend", "adopted", "kept"})
 
 
 def _decodeBody(body: dict[str, Any], version: int = FORMAT_VERSION) -> HandoverMessage:
@@ -415,6 +446,15 @@ def _decodeBody(body: dict[str, Any], version: int = FORMAT_VERSION) -> Handover
             _field(body, "pipeline", str),
             _field(body, "session", dict),
             _decodeBackend(body.get("backend")),
+        )
+    if kind == "backend":
+        backend = _decodeBackend(_field(body, "backend", dict))
+        assert backend is not None
+        return IdleBackend(
+            _field(body, "id", int),
+            _field(body, "database", str),
+            _field(body, "user", str),
+            backend,
         )
     if kind == "adopted":
         return Adopted(_field(body, "id", int))

@@ -378,6 +378,20 @@ class PoolSet(Service):
         backend.lostCallback = self._backendLost
         return True
 
+    def takeIdle(self, wanted: Callable[[IPooledConnection], bool]) -> list[IPooledConnection]:
+        """
+        Take the idle backends C{wanted} accepts out of the idle lists,
+        counted as lent, for another pgtwist process (an upgrade): each is
+        then either let go of (L{letGo}) or given back (L{release}).
+        """
+        taken = []
+        for pool in list(self.pools.values()):
+            for entry in list(pool.idle):
+                if wanted(entry.backend):
+                    self._moveTo(entry, BackendState.ACTIVE)
+                    taken.append(entry.backend)
+        return taken
+
     def letGo(self, backend: IPooledConnection) -> None:
         """
         Stop counting a lent backend without closing it: another pgtwist

@@ -234,7 +234,7 @@ def test_asyncpgSessionHandedOver(pooler: Pooler) -> None:
             await conn.close()
 
     asyncio.run(run())
-    assert re.search(r"1 clients taken over from the previous process", pooler.log())
+    assert re.search(r"1 clients and 0 idle backends taken over", pooler.log())
 
 
 @pytest.mark.parametrize("pipeline", ["session", "transaction"])
@@ -322,13 +322,24 @@ def transactionPooler(tmp_path: Path, pgCluster: PostgresCluster) -> Iterator[Po
         started.stop()
 
 
-def test_transactionClientsHandedOver(transactionPooler: Pooler) -> None:
+def _backendPids(cluster: PostgresCluster) -> set[int]:
+    """
+    The pids of the PostgreSQL backends of L{USER} now.
+    """
+    out = cluster.psql(f"SELECT pid FROM pg_stat_activity WHERE usename = '{USER}'")
+    return {int(line) for line in out.split() if line.strip().isdigit()}
+
+
+def test_transactionClientsHandedOver(
+    transactionPooler: Pooler, pgCluster: PostgresCluster
+) -> None:
     """
     In transaction pooling, clients idle between transactions go to the
     new process with their settings, prepared statements and cancel key:
     the old process exits while they are still connected, and they carry
     on as if nothing happened; a cancel reaches the new process, which
-    knows the key.
+    knows the key. The idle pooled backends go too: PostgreSQL sees the
+    same backends, no new login.
     """
     pooler = transactionPooler
     assert pooler.process is not None
@@ -339,15 +350,20 @@ def test_transactionClientsHandedOver(transactionPooler: Pooler) -> None:
     for number, session in enumerate(sessions):
         session.execute(f"SET application_name = 'kept{number}'")
         assert session.execute("SELECT %s::int + 1", (1,), prepare=True).fetchone() == (2,)
+    before = _backendPids(pgCluster)
+    assert before
     pooler.process.send_signal(signal.SIGUSR2)
     new = _successorPid(pooler)
     # The old process exits once it handed over both clients, which are
-    # still connected.
+    # still connected, and its idle backends.
     assert pooler.process.wait(15) == 0
     assert re.search(r"Upgrade: every client left; exiting", pooler.log())
+    pooler.waitForLog(r"2 clients and \d+ idle backends taken over", timeout=10)
+    assert _backendPids(pgCluster) == before
     for number, session in enumerate(sessions):
         assert session.execute("SELECT %s::int + 1", (2,), prepare=True).fetchone() == (3,)
         assert session.execute("SHOW application_name").fetchone() == (f"kept{number}",)
+    assert _backendPids(pgCluster) == before
     outcome: list[BaseException | None] = []
 
     def sleep() -> None:
@@ -447,4 +463,4 @@ def test_pgbenchConnectedThroughThreeUpgrades(
     assert bench.returncode == 0, output
     assert re.search(r"number of failed transactions: 0\b", output), output
     assert re.search(r"number of transactions actually processed: [1-9]", output), output
-    assert len(re.findall(r"50 clients taken over from the previous process", pooler.log())) == 3
+    assert len(re.findall(r"50 clients and \d+ idle backends taken over", pooler.log())) == 3

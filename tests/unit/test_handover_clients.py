@@ -7,6 +7,7 @@ ends of a client's hand-over (L{pgtwist.app.handover}).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -183,14 +184,23 @@ class ClientFormatTests(SynchronousTestCase):
         """
         Each message decodes to what was encoded.
         """
+        backend = handover.BackendRecord(
+            socket.AF_UNIX, "primary", "/tmp", 5432, 77, -1, {"TimeZone": "UTC"}, "T", {}
+        )
+        withBackend = dataclasses.replace(self.RECORD, backend=backend)
+        idle = handover.IdleBackend(4, "db", "user", backend)
         messages: list[handover.HandoverMessage] = [
             self.RECORD,
+            withBackend,
+            idle,
             handover.Adopted(3),
             handover.Kept(3, "no"),
         ]
         data = b"".join(handover.encode(m) for m in messages)
         self.assertEqual(handover.Decoder().feed(data), messages)
         self.assertEqual(handover.descriptorCount(self.RECORD), 1)
+        self.assertEqual(handover.descriptorCount(withBackend), 2)
+        self.assertEqual(handover.descriptorCount(idle), 1)
         self.assertEqual(handover.descriptorCount(handover.Adopted(3)), 0)
 
     def test_notInVersion1(self) -> None:
@@ -555,6 +565,25 @@ class BackendHandOverTests(SynchronousTestCase):
         self.assertIsNone(pools.entryFor(first))
         self.assertIsNone(first.lostCallback)
         self.assertFalse(first.closed)
+
+    def test_takeIdle(self) -> None:
+        """
+        The idle backends wanted are taken out of the idle list, counted as
+        lent; given back, they are idle again.
+        """
+        config = Configuration(main=MainSettings(maxConnections=3), servers=(SERVER,))
+        pools = PoolSet(config, Clock(), [])
+        backends = [FakePooledConnection(("db", "alice"), pid, SERVER) for pid in (1, 2)]
+        for backend in backends:
+            pools.adoptBackend(backend)
+            pools.release(backend, reset=False)
+        self.assertEqual(pools.takeIdle(lambda b: b.processId == 2), [backends[1]])
+        self.assertEqual(len(pools.pool(("db", "alice")).idle), 1)
+        entry = pools.entryFor(backends[1])
+        assert entry is not None
+        self.assertIs(entry.state, BackendState.ACTIVE)
+        pools.release(backends[1], reset=False)
+        self.assertEqual(len(pools.pool(("db", "alice")).idle), 2)
 
     def test_sessionExport(self) -> None:
         """
