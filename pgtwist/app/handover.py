@@ -91,6 +91,10 @@ if TYPE_CHECKING:
 #: The environment variable that tells a starting pgtwist where the running
 #: one waits to hand over (the path of the hand-over socket).
 ENVIRONMENT = "PGTWIST_HANDOVER"
+#: The environment variable that names the running one's pid file (an
+#: absolute path, or empty for none) to a pgtwist an upgrade starts: it
+#: writes its own pid there once the old process has exited.
+PIDFILE_ENVIRONMENT = "PGTWIST_PIDFILE"
 #: How long the old process waits for the new one to take its listeners
 #: (starting Python and reading the configuration included).
 HANDOVER_TIMEOUT = 60.0
@@ -99,6 +103,23 @@ HANDOVER_TIMEOUT = 60.0
 MAX_IN_FLIGHT = 500
 
 _twistdRun = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
+
+
+def pidfileOf(argv: list[str]) -> str:
+    """
+    The pid file twistd writes for C{argv} (its C{--pidfile}, by default
+    C{twistd.pid}), as an absolute path; C{""} for none.
+    """
+    pidfile = "twistd.pid"
+    arguments = argv[1:]
+    for index, argument in enumerate(arguments):
+        if argument == "pgtwist":
+            break
+        if argument == "--pidfile" and index + 1 < len(arguments):
+            pidfile = arguments[index + 1]
+        elif argument.startswith("--pidfile="):
+            pidfile = argument[len("--pidfile=") :]
+    return os.path.abspath(pidfile) if pidfile else ""
 
 
 def successorCommand(argv: list[str]) -> list[str]:
@@ -322,6 +343,7 @@ class Upgrade:
         self._timeout = reactor.callLater(HANDOVER_TIMEOUT, self._timedOut)
         env = dict(os.environ)
         env[ENVIRONMENT] = self.path
+        env[PIDFILE_ENVIRONMENT] = pidfileOf(sys.argv)
         self.process = reactor.spawnProcess(
             _Successor(self), command[0], command, env=env, childFDs={0: "w", 1: 1, 2: 2}
         )
@@ -842,6 +864,99 @@ def _receive(sock: socket.socket) -> tuple[handover.HandoverMessage, list[int], 
         raise
 
 
+def _peerPid(sock: socket.socket) -> int:
+    """
+    The pid of the process at the other end of a unix socket (Linux's
+    C{SO_PEERCRED}), or 0.
+    """
+    option = getattr(socket, "SO_PEERCRED", _LINUX_SO_PEERCRED if sys.platform == "linux" else None)
+    if option is None:
+        return 0
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, option, struct.calcsize("3i"))
+    except OSError:
+        return 0
+    return int(struct.unpack("3i", raw)[0])
+
+
+class Inheritance:
+    """
+    What the new process takes over once the old one has exited: the pid
+    file (which the old one's twistd removes as it exits; this process was
+    started without one) and the lock files of the unix sockets (which
+    keep another pgtwist from removing a socket in use; the old one's lock
+    is stale once it is gone). Both are given up when this process exits.
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor: Any, predecessor: int, pidfile: str, locks: list[str]) -> None:
+        self._reactor = reactor
+        self.predecessor = predecessor
+        self.pidfile = pidfile
+        self.lockPaths = locks
+        self.locks: list[Any] = []
+        self._loop = task.LoopingCall(self._check)
+        self._loop.clock = reactor
+
+    def start(self) -> None:
+        """
+        Look for the old process's end twice a second.
+        """
+        if self.pidfile or self.lockPaths:
+            self._loop.start(0.5, now=False)
+
+    def _check(self) -> None:
+        try:
+            os.kill(self.predecessor, 0)
+        except ProcessLookupError:
+            pass
+        except OSError:
+            return
+        else:
+            return
+        self._loop.stop()
+        self.inherit()
+
+    def inherit(self) -> None:
+        """
+        Write the pid file and take the socket locks; give them up at exit.
+        """
+        from twisted.python.lockfile import FilesystemLock
+
+        pid = str(os.getpid())
+        if self.pidfile:
+            try:
+                with open(self.pidfile, "w") as f:
+                    f.write(pid)
+            except OSError as e:
+                self.log.error("Upgrade: cannot write the pid file: {error}", error=str(e))
+        for path in self.lockPaths:
+            lock = FilesystemLock(path)
+            if lock.lock():
+                self.locks.append(lock)
+        self._reactor.addSystemEventTrigger("after", "shutdown", self.release)
+
+    def release(self) -> None:
+        """
+        Remove the pid file if it is still this process's; unlock.
+        """
+        if self.pidfile:
+            try:
+                with open(self.pidfile) as f:
+                    mine = f.read().strip() == str(os.getpid())
+                if mine:
+                    os.unlink(self.pidfile)
+            except OSError:
+                pass
+        for lock in self.locks:
+            try:
+                lock.unlock()
+            except (OSError, ValueError):
+                pass
+        self.locks = []
+
+
 def successorFromEnvironment(service: PoolerService, reactor: Any) -> Successor | None:
     """
     When this process was started by an upgrade (L{ENVIRONMENT} is set),
@@ -850,10 +965,12 @@ def successorFromEnvironment(service: PoolerService, reactor: Any) -> Successor 
     pgtwist goes on.
     """
     path = os.environ.pop(ENVIRONMENT, None)
+    pidfile = os.environ.pop(PIDFILE_ENVIRONMENT, "")
     if not path or service.worker is not None:
         return None
     try:
         successor = Successor(path)
+        successor.pidfile = pidfile
         successor.takeListeners(service, reactor)
     except (OSError, handover.HandoverError) as e:
         Successor.log.error("Upgrade: cannot take over: {error}", error=str(e))
@@ -874,6 +991,9 @@ class Successor:
         self.sock.settimeout(timeout)
         self.sock.connect(path)
         self.adopted = 0
+        #: The old process's pid (its end's credentials), and its pid file.
+        self.predecessor = _peerPid(self.sock)
+        self.pidfile = ""
         #: The format version the old process answered in.
         self.version = handover.HELLO_VERSION
         self._service: PoolerService | None = None
@@ -930,6 +1050,13 @@ class Successor:
         """
         self.sock.sendall(handover.encode(handover.Taken(self.adopted), self.version))
         service, reactor = self._service, self._reactor
+        if service is not None and self.predecessor:
+            locks = [
+                listener.description[len("unix:") :].split(":")[0] + ".lock"
+                for listener in service.listeners
+                if listener.description.startswith("unix:") and "lockfile=1" in listener.description
+            ]
+            Inheritance(reactor, self.predecessor, self.pidfile, locks).start()
         if self.version >= 2 and service is not None:
             # The clients come next, over the same socket, once the reactor runs.
             self.sock.setblocking(False)

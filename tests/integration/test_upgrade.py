@@ -464,3 +464,52 @@ def test_pgbenchConnectedThroughThreeUpgrades(
     assert re.search(r"number of failed transactions: 0\b", output), output
     assert re.search(r"number of transactions actually processed: [1-9]", output), output
     assert len(re.findall(r"50 clients and \d+ idle backends taken over", pooler.log())) == 3
+
+
+def test_daemonPidFileAndLock(tmp_path: Path, pgCluster: PostgresCluster) -> None:
+    """
+    With C{-d}, after an upgrade the pid file names the new process (the
+    old one's twistd removed it as it exited) and the unix socket's lock
+    file is the new process's; it removes the pid file when it exits.
+    """
+    from tests.integration.test_cli import fileArguments, running, waitFor
+
+    pooler = Pooler(
+        tmp_path,
+        pgCluster,
+        main={"unix_socket_dir": str(tmp_path)},
+        users={USER: PASSWORD},
+    )
+    pidFile = tmp_path / "pgtwist.pid"
+    lock = tmp_path / f".s.PGSQL.{pooler.port}.lock"
+    started = subprocess.run(
+        [str(BIN / "pgtwist"), "-d", *fileArguments(pooler)],
+        cwd=tmp_path,
+        env=pooler.environ,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert started.returncode == 0, started.stdout + started.stderr
+    waitFor(lambda: pidFile.exists() and pidFile.read_text().strip() != "", "pgtwist.pid")
+    old = int(pidFile.read_text())
+    new = 0
+    try:
+        waitFor(lambda: lock.is_symlink(), "the socket's lock")
+        os.kill(old, signal.SIGUSR2)
+        waitFor(lambda: not running(old), "the old process to exit")
+        waitFor(
+            lambda: pidFile.exists() and pidFile.read_text().strip() not in ("", str(old)),
+            "the new pid file",
+        )
+        new = int(pidFile.read_text())
+        assert running(new)
+        assert os.readlink(lock) == str(new)
+        with psycopg.connect(pooler.dsn(USER, PASSWORD)) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        for pid in (old, new):
+            if pid and running(pid):
+                os.kill(pid, signal.SIGTERM)
+                waitFor(lambda: not running(pid), "pgtwist to exit")  # noqa: B023
+    assert not pidFile.exists()

@@ -614,3 +614,71 @@ class BackendHandOverTests(SynchronousTestCase):
         backend.transactionStatus = b"T"
         session.resume(backend)
         self.assertEqual(session.timeoutState(), (SESSION_IDLE_IN_TRANSACTION, 1000.0, 1000.0))
+
+
+class InheritanceTests(SynchronousTestCase):
+    """
+    The new process takes the pid file and the unix sockets' lock files
+    once the old process has exited, and gives them up when it exits.
+    """
+
+    def test_pidfileOf(self) -> None:
+        """
+        twistd's C{--pidfile} in either spelling, its default, or none.
+        """
+        self.assertEqual(
+            app.pidfileOf(["twistd", "--pidfile", "/run/p.pid", "pgtwist"]), "/run/p.pid"
+        )
+        self.assertEqual(app.pidfileOf(["twistd", "--pidfile=/run/q.pid", "pgtwist"]), "/run/q.pid")
+        self.assertEqual(app.pidfileOf(["twistd", "--pidfile=", "pgtwist"]), "")
+        self.assertEqual(
+            app.pidfileOf(["twistd", "-n", "pgtwist", "--pidfile", "x"]),
+            os.path.abspath("twistd.pid"),
+        )
+
+    def test_inherit(self) -> None:
+        """
+        Once the old process is gone, the pid file says this process's pid
+        and the lock is taken; at shutdown both are given up.
+        """
+        directory = self.mktemp()
+        os.mkdir(directory)
+        pidfile = os.path.join(directory, "pgtwist.pid")
+        lock = os.path.join(directory, ".s.PGSQL.6432.lock")
+        with open(pidfile, "w") as f:
+            f.write("1")
+        reactor = _ShutdownClock()
+        # Above the largest pid_max Linux allows: no such process.
+        gone = 2**22 + 1
+        inheritance = app.Inheritance(reactor, gone, pidfile, [lock])
+        inheritance.start()
+        reactor.advance(0.5)
+        with open(pidfile) as f:
+            self.assertEqual(f.read(), str(os.getpid()))
+        self.assertTrue(os.path.islink(lock))
+        reactor.triggers[0]()
+        self.assertFalse(os.path.exists(pidfile))
+        self.assertFalse(os.path.lexists(lock))
+
+    def test_waitsForPredecessor(self) -> None:
+        """
+        While the old process runs, nothing is touched.
+        """
+        directory = self.mktemp()
+        os.mkdir(directory)
+        pidfile = os.path.join(directory, "pgtwist.pid")
+        reactor = _ShutdownClock()
+        inheritance = app.Inheritance(reactor, os.getpid(), pidfile, [])
+        inheritance.start()
+        reactor.advance(1.0)
+        self.assertFalse(os.path.exists(pidfile))
+        self.assertEqual(reactor.triggers, [])
+
+
+class _ShutdownClock(Clock):
+    def __init__(self) -> None:
+        super().__init__()
+        self.triggers: list[Any] = []
+
+    def addSystemEventTrigger(self, phase: str, event: str, f: Any, *args: Any) -> None:
+        self.triggers.append(lambda: f(*args))
