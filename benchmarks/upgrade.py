@@ -11,9 +11,12 @@ from the signal until the old process closed its copy of the listening
 socket (the new one has adopted it; starting the new Python process is
 most of it). The prober's connection times (TCP connect to ReadyForQuery)
 before the signal and from the signal until a second after the hand-over
-give the client-visible spike; a failed probe is counted. The idle clients
-stay with the old process (clients are not handed over yet) and leave at
-the end, and it exits.
+give the client-visible spike; a failed probe is counted. Then the idle
+clients are handed over one by one (and the idle backends with them): the
+client hand-over time runs from the end of the listeners' hand-over until
+the old process exited, which it does once it holds no client. A sample of the idle clients then
+runs a query, which the new process answers; a client that cannot is
+counted as lost.
 
 Run alone with C{python -m benchmarks.upgrade [--clients 100,1000]} (it
 starts its own PostgreSQL and pgtwist); not part of C{make bench}.
@@ -32,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from benchmarks import servers
-from benchmarks.client import LoginError, _close, login
+from benchmarks.client import LoginError, _close, login, query
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,11 @@ class UpgradeResult:
     before: list[float]
     during: list[float]
     failed: int
+    #: From the listeners' hand-over until the old process exited, every
+    #: idle client handed over (C{nan}: it did not exit within two minutes).
+    clientsMoved: float = float("nan")
+    #: Idle clients of the sample that could not query after the upgrade.
+    lost: int = 0
 
 
 def listeningInode(port: int, procRoot: str = "/proc") -> str | None:
@@ -85,12 +93,12 @@ async def _scenario(
 ) -> UpgradeResult:
     host, port = servers.LOOPBACK, server.port
     user, password, database = credentials.user, credentials.password, credentials.database
-    idle: list[asyncio.StreamWriter] = []
+    idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     for start in range(0, n, 50):
         batch = await asyncio.gather(
             *(login(host, port, user, password, database) for _ in range(min(50, n - start)))
         )
-        idle.extend(writer for _, writer in batch)
+        idle.extend(batch)
     times: list[tuple[float, float]] = []
     failed = [0]
     stop = asyncio.Event()
@@ -110,8 +118,18 @@ async def _scenario(
     await asyncio.sleep(1.0)
     inode = listeningInode(port)
     assert inode is not None, "pgtwist is not listening"
+    exited: list[float] = []
+
+    async def watchExit() -> None:
+        deadline = time.monotonic() + 120
+        while server.process.poll() is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        if server.process.poll() is not None:
+            exited.append(time.monotonic())
+
     signalled = time.monotonic()
     os.kill(server.pid, signal.SIGUSR2)
+    watcher = asyncio.ensure_future(watchExit())
     while holds(server.pid, inode):
         await asyncio.sleep(0.005)
     handedOver = time.monotonic()
@@ -119,7 +137,15 @@ async def _scenario(
     await asyncio.sleep(1.0)
     stop.set()
     await prober
-    for writer in idle:
+    await watcher
+    moved = exited[0] - handedOver if exited else float("nan")
+    lost = 0
+    for reader, writer in idle[:: max(1, n // 50)]:
+        try:
+            await asyncio.wait_for(query(reader, writer, "SELECT 1"), 10)
+        except (OSError, LoginError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+            lost += 1
+    for _, writer in idle:
         await _close(writer)
     server.process.wait(30)
     for pid in successors:
@@ -130,17 +156,21 @@ async def _scenario(
         [t for began, t in times if began < signalled],
         [t for began, t in times if began >= signalled],
         failed[0],
+        moved,
+        lost,
     )
 
 
 def formatResults(results: Sequence[UpgradeResult]) -> str:
     """
     One row per N: hand-over time, the probe's median before, median and
-    maximum during, failures.
+    maximum during, failures, the time until every idle client was handed
+    over, and how many of the sample could not query after.
     """
     lines = [
         f"{'idle clients':>12}  {'hand-over':>9}  {'connect p50':>11}  "
-        f"{'during p50':>10}  {'during max':>10}  {'failed':>6}"
+        f"{'during p50':>10}  {'during max':>10}  {'failed':>6}  {'clients moved':>13}  "
+        f"{'lost':>4}"
     ]
     for r in results:
         before = statistics.median(r.before) * 1000 if r.before else float("nan")
@@ -148,7 +178,8 @@ def formatResults(results: Sequence[UpgradeResult]) -> str:
         worst = max(r.during) * 1000 if r.during else float("nan")
         lines.append(
             f"{r.clients:>12,}  {r.handover:>8.2f}s  {before:>9.1f}ms  "
-            f"{during:>8.1f}ms  {worst:>8.1f}ms  {r.failed:>6}"
+            f"{during:>8.1f}ms  {worst:>8.1f}ms  {r.failed:>6}  {r.clientsMoved:>12.2f}s  "
+            f"{r.lost:>4}"
         )
     return "\n".join(lines)
 

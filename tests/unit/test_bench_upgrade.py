@@ -54,8 +54,9 @@ class FormatTests(SynchronousTestCase):
 
     def test_row(self) -> None:
         """
-        Hand-over time, the probe's medians and worst, failures.
+        Hand-over time, the probe's medians and worst, failures, the
+        clients' hand-over time and the clients lost.
         """
-        table = formatResults([UpgradeResult(1000, 1.5, [0.002, 0.004], [0.003, 0.5], 0)])
+        table = formatResults([UpgradeResult(1000, 1.5, [0.002, 0.004], [0.003, 0.5], 0, 2.25, 0)])
         row = table.splitlines()[1].split()
-        self.assertEqual(row, ["1,000", "1.50s", "3.0ms", "251.5ms", "500.0ms", "0"])
+        self.assertEqual(row, ["1,000", "1.50s", "3.0ms", "251.5ms", "500.0ms", "0", "2.25s", "0"])
