@@ -682,3 +682,137 @@ class _ShutdownClock(Clock):
 
     def addSystemEventTrigger(self, phase: str, event: str, f: Any, *args: Any) -> None:
         self.triggers.append(lambda: f(*args))
+
+
+class NewSideTests(SynchronousTestCase):
+    """
+    The new process's end of the hand-over socket takes each client with
+    the descriptors that came before its record, and answers; anything
+    off the conversation ends it.
+    """
+
+    def setUp(self) -> None:
+        self.service = _Service()
+        self.reactor = _AdoptingReactor()
+        self.side = app._NewSide(self.service, self.reactor)  # type: ignore[arg-type]
+        self.transport = StringTransport()
+        self.side.makeConnection(self.transport)
+
+    def descriptor(self) -> int:
+        """
+        A descriptor as the old process would send (a pipe's read end).
+        """
+        read, write = os.pipe()
+        os.close(write)
+        return read
+
+    def answers(self) -> list[handover.HandoverMessage]:
+        """
+        What the new process answered.
+        """
+        return handover.Decoder().feed(self.transport.value())
+
+    def test_adopts(self) -> None:
+        """
+        A client record after its descriptor is adopted and answered in
+        the conversation's version.
+        """
+        self.side.fileDescriptorReceived(self.descriptor())
+        self.side.dataReceived(handover.encode(_record(id=5), 2))
+        self.assertEqual(self.answers(), [handover.Adopted(5)])
+        self.assertEqual(len(self.service.factory.clients), 1)
+        self.assertEqual(self.side.taken, 1)
+
+    def test_kept(self) -> None:
+        """
+        A client it cannot take is answered C{kept}, with the reason.
+        """
+        self.side.fileDescriptorReceived(self.descriptor())
+        self.side.dataReceived(handover.encode(_record(id=5, pipeline="session"), 2))
+        (answer,) = self.answers()
+        assert isinstance(answer, handover.Kept)
+        self.assertEqual(answer.id, 5)
+        self.assertEqual(self.reactor.adopted, [])
+
+    def test_noDescriptor(self) -> None:
+        """
+        A record without its descriptor ends the conversation.
+        """
+        self.side.dataReceived(handover.encode(_record(id=5), 2))
+        (answer,) = self.answers()
+        self.assertIsInstance(answer, handover.Refuse)
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.service.factory.clients, set())
+
+    def test_unexpected(self) -> None:
+        """
+        A message other than a client's or a backend's ends it too, and
+        the descriptors received and not used are closed when it ends.
+        """
+        fd = self.descriptor()
+        self.side.fileDescriptorReceived(fd)
+        self.side.dataReceived(handover.encode(handover.Taken(1), 2))
+        self.assertIsInstance(self.answers()[0], handover.Refuse)
+        self.side.connectionLost(None)
+        self.assertRaises(OSError, os.fstat, fd)
+
+
+class IdleBackendAdoptTests(SynchronousTestCase):
+    """
+    The new process pools an idle backend it is handed, reset before its
+    first client, within C{max_connections}.
+    """
+
+    def setUp(self) -> None:
+        self.service = _Service()
+        config = self.service.factory.config
+        self.pools = PoolSet(config, Clock(), [])
+        self.service.factory.pool = self.pools
+        self.reactor = _AdoptingReactor()
+
+    def record(self, server: str = "primary") -> handover.IdleBackend:
+        """
+        An idle backend of (db, alice) on C{server}.
+        """
+        backend = handover.BackendRecord(
+            socket.AF_INET, server, "127.0.0.1", 5432, 77, -1, {"TimeZone": "UTC"}, "I", {}
+        )
+        return handover.IdleBackend(3, "db", "alice", backend)
+
+    def descriptor(self) -> int:
+        """
+        A descriptor as the old process would send (a pipe's read end).
+        """
+        read, write = os.pipe()
+        os.close(write)
+        return read
+
+    def test_adopted(self) -> None:
+        """
+        The backend is counted in its pool and reset (C{DISCARD ALL}): the
+        old process's statement names and settings go before any client
+        uses it.
+        """
+        fd = self.descriptor()
+        reply = app.adoptIdleBackend(self.service, self.reactor, self.record(), [fd])  # type: ignore[arg-type]
+        self.assertEqual(reply, handover.Adopted(3))
+        self.assertRaises(OSError, os.fstat, fd)
+        (transport,) = self.reactor.transports
+        self.assertIn(b"DISCARD ALL", transport.value())
+        self.assertEqual(self.pools.total, 1)
+        pool = self.pools.pool(("db", "alice"))
+        self.assertEqual(pool.count(BackendState.RESETTING), 1)
+
+    def test_unknownServer(self) -> None:
+        """
+        A backend of a server this configuration lacks stays with the old
+        process.
+        """
+        reply = app.adoptIdleBackend(
+            self.service,  # type: ignore[arg-type]
+            self.reactor,
+            self.record("elsewhere"),
+            [self.descriptor()],
+        )
+        self.assertIsInstance(reply, handover.Kept)
+        self.assertEqual((self.reactor.adopted, self.pools.total), ([], 0))
