@@ -434,6 +434,9 @@ class Upgrade:
         # before is still logging in, and must not be refused as if the
         # database were shutting down.
         self.service.management.state = "upgraded"
+        if self.version >= 2:
+            # Its idle backends go to the new process: none to open here.
+            self.service.factory.pool.draining = True  # type: ignore[attr-defined]
         self._drain = task.LoopingCall(self._checkDrained)
         self._drain.clock = self._reactor
         self._drain.start(0.1)

@@ -136,6 +136,10 @@ class PoolSet(Service):
         #: client left for pass-through (a changed password): the auth_query
         #: cache drops its entry.
         self.credentialRefused: Callable[[PoolKey], None] | None = None
+        #: Set in a process an upgrade replaced: it hands its idle backends
+        #: to the new one, so maintenance opens none to keep pools at their
+        #: minimum (each would be a login for nothing).
+        self.draining = False
 
     def _connect(
         self, server: ServerSettings, key: PoolKey, password: BackendCredential | None
