@@ -18,8 +18,16 @@ the old process exited, which it does once it holds no client. A sample of the i
 runs a query, which the new process answers; a client that cannot is
 counted as lost.
 
-Run alone with C{python -m benchmarks.upgrade [--clients 100,1000]} (it
-starts its own PostgreSQL and pgtwist); not part of C{make bench}.
+With C{--pgbench}, the latency a loaded client sees is measured too:
+C{pgbench -c 50 -S} (connections held) runs against pgtwist, which gets
+SIGUSR2 a few seconds in; each transaction's latency, from pgbench's
+per-transaction log, falls before the signal or between it and the old
+process's exit (every client handed over), and the table gives the median,
+99th percentile and worst of each window, and pgbench's failures.
+
+Run alone with C{python -m benchmarks.upgrade [--clients 100,1000]
+[--pgbench]} (it starts its own PostgreSQL and pgtwist); not part of
+C{make bench}.
 """
 
 from __future__ import annotations
@@ -27,12 +35,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import signal
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from benchmarks import servers
 from benchmarks.client import LoginError, _close, login, query
@@ -161,6 +173,101 @@ async def _scenario(
     )
 
 
+@dataclass(frozen=True)
+class SpikeResult:
+    """
+    Transaction latencies (seconds) of a pgbench run before the upgrade
+    and while it moved the clients, and pgbench's failed transactions.
+    """
+
+    before: list[float]
+    during: list[float]
+    failed: int
+
+
+def readPgbenchLogs(directory: str) -> list[tuple[float, float]]:
+    """
+    (end time, latency) of every transaction in the per-transaction logs
+    (C{pgbench -l}) under C{directory}: C{client transaction latency_us
+    script epoch epoch_us} a line.
+    """
+    found = []
+    for name in os.listdir(directory):
+        with open(os.path.join(directory, name)) as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) >= 6 and fields[2].isdigit():
+                    end = int(fields[4]) + int(fields[5]) / 1e6
+                    found.append((end, int(fields[2]) / 1e6))
+    return found
+
+
+def spike(bench: Any, server: servers.RunningServer, seconds: int = 14) -> SpikeResult:
+    """
+    Run C{pgbench -c 50 -S} against C{server}, upgrade it a few seconds
+    in, and sort the transactions' latencies by window.
+    """
+    credentials = bench.credentials
+    logs = tempfile.mkdtemp(prefix="pgtwist-bench-spike-")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
+    env.update(PGPASSWORD=credentials.password, PGSSLMODE="disable", PGGSSENCMODE="disable")
+    command = [bench.cluster.pgbench, "-n", "-S", "-c", "50", "-j", "4", "-T", str(seconds)]
+    command += ["-l", f"--log-prefix={logs}/pgbench_log", "-h", servers.LOOPBACK]
+    command += ["-p", str(server.port), "-U", credentials.user, credentials.database]
+    run = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=logs
+    )
+    time.sleep(4)
+    signalled = time.time()
+    successors: list[int] = []
+    os.kill(server.pid, signal.SIGUSR2)
+    exited = float("inf")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            exited = time.time()
+            break
+        if not successors:
+            # The new process is the old one's child until the old one exits.
+            successors = servers.childPids(server.pid)
+        time.sleep(0.02)
+    output, _ = run.communicate(timeout=seconds + 60)
+    failed = re.search(r"number of failed transactions: (\d+)", output)
+    transactions = readPgbenchLogs(logs)
+    for pid in successors:
+        os.kill(pid, signal.SIGTERM)
+    return SpikeResult(
+        [latency for end, latency in transactions if end < signalled],
+        [latency for end, latency in transactions if signalled <= end <= exited],
+        int(failed.group(1)) if failed else -1,
+    )
+
+
+def formatSpike(result: SpikeResult) -> str:
+    """
+    Median, 99th percentile and worst latency before and during.
+    """
+
+    def row(name: str, latencies: list[float]) -> str:
+        if not latencies:
+            return f"{name:>8}  {'-':>8}  {'-':>8}  {'-':>8}  {0:>7}"
+        ordered = sorted(latencies)
+        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+        return (
+            f"{name:>8}  {statistics.median(ordered) * 1000:>6.1f}ms  {p99 * 1000:>6.1f}ms  "
+            f"{ordered[-1] * 1000:>6.1f}ms  {len(ordered):>7}"
+        )
+
+    return "\n".join(
+        [
+            f"{'window':>8}  {'p50':>8}  {'p99':>8}  {'max':>8}  {'count':>7}",
+            row("before", result.before),
+            row("during", result.during),
+            f"pgbench failed transactions: {result.failed}",
+        ]
+    )
+
+
 def formatResults(results: Sequence[UpgradeResult]) -> str:
     """
     One row per N: hand-over time, the probe's median before, median and
@@ -192,13 +299,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m benchmarks.upgrade")
     parser.add_argument("--clients", default="100,1000", help="comma-separated N")
+    parser.add_argument("--pgbench", action="store_true", help="measure pgbench's latency too")
     options, rest = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     bench = run.Bench(run.parseArguments(["--quick", *rest]))
     results = []
+    spiked = None
     try:
         bench.setUp()
         assert bench.credentials is not None
-        for n in (int(item) for item in options.clients.split(",")):
+        for n in (int(item) for item in options.clients.split(",") if item):
             server = servers.startPgtwist(
                 bench.credentials, bench.cluster.port, "transaction", 10, code=bench.code
             )
@@ -206,9 +315,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results.append(asyncio.run(_scenario(server, bench.credentials, n)))
             finally:
                 server.stop()
+        if options.pgbench:
+            server = servers.startPgtwist(
+                bench.credentials, bench.cluster.port, "transaction", 10, code=bench.code
+            )
+            try:
+                spiked = spike(bench, server)
+            finally:
+                server.stop()
     finally:
         bench.close()
-    print(formatResults(results))
+    if results:
+        print(formatResults(results))
+    if spiked is not None:
+        print(formatSpike(spiked))
     return 0
 
 
