@@ -445,8 +445,17 @@ class Upgrade:
             self._reactor.callLater(grace, self._graceOver)
 
     def _checkDrained(self) -> None:
-        if self.version >= 2 and self.peer is not None:
-            self._handOverIdle(self.peer)
+        peer = self.peer
+        if self.version >= 2 and peer is not None:
+            try:
+                self._handOverIdle(peer)
+            except Exception:  # noqa: BLE001 - draining must go on
+                # Stop handing over (the clients not answered for are
+                # served here again), but go on draining.
+                self.log.failure("Upgrade: handing clients over failed; they stay here")
+                if peer.transport is not None:
+                    peer.transport.loseConnection()
+                self.peerLost()
         if not self.service.factory.clients and not self.backendsInFlight:
             self.log.info("Upgrade: every client left; exiting")
             self._drain.stop()

@@ -494,6 +494,27 @@ class OldSideClientTests(SynchronousTestCase):
         self.assertEqual(self.transport.descriptors, [7, 8, 42])
         self.assertFalse(self.reactor.stopped)
 
+    def test_failureStopsHandingOver(self) -> None:
+        """
+        An error while handing clients over is logged and ends the
+        hand-over: the clients sent are served here again, and the
+        process goes on draining.
+        """
+        self.client.resumeReading()
+        self.upgrade.inFlight.clear()
+
+        def broken(client: object) -> None:
+            raise RuntimeError("boom")
+
+        self.patch(app, "exportClient", broken)
+        self.reactor.advance(0.1)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertTrue(self.transport.disconnecting)
+        self.assertIsNone(self.upgrade.peer)
+        self.service.factory.clients.clear()
+        self.reactor.advance(0.1)
+        self.assertTrue(self.reactor.stopped)
+
     def test_peerLost(self) -> None:
         """
         If the new process goes before answering, the clients it was sent
