@@ -358,12 +358,14 @@ def test_transactionClientsHandedOver(
     # still connected, and its idle backends.
     assert pooler.process.wait(15) == 0
     assert re.search(r"Upgrade: every client left; exiting", pooler.log())
-    pooler.waitForLog(r"2 clients and \d+ idle backends taken over", timeout=10)
-    assert _backendPids(pgCluster) == before
+    pooler.waitForLog(r"2 clients and [1-9]\d* idle backends taken over", timeout=10)
+    # No new login: every backend now was there before (one of an earlier
+    # test's pooler may have gone meanwhile).
+    assert _backendPids(pgCluster) <= before
     for number, session in enumerate(sessions):
         assert session.execute("SELECT %s::int + 1", (2,), prepare=True).fetchone() == (3,)
         assert session.execute("SHOW application_name").fetchone() == (f"kept{number}",)
-    assert _backendPids(pgCluster) == before
+    assert _backendPids(pgCluster) <= before
     outcome: list[BaseException | None] = []
 
     def sleep() -> None:
