@@ -27,7 +27,7 @@ from pgtwist.config.limits import (
 )
 from pgtwist.config.loader import _mainParsers
 from pgtwist.config.model import MainSettings
-from pgtwist.config.restart import RESTART_KEYS
+from pgtwist.config.restart import RESTART_KEYS, UPGRADE_CANNOT
 from pgtwist.net.frontend import FrontendProtocol, FrontendState
 from pgtwist.net.servertls import describeTls
 from pgtwist.pipelines._notify import listenerGroups
@@ -686,15 +686,18 @@ def showConfig(console: Console, args: Sequence[str]) -> ResultSet:
     """
     SHOW CONFIG: every main-section key with the value in effect, its
     default and whether C{SET} (or a reload) can change it; a notice names
-    each key whose file value waits for a restart.
+    each key whose file value waits for an upgrade (C{upgrade pending}) or,
+    where pgtwist listens and C{workers}, a restart (C{restart pending}).
     """
     main = console.service.config.main
     pending = console.service.management.restartPending
     fields = {key: field for field, key in RESTART_KEYS.items()}
     notices = tuple(
         Notice(
-            f"restart pending: {key} is {_configValue(fields[key], getattr(main, fields[key]))}"
+            f"{'restart' if key in UPGRADE_CANNOT else 'upgrade'} pending: {key} is "
+            f"{_configValue(fields[key], getattr(main, fields[key]))}"
             f", the configuration says {_configValue(fields[key], value)}"
+            + ("" if key in UPGRADE_CANNOT else " (pgtwist-cli upgrade applies it)")
         )
         for key, value in pending.items()
     )

@@ -192,11 +192,61 @@ class BackendProtocol(Protocol):
         self.write = partial(eagerWrite, transport)  # type: ignore[method-assign]
         if hasattr(transport, "setTcpNoDelay"):
             transport.setTcpNoDelay(True)
+        if self._login is None:
+            # Logged in by the process this one took over from (L{resume}).
+            return
         if servertls.usesTls(self.server):
             self._sslPending = True
             transport.write(servertls.SSL_REQUEST)
             return
         self._sendStartup()
+
+    def resume(
+        self,
+        processId: int,
+        secretKey: int,
+        parameters: dict[str, str],
+        transactionStatus: bytes,
+        prepared: dict[str, str],
+    ) -> None:
+        """
+        Go on with a connection another pgtwist process logged in (an
+        upgrade hands it over): before it is adopted, so that
+        L{connectionMade} sends no startup.
+        """
+        self._login = None
+        self.processId = processId
+        self.secretKey = secretKey
+        self.parameters = dict(parameters)
+        self.transactionStatus = transactionStatus
+        self._prepared = dict(prepared)
+
+    def handOverState(self) -> dict[str, Any] | None:
+        """
+        What L{resume} needs in another process, when nothing is under way
+        on this connection (no query of pgtwist's, nothing half read, no
+        TLS, whose state lives here); else C{None}.
+        """
+        transport: Any = self.transport
+        if (
+            self.tls
+            or not self.connected
+            or self.closing
+            or self._login is not None
+            or self._queries
+            or not self._walker.atBoundary
+            or transport is None
+            or transport.dataBuffer
+            or transport._tempDataLen
+        ):
+            return None
+        return {
+            "processId": self.processId,
+            "secretKey": self.secretKey,
+            "parameters": dict(self.parameters),
+            "transactionStatus": self.transactionStatus.decode("ascii"),
+            "prepared": dict(self._prepared),
+        }
 
     def _sendStartup(self) -> None:
         """

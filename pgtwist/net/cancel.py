@@ -111,6 +111,17 @@ class CancelRegistry:
         self._targets[(processId, secret)] = target
         return secret
 
+    def registerKey(self, processId: int, secretKey: int, target: CancelTarget) -> bool:
+        """
+        Give a client the key it was given by the process this one took it
+        over from (an upgrade); C{False}, and nothing registered, when the
+        key is taken here already.
+        """
+        if (processId, secretKey) in self._targets:
+            return False
+        self._targets[(processId, secretKey)] = target
+        return True
+
     def unregister(self, processId: int, secretKey: int) -> None:
         """
         Forget a key (its client disconnected).

@@ -1,2 +1,5 @@
 Upgrade without refusing a connection: ``pgtwist-cli upgrade``, the console's ``UPGRADE`` and SIGUSR2 start the pgtwist installed now and hand it the listening sockets; the old process serves its clients until they leave or ``upgrade_grace_period`` ends.
 A CancelRequest that reaches an upgraded pgtwist for a client still on the old process is offered to it and cancels the query; ``RELOAD`` says which changed restart-only keys an upgrade applies.
+In transaction pooling, an upgrade hands each client idle between transactions to the new process with its cancel key, settings and prepared statements: the client notices nothing, and the old process exits without waiting for it (hand-over format version 2).
+In session and performance pooling, an upgrade hands each client over with its backend as soon as no request of it runs: the session goes on on the same PostgreSQL backend (same pid, settings, prepared statements, open transaction), and PostgreSQL sees no new login for it.
+An upgrade hands the idle pooled backends to the new process too, which resets them before use: PostgreSQL sees no new login for them.

@@ -14,6 +14,8 @@ failover, C{disconnect_client}).
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet.interfaces import IReactorTime
 from twisted.plugin import IPlugin
 from zope.interface import implementer
@@ -62,3 +64,13 @@ class PerformancePipeline:
         See L{IPipeline.newSession}.
         """
         return PerformancePipelineSession(frontend, pool, clock)
+
+    def resumeSession(
+        self, frontend: IFrontendLink, pool: IBackendPool, clock: IReactorTime, state: Any
+    ) -> IPipelineSession:
+        """
+        As L{pgtwist.pipelines.session.SessionPipeline.resumeSession}.
+        """
+        if state != {}:
+            raise ValueError("bad session state")
+        return self.newSession(frontend, pool, clock)

@@ -121,6 +121,39 @@ class SessionPipelineSession(PipelineSessionBase):
         self._done = True
         self.frontend.failFromPool(reason)
 
+    # -- hand-over to a new process (pgtwist.app.handover) -------------------------
+
+    def exportState(self) -> dict[str, Any] | None:
+        """
+        Whether this client and its backend can go to a new pgtwist now:
+        between requests, nothing half relayed either way (a transaction
+        may be open: the backend goes too). Its state is its backend's
+        (C{{}} here); C{None} when it cannot go.
+        """
+        if (
+            self.backend is None
+            or self._done
+            or self._acquiring is not None
+            or self._held is not None
+            or self._pending
+            or not self._clean()
+        ):
+            return None
+        return {}
+
+    def resume(self, backend: IBackendLink) -> None:
+        """
+        Serve the client with C{backend}, both handed over by another
+        pgtwist process: as after L{begin}, without a login.
+        """
+        self.backend = backend
+        # A transaction left open is timed from now (idle_transaction_timeout).
+        now = self._readyAt = self.clock.seconds()
+        if backend.transactionStatus != constants.TRANSACTION_IDLE:
+            self._xactStart = now
+        backend.attach(self, self.frontend)
+        self.frontend.setCancelTarget(backend)
+
     # -- relay ----------------------------------------------------------------------
 
     def _frontendMessage(self, type: bytes, body: bytes | None, end: int) -> None:
@@ -343,6 +376,19 @@ class SessionPipeline:
         Session pooling works with every configuration.
         """
         return []
+
+    def resumeSession(
+        self, frontend: IFrontendLink, pool: IBackendPool, clock: IReactorTime, state: Any
+    ) -> IPipelineSession:
+        """
+        A session for a client another pgtwist process served until now;
+        its backend comes next (L{SessionPipelineSession.resume}).
+
+        @raise ValueError: C{state} is not one L{exportState} gives.
+        """
+        if state != {}:
+            raise ValueError("bad session state")
+        return self.newSession(frontend, pool, clock)
 
     def newSession(
         self, frontend: IFrontendLink, pool: IBackendPool, clock: IReactorTime

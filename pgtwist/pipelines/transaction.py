@@ -309,6 +309,106 @@ class TransactionPipelineSession(
             self._done = True
             self.frontend.failFromPool(reason)
 
+    # -- hand-over to a new process (pgtwist.app.handover) -------------------------
+
+    def exportState(self) -> dict[str, Any] | None:
+        """
+        What a new pgtwist needs to go on serving this client, when it is
+        idle between transactions and holds nothing only this process has
+        (no backend, nothing read and not answered, no LISTEN, nothing
+        pinned); else C{None}. The caller stops reading the client first,
+        so that it stays so.
+        """
+        if (
+            self.backend is not None
+            or self._done
+            or not self._loggedIn
+            or self._acquiring is not None
+            or self._queued
+            or self._expected
+            or self._unsynced
+            or self._waiting
+            or self._owed
+            or self._preamble
+            or self._notes
+            or self._objects
+            or self._sessionCheck
+            or self._resetOnRelease
+            or self._unlistenBackend
+            or self.subscription.channels
+            or self.subscription.pending
+            or not self._fromClient.atBoundary
+        ):
+            return None
+        settings = self.settings
+        return {
+            "processId": self.processId,
+            "reported": settings.reported,
+            "unreported": settings.unreported,
+            "session": settings.session,
+            "identity": None if settings.identity is None else list(settings.identity),
+            "customs": None if self._customs is None else sorted(self._customs),
+            "statements": [
+                [name, key.query, list(key.parameterTypes), key.searchPath]
+                for name, key in self.statements.items()
+            ],
+        }
+
+    def importState(self, state: dict[str, Any]) -> None:
+        """
+        Go on from what L{exportState} gave in another process: the client
+        was logged in there, so no backend is borrowed for its login; its
+        prepared statements are prepared again on whichever backend a
+        transaction of it lands on, as after a backend changed.
+
+        @raise ValueError: C{state} is not such a state.
+        """
+
+        def strings(value: Any) -> dict[str, str]:
+            if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+            ):
+                raise ValueError("not a map of strings")
+            return dict(value)
+
+        try:
+            processId = state["processId"]
+            if not isinstance(processId, int) or isinstance(processId, bool):
+                raise ValueError("bad processId")
+            settings = ClientSettings(strings(state["reported"]), strings(state["unreported"]))
+            if state["session"] is not None:
+                settings.session = strings(state["session"])
+            identity = state["identity"]
+            if identity is not None:
+                if not (len(identity) == 2 and all(isinstance(v, str) for v in identity)):
+                    raise ValueError("bad identity")
+                settings.identity = (identity[0], identity[1])
+            settings.refresh()
+            customs = state["customs"]
+            if customs is not None and not all(isinstance(v, str) for v in customs):
+                raise ValueError("bad customs")
+            statements = {}
+            for name, query, types, searchPath in state["statements"]:
+                if not (
+                    isinstance(name, str)
+                    and isinstance(query, str)
+                    and isinstance(searchPath, str)
+                    and all(isinstance(t, int) and not isinstance(t, bool) for t in types)
+                ):
+                    raise ValueError("bad statement")
+                # The flags are found again: this version's reading of the text.
+                flags = sessionFlags(query.encode())
+                statements[name] = StatementKey(query, tuple(types), searchPath, flags)
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"bad transaction state: {e!r}") from None
+        self._startup = effectiveParameters(self.frontend.startupParameters)
+        self._loginKey = (self.frontend.key, tuple(self._startup))
+        self.processId = processId
+        self.settings = settings
+        self._customs = None if customs is None else set(customs)
+        self.statements = statements
+        self._loggedIn = True
+
     # -- acquiring per transaction ------------------------------------------------
 
     def _waitForBackend(self) -> None:
@@ -1096,6 +1196,22 @@ class TransactionPipeline:
         Transaction pooling works with every configuration.
         """
         return []
+
+    def resumeSession(
+        self, frontend: IFrontendLink, pool: IBackendPool, clock: IReactorTime, state: Any
+    ) -> TransactionPipelineSession:
+        """
+        A session for a client another pgtwist process served until now
+        (L{TransactionPipelineSession.importState}).
+
+        @raise ValueError: C{state} is not one L{exportState} gives.
+        """
+        session = self.newSession(frontend, pool, clock)
+        assert isinstance(session, TransactionPipelineSession)
+        if not isinstance(state, dict):
+            raise ValueError("bad transaction state")
+        session.importState(state)
+        return session
 
     def newSession(
         self, frontend: IFrontendLink, pool: IBackendPool, clock: IReactorTime

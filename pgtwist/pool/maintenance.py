@@ -30,7 +30,8 @@ class PoolMaintenance:
         """
         Open backends up to INITIAL_SIZE (once, at start) and MIN_SIZE for the
         databases-file lines naming a database and a user whose password is in
-        the vault; close idle backends past C{max_connection_age}.
+        the vault (not while an upgrade drains the process,
+        L{PoolSet.draining}); close idle backends past C{max_connection_age}.
         """
         now = self.clock.seconds()
         pools = self.pools
@@ -41,7 +42,10 @@ class PoolMaintenance:
                 for entry in list(pool.idle):
                     if now - entry.createdAt >= age:
                         pools.closeAndForget(entry)
-        for limit in config.limits:
+        # While an upgrade drains this process, its idle backends go to the
+        # new one: none is opened here to keep a pool at its minimum.
+        limits = () if pools.draining else config.limits
+        for limit in limits:
             if "all" in (limit.database, limit.user):
                 continue
             if config.backendPassword(limit.user) is None:

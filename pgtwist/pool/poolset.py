@@ -147,6 +147,10 @@ class PoolSet(Service):
         #: backends to a database (L{closeIdleBackendsHere}); fires when
         #: they answered, or after a bound.
         self.closeIdleElsewhere: Callable[[str], Deferred[None]] | None = None
+        #: Set in a process an upgrade replaced: it hands its idle backends
+        #: to the new one, so maintenance opens none to keep pools at their
+        #: minimum (each would be a login for nothing).
+        self.draining = False
 
     def _connect(
         self, server: ServerSettings, key: PoolKey, password: BackendCredential | None
@@ -439,6 +443,44 @@ class PoolSet(Service):
         """
         self._moveTo(entry, BackendState.CLOSED)
         entry.backend.close()
+
+    def adoptBackend(self, backend: IPooledConnection) -> bool:
+        """
+        Count a backend another pgtwist process opened (an upgrade hands it
+        over with its client) as lent to that client; C{False}, and nothing
+        counted, when C{max_connections} leaves no room for it.
+        """
+        pool = self.pool(backend.key)
+        if not self.hasRoomFor(pool):
+            return False
+        entry = self._entries[backend] = PooledBackend(backend, self._reactor.seconds())
+        self._moveTo(entry, BackendState.ACTIVE)
+        backend.lostCallback = self._backendLost
+        return True
+
+    def takeIdle(self, wanted: Callable[[IPooledConnection], bool]) -> list[IPooledConnection]:
+        """
+        Take the idle backends C{wanted} accepts out of the idle lists,
+        counted as lent, for another pgtwist process (an upgrade): each is
+        then either let go of (L{letGo}) or given back (L{release}).
+        """
+        taken = []
+        for pool in list(self.pools.values()):
+            for entry in list(pool.idle):
+                if wanted(entry.backend):
+                    self._moveTo(entry, BackendState.ACTIVE)
+                    taken.append(entry.backend)
+        return taken
+
+    def letGo(self, backend: IPooledConnection) -> None:
+        """
+        Stop counting a lent backend without closing it: another pgtwist
+        process serves it now (an upgrade).
+        """
+        backend.lostCallback = None
+        entry = self._entries.get(backend)
+        if entry is not None:
+            self._moveTo(entry, BackendState.CLOSED)
 
     # -- IBackendPool ---------------------------------------------------------
 

@@ -8,6 +8,7 @@ old one.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -17,6 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg
 import psycopg
 import pytest
 
@@ -95,10 +97,10 @@ def _connectLoop(pooler: Pooler, stop: threading.Event, results: list[str]) -> N
 def test_upgradeRefusesNoConnection(pooler: Pooler) -> None:
     """
     Through SIGUSR2 and an upgrade, clients connecting in a loop over TCP
-    and the unix socket are all served; a session open before it carries
-    on with the old process (same backend, settings and prepared
-    statements), which exits once it leaves; the new process serves on the
-    same addresses.
+    and the unix socket are all served; a session open before it is handed
+    to the new process with its backend (same backend pid, settings and
+    prepared statements), and the old process exits while it is still
+    connected; the new process serves on the same addresses.
     """
     assert pooler.process is not None
     old = pooler.process.pid
@@ -123,16 +125,15 @@ def test_upgradeRefusesNoConnection(pooler: Pooler) -> None:
         loop.join()
     assert [r for r in results if r != "ok"] == []
     assert len(results) > 10
-    # The session stays with the old process, on the same backend, with its
-    # settings and prepared statements.
+    # The session went to the new process with its backend, its settings
+    # and prepared statements: the old process is gone.
+    assert pooler.process.wait(15) == 0
     assert session.execute("SELECT pg_backend_pid()").fetchone() == backend
     assert session.execute("SHOW application_name").fetchone() == ("kept",)
     assert session.execute("SELECT %s::int + 1", (2,), prepare=True).fetchone() == (3,)
     prepared = session.execute("SELECT count(*) FROM pg_prepared_statements").fetchone()
     assert prepared is not None and prepared[0] >= 1
-    assert pooler.process.poll() is None
     session.close()
-    assert pooler.process.wait(15) == 0
     with psycopg.connect(pooler.dsn(USER, PASSWORD)) as conn:
         assert conn.execute("SELECT 2").fetchone() == (2,)
     assert _alive(new)
@@ -160,14 +161,18 @@ def test_failedUpgradeKeepsRunning(pooler: Pooler) -> None:
 
 def test_cancelAfterUpgrade(pooler: Pooler) -> None:
     """
-    A session left with the old process runs a long query; the cancel its
-    driver sends after the upgrade reaches the new process, which offers it
-    to the old one: the query is cancelled.
+    A session left with the old process (the new one serves its pool in
+    transaction pooling, so it will not take it) runs a long query; the
+    cancel its driver sends after the upgrade reaches the new process,
+    which offers it to the old one: the query is cancelled.
     """
     session = psycopg.connect(pooler.dsn(USER, PASSWORD), autocommit=True)
     assert pooler.process is not None
+    config = pooler.configPath.read_text()
+    pooler.configPath.write_text(config.replace("pipeline = session", "pipeline = transaction"))
     pooler.process.send_signal(signal.SIGUSR2)
     _successorPid(pooler)
+    pooler.waitForLog(r"the new process did not take client", timeout=15)
     outcome: list[BaseException | None] = []
 
     def sleep() -> None:
@@ -187,6 +192,49 @@ def test_cancelAfterUpgrade(pooler: Pooler) -> None:
     assert time.monotonic() - began < 15
     session.close()
     assert pooler.process.wait(15) == 0
+
+
+def test_asyncpgSessionHandedOver(pooler: Pooler) -> None:
+    """
+    An asyncpg session (its statement cache: named prepared statements)
+    with a SET and a prepared statement of its own goes to the new process
+    with its backend: same backend pid, setting and statements after the
+    old process exited; a cancel sent then cancels its query.
+    """
+    assert pooler.process is not None
+    process = pooler.process
+
+    async def run() -> None:
+        conn = await asyncpg.connect(
+            host="127.0.0.1", port=pooler.port, user=USER, password=PASSWORD, database=USER
+        )
+        try:
+            pid = await conn.fetchval("SELECT pg_backend_pid()")
+            await conn.execute("SET search_path = pg_catalog, public")
+            statement = await conn.prepare("SELECT $1::int * 2")
+            assert await statement.fetchval(21) == 42
+            process.send_signal(signal.SIGUSR2)
+            deadline = time.monotonic() + 20
+            while process.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert process.poll() == 0
+            assert await conn.fetchval("SELECT pg_backend_pid()") == pid
+            assert await conn.fetchval("SHOW search_path") == "pg_catalog, public"
+            assert await statement.fetchval(4) == 8
+            sleeping = asyncio.ensure_future(conn.execute("SELECT pg_sleep(30)"))
+            await asyncio.sleep(0.5)
+            began = time.monotonic()
+            # asyncpg cancels a query whose task is cancelled (a CancelRequest).
+            sleeping.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await sleeping
+            assert await conn.fetchval("SELECT 5") == 5
+            assert time.monotonic() - began < 10
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+    assert re.search(r"1 clients and 0 idle backends taken over", pooler.log())
 
 
 @pytest.mark.parametrize("pipeline", ["session", "transaction"])
@@ -251,3 +299,219 @@ def test_pgbenchThroughThreeUpgrades(
         assert returncode == 0, output
         assert re.search(r"number of failed transactions: 0\b", output), output
         assert re.search(r"number of transactions actually processed: [1-9]", output), output
+
+
+@pytest.fixture
+def transactionPooler(tmp_path: Path, pgCluster: PostgresCluster) -> Iterator[Pooler]:
+    """
+    A pgtwist in transaction pooling on TCP and its unix socket; every
+    process an upgrade started is stopped after.
+    """
+    started = Pooler(
+        tmp_path,
+        pgCluster,
+        main={"pipeline": "transaction", "unix_socket_dir": str(tmp_path)},
+        hba=["host all all all scram-sha-256", "local all all scram-sha-256"],
+        users={USER: PASSWORD},
+    ).start()
+    try:
+        yield started
+    finally:
+        for pid in re.findall(r"\(pid (\d+)\) asks for the listeners", started.log()):
+            _stopPid(int(pid))
+        started.stop()
+
+
+def _backendPids(cluster: PostgresCluster) -> set[int]:
+    """
+    The pids of the PostgreSQL backends of L{USER} now.
+    """
+    out = cluster.psql(f"SELECT pid FROM pg_stat_activity WHERE usename = '{USER}'")
+    return {int(line) for line in out.split() if line.strip().isdigit()}
+
+
+def test_transactionClientsHandedOver(
+    transactionPooler: Pooler, pgCluster: PostgresCluster
+) -> None:
+    """
+    In transaction pooling, clients idle between transactions go to the
+    new process with their settings, prepared statements and cancel key:
+    the old process exits while they are still connected, and they carry
+    on as if nothing happened; a cancel reaches the new process, which
+    knows the key. The idle pooled backends go too: PostgreSQL sees the
+    same backends, no new login.
+    """
+    pooler = transactionPooler
+    assert pooler.process is not None
+    sessions = [
+        psycopg.connect(pooler.dsn(USER, PASSWORD, host=host), autocommit=True)
+        for host in ("127.0.0.1", str(pooler.directory))
+    ]
+    for number, session in enumerate(sessions):
+        session.execute(f"SET application_name = 'kept{number}'")
+        assert session.execute("SELECT %s::int + 1", (1,), prepare=True).fetchone() == (2,)
+    before = _backendPids(pgCluster)
+    assert before
+    pooler.process.send_signal(signal.SIGUSR2)
+    new = _successorPid(pooler)
+    # The old process exits once it handed over both clients, which are
+    # still connected, and its idle backends.
+    assert pooler.process.wait(15) == 0
+    assert re.search(r"Upgrade: every client left; exiting", pooler.log())
+    pooler.waitForLog(r"2 clients and [1-9]\d* idle backends taken over", timeout=10)
+    # No new login: every backend now was there before (one of an earlier
+    # test's pooler may have gone meanwhile).
+    assert _backendPids(pgCluster) <= before
+    for number, session in enumerate(sessions):
+        assert session.execute("SELECT %s::int + 1", (2,), prepare=True).fetchone() == (3,)
+        assert session.execute("SHOW application_name").fetchone() == (f"kept{number}",)
+    assert _backendPids(pgCluster) <= before
+    outcome: list[BaseException | None] = []
+
+    def sleep() -> None:
+        try:
+            sessions[0].execute("SELECT pg_sleep(30)")
+            outcome.append(None)
+        except BaseException as e:  # noqa: BLE001 - asserted on
+            outcome.append(e)
+
+    runner = threading.Thread(target=sleep)
+    runner.start()
+    time.sleep(0.5)
+    sessions[0].cancel()
+    runner.join(20)
+    assert isinstance(outcome[0], psycopg.errors.QueryCanceled)
+    for session in sessions:
+        assert session.execute("SELECT 7").fetchone() == (7,)
+        session.close()
+    assert _alive(new)
+
+
+def test_newProcessKeepsNoClientItCannotServe(transactionPooler: Pooler) -> None:
+    """
+    A new process whose configuration serves the pool with another
+    pipeline refuses the client: it stays with the old process, which goes
+    on serving it (settings and prepared statements intact) and exits once
+    it leaves.
+    """
+    pooler = transactionPooler
+    assert pooler.process is not None
+    session = psycopg.connect(pooler.dsn(USER, PASSWORD), autocommit=True)
+    session.execute("SET application_name = 'stays'")
+    assert session.execute("SELECT %s::int + 1", (1,), prepare=True).fetchone() == (2,)
+    config = pooler.configPath.read_text()
+    pooler.configPath.write_text(config.replace("pipeline = transaction", "pipeline = session"))
+    pooler.process.send_signal(signal.SIGUSR2)
+    _successorPid(pooler)
+    pooler.waitForLog(r"the new process did not take client", timeout=15)
+    assert pooler.process.poll() is None
+    assert session.execute("SELECT %s::int + 1", (2,), prepare=True).fetchone() == (3,)
+    assert session.execute("SHOW application_name").fetchone() == ("stays",)
+    session.close()
+    assert pooler.process.wait(15) == 0
+
+
+@pytest.mark.parametrize("pipeline", ["session", "transaction"])
+def test_pgbenchConnectedThroughThreeUpgrades(
+    tmp_path: Path, pgCluster: PostgresCluster, pipeline: str
+) -> None:
+    """
+    C{pgbench -c 50} (connections held for the whole run) runs while
+    pgtwist is upgraded three times in a row, each old process handing
+    every client over (with its backend in session pooling) before the
+    next upgrade: not one transaction fails, and each old process exits
+    while the run goes on.
+    """
+    pooler = Pooler(
+        tmp_path,
+        pgCluster,
+        main={
+            "pipeline": pipeline,
+            "max_connections": 60,
+            "blocking_timeout": 60,
+            "unix_socket_dir": str(tmp_path),
+        },
+        hba=["host all pgt_trust all trust", "local all all scram-sha-256"],
+        users={"pgt_trust": "trust-secret"},
+    ).start()
+    script = tmp_path / "select.sql"
+    script.write_text("SELECT 1;\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    # At a bounded rate, so that starting each new process is not starved
+    # of CPU on a small machine; long enough for three upgrades.
+    command = [pgCluster.pgbench, "-n", "-c", "50", "-j", "10", "-R", "200", "-T", "15"]
+    command += ["-f", str(script)]
+    command += ["-h", "127.0.0.1", "-p", str(pooler.port), "-U", "pgt_trust", "pgt_trust"]
+    try:
+        bench = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
+        time.sleep(1.0)
+        assert pooler.process is not None
+        running = pooler.process.pid
+        for round in range(3):
+            # SIGUSR2 to the process running now (pgtwist-cli's start-up
+            # would only make the test longer).
+            os.kill(running, signal.SIGUSR2)
+            pooler.waitForLog(r"Upgrade: every client left; exiting", count=round + 1, timeout=20)
+            assert bench.poll() is None, "pgbench ended before the upgrades did"
+            found = re.findall(r"\(pid (\d+)\) asks for the listeners", pooler.log())
+            running = int(found[-1])
+        output, _ = bench.communicate(timeout=60)
+    finally:
+        for pid in re.findall(r"\(pid (\d+)\) asks for the listeners", pooler.log()):
+            _stopPid(int(pid))
+        pooler.stop()
+    assert bench.returncode == 0, output
+    assert re.search(r"number of failed transactions: 0\b", output), output
+    assert re.search(r"number of transactions actually processed: [1-9]", output), output
+    assert len(re.findall(r"50 clients and \d+ idle backends taken over", pooler.log())) == 3
+
+
+def test_daemonPidFileAndLock(tmp_path: Path, pgCluster: PostgresCluster) -> None:
+    """
+    With C{-d}, after an upgrade the pid file names the new process (the
+    old one's twistd removed it as it exited) and the unix socket's lock
+    file is the new process's; it removes the pid file when it exits.
+    """
+    from tests.integration.test_cli import fileArguments, running, waitFor
+
+    pooler = Pooler(
+        tmp_path,
+        pgCluster,
+        main={"unix_socket_dir": str(tmp_path)},
+        users={USER: PASSWORD},
+    )
+    pidFile = tmp_path / "pgtwist.pid"
+    lock = tmp_path / f".s.PGSQL.{pooler.port}.lock"
+    started = subprocess.run(
+        [str(BIN / "pgtwist"), "-d", *fileArguments(pooler)],
+        cwd=tmp_path,
+        env=pooler.environ,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert started.returncode == 0, started.stdout + started.stderr
+    waitFor(lambda: pidFile.exists() and pidFile.read_text().strip() != "", "pgtwist.pid")
+    old = int(pidFile.read_text())
+    new = 0
+    try:
+        waitFor(lambda: lock.is_symlink(), "the socket's lock")
+        os.kill(old, signal.SIGUSR2)
+        waitFor(lambda: not running(old), "the old process to exit")
+        waitFor(
+            lambda: pidFile.exists() and pidFile.read_text().strip() not in ("", str(old)),
+            "the new pid file",
+        )
+        new = int(pidFile.read_text())
+        assert running(new)
+        assert os.readlink(lock) == str(new)
+        with psycopg.connect(pooler.dsn(USER, PASSWORD)) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        for pid in (old, new):
+            if pid and running(pid):
+                os.kill(pid, signal.SIGTERM)
+                waitFor(lambda: not running(pid), "pgtwist to exit")  # noqa: B023
+    assert not pidFile.exists()

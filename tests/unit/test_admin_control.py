@@ -338,6 +338,22 @@ class ConfigurationCommandTests(ConsoleTestCase):
             f"restart pending: port is {running}, the configuration says 7000",
         )
 
+    def test_upgradePending(self) -> None:
+        """
+        A changed restart-only key an upgrade applies is said to wait for
+        an upgrade, not a restart, in SHOW CONFIG's notice.
+        """
+        running = self.service.config.main.statsPeriod
+        self.nextConfiguration = makeConfiguration(statsPeriod=running + 1)
+        self.one("RELOAD")
+        notice = self.one("SHOW CONFIG").messages[0]
+        assert isinstance(notice, NoticeResponse)
+        self.assertEqual(
+            dict(notice.fields)[b"M"],
+            f"upgrade pending: stats_period is {running:g}, the configuration says "
+            f"{running + 1:g} (pgtwist-cli upgrade applies it)",
+        )
+
     def test_reloadFails(self) -> None:
         """
         A broken file gets PgBouncer's RELOAD error.

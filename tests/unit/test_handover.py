@@ -74,7 +74,16 @@ class FormatTests(SynchronousTestCase):
         """
         data = handover.encode(handover.Taken(3))
         self.assertEqual(data[:4], b"PGTH")
-        self.assertEqual(struct.unpack("!HI", data[4:10]), (1, len(data) - 10))
+        self.assertEqual(struct.unpack("!HI", data[4:10]), (2, len(data) - 10))
+        self.assertEqual(struct.unpack("!HI", handover.encode(handover.Taken(3), 1)[4:10])[0], 1)
+
+    def test_helloVersion1(self) -> None:
+        """
+        A hello is framed as version 1, which every pgtwist reads, whatever
+        versions it names.
+        """
+        data = handover.encode(handover.Hello(1, "x", (1, 2)))
+        self.assertEqual(struct.unpack("!H", data[4:6]), (1,))
 
     def assertRefused(self, data: bytes, reason: str) -> None:
         """
@@ -87,7 +96,7 @@ class FormatTests(SynchronousTestCase):
         """
         A version this pgtwist does not read is refused before its body.
         """
-        self.assertRefused(frame({"type": "taken", "count": 1}, version=2), "version 2")
+        self.assertRefused(frame({"type": "taken", "count": 1}, version=3), "version 3")
 
     def test_magic(self) -> None:
         """
@@ -493,10 +502,10 @@ class OldSideTests(SynchronousTestCase):
         no descriptor.
         """
         protocol, transport = self.connect()
-        protocol.dataReceived(self.hello(readable=(2, 3)))
+        protocol.dataReceived(self.hello(readable=(3, 4)))
         (refusal,) = self.replies(transport)
         assert isinstance(refusal, handover.Refuse)
-        self.assertIn("reads hand-over format 2, 3", refusal.reason)
+        self.assertIn("reads hand-over format 3, 4", refusal.reason)
         self.assertEqual(transport.descriptors, [])
         self.assertKept()
 

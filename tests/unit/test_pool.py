@@ -817,6 +817,16 @@ class PoolSetOperationsTests(PoolTestCase):
         self.maintain()
         self.assertEqual(len(self.connects), 4)
 
+    def test_noMinimumWhileDraining(self) -> None:
+        """
+        A process an upgrade replaced opens no backend to keep a pool at
+        its minimum: it hands its idle ones over.
+        """
+        self.configure(limits=(DatabaseLimit("db", "alice", 4, initialSize=3, minSize=1),))
+        self.pools.draining = True
+        self.maintain()
+        self.assertEqual(self.connects, [])
+
     def test_prefillNeedsVaultPassword(self) -> None:
         """
         Pairs without a vault password are not prefilled.
