@@ -308,9 +308,13 @@ class SessionPipelineSession(PipelineSessionBase):
 
     def frontendLost(self, reason: Failure) -> None:
         """
-        See L{IPipelineSession.frontendLost}.
+        See L{IPipelineSession.frontendLost}: the session's last call, after
+        which its walkers no longer call it back, so that reference counting
+        frees it with its client.
         """
         self._finish(lost=True)
+        self._frontendScanner.release()
+        self._backendScanner.release()
 
 
 @implementer(IPlugin, IPipeline)
