@@ -96,6 +96,7 @@ class FaultProxy:
         self._links: set[_Link] = set()
         self._delay = 0.0
         self._stalledUntil = 0.0
+        self._cut = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.base_events.Server | None = None
@@ -147,6 +148,15 @@ class FaultProxy:
         Reset every connection carried now (RST both ways); return how many.
         """
         return self._call(self._resetAll())
+
+    def cut(self) -> int:
+        """
+        Make the upstream unreachable for good, as a server whose host died
+        or was cut off: reset every connection carried now and every one
+        accepted from now on. Returns how many were reset now.
+        """
+        self._cut = True
+        return self.reset()
 
     @property
     def connections(self) -> int:
@@ -202,6 +212,10 @@ class FaultProxy:
         either side closes.
         """
         self.accepted += 1
+        if self._cut:
+            self.refused += 1
+            _resetSocket(writer)
+            return
         try:
             up = await asyncio.wait_for(asyncio.open_connection(*self.upstream), 15)
         except (OSError, asyncio.TimeoutError):

@@ -9,7 +9,8 @@ Run it with C{make soak} (ten minutes) or
 C{python -m benchmarks.soak --minutes N --seed S}; the test suite runs one
 minute of it (C{tests/integration/test_soak.py}).
 
-What runs (one pgtwist, three databases, one per pipeline):
+What runs (one pgtwist, three databases, one per pipeline, two PostgreSQL
+servers):
 
     - psycopg clients that keep their connection, each speaking one
       protocol (simple, extended, prepared), and clients that connect for
@@ -26,12 +27,17 @@ C{pg_terminate_backend} of random backends, PostgreSQL fast and immediate
 restarts, SIGHUP reloads that change pool limits, clients killed in the
 middle of a transaction, of a COPY or of a pipeline, and, through a
 L{FaultProxy} between pgtwist and PostgreSQL, network latency, stalls and
-resets.
+resets. Once, in the middle of the run, a failover (L{FAILOVER}): the
+primary becomes unreachable for good and pgtwist is switched to the
+second server, which has the same databases; the faults after it strike
+the second server.
 
 The invariants (a breach of any makes the run fail, naming the first):
 
     - every transaction a client saw committed is in its ledger table at
-      the end, and no transaction a client never committed is;
+      the end, on the server it was committed on (commits before the
+      failover on the old primary, after it on the new one), and no
+      transaction a client never committed is, on either server;
     - a client never sees another client's session state: its
       C{application_name}, its C{soak.client} setting, its SQL prepared
       statements and temporary tables (in transaction pooling, no
@@ -53,6 +59,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import pwd
 import random
 import re
 import shutil
@@ -112,7 +119,7 @@ ALLOWED_ERRORS = frozenset(
     {"08000", "08001", "08003", "08006", "57P01", "57P02", "57P03", "53300", "40001", "40P01"}
     | {"conn-lost", "pgbench-abort"}
 )
-#: Every kind of fault, in the order of the report.
+#: Every kind of fault that comes once per cycle, in the order of the report.
 FAULTS = (
     "terminate",
     "restart-fast",
@@ -125,6 +132,16 @@ FAULTS = (
     "net-stall",
     "net-reset",
 )
+#: The fault that comes once, in the middle of the run: the primary becomes
+#: unreachable for good (L{FaultProxy.cut}), and pgtwist is switched to the
+#: standby the way an operator or a failover manager does it, with the
+#: console's C{SWITCH_TO} (L{pgtwist.pool.servers.ServerSet.switchTo}).
+#: pgtwist's own C{failover = on} cannot be used here: the performance
+#: pipeline refuses it (pgagroal's rule), and the soak runs every pipeline;
+#: C{tests/integration/test_pool_operations.py} tests it.
+FAILOVER = "failover"
+#: The servers, in failover order: pgtwist's section names.
+SERVERS = ("primary", "standby")
 #: The pool limits a reload switches between: C{max_connections} and each
 #: database's MAX_SIZE. The transaction-pooling database always has fewer
 #: backends than clients.
@@ -140,7 +157,8 @@ CHECK_SQL = (
     " current_setting('application_name'), current_setting('soak.client', true),"
     " (SELECT string_agg(name, ',') FROM pg_prepared_statements WHERE name LIKE 'soak%'),"
     " (SELECT string_agg(relname, ',') FROM pg_class"
-    "  WHERE relnamespace = pg_my_temp_schema() AND relname LIKE 'soak%')"
+    "  WHERE relnamespace = pg_my_temp_schema() AND relname LIKE 'soak%'),"
+    " inet_server_port()"
 )
 #: The rows of the big answer the slow readers do not read for a while
 #: (about 6.5 MB: more than a socket's largest send buffer, 4 MiB, and
@@ -206,13 +224,26 @@ def faultSchedule(seed: int, start: float, end: float, interval: float) -> list[
             at += interval * rng.uniform(0.7, 1.3)
 
 
+def withFailover(schedule: list[tuple[float, str]]) -> list[tuple[float, str]]:
+    """
+    C{schedule} with one L{FAILOVER} in its middle, halfway between the two
+    faults around it.
+    """
+    if not schedule:
+        return schedule
+    middle = len(schedule) // 2
+    before = schedule[middle - 1][0] if middle else schedule[0][0] - 4.0
+    return [*schedule[:middle], (round((before + schedule[middle][0]) / 2, 2), FAILOVER),
+            *schedule[middle:]]  # fmt: skip
+
+
 def checkState(row: Sequence[Any], tag: str, pipeline: str, began: float) -> str | None:
     """
     What is wrong with L{CHECK_SQL}'s answer at the start of a transaction
     by the client whose sentinel is C{tag}, begun at C{began} (epoch
     seconds); C{None} if nothing.
     """
-    _, xid, startedAt, applicationName, sentinel, prepared, temporary = row
+    _, xid, startedAt, applicationName, sentinel, prepared, temporary = row[:7]
     if xid is not None:
         return f"backend handed out inside a transaction (xid {xid} already assigned)"
     if startedAt < began - CLOCK_SLACK:
@@ -273,6 +304,8 @@ class Recorder:
     faults: Counter[str] = field(default_factory=Counter)
     windows: list[tuple[float, float, str]] = field(default_factory=list)
     committed: dict[str, set[tuple[str, int]]] = field(default_factory=dict)
+    #: The server (PostgreSQL's port) each committed row was committed on.
+    committedOn: dict[tuple[str, str, int], int] = field(default_factory=dict)
     neverCommitted: dict[str, set[tuple[str, int]]] = field(default_factory=dict)
     inFlight: dict[str, tuple[float, str]] = field(default_factory=dict)
     hung: set[str] = field(default_factory=set)
@@ -318,12 +351,17 @@ class Recorder:
         with self.lock:
             self.transactions[pipeline] += 1
 
-    def commit(self, database: str, rows: Sequence[tuple[str, int]]) -> None:
+    def commit(
+        self, database: str, rows: Sequence[tuple[str, int]], server: int | None = None
+    ) -> None:
         """
-        Rows a client saw committed.
+        Rows a client saw committed, on C{server} (PostgreSQL's port).
         """
         with self.lock:
             self.committed.setdefault(database, set()).update(rows)
+            if server is not None:
+                for client, seq in rows:
+                    self.committedOn[(database, client, seq)] = server
 
     def uncommitted(self, database: str, rows: Sequence[tuple[str, int]]) -> None:
         """
@@ -402,9 +440,33 @@ class Recorder:
 
 
 @dataclass
+class Server:
+    """
+    One PostgreSQL server pgtwist knows (its section C{name}), and the
+    fault proxy pgtwist reaches it through.
+    """
+
+    name: str
+    cluster: PostgresCluster
+    proxy: FaultProxy
+
+
+def adminConnect(cluster: PostgresCluster, database: str = "postgres") -> psycopg.Connection[Any]:
+    """
+    An autocommit superuser connection straight to C{cluster} (its unix
+    socket), around pgtwist and the proxy.
+    """
+    return psycopg.connect(
+        host=cluster.socketDir, port=cluster.port, user=cluster.superuser,
+        dbname=database, autocommit=True, connect_timeout=30,
+    )  # fmt: skip
+
+
+@dataclass
 class Target:
     """
-    Where clients connect: pgtwist's port; and PostgreSQL's for the checks.
+    Where clients connect: pgtwist's port; and PostgreSQL's for the checks
+    (the server in use: the standby once failed over).
     """
 
     port: int
@@ -427,13 +489,10 @@ class Target:
 
     def admin(self, database: str = "postgres") -> psycopg.Connection[Any]:
         """
-        An autocommit superuser connection straight to PostgreSQL (its
-        unix socket), around pgtwist and the proxy.
+        An autocommit superuser connection straight to the PostgreSQL in
+        use (its unix socket), around pgtwist and the proxy.
         """
-        return psycopg.connect(
-            host=self.cluster.socketDir, port=self.cluster.port, user=self.cluster.superuser,
-            dbname=database, autocommit=True, connect_timeout=30,
-        )  # fmt: skip
+        return adminConnect(self.cluster, database)
 
 
 @dataclass
@@ -447,6 +506,16 @@ class Context:
     seed: int
     stopping: threading.Event = field(default_factory=threading.Event)
     victims: int = 0
+    #: Every server, in failover order, and the index of the one in use.
+    servers: list[Server] = field(default_factory=list)
+    current: int = 0
+
+    @property
+    def server(self) -> Server:
+        """
+        The server pgtwist uses now: where the faults strike.
+        """
+        return self.servers[self.current]
 
 
 def onNotice(context: Context, client: str) -> Callable[[psycopg.errors.Diagnostic], None]:
@@ -519,7 +588,7 @@ def psycopgClient(
             cur = conn.cursor()
             row = cur.execute(CHECK_SQL).fetchone()
             assert row is not None
-            backend = row[0]
+            backend, server = row[0], row[7]
             problem = checkState(row, tag, pipeline, began)
             if problem is not None:
                 recorder.breach(client, backend, problem)
@@ -557,7 +626,7 @@ def psycopgClient(
                     recorder.breach(client, backend, "pipeline saw another application_name")
             committing = True
             conn.commit()
-            recorder.commit(database, rows)
+            recorder.commit(database, rows, server)
             recorder.transaction(pipeline)
         except psycopg.Error as e:
             if not committing and rows:
@@ -609,7 +678,7 @@ async def asyncpgClient(context: Context, client: str, database: str) -> None:
             began = time.time()
             await transaction.start()
             row = await conn.fetchrow(CHECK_SQL)
-            backend = row[0]
+            backend, server = row[0], row[7]
             problem = checkState(tuple(row), tag, pipeline, began)
             if problem is not None:
                 recorder.breach(client, backend, problem)
@@ -624,7 +693,7 @@ async def asyncpgClient(context: Context, client: str, database: str) -> None:
                 )  # fmt: skip
             committing = True
             await transaction.commit()
-            recorder.commit(database, rows)
+            recorder.commit(database, rows, server)
             recorder.transaction(pipeline)
         except Exception as e:
             if not committing and rows:
@@ -799,6 +868,8 @@ class Pgtwist:
     directory: str
     port: int
     proxyPort: int
+    #: The standby's proxy, the second server section (none without one).
+    standbyPort: int | None = None
     process: subprocess.Popen[bytes] | None = None
     limits: int = 0
     output: IO[bytes] | None = None
@@ -825,15 +896,18 @@ class Pgtwist:
             f"max_connections = {limits['max_connections']}\n"
             f"blocking_timeout = {BLOCKING_TIMEOUT}\n"
             "max_client_conn = 1000\n"
+            f"unix_socket_dir = {self.directory}\n"
             "\n[primary]\n"
             f"host = 127.0.0.1\nport = {self.proxyPort}\nprimary = on\n"
         )
+        if self.standbyPort is not None:
+            main += f"\n[standby]\nhost = 127.0.0.1\nport = {self.standbyPort}\n"
         databases = "".join(
             f"{name} {USER} {limits[name]} 0 0 {pipeline}\n" for name, pipeline in DATABASES.items()
         )
         for name, text in (
             ("pgtwist.conf", main),
-            ("pgtwist_hba.conf", "host all all 127.0.0.1/32 trust\n"),
+            ("pgtwist_hba.conf", "local all all trust\nhost all all 127.0.0.1/32 trust\n"),
             ("pgtwist_databases.conf", databases),
         ):
             path = os.path.join(self.directory, name)
@@ -861,6 +935,18 @@ class Pgtwist:
             stderr=subprocess.STDOUT, cwd=self.directory,
         )  # fmt: skip
         waitForPort(self.port, self.process, 60)
+
+    def switchTo(self, server: str) -> None:
+        """
+        Make C{server} the primary with the console's C{SWITCH_TO}, as an
+        operator or a failover manager would: over the unix socket, as
+        pgtwist's own OS user (an admin without an admins file).
+        """
+        with psycopg.connect(
+            host=self.directory, port=self.port, user=pwd.getpwuid(os.getuid()).pw_name,
+            dbname="pgbouncer", autocommit=True, connect_timeout=30,
+        ) as console:  # fmt: skip
+            console.execute(f"SWITCH_TO {server}")
 
     def reload(self) -> None:
         """
@@ -937,14 +1023,13 @@ class Pgtwist:
         return [line for line in text.splitlines() if "Traceback" in line or "Unhandled" in line]
 
 
-def injectFault(
-    context: Context, kind: str, rng: random.Random, pgtwist: Pgtwist, proxy: FaultProxy
-) -> None:
+def injectFault(context: Context, kind: str, rng: random.Random, pgtwist: Pgtwist) -> None:
     """
-    Inject one fault of C{kind}, recording its window.
+    Inject one fault of C{kind} on the server in use, recording its window.
     """
     recorder = context.recorder
-    cluster = context.target.cluster
+    cluster = context.server.cluster
+    proxy = context.server.proxy
     if kind == "terminate":
         with recorder.fault(kind):
             with context.target.admin() as admin:
@@ -978,6 +1063,17 @@ def injectFault(
     elif kind == "net-reset":
         with recorder.fault(kind):
             proxy.reset()
+    elif kind == FAILOVER:
+        if context.current + 1 >= len(context.servers):
+            return
+        with recorder.fault(kind, extra=2.0):
+            proxy.cut()
+            # The time an operator or a failover manager takes to decide.
+            time.sleep(rng.uniform(0.5, 2.0))
+            new = context.servers[context.current + 1]
+            pgtwist.switchTo(new.name)
+            context.current += 1
+            context.target.cluster = new.cluster
     else:
         raise ValueError(f"unknown fault {kind!r}")
 
@@ -999,6 +1095,8 @@ class Outcome:
     fdsBefore: int = 0
     fdsAfter: int = 0
     tracebacks: int = 0
+    #: How many committed rows each server got, by section name.
+    committedOn: Counter[str] = field(default_factory=Counter)
     #: Seconds spent setting up, under load (until every client stopped)
     #: and checking afterwards.
     phases: dict[str, float] = field(default_factory=dict)
@@ -1025,24 +1123,37 @@ def setUpCluster(cluster: PostgresCluster) -> None:
 
 def checkLedgers(context: Context, outcome: Outcome) -> None:
     """
-    Compare every client's ledger with the tables.
+    Compare every client's ledger with the tables of every server: a row a
+    client saw committed must be on the server it was committed on (before
+    the failover the old primary, after it the new one), and no row of a
+    transaction never committed may be on any.
     """
     recorder = context.recorder
+    names = {server.cluster.port: server.name for server in context.servers}
+    outcome.committedOn = Counter(names.get(port, "?") for port in recorder.committedOn.values())
     for database in DATABASES:
-        with context.target.admin(database) as conn:
-            present = {
-                (client, seq) for client, seq in conn.execute("SELECT client, seq FROM ledger")
-            }
-        lost = sorted(recorder.committed.get(database, set()) - present)
-        phantoms = sorted(recorder.neverCommitted.get(database, set()) & present)
+        present: dict[int, set[tuple[str, int]]] = {}
+        for server in context.servers:
+            with adminConnect(server.cluster, database) as conn:
+                present[server.cluster.port] = {
+                    (client, seq) for client, seq in conn.execute("SELECT client, seq FROM ledger")
+                }
+        anywhere = set().union(*present.values())
+        lost = sorted(
+            row
+            for row in recorder.committed.get(database, set())
+            if row not in present.get(recorder.committedOn.get((database, *row), -1), anywhere)
+        )
+        phantoms = sorted(recorder.neverCommitted.get(database, set()) & anywhere)
         outcome.lost += len(lost)
         outcome.phantoms += len(phantoms)
         if lost:
+            port = recorder.committedOn.get((database, *lost[0]))
             recorder.breach(
-                lost[0][0],
-                None,
-                f"{len(lost)} committed rows missing in {database}, first {lost[0]}",
-            )
+                lost[0][0], None,
+                f"{len(lost)} committed rows missing in {database}, first {lost[0]}"
+                f" (committed on {names.get(port, 'an unknown server') if port else 'an unknown server'})",
+            )  # fmt: skip
         if phantoms:
             recorder.breach(
                 phantoms[0][0], None,
@@ -1057,9 +1168,7 @@ def descriptorKind(target: str) -> str:
     return re.sub(r":\[\d+\]$", "", target)
 
 
-def settle(
-    context: Context, pgtwist: Pgtwist, proxy: FaultProxy, outcome: Outcome, before: list[str]
-) -> None:
+def settle(context: Context, pgtwist: Pgtwist, outcome: Outcome, before: list[str]) -> None:
     """
     After the load: close every backend pgtwist holds (through
     PostgreSQL), then wait for its descriptors to come back to their level
@@ -1067,15 +1176,19 @@ def settle(
     """
     deadline = time.monotonic() + 30
     after: list[str] = []
+    carried = 0
     while time.monotonic() < deadline:
-        with context.target.admin() as admin:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s", (USER,)
-            )
+        for server in context.servers:
+            with adminConnect(server.cluster) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                    (USER,),
+                )
         time.sleep(0.5)
         after = pgtwist.descriptors()
         outcome.fdsAfter = len(after)
-        if proxy.connections == 0 and outcome.fdsAfter <= outcome.fdsBefore:
+        carried = sum(server.proxy.connections for server in context.servers)
+        if carried == 0 and outcome.fdsAfter <= outcome.fdsBefore:
             break
     outcome.rssAfter = pgtwist.rssKiB()
     outcome.leakedDescriptors = max(0, outcome.fdsAfter - outcome.fdsBefore)
@@ -1083,7 +1196,7 @@ def settle(
         context.recorder.breach(
             "pgtwist", None,
             f"{outcome.leakedDescriptors} descriptors leaked ({outcome.fdsBefore} before, "
-            f"{outcome.fdsAfter} after, {proxy.connections} backends still open): "
+            f"{outcome.fdsAfter} after, {carried} backends still open): "
             f"{sorted((Counter(map(descriptorKind, after)) - Counter(map(descriptorKind, before))).elements())}",
         )  # fmt: skip
     if outcome.rssAfter > outcome.rssWarm * 1.05:
@@ -1110,11 +1223,15 @@ def report(context: Context, outcome: Outcome, arguments: str) -> str:
     for pipeline, count in sorted(recorder.transactions.items()):
         row(f"  {pipeline}", count)
     row("faults injected", sum(recorder.faults.values()))
-    for kind in FAULTS:
+    for kind in (*FAULTS, FAILOVER):
         row(f"  {kind}", recorder.faults.get(kind, 0))
     row("errors, by SQLSTATE", sum(recorder.errors.values()))
     for state, count in sorted(recorder.errors.items()):
         row(f"  {state}", count)
+    row(
+        "committed rows, by server",
+        " / ".join(f"{name} {outcome.committedOn.get(name, 0)}" for name in SERVERS),
+    )
     row("lost commits", outcome.lost)
     row("uncommitted rows found", outcome.phantoms)
     row("leaked descriptors", outcome.leakedDescriptors)
@@ -1150,23 +1267,25 @@ def run(minutes: float, seed: int, faultInterval: float | None = None) -> int:
     interval = faultInterval if faultInterval is not None else (4.0 if duration <= 120 else 8.0)
     arguments = f"--minutes {minutes:g} --seed {seed}"
     directory = tempfile.mkdtemp(prefix="pgtwist-soak-")
-    cluster = PostgresCluster()
-    proxy: FaultProxy | None = None
+    clusters = [PostgresCluster() for _ in SERVERS]
+    servers: list[Server] = []
     pgtwist: Pgtwist | None = None
     try:
         setupStarted = time.monotonic()
-        cluster.start()
-        setUpCluster(cluster)
-        proxy = FaultProxy(cluster.host, cluster.port).start()
-        pgtwist = Pgtwist(directory, pickLowPort(), proxy.port)
+        for name, cluster in zip(SERVERS, clusters):
+            cluster.start()
+            setUpCluster(cluster)
+            servers.append(Server(name, cluster, FaultProxy(cluster.host, cluster.port).start()))
+        cluster = clusters[0]
+        pgtwist = Pgtwist(directory, pickLowPort(), servers[0].proxy.port, servers[1].proxy.port)
         pgtwist.start()
         recorder = Recorder(seed)
         outcomePhases = {"setup": recorder.started - setupStarted}
-        context = Context(Target(pgtwist.port, cluster), recorder, seed)
+        context = Context(Target(pgtwist.port, cluster), recorder, seed, servers=servers)
         before = pgtwist.steadyDescriptors()
         outcome = Outcome(fdsBefore=len(before))
         threads = startLoad(context, cluster)
-        schedule = faultSchedule(seed, warmUp, duration - coolDown, interval)
+        schedule = withFailover(faultSchedule(seed, warmUp, duration - coolDown, interval))
         rng = random.Random(seed + 1)
         watchdog = threading.Thread(target=watch, args=(context,), daemon=True)
         watchdog.start()
@@ -1179,7 +1298,7 @@ def run(minutes: float, seed: int, faultInterval: float | None = None) -> int:
                 warmMeasured = True
             recorder.rssSamples.append((recorder.now(), pgtwist.rssKiB()))
             print(f"t={recorder.now():7.2f}s fault {kind}", flush=True)
-            injectFault(context, kind, rng, pgtwist, proxy)
+            injectFault(context, kind, rng, pgtwist)
         while recorder.now() < duration:
             time.sleep(0.2)
         if not warmMeasured:
@@ -1192,7 +1311,7 @@ def run(minutes: float, seed: int, faultInterval: float | None = None) -> int:
         if pgtwist.process is None or pgtwist.process.poll() is not None:
             recorder.breach("pgtwist", None, "pgtwist exited during the run")
         else:
-            settle(context, pgtwist, proxy, outcome, before)
+            settle(context, pgtwist, outcome, before)
         checkLedgers(context, outcome)
         tracebacks = pgtwist.tracebacks()
         outcome.tracebacks = len(tracebacks)
@@ -1213,9 +1332,10 @@ def run(minutes: float, seed: int, faultInterval: float | None = None) -> int:
     finally:
         if pgtwist is not None:
             pgtwist.stop()
-        if proxy is not None:
-            proxy.stop()
-        cluster.stop()
+        for server in servers:
+            server.proxy.stop()
+        for cluster in clusters:
+            cluster.stop()
 
 
 def watch(context: Context) -> None:

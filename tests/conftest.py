@@ -8,6 +8,13 @@ machine (printed shrunk, with the C{@reproduce_failure} blob). C{explore}
 (C{HYPOTHESIS_PROFILE=explore}) draws fresh random examples, many more of
 them, and keeps failures in Hypothesis's example database: the way to look
 for new bugs, whose shrunk examples then become regression tests.
+
+Hypothesis also draws, now and then, a constant it found in the source of
+the modules imported so far, and which modules those are depends on which
+tests run: a derandomized property test would try other examples in the
+whole suite than alone, and a failure seen in one would not show in the
+other. Under C{ci} that pool stays empty (L{_withoutLocalConstants}), so that
+the examples depend on the test alone; C{explore} keeps it.
 """
 
 from __future__ import annotations
@@ -31,4 +38,24 @@ settings.register_profile(
     print_blob=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def _withoutLocalConstants() -> None:
+    """
+    Keep Hypothesis from drawing constants out of the imported modules'
+    source (a private part of Hypothesis, hence the care: where it is
+    missing there is nothing to keep out).
+    """
+    try:
+        from hypothesis.internal.conjecture import providers
+    except ImportError:  # pragma: no cover - another Hypothesis
+        return
+    empty = getattr(providers, "_local_constants", None)
+    if empty is not None and hasattr(providers, "_get_local_constants"):
+        providers._get_local_constants = lambda: empty
+
+
+profile = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+settings.load_profile(profile)
+if profile == "ci":
+    _withoutLocalConstants()

@@ -35,7 +35,7 @@ from pgtwist.interfaces import (
 )
 from pgtwist.net import servertls
 from pgtwist.net.eager import eagerWrite
-from pgtwist.net.endpoints import connectServer
+from pgtwist.net.endpoints import connectServer, releaseConnector
 from pgtwist.net.throttle import Throttle
 from pgtwist.net.tls import eagerTLS
 from pgtwist.wire import codec, constants, errors
@@ -867,21 +867,33 @@ class _BackendFactory(ClientFactory):
     noisy = False
 
     def __init__(self, protocol: BackendProtocol) -> None:
-        self.protocol_ = protocol
+        self.protocol_: BackendProtocol | None = protocol
 
     def buildProtocol(self, addr: IAddress | None) -> BackendProtocol:
         """
         The protocol given at construction.
         """
+        assert self.protocol_ is not None
         return self.protocol_
+
+    def clientConnectionLost(self, connector: Any, reason: Failure) -> None:
+        """
+        Let go of the connection once it is over. The transport refers to
+        its connector, the connector to this factory, the factory to the
+        protocol and the protocol to the transport: left so, the backend and
+        everything it served would be freed only by Python's cyclic
+        collector, in bulk and late (see L{releaseConnector}).
+        """
+        self.protocol_ = None
+        releaseConnector(connector)
 
     def clientConnectionFailed(self, connector: object, reason: Failure) -> None:
         """
         Fail the login.
         """
-        login = self.protocol_._login
-        if login is not None:
-            self.protocol_._login = None
+        protocol = self.protocol_
+        if protocol is not None and protocol._login is not None:
+            login, protocol._login = protocol._login, None
             login.errback(reason)
 
 

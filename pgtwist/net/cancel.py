@@ -35,7 +35,7 @@ from twisted.python.failure import Failure
 from pgtwist.config.model import ServerSettings
 from pgtwist.config.servertls import strongerThanPrefer
 from pgtwist.net import servertls
-from pgtwist.net.endpoints import connectServer
+from pgtwist.net.endpoints import connectServer, releaseConnector
 from pgtwist.wire import codec, constants
 from pgtwist.wire.messages import CancelRequest
 
@@ -258,6 +258,12 @@ class _CancelFactory(ClientFactory):
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol:
         return _CancelSender(self._packet, self._server)
+
+    def clientConnectionLost(self, connector: Any, reason: Failure) -> None:
+        """
+        Free the connection by reference counting (see L{releaseConnector}).
+        """
+        releaseConnector(connector)
 
 
 def closeIdleRequest(database: str) -> bytes:

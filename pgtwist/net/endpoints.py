@@ -114,3 +114,16 @@ def connectServer(
     else:
         connector = reactor.connectTCP(tcpHost(server.host), server.port, factory, timeout)
     return connector
+
+
+def releaseConnector(connector: Any) -> None:
+    """
+    Drop a connector's reference to its transport once the connection is
+    over (from a factory's C{clientConnectionLost}). Twisted's transport
+    and connector refer to each other, and the connector to its factory:
+    left so, the connection's objects would be freed only by Python's
+    cyclic collector, in bulk and late, not by reference counting when the
+    connection ends. Twisted drops it the same way when a connection fails.
+    """
+    if getattr(connector, "transport", None) is not None:
+        connector.transport = None

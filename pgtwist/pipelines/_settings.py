@@ -21,6 +21,7 @@ L{matchStatements}: everything reset, then the client's values applied.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 
 from pgtwist.wire.sql import quoteIdentifier, quoteLiteral, setConfig
@@ -476,13 +477,25 @@ class LoginCache:
     not seen those settings in the last L{ttl} seconds (a client
     reconnecting per transaction would otherwise cost a round trip to
     PostgreSQL per connection). Entries age out so that role or server
-    changes show within a minute.
+    changes show within a minute, and are dropped once aged: clients that
+    each log in with settings of their own (an C{application_name} per
+    connection) would otherwise fill it, up to L{maxSize}, with entries no
+    one will ask for.
     """
 
     def __init__(self, ttl: float = 60.0, maxSize: int = 4096) -> None:
         self.ttl = ttl
         self.maxSize = maxSize
-        self._entries: dict[object, tuple[float, dict[str, str], dict[str, str]]] = {}
+        #: Oldest first: every put moves its key to the end.
+        self._entries: OrderedDict[object, tuple[float, dict[str, str], dict[str, str]]] = (
+            OrderedDict()
+        )
+
+    def __len__(self) -> int:
+        """
+        How many entries are kept.
+        """
+        return len(self._entries)
 
     def get(self, key: object, now: float) -> tuple[dict[str, str], dict[str, str]] | None:
         """
@@ -497,8 +510,14 @@ class LoginCache:
         self, key: object, now: float, reported: Mapping[str, str], unreported: Mapping[str, str]
     ) -> None:
         """
-        Remember what a login with these settings reported.
+        Remember what a login with these settings reported; forget the
+        entries older than L{ttl}, and the oldest beyond L{maxSize}.
         """
-        if len(self._entries) >= self.maxSize:
-            self._entries.clear()
-        self._entries[key] = (now, dict(reported), dict(unreported))
+        entries = self._entries
+        entries.pop(key, None)
+        while entries:
+            oldest = next(iter(entries.values()))
+            if now - oldest[0] < self.ttl and len(entries) < self.maxSize:
+                break
+            entries.popitem(last=False)
+        entries[key] = (now, dict(reported), dict(unreported))

@@ -356,10 +356,14 @@ class SessionPipelineSession(PipelineSessionBase):
 
     def frontendLost(self, reason: Failure) -> None:
         """
-        See L{IPipelineSession.frontendLost}: a client that said Terminate
-        behind its requests is not cancelled (PostgreSQL runs them).
+        See L{IPipelineSession.frontendLost}: the session's last call, after
+        which its walkers no longer call it back, so that reference counting
+        frees it with its client. A client that said Terminate behind its
+        requests is not cancelled (PostgreSQL runs them).
         """
         self._finish(lost=not self._closeWhenAnswered)
+        self._frontendScanner.release()
+        self._backendScanner.release()
 
 
 @implementer(IPlugin, IPipeline)

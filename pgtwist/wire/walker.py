@@ -119,6 +119,15 @@ class MessageWalker:
         self._remaining = 0
         self._type = b""
 
+    def release(self) -> None:
+        """
+        Forget the callback once its owner is done with this walker: a bound
+        method of the owner, which holds the walker, is a reference cycle
+        that only Python's cyclic collector would free, in bulk and late.
+        L{feed} may not be called afterwards.
+        """
+        self._callback = None
+
     @property
     def heldBytes(self) -> int:
         """

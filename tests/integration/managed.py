@@ -7,14 +7,20 @@ service this way.
 Run as C{python -m tests.integration.managed -c FILE -a FILE -u FILE [-l FILE]}.
 Each line read is a JSON list C{[method, *arguments]} naming a method of
 L{Management}; each is answered with one JSON line, C{{"result": ...}} or
-C{{"error": "..."}}. The process exits when the reactor stops (graceful or
+C{{"error": "..."}}. Two more commands watch the cyclic garbage collector:
+C{["saveGarbage"]} collects, then keeps whatever later collections find
+(C{gc.DEBUG_SAVEALL}); C{["garbage"]} collects and answers how many objects
+of each of pgtwist's classes were found only as cyclic garbage since. The
+process exits when the reactor stops (graceful or
 immediate shutdown, SIGTERM) or when stdin closes.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
+from collections import Counter
 from typing import Any
 
 from twisted.internet.stdio import StandardIO
@@ -48,7 +54,12 @@ class Commands(LineReceiver):
         """
         name, *arguments = json.loads(line)
         try:
-            answer = {"result": getattr(self.management, name)(*arguments)}
+            if name == "saveGarbage":
+                answer: dict[str, Any] = {"result": saveGarbage()}
+            elif name == "garbage":
+                answer = {"result": garbage()}
+            else:
+                answer = {"result": getattr(self.management, name)(*arguments)}
         except Exception as e:
             answer = {"error": f"{type(e).__name__}: {e}"}
         self.sendLine(json.dumps(answer).encode())
@@ -59,6 +70,32 @@ class Commands(LineReceiver):
         """
         if self.reactor.running:
             self.reactor.stop()
+
+
+def saveGarbage() -> None:
+    """
+    Collect what is cyclic garbage now and forget it; from now on keep what
+    the collector finds, for L{garbage} to count.
+    """
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    del gc.garbage[:]
+
+
+def garbage() -> dict[str, int]:
+    """
+    Collect, then count the objects of pgtwist's classes (by qualified class
+    name) that only the cyclic collector found since L{saveGarbage}: objects
+    reference counting did not free when their connection ended.
+    """
+    gc.collect()
+    found = Counter(
+        f"{type(thing).__module__}.{type(thing).__qualname__}"
+        for thing in gc.garbage
+        if type(thing).__module__.startswith("pgtwist.")
+    )
+    del gc.garbage[:]
+    return dict(found)
 
 
 def main(argv: list[str]) -> None:

@@ -117,6 +117,27 @@ def test_reset(proxy: FaultProxy) -> None:
         roundTrip(sock, b"again")
 
 
+def test_cut(proxy: FaultProxy) -> None:
+    """
+    A cut resets every carried connection, and every new one from then on:
+    the upstream is gone for good.
+    """
+    with connect(proxy) as sock:
+        roundTrip(sock, b"before")
+        assert proxy.cut() == 1
+        with pytest.raises(ConnectionResetError):
+            sock.sendall(b"after")
+            if not sock.recv(10):
+                raise ConnectionResetError("closed")
+    for _ in range(2):
+        # On loopback the RST may already answer the handshake.
+        with pytest.raises((ConnectionResetError, AssertionError)):
+            with connect(proxy) as sock:
+                roundTrip(sock, b"refused")
+    assert proxy.refused == 2
+    assert proxy.connections == 0
+
+
 def test_upstreamRefused() -> None:
     """
     When the upstream refuses, the accepted connection is reset at once.

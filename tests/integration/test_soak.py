@@ -1,8 +1,9 @@
 """
 One minute of the chaos soak (L{benchmarks.soak}, C{make soak} runs ten):
 every pipeline under mixed load while PostgreSQL restarts, backends are
-terminated, pgtwist reloads, clients die mid-transaction and the network
-to PostgreSQL stalls and resets, with every invariant checked.
+terminated, pgtwist reloads, clients die mid-transaction, the network
+to PostgreSQL stalls and resets and pgtwist is switched to a second server,
+with every invariant checked.
 
 It runs as a process of its own with its own PostgreSQL (it restarts it),
 as an operator would run it; on failure the assertion quotes the table

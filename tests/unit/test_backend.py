@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import hashlib
 
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -18,6 +19,7 @@ from pgtwist.net.backend import (
     BackendError,
     BackendGone,
     BackendProtocol,
+    connectBackend,
 )
 from pgtwist.testing import FakeFrontendLink
 from pgtwist.wire import codec, constants, errors
@@ -466,3 +468,43 @@ class OwnedQueryTests(SynchronousTestCase):
         self.backend.close()
         self.assertEqual(self.transport.value(), b"X\x00\x00\x00\x04")
         self.assertTrue(self.transport.disconnecting)
+
+
+class BackendConnectionTests(SynchronousTestCase):
+    """
+    The connection a backend runs on, as L{connectBackend} opens it.
+    """
+
+    def test_connectionLetsGo(self) -> None:
+        """
+        Once the connection is over, its factory no longer holds the
+        protocol nor its connector the transport: the transport, which holds
+        its connector, and everything the backend served are freed by
+        reference counting, not left in a cycle to the cyclic collector.
+        """
+        reactor = MemoryReactor()
+        methods, _ = loadPlugins()
+        protocol, _ = connectBackend(
+            reactor, SERVER, ("db", "alice"), "secret", list(methods.values())
+        )
+        factory = reactor.tcpClients[0][2]
+        connector = reactor.connectors[0]
+        self.assertIs(factory.buildProtocol(None), protocol)
+        connector.transport = StringTransport()  # what a real connector holds
+        factory.clientConnectionLost(connector, Failure(ConnectionDone()))
+        self.assertIsNone(factory.protocol_)
+        self.assertIsNone(connector.transport)
+
+    def test_failedConnectionFailsLogin(self) -> None:
+        """
+        A connection that could not be made fails the login with its reason.
+        """
+        reactor = MemoryReactor()
+        methods, _ = loadPlugins()
+        _, login = connectBackend(
+            reactor, SERVER, ("db", "alice"), "secret", list(methods.values())
+        )
+        reactor.tcpClients[0][2].clientConnectionFailed(
+            reactor.connectors[0], Failure(ConnectionRefusedError())
+        )
+        self.failureResultOf(login, ConnectionRefusedError)

@@ -4,7 +4,9 @@ Tests for L{pgtwist.net.cancel.CancelRegistry}.
 
 from __future__ import annotations
 
+from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import MemoryReactor, StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from pgtwist.config.model import ServerSettings
@@ -41,6 +43,20 @@ class CancelRegistryTests(SynchronousTestCase):
         protocol.makeConnection(transport)
         self.assertEqual(transport.value(), codec.encode(CancelRequest(500, 9999)))
         self.assertTrue(transport.disconnecting)
+
+    def test_connectorLetsGo(self) -> None:
+        """
+        Once the cancel's connection is over, its connector no longer holds
+        the transport (which holds the connector): the connection is freed
+        by reference counting, not left to the cyclic collector.
+        """
+        secret = self.registry.register(500, lambda: self.target)
+        self.registry.cancel(CancelRequest(500, secret))
+        factory = self.reactor.tcpClients[0][2]
+        connector = self.reactor.connectors[0]
+        connector.transport = StringTransport()  # what a real connector holds
+        factory.clientConnectionLost(connector, Failure(ConnectionDone()))
+        self.assertIsNone(connector.transport)
 
     def test_unknownKey(self) -> None:
         """

@@ -5,10 +5,15 @@ fakes of L{pgtwist.testing}.
 
 from __future__ import annotations
 
+import gc
+import sys
+import weakref
+
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from pgtwist.pipelines.performance import PerformancePipeline
 from pgtwist.pipelines.session import SessionPipeline, SessionPipelineSession
 from pgtwist.testing import FakeBackendPool, FakeFrontendLink
 from pgtwist.wire import codec, errors
@@ -232,6 +237,33 @@ class SessionPipelineTests(SynchronousTestCase):
         session.frontendLost(Failure(ConnectionError()))
         self.assertEqual(pool.cancelled, pool.pending)
         self.assertFalse(frontend.failed)
+
+    def test_freedWithItsClient(self) -> None:
+        """
+        Once its client is gone, a session (session and performance
+        pipelines) is freed by reference counting (on CPython): its walkers,
+        which call it back, no longer hold it in a cycle for the cyclic
+        collector.
+        """
+        for pipeline in (SessionPipeline(), PerformancePipeline()):
+            frontend = FakeFrontendLink()
+            pool = FakeBackendPool()
+            session = pipeline.newSession(frontend, pool, Clock())
+            session.begin()
+            session.frontendDataReceived(codec.encode(Query("SELECT 1")))
+            session.backendDataReceived(codec.encode(ReadyForQuery()))
+            session.frontendLost(Failure(ConnectionError()))
+            gone = weakref.ref(session)
+            gc.disable()
+            try:
+                del session, frontend, pool
+                if sys.implementation.name != "cpython":
+                    # No reference counting (PyPy): only its collector frees
+                    # anything, and must free the session.
+                    gc.collect()
+                self.assertIsNone(gone(), pipeline.name)
+            finally:
+                gc.enable()
 
     def test_errorResponseType(self) -> None:
         """

@@ -304,6 +304,28 @@ class LoginCacheTests(SynchronousTestCase):
         self.session(pool, clock, cache, application_name="a")
         self.assertEqual(len(pool.acquired), 3)
 
+    def test_agedEntriesDropped(self) -> None:
+        """
+        Entries older than the TTL are dropped when another is put, so that
+        clients each logging in with settings of their own (an
+        application_name per connection) do not fill the cache; beyond its
+        size the oldest go first.
+        """
+        cache = LoginCache(ttl=60, maxSize=3)
+        for n in range(3):
+            cache.put(("pool", n), float(n), {"application_name": str(n)}, {})
+        self.assertEqual(len(cache), 3)
+        cache.put(("pool", 3), 10.0, {}, {})
+        self.assertEqual(len(cache), 3)
+        self.assertIsNone(cache.get(("pool", 0), 10.0))
+        self.assertEqual(cache.get(("pool", 1), 10.0), ({"application_name": "1"}, {}))
+        cache.put(("pool", 1), 65.0, {}, {})
+        self.assertEqual(len(cache), 2)
+        self.assertEqual(cache.get(("pool", 3), 65.0), ({}, {}))
+        self.assertEqual(cache.get(("pool", 1), 65.0), ({}, {}))
+        cache.put(("pool", 4), 200.0, {}, {})
+        self.assertEqual(len(cache), 1)
+
 
 class SessionFlagsTests(SynchronousTestCase):
     """

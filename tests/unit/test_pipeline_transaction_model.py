@@ -14,6 +14,9 @@ import re
 import struct
 from typing import Any
 
+from hypothesis import HealthCheck, note, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 from twisted.internet.defer import Deferred, succeed
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -41,6 +44,7 @@ from pgtwist.wire.messages import (
     RowDescription,
     Sync,
 )
+from tests.unit._hypothesis import examples
 from tests.unit._pipelinescript import ReportingBackend, TransactionScript, readable, wire
 
 _DO = re.compile(r"DO (E?)'(.*)'", re.DOTALL)
@@ -479,3 +483,60 @@ class ModelTests(SynchronousTestCase):
                 conversation.send(label, [failing, [Query("DEALLOCATE ALL")]], rng)
                 conversation.send(label, [again], rng)
                 conversation.end(label)
+
+
+class ConversationMachine(RuleBasedStateMachine):
+    """
+    The differential test as a state machine: each step is one request of
+    L{Conversation.step}, its random choices drawn from Hypothesis, so a
+    conversation where the client sees something PostgreSQL would not have
+    sent shrinks to the fewest, simplest requests that still show it (the
+    failure's message lists them, and Hypothesis prints its reproduction
+    blob).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.case = SynchronousTestCase()
+        self.conversation: Conversation | None = None
+
+    @initialize(maxPrepared=st.sampled_from([200, 0, 1, 2]))
+    def connect(self, maxPrepared: int) -> None:
+        """
+        A client logs in; a pool hands it any of three backends per
+        transaction.
+        """
+        self.conversation = Conversation(self.case, random.Random(0), maxPrepared)
+
+    @rule(rng=st.randoms(use_true_random=False))
+    def request(self, rng: random.Random) -> None:
+        """
+        The client sends one request (or a pipeline of several), and the
+        pool picks backends, as C{rng} says: each step's choices are its
+        own, so that shrinking can drop a step whole.
+        """
+        assert self.conversation is not None
+        for batch in self.conversation.step("shrunk conversation", rng):
+            note(f"client sends {batch}")
+
+    def teardown(self) -> None:
+        """
+        The client's connection never failed.
+        """
+        if self.conversation is not None:
+            self.conversation.end("shrunk conversation")
+
+
+class ConversationMachineTests(ConversationMachine.TestCase):  # type: ignore[misc,valid-type]
+    """
+    Random conversations through the transaction pipeline, shrunk when one
+    goes wrong.
+    """
+
+    # Each step draws many random choices: the smallest conversation is a
+    # long input, and that is fine.
+    settings = settings(
+        max_examples=examples(60),
+        stateful_step_count=25,
+        suppress_health_check=[HealthCheck.large_base_example, HealthCheck.too_slow],
+    )

@@ -62,6 +62,32 @@ class ScheduleTests(SynchronousTestCase):
         self.assertEqual({kind for _, kind in schedule}, set(soak.FAULTS))
 
 
+class WithFailoverTests(SynchronousTestCase):
+    """
+    Tests for L{soak.withFailover}.
+    """
+
+    def test_onceInTheMiddle(self) -> None:
+        """
+        One failover comes halfway through the schedule, between two faults,
+        the schedule otherwise unchanged and still in time order.
+        """
+        schedule = soak.faultSchedule(20261203, 8.0, 52.0, 4.0)
+        withIt = soak.withFailover(schedule)
+        self.assertEqual([kind for _, kind in withIt].count(soak.FAILOVER), 1)
+        self.assertEqual([entry for entry in withIt if entry[1] != soak.FAILOVER], schedule)
+        times = [at for at, _ in withIt]
+        self.assertEqual(times, sorted(times))
+        at = times[[kind for _, kind in withIt].index(soak.FAILOVER)]
+        self.assertTrue(20 < at < 40, at)
+
+    def test_empty(self) -> None:
+        """
+        A run too short for faults has no failover either.
+        """
+        self.assertEqual(soak.withFailover([]), [])
+
+
 class CheckStateTests(SynchronousTestCase):
     """
     Tests for L{soak.checkState}.
@@ -151,6 +177,17 @@ class ErrorRuleTests(SynchronousTestCase):
         now = [0.0]
         recorder = soak.Recorder(1, clock=lambda: now[0], sleep=lambda s: None, started=0.0)
         return recorder, now
+
+    def test_commitsRememberTheirServer(self) -> None:
+        """
+        Committed rows are kept with the server they were committed on,
+        for the ledger check after a failover; without one, only the rows.
+        """
+        recorder, _ = self.recorder()
+        recorder.commit("db", [("c", 1), ("c", 2)], 5432)
+        recorder.commit("db", [("c", 3)])
+        self.assertEqual(recorder.committed["db"], {("c", 1), ("c", 2), ("c", 3)})
+        self.assertEqual(recorder.committedOn, {("db", "c", 1): 5432, ("db", "c", 2): 5432})
 
     def test_errorAroundFault(self) -> None:
         """
