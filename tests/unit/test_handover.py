@@ -328,6 +328,7 @@ class _Service:
             ),
         ]
         self.managementListener = None
+        self.worker: Any = None
         self.observability: list[Any] = []
         self.factory = _Factory()
         self.cancels = CancelRegistry(MemoryReactorClock())
