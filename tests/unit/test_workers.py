@@ -102,6 +102,27 @@ class WorkerCancelTests(SynchronousTestCase):
         self.assertTrue(self.registry.cancelHere(CancelRequest(42, secret)))
         self.assertEqual(len(self.reactor.tcpClients), 1)
 
+    def test_unknownKeyOfferedToPredecessor(self) -> None:
+        """
+        After an upgrade, a key this worker does not know is offered to the
+        other workers and to the worker it took over from; one another
+        worker offered goes to that predecessor only (whose clients may
+        still be there), never to the other workers again.
+        """
+        offered: list[bytes] = []
+        self.registry.predecessor = offered.append
+        request = CancelRequest(42, 12345)
+        packet = codec.encode(request)
+        self.assertFalse(self.registry.cancel(request))
+        self.assertEqual(self.forwarded, [(0, packet), (2, packet)])
+        self.assertEqual(offered, [packet])
+        self.assertFalse(self.registry.cancelHere(request))
+        self.assertEqual(offered, [packet, packet])
+        self.assertEqual(len(self.forwarded), 2)
+        secret = self.registry.register(43, lambda: (SERVER, 43, 7))
+        self.assertTrue(self.registry.cancelHere(CancelRequest(43, secret)))
+        self.assertEqual(len(offered), 2)
+
 
 class OfferedCancelTests(SynchronousTestCase):
     """
