@@ -736,11 +736,12 @@ def workerMain(argv: list[str] | None = None) -> None:
         terminate=service.management.terminate,
         quit=service.management.quit,
     )
+    # Before listening: SIGUSR2's default action ends the process.
+    upgrades.installUpgradeSignal(reactor, service.prepareHandOver)
     successor = upgrades.successorFromEnvironment(service, reactor)
     service.startService()
     if successor is not None:
         successor.taken()
-    upgrades.installUpgradeSignal(reactor, service.prepareHandOver)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run(installSignalHandlers=False)
 

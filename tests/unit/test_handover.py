@@ -244,6 +244,21 @@ class AdoptTests(SynchronousTestCase):
         self.assertEqual(reactor.port.socket.backlogs, [128])
         self.assertRaises(OSError, os.fstat, read)
 
+    def test_workerKeepsSupervisorsFile(self) -> None:
+        """
+        A worker's copy of the supervisor's unix socket does not remove its
+        file when it closes: the supervisor does, once (each worker trying
+        too found it gone and logged a FileNotFoundError at shutdown).
+        """
+        from pgtwist.net.listeners import ListenerService
+
+        reactor = _AdoptingReactor()
+        reactor.port._bindPath = "/tmp/.s.PGSQL.6432"  # type: ignore[attr-defined]
+        listener = ListenerService(reactor, f"adopt:5:{socket.AF_UNIX}", object())
+        listener.privilegedStartService()
+        self.assertEqual(reactor.adopted, [(5, socket.AF_UNIX)])
+        self.assertEqual(reactor.port._bindPath, "\0")  # type: ignore[attr-defined]
+
 
 class SuccessorCommandTests(SynchronousTestCase):
     """
