@@ -315,6 +315,14 @@ class PoolerService(MultiService):
         answer: Deferred[bool] = Deferred()
         self._upgradeAnswers.append(answer)
         os.kill(os.getppid(), signal.SIGUSR2)
+
+        def unanswered() -> None:
+            # The supervisor did not start one (one was under way there).
+            if answer in self._upgradeAnswers:
+                self._upgradeAnswers.remove(answer)
+                answer.callback(False)
+
+        self._reactor.callLater(ASK_SUPERVISOR_TIMEOUT, unanswered)
         return answer
 
     def prepareHandOver(self) -> None:
@@ -430,6 +438,10 @@ class PoolerService(MultiService):
             [listener.whenListening() for listener in self.listeners], fireOnOneErrback=True
         )
         return d.addCallback(lambda results: [port for _, port in results])
+
+
+#: How long a worker's C{UPGRADE} waits for its supervisor to start one.
+ASK_SUPERVISOR_TIMEOUT = 15.0
 
 
 class WorkerRole:

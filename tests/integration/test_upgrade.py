@@ -588,12 +588,29 @@ def test_workersHandOver(tmp_path: Path, pgCluster: PostgresCluster) -> None:
             client.close()
         assert session.execute("SELECT pg_backend_pid()").fetchone() == backend
         assert session.execute("SHOW application_name").fetchone() == ("kept",)
-        session.close()
         assert len(_children(new)) == 2
         for index in (0, 1):
             log = Path(f"{pooler.logPath}.{index}").read_text()
             assert re.search(r"Upgrade: [1-9]\d* clients and \d+ idle backends taken over", log)
+        # Again, through a worker's console: it asks its supervisor.
+        upgraded = subprocess.run(
+            [str(BIN / "pgtwist-cli"), "-c", str(pooler.configPath), "upgrade"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=pooler.environ,
+        )
+        assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+        pooler.waitForLog(r"Upgrade: the new process took \d+ listeners", count=2)
+        deadline = time.monotonic() + 30
+        while _alive(new) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(new)
+        assert session.execute("SELECT pg_backend_pid()").fetchone() == backend
+        with psycopg.connect(pooler.dsn(USER, PASSWORD)) as conn:
+            assert conn.execute("SELECT 3").fetchone() == (3,)
+        session.close()
     finally:
-        if new:
-            _stopPid(new)
+        for pid in re.findall(r"\(pid (\d+)\) asks for the listeners", pooler.log()):
+            _stopPid(int(pid))
         pooler.stop()
