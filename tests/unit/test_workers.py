@@ -493,3 +493,61 @@ class HandedOverSupervisorTests(SynchronousTestCase):
         Without the hand-over variables, a supervisor listens itself.
         """
         self.assertIsNone(workers.takeSupervisorSockets(2, {}))
+
+
+class WorkerUpgradeTests(SynchronousTestCase):
+    """
+    C{UPGRADE} on a worker's console asks the supervisor (SIGUSR2), which
+    has every worker wait for its successor.
+    """
+
+    def setUp(self) -> None:
+        from pgtwist.app.service import WorkerRole, buildService
+        from tests.unit._console import makeConfiguration
+
+        self.killed: list[tuple[int, int]] = []
+        self.patch(os, "kill", lambda pid, sig: self.killed.append((pid, sig)))
+        self.reactor = _Reactor()
+        self.runtime = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, self.runtime, True)
+        role = WorkerRole(
+            1,
+            2,
+            [],
+            f"unix:{cancelPath(self.runtime, 1)}:mode=600",
+            lambda worker, packet: None,
+            handover=workers.handoverPath(self.runtime, 1),
+        )
+        self.service = buildService(makeConfiguration(), self.reactor, worker=role)
+
+    def test_asksSupervisor(self) -> None:
+        """
+        The supervisor is signalled; no answer from it within the bound
+        means the upgrade failed.
+        """
+        results: list[bool] = []
+        self.service.upgrade().addCallback(results.append)
+        self.assertEqual(self.killed, [(os.getppid(), signal.SIGUSR2)])
+        self.reactor.advance(14.0)
+        self.assertEqual(results, [])
+        self.reactor.advance(1.0)
+        self.assertEqual(results, [False])
+
+    def test_answeredByOwnPart(self) -> None:
+        """
+        Once the supervisor's SIGUSR2 comes back, this worker waits for its
+        successor on its own socket, and the answer is whether it came.
+        """
+        results: list[bool] = []
+        self.service.upgrade().addCallback(results.append)
+        self.service.prepareHandOver()
+        upgrade = self.service.upgrading
+        assert upgrade is not None
+        self.addCleanup(shutil.rmtree, upgrade.runtime, True)
+        self.assertEqual(self.reactor.unixServers[-1][0], workers.handoverPath(self.runtime, 1))
+        self.assertEqual(self.reactor.spawned, [])
+        self.reactor.advance(15.0)
+        self.assertEqual(results, [])
+        self.reactor.advance(upgrades.HANDOVER_TIMEOUT)
+        self.assertEqual(results, [False])
+        self.assertIsNone(self.service.upgrading)
