@@ -396,8 +396,8 @@ class Management:
         process then drains (L{pgtwist.app.handover}). Fires with whether
         the new one took them.
 
-        @raise Exception: The upgrade cannot start (one is under way, or
-            with workers); the message says why.
+        @raise Exception: The upgrade cannot start (one is under way); the
+            message says why.
         """
         self.log.info("Upgrade requested")
         return self.service.upgrade()

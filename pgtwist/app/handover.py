@@ -99,6 +99,10 @@ PIDFILE_ENVIRONMENT = "PGTWIST_PIDFILE"
 #: (starting Python and reading the configuration included).
 HANDOVER_TIMEOUT = 60.0
 
+#: The description of a new worker's TCP listener while it waits for the
+#: socket its predecessor of the same index hands it (L{Successor}).
+WORKER_TCP = "adopt:handover"
+
 #: The most clients sent to the new process and not answered yet.
 MAX_IN_FLIGHT = 500
 
@@ -169,7 +173,7 @@ class PoolerService(Protocol):
 
 class UpgradeError(Exception):
     """
-    An upgrade cannot start (one is under way, or with C{workers}).
+    An upgrade cannot start (one is under way).
     """
 
 
@@ -312,7 +316,14 @@ class Upgrade:
         reactor: Any,
         command: list[str],
         onEnd: Callable[[Upgrade], None],
+        path: str | None = None,
     ) -> None:
+        """
+        @param path: Where a worker of C{workers = N} waits for its
+            successor (its supervisor starts the new pgtwist, whose worker
+            of the same index connects there); C{None} to start the new
+            process here and wait in a directory of this upgrade's own.
+        """
         self.service = service
         self._reactor = reactor
         self.command = command
@@ -337,10 +348,14 @@ class Upgrade:
         self.keptBackends: set[BackendProtocol] = set()
         self.handedBackends = 0
         self.runtime = tempfile.mkdtemp(prefix="pgtwist-upgrade-")
-        self.path = os.path.join(self.runtime, "handover.sock")
+        self.path = path or os.path.join(self.runtime, "handover.sock")
         factory = protocol.Factory.forProtocol(lambda: _OldSide(self))
         self._port = reactor.listenUNIX(self.path, factory, mode=0o600)
         self._timeout = reactor.callLater(HANDOVER_TIMEOUT, self._timedOut)
+        self.process: Any = None
+        if path is not None:
+            self.log.info("Upgrade: waiting for the new worker on {path}", path=path)
+            return
         env = dict(os.environ)
         env[ENVIRONMENT] = self.path
         env[PIDFILE_ENVIRONMENT] = pidfileOf(sys.argv)
@@ -397,7 +412,7 @@ class Upgrade:
     def _sendListeners(self, peer: _OldSide) -> None:
         if self._finished or self.peer is not peer:
             return
-        listeners = [(listener, "listen") for listener in self.service.listeners]
+        listeners = [(listener, "listen") for listener in handedListeners(self.service)]
         if self.service.managementListener is not None:
             listeners.append((self.service.managementListener, "management"))
         missing = [str(listener.name) for listener, _ in listeners if listener.port is None]
@@ -428,6 +443,11 @@ class Upgrade:
         )
         for listener in peer.sent:
             detach(listener)
+        if self.service.worker is not None:
+            # The shared unix socket is the new supervisor's (it handed it
+            # down to its workers): stop accepting on this copy.
+            for listener in sharedListeners(self.service):
+                detach(listener)
         self._stoppedObservability = []
         self._finish(True)
         # Not a graceful shutdown: a client this process accepted just
@@ -637,7 +657,8 @@ class Upgrade:
         if self.peer is not None and self.peer.transport is not None:
             self.peer.transport.loseConnection()
         try:
-            self.process.signalProcess("TERM")
+            if self.process is not None:
+                self.process.signalProcess("TERM")
         except Exception:  # noqa: BLE001 - already gone
             pass
         self._finish(False)
@@ -658,6 +679,39 @@ class Upgrade:
             shutil.rmtree(self.runtime, ignore_errors=True)
         self._onEnd(self)
         self.done.callback(result)
+
+
+def _isAdoptedTcp(listener: ListenerService) -> bool | None:
+    """
+    For a worker's listener: C{True} for its own share of the TCP address
+    (a C{SO_REUSEPORT} socket), C{False} for the unix socket its
+    supervisor shares, C{None} for anything else (its cancel socket).
+    """
+    if not listener.description.startswith("adopt:"):
+        return None
+    port: Any = listener.port
+    if port is None:
+        return None
+    return bool(port.socket.family != socket.AF_UNIX)
+
+
+def handedListeners(service: PoolerService) -> list[ListenerService]:
+    """
+    The client listeners an upgrade hands over: all of a single process's;
+    a worker's own share of the TCP address only (its supervisor hands the
+    shared unix socket to the new supervisor, and its cancel socket is
+    private to this generation of workers).
+    """
+    if service.worker is None:
+        return list(service.listeners)
+    return [listener for listener in service.listeners if _isAdoptedTcp(listener)]
+
+
+def sharedListeners(service: PoolerService) -> list[ListenerService]:
+    """
+    A worker's listeners on the sockets its supervisor shares.
+    """
+    return [listener for listener in service.listeners if _isAdoptedTcp(listener) is False]
 
 
 def exportClient(client: FrontendProtocol) -> tuple[handover.ClientRecord, list[int]] | None:
@@ -978,7 +1032,7 @@ def successorFromEnvironment(service: PoolerService, reactor: Any) -> Successor 
     """
     path = os.environ.pop(ENVIRONMENT, None)
     pidfile = os.environ.pop(PIDFILE_ENVIRONMENT, "")
-    if not path or service.worker is not None:
+    if not path:
         return None
     try:
         successor = Successor(path)
@@ -1033,6 +1087,53 @@ class Successor:
                 os.close(fd)
             self.refuse(f"expected listeners, got {type(message).__name__.lower()}")
         assert isinstance(message, handover.Listeners)
+        if service.worker is not None:
+            self._takeWorkerListeners(service, message, fds)
+        else:
+            self._takeListeners(service, message, fds)
+        self.adopted = len(fds)
+        if message.cancel:
+            path = message.cancel
+            service.cancels.predecessor = lambda packet: reactor.connectUNIX(
+                path, _CancelFactory(packet)
+            )
+
+    def _takeWorkerListeners(
+        self, service: PoolerService, message: handover.Listeners, fds: list[int]
+    ) -> None:
+        """
+        A worker's: its predecessor's share of the TCP address (and the
+        management port for worker 0), matched by role, since their
+        descriptions name the descriptors the supervisors passed down.
+        """
+        ours: dict[str, list[ListenerService]] = {
+            "listen": [
+                listener for listener in service.listeners if listener.description == WORKER_TCP
+            ],
+            "management": []
+            if service.managementListener is None
+            else [service.managementListener],
+        }
+        theirs: dict[str, list[tuple[handover.ListenerRecord, int]]] = {
+            "listen": [],
+            "management": [],
+        }
+        for record, fd in zip(message.listeners, fds):
+            theirs[record.role].append((record, fd))
+        if {role: len(items) for role, items in ours.items()} != {
+            role: len(items) for role, items in theirs.items()
+        }:
+            for fd in fds:
+                os.close(fd)
+            self.refuse("the running worker listens on other sockets; restart instead")
+        for role, listeners in ours.items():
+            for listener, (record, fd) in zip(listeners, theirs[role]):
+                os.set_blocking(fd, False)
+                listener.adopt = f"{fd}:{record.family}"
+
+    def _takeListeners(
+        self, service: PoolerService, message: handover.Listeners, fds: list[int]
+    ) -> None:
         ours = {listener.description: listener for listener in service.listeners}
         if service.managementListener is not None:
             ours[service.managementListener.description] = service.managementListener
@@ -1048,12 +1149,6 @@ class Successor:
         for record, fd in zip(message.listeners, fds):
             os.set_blocking(fd, False)
             ours[record.description].adopt = f"{fd}:{record.family}"
-        self.adopted = len(fds)
-        if message.cancel:
-            path = message.cancel
-            service.cancels.predecessor = lambda packet: reactor.connectUNIX(
-                path, _CancelFactory(packet)
-            )
 
     def taken(self) -> None:
         """

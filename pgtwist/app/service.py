@@ -16,6 +16,8 @@ The management API (L{pgtwist.admin.management.Management}) is C{service.managem
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -167,6 +169,8 @@ class PoolerService(MultiService):
             child.setServiceParent(self)
         #: The upgrade under way or done (L{upgrade}).
         self.upgrading: handover.Upgrade | None = None
+        #: A worker's console C{UPGRADE}s waiting for its part to start.
+        self._upgradeAnswers: list[Deferred[bool]] = []
 
     def privilegedStartService(self) -> None:
         """
@@ -285,18 +289,66 @@ class PoolerService(MultiService):
         """
         Start the pgtwist installed now and hand it the listeners
         (L{pgtwist.app.handover.Upgrade}); fires with whether it took them.
+        A worker asks its supervisor, which upgrades every worker
+        (L{pgtwist.app.workers.SupervisorUpgrade}); it fires with whether
+        this worker's successor took over.
 
-        @raise pgtwist.app.handover.UpgradeError: One is under way, or this
-            is a worker.
+        @raise pgtwist.app.handover.UpgradeError: One is under way.
         """
         if self.worker is not None:
-            raise handover.UpgradeError("upgrading is not supported with workers > 1 yet")
+            return self._askSupervisor()
         if self.upgrading is not None:
             raise handover.UpgradeError("an upgrade is already under way")
         self.upgrading = handover.Upgrade(
             self, self._reactor, handover.successorCommand(sys.argv), self._upgradeEnded
         )
         return self.upgrading.done
+
+    def _askSupervisor(self) -> Deferred[bool]:
+        """
+        A worker's upgrade: the supervisor starts the new pgtwist and has
+        every worker wait for its successor (L{prepareHandOver}); fires
+        with whether this worker's successor took its listeners.
+        """
+        if self.upgrading is not None:
+            raise handover.UpgradeError("an upgrade is already under way")
+        answer: Deferred[bool] = Deferred()
+        self._upgradeAnswers.append(answer)
+        os.kill(os.getppid(), signal.SIGUSR2)
+
+        def unanswered() -> None:
+            # The supervisor did not start one (one was under way there).
+            if answer in self._upgradeAnswers:
+                self._upgradeAnswers.remove(answer)
+                answer.callback(False)
+
+        self._reactor.callLater(ASK_SUPERVISOR_TIMEOUT, unanswered)
+        return answer
+
+    def prepareHandOver(self) -> None:
+        """
+        A worker's part of an upgrade (SIGUSR2 from its supervisor): wait
+        for the new pgtwist's worker of the same index on the private
+        socket L{WorkerRole.handover} names, and hand it this worker's
+        listeners and clients as a single process hands them to its
+        successor.
+
+        @raise pgtwist.app.handover.UpgradeError: One is under way.
+        """
+        assert self.worker is not None
+        if self.upgrading is not None:
+            raise handover.UpgradeError("an upgrade is already under way")
+        self.upgrading = handover.Upgrade(
+            self, self._reactor, [], self._upgradeEnded, path=self.worker.handover
+        )
+        answers, self._upgradeAnswers = self._upgradeAnswers, []
+
+        def tell(result: bool) -> bool:
+            for answer in answers:
+                answer.callback(result)
+            return result
+
+        self.upgrading.done.addCallback(tell)
 
     def _upgradeEnded(self, upgrade: handover.Upgrade) -> None:
         if not upgrade.handedOver:
@@ -388,6 +440,10 @@ class PoolerService(MultiService):
         return d.addCallback(lambda results: [port for _, port in results])
 
 
+#: How long a worker's C{UPGRADE} waits for its supervisor to start one.
+ASK_SUPERVISOR_TIMEOUT = 15.0
+
+
 class WorkerRole:
     """
     What a worker process of a C{workers = N} pgtwist needs to know.
@@ -410,6 +466,7 @@ class WorkerRole:
         cancelEndpoint: str,
         forward: Callable[[int, bytes], None],
         closeIdleElsewhere: Callable[[str], Deferred[None]] | None = None,
+        handover: str = "",
     ) -> None:
         self.index = index
         self.count = count
@@ -417,6 +474,8 @@ class WorkerRole:
         self.cancelEndpoint = cancelEndpoint
         self.forward = forward
         self.closeIdleElsewhere = closeIdleElsewhere
+        #: Where this worker waits for its successor in an upgrade.
+        self.handover = handover
 
 
 def buildService(

@@ -141,6 +141,8 @@ class CancelRegistry:
             for worker in range(self.workers):
                 if worker != self.workerIndex:
                     self._forward(worker, packet)
+            if self.predecessor is not None:
+                self.predecessor(packet)
             return False
         if self.predecessor is not None:
             self.predecessor(codec.encode(request))
@@ -155,9 +157,14 @@ class CancelRegistry:
         """
         Forward C{request} to the backend its key names if this worker gave
         out the key; never offer it to another worker (it came from one).
+        After an upgrade, a key not known here is offered to the worker this
+        one took over from (the client may have stayed there), which offers
+        it no further unless it too took over from a process still running.
         """
         target = self._targets.get((request.processId, request.secretKey))
         if target is None:
+            if self.predecessor is not None:
+                self.predecessor(codec.encode(request))
             return False
         current = target()
         if current is None:

@@ -68,6 +68,12 @@ class ListenerService(Service):
                 backlog = _BACKLOG.search(self.description)
                 if backlog is not None:
                     port.socket.listen(int(backlog.group(1)))
+            elif getattr(port, "_bindPath", None):
+                # The supervisor's unix socket: its file is the supervisor's
+                # to remove. Twisted would unlink it as each worker's copy
+                # closes (all but the first finding it gone); a path in the
+                # abstract namespace (a leading NUL) is not unlinked.
+                port._bindPath = "\0"  # type: ignore[attr-defined]
             self._listening = succeed(port)
         else:
             endpoint = endpoints.serverFromString(self._reactor, self.description)

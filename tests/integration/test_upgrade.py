@@ -515,3 +515,102 @@ def test_daemonPidFileAndLock(tmp_path: Path, pgCluster: PostgresCluster) -> Non
                 os.kill(pid, signal.SIGTERM)
                 waitFor(lambda: not running(pid), "pgtwist to exit")  # noqa: B023
     assert not pidFile.exists()
+
+
+def _children(pid: int) -> set[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    try:
+        return {int(child) for child in path.read_text().split()}
+    except OSError:
+        return set()
+
+
+def test_workersHandOver(tmp_path: Path, pgCluster: PostgresCluster) -> None:
+    """
+    With C{workers = 2}, SIGUSR2 to the supervisor: each old worker hands
+    its share of the listeners, its idle clients and its idle backends to
+    the new worker of the same index. Idle clients in transaction pooling
+    carry on, one in session pooling keeps its backend and settings, new
+    connections (TCP and unix socket) are served all along, and the old
+    supervisor and its workers exit.
+    """
+    pooler = Pooler(
+        tmp_path,
+        pgCluster,
+        main={"workers": 2, "pipeline": "transaction", "max_connections": 8},
+        hba=[
+            "host all pgt_trust all trust",
+            "host all all all scram-sha-256",
+            "local all all scram-sha-256",
+        ],
+        users={USER: PASSWORD},
+        limits=["all pgt_trust all 0 0 session"],
+    ).start()
+    assert pooler.process is not None
+    old = pooler.process.pid
+    new = 0
+    try:
+        deadline = time.monotonic() + 10
+        while len(_children(old)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        oldWorkers = _children(old)
+        assert len(oldWorkers) == 2
+        clients = [psycopg.connect(pooler.dsn(USER, PASSWORD), autocommit=True) for _ in range(6)]
+        for client in clients:
+            assert client.execute("SELECT 1").fetchone() == (1,)
+        session = psycopg.connect(pooler.dsn("pgt_trust", None), autocommit=True)
+        backend = session.execute("SELECT pg_backend_pid()").fetchone()
+        session.execute("SET application_name = 'kept'")
+        stop, results = threading.Event(), []  # type: ignore[var-annotated]
+        loop = threading.Thread(target=_connectLoop, args=(pooler, stop, results))
+        loop.start()
+        try:
+            time.sleep(0.3)
+            pooler.process.send_signal(signal.SIGUSR2)
+            new = _successorPid(pooler)
+            # Every old process exits once its clients went to the new ones.
+            assert pooler.process.wait(30) == 0
+            before = len(results)
+            deadline = time.monotonic() + 10
+            while len(results) < before + 5 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            stop.set()
+            loop.join()
+        assert [r for r in results if r != "ok"] == []
+        assert len(results) > 5
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in oldWorkers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_alive(pid) for pid in oldWorkers)
+        for client in clients:
+            assert client.execute("SELECT 2").fetchone() == (2,)
+            client.close()
+        assert session.execute("SELECT pg_backend_pid()").fetchone() == backend
+        assert session.execute("SHOW application_name").fetchone() == ("kept",)
+        assert len(_children(new)) == 2
+        for index in (0, 1):
+            log = Path(f"{pooler.logPath}.{index}").read_text()
+            assert re.search(r"Upgrade: [1-9]\d* clients and \d+ idle backends taken over", log)
+        # Again, through a worker's console: it asks its supervisor.
+        upgraded = subprocess.run(
+            [str(BIN / "pgtwist-cli"), "-c", str(pooler.configPath), "upgrade"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=pooler.environ,
+        )
+        assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+        pooler.waitForLog(r"Upgrade: the new process took \d+ listeners", count=2)
+        deadline = time.monotonic() + 30
+        while _alive(new) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(new)
+        assert session.execute("SELECT pg_backend_pid()").fetchone() == backend
+        with psycopg.connect(pooler.dsn(USER, PASSWORD)) as conn:
+            assert conn.execute("SELECT 3").fetchone() == (3,)
+        session.close()
+    finally:
+        for pid in re.findall(r"\(pid (\d+)\) asks for the listeners", pooler.log()):
+            _stopPid(int(pid))
+        pooler.stop()

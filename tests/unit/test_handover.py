@@ -244,6 +244,21 @@ class AdoptTests(SynchronousTestCase):
         self.assertEqual(reactor.port.socket.backlogs, [128])
         self.assertRaises(OSError, os.fstat, read)
 
+    def test_workerKeepsSupervisorsFile(self) -> None:
+        """
+        A worker's copy of the supervisor's unix socket does not remove its
+        file when it closes: the supervisor does, once (each worker trying
+        too found it gone and logged a FileNotFoundError at shutdown).
+        """
+        from pgtwist.net.listeners import ListenerService
+
+        reactor = _AdoptingReactor()
+        reactor.port._bindPath = "/tmp/.s.PGSQL.6432"  # type: ignore[attr-defined]
+        listener = ListenerService(reactor, f"adopt:5:{socket.AF_UNIX}", object())
+        listener.privilegedStartService()
+        self.assertEqual(reactor.adopted, [(5, socket.AF_UNIX)])
+        self.assertEqual(reactor.port._bindPath, "\0")  # type: ignore[attr-defined]
+
 
 class SuccessorCommandTests(SynchronousTestCase):
     """
@@ -328,6 +343,7 @@ class _Service:
             ),
         ]
         self.managementListener = None
+        self.worker: Any = None
         self.observability: list[Any] = []
         self.factory = _Factory()
         self.cancels = CancelRegistry(MemoryReactorClock())
@@ -581,3 +597,186 @@ class OldSideTests(SynchronousTestCase):
         _, second = self.connect()
         self.assertTrue(second.aborted)
         self.assertEqual(self.results, [])
+
+
+class _WorkerService(_Service):
+    """
+    A worker's service: its own TCP share and the supervisor's unix
+    socket (both adopted), its private cancel socket, the management port.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.listeners = [
+            _Listener("adopt:7:2", _Port(7, socket.AF_INET)),
+            _Listener("adopt:3:1", _Port(3, socket.AF_UNIX, "/tmp/.s.PGSQL.6432")),
+            _Listener("unix:/tmp/w/cancel-0.sock:mode=600", _Port(9, socket.AF_UNIX)),
+        ]
+        self.managementListener = _Listener("tcp:6433", _Port(11, socket.AF_INET))
+        self.worker = object()
+
+
+class WorkerOldSideTests(SynchronousTestCase):
+    """
+    A worker waits for its successor where its supervisor says, and hands
+    it its own share of the TCP address and the management port only.
+    """
+
+    def setUp(self) -> None:
+        self.reactor = _Reactor()
+        self.service = _WorkerService()
+        self.upgrade = app.Upgrade(
+            self.service,  # type: ignore[arg-type]
+            self.reactor,
+            [],
+            lambda upgrade: None,
+            path="/tmp/w/handover-0.sock",
+        )
+        self.addCleanup(app.shutil.rmtree, self.upgrade.runtime, True)
+
+    def test_waits(self) -> None:
+        """
+        No process is started: the socket at the given path, private to
+        this user, waits for the new supervisor's worker.
+        """
+        self.assertEqual(self.reactor.spawned, [])
+        self.assertEqual(self.reactor.unixServers[0][0], "/tmp/w/handover-0.sock")
+        self.assertEqual(self.reactor.unixServers[0][3], 0o600)
+
+    def test_handOver(self) -> None:
+        """
+        The TCP share and the management port go; once taken, both stop
+        here and so does the supervisor's unix socket (without removing
+        its file); the private cancel socket goes on serving.
+        """
+        factory = self.reactor.unixServers[0][1]
+        protocol = factory.buildProtocol(None)
+        transport = _UnixTransport(os.getuid())
+        protocol.makeConnection(transport)
+        protocol.dataReceived(handover.encode(handover.Hello(5555, "9.9", (1,))))
+        self.assertEqual(transport.descriptors, [7, 11])
+        (listeners,) = handover.Decoder().feed(transport.value())
+        assert isinstance(listeners, handover.Listeners)
+        self.assertEqual(
+            [(r.family, r.role) for r in listeners.listeners],
+            [(socket.AF_INET, "listen"), (socket.AF_INET, "management")],
+        )
+        shared = self.service.listeners[1].port
+        protocol.dataReceived(handover.encode(handover.Taken(2)))
+        self.assertEqual(
+            [listener.running for listener in self.service.listeners], [False, False, True]
+        )
+        self.assertFalse(self.service.managementListener.running)
+        assert shared is not None
+        self.assertEqual(shared._bindPath, "\0")
+        self.assertFalse(shared._shouldShutdown)
+        self.assertFalse(self.reactor.stopped)
+
+    def test_failedKeepsServing(self) -> None:
+        """
+        A successor that never comes: after the hand-over timeout this
+        worker goes on as before, and there is no process to stop.
+        """
+        results: list[bool] = []
+        self.upgrade.done.addCallback(results.append)
+        self.reactor.advance(app.HANDOVER_TIMEOUT)
+        self.assertEqual(results, [False])
+        self.assertTrue(all(listener.running for listener in self.service.listeners))
+
+
+class _HandoverSocket:
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.closed = False
+
+    def sendall(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _NewWorkerService:
+    def __init__(self, management: bool) -> None:
+        self.listeners = [
+            _Listener(app.WORKER_TCP, _Port(0, socket.AF_INET)),
+            _Listener("adopt:3:1", _Port(3, socket.AF_UNIX)),
+        ]
+        self.managementListener = (
+            _Listener("tcp:6433", _Port(0, socket.AF_INET)) if management else None
+        )
+        self.worker = object()
+        self.cancels = CancelRegistry(MemoryReactorClock())
+
+
+class WorkerSuccessorTests(SynchronousTestCase):
+    """
+    A new worker matches its predecessor's listeners by role (their
+    descriptions name descriptors of another generation).
+    """
+
+    def successor(self) -> tuple[app.Successor, _HandoverSocket]:
+        successor = app.Successor.__new__(app.Successor)
+        sock = _HandoverSocket()
+        successor.sock = sock  # type: ignore[assignment]
+        successor.version = 2
+        return successor, sock
+
+    def pipes(self, count: int) -> list[int]:
+        fds = []
+        for _ in range(count):
+            read, write = os.pipe()
+            os.close(write)
+            fds.append(read)
+            self.addCleanup(lambda fd=read: _closeQuietly(fd))
+        return fds
+
+    def test_byRole(self) -> None:
+        """
+        The TCP share is adopted by the listener waiting for it, the
+        management port by the management listener; the shared unix socket
+        is not touched (the supervisor handed it down already).
+        """
+        successor, _ = self.successor()
+        service = _NewWorkerService(management=True)
+        fds = self.pipes(2)
+        message = handover.Listeners(
+            (
+                handover.ListenerRecord("adopt:7:2", socket.AF_INET, "listen"),
+                handover.ListenerRecord("tcp:6433", socket.AF_INET, "management"),
+            )
+        )
+        successor._takeWorkerListeners(service, message, fds)  # type: ignore[arg-type]
+        self.assertEqual(service.listeners[0].adopt, f"{fds[0]}:{socket.AF_INET}")  # type: ignore[attr-defined]
+        self.assertFalse(hasattr(service.listeners[1], "adopt"))
+        assert service.managementListener is not None
+        self.assertEqual(service.managementListener.adopt, f"{fds[1]}:{socket.AF_INET}")  # type: ignore[attr-defined]
+
+    def test_otherSockets(self) -> None:
+        """
+        A predecessor with other sockets (here a management port this
+        worker does not serve) is refused: the old worker goes on.
+        """
+        successor, sock = self.successor()
+        service = _NewWorkerService(management=False)
+        fds = self.pipes(2)
+        message = handover.Listeners(
+            (
+                handover.ListenerRecord("adopt:7:2", socket.AF_INET, "listen"),
+                handover.ListenerRecord("tcp:6433", socket.AF_INET, "management"),
+            )
+        )
+        with self.assertRaises(handover.HandoverError):
+            successor._takeWorkerListeners(service, message, fds)  # type: ignore[arg-type]
+        (refusal,) = handover.Decoder().feed(b"".join(sock.sent))
+        self.assertIsInstance(refusal, handover.Refuse)
+        self.assertTrue(sock.closed)
+        for fd in fds:
+            self.assertRaises(OSError, os.fstat, fd)
+
+
+def _closeQuietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
