@@ -441,7 +441,7 @@ def _mainParsers(environ: Mapping[str, str]) -> dict[str, tuple[str, _Parser]]:
         "health_check_period": ("healthCheckPeriod", parseDuration),
         "health_check_timeout": ("healthCheckTimeout", parseDuration),
         "health_check_user": ("healthCheckUser", lambda v: v.strip() or None),
-        "health_check_database": ("healthCheckDatabase", lambda v: v.strip() or "postgres"),
+        "health_check_database": ("healthCheckDatabase", lambda v: v.strip() or None),
         "target_session_attrs": (
             "targetSessionAttrs",
             lambda v: parseChoice(v, TARGET_SESSION_ATTRS),

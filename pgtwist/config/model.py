@@ -169,13 +169,15 @@ class MainSettings:
     #: L{pgtwist.pool.health}): every C{healthCheckPeriod} seconds each
     #: server is asked C{pg_is_in_recovery()} and its replay lag, as
     #: C{healthCheckUser} (C{None}: the superuser of the C{-S} file) in
-    #: C{healthCheckDatabase}; one that does not answer within
-    #: C{healthCheckTimeout} gets no new backend until it does.
+    #: C{healthCheckDatabase} (C{None}: the database named after that
+    #: user, as pgagroal does); one that does not answer within
+    #: C{healthCheckTimeout} gets no new backend until it does. The
+    #: defaults are pgagroal 2.x's.
     healthCheck: bool = False
-    healthCheckPeriod: float = 5.0
+    healthCheckPeriod: float = 30.0
     healthCheckTimeout: float = 5.0
     healthCheckUser: str | None = None
-    healthCheckDatabase: str = "postgres"
+    healthCheckDatabase: str | None = None
     #: Routing (L{pgtwist.pool.routing}): libpq's C{target_session_attrs}
     #: and C{load_balance_hosts}, PgDoorman's C{max_lag_in_bytes} and
     #: Odyssey's C{catchup_timeout} (0: no limit); a databases-file line

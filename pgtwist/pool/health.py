@@ -159,7 +159,9 @@ class HealthChecker:
         user, password = self._credentials()
         result: Deferred[_Answer] = Deferred()
         try:
-            backend, ready = self._connect(server, (main.healthCheckDatabase, user), password)
+            # pgagroal connects to the database named after the user.
+            database = main.healthCheckDatabase or user
+            backend, ready = self._connect(server, (database, user), password)
         except Exception as e:
             answer.error = str(e)
             result.callback(answer)

@@ -96,8 +96,8 @@ class HealthCheckerTests(SynchronousTestCase):
 
     def test_roundFindsRolesAndLag(self) -> None:
         """
-        A round logs in as health_check_user with its vault password,
-        learns each server's role, and a standby's lag behind the primary's
+        A round logs in as health_check_user with its vault password, to
+        the database named after it (pgagroal's choice), learns each server's role, and a standby's lag behind the primary's
         WAL position.
         """
         self.rows = {"a": (b"f", b"0/3000", None, b"0"), "b": (b"t", b"0/1000", b"0/2000", b"4.5")}
@@ -105,7 +105,7 @@ class HealthCheckerTests(SynchronousTestCase):
         self.clock.advance(0)
         self.assertEqual(
             self.logins,
-            [("a", ("postgres", "monitor"), "secret"), ("b", ("postgres", "monitor"), "secret")],
+            [("a", ("monitor", "monitor"), "secret"), ("b", ("monitor", "monitor"), "secret")],
         )
         self.assertEqual(self.connections[0].queries, [HEALTH_QUERY])
         self.assertTrue(all(c.closed for c in self.connections))
