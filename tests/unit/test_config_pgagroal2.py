@@ -47,6 +47,11 @@ class Pgagroal2FilesTests(FilesTestCase):
         config = loadConfiguration(path, warn=self.warnings.append)
         self.assertEqual(config.main.serverResetQuery, "DISCARD ALL")
         self.assertEqual(config.main.pipeline, "auto")
+        main = config.main
+        self.assertEqual(
+            (main.healthCheck, main.healthCheckPeriod, main.healthCheckTimeout),
+            (False, 30.0, 5.0),
+        )
         with open(path) as f:
             lines = f.read().splitlines()
         where = {line.split("=")[0].strip(): n for n, line in enumerate(lines, 1) if "=" in line}
