@@ -7,7 +7,11 @@ this process on its own reactor, and has C{pgbench -S -c 1} (simple and
 extended protocol; C{--clients} for more, so that transaction pooling's
 clients wait for its 10 backends) run transactions through it while
 C{sys.setprofile} counts every Python function call the reactor thread
-makes. Each workload
+makes. C{--logins} measures a login instead (C{pgbench -S -C}: one
+transaction per connection), for the role in the vault and for the same
+role looked up with auth_query and logged into PostgreSQL by SCRAM
+pass-through (issue 13's C{S-simple-c10-C-authquery} against
+C{S-simple-c10-C}). Each workload
 runs twice, with C{--transactions} and twice as many: the difference,
 divided by the extra transactions, is the cost of one transaction without
 the login, the pgbench start or the profiler's own switching. The counts are
@@ -38,11 +42,16 @@ from typing import Any
 from benchmarks import servers
 
 ROLE = "pgtwist_calls"
+#: The role auth_query runs as in C{--logins} (a superuser: it reads
+#: C{pg_authid}).
+AUTH_ROLE = "pgtwist_calls_auth"
 DATABASE = "pgtwist_calls"
 
 #: The workloads: name and pgbench's protocol option.
 PROTOCOLS = (("simple", "-Msimple"), ("extended", "-Mextended"))
 PIPELINES = ("transaction", "session")
+#: The users sources a C{--logins} run compares.
+SOURCES = ("vault", "authquery")
 
 _TWISTED = os.sep + "twisted" + os.sep
 _PGTWIST = os.sep + "pgtwist" + os.sep
@@ -129,7 +138,10 @@ class Harness:
         self.password = secrets.token_urlsafe(18)
         self.cluster.createRole(ROLE, self.password, "scram-sha-256")
         self.cluster.createDatabase(DATABASE, ROLE)
-        self.cluster.setHba(hbaForRoles({ROLE: "scram-sha-256"}))
+        self.authPassword = secrets.token_urlsafe(18)
+        self.cluster.createRole(AUTH_ROLE, self.authPassword, "scram-sha-256")
+        self.cluster.psql(f"ALTER ROLE {AUTH_ROLE} SUPERUSER;")
+        self.cluster.setHba(hbaForRoles({ROLE: "scram-sha-256", AUTH_ROLE: "scram-sha-256"}))
         args = ["-i", "-q", "-s", "1", "-h", self.cluster.host, "-p", str(self.cluster.port)]
         result = self.pgbench([*args, "-U", ROLE, DATABASE])
         if result.returncode != 0:
@@ -146,9 +158,12 @@ class Harness:
             stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, timeout=600,
         )  # fmt: skip
 
-    def service(self, pipeline: str) -> tuple[Any, int]:
+    def service(self, pipeline: str, authQuery: bool = False) -> tuple[Any, int]:
         """
         A started pgtwist service for C{pipeline}, and its port.
+
+        @param authQuery: The vault holds only the auth user's password,
+            and the role is looked up with auth_query.
         """
         from pgtwist.app import tap
         from pgtwist.config.vault import writeMasterKey, writeUsersFile
@@ -158,14 +173,16 @@ class Harness:
         paths = {name: os.path.join(directory, f"pgtwist{name}.conf") for name in ("", "_hba")}
         users = os.path.join(directory, "pgtwist_users.conf")
         with open(paths[""], "w") as f:
-            f.write(servers.pgtwistConf(port, self.cluster.port, pipeline, 10))
+            authUser = AUTH_ROLE if authQuery else None
+            f.write(servers.pgtwistConf(port, self.cluster.port, pipeline, 10, authUser=authUser))
         with open(paths["_hba"], "w") as f:
             f.write(servers.pgtwistHba())
         masterKey = secrets.token_hex(32).encode()
         # The vault's key is read from ~/.pgtwist/master.key: a HOME of our own.
         os.environ["HOME"] = directory
         writeMasterKey(masterKey, os.path.join(directory, ".pgtwist", "master.key"))
-        writeUsersFile(users, {ROLE: self.password}, masterKey=masterKey)
+        vault = {AUTH_ROLE: self.authPassword} if authQuery else {ROLE: self.password}
+        writeUsersFile(users, vault, masterKey=masterKey)
         options = tap.Options()
         options.parseOptions(["-c", paths[""], "-a", paths["_hba"], "-u", users])
         service = tap.makeService(options)
@@ -195,6 +212,22 @@ def onReactor(reactor: Any, function: Callable[[], object]) -> None:
     done.wait()
 
 
+def profiled(
+    reactor: Any, harness: Harness, args: list[str]
+) -> collections.Counter[tuple[str, str, int, str]]:
+    """
+    The reactor thread's calls while pgbench runs with C{args}; called
+    outside the reactor thread.
+    """
+    counter = CallCounter()
+    onReactor(reactor, lambda: sys.setprofile(counter))
+    result = harness.pgbench([*args, "-U", ROLE, DATABASE])
+    onReactor(reactor, lambda: sys.setprofile(None))
+    if result.returncode != 0:
+        raise RuntimeError(f"pgbench failed:\n{result.stderr[-2000:]}")
+    return counter.counts
+
+
 def measure(
     reactor: Any, harness: Harness, pipeline: str, port: int, transactions: int, clients: int = 1
 ) -> list[Measure]:
@@ -209,23 +242,56 @@ def measure(
     results = []
     for protocol, option in PROTOCOLS:
         base = ["-S", "-n", option, "-c", str(clients), "-h", servers.LOOPBACK, "-p", str(port)]
-
-        def run(
-            count: int, base: list[str] = base
-        ) -> collections.Counter[tuple[str, str, int, str]]:
-            counter = CallCounter()
-            onReactor(reactor, lambda: sys.setprofile(counter))
-            result = harness.pgbench([*base, "-t", str(count // clients), "-U", ROLE, DATABASE])
-            onReactor(reactor, lambda: sys.setprofile(None))
-            if result.returncode != 0:
-                raise RuntimeError(f"pgbench failed:\n{result.stderr[-2000:]}")
-            return counter.counts
-
-        run(transactions)  # warm up: backends open, statements cached
-        small = run(transactions)
-        large = run(2 * transactions)
-        results.append(Measure(pipeline, protocol, difference(small, large, transactions)))
+        small, large = (str(count // clients) for count in (transactions, 2 * transactions))
+        profiled(reactor, harness, [*base, "-t", small])  # warm up
+        smallCounts = profiled(reactor, harness, [*base, "-t", small])
+        largeCounts = profiled(reactor, harness, [*base, "-t", large])
+        results.append(
+            Measure(pipeline, protocol, difference(smallCounts, largeCounts, transactions))
+        )
     return results
+
+
+def measureLogins(
+    reactor: Any, harness: Harness, pipeline: str, source: str, port: int, logins: int
+) -> Measure:
+    """
+    Calls per login (C{pgbench -S -M simple -C}: a connection, its login
+    and one transaction) through the pgtwist on C{port}, whose users
+    C{source} is one of L{SOURCES}; called outside the reactor thread.
+    """
+    base = ["-S", "-n", "-Msimple", "-C", "-c", "1", "-h", servers.LOOPBACK, "-p", str(port)]
+    profiled(reactor, harness, [*base, "-t", str(logins)])  # warm up
+    small = profiled(reactor, harness, [*base, "-t", str(logins)])
+    large = profiled(reactor, harness, [*base, "-t", str(2 * logins)])
+    return Measure(pipeline, "login-" + source, difference(small, large, logins))
+
+
+def compare(results: Sequence[Measure], top: int) -> str:
+    """
+    Per pipeline, the functions an auth_query login calls more (or fewer)
+    times than a vault login, the largest differences first.
+    """
+    lines = []
+    byKey = {(m.pipeline, m.protocol): m for m in results}
+    for pipeline in PIPELINES:
+        vault = byKey.get((pipeline, "login-vault"))
+        query = byKey.get((pipeline, "login-authquery"))
+        if vault is None or query is None:
+            continue
+        lines.append(
+            f"\n{pipeline}: auth_query / vault = {query.total() / vault.total():.3f}; "
+            f"the {top} largest differences per login"
+        )
+        keys = set(vault.byFunction) | set(query.byFunction)
+        deltas = {
+            key: query.byFunction.get(key, 0.0) - vault.byFunction.get(key, 0.0) for key in keys
+        }
+        ranked = sorted(deltas.items(), key=lambda item: -abs(item[1]))[:top]
+        for (kind, fileName, line, name), n in ranked:
+            where = fileName.rsplit(os.sep + kind + os.sep, 1)[-1]
+            lines.append(f"  {n:+7.2f}  {kind:<8} {name} ({where}:{line})")
+    return "\n".join(lines)
 
 
 def report(results: Sequence[Measure], top: int) -> str:
@@ -233,11 +299,11 @@ def report(results: Sequence[Measure], top: int) -> str:
     The table, and each workload's most called functions.
     """
     lines = [
-        f"{'pipeline':<12} {'protocol':<9} {'pgtwist':>8} {'twisted':>8} {'other':>7} {'all':>7}",
+        f"{'pipeline':<12} {'protocol':<15} {'pgtwist':>8} {'twisted':>8} {'other':>7} {'all':>7}",
     ]
     for m in results:
         lines.append(
-            f"{m.pipeline:<12} {m.protocol:<9} {m.total('pgtwist'):8.1f} "
+            f"{m.pipeline:<12} {m.protocol:<15} {m.total('pgtwist'):8.1f} "
             f"{m.total('twisted'):8.1f} {m.total('other'):7.1f} {m.total():7.1f}"
         )
     if top:
@@ -252,10 +318,16 @@ def report(results: Sequence[Measure], top: int) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """
-    Measure and print calls per transaction.
+    Measure and print calls per transaction, or per login (C{--logins}).
     """
     parser = argparse.ArgumentParser(prog="python -m benchmarks.calls", description=__doc__)
     parser.add_argument("--transactions", type=int, default=2000)
+    parser.add_argument(
+        "--logins",
+        type=int,
+        default=0,
+        help="measure N logins (and 2N) per users source instead of transactions",
+    )
     parser.add_argument("--pipeline", action="append", choices=PIPELINES)
     parser.add_argument("--top", type=int, default=0, help="list the N most called functions")
     parser.add_argument(
@@ -275,26 +347,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         def drive() -> None:
             try:
                 for pipeline in options.pipeline or PIPELINES:
-                    started: list[tuple[Any, int]] = []
+                    for source in SOURCES if options.logins else ("vault",):
+                        started: list[tuple[Any, int]] = []
 
-                    def start(pipeline: str = pipeline, started: list[Any] = started) -> None:
-                        started.append(harness.service(pipeline))
+                        def start(
+                            pipeline: str = pipeline,
+                            started: list[Any] = started,
+                            authQuery: bool = source == "authquery",
+                        ) -> None:
+                            started.append(harness.service(pipeline, authQuery))
 
-                    onReactor(reactor, start)
-                    service, port = started[0]
-                    try:
-                        results.extend(
-                            measure(
-                                reactor,
-                                harness,
-                                pipeline,
-                                port,
-                                options.transactions,
-                                options.clients,
-                            )
-                        )
-                    finally:
-                        onReactor(reactor, service.stopService)
+                        onReactor(reactor, start)
+                        service, port = started[0]
+                        try:
+                            if options.logins:
+                                results.append(
+                                    measureLogins(
+                                        reactor, harness, pipeline, source, port, options.logins
+                                    )
+                                )
+                            else:
+                                results.extend(
+                                    measure(
+                                        reactor,
+                                        harness,
+                                        pipeline,
+                                        port,
+                                        options.transactions,
+                                        options.clients,
+                                    )
+                                )
+                        finally:
+                            onReactor(reactor, service.stopService)
             except BaseException as e:
                 failure.append(e)
             finally:
@@ -308,6 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if failure:
         raise failure[0]
     print(report(results, options.top))
+    if options.logins:
+        print(compare(results, options.top or 40))
     return 0
 
 
