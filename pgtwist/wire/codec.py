@@ -327,14 +327,24 @@ def decodeStartupPacket(body: bytes) -> Message:
             f"unsupported frontend protocol {major}.{minor}: server supports 3.0 to 3.0",
             constants.SQLSTATE_FEATURE_NOT_SUPPORTED,
         )
+    # One split instead of a Reader call per string: every login parses
+    # this packet. parts[-1] is what follows the last NUL, so only
+    # parts[:-1] are complete strings, as Reader.cstring() would read them.
     parameters: dict[str, str] = {}
-    reader = Reader(body[4:])
+    parts = body[4:].split(b"\x00")
+    complete = len(parts) - 1
+    index = 0
     while True:
-        name = reader.cstring()
+        if index >= complete:
+            raise ProtocolViolation("invalid string in message")
+        name = parts[index]
         if not name:
             break
-        parameters[name] = reader.cstring()
-    if not reader.atEnd():
+        if index + 1 >= complete:
+            raise ProtocolViolation("invalid string in message")
+        parameters[name.decode(_ENCODING, _ERRORS)] = parts[index + 1].decode(_ENCODING, _ERRORS)
+        index += 2
+    if index + 1 != complete or parts[-1]:
         raise ProtocolViolation("invalid startup packet layout: expected terminator as last byte")
     return StartupMessage(parameters, code)
 

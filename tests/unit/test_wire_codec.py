@@ -177,6 +177,84 @@ class DecodeErrorTests(SynchronousTestCase):
         self.assertEqual(error.message, "bad")
 
 
+def _referenceStartup(body: bytes) -> dict[str, str]:
+    """
+    The parameters of a version 3.0 startup packet, read one string at a time
+    with L{codec.Reader} as pgtwist did before it split the packet once.
+    """
+    parameters: dict[str, str] = {}
+    reader = codec.Reader(body)
+    while True:
+        name = reader.cstring()
+        if not name:
+            break
+        parameters[name] = reader.cstring()
+    if not reader.atEnd():
+        raise ProtocolViolation("invalid startup packet layout: expected terminator as last byte")
+    return parameters
+
+
+class StartupPacketTests(SynchronousTestCase):
+    """
+    L{codec.decodeStartupPacket} reads parameters exactly as reading them one
+    C{cstring} at a time does, malformed packets included.
+    """
+
+    bodies = [
+        b"",
+        b"\x00",
+        b"\x00\x00",
+        b"\x00x",
+        b"user",
+        b"user\x00",
+        b"user\x00u",
+        b"user\x00u\x00",
+        b"user\x00u\x00\x00",
+        b"user\x00u\x00\x00\x00",
+        b"user\x00u\x00\x00x",
+        b"user\x00\x00\x00",
+        b"user\x00\x00",
+        b"user\x00a\x00user\x00b\x00\x00",
+        b"user\x00u\x00database\x00d\x00options\x00-c a=b\x00\x00",
+        b"us\xe9r\x00\xff\xfe\x00\x00",
+        b"user\x00u\x00database\x00\x00",
+        b"user\x00u\x00database\x00",
+    ]
+
+    def test_sameAsReadingStringByString(self) -> None:
+        """
+        Every body gives the same parameters, or the same violation, as the
+        string-by-string reading.
+        """
+        prefix = codec.INT32.pack(constants.PROTOCOL_3_0)
+        for body in self.bodies:
+            try:
+                expected: object = _referenceStartup(body)
+            except ProtocolViolation as e:
+                expected = ("violation", e.message, e.sqlstate)
+            try:
+                message = codec.decodeStartupPacket(prefix + body)
+            except ProtocolViolation as e:
+                got: object = ("violation", e.message, e.sqlstate)
+            else:
+                assert isinstance(message, StartupMessage)
+                self.assertEqual(message.protocol, constants.PROTOCOL_3_0)
+                got = message.parameters
+                assert isinstance(expected, dict)
+                self.assertEqual(list(got), list(expected), body)
+            self.assertEqual(got, expected, body)
+
+    def test_lastValueWins(self) -> None:
+        """
+        A repeated parameter keeps its last value, as PostgreSQL does.
+        """
+        message = codec.decodeStartupPacket(
+            codec.INT32.pack(constants.PROTOCOL_3_0) + b"user\x00a\x00user\x00b\x00\x00"
+        )
+        assert isinstance(message, StartupMessage)
+        self.assertEqual(message.parameters, {"user": "b"})
+
+
 class SaslHelperTests(SynchronousTestCase):
     """
     The helpers that read and write SASL bodies.
