@@ -290,9 +290,10 @@ def encode(message: Message) -> bytes:
 
 def encodeAll(messages: Iterable[Message]) -> bytes:
     """
-    Several messages as one byte string (one write).
+    Several messages as one byte string (one write); C{map} rather than a
+    generator, whose frame is resumed once per message.
     """
-    return b"".join(encode(m) for m in messages)
+    return b"".join(map(encode, messages))
 
 
 # -- decoding -----------------------------------------------------------------
@@ -515,4 +516,4 @@ def encodeSASLMechanisms(mechanisms: Iterable[str]) -> bytes:
     """
     The body of an AuthenticationSASL request after its code.
     """
-    return b"".join(encodeString(m) for m in mechanisms) + b"\x00"
+    return b"".join(map(encodeString, mechanisms)) + b"\x00"

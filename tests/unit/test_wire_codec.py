@@ -114,6 +114,20 @@ class RoundTripTests(SynchronousTestCase):
             self.assertEqual(codec.INT32.unpack_from(wire, 0)[0], len(wire))
             self.assertEqual(codec.decodeStartupPacket(wire[4:]), message)
 
+    def test_encodeAll(self) -> None:
+        """
+        L{codec.encodeAll} is the messages' wire forms one after the other,
+        from a list or any iterable, and nothing for none.
+        """
+        messages = [
+            AuthenticationRequest(constants.AUTH_OK),
+            ReadyForQuery(constants.TRANSACTION_IN_BLOCK),
+        ]
+        expected = b"".join(codec.encode(m) for m in messages)
+        self.assertEqual(codec.encodeAll(messages), expected)
+        self.assertEqual(codec.encodeAll(iter(messages)), expected)
+        self.assertEqual(codec.encodeAll(()), b"")
+
     def test_nonUtf8TextRoundTrips(self) -> None:
         """
         Text in another client encoding (LATIN1 bytes) is kept byte for byte.
@@ -274,7 +288,11 @@ class SaslHelperTests(SynchronousTestCase):
         The mechanism list round-trips.
         """
         body = codec.encodeSASLMechanisms(["SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"])
+        self.assertEqual(body, b"SCRAM-SHA-256\x00SCRAM-SHA-256-PLUS\x00\x00")
         self.assertEqual(codec.parseSASLMechanisms(body), ["SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"])
+        self.assertEqual(
+            codec.encodeSASLMechanisms(iter(["SCRAM-SHA-256"])), b"SCRAM-SHA-256\x00\x00"
+        )
 
     def test_password(self) -> None:
         """
