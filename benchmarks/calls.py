@@ -8,10 +8,10 @@ extended protocol; C{--clients} for more, so that transaction pooling's
 clients wait for its 10 backends) run transactions through it while
 C{sys.setprofile} counts every Python function call the reactor thread
 makes. C{--logins} measures a login instead (C{pgbench -S -C}: one
-transaction per connection), for the role in the vault and for the same role looked up with
-auth_query and logged into PostgreSQL by SCRAM pass-through (issue 13's
-C{S-simple-c10-C-authquery} against C{S-simple-c10-C}). C{--logins N
---cpu R} measures the CPU time instead, without the profiler: R rounds,
+transaction per connection), for the role in the vault and for the same
+role looked up with auth_query and logged into PostgreSQL by SCRAM
+pass-through (issue 13's C{S-simple-c10-C-authquery} against
+C{S-simple-c10-C}). C{--logins N --cpu R} measures the CPU time instead, without the profiler: R rounds,
 each running C{pgbench -S -C -c 10} for N logins against one source then
 the other, CPU taken from C{getrusage} of this process (pgbench and
 PostgreSQL are other processes); it prints each round's ratio. Each workload

@@ -184,9 +184,10 @@ def _xor(left: bytes, right: bytes) -> bytes:
 
 def _b64encode(data: bytes) -> str:
     """
-    Base64 as text.
+    Base64 as text: C{binascii} directly, without C{base64.b64encode}'s
+    Python frame (three per login).
     """
-    return base64.b64encode(data).decode("ascii")
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
 def _b64decode(text: str) -> bytes:

@@ -206,7 +206,12 @@ def _addressMatches(rule: HbaRule, addresses: tuple[_IPAddress, ...] | None) -> 
         return True
     candidates = _LOOPBACKS if addresses is None else addresses
     network = rule.address
-    return any(ip.version == network.version and ip in network for ip in candidates)
+    # A loop, not any() over a generator: its frame would be entered per
+    # candidate, on every rule with an address, at every login.
+    for ip in candidates:
+        if ip.version == network.version and ip in network:
+            return True
+    return False
 
 
 def _databaseMatches(rule: HbaRule, database: str, user: str, roles: RoleMembership | None) -> bool:

@@ -47,6 +47,7 @@ from zope.interface import implementer
 from pgtwist.auth import _md5, _scram
 from pgtwist.auth.steps import (
     AuthStep,
+    Outcome,
     continued,
     failed,
     passwordAuthenticationFailed,
@@ -133,9 +134,11 @@ class _Exchange:
 
     def _track(self, step: AuthStep) -> AuthStep:
         """
-        Note that the exchange is over when C{step} is final.
+        Note that the exchange is over when C{step} is final (its outcome
+        compared here rather than through L{AuthStep.final}, a property
+        call on every step of every login).
         """
-        if step.final:
+        if step.outcome is not Outcome.CONTINUE:
             self._finished = True
         return step
 

@@ -290,9 +290,10 @@ def encode(message: Message) -> bytes:
 
 def encodeAll(messages: Iterable[Message]) -> bytes:
     """
-    Several messages as one byte string (one write).
+    Several messages as one byte string (one write); C{map} rather than a
+    generator, whose frame is resumed once per message.
     """
-    return b"".join(encode(m) for m in messages)
+    return b"".join(map(encode, messages))
 
 
 # -- decoding -----------------------------------------------------------------
@@ -327,14 +328,24 @@ def decodeStartupPacket(body: bytes) -> Message:
             f"unsupported frontend protocol {major}.{minor}: server supports 3.0 to 3.0",
             constants.SQLSTATE_FEATURE_NOT_SUPPORTED,
         )
+    # One split instead of a Reader call per string: every login parses
+    # this packet. parts[-1] is what follows the last NUL, so only
+    # parts[:-1] are complete strings, as Reader.cstring() would read them.
     parameters: dict[str, str] = {}
-    reader = Reader(body[4:])
+    parts = body[4:].split(b"\x00")
+    complete = len(parts) - 1
+    index = 0
     while True:
-        name = reader.cstring()
+        if index >= complete:
+            raise ProtocolViolation("invalid string in message")
+        name = parts[index]
         if not name:
             break
-        parameters[name] = reader.cstring()
-    if not reader.atEnd():
+        if index + 1 >= complete:
+            raise ProtocolViolation("invalid string in message")
+        parameters[name.decode(_ENCODING, _ERRORS)] = parts[index + 1].decode(_ENCODING, _ERRORS)
+        index += 2
+    if index + 1 != complete or parts[-1]:
         raise ProtocolViolation("invalid startup packet layout: expected terminator as last byte")
     return StartupMessage(parameters, code)
 
@@ -505,4 +516,4 @@ def encodeSASLMechanisms(mechanisms: Iterable[str]) -> bytes:
     """
     The body of an AuthenticationSASL request after its code.
     """
-    return b"".join(encodeString(m) for m in mechanisms) + b"\x00"
+    return b"".join(map(encodeString, mechanisms)) + b"\x00"

@@ -241,6 +241,20 @@ class ExchangeInterfaceTests(_CacheIsolation):
         self.assertRaises(ProtocolViolation, exchange.receive, Query("x"))
         self.assertRaises(ProtocolViolation, exchange.receive, PasswordMessage(b"secret\x00"))
 
+    def test_receiveAfterFinalStep(self) -> None:
+        """
+        A step that continues leaves the exchange open; after a final one,
+        succeeded or failed, another message is a protocol violation.
+        """
+        for password, outcome in (
+            (b"secret\x00", Outcome.SUCCEEDED),
+            (b"wrong\x00", Outcome.FAILED),
+        ):
+            exchange = PasswordAuthMethod().frontendExchange(ALICE, None)
+            self.assertIs(exchange.start().outcome, Outcome.CONTINUE)
+            self.assertIs(exchange.receive(PasswordMessage(password)).outcome, outcome)
+            self.assertRaises(ProtocolViolation, exchange.receive, PasswordMessage(password))
+
     def test_wrongRequestForMethod(self) -> None:
         """
         Asking a method to answer a request it does not handle is a bug of

@@ -432,6 +432,21 @@ class ScramServerVectorTests(_CacheIsolation):
         client.set_server_final(serverFinal.decode())
 
 
+class Base64Tests(SynchronousTestCase):
+    """
+    L{_scram._b64encode} is standard base64 as text, without a newline.
+    """
+
+    def test_sameAsBase64Module(self) -> None:
+        """
+        Every length (padding of zero, one and two characters, the 18-byte
+        nonce, a 32-byte signature) gives what C{base64.b64encode} gives.
+        """
+        for size in (0, 1, 2, 3, 18, 32, 100):
+            data = bytes(range(256))[:size]
+            self.assertEqual(_scram._b64encode(data), base64.b64encode(data).decode("ascii"))
+
+
 class SecretTests(_CacheIsolation):
     """
     Secrets, mock secrets, password normalization and the PBKDF2 caches.

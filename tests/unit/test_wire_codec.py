@@ -114,6 +114,20 @@ class RoundTripTests(SynchronousTestCase):
             self.assertEqual(codec.INT32.unpack_from(wire, 0)[0], len(wire))
             self.assertEqual(codec.decodeStartupPacket(wire[4:]), message)
 
+    def test_encodeAll(self) -> None:
+        """
+        L{codec.encodeAll} is the messages' wire forms one after the other,
+        from a list or any iterable, and nothing for none.
+        """
+        messages = [
+            AuthenticationRequest(constants.AUTH_OK),
+            ReadyForQuery(constants.TRANSACTION_IN_BLOCK),
+        ]
+        expected = b"".join(codec.encode(m) for m in messages)
+        self.assertEqual(codec.encodeAll(messages), expected)
+        self.assertEqual(codec.encodeAll(iter(messages)), expected)
+        self.assertEqual(codec.encodeAll(()), b"")
+
     def test_nonUtf8TextRoundTrips(self) -> None:
         """
         Text in another client encoding (LATIN1 bytes) is kept byte for byte.
@@ -177,6 +191,84 @@ class DecodeErrorTests(SynchronousTestCase):
         self.assertEqual(error.message, "bad")
 
 
+def _referenceStartup(body: bytes) -> dict[str, str]:
+    """
+    The parameters of a version 3.0 startup packet, read one string at a time
+    with L{codec.Reader} as pgtwist did before it split the packet once.
+    """
+    parameters: dict[str, str] = {}
+    reader = codec.Reader(body)
+    while True:
+        name = reader.cstring()
+        if not name:
+            break
+        parameters[name] = reader.cstring()
+    if not reader.atEnd():
+        raise ProtocolViolation("invalid startup packet layout: expected terminator as last byte")
+    return parameters
+
+
+class StartupPacketTests(SynchronousTestCase):
+    """
+    L{codec.decodeStartupPacket} reads parameters exactly as reading them one
+    C{cstring} at a time does, malformed packets included.
+    """
+
+    bodies = [
+        b"",
+        b"\x00",
+        b"\x00\x00",
+        b"\x00x",
+        b"user",
+        b"user\x00",
+        b"user\x00u",
+        b"user\x00u\x00",
+        b"user\x00u\x00\x00",
+        b"user\x00u\x00\x00\x00",
+        b"user\x00u\x00\x00x",
+        b"user\x00\x00\x00",
+        b"user\x00\x00",
+        b"user\x00a\x00user\x00b\x00\x00",
+        b"user\x00u\x00database\x00d\x00options\x00-c a=b\x00\x00",
+        b"us\xe9r\x00\xff\xfe\x00\x00",
+        b"user\x00u\x00database\x00\x00",
+        b"user\x00u\x00database\x00",
+    ]
+
+    def test_sameAsReadingStringByString(self) -> None:
+        """
+        Every body gives the same parameters, or the same violation, as the
+        string-by-string reading.
+        """
+        prefix = codec.INT32.pack(constants.PROTOCOL_3_0)
+        for body in self.bodies:
+            try:
+                expected: object = _referenceStartup(body)
+            except ProtocolViolation as e:
+                expected = ("violation", e.message, e.sqlstate)
+            try:
+                message = codec.decodeStartupPacket(prefix + body)
+            except ProtocolViolation as e:
+                got: object = ("violation", e.message, e.sqlstate)
+            else:
+                assert isinstance(message, StartupMessage)
+                self.assertEqual(message.protocol, constants.PROTOCOL_3_0)
+                got = message.parameters
+                assert isinstance(expected, dict)
+                self.assertEqual(list(got), list(expected), body)
+            self.assertEqual(got, expected, body)
+
+    def test_lastValueWins(self) -> None:
+        """
+        A repeated parameter keeps its last value, as PostgreSQL does.
+        """
+        message = codec.decodeStartupPacket(
+            codec.INT32.pack(constants.PROTOCOL_3_0) + b"user\x00a\x00user\x00b\x00\x00"
+        )
+        assert isinstance(message, StartupMessage)
+        self.assertEqual(message.parameters, {"user": "b"})
+
+
 class SaslHelperTests(SynchronousTestCase):
     """
     The helpers that read and write SASL bodies.
@@ -196,7 +288,11 @@ class SaslHelperTests(SynchronousTestCase):
         The mechanism list round-trips.
         """
         body = codec.encodeSASLMechanisms(["SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"])
+        self.assertEqual(body, b"SCRAM-SHA-256\x00SCRAM-SHA-256-PLUS\x00\x00")
         self.assertEqual(codec.parseSASLMechanisms(body), ["SCRAM-SHA-256", "SCRAM-SHA-256-PLUS"])
+        self.assertEqual(
+            codec.encodeSASLMechanisms(iter(["SCRAM-SHA-256"])), b"SCRAM-SHA-256\x00\x00"
+        )
 
     def test_password(self) -> None:
         """
