@@ -493,7 +493,9 @@ class PoolSet(Service):
             if backend is not None:
                 return succeed(backend)
         pool = self.pool(key)
-        waiter = Waiter(parameters, self._reactor.seconds())
+        now = self._reactor.seconds()
+        timeout = self.waitTimeout(pool)[0]
+        waiter = Waiter(parameters, now, now + timeout if timeout > 0 else None)
 
         def cancel(d: Deferred[IBackendLink]) -> None:
             self._forgetWaiter(pool, waiter)
@@ -743,26 +745,24 @@ class PoolSet(Service):
 
     def _armWaitTimer(self, pool: Pool) -> None:
         """
-        Have L{_waitersTimedOut} run when C{pool}'s oldest waiter has waited
-        as long as it may, if it is not armed for that already.
+        Have L{_waitersTimedOut} run at the earliest deadline of C{pool}'s
+        waiters.
 
         One timer per pool, not one per wait: with more clients than
         backends every transaction waits, and a C{callLater} and a
         C{cancel} per wait cost more than the rest of the wait. A waiter
         served or gone leaves the timer armed while others wait (it finds
-        the next oldest when it fires); the last one disarms it.
+        the next deadline when it fires); the last one disarms it.
         """
-        if not pool.waiters:
-            return
-        timeout = self.waitTimeout(pool)[0]
-        if timeout <= 0:
-            return
-        deadline = pool.waiters[0].since + timeout
+        deadlines = [w.deadline for w in pool.waiters if w.deadline is not None]
         timer = pool.waitTimer
         if timer is not None:
-            if timer.getTime() <= deadline:
-                return
-            timer.cancel()
+            pool.waitTimer = None
+            if timer.active():
+                timer.cancel()
+        if not deadlines:
+            return
+        deadline = pool.waitDeadline = min(deadlines)
         delay = max(0.0, deadline - self._reactor.seconds())
         pool.waitTimer = self._reactor.callLater(delay, self._waitersTimedOut, pool)
 
@@ -777,29 +777,31 @@ class PoolSet(Service):
 
     def _waitersTimedOut(self, pool: Pool) -> None:
         """
-        Fail the waiters of C{pool} that have waited their time, oldest
-        first, and arm the timer for the next.
+        Fail the waiters of C{pool} whose wait has run out, oldest first,
+        and arm the timer for the next deadline.
         """
         pool.waitTimer = None
-        timeout, setting = self.waitTimeout(pool)
-        expired = []
-        if timeout > 0:
-            # A hair's slack: the timer's time, computed from a delay, may
-            # come out a rounding error before the deadline it was set for.
-            late = self._reactor.seconds() - timeout + 1e-6
-            waiters = pool.waiters
-            while waiters and waiters[0].since <= late:
-                expired.append(waiters.popleft())
+        # A hair's slack: the timer's time, computed from a delay, may come
+        # out a rounding error before the deadline it was set for.
+        late = self._reactor.seconds() + 1e-6
+        waiters = pool.waiters
+        expired = [w for w in waiters if w.deadline is not None and w.deadline <= late]
+        if expired:
+            kept = [w for w in waiters if w.deadline is None or w.deadline > late]
+            waiters.clear()
+            waiters.extend(kept)
+        setting = self.waitTimeout(pool)[1]
         for waiter in expired:
             pool.stats.timeouts += 1
             self.log.warn(
                 "A client of {poolKey} waited {timeout}s for a backend; giving up ({setting})",
                 poolKey=pool.key,
-                timeout=timeout,
+                timeout=round(waiter.deadline - waiter.since, 3),  # type: ignore[operator]
                 setting=setting,
             )
             waiter.deferred.errback(PoolTimeout(setting))
-        self._armWaitTimer(pool)
+        if waiters:
+            self._armWaitTimer(pool)
 
     def _queueWaiter(self, pool: Pool, waiter: Waiter, first: bool = False) -> None:
         """
@@ -811,11 +813,11 @@ class PoolSet(Service):
         """
         if first:
             pool.waiters.appendleft(waiter)
-            self._armWaitTimer(pool)
         else:
             pool.waiters.append(waiter)
-            if pool.waitTimer is None:
-                self._armWaitTimer(pool)
+        deadline = waiter.deadline
+        if deadline is not None and (pool.waitTimer is None or deadline < pool.waitDeadline):
+            self._armWaitTimer(pool)
         self._waiting[pool.key] = pool
 
     def _serveAll(self, first: Pool | None = None) -> None:

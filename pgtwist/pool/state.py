@@ -77,12 +77,17 @@ class Waiter:
     A client waiting for a backend.
     """
 
-    __slots__ = ("deferred", "parameters", "since")
+    __slots__ = ("deferred", "parameters", "since", "deadline")
 
-    def __init__(self, parameters: Mapping[str, str] | None, since: float) -> None:
+    def __init__(
+        self, parameters: Mapping[str, str] | None, since: float, deadline: float | None = None
+    ) -> None:
         self.parameters = parameters
         self.deferred: Deferred[IBackendLink] = Deferred()
         self.since = since
+        #: When its wait runs out (C{None}: never), fixed when it starts to
+        #: wait, as a timer of its own would be.
+        self.deadline = deadline
 
 
 class Pool:
@@ -121,6 +126,8 @@ class Pool:
         #: Fires when the oldest waiter's wait runs out: one timer per pool,
         #: not one per wait (see C{PoolSet._armWaitTimer}).
         self.waitTimer: IDelayedCall | None = None
+        #: The deadline C{waitTimer} is armed for.
+        self.waitDeadline = 0.0
         #: What PostgreSQL asked for at login (resolves the HBA method C{all}).
         self.authRequestCode: int | None = None
         #: For a user without a vault password: what the last client that

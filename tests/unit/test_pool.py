@@ -6,6 +6,7 @@ scripted connector of fake backends (L{FakePooledConnection}) and a C{Clock}
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -281,6 +282,41 @@ class PoolSetTests(PoolTestCase):
         self.failureResultOf(waits[2], PoolTimeout)
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.assertEqual(self.pools.pool(self.key).stats.timeouts, 2)
+
+    def test_waitKeepsItsTimeoutAcrossReload(self) -> None:
+        """
+        A client keeps the blocking_timeout it started to wait with: a
+        reload that turns the timeout off, or shortens it, changes only the
+        waits that start after it.
+        """
+        for _ in range(2):
+            self.pools.acquire(self.key, {})
+            self.login()
+        first = self.pools.acquire(self.key, None)
+        self.pools.reconfigure(
+            dataclasses.replace(
+                self.pools.config,
+                main=dataclasses.replace(self.pools.config.main, blockingTimeout=0.0),
+            )
+        )
+        second = self.pools.acquire(self.key, None)
+        self.pools.reconfigure(
+            dataclasses.replace(
+                self.pools.config,
+                main=dataclasses.replace(self.pools.config.main, blockingTimeout=1.0),
+            )
+        )
+        third = self.pools.acquire(self.key, None)
+        self.clock.advance(1)
+        self.failureResultOf(third, PoolTimeout)
+        self.assertNoResult(first)
+        self.clock.advance(4)
+        self.failureResultOf(first, PoolTimeout)
+        self.clock.advance(100)
+        self.assertNoResult(second)
+        second.cancel()
+        self.failureResultOf(second)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_waitTimerGoesWithLastWaiter(self) -> None:
         """
