@@ -210,8 +210,9 @@ def test_pinnedClientLeaves(pooler: Pooler) -> None:
 
 def test_pinnedInShowClients(tmp_path: Path, pgCluster: PostgresCluster) -> None:
     """
-    SHOW CLIENTS and SHOW SERVERS say, in their last column, what keeps a
-    pinned client on its backend; PgBouncer's columns are unchanged.
+    SHOW CLIENTS and SHOW SERVERS say, in their C{pinned} column after
+    PgBouncer's (SHOW SERVERS adds the server and its role after it), what
+    keeps a pinned client on its backend.
     """
     with consolePooler(tmp_path, pgCluster, main=TRANSACTION) as pooler:
         with connect(pooler) as a, console(pooler) as admin:
@@ -220,8 +221,10 @@ def test_pinnedInShowClients(tmp_path: Path, pgCluster: PostgresCluster) -> None
             def pinnedColumn(command: str) -> list[str]:
                 cursor = admin.execute(command)
                 names = [column.name for column in cursor.description or ()]
-                assert names[-2:] == ["id", "pinned"]
-                return [str(row[-1]) for row in cursor.fetchall()]
+                at = names.index("pinned")
+                assert names[at - 1] == "id"
+                assert names[at + 1 :] in ([], ["server", "server_role"])
+                return [str(row[at]) for row in cursor.fetchall()]
 
             assert "temporary tables" in pinnedColumn("SHOW CLIENTS")
             assert "temporary tables" in pinnedColumn("SHOW SERVERS")
