@@ -75,6 +75,7 @@ from pgtwist.net.startup import (
     StartTLS,
     StartupNegotiation,
     ToConsole,
+    negotiateProtocol,
     routeStartup,
 )
 from pgtwist.net.tls import ClientTLS, alpnNegotiated, clientTLS, describeConnection, eagerTLS
@@ -423,6 +424,10 @@ class FrontendProtocol(Protocol):
         return "SSL encryption" if self.encrypted else "no encryption"
 
     def _startup(self, message: StartupMessage, rest: bytes) -> None:
+        message, negotiation = negotiateProtocol(message)
+        if negotiation is not None:
+            # First, as PostgreSQL sends it: before any error or login.
+            self.write(codec.encode(negotiation))
         tls = self.clientTLS
         if tls is not None and tls.required and not self.encrypted:
             # PgBouncer's words for client_tls_sslmode = require; the SQLSTATE

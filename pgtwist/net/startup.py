@@ -24,6 +24,7 @@ from pgtwist.wire.messages import (
     CancelRequest,
     ErrorResponse,
     GSSENCRequest,
+    NegotiateProtocolVersion,
     SSLRequest,
     StartupMessage,
 )
@@ -229,6 +230,41 @@ class Refused:
 
 
 Route = Union[ToConsole, ToPool, Refused]
+
+#: The prefix of protocol-level startup options (PostgreSQL's C{_pq_.}).
+PROTOCOL_OPTION_PREFIX = "_pq_."
+
+
+def negotiateProtocol(
+    message: StartupMessage,
+) -> tuple[StartupMessage, NegotiateProtocolVersion | None]:
+    """
+    What PostgreSQL's C{ProcessStartupPacket} does with a 3.x StartupMessage
+    that asks for more than protocol 3.0: a client that asked for a newer
+    minor version (libpq 18's C{max_protocol_version=3.2}) or sent
+    protocol options (C{_pq_.*}, none of which pgtwist knows) is told, by a
+    NegotiateProtocolVersion before anything else, that the session speaks
+    3.0 without those options; the options are dropped from the startup
+    parameters, so they never reach a backend or the tracked settings.
+
+    @return: The message to go on with (C{message} itself when there is
+        nothing to negotiate) and the NegotiateProtocolVersion to send
+        first, or C{None}.
+    """
+    parameters = message.parameters
+    unrecognized = tuple(name for name in parameters if name.startswith(PROTOCOL_OPTION_PREFIX))
+    if message.protocol == constants.PROTOCOL_3_0 and not unrecognized:
+        return message, None
+    kept = {
+        name: value
+        for name, value in parameters.items()
+        if not name.startswith(PROTOCOL_OPTION_PREFIX)
+    }
+    # PostgreSQL sends its newest version's whole code (3 << 16 | minor),
+    # which is what libpq reads, though the documentation says "minor".
+    return StartupMessage(kept, constants.PROTOCOL_3_0), NegotiateProtocolVersion(
+        constants.PROTOCOL_3_0, unrecognized
+    )
 
 
 def routeStartup(message: StartupMessage, consoleOnly: bool) -> Route:

@@ -14,9 +14,11 @@ import os
 import socket
 import struct
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 
 from pgtwist.testing.embedded import PostgresCluster
@@ -28,6 +30,7 @@ from pgtwist.wire.messages import (
     ErrorResponse,
     GSSENCRequest,
     Message,
+    NegotiateProtocolVersion,
     Query,
     ReadyForQuery,
     SSLRequest,
@@ -231,6 +234,48 @@ def test_queryAndTerminateInOneWrite(pooler: Pooler) -> None:
         messages = decode(receiveUntilClosed(sock))
         assert DataRow((b"42",)) in messages
         assert messages[-1] == ReadyForQuery(b"I")
+
+
+def test_newerProtocolNegotiated(pooler: Pooler) -> None:
+    """
+    libpq 18 asking for protocol 3.2 (C{max_protocol_version}) is told 3.0
+    by NegotiateProtocolVersion, as by a PostgreSQL that speaks 3.0, and
+    goes on with a working session (and cancel key) in 3.0.
+    """
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=pooler.port,
+        user="pgt_trust",
+        dbname="pgt_trust",
+        max_protocol_version="3.2",
+        connect_timeout=10,
+    ) as conn:
+        assert conn.pgconn.full_protocol_version == 30000
+        assert conn.execute("SELECT 42").fetchone() == (42,)
+        canceller = threading.Timer(0.5, conn.cancel_safe)
+        canceller.start()
+        try:
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                conn.execute("SELECT pg_sleep(10)")
+        finally:
+            canceller.join()
+
+
+def test_protocolOptionsNamed(pooler: Pooler) -> None:
+    """
+    A C{_pq_.} option is named back in a NegotiateProtocolVersion before
+    the login, and is not passed on: the session works and PostgreSQL never
+    sees it as a setting.
+    """
+    with connect(pooler) as sock:
+        startup = {"user": "pgt_trust", "database": "pgt_trust", "_pq_.example": "on"}
+        sock.sendall(codec.encode(StartupMessage(startup)))
+        login = receiveUntil(sock, ReadyForQuery)
+        assert login[0] == NegotiateProtocolVersion(constants.PROTOCOL_3_0, ("_pq_.example",))
+        assert login[1] == AuthenticationRequest(constants.AUTH_OK)
+        sock.sendall(codec.encode(Query("SELECT current_setting('_pq_.example', true)")))
+        result = receiveUntil(sock, ReadyForQuery)
+        assert [m for m in result if isinstance(m, DataRow)] == [DataRow((None,))]
 
 
 def test_dataAfterSslRequest(pooler: Pooler) -> None:

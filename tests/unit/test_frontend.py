@@ -35,6 +35,7 @@ from pgtwist.wire.messages import (
     ErrorResponse,
     GSSENCRequest,
     Message,
+    NegotiateProtocolVersion,
     ParameterStatus,
     PasswordMessage,
     Query,
@@ -363,6 +364,24 @@ class HbaTests(FrontendTestCase):
         self.factory.config = config
         self.startup(user="mallory")
         self.assertFatal("28000", 'role "mallory" does not exist')
+
+    def test_protocolNegotiated(self) -> None:
+        """
+        A client asking for protocol 3.2 with a C{_pq_.} option gets
+        PostgreSQL's NegotiateProtocolVersion (3.0, the option named) before
+        its password request, and the option is not kept as a startup
+        parameter.
+        """
+        params = {"user": "alice", "database": "db", "_pq_.test": "on"}
+        self.protocol.dataReceived(codec.encode(StartupMessage(params, 3 << 16 | 2)))
+        replies = self.replies()
+        self.assertEqual(
+            replies[0], NegotiateProtocolVersion(constants.PROTOCOL_3_0, ("_pq_.test",))
+        )
+        reply = replies[1]
+        assert isinstance(reply, AuthenticationRequest)
+        self.assertEqual(reply.code, constants.AUTH_CLEARTEXT_PASSWORD)
+        self.assertEqual(self.protocol.startupParameters, {"user": "alice", "database": "db"})
 
     def test_allFollowsPostgres(self) -> None:
         """

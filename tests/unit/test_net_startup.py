@@ -17,6 +17,7 @@ from pgtwist.net.startup import (
     StartupNegotiation,
     ToConsole,
     ToPool,
+    negotiateProtocol,
     routeStartup,
 )
 from pgtwist.wire import codec, constants
@@ -25,6 +26,7 @@ from pgtwist.wire.messages import (
     CancelRequest,
     GSSENCRequest,
     Message,
+    NegotiateProtocolVersion,
     PasswordMessage,
     SSLRequest,
     StartupMessage,
@@ -306,3 +308,47 @@ class RouteStartupTests(SynchronousTestCase):
         for value in ("false", "off", "no", "0", "FALSE"):
             route = routeStartup(StartupMessage({"user": "u", "replication": value}), False)
             self.assertEqual(route, ToPool("u", "u"))
+
+
+class NegotiateProtocolTests(SynchronousTestCase):
+    """
+    L{negotiateProtocol} answers a newer minor version or C{_pq_.} options
+    as PostgreSQL's C{ProcessStartupPacket} does.
+    """
+
+    def test_plain(self) -> None:
+        """
+        A 3.0 StartupMessage without protocol options goes on unchanged,
+        with nothing to send.
+        """
+        self.assertEqual(negotiateProtocol(STARTUP), (STARTUP, None))
+
+    def test_newerMinor(self) -> None:
+        """
+        Protocol 3.2 (libpq 18's C{max_protocol_version=3.2}) is answered with
+        version 3.0's whole code, as PostgreSQL sends it, and the session
+        goes on as 3.0; the decoded message carries the same values.
+        """
+        asked = codec.decodeStartupPacket(
+            codec.encode(StartupMessage(dict(STARTUP.parameters), 3 << 16 | 2))[4:]
+        )
+        message, negotiation = negotiateProtocol(asked)  # type: ignore[arg-type]
+        self.assertEqual(message, STARTUP)
+        self.assertEqual(negotiation, NegotiateProtocolVersion(constants.PROTOCOL_3_0, ()))
+        assert negotiation is not None
+        self.assertEqual(
+            codec.encode(negotiation), b"v\x00\x00\x00\x0c\x00\x03\x00\x00\x00\x00\x00\x00"
+        )
+
+    def test_protocolOptions(self) -> None:
+        """
+        C{_pq_.} options are named back as unrecognized, in the client's
+        order, and dropped from the parameters (never a setting or a backend's
+        startup parameter); the rest are kept.
+        """
+        asked = StartupMessage({"user": "alice", "_pq_.b": "1", "database": "app", "_pq_.a": "x"})
+        message, negotiation = negotiateProtocol(asked)
+        self.assertEqual(message, STARTUP)
+        self.assertEqual(
+            negotiation, NegotiateProtocolVersion(constants.PROTOCOL_3_0, ("_pq_.b", "_pq_.a"))
+        )
