@@ -98,7 +98,7 @@ class ResponseRelay:
         _copyIn: Any
         _copyEnds: int
         _waiting: Any
-        _queued: deque[bytes]
+        _queued: list[bytes]
         _fromClient: MessageWalker
         _fresh: bool
         _retryEntry: _Expect | None
@@ -511,7 +511,7 @@ class ResponseRelay:
         stop = self._scanFrontend(region, 0, out)
         if stop < len(region):
             # Waits for something (see TransactionPipelineSession._clearFor).
-            self._queued.appendleft(region[stop:])
+            self._queued.insert(0, region[stop:])
         backend.write(b"".join(out))
         return True
 

@@ -65,7 +65,27 @@ class ClientSettings:
         self.identity: tuple[str, str] | None = None
         self.searchPath = ""
         self.fingerprint: object = None
+        #: C{reported} is another instance's too (see L{copy}).
+        self._sharedReported = False
         self.refresh()
+
+    def copy(self) -> ClientSettings:
+        """
+        A client's own settings, starting as these: C{reported},
+        C{unreported} and the fingerprint are shared with this instance
+        until the copy changes one (C{reported} is copied at its first
+        L{update}; L{adopt} replaces the others), so that many idle clients
+        that logged in alike hold one set of them (about 2 KiB each).
+        """
+        clone = ClientSettings.__new__(ClientSettings)
+        clone.reported = self.reported
+        clone.unreported = self.unreported
+        clone.session = None if self.session is None else dict(self.session)
+        clone.identity = self.identity
+        clone.searchPath = self.searchPath
+        clone.fingerprint = self.fingerprint
+        clone._sharedReported = True
+        return clone
 
     def refresh(self) -> None:
         """
@@ -99,6 +119,9 @@ class ClientSettings:
         The client's own transaction changed a reported parameter.
         """
         if self.reported.get(name) != value:
+            if self._sharedReported:
+                self.reported = dict(self.reported)
+                self._sharedReported = False
             self.reported[name] = value
             self.refresh()
 
@@ -486,10 +509,9 @@ class LoginCache:
     def __init__(self, ttl: float = 60.0, maxSize: int = 4096) -> None:
         self.ttl = ttl
         self.maxSize = maxSize
-        #: Oldest first: every put moves its key to the end.
-        self._entries: OrderedDict[object, tuple[float, dict[str, str], dict[str, str]]] = (
-            OrderedDict()
-        )
+        #: Oldest first: every put moves its key to the end. The settings
+        #: are never changed: each client gets a L{ClientSettings.copy}.
+        self._entries: OrderedDict[object, tuple[float, ClientSettings]] = OrderedDict()
 
     def __len__(self) -> int:
         """
@@ -497,21 +519,25 @@ class LoginCache:
         """
         return len(self._entries)
 
-    def get(self, key: object, now: float) -> tuple[dict[str, str], dict[str, str]] | None:
+    def get(self, key: object, now: float) -> ClientSettings | None:
         """
-        The (reported, unreported) settings for C{key}, if fresh.
+        A new client's settings for C{key} (a copy sharing the entry's), if
+        the entry is fresh.
         """
         entry = self._entries.get(key)
         if entry is None or now - entry[0] >= self.ttl:
             return None
-        return entry[1], entry[2]
+        return entry[1].copy()
 
     def put(
         self, key: object, now: float, reported: Mapping[str, str], unreported: Mapping[str, str]
-    ) -> None:
+    ) -> ClientSettings:
         """
         Remember what a login with these settings reported; forget the
         entries older than L{ttl}, and the oldest beyond L{maxSize}.
+
+        @return: The settings of the client that logged in (a copy, as
+            L{get} gives the next ones).
         """
         entries = self._entries
         entries.pop(key, None)
@@ -520,4 +546,6 @@ class LoginCache:
             if now - oldest[0] < self.ttl and len(entries) < self.maxSize:
                 break
             entries.popitem(last=False)
-        entries[key] = (now, dict(reported), dict(unreported))
+        settings = ClientSettings(reported, unreported)
+        entries[key] = (now, settings)
+        return settings.copy()

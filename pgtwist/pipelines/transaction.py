@@ -184,7 +184,9 @@ class TransactionPipelineSession(
         self._fromServer = MessageWalker()
         #: Client chunks not walked yet: they wait for a backend, or behind
         #: a message that waits for an earlier batch's answer.
-        self._queued: deque[bytes] = deque()
+        #: Client chunks not walked yet (a list, not a deque: it is short,
+        #: and an idle client's empty deque would cost 700 bytes).
+        self._queued: list[bytes] = []
         self._pumping = False
         self._wantBackend = False
         self._terminate = False
@@ -257,7 +259,7 @@ class TransactionPipelineSession(
         self._loginKey = (self.frontend.key, tuple(self._startup))
         known = self.logins.get(self._loginKey, self.clock.seconds())
         if known is not None:
-            self.settings = ClientSettings(*known)
+            self.settings = known
             self._loggedIn = True
             self.frontend.completeLogin(self.settings.reported, self.processId)
             return
@@ -290,8 +292,9 @@ class TransactionPipelineSession(
                 self.frontend.fail(errors.asFatal(error))
             return
         unreported = splitStartupSettings(self._startup, backend.parameters)
-        self.settings = ClientSettings(backend.parameters, unreported)
-        self.logins.put(self._loginKey, self.clock.seconds(), backend.parameters, unreported)
+        self.settings = self.logins.put(
+            self._loginKey, self.clock.seconds(), backend.parameters, unreported
+        )
         state = serverSession(backend)
         state.applied.clear()
         state.applied.update(unreported)
@@ -540,11 +543,11 @@ class TransactionPipelineSession(
             while not self._done:
                 if self._acquiring is not None or self._waiting:
                     if data is not None:
-                        queued.appendleft(data)
+                        queued.insert(0, data)
                     return
                 if data is None:
                     if queued:
-                        data = queued.popleft()
+                        data = queued.pop(0)
                     elif walker.ready:
                         data = b""
                     else:
@@ -710,7 +713,7 @@ class TransactionPipelineSession(
             self._violation(e)
             return
         if stop < size and not self._terminate:
-            self._queued.appendleft(data[stop:])
+            self._queued.insert(0, data[stop:])
         if out:
             backend.write(b"".join(out))
         if self._terminate:
@@ -722,7 +725,7 @@ class TransactionPipelineSession(
                 # PostgreSQL answers what came before Terminate, then
                 # closes: the Terminate waits for those answers, as behind
                 # an earlier batch (see _resumeIfSettled).
-                self._queued.appendleft(data[stop:])
+                self._queued.insert(0, data[stop:])
                 self._waiting = self._closeWhenAnswered = True
                 self.frontend.pauseReading()
                 return

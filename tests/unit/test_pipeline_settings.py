@@ -318,13 +318,44 @@ class LoginCacheTests(SynchronousTestCase):
         cache.put(("pool", 3), 10.0, {}, {})
         self.assertEqual(len(cache), 3)
         self.assertIsNone(cache.get(("pool", 0), 10.0))
-        self.assertEqual(cache.get(("pool", 1), 10.0), ({"application_name": "1"}, {}))
+        kept = cache.get(("pool", 1), 10.0)
+        assert kept is not None
+        self.assertEqual((kept.reported, kept.unreported), ({"application_name": "1"}, {}))
         cache.put(("pool", 1), 65.0, {}, {})
         self.assertEqual(len(cache), 2)
-        self.assertEqual(cache.get(("pool", 3), 65.0), ({}, {}))
-        self.assertEqual(cache.get(("pool", 1), 65.0), ({}, {}))
+        for key in (("pool", 3), ("pool", 1)):
+            kept = cache.get(key, 65.0)
+            assert kept is not None
+            self.assertEqual((kept.reported, kept.unreported), ({}, {}))
         cache.put(("pool", 4), 200.0, {}, {})
         self.assertEqual(len(cache), 1)
+
+    def test_clientsShareUntilTheyChange(self) -> None:
+        """
+        The clients given one entry's settings share its maps and
+        fingerprint (idle clients that logged in alike cost one copy); a
+        client's own change copies what it changes, and neither the entry
+        nor another client sees it.
+        """
+        cache = LoginCache(ttl=60)
+        first = cache.put("key", 0.0, {"TimeZone": "UTC", "search_path": "a"}, {"work_mem": "4MB"})
+        second = cache.get("key", 1.0)
+        assert second is not None
+        self.assertIs(first.reported, second.reported)
+        self.assertIs(first.unreported, second.unreported)
+        self.assertIs(first.fingerprint, second.fingerprint)
+        self.assertEqual(second.searchPath, "a")
+        first.update("TimeZone", "Europe/Paris")
+        self.assertEqual(first.reported["TimeZone"], "Europe/Paris")
+        self.assertEqual(second.reported["TimeZone"], "UTC")
+        self.assertNotEqual(first.fingerprint, second.fingerprint)
+        third = cache.get("key", 2.0)
+        assert third is not None
+        self.assertEqual(third.reported, {"TimeZone": "UTC", "search_path": "a"})
+        self.assertEqual(third.fingerprint, second.fingerprint)
+        second.adopt({"work_mem": "8MB"}, None)
+        self.assertEqual(third.unreported, {"work_mem": "4MB"})
+        self.assertIsNone(third.session)
 
 
 class SessionFlagsTests(SynchronousTestCase):
