@@ -48,6 +48,7 @@ from zope.interface import implementer
 
 from pgtwist.config.model import ServerSettings
 from pgtwist.config.tlsfiles import readCertificates
+from pgtwist.net.tlsreads import sizeReads
 from pgtwist.wire import codec, constants, errors
 from pgtwist.wire.messages import ErrorResponse, SSLRequest
 
@@ -279,7 +280,7 @@ class _Creator:
         See L{IOpenSSLClientConnectionCreator.clientConnectionForTLS}.
         """
         context = self._context
-        connection = context._options.clientConnectionForTLS(tlsProtocol)
+        connection = sizeReads(context._options.clientConnectionForTLS(tlsProtocol))
         if context._serverName is not None:
             connection.set_tlsext_host_name(context._serverName)
         report = self._report

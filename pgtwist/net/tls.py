@@ -40,6 +40,7 @@ from pgtwist.config.errors import ConfigError
 from pgtwist.config.model import MainSettings
 from pgtwist.config.tlsfiles import checkKeyFile, clientTlsMode
 from pgtwist.net.eager import eagerSend
+from pgtwist.net.tlsreads import SizedReads
 
 __all__ = [
     "ALPN_PROTOCOL",
@@ -129,9 +130,10 @@ class ClientTLS:
     def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
         """
         A new TLS connection for one client (Twisted's
-        L{IOpenSSLServerConnectionCreator}).
+        L{IOpenSSLServerConnectionCreator}), with reads sized to the
+        replies (L{SizedReads}).
         """
-        return SSL.Connection(self.context, None)
+        return SizedReads(self.context, None)
 
 
 def clientTLS(main: MainSettings, configPath: str = "pgtwist.conf") -> ClientTLS | None:
