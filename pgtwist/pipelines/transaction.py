@@ -183,9 +183,9 @@ class TransactionPipelineSession(
         self._fromClient = MessageWalker()
         self._fromServer = MessageWalker()
         #: Client chunks not walked yet: they wait for a backend, or behind
-        #: a message that waits for an earlier batch's answer.
-        #: Client chunks not walked yet (a list, not a deque: it is short,
-        #: and an idle client's empty deque would cost 700 bytes).
+        #: a message that waits for an earlier batch's answer (a list, not a
+        #: deque: it is short, and an idle client's empty deque costs 760
+        #: bytes).
         self._queued: list[bytes] = []
         self._pumping = False
         self._wantBackend = False
