@@ -54,6 +54,7 @@ from pgtwist.config.servertls import (
     SERVER_KEYS,
     checkMetricsTls,
     checkPrivateKeyFile,
+    parseChannelBinding,
     parseServerSslmode,
     resolveServerTls,
 )
@@ -463,6 +464,7 @@ _SERVER_PARSERS: dict[str, tuple[str, _Parser]] = {
     "tls_key_file": ("tlsKeyFile", lambda v: v.strip() or None),
     "server_tls_protocols": ("tlsProtocols", parseTlsProtocols),
     "server_tls_ciphers": ("tlsCiphers", lambda v: v.strip() or None),
+    "channel_binding": ("channelBinding", parseChannelBinding),
 }
 
 

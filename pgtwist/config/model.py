@@ -208,6 +208,11 @@ class ServerSettings:
     tlsKeyFile: str | None = None
     tlsProtocols: tuple[str, ...] = ("tlsv1.2", "tlsv1.3")
     tlsCiphers: str = "default"
+    #: C{channel_binding} (pgagroal 2.2, libpq's meanings): whether logging
+    #: in with SCRAM binds to the server's TLS certificate
+    #: (C{SCRAM-SHA-256-PLUS}): C{disable}, C{prefer} (when offered) or
+    #: C{require} (a login without it fails).
+    channelBinding: str = "prefer"
 
 
 #: The kinds of L{HbaName}: PostgreSQL's keywords (unquoted only), a role

@@ -24,12 +24,11 @@ instead; a value pgagroal itself would refuse is an error here too:
       to a waiting client at once, with no retry timer to bound.
     - C{flush_timeout}, C{failover_notify_script} and C{console}: warned
       when set to anything but off.
-    - C{channel_binding}, in a server section (pgagroal 2.2): pgtwist binds
-      SCRAM to the server's TLS certificate whenever it can, which is
-      C{prefer}; C{disabled} and C{require} are warned.
 
 The HTTPS metrics keys (C{metrics_cert_file}, C{metrics_key_file},
-C{metrics_ca_file}) are pgtwist's own main keys already.
+C{metrics_ca_file}) are pgtwist's own main keys already, and a server
+section's C{channel_binding} (pgagroal 2.2) is pgtwist's own server key
+(L{pgtwist.config.servertls.parseChannelBinding}).
 
 L{warnMd5} is the load-time warning for C{md5} in the HBA file, which
 pgagroal 2.2 drops and pgtwist keeps (PostgreSQL still accepts it).
@@ -140,17 +139,9 @@ _NOTES: dict[str, Callable[[str], str | None]] = {
 }
 
 
-def _channelBinding(value: str) -> str | None:
-    if parseChoice(value, ("disabled", "prefer", "require")) == "prefer":
-        return None
-    return (
-        "pgtwist binds SCRAM to the server's TLS certificate whenever the server offers it "
-        "(pgagroal's 'prefer'); ignored"
-    )
-
-
-#: The same for server sections.
-_SERVER_NOTES: dict[str, Callable[[str], str | None]] = {"channel_binding": _channelBinding}
+#: The same for server sections (none at present: C{channel_binding} is
+#: honoured).
+_SERVER_NOTES: dict[str, Callable[[str], str | None]] = {}
 
 #: The keys L{notePgagroalKeys} reads; the loader does not call them unknown.
 PGAGROAL_NOTED_KEYS = frozenset(_NOTES)

@@ -125,19 +125,43 @@ class PgagroalKeysTests(FilesTestCase):
 
     def test_channelBinding(self) -> None:
         """
-        A server section's C{channel_binding} (pgagroal 2.2): C{prefer} is
-        what pgtwist does; C{disabled} and C{require} warn at their line;
-        anything else is an error.
+        A server section's C{channel_binding} (pgagroal 2.2) is stored on
+        that server, without a warning: libpq's C{disable}, C{prefer} (the
+        default) and C{require}, and pgagroal's spelling C{disabled}.
         """
-        self.load(MAIN + SERVER + "channel_binding = prefer\n")
+        self.assertEqual(self.load(MAIN + SERVER).servers[0].channelBinding, "prefer")
+        for value, stored in (
+            ("disable", "disable"),
+            ("disabled", "disable"),
+            ("prefer", "prefer"),
+            ("Require", "require"),
+        ):
+            config = self.load(MAIN + SERVER + f"channel_binding = {value}\n")
+            self.assertEqual(config.servers[0].channelBinding, stored, value)
         self.assertEqual(self.warnings, [])
-        for value in ("disabled", "require"):
-            del self.warnings[:]
-            self.load(MAIN + SERVER + f"channel_binding = {value}\n")
-            self.assertEqual(len(self.warnings), 1)
-            self.assertIn("pgtwist.conf:8: channel_binding: pgtwist binds", self.warnings[0])
+
+    def test_channelBindingPerServer(self) -> None:
+        """
+        Each server section has its own C{channel_binding}.
+        """
+        config = self.load(
+            MAIN
+            + SERVER
+            + "channel_binding = require\n"
+            + "\n[replica]\nhost = localhost\nport = 5433\nchannel_binding = disable\n"
+        )
+        self.assertEqual([s.channelBinding for s in config.servers], ["require", "disable"])
+
+    def test_channelBindingBadValue(self) -> None:
+        """
+        Any other value is a one-line error naming the file, the line and
+        the key.
+        """
         error = self.loadError(MAIN + SERVER + "channel_binding = always\n")
         self.assertEqual((error.line, error.key), (8, "channel_binding"))
+        self.assertIn("pgtwist.conf:8", str(error))
+        self.assertIn("channel_binding", str(error))
+        self.assertNotIn("\n", str(error))
 
     def test_badValues(self) -> None:
         """
