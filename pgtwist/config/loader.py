@@ -438,6 +438,7 @@ def _mainParsers(environ: Mapping[str, str]) -> dict[str, tuple[str, _Parser]]:
         "reserve_pool_timeout": ("reservePoolTimeout", parseDuration),
         "server_connect_timeout": ("serverConnectTimeout", parseDuration),
         "server_reset_query": ("serverResetQuery", parseServerResetQuery),
+        "server_reset_query_always": ("serverResetQueryAlways", parseBool),
         "health_check": ("healthCheck", parseBool),
         "health_check_period": ("healthCheckPeriod", parseDuration),
         "health_check_timeout": ("healthCheckTimeout", parseDuration),

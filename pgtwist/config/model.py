@@ -60,6 +60,10 @@ class MainSettings:
     #: C{server_reset_query} (pgagroal 2.x, PgBouncer): run before the
     #: C{DISCARD ALL} that resets a backend given back, unless it is that.
     serverResetQuery: str = "DISCARD ALL"
+    #: C{server_reset_query_always} (pgagroal 2.x, PgBouncer): the
+    #: transaction pipeline resets every backend a client's transaction ran
+    #: on when it gives it back, not only one whose session state changed.
+    serverResetQueryAlways: bool = False
     pipeline: str = "auto"
     validation: str = "off"
     backgroundInterval: float = 300.0

@@ -102,7 +102,6 @@ class PgagroalKeysTests(FilesTestCase):
         the value pgtwist does anyway is silent.
         """
         cases = {
-            "server_reset_query_always = on": "server_reset_query_always",
             "server_reset_query_behavior_on_failure = ignore": "server_reset_query_behavior_on_failure",
             "startup_validation = on": "startup_validation",
             "flush_timeout = 5m": "flush_timeout",
@@ -121,6 +120,18 @@ class PgagroalKeysTests(FilesTestCase):
         )
         del self.warnings[:]
         self.load(MAIN + silent + SERVER)
+        self.assertEqual(self.warnings, [])
+
+    def test_serverResetQueryAlways(self) -> None:
+        """
+        C{server_reset_query_always} is honoured, on or off, without a
+        warning; off by default.
+        """
+        self.assertFalse(self.load(MAIN + SERVER).main.serverResetQueryAlways)
+        config = self.load(MAIN + "server_reset_query_always = on\n" + SERVER)
+        self.assertTrue(config.main.serverResetQueryAlways)
+        config = self.load(MAIN + "server_reset_query_always = off\n" + SERVER)
+        self.assertFalse(config.main.serverResetQueryAlways)
         self.assertEqual(self.warnings, [])
 
     def test_channelBinding(self) -> None:
