@@ -568,6 +568,14 @@ def _readMainFile(
                 f"[{section.name}] {e}", path, entry.line if entry else section.line, key
             ) from None
         server = ServerSettings(name=section.name, **values)
+        if server.channelBinding == "require" and (
+            server.sslmode == "disable" or server.host.startswith("/")
+        ):
+            warn(
+                f"{path}:{section.entries['channel_binding'].line}: channel_binding: require "
+                f"needs TLS, which [{server.name}] never uses (a unix socket, or sslmode "
+                "disable): every login to it fails"
+            )
         for other in servers:
             if (other.host, other.port) == (server.host, server.port):
                 raise ConfigError(

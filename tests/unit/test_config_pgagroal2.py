@@ -147,7 +147,9 @@ class PgagroalKeysTests(FilesTestCase):
             ("prefer", "prefer"),
             ("Require", "require"),
         ):
-            config = self.load(MAIN + SERVER + f"channel_binding = {value}\n")
+            config = self.load(
+                MAIN + SERVER + f"server_tls_sslmode = prefer\nchannel_binding = {value}\n"
+            )
             self.assertEqual(config.servers[0].channelBinding, stored, value)
         self.assertEqual(self.warnings, [])
 
@@ -162,6 +164,24 @@ class PgagroalKeysTests(FilesTestCase):
             + "\n[replica]\nhost = localhost\nport = 5433\nchannel_binding = disable\n"
         )
         self.assertEqual([s.channelBinding for s in config.servers], ["require", "disable"])
+
+    def test_channelBindingRequireWithoutTls(self) -> None:
+        """
+        C{require} toward a server pgtwist never reaches over TLS (sslmode
+        C{disable}, the default, or a unix socket) loads with one warning at
+        its line: every login would fail.
+        """
+        socket = "\n[primary]\nhost = /run/postgresql\nport = 5432\nserver_tls_sslmode = require\n"
+        for section in (SERVER, socket):
+            del self.warnings[:]
+            config = self.load(MAIN + section + "channel_binding = require\n")
+            self.assertEqual(config.servers[0].channelBinding, "require")
+            self.assertEqual(len(self.warnings), 1, section)
+            self.assertIn("pgtwist.conf:", self.warnings[0])
+            self.assertIn(": channel_binding: require needs TLS", self.warnings[0])
+        del self.warnings[:]
+        self.load(MAIN + SERVER + "server_tls_sslmode = prefer\nchannel_binding = require\n")
+        self.assertEqual(self.warnings, [])
 
     def test_channelBindingBadValue(self) -> None:
         """
