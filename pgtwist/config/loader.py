@@ -54,6 +54,7 @@ from pgtwist.config.servertls import (
     SERVER_KEYS,
     checkMetricsTls,
     checkPrivateKeyFile,
+    parseChannelBinding,
     parseServerSslmode,
     resolveServerTls,
 )
@@ -437,6 +438,7 @@ def _mainParsers(environ: Mapping[str, str]) -> dict[str, tuple[str, _Parser]]:
         "reserve_pool_timeout": ("reservePoolTimeout", parseDuration),
         "server_connect_timeout": ("serverConnectTimeout", parseDuration),
         "server_reset_query": ("serverResetQuery", parseServerResetQuery),
+        "server_reset_query_always": ("serverResetQueryAlways", parseBool),
         "health_check": ("healthCheck", parseBool),
         "health_check_period": ("healthCheckPeriod", parseDuration),
         "health_check_timeout": ("healthCheckTimeout", parseDuration),
@@ -463,6 +465,7 @@ _SERVER_PARSERS: dict[str, tuple[str, _Parser]] = {
     "tls_key_file": ("tlsKeyFile", lambda v: v.strip() or None),
     "server_tls_protocols": ("tlsProtocols", parseTlsProtocols),
     "server_tls_ciphers": ("tlsCiphers", lambda v: v.strip() or None),
+    "channel_binding": ("channelBinding", parseChannelBinding),
 }
 
 
@@ -565,6 +568,14 @@ def _readMainFile(
                 f"[{section.name}] {e}", path, entry.line if entry else section.line, key
             ) from None
         server = ServerSettings(name=section.name, **values)
+        if server.channelBinding == "require" and (
+            server.sslmode == "disable" or server.host.startswith("/")
+        ):
+            warn(
+                f"{path}:{section.entries['channel_binding'].line}: channel_binding: require "
+                f"needs TLS, which [{server.name}] never uses (a unix socket, or sslmode "
+                "disable): every login to it fails"
+            )
         for other in servers:
             if (other.host, other.port) == (server.host, server.port):
                 raise ConfigError(

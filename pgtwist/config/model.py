@@ -60,6 +60,10 @@ class MainSettings:
     #: C{server_reset_query} (pgagroal 2.x, PgBouncer): run before the
     #: C{DISCARD ALL} that resets a backend given back, unless it is that.
     serverResetQuery: str = "DISCARD ALL"
+    #: C{server_reset_query_always} (pgagroal 2.x, PgBouncer): the
+    #: transaction pipeline resets every backend a client's transaction ran
+    #: on when it gives it back, not only one whose session state changed.
+    serverResetQueryAlways: bool = False
     pipeline: str = "auto"
     validation: str = "off"
     backgroundInterval: float = 300.0
@@ -208,6 +212,11 @@ class ServerSettings:
     tlsKeyFile: str | None = None
     tlsProtocols: tuple[str, ...] = ("tlsv1.2", "tlsv1.3")
     tlsCiphers: str = "default"
+    #: C{channel_binding} (pgagroal 2.2, libpq's meanings): whether logging
+    #: in with SCRAM binds to the server's TLS certificate
+    #: (C{SCRAM-SHA-256-PLUS}): C{disable}, C{prefer} (when offered) or
+    #: C{require} (a login without it fails).
+    channelBinding: str = "prefer"
 
 
 #: The kinds of L{HbaName}: PostgreSQL's keywords (unquoted only), a role

@@ -13,8 +13,6 @@ instead; a value pgagroal itself would refuse is an error here too:
       C{LISTEN} tracking rely on; another statement is run before it (a
       value that is C{DISCARD ALL} changes nothing).  Empty (pgagroal's and
       PgBouncer's "no reset") is warned: pgtwist still resets.
-    - C{server_reset_query_always}: pgtwist resets a transaction-pooled
-      backend only when a client changed its session state; C{on} is warned.
     - C{server_reset_query_behavior_on_failure}: pgtwist closes a backend
       whose reset fails, which is pgagroal's C{discard}; C{try} and
       C{ignore} are warned.
@@ -24,12 +22,11 @@ instead; a value pgagroal itself would refuse is an error here too:
       to a waiting client at once, with no retry timer to bound.
     - C{flush_timeout}, C{failover_notify_script} and C{console}: warned
       when set to anything but off.
-    - C{channel_binding}, in a server section (pgagroal 2.2): pgtwist binds
-      SCRAM to the server's TLS certificate whenever it can, which is
-      C{prefer}; C{disabled} and C{require} are warned.
 
 The HTTPS metrics keys (C{metrics_cert_file}, C{metrics_key_file},
-C{metrics_ca_file}) are pgtwist's own main keys already.
+C{metrics_ca_file}) and C{server_reset_query_always} are pgtwist's own
+main keys, and a server section's C{channel_binding} (pgagroal 2.2) is
+pgtwist's own server key (L{pgtwist.config.servertls.parseChannelBinding}).
 
 L{warnMd5} is the load-time warning for C{md5} in the HBA file, which
 pgagroal 2.2 drops and pgtwist keeps (PostgreSQL still accepts it).
@@ -42,7 +39,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from pgtwist.config.errors import ConfigError, Warn
 from pgtwist.config.model import HbaRule
-from pgtwist.config.values import parseBool, parseChoice, parseDuration, parseInt
+from pgtwist.config.values import parseChoice, parseDuration, parseInt
 
 __all__ = [
     "DISCARD_ALL",
@@ -79,15 +76,6 @@ def _resetQuery(value: str) -> str | None:
     return (
         "empty means no reset in pgagroal and PgBouncer; pgtwist still resets a returned "
         "backend with DISCARD ALL (its prepared-statement and LISTEN tracking rely on it)"
-    )
-
-
-def _resetAlways(value: str) -> str | None:
-    if not parseBool(value):
-        return None
-    return (
-        "pgtwist resets a transaction-pooled backend on return only when a client changed "
-        "its session state; ignored"
     )
 
 
@@ -130,7 +118,6 @@ def _console(value: str) -> str | None:
 #: the warning; raises C{ValueError} for a value pgagroal refuses.
 _NOTES: dict[str, Callable[[str], str | None]] = {
     "server_reset_query": _resetQuery,
-    "server_reset_query_always": _resetAlways,
     "server_reset_query_behavior_on_failure": _resetFailure,
     "startup_validation": _startupValidation,
     "connection_retry_delay": _retryDelay,
@@ -140,17 +127,9 @@ _NOTES: dict[str, Callable[[str], str | None]] = {
 }
 
 
-def _channelBinding(value: str) -> str | None:
-    if parseChoice(value, ("disabled", "prefer", "require")) == "prefer":
-        return None
-    return (
-        "pgtwist binds SCRAM to the server's TLS certificate whenever the server offers it "
-        "(pgagroal's 'prefer'); ignored"
-    )
-
-
-#: The same for server sections.
-_SERVER_NOTES: dict[str, Callable[[str], str | None]] = {"channel_binding": _channelBinding}
+#: The same for server sections (none at present: C{channel_binding} is
+#: honoured).
+_SERVER_NOTES: dict[str, Callable[[str], str | None]] = {}
 
 #: The keys L{notePgagroalKeys} reads; the loader does not call them unknown.
 PGAGROAL_NOTED_KEYS = frozenset(_NOTES)

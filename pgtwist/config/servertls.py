@@ -39,9 +39,11 @@ from pgtwist.config.tlsfiles import keyFileProblem
 from pgtwist.config.values import parseChoice
 
 __all__ = [
+    "CHANNEL_BINDINGS",
     "SSLMODES",
     "checkMetricsTls",
     "checkPrivateKeyFile",
+    "parseChannelBinding",
     "parseServerSslmode",
     "resolveServerTls",
     "strongerThanPrefer",
@@ -68,6 +70,23 @@ def parseServerSslmode(value: str) -> str:
     if text == "allow":
         raise ValueError("allow is not supported toward servers; use disable or prefer")
     return parseChoice(text, SSLMODES)
+
+
+#: libpq's C{channel_binding} values (a server section's key).
+CHANNEL_BINDINGS = ("disable", "prefer", "require")
+
+
+def parseChannelBinding(value: str) -> str:
+    """
+    Parse a server section's C{channel_binding}: one of L{CHANNEL_BINDINGS};
+    C{disabled} (the spelling of pgagroal's documentation) is C{disable}.
+
+    @raise ValueError: For anything else.
+    """
+    text = value.strip().lower()
+    if text == "disabled":
+        return "disable"
+    return parseChoice(text, CHANNEL_BINDINGS)
 
 
 def strongerThanPrefer(mode: str) -> bool:

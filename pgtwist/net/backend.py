@@ -81,6 +81,20 @@ _NO_FORMATS = INT16.pack(0)
 #: A Bind's NULL value: the length -1.
 _NULL_VALUE = INT32.pack(-1)
 
+#: The SASL mechanism that binds SCRAM to the TLS channel.
+_SCRAM_PLUS = "SCRAM-SHA-256-PLUS"
+
+#: libpq's words (fe-auth.c) for a login C{channel_binding=require} refuses:
+#: AuthenticationOk without a channel-bound exchange, a request other than
+#: SASL, SASL without TLS, and SASL without C{SCRAM-SHA-256-PLUS}.
+CB_NOT_BOUND = "channel binding required, but server authenticated client without channel binding"
+CB_NOT_SUPPORTED = "channel binding required but not supported by server's authentication request"
+CB_NO_TLS = "channel binding required, but SSL not in use"
+CB_NOT_OFFERED = (
+    "channel binding is required, but server did not offer an authentication method that "
+    "supports channel binding"
+)
+
 
 class BackendError(Exception):
     """
@@ -114,6 +128,8 @@ class BackendProtocol(Protocol):
         (what the HBA method C{all} resolves to).
     @ivar sessionResets: How many times L{resetSession} ran C{DISCARD ALL}.
     @ivar tls: Whether the connection to PostgreSQL is encrypted.
+    @ivar channelBound: Whether the login used C{SCRAM-SHA-256-PLUS}, bound
+        to the server's TLS certificate.
 
     The pool's bookkeeping of a backend lives in L{pgtwist.pool.state}, and
     what the transaction pipeline remembers of its session (prepared
@@ -163,6 +179,7 @@ class BackendProtocol(Protocol):
         #: session is attached (a listener backend's).
         self.notificationCallback: Callable[[bytes], None] | None = None
         self.tls = False
+        self.channelBound = False
         #: Waiting for the answer to our SSLRequest (see L{servertls}).
         self._sslPending = False
         self._tlsReport: servertls.TlsReport | None = None
@@ -268,11 +285,12 @@ class BackendProtocol(Protocol):
         """
         The C{tls-server-end-point} channel-binding data for SCRAM over TLS
         (computed for SASL requests only, the one use), or C{None}: without
-        TLS, or when the certificate's signature names no hash, in which
-        case SCRAM goes on without binding, as libpq's
-        C{channel_binding=prefer} would after the server offered no PLUS.
+        TLS, with the server's C{channel_binding = disable}, or when the
+        certificate's signature names no hash, in which case SCRAM goes on
+        without binding, as libpq's C{channel_binding=prefer} would after
+        the server offered no PLUS.
         """
-        if request.code != constants.AUTH_SASL:
+        if request.code != constants.AUTH_SASL or self.server.channelBinding == "disable":
             return None
         certificate = self.serverCertificate
         if certificate is None:
@@ -286,6 +304,35 @@ class BackendProtocol(Protocol):
                 reason=str(e),
             )
             return None
+
+    def _requiredBinding(self, request: AuthenticationRequest) -> bytes | None:
+        """
+        With C{channel_binding = require}, before answering PostgreSQL's
+        first request (so that no password, not even a hash of it, goes to
+        a server that is not proven to hold the certificate): the
+        C{tls-server-end-point} data that C{SCRAM-SHA-256-PLUS} will bind
+        to, or C{None} after refusing the login with libpq's words (no
+        SASL, no TLS, no PLUS offered, or a certificate whose signature
+        names no hash).
+        """
+        reason = None
+        if request.code != constants.AUTH_SASL:
+            reason = CB_NOT_SUPPORTED
+        elif not self.tls:
+            reason = CB_NO_TLS
+        elif _SCRAM_PLUS not in codec.parseSASLMechanisms(request.data):
+            reason = CB_NOT_OFFERED
+        else:
+            certificate = self.serverCertificate
+            if certificate is None:
+                reason = CB_NO_TLS
+            else:
+                try:
+                    return tlsServerEndPoint(certificate)
+                except ValueError as e:
+                    reason = f"channel binding required, but {e}"
+        self._refuse(constants.SQLSTATE_CONNECTION_FAILURE, reason)
+        return None
 
     def _sslAnswer(self, data: bytes) -> None:
         """
@@ -364,9 +411,20 @@ class BackendProtocol(Protocol):
     def _authenticate(self, request: AuthenticationRequest) -> None:
         if self.authRequestCode is None:
             self.authRequestCode = request.code
+        required = self.server.channelBinding == "require"
+        if request.code == constants.AUTH_OK and required and not self.channelBound:
+            # Trust (or cert), or a server that ended SASL without PLUS.
+            self._refuse(constants.SQLSTATE_CONNECTION_FAILURE, CB_NOT_BOUND)
+            return
         if self._exchange is None:
             if request.code == constants.AUTH_OK:
                 return
+            if required:
+                binding = self._requiredBinding(request)
+                if binding is None:
+                    return
+            else:
+                binding = self._channelBinding(request)
             method = backendMethodFor(request, self._authMethods)
             if method is None:
                 self._failLogin(
@@ -379,8 +437,11 @@ class BackendProtocol(Protocol):
                     )
                 )
                 return
-            self._exchange = method.backendExchange(
-                self.key[1], self._password, request, self._channelBinding(request)
+            self._exchange = method.backendExchange(self.key[1], self._password, request, binding)
+            # _ScramBackend picks PLUS whenever it has the data and it is
+            # offered (the one way it is, under require).
+            self.channelBound = binding is not None and _SCRAM_PLUS in codec.parseSASLMechanisms(
+                request.data
             )
             step = self._exchange.start()
         else:

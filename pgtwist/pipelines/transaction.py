@@ -158,7 +158,13 @@ class TransactionPipelineSession(
         notifyHub: NotifyHub | None = None,
         maxChannels: int = MAX_CHANNELS,
         maxPending: int = MAX_PENDING,
+        resetAlways: bool = False,
     ) -> None:
+        """
+        @param resetAlways: C{server_reset_query_always}: every backend a
+            client's transaction ran on is reset when given back, not only
+            one whose session state the client changed.
+        """
         self.frontend = frontend
         self.pool = pool
         self.clock = clock
@@ -232,6 +238,7 @@ class TransactionPipelineSession(
         self._objects: dict[str, int] = {}
         self.pinned = ""
         self._resetOnRelease = False
+        self._resetAlways = resetAlways
         self._customs: set[str] | None = None
         #: The statement whose database the pool just cleared (see L{_clearFor}).
         self._cleared: bytes | None = None
@@ -1079,7 +1086,7 @@ class TransactionPipelineSession(
         self.frontend.setCancelTarget(None)
         self.stats.addTransaction(self.clock.seconds() - self._xactStart)
         self._retryFrom = b""
-        reset, self._resetOnRelease = self._resetOnRelease, False
+        reset, self._resetOnRelease = self._resetOnRelease or self._resetAlways, False
         self.pool.release(backend, reset=reset)
         if self._notes:
             self._flushNotes()
@@ -1115,6 +1122,7 @@ class TransactionPipelineSession(
             # the pool resets the session (DISCARD ALL) before reuse.
             reset = bool(
                 self._resetOnRelease
+                or self._resetAlways
                 or self._objects
                 or self._sessionCheck & OBJECTS
                 or self._unlistenBackend
@@ -1238,4 +1246,5 @@ class TransactionPipeline:
             self.notifyHub,
             main.maxListenChannels,
             main.maxPendingNotifications,
+            main.serverResetQueryAlways,
         )

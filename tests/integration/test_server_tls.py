@@ -3,8 +3,9 @@ TLS from pgtwist to a real PostgreSQL started with C{ssl = on} (issue 12):
 every C{sslmode}, certificate verification refusing a wrong CA, a wrong
 host name and an expired certificate with a clear error reaching the
 client, a C{hostssl}-only server, PostgreSQL's C{cert} authentication with
-a client certificate, certificates read again on SIGHUP, and SCRAM channel
-binding stopping a man in the middle.
+a client certificate, certificates read again on SIGHUP, SCRAM channel
+binding stopping a man in the middle, and a server section's
+C{channel_binding} (C{disable}, C{require}).
 """
 
 from __future__ import annotations
@@ -542,3 +543,77 @@ def test_channelBindingStopsInterceptor(
         assert "SCRAM channel binding check failed" in message, message
     finally:
         interceptor.close()
+
+
+def test_channelBindingDisable(
+    tlsCluster: PostgresCluster, startPooler: StartPooler, tmp_path: Path
+) -> None:
+    """
+    C{channel_binding = disable} logs in over TLS with plain SCRAM-SHA-256:
+    directly, and, since nothing is bound, through the man in the middle
+    that binding stops.
+    """
+    interceptor = TlsInterceptor(tlsCluster, tmp_path / "interceptor")
+    try:
+        direct = startPooler(
+            tlsCluster,
+            section(tlsCluster, server_tls_sslmode="require", channel_binding="disable"),
+        )
+        assert backendSsl(direct) is True
+        keys = f"[primary]\nhost = 127.0.0.1\nport = {interceptor.port}\nprimary = on\n"
+        relayed = startPooler(
+            tlsCluster, keys + "server_tls_sslmode = require\nchannel_binding = disable\n"
+        )
+        assert backendSsl(relayed) is True
+    finally:
+        interceptor.close()
+
+
+def test_channelBindingRequire(tlsCluster: PostgresCluster, startPooler: StartPooler) -> None:
+    """
+    C{channel_binding = require} logs in over TLS to a PostgreSQL that
+    offers SCRAM-SHA-256-PLUS, without a warning.
+    """
+    pooler = startPooler(
+        tlsCluster,
+        section(tlsCluster, server_tls_sslmode="require", channel_binding="require"),
+    )
+    assert backendSsl(pooler) is True
+    assert backendSsl(pooler, TLS_ONLY) is True
+    assert pooler.logCount("channel binding") == 0
+
+
+@pytest.mark.parametrize(
+    ("user", "password", "reason"),
+    [
+        ("pgt_scram", "scram-secret", "channel binding required, but SSL not in use"),
+        (
+            "pgt_md5",
+            "md5-secret",
+            "channel binding required but not supported by server's authentication request",
+        ),
+        (
+            "pgt_trust",
+            "trust-secret",
+            "channel binding required, but server authenticated client without channel binding",
+        ),
+    ],
+)
+def test_channelBindingRequireRefused(
+    pgCluster: PostgresCluster, startPooler: StartPooler, user: str, password: str, reason: str
+) -> None:
+    """
+    C{channel_binding = require} toward a PostgreSQL without TLS refuses
+    SCRAM (no TLS to bind to), md5 (the hash would go out) and trust (no
+    authentication at all), each with libpq's words: the client hears
+    them, and the log names the server.
+    """
+    pooler = startPooler(
+        pgCluster,
+        section(pgCluster, server_tls_sslmode="prefer", channel_binding="require"),
+        users={user: password},
+    )
+    message = refusal(pooler, user, password)
+    assert 'could not connect to server "primary"' in message, message
+    assert reason in message, message
+    pooler.waitForLog(f"Cannot connect to primary: {reason}")

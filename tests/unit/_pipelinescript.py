@@ -322,11 +322,12 @@ class TransactionScript:
         pipeline: TransactionPipeline | None = None,
         login: bool = True,
         key: PoolKey = ("db", "user"),
+        resetAlways: bool = False,
     ) -> None:
         self.case = case
         self.frontend = FakeFrontendLink(key, startupParameters=startup)
         self.frontend.configuration = Configuration(
-            main=MainSettings(maxPreparedStatements=maxPrepared)
+            main=MainSettings(maxPreparedStatements=maxPrepared, serverResetQueryAlways=resetAlways)
         )
         self.pool = FakeBackendPool()
         self.pool.backend = backend if backend is not None else makeBackend(1001)

@@ -102,7 +102,6 @@ class PgagroalKeysTests(FilesTestCase):
         the value pgtwist does anyway is silent.
         """
         cases = {
-            "server_reset_query_always = on": "server_reset_query_always",
             "server_reset_query_behavior_on_failure = ignore": "server_reset_query_behavior_on_failure",
             "startup_validation = on": "startup_validation",
             "flush_timeout = 5m": "flush_timeout",
@@ -123,21 +122,77 @@ class PgagroalKeysTests(FilesTestCase):
         self.load(MAIN + silent + SERVER)
         self.assertEqual(self.warnings, [])
 
+    def test_serverResetQueryAlways(self) -> None:
+        """
+        C{server_reset_query_always} is honoured, on or off, without a
+        warning; off by default.
+        """
+        self.assertFalse(self.load(MAIN + SERVER).main.serverResetQueryAlways)
+        config = self.load(MAIN + "server_reset_query_always = on\n" + SERVER)
+        self.assertTrue(config.main.serverResetQueryAlways)
+        config = self.load(MAIN + "server_reset_query_always = off\n" + SERVER)
+        self.assertFalse(config.main.serverResetQueryAlways)
+        self.assertEqual(self.warnings, [])
+
     def test_channelBinding(self) -> None:
         """
-        A server section's C{channel_binding} (pgagroal 2.2): C{prefer} is
-        what pgtwist does; C{disabled} and C{require} warn at their line;
-        anything else is an error.
+        A server section's C{channel_binding} (pgagroal 2.2) is stored on
+        that server, without a warning: libpq's C{disable}, C{prefer} (the
+        default) and C{require}, and pgagroal's spelling C{disabled}.
         """
-        self.load(MAIN + SERVER + "channel_binding = prefer\n")
+        self.assertEqual(self.load(MAIN + SERVER).servers[0].channelBinding, "prefer")
+        for value, stored in (
+            ("disable", "disable"),
+            ("disabled", "disable"),
+            ("prefer", "prefer"),
+            ("Require", "require"),
+        ):
+            config = self.load(
+                MAIN + SERVER + f"server_tls_sslmode = prefer\nchannel_binding = {value}\n"
+            )
+            self.assertEqual(config.servers[0].channelBinding, stored, value)
         self.assertEqual(self.warnings, [])
-        for value in ("disabled", "require"):
+
+    def test_channelBindingPerServer(self) -> None:
+        """
+        Each server section has its own C{channel_binding}.
+        """
+        config = self.load(
+            MAIN
+            + SERVER
+            + "channel_binding = require\n"
+            + "\n[replica]\nhost = localhost\nport = 5433\nchannel_binding = disable\n"
+        )
+        self.assertEqual([s.channelBinding for s in config.servers], ["require", "disable"])
+
+    def test_channelBindingRequireWithoutTls(self) -> None:
+        """
+        C{require} toward a server pgtwist never reaches over TLS (sslmode
+        C{disable}, the default, or a unix socket) loads with one warning at
+        its line: every login would fail.
+        """
+        socket = "\n[primary]\nhost = /run/postgresql\nport = 5432\nserver_tls_sslmode = require\n"
+        for section in (SERVER, socket):
             del self.warnings[:]
-            self.load(MAIN + SERVER + f"channel_binding = {value}\n")
-            self.assertEqual(len(self.warnings), 1)
-            self.assertIn("pgtwist.conf:8: channel_binding: pgtwist binds", self.warnings[0])
+            config = self.load(MAIN + section + "channel_binding = require\n")
+            self.assertEqual(config.servers[0].channelBinding, "require")
+            self.assertEqual(len(self.warnings), 1, section)
+            self.assertIn("pgtwist.conf:", self.warnings[0])
+            self.assertIn(": channel_binding: require needs TLS", self.warnings[0])
+        del self.warnings[:]
+        self.load(MAIN + SERVER + "server_tls_sslmode = prefer\nchannel_binding = require\n")
+        self.assertEqual(self.warnings, [])
+
+    def test_channelBindingBadValue(self) -> None:
+        """
+        Any other value is a one-line error naming the file, the line and
+        the key.
+        """
         error = self.loadError(MAIN + SERVER + "channel_binding = always\n")
         self.assertEqual((error.line, error.key), (8, "channel_binding"))
+        self.assertIn("pgtwist.conf:8", str(error))
+        self.assertIn("channel_binding", str(error))
+        self.assertNotIn("\n", str(error))
 
     def test_badValues(self) -> None:
         """

@@ -14,18 +14,29 @@ import shutil
 import tempfile
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 from twisted.internet import ssl
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from pgtwist.app.bootstrap import loadPlugins
 from pgtwist.auth._scram import ScramServer, makeSecret
 from pgtwist.config.model import ServerSettings
-from pgtwist.net.backend import BackendError, BackendProtocol
+from pgtwist.net.backend import (
+    CB_NO_TLS,
+    CB_NOT_BOUND,
+    CB_NOT_OFFERED,
+    CB_NOT_SUPPORTED,
+    BackendError,
+    BackendProtocol,
+)
 from pgtwist.net.cancel import _CancelSender
 from pgtwist.net.servertls import (
     SSL_REQUEST,
@@ -38,7 +49,12 @@ from pgtwist.net.servertls import (
 from pgtwist.testing.certs import CertificateAuthority
 from pgtwist.wire import codec, constants
 from pgtwist.wire.framing import StartupFramer
-from pgtwist.wire.messages import AuthenticationRequest, PasswordMessage
+from pgtwist.wire.messages import (
+    AuthenticationRequest,
+    BackendKeyData,
+    PasswordMessage,
+    ReadyForQuery,
+)
 
 
 def server(sslmode: str, host: str = "127.0.0.1", **kwargs: Any) -> ServerSettings:
@@ -255,6 +271,242 @@ class SslRequestTests(SynchronousTestCase):
         """
         backend, transport = self.connect(server("disable"))
         self.assertIsNone(backend.serverCertificate)
+
+
+def _edwardsCertificate() -> crypto.X509:
+    """
+    A self-signed Ed25519 certificate: its signature names no hash, so it
+    gives no C{tls-server-end-point} binding.
+    """
+    key = ed25519.Ed25519PrivateKey.generate()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, None)
+    )
+    return crypto.X509.from_cryptography(certificate)
+
+
+class ChannelBindingTests(SynchronousTestCase):
+    """
+    A server section's C{channel_binding}: whether the backend login binds
+    SCRAM to the server's TLS certificate, and C{require} refusing every
+    login that is not so bound, before any password is sent.
+    """
+
+    def setUp(self) -> None:
+        issued = CertificateAuthority().issue("localhost", hosts=["localhost"])
+        self.certificate = crypto.load_certificate(crypto.FILETYPE_PEM, issued.certificatePEM)
+        self.der = crypto.dump_certificate(crypto.FILETYPE_ASN1, self.certificate)
+
+    def connect(
+        self, binding: str, sslmode: str = "require", certificate: Any = None
+    ) -> tuple[BackendProtocol, TlsStringTransport, Deferred[BackendProtocol]]:
+        """
+        A backend to a server with C{channel_binding = binding}, past its
+        SSLRequest: TLS with C{certificate} (the CA-issued one by default)
+        unless C{sslmode} is C{disable}; its StartupMessage cleared.
+        """
+        methods, _ = loadPlugins()
+        settings = server(sslmode, channelBinding=binding)
+        backend = BackendProtocol(
+            ("db", "alice"), settings, "secret", list(methods.values()), Clock()
+        )
+        transport = TlsStringTransport()
+        login = backend.whenLoggedIn()
+        backend.makeConnection(transport)
+        if sslmode != "disable":
+            backend.dataReceived(b"S")
+            peer = self.certificate if certificate is None else certificate
+            transport.getPeerCertificate = lambda: peer  # type: ignore[attr-defined]
+        transport.clear()
+        return backend, transport, login
+
+    def sasl(self, backend: BackendProtocol, *mechanisms: str) -> None:
+        """
+        PostgreSQL asks for SASL with C{mechanisms}.
+        """
+        body = codec.encodeSASLMechanisms(mechanisms)
+        backend.dataReceived(codec.encode(AuthenticationRequest(constants.AUTH_SASL, body)))
+
+    def mechanism(self, transport: TlsStringTransport) -> str:
+        """
+        The SASL mechanism of the SASLInitialResponse the backend sent.
+        """
+        initial = PasswordMessage(transport.value()[5:])
+        mechanism, _ = codec.parseSASLInitialResponse(initial.data)
+        return mechanism
+
+    def refused(
+        self,
+        login: Deferred[BackendProtocol],
+        transport: TlsStringTransport,
+        reason: str,
+    ) -> None:
+        """
+        The login failed with C{reason} in libpq's words, naming the
+        server, with nothing (no password) sent, and the connection closed.
+        """
+        error = self.failureResultOf(login, BackendError).value.error
+        self.assertEqual(error.code, constants.SQLSTATE_CONNECTION_FAILURE)
+        self.assertEqual(error.message, f'could not connect to server "primary": {reason}')
+        self.assertEqual(transport.value(), b"")
+        self.assertTrue(transport.disconnecting)
+
+    def test_preferBinds(self) -> None:
+        """
+        C{prefer} (the default) uses SCRAM-SHA-256-PLUS when offered over
+        TLS, and plain SCRAM-SHA-256 when not.
+        """
+        self.assertEqual(server("require").channelBinding, "prefer")
+        backend, transport, login = self.connect("prefer")
+        self.sasl(backend, "SCRAM-SHA-256-PLUS", "SCRAM-SHA-256")
+        self.assertEqual(self.mechanism(transport), "SCRAM-SHA-256-PLUS")
+        self.assertTrue(backend.channelBound)
+        backend, transport, login = self.connect("prefer")
+        self.sasl(backend, "SCRAM-SHA-256")
+        self.assertEqual(self.mechanism(transport), "SCRAM-SHA-256")
+        self.assertFalse(backend.channelBound)
+        self.assertNoResult(login)
+
+    def test_disableNeverBinds(self) -> None:
+        """
+        C{disable} uses plain SCRAM-SHA-256 even when PLUS is offered over
+        TLS, with the GS2 flag C{n} (the client does not support binding),
+        so that PostgreSQL sees no downgrade.
+        """
+        backend, transport, login = self.connect("disable")
+        self.sasl(backend, "SCRAM-SHA-256-PLUS", "SCRAM-SHA-256")
+        initial = PasswordMessage(transport.value()[5:])
+        mechanism, payload = codec.parseSASLInitialResponse(initial.data)
+        self.assertEqual(mechanism, "SCRAM-SHA-256")
+        assert payload is not None
+        self.assertTrue(payload.startswith(b"n,,"))
+        self.assertFalse(backend.channelBound)
+        self.assertNoResult(login)
+
+    def test_requireBinds(self) -> None:
+        """
+        C{require} logs in with SCRAM-SHA-256-PLUS, bound to the server's
+        certificate, and the login completes.
+        """
+        backend, transport, login = self.connect("require")
+        self.sasl(backend, "SCRAM-SHA-256-PLUS", "SCRAM-SHA-256")
+        scram = ScramServer(
+            makeSecret("secret", b"0123456789abcdef"),
+            "servernonce",
+            channelBinding=hashlib.sha256(self.der).digest(),
+            plus=True,
+        )
+        initial = PasswordMessage(transport.value()[5:])
+        mechanism, payload = codec.parseSASLInitialResponse(initial.data)
+        self.assertEqual(mechanism, "SCRAM-SHA-256-PLUS")
+        assert payload is not None
+        serverFirst = scram.clientFirst(payload)
+        transport.clear()
+        backend.dataReceived(
+            codec.encode(AuthenticationRequest(constants.AUTH_SASL_CONTINUE, serverFirst))
+        )
+        serverFinal = scram.clientFinal(transport.value()[5:])
+        backend.dataReceived(
+            codec.encode(AuthenticationRequest(constants.AUTH_SASL_FINAL, serverFinal))
+            + codec.encode(AuthenticationRequest(constants.AUTH_OK))
+            + codec.encode(ReadyForQuery(b"I"))
+        )
+        self.assertIs(self.successResultOf(login), backend)
+        self.assertTrue(backend.channelBound)
+
+    def test_requireNoPlusOffered(self) -> None:
+        """
+        C{require} refuses a server that offers no SCRAM-SHA-256-PLUS.
+        """
+        backend, transport, login = self.connect("require")
+        self.sasl(backend, "SCRAM-SHA-256")
+        self.refused(login, transport, CB_NOT_OFFERED)
+
+    def test_requireWithoutTls(self) -> None:
+        """
+        C{require} over a plaintext connection refuses SASL (even one that
+        claims PLUS) as libpq does.
+        """
+        backend, transport, login = self.connect("require", sslmode="disable")
+        self.sasl(backend, "SCRAM-SHA-256-PLUS", "SCRAM-SHA-256")
+        self.refused(login, transport, CB_NO_TLS)
+
+    def test_requireUnusableCertificate(self) -> None:
+        """
+        C{require} refuses a certificate whose signature names no hash
+        (Ed25519), with libpq's reason.
+        """
+        backend, transport, login = self.connect("require", certificate=_edwardsCertificate())
+        self.sasl(backend, "SCRAM-SHA-256-PLUS", "SCRAM-SHA-256")
+        self.refused(
+            login,
+            transport,
+            "channel binding required, but could not determine server certificate signature "
+            "algorithm",
+        )
+
+    def test_requirePasswordRequests(self) -> None:
+        """
+        C{require} answers no md5 or cleartext request: the password (or
+        its hash) never leaves.
+        """
+        for request in (
+            AuthenticationRequest(constants.AUTH_MD5_PASSWORD, b"salt"),
+            AuthenticationRequest(constants.AUTH_CLEARTEXT_PASSWORD),
+        ):
+            backend, transport, login = self.connect("require")
+            backend.dataReceived(codec.encode(request))
+            self.refused(login, transport, CB_NOT_SUPPORTED)
+
+    def test_requireTrust(self) -> None:
+        """
+        C{require} refuses a server that admits the login with no
+        authentication at all (trust, cert), even with the rest of the
+        login in the same read.
+        """
+        backend, transport, login = self.connect("require")
+        backend.dataReceived(
+            codec.encode(AuthenticationRequest(constants.AUTH_OK))
+            + codec.encode(BackendKeyData(7, 8))
+            + codec.encode(ReadyForQuery(b"I"))
+        )
+        self.refused(login, transport, CB_NOT_BOUND)
+
+    def test_requireUnboundOk(self) -> None:
+        """
+        An AuthenticationOk that comes while the exchange is not bound is
+        refused; C{prefer} accepts a plain SCRAM exchange's (the exchange
+        itself refuses one that skips SASLFinal).
+        """
+        backend, transport, login = self.connect("require")
+        self.sasl(backend, "SCRAM-SHA-256-PLUS")
+        self.assertTrue(backend.channelBound)
+        backend.channelBound = False
+        transport.clear()
+        backend.dataReceived(codec.encode(AuthenticationRequest(constants.AUTH_OK)))
+        self.refused(login, transport, CB_NOT_BOUND)
+
+    def test_requireLogged(self) -> None:
+        """
+        The refusal is logged with the server's name.
+        """
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        backend, transport, login = self.connect("require")
+        self.sasl(backend, "SCRAM-SHA-256")
+        self.failureResultOf(login, BackendError)
+        (event,) = [e for e in events if e.get("reason") == CB_NOT_OFFERED]
+        self.assertEqual(event["server"], "primary")
 
 
 class CancelTests(SynchronousTestCase):
