@@ -72,20 +72,17 @@ unit: venv
 package-check: venv
 	.ci/package-check $(BIN)/python
 
-# The PyPy half (its set-up included) and the static checks (lint, mypy,
-# the package check) run beside the CPython tests: the integration tests
-# spend much of their time waiting on PostgreSQL and pgtwist, and all three
-# together stay within ten minutes on two cores. All must pass; the others'
-# output follows the CPython tests'.
+# The PyPy half (its set-up included) runs beside the CPython half: the
+# integration tests spend much of their time waiting on PostgreSQL and
+# pgtwist, and both halves together stay within ten minutes on two cores.
+# Both must pass; PyPy's output follows CPython's.
 test: venv
 	$(MAKE) --no-print-directory test-pypy > .test-pypy.log 2>&1 & pypy=$$!; \
-	$(MAKE) --no-print-directory lint typecheck package-check > .test-checks.log 2>&1 & checks=$$!; \
-	$(BIN)/pytest --durations=15; \
-	cpython=$$?; wait $$checks; checks=$$?; wait $$pypy; pypy=$$?; \
-	echo "---- make lint typecheck package-check (beside the CPython tests) ----"; cat .test-checks.log; \
+	$(MAKE) --no-print-directory lint typecheck package-check && $(BIN)/pytest --durations=15; \
+	cpython=$$?; wait $$pypy; pypy=$$?; \
 	echo "---- make test-pypy (beside the CPython tests) ----"; cat .test-pypy.log; \
-	echo "make test: CPython exit $$cpython, checks exit $$checks, PyPy exit $$pypy"; \
-	test $$cpython -eq 0 && test $$checks -eq 0 && test $$pypy -eq 0
+	echo "make test: CPython exit $$cpython, PyPy exit $$pypy"; \
+	test $$cpython -eq 0 && test $$pypy -eq 0
 
 # The unit and contract tests and the integration smoke test in every
 # pipeline on Debian's PyPy (Python 3.9), the production runtime for
@@ -130,4 +127,4 @@ fuzz: venv $(FUZZ_STAMP)
 	done
 
 clean:
-	rm -rf $(VENV) $(PYPY_VENV) .test-pypy.log .test-checks.log .fuzz .mypy_cache .ruff_cache .pytest_cache twisted/plugins/dropin.cache
+	rm -rf $(VENV) $(PYPY_VENV) .test-pypy.log .fuzz .mypy_cache .ruff_cache .pytest_cache twisted/plugins/dropin.cache
