@@ -14,9 +14,6 @@ import shutil
 import tempfile
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ed25519
-from cryptography.x509.oid import NameOID
 from OpenSSL import SSL, crypto
 from twisted.internet import ssl
 from twisted.internet.defer import Deferred
@@ -55,6 +52,7 @@ from pgtwist.wire.messages import (
     PasswordMessage,
     ReadyForQuery,
 )
+from tests.unit.test_auth_scram import _certificate
 
 
 def server(sslmode: str, host: str = "127.0.0.1", **kwargs: Any) -> ServerSettings:
@@ -247,23 +245,8 @@ class SslRequestTests(SynchronousTestCase):
         transport.clear()
         mechanisms = codec.encodeSASLMechanisms(["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"])
         backend.dataReceived(codec.encode(AuthenticationRequest(constants.AUTH_SASL, mechanisms)))
-        scram = ScramServer(
-            makeSecret("secret", b"0123456789abcdef"),
-            "servernonce",
-            channelBinding=hashlib.sha256(der).digest(),
-            plus=True,
-        )
-        initial = PasswordMessage(transport.value()[5:])
-        mechanism, payload = codec.parseSASLInitialResponse(initial.data)
-        self.assertEqual(mechanism, "SCRAM-SHA-256-PLUS")
-        assert payload is not None
-        serverFirst = scram.clientFirst(payload)
-        transport.clear()
-        backend.dataReceived(
-            codec.encode(AuthenticationRequest(constants.AUTH_SASL_CONTINUE, serverFirst))
-        )
         # The ScramServer checks the binding: a wrong one raises here.
-        self.assertIsNotNone(scram.clientFinal(transport.value()[5:]))
+        self.assertIsNotNone(_plusExchange(self, backend, transport, der))
 
     def test_noTlsNoCertificate(self) -> None:
         """
@@ -278,20 +261,34 @@ def _edwardsCertificate() -> crypto.X509:
     A self-signed Ed25519 certificate: its signature names no hash, so it
     gives no C{tls-server-end-point} binding.
     """
-    key = ed25519.Ed25519PrivateKey.generate()
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, None)
+    return crypto.load_certificate(crypto.FILETYPE_ASN1, _certificate(None, edwards=True))
+
+
+def _plusExchange(
+    case: SynchronousTestCase, backend: BackendProtocol, transport: StringTransport, der: bytes
+) -> bytes:
+    """
+    Play PostgreSQL's side of a SCRAM-SHA-256-PLUS exchange bound to the
+    certificate C{der}, from the client's initial response in C{transport}
+    (which must choose PLUS) to its final message; return the server-final
+    message (the ScramServer checks the binding: a wrong one raises).
+    """
+    scram = ScramServer(
+        makeSecret("secret", b"0123456789abcdef"),
+        "servernonce",
+        channelBinding=hashlib.sha256(der).digest(),
+        plus=True,
     )
-    return crypto.X509.from_cryptography(certificate)
+    initial = PasswordMessage(transport.value()[5:])
+    mechanism, payload = codec.parseSASLInitialResponse(initial.data)
+    case.assertEqual(mechanism, "SCRAM-SHA-256-PLUS")
+    assert payload is not None
+    serverFirst = scram.clientFirst(payload)
+    transport.clear()
+    backend.dataReceived(
+        codec.encode(AuthenticationRequest(constants.AUTH_SASL_CONTINUE, serverFirst))
+    )
+    return scram.clientFinal(transport.value()[5:])
 
 
 class ChannelBindingTests(SynchronousTestCase):
@@ -399,22 +396,7 @@ class ChannelBindingTests(SynchronousTestCase):
         """
         backend, transport, login = self.connect("require")
         self.sasl(backend, "SCRAM-SHA-256-PLUS", "SCRAM-SHA-256")
-        scram = ScramServer(
-            makeSecret("secret", b"0123456789abcdef"),
-            "servernonce",
-            channelBinding=hashlib.sha256(self.der).digest(),
-            plus=True,
-        )
-        initial = PasswordMessage(transport.value()[5:])
-        mechanism, payload = codec.parseSASLInitialResponse(initial.data)
-        self.assertEqual(mechanism, "SCRAM-SHA-256-PLUS")
-        assert payload is not None
-        serverFirst = scram.clientFirst(payload)
-        transport.clear()
-        backend.dataReceived(
-            codec.encode(AuthenticationRequest(constants.AUTH_SASL_CONTINUE, serverFirst))
-        )
-        serverFinal = scram.clientFinal(transport.value()[5:])
+        serverFinal = _plusExchange(self, backend, transport, self.der)
         backend.dataReceived(
             codec.encode(AuthenticationRequest(constants.AUTH_SASL_FINAL, serverFinal))
             + codec.encode(AuthenticationRequest(constants.AUTH_OK))
