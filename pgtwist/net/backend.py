@@ -21,6 +21,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from pgtwist.auth._scram import SCRAM_SHA_256_PLUS
 from pgtwist.auth.methods import backendMethodFor, tlsServerEndPoint
 from pgtwist.auth.steps import Outcome
 from pgtwist.config.model import PoolKey, ServerSettings
@@ -80,9 +81,6 @@ _EXECUTE_SYNC = codec.encodeAll([Execute("", 0), Sync()])
 _NO_FORMATS = INT16.pack(0)
 #: A Bind's NULL value: the length -1.
 _NULL_VALUE = INT32.pack(-1)
-
-#: The SASL mechanism that binds SCRAM to the TLS channel.
-_SCRAM_PLUS = "SCRAM-SHA-256-PLUS"
 
 #: libpq's words (fe-auth.c) for a login C{channel_binding=require} refuses:
 #: AuthenticationOk without a channel-bound exchange, a request other than
@@ -320,7 +318,7 @@ class BackendProtocol(Protocol):
             reason = CB_NOT_SUPPORTED
         elif not self.tls:
             reason = CB_NO_TLS
-        elif _SCRAM_PLUS not in codec.parseSASLMechanisms(request.data):
+        elif SCRAM_SHA_256_PLUS not in codec.parseSASLMechanisms(request.data):
             reason = CB_NOT_OFFERED
         else:
             certificate = self.serverCertificate
@@ -440,8 +438,9 @@ class BackendProtocol(Protocol):
             self._exchange = method.backendExchange(self.key[1], self._password, request, binding)
             # _ScramBackend picks PLUS whenever it has the data and it is
             # offered (the one way it is, under require).
-            self.channelBound = binding is not None and _SCRAM_PLUS in codec.parseSASLMechanisms(
-                request.data
+            self.channelBound = (
+                binding is not None
+                and SCRAM_SHA_256_PLUS in codec.parseSASLMechanisms(request.data)
             )
             step = self._exchange.start()
         else:
