@@ -242,14 +242,7 @@ def test_newerProtocolNegotiated(pooler: Pooler) -> None:
     by NegotiateProtocolVersion, as by a PostgreSQL that speaks 3.0, and
     goes on with a working session (and cancel key) in 3.0.
     """
-    with psycopg.connect(
-        host="127.0.0.1",
-        port=pooler.port,
-        user="pgt_trust",
-        dbname="pgt_trust",
-        max_protocol_version="3.2",
-        connect_timeout=10,
-    ) as conn:
+    with psycopg.connect(pooler.dsn("pgt_trust", None, max_protocol_version="3.2")) as conn:
         assert conn.pgconn.full_protocol_version == 30000
         assert conn.execute("SELECT 42").fetchone() == (42,)
         canceller = threading.Timer(0.5, conn.cancel_safe)
